@@ -1,0 +1,57 @@
+"""The hub's error hierarchy: every message is written for the person who will read it."""
+
+from __future__ import annotations
+
+
+class HubError(Exception):
+    """Base of every error the hub reports to a user; ``str(err)`` is a one-line explanation."""
+
+    exit_code = 1
+
+
+class ConfigError(HubError):
+    """The configuration file or environment is wrong; the message names the key."""
+
+    exit_code = 2
+
+
+class NotFound(HubError):
+    """A named thing (account, message, token) does not exist."""
+
+
+class InvalidInput(HubError):
+    """Input that cannot be used as given: a number, a text, a date, a file."""
+
+
+class AccountDisabled(HubError):
+    """The account (or one of its parents) is disabled and cannot send."""
+
+
+class InsufficientCredits(HubError):
+    """The account's balance does not cover the send; nothing was charged."""
+
+
+class Forbidden(HubError):
+    """The caller may not act on this account or object."""
+
+
+class ConflictError(HubError):
+    """The object is in a state that does not allow the operation (e.g. already sending)."""
+
+
+class CallbackRejected(HubError):
+    """A provider callback that cannot be accepted; ``status`` is the HTTP answer."""
+
+    status = 400
+
+
+class BadSignature(CallbackRejected):
+    """The callback's signature or shared secret does not match."""
+
+    status = 401
+
+
+class MalformedCallback(CallbackRejected):
+    """The callback's body or query cannot be understood."""
+
+    status = 400
