@@ -124,14 +124,17 @@ class CallbackView:
 
 
 class SharedSecretMixin(CallbackView):
-    """A secret given as ``?secret=`` in the callback URL (Kannel, simulator)."""
+    """A shared secret in the ``X-Smshub-Secret`` header, or ``?secret=`` in the URL for
+    gateways that can only call a fixed URL (Kannel)."""
 
     secret_param = "secret"
+    secret_header = "x-smshub-secret"
 
     def validate_request(self, request: CallbackRequest) -> None:
         if not self.secret:
             return
-        if not secrets_match(request.query.get(self.secret_param), self.secret):
+        given = request.headers.get(self.secret_header) or request.query.get(self.secret_param)
+        if not secrets_match(given, self.secret):
             raise BadSignature("the callback secret is missing or wrong")
 
 

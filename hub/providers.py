@@ -41,6 +41,8 @@ class OutgoingSms:
     sender: str | None
     encoding: str  # "GSM-7" or "UCS-2"
     segments: int
+    # Stable per send attempt: a provider that deduplicates uses it as its key.
+    dedupe_key: str = ""
 
 
 class SendOutcome(enum.StrEnum):

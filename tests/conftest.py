@@ -1,12 +1,39 @@
-"""Shared pytest configuration: database backends and the real-server fixtures."""
+"""Shared pytest configuration: every database test runs on SQLite and on PostgreSQL.
+
+PostgreSQL is used when SMSHUB_TEST_DATABASE_URL is set (`make test` sets it when the
+server answers; with CI=true an unreachable server fails the run). Each test session gets
+its own PostgreSQL database, emptied between tests, so runs never see each other's rows.
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy import Engine, text
+from sqlalchemy.engine import make_url
+
+from hub.config import Config, parse_config
+from hub.db import make_engine, session_scope, upgrade
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+PG_URL = os.environ.get("SMSHUB_TEST_DATABASE_URL", "")
+BACKENDS = ["sqlite"] + (["postgresql"] if PG_URL else [])
+TABLES = [
+    "message_events",
+    "inbound_messages",
+    "ledger",
+    "api_tokens",
+    "blacklist",
+    "invalid_numbers",
+    "messages",
+    "accounts",
+]
 
 
 def require_server(what: str, why: str) -> None:
@@ -15,3 +42,105 @@ def require_server(what: str, why: str) -> None:
     if IN_CI:
         pytest.fail(message, pytrace=False)
     pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite file, copied for each test (migrating once is much faster)."""
+    path = tmp_path_factory.mktemp("template") / "smshub.db"
+    engine = make_engine(f"sqlite:///{path}")
+    upgrade(engine)
+    engine.dispose()
+    return path
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session, dropped at the end."""
+    if not PG_URL:
+        pytest.skip("SMSHUB_TEST_DATABASE_URL is not set")
+    import psycopg
+
+    base = make_url(PG_URL)
+    name = f"smshub_test_{uuid.uuid4().hex[:10]}"
+    admin_dsn = base.set(drivername="postgresql").render_as_string(hide_password=False)
+    try:
+        with psycopg.connect(admin_dsn, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.OperationalError as exc:
+        require_server("PostgreSQL", f"{PG_URL}: {exc}")
+    url = base.set(drivername="postgresql+psycopg", database=name).render_as_string(
+        hide_password=False
+    )
+    engine = make_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    yield url
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=BACKENDS)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A migrated, empty database (SQLite file or PostgreSQL), one per test."""
+    if request.param == "sqlite":
+        target = tmp_path / "smshub.db"
+        shutil.copy(request.getfixturevalue("sqlite_template"), target)
+        return f"sqlite:///{target}"
+    url: str = request.getfixturevalue("pg_database")
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
+    engine.dispose()
+    return url
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    engine = make_engine(db_url)
+    yield engine
+    engine.dispose()
+
+
+def make_config(db_url: str, data_dir: Path, **overrides: Any) -> Config:
+    """A test config: the given database, files in DATA_DIR, instant simulator reports."""
+    data: dict[str, Any] = {
+        "hub": {"data_dir": str(data_dir)},
+        "database": {"url": db_url},
+        "dispatcher": {"poll_interval": 0.05, "retry_backoff_seconds": 0.01},
+        "providers": {"simulator": {"type": "simulator", "report_delay": 0.0}},
+    }
+    for section, values in overrides.items():
+        if isinstance(values, dict) and isinstance(data.get(section), dict):
+            data[section] = {**data[section], **values}
+        else:
+            data[section] = values
+    return parse_config(data, "test config")
+
+
+@pytest.fixture
+def config(db_url: str, tmp_path: Path) -> Config:
+    return make_config(db_url, tmp_path)
+
+
+@pytest.fixture
+def account(engine: Engine) -> str:
+    """Account 'acme' (region FR) with 100 credits."""
+    from hub.accounts import create_account
+    from hub.credits import top_up
+
+    with session_scope(engine) as session:
+        create_account(session, "acme", region="FR")
+        top_up(session, "acme", 100)
+    return "acme"
+
+
+@pytest.fixture
+async def hub(config: Config, engine: Engine) -> AsyncIterator[Any]:
+    """A started hub (providers + dispatcher) on the test database."""
+    from hub.app import Hub
+
+    instance = Hub(config, engine=engine)
+    await instance.start()
+    yield instance
+    await instance.stop()

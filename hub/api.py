@@ -1,0 +1,275 @@
+"""The HTTP API (FastAPI): messages, account, provider callbacks, health and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, Response
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, Field
+from sqlalchemy import func, text
+from sqlmodel import Session, col, select
+
+from hub import sending
+from hub.accounts import ancestors, authenticate
+from hub.callbacks import CallbackRequest
+from hub.db import session_scope
+from hub.errors import (
+    AccountDisabled,
+    ConflictError,
+    Forbidden,
+    HubError,
+    InsufficientCredits,
+    InvalidInput,
+    NotFound,
+)
+from hub.metrics import CALLBACKS
+from hub.models import Account, Message, MessageEvent
+from hub.views import message_view
+
+if TYPE_CHECKING:
+    from hub.app import Hub
+
+_STATUS_FOR = {
+    NotFound: 404,
+    InvalidInput: 422,
+    InsufficientCredits: 402,
+    AccountDisabled: 403,
+    Forbidden: 403,
+    ConflictError: 409,
+}
+
+
+class SendBody(BaseModel):
+    to: list[str] | str = Field(description="Phone numbers in any format")
+    text: str
+    sender: str | None = None
+    type: Literal["alert", "marketing"] = "alert"
+    send_at: datetime | None = Field(None, description="ISO 8601 time to send; omitted: now")
+    account: str | None = Field(None, description="A sub-account to send as (default: yours)")
+
+
+class Caller(BaseModel):
+    account_id: int
+    account_name: str
+    scope: set[int]  # the caller's account and all its sub-accounts
+
+
+def _descendants(session: Session, root: Account) -> set[int]:
+    assert root.id is not None
+    ids = {root.id}
+    frontier = [root.id]
+    while frontier:
+        children = session.exec(
+            select(Account.id).where(col(Account.parent_id).in_(frontier))
+        ).all()
+        frontier = [c for c in children if c is not None and c not in ids]
+        ids.update(frontier)
+    return ids
+
+
+def create_api(hub: Hub) -> FastAPI:
+    """The FastAPI application for HUB."""
+    app = FastAPI(
+        title="smshub",
+        version="0.1.0",
+        description="Self-hosted e-mail-to-SMS and calendar-reminder hub.",
+    )
+
+    @app.exception_handler(HubError)
+    async def _hub_error(_request: Request, exc: HubError) -> JSONResponse:
+        status = next((s for cls, s in _STATUS_FOR.items() if isinstance(exc, cls)), 400)
+        return JSONResponse({"error": str(exc)}, status_code=status)
+
+    def _caller(token: str) -> Caller:
+        with session_scope(hub.engine) as session:
+            account = authenticate(session, token)
+            if account is None:
+                raise HTTPException(
+                    401, "unknown or revoked API token", headers={"WWW-Authenticate": "Bearer"}
+                )
+            assert account.id is not None
+            return Caller(
+                account_id=account.id,
+                account_name=account.name,
+                scope=_descendants(session, account),
+            )
+
+    async def caller(authorization: Annotated[str | None, Header()] = None) -> Caller:
+        if not authorization or not authorization.lower().startswith("bearer "):
+            raise HTTPException(
+                401,
+                "send 'Authorization: Bearer <token>' (create one with "
+                "`smshub tokens create ACCOUNT`)",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        return await asyncio.to_thread(_caller, authorization[7:].strip())
+
+    CallerDep = Annotated[Caller, Depends(caller)]
+
+    @app.post("/v1/messages", status_code=202, tags=["messages"])
+    async def send_messages(
+        body: SendBody,
+        who: CallerDep,
+        idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+    ) -> dict[str, Any]:
+        """Queue an SMS to one or more numbers; returns one result per recipient."""
+        account = who.account_name
+        if body.account and body.account != who.account_name:
+
+            def _check() -> str:
+                with session_scope(hub.engine) as session:
+                    target = session.exec(
+                        select(Account).where(Account.name == body.account)
+                    ).first()
+                    if target is None or target.id not in who.scope:
+                        raise NotFound(f"no account named {body.account!r} among yours")
+                    return target.name
+
+            account = await asyncio.to_thread(_check)
+        key = f"api:{who.account_id}:{idempotency_key}" if idempotency_key else None
+        request = sending.SubmitRequest(
+            account=account,
+            recipients=[body.to] if isinstance(body.to, str) else body.to,
+            text=body.text,
+            sender=body.sender,
+            type=body.type,
+            send_at=body.send_at,
+            source="api",
+            idempotency_key=key,
+        )
+        result = await asyncio.to_thread(hub.submit, request)
+        return result.to_dict()
+
+    def _own_message(session: Session, who: Caller, message_id: str) -> Message:
+        message = session.get(Message, message_id)
+        if message is None or message.account_id not in who.scope:
+            raise NotFound(f"no message {message_id!r}")
+        return message
+
+    @app.get("/v1/messages/{message_id}", tags=["messages"])
+    async def get_message(message_id: str, who: CallerDep) -> dict[str, Any]:
+        """One message with its history."""
+
+        def _get() -> dict[str, Any]:
+            with session_scope(hub.engine) as session:
+                message = _own_message(session, who, message_id)
+                events = session.exec(
+                    select(MessageEvent)
+                    .where(MessageEvent.message_id == message_id)
+                    .order_by(col(MessageEvent.id))
+                ).all()
+                return message_view(message, events)
+
+        return await asyncio.to_thread(_get)
+
+    @app.get("/v1/messages", tags=["messages"])
+    async def list_messages(
+        who: CallerDep,
+        status: str | None = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        before: datetime | None = None,
+    ) -> dict[str, Any]:
+        """Messages of your account and its sub-accounts, newest first."""
+
+        def _list() -> dict[str, Any]:
+            with session_scope(hub.engine) as session:
+                query = select(Message).where(col(Message.account_id).in_(who.scope))
+                if status:
+                    query = query.where(Message.status == status)
+                if before:
+                    query = query.where(col(Message.created_at) < before)
+                rows = session.exec(
+                    query.order_by(col(Message.created_at).desc()).limit(limit)
+                ).all()
+                return {"messages": [message_view(m) for m in rows]}
+
+        return await asyncio.to_thread(_list)
+
+    @app.delete("/v1/messages/{message_id}", tags=["messages"])
+    async def cancel_message(message_id: str, who: CallerDep) -> dict[str, Any]:
+        """Cancel a scheduled (not yet sending) message; its credits are refunded."""
+
+        def _cancel() -> dict[str, Any]:
+            with session_scope(hub.engine) as session:
+                return message_view(sending.cancel(session, message_id, account_ids=who.scope))
+
+        return await asyncio.to_thread(_cancel)
+
+    @app.get("/v1/account", tags=["account"])
+    async def get_account(who: CallerDep) -> dict[str, Any]:
+        """Your account: balance (or the parent's it draws from) and sub-accounts."""
+
+        def _get() -> dict[str, Any]:
+            with session_scope(hub.engine) as session:
+                account = session.get(Account, who.account_id)
+                assert account is not None
+                from hub.views import account_view
+
+                return account_view(session, account, ancestors(session, account))
+
+        return await asyncio.to_thread(_get)
+
+    @app.get("/healthz", tags=["operations"])
+    async def healthz() -> dict[str, Any]:
+        """Liveness and database reachability."""
+
+        def _check() -> int:
+            with session_scope(hub.engine) as session:
+                return int(
+                    session.execute(
+                        select(func.count()).select_from(Message).where(Message.status == "queued")
+                    ).scalar_one()
+                )
+
+        try:
+            queued = await asyncio.to_thread(_check)
+        except Exception as exc:
+            return JSONResponse({"status": "error", "database": str(exc)[:200]}, 503)  # type: ignore[return-value]
+        return {"status": "ok", "queued": queued, "dispatcher": hub.dispatcher is not None}
+
+    @app.get("/metrics", tags=["operations"], response_class=PlainTextResponse)
+    async def metrics() -> Response:
+        """Prometheus metrics."""
+
+        def _depth() -> list[tuple[str, int]]:
+            with session_scope(hub.engine) as session:
+                return [
+                    (s, int(n))
+                    for s, n in session.execute(
+                        text("SELECT status, COUNT(*) FROM messages GROUP BY status")
+                    ).all()
+                ]
+
+        lines = [generate_latest().decode()]
+        lines.append("# HELP smshub_messages Messages by status\n# TYPE smshub_messages gauge\n")
+        for status, n in await asyncio.to_thread(_depth):
+            lines.append(f'smshub_messages{{status="{status}"}} {n}\n')
+        return Response("".join(lines), media_type=CONTENT_TYPE_LATEST)
+
+    @app.api_route(
+        "/callbacks/{provider}/{kind}",
+        methods=["GET", "POST"],
+        tags=["callbacks"],
+        include_in_schema=False,
+    )
+    async def provider_callback(provider: str, kind: str, request: Request) -> Response:
+        view = hub.callbacks.get((provider, kind))
+        if view is None:
+            return PlainTextResponse(f"no callback {provider}/{kind}", status_code=404)
+        cb = CallbackRequest(
+            method=request.method,
+            url=str(request.url),
+            headers={k.lower(): v for k, v in request.headers.items()},
+            query=dict(request.query_params),
+            body=await request.body(),
+            content_type=request.headers.get("content-type", ""),
+        )
+        status, content_type, body = await view.handle(cb, hub.handle_events)
+        CALLBACKS.labels(provider=provider, kind=kind, status=str(status)).inc()
+        return Response(body, status_code=status, media_type=content_type)
+
+    return app

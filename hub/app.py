@@ -1,0 +1,109 @@
+"""The composition root: builds the engine, providers, dispatcher and HTTP app from config."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from datetime import timedelta
+
+import httpx
+from sqlalchemy import Engine
+from sqlmodel import select
+
+from hub import credits, sending
+from hub.accounts import create_account
+from hub.config import Config
+from hub.db import make_engine, session_scope
+from hub.dispatch import Dispatcher
+from hub.metrics import SUBMITTED
+from hub.models import Account
+from hub.providers import ProviderContext, ProviderEvent, SmsProvider
+from hub.registry import build_sms_provider
+from hub.reports import ReportPolicy, apply_events
+
+log = logging.getLogger("smshub")
+
+DEFAULT_ACCOUNT = "main"
+WELCOME_CREDITS = 1000
+
+
+class Hub:
+    """One running hub: what every door and the dispatcher share."""
+
+    def __init__(self, config: Config, engine: Engine | None = None) -> None:
+        from hub.api import create_api
+
+        self.config = config
+        self.engine = engine or make_engine(
+            config.database_url, busy_timeout=config.database.sqlite_busy_timeout
+        )
+        self.policy = ReportPolicy(
+            report_window=timedelta(hours=config.dispatcher.report_window_hours),
+            retry_backoff=timedelta(seconds=config.dispatcher.retry_backoff_seconds),
+        )
+        self.api = create_api(self)
+        # Providers that call the hub from inside the process (the simulator) go through the
+        # same HTTP routes as a real provider would, without a network hop.
+        self.hub_client = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=self.api), base_url=config.hub.public_url
+        )
+        self.providers: dict[str, SmsProvider] = {}
+        for name, section in config.providers.items():
+            ctx = ProviderContext(
+                name=name,
+                public_url=config.hub.public_url.rstrip("/"),
+                data_dir=config.hub.data_dir,
+                hub_client=self.hub_client,
+            )
+            self.providers[name] = build_sms_provider(name, section, ctx)
+        self.callbacks = {
+            (name, kind): view
+            for name, provider in self.providers.items()
+            for kind, view in provider.callbacks().items()
+        }
+        self.dispatcher: Dispatcher | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def start(self, *, dispatcher: bool | None = None) -> None:
+        """Start providers and (unless disabled) the dispatcher."""
+        self._loop = asyncio.get_running_loop()
+        for view in self.callbacks.values():
+            view.warn_if_insecure()
+        for provider in self.providers.values():
+            await provider.start()
+        if dispatcher if dispatcher is not None else self.config.dispatcher.enabled:
+            self.dispatcher = Dispatcher(self.engine, self.config, self.providers)
+            await self.dispatcher.start()
+
+    async def stop(self) -> None:
+        """Stop the dispatcher, then the providers; idempotent."""
+        if self.dispatcher is not None:
+            await self.dispatcher.stop()
+            self.dispatcher = None
+        for provider in self.providers.values():
+            await provider.close()
+        await self.hub_client.aclose()
+
+    def submit(self, req: sending.SubmitRequest) -> sending.SubmitResult:
+        """Submit and nudge the dispatcher (blocking: call from a worker thread)."""
+        result = sending.submit(self.engine, self.config, req)
+        queued = sum(1 for r in result.recipients if r.status in {"queued", "scheduled"})
+        SUBMITTED.labels(source=req.source).inc(queued)
+        if self.dispatcher is not None and queued and self._loop is not None:
+            self._loop.call_soon_threadsafe(self.dispatcher.wake)
+        return result
+
+    async def handle_events(self, events: Sequence[ProviderEvent]) -> None:
+        """Store normalized provider events (the sink of every callback view)."""
+        await asyncio.to_thread(apply_events, self.engine, events, self.policy)
+
+    def ensure_default_account(self) -> Account | None:
+        """On an empty database, create account 'main' with welcome credits to try the hub."""
+        with session_scope(self.engine) as session:
+            if session.exec(select(Account).limit(1)).first() is not None:
+                return None
+            account = create_account(session, DEFAULT_ACCOUNT)
+            credits.top_up(session, DEFAULT_ACCOUNT, WELCOME_CREDITS, note="welcome credits")
+        log.info("created account %r with %d credits", DEFAULT_ACCOUNT, WELCOME_CREDITS)
+        return account

@@ -1,0 +1,693 @@
+"""The `smshub` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+from hub.config import Config, load_config
+from hub.errors import HubError
+
+app = typer.Typer(
+    help="smshub: send SMS from e-mail, calendars, the command line and an HTTP API.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+accounts_app = typer.Typer(help="Accounts, sub-accounts and credits.", no_args_is_help=True)
+tokens_app = typer.Typer(help="API tokens (shown once, stored hashed).", no_args_is_help=True)
+messages_app = typer.Typer(help="Sent and scheduled messages.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+numbers_app = typer.Typer(help="Phone number checks.", no_args_is_help=True)
+sms_app = typer.Typer(help="SMS text tools.", no_args_is_help=True)
+simulator_app = typer.Typer(help="The built-in SMS simulator.", no_args_is_help=True)
+for sub, name in [
+    (accounts_app, "accounts"),
+    (tokens_app, "tokens"),
+    (messages_app, "messages"),
+    (db_app, "db"),
+    (numbers_app, "numbers"),
+    (sms_app, "sms"),
+    (simulator_app, "simulator"),
+]:
+    app.add_typer(sub, name=name)
+
+_state: dict[str, Any] = {}
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+
+
+@app.callback()
+def _main(
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            "-c",
+            envvar="SMSHUB_CONFIG",
+            help="Config file (TOML). Default: embedded defaults.",
+        ),
+    ] = None,
+) -> None:
+    _state["config_path"] = config
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """Print a one-line error and exit non-zero."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def get_config() -> Config:
+    if "config" not in _state:
+        try:
+            _state["config"] = load_config(_state.get("config_path"))
+        except HubError as exc:
+            fail(str(exc), exc.exit_code)
+    config: Config = _state["config"]
+    return config
+
+
+def get_engine() -> Any:
+    if "engine" not in _state:
+        from hub.db import current_revision, make_engine, upgrade
+
+        config = get_config()
+        engine = make_engine(config.database_url, busy_timeout=config.database.sqlite_busy_timeout)
+        if current_revision(engine) is None:
+            # A first command on a new machine should just work: create the schema.
+            upgrade(engine)
+        _state["engine"] = engine
+    return _state["engine"]
+
+
+def emit(data: Any, as_json: bool, text: str | None = None) -> None:
+    if as_json:
+        typer.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+    else:
+        typer.echo(text if text is not None else data)
+
+
+def run_db(fn: Any) -> Any:
+    """Run FN(session) in a transaction, turning hub errors into one-line messages."""
+    from hub.db import session_scope
+
+    try:
+        with session_scope(get_engine()) as session:
+            return fn(session)
+    except HubError as exc:
+        fail(str(exc), exc.exit_code)
+
+
+def _table(rows: list[list[Any]], headers: list[str]) -> str:
+    cells = [headers] + [["" if c is None else str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells
+    )
+
+
+# -- run -------------------------------------------------------------------------------------
+@app.command()
+def run(
+    role: Annotated[
+        str, typer.Option(help="all, or a comma list of: api, dispatcher, scheduler")
+    ] = "all",
+) -> None:
+    """Start the hub: HTTP API, dispatcher and scheduler in one process."""
+    from hub.server import serve
+
+    config = get_config()
+    roles = {"api", "dispatcher", "scheduler"} if role == "all" else set(role.split(","))
+    unknown = roles - {"api", "dispatcher", "scheduler"}
+    if unknown:
+        fail(f"unknown role(s) {', '.join(sorted(unknown))}; use api, dispatcher, scheduler")
+    try:
+        asyncio.run(serve(config, roles))
+    except HubError as exc:
+        fail(str(exc), exc.exit_code)
+    except KeyboardInterrupt:
+        pass
+
+
+# -- db --------------------------------------------------------------------------------------
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Create or migrate the database schema to the latest version."""
+    from hub.db import current_revision, make_engine, upgrade
+
+    config = get_config()
+    engine = make_engine(config.database_url, busy_timeout=config.database.sqlite_busy_timeout)
+    before = current_revision(engine)
+    upgrade(engine)
+    after = current_revision(engine)
+    where = engine.url.render_as_string(hide_password=True)
+    if before == after:
+        typer.echo(f"database {where} is up to date (revision {after})")
+    else:
+        typer.echo(f"database {where} migrated from {before or 'empty'} to {after}")
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Print the schema revision."""
+    from hub.db import current_revision, make_engine
+
+    config = get_config()
+    typer.echo(current_revision(make_engine(config.database_url)) or "empty")
+
+
+# -- accounts --------------------------------------------------------------------------------
+@accounts_app.command("create")
+def accounts_create(
+    name: str,
+    parent: Annotated[str | None, typer.Option(help="Make it a sub-account of PARENT.")] = None,
+    unlimited: Annotated[
+        bool, typer.Option(help="Sub-account draws from its parent's credits.")
+    ] = False,
+    region: Annotated[
+        str | None, typer.Option(help="Default country for national numbers.")
+    ] = None,
+    sender: Annotated[str | None, typer.Option(help="Default sender name or number.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create an account (or a sub-account with --parent)."""
+    from hub.accounts import create_account
+
+    def _do(session: Any) -> dict[str, Any]:
+        acc = create_account(
+            session,
+            name,
+            parent=parent,
+            region=region,
+            sender=sender,
+            credit_mode="unlimited" if unlimited else "limited",
+        )
+        return {"name": acc.name, "id": acc.id, "parent": parent, "credit_mode": acc.credit_mode}
+
+    data = run_db(_do)
+    emit(data, as_json, f"created account {name}" + (f" under {parent}" if parent else ""))
+
+
+@accounts_app.command("list")
+def accounts_list(as_json: JsonOpt = False) -> None:
+    """List accounts with their balances."""
+    from sqlmodel import select
+
+    from hub.models import Account
+
+    def _do(session: Any) -> list[dict[str, Any]]:
+        rows = session.exec(select(Account).order_by(Account.id)).all()
+        names = {a.id: a.name for a in rows}
+        return [
+            {
+                "name": a.name,
+                "parent": names.get(a.parent_id),
+                "credit_mode": a.credit_mode,
+                "balance": a.balance,
+                "disabled": a.disabled,
+            }
+            for a in rows
+        ]
+
+    data = run_db(_do)
+    emit(
+        data,
+        as_json,
+        _table(
+            [
+                [
+                    d["name"],
+                    d["parent"] or "-",
+                    d["credit_mode"],
+                    d["balance"] if d["credit_mode"] == "limited" else "(parent)",
+                    "disabled" if d["disabled"] else "",
+                ]
+                for d in data
+            ],
+            ["NAME", "PARENT", "CREDITS", "BALANCE", ""],
+        )
+        if data
+        else "no accounts yet; create one with `smshub accounts create NAME`",
+    )
+
+
+@accounts_app.command("show")
+def accounts_show(name: str, as_json: JsonOpt = False) -> None:
+    """Show an account: balance, parent, sub-accounts and recent ledger."""
+    from sqlmodel import col, select
+
+    from hub.accounts import ancestors, get_account
+    from hub.models import LedgerEntry
+    from hub.views import account_view
+
+    def _do(session: Any) -> dict[str, Any]:
+        acc = get_account(session, name)
+        data = account_view(session, acc, ancestors(session, acc))
+        ledger = session.exec(
+            select(LedgerEntry)
+            .where(LedgerEntry.account_id == acc.id)
+            .order_by(col(LedgerEntry.id).desc())
+            .limit(20)
+        ).all()
+        data["ledger"] = [
+            {
+                "kind": e.kind,
+                "amount": e.amount,
+                "balance_after": e.balance_after,
+                "note": e.note,
+                "at": e.created_at.isoformat(),
+            }
+            for e in ledger
+        ]
+        return data
+
+    data = run_db(_do)
+    lines = [f"{k}: {v}" for k, v in data.items() if k != "ledger"]
+    if data["ledger"]:
+        lines.append("recent ledger:")
+        lines += [
+            f"  {e['at'][:19]}  {e['kind']:<12} {e['amount']:>+8}  -> {e['balance_after']}"
+            f"  {e['note']}"
+            for e in data["ledger"]
+        ]
+    emit(data, as_json, "\n".join(lines))
+
+
+@accounts_app.command("credit")
+def accounts_credit(
+    name: str,
+    amount: int,
+    note: Annotated[str, typer.Option(help="Why (kept in the ledger).")] = "",
+) -> None:
+    """Add AMOUNT credits to an account (a top-up)."""
+    from hub.credits import top_up
+
+    balance = run_db(lambda s: top_up(s, name, amount, note))
+    typer.echo(f"{name}: +{amount} credits, balance {balance}")
+
+
+@accounts_app.command("transfer")
+def accounts_transfer(source: str, target: str, amount: int) -> None:
+    """Move AMOUNT credits from an account to its sub-account (or back)."""
+    from hub.credits import transfer
+
+    balance = run_db(lambda s: transfer(s, source, target, amount))
+    typer.echo(f"moved {amount} credits from {source} to {target}; {target} has {balance}")
+
+
+@accounts_app.command("reset")
+def accounts_reset(name: str) -> None:
+    """Give a sub-account's whole balance back to its parent."""
+    from hub.credits import reset
+
+    moved = run_db(lambda s: reset(s, name))
+    typer.echo(f"returned {moved} credits from {name} to its parent")
+
+
+@accounts_app.command("disable")
+def accounts_disable(
+    name: str, enable: Annotated[bool, typer.Option("--enable", help="Enable it again.")] = False
+) -> None:
+    """Disable an account (it and its sub-accounts can no longer send)."""
+    from hub.accounts import set_disabled
+
+    run_db(lambda s: set_disabled(s, name, not enable))
+    typer.echo(f"account {name} {'enabled' if enable else 'disabled'}")
+
+
+@accounts_app.command("check")
+def accounts_check() -> None:
+    """Verify that every balance equals the sum of its ledger and none is negative."""
+    from hub.credits import ledger_problems
+
+    problems = run_db(ledger_problems)
+    if problems:
+        for p in problems:
+            typer.echo(p, err=True)
+        raise typer.Exit(1)
+    typer.echo("ledger consistent")
+
+
+# -- tokens ----------------------------------------------------------------------------------
+@tokens_app.command("create")
+def tokens_create(
+    account: str,
+    name: Annotated[str, typer.Option(help="A label, e.g. the app using it.")] = "",
+    as_json: JsonOpt = False,
+) -> None:
+    """Create an API token for ACCOUNT; it is printed once and stored only as a hash."""
+    from hub.accounts import create_token
+
+    def _do(session: Any) -> dict[str, Any]:
+        new = create_token(session, account, name)
+        return {
+            "id": new.record.id,
+            "token": new.token,
+            "prefix": new.record.prefix,
+            "account": account,
+        }
+
+    data = run_db(_do)
+    emit(
+        data,
+        as_json,
+        f"{data['token']}\n(token {data['id']} for {account}; "
+        "store it now, it cannot be shown again)",
+    )
+
+
+@tokens_app.command("revoke")
+def tokens_revoke(token: Annotated[str, typer.Argument(help="Token id or its prefix.")]) -> None:
+    """Revoke an API token."""
+    from hub.accounts import revoke_token
+
+    record = run_db(lambda s: revoke_token(s, token))
+    typer.echo(f"token {record.id} ({record.prefix}…) revoked")
+
+
+@tokens_app.command("list")
+def tokens_list(
+    account: Annotated[str | None, typer.Option()] = None, as_json: JsonOpt = False
+) -> None:
+    """List API tokens (prefixes only)."""
+    from sqlmodel import select
+
+    from hub.accounts import get_account
+    from hub.models import ApiToken
+
+    def _do(session: Any) -> list[dict[str, Any]]:
+        query = select(ApiToken)
+        if account:
+            query = query.where(ApiToken.account_id == get_account(session, account).id)
+        return [
+            {
+                "id": t.id,
+                "prefix": t.prefix,
+                "name": t.name,
+                "account_id": t.account_id,
+                "revoked": t.revoked_at is not None,
+            }
+            for t in session.exec(query).all()
+        ]
+
+    data = run_db(_do)
+    emit(
+        data,
+        as_json,
+        _table(
+            [
+                [d["id"], d["prefix"] + "…", d["name"], "revoked" if d["revoked"] else ""]
+                for d in data
+            ],
+            ["ID", "PREFIX", "NAME", ""],
+        ),
+    )
+
+
+# -- send & messages --------------------------------------------------------------------------
+def _default_account(session: Any) -> str:
+    from sqlmodel import select
+
+    from hub.models import Account
+
+    mains = session.exec(select(Account).where(Account.parent_id == None)).all()  # noqa: E711
+    if len(mains) == 1:
+        return str(mains[0].name)
+    if not mains:
+        raise HubError("there is no account yet; create one with `smshub accounts create NAME`")
+    raise HubError(
+        f"several accounts exist ({', '.join(a.name for a in mains)}); choose one with --account"
+    )
+
+
+@app.command()
+def send(
+    to: Annotated[list[str], typer.Option("--to", help="Recipient, any format; repeatable.")],
+    text: Annotated[str, typer.Option(help="The message; '-' reads standard input.")],
+    sender: Annotated[str | None, typer.Option(help="Sender name or number.")] = None,
+    type_: Annotated[str, typer.Option("--type", help="alert (any time) or marketing.")] = "alert",
+    at: Annotated[str | None, typer.Option(help="Send later, ISO 8601 (UTC if no offset).")] = None,
+    account: Annotated[str | None, typer.Option(help="Account to send from.")] = None,
+    idempotency_key: Annotated[
+        str | None, typer.Option(help="Retrying with the same key never sends twice.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Queue an SMS; the running hub's dispatcher sends it."""
+    from hub import sending
+
+    if text == "-":
+        text = sys.stdin.read()
+    send_at = None
+    if at:
+        try:
+            send_at = datetime.fromisoformat(at)
+        except ValueError:
+            fail(f"--at {at!r} is not an ISO 8601 time such as 2026-12-01T09:00:00+01:00")
+    config = get_config()
+
+    def _do(session: Any) -> Any:
+        name = account or _default_account(session)
+        return sending.submit_in(
+            session,
+            config,
+            sending.SubmitRequest(
+                account=name,
+                recipients=to,
+                text=text,
+                sender=sender,
+                type=type_,
+                send_at=send_at,
+                source="cli",
+                idempotency_key=f"cli:{idempotency_key}" if idempotency_key else None,
+            ),
+        )
+
+    result = run_db(_do)
+    data = result.to_dict()
+    if as_json:
+        data["id"] = next((r.message_id for r in result.accepted), None)
+        emit(data, True)
+    else:
+        for r in result.recipients:
+            line = f"{r.input}: {r.status}"
+            if r.message_id:
+                line += f" {r.message_id}"
+            if r.reason:
+                line += f" ({r.reason})"
+            typer.echo(line)
+        typer.echo(
+            f"{result.segments} part(s) {result.encoding}, {result.credits_charged} "
+            f"credits, balance {result.balance_after}"
+        )
+    if not result.accepted:
+        raise typer.Exit(1)
+
+
+@messages_app.command("list")
+def messages_list(
+    status: Annotated[str | None, typer.Option(help="Only this status.")] = None,
+    account: Annotated[str | None, typer.Option()] = None,
+    limit: Annotated[int, typer.Option(min=1)] = 50,
+    as_json: JsonOpt = False,
+) -> None:
+    """List recent messages, newest first."""
+    from sqlmodel import col, select
+
+    from hub.accounts import get_account
+    from hub.models import Message
+    from hub.views import message_view
+
+    def _do(session: Any) -> list[dict[str, Any]]:
+        query = select(Message)
+        if status:
+            query = query.where(Message.status == status)
+        if account:
+            query = query.where(Message.account_id == get_account(session, account).id)
+        rows = session.exec(query.order_by(col(Message.created_at).desc()).limit(limit)).all()
+        return [message_view(m) for m in rows]
+
+    data = run_db(_do)
+    emit(
+        data,
+        as_json,
+        _table(
+            [
+                [
+                    d["id"],
+                    d["created_at"][:19],
+                    d["to"],
+                    d["status"],
+                    d["reason"] or "",
+                    d["text"][:30],
+                ]
+                for d in data
+            ],
+            ["ID", "CREATED (UTC)", "TO", "STATUS", "REASON", "TEXT"],
+        ),
+    )
+
+
+@messages_app.command("show")
+def messages_show(message_id: str, as_json: JsonOpt = False) -> None:
+    """Show one message and its history."""
+    from sqlmodel import col, select
+
+    from hub.errors import NotFound
+    from hub.models import Message, MessageEvent
+    from hub.views import message_view
+
+    def _do(session: Any) -> dict[str, Any]:
+        message = session.get(Message, message_id)
+        if message is None:
+            raise NotFound(f"no message {message_id!r} (list them with `smshub messages list`)")
+        events = session.exec(
+            select(MessageEvent)
+            .where(MessageEvent.message_id == message_id)
+            .order_by(col(MessageEvent.id))
+        ).all()
+        return message_view(message, events)
+
+    data = run_db(_do)
+    lines = [f"{k}: {v}" for k, v in data.items() if k != "events" and v is not None]
+    lines += ["history:"] + [
+        f"  {e['at'][:19]}  {e['status']}"
+        + (f" ({e['reason']})" if e["reason"] else "")
+        + (f" {e['detail']}" if e["detail"] else "")
+        for e in data["events"]
+    ]
+    emit(data, as_json, "\n".join(lines))
+
+
+@messages_app.command("cancel")
+def messages_cancel(message_id: str, as_json: JsonOpt = False) -> None:
+    """Cancel a queued or scheduled message; its credits are refunded."""
+    from hub import sending
+    from hub.views import message_view
+
+    data = run_db(lambda s: message_view(sending.cancel(s, message_id)))
+    emit(data, as_json, f"message {message_id} cancelled; {data['credits']} credits refunded")
+
+
+# -- numbers & sms ----------------------------------------------------------------------------
+@numbers_app.command("check")
+def numbers_check(
+    numbers: Annotated[list[str], typer.Argument(help="Numbers in any format.")],
+    region: Annotated[str | None, typer.Option(help="Country for national numbers.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Normalize numbers to E.164 and tell mobile, landline, other or invalid."""
+    from hub.phone import parse_number
+
+    region = (region or get_config().hub.default_region).upper()
+    data = [parse_number(n, region).to_dict() for n in numbers]
+    emit(
+        data,
+        as_json,
+        _table(
+            [
+                [d["input"], d["e164"] or "-", d["country"] or "-", d["type"], d["reason"] or ""]
+                for d in data
+            ],
+            ["INPUT", "E.164", "COUNTRY", "TYPE", "REASON"],
+        ),
+    )
+    if not any(d["valid"] for d in data):
+        raise typer.Exit(1)
+
+
+@sms_app.command("count")
+def sms_count(
+    text: Annotated[str, typer.Argument(help="The text; '-' reads standard input.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Count SMS parts: encoding, parts, characters, length and what still fits."""
+    from hub.segments import count
+
+    if text == "-":
+        text = sys.stdin.read()
+    info = count(text).to_dict()
+    emit(
+        info,
+        as_json,
+        f"{info['segments']} part(s), {info['encoding']}, {info['characters']} "
+        f"characters, length {info['length']}, {info['remaining']} left in the "
+        "last part",
+    )
+
+
+# -- simulator --------------------------------------------------------------------------------
+def _simulator(hub: Any) -> Any:
+    for provider in hub.providers.values():
+        if getattr(provider.settings, "type", None) == "simulator":
+            return provider
+    fail('no simulator provider is configured ([providers.NAME] with type = "simulator")')
+
+
+@simulator_app.command("receive")
+def simulator_receive(
+    sender: Annotated[str, typer.Option("--from", help="The phone that answers.")],
+    text: Annotated[str, typer.Option(help="What it says.")],
+    to: Annotated[str | None, typer.Option(help="Our number it is sent to.")] = None,
+) -> None:
+    """Inject an inbound SMS, as if a phone had sent it."""
+    from hub.app import Hub
+    from hub.phone import parse_number
+
+    config = get_config()
+    info = parse_number(sender, config.hub.default_region)
+    number = info.e164 or sender
+
+    async def _go() -> bool:
+        hub = Hub(config, engine=get_engine())
+        await hub.start(dispatcher=False)
+        try:
+            return bool(await _simulator(hub).receive(number, text, to))
+        finally:
+            await hub.stop()
+
+    if not asyncio.run(_go()):
+        fail("the hub did not accept the inbound SMS; see the log above")
+    typer.echo(f"inbound SMS from {number} received")
+
+
+@simulator_app.command("log")
+def simulator_log(
+    to: Annotated[str | None, typer.Option(help="Only SMS to this number (E.164).")] = None,
+    limit: Annotated[int, typer.Option(min=1)] = 50,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show the SMS the simulator has 'sent'."""
+    from hub.app import Hub
+
+    provider = _simulator(Hub(get_config(), engine=get_engine()))
+    entries = [
+        e for e in provider.read_log() if e.get("kind") == "mt" and (not to or e["to"] == to)
+    ]
+    entries = entries[-limit:]
+    emit(
+        entries,
+        as_json,
+        _table(
+            [[e["at"][:19], e["to"], e["from"] or "", e["text"][:40]] for e in entries],
+            ["AT (UTC)", "TO", "FROM", "TEXT"],
+        ),
+    )
+
+
+def main() -> None:
+    """Console-script entry point."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        app()
+    except HubError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)

@@ -1,0 +1,185 @@
+"""Configuration: a TOML file validated at start; every error names the key that is wrong.
+
+Embedded defaults let the hub run with no file at all (SQLite under ./var, the simulator).
+Secrets are never written in the file: options ending in ``_env`` name an environment
+variable and options ending in ``_file`` name a file that holds the secret.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from hub.errors import ConfigError
+
+CONFIG_ENV = "SMSHUB_CONFIG"
+DATABASE_ENV = "SMSHUB_DATABASE_URL"
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class HubSection(Section):
+    # Where the hub keeps its SQLite database, simulator log and other files.
+    data_dir: Path = Path("var")
+    # Base URL at which providers reach the hub's callbacks (and users its API).
+    public_url: str = "http://127.0.0.1:8025"
+    # Region used to read national numbers ("06 12 34 56 78") when an account sets none.
+    default_region: str = "FR"
+    # Log level: debug, info, warning, error.
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("default_region")
+    @classmethod
+    def _upper_region(cls, value: str) -> str:
+        if len(value) != 2 or not value.isalpha():
+            raise ValueError("must be a two-letter ISO country code such as FR or CH")
+        return value.upper()
+
+
+class DatabaseSection(Section):
+    # SQLAlchemy URL; empty means SQLite at DATA_DIR/smshub.db. PostgreSQL example:
+    # postgresql+psycopg://smshub@127.0.0.1:5432/smshub
+    url: str = ""
+    # Seconds a writer waits for a lock on SQLite before giving up.
+    sqlite_busy_timeout: float = 30.0
+
+
+class HttpSection(Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8025, ge=1, le=65535)
+
+
+class SendingSection(Section):
+    # Most SMS parts one message may use; longer texts are refused before anything is charged.
+    max_parts: int = Field(6, ge=1, le=255)
+    # Credits per SMS part, unless a country has its own price below.
+    credits_per_part: int = Field(1, ge=0)
+    # Credits per SMS part by destination country (ISO code), e.g. { CH = 2 }.
+    country_credits: dict[str, int] = {}
+    # Most recipients one submission may name.
+    max_recipients: int = Field(10_000, ge=1)
+
+
+class DispatcherSection(Section):
+    # Run the dispatcher in this process.
+    enabled: bool = True
+    # Messages claimed per round.
+    batch_size: int = Field(200, ge=1, le=10_000)
+    # Seconds between looks at the outbox when it is empty.
+    poll_interval: float = Field(0.2, gt=0)
+    # Seconds after which a claim by a silent dispatcher is considered abandoned.
+    claim_lease_seconds: float = Field(120.0, gt=0)
+    # Attempts for a transient provider failure before the message fails.
+    max_attempts: int = Field(8, ge=1)
+    # First retry delay in seconds; doubles each attempt (capped at one hour).
+    retry_backoff_seconds: float = Field(5.0, gt=0)
+    # Hours after sending with no final report before a message becomes dr_unavailable;
+    # network_error reports are retried within the same window.
+    report_window_hours: float = Field(48.0, gt=0)
+
+
+class RoutingSection(Section):
+    # Providers tried in order for every account that sets no route of its own.
+    default: list[str] = ["simulator"]
+
+
+class Config(Section):
+    hub: HubSection = HubSection()
+    database: DatabaseSection = DatabaseSection()
+    http: HttpSection = HttpSection()
+    sending: SendingSection = SendingSection()
+    dispatcher: DispatcherSection = DispatcherSection()
+    routing: RoutingSection = RoutingSection()
+    # One table per provider: [providers.NAME] with type = "simulator" | "kannel" | ...
+    providers: dict[str, dict[str, Any]] = {"simulator": {"type": "simulator"}}
+    # Where this configuration came from (not a config key).
+    source: str = Field("embedded defaults", exclude=True)
+
+    @property
+    def database_url(self) -> str:
+        """The effective database URL (env, file, or SQLite in the data dir)."""
+        url = os.environ.get(DATABASE_ENV) or self.database.url
+        if not url:
+            return f"sqlite:///{(self.hub.data_dir / 'smshub.db').as_posix()}"
+        if url.startswith("postgresql://"):
+            url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+        return url
+
+
+def _format_validation(source: str, exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "extra_forbidden":
+            lines.append(f"{source}: unknown key '{key}' (see config.example.toml for the options)")
+        else:
+            lines.append(f"{source}: '{key}': {err['msg']}")
+    return "\n".join(lines)
+
+
+def parse_config(data: dict[str, Any], source: str = "config") -> Config:
+    """Validate a config mapping; raise ConfigError naming every bad key."""
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation(source, exc)) from None
+    config.source = source
+    for name, section in config.providers.items():
+        if not isinstance(section, dict) or "type" not in section:
+            raise ConfigError(f"{source}: 'providers.{name}.type' is missing (e.g. \"simulator\")")
+    for name in config.routing.default:
+        if name not in config.providers:
+            raise ConfigError(
+                f"{source}: 'routing.default' names provider {name!r}, "
+                f"but there is no [providers.{name}] section"
+            )
+    return config
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> Config:
+    """Load PATH, else $SMSHUB_CONFIG, else the embedded defaults."""
+    chosen = path or os.environ.get(CONFIG_ENV)
+    if not chosen:
+        return parse_config({}, "embedded defaults")
+    file = Path(chosen)
+    try:
+        raw = file.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {file}: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{file}: not valid TOML: {exc}") from None
+    config = parse_config(data, str(file))
+    if not config.hub.data_dir.is_absolute():
+        # Relative paths in a config file are relative to the file, not to the shell's cwd.
+        config.hub.data_dir = (file.parent / config.hub.data_dir).resolve()
+    return config
+
+
+def read_secret(section: dict[str, Any] | BaseModel, key: str, where: str) -> str | None:
+    """Resolve ``KEY_env`` / ``KEY_file`` options to the secret's value (None when unset)."""
+    values = section if isinstance(section, dict) else section.model_dump()
+    env_name = values.get(f"{key}_env")
+    file_name = values.get(f"{key}_file")
+    if env_name:
+        value = os.environ.get(env_name)
+        if value is None:
+            raise ConfigError(
+                f"'{where}.{key}_env' names the environment variable {env_name}, which is not set"
+            )
+        return value
+    if file_name:
+        try:
+            return Path(file_name).read_text("utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(
+                f"'{where}.{key}_file': cannot read {file_name}: {exc.strerror}"
+            ) from None
+    return None

@@ -1,0 +1,156 @@
+"""Credits: every change of a balance is one ledger row written with an atomic update.
+
+A balance never goes below zero, also under concurrent sends from several processes: the
+decrement is a single ``UPDATE ... WHERE balance + delta >= 0``, which PostgreSQL and SQLite
+both apply atomically, and the ledger row is written in the same transaction.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import func, text
+from sqlmodel import Session, select
+
+from hub.accounts import ancestors, get_account
+from hub.errors import ConflictError, InsufficientCredits, InvalidInput
+from hub.models import Account, CreditMode, LedgerEntry, LedgerKind
+
+_APPLY = text(
+    "UPDATE accounts SET balance = balance + :delta "
+    "WHERE id = :id AND balance + :delta >= 0 RETURNING balance"
+)
+
+
+def _apply(
+    session: Session,
+    account: Account,
+    delta: int,
+    kind: LedgerKind,
+    *,
+    origin: Account | None = None,
+    message_id: str | None = None,
+    batch_id: str | None = None,
+    note: str = "",
+) -> int:
+    row = session.execute(_APPLY, {"delta": delta, "id": account.id}).first()
+    if row is None:
+        current = session.execute(
+            text("SELECT balance FROM accounts WHERE id = :id"), {"id": account.id}
+        ).scalar_one()
+        raise InsufficientCredits(
+            f"account {account.name!r} has {current} credits, {-delta} are needed; "
+            "nothing was charged (top up with `smshub accounts credit`)"
+        )
+    balance = int(row[0])
+    assert account.id is not None
+    session.add(
+        LedgerEntry(
+            account_id=account.id,
+            origin_account_id=origin.id if origin else None,
+            kind=kind.value,
+            amount=delta,
+            balance_after=balance,
+            message_id=message_id,
+            batch_id=batch_id,
+            note=note[:255],
+        )
+    )
+    account.balance = balance
+    # The ORM copy is now stale on purpose-built columns; keep it from writing back.
+    session.expire(account, ["balance"])
+    return balance
+
+
+def _positive(amount: int) -> None:
+    if amount <= 0:
+        raise InvalidInput(f"the amount must be a positive number of credits, not {amount}")
+
+
+def top_up(session: Session, ref: str | int, amount: int, note: str = "") -> int:
+    """Add credits to a limited account; returns the new balance."""
+    _positive(amount)
+    account = get_account(session, ref)
+    if account.credit_mode != CreditMode.LIMITED:
+        raise ConflictError(
+            f"account {account.name!r} is unlimited and draws from its parent; top up the parent"
+        )
+    return _apply(session, account, amount, LedgerKind.TOPUP, note=note)
+
+
+def transfer(session: Session, source: str | int, target: str | int, amount: int) -> int:
+    """Move credits from an account to one of its limited sub-accounts (or back up)."""
+    _positive(amount)
+    src = get_account(session, source)
+    dst = get_account(session, target)
+    if dst.parent_id != src.id and src.parent_id != dst.id:
+        raise ConflictError(
+            f"credits move only between an account and its direct sub-account; "
+            f"{src.name!r} and {dst.name!r} are not parent and child"
+        )
+    for acc in (src, dst):
+        if acc.credit_mode != CreditMode.LIMITED:
+            raise ConflictError(f"account {acc.name!r} is unlimited and has no balance of its own")
+    _apply(session, src, -amount, LedgerKind.TRANSFER_OUT, origin=dst)
+    return _apply(session, dst, amount, LedgerKind.TRANSFER_IN, origin=src)
+
+
+def reset(session: Session, ref: str | int) -> int:
+    """Give a sub-account's whole balance back to its parent; returns the amount moved."""
+    sub = get_account(session, ref)
+    if sub.parent_id is None:
+        raise ConflictError(f"account {sub.name!r} is a main account; only sub-accounts are reset")
+    parent = get_account(session, sub.parent_id)
+    session.refresh(sub)
+    amount = sub.balance
+    if amount <= 0:
+        return 0
+    _apply(session, sub, -amount, LedgerKind.RESET_OUT, origin=parent)
+    _apply(session, parent, amount, LedgerKind.RESET_IN, origin=sub)
+    return amount
+
+
+def charge(
+    session: Session, payer: Account, amount: int, *, origin: Account, batch_id: str, note: str = ""
+) -> int:
+    """Take AMOUNT credits from PAYER for a send by ORIGIN; raises InsufficientCredits."""
+    if amount == 0:
+        session.refresh(payer)
+        return payer.balance
+    return _apply(
+        session, payer, -amount, LedgerKind.CHARGE, origin=origin, batch_id=batch_id, note=note
+    )
+
+
+def refund(
+    session: Session, payer_id: int, amount: int, *, origin_id: int, message_id: str, note: str
+) -> int:
+    """Give back AMOUNT credits for a message that will never be sent."""
+    payer = session.get(Account, payer_id)
+    origin = session.get(Account, origin_id)
+    assert payer is not None
+    if amount <= 0:
+        return payer.balance
+    return _apply(
+        session, payer, amount, LedgerKind.REFUND, origin=origin, message_id=message_id, note=note
+    )
+
+
+def ledger_problems(session: Session) -> list[str]:
+    """Accounts whose balance differs from the sum of their ledger, or is negative."""
+    sums = dict(
+        session.execute(
+            select(LedgerEntry.account_id, func.sum(LedgerEntry.amount)).group_by(
+                LedgerEntry.account_id
+            )
+        ).all()
+    )
+    problems = []
+    for account in session.exec(select(Account)).all():
+        total = int(sums.get(account.id, 0) or 0)
+        if total != account.balance:
+            problems.append(f"{account.name}: balance {account.balance}, ledger sum {total}")
+        if account.balance < 0:
+            problems.append(f"{account.name}: negative balance {account.balance}")
+    return problems
+
+
+__all__ = ["ancestors", "charge", "ledger_problems", "refund", "reset", "top_up", "transfer"]

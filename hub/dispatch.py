@@ -1,0 +1,253 @@
+"""The dispatcher: the only part of the hub that sends SMS.
+
+Claims due messages in batches, sends each through the account's route (the first provider
+that accepts wins; a transient failure or an outage moves on to the next), and writes the
+outcomes in one transaction. Blocking database work runs in worker threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from sqlalchemy import Engine, text
+
+from hub import outbox
+from hub.config import Config
+from hub.db import is_sqlite, session_scope
+from hub.metrics import SMS_RESULTS
+from hub.outbox import Claimed, Outcome
+from hub.providers import OutgoingSms, SendOutcome, SendResult, SmsProvider
+from hub.timeutil import utcnow
+
+log = logging.getLogger("smshub.dispatch")
+
+
+class RateLimiter:
+    """A token bucket: at most RATE sends per second, with a burst of one second's worth."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self.tokens = max(rate, 1.0)
+        self.updated = time.monotonic()
+        self.lock = asyncio.Lock()
+
+    async def acquire(self) -> None:
+        if self.rate <= 0:
+            return
+        async with self.lock:
+            while True:
+                now = time.monotonic()
+                self.tokens = min(self.rate, self.tokens + (now - self.updated) * self.rate)
+                self.updated = now
+                if self.tokens >= 1:
+                    self.tokens -= 1
+                    return
+                await asyncio.sleep((1 - self.tokens) / self.rate)
+
+
+@dataclass
+class ProviderSlot:
+    provider: SmsProvider
+    limiter: RateLimiter
+    gate: asyncio.Semaphore
+    prefixes: tuple[str, ...] = ()
+    # Consecutive outages; the provider is skipped until `down_until` passes.
+    failures: int = 0
+    down_until: float = 0.0
+
+
+@dataclass
+class Router:
+    """Chooses the providers for a message: country-prefix routes first, then the route order."""
+
+    slots: Mapping[str, ProviderSlot]
+    default_route: Sequence[str]
+    account_routes: dict[int, list[str]] = field(default_factory=dict)
+
+    def route_for(self, account_id: int, recipient: str) -> list[ProviderSlot]:
+        names = self.account_routes.get(account_id) or list(self.default_route)
+        slots = [self.slots[n] for n in names if n in self.slots]
+        preferred = [s for s in slots if any(recipient.startswith(p) for p in s.prefixes)]
+        # Prefix-routed providers serve their prefixes only, unless nothing else is left.
+        general = [s for s in slots if not s.prefixes]
+        return preferred + general if (preferred or general) else slots
+
+    def deduplicates(self, account_id: int) -> bool:
+        names = self.account_routes.get(account_id) or list(self.default_route)
+        return all(self.slots[n].provider.deduplicates for n in names if n in self.slots)
+
+
+class Dispatcher:
+    """Claims, sends and records, in a loop, until stopped."""
+
+    def __init__(self, engine: Engine, config: Config, providers: Mapping[str, SmsProvider]):
+        self.engine = engine
+        self.config = config
+        self.worker = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self.settings = config.dispatcher
+        self.router = Router(
+            slots={
+                name: ProviderSlot(
+                    provider=p,
+                    limiter=RateLimiter(p.settings.rate_per_second),
+                    gate=asyncio.Semaphore(max(1, p.settings.concurrency)),
+                    prefixes=tuple(p.settings.prefixes),
+                )
+                for name, p in providers.items()
+            },
+            default_route=config.routing.default,
+        )
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+        self._last_reconcile = 0.0
+
+    def wake(self) -> None:
+        """Look at the outbox now (a door just queued something)."""
+        self._wake.set()
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self._load_routes)
+        # One dispatcher on SQLite: whatever is in `submitting` at start was left by a crash.
+        await asyncio.to_thread(self.reconcile, at_start=True)
+        self._task = asyncio.create_task(self.run(), name="dispatcher")
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+
+    def _load_routes(self) -> None:
+        with session_scope(self.engine) as session:
+            rows = session.execute(text("SELECT id, route FROM accounts WHERE route != ''")).all()
+        self.router.account_routes = {
+            int(i): [n.strip() for n in r.split(",") if n.strip()] for i, r in rows
+        }
+
+    def reconcile(self, at_start: bool = False) -> tuple[int, int]:
+        """Settle messages abandoned in `submitting` by a dead dispatcher."""
+        if at_start and is_sqlite(self.engine):
+            cutoff = None
+        else:
+            cutoff = utcnow() - timedelta(seconds=self.settings.claim_lease_seconds)
+        self._last_reconcile = time.monotonic()
+        return outbox.reconcile_abandoned(self.engine, self.router.deduplicates, cutoff)
+
+    async def run(self) -> None:
+        """The main loop; survives database and provider errors, logging them."""
+        while not self._stopping:
+            try:
+                sent = await self.run_once()
+            except Exception:
+                log.exception("dispatch round failed; retrying shortly")
+                sent = 0
+            if time.monotonic() - self._last_reconcile > self.settings.claim_lease_seconds / 2:
+                await asyncio.to_thread(self.reconcile)
+                await asyncio.to_thread(self._load_routes)
+            if sent == 0 and not self._stopping:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval)
+
+    async def run_once(self) -> int:
+        """Claim one batch, send it, record the outcomes; returns how many were claimed."""
+        batch = await asyncio.to_thread(
+            outbox.claim, self.engine, self.worker, self.settings.batch_size
+        )
+        if not batch:
+            return 0
+        outcomes = await asyncio.gather(*(self._send_one(m) for m in batch))
+        await asyncio.to_thread(outbox.record_outcomes, self.engine, self.worker, outcomes)
+        return len(batch)
+
+    async def drain(self) -> int:
+        """Send everything due now (tests and one-shot runs); returns how many were claimed."""
+        total = 0
+        while n := await self.run_once():
+            total += n
+        return total
+
+    async def _send_one(self, message: Claimed) -> Outcome:
+        sms = OutgoingSms(
+            message_id=message.id,
+            to=message.recipient,
+            text=message.text,
+            sender=message.sender,
+            encoding=message.encoding,
+            segments=message.segments,
+            dedupe_key=f"{message.id}.{message.send_seq}",
+        )
+        route = self.router.route_for(message.account_id, message.recipient)
+        if not route:
+            return self._retry_or_fail(message, None, "no provider configured for this route")
+        last_detail = ""
+        for slot in route:
+            if slot.down_until > time.monotonic():
+                last_detail = f"{slot.provider.name} is marked down after repeated failures"
+                continue
+            result = await self._call(slot, sms)
+            SMS_RESULTS.labels(provider=slot.provider.name, outcome=result.outcome.value).inc()
+            if result.outcome == SendOutcome.ACCEPTED:
+                slot.failures = 0
+                return Outcome(
+                    message,
+                    "sent",
+                    provider=slot.provider.name,
+                    provider_message_id=result.provider_message_id,
+                    detail=result.detail,
+                )
+            if result.outcome == SendOutcome.PERMANENT:
+                return Outcome(
+                    message,
+                    "failed",
+                    provider=slot.provider.name,
+                    reason=result.reason or "rejected",
+                    detail=result.detail,
+                )
+            slot.failures += 1
+            if slot.failures >= 5:
+                # Stop hammering a provider that keeps failing; try it again a little later.
+                slot.down_until = time.monotonic() + min(60.0, 2.0 * slot.failures)
+            last_detail = f"{slot.provider.name}: {result.detail or 'temporary failure'}"
+        return self._retry_or_fail(message, route[-1].provider.name, last_detail)
+
+    async def _call(self, slot: ProviderSlot, sms: OutgoingSms) -> SendResult:
+        await slot.limiter.acquire()
+        async with slot.gate:
+            try:
+                return await slot.provider.send(sms)
+            except Exception as exc:  # an outage or a bug in a connector: never lose the row
+                log.warning(
+                    "provider %s raised while sending %s: %r",
+                    slot.provider.name,
+                    sms.message_id,
+                    exc,
+                )
+                return SendResult(SendOutcome.TRANSIENT, detail=f"{type(exc).__name__}: {exc}")
+
+    def _retry_or_fail(self, message: Claimed, provider: str | None, detail: str) -> Outcome:
+        if message.attempts >= self.settings.max_attempts:
+            return Outcome(
+                message,
+                "failed",
+                provider=provider,
+                reason="provider_unavailable",
+                detail=f"gave up after {message.attempts} attempts; {detail}",
+            )
+        delay = min(self.settings.retry_backoff_seconds * 2 ** (message.attempts - 1), 3600.0)
+        return Outcome(
+            message,
+            "queued",
+            provider=provider,
+            detail=detail,
+            retry_at=utcnow() + timedelta(seconds=delay),
+        )

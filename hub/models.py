@@ -1,0 +1,217 @@
+"""SQL tables: the one truth of the hub. Times are stored in UTC."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime
+
+from sqlalchemy import Column, DateTime, Index, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from hub.timeutil import utcnow
+
+
+def new_id() -> str:
+    """A random, URL-safe message id."""
+    return uuid.uuid4().hex
+
+
+def _ts(nullable: bool = True, index: bool = False) -> Column:  # type: ignore[type-arg]
+    return Column(DateTime(timezone=True), nullable=nullable, index=index)
+
+
+class CreditMode(enum.StrEnum):
+    LIMITED = "limited"  # has its own balance
+    UNLIMITED = "unlimited"  # draws from its parent's balance
+
+
+class Account(SQLModel, table=True):
+    __tablename__ = "accounts"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(index=True, unique=True, max_length=64)
+    parent_id: int | None = Field(default=None, foreign_key="accounts.id", index=True)
+    credit_mode: str = Field(default=CreditMode.LIMITED.value, max_length=16)
+    balance: int = 0
+    disabled: bool = False
+    default_region: str | None = Field(default=None, max_length=2)
+    default_sender: str | None = Field(default=None, max_length=16)
+    # Provider names tried in order; empty means the configured default route.
+    route: str = Field(default="", max_length=255)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
+
+
+class LedgerKind(enum.StrEnum):
+    TOPUP = "topup"
+    TRANSFER_IN = "transfer_in"
+    TRANSFER_OUT = "transfer_out"
+    RESET_IN = "reset_in"
+    RESET_OUT = "reset_out"
+    CHARGE = "charge"
+    REFUND = "refund"
+
+
+class LedgerEntry(SQLModel, table=True):
+    """Every change of a balance; the sum of an account's amounts equals its balance."""
+
+    __tablename__ = "ledger"
+
+    id: int | None = Field(default=None, primary_key=True)
+    # The account whose balance changed.
+    account_id: int = Field(foreign_key="accounts.id", index=True)
+    # The account that acted (the sub-account that sent, the other side of a transfer).
+    origin_account_id: int | None = Field(default=None, foreign_key="accounts.id")
+    kind: str = Field(max_length=16)
+    amount: int
+    balance_after: int
+    message_id: str | None = Field(default=None, max_length=32, index=True)
+    batch_id: str | None = Field(default=None, max_length=32)
+    note: str = Field(default="", max_length=255)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
+
+
+class ApiToken(SQLModel, table=True):
+    __tablename__ = "api_tokens"
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(foreign_key="accounts.id", index=True)
+    name: str = Field(default="", max_length=64)
+    # SHA-256 of the whole token: tokens are 32 random bytes, so a slow hash adds nothing.
+    token_hash: str = Field(max_length=64, unique=True)
+    prefix: str = Field(max_length=16)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
+    revoked_at: datetime | None = Field(default=None, sa_column=_ts())
+
+
+class MessageStatus(enum.StrEnum):
+    QUEUED = "queued"
+    SUBMITTING = "submitting"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    UNDELIVERED = "undelivered"
+    DR_UNAVAILABLE = "dr_unavailable"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    UNKNOWN = "unknown"
+
+
+FINAL_STATUSES = frozenset(
+    {
+        MessageStatus.DELIVERED,
+        MessageStatus.UNDELIVERED,
+        MessageStatus.DR_UNAVAILABLE,
+        MessageStatus.FAILED,
+        MessageStatus.CANCELLED,
+        MessageStatus.UNKNOWN,
+    }
+)
+
+
+class MessageType(enum.StrEnum):
+    ALERT = "alert"
+    MARKETING = "marketing"
+
+
+class Message(SQLModel, table=True):
+    """One SMS to one recipient: the outbox row and its history."""
+
+    __tablename__ = "messages"
+    __table_args__ = (
+        Index("ix_messages_due", "status", "due_at"),
+        Index("ix_messages_account_created", "account_id", "created_at"),
+        Index("ix_messages_provider_ref", "provider", "provider_message_id"),
+    )
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    account_id: int = Field(foreign_key="accounts.id")
+    # The account whose balance paid (itself, or the nearest limited ancestor).
+    charged_account_id: int = Field(foreign_key="accounts.id")
+    batch_id: str = Field(max_length=32, index=True)
+    idempotency_key: str = Field(max_length=255, unique=True)
+    recipient: str = Field(max_length=20, index=True)
+    sender: str | None = Field(default=None, max_length=16)
+    text: str
+    encoding: str = Field(max_length=8)
+    segments: int
+    credits: int
+    type: str = Field(default=MessageType.ALERT.value, max_length=16)
+    source: str = Field(default="api", max_length=16)
+    status: str = Field(default=MessageStatus.QUEUED.value, max_length=16)
+    reason: str | None = Field(default=None, max_length=32)
+    detail: str = Field(default="", max_length=500)
+    scheduled: bool = False
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
+    # When the dispatcher may take it (the send time, or the next retry).
+    due_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
+    attempts: int = 0
+    # Bumped for each deliberate re-send (after a network_error report); providers deduplicate
+    # on (id, send_seq), so a crash-recovery re-send of the same attempt is never doubled.
+    send_seq: int = 0
+    claimed_by: str | None = Field(default=None, max_length=64)
+    claimed_at: datetime | None = Field(default=None, sa_column=_ts())
+    provider: str | None = Field(default=None, max_length=64)
+    provider_message_id: str | None = Field(default=None, max_length=128)
+    sent_at: datetime | None = Field(default=None, sa_column=_ts())
+    # First time a provider accepted it: the 48-hour report window counts from here.
+    first_sent_at: datetime | None = Field(default=None, sa_column=_ts())
+    final_at: datetime | None = Field(default=None, sa_column=_ts())
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
+
+
+class MessageEvent(SQLModel, table=True):
+    """What happened to a message, in order; provider reports are unique per event key."""
+
+    __tablename__ = "message_events"
+    __table_args__ = (UniqueConstraint("provider", "event_key", name="uq_message_events_key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    message_id: str = Field(max_length=32, index=True)
+    status: str = Field(max_length=16)
+    reason: str | None = Field(default=None, max_length=32)
+    detail: str = Field(default="", max_length=500)
+    provider: str | None = Field(default=None, max_length=64)
+    event_key: str | None = Field(default=None, max_length=255)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
+
+
+class InboundMessage(SQLModel, table=True):
+    __tablename__ = "inbound_messages"
+    __table_args__ = (UniqueConstraint("provider", "event_key", name="uq_inbound_key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    provider: str = Field(max_length=64)
+    event_key: str = Field(max_length=255)
+    account_id: int | None = Field(default=None, foreign_key="accounts.id", index=True)
+    sender: str = Field(max_length=32, index=True)
+    recipient: str = Field(max_length=32)
+    text: str
+    # The message of ours it answers, when one was found.
+    reply_to_message_id: str | None = Field(default=None, max_length=32)
+    received_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
+
+
+class BlacklistEntry(SQLModel, table=True):
+    """Numbers an account must never send to (STOP, manual opt-out)."""
+
+    __tablename__ = "blacklist"
+    __table_args__ = (UniqueConstraint("account_id", "number", name="uq_blacklist_number"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(foreign_key="accounts.id")
+    number: str = Field(max_length=20)
+    source: str = Field(default="manual", max_length=32)
+    note: str = Field(default="", max_length=255)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
+
+
+class InvalidNumber(SQLModel, table=True):
+    """Numbers reported invalid twice in a row (NPAI): left out of later sends."""
+
+    __tablename__ = "invalid_numbers"
+    __table_args__ = (UniqueConstraint("account_id", "number", name="uq_invalid_number"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(foreign_key="accounts.id")
+    number: str = Field(max_length=20)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))

@@ -1,0 +1,277 @@
+"""The outbox's state changes, each one guarded SQL statement so concurrent workers agree.
+
+queued → submitting (claimed) → sent → delivered | undelivered | dr_unavailable;
+queued → cancelled; submitting → queued (retry) | failed | unknown (crash, no dedupe).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import Engine, text
+from sqlmodel import Session
+
+from hub import credits
+from hub.db import is_sqlite, session_scope
+from hub.models import Message, MessageEvent, MessageStatus
+from hub.timeutil import as_utc, utcnow
+
+log = logging.getLogger("smshub.outbox")
+
+_CLAIM = """
+UPDATE messages
+   SET status = 'submitting', claimed_by = :worker, claimed_at = :now,
+       attempts = attempts + 1, updated_at = :now
+ WHERE id IN (SELECT id FROM messages
+               WHERE status = 'queued' AND due_at <= :now
+               ORDER BY due_at LIMIT :limit {lock})
+RETURNING id, account_id, charged_account_id, recipient, sender, text, encoding, segments,
+          credits, attempts, send_seq, first_sent_at
+"""
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A message this worker now owns until it writes an outcome."""
+
+    id: str
+    account_id: int
+    charged_account_id: int
+    recipient: str
+    sender: str | None
+    text: str
+    encoding: str
+    segments: int
+    credits: int
+    attempts: int
+    send_seq: int
+    first_sent_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the dispatcher learned while sending one claimed message."""
+
+    message: Claimed
+    status: str  # sent | queued (retry later) | failed
+    provider: str | None = None
+    provider_message_id: str | None = None
+    reason: str | None = None
+    detail: str = ""
+    retry_at: datetime | None = None
+
+
+def claim(engine: Engine, worker: str, limit: int, now: datetime | None = None) -> list[Claimed]:
+    """Take up to LIMIT due messages for WORKER (SKIP LOCKED on PostgreSQL)."""
+    now = now or utcnow()
+    lock = "" if is_sqlite(engine) else "FOR UPDATE SKIP LOCKED"
+    with session_scope(engine) as session:
+        rows = session.execute(
+            text(_CLAIM.format(lock=lock)), {"worker": worker, "now": now, "limit": limit}
+        ).all()
+    claimed = [
+        Claimed(*row[:11], first_sent_at=as_utc(row[11]) if row[11] is not None else None)
+        for row in rows
+    ]
+    claimed.sort(key=lambda c: c.id)
+    return claimed
+
+
+def _events(session: Session, rows: Sequence[dict[str, object]]) -> None:
+    if rows:
+        session.execute(
+            text(
+                "INSERT INTO message_events (message_id, status, reason, detail, provider, "
+                "event_key, created_at) VALUES (:message_id, :status, :reason, :detail, "
+                ":provider, NULL, :now)"
+            ),
+            list(rows),
+        )
+
+
+def record_outcomes(engine: Engine, worker: str, outcomes: Sequence[Outcome]) -> None:
+    """Write what happened to a batch of claimed messages in one transaction."""
+    if not outcomes:
+        return
+    now = utcnow()
+    sent = [o for o in outcomes if o.status == MessageStatus.SENT]
+    retry = [o for o in outcomes if o.status == MessageStatus.QUEUED]
+    failed = [o for o in outcomes if o.status == MessageStatus.FAILED]
+    with session_scope(engine) as session:
+        if sent:
+            # A report may already have moved the row on (fast providers): keep its status.
+            session.execute(
+                text(
+                    "UPDATE messages SET status = CASE WHEN status = 'submitting' THEN 'sent' "
+                    "ELSE status END, provider = :provider, provider_message_id = :pmid, "
+                    "sent_at = :now, first_sent_at = COALESCE(first_sent_at, :now), "
+                    "claimed_by = NULL, updated_at = :now "
+                    "WHERE id = :id AND claimed_by = :worker"
+                ),
+                [
+                    {
+                        "id": o.message.id,
+                        "provider": o.provider,
+                        "pmid": o.provider_message_id,
+                        "now": now,
+                        "worker": worker,
+                    }
+                    for o in sent
+                ],
+            )
+        if retry:
+            session.execute(
+                text(
+                    "UPDATE messages SET status = 'queued', due_at = :due, claimed_by = NULL, "
+                    "detail = :detail, updated_at = :now "
+                    "WHERE id = :id AND claimed_by = :worker AND status = 'submitting'"
+                ),
+                [
+                    {
+                        "id": o.message.id,
+                        "due": o.retry_at or now,
+                        "detail": o.detail[:500],
+                        "now": now,
+                        "worker": worker,
+                    }
+                    for o in retry
+                ],
+            )
+        for o in failed:
+            result = session.execute(
+                text(
+                    "UPDATE messages SET status = 'failed', reason = :reason, detail = :detail, "
+                    "provider = :provider, final_at = :now, claimed_by = NULL, updated_at = :now "
+                    "WHERE id = :id AND claimed_by = :worker AND status = 'submitting'"
+                ),
+                {
+                    "id": o.message.id,
+                    "reason": o.reason,
+                    "detail": o.detail[:500],
+                    "provider": o.provider,
+                    "now": now,
+                    "worker": worker,
+                },
+            )
+            if result.rowcount == 1:  # type: ignore[attr-defined]
+                # Never reached the phone: the credits go back.
+                credits.refund(
+                    session,
+                    o.message.charged_account_id,
+                    o.message.credits,
+                    origin_id=o.message.account_id,
+                    message_id=o.message.id,
+                    note=f"not sent: {o.reason or 'failed'}",
+                )
+        _events(
+            session,
+            [
+                {
+                    "message_id": o.message.id,
+                    "status": o.status,
+                    "reason": o.reason,
+                    "detail": o.detail[:500],
+                    "provider": o.provider,
+                    "now": now,
+                }
+                for o in outcomes
+            ],
+        )
+
+
+def cancel_queued(session: Session, message: Message) -> bool:
+    """Cancel MESSAGE if no dispatcher has claimed it; refunds its credits."""
+    now = utcnow()
+    result = session.execute(
+        text(
+            "UPDATE messages SET status = 'cancelled', final_at = :now, updated_at = :now "
+            "WHERE id = :id AND status = 'queued'"
+        ),
+        {"id": message.id, "now": now},
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        return False
+    credits.refund(
+        session,
+        message.charged_account_id,
+        message.credits,
+        origin_id=message.account_id,
+        message_id=message.id,
+        note="cancelled before sending",
+    )
+    session.add(MessageEvent(message_id=message.id, status=MessageStatus.CANCELLED.value))
+    session.flush()
+    session.refresh(message)
+    return True
+
+
+def reconcile_abandoned(
+    engine: Engine, can_resend: Callable[[int], bool], older_than: datetime | None
+) -> tuple[int, int]:
+    """Settle messages a dead worker left in `submitting`.
+
+    Re-queued when every provider on the account's route deduplicates on our key (the
+    re-send cannot double), otherwise marked `unknown`: it may or may not have gone out.
+    Returns (re-queued, unknown).
+    """
+    now = utcnow()
+    query = "SELECT id, account_id, claimed_by FROM messages WHERE status = 'submitting'"
+    params: dict[str, object] = {}
+    if older_than is not None:
+        query += " AND claimed_at < :cutoff"
+        params["cutoff"] = older_than
+    requeued = unknown = 0
+    with session_scope(engine) as session:
+        rows = session.execute(text(query), params).all()
+        for message_id, account_id, worker in rows:
+            resend = can_resend(account_id)
+            status = MessageStatus.QUEUED if resend else MessageStatus.UNKNOWN
+            result = session.execute(
+                text(
+                    "UPDATE messages SET status = :status, claimed_by = NULL, updated_at = :now, "
+                    "final_at = CASE WHEN :status = 'unknown' THEN :now ELSE NULL END, "
+                    "reason = CASE WHEN :status = 'unknown' THEN 'process_died' ELSE reason END "
+                    "WHERE id = :id AND status = 'submitting' AND claimed_by = :worker"
+                ),
+                {"status": status.value, "now": now, "id": message_id, "worker": worker},
+            )
+            if result.rowcount != 1:  # type: ignore[attr-defined]
+                continue
+            session.add(
+                MessageEvent(
+                    message_id=message_id,
+                    status=status.value,
+                    detail="re-queued after a crash"
+                    if resend
+                    else "the process died while sending; the provider cannot tell if it went out",
+                )
+            )
+            if resend:
+                requeued += 1
+            else:
+                unknown += 1
+    if requeued or unknown:
+        log.warning(
+            "recovered %d message(s) left in submitting: %d re-queued, %d marked unknown",
+            requeued + unknown,
+            requeued,
+            unknown,
+        )
+    return requeued, unknown
+
+
+def expire_reports(engine: Engine, window: timedelta, now: datetime | None = None) -> int:
+    """Sent messages with no final report after WINDOW become dr_unavailable."""
+    now = now or utcnow()
+    with session_scope(engine) as session:
+        result = session.execute(
+            text(
+                "UPDATE messages SET status = 'dr_unavailable', final_at = :now, updated_at = :now "
+                "WHERE status = 'sent' AND first_sent_at < :cutoff"
+            ),
+            {"now": now, "cutoff": now - window},
+        )
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]

@@ -1,0 +1,245 @@
+"""Phone number parsing, classification and splitting, on top of ``phonenumbers``.
+
+Everything here is pure and never raises on bad input: a number that cannot be used
+comes back as a ``NumberInfo`` with ``valid=False`` and a short human reason, so one bad
+recipient never stops the others.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import phonenumbers
+from phonenumbers import NumberParseException, PhoneNumber, PhoneNumberFormat
+from phonenumbers import PhoneNumberType as PNT
+from phonenumbers import ValidationResult as VR
+
+MOBILE = "mobile"
+LANDLINE = "landline"
+OTHER = "other"
+INVALID = "invalid"
+
+# Many plans (US, CA, ...) cannot tell mobile from fixed lines; treating those as
+# mobile is the only way SMS to them can go out at all.
+_MOBILE_TYPES = {PNT.MOBILE, PNT.FIXED_LINE_OR_MOBILE}
+
+# Characters people put between digits. Anything else (letters, "x" extensions, "*")
+# makes the input "not a phone number" rather than letting phonenumbers dig a number out
+# of free text or read letters as a vanity keypad.
+_PUNCTUATION = set("+-.()/[]~‐‑‒–—―−ー－／（）［］．～⁓∼")
+_TEL_PREFIX = re.compile(r"^\s*tel:", re.IGNORECASE)
+_CHUNK_SEPARATORS = re.compile(r"[,;\r\n]+")
+# E.164 allows 15 digits; an international prefix adds up to 3-4. Past these a group
+# of tokens cannot be one number, which bounds the regrouping work in split_numbers
+# ("+ 3 3 6 1 2 3 4 5 6 7 8", digit by digit, is 12 tokens).
+_MAX_DIGITS = 20
+_MAX_TOKENS = 16
+
+
+@dataclass(frozen=True)
+class NumberInfo:
+    """What we know about one phone number as typed by a person."""
+
+    input: str
+    e164: str | None
+    country: str | None
+    type: str
+    valid: bool
+    reason: str | None
+
+    def to_dict(self) -> dict[str, str | bool | None]:
+        """The fields as a plain dict (for JSON)."""
+        return {
+            "input": self.input,
+            "e164": self.e164,
+            "country": self.country,
+            "type": self.type,
+            "valid": self.valid,
+            "reason": self.reason,
+        }
+
+
+def _invalid(raw: str, reason: str, country: str | None = None) -> NumberInfo:
+    return NumberInfo(
+        input=raw, e164=None, country=country, type=INVALID, valid=False, reason=reason
+    )
+
+
+def _region_of(number: PhoneNumber) -> str | None:
+    region = phonenumbers.region_code_for_number(number)
+    if not region or region == phonenumbers.UNKNOWN_REGION:
+        region = phonenumbers.region_code_for_country_code(number.country_code or 0)
+    # "001" marks non-geographic codes (+800, +882, ...): no ISO country to report.
+    if not region or region in (phonenumbers.UNKNOWN_REGION, "001"):
+        return None
+    return region
+
+
+def _parse(text: str, region: str | None) -> PhoneNumber | None:
+    try:
+        return phonenumbers.parse(text, region)
+    except NumberParseException:
+        return None
+
+
+def _parse_failure(text: str, region: str | None) -> str:
+    """Why phonenumbers refused text outright."""
+    try:
+        phonenumbers.parse(text, region)
+    except NumberParseException as exc:
+        if exc.error_type == NumberParseException.INVALID_COUNTRY_CODE:
+            if region is None and not text.startswith("+"):
+                return "no country code and no default country"
+            return "unknown country code"
+        if exc.error_type in (
+            NumberParseException.TOO_SHORT_NSN,
+            NumberParseException.TOO_SHORT_AFTER_IDD,
+        ):
+            return "too short"
+        if exc.error_type == NumberParseException.TOO_LONG:
+            return "too long"
+    # phonenumbers calls a lone digit "not a number"; to a person it is just too short.
+    if _digit_count(text) < 3:
+        return "too short"
+    return "not a phone number"
+
+
+def _digit_count(text: str) -> int:
+    return sum(ch.isdecimal() for ch in text)
+
+
+def _number_chars_only(text: str) -> bool:
+    return all(ch.isdecimal() or ch.isspace() or ch in _PUNCTUATION for ch in text)
+
+
+def _looks_like_number(text: str) -> bool:
+    return any(ch.isdecimal() for ch in text) and _number_chars_only(text)
+
+
+def _why_invalid(number: PhoneNumber, region: str | None) -> tuple[str, str | None]:
+    """A short reason and the country it refers to, for a parsed but invalid number."""
+    where = _region_of(number) or region
+    result = phonenumbers.is_possible_number_with_reason(number)
+    if result == VR.INVALID_COUNTRY_CODE or where is None:
+        return "unknown country code", None
+    if result == VR.TOO_SHORT:
+        return f"too short for {where}", where
+    if result == VR.TOO_LONG:
+        return f"too long for {where}", where
+    if result == VR.INVALID_LENGTH:
+        return f"wrong length for {where}", where
+    return f"not a valid number in {where}", where
+
+
+def _classify(number: PhoneNumber) -> str:
+    kind = phonenumbers.number_type(number)
+    if kind in _MOBILE_TYPES:
+        return MOBILE
+    if kind == PNT.FIXED_LINE:
+        return LANDLINE
+    return OTHER
+
+
+def parse_number(raw: str, region: str = "FR") -> NumberInfo:
+    """Parse a number in any usual human format; region is the country for national numbers."""
+    text = _TEL_PREFIX.sub("", raw).strip()
+    if not text:
+        return _invalid(raw, "empty")
+    if not _looks_like_number(text):
+        return _invalid(raw, "not a phone number")
+    default = region.upper() if region else None
+    if default not in phonenumbers.SUPPORTED_REGIONS:
+        default = None
+
+    first = _parse(text, default)
+    candidates = [first]
+    if not text.startswith("+"):
+        # "0041..." works only where 00 is the international prefix; "41..." is how
+        # mail systems that drop the "+" hand us numbers. Both are tried after the
+        # national reading so a valid national number always wins.
+        if text.startswith("00"):
+            candidates.append(_parse("+" + text[2:], None))
+        candidates.append(_parse("+" + text, None))
+    for number in candidates:
+        if number is not None and phonenumbers.is_valid_number(number):
+            return NumberInfo(
+                input=raw,
+                e164=phonenumbers.format_number(number, PhoneNumberFormat.E164),
+                country=_region_of(number),
+                type=_classify(number),
+                valid=True,
+                reason=None,
+            )
+
+    # Explain with the reading the user most likely meant: the national one if it
+    # parsed, else the international one.
+    number = first or next((n for n in candidates if n is not None), None)
+    if number is None:
+        return _invalid(raw, _parse_failure(text, default))
+    reason, country = _why_invalid(number, default)
+    return _invalid(raw, reason, country)
+
+
+def can_receive_sms(info: NumberInfo) -> bool:
+    """True for valid mobile numbers (including the ones a plan cannot tell from landlines)."""
+    return info.valid and info.type == MOBILE
+
+
+def _split_chunk(chunk: str, region: str) -> list[str]:
+    if parse_number(chunk, region).valid:
+        return [chunk]
+    tokens = chunk.split()
+    pieces: list[str] = []
+    # Tokens that start no valid number stay together, so "06 12 34 5" comes back as
+    # one piece (with a useful "too short" reason) rather than four meaningless ones.
+    pending: list[str] = []
+    i = 0
+    while i < len(tokens):
+        best = 0
+        digits = 0
+        for j in range(i, min(len(tokens), i + _MAX_TOKENS)):
+            token = _TEL_PREFIX.sub("", tokens[j]) if j == i else tokens[j]
+            digits += _digit_count(token)
+            # A word can never be part of a number, so no longer group can be valid.
+            if digits > _MAX_DIGITS or not _number_chars_only(token):
+                break
+            # The longest valid group wins: "030 1234 5678" must not stop at "030 1234"
+            # where shorter local numbers also exist.
+            if parse_number(" ".join(tokens[i : j + 1]), region).valid:
+                best = j + 1
+        if best:
+            if pending:
+                pieces.append(" ".join(pending))
+                pending = []
+            pieces.append(" ".join(tokens[i:best]))
+            i = best
+        else:
+            pending.append(tokens[i])
+            i += 1
+    if pending:
+        pieces.append(" ".join(pending))
+    return pieces
+
+
+def split_numbers(text: str, region: str = "FR") -> list[str]:
+    """Split a list of numbers separated by commas, semicolons, newlines or whitespace."""
+    pieces: list[str] = []
+    for chunk in _CHUNK_SEPARATORS.split(text):
+        chunk = chunk.strip()
+        if chunk:
+            pieces.extend(_split_chunk(chunk, region))
+    return pieces
+
+
+def format_international(e164: str) -> str:
+    """Format an E.164 number for people ("+33 6 12 34 56 78"); bad input comes back as is."""
+    number = _parse(e164, None)
+    if number is None:
+        return e164
+    return phonenumbers.format_number(number, PhoneNumberFormat.INTERNATIONAL)
+
+
+def is_alphanumeric_sender(s: str) -> bool:
+    """True when a sender id contains a letter, i.e. is a name rather than a number."""
+    return any(ch.isalpha() for ch in s)

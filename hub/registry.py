@@ -1,0 +1,47 @@
+"""Finding connectors by name: the hub never imports connectors/, it looks them up here.
+
+Connectors register through the ``smshub.sms_providers`` entry-point group in
+pyproject.toml, so a new provider is one module plus one line there.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import entry_points
+from typing import Any
+
+from pydantic import ValidationError
+
+from hub.errors import ConfigError
+from hub.providers import ProviderContext, SmsProvider
+
+SMS_GROUP = "smshub.sms_providers"
+
+
+def sms_provider_types() -> dict[str, Any]:
+    """Provider classes by type name."""
+    return {ep.name: ep for ep in entry_points(group=SMS_GROUP)}
+
+
+def build_sms_provider(name: str, section: dict[str, Any], ctx: ProviderContext) -> SmsProvider:
+    """Validate [providers.NAME] against its connector and build the provider."""
+    types = sms_provider_types()
+    kind = section.get("type")
+    if kind not in types:
+        known = ", ".join(sorted(types)) or "none installed"
+        raise ConfigError(
+            f"'providers.{name}.type': unknown provider type {kind!r} (known: {known})"
+        )
+    cls = types[kind].load()
+    try:
+        settings = cls.settings_model.model_validate(section)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            key = ".".join(str(p) for p in err["loc"])
+            if err["type"] == "extra_forbidden":
+                lines.append(f"unknown key 'providers.{name}.{key}'")
+            else:
+                lines.append(f"'providers.{name}.{key}': {err['msg']}")
+        raise ConfigError("; ".join(lines)) from None
+    provider: SmsProvider = cls(settings, ctx)
+    return provider

@@ -1,0 +1,62 @@
+"""`smshub run`: one asyncio process serving HTTP and running the dispatcher and scheduler."""
+
+from __future__ import annotations
+
+import logging
+
+import uvicorn
+
+from hub.app import Hub
+from hub.config import Config
+from hub.db import current_revision, make_engine
+
+log = logging.getLogger("smshub")
+
+
+async def serve(config: Config, roles: set[str]) -> None:
+    """Run until SIGINT/SIGTERM."""
+    logging.getLogger().setLevel(config.hub.log_level.upper())
+    # Request lines of these libraries can carry callback secrets in URLs: keep them quiet.
+    for noisy in ("httpx", "httpcore", "apscheduler"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+    engine = make_engine(config.database_url, busy_timeout=config.database.sqlite_busy_timeout)
+    if current_revision(engine) is None:
+        from hub.db import upgrade
+
+        log.info("empty database: creating the schema")
+        upgrade(engine)
+    hub = Hub(config, engine=engine)
+    hub.ensure_default_account()
+    await hub.start(dispatcher="dispatcher" in roles)
+    scheduler = None
+    if "scheduler" in roles:
+        from scheduler.jobs import start_scheduler
+
+        scheduler = start_scheduler(hub)
+    log.warning(
+        "smshub running (roles: %s) — HTTP on http://%s:%d, database %s",
+        ", ".join(sorted(roles)),
+        config.http.host,
+        config.http.port,
+        engine.url.render_as_string(hide_password=True),
+    )
+    try:
+        if "api" in roles:
+            server = uvicorn.Server(
+                uvicorn.Config(
+                    hub.api,
+                    host=config.http.host,
+                    port=config.http.port,
+                    log_level="warning",
+                    lifespan="off",
+                )
+            )
+            await server.serve()
+        else:
+            import asyncio
+
+            await asyncio.Event().wait()
+    finally:
+        if scheduler is not None:
+            scheduler.shutdown(wait=False)
+        await hub.stop()

@@ -1,0 +1,40 @@
+"""Periodic jobs (APScheduler 3.x) and the leader lock that keeps them on one instance."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from hub import outbox
+from scheduler.leader import LeaderLock
+
+if TYPE_CHECKING:
+    from hub.app import Hub
+
+log = logging.getLogger("smshub.scheduler")
+
+
+def start_scheduler(hub: Hub) -> AsyncIOScheduler:
+    """Start the periodic jobs of HUB; they run only while this instance holds the lock."""
+    leader = LeaderLock(hub.engine)
+    window = timedelta(hours=hub.config.dispatcher.report_window_hours)
+
+    async def expire_reports() -> None:
+        if not await asyncio.to_thread(leader.acquire):
+            return
+        expired = await asyncio.to_thread(outbox.expire_reports, hub.engine, window)
+        if expired:
+            log.info(
+                "%d message(s) had no delivery report after %s: dr_unavailable", expired, window
+            )
+
+    scheduler = AsyncIOScheduler(timezone="UTC")
+    scheduler.add_job(
+        expire_reports, "interval", minutes=5, id="expire-reports", max_instances=1, coalesce=True
+    )
+    scheduler.start()
+    return scheduler

@@ -1,0 +1,38 @@
+"""The leader lock: periodic jobs run on the instance holding a PostgreSQL advisory lock."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine, text
+
+from hub.db import is_sqlite
+
+LOCK_KEY = 0x736D73687562  # "smshub"
+
+
+class LeaderLock:
+    """Held on a dedicated connection for as long as this process lives."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._conn: Any = None
+
+    def acquire(self) -> bool:
+        """True if this instance leads (always true on SQLite, which has one instance)."""
+        if is_sqlite(self.engine):
+            return True
+        if self._conn is not None:
+            try:
+                self._conn.execute(text("SELECT 1"))
+                return True
+            except Exception:
+                self._conn = None
+        conn = self.engine.connect()
+        got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": LOCK_KEY}).scalar()
+        conn.commit()
+        if got:
+            self._conn = conn
+            return True
+        conn.close()
+        return False
