@@ -65,8 +65,12 @@ class Hub:
         self.dispatcher: Dispatcher | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    async def start(self, *, dispatcher: bool | None = None) -> None:
-        """Start providers and (unless disabled) the dispatcher."""
+    async def start(self, *, dispatcher: bool | None = None, background: bool = True) -> None:
+        """Start providers and (unless disabled) the dispatcher.
+
+        With ``background=False`` the dispatcher is built but its loop is not started, so a
+        caller (tests, one-shot commands) drives it with ``run_once()`` / ``drain()``.
+        """
         self._loop = asyncio.get_running_loop()
         for view in self.callbacks.values():
             view.warn_if_insecure()
@@ -74,7 +78,7 @@ class Hub:
             await provider.start()
         if dispatcher if dispatcher is not None else self.config.dispatcher.enabled:
             self.dispatcher = Dispatcher(self.engine, self.config, self.providers)
-            await self.dispatcher.start()
+            await self.dispatcher.start(background=background)
 
     async def stop(self) -> None:
         """Stop the dispatcher, then the providers; idempotent."""

@@ -7,11 +7,29 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, event, text
+from sqlalchemy import DateTime, Engine, TextClause, bindparam, event, text
 from sqlalchemy.engine import make_url
 from sqlmodel import Session, create_engine
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+
+TIMESTAMP = DateTime(timezone=True)
+# Bind names that always carry a timestamp in hand-written SQL.
+_TIME_PARAMS = ("now", "due", "cutoff", "at")
+
+
+def sql(statement: str) -> TextClause:
+    """Hand-written SQL whose time parameters are typed like the ORM's columns.
+
+    Untyped datetimes reach SQLite as ISO strings with an offset, while the ORM stores
+    them without one; mixing both in a column would break comparisons.
+    """
+    clause = text(statement)
+    names = [n for n in _TIME_PARAMS if f":{n}" in statement]
+    if names:
+        clause = clause.bindparams(*(bindparam(n, type_=TIMESTAMP) for n in names))
+    return clause
 
 
 def is_sqlite(engine: Engine) -> bool:

@@ -114,11 +114,13 @@ class Dispatcher:
         """Look at the outbox now (a door just queued something)."""
         self._wake.set()
 
-    async def start(self) -> None:
+    async def start(self, background: bool = True) -> None:
+        """Recover abandoned claims, then (with BACKGROUND) loop until stopped."""
         await asyncio.to_thread(self._load_routes)
         # One dispatcher on SQLite: whatever is in `submitting` at start was left by a crash.
         await asyncio.to_thread(self.reconcile, at_start=True)
-        self._task = asyncio.create_task(self.run(), name="dispatcher")
+        if background:
+            self._task = asyncio.create_task(self.run(), name="dispatcher")
 
     async def stop(self) -> None:
         self._stopping = True

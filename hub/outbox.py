@@ -11,11 +11,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, bindparam
 from sqlmodel import Session
 
 from hub import credits
-from hub.db import is_sqlite, session_scope
+from hub.db import TIMESTAMP, is_sqlite, session_scope, sql
 from hub.models import Message, MessageEvent, MessageStatus
 from hub.timeutil import as_utc, utcnow
 
@@ -70,7 +70,8 @@ def claim(engine: Engine, worker: str, limit: int, now: datetime | None = None) 
     lock = "" if is_sqlite(engine) else "FOR UPDATE SKIP LOCKED"
     with session_scope(engine) as session:
         rows = session.execute(
-            text(_CLAIM.format(lock=lock)), {"worker": worker, "now": now, "limit": limit}
+            sql(_CLAIM.format(lock=lock)).columns(first_sent_at=TIMESTAMP),
+            {"worker": worker, "now": now, "limit": limit},
         ).all()
     claimed = [
         Claimed(*row[:11], first_sent_at=as_utc(row[11]) if row[11] is not None else None)
@@ -83,7 +84,7 @@ def claim(engine: Engine, worker: str, limit: int, now: datetime | None = None) 
 def _events(session: Session, rows: Sequence[dict[str, object]]) -> None:
     if rows:
         session.execute(
-            text(
+            sql(
                 "INSERT INTO message_events (message_id, status, reason, detail, provider, "
                 "event_key, created_at) VALUES (:message_id, :status, :reason, :detail, "
                 ":provider, NULL, :now)"
@@ -104,7 +105,7 @@ def record_outcomes(engine: Engine, worker: str, outcomes: Sequence[Outcome]) ->
         if sent:
             # A report may already have moved the row on (fast providers): keep its status.
             session.execute(
-                text(
+                sql(
                     "UPDATE messages SET status = CASE WHEN status = 'submitting' THEN 'sent' "
                     "ELSE status END, provider = :provider, provider_message_id = :pmid, "
                     "sent_at = :now, first_sent_at = COALESCE(first_sent_at, :now), "
@@ -124,7 +125,7 @@ def record_outcomes(engine: Engine, worker: str, outcomes: Sequence[Outcome]) ->
             )
         if retry:
             session.execute(
-                text(
+                sql(
                     "UPDATE messages SET status = 'queued', due_at = :due, claimed_by = NULL, "
                     "detail = :detail, updated_at = :now "
                     "WHERE id = :id AND claimed_by = :worker AND status = 'submitting'"
@@ -142,7 +143,7 @@ def record_outcomes(engine: Engine, worker: str, outcomes: Sequence[Outcome]) ->
             )
         for o in failed:
             result = session.execute(
-                text(
+                sql(
                     "UPDATE messages SET status = 'failed', reason = :reason, detail = :detail, "
                     "provider = :provider, final_at = :now, claimed_by = NULL, updated_at = :now "
                     "WHERE id = :id AND claimed_by = :worker AND status = 'submitting'"
@@ -186,7 +187,7 @@ def cancel_queued(session: Session, message: Message) -> bool:
     """Cancel MESSAGE if no dispatcher has claimed it; refunds its credits."""
     now = utcnow()
     result = session.execute(
-        text(
+        sql(
             "UPDATE messages SET status = 'cancelled', final_at = :now, updated_at = :now "
             "WHERE id = :id AND status = 'queued'"
         ),
@@ -225,18 +226,24 @@ def reconcile_abandoned(
         params["cutoff"] = older_than
     requeued = unknown = 0
     with session_scope(engine) as session:
-        rows = session.execute(text(query), params).all()
+        rows = session.execute(sql(query), params).all()
         for message_id, account_id, worker in rows:
             resend = can_resend(account_id)
             status = MessageStatus.QUEUED if resend else MessageStatus.UNKNOWN
             result = session.execute(
-                text(
+                sql(
                     "UPDATE messages SET status = :status, claimed_by = NULL, updated_at = :now, "
-                    "final_at = CASE WHEN :status = 'unknown' THEN :now ELSE NULL END, "
-                    "reason = CASE WHEN :status = 'unknown' THEN 'process_died' ELSE reason END "
+                    "final_at = :final_at, reason = COALESCE(:reason, reason) "
                     "WHERE id = :id AND status = 'submitting' AND claimed_by = :worker"
-                ),
-                {"status": status.value, "now": now, "id": message_id, "worker": worker},
+                ).bindparams(bindparam("final_at", type_=TIMESTAMP)),
+                {
+                    "status": status.value,
+                    "now": now,
+                    "final_at": None if resend else now,
+                    "reason": None if resend else "process_died",
+                    "id": message_id,
+                    "worker": worker,
+                },
             )
             if result.rowcount != 1:  # type: ignore[attr-defined]
                 continue
@@ -268,7 +275,7 @@ def expire_reports(engine: Engine, window: timedelta, now: datetime | None = Non
     now = now or utcnow()
     with session_scope(engine) as session:
         result = session.execute(
-            text(
+            sql(
                 "UPDATE messages SET status = 'dr_unavailable', final_at = :now, updated_at = :now "
                 "WHERE status = 'sent' AND first_sent_at < :cutoff"
             ),

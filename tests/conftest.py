@@ -103,12 +103,13 @@ def engine(db_url: str) -> Iterator[Engine]:
 
 
 def make_config(db_url: str, data_dir: Path, **overrides: Any) -> Config:
-    """A test config: the given database, files in DATA_DIR, instant simulator reports."""
+    """A test config: the given database, files in DATA_DIR; simulator reports wait for the
+    test to flush them (a report loop racing the test would make it flaky)."""
     data: dict[str, Any] = {
         "hub": {"data_dir": str(data_dir)},
         "database": {"url": db_url},
         "dispatcher": {"poll_interval": 0.05, "retry_backoff_seconds": 0.01},
-        "providers": {"simulator": {"type": "simulator", "report_delay": 0.0}},
+        "providers": {"simulator": {"type": "simulator", "report_delay": 3600.0}},
     }
     for section, values in overrides.items():
         if isinstance(values, dict) and isinstance(data.get(section), dict):
@@ -137,10 +138,10 @@ def account(engine: Engine) -> str:
 
 @pytest.fixture
 async def hub(config: Config, engine: Engine) -> AsyncIterator[Any]:
-    """A started hub (providers + dispatcher) on the test database."""
+    """A started hub whose dispatcher the test drives (``await hub.dispatcher.drain()``)."""
     from hub.app import Hub
 
     instance = Hub(config, engine=engine)
-    await instance.start()
+    await instance.start(background=False)
     yield instance
     await instance.stop()

@@ -1,0 +1,320 @@
+"""The dispatcher with the simulator: states, retries, failover, reports and recovery."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any, ClassVar
+
+from sqlmodel import col, select
+
+from hub import outbox, sending
+from hub.callbacks import CallbackView
+from hub.config import Config
+from hub.credits import ledger_problems
+from hub.db import session_scope
+from hub.dispatch import Dispatcher
+from hub.models import InboundMessage, Message, MessageEvent
+from hub.providers import (
+    OutgoingSms,
+    ProviderSettings,
+    SendOutcome,
+    SendResult,
+)
+from hub.timeutil import utcnow
+from tests.conftest import make_config
+
+
+def _send(hub: Any, *numbers: str, text: str = "hello") -> list[str]:
+    result = sending.submit(
+        hub.engine,
+        hub.config,
+        sending.SubmitRequest(account="acme", recipients=list(numbers), text=text),
+    )
+    return [r.message_id for r in result.recipients if r.message_id]
+
+
+def _messages(engine: Any) -> dict[str, Message]:
+    with session_scope(engine) as s:
+        return {m.id: m for m in s.exec(select(Message)).all()}
+
+
+def _simulator(hub: Any) -> Any:
+    return hub.providers["simulator"]
+
+
+async def _settle(hub: Any) -> None:
+    """Send everything due and deliver every pending simulator report."""
+    await hub.dispatcher.drain()
+    await _simulator(hub).flush_reports()
+
+
+async def test_message_reaches_delivered_through_the_simulator(hub, account):
+    [mid] = _send(hub, "0612345678")
+    await _settle(hub)
+    message = _messages(hub.engine)[mid]
+    assert message.status == "delivered"
+    assert message.provider == "simulator"
+    log = [e for e in _simulator(hub).read_log() if e["kind"] == "mt"]
+    assert [(e["to"], e["text"]) for e in log] == [("+33612345678", "hello")]
+    with session_scope(hub.engine) as s:
+        events = s.exec(
+            select(MessageEvent.status)
+            .where(MessageEvent.message_id == mid)
+            .order_by(col(MessageEvent.id))
+        ).all()
+    assert list(events) == ["sent", "delivered"]
+
+
+async def test_same_report_twice_changes_nothing(hub, account):
+    [mid] = _send(hub, "0612345678")
+    await hub.dispatcher.drain()
+    sim = _simulator(hub)
+    body = {
+        "reports": [
+            {
+                "id": _messages(hub.engine)[mid].provider_message_id,
+                "message_id": mid,
+                "status": "delivered",
+            }
+        ]
+    }
+    for _ in range(2):
+        r = await hub.hub_client.post(
+            "/callbacks/simulator/dlr", json=body, headers={"X-Smshub-Secret": sim.secret}
+        )
+        assert r.status_code == 200
+    with session_scope(hub.engine) as s:
+        events = s.exec(select(MessageEvent).where(MessageEvent.message_id == mid)).all()
+    assert [e.status for e in events] == ["sent", "delivered"]
+
+
+async def test_callback_with_bad_secret_or_body_is_refused(hub, account):
+    r = await hub.hub_client.post(
+        "/callbacks/simulator/dlr", json={"reports": []}, headers={"X-Smshub-Secret": "wrong"}
+    )
+    assert r.status_code == 401
+    sim = _simulator(hub)
+    r = await hub.hub_client.post(
+        "/callbacks/simulator/dlr", content=b"{not json", headers={"X-Smshub-Secret": sim.secret}
+    )
+    assert r.status_code == 400
+    assert "JSON" in r.text
+    r = await hub.hub_client.post("/callbacks/nope/dlr", json={})
+    assert r.status_code == 404
+
+
+async def test_invalid_number_report_is_final_and_kept_charged(db_url, tmp_path, engine, account):
+    from hub.app import Hub
+
+    config = make_config(
+        db_url,
+        tmp_path,
+        providers={
+            "simulator": {
+                "type": "simulator",
+                "report_delay": 3600,
+                "invalid_numbers": ["+33698765432"],
+            }
+        },
+    )
+    hub = Hub(config, engine=engine)
+    await hub.start(background=False)
+    try:
+        ok, bad = _send(hub, "0612345678", "0698765432")
+        await _settle(hub)
+        messages = _messages(engine)
+        assert messages[ok].status == "delivered"
+        assert (messages[bad].status, messages[bad].reason) == ("undelivered", "invalid_number")
+    finally:
+        await hub.stop()
+
+
+async def test_network_error_report_is_sent_again_as_a_new_send(db_url, tmp_path, engine, account):
+    from hub.app import Hub
+
+    config = make_config(db_url, tmp_path)
+    hub = Hub(config, engine=engine)
+    await hub.start(background=False)
+    try:
+        [mid] = _send(hub, "0612345678")
+        await hub.dispatcher.drain()
+        sim = _simulator(hub)
+        pid = _messages(engine)[mid].provider_message_id
+        body = {
+            "reports": [
+                {"id": pid, "message_id": mid, "status": "undelivered", "reason": "network_error"}
+            ]
+        }
+        r = await hub.hub_client.post(
+            "/callbacks/simulator/dlr", json=body, headers={"X-Smshub-Secret": sim.secret}
+        )
+        assert r.status_code == 200
+        message = _messages(engine)[mid]
+        assert (message.status, message.send_seq) == ("queued", 1)
+        with session_scope(engine) as s:
+            s.get(Message, mid).due_at = utcnow()  # type: ignore[union-attr]
+        await hub.dispatcher.drain()
+        keys = [e["key"] for e in sim.read_log() if e["kind"] == "mt"]
+        assert keys == [f"{mid}.0", f"{mid}.1"]
+    finally:
+        await hub.stop()
+
+
+class FlakyProvider:
+    """A provider whose answers the test scripts."""
+
+    settings_model: ClassVar[type[ProviderSettings]] = ProviderSettings
+
+    def __init__(self, name: str, answers: list[SendOutcome], deduplicates: bool = False):
+        self.name = name
+        self.settings = ProviderSettings(type="flaky")
+        self.answers = answers
+        self.deduplicates = deduplicates
+        self.sent: list[OutgoingSms] = []
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    def callbacks(self) -> Mapping[str, CallbackView]:
+        return {}
+
+    async def send(self, sms: OutgoingSms) -> SendResult:
+        outcome = self.answers.pop(0) if self.answers else SendOutcome.ACCEPTED
+        if outcome == SendOutcome.ACCEPTED:
+            self.sent.append(sms)
+            return SendResult(outcome, f"{self.name}-{len(self.sent)}")
+        if outcome == SendOutcome.PERMANENT:
+            return SendResult(outcome, reason="invalid_number", detail="unknown subscriber")
+        raise ConnectionError("gateway unreachable")
+
+
+def _dispatcher(engine: Any, config: Config, *providers: FlakyProvider) -> Dispatcher:
+    config.routing.default = [p.name for p in providers]
+    return Dispatcher(engine, config, {p.name: p for p in providers})  # type: ignore[misc]
+
+
+def _submit(engine: Any, config: Config, *numbers: str) -> list[str]:
+    result = sending.submit(
+        engine, config, sending.SubmitRequest(account="acme", recipients=list(numbers), text="hi")
+    )
+    return [r.message_id for r in result.recipients if r.message_id]
+
+
+async def test_outage_fails_over_to_the_next_provider(engine, config, account):
+    primary = FlakyProvider("primary", [SendOutcome.TRANSIENT])
+    backup = FlakyProvider("backup", [])
+    d = _dispatcher(engine, config, primary, backup)
+    [mid] = _submit(engine, config, "0612345678")
+    await d.drain()
+    message = _messages(engine)[mid]
+    assert (message.status, message.provider) == ("sent", "backup")
+    assert [s.to for s in backup.sent] == ["+33612345678"]
+
+
+async def test_transient_failures_are_retried_then_fail_with_refund(engine, config, account):
+    config.dispatcher.max_attempts = 3
+    only = FlakyProvider("only", [SendOutcome.TRANSIENT] * 3)
+    d = _dispatcher(engine, config, only)
+    [mid] = _submit(engine, config, "0612345678")
+    for _ in range(3):
+        with session_scope(engine) as s:
+            s.get(Message, mid).due_at = utcnow() - timedelta(seconds=1)  # type: ignore[union-attr]
+        await d.run_once()
+    message = _messages(engine)[mid]
+    assert (message.status, message.reason, message.attempts) == (
+        "failed",
+        "provider_unavailable",
+        3,
+    )
+    with session_scope(engine) as s:
+        from hub.accounts import get_account
+
+        assert get_account(s, "acme").balance == 100
+        assert ledger_problems(s) == []
+
+
+async def test_permanent_rejection_fails_at_once_and_refunds(engine, config, account):
+    d = _dispatcher(engine, config, FlakyProvider("gw", [SendOutcome.PERMANENT]))
+    [mid] = _submit(engine, config, "0612345678")
+    await d.drain()
+    message = _messages(engine)[mid]
+    assert (message.status, message.reason) == ("failed", "invalid_number")
+    with session_scope(engine) as s:
+        from hub.accounts import get_account
+
+        assert get_account(s, "acme").balance == 100
+
+
+async def test_prefix_routes_send_swiss_numbers_through_their_provider(engine, config, account):
+    swiss = FlakyProvider("swiss", [])
+    swiss.settings = ProviderSettings(type="flaky", prefixes=["+41"])
+    rest = FlakyProvider("rest", [])
+    d = _dispatcher(engine, config, swiss, rest)
+    _submit(engine, config, "+41791234567", "0612345678")
+    await d.drain()
+    assert [s.to for s in swiss.sent] == ["+41791234567"]
+    assert [s.to for s in rest.sent] == ["+33612345678"]
+
+
+async def test_crashed_claims_are_resent_only_through_deduplicating_providers(
+    engine, config, account
+):
+    ids = _submit(engine, config, "0612345678", "0698765432")
+    claimed = outbox.claim(engine, "dead-worker", 10)
+    assert len(claimed) == 2
+    dedupe = FlakyProvider("dedupe", [], deduplicates=True)
+    plain = FlakyProvider("plain", [], deduplicates=False)
+    d_plain = _dispatcher(engine, config, plain)
+    assert outbox.reconcile_abandoned(engine, d_plain.router.deduplicates, None) == (0, 2)
+    assert {m.status for m in _messages(engine).values()} == {"unknown"}
+    ids2 = _submit(engine, config, "0611111111")
+    outbox.claim(engine, "dead-worker", 10)
+    d_dedupe = _dispatcher(engine, config, dedupe)
+    assert outbox.reconcile_abandoned(engine, d_dedupe.router.deduplicates, None) == (1, 0)
+    await d_dedupe.drain()
+    assert _messages(engine)[ids2[0]].status == "sent"
+    assert ids
+
+
+async def test_reports_missing_after_the_window_become_dr_unavailable(engine, config, account):
+    d = _dispatcher(engine, config, FlakyProvider("gw", []))
+    [mid] = _submit(engine, config, "0612345678")
+    await d.drain()
+    assert outbox.expire_reports(engine, timedelta(hours=48)) == 0
+    later = utcnow() + timedelta(hours=48, seconds=1)
+    assert outbox.expire_reports(engine, timedelta(hours=48), now=later) == 1
+    assert _messages(engine)[mid].status == "dr_unavailable"
+
+
+async def test_scheduled_message_waits_for_its_time(engine, config, account):
+    d = _dispatcher(engine, config, FlakyProvider("gw", []))
+    result = sending.submit(
+        engine,
+        config,
+        sending.SubmitRequest(
+            account="acme",
+            recipients=["0612345678"],
+            text="later",
+            send_at=utcnow() + timedelta(minutes=5),
+        ),
+    )
+    assert await d.drain() == 0
+    mid = result.recipients[0].message_id
+    with session_scope(engine) as s:
+        s.get(Message, mid).due_at = utcnow() - timedelta(seconds=1)  # type: ignore[union-attr]
+    assert await d.drain() == 1
+
+
+async def test_inbound_sms_is_stored_and_linked_to_the_last_message(hub, account):
+    [mid] = _send(hub, "0612345678")
+    await _settle(hub)
+    assert await _simulator(hub).receive("+33612345678", "Merci !")
+    with session_scope(hub.engine) as s:
+        inbound = s.exec(select(InboundMessage)).one()
+    assert (inbound.sender, inbound.text, inbound.reply_to_message_id) == (
+        "+33612345678",
+        "Merci !",
+        mid,
+    )
