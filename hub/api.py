@@ -1,6 +1,7 @@
 """The HTTP API (FastAPI): messages, account, provider callbacks, health and metrics."""
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: FastAPI resolves route annotations at
+# runtime, and the dependency aliases live inside create_api().
 
 import asyncio
 from datetime import datetime
@@ -71,7 +72,7 @@ def _descendants(session: Session, root: Account) -> set[int]:
     return ids
 
 
-def create_api(hub: Hub) -> FastAPI:
+def create_api(hub: "Hub") -> FastAPI:
     """The FastAPI application for HUB."""
     app = FastAPI(
         title="smshub",

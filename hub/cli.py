@@ -106,6 +106,12 @@ def run_db(fn: Any) -> Any:
         fail(str(exc), exc.exit_code)
 
 
+def _stdin_text() -> str:
+    """Standard input without the final newline that `echo` and editors add."""
+    text = sys.stdin.read()
+    return text[:-1] if text.endswith("\n") else text
+
+
 def _table(rows: list[list[Any]], headers: list[str]) -> str:
     cells = [headers] + [["" if c is None else str(c) for c in r] for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
@@ -199,12 +205,12 @@ def accounts_create(
 @accounts_app.command("list")
 def accounts_list(as_json: JsonOpt = False) -> None:
     """List accounts with their balances."""
-    from sqlmodel import select
+    from sqlmodel import col, select
 
     from hub.models import Account
 
     def _do(session: Any) -> list[dict[str, Any]]:
-        rows = session.exec(select(Account).order_by(Account.id)).all()
+        rows = session.exec(select(Account).order_by(col(Account.id))).all()
         names = {a.id: a.name for a in rows}
         return [
             {
@@ -445,7 +451,7 @@ def send(
     from hub import sending
 
     if text == "-":
-        text = sys.stdin.read()
+        text = _stdin_text()
     send_at = None
     if at:
         try:
@@ -613,7 +619,7 @@ def sms_count(
     from hub.segments import count
 
     if text == "-":
-        text = sys.stdin.read()
+        text = _stdin_text()
     info = count(text).to_dict()
     emit(
         info,

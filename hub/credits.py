@@ -8,7 +8,7 @@ both apply atomically, and the ledger row is written in the same transaction.
 from __future__ import annotations
 
 from sqlalchemy import func, text
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from hub.accounts import ancestors, get_account
 from hub.errors import ConflictError, InsufficientCredits, InvalidInput
@@ -136,16 +136,17 @@ def refund(
 
 def ledger_problems(session: Session) -> list[str]:
     """Accounts whose balance differs from the sum of their ledger, or is negative."""
-    sums = dict(
-        session.execute(
-            select(LedgerEntry.account_id, func.sum(LedgerEntry.amount)).group_by(
-                LedgerEntry.account_id
+    sums: dict[int, int] = {
+        int(account_id): int(total or 0)
+        for account_id, total in session.execute(
+            select(col(LedgerEntry.account_id), func.sum(LedgerEntry.amount)).group_by(
+                col(LedgerEntry.account_id)
             )
         ).all()
-    )
+    }
     problems = []
     for account in session.exec(select(Account)).all():
-        total = int(sums.get(account.id, 0) or 0)
+        total = sums.get(account.id or 0, 0)
         if total != account.balance:
             problems.append(f"{account.name}: balance {account.balance}, ledger sum {total}")
         if account.balance < 0:

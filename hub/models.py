@@ -17,7 +17,7 @@ def new_id() -> str:
     return uuid.uuid4().hex
 
 
-def _ts(nullable: bool = True, index: bool = False) -> Column:  # type: ignore[type-arg]
+def _ts(nullable: bool = True, index: bool = False) -> Column:  # type: ignore[type-arg,unused-ignore]
     return Column(DateTime(timezone=True), nullable=nullable, index=index)
 
 

@@ -74,7 +74,20 @@ def claim(engine: Engine, worker: str, limit: int, now: datetime | None = None) 
             {"worker": worker, "now": now, "limit": limit},
         ).all()
     claimed = [
-        Claimed(*row[:11], first_sent_at=as_utc(row[11]) if row[11] is not None else None)
+        Claimed(
+            id=row.id,
+            account_id=row.account_id,
+            charged_account_id=row.charged_account_id,
+            recipient=row.recipient,
+            sender=row.sender,
+            text=row.text,
+            encoding=row.encoding,
+            segments=row.segments,
+            credits=row.credits,
+            attempts=row.attempts,
+            send_seq=row.send_seq,
+            first_sent_at=as_utc(row.first_sent_at) if row.first_sent_at else None,
+        )
         for row in rows
     ]
     claimed.sort(key=lambda c: c.id)

@@ -119,6 +119,7 @@ class SmsProvider(Protocol):
     """What every SMS connector implements."""
 
     settings_model: ClassVar[type[ProviderSettings]]
+    settings: ProviderSettings
     name: str
     # True when sending the same message_id twice reaches the phone once; the dispatcher then
     # re-sends messages a crashed process left in `submitting` instead of marking them unknown.

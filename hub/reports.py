@@ -10,6 +10,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import Engine, and_, or_
 from sqlalchemy.exc import IntegrityError
@@ -40,11 +41,13 @@ class ReportPolicy:
 def _find_messages(session: Session, reports: Sequence[DeliveryReport]) -> dict[int, Message]:
     ids = {r.message_id for r in reports if r.message_id}
     refs = {(r.provider, r.provider_message_id) for r in reports if r.provider_message_id}
-    conditions = []
+    conditions: list[Any] = []
     if ids:
         conditions.append(col(Message.id).in_(ids))
     for provider, pmid in refs:
-        conditions.append(and_(Message.provider == provider, Message.provider_message_id == pmid))
+        conditions.append(
+            and_(col(Message.provider) == provider, col(Message.provider_message_id) == pmid)
+        )
     if not conditions:
         return {}
     found = session.exec(select(Message).where(or_(*conditions))).all()

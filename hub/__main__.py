@@ -1,0 +1,5 @@
+"""`python -m hub` is `smshub`."""
+
+from hub.cli import main
+
+main()

@@ -1,0 +1,129 @@
+"""The `smshub` command line: JSON outputs, one-line errors, nothing written half-way."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from hub import cli
+
+
+@pytest.fixture
+def smshub(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Run `smshub ARGS` in-process against the test database; returns (code, out, err)."""
+    cfg = tmp_path / "smshub.toml"
+    cfg.write_text(
+        f'[hub]\ndata_dir = "{tmp_path}"\n[database]\nurl = "{db_url}"\n'
+        '[providers.simulator]\ntype = "simulator"\nreport_delay = 3600\n'
+    )
+    monkeypatch.setenv("SMSHUB_CONFIG", str(cfg))
+    runner = CliRunner()
+
+    def run(*args: str, input: str | None = None) -> tuple[int, str, str]:
+        cli._state.clear()
+        result = runner.invoke(cli.app, list(args), input=input)
+        if result.exception and not isinstance(result.exception, SystemExit):
+            raise result.exception
+        return result.exit_code, result.stdout, result.stderr
+
+    return run
+
+
+def test_numbers_check_json(smshub):
+    code, out, _ = smshub(
+        "numbers", "check", "06 12 34 56 78", "+41 79 123 45 67", "hello", "--json"
+    )
+    assert code == 0
+    data = json.loads(out)
+    assert [d["e164"] for d in data] == ["+33612345678", "+41791234567", None]
+    assert data[1] == {
+        "input": "+41 79 123 45 67",
+        "e164": "+41791234567",
+        "country": "CH",
+        "type": "mobile",
+        "valid": True,
+        "reason": None,
+    }
+    assert set(data[2]) == {"input", "e164", "country", "type", "valid", "reason"}
+
+
+def test_sms_count_reads_stdin(smshub):
+    code, out, _ = smshub("sms", "count", "-", "--json", input="Hello {world} 😀\n")
+    assert code == 0
+    assert json.loads(out) == {
+        "encoding": "UCS-2",
+        "segments": 1,
+        "characters": 15,
+        "length": 16,
+        "remaining": 54,
+    }
+
+
+def test_accounts_tokens_send_and_show(smshub):
+    assert smshub("accounts", "create", "acme", "--region", "FR")[0] == 0
+    assert smshub("accounts", "credit", "acme", "50")[0] == 0
+    assert smshub("accounts", "create", "lyon", "--parent", "acme")[0] == 0
+    code, out, _ = smshub("accounts", "transfer", "acme", "lyon", "10")
+    assert code == 0 and "lyon has 10" in out
+    code, out, _ = smshub("tokens", "create", "acme", "--json")
+    assert json.loads(out)["token"].startswith("smh_")
+    code, out, _ = smshub(
+        "send", "--to", "0612345678", "--text", "hello", "--account", "acme", "--json"
+    )
+    assert code == 0, out
+    mid = json.loads(out)["id"]
+    code, out, _ = smshub("messages", "show", mid, "--json")
+    assert json.loads(out)["status"] == "queued"
+    code, out, _ = smshub("accounts", "reset", "lyon")
+    assert "returned 10" in out
+    code, out, _ = smshub("accounts", "show", "acme", "--json")
+    assert json.loads(out)["balance"] == 49
+    assert smshub("accounts", "check")[0] == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--to", "0612345678", "--text", "hi", "--account", "ghost"], "no account named 'ghost'"),
+        (["--to", "not-a-number", "--text", "hi", "--account", "acme"], "rejected"),
+        (["--to", "0612345678", "--text", "  ", "--account", "acme"], "the text is empty"),
+        (["--to", "0612345678", "--text", "x" * 1200, "--account", "acme"], "max_parts"),
+        (
+            ["--to", "0612345678", "--text", "hi", "--at", "tomorrow", "--account", "acme"],
+            "ISO 8601",
+        ),
+    ],
+)
+def test_bad_send_is_one_line_nonzero_and_writes_nothing(smshub, args, words):
+    smshub("accounts", "create", "acme")
+    smshub("accounts", "credit", "acme", "5")
+    code, out, err = smshub("send", *args)
+    assert code != 0
+    assert words in out + err
+    if err:
+        assert len(err.strip().splitlines()) == 1
+    code, out, _ = smshub("messages", "list", "--json")
+    assert json.loads(out) == []
+    _, out, _ = smshub("accounts", "show", "acme", "--json")
+    assert json.loads(out)["balance"] == 5
+
+
+def test_unknown_config_key_stops_with_its_name(tmp_path):
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text("[dispatcher]\nbatch = 10\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "hub", "--config", str(cfg), "accounts", "list"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        f"error: {cfg}: unknown key 'dispatcher.batch' (see config.example.toml for the options)"
+    )

@@ -1,0 +1,100 @@
+"""Configuration: defaults, validation errors that name the key, secrets from the environment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hub.app import Hub
+from hub.config import load_config, parse_config
+from hub.errors import ConfigError
+
+EXAMPLE = Path(__file__).parent.parent / "config.example.toml"
+
+
+def test_embedded_defaults_run_on_sqlite_and_the_simulator():
+    config = load_config(None)
+    assert config.database_url.startswith("sqlite:///")
+    assert config.http.port == 8025
+    assert config.routing.default == ["simulator"]
+
+
+def test_example_config_is_valid_and_builds_its_providers(tmp_path, monkeypatch):
+    monkeypatch.setenv("SMSHUB_SIMULATOR_SECRET", "s3cret")
+    config = load_config(EXAMPLE)
+    config.hub.data_dir = tmp_path
+    Hub(config)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"hub": {"colour": "blue"}}, "unknown key 'hub.colour'"),
+        ({"http": {"port": 99999}}, "'http.port'"),
+        ({"hub": {"default_region": "France"}}, "'hub.default_region'"),
+        ({"routing": {"default": ["kannel"]}}, "no [providers.kannel] section"),
+        ({"providers": {"sim": {"report_delay": 1}}}, "'providers.sim.type' is missing"),
+    ],
+)
+def test_bad_config_names_the_key(data, message):
+    with pytest.raises(ConfigError) as err:
+        parse_config(data, "smshub.toml")
+    assert message in str(err.value)
+    assert str(err.value).startswith("smshub.toml")
+
+
+def test_bad_provider_section_names_the_key(tmp_path):
+    config = parse_config({"providers": {"simulator": {"type": "simulator", "speed": 3}}})
+    config.hub.data_dir = tmp_path
+    with pytest.raises(ConfigError, match=r"unknown key 'providers.simulator.speed'"):
+        Hub(config)
+    config = parse_config({"providers": {"simulator": {"type": "carrier-pigeon"}}})
+    with pytest.raises(ConfigError, match="unknown provider type 'carrier-pigeon'"):
+        Hub(config)
+
+
+def test_secret_env_that_is_not_set_is_an_error(tmp_path, monkeypatch):
+    monkeypatch.delenv("NOPE_SECRET", raising=False)
+    config = parse_config(
+        {"providers": {"simulator": {"type": "simulator", "secret_env": "NOPE_SECRET"}}}
+    )
+    config.hub.data_dir = tmp_path
+    with pytest.raises(ConfigError, match="NOPE_SECRET, which is not set"):
+        Hub(config)
+
+
+def test_file_errors_are_clear(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_config(tmp_path / "missing.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[hub\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(bad)
+
+
+def test_relative_data_dir_is_relative_to_the_config_file(tmp_path):
+    cfg = tmp_path / "etc" / "smshub.toml"
+    cfg.parent.mkdir()
+    cfg.write_text('[hub]\ndata_dir = "data"\n')
+    assert load_config(cfg).hub.data_dir == (tmp_path / "etc" / "data").resolve()
+
+
+def test_example_documents_every_option():
+    """config.example.toml lists every option of every section, each with a comment."""
+    import tomllib
+
+    from hub.config import Config
+
+    example = tomllib.loads(EXAMPLE.read_text())
+    for name, field in Config.model_fields.items():
+        if name in {"source", "providers"}:
+            continue
+        section = field.annotation
+        assert name in example, f"[{name}] missing from config.example.toml"
+        missing = set(section.model_fields) - set(example[name])  # type: ignore[union-attr]
+        assert not missing, f"[{name}] lacks {sorted(missing)}"
+    from connectors.sms.simulator import SimulatorSettings
+
+    missing = set(SimulatorSettings.model_fields) - set(example["providers"]["simulator"])
+    assert missing <= {"secret_file"}, f"[providers.simulator] lacks {sorted(missing)}"
