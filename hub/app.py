@@ -55,6 +55,7 @@ class Hub:
                 public_url=config.hub.public_url.rstrip("/"),
                 data_dir=config.hub.data_dir,
                 hub_client=self.hub_client,
+                emit=self.handle_events,
             )
             self.providers[name] = build_sms_provider(name, section, ctx)
         self.callbacks = {

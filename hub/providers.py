@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -112,6 +112,9 @@ class ProviderContext:
     data_dir: Path
     # Posts to the hub's own HTTP routes in-process (simulator callbacks use it).
     hub_client: httpx.AsyncClient | None = None
+    # Stores normalized events; for providers that push reports over their own connection
+    # (SMPP deliver_sm) instead of HTTP callbacks. Acknowledge only after it returns.
+    emit: Callable[[Sequence[ProviderEvent]], Awaitable[None]] | None = None
 
 
 @runtime_checkable
