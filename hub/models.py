@@ -215,3 +215,73 @@ class InvalidNumber(SQLModel, table=True):
     account_id: int = Field(foreign_key="accounts.id")
     number: str = Field(max_length=20)
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
+
+
+class IntakeKind(enum.StrEnum):
+    SUBJECT = "subject"  # sms@hub.example.com, numbers in the subject
+    NUMBER_ADDRESS = "number_address"  # +33612345678@sms.example.com
+
+
+class IntakeAddress(SQLModel, table=True):
+    """An address (or, for number-in-address intake, a whole domain) that turns mail into SMS."""
+
+    __tablename__ = "intake_addresses"
+    __table_args__ = (UniqueConstraint("local_part", "domain", name="uq_intake_address"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(foreign_key="accounts.id", index=True)
+    kind: str = Field(default=IntakeKind.SUBJECT.value, max_length=16)
+    # Empty for number-in-address intake: every local part of the domain is a number.
+    local_part: str = Field(default="", max_length=64)
+    domain: str = Field(max_length=255, index=True)
+    # Addresses or @domains allowed to send through the organisation's relay; one per line.
+    allowed_senders: str = Field(default="")
+    # Mail must come through SMTP AUTH (or be from an allowed sender with aligned SPF/DKIM).
+    require_auth: bool = False
+    # SHA-256 of an optional PIN that must appear in the subject as pin:NNNN.
+    pin_hash: str | None = Field(default=None, max_length=64)
+    # Send the sender a confirmation e-mail after intake.
+    confirm: bool = True
+    # Where replies to SMS sent from this address go (empty: the mail's sender).
+    reply_mailbox: str = Field(default="", max_length=255)
+    sender: str | None = Field(default=None, max_length=16)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
+
+
+class MailUser(SQLModel, table=True):
+    """An SMTP AUTH login that may send on one account's intake addresses."""
+
+    __tablename__ = "mail_users"
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(foreign_key="accounts.id", index=True)
+    username: str = Field(max_length=255, unique=True)
+    # scrypt, as "scrypt$n$r$p$salt$hash" (hex).
+    password_hash: str = Field(max_length=255)
+    disabled: bool = False
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
+
+
+class InboundMail(SQLModel, table=True):
+    """A mail taken in (SMTP or IMAP), stored with its hash in the transaction of its SMS."""
+
+    __tablename__ = "inbound_mails"
+    __table_args__ = (UniqueConstraint("account_id", "dedupe_key", name="uq_inbound_mail"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(foreign_key="accounts.id", index=True)
+    intake_address_id: int | None = Field(default=None, foreign_key="intake_addresses.id")
+    # The Message-ID, or the body hash when a mail has none.
+    dedupe_key: str = Field(max_length=255)
+    message_id: str | None = Field(default=None, max_length=255)
+    sha256: str = Field(max_length=64)
+    raw: bytes
+    source: str = Field(default="smtp", max_length=8)
+    mail_from: str = Field(default="", max_length=255)
+    rcpt_to: str = Field(default="")
+    subject: str = Field(default="", max_length=500)
+    batch_id: str | None = Field(default=None, max_length=32, index=True)
+    # accepted | rejected, and the summary the sender was told.
+    status: str = Field(default="accepted", max_length=16)
+    summary: str = Field(default="")
+    received_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-25 21:08:50.837917
+Create Date: 2026-11-25 21:15:54.634990
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 import sqlmodel
 from alembic import op
+
 
 revision = "0001"
 down_revision = None
@@ -120,6 +121,33 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_inbound_messages_sender"), ["sender"], unique=False)
 
     op.create_table(
+        "intake_addresses",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("account_id", sa.Integer(), nullable=False),
+        sa.Column("kind", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+        sa.Column("local_part", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.Column("domain", sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
+        sa.Column("allowed_senders", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column("require_auth", sa.Boolean(), nullable=False),
+        sa.Column("pin_hash", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
+        sa.Column("confirm", sa.Boolean(), nullable=False),
+        sa.Column("reply_mailbox", sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
+        sa.Column("sender", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["account_id"],
+            ["accounts.id"],
+        ),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("local_part", "domain", name="uq_intake_address"),
+    )
+    with op.batch_alter_table("intake_addresses", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_intake_addresses_account_id"), ["account_id"], unique=False
+        )
+        batch_op.create_index(batch_op.f("ix_intake_addresses_domain"), ["domain"], unique=False)
+
+    op.create_table(
         "invalid_numbers",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("account_id", sa.Integer(), nullable=False),
@@ -157,6 +185,24 @@ def upgrade() -> None:
     with op.batch_alter_table("ledger", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_ledger_account_id"), ["account_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_ledger_message_id"), ["message_id"], unique=False)
+
+    op.create_table(
+        "mail_users",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("account_id", sa.Integer(), nullable=False),
+        sa.Column("username", sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
+        sa.Column("password_hash", sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
+        sa.Column("disabled", sa.Boolean(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["account_id"],
+            ["accounts.id"],
+        ),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("username"),
+    )
+    with op.batch_alter_table("mail_users", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_mail_users_account_id"), ["account_id"], unique=False)
 
     op.create_table(
         "messages",
@@ -213,11 +259,50 @@ def upgrade() -> None:
         )
         batch_op.create_index(batch_op.f("ix_messages_recipient"), ["recipient"], unique=False)
 
+    op.create_table(
+        "inbound_mails",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("account_id", sa.Integer(), nullable=False),
+        sa.Column("intake_address_id", sa.Integer(), nullable=True),
+        sa.Column("dedupe_key", sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
+        sa.Column("message_id", sqlmodel.sql.sqltypes.AutoString(length=255), nullable=True),
+        sa.Column("sha256", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.Column("raw", sa.LargeBinary(), nullable=False),
+        sa.Column("source", sqlmodel.sql.sqltypes.AutoString(length=8), nullable=False),
+        sa.Column("mail_from", sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
+        sa.Column("rcpt_to", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column("subject", sqlmodel.sql.sqltypes.AutoString(length=500), nullable=False),
+        sa.Column("batch_id", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=True),
+        sa.Column("status", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+        sa.Column("summary", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["account_id"],
+            ["accounts.id"],
+        ),
+        sa.ForeignKeyConstraint(
+            ["intake_address_id"],
+            ["intake_addresses.id"],
+        ),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("account_id", "dedupe_key", name="uq_inbound_mail"),
+    )
+    with op.batch_alter_table("inbound_mails", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_inbound_mails_account_id"), ["account_id"], unique=False
+        )
+        batch_op.create_index(batch_op.f("ix_inbound_mails_batch_id"), ["batch_id"], unique=False)
+
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
+    with op.batch_alter_table("inbound_mails", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_inbound_mails_batch_id"))
+        batch_op.drop_index(batch_op.f("ix_inbound_mails_account_id"))
+
+    op.drop_table("inbound_mails")
     with op.batch_alter_table("messages", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_messages_recipient"))
         batch_op.drop_index("ix_messages_provider_ref")
@@ -226,12 +311,21 @@ def downgrade() -> None:
         batch_op.drop_index("ix_messages_account_created")
 
     op.drop_table("messages")
+    with op.batch_alter_table("mail_users", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_mail_users_account_id"))
+
+    op.drop_table("mail_users")
     with op.batch_alter_table("ledger", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_ledger_message_id"))
         batch_op.drop_index(batch_op.f("ix_ledger_account_id"))
 
     op.drop_table("ledger")
     op.drop_table("invalid_numbers")
+    with op.batch_alter_table("intake_addresses", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_intake_addresses_domain"))
+        batch_op.drop_index(batch_op.f("ix_intake_addresses_account_id"))
+
+    op.drop_table("intake_addresses")
     with op.batch_alter_table("inbound_messages", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_inbound_messages_sender"))
         batch_op.drop_index(batch_op.f("ix_inbound_messages_account_id"))
