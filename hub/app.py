@@ -99,6 +99,11 @@ class Hub:
             self._loop.call_soon_threadsafe(self.dispatcher.wake)
         return result
 
+    def after_intake(self, outcome: object) -> None:
+        """A mail was turned into queued SMS: send them now rather than at the next poll."""
+        if self.dispatcher is not None:
+            self.dispatcher.wake()
+
     async def handle_events(self, events: Sequence[ProviderEvent]) -> None:
         """Store normalized provider events (the sink of every callback view)."""
         await asyncio.to_thread(apply_events, self.engine, events, self.policy)

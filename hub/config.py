@@ -84,6 +84,48 @@ class DispatcherSection(Section):
     report_window_hours: float = Field(48.0, gt=0)
 
 
+class SmtpSection(Section):
+    # Listen for mail to SMS on HOST:PORT (the hub's intake addresses only; never a relay).
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(2525, ge=1, le=65535)
+    # Name announced in the greeting; empty means this machine's name.
+    hostname: str = ""
+    # Largest mail accepted, in bytes (larger ones get 552).
+    max_message_size: int = Field(10 * 1024 * 1024, ge=1024)
+    # Most RCPT TO per mail.
+    max_recipients: int = Field(50, ge=1)
+    # Most mails one sender may submit per minute.
+    mails_per_sender_per_minute: int = Field(30, ge=1)
+    # Most SMS one account may send from mail per hour.
+    sms_per_account_per_hour: int = Field(2000, ge=1)
+    # Seconds of silence before the connection is closed.
+    command_timeout: float = Field(300.0, gt=0)
+    # PEM certificate and key for STARTTLS; SMTP AUTH is offered only after STARTTLS.
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    # Authentication-Results authserv-ids (the organisation's own relays) whose SPF, DKIM
+    # and DMARC verdicts are trusted for allowed-sender checks.
+    trusted_relays: list[str] = []
+    # Send the sender a confirmation e-mail after intake (needs [mail_out]).
+    confirmations: bool = True
+
+
+class MailOutSection(Section):
+    # SMTP relay for the hub's own mail (confirmations, forwarded replies). Empty host: off.
+    host: str = ""
+    port: int = Field(587, ge=1, le=65535)
+    # Use STARTTLS (port 587) or implicit TLS (port 465).
+    starttls: bool = True
+    implicit_tls: bool = False
+    username: str = ""
+    # The relay password: an environment variable or a file.
+    password_env: str | None = None
+    password_file: str | None = None
+    # From address of mail the hub sends.
+    from_address: str = "smshub@localhost"
+
+
 class RoutingSection(Section):
     # Providers tried in order for every account that sets no route of its own.
     default: list[str] = ["simulator"]
@@ -96,6 +138,8 @@ class Config(Section):
     sending: SendingSection = SendingSection()
     dispatcher: DispatcherSection = DispatcherSection()
     routing: RoutingSection = RoutingSection()
+    smtp: SmtpSection = SmtpSection()
+    mail_out: MailOutSection = MailOutSection()
     # One table per provider: [providers.NAME] with type = "simulator" | "kannel" | ...
     providers: dict[str, dict[str, Any]] = {"simulator": {"type": "simulator"}}
     # Where this configuration came from (not a config key).

@@ -28,16 +28,26 @@ async def serve(config: Config, roles: set[str]) -> None:
     hub = Hub(config, engine=engine)
     hub.ensure_default_account()
     await hub.start(dispatcher="dispatcher" in roles)
+    smtp_server = None
+    if "smtp" in roles and config.smtp.enabled:
+        from hub.intake.policy import IntakePolicy
+        from hub.intake.smtp import start_smtp
+
+        smtp_server = await start_smtp(
+            IntakePolicy(engine, config), config, on_accepted=hub.after_intake
+        )
     scheduler = None
     if "scheduler" in roles:
         from scheduler.jobs import start_scheduler
 
         scheduler = start_scheduler(hub)
+    smtp_note = f", SMTP intake on {config.smtp.host}:{config.smtp.port}" if smtp_server else ""
     log.warning(
-        "smshub running (roles: %s) — HTTP on http://%s:%d, database %s",
+        "smshub running (roles: %s) — HTTP on http://%s:%d%s, database %s",
         ", ".join(sorted(roles)),
         config.http.host,
         config.http.port,
+        smtp_note,
         engine.url.render_as_string(hide_password=True),
     )
     try:
@@ -57,6 +67,9 @@ async def serve(config: Config, roles: set[str]) -> None:
 
             await asyncio.Event().wait()
     finally:
+        if smtp_server is not None:
+            smtp_server.close()
+            await smtp_server.wait_closed()
         if scheduler is not None:
             scheduler.shutdown(wait=False)
         await hub.stop()

@@ -2,7 +2,7 @@
 # Installs the Debian packages of the real servers the tests start (Kannel, Dovecot, swaks).
 # Skips apt entirely when everything is already there.
 set -euo pipefail
-packages=(kannel kannel-extras dovecot-imapd swaks)
+packages=(kannel kannel-extras dovecot-imapd swaks libnet-ssleay-perl openssl)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

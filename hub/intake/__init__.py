@@ -1,0 +1,1 @@
+"""Mail to SMS: intake addresses, sender authorization, the SMTP listener and the intake policy."""

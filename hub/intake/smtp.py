@@ -1,0 +1,139 @@
+"""The SMTP listener: aiosmtpd speaks the protocol, one small handler applies our policy.
+
+It runs on the hub's own event loop. RCPT TO for anything but an intake address gets 550
+(never an open relay); AUTH is offered only after STARTTLS; DATA with bare LF or CR line
+endings is refused (SMTP smuggling); a 250 is sent only after the mail and its SMS are
+committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import ssl
+from typing import Any
+
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+
+from hub.config import Config
+from hub.db import session_scope
+from hub.intake.addresses import MailLogin, check_login
+from hub.intake.policy import IntakeOutcome, IntakePolicy, MailEnvelope
+
+log = logging.getLogger("smshub.smtp")
+
+_BARE_LINE_END = re.compile(rb"(?<!\r)\n|\r(?!\n)")
+
+
+class IntakeHandler:
+    """aiosmtpd handler hooks: policy decisions only; the protocol is aiosmtpd's."""
+
+    def __init__(self, policy: IntakePolicy, config: Config, on_accepted: Any = None) -> None:
+        self.policy = policy
+        self.config = config
+        # Called (in the event loop) with each accepted IntakeOutcome: confirmations, wake-up.
+        self.on_accepted = on_accepted
+
+    async def handle_RCPT(  # noqa: N802 (aiosmtpd's hook name)
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        rcpt_options: list[str],
+    ) -> str:
+        if len(envelope.rcpt_tos) >= self.config.smtp.max_recipients:
+            return "452 4.5.3 too many recipients in one mail"
+        login = session.auth_data if isinstance(session.auth_data, MailLogin) else None
+        reply = await asyncio.to_thread(self.policy.check_rcpt, address, login)
+        if reply is not None:
+            log.info("refused RCPT %s from %s: %s", address, session.peer, reply)
+            return reply
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(  # noqa: N802 (aiosmtpd's hook name)
+        self, server: SMTP, session: Session, envelope: Envelope
+    ) -> str:
+        raw = envelope.original_content or b""
+        if _BARE_LINE_END.search(raw):
+            return "550 5.6.0 bare LF or CR line endings are not allowed; use CRLF"
+        login = session.auth_data if isinstance(session.auth_data, MailLogin) else None
+        mail = MailEnvelope(
+            raw=raw,
+            mail_from=envelope.mail_from or "",
+            rcpt_to=list(envelope.rcpt_tos),
+            login=login,
+            source="smtp",
+        )
+        outcome: IntakeOutcome = await asyncio.to_thread(self.policy.take, mail)
+        if outcome.accepted and not outcome.duplicate and self.on_accepted is not None:
+            try:
+                self.on_accepted(outcome)
+            except Exception:
+                log.exception("after-intake hook failed (the mail is safely stored)")
+        return outcome.reply
+
+
+def make_authenticator(policy: IntakePolicy) -> Any:
+    """An aiosmtpd authenticator checking SMTP users (PLAIN and LOGIN)."""
+
+    def authenticate(
+        server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: Any
+    ) -> AuthResult:
+        if not isinstance(auth_data, LoginPassword):
+            return AuthResult(success=False, handled=False)
+        username = auth_data.login.decode("utf-8", "replace")
+        password = auth_data.password.decode("utf-8", "replace")
+        # Blocking (scrypt + one query, a few tens of ms) but rare: once per connection.
+        with session_scope(policy.engine) as db:
+            login = check_login(db, username, password)
+        if login is None:
+            log.warning("SMTP AUTH failed for %r from %s", username, session.peer)
+            return AuthResult(success=False, handled=False)
+        return AuthResult(success=True, auth_data=login)
+
+    return authenticate
+
+
+def tls_context(config: Config) -> ssl.SSLContext | None:
+    """The STARTTLS context, or None when no certificate is configured."""
+    if not config.smtp.tls_cert_file:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(config.smtp.tls_cert_file, config.smtp.tls_key_file or None)
+    return context
+
+
+async def start_smtp(
+    policy: IntakePolicy,
+    config: Config,
+    on_accepted: Any = None,
+    host: str | None = None,
+    port: int | None = None,
+) -> asyncio.Server:
+    """Listen on smtp.host:smtp.port in the running loop; returns the server."""
+    handler = IntakeHandler(policy, config, on_accepted)
+    context = tls_context(config)
+    authenticator = make_authenticator(policy)
+    loop = asyncio.get_running_loop()
+
+    def factory() -> SMTP:
+        return SMTP(
+            handler,
+            data_size_limit=config.smtp.max_message_size,
+            hostname=config.smtp.hostname or None,
+            ident="smshub",
+            tls_context=context,
+            timeout=config.smtp.command_timeout,
+            authenticator=authenticator,
+            auth_require_tls=True,
+            auth_exclude_mechanism=["CRAM-MD5"],
+            loop=loop,
+        )
+
+    server = await loop.create_server(
+        factory, host=host or config.smtp.host, port=config.smtp.port if port is None else port
+    )
+    return server

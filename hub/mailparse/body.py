@@ -1,0 +1,217 @@
+"""The SMS text of a mail body: quoted history, signatures and disclaimers removed.
+
+Order of work on a body (plain text, or HTML converted to text first):
+
+1. whitespace normalized (:func:`~hub.mailparse.normalize.normalize_whitespace`);
+2. the body is cut at the first marker (:mod:`hub.mailparse.markers`). Quoted history
+   ("On … wrote:", "-----Original Message-----", an Outlook "From:/Sent:" block) and
+   everything below it is removed; a forwarded message ("Begin forwarded message:",
+   "---------- Forwarded message ---------", or an Outlook block when the subject says
+   ``Fwd:``/``TR:``/``WG:``) is kept verbatim, since forwarding it is what the sender asked;
+3. remaining ``>`` lines are removed; if nothing is left above the quote, the text the
+   sender wrote below it (bottom-posting) is used;
+4. the signature is removed: everything from the RFC 3676 ``-- `` line down, and every
+   line matching one of ``signature_patterns`` ("Sent from my iPhone", …);
+5. every paragraph starting with one of ``disclaimer_patterns`` is removed.
+
+In reply mode (:func:`extract_text` with ``reply=True``) a forwarded message and the
+first ``>`` line are cut like quoted history: only what the sender wrote above them is
+kept (or, when that is empty, what they wrote below the quote).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from hub.errors import ConfigError
+from hub.mailparse.htmltext import html_to_text
+from hub.mailparse.markers import Marker, find_marker, is_attribution
+from hub.mailparse.normalize import normalize_whitespace
+
+DEFAULT_SIGNATURE_PATTERNS: tuple[str, ...] = (
+    r"sent from my .{1,60}",
+    r"sent from (mail|outlook|yahoo mail|gmail|aol|proton ?mail)\b.{0,60}",
+    r"sent with proton ?mail.{0,60}",
+    r"get outlook for (ios|android).{0,60}",
+    r"obtenir outlook pour (ios|android).{0,60}",
+    r"envoy[ée] de mon .{1,60}",
+    r"envoy[ée] depuis .{1,60}",
+    r"envoy[ée] (à|a) partir de .{1,60}",
+    r"von meinem .{1,40} gesendet\.?",
+    r"gesendet von .{1,60}",
+    r"enviado desde mi .{1,60}",
+    r"inviato da .{1,60}",
+    r"verzonden (met|vanaf) .{1,60}",
+)
+"""Lines removed as mobile or webmail signatures (whole line, case-insensitive)."""
+
+DEFAULT_DISCLAIMER_PATTERNS: tuple[str, ...] = (
+    r"this e-?mail and any (files|attachments)",
+    r"this (e-?mail|message|communication)( and any attachments?)?"
+    r" (is|are|may be|may contain|contains?) (strictly )?(confidential|privileged|intended)",
+    r"the information (contained )?in this (e-?mail|message|communication)",
+    r"confidentiality notice",
+    r"disclaimer\s*:",
+    r"caution\s*:\s*this (e-?mail|message) originated from outside",
+    r"ce (message|courriel|mail|e-?mail) et (toutes )?(les|ses) pi[èe]ces jointes",
+    r"ce (courriel|message|e-?mail)\b.{0,80}\bconfidenti",
+    r"avis de confidentialit[ée]",
+    r"diese (e-?mail|nachricht) (enthält|kann) vertrauliche",
+    r"please consider the environment before printing",
+    r"pensez [àa] l'environnement avant d'imprimer",
+)
+"""Paragraphs removed as legal disclaimers (matched at the paragraph start)."""
+
+# Outlook writes "[cid:image001.png@01DB…]" and Gmail "[image: logo.png]" in the text
+# alternative where the HTML shows an inline image (usually a signature logo).
+_IMAGE_PLACEHOLDER = re.compile(r"\[(cid:[^\]\s]+|image: [^\]\n]*)\]")
+_DECORATION = re.compile(r"^[\s*_=~#-]*")
+_DECORATION_ONLY = re.compile(r"^[\s*_=~#-]{3,}$")
+_SIGNATURE_DELIMITER = re.compile(r"^-- ?$")
+
+
+@dataclass(frozen=True)
+class BodyOptions:
+    """What to remove from a body; patterns are case-insensitive regular expressions."""
+
+    signature_patterns: Sequence[str] = DEFAULT_SIGNATURE_PATTERNS
+    disclaimer_patterns: Sequence[str] = DEFAULT_DISCLAIMER_PATTERNS
+    strip_quotes: bool = True
+
+    def __post_init__(self) -> None:
+        # Freeze to tuples so the options hash (compiled patterns are cached) and so a bad
+        # pattern from a config file is reported here, naming the pattern.
+        for name in ("signature_patterns", "disclaimer_patterns"):
+            patterns = tuple(getattr(self, name))
+            object.__setattr__(self, name, patterns)
+            _compile(patterns, name)
+
+
+@dataclass(frozen=True)
+class ExtractedText:
+    """The text of a body and what was removed or changed to get it."""
+
+    text: str
+    warnings: list[str] = field(default_factory=list)
+
+
+@lru_cache(maxsize=64)
+def _compile(patterns: tuple[str, ...], name: str) -> tuple[re.Pattern[str], ...]:
+    compiled = []
+    for pattern in patterns:
+        try:
+            compiled.append(re.compile(pattern, re.IGNORECASE))
+        except re.error as exc:
+            raise ConfigError(f"{name}: invalid regular expression {pattern!r}: {exc}") from exc
+    return tuple(compiled)
+
+
+def extract_text(
+    body: str,
+    *,
+    html: bool = False,
+    options: BodyOptions | None = None,
+    forward: bool = False,
+    reply: bool = False,
+) -> ExtractedText:
+    """Extract the text to send from a decoded mail body (see the module docstring).
+
+    ``forward`` says the mail was forwarded (its subject starts with ``Fwd:``, ``TR:``…),
+    so an Outlook separator introduces the forwarded message rather than quoted history;
+    ``reply`` keeps only the new text above any quote or forward.
+    """
+    options = options or BodyOptions()
+    warnings: list[str] = []
+    if html:
+        converted = html_to_text(body, keep_quotes=not (options.strip_quotes or reply))
+        text = converted.text
+        warnings.append("converted HTML to text")
+        if converted.removed_quote:
+            warnings.append("removed quoted history")
+        if converted.removed_signature:
+            warnings.append("removed a signature")
+    else:
+        text = normalize_whitespace(_IMAGE_PLACEHOLDER.sub("", body))
+    lines = text.split("\n")
+    kept: list[str] = []
+    if options.strip_quotes or reply:
+        lines, kept = _cut_history(lines, forward=forward, reply=reply, warnings=warnings)
+    lines = _remove_signature(lines, options, warnings)
+    own = _remove_disclaimers("\n".join(lines), options, warnings)
+    result = normalize_whitespace("\n\n".join(part for part in (own, "\n".join(kept)) if part))
+    return ExtractedText(text=result, warnings=_unique(warnings))
+
+
+def _cut_history(
+    lines: list[str], *, forward: bool, reply: bool, warnings: list[str]
+) -> tuple[list[str], list[str]]:
+    """Split ``lines`` into the sender's own text and a kept forwarded message."""
+    found = find_marker(lines)
+    if reply:
+        # An answer keeps only what is above the first quoted line, even without a header.
+        first_quoted = next((i for i, line in enumerate(lines) if line.startswith(">")), None)
+        if first_quoted is not None and (found is None or first_quoted < found[0]):
+            found = (first_quoted, 0, Marker.QUOTE)
+    own, below, kept = lines, [], []
+    if found is not None:
+        index, span, kind = found
+        is_forward = kind is Marker.FORWARD or (kind is Marker.SEPARATOR and forward)
+        own = lines[:index]
+        if is_forward and not reply:
+            kept = lines[index:]
+            warnings.append("kept a forwarded message")
+        else:
+            below = lines[index + span :] if kind is Marker.QUOTE else []
+            warnings.append("removed quoted history")
+    unquoted = [line for line in own if not line.startswith(">")]
+    if len(unquoted) != len(own):
+        warnings.append("removed quoted history")
+    if not any(line.strip() for line in unquoted) and below:
+        # Nothing above the quote: the sender wrote below it (bottom-posting).
+        unquoted = _bottom_posted(below)
+        if any(line.strip() for line in unquoted):
+            warnings.append("took the text written below the quote")
+    return unquoted, kept
+
+
+def _bottom_posted(lines: list[str]) -> list[str]:
+    """The lines a bottom-poster wrote between and after ``>`` blocks."""
+    return [line for line in lines if not line.startswith(">") and not is_attribution(line)]
+
+
+def _remove_signature(lines: list[str], options: BodyOptions, warnings: list[str]) -> list[str]:
+    for index, line in enumerate(lines):
+        if _SIGNATURE_DELIMITER.match(line):
+            lines = lines[:index]
+            warnings.append("removed a signature")
+            break
+    patterns = _compile(tuple(options.signature_patterns), "signature_patterns")
+    kept = [line for line in lines if not any(p.fullmatch(line.strip()) for p in patterns)]
+    if len(kept) != len(lines):
+        warnings.append("removed a signature")
+    return kept
+
+
+def _remove_disclaimers(text: str, options: BodyOptions, warnings: list[str]) -> str:
+    patterns = _compile(tuple(options.disclaimer_patterns), "disclaimer_patterns")
+    paragraphs = re.split(r"\n[ \t]*\n", text)
+    kept = []
+    removed = False
+    for paragraph in paragraphs:
+        lead = _DECORATION.sub("", paragraph, count=1)
+        if any(p.match(lead) for p in patterns):
+            removed = True
+            continue
+        kept.append(paragraph)
+    if not removed:
+        return text
+    warnings.append("removed a legal disclaimer")
+    # Banners of asterisks or dashes framed the disclaimer; alone they mean nothing.
+    return "\n\n".join(p for p in kept if not _DECORATION_ONLY.match(p))
+
+
+def _unique(items: list[str]) -> list[str]:
+    return list(dict.fromkeys(items))

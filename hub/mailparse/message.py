@@ -1,0 +1,357 @@
+"""Parse a raw mail into the fields the hub needs, robustly (stdlib ``email`` only).
+
+Headers are read raw and decoded here (RFC 2047 words, undeclared 8-bit bytes, wrong
+charsets) instead of through ``email.policy.default``'s header objects, which raise or
+give up on the malformed headers that real mail carries. Malformed header lines are
+dropped before parsing so that the headers after them are not taken for the body.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email import policy
+from email.message import Message
+from email.parser import BytesParser
+from typing import NamedTuple
+
+from hub.errors import InvalidInput
+from hub.mailparse.body import BodyOptions, extract_text
+from hub.mailparse.charset import decode_bytes, decode_words, unescape_surrogates
+from hub.mailparse.normalize import unflow
+from hub.mailparse.subject import FORWARD_PREFIXES, strip_prefixes
+
+
+class Attachment(NamedTuple):
+    """A part that is not the text body: (filename, content_type, size in bytes)."""
+
+    filename: str
+    content_type: str
+    size: int
+
+
+@dataclass(frozen=True)
+class ParsedMail:
+    """A mail reduced to what the hub uses; ``text`` is the SMS body."""
+
+    message_id: str | None
+    from_addr: str | None
+    from_display: str
+    to: list[str]
+    cc: list[str]
+    reply_to: list[str]
+    subject: str
+    date: datetime | None
+    in_reply_to: str | None
+    references: list[str]
+    text: str
+    html_only: bool
+    attachments: list[Attachment]
+    authentication_results: list[str]
+    warnings: list[str]
+    body: str = ""
+    """The decoded body part the text came from, before any cleanup."""
+    body_type: str | None = None
+    """``text/plain``, ``text/html`` or None when the mail has no text part."""
+    headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+
+    def get_header(self, name: str) -> list[str]:
+        """Every value of header ``name`` (case-insensitive), unfolded and decoded."""
+        wanted = name.lower()
+        return [value for key, value in self.headers if key.lower() == wanted]
+
+
+_HEADER_LINE = re.compile(rb"^[!-9;-~]+:")
+_HEADER_END = re.compile(rb"\r?\n\r?\n")
+_FOLD = re.compile(r"\r?\n(?=[ \t])")
+_LINE_END = re.compile(r"[\r\n]+")
+_MSG_ID = re.compile(r"<([^<>\s]+)>")
+
+
+def parse_mail(raw: bytes, options: BodyOptions | None = None) -> ParsedMail:
+    """Parse ``raw`` (RFC 5322 bytes) and extract its SMS text; never fails on bad headers."""
+    warnings: list[str] = []
+    repaired = _repair_headers(raw, warnings)
+    try:
+        message = BytesParser(policy=policy.default).parsebytes(repaired)
+    except Exception as exc:  # the stdlib parser is lenient; this is a last resort
+        raise InvalidInput(f"the mail cannot be parsed: {exc}") from exc
+    headers = tuple((name, _header_text(value)) for name, value in message.raw_items())
+    raw_values = {name.lower(): value for name, value in reversed(list(message.raw_items()))}
+
+    def first(name: str) -> str | None:
+        value = raw_values.get(name)
+        return None if value is None else _unfold(value)
+
+    from_display, from_addr = _first_address(first("from"))
+    subject = decode_words(unescape_surrogates(first("subject") or "")).strip()
+    subject = _LINE_END.sub(" ", subject)
+    plain, html = _find_body(message)
+    body, body_type = _body_text(plain, html, warnings)
+    prefixes = strip_prefixes(subject)[1]
+    extracted = extract_text(
+        body,
+        html=body_type == "text/html",
+        options=options,
+        forward=bool(prefixes) and prefixes[0].lower() in FORWARD_PREFIXES,
+    )
+    attachments = _attachments(message, {id(plain), id(html)})
+    warnings.extend(extracted.warnings)
+    warnings.extend(f"attachment {a.filename or a.content_type} ignored" for a in attachments)
+    return ParsedMail(
+        message_id=_msg_id(first("message-id")),
+        from_addr=from_addr,
+        from_display=from_display,
+        to=_addresses(message, "to"),
+        cc=_addresses(message, "cc"),
+        reply_to=_addresses(message, "reply-to"),
+        subject=subject,
+        date=_date(first("date"), warnings),
+        in_reply_to=_msg_id(first("in-reply-to")),
+        references=_references(first("references")),
+        text=extracted.text,
+        html_only=body_type == "text/html",
+        attachments=attachments,
+        authentication_results=[
+            _unfold(value)
+            for name, value in message.raw_items()
+            if name.lower() == "authentication-results"
+        ],
+        warnings=list(dict.fromkeys(warnings)),
+        body=body,
+        body_type=body_type,
+        headers=headers,
+    )
+
+
+# -- headers ---------------------------------------------------------------------------
+
+
+def _repair_headers(raw: bytes, warnings: list[str]) -> bytes:
+    """Drop header lines that are neither ``Name: value`` nor a continuation.
+
+    Python's parser would end the header block at such a line and read every later
+    header as body text. A bad line followed by more body-like lines is taken for a
+    missing blank line instead, and the body starts there.
+    """
+    raw = raw.lstrip(b"\r\n")
+    end = _HEADER_END.search(raw)
+    head, rest = (raw[: end.start()], raw[end.start() :]) if end else (raw, b"")
+    lines = head.splitlines(keepends=True)
+    kept: list[bytes] = []
+    for index, line in enumerate(lines):
+        if _HEADER_LINE.match(line) or line[:1] in (b" ", b"\t"):
+            kept.append(line)
+            continue
+        if index == 0 and line.startswith(b"From "):
+            continue  # mbox separator
+        following = lines[index + 1] if index + 1 < len(lines) else b""
+        shown = line.decode("ascii", errors="replace").strip()
+        if following and _HEADER_LINE.match(following):
+            warnings.append(f"ignored a malformed header line: {shown!r}")
+            continue
+        warnings.append(f"the header block has no blank line before the body at {shown!r}")
+        newline = b"\r\n" if line.endswith(b"\r\n") else b"\n"
+        return b"".join(kept) + newline + b"".join(lines[index:]) + rest
+    return b"".join(kept) + rest
+
+
+def _unfold(value: str) -> str:
+    return _LINE_END.sub("", _FOLD.sub("", value)).strip()
+
+
+def _header_text(value: str) -> str:
+    return decode_words(unescape_surrogates(_unfold(value)))
+
+
+def _lower_domain(address: str) -> str:
+    local, at, domain = address.strip().rpartition("@")
+    return f"{local}@{domain.lower()}" if at else address.strip()
+
+
+def _parse_addresses(values: list[str]) -> list[tuple[str, str]]:
+    """(display name, address) pairs; names decoded after parsing so commas stay quoted."""
+    pairs = email.utils.getaddresses([unescape_surrogates(_unfold(v)) for v in values])
+    return [(decode_words(name).strip(), _lower_domain(addr)) for name, addr in pairs if addr]
+
+
+def _addresses(message: Message, name: str) -> list[str]:
+    values = [value for key, value in message.raw_items() if key.lower() == name]
+    return [address for _, address in _parse_addresses(values)]
+
+
+def _first_address(value: str | None) -> tuple[str, str | None]:
+    if value is None:
+        return "", None
+    pairs = _parse_addresses([value])
+    if not pairs:
+        return decode_words(unescape_surrogates(value)).strip(), None
+    return pairs[0]
+
+
+def _msg_id(value: str | None) -> str | None:
+    if value is None:
+        return None
+    match = _MSG_ID.search(value)
+    cleaned = match.group(1) if match else value.strip().strip("<>").strip()
+    return cleaned or None
+
+
+def _references(value: str | None) -> list[str]:
+    if not value:
+        return []
+    found = _MSG_ID.findall(value)
+    return found or [part.strip("<>") for part in value.split() if part.strip("<>")]
+
+
+def _date(value: str | None, warnings: list[str]) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        warnings.append(f"unreadable Date header: {value!r}")
+        return None
+    # "-0000" means "UTC, local zone unknown" (RFC 5322 section 3.3).
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+# -- body ------------------------------------------------------------------------------
+
+
+def _is_attachment(part: Message) -> bool:
+    if part.get_content_disposition() == "attachment":
+        return True
+    try:
+        return part.get_filename() is not None and not part.is_multipart()
+    except Exception:  # a broken filename parameter still names an attachment
+        return True
+
+
+def _find_body(part: Message) -> tuple[Message | None, Message | None]:
+    """The text/plain and text/html parts that carry the readable body (either may be None)."""
+    if _is_attachment(part):
+        return None, None
+    content_type = part.get_content_type()
+    if content_type == "message/rfc822":
+        return None, None  # a mail attached to the mail is an attachment, not the body
+    if part.is_multipart():
+        children = _children(part)
+        if content_type == "multipart/alternative":
+            plain = html = None
+            for child in children:
+                child_plain, child_html = _find_body(child)
+                plain = plain or child_plain
+                html = html or child_html
+            return plain, html
+        if content_type == "multipart/related":
+            children = _related_root_first(part, children)
+        # mixed, related, signed, report and unknown multiparts: the first part with text
+        for child in children:
+            child_plain, child_html = _find_body(child)
+            if child_plain is not None or child_html is not None:
+                return child_plain, child_html
+        return None, None
+    if content_type == "text/html":
+        return None, part
+    if content_type == "text/plain" or content_type.startswith("multipart/"):
+        # A multipart without a boundary is parsed as one opaque part: read it as text.
+        return part, None
+    return None, None
+
+
+def _children(part: Message) -> list[Message]:
+    payload = part.get_payload()
+    if not isinstance(payload, list):
+        return []
+    return [child for child in payload if isinstance(child, Message)]
+
+
+def _related_root_first(part: Message, children: list[Message]) -> list[Message]:
+    start = part.get_param("start")
+    if isinstance(start, str):
+        for child in children:
+            if str(child.get("content-id") or "").strip() == start.strip():
+                return [child, *[c for c in children if c is not child]]
+    return children
+
+
+def _decoded_part(part: Message, warnings: list[str]) -> str:
+    payload = part.get_payload(decode=True)
+    data = payload if isinstance(payload, bytes) else b""
+    decoded = decode_bytes(data, part.get_content_charset())
+    if decoded.warning:
+        warnings.append(decoded.warning)
+    text = decoded.text
+    if part.get_content_type() == "text/plain" and (
+        str(part.get_param("format") or "").lower() == "flowed"
+    ):
+        text = unflow(text, delsp=str(part.get_param("delsp") or "").lower() == "yes")
+    return text
+
+
+def _body_text(
+    plain: Message | None, html: Message | None, warnings: list[str]
+) -> tuple[str, str | None]:
+    if plain is not None:
+        text = _decoded_part(plain, warnings)
+        # Some senders put an empty text/plain next to the real HTML body.
+        if text.strip() or html is None:
+            return text, "text/plain"
+    if html is not None:
+        return _decoded_part(html, warnings), "text/html"
+    warnings.append("the mail has no text part")
+    return "", None
+
+
+def _attachments(message: Message, body_ids: set[int]) -> list[Attachment]:
+    found: list[Attachment] = []
+    _collect_attachments(message, body_ids, found)
+    return found
+
+
+def _collect_attachments(part: Message, body_ids: set[int], found: list[Attachment]) -> None:
+    content_type = part.get_content_type()
+    if content_type == "message/rfc822" or (part.is_multipart() and _is_attachment(part)):
+        found.append(Attachment(_filename(part), content_type, _size(part)))
+        return
+    if part.is_multipart():
+        for child in _children(part):
+            _collect_attachments(child, body_ids, found)
+        return
+    if id(part) in body_ids:
+        return
+    if content_type in ("text/plain", "text/html") and not _is_attachment(part):
+        return  # the other alternative of the body, not something attached
+    found.append(Attachment(_filename(part), content_type, _size(part)))
+
+
+def _filename(part: Message) -> str:
+    try:
+        name = part.get_filename()
+    except Exception:
+        name = None
+    if name:
+        return decode_words(unescape_surrogates(str(name))).strip()
+    if part.get_content_type() == "message/rfc822":
+        for inner in _children(part):
+            subjects = [v for k, v in inner.raw_items() if k.lower() == "subject"]
+            subject = _header_text(subjects[0]).strip() if subjects else ""
+            return f"{subject or 'message'}.eml"
+    return ""
+
+
+def _size(part: Message) -> int:
+    """Decoded size of a leaf part; serialized size (CRLF) of an attached mail."""
+    whole = part.is_multipart()
+    if part.get_content_type() == "message/rfc822":
+        part, whole = next(iter(_children(part)), part), True
+    if whole:
+        try:
+            return len(part.as_bytes(policy=policy.SMTP))
+        except Exception:  # serializing a broken attached mail must not lose the mail
+            return 0
+    payload = part.get_payload(decode=True)
+    return len(payload) if isinstance(payload, bytes) else 0
