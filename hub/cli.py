@@ -28,6 +28,9 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 numbers_app = typer.Typer(help="Phone number checks.", no_args_is_help=True)
 sms_app = typer.Typer(help="SMS text tools.", no_args_is_help=True)
 simulator_app = typer.Typer(help="The built-in SMS simulator.", no_args_is_help=True)
+mail_app = typer.Typer(
+    help="Mail to SMS: intake addresses, SMTP users, dry runs.", no_args_is_help=True
+)
 for sub, name in [
     (accounts_app, "accounts"),
     (tokens_app, "tokens"),
@@ -36,6 +39,7 @@ for sub, name in [
     (numbers_app, "numbers"),
     (sms_app, "sms"),
     (simulator_app, "simulator"),
+    (mail_app, "mail"),
 ]:
     app.add_typer(sub, name=name)
 
@@ -124,17 +128,18 @@ def _table(rows: list[list[Any]], headers: list[str]) -> str:
 @app.command()
 def run(
     role: Annotated[
-        str, typer.Option(help="all, or a comma list of: api, dispatcher, scheduler")
+        str, typer.Option(help="all, or a comma list of: api, dispatcher, scheduler, smtp")
     ] = "all",
 ) -> None:
-    """Start the hub: HTTP API, dispatcher and scheduler in one process."""
+    """Start the hub: HTTP API, SMTP intake, dispatcher and scheduler in one process."""
     from hub.server import serve
 
     config = get_config()
-    roles = {"api", "dispatcher", "scheduler"} if role == "all" else set(role.split(","))
-    unknown = roles - {"api", "dispatcher", "scheduler"}
+    every = {"api", "dispatcher", "scheduler", "smtp"}
+    roles = every if role == "all" else set(role.split(","))
+    unknown = roles - every
     if unknown:
-        fail(f"unknown role(s) {', '.join(sorted(unknown))}; use api, dispatcher, scheduler")
+        fail(f"unknown role(s) {', '.join(sorted(unknown))}; use {', '.join(sorted(every))}")
     try:
         asyncio.run(serve(config, roles))
     except HubError as exc:
@@ -687,6 +692,99 @@ def simulator_log(
             ["AT (UTC)", "TO", "FROM", "TEXT"],
         ),
     )
+
+
+# -- mail -----------------------------------------------------------------------------------
+@mail_app.command("address")
+def mail_address(
+    account: str,
+    address: Annotated[
+        str,
+        typer.Argument(
+            help="sms@hub.example.com, or *@sms.example.com for numbers in the address "
+            "(+33612345678@sms.example.com)."
+        ),
+    ],
+    allow: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Sender address or @domain allowed without SMTP AUTH; repeatable. Their "
+            "SPF/DKIM/DMARC must pass at a relay listed in smtp.trusted_relays."
+        ),
+    ] = None,
+    require_auth: Annotated[bool, typer.Option(help="Accept only SMTP AUTH users.")] = False,
+    pin: Annotated[str | None, typer.Option(help="Require pin:PIN in the subject.")] = None,
+    sender: Annotated[str | None, typer.Option(help="SMS sender for this address.")] = None,
+    no_confirm: Annotated[bool, typer.Option(help="Send no confirmation e-mail.")] = False,
+) -> None:
+    """Make ADDRESS an intake address of ACCOUNT: mail to it becomes SMS."""
+    from hub.intake.addresses import add_intake_address
+
+    run_db(
+        lambda s: add_intake_address(
+            s,
+            account,
+            address,
+            allowed_senders=allow or [],
+            require_auth=require_auth,
+            pin=pin,
+            sender=sender,
+            confirm=not no_confirm,
+        )
+    )
+    typer.echo(f"mail to {address} now sends SMS on account {account}")
+
+
+@mail_app.command("user")
+def mail_user(
+    account: str,
+    username: str,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input.")
+    ] = False,
+) -> None:
+    """Create an SMTP AUTH login that may send on ACCOUNT's intake addresses."""
+    from hub.intake.addresses import add_mail_user
+
+    if password_stdin:
+        password = _stdin_text().strip()
+    else:
+        password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
+    run_db(lambda s: add_mail_user(s, account, username, password))
+    typer.echo(f"SMTP user {username} created for {account} (AUTH after STARTTLS)")
+
+
+@mail_app.command("parse")
+def mail_parse(
+    file: Annotated[Path, typer.Argument(help="A mail as .eml (RFC 5322); '-' reads stdin.")],
+    account: Annotated[
+        str | None, typer.Option(help="Read national numbers as ACCOUNT would.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Dry run: show the numbers, text and parts a mail would send; sends nothing."""
+    from hub.intake.policy import IntakePolicy
+
+    raw = sys.stdin.buffer.read() if str(file) == "-" else _read_bytes(file)
+    try:
+        data = IntakePolicy(get_engine(), get_config()).preview(raw, account=account)
+    except HubError as exc:
+        fail(str(exc), exc.exit_code)
+    lines = [
+        f"recipients: {', '.join(data['recipients']) or '(none)'}",
+        f"text: {data['text']}",
+        f"{data['segments']} part(s), {data['encoding']}",
+    ]
+    lines += [f"left out: {r['input']} ({r['reason']})" for r in data["rejected"]]
+    lines += [f"note: {w}" for w in data["warnings"]]
+    emit(data, as_json, "\n".join(lines))
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        fail(f"cannot read {path}: {exc.strerror}")
 
 
 def main() -> None:

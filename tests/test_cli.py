@@ -127,3 +127,14 @@ def test_unknown_config_key_stops_with_its_name(tmp_path):
     assert proc.stderr.strip() == (
         f"error: {cfg}: unknown key 'dispatcher.batch' (see config.example.toml for the options)"
     )
+
+
+def test_mail_parse_dry_run_sends_nothing(smshub):
+    sample = Path(__file__).parent / "data" / "mail" / "gmail_reply.eml"
+    code, out, _ = smshub("mail", "parse", str(sample), "--json")
+    assert code == 0
+    data = json.loads(out)
+    assert set(data) >= {"recipients", "text", "segments", "encoding", "rejected", "warnings"}
+    assert data["text"] and "wrote:" not in data["text"]
+    code, out, _ = smshub("messages", "list", "--json")
+    assert json.loads(out) == []

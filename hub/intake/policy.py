@@ -173,14 +173,16 @@ class IntakePolicy:
             rejected.append(
                 {"input": f"list:{name}", "reason": "contact lists are not available yet"}
             )
-        for piece in parts.unknown:
-            rejected.append(
+        if intake.kind == IntakeKind.SUBJECT:
+            # With numbers in the address the subject is free text; here it is the list.
+            rejected += [
                 {
                     "input": piece,
-                    "reason": "neither a phone number nor a known "
-                    "subject token (pin:, sender:, type:, list:)",
+                    "reason": "neither a phone number nor a known subject token "
+                    "(pin:, sender:, type:, list:)",
                 }
-            )
+                for piece in parts.unknown
+            ]
         if not numbers:
             raise Rejected(
                 "550 5.1.3 no phone number found in the subject "
@@ -379,7 +381,8 @@ class IntakePolicy:
             {"input": f"list:{n}", "reason": "contact lists are not available yet"}
             for n in parts.lists
         ]
-        rejected += [{"input": u, "reason": "not a phone number"} for u in parts.unknown]
+        if not by_address:
+            rejected += [{"input": u, "reason": "not a phone number"} for u in parts.unknown]
         for raw_number in list(parts.numbers) + by_address:
             info = phone.parse_number(raw_number, region)
             if not info.valid or info.e164 is None:

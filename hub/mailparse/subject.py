@@ -56,7 +56,8 @@ _PREFIX = re.compile(
 _STRONG_SEPARATORS = re.compile(r"[,;\r\n]+")
 # A word is a run of non-space characters, where a double-quoted stretch may hold spaces.
 _WORD = re.compile(r'(?:[^\s"]+|"[^"]*"|")+')
-_NUMBERISH = re.compile(r"\+?[\d().\-]*\d[\d().\-]*")
+_NUMBERISH = re.compile(r"\+?[\d().\-]+")
+_DIGIT = re.compile(r"\d")
 _KEYED = re.compile(r"([A-Za-z][A-Za-z0-9_-]*)([:=])(.*)", re.DOTALL)
 _KEY_NAME = re.compile(r"[a-z][a-z0-9_-]*")
 _NBSP = re.compile("[\u00a0\u202f\u2007]")
@@ -148,7 +149,7 @@ def _parse_chunk(chunk: str, grammar: SubjectGrammar, parts: SubjectParts) -> No
     while index < len(matches):
         word = matches[index].group()
         gap = chunk[matches[index - 1].end() : matches[index].start()] if index else ""
-        if _NUMBERISH.fullmatch(word):
+        if _NUMBERISH.fullmatch(word) and _DIGIT.search(word):
             if run and gap == " " and _continues(run, word):
                 run.append(word)
             else:
