@@ -16,10 +16,11 @@ from hub.accounts import create_account
 from hub.config import Config
 from hub.db import make_engine, session_scope
 from hub.dispatch import Dispatcher
+from hub.mailout import MailOutbox
 from hub.metrics import SUBMITTED
 from hub.models import Account
 from hub.providers import ProviderContext, ProviderEvent, SmsProvider
-from hub.registry import build_sms_provider
+from hub.registry import build_mail_sender, build_sms_provider
 from hub.reports import ReportPolicy, apply_events
 
 log = logging.getLogger("smshub")
@@ -64,6 +65,8 @@ class Hub:
             for kind, view in provider.callbacks().items()
         }
         self.dispatcher: Dispatcher | None = None
+        sender = build_mail_sender(config)
+        self.mail_outbox = MailOutbox(self.engine, sender) if sender is not None else None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     async def start(self, *, dispatcher: bool | None = None, background: bool = True) -> None:
@@ -80,12 +83,16 @@ class Hub:
         if dispatcher if dispatcher is not None else self.config.dispatcher.enabled:
             self.dispatcher = Dispatcher(self.engine, self.config, self.providers)
             await self.dispatcher.start(background=background)
+            if self.mail_outbox is not None and background:
+                await self.mail_outbox.start()
 
     async def stop(self) -> None:
         """Stop the dispatcher, then the providers; idempotent."""
         if self.dispatcher is not None:
             await self.dispatcher.stop()
             self.dispatcher = None
+        if self.mail_outbox is not None:
+            await self.mail_outbox.stop()
         for provider in self.providers.values():
             await provider.close()
         await self.hub_client.aclose()
@@ -103,6 +110,8 @@ class Hub:
         """A mail was turned into queued SMS: send them now rather than at the next poll."""
         if self.dispatcher is not None:
             self.dispatcher.wake()
+        if self.mail_outbox is not None:
+            self.mail_outbox.wake()
 
     async def handle_events(self, events: Sequence[ProviderEvent]) -> None:
         """Store normalized provider events (the sink of every callback view)."""

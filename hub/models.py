@@ -285,3 +285,25 @@ class InboundMail(SQLModel, table=True):
     status: str = Field(default="accepted", max_length=16)
     summary: str = Field(default="")
     received_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
+
+
+class OutgoingMail(SQLModel, table=True):
+    """A mail the hub sends (confirmation, forwarded SMS), queued durably and retried."""
+
+    __tablename__ = "outgoing_mails"
+    __table_args__ = (Index("ix_outgoing_mails_due", "status", "due_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int | None = Field(default=None, foreign_key="accounts.id", index=True)
+    kind: str = Field(max_length=32)  # confirmation | reply | alert | summary
+    # One mail per event: the same confirmation is never queued twice.
+    dedupe_key: str = Field(max_length=255, unique=True)
+    recipient: str = Field(max_length=255)
+    subject: str = Field(default="", max_length=500)
+    raw: bytes
+    status: str = Field(default="pending", max_length=16)  # pending | sent | failed
+    attempts: int = 0
+    last_error: str = Field(default="", max_length=500)
+    due_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
+    sent_at: datetime | None = Field(default=None, sa_column=_ts())

@@ -11,10 +11,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from hub.config import Config, read_secret
 from hub.errors import ConfigError
+from hub.mailout import MailSender
 from hub.providers import ProviderContext, SmsProvider
 
 SMS_GROUP = "smshub.sms_providers"
+MAIL_GROUP = "smshub.mail_senders"
 
 
 def sms_provider_types() -> dict[str, Any]:
@@ -45,3 +48,15 @@ def build_sms_provider(name: str, section: dict[str, Any], ctx: ProviderContext)
         raise ConfigError("; ".join(lines)) from None
     provider: SmsProvider = cls(settings, ctx)
     return provider
+
+
+def build_mail_sender(config: Config) -> MailSender | None:
+    """The sender of the hub's own mail ([mail_out]), or None when no relay is set."""
+    if not config.mail_out.host:
+        return None
+    found = {ep.name: ep for ep in entry_points(group=MAIL_GROUP)}
+    if "smtp" not in found:
+        raise ConfigError("no SMTP mail sender is installed (reinstall smshub)")
+    password = read_secret(config.mail_out, "password", "mail_out")
+    sender: MailSender = found["smtp"].load()(config.mail_out, password)
+    return sender

@@ -23,6 +23,9 @@ import hub.models  # noqa: F401  (registers the tables)
 from hub.config import Config, parse_config
 from hub.db import make_engine, session_scope, upgrade
 
+# Fixtures of the real servers, available to every test module.
+pytest_plugins = ["tests.servers.smtp_sink"]
+
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 PG_URL = os.environ.get("SMSHUB_TEST_DATABASE_URL", "")
 BACKENDS = ["sqlite"] + (["postgresql"] if PG_URL else [])

@@ -23,6 +23,7 @@ from hub.intake.policy import IntakePolicy
 from hub.intake.smtp import start_smtp
 from hub.models import InboundMail, Message
 from tests.conftest import make_config, require_server
+from tests.servers.smtp_sink import SmtpSink
 
 PASSWORD = "correct horse battery"
 
@@ -57,9 +58,14 @@ def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
 
 @pytest.fixture
 async def smtp(
-    db_url: str, tmp_path: Path, engine: Any, account: str, tls_files: tuple[str, str]
+    db_url: str,
+    tmp_path: Path,
+    engine: Any,
+    account: str,
+    tls_files: tuple[str, str],
+    smtp_sink: SmtpSink,
 ) -> Any:
-    """A hub with SMTP intake on a free port; yields (hub, port)."""
+    """A hub with SMTP intake on a free port, confirmations to the sink; yields (hub, port)."""
     config = make_config(
         db_url,
         tmp_path,
@@ -68,6 +74,12 @@ async def smtp(
             "tls_key_file": tls_files[1],
             "trusted_relays": ["mx.clinic.example"],
             "max_message_size": 20_000,
+        },
+        mail_out={
+            "host": "127.0.0.1",
+            "port": smtp_sink.port,
+            "starttls": False,
+            "from_address": "sms@hub.test",
         },
     )
     with session_scope(engine) as s:
@@ -311,3 +323,19 @@ async def test_swaks_end_to_end(smtp):
     out, _ = await proc.communicate()
     assert proc.returncode == 0, out.decode()
     assert [m.text for m in _messages(hub.engine)] == ["Bonjour de swaks"]
+
+
+async def test_sender_gets_a_confirmation(smtp, smtp_sink):
+    hub, port = smtp
+    msg = _mail("0612345678, 0123456789, 06 98 76 54 32")
+    await _send(port, msg)
+    await _send(port, msg)  # the same mail again: no second confirmation
+    assert await hub.mail_outbox.send_due() == 1
+    [confirmation] = smtp_sink.messages
+    assert confirmation["To"] == "anne@clinic.example"
+    assert confirmation["Subject"].startswith("SMS sent: 0612345678")
+    assert confirmation["In-Reply-To"] == msg["Message-ID"]
+    body = confirmation.get_content()
+    assert "+33612345678" in body and "+33698765432" in body
+    assert "0123456789: a landline number cannot receive SMS" in body
+    assert "Credits used: 2; balance now 98." in body

@@ -32,6 +32,7 @@ from hub.intake.addresses import (
     pin_hash,
     sender_allowed,
 )
+from hub.intake.confirm import queue_confirmation
 from hub.intake.sender_auth import from_is_authenticated
 from hub.models import Account, InboundMail, IntakeAddress, IntakeKind, Message
 from hub.timeutil import utcnow
@@ -343,6 +344,22 @@ class IntakePolicy:
                     )
                     session.add(mail)
                     session.flush()
+                    assert mail.id is not None
+                    if (
+                        draft.intake.confirm
+                        and self.config.smtp.confirmations
+                        and self.config.mail_out.host
+                    ):
+                        queue_confirmation(
+                            session,
+                            self.config,
+                            draft.parsed,
+                            result,
+                            draft.rejected,
+                            draft.request.account,
+                            mail.id,
+                            env.mail_from,
+                        )
                     return IntakeOutcome(
                         accepted=True,
                         result=result,

@@ -1,0 +1,174 @@
+"""Mail the hub sends: a durable queue in SQL and the MailSender protocol connectors implement.
+
+Queuing is a row written in the caller's transaction (so a confirmation exists exactly when
+the intake it confirms does); a worker sends due rows and retries failures with backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import timedelta
+from email.message import EmailMessage
+from email.policy import SMTP as SMTP_POLICY
+from email.utils import formatdate, make_msgid
+from typing import Protocol, runtime_checkable
+
+from sqlalchemy import Engine
+from sqlmodel import Session, col, select
+
+from hub.db import session_scope
+from hub.models import OutgoingMail
+from hub.timeutil import utcnow
+
+log = logging.getLogger("smshub.mailout")
+
+MAX_ATTEMPTS = 10
+
+
+@runtime_checkable
+class MailSender(Protocol):
+    """Delivers one mail (SMTP relay, IMAP APPEND, ...)."""
+
+    async def send(self, message: EmailMessage) -> None:
+        """Deliver MESSAGE or raise; a raised error is retried later."""
+        ...
+
+
+class PermanentMailError(Exception):
+    """The mail can never be delivered (e.g. the relay refused the recipient with 5xx)."""
+
+
+def build_message(
+    sender: str, to: str, subject: str, body: str, headers: dict[str, str] | None = None
+) -> EmailMessage:
+    """A plain-text UTF-8 mail with Date and Message-ID."""
+    msg = EmailMessage()
+    msg["From"] = sender
+    msg["To"] = to
+    msg["Subject"] = subject
+    msg["Date"] = formatdate(localtime=False)
+    msg["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2] or "smshub.local")
+    msg["Auto-Submitted"] = "auto-generated"
+    for name, value in (headers or {}).items():
+        msg[name] = value
+    msg.set_content(body)
+    return msg
+
+
+def queue_mail(
+    session: Session,
+    message: EmailMessage,
+    *,
+    kind: str,
+    dedupe_key: str,
+    account_id: int | None = None,
+) -> OutgoingMail | None:
+    """Queue MESSAGE in SESSION's transaction; None if the same key was queued before."""
+    existing = session.exec(
+        select(OutgoingMail.id).where(OutgoingMail.dedupe_key == dedupe_key)
+    ).first()
+    if existing is not None:
+        return None
+    row = OutgoingMail(
+        account_id=account_id,
+        kind=kind,
+        dedupe_key=dedupe_key,
+        recipient=str(message["To"]),
+        subject=str(message["Subject"] or "")[:500],
+        raw=message.as_bytes(policy=SMTP_POLICY),
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+class MailOutbox:
+    """Sends queued mail through a MailSender; one worker per process."""
+
+    def __init__(self, engine: Engine, sender: MailSender, poll_interval: float = 2.0) -> None:
+        self.engine = engine
+        self.sender = sender
+        self.poll_interval = poll_interval
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="mail-outbox")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                sent = await self.send_due()
+            except Exception:
+                log.exception("mail outbox round failed")
+                sent = 0
+            if not sent:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+
+    def _due(self, limit: int) -> list[OutgoingMail]:
+        with session_scope(self.engine) as session:
+            return list(
+                session.exec(
+                    select(OutgoingMail)
+                    .where(OutgoingMail.status == "pending", col(OutgoingMail.due_at) <= utcnow())
+                    .order_by(col(OutgoingMail.id))
+                    .limit(limit)
+                ).all()
+            )
+
+    def _mark(self, mail_id: int, error: str | None, permanent: bool = False) -> None:
+        with session_scope(self.engine) as session:
+            row = session.get(OutgoingMail, mail_id)
+            if row is None:
+                return
+            row.attempts += 1
+            if error is None:
+                row.status = "sent"
+                row.sent_at = utcnow()
+                row.last_error = ""
+            else:
+                row.last_error = error[:500]
+                if permanent or row.attempts >= MAX_ATTEMPTS:
+                    row.status = "failed"
+                else:
+                    row.due_at = utcnow() + timedelta(seconds=min(30 * 2**row.attempts, 3600))
+            session.add(row)
+
+    async def send_due(self, limit: int = 50) -> int:
+        """Send every due mail once; returns how many were delivered."""
+        from email import message_from_bytes
+        from email.policy import default
+
+        rows = await asyncio.to_thread(self._due, limit)
+        delivered = 0
+        for row in rows:
+            assert row.id is not None
+            message = message_from_bytes(row.raw, policy=default)
+            assert isinstance(message, EmailMessage)
+            try:
+                await self.sender.send(message)
+            except PermanentMailError as exc:
+                log.warning("mail %d to %s refused for good: %s", row.id, row.recipient, exc)
+                await asyncio.to_thread(self._mark, row.id, str(exc), True)
+            except Exception as exc:
+                log.warning(
+                    "mail %d to %s not sent yet (%s); will retry", row.id, row.recipient, exc
+                )
+                await asyncio.to_thread(self._mark, row.id, f"{type(exc).__name__}: {exc}")
+            else:
+                await asyncio.to_thread(self._mark, row.id, None)
+                delivered += 1
+        return delivered
