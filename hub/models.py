@@ -39,6 +39,13 @@ class Account(SQLModel, table=True):
     default_sender: str | None = Field(default=None, max_length=16)
     # Provider names tried in order; empty means the configured default route.
     route: str = Field(default="", max_length=255)
+    # Where inbound SMS are forwarded by e-mail when no intake address says otherwise.
+    reply_mailbox: str = Field(default="", max_length=255)
+    # The auto-responder (SMS answering): on/off, its text, and at most one per number per
+    # this many hours.
+    autoreply_enabled: bool = False
+    autoreply_text: str = Field(default="", max_length=1000)
+    autoreply_period_hours: float = 24.0
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
 
 
@@ -307,3 +314,65 @@ class OutgoingMail(SQLModel, table=True):
     due_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
     sent_at: datetime | None = Field(default=None, sa_column=_ts())
+
+
+class OptOutEvent(SQLModel, table=True):
+    """Every opt-out and opt-in, with its source: the record of consent."""
+
+    __tablename__ = "optout_events"
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(foreign_key="accounts.id", index=True)
+    number: str = Field(max_length=20, index=True)
+    action: str = Field(max_length=8)  # stop | start
+    source: str = Field(max_length=32)  # sms | manual | import | api
+    note: str = Field(default="", max_length=500)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
+
+
+class HubSetting(SQLModel, table=True):
+    """Values the hub generates once and shares between instances (e.g. its signing key)."""
+
+    __tablename__ = "hub_settings"
+
+    key: str = Field(primary_key=True, max_length=64)
+    value: str
+
+
+class WebhookEndpoint(SQLModel, table=True):
+    """An account's URL that receives signed event notifications."""
+
+    __tablename__ = "webhook_endpoints"
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(foreign_key="accounts.id", index=True)
+    url: str = Field(max_length=1000)
+    # Needed in clear to sign each delivery (HMAC-SHA256); shown once at creation.
+    secret: str = Field(max_length=128)
+    # Comma-separated event types, or "*".
+    events: str = Field(default="*", max_length=500)
+    enabled: bool = True
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
+
+
+class WebhookDelivery(SQLModel, table=True):
+    """One event for one endpoint: queued durably, retried with backoff, logged."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        UniqueConstraint("endpoint_id", "event_id", name="uq_webhook_event"),
+        Index("ix_webhook_deliveries_due", "status", "due_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    endpoint_id: int = Field(foreign_key="webhook_endpoints.id", index=True)
+    event_id: str = Field(max_length=64)
+    event_type: str = Field(max_length=32)
+    payload: str
+    status: str = Field(default="pending", max_length=16)  # pending | delivered | failed
+    attempts: int = 0
+    last_status_code: int | None = None
+    last_error: str = Field(default="", max_length=500)
+    due_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
+    delivered_at: datetime | None = Field(default=None, sa_column=_ts())

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 21:22:50.383001
+Create Date: 2026-11-25 21:27:05.089009
 """
 
 from __future__ import annotations
@@ -30,6 +30,10 @@ def upgrade() -> None:
     sa.Column('default_region', sqlmodel.sql.sqltypes.AutoString(length=2), nullable=True),
     sa.Column('default_sender', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=True),
     sa.Column('route', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
+    sa.Column('reply_mailbox', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
+    sa.Column('autoreply_enabled', sa.Boolean(), nullable=False),
+    sa.Column('autoreply_text', sqlmodel.sql.sqltypes.AutoString(length=1000), nullable=False),
+    sa.Column('autoreply_period_hours', sa.Float(), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['parent_id'], ['accounts.id'], ),
     sa.PrimaryKeyConstraint('id')
@@ -38,6 +42,11 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_accounts_name'), ['name'], unique=True)
         batch_op.create_index(batch_op.f('ix_accounts_parent_id'), ['parent_id'], unique=False)
 
+    op.create_table('hub_settings',
+    sa.Column('key', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('value', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.PrimaryKeyConstraint('key')
+    )
     op.create_table('message_events',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('message_id', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
@@ -202,6 +211,21 @@ def upgrade() -> None:
         batch_op.create_index('ix_messages_provider_ref', ['provider', 'provider_message_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_messages_recipient'), ['recipient'], unique=False)
 
+    op.create_table('optout_events',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('account_id', sa.Integer(), nullable=False),
+    sa.Column('number', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
+    sa.Column('action', sqlmodel.sql.sqltypes.AutoString(length=8), nullable=False),
+    sa.Column('source', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
+    sa.Column('note', sqlmodel.sql.sqltypes.AutoString(length=500), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], ),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('optout_events', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_optout_events_account_id'), ['account_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_optout_events_number'), ['number'], unique=False)
+
     op.create_table('outgoing_mails',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('account_id', sa.Integer(), nullable=True),
@@ -223,6 +247,20 @@ def upgrade() -> None:
     with op.batch_alter_table('outgoing_mails', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_outgoing_mails_account_id'), ['account_id'], unique=False)
         batch_op.create_index('ix_outgoing_mails_due', ['status', 'due_at'], unique=False)
+
+    op.create_table('webhook_endpoints',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('account_id', sa.Integer(), nullable=False),
+    sa.Column('url', sqlmodel.sql.sqltypes.AutoString(length=1000), nullable=False),
+    sa.Column('secret', sqlmodel.sql.sqltypes.AutoString(length=128), nullable=False),
+    sa.Column('events', sqlmodel.sql.sqltypes.AutoString(length=500), nullable=False),
+    sa.Column('enabled', sa.Boolean(), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], ),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('webhook_endpoints', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_webhook_endpoints_account_id'), ['account_id'], unique=False)
 
     op.create_table('inbound_mails',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -249,21 +287,56 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_inbound_mails_account_id'), ['account_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_inbound_mails_batch_id'), ['batch_id'], unique=False)
 
+    op.create_table('webhook_deliveries',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('endpoint_id', sa.Integer(), nullable=False),
+    sa.Column('event_id', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('event_type', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
+    sa.Column('payload', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('status', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+    sa.Column('attempts', sa.Integer(), nullable=False),
+    sa.Column('last_status_code', sa.Integer(), nullable=True),
+    sa.Column('last_error', sqlmodel.sql.sqltypes.AutoString(length=500), nullable=False),
+    sa.Column('due_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('delivered_at', sa.DateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['endpoint_id'], ['webhook_endpoints.id'], ),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('endpoint_id', 'event_id', name='uq_webhook_event')
+    )
+    with op.batch_alter_table('webhook_deliveries', schema=None) as batch_op:
+        batch_op.create_index('ix_webhook_deliveries_due', ['status', 'due_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_webhook_deliveries_endpoint_id'), ['endpoint_id'], unique=False)
+
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
+    with op.batch_alter_table('webhook_deliveries', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_webhook_deliveries_endpoint_id'))
+        batch_op.drop_index('ix_webhook_deliveries_due')
+
+    op.drop_table('webhook_deliveries')
     with op.batch_alter_table('inbound_mails', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_inbound_mails_batch_id'))
         batch_op.drop_index(batch_op.f('ix_inbound_mails_account_id'))
 
     op.drop_table('inbound_mails')
+    with op.batch_alter_table('webhook_endpoints', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_webhook_endpoints_account_id'))
+
+    op.drop_table('webhook_endpoints')
     with op.batch_alter_table('outgoing_mails', schema=None) as batch_op:
         batch_op.drop_index('ix_outgoing_mails_due')
         batch_op.drop_index(batch_op.f('ix_outgoing_mails_account_id'))
 
     op.drop_table('outgoing_mails')
+    with op.batch_alter_table('optout_events', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_optout_events_number'))
+        batch_op.drop_index(batch_op.f('ix_optout_events_account_id'))
+
+    op.drop_table('optout_events')
     with op.batch_alter_table('messages', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_messages_recipient'))
         batch_op.drop_index('ix_messages_provider_ref')
@@ -301,6 +374,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_message_events_message_id'))
 
     op.drop_table('message_events')
+    op.drop_table('hub_settings')
     with op.batch_alter_table('accounts', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_accounts_parent_id'))
         batch_op.drop_index(batch_op.f('ix_accounts_name'))
