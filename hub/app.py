@@ -42,6 +42,7 @@ class Hub:
         self.policy = ReportPolicy(
             report_window=timedelta(hours=config.dispatcher.report_window_hours),
             retry_backoff=timedelta(seconds=config.dispatcher.retry_backoff_seconds),
+            config=config,
         )
         self.api = create_api(self)
         # Providers that call the hub from inside the process (the simulator) go through the

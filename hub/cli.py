@@ -28,6 +28,10 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 numbers_app = typer.Typer(help="Phone number checks.", no_args_is_help=True)
 sms_app = typer.Typer(help="SMS text tools.", no_args_is_help=True)
 simulator_app = typer.Typer(help="The built-in SMS simulator.", no_args_is_help=True)
+blacklist_app = typer.Typer(
+    help="Numbers an account never sends to (STOP and manual opt-outs).", no_args_is_help=True
+)
+reply_app = typer.Typer(help="E-mail answers to forwarded SMS.", no_args_is_help=True)
 mail_app = typer.Typer(
     help="Mail to SMS: intake addresses, SMTP users, dry runs.", no_args_is_help=True
 )
@@ -40,6 +44,8 @@ for sub, name in [
     (sms_app, "sms"),
     (simulator_app, "simulator"),
     (mail_app, "mail"),
+    (blacklist_app, "blacklist"),
+    (reply_app, "reply"),
 ]:
     app.add_typer(sub, name=name)
 
@@ -785,6 +791,124 @@ def _read_bytes(path: Path) -> bytes:
         return path.read_bytes()
     except OSError as exc:
         fail(f"cannot read {path}: {exc.strerror}")
+
+
+# -- blacklist ------------------------------------------------------------------------------
+@blacklist_app.command("list")
+def blacklist_list(
+    account: Annotated[str | None, typer.Option(help="Only this account.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List blacklisted numbers with when and why."""
+    from sqlmodel import col, select
+
+    from hub.accounts import get_account
+    from hub.models import Account, BlacklistEntry
+
+    def _do(session: Any) -> list[dict[str, Any]]:
+        query = select(BlacklistEntry, Account.name).join(
+            Account, col(Account.id) == col(BlacklistEntry.account_id)
+        )
+        if account:
+            query = query.where(BlacklistEntry.account_id == get_account(session, account).id)
+        rows = session.exec(query.order_by(col(BlacklistEntry.created_at))).all()
+        return [
+            {
+                "account": name,
+                "number": e.number,
+                "source": e.source,
+                "note": e.note,
+                "since": e.created_at.isoformat(),
+            }
+            for e, name in rows
+        ]
+
+    data = run_db(_do)
+    emit(
+        data,
+        as_json,
+        _table(
+            [
+                [d["account"], d["number"], d["source"], d["since"][:19], d["note"][:40]]
+                for d in data
+            ],
+            ["ACCOUNT", "NUMBER", "SOURCE", "SINCE (UTC)", "NOTE"],
+        ),
+    )
+
+
+@blacklist_app.command("add")
+def blacklist_add(
+    account: str,
+    numbers: Annotated[list[str], typer.Argument(help="Numbers in any format.")],
+    note: Annotated[str, typer.Option(help="Why (kept with each entry).")] = "",
+) -> None:
+    """Blacklist numbers by hand."""
+    from hub.optout import add_numbers
+
+    region = get_config().hub.default_region
+    report = run_db(
+        lambda s: add_numbers(s, account, numbers, source="manual", note=note, region=region)
+    )
+    _print_import(report)
+
+
+@blacklist_app.command("import")
+def blacklist_import(
+    account: str,
+    file: Annotated[Path, typer.Argument(help="CSV or TXT; the number is in the first column.")],
+    note: Annotated[str, typer.Option(help="Why (kept with each entry).")] = "",
+) -> None:
+    """Blacklist every number of a file; lines that are not numbers are reported."""
+    from hub.optout import add_numbers, numbers_in_file
+
+    region = get_config().hub.default_region
+    numbers = numbers_in_file(_read_bytes(file))
+    report = run_db(
+        lambda s: add_numbers(
+            s,
+            account,
+            numbers,
+            source="import",
+            note=note or f"import of {file.name}",
+            region=region,
+        )
+    )
+    _print_import(report)
+
+
+def _print_import(report: Any) -> None:
+    typer.echo(f"{report.added} added, {report.already} already on the blacklist")
+    for line, raw, why in report.rejected or []:
+        typer.echo(f"  line {line}: {raw!r} left out ({why})")
+
+
+@blacklist_app.command("remove")
+def blacklist_remove(
+    account: str,
+    number: str,
+    reason: Annotated[str, typer.Option(help="The recorded consent: who asked, how, when.")],
+) -> None:
+    """Take a number off the blacklist; the consent reason is recorded."""
+    from hub.optout import remove_number
+
+    region = get_config().hub.default_region
+    run_db(lambda s: remove_number(s, account, number, reason, region))
+    typer.echo(f"{number} removed from the blacklist of {account}")
+
+
+# -- reply ----------------------------------------------------------------------------------
+@reply_app.command("parse")
+def reply_parse(
+    file: Annotated[Path, typer.Argument(help="The answer as .eml; '-' reads stdin.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Dry run: the text an e-mail answer would send by SMS (quotes and signature removed)."""
+    from hub.mailparse import extract_reply_text
+
+    raw = sys.stdin.buffer.read() if str(file) == "-" else _read_bytes(file)
+    text = extract_reply_text(raw)
+    emit({"text": text}, as_json, text or "(no new text in this answer)")
 
 
 def main() -> None:

@@ -109,6 +109,9 @@ class SmtpSection(Section):
     trusted_relays: list[str] = []
     # Send the sender a confirmation e-mail after intake (needs [mail_out]).
     confirmations: bool = True
+    # Domain of the Reply-To addresses on forwarded SMS (reply+TOKEN@DOMAIN); point its MX
+    # at this listener. Empty: forwarded SMS cannot be answered by e-mail.
+    reply_domain: str = ""
 
 
 class MailOutSection(Section):
@@ -126,6 +129,38 @@ class MailOutSection(Section):
     from_address: str = "smshub@localhost"
 
 
+class InboundSection(Section):
+    # An answer is matched to what the account last sent that number within this many days.
+    conversation_window_days: float = Field(30.0, gt=0)
+    # Our numbers and the account that owns each, for SMS that answer nothing we sent,
+    # e.g. { "+33700000000" = "main" }.
+    number_accounts: dict[str, str] = {}
+    # Whole-message keywords (case, accents and punctuation ignored) that opt a number out
+    # or back in. STOP also matches a message that starts with STOP.
+    stop_keywords: list[str] = [
+        "STOP",
+        "STOP SMS",
+        "STOPALL",
+        "STOP ALL",
+        "ARRET",
+        "ARRETER",
+        "ARRET SMS",
+        "UNSUBSCRIBE",
+        "DESABONNER",
+        "DESINSCRIRE",
+        "END",
+        "QUIT",
+        "CANCEL",
+        "OPTOUT",
+    ]
+    start_keywords: list[str] = ["START", "UNSTOP", "SUBSCRIBE", "ABONNER", "REPRENDRE"]
+    # The one SMS sent after an opt-out or opt-in ({account} is the account's name).
+    stop_confirmation: str = (
+        "Vous ne recevrez plus de SMS de {account}. Repondez START pour vous reinscrire."
+    )
+    start_confirmation: str = "Vous recevrez a nouveau les SMS de {account}."
+
+
 class RoutingSection(Section):
     # Providers tried in order for every account that sets no route of its own.
     default: list[str] = ["simulator"]
@@ -140,6 +175,7 @@ class Config(Section):
     routing: RoutingSection = RoutingSection()
     smtp: SmtpSection = SmtpSection()
     mail_out: MailOutSection = MailOutSection()
+    inbound: InboundSection = InboundSection()
     # One table per provider: [providers.NAME] with type = "simulator" | "kannel" | ...
     providers: dict[str, dict[str, Any]] = {"simulator": {"type": "simulator"}}
     # Where this configuration came from (not a config key).

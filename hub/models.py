@@ -195,6 +195,10 @@ class InboundMessage(SQLModel, table=True):
     text: str
     # The message of ours it answers, when one was found.
     reply_to_message_id: str | None = Field(default=None, max_length=32)
+    # stop | start | autoreply-sent | forwarded ... what the hub did with it.
+    handling: str = Field(default="", max_length=64)
+    # The mailbox it was forwarded to (replies must come from there).
+    forwarded_to: str = Field(default="", max_length=255)
     received_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
 
 

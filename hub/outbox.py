@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine, bindparam
 from sqlmodel import Session
 
-from hub import credits
+from hub import credits, webhooks
 from hub.db import TIMESTAMP, is_sqlite, session_scope, sql
 from hub.models import Message, MessageEvent, MessageStatus
 from hub.timeutil import as_utc, utcnow
@@ -114,6 +114,7 @@ def record_outcomes(engine: Engine, worker: str, outcomes: Sequence[Outcome]) ->
     sent = [o for o in outcomes if o.status == MessageStatus.SENT]
     retry = [o for o in outcomes if o.status == MessageStatus.QUEUED]
     failed = [o for o in outcomes if o.status == MessageStatus.FAILED]
+    failed_ids: list[str] = []
     with session_scope(engine) as session:
         if sent:
             # A report may already have moved the row on (fast providers): keep its status.
@@ -180,6 +181,8 @@ def record_outcomes(engine: Engine, worker: str, outcomes: Sequence[Outcome]) ->
                     message_id=o.message.id,
                     note=f"not sent: {o.reason or 'failed'}",
                 )
+                failed_ids.append(o.message.id)
+        webhooks.message_events(session, failed_ids)
         _events(
             session,
             [
@@ -287,11 +290,13 @@ def expire_reports(engine: Engine, window: timedelta, now: datetime | None = Non
     """Sent messages with no final report after WINDOW become dr_unavailable."""
     now = now or utcnow()
     with session_scope(engine) as session:
-        result = session.execute(
+        rows = session.execute(
             sql(
                 "UPDATE messages SET status = 'dr_unavailable', final_at = :now, updated_at = :now "
-                "WHERE status = 'sent' AND first_sent_at < :cutoff"
+                "WHERE status = 'sent' AND first_sent_at < :cutoff RETURNING id"
             ),
             {"now": now, "cutoff": now - window},
-        )
-        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+        ).all()
+        ids = [row[0] for row in rows]
+        webhooks.message_events(session, ids)
+        return len(ids)

@@ -16,10 +16,14 @@ from sqlalchemy import Engine, and_, or_
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from hub import webhooks
+from hub.config import Config
 from hub.db import session_scope
+from hub.inbound import receive_inbound
 from hub.models import (
     FINAL_STATUSES,
     InboundMessage,
+    InvalidNumber,
     Message,
     MessageEvent,
     MessageStatus,
@@ -36,6 +40,8 @@ class ReportPolicy:
 
     report_window: timedelta = timedelta(hours=48)
     retry_backoff: timedelta = timedelta(seconds=5)
+    # The hub's config, for what inbound SMS trigger (None: store them only).
+    config: Config | None = None
 
 
 def _find_messages(session: Session, reports: Sequence[DeliveryReport]) -> dict[int, Message]:
@@ -94,6 +100,61 @@ def _apply_report(
         message.final_at = now
     message.updated_at = now
     session.add(message)
+    if message.status in _TELLING:
+        if message.reason == DeliveryReason.INVALID_NUMBER:
+            _note_invalid_number(session, message)
+        webhooks.message_event(session, message)
+
+
+# Outcomes that say something about the number itself; a send that failed before reaching
+# the network, was cancelled or got no report says nothing and is skipped over.
+_TELLING = (MessageStatus.DELIVERED.value, MessageStatus.UNDELIVERED.value)
+
+
+def _is_invalid(message: Message | None) -> bool:
+    return (
+        message is not None
+        and message.status == MessageStatus.UNDELIVERED
+        and message.reason == DeliveryReason.INVALID_NUMBER
+    )
+
+
+def _note_invalid_number(session: Session, message: Message) -> None:
+    """NPAI: MESSAGE was reported invalid_number; if the account's send to the same number
+    just before or just after it (in send order, among delivered/undelivered ones) was too,
+    the number goes on the account's invalid list. A delivery in between breaks the pair;
+    looking both ways makes the result independent of the order reports arrive in."""
+
+    def neighbour(before: bool) -> Message | None:
+        created = col(Message.created_at)
+        return session.exec(
+            select(Message)
+            .where(
+                Message.account_id == message.account_id,
+                Message.recipient == message.recipient,
+                Message.id != message.id,
+                col(Message.status).in_(_TELLING),
+                created < message.created_at if before else created > message.created_at,
+            )
+            .order_by(created.desc() if before else created.asc())
+            .limit(1)
+        ).first()
+
+    if not (_is_invalid(neighbour(before=True)) or _is_invalid(neighbour(before=False))):
+        return
+    listed = session.exec(
+        select(InvalidNumber.id).where(
+            InvalidNumber.account_id == message.account_id,
+            InvalidNumber.number == message.recipient,
+        )
+    ).first()
+    if listed is None:
+        session.add(InvalidNumber(account_id=message.account_id, number=message.recipient))
+        log.info(
+            "%s reported invalid twice in a row: on the invalid list of account %d",
+            message.recipient,
+            message.account_id,
+        )
 
 
 def _store(session: Session, events: Sequence[ProviderEvent], policy: ReportPolicy) -> None:
@@ -141,31 +202,17 @@ def _store(session: Session, events: Sequence[ProviderEvent], policy: ReportPoli
         )
         _apply_report(session, message, report, policy)
     for sms in inbound:
-        exists = session.exec(
-            select(InboundMessage.id).where(
-                InboundMessage.provider == sms.provider, InboundMessage.event_key == sms.event_key
-            )
-        ).first()
-        if exists is not None:
-            continue
-        last = session.exec(
-            select(Message)
-            .where(Message.recipient == sms.sender)
-            .order_by(col(Message.created_at).desc())
-            .limit(1)
-        ).first()
-        session.add(
-            InboundMessage(
-                provider=sms.provider,
-                event_key=sms.event_key,
-                sender=sms.sender,
-                recipient=sms.recipient,
-                text=sms.text,
-                account_id=last.account_id if last else None,
-                reply_to_message_id=last.id if last else None,
-                received_at=sms.received_at or utcnow(),
-            )
-        )
+        # Conversations, STOP/START, the auto-responder and forwarding live in hub.inbound.
+        receive_inbound(session, sms, policy.config)
+        if webhooks.has_endpoints(session):
+            stored = session.exec(
+                select(InboundMessage).where(
+                    InboundMessage.provider == sms.provider,
+                    InboundMessage.event_key == sms.event_key,
+                )
+            ).first()
+            if stored is not None:
+                webhooks.inbound_event(session, stored)
 
 
 def apply_events(engine: Engine, events: Sequence[ProviderEvent], policy: ReportPolicy) -> None:

@@ -48,6 +48,8 @@ class SubmitRequest:
     source: str = "api"
     # Base of the per-recipient idempotency keys; a retry with the same key sends nothing new.
     idempotency_key: str | None = None
+    # The one confirmation of an opt-out: the only SMS that may reach a blacklisted number.
+    opt_out_notice: bool = False
 
 
 @dataclass
@@ -173,7 +175,7 @@ def submit_in(session: Session, config: Config, req: SubmitRequest) -> SubmitRes
             ).all()
         )
         for e164 in list(wanted):
-            if e164 in blocked:
+            if e164 in blocked and not req.opt_out_notice:
                 wanted.pop(e164).reason = "the number is on the account's blacklist (STOP)"
             elif e164 in npai:
                 wanted.pop(e164).reason = "the number is on the account's invalid-number list"

@@ -138,3 +138,27 @@ def test_mail_parse_dry_run_sends_nothing(smshub):
     assert data["text"] and "wrote:" not in data["text"]
     code, out, _ = smshub("messages", "list", "--json")
     assert json.loads(out) == []
+
+
+def test_blacklist_add_import_list_remove(smshub, tmp_path):
+    smshub("accounts", "create", "acme")
+    code, out, _ = smshub("blacklist", "add", "acme", "06 12 34 56 78", "garbage")
+    assert code == 0 and "1 added" in out and "'garbage' left out" in out
+    csv_file = tmp_path / "optouts.csv"
+    csv_file.write_bytes("numéro;nom\n0698765432;Durand\n+33612345678;Dupont\n".encode("cp1252"))
+    code, out, _ = smshub("blacklist", "import", "acme", str(csv_file))
+    assert "1 added, 1 already" in out and "line 1" in out
+    code, out, _ = smshub("blacklist", "list", "--json")
+    assert sorted(d["number"] for d in json.loads(out)) == ["+33612345678", "+33698765432"]
+    code, _, err = smshub("blacklist", "remove", "acme", "0612345678", "--reason", " ")
+    assert code != 0 and "consent" in err
+    code, out, _ = smshub("blacklist", "remove", "acme", "0612345678", "--reason", "phoned us")
+    assert code == 0
+
+
+def test_reply_parse_prints_only_the_new_text(smshub):
+    sample = Path(__file__).parent / "data" / "mail" / "outlook_desktop_reply.eml"
+    code, out, _ = smshub("reply", "parse", str(sample), "--json")
+    assert code == 0
+    text = json.loads(out)["text"]
+    assert text and "Original Message" not in text and "From:" not in text

@@ -33,8 +33,10 @@ from hub.intake.addresses import (
     sender_allowed,
 )
 from hub.intake.confirm import queue_confirmation
+from hub.intake.replies import ReplyRefused, check_reply_rcpt, read_reply, reply_addresses
 from hub.intake.sender_auth import from_is_authenticated
 from hub.models import Account, InboundMail, IntakeAddress, IntakeKind, Message
+from hub.replytokens import is_reply_address
 from hub.timeutil import utcnow
 
 log = logging.getLogger("smshub.intake")
@@ -85,7 +87,7 @@ class Rejected(Exception):
 class Draft:
     """A mail read and authorized, ready to submit (also the dry run's answer)."""
 
-    intake: IntakeAddress
+    intake: IntakeAddress | None  # None for an answer to a forwarded SMS
     parsed: mailparse.ParsedMail
     request: sending.SubmitRequest
     rejected: list[dict[str, str]]
@@ -130,6 +132,8 @@ class IntakePolicy:
     def check_rcpt(self, address: str, login: MailLogin | None) -> str | None:
         """None if ADDRESS is one of our intake addresses (and LOGIN may use it), else a reply."""
         with session_scope(self.engine) as session:
+            if is_reply_address(address, self.config.smtp.reply_domain):
+                return check_reply_rcpt(session, address)
             intake = find_intake(session, address)
             if intake is None:
                 return (
@@ -150,6 +154,13 @@ class IntakePolicy:
     def read(self, session: Session, env: MailEnvelope) -> Draft:
         """Parse and authorize a mail and build its submit request; raises Rejected."""
         parsed = mailparse.parse_mail(env.raw)
+        replies = reply_addresses(env.rcpt_to, self.config)
+        if replies:
+            try:
+                reply = read_reply(session, self.config, replies[0], parsed, env.login)
+            except ReplyRefused as exc:
+                raise Rejected(f"550 5.7.1 your answer was not sent by SMS: {exc}") from None
+            return Draft(None, parsed, reply.request, [], list(parsed.warnings))
         intakes = [i for i in (find_intake(session, r) for r in env.rcpt_to) if i is not None]
         if not intakes:
             raise Rejected("550 5.1.1 no SMS intake address among the recipients")
@@ -330,7 +341,7 @@ class IntakePolicy:
                         raise Rejected(f"550 5.1.3 no SMS sent: {_one_line(reasons)}")
                     mail = InboundMail(
                         account_id=draft.request.account,
-                        intake_address_id=draft.intake.id,
+                        intake_address_id=draft.intake.id if draft.intake else None,
                         dedupe_key=dedupe,
                         message_id=draft.parsed.message_id,
                         sha256=sha,
@@ -346,7 +357,8 @@ class IntakePolicy:
                     session.flush()
                     assert mail.id is not None
                     if (
-                        draft.intake.confirm
+                        draft.intake is not None
+                        and draft.intake.confirm
                         and self.config.smtp.confirmations
                         and self.config.mail_out.host
                     ):

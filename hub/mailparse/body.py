@@ -67,7 +67,8 @@ DEFAULT_DISCLAIMER_PATTERNS: tuple[str, ...] = (
 
 # Outlook writes "[cid:image001.png@01DB…]" and Gmail "[image: logo.png]" in the text
 # alternative where the HTML shows an inline image (usually a signature logo).
-_IMAGE_PLACEHOLDER = re.compile(r"\[(cid:[^\]\s]+|image: [^\]\n]*)\]")
+# "[" is excluded inside so that an unclosed "[cid:" costs one scan, not one per "[".
+_IMAGE_PLACEHOLDER = re.compile(r"\[(cid:[^\[\]\s]+|image: [^\[\]\n]*)\]")
 _DECORATION = re.compile(r"^[\s*_=~#-]*")
 _DECORATION_ONLY = re.compile(r"^[\s*_=~#-]{3,}$")
 _SIGNATURE_DELIMITER = re.compile(r"^-- ?$")

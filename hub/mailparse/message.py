@@ -78,16 +78,14 @@ def parse_mail(raw: bytes, options: BodyOptions | None = None) -> ParsedMail:
         message = BytesParser(policy=policy.default).parsebytes(repaired)
     except Exception as exc:  # the stdlib parser is lenient; this is a last resort
         raise InvalidInput(f"the mail cannot be parsed: {exc}") from exc
-    headers = tuple((name, _header_text(value)) for name, value in message.raw_items())
-    raw_values = {name.lower(): value for name, value in reversed(list(message.raw_items()))}
+    raw_items = [(name, _unfold(value)) for name, value in message.raw_items()]
+    first: dict[str, str] = {}
+    for name, value in raw_items:
+        first.setdefault(name.lower(), value)  # a repeated singular header: the first wins
 
-    def first(name: str) -> str | None:
-        value = raw_values.get(name)
-        return None if value is None else _unfold(value)
-
-    from_display, from_addr = _first_address(first("from"))
-    subject = decode_words(unescape_surrogates(first("subject") or "")).strip()
-    subject = _LINE_END.sub(" ", subject)
+    date = _date(first.get("date"), warnings)
+    from_display, from_addr = _first_address(first.get("from"))
+    subject = _LINE_END.sub(" ", _header_text(first.get("subject", ""))).strip()
     plain, html = _find_body(message)
     body, body_type = _body_text(plain, html, warnings)
     prefixes = strip_prefixes(subject)[1]
@@ -97,32 +95,30 @@ def parse_mail(raw: bytes, options: BodyOptions | None = None) -> ParsedMail:
         options=options,
         forward=bool(prefixes) and prefixes[0].lower() in FORWARD_PREFIXES,
     )
-    attachments = _attachments(message, {id(plain), id(html)})
     warnings.extend(extracted.warnings)
+    attachments = _attachments(message, {id(plain), id(html)})
     warnings.extend(f"attachment {a.filename or a.content_type} ignored" for a in attachments)
     return ParsedMail(
-        message_id=_msg_id(first("message-id")),
+        message_id=_msg_id(first.get("message-id")),
         from_addr=from_addr,
         from_display=from_display,
-        to=_addresses(message, "to"),
-        cc=_addresses(message, "cc"),
-        reply_to=_addresses(message, "reply-to"),
+        to=_addresses(raw_items, "to"),
+        cc=_addresses(raw_items, "cc"),
+        reply_to=_addresses(raw_items, "reply-to"),
         subject=subject,
-        date=_date(first("date"), warnings),
-        in_reply_to=_msg_id(first("in-reply-to")),
-        references=_references(first("references")),
+        date=date,
+        in_reply_to=_msg_id(first.get("in-reply-to")),
+        references=_references(first.get("references")),
         text=extracted.text,
         html_only=body_type == "text/html",
         attachments=attachments,
         authentication_results=[
-            _unfold(value)
-            for name, value in message.raw_items()
-            if name.lower() == "authentication-results"
+            value for name, value in raw_items if name.lower() == "authentication-results"
         ],
         warnings=list(dict.fromkeys(warnings)),
         body=body,
         body_type=body_type,
-        headers=headers,
+        headers=tuple((name, _header_text(value)) for name, value in raw_items),
     )
 
 
@@ -177,8 +173,8 @@ def _parse_addresses(values: list[str]) -> list[tuple[str, str]]:
     return [(decode_words(name).strip(), _lower_domain(addr)) for name, addr in pairs if addr]
 
 
-def _addresses(message: Message, name: str) -> list[str]:
-    values = [value for key, value in message.raw_items() if key.lower() == name]
+def _addresses(raw_items: list[tuple[str, str]], name: str) -> list[str]:
+    values = [value for key, value in raw_items if key.lower() == name]
     return [address for _, address in _parse_addresses(values)]
 
 

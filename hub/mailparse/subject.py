@@ -6,15 +6,18 @@ Grammar
 The subject lists the recipients of the SMS and, optionally, fixed tokens::
 
     subject   = [prefixes] item *(separator item)
-    prefixes  = 1*(("Re" / "RE" / "Fwd" / "FW" / "TR" / "AW" / "WG" / …) ":")
+    prefixes  = 1*(PREFIX ":")                     e.g. "RE: TR: "
     separator = "," / ";" / newline / whitespace
     item      = number / list / token / unknown
     list      = "list" (":" / "=") NAME           e.g. list:patients-lundi
     token     = KEY (":" / "=") VALUE              e.g. pin:1234  sender=ACME  type:marketing
 
-* A reply or forward prefix chain at the start (``Re:``, ``RE:``, ``Fwd:``, ``FW:``,
-  ``TR:``, ``AW:``, ``WG:``, ``Antw:``, ``SV:``, ``RV:``…, any case, repeated) is removed.
-* A **number** is written with digits and ``+ ( ) . -``, and may be split into digit
+* A reply or forward prefix chain at the start is removed: ``Re:``, ``Fwd:``, ``FW:``,
+  ``TR:`` (French Outlook), ``AW:``/``WG:`` (German), ``Antw:``/``Doorst:`` (Dutch),
+  ``SV:``/``VB:`` (Nordic), ``VS:`` (Finnish), ``RIF:`` (Italian), ``RV:`` (Spanish),
+  ``ENC:`` (Portuguese), in any case, repeated, with or without a space before ``:``.
+* A **number** is a word of digits and ``( ) . -`` with an optional leading ``+``
+  (``15h`` or ``n°12`` are not numbers), and may be split into digit
   groups by single spaces: ``06 98 76 54 32``, ``+33 6 98 76 54 32``,
   ``+33 (0)6 98 76 54 32``, ``0151 12345678`` and ``06.98.76.54.32`` are one number each.
   Numbers are kept as written (the caller normalizes them). Two numbers are told apart
@@ -37,6 +40,9 @@ The subject lists the recipients of the SMS and, optionally, fixed tokens::
 * A **list** is ``list:NAME``: the SMS goes to every member of the account's list NAME;
   it may be repeated.
 * Anything else is **unknown** and reported as written, never guessed.
+
+The keys, the list key and the prefix stripping are set per account with
+``SubjectGrammar(keys=frozenset({...}), list_key="list", strip_prefixes=True)``.
 """
 
 from __future__ import annotations
@@ -46,7 +52,7 @@ from dataclasses import dataclass, field
 
 from hub.errors import ConfigError
 
-REPLY_PREFIXES = frozenset({"re", "aw", "antw", "sv", "vs", "rif", "réf", "ref"})
+REPLY_PREFIXES = frozenset({"re", "aw", "antw", "sv", "vs", "rif"})
 FORWARD_PREFIXES = frozenset({"fwd", "fw", "tr", "wg", "rv", "enc", "doorst", "vb"})
 _PREFIX = re.compile(
     r"\s*(" + "|".join(sorted(REPLY_PREFIXES | FORWARD_PREFIXES, key=len, reverse=True)) + r")"

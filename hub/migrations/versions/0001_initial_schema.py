@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 21:27:05.089009
+Create Date: 2026-11-25 21:27:50.562109
 """
 
 from __future__ import annotations
@@ -97,6 +97,8 @@ def upgrade() -> None:
     sa.Column('recipient', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
     sa.Column('text', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('reply_to_message_id', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=True),
+    sa.Column('handling', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('forwarded_to', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
     sa.Column('received_at', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], ),
     sa.PrimaryKeyConstraint('id'),

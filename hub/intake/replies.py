@@ -1,0 +1,90 @@
+"""E-mail answers to forwarded SMS: the new text goes back to the phone as an SMS."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlmodel import Session
+
+from hub import mailparse, sending
+from hub.config import Config
+from hub.intake.addresses import MailLogin
+from hub.intake.sender_auth import from_is_authenticated
+from hub.models import Account, InboundMessage
+from hub.replytokens import inbound_id_from, is_reply_address
+
+
+class ReplyRefused(Exception):
+    """The answer cannot be sent; the message says why (it becomes the bounce text)."""
+
+
+@dataclass
+class ReplyDraft:
+    inbound: InboundMessage
+    request: sending.SubmitRequest
+
+
+def reply_addresses(rcpt_to: list[str], config: Config) -> list[str]:
+    """The recipients that are reply addresses of this hub."""
+    return [r for r in rcpt_to if is_reply_address(r, config.smtp.reply_domain)]
+
+
+def check_reply_rcpt(session: Session, address: str) -> str | None:
+    """None if ADDRESS is a genuine reply address, else the SMTP refusal."""
+    ident = inbound_id_from(session, address)
+    if ident is None or session.get(InboundMessage, ident) is None:
+        return f"550 5.1.1 <{address}> is not a reply address of this hub"
+    return None
+
+
+def read_reply(
+    session: Session,
+    config: Config,
+    address: str,
+    parsed: mailparse.ParsedMail,
+    login: MailLogin | None,
+) -> ReplyDraft:
+    """The SMS an answer becomes; raises ReplyRefused with a reason the sender will read."""
+    ident = inbound_id_from(session, address)
+    inbound = session.get(InboundMessage, ident) if ident is not None else None
+    if inbound is None or inbound.account_id is None:
+        raise ReplyRefused(f"<{address}> does not belong to an SMS conversation of this hub")
+    account = session.get(Account, inbound.account_id)
+    assert account is not None and account.id is not None
+    if login is not None:
+        if login.account_id != account.id:
+            raise ReplyRefused(f"{login.username} may not answer SMS of account {account.name}")
+    else:
+        sender = (parsed.from_addr or "").lower()
+        if not inbound.forwarded_to or sender != inbound.forwarded_to.lower():
+            raise ReplyRefused(
+                f"only {inbound.forwarded_to or 'the mailbox the SMS was forwarded to'} can "
+                f"answer this SMS; this answer came from {sender or 'an unknown sender'}"
+            )
+        if config.smtp.trusted_relays:
+            ok, why = from_is_authenticated(
+                parsed.get_header("Authentication-Results"),
+                parsed.from_addr,
+                config.smtp.trusted_relays,
+            )
+            if not ok:
+                raise ReplyRefused(f"could not verify that this answer is from {sender}: {why}")
+    if not inbound.sender.startswith("+"):
+        raise ReplyRefused(
+            f"no phone number found in this conversation: the SMS came from "
+            f"{inbound.sender!r}, which cannot receive answers"
+        )
+    text = mailparse.extract_reply_text(parsed)
+    if not text.strip():
+        raise ReplyRefused(
+            "the answer has no new text above the quoted message; write your answer at the top"
+        )
+    key = parsed.message_id or mailparse.normalize_whitespace(text)[:100]
+    request = sending.SubmitRequest(
+        account=account.id,
+        recipients=[inbound.sender],
+        text=text,
+        source="reply",
+        idempotency_key=f"reply:{inbound.id}:{key}",
+    )
+    return ReplyDraft(inbound, request)
