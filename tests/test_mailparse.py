@@ -927,3 +927,41 @@ def test_plain_text_without_quotes_or_signature_is_only_normalized(
     assert result.text == normalize_whitespace(body)
     assert result.warnings == []
     assert extract_reply_text(body) == result.text
+
+
+_MAILISH = st.lists(
+    st.sampled_from(
+        [
+            b"Subject: ",
+            b"=?utf-8?B?w6k=?=",
+            b"=?x?Q?",
+            b"Content-Type: multipart/mixed; boundary=b\r\n",
+            b"Content-Type: text/html; charset=bogus\r\n",
+            b"Content-Transfer-Encoding: base64\r\n",
+            b"--b\r\n",
+            b"\r\n",
+            b"\n",
+            b": ",
+            b"<p>",
+            b"\xe9\xff",
+            b"> ",
+            b"On 1 Jan wrote:",
+            b"0612345678",
+        ]
+    ),
+    max_size=30,
+).map(b"".join)
+
+
+@given(st.one_of(_MAILISH, st.binary(max_size=300)))
+def test_parse_mail_never_raises(raw: bytes) -> None:
+    mail = parse_mail(raw)
+    assert mail.text == normalize_whitespace(mail.text)
+    parse_subject(mail.subject)
+    extract_reply_text(mail)
+
+
+@given(st.text(alphabet=st.sampled_from(list("<>/=\"' abpdivbrq&;#x0\n")), max_size=80))
+def test_html_to_text_never_raises(markup: str) -> None:
+    text = html_to_text(markup).text
+    assert text == normalize_whitespace(text)
