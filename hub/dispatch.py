@@ -207,6 +207,14 @@ class Dispatcher:
                     provider_message_id=result.provider_message_id,
                     detail=result.detail,
                 )
+            if result.outcome == SendOutcome.UNKNOWN and not slot.provider.deduplicates:
+                return Outcome(
+                    message,
+                    "unknown",
+                    provider=slot.provider.name,
+                    reason="provider_timeout",
+                    detail=result.detail or "the provider did not answer; it may have sent it",
+                )
             if result.outcome == SendOutcome.PERMANENT:
                 return Outcome(
                     message,

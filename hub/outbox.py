@@ -114,6 +114,7 @@ def record_outcomes(engine: Engine, worker: str, outcomes: Sequence[Outcome]) ->
     sent = [o for o in outcomes if o.status == MessageStatus.SENT]
     retry = [o for o in outcomes if o.status == MessageStatus.QUEUED]
     failed = [o for o in outcomes if o.status == MessageStatus.FAILED]
+    unknown = [o for o in outcomes if o.status == MessageStatus.UNKNOWN]
     failed_ids: list[str] = []
     with session_scope(engine) as session:
         if sent:
@@ -153,6 +154,26 @@ def record_outcomes(engine: Engine, worker: str, outcomes: Sequence[Outcome]) ->
                         "worker": worker,
                     }
                     for o in retry
+                ],
+            )
+        if unknown:
+            # Maybe sent: kept charged, never re-sent, reported as unknown.
+            session.execute(
+                sql(
+                    "UPDATE messages SET status = 'unknown', reason = :reason, detail = :detail, "
+                    "provider = :provider, final_at = :now, claimed_by = NULL, updated_at = :now "
+                    "WHERE id = :id AND claimed_by = :worker AND status = 'submitting'"
+                ),
+                [
+                    {
+                        "id": o.message.id,
+                        "reason": o.reason,
+                        "detail": o.detail[:500],
+                        "provider": o.provider,
+                        "now": now,
+                        "worker": worker,
+                    }
+                    for o in unknown
                 ],
             )
         for o in failed:

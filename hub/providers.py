@@ -49,6 +49,9 @@ class SendOutcome(enum.StrEnum):
     ACCEPTED = "accepted"
     TRANSIENT = "transient"  # try again later (or through the next provider)
     PERMANENT = "permanent"  # the provider refused this message for good
+    # The request may have reached the provider (e.g. a read timeout): sending again could
+    # double it, so the message becomes `unknown` unless the provider deduplicates.
+    UNKNOWN = "unknown"
 
 
 @dataclass(frozen=True)

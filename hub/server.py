@@ -58,6 +58,7 @@ async def serve(config: Config, roles: set[str]) -> None:
                     host=config.http.host,
                     port=config.http.port,
                     log_level="warning",
+                    access_log=False,
                     lifespan="off",
                 )
             )

@@ -187,6 +187,8 @@ class FlakyProvider:
             return SendResult(outcome, f"{self.name}-{len(self.sent)}")
         if outcome == SendOutcome.PERMANENT:
             return SendResult(outcome, reason="invalid_number", detail="unknown subscriber")
+        if outcome == SendOutcome.UNKNOWN:
+            return SendResult(outcome, detail="read timeout")
         raise ConnectionError("gateway unreachable")
 
 
@@ -318,3 +320,20 @@ async def test_inbound_sms_is_stored_and_linked_to_the_last_message(hub, account
         "Merci !",
         mid,
     )
+
+
+async def test_maybe_sent_is_unknown_unless_the_provider_deduplicates(engine, config, account):
+    d = _dispatcher(engine, config, FlakyProvider("gw", [SendOutcome.UNKNOWN]))
+    [mid] = _submit(engine, config, "0612345678")
+    await d.drain()
+    message = _messages(engine)[mid]
+    assert (message.status, message.reason) == ("unknown", "provider_timeout")
+    with session_scope(engine) as s:
+        from hub.accounts import get_account
+
+        assert get_account(s, "acme").balance == 99  # maybe sent: stays charged
+    safe = FlakyProvider("safe", [SendOutcome.UNKNOWN], deduplicates=True)
+    d = _dispatcher(engine, config, safe)
+    [mid] = _submit(engine, config, "0698765432")
+    await d.run_once()
+    assert _messages(engine)[mid].status == "queued"  # re-sending is harmless there

@@ -274,13 +274,14 @@ class SmsFactorProvider:
             raise RuntimeError(f"provider {self.name!r} used before start()")
         try:
             response = await self._client.post("/send", json=self.request_body(sms))
-        except httpx.TimeoutException as exc:
-            # After a read timeout SMSFactor may have sent it; retrying is still the better
-            # risk (a duplicate) than dropping the message (with no way to ask: no id of ours
-            # is searchable at SMSFactor).
+        except httpx.ReadTimeout as exc:
+            # The request reached SMSFactor, which may have sent it: sending again could
+            # double it, so the hub marks it unknown (as after a crash).
             return SendResult(
-                SendOutcome.TRANSIENT, detail=f"SMSFactor did not answer in time ({exc!r})"
+                SendOutcome.UNKNOWN, detail=f"SMSFactor did not answer in time ({exc!r})"
             )
+        except httpx.TimeoutException as exc:
+            return SendResult(SendOutcome.TRANSIENT, detail=f"cannot reach SMSFactor: {exc!r}")
         except httpx.HTTPError as exc:
             return SendResult(SendOutcome.TRANSIENT, detail=f"cannot reach SMSFactor: {exc!r}")
         try:

@@ -215,11 +215,14 @@ class TwilioProvider:
         path = f"/2010-04-01/Accounts/{self.settings.account_sid}/Messages.json"
         try:
             response = await self._client.post(path, data=self.request_form(sms))
-        except httpx.TimeoutException as exc:
-            # Twilio may have created the message; a possible duplicate beats a lost message.
+        except httpx.ReadTimeout as exc:
+            # The request reached Twilio, which may have created the message: sending again
+            # could double it, so the hub marks it unknown (as after a crash).
             return SendResult(
-                SendOutcome.TRANSIENT, detail=f"Twilio did not answer in time ({exc!r})"
+                SendOutcome.UNKNOWN, detail=f"Twilio did not answer in time ({exc!r})"
             )
+        except httpx.TimeoutException as exc:
+            return SendResult(SendOutcome.TRANSIENT, detail=f"cannot reach Twilio: {exc!r}")
         except httpx.HTTPError as exc:
             return SendResult(SendOutcome.TRANSIENT, detail=f"cannot reach Twilio: {exc!r}")
         try:
