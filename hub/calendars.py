@@ -1,0 +1,150 @@
+"""The calendar-source protocol and the normalized events every source emits.
+
+A source (Google, Microsoft Graph, Exchange, ICS, CalDAV) only reads its calendar and turns
+it into ``CalendarEvent`` occurrences; everything else (who gets an SMS, when, moved,
+cancelled) is decided by hub.reminders from those events.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict
+
+
+class CalendarSettings(BaseModel):
+    """Base of each source's settings (stored with the calendar); unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: str
+
+
+class EventStatus(enum.StrEnum):
+    CONFIRMED = "confirmed"
+    TENTATIVE = "tentative"
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True)
+class Attendee:
+    email: str | None = None
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class CalendarEvent:
+    """One occurrence of an appointment, as a source sees it."""
+
+    uid: str
+    # Identifies the occurrence within a recurring series: the original start (RECURRENCE-ID)
+    # as UTC ISO 8601, or "" for a single event.
+    occurrence: str
+    start: datetime  # aware; for all-day events, midnight in the calendar's time zone
+    end: datetime | None = None
+    timezone: str = "UTC"  # IANA name used to show and to apply local rules
+    all_day: bool = False
+    title: str = ""
+    location: str = ""
+    description: str = ""
+    attendees: tuple[Attendee, ...] = ()
+    status: EventStatus = EventStatus.CONFIRMED
+    # The source's version marker (ETag, changeKey, updated time) when it has one.
+    etag: str = ""
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """(uid, occurrence): stable across syncs, moves and edits."""
+        return self.uid, self.occurrence
+
+
+@dataclass(frozen=True)
+class Removed:
+    """An occurrence (or with occurrence None, a whole series) that no longer exists."""
+
+    uid: str
+    occurrence: str | None = None
+
+
+@dataclass
+class SyncResult:
+    """What one sync saw.
+
+    ``full`` means ``events`` is the complete set of occurrences in the window: anything
+    stored and not listed is gone. Otherwise it is a delta (changes since ``cursor``), and
+    ``removed`` lists deletions explicitly.
+    """
+
+    events: list[CalendarEvent]
+    removed: list[Removed] = field(default_factory=list)
+    full: bool = True
+    # Opaque state for the next incremental sync (Google syncToken, Graph deltaLink, CalDAV
+    # sync-token, HTTP ETag...). None when the source has none.
+    cursor: str | None = None
+    # Problems that did not stop the sync (one malformed event in an ICS file...).
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class SyncWindow:
+    """Occurrences of interest: from ``start`` to ``end`` (recurrences are expanded within)."""
+
+    start: datetime
+    end: datetime
+
+
+@dataclass
+class SourceContext:
+    """What the hub gives a source."""
+
+    name: str
+    data_dir: Path
+    # Secrets resolved by the hub (OAuth tokens, passwords), by setting name.
+    secrets: Mapping[str, str] = field(default_factory=dict)
+
+
+class CursorExpired(Exception):
+    """The incremental cursor is no longer valid (Google 410 Gone): do a full sync."""
+
+
+class SourceError(Exception):
+    """The calendar could not be read; the message says why, for the receptionist."""
+
+
+@runtime_checkable
+class CalendarSource(Protocol):
+    """What every calendar connector implements."""
+
+    settings_model: ClassVar[type[CalendarSettings]]
+
+    async def sync(self, window: SyncWindow, cursor: str | None) -> SyncResult:
+        """Read the calendar: a full listing when CURSOR is None, else changes since it.
+
+        Raises CursorExpired when the cursor is refused, SourceError when the calendar cannot
+        be read (the hub keeps what it had and tries again later).
+        """
+        ...
+
+    async def annotate(self, event: CalendarEvent, note: str) -> bool:
+        """Write NOTE on the event (confirmed/cancelled by the patient) where the source
+        allows it; False when it is read-only."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+def occurrence_id(start: datetime | date) -> str:
+    """The occurrence key for a recurrence start (UTC ISO 8601, or the date for all-day)."""
+    if isinstance(start, datetime):
+        from datetime import UTC
+
+        if start.tzinfo is None:
+            return start.isoformat()
+        return start.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return start.isoformat()
