@@ -380,3 +380,91 @@ class WebhookDelivery(SQLModel, table=True):
     due_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
     delivered_at: datetime | None = Field(default=None, sa_column=_ts())
+
+
+class Calendar(SQLModel, table=True):
+    """A connected calendar and its reminder rules."""
+
+    __tablename__ = "calendars"
+    __table_args__ = (UniqueConstraint("account_id", "name", name="uq_calendar_name"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(foreign_key="accounts.id", index=True)
+    name: str = Field(max_length=64)
+    # The source type (ics, caldav, google, graph, exchange) and its settings as JSON.
+    source_type: str = Field(max_length=32)
+    settings: str = Field(default="{}")
+    enabled: bool = True
+    sync_interval_minutes: float = 15.0
+    cursor: str | None = None
+    last_sync_at: datetime | None = Field(default=None, sa_column=_ts())
+    last_error: str = Field(default="", max_length=1000)
+    # Reminder rules: offsets such as "2d@09:00" or "3h", comma-separated.
+    offsets: str = Field(default="1d@09:00", max_length=255)
+    template: str = Field(default="")
+    locale: str = Field(default="fr_FR", max_length=16)
+    timezone: str = Field(default="Europe/Paris", max_length=64)
+    # No reminder between these local times; one that would fall inside moves earlier.
+    quiet_start: str = Field(default="21:00", max_length=5)
+    quiet_end: str = Field(default="08:00", max_length=5)
+    # An appointment created later than this many minutes before a reminder time gets no
+    # reminder for that rule (it would arrive late or in a burst).
+    min_lead_minutes: float = 30.0
+    # Send an "appointment changed" SMS when an event moves after its reminder went out.
+    notify_changes: bool = False
+    sender: str | None = Field(default=None, max_length=16)
+    # Receptionist's mailbox for confirmations and cancellations answered by SMS.
+    notify_mailbox: str = Field(default="", max_length=255)
+    # Days ahead that are synced.
+    window_days: int = 60
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
+
+
+class CalendarEventRow(SQLModel, table=True):
+    """One occurrence of an appointment as last seen in its calendar."""
+
+    __tablename__ = "calendar_events"
+    __table_args__ = (
+        UniqueConstraint("calendar_id", "uid", "occurrence", name="uq_calendar_event"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    calendar_id: int = Field(foreign_key="calendars.id", index=True)
+    uid: str = Field(max_length=255)
+    occurrence: str = Field(default="", max_length=64)
+    start: datetime = Field(sa_column=_ts(nullable=False, index=True))
+    end: datetime | None = Field(default=None, sa_column=_ts())
+    timezone: str = Field(default="UTC", max_length=64)
+    all_day: bool = False
+    title: str = Field(default="", max_length=500)
+    location: str = Field(default="", max_length=500)
+    description: str = Field(default="")
+    attendees: str = Field(default="[]")
+    status: str = Field(default="confirmed", max_length=16)
+    etag: str = Field(default="", max_length=255)
+    # Who gets the reminder, and why not when nobody can.
+    phone: str | None = Field(default=None, max_length=20)
+    person: str = Field(default="", max_length=255)
+    problem: str = Field(default="", max_length=255)
+    # confirmed | cancelled by the patient's answer.
+    answer: str = Field(default="", max_length=16)
+    deleted: bool = False
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
+
+
+class Reminder(SQLModel, table=True):
+    """A reminder SMS planned for an occurrence by one rule (the SMS itself is a Message)."""
+
+    __tablename__ = "reminders"
+
+    id: int | None = Field(default=None, primary_key=True)
+    event_id: int = Field(foreign_key="calendar_events.id", index=True)
+    rule: str = Field(max_length=32)
+    message_id: str | None = Field(default=None, max_length=32, index=True)
+    # The appointment start this reminder was planned for (a move plans a new one).
+    for_start: datetime = Field(sa_column=_ts(nullable=False))
+    send_at: datetime = Field(sa_column=_ts(nullable=False))
+    # scheduled | sent | cancelled | skipped
+    status: str = Field(default="scheduled", max_length=16)
+    note: str = Field(default="", max_length=255)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))

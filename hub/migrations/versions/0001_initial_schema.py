@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 21:27:50.562109
+Create Date: 2026-11-25 21:41:15.675067
 """
 
 from __future__ import annotations
@@ -88,6 +88,36 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('account_id', 'number', name='uq_blacklist_number')
     )
+    op.create_table('calendars',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('account_id', sa.Integer(), nullable=False),
+    sa.Column('name', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('source_type', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
+    sa.Column('settings', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('enabled', sa.Boolean(), nullable=False),
+    sa.Column('sync_interval_minutes', sa.Float(), nullable=False),
+    sa.Column('cursor', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('last_sync_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('last_error', sqlmodel.sql.sqltypes.AutoString(length=1000), nullable=False),
+    sa.Column('offsets', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
+    sa.Column('template', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('locale', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+    sa.Column('timezone', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('quiet_start', sqlmodel.sql.sqltypes.AutoString(length=5), nullable=False),
+    sa.Column('quiet_end', sqlmodel.sql.sqltypes.AutoString(length=5), nullable=False),
+    sa.Column('min_lead_minutes', sa.Float(), nullable=False),
+    sa.Column('notify_changes', sa.Boolean(), nullable=False),
+    sa.Column('sender', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=True),
+    sa.Column('notify_mailbox', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
+    sa.Column('window_days', sa.Integer(), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], ),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('account_id', 'name', name='uq_calendar_name')
+    )
+    with op.batch_alter_table('calendars', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_calendars_account_id'), ['account_id'], unique=False)
+
     op.create_table('inbound_messages',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('provider', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
@@ -264,6 +294,35 @@ def upgrade() -> None:
     with op.batch_alter_table('webhook_endpoints', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_webhook_endpoints_account_id'), ['account_id'], unique=False)
 
+    op.create_table('calendar_events',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('calendar_id', sa.Integer(), nullable=False),
+    sa.Column('uid', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
+    sa.Column('occurrence', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('start', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('end', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('timezone', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('all_day', sa.Boolean(), nullable=False),
+    sa.Column('title', sqlmodel.sql.sqltypes.AutoString(length=500), nullable=False),
+    sa.Column('location', sqlmodel.sql.sqltypes.AutoString(length=500), nullable=False),
+    sa.Column('description', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('attendees', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('status', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+    sa.Column('etag', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
+    sa.Column('phone', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=True),
+    sa.Column('person', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
+    sa.Column('problem', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
+    sa.Column('answer', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+    sa.Column('deleted', sa.Boolean(), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['calendar_id'], ['calendars.id'], ),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('calendar_id', 'uid', 'occurrence', name='uq_calendar_event')
+    )
+    with op.batch_alter_table('calendar_events', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_calendar_events_calendar_id'), ['calendar_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_calendar_events_start'), ['start'], unique=False)
+
     op.create_table('inbound_mails',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('account_id', sa.Integer(), nullable=False),
@@ -310,11 +369,33 @@ def upgrade() -> None:
         batch_op.create_index('ix_webhook_deliveries_due', ['status', 'due_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_webhook_deliveries_endpoint_id'), ['endpoint_id'], unique=False)
 
+    op.create_table('reminders',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('event_id', sa.Integer(), nullable=False),
+    sa.Column('rule', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
+    sa.Column('message_id', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=True),
+    sa.Column('for_start', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('send_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('status', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+    sa.Column('note', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['event_id'], ['calendar_events.id'], ),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('reminders', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_reminders_event_id'), ['event_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_reminders_message_id'), ['message_id'], unique=False)
+
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
+    with op.batch_alter_table('reminders', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_reminders_message_id'))
+        batch_op.drop_index(batch_op.f('ix_reminders_event_id'))
+
+    op.drop_table('reminders')
     with op.batch_alter_table('webhook_deliveries', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_webhook_deliveries_endpoint_id'))
         batch_op.drop_index('ix_webhook_deliveries_due')
@@ -325,6 +406,11 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_inbound_mails_account_id'))
 
     op.drop_table('inbound_mails')
+    with op.batch_alter_table('calendar_events', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_calendar_events_start'))
+        batch_op.drop_index(batch_op.f('ix_calendar_events_calendar_id'))
+
+    op.drop_table('calendar_events')
     with op.batch_alter_table('webhook_endpoints', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_webhook_endpoints_account_id'))
 
@@ -367,6 +453,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_inbound_messages_account_id'))
 
     op.drop_table('inbound_messages')
+    with op.batch_alter_table('calendars', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_calendars_account_id'))
+
+    op.drop_table('calendars')
     op.drop_table('blacklist')
     with op.batch_alter_table('api_tokens', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_api_tokens_account_id'))

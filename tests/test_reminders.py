@@ -1,0 +1,234 @@
+"""Reminders follow the calendar: planned, moved, cancelled, deleted, quiet hours, problems."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from sqlmodel import select
+
+from hub.accounts import get_account
+from hub.calendars import CalendarEvent, EventStatus, Removed, SyncResult, SyncWindow
+from hub.credits import ledger_problems
+from hub.db import session_scope
+from hub.errors import InvalidInput
+from hub.models import Calendar, CalendarEventRow, Message, Reminder
+from hub.reminders.extract import find_recipient
+from hub.reminders.reconcile import reconcile
+from hub.reminders.render import render_reminder
+from hub.reminders.rules import Offset, QuietHours, parse_offset, send_time
+
+PARIS = ZoneInfo("Europe/Paris")
+
+
+def _day(days: int, hour: int, minute: int = 0) -> datetime:
+    """A Paris wall-clock time DAYS from today, as aware UTC."""
+    local = datetime.now(PARIS) + timedelta(days=days)
+    return local.replace(hour=hour, minute=minute, second=0, microsecond=0).astimezone(UTC)
+
+
+def _event(
+    start: datetime, uid: str = "ev1", desc: str = "Tel: 06 12 34 56 78\nNom: Jeanne", **kw: object
+) -> CalendarEvent:
+    fields: dict[str, object] = {"title": "Consultation", "timezone": "Europe/Paris", **kw}
+    return CalendarEvent(
+        uid=uid,
+        occurrence="",
+        start=start,
+        end=start + timedelta(minutes=30),
+        description=desc,
+        **fields,
+    )  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def calendar(engine, account):
+    with session_scope(engine) as s:
+        cal = Calendar(
+            account_id=get_account(s, "acme").id,
+            name="cabinet",
+            source_type="ics",
+            offsets="2d@09:00",
+            timezone="Europe/Paris",
+            locale="fr_FR",
+        )
+        s.add(cal)
+        s.flush()
+        return cal.id
+
+
+WINDOW = SyncWindow(datetime.now(UTC) - timedelta(days=1), datetime.now(UTC) + timedelta(days=60))
+
+
+def _sync(engine, config, calendar_id, events, full=True, removed=(), now=None, **changes):
+    with session_scope(engine) as s:
+        cal = s.get(Calendar, calendar_id)
+        for k, v in changes.items():
+            setattr(cal, k, v)
+        return reconcile(
+            s, config, cal, SyncResult(list(events), list(removed), full=full), WINDOW, now
+        )
+
+
+def _queued(engine) -> list[Message]:
+    with session_scope(engine) as s:
+        return list(s.exec(select(Message).where(Message.status == "queued")).all())
+
+
+def test_new_appointment_gets_a_localized_reminder(engine, config, calendar):
+    start = _day(4, 10)
+    report = _sync(engine, config, calendar, [_event(start)])
+    assert report.planned == 1
+    [msg] = _queued(engine)
+    assert msg.recipient == "+33612345678" and msg.scheduled and msg.source == "calendar"
+    due = msg.due_at.replace(tzinfo=UTC).astimezone(PARIS)
+    assert (due.date(), due.time()) == (
+        (start.astimezone(PARIS) - timedelta(days=2)).date(),
+        time(9, 0),
+    )
+    assert msg.text.startswith("Bonjour Jeanne, rappel de votre RDV le ")
+    assert " à 10:00." in msg.text and "OUI" in msg.text
+    again = _sync(engine, config, calendar, [_event(start)])
+    assert again.planned == 0 and len(_queued(engine)) == 1
+
+
+def test_moved_appointment_is_rescheduled_never_both(engine, config, calendar):
+    _sync(engine, config, calendar, [_event(_day(4, 10))])
+    _sync(engine, config, calendar, [_event(_day(5, 15))])
+    [msg] = _queued(engine)
+    assert " à 15:00." in msg.text
+    with session_scope(engine) as s:
+        statuses = sorted(r.status for r in s.exec(select(Reminder)).all())
+        assert statuses == ["cancelled", "scheduled"]
+        assert get_account(s, "acme").balance == 99  # the first one was refunded
+        assert ledger_problems(s) == []
+
+
+def test_cancelled_or_deleted_appointment_cancels_its_reminder(engine, config, calendar):
+    _sync(engine, config, calendar, [_event(_day(4, 10)), _event(_day(6, 11), uid="ev2")])
+    assert len(_queued(engine)) == 2
+    _sync(
+        engine,
+        config,
+        calendar,
+        [_event(_day(4, 10), status=EventStatus.CANCELLED), _event(_day(6, 11), uid="ev2")],
+    )
+    assert len(_queued(engine)) == 1
+    _sync(engine, config, calendar, [], full=True)
+    assert _queued(engine) == []
+    _sync(engine, config, calendar, [_event(_day(7, 9), uid="ev3")], full=False)
+    report = _sync(engine, config, calendar, [], full=False, removed=[Removed("ev3")])
+    assert report.cancelled == 1 and _queued(engine) == []
+
+
+def test_event_without_mobile_number_is_listed_as_a_problem(engine, config, calendar):
+    report = _sync(
+        engine,
+        config,
+        calendar,
+        [
+            _event(_day(4, 10), desc="Tél. fixe: 01 23 45 67 89"),
+            _event(_day(4, 11), uid="ev2", desc="pas de numéro"),
+        ],
+    )
+    assert report.planned == 0 and _queued(engine) == []
+    assert any("landline" in p for p in report.problems)
+    with session_scope(engine) as s:
+        problems = [r.problem for r in s.exec(select(CalendarEventRow)).all()]
+    assert "no mobile number in the title, location or description" in problems
+
+
+def test_appointment_created_too_late_is_skipped(engine, config, calendar):
+    report = _sync(engine, config, calendar, [_event(datetime.now(UTC) + timedelta(hours=5))])
+    assert report.skipped == 1 and _queued(engine) == []
+
+
+def test_change_notice_when_moved_after_the_reminder_went_out(engine, config, calendar):
+    _sync(engine, config, calendar, [_event(_day(4, 10))])
+    with session_scope(engine) as s:
+        msg = s.exec(select(Message)).one()
+        msg.status = "sent"
+    report = _sync(engine, config, calendar, [_event(_day(6, 16))], notify_changes=True)
+    assert report.changed_notices == 1
+    texts = sorted(m.text for m in _queued(engine))
+    assert any("déplacé" in t and "16:00" in t for t in texts)
+    assert any("rappel" in t and "16:00" in t for t in texts)
+
+
+def test_no_credits_is_a_problem_not_a_crash(engine, config, calendar):
+    with session_scope(engine) as s:
+        acc = get_account(s, "acme")
+        from hub.credits import charge
+
+        charge(s, acc, 100, origin=acc, batch_id="x")
+    report = _sync(engine, config, calendar, [_event(_day(4, 10))])
+    assert report.skipped == 1 and "credits" in report.problems[0]
+
+
+def test_rule_grammar():
+    assert parse_offset("2d@09:00") == Offset("2d@09:00", 2, "d", time(9, 0))
+    assert parse_offset(" 3H ") == Offset("3h", 3, "h", None)
+    for bad in ["2x", "3h@09:00", "1d@25:00", "soon"]:
+        with pytest.raises(InvalidInput):
+            parse_offset(bad)
+
+
+def test_quiet_hours_move_a_reminder_earlier():
+    quiet = QuietHours(time(21, 0), time(8, 0))
+    start = datetime(2026, 12, 3, 8, 30, tzinfo=PARIS).astimezone(UTC)
+    when = send_time(start, parse_offset("3h"), "Europe/Paris", quiet)
+    assert when.astimezone(PARIS) == datetime(2026, 12, 2, 20, 59, tzinfo=PARIS)
+
+
+def test_day_rule_keeps_local_time_across_dst():
+    quiet = QuietHours()
+    start = datetime(2026, 3, 30, 10, 0, tzinfo=PARIS).astimezone(UTC)  # Monday after DST
+    when = send_time(start, parse_offset("2d@09:00"), "Europe/Paris", quiet)
+    assert when.astimezone(PARIS) == datetime(2026, 3, 28, 9, 0, tzinfo=PARIS)
+    assert when.utcoffset() == timedelta(0) and when.hour == 8  # UTC+1 before the change
+
+
+@given(
+    start=st.datetimes(
+        min_value=datetime(2026, 1, 1), max_value=datetime(2028, 1, 1), timezones=st.just(UTC)
+    ),
+    amount=st.integers(1, 72),
+    unit=st.sampled_from(["d", "h", "m"]),
+    at_hour=st.none() | st.integers(0, 23),
+)
+def test_send_time_is_never_in_quiet_hours_nor_after_the_start(start, amount, unit, at_hour):
+    quiet = QuietHours(time(21, 0), time(8, 0))
+    text = f"{amount}{unit}" if at_hour is None or unit != "d" else f"{amount}d@{at_hour}:00"
+    offset = parse_offset(text)
+    when = send_time(start, offset, "Europe/Paris", quiet)
+    assert not quiet.contains(when.astimezone(PARIS).time())
+    assert when < start
+
+
+def test_recipient_extraction():
+    ev = _event(_day(3, 9), desc="", title="RDV Jeanne Durand 06.98.76.54.32")
+    r = find_recipient(ev, "FR")
+    assert (r.phone, r.name) == ("+33698765432", "Jeanne Durand")
+    ev = _event(_day(3, 9), desc="Mobile : +41 79 123 45 67\nPatient: M. Keller")
+    assert find_recipient(ev, "FR").phone == "+41791234567"
+    assert find_recipient(ev, "FR").name == "M. Keller"
+
+
+def test_template_is_sandboxed_and_localized():
+    start = datetime(2026, 12, 2, 9, 30, tzinfo=UTC)
+    text = render_reminder(
+        "{{ start|date('EEEE d MMMM') }} {{ start|time('HH:mm') }}",
+        locale="fr_FR",
+        tz="Europe/Paris",
+        start=start,
+    )
+    assert text == "mercredi 2 décembre 10:30"
+    assert (
+        render_reminder("{{ start|date('EEEE') }}", locale="de_DE", tz="Europe/Berlin", start=start)
+        == "Mittwoch"
+    )
+    with pytest.raises(InvalidInput, match="template"):
+        render_reminder("{{ ''.__class__.__mro__ }}", locale="fr_FR", tz="UTC", start=start)
