@@ -919,3 +919,14 @@ def main() -> None:
     except HubError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
+
+
+def _register_subcommands() -> None:
+    # Sub-command groups living in their own modules (they import helpers from here).
+    from hub.cli_calendars import calendars_app, reminders_app
+
+    app.add_typer(calendars_app, name="calendars")
+    app.add_typer(reminders_app, name="reminders")
+
+
+_register_subcommands()

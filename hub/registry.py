@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from hub.calendars import CalendarSource, SourceContext
 from hub.config import Config, read_secret
 from hub.errors import ConfigError
 from hub.mailout import MailSender
@@ -60,3 +61,36 @@ def build_mail_sender(config: Config) -> MailSender | None:
     password = read_secret(config.mail_out, "password", "mail_out")
     sender: MailSender = found["smtp"].load()(config.mail_out, password)
     return sender
+
+
+CALENDAR_GROUP = "smshub.calendar_sources"
+
+
+def calendar_source_types() -> list[str]:
+    """Installed calendar source types."""
+    return sorted(ep.name for ep in entry_points(group=CALENDAR_GROUP))
+
+
+def build_calendar_source(
+    kind: str, settings: dict[str, Any], ctx: SourceContext, where: str
+) -> CalendarSource:
+    """Validate a calendar's settings against its connector and build the source."""
+    found = {ep.name: ep for ep in entry_points(group=CALENDAR_GROUP)}
+    if kind not in found:
+        known = ", ".join(sorted(found)) or "none installed"
+        raise ConfigError(f"{where}: unknown calendar type {kind!r} (known: {known})")
+    cls = found[kind].load()
+    try:
+        parsed = cls.settings_model.model_validate({"type": kind, **settings})
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            key = ".".join(str(p) for p in err["loc"])
+            lines.append(
+                f"unknown setting '{key}'"
+                if err["type"] == "extra_forbidden"
+                else f"'{key}': {err['msg']}"
+            )
+        raise ConfigError(f"{where}: " + "; ".join(lines)) from None
+    source: CalendarSource = cls(parsed, ctx)
+    return source

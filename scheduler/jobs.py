@@ -32,7 +32,17 @@ def start_scheduler(hub: Hub) -> AsyncIOScheduler:
                 "%d message(s) had no delivery report after %s: dr_unavailable", expired, window
             )
 
+    async def sync_calendars() -> None:
+        if not await asyncio.to_thread(leader.acquire):
+            return
+        from hub.reminders.sync import sync_due
+
+        await sync_due(hub.engine, hub.config)
+
     scheduler = AsyncIOScheduler(timezone="UTC")
+    scheduler.add_job(
+        sync_calendars, "interval", minutes=1, id="sync-calendars", max_instances=1, coalesce=True
+    )
     scheduler.add_job(
         expire_reports, "interval", minutes=5, id="expire-reports", max_instances=1, coalesce=True
     )

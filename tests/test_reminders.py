@@ -232,3 +232,50 @@ def test_template_is_sandboxed_and_localized():
     )
     with pytest.raises(InvalidInput, match="template"):
         render_reminder("{{ ''.__class__.__mro__ }}", locale="fr_FR", tz="UTC", start=start)
+
+
+class FakeSource:
+    """A calendar source whose answers the test scripts."""
+
+    def __init__(self, answers):
+        self.answers = list(answers)
+        self.cursors = []
+
+    async def sync(self, window, cursor):
+        self.cursors.append(cursor)
+        answer = self.answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    async def annotate(self, event, note):
+        return False
+
+    async def close(self):
+        pass
+
+
+async def test_sync_falls_back_to_full_and_records_errors(engine, config, calendar, monkeypatch):
+    from hub.calendars import CursorExpired, SourceError
+    from hub.errors import HubError
+    from hub.reminders import sync
+
+    source = FakeSource(
+        [
+            SyncResult([_event(_day(4, 10))], cursor="c1"),
+            CursorExpired(),
+            SyncResult([_event(_day(4, 10))], cursor="c2"),
+            SourceError("HTTP 401 from https://cal.example/x.ics: check the password"),
+        ]
+    )
+    monkeypatch.setattr(sync, "build_calendar_source", lambda *a, **k: source)
+    report = await sync.sync_calendar(engine, config, calendar)
+    assert report.planned == 1
+    await sync.sync_calendar(engine, config, calendar)
+    assert source.cursors == [None, "c1", None]
+    with pytest.raises(HubError, match="HTTP 401"):
+        await sync.sync_calendar(engine, config, calendar)
+    with session_scope(engine) as s:
+        cal = s.get(Calendar, calendar)
+        assert cal.cursor == "c2" and "HTTP 401" in cal.last_error
+    assert len(_queued(engine)) == 1

@@ -1,0 +1,132 @@
+"""Syncing one calendar: read its source, then reconcile reminders in one transaction."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlmodel import select
+
+from hub.calendars import CursorExpired, SourceContext, SourceError, SyncWindow
+from hub.config import Config
+from hub.db import session_scope
+from hub.errors import ConfigError, HubError
+from hub.models import Calendar
+from hub.registry import build_calendar_source
+from hub.reminders.reconcile import ReconcileReport, reconcile
+from hub.timeutil import as_utc, utcnow
+
+log = logging.getLogger("smshub.calendars")
+
+
+def calendar_secrets(settings: dict[str, Any]) -> dict[str, str]:
+    """Resolve ``*_env`` / ``*_file`` settings to their secret values."""
+    from hub.config import read_secret
+
+    found = {}
+    for key in list(settings):
+        for suffix in ("_env", "_file"):
+            if key.endswith(suffix):
+                name = key[: -len(suffix)]
+                value = read_secret(settings, name, "calendar settings")
+                if value is not None:
+                    found[name] = value
+    return found
+
+
+async def sync_calendar(
+    engine: Engine, config: Config, calendar_id: int, full: bool = False
+) -> ReconcileReport:
+    """Sync one calendar now; errors are recorded on the calendar and raised as HubError."""
+    with session_scope(engine) as session:
+        calendar = session.get(Calendar, calendar_id)
+        if calendar is None:
+            raise HubError(f"no calendar {calendar_id}")
+        settings = json.loads(calendar.settings or "{}")
+        cursor = None if full else calendar.cursor
+        window = SyncWindow(
+            utcnow() - timedelta(days=1), utcnow() + timedelta(days=calendar.window_days)
+        )
+        where = f"calendar {calendar.name!r}"
+        kind = calendar.source_type
+    ctx = SourceContext(
+        name=where, data_dir=config.hub.data_dir, secrets=calendar_secrets(settings)
+    )
+    source = build_calendar_source(kind, settings, ctx, where)
+    try:
+        try:
+            result = await source.sync(window, cursor)
+        except CursorExpired:
+            log.info("%s: the sync token expired; doing a full sync", where)
+            result = await source.sync(window, None)
+    except (SourceError, ConfigError) as exc:
+        await asyncio.to_thread(_record_error, engine, calendar_id, str(exc))
+        raise HubError(f"{where} could not be read: {exc}") from None
+    finally:
+        await source.close()
+
+    def _apply() -> ReconcileReport:
+        with session_scope(engine) as session:
+            calendar = session.get(Calendar, calendar_id)
+            assert calendar is not None
+            report = reconcile(session, config, calendar, result, window)
+            calendar.cursor = result.cursor
+            calendar.last_sync_at = utcnow()
+            calendar.last_error = ""
+            session.add(calendar)
+            return report
+
+    report = await asyncio.to_thread(_apply)
+    log.info(
+        "%s synced: %d occurrences, %d planned, %d rescheduled, %d cancelled, %d problems",
+        where,
+        report.seen,
+        report.planned,
+        report.rescheduled,
+        report.cancelled,
+        len(report.problems),
+    )
+    return report
+
+
+def _record_error(engine: Engine, calendar_id: int, error: str) -> None:
+    with session_scope(engine) as session:
+        calendar = session.get(Calendar, calendar_id)
+        if calendar is not None:
+            calendar.last_error = error[:1000]
+            calendar.last_sync_at = utcnow()
+            session.add(calendar)
+
+
+def due_calendars(engine: Engine) -> list[int]:
+    """Enabled calendars whose sync interval has passed."""
+    now = utcnow()
+    with session_scope(engine) as session:
+        rows = session.exec(select(Calendar).where(Calendar.enabled == True)).all()  # noqa: E712
+        return [
+            c.id
+            for c in rows
+            if c.id is not None
+            and (
+                c.last_sync_at is None
+                or as_utc(c.last_sync_at) + timedelta(minutes=c.sync_interval_minutes) <= now
+            )
+        ]
+
+
+async def sync_due(engine: Engine, config: Config) -> int:
+    """Sync every due calendar (one failing calendar does not stop the others)."""
+    done = 0
+    for calendar_id in await asyncio.to_thread(due_calendars, engine):
+        try:
+            await sync_calendar(engine, config, calendar_id)
+            done += 1
+        except HubError as exc:
+            log.warning("%s", exc)
+        except Exception:
+            log.exception("calendar %s sync failed", calendar_id)
+    return done
