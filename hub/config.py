@@ -159,6 +159,10 @@ class InboundSection(Section):
         "Vous ne recevrez plus de SMS de {account}. Repondez START pour vous reinscrire."
     )
     start_confirmation: str = "Vous recevrez a nouveau les SMS de {account}."
+    # Answers to a reminder that confirm or cancel the appointment (whole message, any case,
+    # accents and punctuation ignored).
+    confirm_keywords: list[str] = ["OUI", "YES", "O", "Y", "JA", "SI", "CONFIRME", "OK"]
+    cancel_keywords: list[str] = ["NON", "NO", "N", "NEIN", "ANNULE", "ANNULER"]
 
 
 class RoutingSection(Section):

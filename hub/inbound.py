@@ -24,6 +24,7 @@ from hub.models import (
 )
 from hub.optout import classify, is_blacklisted, opt_in, opt_out
 from hub.providers import InboundSms
+from hub.reminders.answers import handle_answer
 from hub.replytokens import reply_address
 from hub.templating import render
 from hub.timeutil import utcnow
@@ -111,6 +112,8 @@ def receive_inbound(session: Session, sms: InboundSms, config: Config | None) ->
                 f"start:{row.id}",
             )
         handling.append("start")
+    elif (answer := handle_answer(session, config, row, last)) is not None:
+        handling.append(answer)
     elif numeric and _autoreply(session, config, account, sms, row.id):
         handling.append("autoreply")
     mailbox = forward_mailbox(session, account, last)

@@ -446,8 +446,9 @@ class CalendarEventRow(SQLModel, table=True):
     phone: str | None = Field(default=None, max_length=20)
     person: str = Field(default="", max_length=255)
     problem: str = Field(default="", max_length=255)
-    # confirmed | cancelled by the patient's answer.
+    # confirmed | cancelled by the patient's answer, and whether the calendar was told.
     answer: str = Field(default="", max_length=16)
+    answer_written: bool = False
     deleted: bool = False
     updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
 

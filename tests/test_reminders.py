@@ -279,3 +279,62 @@ async def test_sync_falls_back_to_full_and_records_errors(engine, config, calend
         cal = s.get(Calendar, calendar)
         assert cal.cursor == "c2" and "HTTP 401" in cal.last_error
     assert len(_queued(engine)) == 1
+
+
+async def test_patient_answers_oui_or_non(
+    db_url, tmp_path, engine, account, calendar, smtp_sink, monkeypatch
+):
+    from hub.app import Hub
+    from hub.reminders import sync
+    from tests.conftest import make_config
+
+    config = make_config(
+        db_url, tmp_path, mail_out={"host": "127.0.0.1", "port": smtp_sink.port, "starttls": False}
+    )
+    _sync(
+        engine,
+        config,
+        calendar,
+        [_event(_day(4, 10)), _event(_day(5, 11), uid="ev2", desc="Tel: 0698765432")],
+        notify_mailbox="accueil@cabinet.example",
+    )
+    with session_scope(engine) as s:
+        for m in s.exec(select(Message)).all():
+            m.due_at = datetime.now(UTC)  # due now
+    hub = Hub(config, engine=engine)
+    await hub.start(background=False)
+    try:
+        await hub.dispatcher.drain()
+        sim = hub.providers["simulator"]
+        await sim.receive("+33612345678", "Oui !")
+        await sim.receive("+33698765432", "non")
+        with session_scope(engine) as s:
+            answers = {r.uid: r.answer for r in s.exec(select(CalendarEventRow)).all()}
+        assert answers == {"ev1": "confirmed", "ev2": "cancelled"}
+        assert await hub.mail_outbox.send_due() == 2
+        subjects = sorted(m["Subject"] for m in smtp_sink.messages)
+        assert subjects[0].startswith("Appointment CANCELLED: Consultation")
+        assert subjects[1].startswith("Appointment confirmed: Consultation")
+
+        class Annotating(FakeSource):
+            notes: list[tuple[str, str]] = []
+
+            async def annotate(self, event, note):
+                self.notes.append((event.uid, note))
+                return True
+
+        source = Annotating(
+            [
+                SyncResult(
+                    [_event(_day(4, 10)), _event(_day(5, 11), uid="ev2", desc="Tel: 0698765432")]
+                )
+            ]
+        )
+        monkeypatch.setattr(sync, "build_calendar_source", lambda *a, **k: source)
+        await sync.sync_calendar(engine, config, calendar)
+        assert sorted(source.notes) == [
+            ("ev1", "SMS: confirmed by the patient"),
+            ("ev2", "SMS: CANCELLED by the patient"),
+        ]
+    finally:
+        await hub.stop()

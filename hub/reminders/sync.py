@@ -11,11 +11,18 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlmodel import select
 
-from hub.calendars import CursorExpired, SourceContext, SourceError, SyncWindow
+from hub.calendars import (
+    CalendarEvent,
+    CalendarSource,
+    CursorExpired,
+    SourceContext,
+    SourceError,
+    SyncWindow,
+)
 from hub.config import Config
 from hub.db import session_scope
 from hub.errors import ConfigError, HubError
-from hub.models import Calendar
+from hub.models import Calendar, CalendarEventRow
 from hub.registry import build_calendar_source
 from hub.reminders.reconcile import ReconcileReport, reconcile
 from hub.timeutil import as_utc, utcnow
@@ -63,6 +70,7 @@ async def sync_calendar(
         except CursorExpired:
             log.info("%s: the sync token expired; doing a full sync", where)
             result = await source.sync(window, None)
+        await _write_answers(engine, source, calendar_id)
     except (SourceError, ConfigError) as exc:
         await asyncio.to_thread(_record_error, engine, calendar_id, str(exc))
         raise HubError(f"{where} could not be read: {exc}") from None
@@ -91,6 +99,52 @@ async def sync_calendar(
         len(report.problems),
     )
     return report
+
+
+async def _write_answers(engine: Engine, source: CalendarSource, calendar_id: int) -> None:
+    """Annotate events the patient confirmed or cancelled by SMS (where the source writes)."""
+
+    def _pending() -> list[CalendarEventRow]:
+        with session_scope(engine) as session:
+            return list(
+                session.exec(
+                    select(CalendarEventRow).where(
+                        CalendarEventRow.calendar_id == calendar_id,
+                        CalendarEventRow.answer != "",
+                        CalendarEventRow.answer_written == False,  # noqa: E712
+                    )
+                ).all()
+            )
+
+    def _done(row_id: int) -> None:
+        with session_scope(engine) as session:
+            row = session.get(CalendarEventRow, row_id)
+            if row is not None:
+                row.answer_written = True
+                session.add(row)
+
+    for row in await asyncio.to_thread(_pending):
+        event = CalendarEvent(
+            uid=row.uid,
+            occurrence=row.occurrence,
+            start=as_utc(row.start),
+            timezone=row.timezone,
+            title=row.title,
+            etag=row.etag,
+        )
+        note = (
+            "SMS: confirmed by the patient"
+            if row.answer == "confirmed"
+            else "SMS: CANCELLED by the patient"
+        )
+        try:
+            await source.annotate(event, note)
+        except SourceError as exc:
+            log.warning("could not annotate %s: %s", row.title or row.uid, exc)
+            continue
+        assert row.id is not None
+        # Read-only sources answer False: nothing more to do for them either.
+        await asyncio.to_thread(_done, row.id)
 
 
 def _record_error(engine: Engine, calendar_id: int, error: str) -> None:

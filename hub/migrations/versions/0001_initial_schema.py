@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 21:41:15.675067
+Create Date: 2026-11-25 21:48:14.618071
 """
 
 from __future__ import annotations
@@ -313,6 +313,7 @@ def upgrade() -> None:
     sa.Column('person', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
     sa.Column('problem', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
     sa.Column('answer', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+    sa.Column('answer_written', sa.Boolean(), nullable=False),
     sa.Column('deleted', sa.Boolean(), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['calendar_id'], ['calendars.id'], ),
