@@ -22,6 +22,7 @@ from hub.models import Account
 from hub.providers import ProviderContext, ProviderEvent, SmsProvider
 from hub.registry import build_mail_sender, build_sms_provider
 from hub.reports import ReportPolicy, apply_events
+from hub.webhooks import WebhookSender
 
 log = logging.getLogger("smshub")
 
@@ -68,6 +69,7 @@ class Hub:
         self.dispatcher: Dispatcher | None = None
         sender = build_mail_sender(config)
         self.mail_outbox = MailOutbox(self.engine, sender) if sender is not None else None
+        self.webhook_sender = WebhookSender(self.engine)
         self._loop: asyncio.AbstractEventLoop | None = None
 
     async def start(self, *, dispatcher: bool | None = None, background: bool = True) -> None:
@@ -86,6 +88,8 @@ class Hub:
             await self.dispatcher.start(background=background)
             if self.mail_outbox is not None and background:
                 await self.mail_outbox.start()
+            if background:
+                await self.webhook_sender.start()
 
     async def stop(self) -> None:
         """Stop the dispatcher, then the providers; idempotent."""
@@ -94,6 +98,7 @@ class Hub:
             self.dispatcher = None
         if self.mail_outbox is not None:
             await self.mail_outbox.stop()
+        await self.webhook_sender.stop()
         for provider in self.providers.values():
             await provider.close()
         await self.hub_client.aclose()
@@ -117,6 +122,8 @@ class Hub:
     async def handle_events(self, events: Sequence[ProviderEvent]) -> None:
         """Store normalized provider events (the sink of every callback view)."""
         await asyncio.to_thread(apply_events, self.engine, events, self.policy)
+        # Reports and inbound SMS may have queued webhooks: post them now, not at the next poll.
+        self.webhook_sender.wake()
 
     def ensure_default_account(self) -> Account | None:
         """On an empty database, create account 'main' with welcome credits to try the hub."""

@@ -924,9 +924,13 @@ def main() -> None:
 def _register_subcommands() -> None:
     # Sub-command groups living in their own modules (they import helpers from here).
     from hub.cli_calendars import calendars_app, reminders_app
+    from hub.cli_lists import invalid_app
+    from hub.cli_webhooks import webhooks_app
 
     app.add_typer(calendars_app, name="calendars")
     app.add_typer(reminders_app, name="reminders")
+    app.add_typer(webhooks_app, name="webhooks")
+    app.add_typer(invalid_app, name="invalid")
 
 
 _register_subcommands()

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from sqlmodel import Session, col, select
 
-from hub import phone
+from hub import phone, webhooks
 from hub.accounts import get_account
 from hub.config import InboundSection
 from hub.errors import InvalidInput, NotFound
@@ -56,11 +56,10 @@ def is_blacklisted(session: Session, account: Account, number: str) -> bool:
 
 def opt_out(session: Session, account_id: int, number: str, source: str, note: str = "") -> bool:
     """Put NUMBER on the account's blacklist; False if it already was."""
-    session.add(
-        OptOutEvent(
-            account_id=account_id, number=number, action="stop", source=source, note=note[:500]
-        )
+    record = OptOutEvent(
+        account_id=account_id, number=number, action="stop", source=source, note=note[:500]
     )
+    session.add(record)
     existing = session.exec(
         select(BlacklistEntry).where(
             BlacklistEntry.account_id == account_id, BlacklistEntry.number == number
@@ -72,6 +71,8 @@ def opt_out(session: Session, account_id: int, number: str, source: str, note: s
         BlacklistEntry(account_id=account_id, number=number, source=source, note=note[:255])
     )
     session.flush()
+    # optout.created, for the account's (and its parents') webhooks, in this transaction.
+    webhooks.optout_event(session, record)
     return True
 
 
