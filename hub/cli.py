@@ -624,21 +624,43 @@ def numbers_check(
 @sms_app.command("count")
 def sms_count(
     text: Annotated[str, typer.Argument(help="The text; '-' reads standard input.")],
+    type: Annotated[
+        str, typer.Option("--type", help="alert or marketing (marketing may add the STOP mention).")
+    ] = "alert",
+    sender: Annotated[str | None, typer.Option(help="The sender the send will use.")] = None,
+    country: Annotated[
+        str | None, typer.Option(help="Recipient country (ISO) for the sender rules.")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Count SMS parts: encoding, parts, characters, length and what still fits."""
-    from hub.segments import count
+    """Count SMS parts exactly as the send will charge them (opt-out mention included)."""
+    from hub.compliance import preview
 
+    if type not in {"alert", "marketing"}:
+        fail(f"--type must be 'alert' or 'marketing', not {type!r}")
     if text == "-":
         text = _stdin_text()
-    info = count(text).to_dict()
-    emit(
-        info,
-        as_json,
-        f"{info['segments']} part(s), {info['encoding']}, {info['characters']} "
-        f"characters, length {info['length']}, {info['remaining']} left in the "
-        "last part",
+    config = get_config()
+    country = (country or config.hub.default_region).upper()
+    shown = preview(
+        text,
+        sender,
+        type,
+        country,
+        mention=config.optout_mention,
+        hours=config.marketing_hours,
     )
+    lines = [
+        f"{shown['segments']} part(s), {shown['encoding']}, {shown['characters']} "
+        f"characters, length {shown['length']}, {shown['remaining']} left in the last part"
+    ]
+    if shown["mention_added"]:
+        lines.append("text as sent:\n" + shown["text"])
+    lines += [f"warning: {w}" for w in shown["warnings"]]
+    lines += [f"error: {e}" for e in shown["errors"]]
+    emit(shown, as_json, "\n".join(lines))
+    if not shown["ok"]:
+        raise typer.Exit(1)
 
 
 # -- simulator --------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from hub.compliance import MarketingHours, OptOutMention
 from hub.errors import ConfigError
 
 CONFIG_ENV = "SMSHUB_CONFIG"
@@ -180,6 +181,10 @@ class Config(Section):
     smtp: SmtpSection = SmtpSection()
     mail_out: MailOutSection = MailOutSection()
     inbound: InboundSection = InboundSection()
+    # When marketing SMS may go out, in the recipient's local time.
+    marketing_hours: MarketingHours = MarketingHours()
+    # The opt-out mention appended to marketing SMS from a named sender.
+    optout_mention: OptOutMention = OptOutMention()
     # One table per provider: [providers.NAME] with type = "simulator" | "kannel" | ...
     providers: dict[str, dict[str, Any]] = {"simulator": {"type": "simulator"}}
     # Where this configuration came from (not a config key).

@@ -1,7 +1,8 @@
 """submit(): the one door every SMS goes through before the outbox.
 
-validate → normalize numbers → leave out blacklisted and invalid-listed numbers → count
-segments → charge credits → write one outbox row per recipient, all in one transaction.
+validate → normalize numbers → leave out blacklisted and invalid-listed numbers → campaign
+rules (sender per country, opt-out mention, marketing hours) → count segments → charge
+credits → write one outbox row per recipient, all in one transaction.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from hub import credits, phone, segments
+from hub import compliance, credits, phone, segments
 from hub.accounts import ancestors, funding_account, get_account
 from hub.config import Config
 from hub.db import session_scope
@@ -71,6 +72,8 @@ class SubmitResult:
     credits_charged: int
     balance_after: int | None
     recipients: list[RecipientResult] = field(default_factory=list)
+    # What the sender should know (a named sender cannot take replies, ...).
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def accepted(self) -> list[RecipientResult]:
@@ -119,8 +122,10 @@ def submit_in(session: Session, config: Config, req: SubmitRequest) -> SubmitRes
     payer = funding_account(session, account)
     if req.type not in {t.value for t in MessageType}:
         raise InvalidInput(f"message type must be 'alert' or 'marketing', not {req.type!r}")
-    info = check_text(config, req.text)
     sender = validate_sender(req.sender if req.sender is not None else account.default_sender)
+    # The opt-out mention is part of what is sent, so it is counted, capped and charged.
+    text = compliance.billable_text(req.text, sender, req.type, config.optout_mention)
+    info = check_text(config, text)
     if not req.recipients:
         raise InvalidInput("no recipient given; name at least one phone number")
     if len(req.recipients) > config.sending.max_recipients:
@@ -180,6 +185,9 @@ def submit_in(session: Session, config: Config, req: SubmitRequest) -> SubmitRes
             elif e164 in npai:
                 wanted.pop(e164).reason = "the number is on the account's invalid-number list"
 
+    # One sender for the whole submission: refused in any recipient's country, refused.
+    warnings = compliance.require_sender(sender, {countries[e164] for e164 in wanted})
+
     keys = {
         e164: f"{req.idempotency_key}:{e164}" if req.idempotency_key else f"{batch_id}:{e164}"
         for e164 in wanted
@@ -196,8 +204,17 @@ def submit_in(session: Session, config: Config, req: SubmitRequest) -> SubmitRes
 
     total = 0
     rows = []
+    marketing = req.type == MessageType.MARKETING.value and not req.opt_out_notice
     for e164, result in wanted.items():
         cost = credits_for(config, countries[e164], info.segments)
+        due = send_at
+        if marketing:
+            # Deferred to the recipient's next marketing hour, or OutsideMarketingHours
+            # (an InvalidInput) with outside_hours = "refuse": nothing is charged then.
+            due = compliance.marketing_due_at(
+                send_at, countries[e164], config.marketing_hours, number=e164
+            )
+        deferred = due > send_at
         message = Message(
             account_id=account.id,
             charged_account_id=payer.id,
@@ -205,20 +222,22 @@ def submit_in(session: Session, config: Config, req: SubmitRequest) -> SubmitRes
             idempotency_key=keys[e164],
             recipient=e164,
             sender=sender,
-            text=req.text,
+            text=text,
             encoding=info.encoding,
             segments=info.segments,
             credits=cost,
             type=req.type,
             source=req.source,
             status=MessageStatus.QUEUED.value,
-            scheduled=scheduled,
+            scheduled=scheduled or deferred,
             created_at=now,
-            due_at=send_at,
+            due_at=due,
             updated_at=now,
         )
         rows.append(message)
-        result.status = "scheduled" if scheduled else "queued"
+        result.status = "scheduled" if scheduled or deferred else "queued"
+        if deferred:
+            result.reason = f"held until {due.isoformat()} (marketing hours in {countries[e164]})"
         result.message_id = message.id
         result.credits = cost
         total += cost
@@ -243,6 +262,7 @@ def submit_in(session: Session, config: Config, req: SubmitRequest) -> SubmitRes
         credits_charged=total,
         balance_after=balance,
         recipients=results,
+        warnings=warnings,
     )
 
 

@@ -56,13 +56,16 @@ def test_numbers_check_json(smshub):
 def test_sms_count_reads_stdin(smshub):
     code, out, _ = smshub("sms", "count", "-", "--json", input="Hello {world} 😀\n")
     assert code == 0
-    assert json.loads(out) == {
-        "encoding": "UCS-2",
-        "segments": 1,
-        "characters": 15,
-        "length": 16,
-        "remaining": 54,
-    }
+    assert (
+        json.loads(out).items()
+        >= {
+            "encoding": "UCS-2",
+            "segments": 1,
+            "characters": 15,
+            "length": 16,
+            "remaining": 54,
+        }.items()
+    )
 
 
 def test_accounts_tokens_send_and_show(smshub):

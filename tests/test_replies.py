@@ -168,7 +168,7 @@ async def test_stop_blacklists_confirms_once_and_blocks_later_sends(hub):
         hub.engine,
         hub.config,
         sending.SubmitRequest(
-            account="acme", recipients=["0612345678"], text="Promo -20%", type="marketing"
+            account="acme", recipients=["0612345678"], text="Promo -20%", type="alert"
         ),
     )
     await hub.dispatcher.drain()

@@ -146,3 +146,49 @@ def test_scheduled_message_can_be_cancelled_with_refund(engine, config, account)
 def test_top_up_rejects_non_positive(engine, account):
     with session_scope(engine) as s, pytest.raises(InvalidInput):
         top_up(s, "acme", 0)
+
+
+# -- campaign rules (hub.compliance) ----------------------------------------------------------
+import time_machine  # noqa: E402
+
+from hub.compliance import MarketingHours  # noqa: E402
+
+
+@time_machine.travel("2025-01-12 11:00:00+00:00", tick=False)  # a Sunday, noon in Paris
+def test_marketing_outside_hours_is_deferred_to_the_recipients_next_hour(engine, config, account):
+    result = _submit(
+        engine,
+        config,
+        type="marketing",
+        sender="ACME",
+        text="x" * 155,
+        recipients=["0612345678", "+41791234567"],
+    )
+    assert [r.status for r in result.recipients] == ["scheduled", "scheduled"]
+    assert result.segments == 2  # the opt-out mention pushed 155 characters into 2 parts
+    assert any("cannot reply" in w for w in result.warnings)
+    with session_scope(engine) as s:
+        rows = {m.recipient: m for m in s.exec(select(Message)).all()}
+    fr = rows["+33612345678"]
+    assert fr.text.endswith("\nSTOP au 36173") and fr.segments == 2 and fr.scheduled
+    assert fr.due_at.replace(tzinfo=None).isoformat() == "2025-01-13T07:00:00"
+    assert rows["+41791234567"].due_at.replace(tzinfo=None).isoformat() == "2025-01-13T07:00:00"
+
+
+@time_machine.travel("2025-01-13 09:00:00+00:00", tick=False)  # Monday 10:00 in Paris
+def test_marketing_inside_hours_and_alerts_go_now(engine, config, account):
+    marketing = _submit(engine, config, type="marketing", sender="ACME")
+    alert = _submit(engine, config, type="alert", sender="ACME")
+    assert marketing.recipients[0].status == alert.recipients[0].status == "queued"
+
+
+@time_machine.travel("2025-01-12 11:00:00+00:00", tick=False)
+def test_refuse_mode_and_sender_rules_raise_before_charging(engine, config, account):
+    refusing = config.model_copy(update={"marketing_hours": MarketingHours(outside_hours="refuse")})
+    with pytest.raises(InvalidInput, match="Sunday 2025-01-12 12:00"):
+        _submit(engine, refusing, type="marketing", sender="ACME")
+    with pytest.raises(InvalidInput, match="BE numbers"):
+        _submit(engine, config, sender="ACME", recipients=["0612345678", "+32470123456"])
+    with pytest.raises(InvalidInput, match="FR numbers"):
+        _submit(engine, config, sender="ACME PROMO")
+    assert _count(engine, Message) == 0
