@@ -187,7 +187,12 @@ class Dispatcher:
             encoding=message.encoding,
             segments=message.segments,
             dedupe_key=f"{message.id}.{message.send_seq}",
+            type=message.type,
         )
+        if message.type == "marketing":
+            held = self._outside_marketing_hours(message)
+            if held is not None:
+                return held
         route = self.router.route_for(message.account_id, message.recipient)
         if not route:
             return self._retry_or_fail(message, None, "no provider configured for this route")
@@ -229,6 +234,22 @@ class Dispatcher:
                 slot.down_until = time.monotonic() + min(60.0, 2.0 * slot.failures)
             last_detail = f"{slot.provider.name}: {result.detail or 'temporary failure'}"
         return self._retry_or_fail(message, route[-1].provider.name, last_detail)
+
+    def _outside_marketing_hours(self, message: Claimed) -> Outcome | None:
+        """A marketing SMS that became due outside its recipient's hours (a retry, a backlog)
+        waits for the next allowed moment instead of going out."""
+        from hub import compliance, phone
+
+        now = utcnow()
+        country = phone.parse_number(message.recipient).country
+        rules = self.config.marketing_hours
+        try:
+            if compliance.is_allowed(now, country, rules, number=message.recipient):
+                return None
+            later = compliance.next_allowed_time(now, country, rules, number=message.recipient)
+        except compliance.NoMarketingWindow as exc:
+            return Outcome(message, "failed", reason="outside_marketing_hours", detail=str(exc))
+        return Outcome(message, "queued", detail="held for marketing hours", retry_at=later)
 
     async def _call(self, slot: ProviderSlot, sms: OutgoingSms) -> SendResult:
         await slot.limiter.acquire()

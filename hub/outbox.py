@@ -29,7 +29,7 @@ UPDATE messages
                WHERE status = 'queued' AND due_at <= :now
                ORDER BY due_at LIMIT :limit {lock})
 RETURNING id, account_id, charged_account_id, recipient, sender, text, encoding, segments,
-          credits, attempts, send_seq, first_sent_at
+          credits, attempts, send_seq, first_sent_at, type
 """
 
 
@@ -49,6 +49,7 @@ class Claimed:
     attempts: int
     send_seq: int
     first_sent_at: datetime | None
+    type: str = "alert"
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,7 @@ def claim(engine: Engine, worker: str, limit: int, now: datetime | None = None) 
             attempts=row.attempts,
             send_seq=row.send_seq,
             first_sent_at=as_utc(row.first_sent_at) if row.first_sent_at else None,
+            type=row.type,
         )
         for row in rows
     ]

@@ -43,6 +43,7 @@ class OutgoingSms:
     segments: int
     # Stable per send attempt: a provider that deduplicates uses it as its key.
     dedupe_key: str = ""
+    type: str = "alert"  # or "marketing" (some providers route or price them apart)
 
 
 class SendOutcome(enum.StrEnum):

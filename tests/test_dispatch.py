@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
 from sqlmodel import col, select
@@ -21,7 +21,7 @@ from hub.providers import (
     SendOutcome,
     SendResult,
 )
-from hub.timeutil import utcnow
+from hub.timeutil import as_utc, utcnow
 from tests.conftest import make_config
 
 
@@ -337,3 +337,28 @@ async def test_maybe_sent_is_unknown_unless_the_provider_deduplicates(engine, co
     [mid] = _submit(engine, config, "0698765432")
     await d.run_once()
     assert _messages(engine)[mid].status == "queued"  # re-sending is harmless there
+
+
+async def test_marketing_backlog_waits_for_marketing_hours(engine, config, account):
+    import time_machine
+
+    sunday = datetime(2026, 11, 29, 11, 0, tzinfo=UTC)  # 12:00 in Paris, a Sunday
+    with time_machine.travel(sunday, tick=False):
+        result = sending.submit(
+            engine,
+            config,
+            sending.SubmitRequest(
+                account="acme", recipients=["0612345678"], text="Soldes", type="marketing"
+            ),
+        )
+        mid = result.recipients[0].message_id
+        assert result.recipients[0].status == "scheduled"  # deferred at submit
+        with session_scope(engine) as s:
+            s.get(Message, mid).due_at = sunday  # type: ignore[union-attr]  (a backlog)
+        gw = FlakyProvider("gw", [])
+        d = _dispatcher(engine, config, gw)
+        await d.drain()
+        assert gw.sent == []
+        message = _messages(engine)[mid]
+        assert message.status == "queued"
+        assert as_utc(message.due_at) == datetime(2026, 11, 30, 7, 0, tzinfo=UTC)  # Mon 08:00

@@ -251,7 +251,10 @@ class SmsFactorProvider:
 
     def request_body(self, sms: OutgoingSms) -> dict[str, Any]:
         """The JSON body of ``POST /send`` for one SMS."""
-        message: dict[str, Any] = {"text": sms.text, "pushtype": self.settings.pushtype}
+        # The message's own type decides (SMSFactor applies its marketing rules to those);
+        # the setting is the floor for accounts that send everything as marketing.
+        pushtype = "marketing" if "marketing" in (sms.type, self.settings.pushtype) else "alert"
+        message: dict[str, Any] = {"text": sms.text, "pushtype": pushtype}
         sender = sms.sender or self.settings.sender
         if sender:
             message["sender"] = sender
