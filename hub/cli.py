@@ -134,14 +134,14 @@ def _table(rows: list[list[Any]], headers: list[str]) -> str:
 @app.command()
 def run(
     role: Annotated[
-        str, typer.Option(help="all, or a comma list of: api, dispatcher, scheduler, smtp")
+        str, typer.Option(help="all, or a comma list of: api, dispatcher, scheduler, smtp, imap")
     ] = "all",
 ) -> None:
     """Start the hub: HTTP API, SMTP intake, dispatcher and scheduler in one process."""
     from hub.server import serve
 
     config = get_config()
-    every = {"api", "dispatcher", "scheduler", "smtp"}
+    every = {"api", "dispatcher", "scheduler", "smtp", "imap"}
     roles = every if role == "all" else set(role.split(","))
     unknown = roles - every
     if unknown:

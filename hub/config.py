@@ -187,6 +187,9 @@ class Config(Section):
     optout_mention: OptOutMention = OptOutMention()
     # One table per provider: [providers.NAME] with type = "simulator" | "kannel" | ...
     providers: dict[str, dict[str, Any]] = {"simulator": {"type": "simulator"}}
+    # Mailboxes whose mail becomes SMS: [[imap]] tables, validated by the IMAP connector
+    # at start (errors name imap[N].key); see config.example.toml.
+    imap: list[dict[str, Any]] = []
     # Where this configuration came from (not a config key).
     source: str = Field("embedded defaults", exclude=True)
 

@@ -94,3 +94,25 @@ def build_calendar_source(
         raise ConfigError(f"{where}: " + "; ".join(lines)) from None
     source: CalendarSource = cls(parsed, ctx)
     return source
+
+
+MAIL_SOURCE_GROUP = "smshub.mail_sources"
+
+
+def build_mail_sources(config: Config, policy: Any, on_accepted: Any = None) -> list[Any]:
+    """One (not yet started) source per [[imap]] table; errors name 'imap[N].key'."""
+    if not config.imap:
+        return []
+    found = {ep.name: ep for ep in entry_points(group=MAIL_SOURCE_GROUP)}
+    if "imap" not in found:
+        raise ConfigError("no IMAP mail source is installed (reinstall smshub)")
+    cls = found["imap"].load()
+    sources = []
+    for index, table in enumerate(config.imap):
+        where = f"imap[{index}]"
+        settings = cls.settings_model.from_config(table, where)
+        password = read_secret(settings, "password", where)
+        if not password:
+            raise ConfigError(f"'{where}': the mailbox password is empty")
+        sources.append(cls(settings, policy, password, on_accepted=on_accepted))
+    return sources

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import uvicorn
 
 from hub.app import Hub
 from hub.config import Config
 from hub.db import current_revision, make_engine
+from hub.intake.policy import IntakePolicy
+from hub.registry import build_mail_sources
 
 log = logging.getLogger("smshub")
 
@@ -29,19 +32,25 @@ async def serve(config: Config, roles: set[str]) -> None:
     hub.ensure_default_account()
     await hub.start(dispatcher="dispatcher" in roles)
     smtp_server = None
+    imap_sources: list[Any] = []
+    # One policy for both doors, so the per-sender limits count SMTP and IMAP mail together.
+    policy = IntakePolicy(engine, config)
     if "smtp" in roles and config.smtp.enabled:
-        from hub.intake.policy import IntakePolicy
         from hub.intake.smtp import start_smtp
 
-        smtp_server = await start_smtp(
-            IntakePolicy(engine, config), config, on_accepted=hub.after_intake
-        )
+        smtp_server = await start_smtp(policy, config, on_accepted=hub.after_intake)
+    if "imap" in roles and config.imap:
+        imap_sources = build_mail_sources(config, policy, on_accepted=hub.after_intake)
+        for source in imap_sources:
+            await source.start()
     scheduler = None
     if "scheduler" in roles:
         from scheduler.jobs import start_scheduler
 
         scheduler = start_scheduler(hub)
     smtp_note = f", SMTP intake on {config.smtp.host}:{config.smtp.port}" if smtp_server else ""
+    if imap_sources:
+        smtp_note += f", {len(imap_sources)} IMAP mailbox(es)"
     log.warning(
         "smshub running (roles: %s) — HTTP on http://%s:%d%s, database %s",
         ", ".join(sorted(roles)),
@@ -68,6 +77,8 @@ async def serve(config: Config, roles: set[str]) -> None:
 
             await asyncio.Event().wait()
     finally:
+        for source in imap_sources:
+            await source.stop()
         if smtp_server is not None:
             smtp_server.close()
             await smtp_server.wait_closed()

@@ -241,6 +241,13 @@ class IntakePolicy:
             if not self._may_use(session, env.login, intake):
                 raise Rejected(f"550 5.7.1 {env.login.username} may not send through this address")
             return
+        if env.source == "imap" and (intake.require_auth or not intake.allowed_senders.strip()):
+            # Anyone can write to a mailbox: only allowed senders vouched for by a trusted
+            # relay can use it.
+            raise Rejected(
+                "530 5.7.0 this intake address accepts only SMTP AUTH users, so it "
+                "cannot be fed from a mailbox; give it allowed senders instead"
+            )
         if intake.require_auth or not intake.allowed_senders.strip():
             raise Rejected(
                 "530 5.7.0 authentication required: log in with SMTP AUTH "
