@@ -116,7 +116,10 @@ class SmtpSection(Section):
 
 
 class MailOutSection(Section):
-    # SMTP relay for the hub's own mail (confirmations, forwarded replies). Empty host: off.
+    # How the hub's own mail (confirmations, forwarded SMS) is delivered: "smtp" through a
+    # relay, or "imap" appended straight into a folder of a mailbox.
+    method: Literal["smtp", "imap"] = "smtp"
+    # SMTP relay (method "smtp"). Empty host: the hub sends no mail.
     host: str = ""
     port: int = Field(587, ge=1, le=65535)
     # Use STARTTLS (port 587) or implicit TLS (port 465).
@@ -128,6 +131,21 @@ class MailOutSection(Section):
     password_file: str | None = None
     # From address of mail the hub sends.
     from_address: str = "smshub@localhost"
+    # Mailbox for method "imap": the mail is APPENDed to imap_folder (created if missing).
+    imap_host: str = ""
+    imap_port: int = Field(993, ge=1, le=65535)
+    imap_security: Literal["tls", "starttls", "plain"] = "tls"
+    imap_username: str = ""
+    imap_password_env: str | None = None
+    imap_password_file: str | None = None
+    imap_folder: str = "SMS"
+    # A private CA for the IMAP server's certificate (empty: the system's).
+    imap_ca_file: str = ""
+
+    @property
+    def enabled(self) -> bool:
+        """True when the hub can deliver mail at all."""
+        return bool(self.imap_host if self.method == "imap" else self.host)
 
 
 class InboundSection(Section):

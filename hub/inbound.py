@@ -117,7 +117,7 @@ def receive_inbound(session: Session, sms: InboundSms, config: Config | None) ->
     elif numeric and _autoreply(session, config, account, sms, row.id):
         handling.append("autoreply")
     mailbox = forward_mailbox(session, account, last)
-    if mailbox and config.mail_out.host:
+    if mailbox and config.mail_out.enabled:
         _forward(session, config, account, row, last, mailbox)
         row.forwarded_to = mailbox
         handling.append("forwarded")

@@ -52,14 +52,16 @@ def build_sms_provider(name: str, section: dict[str, Any], ctx: ProviderContext)
 
 
 def build_mail_sender(config: Config) -> MailSender | None:
-    """The sender of the hub's own mail ([mail_out]), or None when no relay is set."""
-    if not config.mail_out.host:
+    """The sender of the hub's own mail ([mail_out]), or None when delivery is off."""
+    out = config.mail_out
+    if not out.enabled:
         return None
     found = {ep.name: ep for ep in entry_points(group=MAIL_GROUP)}
-    if "smtp" not in found:
-        raise ConfigError("no SMTP mail sender is installed (reinstall smshub)")
-    password = read_secret(config.mail_out, "password", "mail_out")
-    sender: MailSender = found["smtp"].load()(config.mail_out, password)
+    if out.method not in found:
+        raise ConfigError(f"no {out.method!r} mail sender is installed (reinstall smshub)")
+    key = "imap_password" if out.method == "imap" else "password"
+    password = read_secret(out, key, "mail_out")
+    sender: MailSender = found[out.method].load()(out, password)
     return sender
 
 

@@ -367,7 +367,7 @@ class IntakePolicy:
                         draft.intake is not None
                         and draft.intake.confirm
                         and self.config.smtp.confirmations
-                        and self.config.mail_out.host
+                        and self.config.mail_out.enabled
                     ):
                         queue_confirmation(
                             session,

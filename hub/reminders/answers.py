@@ -41,7 +41,7 @@ def handle_answer(
     event.answer = kind
     event.answer_written = False
     session.add(event)
-    if calendar is not None and calendar.notify_mailbox and config.mail_out.host:
+    if calendar is not None and calendar.notify_mailbox and config.mail_out.enabled:
         word = "confirmed" if kind == "confirmed" else "CANCELLED"
         when = as_utc(event.start).strftime("%Y-%m-%d %H:%M UTC")
         body = (
