@@ -298,6 +298,64 @@ def accounts_show(name: str, as_json: JsonOpt = False) -> None:
     emit(data, as_json, "\n".join(lines))
 
 
+@accounts_app.command("set")
+def accounts_set(
+    name: str,
+    region: Annotated[
+        str | None, typer.Option(help="Default country for national numbers.")
+    ] = None,
+    sender: Annotated[str | None, typer.Option(help="Default sender ('' to clear).")] = None,
+    route: Annotated[
+        str | None,
+        typer.Option(help="Providers tried in order, e.g. kannel,simulator ('' = default)."),
+    ] = None,
+    reply_mailbox: Annotated[
+        str | None, typer.Option(help="Where answers to this account's SMS are forwarded.")
+    ] = None,
+    autoreply: Annotated[
+        str | None, typer.Option(help="Auto-responder text ('' turns it off).")
+    ] = None,
+    autoreply_period: Annotated[
+        float | None, typer.Option(help="Hours between two auto-replies to one number.")
+    ] = None,
+) -> None:
+    """Change an account's settings (only the options given)."""
+    from hub.accounts import get_account
+    from hub.errors import InvalidInput
+    from hub.sending import validate_sender
+
+    def _do(session: Any) -> str:
+        acc = get_account(session, name)
+        if region is not None:
+            if len(region) != 2 or not region.isalpha():
+                raise InvalidInput(f"--region {region!r} must be a two-letter code such as FR")
+            acc.default_region = region.upper()
+        if sender is not None:
+            acc.default_sender = validate_sender(sender)
+        if route is not None:
+            names = [n.strip() for n in route.split(",") if n.strip()]
+            unknown = [n for n in names if n not in get_config().providers]
+            if unknown:
+                raise InvalidInput(
+                    f"--route names unknown provider(s) {', '.join(unknown)}; "
+                    f"configured: {', '.join(get_config().providers)}"
+                )
+            acc.route = ",".join(names)
+        if reply_mailbox is not None:
+            if reply_mailbox and "@" not in reply_mailbox:
+                raise InvalidInput(f"--reply-mailbox {reply_mailbox!r} is not an address")
+            acc.reply_mailbox = reply_mailbox
+        if autoreply is not None:
+            acc.autoreply_text = autoreply
+            acc.autoreply_enabled = bool(autoreply.strip())
+        if autoreply_period is not None:
+            acc.autoreply_period_hours = autoreply_period
+        session.add(acc)
+        return f"account {acc.name} updated"
+
+    typer.echo(run_db(_do))
+
+
 @accounts_app.command("credit")
 def accounts_credit(
     name: str,

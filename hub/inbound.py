@@ -17,10 +17,13 @@ from hub.config import Config
 from hub.mailout import build_message, queue_mail
 from hub.models import (
     Account,
+    Calendar,
+    CalendarEventRow,
     InboundMail,
     InboundMessage,
     IntakeAddress,
     Message,
+    Reminder,
 )
 from hub.optout import classify, is_blacklisted, opt_in, opt_out
 from hub.providers import InboundSms
@@ -116,7 +119,9 @@ def receive_inbound(session: Session, sms: InboundSms, config: Config | None) ->
         handling.append(answer)
     elif numeric and _autoreply(session, config, account, sms, row.id):
         handling.append("autoreply")
-    mailbox = forward_mailbox(session, account, last)
+    # A reminder answer already told the receptionist in its own words.
+    answered = any(h.startswith("reminder-") for h in handling)
+    mailbox = "" if answered else forward_mailbox(session, account, last)
     if mailbox and config.mail_out.enabled:
         _forward(session, config, account, row, last, mailbox)
         row.forwarded_to = mailbox
@@ -203,6 +208,15 @@ def forward_mailbox(session: Session, account: Account, last: Message | None) ->
 
             parsed = parse_mail(mail.raw)
             return parsed.from_addr or mail.mail_from
+    if last is not None and last.source == "calendar":
+        calendar = session.exec(
+            select(Calendar)
+            .join(CalendarEventRow, col(CalendarEventRow.calendar_id) == col(Calendar.id))
+            .join(Reminder, col(Reminder.event_id) == col(CalendarEventRow.id))
+            .where(Reminder.message_id == last.id)
+        ).first()
+        if calendar is not None and calendar.notify_mailbox:
+            return calendar.notify_mailbox
     return account.reply_mailbox
 
 

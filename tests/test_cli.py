@@ -165,3 +165,31 @@ def test_reply_parse_prints_only_the_new_text(smshub):
     assert code == 0
     text = json.loads(out)["text"]
     assert text and "Original Message" not in text and "From:" not in text
+
+
+def test_accounts_set_changes_only_what_is_given(smshub):
+    smshub("accounts", "create", "acme")
+    code, out, _ = smshub(
+        "accounts",
+        "set",
+        "acme",
+        "--reply-mailbox",
+        "accueil@acme.example",
+        "--autoreply",
+        "Merci, nous vous rappelons.",
+        "--route",
+        "simulator",
+    )
+    assert code == 0, out
+    code, _, err = smshub("accounts", "set", "acme", "--route", "carrier-pigeon")
+    assert code != 0 and "carrier-pigeon" in err
+    from hub.db import session_scope
+    from hub.models import Account
+
+    with session_scope(cli.get_engine()) as s:
+        acc = s.get(Account, 1)
+        assert (acc.reply_mailbox, acc.autoreply_enabled, acc.route) == (
+            "accueil@acme.example",
+            True,
+            "simulator",
+        )

@@ -1,0 +1,577 @@
+"""The ICS calendar source: real-world exports, recurrences, time zones, HTTP, bad input."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from dateutil import rrule
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from connectors.calendar.ics import IcsSettings, IcsSource, expand_events, read_calendar
+from hub.calendars import (
+    CalendarEvent,
+    CalendarSource,
+    EventStatus,
+    SourceContext,
+    SourceError,
+    SyncResult,
+    SyncWindow,
+)
+
+DATA = Path(__file__).parent / "data" / "ics"
+PARIS = ZoneInfo("Europe/Paris")
+MARCH = SyncWindow(datetime(2025, 3, 1, tzinfo=UTC), datetime(2025, 5, 1, tzinfo=UTC))
+AUTUMN = SyncWindow(datetime(2025, 10, 1, tzinfo=UTC), datetime(2025, 12, 1, tzinfo=UTC))
+
+KINE = "6kq3c1r8d9ffm0v2lq3ot4bq5u@google.com"
+DENTIST = "2b9r3l0hq4m8a7c6s5e1u0t9k8@google.com"
+CLOSED = "0a1b2c3d4e5f6g7h8i9j0k1l2m@google.com"
+STANDUP = "9z8y7x6w5v4u3t2s1r0q9p8o7n@google.com"
+OSTEO = "5c4n3c3l3d2e1v0e9n8t7x6y5z@google.com"
+
+
+def source(url: str | Path, tmp_path: Path, **extra: object) -> IcsSource:
+    settings = IcsSettings.model_validate({"type": "ics", "url": str(url), **extra})
+    return IcsSource(settings, SourceContext("test", tmp_path / "data"))
+
+
+async def sync_file(
+    name: str, tmp_path: Path, window: SyncWindow = MARCH, **extra: object
+) -> SyncResult:
+    src = source(name if "/" in name else DATA / name, tmp_path, **extra)
+    try:
+        return await src.sync(window, None)
+    finally:
+        await src.close()
+
+
+def by_key(events: list[CalendarEvent]) -> dict[tuple[str, str], CalendarEvent]:
+    keys = [e.key for e in events]
+    assert len(keys) == len(set(keys)), f"duplicate occurrence keys: {keys}"
+    return {e.key: e for e in events}
+
+
+def local(event: CalendarEvent) -> datetime:
+    return event.start.astimezone(ZoneInfo(event.timezone))
+
+
+# ---- a Google Calendar export -------------------------------------------------------------
+
+
+async def test_google_export_recurring_series(tmp_path: Path) -> None:
+    result = await sync_file("google.ics", tmp_path)
+    assert result.full and result.warnings == [] and result.removed == []
+    series = {e.occurrence: e for e in result.events if e.uid == KINE}
+    # Weekly on Mondays 09:00 Paris, COUNT=8 from 3 March; 17 March is an EXDATE.
+    assert sorted(series) == [
+        "2025-03-03T08:00:00Z",
+        "2025-03-10T08:00:00Z",
+        "2025-03-24T08:00:00Z",
+        "2025-03-31T07:00:00Z",
+        "2025-04-07T07:00:00Z",
+        "2025-04-14T07:00:00Z",
+        "2025-04-21T07:00:00Z",
+    ]
+    # DST started on 30 March: still 09:00 local, one hour earlier in UTC.
+    for key in ("2025-03-03T08:00:00Z", "2025-03-31T07:00:00Z", "2025-04-21T07:00:00Z"):
+        event = series[key]
+        assert event.timezone == "Europe/Paris"
+        assert local(event).time().isoformat() == "09:00:00"
+        assert event.end is not None and event.end - event.start == timedelta(minutes=30)
+        assert event.status is EventStatus.CONFIRMED
+    assert series["2025-03-03T08:00:00Z"].start == datetime(2025, 3, 3, 8, tzinfo=UTC)
+    assert series["2025-03-31T07:00:00Z"].start == datetime(2025, 3, 31, 7, tzinfo=UTC)
+
+    # The moved occurrence keeps the key of its original start and gets its new time.
+    moved = series["2025-03-24T08:00:00Z"]
+    assert moved.start == datetime(2025, 3, 25, 14, tzinfo=PARIS)
+    assert moved.description == "Déplacé au mardi (jour férié du cabinet)."
+    # Google marks a cancelled occurrence with an override whose STATUS is CANCELLED.
+    assert series["2025-04-07T07:00:00Z"].status is EventStatus.CANCELLED
+    assert series["2025-04-07T07:00:00Z"].start == datetime(2025, 4, 7, 9, tzinfo=PARIS)
+
+    first = series["2025-03-03T08:00:00Z"]
+    assert first.title == "Kiné — Jeanne Durand"
+    assert first.location == "Cabinet Durand, 12 rue de la Paix, 75002 Paris"
+    assert first.description.startswith("Séance de kinésithérapie hebdomadaire. Apporter")
+    assert "l'ordonnance et la carte Vitale. Tél. patient : +33 6 12 34 56 78" in first.description
+    assert [(a.email, a.name) for a in first.attendees] == [
+        ("jeanne.durand@example.org", "Jeanne Durand")
+    ]
+    assert first.etag and first.etag != series["2025-03-10T08:00:00Z"].etag
+
+
+async def test_google_export_single_all_day_and_cancelled(tmp_path: Path) -> None:
+    events = by_key((await sync_file("google.ics", tmp_path)).events)
+    dentist = events[DENTIST, ""]
+    # A UTC time in a calendar whose zone is Europe/Paris: shown in Paris.
+    assert dentist.start == datetime(2025, 3, 12, 13, tzinfo=UTC)
+    assert dentist.timezone == "Europe/Paris" and local(dentist).hour == 14
+    assert not dentist.all_day and dentist.status is EventStatus.CONFIRMED
+    assert [(a.email, a.name) for a in dentist.attendees] == [
+        ("paul.martin@example.com", "Paul Martin"),
+        ("cabinet.durand@example.fr", "cabinet.durand@example.fr"),
+    ]
+
+    closed = events[CLOSED, ""]
+    assert closed.all_day
+    assert closed.start == datetime(2025, 3, 14, tzinfo=PARIS)
+    assert closed.start.utcoffset() == timedelta(hours=1)
+    assert closed.end == datetime(2025, 3, 15, tzinfo=PARIS)
+
+    assert events[OSTEO, ""].status is EventStatus.CANCELLED
+
+
+async def test_x_wr_timezone_rebases_utc_recurrences(tmp_path: Path) -> None:
+    """Google writes some series in UTC: X-WR-TIMEZONE keeps them at 09:00 local over DST."""
+    events = (await sync_file("google.ics", tmp_path)).events
+    standup = [e for e in events if e.uid == STANDUP]
+    assert [e.occurrence for e in standup] == [
+        "2025-03-27T08:00:00Z",
+        "2025-03-28T08:00:00Z",
+        "2025-03-29T08:00:00Z",
+        "2025-03-30T07:00:00Z",
+        "2025-03-31T07:00:00Z",
+    ]
+    assert {local(e).time().isoformat() for e in standup} == {"09:00:00"}
+
+
+# ---- an Outlook export ----------------------------------------------------------------------
+
+
+async def test_outlook_export_windows_time_zone(tmp_path: Path) -> None:
+    result = await sync_file("outlook.ics", tmp_path, AUTUMN)
+    assert result.warnings == []
+    series = [e for e in result.events if e.title == "Orthophonie — Léa Petit"]
+    # "Romance Standard Time" is Europe/Paris; 13 October is an EXDATE; DST ended 26 October.
+    assert [e.occurrence for e in series] == [
+        "2025-10-06T07:00:00Z",
+        "2025-10-20T07:00:00Z",
+        "2025-10-27T08:00:00Z",
+        "2025-11-03T08:00:00Z",
+        "2025-11-10T08:00:00Z",
+    ]
+    for event in series:
+        assert event.timezone == "Europe/Paris"
+        assert local(event).time().isoformat() == "09:00:00"
+        assert event.end is not None and event.end - event.start == timedelta(minutes=45)
+    assert series[0].uid.startswith("040000008200E00074C5B7101A82E008")
+    assert series[0].uid.endswith("1F2E3D4C5B6A79880716253443526170")  # unfolded
+
+
+async def test_event_crossing_the_dst_change(tmp_path: Path) -> None:
+    """22:00 to 04:00 on the night clocks go back: seven hours, both ends in local time."""
+    events = (await sync_file("outlook.ics", tmp_path, AUTUMN)).events
+    (night,) = [e for e in events if e.title.startswith("Garde de nuit")]
+    assert night.occurrence == ""
+    assert night.start == datetime(2025, 10, 25, 22, tzinfo=PARIS)
+    assert night.start.utcoffset() == timedelta(hours=2)
+    assert night.end is not None
+    assert night.end.astimezone(PARIS).replace(tzinfo=None) == datetime(2025, 10, 26, 4)
+    assert night.end.utcoffset() == timedelta(hours=1)
+    # (Subtracting two datetimes of the same zone gives wall-clock time: compare in UTC.)
+    assert night.end.astimezone(UTC) - night.start.astimezone(UTC) == timedelta(hours=7)
+
+
+async def test_outlook_all_day_uses_its_only_time_zone(tmp_path: Path) -> None:
+    events = (await sync_file("outlook.ics", tmp_path, AUTUMN)).events
+    (holiday,) = [e for e in events if e.all_day]
+    assert holiday.start == datetime(2025, 11, 1, tzinfo=PARIS)
+    assert holiday.timezone == "Europe/Paris"
+
+
+# ---- floating times and the timezone setting ---------------------------------------------
+
+
+async def test_floating_times_use_the_timezone_setting(tmp_path: Path) -> None:
+    result = await sync_file("floating.ics", tmp_path, timezone="America/New_York")
+    events = by_key(result.events)
+    weekly = [e for e in result.events if e.uid == "floating-weekly@clinic.example"]
+    # New York's DST started 9 March: 09:00 EDT is 13:00 UTC.
+    assert [e.occurrence for e in weekly] == [
+        "2025-03-24T13:00:00Z",
+        "2025-03-31T13:00:00Z",
+        "2025-04-07T13:00:00Z",
+    ]
+    assert {local(e).time().isoformat() for e in weekly} == {"09:00:00"}
+    utc = events["utc-single@clinic.example", ""]
+    assert utc.start == datetime(2025, 3, 26, 15, tzinfo=UTC)
+    assert utc.timezone == "America/New_York"
+
+
+async def test_floating_times_default_to_utc(tmp_path: Path) -> None:
+    events = (await sync_file("floating.ics", tmp_path)).events
+    first = events[0]
+    assert first.start == datetime(2025, 3, 24, 9, tzinfo=UTC) and first.timezone == "UTC"
+
+
+# ---- windows --------------------------------------------------------------------------------
+
+
+async def test_only_occurrences_overlapping_the_window(tmp_path: Path) -> None:
+    window = SyncWindow(
+        datetime(2025, 3, 10, 8, 15, tzinfo=UTC), datetime(2025, 3, 14, tzinfo=PARIS)
+    )
+    events = (await sync_file("google.ics", tmp_path, window)).events
+    # The 10 March session (08:00-08:30 UTC) overlaps the start; the all-day event of
+    # 14 March starts exactly at the end and is out.
+    assert [e.key for e in events] == [(KINE, "2025-03-10T08:00:00Z"), (DENTIST, "")]
+
+
+# ---- bad input --------------------------------------------------------------------------------
+
+
+async def test_malformed_events_are_skipped_with_warnings(tmp_path: Path) -> None:
+    result = await sync_file("malformed.ics", tmp_path)
+    assert [e.uid for e in result.events] == [
+        "good-1@clinic.example",
+        "good-2@clinic.example",
+        "unknown-zone@clinic.example",
+    ]
+    where = str(DATA / "malformed.ics")
+    assert result.warnings == [
+        f"{where}: event 'broken-start@clinic.example' (line 12) skipped: "
+        "DTSTART: Wrong datetime format: 2025-03-11 10:00",
+        f"{where}: event 'no-start@clinic.example' (line 18) skipped: it has no DTSTART",
+        f"{where}: event 'bad-rule@clinic.example' (line 23) skipped: "
+        "RRULE: Expected frequency, got: SOMETIMES",
+        f"{where}: event 'good-2@clinic.example' (line 30): ignored a line: Content line could "
+        "not be parsed into parts: 'THIS LINE IS NOT A PROPERTY': Invalid content line",
+        f"{where}: event 'unknown-zone@clinic.example' (line 38): unknown time zone "
+        "'Mars/Olympus_Mons', read as Europe/Paris",
+    ]
+    unknown = result.events[2]
+    assert unknown.start == datetime(2025, 3, 14, 11, tzinfo=PARIS)
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b"", "it is empty"),
+        (b"<!DOCTYPE html><html><body>Sign in</body></html>", "it starts with '<!DOCTYPE html>"),
+        (b"BEGIN:VCARD\r\nVERSION:3.0\r\nFN:Jeanne\r\nEND:VCARD\r\n", "instead of BEGIN:VCALENDAR"),
+        (
+            b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nBEGIN:VEVENT\r\nUID:x\r\n",
+            "ends without END:VCALENDAR (cut short?)",
+        ),
+    ],
+)
+async def test_not_a_calendar(tmp_path: Path, content: bytes, reason: str) -> None:
+    path = tmp_path / "export.ics"
+    path.write_bytes(content)
+    with pytest.raises(SourceError) as info:
+        await sync_file(str(path), tmp_path)
+    assert str(info.value).startswith(f"{path} is not an ICS calendar: ")
+    assert reason in str(info.value)
+
+
+async def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(SourceError, match=r"cannot read .*nowhere\.ics: No such file"):
+        await sync_file(str(tmp_path / "nowhere.ics"), tmp_path)
+
+
+async def test_unchanged_file_is_a_delta(tmp_path: Path) -> None:
+    path = tmp_path / "cal.ics"
+    shutil.copy(DATA / "google.ics", path)
+    src = source(path, tmp_path)
+    first = await src.sync(MARCH, None)
+    again = await src.sync(MARCH, first.cursor)
+    assert again.events == [] and not again.full and again.cursor == first.cursor
+    path.write_bytes(path.read_bytes().replace(b"Dentiste", b"Orthodontiste"))
+    changed = await src.sync(MARCH, again.cursor)
+    assert changed.full and by_key(changed.events)[DENTIST, ""].title.startswith("Orthodontiste")
+
+
+def test_settings() -> None:
+    ok = IcsSettings.model_validate(
+        {"type": "ics", "url": "webcal://example.org/c.ics", "timezone": "Romance Standard Time"}
+    )
+    assert ok.timezone == "Europe/Paris"
+    src = IcsSource(ok, SourceContext("x", Path("/nonexistent")))
+    assert src.url == "https://example.org/c.ics"
+    assert isinstance(src, CalendarSource)
+    with pytest.raises(ValidationError, match="unknown time zone 'Paris'"):
+        IcsSettings.model_validate({"type": "ics", "url": "/a.ics", "timezone": "Paris"})
+    with pytest.raises(ValidationError, match="unsupported URL scheme 'ftp'"):
+        IcsSettings.model_validate({"type": "ics", "url": "ftp://example.org/a.ics"})
+    with pytest.raises(ValidationError, match="Extra inputs are not permitted"):
+        IcsSettings.model_validate({"type": "ics", "url": "/a.ics", "user": "me"})
+
+
+async def test_annotate_is_not_possible(tmp_path: Path) -> None:
+    src = source(DATA / "google.ics", tmp_path)
+    event = (await src.sync(MARCH, None)).events[0]
+    assert await src.annotate(event, "confirmed") is False
+
+
+# ---- over HTTP --------------------------------------------------------------------------------
+
+
+@dataclass
+class IcsServer:
+    """A stdlib HTTP server publishing one ICS body, with ETag and Last-Modified."""
+
+    body: bytes
+    content_type: str = "text/calendar; charset=utf-8"
+    status: int = 200
+    credentials: tuple[str, str] | None = None
+    requests: list[dict[str, str]] = field(default_factory=list)
+    port: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/calendar/private-3f9a/basic.ics"
+
+    @property
+    def etag(self) -> str:
+        return '"' + hashlib.sha256(self.body).hexdigest()[:16] + '"'
+
+
+@pytest.fixture
+def ics_server() -> Iterator[IcsServer]:
+    state = IcsServer(body=(DATA / "google.ics").read_bytes())
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            state.requests.append({k.lower(): v for k, v in self.headers.items()})
+            if state.credentials is not None:
+                import base64
+
+                user, password = state.credentials
+                token = base64.b64encode(f"{user}:{password}".encode()).decode()
+                if self.headers.get("Authorization") != f"Basic {token}":
+                    self.send_response(401)
+                    self.send_header("WWW-Authenticate", 'Basic realm="calendar"')
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+            if state.status != 200:
+                self.send_response(state.status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            if self.headers.get("If-None-Match") == state.etag:
+                self.send_response(304)
+                self.send_header("ETag", state.etag)
+                self.end_headers()
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", state.content_type)
+            self.send_header("ETag", state.etag)
+            self.send_header("Last-Modified", "Sat, 01 Mar 2025 10:15:00 GMT")
+            self.send_header("Content-Length", str(len(state.body)))
+            self.end_headers()
+            self.wfile.write(state.body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    state.port = server.server_address[1]
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    yield state
+    server.shutdown()
+    server.server_close()
+
+
+async def test_http_conditional_get(ics_server: IcsServer, tmp_path: Path) -> None:
+    src = source(ics_server.url, tmp_path)
+    try:
+        first = await src.sync(MARCH, None)
+        assert first.full and len(first.events) == 15
+        assert "if-none-match" not in ics_server.requests[0]
+
+        # Unchanged: a 304, and a delta with nothing in it.
+        second = await src.sync(MARCH, first.cursor)
+        assert ics_server.requests[1]["if-none-match"] == ics_server.etag
+        assert ics_server.requests[1]["if-modified-since"] == "Sat, 01 Mar 2025 10:15:00 GMT"
+        assert second == SyncResult(events=[], full=False, cursor=first.cursor)
+
+        # Still unchanged, but the window moved on by a week: the occurrences that entered
+        # it (and only those) are in the delta.
+        later = SyncWindow(MARCH.start + timedelta(days=7), MARCH.end + timedelta(days=7))
+        third = await src.sync(later, second.cursor)
+        # (Both series ended before 1 May: nothing new; the next test has some.)
+        assert len(ics_server.requests) == 3
+        assert third.events == [] and not third.full and third.cursor != second.cursor
+
+        # Changed: a full listing again.
+        ics_server.body = ics_server.body.replace(b"Dentiste", b"Orthodontiste")
+        fourth = await src.sync(later, third.cursor)
+        assert fourth.full and by_key(fourth.events)[DENTIST, ""].title.startswith("Orthodon")
+    finally:
+        await src.close()
+
+
+async def test_window_moving_onto_new_occurrences_of_an_unchanged_file(
+    ics_server: IcsServer, tmp_path: Path
+) -> None:
+    src = source(ics_server.url, tmp_path)
+    try:
+        early = SyncWindow(datetime(2025, 3, 1, tzinfo=UTC), datetime(2025, 3, 20, tzinfo=UTC))
+        first = await src.sync(early, None)
+        assert (KINE, "2025-03-24T08:00:00Z") not in by_key(first.events)
+        later = SyncWindow(datetime(2025, 3, 8, tzinfo=UTC), datetime(2025, 3, 29, tzinfo=UTC))
+        delta = await src.sync(later, first.cursor)
+        assert not delta.full and delta.removed == []
+        assert [e.key for e in delta.events] == [
+            (KINE, "2025-03-24T08:00:00Z"),  # moved to the 25th, still in
+            (STANDUP, "2025-03-27T08:00:00Z"),
+            (STANDUP, "2025-03-28T08:00:00Z"),
+        ]
+    finally:
+        await src.close()
+
+
+async def test_304_without_the_cached_file_fetches_it_again(
+    ics_server: IcsServer, tmp_path: Path
+) -> None:
+    src = source(ics_server.url, tmp_path)
+    first = await src.sync(MARCH, None)
+    await src.close()
+    # Another machine (or a wiped data dir): the cursor alone cannot answer a 304.
+    other = source(ics_server.url, tmp_path / "elsewhere")
+    try:
+        result = await other.sync(MARCH, first.cursor)
+    finally:
+        await other.close()
+    assert "if-none-match" not in ics_server.requests[1]
+    # The same file: reported as unchanged.
+    assert result.events == [] and not result.full
+
+
+async def test_http_errors(ics_server: IcsServer, tmp_path: Path) -> None:
+    shown = ics_server.url
+    ics_server.status = 404
+    with pytest.raises(SourceError) as info:
+        await sync_file(ics_server.url, tmp_path)
+    assert str(info.value) == (
+        f"{shown} was not found (404 Not Found): check the URL (was the link reset?)"
+    )
+    ics_server.status = 503
+    with pytest.raises(SourceError, match=r"answered 503 Service Unavailable$"):
+        await sync_file(ics_server.url, tmp_path)
+
+
+async def test_http_basic_auth(
+    ics_server: IcsServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ics_server.credentials = ("accueil", "s3cret")
+    monkeypatch.setenv("ICS_PASSWORD", "wrong")
+    with pytest.raises(SourceError, match=r"refused access \(401 Unauthorized\): check username"):
+        await sync_file(ics_server.url, tmp_path, username="accueil", password_env="ICS_PASSWORD")
+    with pytest.raises(SourceError, match=r"needs a username and password"):
+        await sync_file(ics_server.url, tmp_path)
+    monkeypatch.setenv("ICS_PASSWORD", "s3cret")
+    result = await sync_file(
+        ics_server.url, tmp_path, username="accueil", password_env="ICS_PASSWORD"
+    )
+    assert len(result.events) == 15
+
+
+async def test_http_login_page_instead_of_calendar(ics_server: IcsServer, tmp_path: Path) -> None:
+    ics_server.body = b"<html><body><form>Sign in</form></body></html>"
+    ics_server.content_type = "text/html; charset=utf-8"
+    with pytest.raises(SourceError, match=r"is not an ICS calendar: the server sent a web page"):
+        await sync_file(ics_server.url, tmp_path)
+
+
+async def test_unreachable_server(tmp_path: Path) -> None:
+    from tests.servers._util import free_port
+
+    url = f"http://127.0.0.1:{free_port()}/cal.ics"
+    with pytest.raises(SourceError, match=r"^cannot fetch http://127\.0\.0\.1:\d+/cal\.ics: "):
+        await sync_file(url, tmp_path)
+
+
+# ---- recurrence against dateutil ----------------------------------------------------------
+
+ZONES = ["Europe/Paris", "America/New_York", "Australia/Sydney", "UTC"]
+WEEKDAYS = ["MO", "TU", "WE", "TH", "FR", "SA", "SU"]
+
+
+@st.composite
+def series(draw: st.DrawFn) -> dict[str, object]:
+    zone = draw(st.sampled_from(ZONES))
+    day = draw(st.dates(min_value=date(2020, 1, 1), max_value=date(2030, 1, 1)))
+    # Office hours: never inside a DST gap or overlap, where libraries may legitimately differ.
+    start = datetime.combine(day, datetime.min.time()).replace(
+        hour=draw(st.integers(7, 19)), minute=draw(st.sampled_from([0, 15, 30, 45]))
+    )
+    freq = draw(st.sampled_from(["DAILY", "WEEKLY"]))
+    byday = (
+        draw(st.lists(st.sampled_from(WEEKDAYS), min_size=0, max_size=3, unique=True))
+        if freq == "WEEKLY" and draw(st.booleans())
+        else []
+    )
+    if byday and WEEKDAYS[start.weekday()] not in byday:
+        # RFC 5545 leaves a DTSTART that the rule does not produce undefined.
+        byday.append(WEEKDAYS[start.weekday()])
+    return {
+        "zone": zone,
+        "start": start,
+        "freq": freq,
+        "interval": draw(st.integers(1, 3)),
+        "count": draw(st.integers(1, 40)),
+        "byday": byday,
+        "window_from": draw(st.integers(-10, 120)),
+        "window_days": draw(st.integers(1, 150)),
+    }
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(series())
+def test_recurrence_matches_dateutil(case: dict[str, object]) -> None:
+    zone = str(case["zone"])
+    start = case["start"]
+    assert isinstance(start, datetime)
+    byday = list(case["byday"])  # type: ignore[call-overload]
+    rule = f"FREQ={case['freq']};INTERVAL={case['interval']};COUNT={case['count']}"
+    if byday:
+        rule += ";BYDAY=" + ",".join(byday)
+    ics = (
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//test//EN\r\nBEGIN:VEVENT\r\n"
+        f"UID:prop@test\r\nDTSTAMP:20200101T000000Z\r\n"
+        f"DTSTART;TZID={zone}:{start:%Y%m%dT%H%M%S}\r\nDURATION:PT30M\r\n"
+        f"RRULE:{rule}\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+    )
+    tz = ZoneInfo(zone)
+    origin = start.replace(tzinfo=tz)
+    window_start = origin + timedelta(days=int(case["window_from"]))  # type: ignore[call-overload]
+    window = SyncWindow(
+        window_start,
+        window_start + timedelta(days=int(case["window_days"])),  # type: ignore[call-overload]
+    )
+
+    expected_rule = rrule.rrule(
+        {"DAILY": rrule.DAILY, "WEEKLY": rrule.WEEKLY}[str(case["freq"])],
+        dtstart=start,
+        interval=int(case["interval"]),  # type: ignore[call-overload]
+        count=int(case["count"]),  # type: ignore[call-overload]
+        byweekday=[getattr(rrule, d) for d in byday] or None,
+    )
+    expected = []
+    for naive in expected_rule:
+        begins = naive.replace(tzinfo=tz)
+        if begins + timedelta(minutes=30) > window.start and begins < window.end:
+            key = begins.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            expected.append((key, begins.astimezone(UTC)))
+
+    events, warnings = expand_events(
+        read_calendar(ics, "property test"), window, where="property test"
+    )
+    assert warnings == []
+    assert [(e.occurrence, e.start.astimezone(UTC)) for e in events] == expected
+    assert all(e.timezone == zone and e.start.astimezone(tz).time() == start.time() for e in events)
