@@ -46,6 +46,12 @@ class Account(SQLModel, table=True):
     autoreply_enabled: bool = False
     autoreply_text: str = Field(default="", max_length=1000)
     autoreply_period_hours: float = 24.0
+    # Balance alert: below this many credits (None: off), by e-mail and/or SMS, once per
+    # crossing; re-armed when the balance is back above it.
+    alert_threshold: int | None = None
+    alert_email: str = Field(default="", max_length=255)
+    alert_sms: str = Field(default="", max_length=20)
+    alert_armed: bool = True
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
 
 
@@ -148,6 +154,7 @@ class Message(SQLModel, table=True):
     reason: str | None = Field(default=None, max_length=32)
     detail: str = Field(default="", max_length=500)
     scheduled: bool = False
+    campaign_id: int | None = Field(default=None, index=True)
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
     # When the dispatcher may take it (the send time, or the next retry).
     due_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
@@ -469,3 +476,101 @@ class Reminder(SQLModel, table=True):
     status: str = Field(default="scheduled", max_length=16)
     note: str = Field(default="", max_length=255)
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
+
+
+class ContactList(SQLModel, table=True):
+    """A named list of an account's contacts (``list:NAME`` in a mail subject)."""
+
+    __tablename__ = "contact_lists"
+    __table_args__ = (UniqueConstraint("account_id", "name", name="uq_contact_list"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(foreign_key="accounts.id", index=True)
+    name: str = Field(max_length=64)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
+
+
+class Contact(SQLModel, table=True):
+    """One number on a list, with its merge fields (first_name, ...) as JSON."""
+
+    __tablename__ = "contacts"
+    __table_args__ = (UniqueConstraint("list_id", "number", name="uq_contact_number"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    list_id: int = Field(foreign_key="contact_lists.id", index=True)
+    number: str = Field(max_length=20)
+    fields: str = Field(default="{}")
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
+
+
+class MessageTemplate(SQLModel, table=True):
+    """A saved SMS text with merge fields."""
+
+    __tablename__ = "message_templates"
+    __table_args__ = (UniqueConstraint("account_id", "name", name="uq_template_name"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(foreign_key="accounts.id", index=True)
+    name: str = Field(max_length=64)
+    text: str
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
+
+
+class Campaign(SQLModel, table=True):
+    """A send to lists and numbers, now or scheduled; cancellable until it starts."""
+
+    __tablename__ = "campaigns"
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(foreign_key="accounts.id", index=True)
+    name: str = Field(max_length=128)
+    text: str
+    type: str = Field(default="marketing", max_length=16)
+    sender: str | None = Field(default=None, max_length=16)
+    send_at: datetime | None = Field(default=None, sa_column=_ts())
+    # scheduled | sending | sent | cancelled
+    status: str = Field(default="scheduled", max_length=16)
+    recipients: int = 0
+    credits: int = 0
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
+
+
+class HostedFile(SQLModel, table=True):
+    """A PNG/GIF/JPEG/PDF served by the hub behind a short link."""
+
+    __tablename__ = "hosted_files"
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(foreign_key="accounts.id", index=True)
+    name: str = Field(max_length=255)
+    content_type: str = Field(max_length=64)
+    size: int
+    sha256: str = Field(max_length=64)
+    data: bytes
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
+
+
+class ShortLink(SQLModel, table=True):
+    """A short URL on the hub that redirects (or serves a file) and counts clicks."""
+
+    __tablename__ = "short_links"
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(foreign_key="accounts.id", index=True)
+    code: str = Field(max_length=16, unique=True)
+    target_url: str = Field(default="", max_length=2000)
+    file_id: int | None = Field(default=None, foreign_key="hosted_files.id")
+    # Per recipient when a message's links are personalised (who clicked).
+    message_id: str | None = Field(default=None, max_length=32, index=True)
+    number: str | None = Field(default=None, max_length=20)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
+
+
+class LinkClick(SQLModel, table=True):
+    __tablename__ = "link_clicks"
+
+    id: int | None = Field(default=None, primary_key=True)
+    link_id: int = Field(foreign_key="short_links.id", index=True)
+    number: str | None = Field(default=None, max_length=20)
+    user_agent: str = Field(default="", max_length=500)
+    clicked_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))

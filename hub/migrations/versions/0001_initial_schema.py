@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 21:48:14.618071
+Create Date: 2026-11-25 22:09:51.263705
 """
 
 from __future__ import annotations
@@ -34,6 +34,10 @@ def upgrade() -> None:
     sa.Column('autoreply_enabled', sa.Boolean(), nullable=False),
     sa.Column('autoreply_text', sqlmodel.sql.sqltypes.AutoString(length=1000), nullable=False),
     sa.Column('autoreply_period_hours', sa.Float(), nullable=False),
+    sa.Column('alert_threshold', sa.Integer(), nullable=True),
+    sa.Column('alert_email', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
+    sa.Column('alert_sms', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
+    sa.Column('alert_armed', sa.Boolean(), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['parent_id'], ['accounts.id'], ),
     sa.PrimaryKeyConstraint('id')
@@ -118,6 +122,51 @@ def upgrade() -> None:
     with op.batch_alter_table('calendars', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_calendars_account_id'), ['account_id'], unique=False)
 
+    op.create_table('campaigns',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('account_id', sa.Integer(), nullable=False),
+    sa.Column('name', sqlmodel.sql.sqltypes.AutoString(length=128), nullable=False),
+    sa.Column('text', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('type', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+    sa.Column('sender', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=True),
+    sa.Column('send_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('status', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+    sa.Column('recipients', sa.Integer(), nullable=False),
+    sa.Column('credits', sa.Integer(), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], ),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('campaigns', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_campaigns_account_id'), ['account_id'], unique=False)
+
+    op.create_table('contact_lists',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('account_id', sa.Integer(), nullable=False),
+    sa.Column('name', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], ),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('account_id', 'name', name='uq_contact_list')
+    )
+    with op.batch_alter_table('contact_lists', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_contact_lists_account_id'), ['account_id'], unique=False)
+
+    op.create_table('hosted_files',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('account_id', sa.Integer(), nullable=False),
+    sa.Column('name', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
+    sa.Column('content_type', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('size', sa.Integer(), nullable=False),
+    sa.Column('sha256', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('data', sa.LargeBinary(), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], ),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('hosted_files', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_hosted_files_account_id'), ['account_id'], unique=False)
+
     op.create_table('inbound_messages',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('provider', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
@@ -201,6 +250,19 @@ def upgrade() -> None:
     with op.batch_alter_table('mail_users', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_mail_users_account_id'), ['account_id'], unique=False)
 
+    op.create_table('message_templates',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('account_id', sa.Integer(), nullable=False),
+    sa.Column('name', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('text', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], ),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('account_id', 'name', name='uq_template_name')
+    )
+    with op.batch_alter_table('message_templates', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_message_templates_account_id'), ['account_id'], unique=False)
+
     op.create_table('messages',
     sa.Column('id', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
     sa.Column('account_id', sa.Integer(), nullable=False),
@@ -219,6 +281,7 @@ def upgrade() -> None:
     sa.Column('reason', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=True),
     sa.Column('detail', sqlmodel.sql.sqltypes.AutoString(length=500), nullable=False),
     sa.Column('scheduled', sa.Boolean(), nullable=False),
+    sa.Column('campaign_id', sa.Integer(), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('due_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('attempts', sa.Integer(), nullable=False),
@@ -239,6 +302,7 @@ def upgrade() -> None:
     with op.batch_alter_table('messages', schema=None) as batch_op:
         batch_op.create_index('ix_messages_account_created', ['account_id', 'created_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_messages_batch_id'), ['batch_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_messages_campaign_id'), ['campaign_id'], unique=False)
         batch_op.create_index('ix_messages_due', ['status', 'due_at'], unique=False)
         batch_op.create_index('ix_messages_provider_ref', ['provider', 'provider_message_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_messages_recipient'), ['recipient'], unique=False)
@@ -324,6 +388,19 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_calendar_events_calendar_id'), ['calendar_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_calendar_events_start'), ['start'], unique=False)
 
+    op.create_table('contacts',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('list_id', sa.Integer(), nullable=False),
+    sa.Column('number', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
+    sa.Column('fields', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['list_id'], ['contact_lists.id'], ),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('list_id', 'number', name='uq_contact_number')
+    )
+    with op.batch_alter_table('contacts', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_contacts_list_id'), ['list_id'], unique=False)
+
     op.create_table('inbound_mails',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('account_id', sa.Integer(), nullable=False),
@@ -349,6 +426,24 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_inbound_mails_account_id'), ['account_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_inbound_mails_batch_id'), ['batch_id'], unique=False)
 
+    op.create_table('short_links',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('account_id', sa.Integer(), nullable=False),
+    sa.Column('code', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+    sa.Column('target_url', sqlmodel.sql.sqltypes.AutoString(length=2000), nullable=False),
+    sa.Column('file_id', sa.Integer(), nullable=True),
+    sa.Column('message_id', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=True),
+    sa.Column('number', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=True),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], ),
+    sa.ForeignKeyConstraint(['file_id'], ['hosted_files.id'], ),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('code')
+    )
+    with op.batch_alter_table('short_links', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_short_links_account_id'), ['account_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_short_links_message_id'), ['message_id'], unique=False)
+
     op.create_table('webhook_deliveries',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('endpoint_id', sa.Integer(), nullable=False),
@@ -369,6 +464,18 @@ def upgrade() -> None:
     with op.batch_alter_table('webhook_deliveries', schema=None) as batch_op:
         batch_op.create_index('ix_webhook_deliveries_due', ['status', 'due_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_webhook_deliveries_endpoint_id'), ['endpoint_id'], unique=False)
+
+    op.create_table('link_clicks',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('link_id', sa.Integer(), nullable=False),
+    sa.Column('number', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=True),
+    sa.Column('user_agent', sqlmodel.sql.sqltypes.AutoString(length=500), nullable=False),
+    sa.Column('clicked_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['link_id'], ['short_links.id'], ),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('link_clicks', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_link_clicks_link_id'), ['link_id'], unique=False)
 
     op.create_table('reminders',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -397,16 +504,29 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_reminders_event_id'))
 
     op.drop_table('reminders')
+    with op.batch_alter_table('link_clicks', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_link_clicks_link_id'))
+
+    op.drop_table('link_clicks')
     with op.batch_alter_table('webhook_deliveries', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_webhook_deliveries_endpoint_id'))
         batch_op.drop_index('ix_webhook_deliveries_due')
 
     op.drop_table('webhook_deliveries')
+    with op.batch_alter_table('short_links', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_short_links_message_id'))
+        batch_op.drop_index(batch_op.f('ix_short_links_account_id'))
+
+    op.drop_table('short_links')
     with op.batch_alter_table('inbound_mails', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_inbound_mails_batch_id'))
         batch_op.drop_index(batch_op.f('ix_inbound_mails_account_id'))
 
     op.drop_table('inbound_mails')
+    with op.batch_alter_table('contacts', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_contacts_list_id'))
+
+    op.drop_table('contacts')
     with op.batch_alter_table('calendar_events', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_calendar_events_start'))
         batch_op.drop_index(batch_op.f('ix_calendar_events_calendar_id'))
@@ -430,10 +550,15 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_messages_recipient'))
         batch_op.drop_index('ix_messages_provider_ref')
         batch_op.drop_index('ix_messages_due')
+        batch_op.drop_index(batch_op.f('ix_messages_campaign_id'))
         batch_op.drop_index(batch_op.f('ix_messages_batch_id'))
         batch_op.drop_index('ix_messages_account_created')
 
     op.drop_table('messages')
+    with op.batch_alter_table('message_templates', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_message_templates_account_id'))
+
+    op.drop_table('message_templates')
     with op.batch_alter_table('mail_users', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_mail_users_account_id'))
 
@@ -454,6 +579,18 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_inbound_messages_account_id'))
 
     op.drop_table('inbound_messages')
+    with op.batch_alter_table('hosted_files', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_hosted_files_account_id'))
+
+    op.drop_table('hosted_files')
+    with op.batch_alter_table('contact_lists', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_contact_lists_account_id'))
+
+    op.drop_table('contact_lists')
+    with op.batch_alter_table('campaigns', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_campaigns_account_id'))
+
+    op.drop_table('campaigns')
     with op.batch_alter_table('calendars', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_calendars_account_id'))
 
