@@ -63,7 +63,9 @@ def _tune_sqlite(engine: Engine, busy_timeout: float) -> None:
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA synchronous=NORMAL")
+        # FULL, not NORMAL: in WAL mode NORMAL may lose the last commits on power loss, and
+        # a 250 already told the sender its mail was safe.
+        cur.execute("PRAGMA synchronous=FULL")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
         cur.close()
@@ -72,7 +74,11 @@ def _tune_sqlite(engine: Engine, busy_timeout: float) -> None:
     def _on_begin(conn: Any) -> None:
         # Take the write lock at BEGIN: a deferred transaction that later upgrades to write
         # fails with "database is locked" instead of waiting when two processes write.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Read-only work (read_scope) must not queue behind writers for a lock it never needs.
+        if conn.get_execution_options().get("smshub_readonly"):
+            conn.exec_driver_sql("BEGIN")
+        else:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 @contextmanager
@@ -85,6 +91,16 @@ def session_scope(engine: Engine) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
+
+
+@contextmanager
+def read_scope(engine: Engine) -> Iterator[Session]:
+    """A session for reads only (on SQLite it does not take the write lock)."""
+    with Session(engine.execution_options(smshub_readonly=True), expire_on_commit=False) as s:
+        try:
+            yield s
+        finally:
+            s.rollback()
 
 
 def alembic_config(engine: Engine) -> Any:

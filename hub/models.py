@@ -133,6 +133,8 @@ class Message(SQLModel, table=True):
     __table_args__ = (
         Index("ix_messages_due", "status", "due_at"),
         Index("ix_messages_account_created", "account_id", "created_at"),
+        # The per-account hourly cap of each door counts its own source only.
+        Index("ix_messages_account_source_created", "account_id", "source", "created_at"),
         Index("ix_messages_provider_ref", "provider", "provider_message_id"),
     )
 

@@ -23,7 +23,7 @@ from sqlmodel import Session, col, select
 from hub import mailparse, sending
 from hub.accounts import ancestors
 from hub.config import Config
-from hub.db import session_scope
+from hub.db import read_scope, session_scope
 from hub.errors import AccountDisabled, HubError, InsufficientCredits, InvalidInput
 from hub.intake.addresses import (
     MailLogin,
@@ -131,7 +131,7 @@ class IntakePolicy:
     # -- RCPT TO ----------------------------------------------------------------------------
     def check_rcpt(self, address: str, login: MailLogin | None) -> str | None:
         """None if ADDRESS is one of our intake addresses (and LOGIN may use it), else a reply."""
-        with session_scope(self.engine) as session:
+        with read_scope(self.engine) as session:
             if is_reply_address(address, self.config.smtp.reply_domain):
                 return check_reply_rcpt(session, address)
             intake = find_intake(session, address)

@@ -17,7 +17,7 @@ from typing import Any
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from hub.config import Config
-from hub.db import session_scope
+from hub.db import read_scope
 from hub.intake.addresses import MailLogin, check_login
 from hub.intake.policy import IntakeOutcome, IntakePolicy, MailEnvelope
 
@@ -87,7 +87,7 @@ def make_authenticator(policy: IntakePolicy) -> Any:
         username = auth_data.login.decode("utf-8", "replace")
         password = auth_data.password.decode("utf-8", "replace")
         # Blocking (scrypt + one query, a few tens of ms) but rare: once per connection.
-        with session_scope(policy.engine) as db:
+        with read_scope(policy.engine) as db:
             login = check_login(db, username, password)
         if login is None:
             log.warning("SMTP AUTH failed for %r from %s", username, session.peer)

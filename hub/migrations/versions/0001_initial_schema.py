@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 22:09:51.263705
+Create Date: 2026-11-25 22:13:33.789304
 """
 
 from __future__ import annotations
@@ -301,6 +301,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('messages', schema=None) as batch_op:
         batch_op.create_index('ix_messages_account_created', ['account_id', 'created_at'], unique=False)
+        batch_op.create_index('ix_messages_account_source_created', ['account_id', 'source', 'created_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_messages_batch_id'), ['batch_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_messages_campaign_id'), ['campaign_id'], unique=False)
         batch_op.create_index('ix_messages_due', ['status', 'due_at'], unique=False)
@@ -552,6 +553,7 @@ def downgrade() -> None:
         batch_op.drop_index('ix_messages_due')
         batch_op.drop_index(batch_op.f('ix_messages_campaign_id'))
         batch_op.drop_index(batch_op.f('ix_messages_batch_id'))
+        batch_op.drop_index('ix_messages_account_source_created')
         batch_op.drop_index('ix_messages_account_created')
 
     op.drop_table('messages')
