@@ -8,13 +8,18 @@ cancelled) is decided by hub.reminders from those events.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Annotated, Any, ClassVar, Protocol, runtime_checkable
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict
+from icalendar.timezone.windows_to_olson import WINDOWS_TO_OLSON
+from pydantic import AfterValidator, BaseModel, ConfigDict
+
+from hub.config import read_secret
+from hub.errors import ConfigError
 
 
 class CalendarSettings(BaseModel):
@@ -23,6 +28,55 @@ class CalendarSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     type: str
+
+
+def zone_name(name: str | None) -> str | None:
+    """The IANA name for NAME (IANA, or a Windows name such as "Romance Standard Time")."""
+    if not name:
+        return None
+    name = name.strip()
+    candidate = WINDOWS_TO_OLSON.get(name, name)
+    try:
+        ZoneInfo(candidate)
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
+    return candidate
+
+
+def zone_setting(lookup: Callable[[str], str | None] = zone_name) -> AfterValidator:
+    """The check of a ``timezone`` setting: it becomes what LOOKUP gives (its IANA name);
+    an error naming it when LOOKUP gives None."""
+
+    def check(value: str | None) -> str | None:
+        if value is None:
+            return None
+        found = lookup(value)
+        if found is None:
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Europe/Paris)")
+        return found
+
+    return AfterValidator(check)
+
+
+def _more_than_zero(value: float) -> float:
+    if value <= 0:
+        raise ValueError("must be more than 0 seconds")
+    return value
+
+
+def _not_negative(value: float) -> float:
+    if value < 0:
+        raise ValueError("must not be negative")
+    return value
+
+
+# Types of the settings several sources share (the fields stay in each source's settings).
+# A time zone: an IANA name, or a Windows one ("Romance Standard Time") kept as its IANA name.
+ZoneSetting = Annotated[str | None, zone_setting()]
+# Seconds to wait (timeout, sync_timeout): more than 0.
+Timeout = Annotated[float, AfterValidator(_more_than_zero)]
+# Seconds (or days) that may be 0.
+NotNegative = Annotated[float, AfterValidator(_not_negative)]
 
 
 class EventStatus(enum.StrEnum):
@@ -107,6 +161,17 @@ class SourceContext:
     data_dir: Path
     # Secrets resolved by the hub (OAuth tokens, passwords), by setting name.
     secrets: Mapping[str, str] = field(default_factory=dict)
+
+    def secret(self, settings: BaseModel, key: str, *, required: bool = False) -> str | None:
+        """The secret KEY: as the hub resolved it, else read from SETTINGS' KEY_env / KEY_file.
+
+        ConfigError naming the setting when that cannot be read, or, when REQUIRED, when
+        neither is set.
+        """
+        found = self.secrets.get(key) or read_secret(settings, key, self.name)
+        if required and not found:
+            raise ConfigError(f"{self.name}: no {key} (set {key}_env or {key}_file)")
+        return found
 
 
 class CursorExpired(Exception):

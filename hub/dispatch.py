@@ -118,7 +118,12 @@ class Dispatcher:
         """Recover abandoned claims, then (with BACKGROUND) loop until stopped."""
         await asyncio.to_thread(self._load_routes)
         # One dispatcher on SQLite: whatever is in `submitting` at start was left by a crash.
-        await asyncio.to_thread(self.reconcile, at_start=True)
+        try:
+            await asyncio.to_thread(self.reconcile, at_start=True)
+        except Exception:
+            # The loop recovers them later; a start-up hiccup must not stop the hub.
+            log.exception("recovering abandoned claims at start failed; trying again later")
+            self._last_reconcile = 0.0
         if background:
             self._task = asyncio.create_task(self.run(), name="dispatcher")
 
@@ -153,8 +158,11 @@ class Dispatcher:
                 log.exception("dispatch round failed; retrying shortly")
                 sent = 0
             if time.monotonic() - self._last_reconcile > self.settings.claim_lease_seconds / 2:
-                await asyncio.to_thread(self.reconcile)
-                await asyncio.to_thread(self._load_routes)
+                try:
+                    await asyncio.to_thread(self.reconcile)
+                    await asyncio.to_thread(self._load_routes)
+                except Exception:
+                    log.exception("recovering abandoned claims failed; trying again later")
             if sent == 0 and not self._stopping:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):

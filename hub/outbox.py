@@ -263,6 +263,11 @@ def reconcile_abandoned(
     if older_than is not None:
         query += " AND claimed_at < :cutoff"
         params["cutoff"] = older_than
+    # Rows in id order, locked (skipping rows a report is updating) so reconcile and the
+    # report callback never lock the same rows in opposite orders (a deadlock).
+    query += " ORDER BY id"
+    if not is_sqlite(engine):
+        query += " FOR UPDATE SKIP LOCKED"
     requeued = unknown = 0
     with session_scope(engine) as session:
         rows = session.execute(sql(query), params).all()

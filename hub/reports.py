@@ -98,6 +98,15 @@ def _apply_report(
         message.reason = (report.reason or DeliveryReason.OTHER).value
         message.detail = report.detail[:500]
         message.final_at = now
+    if message.provider_message_id is None and report.provider_message_id:
+        # The report overtook the dispatcher's own record (or a crash lost it): keep what
+        # the report tells, so later reports matched by the provider's reference find it.
+        message.provider = message.provider or report.provider
+        message.provider_message_id = report.provider_message_id
+        message.sent_at = message.sent_at or now
+        message.first_sent_at = message.first_sent_at or now
+        if message.status != MessageStatus.QUEUED:
+            message.claimed_by = None
     message.updated_at = now
     session.add(message)
     if message.status in _TELLING:

@@ -53,7 +53,6 @@ from connectors.calendar.ics import (
     expand_events,
     read_calendar,
     window_slice,
-    zone_name,
 )
 from hub.calendars import (
     CalendarEvent,
@@ -64,9 +63,10 @@ from hub.calendars import (
     SourceError,
     SyncResult,
     SyncWindow,
+    Timeout,
+    ZoneSetting,
     occurrence_id,
 )
-from hub.config import read_secret
 
 log = logging.getLogger("smshub.calendar.caldav")
 
@@ -93,10 +93,10 @@ class CalDavSettings(CalendarSettings):
     # The calendar's display name (or the last part of its URL), when url is not the calendar.
     calendar: str | None = None
     # Seconds to wait for one answer of the server, and for a whole sync or annotation.
-    timeout: float = 30.0
-    sync_timeout: float = 300.0
+    timeout: Timeout = 30.0
+    sync_timeout: Timeout = 300.0
     # Zone of floating times and all-day events when the calendar names none.
-    timezone: str | None = None
+    timezone: ZoneSetting = None
     # Check the server's TLS certificate (turn off only for a self-signed test server).
     verify_tls: bool = True
 
@@ -106,23 +106,6 @@ class CalDavSettings(CalendarSettings):
         value = value.strip()
         if urlsplit(value).scheme.lower() not in ("http", "https"):
             raise ValueError("must be an http:// or https:// URL")
-        return value
-
-    @field_validator("timezone")
-    @classmethod
-    def _check_zone(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        found = zone_name(value)
-        if found is None:
-            raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Europe/Paris)")
-        return found
-
-    @field_validator("timeout", "sync_timeout")
-    @classmethod
-    def _check_timeout(cls, value: float) -> float:
-        if value <= 0:
-            raise ValueError("must be more than 0 seconds")
         return value
 
 
@@ -208,11 +191,8 @@ class CalDavSource:
         self.settings = settings
         self.ctx = ctx
         self.name = ctx.name
-        self._where = ctx.name
         self.shown = display_url(settings.url)
-        self._password = ctx.secrets.get("password") or read_secret(
-            settings, "password", self._where
-        )
+        self._password = ctx.secret(settings, "password")
         self._client: DAVClient | None = None
         self._calendar: DavCalendar | None = None
         # The library is not thread-safe, and a call abandoned at its deadline may still be

@@ -68,19 +68,21 @@ from exchangelib.protocol import FaultTolerance, Protocol
 from exchangelib.version import EXCHANGE_2010_SP2, EXCHANGE_2013_SP1, EXCHANGE_2016, EXCHANGE_2019
 from pydantic import field_validator, model_validator
 
-from connectors.calendar.ics import zone_name
 from hub.calendars import (
     Attendee,
     CalendarEvent,
     CalendarSettings,
     EventStatus,
+    NotNegative,
     SourceContext,
     SourceError,
     SyncResult,
     SyncWindow,
+    Timeout,
+    ZoneSetting,
     occurrence_id,
+    zone_name,
 )
-from hub.config import read_secret
 from hub.errors import ConfigError
 from hub.mailparse import html_to_text
 
@@ -143,12 +145,12 @@ class ExchangeSettings(CalendarSettings):
     # with the ApplicationImpersonation role acts as the mailbox's owner.
     access_type: Literal["delegate", "impersonation"] = "delegate"
     # Zone of events whose own zone Exchange does not give (IANA or Windows name).
-    timezone: str | None = None
+    timezone: ZoneSetting = None
     # Seconds to wait for one answer, and for a whole sync or annotation.
-    timeout: float = 30.0
-    sync_timeout: float = 300.0
+    timeout: Timeout = 30.0
+    sync_timeout: Timeout = 300.0
     # Seconds of throttling back-off waited out per sync before giving up until the next one.
-    max_retry_wait: float = 60.0
+    max_retry_wait: NotNegative = 60.0
     # Items asked per calendar view (EWS's own limit is usually 1000).
     page_size: int = 500
     # Never write answers back to the calendar.
@@ -193,30 +195,6 @@ class ExchangeSettings(CalendarSettings):
             raise ValueError(
                 "must be the EWS URL, such as https://mail.example.com/EWS/Exchange.asmx"
             )
-        return value
-
-    @field_validator("timezone")
-    @classmethod
-    def _check_zone(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        found = zone_name(value)
-        if found is None:
-            raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Europe/Paris)")
-        return found
-
-    @field_validator("timeout", "sync_timeout")
-    @classmethod
-    def _check_timeout(cls, value: float) -> float:
-        if value <= 0:
-            raise ValueError("must be more than 0 seconds")
-        return value
-
-    @field_validator("max_retry_wait")
-    @classmethod
-    def _check_wait(cls, value: float) -> float:
-        if value < 0:
-            raise ValueError("must not be negative")
         return value
 
     @field_validator("page_size")
@@ -628,11 +606,9 @@ class ExchangeCalendarSource:
     def _make_account(self) -> Account:
         s = self.settings
         try:
-            password = self.ctx.secrets.get("password") or read_secret(s, "password", self.name)
+            password = self.ctx.secret(s, "password", required=True)
         except ConfigError as exc:
             raise SourceError(str(exc)) from None
-        if not password:
-            raise SourceError(f"{self.name}: no password (set password_env or password_file)")
         credentials = _Credentials(s.username, password)
         config = Configuration(
             service_endpoint=self.endpoint,

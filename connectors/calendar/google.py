@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import google_auth_httplib2
@@ -59,14 +59,15 @@ from hub.calendars import (
     CalendarSettings,
     CursorExpired,
     EventStatus,
+    NotNegative,
     Removed,
     SourceContext,
     SourceError,
     SyncResult,
     SyncWindow,
     occurrence_id,
+    zone_setting,
 )
-from hub.config import read_secret
 from hub.errors import ConfigError
 from hub.mailparse import html_to_text
 
@@ -84,6 +85,17 @@ _STATUS = {"tentative": EventStatus.TENTATIVE, "cancelled": EventStatus.CANCELLE
 _HTML = re.compile(r"<(br|p|div|a|b|i|u|ul|ol|li|span|strong|em)\b[^>]*>", re.IGNORECASE)
 # A runaway server (or a bug in ours) must not page forever.
 _MAX_PAGES = 10_000
+
+
+def _zone(name: str | None) -> str | None:
+    """NAME if it is a known IANA zone, else None."""
+    if not name:
+        return None
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
+    return name
 
 
 class GoogleSettings(CalendarSettings):
@@ -110,36 +122,16 @@ class GoogleSettings(CalendarSettings):
     anonymous: bool = False
     # Never write answers back (and ask only for the read-only scope).
     read_only: bool = False
-    # Zone of all-day events when Google names none for the calendar.
-    timezone: str | None = None
+    # Zone of all-day events when Google names none for the calendar (an IANA name).
+    timezone: Annotated[str | None, zone_setting(_zone)] = None
     # Seconds to wait for Google on each request.
-    timeout: float = 30.0
+    timeout: NotNegative = 30.0
     # Events per page (Google allows up to 2500).
     page_size: int = 250
     # Rate-limit answers (403 rateLimitExceeded, 429) and 5xx are retried this many times,
     # waiting retry_delay, then twice as long each time.
     retries: int = 4
-    retry_delay: float = 1.0
-
-    @field_validator("timezone")
-    @classmethod
-    def _check_zone(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(
-                f"unknown time zone {value!r} (use an IANA name such as Europe/Paris)"
-            ) from None
-        return value
-
-    @field_validator("timeout", "retry_delay")
-    @classmethod
-    def _check_positive(cls, value: float) -> float:
-        if value < 0:
-            raise ValueError("must not be negative")
-        return value
+    retry_delay: NotNegative = 1.0
 
     @field_validator("page_size")
     @classmethod
@@ -241,17 +233,6 @@ def _parse_time(value: str) -> datetime:
     """An RFC 3339 timestamp as an aware datetime (Google always gives an offset)."""
     parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
-
-
-def _zone(name: str | None) -> str | None:
-    """NAME if it is a known IANA zone, else None."""
-    if not name:
-        return None
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return None
-    return name
 
 
 def _when(value: Mapping[str, Any], zone: ZoneInfo) -> tuple[datetime, bool]:
@@ -407,11 +388,8 @@ class GoogleCalendarSource:
             return func(*args)
 
     def _secret(self, name: str) -> str | None:
-        found = self.ctx.secrets.get(name)
-        if found is not None:
-            return found
         try:
-            return read_secret(self.settings, name, self.name)
+            return self.ctx.secret(self.settings, name)
         except ConfigError as exc:
             raise SourceError(str(exc)) from None
 

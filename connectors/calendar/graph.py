@@ -47,14 +47,13 @@ import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import quote, urlsplit
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 import httpx
 import msal
 import requests
-from icalendar.timezone.windows_to_olson import WINDOWS_TO_OLSON
 from pydantic import field_validator, model_validator
 
 from hub.calendars import (
@@ -63,14 +62,16 @@ from hub.calendars import (
     CalendarSettings,
     CursorExpired,
     EventStatus,
+    NotNegative,
     Removed,
     SourceContext,
     SourceError,
     SyncResult,
     SyncWindow,
     occurrence_id,
+    zone_setting,
 )
-from hub.config import read_secret
+from hub.calendars import zone_name as calendar_zone_name
 from hub.errors import ConfigError
 from hub.mailparse import html_to_text
 
@@ -84,6 +85,17 @@ _RETRY_STATUSES = frozenset({429, 502, 503, 504})
 # Tenants that are not one organisation: no client credentials there.
 _MULTI_TENANTS = frozenset({"common", "organizations", "consumers"})
 _MAX_PAGES = 10_000
+_UTC_NAMES = ("tzone://microsoft/utc", "utc", "coordinated universal time")
+
+
+def zone_name(name: str | None) -> str | None:
+    """The IANA name for NAME (IANA, or a Windows name such as "Romance Standard Time").
+
+    Microsoft's names for UTC, in any case, give "UTC".
+    """
+    if name and name.strip().lower() in _UTC_NAMES:
+        return "UTC"
+    return calendar_zone_name(name)
 
 
 class GraphSettings(CalendarSettings):
@@ -108,27 +120,17 @@ class GraphSettings(CalendarSettings):
     # PEM bundle of CAs to trust instead of the system's (a TLS-inspecting proxy, tests).
     ca_file: str | None = None
     # Zone of events whose own zone Graph does not name (default UTC).
-    timezone: str | None = None
-    timeout: float = 30.0
+    timezone: Annotated[str | None, zone_setting(zone_name)] = None
+    timeout: NotNegative = 30.0
     page_size: int = 100
     # The delta range goes this far beyond the window, so a full round is needed that rarely.
-    lookahead_days: float = 7.0
+    lookahead_days: NotNegative = 7.0
     # 429/503 answers are retried this many times, waiting what Retry-After says, at most
     # max_retry_wait seconds (0 in tests); without Retry-After, 1 s then twice as long each time.
     retries: int = 4
-    max_retry_wait: float = 60.0
+    max_retry_wait: NotNegative = 60.0
     # Never write answers back (and ask only for Calendars.Read with a refresh token).
     read_only: bool = False
-
-    @field_validator("timezone")
-    @classmethod
-    def _check_zone(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        found = zone_name(value)
-        if found is None:
-            raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Europe/Paris)")
-        return found
 
     @field_validator("graph_base_url", "authority")
     @classmethod
@@ -143,13 +145,6 @@ class GraphSettings(CalendarSettings):
     def _check_page(cls, value: int) -> int:
         if not 1 <= value <= 1000:
             raise ValueError("must be between 1 and 1000")
-        return value
-
-    @field_validator("timeout", "max_retry_wait", "lookahead_days")
-    @classmethod
-    def _check_positive(cls, value: float) -> float:
-        if value < 0:
-            raise ValueError("must not be negative")
         return value
 
     @model_validator(mode="after")
@@ -178,21 +173,6 @@ class GraphSettings(CalendarSettings):
 
 
 # ---- time zones ---------------------------------------------------------------------------
-
-
-def zone_name(name: str | None) -> str | None:
-    """The IANA name for NAME (IANA, or a Windows name such as "Romance Standard Time")."""
-    if not name:
-        return None
-    name = name.strip()
-    if name.lower() in ("tzone://microsoft/utc", "utc", "coordinated universal time"):
-        return "UTC"
-    candidate = WINDOWS_TO_OLSON.get(name, name)
-    try:
-        ZoneInfo(candidate)
-    except (ZoneInfoNotFoundError, ValueError):
-        return None
-    return candidate
 
 
 def _naive(value: str) -> datetime:
@@ -475,11 +455,8 @@ class _SignIn:
         self.token_file = ctx.data_dir / "calendars" / f"graph-{safe}-{tag}.json"
 
     def _secret(self, name: str) -> str | None:
-        found = self.ctx.secrets.get(name)
-        if found is not None:
-            return found
         try:
-            return read_secret(self.settings, name, self.where)
+            return self.ctx.secret(self.settings, name)
         except ConfigError as exc:
             raise SourceError(str(exc)) from None
 

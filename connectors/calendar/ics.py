@@ -34,12 +34,11 @@ from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 from urllib.parse import unquote, urlsplit, urlunsplit
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 import httpx
 import icalendar
 import recurring_ical_events
-from icalendar.timezone.windows_to_olson import WINDOWS_TO_OLSON
 from pydantic import field_validator
 
 from hub.calendars import (
@@ -51,9 +50,11 @@ from hub.calendars import (
     SourceError,
     SyncResult,
     SyncWindow,
+    Timeout,
+    ZoneSetting,
     occurrence_id,
+    zone_name,
 )
-from hub.config import read_secret
 
 log = logging.getLogger("smshub.calendar.ics")
 
@@ -73,28 +74,6 @@ _USER_AGENT = "smshub/0.1 (calendar reminders)"
 
 
 # ---- time zones ---------------------------------------------------------------------------
-
-
-def zone_name(name: str | None) -> str | None:
-    """The IANA name for NAME (IANA, or a Windows name such as "Romance Standard Time")."""
-    if not name:
-        return None
-    name = name.strip()
-    candidate = WINDOWS_TO_OLSON.get(name, name)
-    try:
-        ZoneInfo(candidate)
-    except (ZoneInfoNotFoundError, ValueError):
-        return None
-    return candidate
-
-
-def _check_timezone(value: str | None) -> str | None:
-    if value is None:
-        return None
-    found = zone_name(value)
-    if found is None:
-        raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Europe/Paris)")
-    return found
 
 
 def calendar_timezone(cal: icalendar.Calendar, default: str | None = None) -> str:
@@ -414,9 +393,9 @@ class IcsSettings(CalendarSettings):
     password_env: str | None = None
     password_file: str | None = None
     # Seconds to wait for the server: to connect, and between two reads.
-    timeout: float = 30.0
+    timeout: Timeout = 30.0
     # Zone of floating times and all-day events when the file names none (X-WR-TIMEZONE).
-    timezone: str | None = None
+    timezone: ZoneSetting = None
     # A larger answer is refused (a misconfigured URL serving something huge).
     max_bytes: int = 50_000_000
 
@@ -429,18 +408,6 @@ class IcsSettings(CalendarSettings):
         scheme = urlsplit(value).scheme.lower()
         if scheme not in ("", "http", "https", "webcal", "webcals", "file"):
             raise ValueError(f"unsupported URL scheme {scheme!r}: use http(s)://, or a file path")
-        return value
-
-    @field_validator("timezone")
-    @classmethod
-    def _check_zone(cls, value: str | None) -> str | None:
-        return _check_timezone(value)
-
-    @field_validator("timeout")
-    @classmethod
-    def _check_timeout(cls, value: float) -> float:
-        if value <= 0:
-            raise ValueError("must be more than 0 seconds")
         return value
 
 
@@ -474,7 +441,6 @@ class IcsSource:
         self.settings = settings
         self.ctx = ctx
         self.name = ctx.name
-        self._where = ctx.name
         url = settings.url
         scheme = urlsplit(url).scheme.lower()
         self._path: Path | None = None
@@ -487,9 +453,7 @@ class IcsSource:
             self._path = Path(url).expanduser()
         self.url = url
         self.shown = str(self._path) if self._path is not None else display_url(url)
-        self._password = ctx.secrets.get("password") or read_secret(
-            settings, "password", self._where
-        )
+        self._password = ctx.secret(settings, "password")
         # Readable, and unique even for names that differ only in punctuation.
         tag = hashlib.sha256(f"{ctx.name}\n{url}".encode()).hexdigest()[:10]
         safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", ctx.name).strip("_")[:60] + "-" + tag

@@ -139,7 +139,7 @@ class SimulatorProvider:
     # -- sending ---------------------------------------------------------------------------
     async def send(self, sms: OutgoingSms) -> SendResult:
         key = sms.dedupe_key or sms.message_id
-        if key in self._sent:
+        if self.deduplicates and key in self._sent:
             return SendResult(SendOutcome.ACCEPTED, self._sent[key], detail="duplicate ignored")
         if sms.to in self.settings.reject_numbers:
             return SendResult(

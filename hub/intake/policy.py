@@ -12,6 +12,8 @@ import logging
 import threading
 import time
 from collections import defaultdict, deque
+from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -120,6 +122,44 @@ def _one_line(text: str, limit: int = 400) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+_TEMPORARY = "451 4.3.0 temporary failure; please try again later"
+
+
+class GroupCommit:
+    """Runs work items that arrive together as one batch, on the thread of whichever caller
+    found no batch running (leader/follower); every caller gets its own result."""
+
+    def __init__(self, run: Callable[[list[Any]], list[Any]], max_batch: int = 64) -> None:
+        self.run = run
+        self.max_batch = max_batch
+        self.lock = threading.Lock()
+        self.pending: list[tuple[Any, Future[Any]]] = []
+        self.running = False
+
+    def submit(self, item: Any) -> Any:
+        future: Future[Any] = Future()
+        with self.lock:
+            self.pending.append((item, future))
+            lead = not self.running
+            self.running = True
+        while lead:
+            with self.lock:
+                batch = self.pending[: self.max_batch]
+                del self.pending[: self.max_batch]
+                if not batch:
+                    self.running = False
+                    break
+            try:
+                results = self.run([item for item, _ in batch])
+                for (_, fut), result in zip(batch, results, strict=True):
+                    fut.set_result(result)
+            except BaseException as exc:  # never leave a follower waiting forever
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(exc)
+        return future.result()
+
+
 class IntakePolicy:
     """Decides about each mail; blocking (database), so doors call it from a worker thread."""
 
@@ -127,6 +167,7 @@ class IntakePolicy:
         self.engine = engine
         self.config = config
         self.per_sender = SlidingWindow(config.smtp.mails_per_sender_per_minute, 60.0)
+        self._batcher = GroupCommit(self._take_batch)
 
     # -- RCPT TO ----------------------------------------------------------------------------
     def check_rcpt(self, address: str, login: MailLogin | None) -> str | None:
@@ -287,112 +328,121 @@ class IntakePolicy:
             )
 
     def take(self, env: MailEnvelope) -> IntakeOutcome:
-        """Take one mail in: commit its raw bytes and its SMS together, or refuse it."""
-        try:
-            return self._take(env)
-        except Rejected as exc:
-            log.info("mail from %s refused: %s", env.mail_from, exc.reply)
-            return IntakeOutcome(accepted=False, reply=exc.reply)
-        except Exception:
-            log.exception("mail intake failed; the sender's server will retry")
-            return IntakeOutcome(
-                accepted=False, reply="451 4.3.0 temporary failure; please try again later"
-            )
+        """Take one mail in: commit its raw bytes and its SMS together, or refuse it.
 
-    def _take(self, env: MailEnvelope) -> IntakeOutcome:
-        sha = hashlib.sha256(env.raw).hexdigest()
-        for attempt in range(2):
-            try:
-                with session_scope(self.engine) as session:
-                    draft = self.read(session, env)
-                    assert isinstance(draft.request.account, int)
-                    dedupe = draft.parsed.message_id or sha
-                    existing = session.exec(
-                        select(InboundMail).where(
-                            InboundMail.account_id == draft.request.account,
-                            InboundMail.dedupe_key == dedupe,
-                        )
-                    ).first()
-                    if existing is not None:
-                        return IntakeOutcome(
-                            accepted=True,
-                            duplicate=True,
-                            mail_id=existing.id,
-                            reply=f"250 2.0.0 already received (mail {existing.id}); "
-                            "not sent again",
-                        )
-                    sender_key = (
-                        env.login.username
-                        if env.login
-                        else (draft.parsed.from_addr or env.mail_from)
-                    ).lower()
-                    if not self.per_sender.allow(sender_key):
-                        raise Rejected(
-                            f"450 4.7.1 {sender_key} sent more than "
-                            f"{self.config.smtp.mails_per_sender_per_minute} mails this "
-                            "minute; try again later"
-                        )
-                    self._hourly_budget(
-                        session, draft.request.account, len(draft.request.recipients)
-                    )
+        Mails arriving together share one transaction (group commit, each in its own
+        savepoint): one fsync and one lock for many, and still no 250 before the commit.
+        """
+        return self._batcher.submit(env)
+
+    def _take_batch(self, envs: list[MailEnvelope]) -> list[IntakeOutcome]:
+        outcomes: list[IntakeOutcome | None] = [None] * len(envs)
+        retry: list[int] = []
+        try:
+            with session_scope(self.engine) as session:
+                for index, env in enumerate(envs):
                     try:
-                        result = sending.submit_in(session, self.config, draft.request)
-                    except InsufficientCredits as exc:
-                        raise Rejected(f"550 5.7.1 {exc}") from None
-                    except AccountDisabled as exc:
-                        raise Rejected(f"550 5.7.1 {exc}") from None
-                    except (InvalidInput, HubError) as exc:
-                        raise Rejected(f"550 5.6.0 {_one_line(str(exc))}") from None
-                    if not result.accepted:
-                        reasons = "; ".join(f"{r.input}: {r.reason}" for r in result.recipients)
-                        raise Rejected(f"550 5.1.3 no SMS sent: {_one_line(reasons)}")
-                    mail = InboundMail(
-                        account_id=draft.request.account,
-                        intake_address_id=draft.intake.id if draft.intake else None,
-                        dedupe_key=dedupe,
-                        message_id=draft.parsed.message_id,
-                        sha256=sha,
-                        raw=env.raw,
-                        source=env.source,
-                        mail_from=env.mail_from[:255],
-                        rcpt_to="\n".join(env.rcpt_to),
-                        subject=draft.parsed.subject[:500],
-                        batch_id=result.batch_id,
-                        summary=summarize(result, draft.rejected),
-                    )
-                    session.add(mail)
-                    session.flush()
-                    assert mail.id is not None
-                    if (
-                        draft.intake is not None
-                        and draft.intake.confirm
-                        and self.config.smtp.confirmations
-                        and self.config.mail_out.enabled
-                    ):
-                        queue_confirmation(
-                            session,
-                            self.config,
-                            draft.parsed,
-                            result,
-                            draft.rejected,
-                            draft.request.account,
-                            mail.id,
-                            env.mail_from,
-                        )
-                    return IntakeOutcome(
-                        accepted=True,
-                        result=result,
-                        mail_id=mail.id,
-                        intake=draft.intake,
-                        parsed=draft.parsed,
-                        warnings=draft.warnings,
-                        reply=f"250 2.0.0 {_one_line(mail.summary)}",
-                    )
-            except IntegrityError:
-                # The same mail arrived twice at once; the second pass sees the first.
-                if attempt == 1:
-                    raise
-        raise AssertionError("unreachable")
+                        with session.begin_nested():
+                            outcomes[index] = self._take_in(session, env)
+                    except Rejected as exc:
+                        log.info("mail from %s refused: %s", env.mail_from, exc.reply)
+                        outcomes[index] = IntakeOutcome(accepted=False, reply=exc.reply)
+                    except IntegrityError:
+                        # The same mail committed meanwhile by another process: take it
+                        # again after this batch, when the first copy is visible.
+                        retry.append(index)
+                    except Exception:
+                        # One broken mail must not fail the others of its batch.
+                        log.exception("mail from %s could not be taken in", env.mail_from)
+                        outcomes[index] = IntakeOutcome(accepted=False, reply=_TEMPORARY)
+        except Exception:
+            log.exception("mail intake failed; the senders' servers will retry")
+            return [IntakeOutcome(accepted=False, reply=_TEMPORARY) for _ in envs]
+        for index in retry:
+            outcomes[index] = self._take_batch([envs[index]])[0]
+        return [o for o in outcomes if o is not None]
+
+    def _take_in(self, session: Session, env: MailEnvelope) -> IntakeOutcome:
+        sha = hashlib.sha256(env.raw).hexdigest()
+        draft = self.read(session, env)
+        assert isinstance(draft.request.account, int)
+        dedupe = draft.parsed.message_id or sha
+        existing = session.exec(
+            select(InboundMail).where(
+                InboundMail.account_id == draft.request.account,
+                InboundMail.dedupe_key == dedupe,
+            )
+        ).first()
+        if existing is not None:
+            return IntakeOutcome(
+                accepted=True,
+                duplicate=True,
+                mail_id=existing.id,
+                reply=f"250 2.0.0 already received (mail {existing.id}); not sent again",
+            )
+        sender_key = (
+            env.login.username if env.login else (draft.parsed.from_addr or env.mail_from)
+        ).lower()
+        if not self.per_sender.allow(sender_key):
+            raise Rejected(
+                f"450 4.7.1 {sender_key} sent more than "
+                f"{self.config.smtp.mails_per_sender_per_minute} mails this "
+                "minute; try again later"
+            )
+        self._hourly_budget(session, draft.request.account, len(draft.request.recipients))
+        try:
+            result = sending.submit_in(session, self.config, draft.request)
+        except InsufficientCredits as exc:
+            raise Rejected(f"550 5.7.1 {exc}") from None
+        except AccountDisabled as exc:
+            raise Rejected(f"550 5.7.1 {exc}") from None
+        except (InvalidInput, HubError) as exc:
+            raise Rejected(f"550 5.6.0 {_one_line(str(exc))}") from None
+        if not result.accepted:
+            reasons = "; ".join(f"{r.input}: {r.reason}" for r in result.recipients)
+            raise Rejected(f"550 5.1.3 no SMS sent: {_one_line(reasons)}")
+        mail = InboundMail(
+            account_id=draft.request.account,
+            intake_address_id=draft.intake.id if draft.intake else None,
+            dedupe_key=dedupe,
+            message_id=draft.parsed.message_id,
+            sha256=sha,
+            raw=env.raw,
+            source=env.source,
+            mail_from=env.mail_from[:255],
+            rcpt_to="\n".join(env.rcpt_to),
+            subject=draft.parsed.subject[:500],
+            batch_id=result.batch_id,
+            summary=summarize(result, draft.rejected),
+        )
+        session.add(mail)
+        session.flush()
+        assert mail.id is not None
+        if (
+            draft.intake is not None
+            and draft.intake.confirm
+            and self.config.smtp.confirmations
+            and self.config.mail_out.enabled
+        ):
+            queue_confirmation(
+                session,
+                self.config,
+                draft.parsed,
+                result,
+                draft.rejected,
+                draft.request.account,
+                mail.id,
+                env.mail_from,
+            )
+        return IntakeOutcome(
+            accepted=True,
+            result=result,
+            mail_id=mail.id,
+            intake=draft.intake,
+            parsed=draft.parsed,
+            warnings=draft.warnings,
+            reply=f"250 2.0.0 {_one_line(mail.summary)}",
+        )
 
     def preview(
         self, raw: bytes, rcpt_to: list[str] | None = None, account: str | None = None
