@@ -1004,6 +1004,7 @@ def main() -> None:
 def _register_subcommands() -> None:
     # Sub-command groups living in their own modules (they import helpers from here).
     from hub.cli_calendars import calendars_app, reminders_app
+    from hub.cli_contacts import campaigns_app, contacts_app, lists_app, templates_app
     from hub.cli_lists import invalid_app
     from hub.cli_webhooks import webhooks_app
 
@@ -1011,6 +1012,10 @@ def _register_subcommands() -> None:
     app.add_typer(reminders_app, name="reminders")
     app.add_typer(webhooks_app, name="webhooks")
     app.add_typer(invalid_app, name="invalid")
+    app.add_typer(contacts_app, name="contacts")
+    app.add_typer(lists_app, name="lists")
+    app.add_typer(templates_app, name="templates")
+    app.add_typer(campaigns_app, name="campaigns")
 
 
 _register_subcommands()

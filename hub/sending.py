@@ -8,7 +8,7 @@ credits → write one outbox row per recipient, all in one transaction.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -51,6 +51,15 @@ class SubmitRequest:
     idempotency_key: str | None = None
     # The one confirmation of an opt-out: the only SMS that may reach a blacklisted number.
     opt_out_notice: bool = False
+    # Personalised sends (merge fields): each recipient's own text, keyed by E.164;
+    # recipients not in it get TEXT. Every text gets its own opt-out mention, part count,
+    # cap and price; one that is too long or empty leaves only that recipient out.
+    texts: Mapping[str, str] | None = None
+    # The campaign these messages belong to (hub.campaigns).
+    campaign_id: int | None = None
+    # Charge nothing (the free test SMS of a template to the account's own number; the
+    # caller enforces who may and how often).
+    free: bool = False
 
 
 @dataclass
@@ -123,9 +132,14 @@ def submit_in(session: Session, config: Config, req: SubmitRequest) -> SubmitRes
     if req.type not in {t.value for t in MessageType}:
         raise InvalidInput(f"message type must be 'alert' or 'marketing', not {req.type!r}")
     sender = validate_sender(req.sender if req.sender is not None else account.default_sender)
-    # The opt-out mention is part of what is sent, so it is counted, capped and charged.
-    text = compliance.billable_text(req.text, sender, req.type, config.optout_mention)
-    info = check_text(config, text)
+
+    def billable(raw: str) -> tuple[str, segments.SegmentInfo]:
+        # The opt-out mention is part of what is sent, so it is counted, capped and charged.
+        final = compliance.billable_text(raw, sender, req.type, config.optout_mention)
+        return final, check_text(config, final)
+
+    # The common text; a personalised send checks it only if some recipient gets it.
+    base = billable(req.text) if req.texts is None else None
     if not req.recipients:
         raise InvalidInput("no recipient given; name at least one phone number")
     if len(req.recipients) > config.sending.max_recipients:
@@ -185,6 +199,18 @@ def submit_in(session: Session, config: Config, req: SubmitRequest) -> SubmitRes
             elif e164 in npai:
                 wanted.pop(e164).reason = "the number is on the account's invalid-number list"
 
+    bodies: dict[str, tuple[str, segments.SegmentInfo]] = {}
+    for e164 in list(wanted):
+        if req.texts is not None and e164 in req.texts:
+            try:
+                bodies[e164] = billable(req.texts[e164])
+            except InvalidInput as exc:
+                # Its merge fields made this one text unusable; the others go on.
+                wanted.pop(e164).reason = str(exc)
+        else:
+            base = base or billable(req.text)
+            bodies[e164] = base
+
     # One sender for the whole submission: refused in any recipient's country, refused.
     warnings = compliance.require_sender(sender, {countries[e164] for e164 in wanted})
 
@@ -206,7 +232,8 @@ def submit_in(session: Session, config: Config, req: SubmitRequest) -> SubmitRes
     rows = []
     marketing = req.type == MessageType.MARKETING.value and not req.opt_out_notice
     for e164, result in wanted.items():
-        cost = credits_for(config, countries[e164], info.segments)
+        text, info = bodies[e164]
+        cost = 0 if req.free else credits_for(config, countries[e164], info.segments)
         due = send_at
         if marketing:
             # Deferred to the recipient's next marketing hour, or OutsideMarketingHours
@@ -228,6 +255,7 @@ def submit_in(session: Session, config: Config, req: SubmitRequest) -> SubmitRes
             credits=cost,
             type=req.type,
             source=req.source,
+            campaign_id=req.campaign_id,
             status=MessageStatus.QUEUED.value,
             scheduled=scheduled or deferred,
             created_at=now,
@@ -242,23 +270,28 @@ def submit_in(session: Session, config: Config, req: SubmitRequest) -> SubmitRes
         result.credits = cost
         total += cost
 
+    # What the result reports: the common text's count or, for a personalised send, the
+    # count of the text that needs the most parts (each Message has its own).
+    shown = base[1] if base else None
+    if req.texts is not None and bodies:
+        shown = max((info for _, info in bodies.values()), key=lambda i: i.segments)
     balance = None
     if rows:
+        if req.texts is None and shown is not None:
+            note = f"{len(rows)} SMS x {shown.segments} part(s) via {req.source}"
+        else:
+            parts = sum(m.segments for m in rows)
+            note = f"{len(rows)} personalised SMS, {parts} part(s) via {req.source}"
         balance = credits.charge(
-            session,
-            payer,
-            total,
-            origin=account,
-            batch_id=batch_id,
-            note=f"{len(rows)} SMS x {info.segments} part(s) via {req.source}",
+            session, payer, total, origin=account, batch_id=batch_id, note=note
         )
         session.add_all(rows)
         session.flush()
     return SubmitResult(
         batch_id=batch_id,
         account=account.name,
-        encoding=info.encoding,
-        segments=info.segments,
+        encoding=shown.encoding if shown else "GSM-7",
+        segments=shown.segments if shown else 0,
         credits_charged=total,
         balance_after=balance,
         recipients=results,

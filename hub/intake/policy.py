@@ -22,11 +22,11 @@ from sqlalchemy import Engine, func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from hub import mailparse, sending
+from hub import contacts, mailparse, sending
 from hub.accounts import ancestors
 from hub.config import Config
 from hub.db import read_scope, session_scope
-from hub.errors import AccountDisabled, HubError, InsufficientCredits, InvalidInput
+from hub.errors import AccountDisabled, HubError, InsufficientCredits, InvalidInput, NotFound
 from hub.intake.addresses import (
     MailLogin,
     find_intake,
@@ -222,10 +222,9 @@ class IntakePolicy:
         domains = number_domains(session)
         from_address, _ = mailparse.numbers_from_addresses(env.rcpt_to, domains)
         numbers += from_address
-        for name in parts.lists:
-            rejected.append(
-                {"input": f"list:{name}", "reason": "contact lists are not available yet"}
-            )
+        # list:NAME sends to the members of the account's list (numbers only: a mail body
+        # is not a template, so merge fields are for campaigns).
+        numbers += _expand_lists(session, intake.account_id, parts.lists, rejected)
         if intake.kind == IntakeKind.SUBJECT:
             # With numbers in the address the subject is free text; here it is the list.
             rejected += [
@@ -236,6 +235,9 @@ class IntakePolicy:
                 }
                 for piece in parts.unknown
             ]
+        if not numbers and parts.lists:
+            reasons = "; ".join(f"{r['input']}: {r['reason']}" for r in rejected)
+            raise Rejected(f"550 5.1.3 no phone number to send to: {_one_line(reasons)}")
         if not numbers:
             raise Rejected(
                 "550 5.1.3 no phone number found in the subject "
@@ -452,24 +454,33 @@ class IntakePolicy:
 
         parsed = mailparse.parse_mail(raw)
         parts = mailparse.parse_subject(parsed.subject)
+        rejected: list[dict[str, str]] = []
+        members: list[str] = []
         with session_scope(self.engine) as session:
             domains = number_domains(session)
             region = self.config.hub.default_region
             if account:
                 from hub.accounts import get_account
 
-                region = get_account(session, account).default_region or region
+                acc = get_account(session, account)
+                region = acc.default_region or region
+                assert acc.id is not None
+                members = _expand_lists(session, acc.id, parts.lists, rejected)
+            else:
+                rejected += [
+                    {
+                        "input": f"list:{n}",
+                        "reason": "name the account (--account) to expand its contact lists",
+                    }
+                    for n in parts.lists
+                ]
         by_address, _ = mailparse.numbers_from_addresses(
             (rcpt_to or []) + parsed.to + parsed.cc, domains
         )
         recipients: list[str] = []
-        rejected = [
-            {"input": f"list:{n}", "reason": "contact lists are not available yet"}
-            for n in parts.lists
-        ]
         if not by_address:
             rejected += [{"input": u, "reason": "not a phone number"} for u in parts.unknown]
-        for raw_number in list(parts.numbers) + by_address:
+        for raw_number in list(parts.numbers) + members + by_address:
             info = phone.parse_number(raw_number, region)
             if not info.valid or info.e164 is None:
                 rejected.append({"input": raw_number, "reason": info.reason or "invalid"})
@@ -495,6 +506,25 @@ class IntakePolicy:
             "warnings": warnings,
             "tokens": {k: v for k, v in parts.tokens.items() if k != "pin"},
         }
+
+
+def _expand_lists(
+    session: Session, account_id: int, names: list[str], rejected: list[dict[str, str]]
+) -> list[str]:
+    """The numbers of the account's lists NAMES; unknown or empty lists go to REJECTED."""
+    numbers: list[str] = []
+    for name in names:
+        try:
+            members = contacts.list_members(session, account_id, name)
+        except NotFound:
+            rejected.append(
+                {"input": f"list:{name}", "reason": "no contact list of that name on this account"}
+            )
+            continue
+        if not members:
+            rejected.append({"input": f"list:{name}", "reason": "the list is empty"})
+        numbers += [number for number, _ in members]
+    return numbers
 
 
 def summarize(result: sending.SubmitResult, rejected: list[dict[str, str]]) -> str:
