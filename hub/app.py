@@ -57,6 +57,7 @@ class Hub:
                 name=name,
                 public_url=config.hub.public_url.rstrip("/"),
                 data_dir=config.hub.data_dir,
+                default_region=config.hub.default_region,
                 hub_client=self.hub_client,
                 emit=self.handle_events,
             )
@@ -71,6 +72,8 @@ class Hub:
         self.mail_outbox = MailOutbox(self.engine, sender) if sender is not None else None
         self.webhook_sender = WebhookSender(self.engine)
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._pending_events: list[tuple[Sequence[ProviderEvent], asyncio.Future[None]]] = []
+        self._flusher: asyncio.Task[None] | None = None
 
     async def start(self, *, dispatcher: bool | None = None, background: bool = True) -> None:
         """Start providers and (unless disabled) the dispatcher.
@@ -120,10 +123,38 @@ class Hub:
             self.mail_outbox.wake()
 
     async def handle_events(self, events: Sequence[ProviderEvent]) -> None:
-        """Store normalized provider events (the sink of every callback view)."""
-        await asyncio.to_thread(apply_events, self.engine, events, self.policy)
+        """Store normalized provider events (the sink of every callback view).
+
+        Callbacks arriving together are stored in one transaction (one commit for many
+        reports); each caller still returns only once its own events are committed.
+        """
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending_events.append((events, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush_events(), name="store-events")
+        await future
         # Reports and inbound SMS may have queued webhooks: post them now, not at the next poll.
         self.webhook_sender.wake()
+
+    async def _flush_events(self) -> None:
+        while self._pending_events:
+            batch = self._pending_events[:500]
+            del self._pending_events[:500]
+            merged = [event for events, _ in batch for event in events]
+            try:
+                await asyncio.to_thread(apply_events, self.engine, merged, self.policy)
+            except Exception:
+                # Store each callback alone, so only the one that fails gets its 500.
+                for events, future in batch:
+                    try:
+                        await asyncio.to_thread(apply_events, self.engine, events, self.policy)
+                    except Exception as exc:
+                        future.set_exception(exc)
+                    else:
+                        future.set_result(None)
+                continue
+            for _, future in batch:
+                future.set_result(None)
 
     def ensure_default_account(self) -> Account | None:
         """On an empty database, create account 'main' with welcome credits to try the hub."""

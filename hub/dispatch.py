@@ -62,6 +62,7 @@ class ProviderSlot:
     # Consecutive outages; the provider is skipped until `down_until` passes.
     failures: int = 0
     down_until: float = 0.0
+    last_detail: str = ""
 
 
 @dataclass
@@ -207,7 +208,10 @@ class Dispatcher:
         last_detail = ""
         for slot in route:
             if slot.down_until > time.monotonic():
-                last_detail = f"{slot.provider.name} is marked down after repeated failures"
+                last_detail = (
+                    f"{slot.provider.name} is marked down after repeated failures "
+                    f"(last: {slot.last_detail or 'unknown'})"
+                )
                 continue
             result = await self._call(slot, sms)
             SMS_RESULTS.labels(provider=slot.provider.name, outcome=result.outcome.value).inc()
@@ -241,6 +245,7 @@ class Dispatcher:
                 # Stop hammering a provider that keeps failing; try it again a little later.
                 slot.down_until = time.monotonic() + min(60.0, 2.0 * slot.failures)
             last_detail = f"{slot.provider.name}: {result.detail or 'temporary failure'}"
+            slot.last_detail = result.detail
         return self._retry_or_fail(message, route[-1].provider.name, last_detail)
 
     def _outside_marketing_hours(self, message: Claimed) -> Outcome | None:

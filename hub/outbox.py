@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, bindparam
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
 from hub import credits, webhooks
@@ -109,7 +110,22 @@ def _events(session: Session, rows: Sequence[dict[str, object]]) -> None:
 
 
 def record_outcomes(engine: Engine, worker: str, outcomes: Sequence[Outcome]) -> None:
-    """Write what happened to a batch of claimed messages in one transaction."""
+    """Write what happened to a batch of claimed messages in one transaction.
+
+    A PostgreSQL deadlock (a report updating the same rows) rolls the whole batch back, so it
+    is simply written again: losing it would turn messages the provider took into `unknown`.
+    """
+    for attempt in range(5):
+        try:
+            _record_outcomes(engine, worker, outcomes)
+            return
+        except OperationalError as exc:
+            if getattr(exc.orig, "sqlstate", None) != "40P01" or attempt == 4:
+                raise
+            log.warning("deadlock while recording %d outcomes; writing them again", len(outcomes))
+
+
+def _record_outcomes(engine: Engine, worker: str, outcomes: Sequence[Outcome]) -> None:
     if not outcomes:
         return
     now = utcnow()

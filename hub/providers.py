@@ -114,6 +114,8 @@ class ProviderContext:
     name: str
     public_url: str  # base URL where the hub's callback routes are reachable
     data_dir: Path
+    # Country for numbers a provider reports without their country code.
+    default_region: str = "FR"
     # Posts to the hub's own HTTP routes in-process (simulator callbacks use it).
     hub_client: httpx.AsyncClient | None = None
     # Stores normalized events; for providers that push reports over their own connection

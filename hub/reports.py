@@ -56,7 +56,10 @@ def _find_messages(session: Session, reports: Sequence[DeliveryReport]) -> dict[
         )
     if not conditions:
         return {}
-    found = session.exec(select(Message).where(or_(*conditions))).all()
+    # Locked in id order, as the dispatcher's updates are: never a deadlock between them.
+    found = session.exec(
+        select(Message).where(or_(*conditions)).order_by(col(Message.id)).with_for_update()
+    ).all()
     by_id = {m.id: m for m in found}
     by_ref = {(m.provider, m.provider_message_id): m for m in found}
     matched: dict[int, Message] = {}
@@ -176,7 +179,8 @@ def _store(session: Session, events: Sequence[ProviderEvent], policy: ReportPoli
             (p, k)
             for p, k in session.execute(
                 select(MessageEvent.provider, MessageEvent.event_key).where(
-                    col(MessageEvent.event_key).in_({k for _, k in keys})
+                    col(MessageEvent.provider).in_({p for p, _ in keys}),
+                    col(MessageEvent.event_key).in_({k for _, k in keys}),
                 )
             ).all()
         }
