@@ -51,6 +51,9 @@ class SendBody(BaseModel):
     type: Literal["alert", "marketing"] = "alert"
     send_at: datetime | None = Field(None, description="ISO 8601 time to send; omitted: now")
     account: str | None = Field(None, description="A sub-account to send as (default: yours)")
+    shorten_links: bool = Field(
+        False, description="Replace each URL by a short link per recipient (clicks counted)"
+    )
 
 
 class Caller(BaseModel):
@@ -141,6 +144,7 @@ def create_api(hub: "Hub") -> FastAPI:
             send_at=body.send_at,
             source="api",
             idempotency_key=key,
+            shorten_links=body.shorten_links,
         )
         result = await asyncio.to_thread(hub.submit, request)
         return result.to_dict()
@@ -273,4 +277,7 @@ def create_api(hub: "Hub") -> FastAPI:
         CALLBACKS.labels(provider=provider, kind=kind, status=str(status)).inc()
         return Response(body, status_code=status, media_type=content_type)
 
+    from hub.api_links import links_router
+
+    app.include_router(links_router(hub))
     return app

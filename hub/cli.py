@@ -365,7 +365,7 @@ def accounts_credit(
     """Add AMOUNT credits to an account (a top-up)."""
     from hub.credits import top_up
 
-    balance = run_db(lambda s: top_up(s, name, amount, note))
+    balance = run_db(lambda s: top_up(s, name, amount, note, config=get_config()))
     typer.echo(f"{name}: +{amount} credits, balance {balance}")
 
 
@@ -374,7 +374,7 @@ def accounts_transfer(source: str, target: str, amount: int) -> None:
     """Move AMOUNT credits from an account to its sub-account (or back)."""
     from hub.credits import transfer
 
-    balance = run_db(lambda s: transfer(s, source, target, amount))
+    balance = run_db(lambda s: transfer(s, source, target, amount, config=get_config()))
     typer.echo(f"moved {amount} credits from {source} to {target}; {target} has {balance}")
 
 
@@ -383,7 +383,7 @@ def accounts_reset(name: str) -> None:
     """Give a sub-account's whole balance back to its parent."""
     from hub.credits import reset
 
-    moved = run_db(lambda s: reset(s, name))
+    moved = run_db(lambda s: reset(s, name, config=get_config()))
     typer.echo(f"returned {moved} credits from {name} to its parent")
 
 
@@ -1003,8 +1003,10 @@ def main() -> None:
 
 def _register_subcommands() -> None:
     # Sub-command groups living in their own modules (they import helpers from here).
+    from hub.cli_alerts import accounts_alert
     from hub.cli_calendars import calendars_app, reminders_app
     from hub.cli_contacts import campaigns_app, contacts_app, lists_app, templates_app
+    from hub.cli_links import files_app, links_app
     from hub.cli_lists import invalid_app
     from hub.cli_webhooks import webhooks_app
 
@@ -1012,6 +1014,9 @@ def _register_subcommands() -> None:
     app.add_typer(reminders_app, name="reminders")
     app.add_typer(webhooks_app, name="webhooks")
     app.add_typer(invalid_app, name="invalid")
+    app.add_typer(files_app, name="files")
+    app.add_typer(links_app, name="links")
+    accounts_app.command("alert")(accounts_alert)
     app.add_typer(contacts_app, name="contacts")
     app.add_typer(lists_app, name="lists")
     app.add_typer(templates_app, name="templates")

@@ -184,6 +184,12 @@ class InboundSection(Section):
     cancel_keywords: list[str] = ["NON", "NO", "N", "NEIN", "ANNULE", "ANNULER"]
 
 
+class LinksSection(Section):
+    # Largest file (API upload, CLI upload or mail attachment) hosted behind a short link,
+    # in bytes; larger ones are refused with the limit in the message.
+    max_file_size: int = Field(5 * 1024 * 1024, ge=1024)
+
+
 class RoutingSection(Section):
     # Providers tried in order for every account that sets no route of its own.
     default: list[str] = ["simulator"]
@@ -199,6 +205,7 @@ class Config(Section):
     smtp: SmtpSection = SmtpSection()
     mail_out: MailOutSection = MailOutSection()
     inbound: InboundSection = InboundSection()
+    links: LinksSection = LinksSection()
     # When marketing SMS may go out, in the recipient's local time.
     marketing_hours: MarketingHours = MarketingHours()
     # The opt-out mention appended to marketing SMS from a named sender.

@@ -7,12 +7,18 @@ both apply atomically, and the ledger row is written in the same transaction.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from sqlalchemy import func, text
 from sqlmodel import Session, col, select
 
+from hub import alerts
 from hub.accounts import ancestors, get_account
 from hub.errors import ConflictError, InsufficientCredits, InvalidInput
 from hub.models import Account, CreditMode, LedgerEntry, LedgerKind
+
+if TYPE_CHECKING:
+    from hub.config import Config
 
 _APPLY = text(
     "UPDATE accounts SET balance = balance + :delta "
@@ -30,7 +36,13 @@ def _apply(
     message_id: str | None = None,
     batch_id: str | None = None,
     note: str = "",
+    config: Config | None = None,
 ) -> int:
+    """Change ACCOUNT's balance by DELTA with its ledger row, then check its balance alert.
+
+    CONFIG lets a crossing of the alert threshold send the alert right away; without it the
+    change can only re-arm the alert (see hub.alerts).
+    """
     row = session.execute(_APPLY, {"delta": delta, "id": account.id}).first()
     if row is None:
         current = session.execute(
@@ -57,6 +69,8 @@ def _apply(
     account.balance = balance
     # The ORM copy is now stale on purpose-built columns; keep it from writing back.
     session.expire(account, ["balance"])
+    # Same transaction as the change: an alert exists exactly when the crossing does.
+    alerts.check_balance(session, config, account)
     return balance
 
 
@@ -65,7 +79,9 @@ def _positive(amount: int) -> None:
         raise InvalidInput(f"the amount must be a positive number of credits, not {amount}")
 
 
-def top_up(session: Session, ref: str | int, amount: int, note: str = "") -> int:
+def top_up(
+    session: Session, ref: str | int, amount: int, note: str = "", *, config: Config | None = None
+) -> int:
     """Add credits to a limited account; returns the new balance."""
     _positive(amount)
     account = get_account(session, ref)
@@ -73,11 +89,20 @@ def top_up(session: Session, ref: str | int, amount: int, note: str = "") -> int
         raise ConflictError(
             f"account {account.name!r} is unlimited and draws from its parent; top up the parent"
         )
-    return _apply(session, account, amount, LedgerKind.TOPUP, note=note)
+    return _apply(session, account, amount, LedgerKind.TOPUP, note=note, config=config)
 
 
-def transfer(session: Session, source: str | int, target: str | int, amount: int) -> int:
-    """Move credits from an account to one of its limited sub-accounts (or back up)."""
+def transfer(
+    session: Session,
+    source: str | int,
+    target: str | int,
+    amount: int,
+    *,
+    config: Config | None = None,
+) -> int:
+    """Move credits from an account to one of its limited sub-accounts (or back up).
+
+    With CONFIG, a source that falls below its alert threshold is alerted."""
     _positive(amount)
     src = get_account(session, source)
     dst = get_account(session, target)
@@ -89,11 +114,11 @@ def transfer(session: Session, source: str | int, target: str | int, amount: int
     for acc in (src, dst):
         if acc.credit_mode != CreditMode.LIMITED:
             raise ConflictError(f"account {acc.name!r} is unlimited and has no balance of its own")
-    _apply(session, src, -amount, LedgerKind.TRANSFER_OUT, origin=dst)
-    return _apply(session, dst, amount, LedgerKind.TRANSFER_IN, origin=src)
+    _apply(session, src, -amount, LedgerKind.TRANSFER_OUT, origin=dst, config=config)
+    return _apply(session, dst, amount, LedgerKind.TRANSFER_IN, origin=src, config=config)
 
 
-def reset(session: Session, ref: str | int) -> int:
+def reset(session: Session, ref: str | int, *, config: Config | None = None) -> int:
     """Give a sub-account's whole balance back to its parent; returns the amount moved."""
     sub = get_account(session, ref)
     if sub.parent_id is None:
@@ -103,34 +128,64 @@ def reset(session: Session, ref: str | int) -> int:
     amount = sub.balance
     if amount <= 0:
         return 0
-    _apply(session, sub, -amount, LedgerKind.RESET_OUT, origin=parent)
-    _apply(session, parent, amount, LedgerKind.RESET_IN, origin=sub)
+    _apply(session, sub, -amount, LedgerKind.RESET_OUT, origin=parent, config=config)
+    _apply(session, parent, amount, LedgerKind.RESET_IN, origin=sub, config=config)
     return amount
 
 
 def charge(
-    session: Session, payer: Account, amount: int, *, origin: Account, batch_id: str, note: str = ""
+    session: Session,
+    payer: Account,
+    amount: int,
+    *,
+    origin: Account,
+    batch_id: str,
+    note: str = "",
+    config: Config | None = None,
 ) -> int:
-    """Take AMOUNT credits from PAYER for a send by ORIGIN; raises InsufficientCredits."""
+    """Take AMOUNT credits from PAYER for a send by ORIGIN; raises InsufficientCredits.
+
+    With CONFIG, a charge that takes PAYER below its alert threshold sends the alert."""
     if amount == 0:
         session.refresh(payer)
         return payer.balance
     return _apply(
-        session, payer, -amount, LedgerKind.CHARGE, origin=origin, batch_id=batch_id, note=note
+        session,
+        payer,
+        -amount,
+        LedgerKind.CHARGE,
+        origin=origin,
+        batch_id=batch_id,
+        note=note,
+        config=config,
     )
 
 
 def refund(
-    session: Session, payer_id: int, amount: int, *, origin_id: int, message_id: str, note: str
+    session: Session,
+    payer_id: int,
+    amount: int,
+    *,
+    origin_id: int,
+    message_id: str,
+    note: str,
+    config: Config | None = None,
 ) -> int:
-    """Give back AMOUNT credits for a message that will never be sent."""
+    """Give back AMOUNT credits for a message that will never be sent (re-arms alerts)."""
     payer = session.get(Account, payer_id)
     origin = session.get(Account, origin_id)
     assert payer is not None
     if amount <= 0:
         return payer.balance
     return _apply(
-        session, payer, amount, LedgerKind.REFUND, origin=origin, message_id=message_id, note=note
+        session,
+        payer,
+        amount,
+        LedgerKind.REFUND,
+        origin=origin,
+        message_id=message_id,
+        note=note,
+        config=config,
     )
 
 

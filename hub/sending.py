@@ -17,7 +17,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from hub import compliance, credits, phone, segments
+from hub import compliance, credits, links, phone, segments
 from hub.accounts import ancestors, funding_account, get_account
 from hub.config import Config
 from hub.db import session_scope
@@ -60,6 +60,9 @@ class SubmitRequest:
     # Charge nothing (the free test SMS of a template to the account's own number; the
     # caller enforces who may and how often).
     free: bool = False
+    # Replace every http(s) URL of the text by a short link of each recipient's own, so a
+    # click tells which number clicked (hub.links).
+    shorten_links: bool = False
 
 
 @dataclass
@@ -136,7 +139,10 @@ def submit_in(session: Session, config: Config, req: SubmitRequest) -> SubmitRes
     def billable(raw: str) -> tuple[str, segments.SegmentInfo]:
         # The opt-out mention is part of what is sent, so it is counted, capped and charged.
         final = compliance.billable_text(raw, sender, req.type, config.optout_mention)
-        return final, check_text(config, final)
+        # Short links all have one length: the text with placeholder codes counts (and is
+        # charged) exactly as each recipient's personalised text will.
+        counted = links.preview_text(config, final) if req.shorten_links else final
+        return final, check_text(config, counted)
 
     # The common text; a personalised send checks it only if some recipient gets it.
     base = billable(req.text) if req.texts is None else None
@@ -242,7 +248,13 @@ def submit_in(session: Session, config: Config, req: SubmitRequest) -> SubmitRes
                 send_at, countries[e164], config.marketing_hours, number=e164
             )
         deferred = due > send_at
+        message_id = new_id()
+        if req.shorten_links:
+            text = links.personalize_links(
+                session, account.id, text, e164, message_id, config=config
+            )
         message = Message(
+            id=message_id,
             account_id=account.id,
             charged_account_id=payer.id,
             batch_id=batch_id,
@@ -283,7 +295,7 @@ def submit_in(session: Session, config: Config, req: SubmitRequest) -> SubmitRes
             parts = sum(m.segments for m in rows)
             note = f"{len(rows)} personalised SMS, {parts} part(s) via {req.source}"
         balance = credits.charge(
-            session, payer, total, origin=account, batch_id=batch_id, note=note
+            session, payer, total, origin=account, batch_id=batch_id, note=note, config=config
         )
         session.add_all(rows)
         session.flush()

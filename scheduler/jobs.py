@@ -39,7 +39,19 @@ def start_scheduler(hub: Hub) -> AsyncIOScheduler:
 
         await sync_due(hub.engine, hub.config)
 
+    async def check_alerts() -> None:
+        # Catches balance crossings made by paths that do not check alerts themselves.
+        if not await asyncio.to_thread(leader.acquire):
+            return
+        from hub.alerts import check_all
+
+        if await asyncio.to_thread(check_all, hub.engine, hub.config) and hub.mail_outbox:
+            hub.mail_outbox.wake()
+
     scheduler = AsyncIOScheduler(timezone="UTC")
+    scheduler.add_job(
+        check_alerts, "interval", minutes=5, id="balance-alerts", max_instances=1, coalesce=True
+    )
     scheduler.add_job(
         sync_calendars, "interval", minutes=1, id="sync-calendars", max_instances=1, coalesce=True
     )

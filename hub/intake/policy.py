@@ -22,7 +22,7 @@ from sqlalchemy import Engine, func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from hub import contacts, mailparse, sending
+from hub import contacts, links, mailparse, sending
 from hub.accounts import ancestors
 from hub.config import Config
 from hub.db import read_scope, session_scope
@@ -42,9 +42,6 @@ from hub.replytokens import is_reply_address
 from hub.timeutil import utcnow
 
 log = logging.getLogger("smshub.intake")
-
-# Documents cannot go by SMS yet; images are usually signature logos and are left out.
-_IGNORED_ATTACHMENT_PREFIX = "image/"
 
 
 @dataclass(frozen=True)
@@ -94,6 +91,8 @@ class Draft:
     request: sending.SubmitRequest
     rejected: list[dict[str, str]]
     warnings: list[str]
+    # Attachments to host and link in the SMS, once the mail is known not to be a duplicate.
+    files: list[links.MailAttachment] = field(default_factory=list)
 
 
 class SlidingWindow:
@@ -244,20 +243,21 @@ class IntakePolicy:
                 f"'{_one_line(parsed.subject, 80)}': write the numbers in the subject, "
                 "separated by commas"
             )
-        documents = [
-            a
-            for a in parsed.attachments
-            if not a.content_type.startswith(_IGNORED_ATTACHMENT_PREFIX)
-        ]
-        if documents:
-            names = ", ".join(a.filename or a.content_type for a in documents)
+        # PNG/GIF/JPEG/PDF attachments go as short links appended to the text; images the
+        # body shows inline are signature logos and are left out.
+        files, problems, logos = links.check_attachments(
+            self.config, links.mail_attachments(env.raw)
+        )
+        if problems:
             raise Rejected(
-                f"550 5.6.0 attachments cannot be sent by SMS yet ({names}); send the text only"
+                "550 5.6.0 only PNG, GIF, JPEG and PDF attachments can be sent by SMS (as "
+                f"links): {'; '.join(problems)}; remove it or send it another way"
             )
-        for image in parsed.attachments:
-            if image not in documents:
-                warnings.append(f"image {image.filename or image.content_type} left out")
-        if not parsed.text.strip():
+        linked = {f"attachment {f.label} ignored" for f in files}
+        warnings = [w for w in warnings if w not in linked]
+        warnings += [f"{f.label} sent as a link" for f in files]
+        warnings += [f"image {name} left out" for name in logos]
+        if not parsed.text.strip() and not files:
             raise Rejected("550 5.6.0 the mail has no text: write the SMS in the body")
         account = session.get(Account, intake.account_id)
         assert account is not None and account.id is not None
@@ -271,7 +271,7 @@ class IntakePolicy:
             source="mail",
             idempotency_key=f"mail:{account.id}:{key}",
         )
-        return Draft(intake, parsed, request, rejected, warnings)
+        return Draft(intake, parsed, request, rejected, warnings, files)
 
     def _authorize(
         self,
@@ -392,6 +392,12 @@ class IntakePolicy:
                 "minute; try again later"
             )
         self._hourly_budget(session, draft.request.account, len(draft.request.recipients))
+        if draft.files:
+            # Hosted only now, after the duplicate check: a mail sent twice hosts nothing
+            # twice. The links are in the text submit counts, so they are charged.
+            draft.request.text = links.attach_files(
+                session, self.config, draft.request.account, draft.request.text, draft.files
+            )
         try:
             result = sending.submit_in(session, self.config, draft.request)
         except InsufficientCredits as exc:
@@ -490,8 +496,12 @@ class IntakePolicy:
                 )
             elif info.e164 not in recipients:
                 recipients.append(info.e164)
-        count = segments.count(parsed.text)
-        warnings = list(parsed.warnings)
+        files, problems, _ = links.check_attachments(self.config, links.mail_attachments(raw))
+        # Each file adds a short link of fixed length: shown with a placeholder code.
+        placeholder = links.short_url(self.config, "x" * links.CODE_LENGTH)
+        text = links.with_links(parsed.text, [placeholder] * len(files)) if files else parsed.text
+        count = segments.count(text)
+        warnings = list(parsed.warnings) + [f"not sendable: {p}" for p in problems]
         if count.segments > self.config.sending.max_parts:
             warnings.append(
                 f"the text needs {count.segments} parts; the limit is "
@@ -499,7 +509,7 @@ class IntakePolicy:
             )
         return {
             "recipients": recipients,
-            "text": parsed.text,
+            "text": text,
             "segments": count.segments,
             "encoding": count.encoding,
             "rejected": rejected,

@@ -1,0 +1,250 @@
+"""HTTP routes of short links and hosted files: the public ``/s/CODE`` and the ``/v1`` API.
+
+``GET /s/CODE`` is public (whoever has the SMS has the link); everything under ``/v1`` needs
+an API token, as in hub/api.py.
+"""
+
+# No `from __future__ import annotations` here: FastAPI resolves route annotations at
+# runtime, and the dependency aliases live inside links_router().
+
+import asyncio
+import html
+from typing import TYPE_CHECKING, Annotated, Any
+
+from fastapi import APIRouter, Depends, File, Form, Header, HTTPException, Request, UploadFile
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from pydantic import BaseModel, Field
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from hub import links
+from hub.accounts import authenticate
+from hub.db import session_scope
+from hub.errors import NotFound
+from hub.models import Account, HostedFile, LinkClick
+from hub.timeutil import as_utc
+
+if TYPE_CHECKING:
+    from hub.api import Caller
+    from hub.app import Hub
+
+_NOT_FOUND_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Link not found</title></head>
+<body style="font-family: sans-serif; margin: 2em">
+<h1>This link does not exist</h1>
+<p>The address <code>{path}</code> is not a link of this service. Check that it was copied
+whole from the message; links are case-sensitive.</p>
+</body></html>
+"""
+
+# Served files must never be taken for something else (HTML, script) by a browser.
+_FILE_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "private, no-store",
+}
+
+
+class LinkBody(BaseModel):
+    url: str = Field(description="The http(s) URL the short link redirects to")
+    account: str | None = Field(None, description="A sub-account to own it (default: yours)")
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    # The same shape as hub/api.py's HubError answers.
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def _in_scope(session: Session, who: "Caller", name: str | None) -> Account:
+    """The caller's account, or the named one if it is among the caller's sub-accounts."""
+    if not name or name == who.account_name:
+        account = session.get(Account, who.account_id)
+    else:
+        account = session.exec(select(Account).where(Account.name == name)).first()
+        if account is None or account.id not in who.scope:
+            raise NotFound(f"no account named {name!r} among yours")
+    assert account is not None and account.id is not None
+    return account
+
+
+def links_router(hub: "Hub") -> APIRouter:
+    """The routes of short links and hosted files for HUB (include it in the API app)."""
+    # Imported here, not at the top: hub.api includes this router while it is being built.
+    from hub.api import Caller
+
+    router = APIRouter()
+    config = hub.config
+
+    def _caller(token: str) -> Caller:
+        with session_scope(hub.engine) as session:
+            account = authenticate(session, token)
+            if account is None:
+                raise HTTPException(
+                    401, "unknown or revoked API token", headers={"WWW-Authenticate": "Bearer"}
+                )
+            assert account.id is not None
+            return Caller(
+                account_id=account.id,
+                account_name=account.name,
+                scope=links.account_scope(session, account),
+            )
+
+    async def caller(authorization: Annotated[str | None, Header()] = None) -> Caller:
+        if not authorization or not authorization.lower().startswith("bearer "):
+            raise HTTPException(
+                401,
+                "send 'Authorization: Bearer <token>' (create one with "
+                "`smshub tokens create ACCOUNT`)",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        return await asyncio.to_thread(_caller, authorization[7:].strip())
+
+    CallerDep = Annotated[Caller, Depends(caller)]
+
+    # -- the public side ------------------------------------------------------------------------
+    async def follow(code: str, request: Request, user_agent: str) -> Response:
+        # A HEAD is a link preview or a checker, not a person clicking: answered, not counted.
+        counted = request.method == "GET"
+
+        def _open() -> tuple[str, Any] | None:
+            with session_scope(hub.engine) as session:
+                link = links.resolve(session, code)
+                if link is None:
+                    return None
+                hosted = None
+                if link.file_id is not None:
+                    hosted = session.get(HostedFile, link.file_id)
+                    if hosted is None:
+                        return None
+                if counted:
+                    links.record_click(session, config, link, user_agent)
+                if hosted is not None:
+                    return "file", (hosted.data, hosted.content_type, hosted.name)
+                return "redirect", link.target_url
+
+        found = await asyncio.to_thread(_open)
+        if found is None:
+            page = _NOT_FOUND_PAGE.format(path=html.escape(request.url.path))
+            return HTMLResponse(page, status_code=404)
+        if counted:
+            # The click may have queued a link.clicked webhook: post it now.
+            hub.webhook_sender.wake()
+        kind, value = found
+        if kind == "file":
+            data, content_type, name = value
+            return Response(
+                data,
+                media_type=content_type,
+                headers={"Content-Disposition": links.content_disposition(name), **_FILE_HEADERS},
+            )
+        return RedirectResponse(
+            value,
+            status_code=302,
+            headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
+        )
+
+    @router.get("/s/{code}", tags=["links"], response_class=Response)
+    async def open_link(
+        code: str, request: Request, user_agent: Annotated[str, Header()] = ""
+    ) -> Response:
+        """Follow a short link: redirect to its URL or show its file; counts the click."""
+        return await follow(code, request, user_agent)
+
+    @router.head("/s/{code}", include_in_schema=False, response_class=Response)
+    async def peek_link(
+        code: str, request: Request, user_agent: Annotated[str, Header()] = ""
+    ) -> Response:
+        return await follow(code, request, user_agent)
+
+    # -- files ----------------------------------------------------------------------------------
+    @router.post("/v1/files", status_code=201, tags=["links"], response_model=None)
+    async def upload_file(
+        who: CallerDep,
+        file: Annotated[UploadFile, File(description="A PNG, GIF, JPEG or PDF file")],
+        account: Annotated[str | None, Form(description="A sub-account to own it")] = None,
+    ) -> dict[str, Any] | JSONResponse:
+        """Host a file and give it a short link (the type is read from the content)."""
+        limit = links.max_file_size(config)
+        # Read one byte past the limit: enough to know it is too large, never the whole file.
+        data = await file.read(limit + 1)
+        name = file.filename or ""
+
+        def _upload() -> dict[str, Any]:
+            with session_scope(hub.engine) as session:
+                owner = _in_scope(session, who, account)
+                assert owner.id is not None
+                hosted, link = links.upload(session, config, owner.id, name, data)
+                return links.file_view(config, hosted, link)
+
+        try:
+            return await asyncio.to_thread(_upload)
+        except links.FileTooLarge as exc:
+            return _error(413, str(exc))
+        except links.UnsupportedFile as exc:
+            return _error(415, str(exc))
+
+    @router.get("/v1/files/{file_id}", tags=["links"], response_class=Response)
+    async def download_file(file_id: int, who: CallerDep) -> Response:
+        """A hosted file of yours (or of a sub-account), as it is served."""
+
+        def _get() -> tuple[bytes, str, str]:
+            with session_scope(hub.engine) as session:
+                hosted = session.get(HostedFile, file_id)
+                if hosted is None or hosted.account_id not in who.scope:
+                    raise NotFound(f"no file {file_id}")
+                return hosted.data, hosted.content_type, hosted.name
+
+        data, content_type, name = await asyncio.to_thread(_get)
+        return Response(
+            data,
+            media_type=content_type,
+            headers={"Content-Disposition": links.content_disposition(name), **_FILE_HEADERS},
+        )
+
+    # -- links ----------------------------------------------------------------------------------
+    @router.post("/v1/links", status_code=201, tags=["links"])
+    async def create_link(body: LinkBody, who: CallerDep) -> dict[str, Any]:
+        """A short link to a URL; its clicks are counted (and sent as link.clicked webhooks)."""
+
+        def _create() -> dict[str, Any]:
+            with session_scope(hub.engine) as session:
+                owner = _in_scope(session, who, body.account)
+                assert owner.id is not None
+                return links.link_view(config, links.shorten(session, owner.id, body.url), 0)
+
+        return await asyncio.to_thread(_create)
+
+    @router.get("/v1/links/{code}", tags=["links"])
+    async def get_link(code: str, who: CallerDep) -> dict[str, Any]:
+        """A short link of yours with its clicks, newest first (at most 1000)."""
+
+        def _get() -> dict[str, Any]:
+            with session_scope(hub.engine) as session:
+                link = links.resolve(session, code)
+                if link is None or link.account_id not in who.scope:
+                    raise NotFound(f"no short link {code!r}")
+                total = session.exec(
+                    select(func.count()).select_from(LinkClick).where(LinkClick.link_id == link.id)
+                ).one()
+                clicks = session.exec(
+                    select(LinkClick)
+                    .where(LinkClick.link_id == link.id)
+                    .order_by(col(LinkClick.id).desc())
+                    .limit(1000)
+                ).all()
+                data = links.link_view(config, link, int(total))
+                data["click_list"] = [
+                    {
+                        "number": c.number,
+                        "user_agent": c.user_agent,
+                        "at": as_utc(c.clicked_at).isoformat(),
+                    }
+                    for c in clicks
+                ]
+                return data
+
+        return await asyncio.to_thread(_get)
+
+    return router
