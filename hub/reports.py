@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Engine, and_, or_
+from sqlalchemy import Engine, and_
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -45,23 +45,32 @@ class ReportPolicy:
 
 
 def _find_messages(session: Session, reports: Sequence[DeliveryReport]) -> dict[int, Message]:
-    ids = {r.message_id for r in reports if r.message_id}
-    refs = {(r.provider, r.provider_message_id) for r in reports if r.provider_message_id}
-    conditions: list[Any] = []
-    if ids:
-        conditions.append(col(Message.id).in_(ids))
-    for provider, pmid in refs:
-        conditions.append(
-            and_(col(Message.provider) == provider, col(Message.provider_message_id) == pmid)
+    """The message each report is about: by our id, else by the provider's reference.
+
+    Two indexed lookups (ids; then references per provider) rather than one OR of hundreds
+    of clauses, which the database can only answer by scanning the outbox. Rows are locked
+    in id order, as the dispatcher's updates are: never a deadlock between them.
+    """
+
+    def _load(condition: Any) -> list[Message]:
+        return list(
+            session.exec(
+                select(Message).where(condition).order_by(col(Message.id)).with_for_update()
+            ).all()
         )
-    if not conditions:
-        return {}
-    # Locked in id order, as the dispatcher's updates are: never a deadlock between them.
-    found = session.exec(
-        select(Message).where(or_(*conditions)).order_by(col(Message.id)).with_for_update()
-    ).all()
-    by_id = {m.id: m for m in found}
-    by_ref = {(m.provider, m.provider_message_id): m for m in found}
+
+    ids = {r.message_id for r in reports if r.message_id}
+    by_id = {m.id: m for m in _load(col(Message.id).in_(ids))} if ids else {}
+    refs: dict[str, set[str]] = {}
+    for r in reports:
+        if r.provider_message_id and (r.message_id or "") not in by_id:
+            refs.setdefault(r.provider, set()).add(r.provider_message_id)
+    by_ref: dict[tuple[str | None, str | None], Message] = {}
+    for provider, pmids in refs.items():
+        for m in _load(
+            and_(col(Message.provider) == provider, col(Message.provider_message_id).in_(pmids))
+        ):
+            by_ref[(m.provider, m.provider_message_id)] = m
     matched: dict[int, Message] = {}
     for i, report in enumerate(reports):
         message = by_id.get(report.message_id or "") or by_ref.get(
