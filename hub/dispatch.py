@@ -109,6 +109,7 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
+        self._recording: asyncio.Future[None] | None = None
         self._last_reconcile = 0.0
 
     def wake(self) -> None:
@@ -154,7 +155,7 @@ class Dispatcher:
         """The main loop; survives database and provider errors, logging them."""
         while not self._stopping:
             try:
-                sent = await self.run_once()
+                sent = await self.run_once(overlap=True)
             except Exception:
                 log.exception("dispatch round failed; retrying shortly")
                 sent = 0
@@ -168,22 +169,46 @@ class Dispatcher:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval)
+        try:
+            await self._settle_recording()
+        except Exception:
+            log.exception("recording the last batch failed; its messages will be recovered")
 
-    async def run_once(self) -> int:
-        """Claim one batch, send it, record the outcomes; returns how many were claimed."""
+    async def run_once(self, *, overlap: bool = False) -> int:
+        """Claim one batch, send it, record the outcomes; returns how many were claimed.
+
+        With OVERLAP (the background loop), the outcomes are written while the next batch is
+        claimed and sent, so the provider is not left idle during the database round trips;
+        at most one batch is being written at a time.
+        """
         batch = await asyncio.to_thread(
             outbox.claim, self.engine, self.worker, self.settings.batch_size
         )
         if not batch:
+            await self._settle_recording()
             return 0
         outcomes = await asyncio.gather(*(self._send_one(m) for m in batch))
-        await asyncio.to_thread(outbox.record_outcomes, self.engine, self.worker, outcomes)
+        await self._settle_recording()
+        recording = asyncio.ensure_future(
+            asyncio.to_thread(outbox.record_outcomes, self.engine, self.worker, outcomes)
+        )
+        if overlap:
+            self._recording = recording
+        else:
+            await recording
         return len(batch)
+
+    async def _settle_recording(self) -> None:
+        """Wait for the batch being written (raising what writing it raised)."""
+        if self._recording is not None:
+            task, self._recording = self._recording, None
+            await task
 
     async def drain(self) -> int:
         """Send everything due now (tests and one-shot runs); returns how many were claimed."""
         total = 0
-        while n := await self.run_once():
+        # The last (empty) round waits for the last batch's outcomes to be written.
+        while n := await self.run_once(overlap=True):
             total += n
         return total
 
