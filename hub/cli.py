@@ -1004,7 +1004,7 @@ def main() -> None:
 def _register_subcommands() -> None:
     # Sub-command groups living in their own modules (they import helpers from here).
     from hub.cli_alerts import accounts_alert
-    from hub.cli_calendars import calendars_app, reminders_app
+    from hub.cli_calendars import calendar_app, calendars_app, reminders_app
     from hub.cli_contacts import campaigns_app, contacts_app, lists_app, templates_app
     from hub.cli_links import files_app, links_app
     from hub.cli_lists import invalid_app
@@ -1012,6 +1012,8 @@ def _register_subcommands() -> None:
 
     app.add_typer(calendars_app, name="calendars")
     app.add_typer(reminders_app, name="reminders")
+    # `calendar preview` (singular): dry runs on a file or URL, apart from connected ones.
+    app.add_typer(calendar_app, name="calendar")
     app.add_typer(webhooks_app, name="webhooks")
     app.add_typer(invalid_app, name="invalid")
     app.add_typer(files_app, name="files")

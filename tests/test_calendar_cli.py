@@ -1,0 +1,470 @@
+"""`smshub calendar preview`, `calendars remove`, `calendars auth` and `reminders list`.
+
+The preview runs on the ICS files of tests/data/ics with a fixed --now, so its output is
+exact; the others run end to end (add → sync → list → remove) on both databases.
+"""
+
+from __future__ import annotations
+
+import json
+import stat
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import func
+from sqlmodel import select
+from typer.testing import CliRunner
+
+from hub import cli
+from hub.db import make_engine, session_scope
+from hub.models import Calendar, CalendarEventRow, Message, Reminder
+from tests.fakes.smsfactor import BackgroundServer
+
+ICS = Path(__file__).parent / "data" / "ics"
+PARIS = ZoneInfo("Europe/Paris")
+KEYS = {"event_uid", "start", "send_at", "to", "text", "problem"}
+JEANNE = "6kq3c1r8d9ffm0v2lq3ot4bq5u@google.com"
+TEAM = "9z8y7x6w5v4u3t2s1r0q9p8o7n@google.com"
+NO_MOBILE = "no mobile number in the title, location or description"
+
+
+@pytest.fixture
+def smshub(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Run `smshub ARGS` in-process against the test database; returns (code, out, err)."""
+    cfg = tmp_path / "smshub.toml"
+    cfg.write_text(
+        f'[hub]\ndata_dir = "{tmp_path}"\n[database]\nurl = "{db_url}"\n'
+        '[providers.simulator]\ntype = "simulator"\nreport_delay = 3600\n'
+    )
+    monkeypatch.setenv("SMSHUB_CONFIG", str(cfg))
+    runner = CliRunner()
+
+    def run(*args: str, input: str | None = None) -> tuple[int, str, str]:
+        cli._state.clear()
+        result = runner.invoke(cli.app, list(args), input=input)
+        if result.exception and not isinstance(result.exception, SystemExit):
+            raise result.exception
+        return result.exit_code, result.stdout, result.stderr
+
+    return run
+
+
+def _preview(smshub: Any, *args: str) -> list[dict[str, Any]]:
+    code, out, err = smshub("calendar", "preview", *args, "--json")
+    assert code == 0, err
+    entries: list[dict[str, Any]] = json.loads(out)
+    assert all(set(e) == KEYS for e in entries)
+    return entries
+
+
+def _of(entries: list[dict[str, Any]], uid: str, start: str) -> list[dict[str, Any]]:
+    return [e for e in entries if e["event_uid"] == uid and e["start"] == start]
+
+
+# -- preview --------------------------------------------------------------------------------
+def test_preview_google_export_across_the_dst_week(smshub):
+    # Paris goes to summer time on Sunday 2025-03-30: rules stay on local wall-clock time.
+    entries = _preview(
+        smshub,
+        str(ICS / "google.ics"),
+        "--rule",
+        "2d@09:00",
+        "--rule",
+        "1d@09:00",
+        "--rule",
+        "3h",
+        "--now",
+        "2025-03-20T12:00:00+01:00",
+    )
+    # Ten occurrences from now to now + 60 days, three rules each; nothing before --now.
+    assert len(entries) == 30
+    assert min(e["start"] for e in entries) == "2025-03-25T14:00:00+01:00"
+
+    jeanne = _of(entries, JEANNE, "2025-03-31T09:00:00+02:00")
+    assert [e["send_at"] for e in jeanne] == [
+        "2025-03-29T09:00:00+01:00",  # 2d@09:00: still winter time
+        "2025-03-30T09:00:00+02:00",  # 1d@09:00: the day of the change, 09:00 summer time
+        "2025-03-30T20:59:00+02:00",  # 3h = 06:00, in quiet hours: the evening before
+    ]
+    for entry in jeanne:
+        assert entry["to"] == "+33612345678" and entry["problem"] is None
+        assert entry["text"].startswith("Bonjour Jeanne Durand, rappel de votre RDV le lundi")
+        assert "lundi 31 mars à 09:00" in entry["text"]
+
+    # A daily 09:00 meeting: 08:00 UTC in winter, 07:00 UTC once summer time began.
+    team = [e for e in entries if e["event_uid"] == TEAM]
+    assert [e["start"] for e in team][::3] == [
+        "2025-03-27T09:00:00+01:00",
+        "2025-03-28T09:00:00+01:00",
+        "2025-03-29T09:00:00+01:00",
+        "2025-03-30T09:00:00+02:00",
+        "2025-03-31T09:00:00+02:00",
+    ]
+    # Its 2d@09:00 reminders: 09:00 local on both sides of the change.
+    assert [e["send_at"] for e in team][::3] == [
+        "2025-03-25T09:00:00+01:00",
+        "2025-03-26T09:00:00+01:00",
+        "2025-03-27T09:00:00+01:00",
+        "2025-03-28T09:00:00+01:00",
+        "2025-03-29T09:00:00+01:00",
+    ]
+    assert {(e["to"], e["problem"]) for e in team} == {(None, NO_MOBILE)}
+
+    # The occurrence moved to Tuesday has its own description, without the number.
+    moved = _of(entries, JEANNE, "2025-03-25T14:00:00+01:00")
+    assert [e["problem"] for e in moved] == [NO_MOBILE] * 3
+    cancelled = _of(entries, JEANNE, "2025-04-07T09:00:00+02:00")
+    assert [e["problem"] for e in cancelled] == ["the appointment is cancelled"] * 3
+    later = _of(entries, JEANNE, "2025-04-21T09:00:00+02:00")
+    assert [e["send_at"] for e in later] == [
+        "2025-04-19T09:00:00+02:00",
+        "2025-04-20T09:00:00+02:00",
+        "2025-04-20T20:59:00+02:00",
+    ]
+
+
+def test_preview_reminder_due_too_soon_after_now_is_created_too_late(smshub):
+    entries = _preview(
+        smshub,
+        str(ICS / "google.ics"),
+        "--rule",
+        "2d@09:00",
+        "--rule",
+        "1d@09:00",
+        "--now",
+        "2025-03-29T08:45",  # no offset: in --tz (Paris, winter time)
+    )
+    jeanne = _of(entries, JEANNE, "2025-03-31T09:00:00+02:00")
+    assert [(e["send_at"], e["problem"]) for e in jeanne] == [
+        ("2025-03-29T09:00:00+01:00", "created too late for this reminder"),
+        ("2025-03-30T09:00:00+02:00", None),
+    ]
+    assert jeanne[0]["to"] == "+33612345678"
+    # The window starts at --now: the 09:00 meeting of that day is still ahead.
+    assert min(e["start"] for e in entries) == "2025-03-29T09:00:00+01:00"
+
+
+def test_preview_time_zone_places_floating_times_and_shows_offsets(smshub):
+    entries = _preview(
+        smshub,
+        str(ICS / "floating.ics"),
+        "--rule",
+        "1d@08:30",
+        "--now",
+        "2025-03-20T00:00:00Z",
+        "--tz",
+        "America/New_York",
+        "--locale",
+        "en_US",
+        "--template",
+        "Hi {{ name }}, see you {{ start|date('EEEE d MMMM') }} at {{ start|time('h:mm a') }}",
+        "--quiet",
+        "00:00-00:00",
+    )
+    assert [(e["start"], e["send_at"]) for e in entries] == [
+        # Floating 09:00 is 09:00 in New York (already on summer time since 9 March).
+        ("2025-03-24T09:00:00-04:00", "2025-03-23T08:30:00-04:00"),
+        ("2025-03-26T11:00:00-04:00", "2025-03-25T08:30:00-04:00"),  # 15:00Z
+        ("2025-03-31T09:00:00-04:00", "2025-03-30T08:30:00-04:00"),
+        ("2025-04-07T09:00:00-04:00", "2025-04-06T08:30:00-04:00"),
+    ]
+    assert entries[1]["text"] == "Hi Téléconsultation, see you Wednesday 26 March at 11:00 AM"
+
+
+def _ics(*events: str) -> str:
+    body = "".join(
+        f"BEGIN:VEVENT\r\n{e.strip()}\r\nDTSTAMP:20250301T000000Z\r\nEND:VEVENT\r\n" for e in events
+    )
+    return f"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//test//EN\r\n{body}END:VCALENDAR\r\n"
+
+
+def test_preview_landline_mobile_and_region(smshub, tmp_path):
+    path = tmp_path / "cabinet.ics"
+    path.write_text(
+        _ics(
+            "UID:a\r\nDTSTART:20250402T080000Z\r\nSUMMARY:RDV Anne Roux\r\n"
+            "DESCRIPTION:Tel: 01 42 68 53 00",
+            "UID:b\r\nDTSTART:20250403T080000Z\r\nSUMMARY:RDV Marc Blanc\r\n"
+            "DESCRIPTION:Portable : 0470 12 34 56",
+        )
+    )
+    args = (str(path), "--rule", "1d@10:00", "--now", "2025-03-20T12:00:00Z")
+    anne, marc = _preview(smshub, *args)
+    assert anne["to"] is None
+    assert anne["problem"] == "only a landline number (+33142685300), which cannot receive SMS"
+    # 0470… is a Belgian mobile, but a landline in France (the default region).
+    assert marc["to"] is None and "landline number (+33470123456)" in marc["problem"]
+    _, marc = _preview(smshub, *args, "--region", "BE")
+    assert marc["to"] == "+32470123456" and marc["problem"] is None
+    assert marc["send_at"] == "2025-04-02T10:00:00+02:00"
+    assert "Bonjour Marc Blanc" in marc["text"]
+
+
+def test_preview_reads_a_url_and_stores_nothing(smshub, db_url, tmp_path):
+    body = (ICS / "google.ics").read_bytes()
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            pass
+
+        def do_GET(self) -> None:  # noqa: N802
+            self.send_response(200)
+            self.send_header("Content-Type", "text/calendar")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    args = ("--rule", "2d@09:00", "--now", "2025-03-20T12:00:00+01:00")
+    with BackgroundServer(Handler) as server:
+        from_url = _preview(smshub, f"{server.url}/cal.ics", *args)
+    assert from_url == _preview(smshub, str(ICS / "google.ics"), *args)
+    engine = make_engine(db_url)
+    with session_scope(engine) as s:
+        for table in (Calendar, CalendarEventRow, Message):
+            assert s.exec(select(func.count()).select_from(table)).one() == 0
+    engine.dispose()
+    assert not (tmp_path / "calendars").exists()  # the ICS cache went to a scratch dir
+
+
+def test_preview_text_output_and_warnings(smshub):
+    code, out, err = smshub(
+        "calendar", "preview", str(ICS / "malformed.ics"), "--now", "2025-03-01T00:00Z"
+    )
+    assert code == 0
+    assert "2025-03-10T10:00  1d@09:00  send 2025-03-09T09:00  to -" in out
+    assert f"NOT SENT: {NO_MOBILE}" in out
+    assert "warning:" in err and "broken-start@clinic.example" in err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--rule", "2 days"), "reminder rule '2 days' is not understood"),
+        (("--rule", "3h@09:00"), "a time of day goes with days"),
+        (("--now", "tomorrow"), "--now 'tomorrow' is not an ISO 8601 time"),
+        (("--tz", "Mars/Olympus"), "--tz 'Mars/Olympus' is not a time zone"),
+        (("--locale", "xx_YY"), "--locale 'xx_YY' is not a known locale"),
+        (("--region", "ZZ"), "--region 'ZZ' is not a country code"),
+        (("--quiet", "21:00"), "--quiet '21:00' must be START-END"),
+        (("--template", "{{ name"), "the reminder template cannot be used"),
+    ],
+)
+def test_preview_bad_options_are_one_line_errors(smshub, args, message):
+    code, out, err = smshub("calendar", "preview", str(ICS / "google.ics"), *args, "--json")
+    assert code == 1 and out == ""
+    assert err.startswith("error: ") and message in err and len(err.splitlines()) == 1
+
+
+def test_preview_unreadable_source(smshub, tmp_path):
+    code, _, err = smshub("calendar", "preview", str(tmp_path / "missing.ics"))
+    assert code == 1 and "cannot read" in err and "missing.ics" in err
+    (tmp_path / "page.ics").write_text("<html>login</html>")
+    code, _, err = smshub("calendar", "preview", str(tmp_path / "page.ics"))
+    assert code == 1 and "is not an ICS calendar" in err
+
+
+# -- add → sync → reminders list → remove -----------------------------------------------------
+def _future_calendar(path: Path) -> None:
+    """Three appointments 3, 4 and 5 days ahead at 10:00 Paris, with mobile numbers."""
+    today = datetime.now(PARIS).replace(hour=10, minute=0, second=0, microsecond=0)
+    events = []
+    for n, number in ((3, "06 12 34 56 78"), (4, "06 98 76 54 32"), (5, "07 81 22 33 44")):
+        start = (today + timedelta(days=n)).astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+        events.append(f"UID:rdv{n}\r\nDTSTART:{start}\r\nSUMMARY:RDV\r\nDESCRIPTION:Tel: {number}")
+    path.write_text(_ics(*events))
+
+
+@pytest.fixture
+def synced(smshub, tmp_path) -> Any:
+    """Account acme (20 credits) with calendars cabinet (3 reminders) and other (none)."""
+    _future_calendar(tmp_path / "cabinet.ics")
+    (tmp_path / "empty.ics").write_text(_ics())
+    assert smshub("accounts", "create", "acme", "--region", "FR")[0] == 0
+    assert smshub("accounts", "credit", "acme", "20")[0] == 0
+    for name, file in (("cabinet", "cabinet.ics"), ("other", "empty.ics")):
+        code, _, err = smshub(
+            "calendars", "add", "acme", name, "--type", "ics", "--set", f"url={tmp_path / file}"
+        )
+        assert code == 0, err
+        code, out, err = smshub("calendars", "sync", "acme", name, "--json")
+        assert code == 0, err
+        assert json.loads(out)["planned"] == (3 if name == "cabinet" else 0)
+    return smshub
+
+
+def test_reminders_list_filters_by_calendar_and_account(synced, smshub):
+    code, out, _ = smshub("reminders", "list", "--calendar", "cabinet", "--json")
+    assert code == 0
+    data = json.loads(out)
+    assert [d["to"] for d in data] == ["+33612345678", "+33698765432", "+33781223344"]
+    assert {d["calendar"] for d in data} == {"cabinet"} and {d["account"] for d in data} == {"acme"}
+    first = data[0]
+    assert first["rule"] == "1d@09:00" and first["send_at"].endswith("+00:00")
+    assert datetime.fromisoformat(first["send_at"]).astimezone(PARIS).hour == 9
+    code, out, _ = smshub("reminders", "list", "--calendar", "other", "--account", "acme", "--json")
+    assert code == 0 and json.loads(out) == []
+    code, out, _ = smshub("reminders", "list", "--account", "acme", "--limit", "2", "--json")
+    assert len(json.loads(out)) == 2
+    code, _, err = smshub("reminders", "list", "--calendar", "cabinett")
+    assert code == 1 and "no calendar 'cabinett'" in err
+    code, out, _ = smshub("reminders", "list", "--calendar", "cabinet")
+    assert code == 0 and "SEND AT (UTC)" in out and "+33698765432" in out
+
+
+def test_remove_cancels_scheduled_reminders_with_refunds(synced, smshub, db_url):
+    engine = make_engine(db_url)
+    with session_scope(engine) as s:
+        # One reminder was just claimed by a dispatcher: it is going out, not cancellable.
+        taken = s.exec(select(Message).where(Message.recipient == "+33781223344")).one()
+        taken.status = "submitting"
+        s.add(taken)
+    code, out, err = smshub("calendars", "remove", "acme", "cabinet", "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["action"] == "deleted" and data["credits_refunded"] == 2
+    assert [d["to"] for d in data["cancelled"]] == ["+33612345678", "+33698765432"]
+    assert [d["to"] for d in data["already_sending"]] == ["+33781223344"]
+    assert data["appointments_deleted"] == 3
+    with session_scope(engine) as s:
+        statuses = sorted(m.status for m in s.exec(select(Message)).all())
+        assert statuses == ["cancelled", "cancelled", "submitting"]
+        assert s.exec(select(Reminder)).all() == []
+        assert s.exec(select(CalendarEventRow)).all() == []
+        assert [c.name for c in s.exec(select(Calendar)).all()] == ["other"]
+    engine.dispose()
+    code, out, _ = smshub("accounts", "show", "acme", "--json")
+    assert json.loads(out)["balance"] == 19
+    assert smshub("accounts", "check")[0] == 0
+    code, _, err = smshub("calendars", "remove", "acme", "cabinet")
+    assert code == 1 and "has no calendar 'cabinet'" in err
+    # The name is free again.
+    code, _, _ = smshub("calendars", "add", "acme", "cabinet", "--type", "ics", "--set", "url=x")
+    assert code == 0
+
+
+def test_remove_keep_history_only_disables(synced, smshub, db_url):
+    code, out, _ = smshub("calendars", "remove", "acme", "cabinet", "--keep-history")
+    assert code == 0
+    assert out.startswith("calendar cabinet of acme disabled: 3 scheduled reminder(s) cancelled")
+    assert out.count("  cancelled: ") == 3
+    engine = make_engine(db_url)
+    with session_scope(engine) as s:
+        cal = s.exec(select(Calendar).where(Calendar.name == "cabinet")).one()
+        assert cal.enabled is False
+        assert len(s.exec(select(CalendarEventRow)).all()) == 3
+        reminders = s.exec(select(Reminder)).all()
+        assert {(r.status, r.note) for r in reminders} == {
+            ("cancelled", "the calendar was removed")
+        }
+    engine.dispose()
+    code, out, _ = smshub("reminders", "list", "--json")
+    assert json.loads(out) == []
+
+
+# -- auth -----------------------------------------------------------------------------------
+def test_auth_help(smshub):
+    for provider, words in (("google", "--no-browser"), ("microsoft", "--tenant")):
+        code, out, _ = smshub("calendars", "auth", provider, "--help")
+        assert code == 0 and "refresh token" in out and words in out and "--output" in out
+    code, out, _ = smshub("calendars", "auth", "--help")
+    assert code == 0 and "google" in out and "microsoft" in out
+
+
+def test_auth_missing_options_are_clear(smshub, monkeypatch, tmp_path):
+    code, _, err = smshub("calendars", "auth", "google")
+    assert code == 2 and "Missing option '--client-id'" in err
+    code, _, err = smshub("calendars", "auth", "microsoft")
+    assert code == 2 and "Missing option '--client-id'" in err
+    code, _, err = smshub("calendars", "auth", "google", "--client-id", "x.apps")
+    assert code == 1 and "--client-secret-env NAME" in err and "--client-secret-file" in err
+    monkeypatch.delenv("NO_SUCH_SECRET", raising=False)
+    code, _, err = smshub(
+        "calendars", "auth", "google", "--client-id", "x", "--client-secret-env", "NO_SUCH_SECRET"
+    )
+    assert code != 0 and "NO_SUCH_SECRET" in err
+    monkeypatch.setenv("GOOGLE_SECRET", "s3cret")
+    code, _, err = smshub(
+        "calendars",
+        "auth",
+        "google",
+        "--client-id",
+        "x",
+        "--client-secret-env",
+        "GOOGLE_SECRET",
+        "--output",
+        str(tmp_path / "nowhere" / "token"),
+    )
+    assert code == 1 and "does not exist" in err
+
+
+def test_auth_google_stores_the_token_owner_only(smshub, monkeypatch, tmp_path):
+    import connectors.calendar.google as google
+
+    seen: dict[str, Any] = {}
+
+    def fake_login(client_id: str, client_secret: str, **kwargs: Any) -> str:
+        seen.update(client_id=client_id, client_secret=client_secret, **kwargs)
+        kwargs["show"]("Open this address: https://accounts.google.com/…")
+        return "1//refresh-token"
+
+    monkeypatch.setattr(google, "installed_app_login", fake_login)
+    secret = tmp_path / "secret"
+    secret.write_text("s3cret\n")
+    target = tmp_path / "google.token"
+    target.write_text("old")
+    target.chmod(0o644)
+    code, out, err = smshub(
+        "calendars",
+        "auth",
+        "google",
+        "--client-id",
+        "123.apps.googleusercontent.com",
+        "--client-secret-file",
+        str(secret),
+        "--no-browser",
+        "--port",
+        "8765",
+        "--read-only",
+        "--output",
+        str(target),
+    )
+    assert code == 0, err
+    assert target.read_text() == "1//refresh-token\n"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    assert "refresh_token_file=" in out and "1//refresh-token" not in out
+    assert "Open this address" in err
+    assert seen["client_secret"] == "s3cret" and seen["open_browser"] is False
+    assert seen["port"] == 8765 and seen["read_only"] is True
+
+
+def test_auth_microsoft_prints_the_token_and_reports_failures(smshub, monkeypatch):
+    import connectors.calendar.graph as graph
+    from hub.calendars import SourceError
+
+    seen: dict[str, Any] = {}
+
+    def fake_login(client_id: str, **kwargs: Any) -> str:
+        seen.update(client_id=client_id, **kwargs)
+        kwargs["show"]("To sign in, open https://microsoft.com/devicelogin and enter ABCD1234")
+        return "M.R3_BAY.token"
+
+    monkeypatch.setattr(graph, "device_code_login", fake_login)
+    code, out, err = smshub(
+        "calendars", "auth", "microsoft", "--client-id", "app-id", "--tenant", "contoso.fr"
+    )
+    assert code == 0
+    assert out == "M.R3_BAY.token\n"  # alone on stdout: `$(smshub calendars auth …)` works
+    assert "ABCD1234" in err
+    assert seen["tenant_id"] == "contoso.fr" and "authority" not in seen
+
+    def refused(client_id: str, **kwargs: Any) -> str:
+        raise SourceError("the sign-in did not complete: AADSTS70016 expired")
+
+    monkeypatch.setattr(graph, "device_code_login", refused)
+    code, out, err = smshub("calendars", "auth", "microsoft", "--client-id", "app-id")
+    assert code == 1 and out == ""
+    assert err == "error: the sign-in did not complete: AADSTS70016 expired\n"
