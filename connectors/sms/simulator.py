@@ -207,7 +207,7 @@ class SimulatorProvider:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._kick.wait(), wait)
                 continue
-            batch = []
+            batch: list[tuple[float, str, dict[str, Any]]] = []
             now = time.monotonic()
             while self._pending and self._pending[0][0] <= now and len(batch) < 500:
                 batch.append(heapq.heappop(self._pending))
