@@ -4,11 +4,12 @@ language (babel)."""
 from __future__ import annotations
 
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from babel.dates import format_date, format_datetime, format_time
-from jinja2 import TemplateError
+from jinja2 import Template, TemplateError
 
 from hub.errors import InvalidInput
 from hub.templating import sandbox
@@ -24,10 +25,10 @@ CHANGED_TEMPLATE = (
 )
 
 
-def render_reminder(template: str, *, locale: str, tz: str, start: datetime, **fields: Any) -> str:
-    """Render TEMPLATE for one appointment; InvalidInput names a broken template."""
+@lru_cache(maxsize=64)
+def _compiled(template: str, locale: str, tz: str) -> Template:
+    """The template compiled once per (text, language, zone): a sync renders thousands."""
     zone = ZoneInfo(tz)
-    local = start.astimezone(zone)
 
     def _date(value: datetime, pattern: str = "EEEE d MMMM") -> str:
         return format_date(value.astimezone(zone).date(), pattern, locale=locale)
@@ -39,9 +40,17 @@ def render_reminder(template: str, *, locale: str, tz: str, start: datetime, **f
         return format_datetime(value, pattern, locale=locale, tzinfo=zone)
 
     env = sandbox().overlay()
-    env.filters.update(date=_date, time=_time, datetime=_datetime)
+    # overlay() shares the parent's filter dict: give this environment its own, or templates
+    # compiled for other zones and languages would see these filters.
+    env.filters = {**env.filters, "date": _date, "time": _time, "datetime": _datetime}
+    return env.from_string(template)
+
+
+def render_reminder(template: str, *, locale: str, tz: str, start: datetime, **fields: Any) -> str:
+    """Render TEMPLATE for one appointment; InvalidInput names a broken template."""
+    local = start.astimezone(ZoneInfo(tz))
     try:
-        text = env.from_string(template or DEFAULT_TEMPLATE).render(start=local, **fields)
+        text = _compiled(template or DEFAULT_TEMPLATE, locale, tz).render(start=local, **fields)
     except TemplateError as exc:
         raise InvalidInput(f"the reminder template cannot be used: {exc}") from None
     return " ".join(text.split())
