@@ -15,20 +15,15 @@ The seed is fixed so a failure can be replayed; set SMSHUB_CRASH_SEED to try oth
 from __future__ import annotations
 
 import collections
-import os
 import random
 import re
-import signal
-import subprocess
-import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, func
-from sqlmodel import col, select
+from sqlmodel import select
 
 from connectors.sms.simulator import read_log
 from hub import sending
@@ -36,16 +31,21 @@ from hub.accounts import create_account
 from hub.credits import ledger_problems, top_up
 from hub.db import make_engine, session_scope
 from hub.models import (
-    FINAL_STATUSES,
     Account,
     LedgerEntry,
     LedgerKind,
     Message,
     MessageStatus,
 )
-
-REPO = Path(__file__).resolve().parents[2]
-SEED = int(os.environ.get("SMSHUB_CRASH_SEED", "20240611"))
+from tests.reliability._harness import (
+    SEED,
+    CrashHarness,
+    HubProcess,
+    backend_of,
+    open_count,
+    unsettled_messages,
+    write_config,
+)
 
 MESSAGES = 2_000
 RECIPIENTS_PER_SUBMIT = 100
@@ -75,96 +75,14 @@ KNOWN_BUG = (
 _RECOVERED = re.compile(r"recovered \d+ message\(s\) left in submitting: (\d+) re-queued, (\d+)")
 
 
-class DispatcherProcess:
-    """One `smshub run --role dispatcher` child process; its output is kept for reports."""
-
-    def __init__(self, config_path: Path, label: str) -> None:
-        self.label = label
-        self.lines: list[str] = []
-        self.ready = threading.Event()
-        script = Path(sys.executable).with_name("smshub")
-        command = (
-            [str(script)]
-            if script.exists()
-            else [sys.executable, "-c", "from hub.cli import main; main()"]
-        )
-        env = dict(os.environ)
-        # The child must use the config file's database, not one inherited from the shell.
-        env.pop("SMSHUB_DATABASE_URL", None)
-        env.pop("SMSHUB_CONFIG", None)
-        self.proc = subprocess.Popen(
-            [*command, "--config", str(config_path), "run", "--role", "dispatcher"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env=env,
-            cwd=REPO,
-        )
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        # Drained continuously so a chatty child never blocks on a full pipe.
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line)
-            if "smshub running" in line:
-                self.ready.set()
-
-    def wait_ready(self, timeout: float) -> None:
-        """Wait until the dispatcher has reconciled and entered its loop."""
-        deadline = time.monotonic() + timeout
-        while not self.ready.wait(0.05):
-            if self.proc.poll() is not None:
-                self._reader.join(5)
-                pytest.fail(f"{self.label} exited with {self.proc.returncode}:\n{self.output()}")
-            if time.monotonic() > deadline:
-                self.kill()
-                pytest.fail(f"{self.label} not ready after {timeout:.0f} s:\n{self.output()}")
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def kill(self) -> None:
-        """SIGKILL: no cleanup of any kind runs in the child."""
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(30)
-        self._reader.join(5)
-
-    def stop(self) -> None:
-        """Polite stop at the end of the test (SIGTERM, then SIGKILL if it lingers)."""
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        self._reader.join(5)
-
-    def output(self, last: int = 60) -> str:
-        return "".join(self.lines[-last:])
-
-    def errors(self) -> list[str]:
-        """Error reports (ERROR log lines, tracebacks) in this process's output, with context."""
-        blocks = []
-        skip_to = 0
-        for i, line in enumerate(self.lines):
-            if i >= skip_to and (
-                line.startswith(("ERROR", "CRITICAL")) or line.startswith("Traceback")
-            ):
-                blocks.append("".join(self.lines[i : i + 40]))
-                skip_to = i + 40
-        return blocks
-
-    def recovered(self) -> tuple[int, int]:
-        """(re-queued, marked unknown) as logged by this process's reconciliations."""
-        requeued = unknown = 0
-        for line in self.lines:
-            if match := _RECOVERED.search(line):
-                requeued += int(match.group(1))
-                unknown += int(match.group(2))
-        return requeued, unknown
+def _recovered(proc: HubProcess) -> tuple[int, int]:
+    """(re-queued, marked unknown) as logged by PROC's reconciliations."""
+    requeued = unknown = 0
+    for line in proc.lines:
+        if match := _RECOVERED.search(line):
+            requeued += int(match.group(1))
+            unknown += int(match.group(2))
+    return requeued, unknown
 
 
 @dataclass
@@ -178,27 +96,19 @@ class Run:
     # Errors the dispatcher processes reported (a kill itself leaves no trace in the output).
     errors: list[str] = field(default_factory=list)
 
-    def absorb(self, proc: DispatcherProcess) -> None:
+    def absorb(self, proc: HubProcess) -> None:
         """Add what PROC logged once it has ended."""
-        requeued, unknown = proc.recovered()
+        requeued, unknown = _recovered(proc)
         self.requeued += requeued
         self.unknown_logged += unknown
         self.errors += [f"{proc.label}:\n{block}" for block in proc.errors()]
 
 
 def _write_config(tmp_path: Path, db_url: str, dedupe: bool) -> Path:
-    data_dir = tmp_path / "data"
-    data_dir.mkdir()
-    path = tmp_path / "smshub.toml"
-    path.write_text(
+    return write_config(
+        tmp_path,
+        db_url,
         f"""
-[hub]
-data_dir = "{data_dir.as_posix()}"
-log_level = "warning"
-
-[database]
-url = "{db_url}"
-
 [dispatcher]
 batch_size = {BATCH_SIZE}
 claim_lease_seconds = {LEASE_SECONDS}
@@ -211,9 +121,7 @@ report_delay = 0.05
 rate_per_second = {RATE}
 deduplicates = {"true" if dedupe else "false"}
 """,
-        "utf-8",
     )
-    return path
 
 
 def _fill_outbox(engine: Engine, db_url: str, tmp_path: Path) -> list[str]:
@@ -241,52 +149,25 @@ def _fill_outbox(engine: Engine, db_url: str, tmp_path: Path) -> list[str]:
     return ids
 
 
-def _open_count(engine: Engine) -> int:
-    """Messages not yet in a final state."""
-    with session_scope(engine) as session:
-        return int(
-            session.exec(
-                select(func.count())
-                .select_from(Message)
-                .where(col(Message.status).not_in([s.value for s in FINAL_STATUSES]))
-            ).one()
-        )
-
-
 def _crash_and_settle(config_path: Path, engine: Engine, rng: random.Random) -> Run:
     """Start, kill at a random moment, restart, KILLS times; then run until all is settled."""
     run = Run()
+    harness = CrashHarness(config_path, "dispatcher", ready_timeout=READY_TIMEOUT)
     for n in range(KILLS):
-        proc = DispatcherProcess(config_path, f"dispatcher run {n + 1}")
-        try:
-            proc.wait_ready(READY_TIMEOUT)
-            time.sleep(rng.uniform(*KILL_DELAY))
-            if not proc.alive():
-                pytest.fail(f"{proc.label} died before it was killed:\n{proc.output()}")
-        finally:
-            proc.kill()
+        proc = harness.kill_after(f"dispatcher run {n + 1}", rng, KILL_DELAY)
         run.kills += 1
         run.absorb(proc)
-        if _open_count(engine) > 0:
+        if open_count(engine) > 0:
             run.kills_mid_work += 1
 
-    final = DispatcherProcess(config_path, "final dispatcher run")
-    try:
-        final.wait_ready(READY_TIMEOUT)
-        # Polling a separate process, with a deadline. On PostgreSQL the rows the last killed
-        # process had claimed come back only once their claim lease has run out.
-        deadline = time.monotonic() + SETTLE_TIMEOUT
-        while (left := _open_count(engine)) > 0:
-            if not final.alive():
-                pytest.fail(f"the final dispatcher died:\n{final.output()}")
-            if time.monotonic() > deadline:
-                pytest.fail(
-                    f"{left} message(s) still not final after {SETTLE_TIMEOUT:.0f} s:\n"
-                    f"{final.output()}"
-                )
-            time.sleep(0.1)
-    finally:
-        final.stop()
+    # On PostgreSQL the rows the last killed process had claimed come back only once their
+    # claim lease has run out.
+    final = harness.settle(
+        "final dispatcher run",
+        unsettled_messages(engine, SETTLE_TIMEOUT),
+        SETTLE_TIMEOUT,
+        died="the final dispatcher died",
+    )
     run.absorb(final)
     return run
 
@@ -317,7 +198,7 @@ def _check_credits(engine: Engine, messages: list[Message]) -> None:
 def test_dispatcher_killed_at_random_moments(
     db_url: str, tmp_path: Path, dedupe: bool, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    backend = "sqlite" if db_url.startswith("sqlite") else "postgresql"
+    backend = backend_of(db_url)
     seed = f"{SEED}:{backend}:{'dedupe' if dedupe else 'no-dedupe'}"
     rng = random.Random(seed)
     engine = make_engine(db_url)

@@ -18,30 +18,30 @@ The seed is fixed so a failure can be replayed; set SMSHUB_CRASH_SEED to try oth
 from __future__ import annotations
 
 import collections
-import os
 import random
-import signal
-import subprocess
-import sys
-import threading
 import time
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, func
-from sqlmodel import col, select
+from sqlalchemy import Engine
+from sqlmodel import select
 
 from hub import sending
 from hub.accounts import create_account
 from hub.credits import ledger_problems, top_up
 from hub.db import make_engine, session_scope, sql
-from hub.models import FINAL_STATUSES, Message, MessageStatus
+from hub.models import Message, MessageStatus
 from tests.conftest import make_config
+from tests.reliability._harness import (
+    SEED,
+    CrashHarness,
+    backend_of,
+    open_count,
+    unsettled_messages,
+    write_config,
+)
 from tests.servers._util import free_port
 from tests.servers.kannel import KannelServer, start_kannel
-
-REPO = Path(__file__).resolve().parents[2]
-SEED = int(os.environ.get("SMSHUB_CRASH_SEED", "20240611"))
 
 MESSAGES = 1_000
 RECIPIENTS_PER_SUBMIT = 100
@@ -60,95 +60,15 @@ SECRET = "crash-test-secret"
 SMSBOX_RETRIES = {"http-request-retry": 60, "http-queue-delay": 1}
 
 
-class HubProcess:
-    """One `smshub run --role api,dispatcher` child; its output is kept for reports."""
-
-    def __init__(self, config_path: Path, label: str) -> None:
-        self.label = label
-        self.lines: list[str] = []
-        self.ready = threading.Event()
-        script = Path(sys.executable).with_name("smshub")
-        command = (
-            [str(script)]
-            if script.exists()
-            else [sys.executable, "-c", "from hub.cli import main; main()"]
-        )
-        env = dict(os.environ)
-        # The child must use the config file's database, not one inherited from the shell.
-        env.pop("SMSHUB_DATABASE_URL", None)
-        env.pop("SMSHUB_CONFIG", None)
-        self.proc = subprocess.Popen(
-            [*command, "--config", str(config_path), "run", "--role", "api,dispatcher"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env=env,
-            cwd=REPO,
-        )
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        # Drained continuously so a chatty child never blocks on a full pipe.
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line)
-            if "smshub running" in line:
-                self.ready.set()
-
-    def wait_ready(self, timeout: float) -> None:
-        """Wait until the hub has reconciled, started its dispatcher and is about to serve."""
-        deadline = time.monotonic() + timeout
-        while not self.ready.wait(0.05):
-            if self.proc.poll() is not None:
-                self._reader.join(5)
-                pytest.fail(f"{self.label} exited with {self.proc.returncode}:\n{self.output()}")
-            if time.monotonic() > deadline:
-                self.kill()
-                pytest.fail(f"{self.label} not ready after {timeout:.0f} s:\n{self.output()}")
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def kill(self) -> None:
-        """SIGKILL: no cleanup of any kind runs in the child."""
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(30)
-        self._reader.join(5)
-
-    def stop(self) -> None:
-        """Polite stop at the end (SIGTERM, then SIGKILL if it lingers)."""
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        self._reader.join(5)
-
-    def output(self, last: int = 60) -> str:
-        return "".join(self.lines[-last:])
-
-
 def _write_config(tmp_path: Path, db_url: str, port: int, kannel: KannelServer) -> Path:
-    data_dir = tmp_path / "data"
-    data_dir.mkdir()
     password_file = tmp_path / "kannel-password"
     password_file.write_text(kannel.password + "\n", "utf-8")
     secret_file = tmp_path / "kannel-secret"
     secret_file.write_text(SECRET + "\n", "utf-8")
-    path = tmp_path / "smshub.toml"
-    path.write_text(
+    return write_config(
+        tmp_path,
+        db_url,
         f"""
-[hub]
-data_dir = "{data_dir.as_posix()}"
-public_url = "http://127.0.0.1:{port}"
-log_level = "warning"
-
-[database]
-url = "{db_url}"
-
 [http]
 port = {port}
 
@@ -170,9 +90,8 @@ callback_secret_file = "{secret_file.as_posix()}"
 sender = "36001"
 rate_per_second = {RATE}
 """,
-        "utf-8",
+        hub_extra=f'public_url = "http://127.0.0.1:{port}"\n',
     )
-    return path
 
 
 def _fill_outbox(engine: Engine, db_url: str, tmp_path: Path) -> dict[str, str]:
@@ -208,22 +127,10 @@ def _fill_outbox(engine: Engine, db_url: str, tmp_path: Path) -> dict[str, str]:
     return ids
 
 
-def _open_count(engine: Engine) -> int:
-    """Messages not yet in a final state."""
-    with session_scope(engine) as session:
-        return int(
-            session.exec(
-                select(func.count())
-                .select_from(Message)
-                .where(col(Message.status).not_in([s.value for s in FINAL_STATUSES]))
-            ).one()
-        )
-
-
 def test_hub_killed_while_messages_flow_through_kannel(
     db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    backend = "sqlite" if db_url.startswith("sqlite") else "postgresql"
+    backend = backend_of(db_url)
     rng = random.Random(f"{SEED}:{backend}")
     started = time.monotonic()
     engine = make_engine(db_url)
@@ -234,38 +141,26 @@ def test_hub_killed_while_messages_flow_through_kannel(
             ids = _fill_outbox(engine, db_url, tmp_path)
             filled = time.monotonic()
             config_path = _write_config(tmp_path, db_url, free_port(), kannel)
+            harness = CrashHarness(config_path, "api,dispatcher", ready_timeout=READY_TIMEOUT)
             kills_mid_work = 0
             for n in range(KILLS):
-                proc = HubProcess(config_path, f"hub run {n + 1}")
-                try:
-                    proc.wait_ready(READY_TIMEOUT)
-                    time.sleep(rng.uniform(*KILL_DELAY))
-                finally:
-                    proc.kill()
-                if _open_count(engine) > 0:
+                harness.kill_after(f"hub run {n + 1}", rng, KILL_DELAY, check_alive=False)
+                if open_count(engine) > 0:
                     kills_mid_work += 1
             assert kills_mid_work >= MIN_KILLS_MID_WORK, (
                 f"only {kills_mid_work} of {KILLS} kills found work left; the test is too lax"
             )
 
             crashed = time.monotonic()
-            final = HubProcess(config_path, "final hub run")
-            try:
-                final.wait_ready(READY_TIMEOUT)
-                # Polling separate processes with a deadline: on PostgreSQL the last killed
-                # run's claims come back after their lease; reports arrive by smsbox's retries.
-                deadline = time.monotonic() + SETTLE_TIMEOUT
-                while (left := _open_count(engine)) > 0:
-                    if not final.alive():
-                        pytest.fail(f"the final hub died:\n{final.output()}")
-                    if time.monotonic() > deadline:
-                        pytest.fail(
-                            f"{left} message(s) still not final after {SETTLE_TIMEOUT:.0f} s:\n"
-                            f"{final.output()}\n{kannel.log_tail(10)}"
-                        )
-                    time.sleep(0.1)
-            finally:
-                final.stop()
+            # On PostgreSQL the last killed run's claims come back after their lease; reports
+            # arrive by smsbox's retries.
+            harness.settle(
+                "final hub run",
+                unsettled_messages(engine, SETTLE_TIMEOUT),
+                SETTLE_TIMEOUT,
+                died="the final hub died",
+                extra=lambda: f"\n{kannel.log_tail(10)}",
+            )
             settled = time.monotonic()
             received = collections.Counter(sms.text or repr(sms.data) for sms in kannel.mt_sms())
         with session_scope(engine) as session:

@@ -26,10 +26,7 @@ import os
 import queue
 import random
 import re
-import signal
 import smtplib
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -47,10 +44,8 @@ from hub.credits import ledger_problems, top_up
 from hub.db import make_engine, session_scope
 from hub.intake.addresses import add_intake_address
 from hub.models import Account, InboundMail, Message
+from tests.reliability._harness import SEED, CrashHarness, HubProcess, backend_of, write_config
 from tests.servers._util import free_ports
-
-REPO = Path(__file__).resolve().parents[2]
-SEED = int(os.environ.get("SMSHUB_CRASH_SEED", "20240611"))
 
 MAILS = 1_000
 CONNECTIONS = 4
@@ -102,74 +97,6 @@ def _mails(run_tag: str) -> list[Mail]:
         # CRLF line endings: the listener refuses bare LF (SMTP smuggling).
         mails.append(Mail(i, message_id, number, text, msg.as_bytes(policy=SMTP_POLICY)))
     return mails
-
-
-class HubProcess:
-    """One `smshub run --role smtp` child process; its output is kept for failure reports."""
-
-    def __init__(self, config_path: Path, label: str) -> None:
-        self.label = label
-        self.lines: list[str] = []
-        self.ready = threading.Event()
-        script = Path(sys.executable).with_name("smshub")
-        command = (
-            [str(script)]
-            if script.exists()
-            else [sys.executable, "-c", "from hub.cli import main; main()"]
-        )
-        env = dict(os.environ)
-        # The child must use the config file's database, not one inherited from the shell.
-        env.pop("SMSHUB_DATABASE_URL", None)
-        env.pop("SMSHUB_CONFIG", None)
-        self.proc = subprocess.Popen(
-            [*command, "--config", str(config_path), "run", "--role", "smtp"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env=env,
-            cwd=REPO,
-        )
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        # Drained continuously so a chatty child never blocks on a full pipe.
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line)
-            if "smshub running" in line:
-                self.ready.set()
-
-    def wait_ready(self, timeout: float) -> None:
-        """Wait until the listener is bound (the start-up line is logged after it)."""
-        deadline = time.monotonic() + timeout
-        while not self.ready.wait(0.02):
-            if self.proc.poll() is not None:
-                self._reader.join(5)
-                pytest.fail(f"{self.label} exited with {self.proc.returncode}:\n{self.output()}")
-            if time.monotonic() > deadline:
-                self.kill()
-                pytest.fail(f"{self.label} not ready after {timeout:.0f} s:\n{self.output()}")
-
-    def kill(self) -> None:
-        """SIGKILL: no cleanup of any kind runs in the child."""
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(30)
-        self._reader.join(5)
-
-    def stop(self) -> None:
-        """Polite stop at the end of the test (SIGTERM, then SIGKILL if it lingers)."""
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        self._reader.join(5)
-
-    def output(self, last: int = 60) -> str:
-        return "".join(self.lines[-last:])
 
 
 @dataclass
@@ -345,19 +272,11 @@ class Run:
 
 
 def _write_config(tmp_path: Path, db_url: str) -> tuple[Path, int]:
-    data_dir = tmp_path / "data"
-    data_dir.mkdir()
     smtp_port, http_port = free_ports(2)
-    path = tmp_path / "smshub.toml"
-    path.write_text(
+    path = write_config(
+        tmp_path,
+        db_url,
         f"""
-[hub]
-data_dir = "{data_dir.as_posix()}"
-log_level = "warning"
-
-[database]
-url = "{db_url}"
-
 [http]
 port = {http_port}
 
@@ -371,7 +290,6 @@ mails_per_sender_per_minute = {100 * MAILS}
 sms_per_account_per_hour = {100 * MAILS}
 confirmations = false
 """,
-        "utf-8",
     )
     return path, smtp_port
 
@@ -391,8 +309,9 @@ def _crash_while_sending(
 ) -> tuple[Run, HubProcess]:
     """Start the hub, kill it KILLS times mid-intake, restart; returns the last (live) hub."""
     run = Run()
-    proc = HubProcess(config_path, "hub run 1")
-    proc.wait_ready(READY_TIMEOUT)
+    # A listener is ready once bound; checked often, as the client waits for it.
+    harness = CrashHarness(config_path, "smtp", ready_timeout=READY_TIMEOUT, ready_poll=0.02)
+    proc = harness.start("hub run 1")
     client.run()
     for n in range(KILLS):
         target = client.settled + rng.randint(*ACKS_BEFORE_KILL)
@@ -409,8 +328,7 @@ def _crash_while_sending(
         run.acked_at_kills.append(settled)
         if settled < MAILS:
             run.kills_mid_work += 1
-        proc = HubProcess(config_path, f"hub run {n + 2}")
-        proc.wait_ready(READY_TIMEOUT)
+        proc = harness.start(f"hub run {n + 2}")
     return run, proc
 
 
@@ -453,7 +371,7 @@ def _check_outbox(engine: Engine, account_id: int, mails: list[Mail], acked: set
 def test_smtp_intake_killed_at_random_moments(
     db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    backend = "sqlite" if db_url.startswith("sqlite") else "postgresql"
+    backend = backend_of(db_url)
     seed = f"{SEED}:{backend}"
     rng = random.Random(seed)
     engine = make_engine(db_url)

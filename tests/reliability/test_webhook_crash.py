@@ -19,11 +19,7 @@ The seed is fixed so a failure can be replayed; set SMSHUB_CRASH_SEED to try oth
 from __future__ import annotations
 
 import json
-import os
 import random
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -35,19 +31,24 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Engine, func
-from sqlmodel import col, select
+from sqlmodel import select
 
 from hub import sending, webhooks
 from hub.accounts import create_account
 from hub.credits import top_up
 from hub.db import make_engine, session_scope
-from hub.models import FINAL_STATUSES, Message, MessageStatus, WebhookDelivery
+from hub.models import Message, MessageStatus, WebhookDelivery
 from hub.timeutil import as_utc, utcnow
 from tests.conftest import make_config
+from tests.reliability._harness import (
+    SEED,
+    CrashHarness,
+    HubProcess,
+    backend_of,
+    open_count,
+    write_config,
+)
 from tests.servers._util import free_port
-
-REPO = Path(__file__).resolve().parents[2]
-SEED = int(os.environ.get("SMSHUB_CRASH_SEED", "20240611"))
 
 ACCOUNT = "hooks"
 MESSAGES = 200
@@ -146,101 +147,12 @@ def receiver() -> Iterator[Receiver]:
     r.close()
 
 
-class HubProcess:
-    """One `smshub run --role api,dispatcher` child process; its output is kept."""
-
-    def __init__(self, config_path: Path, label: str) -> None:
-        self.label = label
-        self.lines: list[str] = []
-        self.ready = threading.Event()
-        script = Path(sys.executable).with_name("smshub")
-        command = (
-            [str(script)]
-            if script.exists()
-            else [sys.executable, "-c", "from hub.cli import main; main()"]
-        )
-        env = dict(os.environ)
-        # The child must use the config file's database, not one inherited from the shell.
-        env.pop("SMSHUB_DATABASE_URL", None)
-        env.pop("SMSHUB_CONFIG", None)
-        self.proc = subprocess.Popen(
-            [*command, "--config", str(config_path), "run", "--role", "api,dispatcher"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env=env,
-            cwd=REPO,
-        )
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        # Drained continuously so a chatty child never blocks on a full pipe.
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line)
-            if "smshub running" in line:
-                self.ready.set()
-
-    def wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while not self.ready.wait(0.05):
-            if self.proc.poll() is not None:
-                self._reader.join(5)
-                pytest.fail(f"{self.label} exited with {self.proc.returncode}:\n{self.output()}")
-            if time.monotonic() > deadline:
-                self.kill()
-                pytest.fail(f"{self.label} not ready after {timeout:.0f} s:\n{self.output()}")
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def kill(self) -> None:
-        """SIGKILL: no cleanup of any kind runs in the child."""
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(30)
-        self._reader.join(5)
-
-    def stop(self) -> None:
-        """Polite stop at the end (SIGTERM, then SIGKILL if it lingers)."""
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        self._reader.join(5)
-
-    def output(self, last: int = 60) -> str:
-        return "".join(self.lines[-last:])
-
-    def errors(self) -> list[str]:
-        """Error reports (ERROR log lines, tracebacks) in this process's output."""
-        blocks = []
-        skip_to = 0
-        for i, line in enumerate(self.lines):
-            if i >= skip_to and line.startswith(("ERROR", "CRITICAL", "Traceback")):
-                blocks.append("".join(self.lines[i : i + 40]))
-                skip_to = i + 40
-        return blocks
-
-
 def _write_config(tmp_path: Path, db_url: str) -> Path:
-    data_dir = tmp_path / "data"
-    data_dir.mkdir()
     port = free_port()
-    path = tmp_path / "smshub.toml"
-    path.write_text(
+    return write_config(
+        tmp_path,
+        db_url,
         f"""
-[hub]
-data_dir = "{data_dir.as_posix()}"
-log_level = "warning"
-public_url = "http://127.0.0.1:{port}"
-
-[database]
-url = "{db_url}"
-
 [http]
 host = "127.0.0.1"
 port = {port}
@@ -256,9 +168,8 @@ report_delay = {REPORT_DELAY}
 rate_per_second = {RATE}
 failure_mix = {{ invalid_number = {INVALID_SHARE} }}
 """,
-        "utf-8",
+        hub_extra=f'public_url = "http://127.0.0.1:{port}"\n',
     )
-    return path
 
 
 def _submit_wave(engine: Engine, config: Any, wave: int) -> None:
@@ -269,17 +180,6 @@ def _submit_wave(engine: Engine, config: Any, wave: int) -> None:
         sending.SubmitRequest(account=ACCOUNT, recipients=numbers, text=f"Rappel, vague {wave}"),
     )
     assert [r.status for r in result.recipients] == ["queued"] * WAVE
-
-
-def _open_messages(engine: Engine) -> int:
-    with session_scope(engine) as s:
-        return int(
-            s.exec(
-                select(func.count())
-                .select_from(Message)
-                .where(col(Message.status).not_in([st.value for st in FINAL_STATUSES]))
-            ).one()
-        )
 
 
 def _pending_deliveries(engine: Engine) -> int:
@@ -330,45 +230,40 @@ def _crash_and_settle(
     config_path: Path, engine: Engine, submit_config: Any, rng: random.Random
 ) -> Run:
     run = Run()
+    harness = CrashHarness(config_path, "api,dispatcher", ready_timeout=READY_TIMEOUT)
     for n in range(KILLS):
-        proc = HubProcess(config_path, f"hub run {n + 1}")
-        try:
-            proc.wait_ready(READY_TIMEOUT)
-            _submit_wave(engine, submit_config, n)
-            time.sleep(rng.uniform(*KILL_DELAY))
-            if not proc.alive():
-                pytest.fail(f"{proc.label} died before it was killed:\n{proc.output()}")
-        finally:
-            proc.kill()
+        proc = harness.kill_after(
+            f"hub run {n + 1}",
+            rng,
+            KILL_DELAY,
+            during=lambda n=n: _submit_wave(engine, submit_config, n),
+        )
         run.kills += 1
         run.absorb(proc)
-        if _open_messages(engine) or _pending_deliveries(engine):
+        if open_count(engine) or _pending_deliveries(engine):
             run.kills_mid_work += 1
         # Nobody runs now: the deliveries the dead process had claimed are due again at once.
         retries, leases = _hurry(engine, hub_is_down=True)
         run.waiting_retries += retries
         run.orphaned_claims += leases
 
-    final = HubProcess(config_path, "final hub run")
-    try:
-        final.wait_ready(READY_TIMEOUT)
-        _submit_wave(engine, submit_config, KILLS)
-        deadline = time.monotonic() + SETTLE_TIMEOUT
-        while True:
-            _hurry(engine, hub_is_down=False)
-            messages, deliveries = _open_messages(engine), _pending_deliveries(engine)
-            if not messages and not deliveries:
-                break
-            if not final.alive():
-                pytest.fail(f"the final hub run died:\n{final.output()}")
-            if time.monotonic() > deadline:
-                pytest.fail(
-                    f"after {SETTLE_TIMEOUT:.0f} s, {messages} message(s) not final and "
-                    f"{deliveries} webhook deliveries pending:\n{final.output()}"
-                )
-            time.sleep(0.1)  # polling a separate process, with a deadline
-    finally:
-        final.stop()
+    def pending() -> str | None:
+        _hurry(engine, hub_is_down=False)
+        messages, deliveries = open_count(engine), _pending_deliveries(engine)
+        if not messages and not deliveries:
+            return None
+        return (
+            f"after {SETTLE_TIMEOUT:.0f} s, {messages} message(s) not final and "
+            f"{deliveries} webhook deliveries pending"
+        )
+
+    final = harness.settle(
+        "final hub run",
+        pending,
+        SETTLE_TIMEOUT,
+        died="the final hub run died",
+        during=lambda: _submit_wave(engine, submit_config, KILLS),
+    )
     run.absorb(final)
     return run
 
@@ -376,7 +271,7 @@ def _crash_and_settle(
 def test_webhooks_survive_kill_9(
     db_url: str, tmp_path: Path, receiver: Receiver, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    backend = "sqlite" if db_url.startswith("sqlite") else "postgresql"
+    backend = backend_of(db_url)
     seed = f"{SEED}:{backend}:webhooks"
     rng = random.Random(seed)
     started = time.perf_counter()
