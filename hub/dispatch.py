@@ -271,6 +271,19 @@ class Dispatcher:
                 slot.down_until = time.monotonic() + min(60.0, 2.0 * slot.failures)
             last_detail = f"{slot.provider.name}: {result.detail or 'temporary failure'}"
             slot.last_detail = result.detail
+        downs = [slot.down_until for slot in route if slot.down_until > time.monotonic()]
+        if len(downs) == len(route):
+            # Every provider of the route is resting after repeated failures: wait for the
+            # first to come back without using up an attempt (they measure real tries).
+            wait = min(downs) - time.monotonic()
+            return Outcome(
+                message,
+                "queued",
+                provider=route[-1].provider.name,
+                detail=last_detail,
+                counted=False,
+                retry_at=utcnow() + timedelta(seconds=max(wait, 0.05)),
+            )
         return self._retry_or_fail(message, route[-1].provider.name, last_detail)
 
     def _outside_marketing_hours(self, message: Claimed) -> Outcome | None:
@@ -287,7 +300,9 @@ class Dispatcher:
             later = compliance.next_allowed_time(now, country, rules, number=message.recipient)
         except compliance.NoMarketingWindow as exc:
             return Outcome(message, "failed", reason="outside_marketing_hours", detail=str(exc))
-        return Outcome(message, "queued", detail="held for marketing hours", retry_at=later)
+        return Outcome(
+            message, "queued", detail="held for marketing hours", retry_at=later, counted=False
+        )
 
     async def _call(self, slot: ProviderSlot, sms: OutgoingSms) -> SendResult:
         await slot.limiter.acquire()

@@ -64,6 +64,9 @@ class Outcome:
     reason: str | None = None
     detail: str = ""
     retry_at: datetime | None = None
+    # False when the message was held without trying (provider marked down, marketing hours):
+    # such a round must not use up one of its attempts.
+    counted: bool = True
 
 
 def claim(engine: Engine, worker: str, limit: int, now: datetime | None = None) -> list[Claimed]:
@@ -160,13 +163,14 @@ def _record_outcomes(engine: Engine, worker: str, outcomes: Sequence[Outcome]) -
             session.execute(
                 sql(
                     "UPDATE messages SET status = 'queued', due_at = :due, claimed_by = NULL, "
-                    "detail = :detail, updated_at = :now "
+                    "detail = :detail, updated_at = :now, attempts = attempts - :undo "
                     "WHERE id = :id AND claimed_by = :worker AND status = 'submitting'"
                 ),
                 [
                     {
                         "id": o.message.id,
                         "due": o.retry_at or now,
+                        "undo": 0 if o.counted else 1,
                         "detail": o.detail[:500],
                         "now": now,
                         "worker": worker,

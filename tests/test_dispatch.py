@@ -362,3 +362,19 @@ async def test_marketing_backlog_waits_for_marketing_hours(engine, config, accou
         message = _messages(engine)[mid]
         assert message.status == "queued"
         assert as_utc(message.due_at) == datetime(2026, 11, 30, 7, 0, tzinfo=UTC)  # Mon 08:00
+
+
+async def test_a_resting_provider_does_not_use_up_attempts(engine, config, account):
+    config.dispatcher.max_attempts = 3
+    gw = FlakyProvider("gw", [SendOutcome.TRANSIENT] * 5)
+    d = _dispatcher(engine, config, gw)
+    ids = _submit(engine, config, *[f"06123456{n:02d}" for n in range(5)])
+    await d.run_once()  # five failures: the provider is now marked down
+    for _ in range(4):  # rounds while it rests hold the messages without counting
+        with session_scope(engine) as s:
+            for mid in ids:
+                s.get(Message, mid).due_at = utcnow() - timedelta(seconds=1)  # type: ignore[union-attr]
+        await d.run_once()
+    messages = _messages(engine)
+    assert {messages[mid].status for mid in ids} == {"queued"}
+    assert max(messages[mid].attempts for mid in ids) <= 1  # only the real try counted

@@ -77,6 +77,9 @@ batch_size = {BATCH_SIZE}
 claim_lease_seconds = {LEASE_SECONDS}
 poll_interval = 0.05
 retry_backoff_seconds = 0.05
+# A loaded CI machine can keep smsbox busy for longer than 8 quick retries; the test is about
+# crashes, not about giving up on a slow gateway.
+max_attempts = 40
 
 [routing]
 default = ["kannel"]
@@ -171,7 +174,15 @@ def test_hub_killed_while_messages_flow_through_kannel(
 
     by_text = {text: messages[mid] for text, mid in ids.items()}
     statuses = collections.Counter(m.status for m in messages.values())
-    assert set(statuses) <= {MessageStatus.DELIVERED.value, MessageStatus.UNKNOWN.value}, statuses
+    reasons = collections.Counter(
+        (m.status, m.reason, (m.detail or "")[:80])
+        for m in messages.values()
+        if m.status not in {MessageStatus.DELIVERED.value, MessageStatus.UNKNOWN.value}
+    )
+    assert set(statuses) <= {MessageStatus.DELIVERED.value, MessageStatus.UNKNOWN.value}, (
+        statuses,
+        reasons.most_common(3),
+    )
     twice = sorted(text for text, count in received.items() if count > 1)
     assert twice == [], f"{len(twice)} message(s) reached the phone twice, e.g. {twice[:5]}"
     strangers = set(received) - set(ids)
