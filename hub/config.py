@@ -300,3 +300,14 @@ def read_secret(section: dict[str, Any] | BaseModel, key: str, where: str) -> st
                 f"'{where}.{key}_file': cannot read {file_name}: {exc.strerror}"
             ) from None
     return None
+
+
+def require_secret(section: dict[str, Any] | BaseModel, key: str, where: str, what: str) -> str:
+    """Like read_secret, but a missing secret is a ConfigError saying how to give it."""
+    value = read_secret(section, key, where)
+    if not value:
+        raise ConfigError(
+            f"'{where}': {what} is missing; set {key}_env (an environment variable holding "
+            f"it) or {key}_file (a file holding it)"
+        )
+    return value

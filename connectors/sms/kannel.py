@@ -55,7 +55,7 @@ import httpx
 from pydantic import Field, field_validator
 
 from hub.callbacks import CallbackRequest, CallbackView, SharedSecretMixin
-from hub.config import read_secret
+from hub.config import read_secret, require_secret
 from hub.errors import ConfigError, MalformedCallback
 from hub.phone import parse_number
 from hub.providers import (
@@ -202,13 +202,7 @@ class KannelProvider:
         self.ctx = ctx
         self.name = ctx.name
         where = f"providers.{self.name}"
-        password = read_secret(settings, "password", where)
-        if not password:
-            raise ConfigError(
-                f"'{where}': the Kannel sendsms password is missing; set password_env (an "
-                "environment variable holding it) or password_file (a file holding it)"
-            )
-        self.password = password
+        self.password = require_secret(settings, "password", where, "the Kannel sendsms password")
         self.callback_secret = read_secret(settings, "callback_secret", where)
         if self.callback_secret is not None and not _URL_SAFE.match(self.callback_secret):
             raise ConfigError(

@@ -43,8 +43,8 @@ from typing import Any, ClassVar, Literal
 import httpx
 
 from hub.callbacks import CallbackRequest, CallbackView, SharedSecretMixin
-from hub.config import read_secret
-from hub.errors import ConfigError, MalformedCallback
+from hub.config import read_secret, require_secret
+from hub.errors import MalformedCallback
 from hub.providers import (
     DeliveryReason,
     DeliveryReport,
@@ -215,13 +215,7 @@ class SmsFactorProvider:
         self.ctx = ctx
         self.name = ctx.name
         where = f"providers.{self.name}"
-        token = read_secret(settings, "token", where)
-        if not token:
-            raise ConfigError(
-                f"'{where}': the SMSFactor API token is missing; set token_env (an environment "
-                "variable holding it) or token_file (a file holding it)"
-            )
-        self.token = token
+        self.token = require_secret(settings, "token", where, "the SMSFactor API token")
         self.callback_secret = read_secret(settings, "callback_secret", where)
         self._client: httpx.AsyncClient | None = None
 

@@ -33,7 +33,7 @@ from urllib.parse import parse_qs, quote, urlsplit, urlunsplit
 import httpx
 
 from hub.callbacks import CallbackRequest, CallbackView
-from hub.config import read_secret
+from hub.config import require_secret
 from hub.errors import BadSignature, ConfigError, MalformedCallback
 from hub.providers import (
     DeliveryReason,
@@ -161,13 +161,7 @@ class TwilioProvider:
                 f"'{where}': set from_number (a Twilio number or sender ID) or "
                 "messaging_service_sid, so Twilio knows what to send from"
             )
-        token = read_secret(settings, "auth_token", where)
-        if not token:
-            raise ConfigError(
-                f"'{where}': the Twilio auth token is missing; set auth_token_env (an "
-                "environment variable holding it) or auth_token_file (a file holding it)"
-            )
-        self.auth_token = token
+        self.auth_token = require_secret(settings, "auth_token", where, "the Twilio auth token")
         self._client: httpx.AsyncClient | None = None
 
     async def start(self) -> None:
