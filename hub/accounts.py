@@ -7,7 +7,7 @@ import re
 import secrets
 from dataclasses import dataclass
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from hub.errors import AccountDisabled, ConflictError, InvalidInput, NotFound
 from hub.models import Account, ApiToken, CreditMode
@@ -98,6 +98,20 @@ def set_disabled(session: Session, ref: str | int, disabled: bool = True) -> Acc
     account.disabled = disabled
     session.add(account)
     return account
+
+
+def descendant_ids(session: Session, root: Account) -> set[int]:
+    """ROOT's id and the ids of all its sub-accounts, at any depth: what its users may see."""
+    assert root.id is not None
+    ids = {root.id}
+    frontier = [root.id]
+    while frontier:
+        children = session.exec(
+            select(Account.id).where(col(Account.parent_id).in_(frontier))
+        ).all()
+        frontier = [c for c in children if c is not None and c not in ids]
+        ids.update(frontier)
+    return ids
 
 
 def is_descendant(session: Session, account: Account, of: Account) -> bool:

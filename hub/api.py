@@ -15,8 +15,9 @@ from sqlalchemy import func, text
 from sqlmodel import Session, col, select
 
 from hub import sending
-from hub.accounts import ancestors, authenticate
+from hub.accounts import ancestors, authenticate, descendant_ids
 from hub.callbacks import CallbackRequest
+from hub.console import console_error, install_console
 from hub.db import session_scope
 from hub.errors import (
     AccountDisabled,
@@ -62,19 +63,6 @@ class Caller(BaseModel):
     scope: set[int]  # the caller's account and all its sub-accounts
 
 
-def _descendants(session: Session, root: Account) -> set[int]:
-    assert root.id is not None
-    ids = {root.id}
-    frontier = [root.id]
-    while frontier:
-        children = session.exec(
-            select(Account.id).where(col(Account.parent_id).in_(frontier))
-        ).all()
-        frontier = [c for c in children if c is not None and c not in ids]
-        ids.update(frontier)
-    return ids
-
-
 def create_api(hub: "Hub") -> FastAPI:
     """The FastAPI application for HUB."""
     app = FastAPI(
@@ -84,9 +72,11 @@ def create_api(hub: "Hub") -> FastAPI:
     )
 
     @app.exception_handler(HubError)
-    async def _hub_error(_request: Request, exc: HubError) -> JSONResponse:
+    async def _hub_error(request: Request, exc: HubError) -> Response:
         status = next((s for cls, s in _STATUS_FOR.items() if isinstance(exc, cls)), 400)
-        return JSONResponse({"error": str(exc)}, status_code=status)
+        return console_error(request, exc, status) or JSONResponse(
+            {"error": str(exc)}, status_code=status
+        )
 
     def _caller(token: str) -> Caller:
         with session_scope(hub.engine) as session:
@@ -99,7 +89,7 @@ def create_api(hub: "Hub") -> FastAPI:
             return Caller(
                 account_id=account.id,
                 account_name=account.name,
-                scope=_descendants(session, account),
+                scope=descendant_ids(session, account),
             )
 
     async def caller(authorization: Annotated[str | None, Header()] = None) -> Caller:
@@ -280,4 +270,6 @@ def create_api(hub: "Hub") -> FastAPI:
     from hub.api_links import links_router
 
     app.include_router(links_router(hub))
+    if hub.config.console.enabled:
+        install_console(app, hub)
     return app

@@ -115,6 +115,20 @@ class SmtpSection(Section):
     reply_domain: str = ""
 
 
+class ConsoleSection(Section):
+    # The web console at /console (same HTTP server as the API; users log in with the
+    # account users made by `smshub mail user`).
+    enabled: bool = True
+    # Hours a console login lasts.
+    session_hours: float = Field(12.0, gt=0)
+    # Secure (HTTPS-only) cookies: "auto" when hub.public_url starts with https://.
+    secure_cookies: Literal["auto", "always", "never"] = "auto"
+    # Failed logins per user name per 15 minutes before further tries are refused.
+    max_failed_logins: int = Field(10, ge=1)
+    # Rows per page in lists (history, ledger, ...).
+    page_size: int = Field(50, ge=5, le=500)
+
+
 class MailOutSection(Section):
     # How the hub's own mail (confirmations, forwarded SMS) is delivered: "smtp" through a
     # relay, or "imap" appended straight into a folder of a mailbox.
@@ -204,6 +218,7 @@ class Config(Section):
     routing: RoutingSection = RoutingSection()
     smtp: SmtpSection = SmtpSection()
     mail_out: MailOutSection = MailOutSection()
+    console: ConsoleSection = ConsoleSection()
     inbound: InboundSection = InboundSection()
     links: LinksSection = LinksSection()
     # When marketing SMS may go out, in the recipient's local time.

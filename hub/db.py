@@ -100,6 +100,9 @@ def read_scope(engine: Engine) -> Iterator[Session]:
         try:
             yield s
         finally:
+            # Detach first: objects read here stay usable after the scope (the rollback
+            # would otherwise expire them).
+            s.expunge_all()
             s.rollback()
 
 

@@ -1,0 +1,88 @@
+"""The web console: server-rendered pages on the hub's HTTP server, under /console."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+from urllib.parse import quote
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+from hub.console.auth import CsrfFailed, LoginRequired
+from hub.console.render import STATIC_DIR, page
+from hub.errors import HubError
+
+if TYPE_CHECKING:
+    from hub.app import Hub
+
+PREFIX = "/console"
+
+
+def _wants_html(request: Request) -> bool:
+    # console.js marks its fetch calls; everything else is a browser navigating.
+    return request.headers.get("x-requested-with") != "fetch"
+
+
+def is_console(request: Request) -> bool:
+    """True for requests to console pages (their errors are pages, not JSON)."""
+    return request.url.path == PREFIX or request.url.path.startswith(PREFIX + "/")
+
+
+def error_page(request: Request, status: int, message: str) -> Response:
+    """An error as the console shows it: a page with the reason, or text for fetch calls."""
+    if not _wants_html(request):
+        return JSONResponse({"error": message}, status_code=status)
+    return page(request, None, "error.html.j2", status=status, message=message, code=status)
+
+
+def install_console(app: FastAPI, hub: Hub) -> None:
+    """Mount the console's pages, static files and error handling on APP."""
+    from hub.console import (
+        routes_account,
+        routes_calendars,
+        routes_campaigns,
+        routes_history,
+        routes_home,
+        routes_login,
+        routes_replies,
+    )
+
+    app.state.hub = hub
+    app.mount(f"{PREFIX}/static", StaticFiles(directory=STATIC_DIR), name="console-static")
+    for module in (
+        routes_login,
+        routes_home,
+        routes_history,
+        routes_campaigns,
+        routes_replies,
+        routes_calendars,
+        routes_account,
+    ):
+        app.include_router(module.router, prefix=PREFIX, include_in_schema=False)
+
+    @app.exception_handler(LoginRequired)
+    async def _login_required(request: Request, exc: LoginRequired) -> Response:
+        if not _wants_html(request):
+            return JSONResponse({"error": "log in again"}, status_code=401)
+        return RedirectResponse(f"{PREFIX}/login?next={quote(exc.next_url)}", status_code=303)
+
+    @app.exception_handler(CsrfFailed)
+    async def _csrf_failed(request: Request, exc: CsrfFailed) -> Response:
+        return error_page(
+            request,
+            403,
+            "This form is out of date (or was sent from another site). "
+            "Reload the page and try again.",
+        )
+
+    @app.get("/", include_in_schema=False)
+    async def _root() -> RedirectResponse:
+        return RedirectResponse(f"{PREFIX}/", status_code=307)
+
+
+def console_error(request: Request, exc: HubError, status: int) -> Response | None:
+    """The console's answer to a HubError raised by one of its pages (None: not a page)."""
+    if not is_console(request):
+        return None
+    return error_page(request, status, str(exc))

@@ -1,0 +1,177 @@
+"""Who is looking at a console page: session login, CSRF and the accounts a user may see.
+
+A console user is an account user (``smshub mail user``: the same login works for SMTP
+AUTH). The user sees their own account and its sub-accounts, never anything above or
+beside it, exactly as an API token of that account would.
+"""
+
+# No `from __future__ import annotations`: FastAPI reads these annotations at runtime.
+
+import asyncio
+import hmac
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy import Engine
+from sqlmodel import Session, col, select
+
+from hub.accounts import descendant_ids
+from hub.db import read_scope, session_scope
+from hub.errors import Forbidden, NotFound
+from hub.models import Account, MailUser
+
+from . import session as cookies
+
+COOKIE = "smshub_session"
+LOGIN_CSRF_COOKIE = "smshub_login_csrf"
+CSRF_FIELD = "csrf_token"
+CSRF_HEADER = "x-csrf-token"
+_SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+
+
+class LoginRequired(Exception):
+    """No valid session: HTML pages redirect to the login form, fetch calls get 401."""
+
+    def __init__(self, next_url: str) -> None:
+        super().__init__("log in first")
+        self.next_url = next_url
+
+
+class CsrfFailed(Exception):
+    """A form or fetch call without this session's CSRF token (403)."""
+
+
+@dataclass(frozen=True)
+class ConsoleUser:
+    user_id: int
+    username: str
+    account_id: int
+    account_name: str
+    # The user's account and all its sub-accounts.
+    scope: frozenset[int]
+    csrf: str
+
+    def account(self, session: Session, ref: str | int | None = None) -> Account:
+        """REF (name or id; default: the user's own account) if the user may see it.
+
+        An account outside the user's scope is reported as not found, so names of other
+        customers' accounts cannot be probed.
+        """
+        if ref is None or ref == "":
+            ref = self.account_id
+        if isinstance(ref, int) or str(ref).isdigit():
+            account = session.get(Account, int(ref))
+        else:
+            account = session.exec(select(Account).where(Account.name == ref)).first()
+        if account is None or account.id not in self.scope:
+            raise NotFound(f"no account {ref!r} among yours")
+        return account
+
+    def accounts(self, session: Session) -> list[Account]:
+        """Every account the user may see, their own first, then by name."""
+        rows = session.exec(
+            select(Account).where(col(Account.id).in_(self.scope)).order_by(col(Account.name))
+        ).all()
+        return sorted(rows, key=lambda a: a.id != self.account_id)
+
+    def require(self, account_id: int) -> None:
+        """Refuse a row that belongs to an account outside the user's scope."""
+        if account_id not in self.scope:
+            raise Forbidden("that belongs to an account you cannot see")
+
+
+_keys: dict[int, bytes] = {}
+
+
+def signing_key(engine: Engine) -> bytes:
+    """The session signing key of ENGINE's database (read once per process)."""
+    key = _keys.get(id(engine))
+    if key is None:
+        with session_scope(engine) as session:
+            key = cookies.session_key(session)
+        _keys[id(engine)] = key
+    return key
+
+
+def _load_user(engine: Engine, value: str) -> ConsoleUser | None:
+    data = cookies.decode(signing_key(engine), value)
+    if data is None:
+        return None
+    with read_scope(engine) as session:
+        user = session.get(MailUser, data.user_id)
+        if user is None or user.disabled:
+            return None
+        if not hmac.compare_digest(
+            cookies.password_fingerprint(user.password_hash), data.fingerprint
+        ):
+            return None
+        account = session.get(Account, user.account_id)
+        if account is None or account.disabled:
+            return None
+        return ConsoleUser(
+            user_id=data.user_id,
+            username=user.username,
+            account_id=user.account_id,
+            account_name=account.name,
+            scope=frozenset(descendant_ids(session, account)),
+            csrf=data.csrf,
+        )
+
+
+async def _posted_csrf(request: Request) -> str:
+    header = request.headers.get(CSRF_HEADER)
+    if header:
+        return header
+    if request.headers.get("content-type", "").startswith(
+        ("application/x-www-form-urlencoded", "multipart/form-data")
+    ):
+        # Starlette caches the parsed form, so the route's Form() fields still see it.
+        value = (await request.form()).get(CSRF_FIELD)
+        return value if isinstance(value, str) else ""
+    return ""
+
+
+async def current_user(request: Request) -> ConsoleUser:
+    """The logged-in user; unsafe methods must also carry the session's CSRF token."""
+    value = request.cookies.get(COOKIE)
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    if not value:
+        raise LoginRequired(target)
+    user = await asyncio.to_thread(_load_user, request.app.state.hub.engine, value)
+    if user is None:
+        raise LoginRequired(target)
+    if request.method not in _SAFE_METHODS and not hmac.compare_digest(
+        await _posted_csrf(request), user.csrf
+    ):
+        raise CsrfFailed()
+    return user
+
+
+User = Annotated[ConsoleUser, Depends(current_user)]
+
+
+class LoginThrottle:
+    """At most N failed logins per user name per window; the rest are refused unchecked."""
+
+    def __init__(self, limit: int, window: float = 900.0) -> None:
+        self.limit = limit
+        self.window = window
+        self._failures: dict[str, deque[float]] = defaultdict(deque)
+
+    def _recent(self, username: str, now: float) -> deque[float]:
+        failures = self._failures[username.lower()]
+        while failures and failures[0] < now - self.window:
+            failures.popleft()
+        return failures
+
+    def blocked(self, username: str) -> bool:
+        return len(self._recent(username, time.monotonic())) >= self.limit
+
+    def failed(self, username: str) -> None:
+        self._recent(username, time.monotonic()).append(time.monotonic())
+
+    def succeeded(self, username: str) -> None:
+        self._failures.pop(username.lower(), None)

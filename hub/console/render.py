@@ -1,0 +1,111 @@
+"""Rendering console pages: the Jinja2 environment, flash messages and security headers."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, unquote
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+
+from hub.phone import format_international
+from hub.timeutil import as_utc
+
+if TYPE_CHECKING:
+    from hub.console.auth import ConsoleUser
+
+FLASH_COOKIE = "smshub_flash"
+STATIC_DIR = Path(__file__).parent / "static"
+
+# Pages are rendered on the server; the only script is our own static file, so a strict
+# policy costs nothing and stops injected markup from running anything.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
+
+def _when(value: datetime | None) -> str:
+    """A UTC time as an ISO string for <time datetime=...> (console.js shows it locally)."""
+    return as_utc(value).isoformat() if value else ""
+
+
+def _when_text(value: datetime | None) -> str:
+    return as_utc(value).strftime("%Y-%m-%d %H:%M UTC") if value else "—"
+
+
+def _phone(value: str | None) -> str:
+    if not value:
+        return "—"
+    try:
+        return format_international(value)
+    except Exception:
+        return value
+
+
+@lru_cache(maxsize=1)
+def environment() -> Environment:
+    """The console's templates (templates/console), HTML-escaped."""
+    env = Environment(
+        loader=PackageLoader("templates", "console"),
+        autoescape=select_autoescape(enabled_extensions=("html", "j2"), default=True),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["when"] = _when
+    env.filters["when_text"] = _when_text
+    env.filters["phone"] = _phone
+    env.globals["static_version"] = str(
+        int(max((p.stat().st_mtime for p in STATIC_DIR.iterdir()), default=0))
+    )
+    return env
+
+
+def page(
+    request: Request,
+    user: ConsoleUser | None,
+    template: str,
+    *,
+    status: int = 200,
+    nav: str = "",
+    **context: Any,
+) -> HTMLResponse:
+    """A full console page (or a fragment, for templates that do not extend the layout)."""
+    flash = request.cookies.get(FLASH_COOKIE)
+    html = (
+        environment()
+        .get_template(template)
+        .render(
+            request=request,
+            user=user,
+            csrf_token=user.csrf if user else "",
+            nav=nav,
+            flash=unquote(flash) if flash else "",
+            **context,
+        )
+    )
+    response = HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
+    if flash:
+        response.delete_cookie(FLASH_COOKIE, path="/console")
+    return response
+
+
+def redirect(url: str, flash: str = "") -> RedirectResponse:
+    """303 to URL after a form post, with a one-time message shown on the next page."""
+    response = RedirectResponse(url, status_code=303)
+    if flash:
+        response.set_cookie(
+            FLASH_COOKIE, quote(flash), max_age=60, path="/console", httponly=True, samesite="lax"
+        )
+    return response

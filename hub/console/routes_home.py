@@ -1,0 +1,155 @@
+"""Console home: balance, recent messages, and the send form with its live preview."""
+
+# No `from __future__ import annotations`: FastAPI reads these annotations at runtime.
+
+import asyncio
+from datetime import datetime
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, Response
+from sqlmodel import col, select
+
+from hub import sending
+from hub.accounts import ancestors
+from hub.compliance import preview
+from hub.console.auth import User
+from hub.console.render import page, redirect
+from hub.db import read_scope
+from hub.errors import InvalidInput
+from hub.models import Message
+from hub.phone import parse_number, split_numbers
+from hub.views import account_view
+
+router = APIRouter()
+
+
+def _local_time(value: str, zone: str) -> datetime | None:
+    """A <input type=datetime-local> value, read in the browser's time zone."""
+    if not value:
+        return None
+    try:
+        tz = ZoneInfo(zone or "UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        tz = ZoneInfo("UTC")
+    try:
+        return datetime.fromisoformat(value).replace(tzinfo=tz)
+    except ValueError as exc:
+        raise InvalidInput(f"send time {value!r} is not a date and time") from exc
+
+
+@router.get("/", response_class=HTMLResponse)
+async def home(request: Request, user: User) -> Response:
+    """Balance, the last messages and the send form."""
+    hub = request.app.state.hub
+
+    def _load() -> dict[str, Any]:
+        with read_scope(hub.engine) as session:
+            account = user.account(session)
+            recent = session.exec(
+                select(Message)
+                .where(col(Message.account_id).in_(user.scope))
+                .order_by(col(Message.created_at).desc())
+                .limit(10)
+            ).all()
+            return {
+                "account": account_view(session, account, ancestors(session, account)),
+                "accounts": [a.name for a in user.accounts(session)],
+                "recent": recent,
+            }
+
+    return page(request, user, "home.html.j2", nav="home", **await asyncio.to_thread(_load))
+
+
+@router.post("/send")
+async def send(
+    request: Request,
+    user: User,
+    to: Annotated[str, Form()] = "",
+    text: Annotated[str, Form()] = "",
+    account: Annotated[str, Form()] = "",
+    sender: Annotated[str, Form()] = "",
+    type: Annotated[str, Form()] = "alert",
+    send_at: Annotated[str, Form()] = "",
+    tz: Annotated[str, Form()] = "",
+) -> Response:
+    """Queue an SMS from the console (the same submit() as every other door)."""
+    hub = request.app.state.hub
+    if type not in {"alert", "marketing"}:
+        raise InvalidInput("type must be alert or marketing")
+
+    def _submit() -> sending.SubmitResult:
+        with read_scope(hub.engine) as session:
+            acc = user.account(session, account or None)
+            name, region = acc.name, acc.default_region or hub.config.hub.default_region
+        recipients = split_numbers(to, region)
+        if not recipients:
+            raise InvalidInput("give at least one phone number in To")
+        return hub.submit(
+            sending.SubmitRequest(
+                account=name,
+                recipients=recipients,
+                text=text,
+                sender=sender.strip() or None,
+                type=type,
+                send_at=_local_time(send_at, tz),
+                source="console",
+            )
+        )
+
+    result = await asyncio.to_thread(_submit)
+    accepted = len(result.accepted)
+    refused = [r for r in result.recipients if r.status == "rejected"]
+    message = f"Queued {accepted} SMS ({result.credits_charged} credits)."
+    if refused:
+        message += " Left out: " + "; ".join(f"{r.input} ({r.reason})" for r in refused) + "."
+    if result.warnings:
+        message += " " + " ".join(result.warnings)
+    return redirect(f"/console/messages?batch={result.batch_id}", message)
+
+
+@router.post("/preview", response_class=HTMLResponse)
+async def live_preview(
+    request: Request,
+    user: User,
+    text: Annotated[str, Form()] = "",
+    to: Annotated[str, Form()] = "",
+    sender: Annotated[str, Form()] = "",
+    type: Annotated[str, Form()] = "alert",
+    account: Annotated[str, Form()] = "",
+) -> Response:
+    """Parts, encoding and cost of a text being written (an HTML fragment for console.js)."""
+    hub = request.app.state.hub
+    config = hub.config
+
+    def _region() -> str:
+        with read_scope(hub.engine) as session:
+            acc = user.account(session, account or None)
+            return acc.default_region or config.hub.default_region
+
+    region = await asyncio.to_thread(_region)
+    numbers = [parse_number(n, region) for n in split_numbers(to, region)] if to else []
+    valid = [n for n in numbers if n.valid]
+    country = valid[0].country if valid else region
+    shown = preview(
+        text,
+        sender.strip() or None,
+        type if type in {"alert", "marketing"} else "alert",
+        country,
+        mention=config.optout_mention,
+        hours=config.marketing_hours,
+    )
+    cost = sum(
+        sending.credits_for(config, n.country, shown["segments"]) for n in valid
+    ) or sending.credits_for(config, country, shown["segments"])
+    return page(
+        request,
+        user,
+        "_preview.html.j2",
+        shown=shown,
+        recipients=len(valid),
+        invalid=[n for n in numbers if not n.valid],
+        cost=cost,
+        max_parts=config.sending.max_parts,
+    )

@@ -1,0 +1,93 @@
+"""Signed session cookies for the web console (HMAC-SHA256, no server-side store).
+
+The cookie carries the user id, a CSRF token and an expiry, plus a fingerprint of the
+user's password hash: changing the password (or disabling the user, checked on every
+request) ends every session at once.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import secrets
+import time
+from dataclasses import dataclass
+
+from sqlmodel import Session
+
+from hub.models import HubSetting
+
+_KEY = "console_session_key"
+
+
+def session_key(session: Session) -> bytes:
+    """The signing key, generated once and shared by every instance through the database."""
+    row = session.get(HubSetting, _KEY)
+    if row is None:
+        row = HubSetting(key=_KEY, value=secrets.token_hex(32))
+        session.add(row)
+        session.flush()
+    return bytes.fromhex(row.value)
+
+
+def password_fingerprint(password_hash: str) -> str:
+    """A short digest of the stored hash: a new password invalidates old cookies."""
+    return hashlib.sha256(password_hash.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class SessionData:
+    user_id: int
+    csrf: str
+    expires: int
+    fingerprint: str
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def encode(key: bytes, data: SessionData) -> str:
+    """The cookie value for DATA."""
+    body = _b64(
+        json.dumps(
+            {"u": data.user_id, "c": data.csrf, "e": data.expires, "f": data.fingerprint},
+            separators=(",", ":"),
+        ).encode()
+    )
+    signature = _b64(hmac.new(key, body.encode(), hashlib.sha256).digest())
+    return f"{body}.{signature}"
+
+
+def decode(key: bytes, value: str, now: float | None = None) -> SessionData | None:
+    """The session in VALUE, or None when it is forged, malformed or expired."""
+    body, _, signature = value.partition(".")
+    expected = _b64(hmac.new(key, body.encode(), hashlib.sha256).digest())
+    if not signature or not hmac.compare_digest(expected, signature):
+        return None
+    try:
+        raw = json.loads(_unb64(body))
+        data = SessionData(
+            user_id=int(raw["u"]), csrf=str(raw["c"]), expires=int(raw["e"]), fingerprint=raw["f"]
+        )
+    except (ValueError, KeyError, TypeError):
+        return None
+    if data.expires < (time.time() if now is None else now):
+        return None
+    return data
+
+
+def new_session(user_id: int, password_hash: str, hours: float) -> SessionData:
+    """A fresh session (new CSRF token) for a user who just logged in."""
+    return SessionData(
+        user_id=user_id,
+        csrf=secrets.token_urlsafe(24),
+        expires=int(time.time() + hours * 3600),
+        fingerprint=password_fingerprint(password_hash),
+    )
