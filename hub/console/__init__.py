@@ -46,6 +46,7 @@ def install_console(app: FastAPI, hub: Hub) -> None:
         routes_home,
         routes_login,
         routes_replies,
+        routes_settings,
     )
 
     app.state.hub = hub
@@ -58,6 +59,7 @@ def install_console(app: FastAPI, hub: Hub) -> None:
         routes_replies,
         routes_calendars,
         routes_account,
+        routes_settings,
     ):
         app.include_router(module.router, prefix=PREFIX, include_in_schema=False)
 
