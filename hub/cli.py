@@ -829,7 +829,8 @@ def mail_user(
         bool, typer.Option("--password-stdin", help="Read the password from standard input.")
     ] = False,
 ) -> None:
-    """Create an SMTP AUTH login that may send on ACCOUNT's intake addresses."""
+    """Create an SMTP AUTH login of ACCOUNT (same as `smshub users add`: it also logs in to
+    the web console)."""
     from hub.intake.addresses import add_mail_user
 
     if password_stdin:
@@ -1008,12 +1009,14 @@ def _register_subcommands() -> None:
     from hub.cli_contacts import campaigns_app, contacts_app, lists_app, templates_app
     from hub.cli_links import files_app, links_app
     from hub.cli_lists import invalid_app
+    from hub.cli_users import users_app
     from hub.cli_webhooks import webhooks_app
 
     app.add_typer(calendars_app, name="calendars")
     app.add_typer(reminders_app, name="reminders")
     # `calendar preview` (singular): dry runs on a file or URL, apart from connected ones.
     app.add_typer(calendar_app, name="calendar")
+    app.add_typer(users_app, name="users")
     app.add_typer(webhooks_app, name="webhooks")
     app.add_typer(invalid_app, name="invalid")
     app.add_typer(files_app, name="files")

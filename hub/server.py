@@ -59,6 +59,13 @@ async def serve(config: Config, roles: set[str]) -> None:
         smtp_note,
         engine.url.render_as_string(hide_password=True),
     )
+    if "api" in roles and config.console.enabled:
+        log.warning(
+            "web console: http://%s:%d/console (log in with a user made by "
+            "`smshub users add ACCOUNT NAME`)",
+            config.http.host,
+            config.http.port,
+        )
     try:
         if "api" in roles:
             server = uvicorn.Server(

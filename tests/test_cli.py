@@ -193,3 +193,15 @@ def test_accounts_set_changes_only_what_is_given(smshub):
             True,
             "simulator",
         )
+
+
+def test_users_add_and_list(smshub):
+    assert smshub("accounts", "create", "acme")[0] == 0
+    code, out, _ = smshub(
+        "users", "add", "acme", "reception", "--password-stdin", input="s3cret-pass-1\n"
+    )
+    assert code == 0 and "/console" in out
+    code, out, err = smshub("users", "add", "acme", "shorty", "--password-stdin", input="short\n")
+    assert code != 0 and "at least 10 characters" in err
+    code, out, _ = smshub("users", "list", "--json")
+    assert json.loads(out) == [{"username": "reception", "account": "acme", "disabled": False}]
