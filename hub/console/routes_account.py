@@ -1,7 +1,305 @@
-"""Console pages: account."""
+"""Console pages: account (balance, ledger, sub-accounts and credit moves, settings)."""
 
 # No `from __future__ import annotations`: FastAPI reads these annotations at runtime.
 
-from fastapi import APIRouter
+import asyncio
+from collections.abc import Callable
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Form, Query, Request
+from fastapi.responses import HTMLResponse, Response
+from sqlmodel import Session
+
+from hub.config import Config
+from hub.console import account_credits, account_page, account_settings
+from hub.console.auth import ConsoleUser, User
+from hub.console.render import page, redirect
+from hub.db import read_scope, session_scope
+from hub.errors import ConflictError, InsufficientCredits, InvalidInput
+from hub.models import Account
 
 router = APIRouter()
+
+# Refusals shown next to the form that caused them (other errors get the error page).
+_FORM_ERRORS: dict[type[Exception], int] = {
+    InvalidInput: 422,
+    InsufficientCredits: 402,
+    ConflictError: 409,
+}
+
+Action = Callable[[Session, Config, Account], str]
+
+
+def _url(name: str, anchor: str = "") -> str:
+    return f"/console/account?account={quote(name)}" + (f"#{anchor}" if anchor else "")
+
+
+def _cursor(value: str | None) -> int | None:
+    return int(value) if value and value.isdigit() else None
+
+
+async def _render(
+    request: Request,
+    user: ConsoleUser,
+    ref: str | None,
+    *,
+    status: int = 200,
+    before: int | None = None,
+    after: int | None = None,
+    subs_after: str = "",
+    errors: dict[str, str] | None = None,
+    posted: dict[str, str] | None = None,
+) -> Response:
+    hub = request.app.state.hub
+
+    def _load() -> dict[str, Any]:
+        with read_scope(hub.engine) as session:
+            return account_page.load(
+                session, hub.config, user, ref, before=before, after=after, subs_after=subs_after
+            )
+
+    context = await asyncio.to_thread(_load)
+    return page(
+        request,
+        user,
+        "account.html.j2",
+        status=status,
+        nav="account",
+        errors=errors or {},
+        posted=posted or {},
+        **context,
+    )
+
+
+async def _act(
+    request: Request,
+    user: ConsoleUser,
+    ref: str,
+    form: str,
+    posted: dict[str, str],
+    action: Action,
+) -> Response:
+    """Run ACTION on account REF in one transaction; re-show the page with the refusal if any."""
+    hub = request.app.state.hub
+
+    def _run() -> tuple[str, str]:
+        with session_scope(hub.engine) as session:
+            # Outside the user's scope: NotFound (404) before anything is read or changed.
+            account = user.account(session, ref or None)
+            message = action(session, hub.config, account)
+            session.add(account)
+            return account.name, message
+
+    try:
+        name, message = await asyncio.to_thread(_run)
+    except tuple(_FORM_ERRORS) as exc:
+        status = next(s for cls, s in _FORM_ERRORS.items() if isinstance(exc, cls))
+        return await _render(
+            request,
+            user,
+            ref,
+            status=status,
+            errors={form: str(exc)},
+            posted={"form": form, **posted},
+        )
+    return redirect(_url(name, form), message)
+
+
+@router.get("/account", response_class=HTMLResponse)
+async def account_home(
+    request: Request,
+    user: User,
+    account: Annotated[str, Query()] = "",
+    before: Annotated[str, Query()] = "",
+    after: Annotated[str, Query()] = "",
+    subs_after: Annotated[str, Query()] = "",
+) -> Response:
+    """Balance, ledger, sub-accounts and settings of one of the user's accounts."""
+    return await _render(
+        request,
+        user,
+        account or None,
+        before=_cursor(before),
+        after=_cursor(after),
+        subs_after=subs_after,
+    )
+
+
+@router.post("/account/alert")
+async def save_alert(
+    request: Request,
+    user: User,
+    account: Annotated[str, Form()] = "",
+    threshold: Annotated[str, Form()] = "",
+    email: Annotated[str, Form()] = "",
+    sms: Annotated[str, Form()] = "",
+) -> Response:
+    """Set or turn off the balance alert."""
+    return await _act(
+        request,
+        user,
+        account,
+        "alert",
+        {"threshold": threshold, "email": email, "sms": sms},
+        lambda s, c, a: account_settings.set_alert(s, c, a, threshold, email, sms),
+    )
+
+
+@router.post("/account/sender")
+async def save_sender(
+    request: Request,
+    user: User,
+    account: Annotated[str, Form()] = "",
+    sender: Annotated[str, Form()] = "",
+) -> Response:
+    """Set the default sender (checked like a send)."""
+    return await _act(
+        request,
+        user,
+        account,
+        "sender",
+        {"sender": sender},
+        lambda s, c, a: account_settings.set_sender(c, a, sender),
+    )
+
+
+@router.post("/account/region")
+async def save_region(
+    request: Request,
+    user: User,
+    account: Annotated[str, Form()] = "",
+    region: Annotated[str, Form()] = "",
+) -> Response:
+    """Set the country national numbers are read in."""
+    return await _act(
+        request,
+        user,
+        account,
+        "region",
+        {"region": region},
+        lambda s, c, a: account_settings.set_region(c, a, region),
+    )
+
+
+@router.post("/account/reply-mailbox")
+async def save_reply_mailbox(
+    request: Request,
+    user: User,
+    account: Annotated[str, Form()] = "",
+    mailbox: Annotated[str, Form()] = "",
+) -> Response:
+    """Set where inbound SMS are forwarded by e-mail."""
+    return await _act(
+        request,
+        user,
+        account,
+        "mailbox",
+        {"mailbox": mailbox},
+        lambda s, c, a: account_settings.set_reply_mailbox(a, mailbox),
+    )
+
+
+@router.post("/account/autoreply")
+async def save_autoreply(
+    request: Request,
+    user: User,
+    account: Annotated[str, Form()] = "",
+    enabled: Annotated[str, Form()] = "",
+    text: Annotated[str, Form()] = "",
+    period: Annotated[str, Form()] = "",
+) -> Response:
+    """Turn the auto-responder on or off, with its text and period."""
+    on = enabled in {"on", "1", "true", "yes"}
+    return await _act(
+        request,
+        user,
+        account,
+        "autoreply",
+        {"enabled": "on" if on else "", "text": text, "period": period},
+        lambda s, c, a: account_settings.set_autoreply(c, a, on, text, period),
+    )
+
+
+@router.post("/account/sub-accounts")
+async def create_sub_account(
+    request: Request,
+    user: User,
+    account: Annotated[str, Form()] = "",
+    name: Annotated[str, Form()] = "",
+    mode: Annotated[str, Form()] = "limited",
+    initial: Annotated[str, Form()] = "",
+) -> Response:
+    """Create a sub-account, optionally with credits moved from its parent."""
+    return await _act(
+        request,
+        user,
+        account,
+        "subs",
+        {"name": name, "mode": mode, "initial": initial},
+        lambda s, c, a: account_credits.create_sub_account(s, c, user, a, name, mode, initial),
+    )
+
+
+@router.post("/account/transfer")
+async def transfer(
+    request: Request,
+    user: User,
+    account: Annotated[str, Form()] = "",
+    sub: Annotated[str, Form()] = "",
+    direction: Annotated[str, Form()] = "down",
+    amount: Annotated[str, Form()] = "",
+) -> Response:
+    """Move credits between the account and one of its sub-accounts, either way."""
+    if direction not in {"down", "up"}:
+        raise InvalidInput("Direction: choose to the sub-account or back to the account")
+
+    def _move(session: Session, config: Config, parent: Account) -> str:
+        source, target = (parent.name, sub) if direction == "down" else (sub, parent.name)
+        return account_credits.move_credits(session, config, user, source, target, amount)
+
+    return await _act(
+        request,
+        user,
+        account,
+        "transfer",
+        {"sub": sub, "direction": direction, "amount": amount},
+        _move,
+    )
+
+
+@router.post("/account/reset")
+async def reset(
+    request: Request,
+    user: User,
+    account: Annotated[str, Form()] = "",
+    sub: Annotated[str, Form()] = "",
+) -> Response:
+    """Give a sub-account's whole balance back to its parent."""
+    return await _act(
+        request,
+        user,
+        account,
+        "subs",
+        {},
+        lambda s, c, a: account_credits.reset_sub_account(s, c, user, sub),
+    )
+
+
+@router.post("/account/disable")
+async def disable(
+    request: Request,
+    user: User,
+    account: Annotated[str, Form()] = "",
+    sub: Annotated[str, Form()] = "",
+    enable: Annotated[str, Form()] = "",
+) -> Response:
+    """Disable a sub-account, or enable it again."""
+    return await _act(
+        request,
+        user,
+        account,
+        "subs",
+        {},
+        lambda s, c, a: account_credits.set_sub_account_disabled(s, user, sub, not enable),
+    )

@@ -1,0 +1,124 @@
+"""Account users on /console/intake: the logins for the console and SMTP AUTH (add,
+disable or enable, change a password)."""
+
+# No `from __future__ import annotations`: FastAPI reads these annotations at runtime.
+
+import asyncio
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import Response
+
+from hub.console.auth import User
+from hub.console.render import redirect
+from hub.console.settings_common import back_to, owned
+from hub.db import read_scope, session_scope
+from hub.errors import ConflictError, InvalidInput
+from hub.intake.addresses import add_mail_user
+from hub.intake.passwords import hash_password, verify_password
+from hub.models import Account, MailUser
+
+router = APIRouter()
+PATH = "/console/intake"
+MIN_PASSWORD = 10
+
+
+def _new_password(password: str, again: str) -> str:
+    if password != again:
+        raise InvalidInput("the two passwords differ; type the same password twice")
+    if len(password) < MIN_PASSWORD:
+        raise InvalidInput(f"the password must have at least {MIN_PASSWORD} characters")
+    return password
+
+
+def _username(name: str) -> str:
+    name = name.strip()
+    if not name or len(name) > 255 or any(c.isspace() for c in name):
+        raise InvalidInput("the user name must be 1-255 characters without spaces")
+    return name
+
+
+@router.post("/intake/users")
+async def user_add(
+    request: Request,
+    user: User,
+    account: Annotated[str, Form()] = "",
+    username: Annotated[str, Form()] = "",
+    password: Annotated[str, Form()] = "",
+    password2: Annotated[str, Form()] = "",
+) -> Response:
+    """Create a login for the account (console and SMTP AUTH)."""
+    hub = request.app.state.hub
+    name = _username(username)
+    secret = _new_password(password, password2)
+
+    def _add() -> str:
+        with session_scope(hub.engine) as session:
+            acc = user.account(session, account or None)
+            assert acc.id is not None
+            add_mail_user(session, acc.id, name, secret)
+            return back_to(PATH, user, acc)
+
+    url = await asyncio.to_thread(_add)
+    return redirect(url, f"User {name} created: it can log in here and send mail by SMTP AUTH.")
+
+
+@router.post("/intake/users/{user_id}/disable")
+async def user_disable(
+    request: Request, user: User, user_id: int, disabled: Annotated[bool, Form()] = True
+) -> Response:
+    """Disable (or, with disabled=0, enable) a login; its sessions end at once."""
+    hub = request.app.state.hub
+    if disabled and user_id == user.user_id:
+        raise ConflictError("you cannot disable your own login; another user of the account can")
+
+    def _set() -> tuple[str, str]:
+        with session_scope(hub.engine) as session:
+            row = owned(session, MailUser, user_id, user, "user")
+            row.disabled = disabled
+            session.add(row)
+            acc = session.get(Account, row.account_id)
+            assert acc is not None
+            return row.username, back_to(PATH, user, acc)
+
+    name, url = await asyncio.to_thread(_set)
+    return redirect(url, f"User {name} {'disabled' if disabled else 'enabled'}.")
+
+
+@router.post("/intake/users/{user_id}/password")
+async def user_password(
+    request: Request,
+    user: User,
+    user_id: int,
+    password: Annotated[str, Form()] = "",
+    password2: Annotated[str, Form()] = "",
+    current: Annotated[str, Form()] = "",
+) -> Response:
+    """Set a user's password; one's own needs the current one, and ends one's sessions."""
+    hub = request.app.state.hub
+    secret = _new_password(password, password2)
+    own = user_id == user.user_id
+
+    def _check_current() -> None:
+        with read_scope(hub.engine) as session:
+            row = owned(session, MailUser, user_id, user, "user")
+            if own and not verify_password(current, row.password_hash):
+                raise InvalidInput("your current password is wrong; type it again")
+
+    # scrypt is slow on purpose: hash outside the write transaction.
+    await asyncio.to_thread(_check_current)
+    new_hash = await asyncio.to_thread(hash_password, secret)
+
+    def _set() -> tuple[str, str]:
+        with session_scope(hub.engine) as session:
+            row = owned(session, MailUser, user_id, user, "user")
+            row.password_hash = new_hash
+            session.add(row)
+            acc = session.get(Account, row.account_id)
+            assert acc is not None
+            return row.username, back_to(PATH, user, acc)
+
+    name, url = await asyncio.to_thread(_set)
+    if own:
+        return redirect("/console/login", "Password changed. Log in with the new one.")
+    return redirect(url, f"Password of {name} changed; its open sessions have ended.")

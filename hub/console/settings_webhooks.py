@@ -1,0 +1,190 @@
+"""Console page /console/webhooks: an account's outgoing webhooks (add with the signing
+secret shown once, disable or enable, remove, send a test event) and recent deliveries."""
+
+# No `from __future__ import annotations`: FastAPI reads these annotations at runtime.
+
+import asyncio
+import ipaddress
+from collections import defaultdict
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, Response
+from markupsafe import Markup, escape
+from sqlalchemy import select as sa_select
+from sqlalchemy import union_all
+from sqlmodel import Session, col, select
+
+from hub import webhooks
+from hub.console.auth import ConsoleUser, User
+from hub.console.render import page, redirect
+from hub.console.settings_common import back_to, layout, owned
+from hub.db import read_scope, session_scope
+from hub.errors import InvalidInput
+from hub.models import Account, WebhookDelivery, WebhookEndpoint
+
+router = APIRouter()
+PATH = "/console/webhooks"
+RECENT = 5
+_LOCAL_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost")
+
+
+def check_public_url(url: str) -> str:
+    """URL, validated, if it does not name this machine or a private network by address.
+
+    Customers add webhooks from the console; a URL aimed at the hub's own network would let
+    them make the hub call internal services and read the start of their answers in the
+    delivery log. (Names that resolve to such addresses are the sender's to refuse.)
+    """
+    url = webhooks.validate_url(url)
+    host = (urlsplit(url).hostname or "").rstrip(".").lower()
+    if host in _LOCAL_NAMES or host.endswith(".localhost"):
+        raise InvalidInput(f"webhook URL {url!r} points at the hub itself; use a public address")
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return url
+    if not address.is_global:
+        raise InvalidInput(
+            f"webhook URL {url!r} points at a private or local address; use a public one "
+            "(the hub administrator can add others with `smshub webhooks add`)"
+        )
+    return url
+
+
+def breakable(url: str) -> Markup:
+    """URL, escaped, with line-break chances after / and . so it wraps on a phone."""
+    text = str(escape(url))
+    return Markup(text.replace("/", "/<wbr>").replace(".", ".<wbr>"))
+
+
+def _recent(session: Session, ids: list[int]) -> dict[int, list[Any]]:
+    """The last RECENT deliveries of each endpoint, in one query."""
+    if not ids:
+        return {}
+    # One LIMITed select per endpoint, glued with UNION ALL: each uses the endpoint_id
+    # index, where a window function would read every delivery the endpoints ever had.
+    parts = [
+        sa_select(
+            select(WebhookDelivery)
+            .where(WebhookDelivery.endpoint_id == endpoint_id)
+            .order_by(col(WebhookDelivery.id).desc())
+            .limit(RECENT)
+            .subquery()
+        )
+        for endpoint_id in ids
+    ]
+    found: dict[int, list[Any]] = defaultdict(list)
+    for row in session.execute(union_all(*parts)).mappings():
+        found[row["endpoint_id"]].append(row)
+    for rows in found.values():
+        rows.sort(key=lambda r: r["id"], reverse=True)
+    return found
+
+
+def _context(session: Session, user: ConsoleUser, account: Account) -> dict[str, Any]:
+    endpoints = session.exec(
+        select(WebhookEndpoint)
+        .where(WebhookEndpoint.account_id == account.id)
+        .order_by(col(WebhookEndpoint.id))
+    ).all()
+    return {
+        **layout(session, user, account, PATH),
+        "endpoints": endpoints,
+        "shown_urls": {e.id: breakable(e.url) for e in endpoints},
+        "recent": _recent(session, [e.id for e in endpoints if e.id is not None]),
+        "event_types": sorted(webhooks.EVENT_TYPES),
+        "new_secret": None,
+        "new_endpoint": None,
+    }
+
+
+@router.get("/webhooks", response_class=HTMLResponse)
+async def webhooks_page(request: Request, user: User, account: str = "") -> Response:
+    """The account's webhook endpoints with their recent deliveries."""
+    hub = request.app.state.hub
+
+    def _load() -> dict[str, Any]:
+        with read_scope(hub.engine) as session:
+            return _context(session, user, user.account(session, account or None))
+
+    ctx = await asyncio.to_thread(_load)
+    return page(request, user, "settings_webhooks.html.j2", nav="account", **ctx)
+
+
+@router.post("/webhooks", response_class=HTMLResponse)
+async def webhooks_add(
+    request: Request,
+    user: User,
+    account: Annotated[str, Form()] = "",
+    url: Annotated[str, Form()] = "",
+    events: Annotated[list[str] | None, Form()] = None,
+) -> Response:
+    """Add an endpoint and show its signing secret once, in this response only."""
+    hub = request.app.state.hub
+    checked = check_public_url(url)
+    chosen = webhooks.validate_events(events or [])
+
+    def _add() -> dict[str, Any]:
+        with session_scope(hub.engine) as session:
+            acc = user.account(session, account or None)
+            assert acc.id is not None
+            endpoint, secret = webhooks.add_endpoint(session, acc.id, checked, chosen)
+            endpoint_id = endpoint.id
+        with read_scope(hub.engine) as session:
+            ctx = _context(session, user, user.account(session, account or None))
+        return {**ctx, "new_secret": secret, "new_endpoint": endpoint_id}
+
+    ctx = await asyncio.to_thread(_add)
+    # A page, not a redirect: the secret must not travel in a cookie or a URL.
+    return page(request, user, "settings_webhooks.html.j2", nav="account", **ctx)
+
+
+async def _change(request: Request, user: User, endpoint_id: int, action: str) -> str:
+    """Apply ACTION to one of the user's endpoints; returns the page to go back to."""
+    hub = request.app.state.hub
+
+    def _do() -> str:
+        with session_scope(hub.engine) as session:
+            endpoint = owned(session, WebhookEndpoint, endpoint_id, user, "webhook")
+            acc = session.get(Account, endpoint.account_id)
+            assert acc is not None
+            if action == "remove":
+                webhooks.remove_endpoint(session, endpoint_id)
+            elif action == "test":
+                webhooks.queue_ping(session, endpoint_id)
+            else:
+                webhooks.disable_endpoint(session, endpoint_id, action == "disable")
+            return back_to(PATH, user, acc)
+
+    return await asyncio.to_thread(_do)
+
+
+@router.post("/webhooks/{endpoint_id}/disable")
+async def webhooks_disable(request: Request, user: User, endpoint_id: int) -> Response:
+    """Stop sending to an endpoint; what it has queued waits until it is enabled."""
+    url = await _change(request, user, endpoint_id, "disable")
+    return redirect(url, f"Webhook {endpoint_id} disabled.")
+
+
+@router.post("/webhooks/{endpoint_id}/enable")
+async def webhooks_enable(request: Request, user: User, endpoint_id: int) -> Response:
+    """Send to an endpoint again."""
+    url = await _change(request, user, endpoint_id, "enable")
+    return redirect(url, f"Webhook {endpoint_id} enabled.")
+
+
+@router.post("/webhooks/{endpoint_id}/remove")
+async def webhooks_remove(request: Request, user: User, endpoint_id: int) -> Response:
+    """Delete an endpoint with its queued deliveries and its log."""
+    url = await _change(request, user, endpoint_id, "remove")
+    return redirect(url, f"Webhook {endpoint_id} removed.")
+
+
+@router.post("/webhooks/{endpoint_id}/test")
+async def webhooks_test(request: Request, user: User, endpoint_id: int) -> Response:
+    """Queue a ping event for an endpoint and wake the sender."""
+    url = await _change(request, user, endpoint_id, "test")
+    request.app.state.hub.webhook_sender.wake()
+    return redirect(url, f"Test event queued for webhook {endpoint_id}; reload to see how it went.")
