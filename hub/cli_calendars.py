@@ -4,7 +4,6 @@ set rules, see what is planned, and try rules on a calendar without sending anyt
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -69,56 +68,43 @@ def calendars_add(
     notify_mailbox: Annotated[str, typer.Option(help="Mailbox told about OUI/NON answers.")] = "",
 ) -> None:
     """Connect a calendar to ACCOUNT; its appointments get reminders by the rules given."""
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-    from hub.accounts import get_account
-    from hub.models import Calendar
-    from hub.registry import calendar_source_types
-    from hub.reminders.render import render_reminder
-    from hub.reminders.rules import parse_offsets
+    from hub.calendar_setup import add_calendar, check_source_type, check_timezone, parse_setting
+    from hub.errors import InvalidInput
+    from hub.models import Account
 
     cli = _cli()
-    if type_ not in calendar_source_types():
-        cli.fail(
-            f"unknown calendar type {type_!r}; installed: "
-            f"{', '.join(calendar_source_types()) or 'none'}"
-        )
+    try:
+        check_source_type(type_)
+    except InvalidInput as exc:
+        cli.fail(str(exc))
     settings: dict[str, str] = {}
     for item in setting or []:
-        key, eq, value = item.partition("=")
-        if not eq:
-            cli.fail(f"--set {item!r} must be KEY=VALUE")
-        settings[key.strip()] = value.strip()
+        try:
+            key, value = parse_setting(item)
+        except InvalidInput as exc:
+            cli.fail(f"--set {exc}")
+        settings[key] = value
     try:
-        ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError):
-        cli.fail(f"--tz {tz!r} is not a time zone name such as Europe/Paris")
+        check_timezone(tz)
+    except InvalidInput as exc:
+        cli.fail(f"--tz {exc}")
 
     def _do(session: Any) -> str:
-        acc = get_account(session, account)
-        parse_offsets(offsets)
-        from hub.timeutil import utcnow
-
-        # A broken template is refused now, not at the first reminder.
-        render_reminder(
-            template or "", locale=locale, tz=tz, start=utcnow(), name="Test", title="", location=""
-        )
-        assert acc.id is not None
-        cal = Calendar(
-            account_id=acc.id,
-            name=name,
-            source_type=type_,
-            settings=json.dumps(settings),
+        cal = add_calendar(
+            session,
+            account,
+            name,
+            type_,
+            settings,
             offsets=offsets,
             template=template or "",
-            timezone=tz,
+            tz=tz,
             locale=locale,
             notify_changes=notify_changes,
             sender=sender,
             notify_mailbox=notify_mailbox,
         )
-        session.add(cal)
-        session.flush()
+        acc = session.get(Account, cal.account_id)
         return f"calendar {name} ({type_}) connected to {acc.name}; rules {offsets}"
 
     typer.echo(cli.run_db(_do))
@@ -175,21 +161,9 @@ def calendars_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> 
 
 
 def _calendar_id(session: Any, account: str, name: str) -> int:
-    from sqlmodel import select
+    from hub.calendar_setup import find_calendar
 
-    from hub.accounts import get_account
-    from hub.errors import NotFound
-    from hub.models import Calendar
-
-    acc = get_account(session, account)
-    cal = session.exec(
-        select(Calendar).where(Calendar.account_id == acc.id, Calendar.name == name)
-    ).first()
-    if cal is None:
-        raise NotFound(
-            f"account {account!r} has no calendar {name!r} (see `smshub calendars list`)"
-        )
-    return int(cal.id)
+    return find_calendar(session, account, name)
 
 
 @calendars_app.command("sync")
@@ -244,68 +218,16 @@ def calendars_remove(
     dispatcher took a moment ago is already going out: it is listed apart.
     Reminders already sent stay in `smshub messages list`.
     """
-    from sqlmodel import col, delete, select
+    from dataclasses import asdict
 
-    from hub.models import Calendar, CalendarEventRow, Message, Reminder
-    from hub.outbox import cancel_queued
-    from hub.timeutil import as_utc
+    from hub.calendar_setup import remove_calendar
 
     cli = _cli()
 
     def _do(session: Any) -> dict[str, Any]:
         calendar_id = _calendar_id(session, account, name)
-        event_ids = select(CalendarEventRow.id).where(CalendarEventRow.calendar_id == calendar_id)
-        rows = session.exec(
-            select(Reminder, CalendarEventRow)
-            .join(CalendarEventRow, col(CalendarEventRow.id) == col(Reminder.event_id))
-            .where(col(Reminder.event_id).in_(event_ids), Reminder.status == "scheduled")
-            .order_by(col(Reminder.send_at))
-        ).all()
-        cancelled: list[dict[str, Any]] = []
-        going_out: list[dict[str, Any]] = []
-        refunded = 0
-        for reminder, event in rows:
-            message = session.get(Message, reminder.message_id) if reminder.message_id else None
-            entry = {
-                "message_id": reminder.message_id,
-                "send_at": as_utc(reminder.send_at).isoformat(),
-                "to": message.recipient if message is not None else None,
-                "person": event.person,
-                "appointment": as_utc(event.start).isoformat(),
-                "rule": reminder.rule,
-            }
-            # cancel_queued only wins against the dispatcher while the row is still queued;
-            # one claimed a moment ago is on its way to the provider.
-            if message is not None and not cancel_queued(session, message):
-                reminder.status = "sent"
-                going_out.append(entry)
-            else:
-                reminder.status = "cancelled"
-                reminder.note = "the calendar was removed"
-                refunded += message.credits if message is not None else 0
-                cancelled.append(entry)
-            session.add(reminder)
-        calendar = session.get(Calendar, calendar_id)
-        if keep_history:
-            calendar.enabled = False
-            session.add(calendar)
-            events = 0
-        else:
-            session.flush()
-            session.execute(delete(Reminder).where(col(Reminder.event_id).in_(event_ids)))
-            events = session.execute(
-                delete(CalendarEventRow).where(col(CalendarEventRow.calendar_id) == calendar_id)
-            ).rowcount
-            session.delete(calendar)
-        return {
-            "account": account,
-            "calendar": name,
-            "action": "disabled" if keep_history else "deleted",
-            "cancelled": cancelled,
-            "credits_refunded": refunded,
-            "already_sending": going_out,
-            "appointments_deleted": events,
-        }
+        report = asdict(remove_calendar(session, calendar_id, keep_history))
+        return {"account": account, "calendar": name, **report}
 
     data = cli.run_db(_do)
     lines = [
@@ -339,27 +261,19 @@ def reminders_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
 ) -> None:
     """Upcoming reminders (scheduled and not yet sent), soonest first. Times are UTC."""
-    from sqlmodel import col, select
+    from sqlmodel import select
 
     from hub.accounts import get_account
+    from hub.calendar_setup import upcoming_reminders
     from hub.errors import NotFound
-    from hub.models import Account, Calendar, CalendarEventRow, Message, Reminder
+    from hub.models import Account, Calendar
     from hub.timeutil import as_utc
 
     cli = _cli()
 
     def _do(session: Any) -> list[dict[str, Any]]:
-        query = (
-            select(Reminder, CalendarEventRow, Message, Calendar)
-            .join(CalendarEventRow, col(CalendarEventRow.id) == col(Reminder.event_id))
-            .join(Calendar, col(Calendar.id) == col(CalendarEventRow.calendar_id))
-            .join(Message, col(Message.id) == col(Reminder.message_id))
-            .where(Reminder.status == "scheduled", Message.status == "queued")
-        )
-        if account:
-            query = query.where(Calendar.account_id == get_account(session, account).id)
+        account_id = get_account(session, account).id if account else None
         if calendar:
-            query = query.where(Calendar.name == calendar)
             # An empty list must not hide a typo in the name.
             known = select(Calendar.id).where(Calendar.name == calendar)
             if account:
@@ -367,7 +281,9 @@ def reminders_list(
             if session.exec(known).first() is None:
                 where = f" in account {account!r}" if account else ""
                 raise NotFound(f"no calendar {calendar!r}{where} (see `smshub calendars list`)")
-        rows = session.exec(query.order_by(col(Reminder.send_at)).limit(limit)).all()
+        rows = upcoming_reminders(
+            session, account_id=account_id, calendar_name=calendar, limit=limit
+        )
         accounts = dict(session.exec(select(Account.id, Account.name)).all())
         return [
             {
@@ -409,31 +325,16 @@ def reminders_problems(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Upcoming appointments that get no reminder, and why (no mobile number...)."""
-    from sqlmodel import col, select
-
     from hub.accounts import get_account
-    from hub.models import Calendar, CalendarEventRow
-    from hub.timeutil import utcnow
+    from hub.calendar_setup import problem_events
 
     cli = _cli()
 
     def _do(session: Any) -> list[dict[str, Any]]:
-        query = (
-            select(CalendarEventRow, Calendar.name)
-            .join(Calendar, col(Calendar.id) == col(CalendarEventRow.calendar_id))
-            .where(
-                CalendarEventRow.problem != "",
-                CalendarEventRow.deleted == False,  # noqa: E712
-                col(CalendarEventRow.start) >= utcnow(),
-                CalendarEventRow.status != "cancelled",
-            )
-        )
-        if account:
-            query = query.where(Calendar.account_id == get_account(session, account).id)
-        rows = session.exec(query.order_by(col(CalendarEventRow.start))).all()
+        account_id = get_account(session, account).id if account else None
         return [
             {"calendar": c, "start": e.start.isoformat(), "title": e.title, "problem": e.problem}
-            for e, c in rows
+            for e, c in problem_events(session, account_id=account_id)
         ]
 
     data = cli.run_db(_do)
@@ -491,15 +392,10 @@ def _deliver_token(token: str, output: Path | None, source_type: str) -> None:
             err=True,
         )
         return
+    from hub.calendar_setup import write_secret_file
+
     try:
-        # Created 0600 from the start (never readable by others, not even for a moment); an
-        # existing file is truncated and its mode tightened too.
-        fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.fchmod(fd, 0o600)
-            os.write(fd, (token + "\n").encode())
-        finally:
-            os.close(fd)
+        write_secret_file(output, token)
     except OSError as exc:
         # The sign-in cannot simply be repeated later (it needed a person): show the token
         # rather than lose it.

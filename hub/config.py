@@ -209,6 +209,44 @@ class RoutingSection(Section):
     default: list[str] = ["simulator"]
 
 
+class GoogleOAuthSection(Section):
+    # The OAuth client behind the console's "Connect Google" button: a "Web application"
+    # client (Google Cloud console → APIs & Services → Credentials) of a project with the
+    # Calendar API enabled, whose redirect URI is HUB.PUBLIC_URL/console/calendars/oauth/callback.
+    # Empty: no button (connect with `smshub calendars auth google` instead).
+    client_id: str = ""
+    # Its secret: an environment variable (client_secret_env) or a file (client_secret_file).
+    client_secret_env: str = ""
+    client_secret_file: str = ""
+    # Google's consent page and token endpoint.
+    auth_url: str = "https://accounts.google.com/o/oauth2/auth"
+    token_url: str = "https://oauth2.googleapis.com/token"
+    # Root of the Calendar API; empty: Google's.
+    api_url: str = ""
+
+
+class MicrosoftOAuthSection(Section):
+    # The app registration behind the console's "Connect Microsoft 365" button (Entra ID →
+    # App registrations), a "Web" platform with the redirect URI
+    # HUB.PUBLIC_URL/console/calendars/oauth/callback, a client secret and the delegated
+    # permission Calendars.ReadWrite. Empty: no button.
+    client_id: str = ""
+    client_secret_env: str = ""
+    client_secret_file: str = ""
+    # Directory (tenant) ID or domain; "common" for any work or personal account.
+    tenant: str = "common"
+    # Sign-in service (its token endpoint is AUTHORITY/TENANT/oauth2/v2.0/token) and Graph root.
+    authority: str = "https://login.microsoftonline.com"
+    graph_url: str = "https://graph.microsoft.com/v1.0"
+    # CA bundle to trust for both (a TLS-inspecting proxy); empty: the system's.
+    ca_file: str = ""
+
+
+class CalendarOAuthSection(Section):
+    google: GoogleOAuthSection = GoogleOAuthSection()
+    microsoft: MicrosoftOAuthSection = MicrosoftOAuthSection()
+
+
 class Config(Section):
     hub: HubSection = HubSection()
     database: DatabaseSection = DatabaseSection()
@@ -221,6 +259,8 @@ class Config(Section):
     console: ConsoleSection = ConsoleSection()
     inbound: InboundSection = InboundSection()
     links: LinksSection = LinksSection()
+    # OAuth clients of the console's "Connect Google / Microsoft 365" buttons.
+    calendar_oauth: CalendarOAuthSection = CalendarOAuthSection()
     # When marketing SMS may go out, in the recipient's local time.
     marketing_hours: MarketingHours = MarketingHours()
     # The opt-out mention appended to marketing SMS from a named sender.

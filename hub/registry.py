@@ -9,7 +9,7 @@ from __future__ import annotations
 from importlib.metadata import entry_points
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from hub.calendars import CalendarSource, SourceContext
 from hub.config import Config, read_secret
@@ -73,17 +73,19 @@ def calendar_source_types() -> list[str]:
     return sorted(ep.name for ep in entry_points(group=CALENDAR_GROUP))
 
 
-def build_calendar_source(
-    kind: str, settings: dict[str, Any], ctx: SourceContext, where: str
-) -> CalendarSource:
-    """Validate a calendar's settings against its connector and build the source."""
+def _calendar_class(kind: str, where: str) -> Any:
     found = {ep.name: ep for ep in entry_points(group=CALENDAR_GROUP)}
     if kind not in found:
         known = ", ".join(sorted(found)) or "none installed"
         raise ConfigError(f"{where}: unknown calendar type {kind!r} (known: {known})")
-    cls = found[kind].load()
+    return found[kind].load()
+
+
+def calendar_settings(kind: str, settings: dict[str, Any], where: str) -> BaseModel:
+    """A calendar's settings checked by its connector; ConfigError naming every bad key."""
+    cls = _calendar_class(kind, where)
     try:
-        parsed = cls.settings_model.model_validate({"type": kind, **settings})
+        parsed: BaseModel = cls.settings_model.model_validate({"type": kind, **settings})
     except ValidationError as exc:
         lines = []
         for err in exc.errors():
@@ -94,7 +96,15 @@ def build_calendar_source(
                 else f"'{key}': {err['msg']}"
             )
         raise ConfigError(f"{where}: " + "; ".join(lines)) from None
-    source: CalendarSource = cls(parsed, ctx)
+    return parsed
+
+
+def build_calendar_source(
+    kind: str, settings: dict[str, Any], ctx: SourceContext, where: str
+) -> CalendarSource:
+    """Validate a calendar's settings against its connector and build the source."""
+    parsed = calendar_settings(kind, settings, where)
+    source: CalendarSource = _calendar_class(kind, where)(parsed, ctx)
     return source
 
 

@@ -1,7 +1,443 @@
-"""Console pages: calendars."""
+"""Console pages: calendars (connect, rules with a live preview, sync, reminders, remove)."""
 
 # No `from __future__ import annotations`: FastAPI reads these annotations at runtime.
 
-from fastapi import APIRouter
+import asyncio
+from dataclasses import asdict
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from hub import sending
+from hub.calendar_setup import (
+    add_calendar,
+    problem_events,
+    remove_calendar,
+    upcoming_reminders,
+    update_rules,
+)
+from hub.console import calendars_data as data
+from hub.console import calendars_oauth as oauth
+from hub.console.auth import ConsoleUser, User, signing_key
+from hub.console.render import page, redirect
+from hub.db import read_scope, session_scope
+from hub.errors import ConfigError, Forbidden, HubError, InvalidInput, NotFound
+from hub.reminders.sync import sync_calendar
 
 router = APIRouter()
+
+OAUTH_COOKIE = "smshub_calendar_oauth"
+OAUTH_PATH = "/console/calendars/oauth"
+
+
+def _key(request: Request) -> bytes:
+    return oauth.signer_key(signing_key(request.app.state.hub.engine))
+
+
+def _secure(request: Request) -> bool:
+    config = request.app.state.hub.config
+    mode = config.console.secure_cookies
+    return mode == "always" or (mode == "auto" and config.hub.public_url.startswith("https:"))
+
+
+# -- the list and adding ------------------------------------------------------------------------
+@router.get("/calendars", response_class=HTMLResponse)
+async def calendars(request: Request, user: User, after: str = "") -> Response:
+    """The calendars of the user's accounts, and the ways to connect one."""
+    hub = request.app.state.hub
+    config = hub.config
+    cursor = int(after) if after.isdigit() else None
+
+    def _load() -> dict[str, Any]:
+        with read_scope(hub.engine) as session:
+            rows, next_after = data.calendars_page(
+                session, user.scope, cursor, config.console.page_size
+            )
+            return {
+                "rows": rows,
+                "accounts": [a.name for a in user.accounts(session)],
+                "next_url": f"/console/calendars?after={next_after}" if next_after else None,
+                "first_url": "/console/calendars" if cursor else None,
+            }
+
+    providers = [
+        {
+            "key": key,
+            "label": label,
+            "missing": oauth.missing_keys(config, key),
+            "secret_file": f"calendar_oauth.{key}.client_secret_file",
+            "redirect_uri": oauth.redirect_uri(config),
+        }
+        for key, label in oauth.PROVIDERS.items()
+    ]
+    return page(
+        request,
+        user,
+        "calendars_list.html.j2",
+        nav="calendars",
+        providers=providers,
+        **await asyncio.to_thread(_load),
+    )
+
+
+@router.post("/calendars/add")
+async def add(
+    request: Request,
+    user: User,
+    kind: Annotated[str, Form()] = "ics",
+    account: Annotated[str, Form()] = "",
+    name: Annotated[str, Form()] = "",
+    url: Annotated[str, Form()] = "",
+    username: Annotated[str, Form()] = "",
+    password: Annotated[str, Form()] = "",
+    calendar: Annotated[str, Form()] = "",
+    offsets: Annotated[str, Form()] = "1d@09:00",
+    timezone: Annotated[str, Form()] = "Europe/Paris",
+    more: Annotated[str, Form()] = "",
+) -> Response:
+    """Connect an ICS (address) or CalDAV (address, user, password) calendar."""
+    hub = request.app.state.hub
+    config = hub.config
+    label = data.check_name(name)
+
+    def _add() -> int:
+        settings = data.url_settings(kind, url, username, calendar, more, bool(password))
+        with read_scope(hub.engine) as session:
+            acc = user.account(session, account or None)
+            assert acc.id is not None
+            data.name_is_free(session, acc.id, label)
+        stored = data.store_secret(config, f"{kind}-{acc.id}", password) if password else None
+        if stored is not None:
+            settings["password_file"] = str(stored)
+        try:
+            with session_scope(hub.engine) as session:
+                cal = add_calendar(
+                    session, acc.id, label, kind, settings, offsets=offsets.strip(), tz=timezone
+                )
+                return int(cal.id or 0)
+        except BaseException:
+            if stored is not None:
+                stored.unlink(missing_ok=True)
+            raise
+
+    calendar_id = await asyncio.to_thread(_add)
+    return redirect(
+        f"/console/calendars/{calendar_id}",
+        f"Calendar {label} added. Sync it now to read its appointments and plan reminders.",
+    )
+
+
+# -- Google / Microsoft 365 sign-in -------------------------------------------------------------
+@router.get("/calendars/oauth/{provider}/start")
+async def oauth_start(
+    request: Request, user: User, provider: str, account: str = "", name: str = ""
+) -> Response:
+    """Send the browser to the provider's consent page for a new calendar."""
+    hub = request.app.state.hub
+    config = hub.config
+    if provider not in oauth.PROVIDERS:
+        raise NotFound(f"no sign-in with {provider!r}: use google or microsoft")
+    hint = oauth.setup_hint(config, provider)
+    if hint:
+        raise ConfigError(
+            f"Connecting {oauth.PROVIDERS[provider]} calendars is not set up on this hub: {hint}"
+        )
+    key = _key(request)
+
+    def _start() -> oauth.Started:
+        with read_scope(hub.engine) as session:
+            acc = user.account(session, account or None)
+            assert acc.id is not None
+            if name.strip():
+                label = data.check_name(name)
+                data.name_is_free(session, acc.id, label)
+            else:
+                label = data.free_name(session, acc.id, oauth.PROVIDERS[provider])
+        return oauth.start(config, key, user.user_id, acc.id, provider, label)
+
+    started = await asyncio.to_thread(_start)
+    response = RedirectResponse(started.url, status_code=303)
+    response.set_cookie(
+        OAUTH_COOKIE,
+        started.cookie,
+        max_age=oauth.STATE_SECONDS,
+        path=OAUTH_PATH,
+        httponly=True,
+        samesite="lax",
+        secure=_secure(request),
+    )
+    return response
+
+
+def _create_connected(
+    request: Request, user: ConsoleUser, pending: dict[str, Any], calendar_id: str | None
+) -> int:
+    """The calendar a sign-in ends with (blocking)."""
+    hub = request.app.state.hub
+    config = hub.config
+    if int(pending.get("u", 0)) != user.user_id:
+        raise Forbidden("this sign-in belongs to another console user; start again")
+    account_id = int(pending["a"])
+    user.require(account_id)
+    token_file = data.secrets_dir(config) / str(pending["f"])
+    if "/" in str(pending["f"]) or not token_file.is_file():
+        raise InvalidInput("this sign-in has expired; connect the calendar again")
+    kind, settings = oauth.calendar_settings(
+        config, str(pending["p"]), str(token_file), calendar_id
+    )
+    with session_scope(hub.engine) as session:
+        data.name_is_free(session, account_id, str(pending["n"]))
+        cal = add_calendar(session, account_id, str(pending["n"]), kind, settings)
+        return int(cal.id or 0)
+
+
+@router.get("/calendars/oauth/callback", response_class=HTMLResponse)
+async def oauth_callback(request: Request, user: User) -> Response:
+    """The provider's answer: trade the code for a refresh token, then pick the calendar."""
+    hub = request.app.state.hub
+    config = hub.config
+    query = dict(request.query_params)
+    key = _key(request)
+    state = query.get("state", "")
+    checked = oauth.read_state(key, state, request.cookies.get(OAUTH_COOKIE, ""))
+    if int(checked["u"]) != user.user_id:
+        raise Forbidden("this sign-in was started by another console user; start again")
+    user.require(int(checked["a"]))
+    provider = str(checked["p"])
+    label = oauth.PROVIDERS[provider]
+    if query.get("error"):
+        why = query.get("error_description") or query["error"]
+        response: Response = redirect(
+            "/console/calendars", f"{label} did not connect the calendar: {why[:300]}"
+        )
+        response.delete_cookie(OAUTH_COOKIE, path=OAUTH_PATH)
+        return response
+
+    def _exchange() -> tuple[oauth.Connected, str]:
+        connected = oauth.exchange(config, provider, state, checked, query)
+        stored = data.store_secret(config, f"{provider}-{checked['a']}", connected.refresh_token)
+        return connected, stored.name
+
+    connected, token_name = await asyncio.to_thread(_exchange)
+    pending = {
+        "u": user.user_id,
+        "a": checked["a"],
+        "p": provider,
+        "n": checked["n"],
+        "f": token_name,
+    }
+    if len(connected.calendars) > 1:
+        response = page(
+            request,
+            user,
+            "calendars_choose.html.j2",
+            nav="calendars",
+            provider=label,
+            name=checked["n"],
+            choices=connected.calendars,
+            chosen=next((c[0] for c in connected.calendars if c[2]), connected.calendars[0][0]),
+            pending=oauth.sign(key, pending, seconds=3600),
+        )
+    else:
+        chosen = connected.calendars[0][0] if connected.calendars else None
+        calendar_id = await asyncio.to_thread(_create_connected, request, user, pending, chosen)
+        response = redirect(
+            f"/console/calendars/{calendar_id}",
+            f"{label} calendar {checked['n']} connected. Sync it now to plan its reminders.",
+        )
+    response.delete_cookie(OAUTH_COOKIE, path=OAUTH_PATH)
+    return response
+
+
+@router.post("/calendars/oauth/finish")
+async def oauth_finish(
+    request: Request,
+    user: User,
+    pending: Annotated[str, Form()] = "",
+    calendar: Annotated[str, Form()] = "",
+) -> Response:
+    """Create the calendar chosen after a sign-in."""
+    found = oauth.unsign(_key(request), pending)
+    if found is None or "f" not in found:
+        raise InvalidInput("this choice has expired or was altered; connect the calendar again")
+    calendar_id = await asyncio.to_thread(
+        _create_connected, request, user, found, calendar.strip() or None
+    )
+    return redirect(
+        f"/console/calendars/{calendar_id}",
+        f"Calendar {found['n']} connected. Sync it now to plan its reminders.",
+    )
+
+
+# -- one calendar -------------------------------------------------------------------------------
+@router.get("/calendars/{calendar_id:int}", response_class=HTMLResponse)
+async def calendar_page(request: Request, user: User, calendar_id: int) -> Response:
+    """A calendar's settings and rules, its upcoming reminders and its problem events."""
+    hub = request.app.state.hub
+
+    def _load() -> dict[str, Any]:
+        with read_scope(hub.engine) as session:
+            cal = data.scoped_calendar(session, user.scope, calendar_id)
+            return {
+                "calendar": cal,
+                "account": user.account(session, cal.account_id).name,
+                "settings": data.shown_settings(cal),
+                "reminder_template": data.effective_template(cal),
+                "reminders": upcoming_reminders(session, calendar_id=calendar_id, limit=50),
+                "problems": problem_events(session, calendar_id=calendar_id, limit=50),
+            }
+
+    return page(
+        request, user, "calendars_detail.html.j2", nav="calendars", **await asyncio.to_thread(_load)
+    )
+
+
+@router.post("/calendars/{calendar_id:int}/rules")
+async def save_rules(
+    request: Request,
+    user: User,
+    calendar_id: int,
+    name: Annotated[str, Form()] = "",
+    offsets: Annotated[str, Form()] = "",
+    quiet_start: Annotated[str, Form()] = "",
+    quiet_end: Annotated[str, Form()] = "",
+    template: Annotated[str, Form()] = "",
+    timezone: Annotated[str, Form()] = "",
+    locale: Annotated[str, Form()] = "",
+    sender: Annotated[str, Form()] = "",
+    notify_mailbox: Annotated[str, Form()] = "",
+    notify_changes: Annotated[str, Form()] = "",
+    enabled: Annotated[str, Form()] = "",
+) -> Response:
+    """Save a calendar's name, reminder rules and settings."""
+    hub = request.app.state.hub
+    mailbox = notify_mailbox.strip()
+    if mailbox and ("@" not in mailbox or " " in mailbox):
+        raise InvalidInput(f"{mailbox!r} is not an e-mail address")
+    chosen_sender = sending.validate_sender(sender.strip() or None)
+
+    def _save() -> int:
+        with session_scope(hub.engine) as session:
+            cal = data.scoped_calendar(session, user.scope, calendar_id)
+            label = data.check_name(name or cal.name)
+            if label != cal.name:
+                data.name_is_free(session, cal.account_id, label)
+                cal.name = label
+            report = update_rules(
+                session,
+                cal,
+                offsets=offsets,
+                quiet_start=quiet_start,
+                quiet_end=quiet_end,
+                template=data.stored_template(template),
+                locale=locale.strip(),
+                tz=timezone.strip(),
+            )
+            cal.sender = chosen_sender
+            cal.notify_mailbox = mailbox
+            cal.notify_changes = bool(notify_changes)
+            cal.enabled = bool(enabled)
+            session.add(cal)
+            return len(report.cancelled)
+
+    dropped = await asyncio.to_thread(_save)
+    message = "Rules saved; they apply to reminders planned from the next sync on."
+    if dropped:
+        message += f" {dropped} reminder(s) of removed rules cancelled and refunded."
+    return redirect(f"/console/calendars/{calendar_id}", message)
+
+
+@router.post("/calendars/{calendar_id:int}/preview", response_class=HTMLResponse)
+async def preview(
+    request: Request,
+    user: User,
+    calendar_id: int,
+    template: Annotated[str, Form()] = "",
+    text: Annotated[str, Form()] = "",
+    offsets: Annotated[str, Form()] = "",
+    quiet_start: Annotated[str, Form()] = "",
+    quiet_end: Annotated[str, Form()] = "",
+    timezone: Annotated[str, Form()] = "",
+    locale: Annotated[str, Form()] = "",
+) -> Response:
+    """The reminder the rules being edited would send (an HTML fragment for console.js)."""
+    hub = request.app.state.hub
+
+    def _render() -> dict[str, Any]:
+        with read_scope(hub.engine) as session:
+            cal = data.scoped_calendar(session, user.scope, calendar_id)
+            return data.reminder_preview(
+                session,
+                hub.config,
+                cal,
+                template=template or text,
+                offsets=offsets or cal.offsets,
+                quiet_start=quiet_start or cal.quiet_start,
+                quiet_end=quiet_end or cal.quiet_end,
+                tz=timezone.strip() or cal.timezone,
+                locale=locale.strip() or cal.locale,
+            )
+
+    return page(request, user, "calendars_preview.html.j2", **await asyncio.to_thread(_render))
+
+
+@router.post("/calendars/{calendar_id:int}/sync")
+async def sync_now(request: Request, user: User, calendar_id: int) -> Response:
+    """Read the calendar now and plan its reminders; the counts come back as a message."""
+    hub = request.app.state.hub
+
+    def _check() -> None:
+        with read_scope(hub.engine) as session:
+            data.scoped_calendar(session, user.scope, calendar_id)
+
+    await asyncio.to_thread(_check)
+    back = f"/console/calendars/{calendar_id}"
+    try:
+        # In a thread with its own event loop: a slow calendar server must not hold up the
+        # pages (and sends) served by this one.
+        report = await asyncio.to_thread(
+            asyncio.run, sync_calendar(hub.engine, hub.config, calendar_id)
+        )
+    except HubError as exc:
+        return redirect(back, f"Sync failed: {exc}")
+    message = (
+        f"Synced: {report.seen} appointments seen, {report.planned} reminders planned, "
+        f"{report.rescheduled} rescheduled, {report.cancelled} cancelled, "
+        f"{report.skipped} skipped."
+    )
+    if report.problems:
+        message += f" {len(report.problems)} appointment(s) cannot get a reminder (see below)."
+    if report.warnings:
+        message += f" {len(report.warnings)} warning(s): " + "; ".join(report.warnings[:3])
+    return redirect(back, message)
+
+
+@router.post("/calendars/{calendar_id:int}/remove")
+async def remove(
+    request: Request,
+    user: User,
+    calendar_id: int,
+    keep_history: Annotated[str, Form()] = "",
+) -> Response:
+    """Disconnect a calendar: its scheduled reminders are cancelled and refunded."""
+    hub = request.app.state.hub
+
+    def _remove() -> tuple[str, dict[str, Any], dict[str, Any]]:
+        with session_scope(hub.engine) as session:
+            cal = data.scoped_calendar(session, user.scope, calendar_id)
+            name, settings = cal.name, data.calendar_settings(cal)
+            report = asdict(remove_calendar(session, calendar_id, bool(keep_history)))
+        if not keep_history:
+            data.forget_secrets(hub.config, settings)
+        return name, settings, report
+
+    name, _, report = await asyncio.to_thread(_remove)
+    message = (
+        f"Calendar {name} {report['action']}: {len(report['cancelled'])} scheduled reminder(s) "
+        f"cancelled, {report['credits_refunded']} credit(s) refunded."
+    )
+    if report["already_sending"]:
+        message += f" {len(report['already_sending'])} already being sent could not be stopped."
+    target = f"/console/calendars/{calendar_id}" if keep_history else "/console/calendars"
+    return redirect(target, message)

@@ -1,7 +1,155 @@
-"""Console pages: replies."""
+"""Console pages: replies (conversations per number, the thread, and answering it by SMS)."""
 
 # No `from __future__ import annotations`: FastAPI reads these annotations at runtime.
 
-from fastapi import APIRouter
+import asyncio
+import secrets
+from datetime import datetime
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, Response
+
+from hub import sending
+from hub.console import replies_data as data
+from hub.console.auth import User
+from hub.console.render import page, redirect
+from hub.db import read_scope
+from hub.errors import InvalidInput, NotFound
+from hub.phone import format_international
 
 router = APIRouter()
+
+
+def _int(value: str, what: str) -> int | None:
+    if not value:
+        return None
+    if not value.isdigit():
+        raise InvalidInput(f"{what} must be a number")
+    return int(value)
+
+
+def _time(value: str) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise InvalidInput("before must be a time such as 2026-01-31T10:00:00+00:00") from exc
+
+
+def _url(path: str, **query: Any) -> str:
+    kept = {k: v for k, v in query.items() if v not in (None, "")}
+    return path + ("?" + urlencode(kept) if kept else "")
+
+
+@router.get("/replies", response_class=HTMLResponse)
+async def replies(request: Request, user: User, account: str = "", before: str = "") -> Response:
+    """Conversations with the numbers that wrote to the user's accounts, latest first."""
+    hub = request.app.state.hub
+    cursor = _int(before, "before")
+    size = hub.config.console.page_size
+
+    def _load() -> dict[str, Any]:
+        with read_scope(hub.engine) as session:
+            scope = [user.account(session, account).id or 0] if account else list(user.scope)
+            rows, next_cursor = data.conversations(session, scope, cursor, size)
+            return {
+                "conversations": rows,
+                "accounts": [a.name for a in user.accounts(session)],
+                "chosen": account,
+                "next_url": _url("/console/replies", account=account, before=next_cursor)
+                if next_cursor
+                else None,
+                "first_url": _url("/console/replies", account=account) if cursor else None,
+            }
+
+    return page(
+        request, user, "replies_list.html.j2", nav="replies", **await asyncio.to_thread(_load)
+    )
+
+
+@router.get("/replies/{digits}", response_class=HTMLResponse)
+async def conversation(
+    request: Request, user: User, digits: str, account: str = "", before: str = ""
+) -> Response:
+    """The SMS to and from one number on one account, and the form to answer it."""
+    hub = request.app.state.hub
+    number = data.number_from_digits(digits)
+    older_than = _time(before)
+
+    def _load() -> dict[str, Any]:
+        with read_scope(hub.engine) as session:
+            if account:
+                acc = user.account(session, account)
+            else:
+                acc = user.account(session, data.default_account(session, user.scope, number))
+            assert acc.id is not None
+            items, older = data.thread(
+                session, acc.id, number, older_than, hub.config.console.page_size
+            )
+            if not items and older_than is None:
+                raise NotFound(f"no conversation with {number} on account {acc.name}")
+            talked = data.thread_accounts(session, user.scope, number)
+            others = [user.account(session, a).name for a in talked if a != acc.id]
+            return {
+                "number": number,
+                "digits": digits,
+                "account": acc,
+                "items": items,
+                "others": others,
+                "can_answer": acc.id in talked,
+                "nonce": secrets.token_urlsafe(12),
+                "older_url": _url(
+                    f"/console/replies/{digits}", account=acc.name, before=older.isoformat()
+                )
+                if older
+                else None,
+                "newest_url": _url(f"/console/replies/{digits}", account=acc.name)
+                if older_than
+                else None,
+            }
+
+    return page(
+        request, user, "replies_thread.html.j2", nav="replies", **await asyncio.to_thread(_load)
+    )
+
+
+@router.post("/replies/{digits}")
+async def answer(
+    request: Request,
+    user: User,
+    digits: str,
+    text: Annotated[str, Form()] = "",
+    account: Annotated[str, Form()] = "",
+    nonce: Annotated[str, Form()] = "",
+) -> Response:
+    """Send the answer as an SMS, as an e-mail answer to the forwarded SMS would."""
+    hub = request.app.state.hub
+    number = data.number_from_digits(digits)
+    # The form's nonce makes a double click (or a resent form) send once.
+    key = nonce if nonce and len(nonce) <= 64 else secrets.token_urlsafe(12)
+
+    def _send() -> tuple[str, sending.SubmitResult]:
+        with read_scope(hub.engine) as session:
+            if account:
+                acc = user.account(session, account)
+            else:
+                acc = user.account(session, data.default_account(session, user.scope, number))
+            request_ = data.answer(session, acc, number, text, key)
+        return acc.name, hub.submit(request_)
+
+    name, result = await asyncio.to_thread(_send)
+    back = _url(f"/console/replies/{digits}", account=name)
+    shown = format_international(number)
+    outcome = result.recipients[0] if result.recipients else None
+    if outcome is None or outcome.status == "rejected":
+        reason = outcome.reason if outcome is not None else "refused"
+        return redirect(back, f"Answer not sent to {shown}: {reason}.")
+    if outcome.status == "duplicate":
+        return redirect(back, f"This answer to {shown} was already sent; it was not sent again.")
+    message = f"Answer queued to {shown} ({result.credits_charged} credits)."
+    if result.warnings:
+        message += " " + " ".join(result.warnings)
+    return redirect(back, message)

@@ -69,22 +69,39 @@ def read_reply(
             )
             if not ok:
                 raise ReplyRefused(f"could not verify that this answer is from {sender}: {why}")
+    text = mailparse.extract_reply_text(parsed)
+    key = parsed.message_id or mailparse.normalize_whitespace(text)[:100]
+    request = answer_request(
+        inbound,
+        text,
+        key,
+        empty="the answer has no new text above the quoted message; write your answer at the top",
+    )
+    return ReplyDraft(inbound, request)
+
+
+def answer_request(
+    inbound: InboundMessage,
+    text: str,
+    key: str,
+    empty: str = "the answer is empty; write the text to send",
+) -> sending.SubmitRequest:
+    """The SMS that answers INBOUND, whether the answer came by mail or from the console:
+    same account, to the number the SMS came from, source "reply"; KEY makes a repeated
+    answer send once. ReplyRefused (EMPTY for a blank text) says why it cannot go out."""
+    if inbound.account_id is None:
+        raise ReplyRefused("this SMS matched no account, so nobody can answer it")
     if not inbound.sender.startswith("+"):
         raise ReplyRefused(
             f"no phone number found in this conversation: the SMS came from "
             f"{inbound.sender!r}, which cannot receive answers"
         )
-    text = mailparse.extract_reply_text(parsed)
     if not text.strip():
-        raise ReplyRefused(
-            "the answer has no new text above the quoted message; write your answer at the top"
-        )
-    key = parsed.message_id or mailparse.normalize_whitespace(text)[:100]
-    request = sending.SubmitRequest(
-        account=account.id,
+        raise ReplyRefused(empty)
+    return sending.SubmitRequest(
+        account=inbound.account_id,
         recipients=[inbound.sender],
         text=text,
         source="reply",
         idempotency_key=f"reply:{inbound.id}:{key}",
     )
-    return ReplyDraft(inbound, request)

@@ -12,7 +12,15 @@ google-api-python-client and google-auth talk to it:
   ``timeMax`` or ``iCalUID`` is a 400; an expired token is a 410 ``fullSyncRequired``.
 * ``GET`` and ``PATCH .../events/{eventId}`` (patch semantics, ``If-Match`` → 412).
 * ``POST /token``: the refresh-token grant (OAuth client) and the JWT-bearer grant (service
-  account key, RS256 signature checked, ``sub`` recorded for domain-wide delegation).
+  account key, RS256 signature checked, ``sub`` recorded for domain-wide delegation), and the
+  authorization-code grant of a web app (``redirect_uri`` and the PKCE ``code_verifier``
+  checked against what the consent page was given); the client may authenticate in the
+  form or with HTTP Basic.
+* ``GET /o/oauth2/auth``: the consent page, which "consents" at once (or, with
+  ``consent_error`` set, refuses) and redirects to the client's ``redirect_uri`` with
+  ``code`` and ``state``, as Google does.
+* ``GET /calendar/v3/users/me/calendarList``: the calendars (``timezones``; names from
+  ``calendar_names``), the primary one marked.
 * Errors in Google's JSON shape (``{"error": {"code", "message", "errors": [{"reason"}]}}``)
   and scripted failures (``fail_next``: a 403 ``rateLimitExceeded``, a 500...).
 
@@ -26,7 +34,9 @@ in the next delta, not each instance; results are in creation order.
 
 from __future__ import annotations
 
+import base64
 import copy
+import hashlib
 import itertools
 import json
 import threading
@@ -35,7 +45,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from http.server import BaseHTTPRequestHandler
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 from zoneinfo import ZoneInfo
 
 import jwt
@@ -99,6 +109,12 @@ class GoogleCalendarFake:
     access_tokens: dict[str, dict[str, Any]] = field(default_factory=dict)
     token_requests: list[dict[str, str]] = field(default_factory=list)
     failures: list[_Failure] = field(default_factory=list)
+    # Names of the calendars in calendarList (default: the id).
+    calendar_names: dict[str, str] = field(default_factory=dict)
+    # The consent page's answer: None consents, else the OAuth error it redirects with.
+    consent_error: str | None = None
+    # Authorization codes handed out -> what the consent page was asked.
+    auth_codes: dict[str, dict[str, str]] = field(default_factory=dict)
     lock: threading.RLock = field(default_factory=threading.RLock)
     _seq: int = 0
     # Sync tokens made before this generation are expired (410).
@@ -353,6 +369,8 @@ class GoogleCalendarFake:
                         "error_description": "Token has been expired or revoked.",
                     }
                 granted = {"client_id": form["client_id"]}
+            elif grant == "authorization_code":
+                return self._exchange_code(form)
             elif grant == JWT_GRANT:
                 try:
                     unverified = jwt.decode(
@@ -381,6 +399,69 @@ class GoogleCalendarFake:
             token = f"ya29.fake-{next(self._ids)}"
             self.access_tokens[token] = granted
             return 200, {"access_token": token, "expires_in": 3599, "token_type": "Bearer"}
+
+    # -- the consent page and the authorization-code grant -----------------------------------
+    def handle_authorize(self, query: dict[str, str]) -> tuple[int, str]:
+        """(status, redirect location or error text) of the consent page."""
+        with self.lock:
+            client = self.oauth_clients.get(query.get("client_id", ""))
+            redirect_uri = query.get("redirect_uri", "")
+            if client is None or not redirect_uri:
+                return 400, "Error 401: invalid_client (The OAuth client was not found.)"
+            if query.get("response_type") != "code":
+                return 400, "Error 400: unsupported_response_type"
+            answer = {"state": query.get("state", "")}
+            if self.consent_error is not None:
+                answer["error"] = self.consent_error
+            else:
+                code = f"4/0Afake-{next(self._ids)}"
+                self.auth_codes[code] = dict(query)
+                answer = {"code": code, "scope": query.get("scope", ""), **answer}
+            return 302, f"{redirect_uri}?{urlencode(answer)}"
+
+    def _exchange_code(self, form: dict[str, str]) -> tuple[int, Any]:
+        client = self.oauth_clients.get(form.get("client_id", ""))
+        if client is None or client[0] != form.get("client_secret"):
+            return 401, {
+                "error": "invalid_client",
+                "error_description": "The OAuth client was not found.",
+            }
+        asked = self.auth_codes.pop(form.get("code", ""), None)
+        if asked is None or asked.get("client_id") != form.get("client_id"):
+            return 400, {"error": "invalid_grant", "error_description": "Malformed auth code."}
+        if asked.get("redirect_uri") != form.get("redirect_uri"):
+            return 400, {"error": "redirect_uri_mismatch", "error_description": "Bad Request"}
+        challenge = asked.get("code_challenge")
+        if challenge:
+            digest = hashlib.sha256(form.get("code_verifier", "").encode()).digest()
+            if base64.urlsafe_b64encode(digest).rstrip(b"=").decode() != challenge:
+                return 400, {
+                    "error": "invalid_grant",
+                    "error_description": "Invalid code verifier.",
+                }
+        token = f"ya29.fake-{next(self._ids)}"
+        self.access_tokens[token] = {"client_id": form["client_id"], "scope": asked.get("scope")}
+        return 200, {
+            "access_token": token,
+            "expires_in": 3599,
+            "token_type": "Bearer",
+            "scope": asked.get("scope", ""),
+            "refresh_token": client[1],
+        }
+
+    def _calendar_list(self) -> tuple[int, Any]:
+        items = [
+            {
+                "kind": "calendar#calendarListEntry",
+                "id": calendar_id,
+                "summary": self.calendar_names.get(calendar_id, calendar_id),
+                "timeZone": zone,
+                "accessRole": "owner",
+                **({"primary": True} if calendar_id == "primary" else {}),
+            }
+            for calendar_id, zone in self.timezones.items()
+        ]
+        return 200, {"kind": "calendar#calendarList", "items": items}
 
     # -- the API -----------------------------------------------------------------------------
     def handle_api(
@@ -418,6 +499,8 @@ class GoogleCalendarFake:
                         "status": "UNAUTHENTICATED",
                     }
                 }
+            if path == "/calendar/v3/users/me/calendarList" and method == "GET":
+                return self._calendar_list()
             parts = path.split("/")
             # ["", "calendar", "v3", "calendars", ID, "events", (EVENT_ID)]
             if parts[:4] != ["", "calendar", "v3", "calendars"] or len(parts) < 6:
@@ -581,7 +664,27 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {k.lower(): v for k, v in self.headers.items()}
         if parts.path == "/token" and method == "POST":
             form = {k: v[-1] for k, v in parse_qs(raw.decode()).items()}
+            basic = headers.get("authorization", "")
+            if basic.startswith("Basic "):
+                # client_secret_basic: Google takes the client's credentials either way.
+                client_id, _, secret = base64.b64decode(basic[6:]).decode().partition(":")
+                form.setdefault("client_id", unquote(client_id))
+                form.setdefault("client_secret", unquote(secret))
             self._answer(*self.fake.handle_token(form))
+            return
+        if parts.path == "/o/oauth2/auth" and method == "GET":
+            status, where = self.fake.handle_authorize(query)
+            self.send_response(status)
+            if status == 302:
+                self.send_header("Location", where)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+            else:
+                payload = where.encode()
+                self.send_header("Content-Type", "text/plain; charset=utf-8")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
             return
         self._answer(*self.fake.handle_api(method, parts.path, query, headers, raw))
 

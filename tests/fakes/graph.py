@@ -6,8 +6,11 @@ real MSAL and httpx talk to it:
 
 * Identity: ``GET /{tenant}/v2.0/.well-known/openid-configuration``,
   ``POST /{tenant}/oauth2/v2.0/token`` (``client_credentials``, ``refresh_token`` — rotated on
-  each use —, ``device_code``), ``POST /{tenant}/oauth2/v2.0/devicecode``; AADSTS errors in
-  the OAuth2 JSON shape (``error``, ``error_description``, ``error_codes``).
+  each use —, ``device_code``, ``authorization_code`` with its PKCE ``code_verifier``),
+  ``POST /{tenant}/oauth2/v2.0/devicecode``; AADSTS errors in the OAuth2 JSON shape
+  (``error``, ``error_description``, ``error_codes``). ``GET /{tenant}/oauth2/v2.0/authorize``
+  is the sign-in page: ``authorize_user`` signs in at once (None: the user declines) and it
+  redirects to ``redirect_uri`` with ``code`` and ``state``.
 * Graph v1.0 under ``/v1.0``: ``/users/{user}`` or ``/me``, ``.../calendarView/delta`` (also
   under ``/calendars/{id}``) with ``startDateTime``/``endDateTime``, ``Prefer:
   odata.maxpagesize`` paging through ``@odata.nextLink`` (``$skiptoken``) up to
@@ -15,7 +18,8 @@ real MSAL and httpx talk to it:
   that left the view (deleted, moved out) as ``{"id", "@removed": {"reason": "deleted"}}``;
   an unknown delta token is ``410 SyncStateNotFound``. ``Prefer: outlook.timezone`` (IANA or
   Windows names) sets the zone of ``start``/``end``; all-day events always come as midnight
-  dates, as Microsoft documents. ``GET``/``PATCH /events/{id}``, plain ``calendarView``.
+  dates, as Microsoft documents. ``GET``/``PATCH /events/{id}``, plain ``calendarView``,
+  ``GET .../calendars`` (the mailbox's calendars, the first one the default).
 * Errors in Graph's shape (``{"error": {"code", "message"}}``) and scripted throttling
   (``throttle_next``: 429 with ``Retry-After``).
 
@@ -26,8 +30,10 @@ calendar view. Not documented, so chosen here: the default page size (10), the i
 
 from __future__ import annotations
 
+import base64
 import copy
 import datetime as dt
+import hashlib
 import ipaddress
 import itertools
 import json
@@ -39,7 +45,7 @@ from datetime import UTC, date, datetime, timedelta
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, quote, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -223,6 +229,10 @@ class GraphFake:
     device_codes: dict[str, tuple[str, str]] = field(default_factory=dict)
     # Who "signs in" on the device code page (None: nobody yet, authorization_pending).
     device_user: str | None = None
+    # Who signs in on the authorize page (None: the user declines consent).
+    authorize_user: str | None = None
+    # authorization code -> what the authorize page was asked, and who signed in.
+    auth_codes: dict[str, dict[str, str]] = field(default_factory=dict)
     lock: threading.RLock = field(default_factory=threading.RLock)
     _seq: int = 0
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
@@ -432,6 +442,8 @@ class GraphFake:
                     "client_secret_basic",
                 ],
             }
+        if method == "GET" and rest == "oauth2/v2.0/authorize":
+            return self._authorize(form)
         if method != "POST":
             return 404, {"error": "not_found"}
         with self.lock:
@@ -493,6 +505,32 @@ class GraphFake:
                     "'assertion' is not valid.",
                 )
             user = known[1]
+        elif grant == "authorization_code":
+            asked = self.auth_codes.pop(form.get("code", ""), None)
+            if asked is None or asked["client_id"] != client_id:
+                return 400, aad_error(
+                    "invalid_grant",
+                    70008,
+                    "The provided authorization code or refresh token "
+                    "has expired due to inactivity.",
+                )
+            if asked.get("redirect_uri") != form.get("redirect_uri"):
+                return 400, aad_error(
+                    "invalid_grant",
+                    50148,
+                    "The redirect_uri does not match the one used to "
+                    "obtain the authorization code.",
+                )
+            challenge = asked.get("code_challenge")
+            digest = hashlib.sha256(form.get("code_verifier", "").encode()).digest()
+            if challenge and base64.urlsafe_b64encode(digest).rstrip(b"=").decode() != challenge:
+                return 400, aad_error(
+                    "invalid_grant",
+                    501481,
+                    "The Code_Verifier does not match the "
+                    "code_challenge supplied in the authorization request.",
+                )
+            user = asked["user"]
         elif grant == DEVICE_GRANT:
             if form.get("device_code") not in self.device_codes:
                 return 400, aad_error("expired_token", 70020, "The provided value is expired.")
@@ -516,6 +554,27 @@ class GraphFake:
             # Refresh tokens rotate: a new one with every answer (the old stays valid here).
             answer["refresh_token"] = self.refresh_token_for(client_id, user)
         return 200, answer
+
+    def _authorize(self, query: dict[str, str]) -> tuple[int, Any]:
+        """The sign-in page: (302, {"location": ...}) back to the app, or an error."""
+        with self.lock:
+            client_id = query.get("client_id", "")
+            redirect_uri = query.get("redirect_uri", "")
+            if client_id not in self.clients or not redirect_uri:
+                return 400, aad_error(
+                    "unauthorized_client",
+                    700016,
+                    f"Application with identifier '{client_id}' was not found.",
+                )
+            answer = {"state": query.get("state", "")}
+            if self.authorize_user is None:
+                answer["error"] = "access_denied"
+                answer["error_description"] = "AADSTS65004: User declined to consent."
+            else:
+                code = f"0.AXoA-code-{next(self._ids)}"
+                self.auth_codes[code] = {**query, "user": self.authorize_user}
+                answer = {"code": code, **answer}
+            return 302, {"location": f"{redirect_uri}?{urlencode(answer)}"}
 
     # -- Graph -----------------------------------------------------------------------------
     def handle_graph(
@@ -582,6 +641,12 @@ class GraphFake:
                     {},
                 )
             calendar_id = self.mailboxes[user][0]
+            if rest == ["calendars"] and method == "GET":
+                calendars = [
+                    {"id": c, "name": "Calendar" if n == 0 else c, "isDefaultCalendar": n == 0}
+                    for n, c in enumerate(self.mailboxes[user])
+                ]
+                return 200, {"value": calendars}, {}
             if rest[:1] == ["calendars"] and len(rest) >= 2:
                 calendar_id = unquote(rest[1])
                 if calendar_id not in self.mailboxes[user]:
@@ -814,7 +879,16 @@ class _Handler(BaseHTTPRequestHandler):
             self._answer(*self.fake.handle_graph(method, parts.path, query, headers, raw))
             return
         form = {k: v[-1] for k, v in parse_qs(raw.decode()).items()}
-        self._answer(*self.fake.handle_identity(method, parts.path, form))
+        if method == "GET":
+            form = query
+        status, body = self.fake.handle_identity(method, parts.path, form)
+        if status == 302:
+            self.send_response(302)
+            self.send_header("Location", body["location"])
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        self._answer(status, body)
 
     def do_GET(self) -> None:  # noqa: N802 - stdlib name
         self._dispatch("GET")

@@ -1,0 +1,320 @@
+"""Calendars for the console: the user's calendars, adding an ICS or CalDAV one, a
+calendar's settings as shown, the reminder preview, and the secret files the console keeps.
+
+Secrets typed into the console (a CalDAV password, a refresh token from a sign-in) are
+written to files under DATA_DIR/secrets readable by the hub only, and the calendar names
+them in its ``*_file`` settings, as the CLI's calendars do; they never reach the database
+or the logs. Settings that name server files or environment variables cannot be set from
+the console: a customer could otherwise make the hub read and send them anywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+from zoneinfo import ZoneInfo
+
+from sqlmodel import Session, col, select
+
+from hub import sending
+from hub.calendar_setup import (
+    check_locale,
+    check_timezone,
+    parse_setting,
+    write_secret_file,
+)
+from hub.compliance import preview as sms_preview
+from hub.config import Config
+from hub.errors import ConfigError, InvalidInput, NotFound
+from hub.models import Account, Calendar, CalendarEventRow
+from hub.phone import parse_number
+from hub.reminders.render import DEFAULT_TEMPLATE, render_reminder
+from hub.reminders.rules import QuietHours, parse_hhmm, parse_offsets, send_time
+from hub.timeutil import as_utc, utcnow
+
+# Calendars a console user may add with a URL (the others need OAuth or server secrets).
+URL_TYPES = ("ics", "caldav")
+_ICS_SCHEMES = ("http", "https", "webcal", "webcals")
+
+
+# -- secret files -------------------------------------------------------------------------------
+def secrets_dir(config: Config) -> Path:
+    path = config.hub.data_dir / "secrets"
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return path
+
+
+def store_secret(config: Config, label: str, value: str) -> Path:
+    """VALUE in a new file of the secrets directory (mode 0600); its path."""
+    path = secrets_dir(config) / f"{label}-{secrets.token_hex(8)}.secret"
+    write_secret_file(path, value)
+    return path
+
+
+def forget_secrets(config: Config, settings: dict[str, Any]) -> None:
+    """Delete the secret files the console made for a calendar that is gone."""
+    own = (config.hub.data_dir / "secrets").resolve()
+    for key, value in settings.items():
+        if key.endswith("_file") and isinstance(value, str) and value.endswith(".secret"):
+            path = Path(value).resolve()
+            if path.parent == own:
+                path.unlink(missing_ok=True)
+
+
+def calendar_settings(calendar: Calendar) -> dict[str, Any]:
+    try:
+        data = json.loads(calendar.settings or "{}")
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+# -- reading --------------------------------------------------------------------------------------
+def scoped_calendar(session: Session, scope: Collection[int], calendar_id: int) -> Calendar:
+    """Calendar CALENDAR_ID if it belongs to one of SCOPE's accounts; NotFound otherwise, so
+    other customers' calendar ids cannot be probed."""
+    calendar = session.exec(
+        select(Calendar).where(Calendar.id == calendar_id, col(Calendar.account_id).in_(scope))
+    ).first()
+    if calendar is None:
+        raise NotFound(f"no calendar {calendar_id} among your accounts' calendars")
+    return calendar
+
+
+def calendars_page(
+    session: Session, scope: Collection[int], after: int | None, limit: int
+) -> tuple[list[tuple[Calendar, str]], int | None]:
+    """(calendar, account name) of SCOPE by id after AFTER; the cursor of the next page."""
+    query = (
+        select(Calendar, Account.name)
+        .join(Account, col(Account.id) == col(Calendar.account_id))
+        .where(col(Calendar.account_id).in_(scope))
+    )
+    if after is not None:
+        query = query.where(col(Calendar.id) > after)
+    rows = [(c, str(n)) for c, n in session.exec(query.order_by(col(Calendar.id)).limit(limit + 1))]
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, (rows[-1][0].id if more and rows else None)
+
+
+def shown_settings(calendar: Calendar) -> list[tuple[str, str]]:
+    """A calendar's settings as the page shows them: no passwords in URLs, no file paths."""
+    shown = []
+    for key, value in sorted(calendar_settings(calendar).items()):
+        if key.endswith("_file"):
+            text = "kept in a file on the hub"
+        elif key.endswith("_env"):
+            text = f"from the hub's environment variable {value}"
+        elif key == "url" and isinstance(value, str):
+            parts = urlsplit(value)
+            host = parts.hostname or ""
+            if parts.port:
+                host += f":{parts.port}"
+            text = urlunsplit((parts.scheme, host, parts.path, "…" if parts.query else "", ""))
+        else:
+            text = str(value)
+        shown.append((key, text))
+    return shown
+
+
+def name_is_free(session: Session, account_id: int, name: str) -> None:
+    taken = session.exec(
+        select(Calendar.id).where(Calendar.account_id == account_id, Calendar.name == name)
+    ).first()
+    if taken is not None:
+        raise InvalidInput(f"this account already has a calendar named {name!r}: choose another")
+
+
+def check_name(name: str) -> str:
+    name = " ".join(name.split())
+    if not name or len(name) > 64:
+        raise InvalidInput("give the calendar a name of 1 to 64 characters, such as Cabinet")
+    return name
+
+
+def free_name(session: Session, account_id: int, base: str) -> str:
+    """BASE, or BASE (2), (3)... the first name ACCOUNT_ID does not use yet."""
+    used = set(session.exec(select(Calendar.name).where(Calendar.account_id == account_id)).all())
+    name, n = base, 1
+    while name in used:
+        n += 1
+        name = f"{base} ({n})"
+    return name
+
+
+# -- adding a calendar by URL -----------------------------------------------------------------
+def url_settings(
+    kind: str, url: str, username: str, calendar: str, more: str, password_placeholder: bool
+) -> dict[str, Any]:
+    """The settings of an ICS or CalDAV calendar typed in the form, checked by its connector
+    (the password file is only a placeholder here)."""
+    from hub.registry import calendar_settings as check_settings
+
+    if kind not in URL_TYPES:
+        raise InvalidInput("choose ics or caldav (Google and Microsoft 365: use Connect)")
+    settings: dict[str, Any] = {}
+    for line in more.splitlines():
+        if not line.strip():
+            continue
+        key, value = parse_setting(line)
+        if key.endswith(("_env", "_file")):
+            raise InvalidInput(
+                f"setting {key!r} names a file or variable of the hub's server; it can only "
+                "be set with the smshub command line (give a password in the Password field)"
+            )
+        settings[key] = value
+    settings["url"] = url.strip()
+    if username.strip():
+        settings["username"] = username.strip()
+    if kind == "caldav" and calendar.strip():
+        settings["calendar"] = calendar.strip()
+    if kind == "ics" and urlsplit(settings["url"]).scheme.lower() not in _ICS_SCHEMES:
+        raise InvalidInput(
+            "the calendar's address must start with https:// (or http://, webcal://); "
+            "files on the hub's server cannot be used from the console"
+        )
+    if password_placeholder:
+        settings["password_file"] = "(set when saved)"
+    try:
+        check_settings(kind, settings, "the calendar")
+    except ConfigError as exc:
+        raise InvalidInput(str(exc)) from None
+    settings.pop("password_file", None)
+    return settings
+
+
+# -- the reminder preview -----------------------------------------------------------------------
+@dataclass
+class PreviewEvent:
+    start: datetime  # aware UTC
+    zone: str  # where "09:00" is read: the event's own zone, else the calendar's
+    person: str
+    title: str
+    location: str
+    phone: str | None
+    sample: bool
+
+
+def preview_event(session: Session, calendar: Calendar, tz: str) -> PreviewEvent:
+    """The next appointment of CALENDAR (one with a number first), else a sample one."""
+    base = select(CalendarEventRow).where(
+        CalendarEventRow.calendar_id == calendar.id,
+        CalendarEventRow.deleted == False,  # noqa: E712
+        CalendarEventRow.status != "cancelled",
+        col(CalendarEventRow.start) >= utcnow(),
+    )
+    order = col(CalendarEventRow.start)
+    row = (
+        session.exec(
+            base.where(col(CalendarEventRow.phone).is_not(None)).order_by(order).limit(1)
+        ).first()
+        or session.exec(base.order_by(order).limit(1)).first()
+    )
+    if row is not None:
+        zone = row.timezone if row.timezone and row.timezone != "UTC" else tz
+        return PreviewEvent(
+            as_utc(row.start), zone, row.person, row.title, row.location, row.phone, False
+        )
+    local = (utcnow() + timedelta(days=2)).astimezone(ZoneInfo(tz))
+    start = local.replace(hour=10, minute=30, second=0, microsecond=0)
+    return PreviewEvent(
+        as_utc(start), tz, "Jeanne Durand", "Consultation", "Cabinet", None, sample=True
+    )
+
+
+def reminder_preview(
+    session: Session,
+    config: Config,
+    calendar: Calendar,
+    *,
+    template: str,
+    offsets: str,
+    quiet_start: str,
+    quiet_end: str,
+    tz: str,
+    locale: str,
+) -> dict[str, Any]:
+    """What the rules being edited would send for the next appointment: the SMS text, its
+    parts and cost, and when each rule sends it; mistakes come back in ``errors``."""
+    errors: list[str] = []
+
+    def attempt(check: Any, *args: Any) -> Any:
+        try:
+            return check(*args)
+        except InvalidInput as exc:
+            errors.append(str(exc))
+            return None
+
+    try:
+        check_timezone(tz)
+    except InvalidInput as exc:
+        errors.append(f"time zone: {exc}")
+        tz = calendar.timezone
+    try:
+        check_locale(locale)
+    except InvalidInput as exc:
+        errors.append(f"language: {exc}")
+        locale = calendar.locale
+    rules = attempt(parse_offsets, offsets) or []
+    start_at = attempt(parse_hhmm, quiet_start, "quiet hours start")
+    end_at = attempt(parse_hhmm, quiet_end, "quiet hours end")
+    quiet = QuietHours(start_at, end_at) if start_at and end_at else QuietHours()
+    event = preview_event(session, calendar, tz)
+    text = (
+        attempt(
+            lambda: render_reminder(
+                template,
+                locale=locale,
+                tz=event.zone,
+                start=event.start,
+                name=event.person,
+                title=event.title,
+                location=event.location,
+            )
+        )
+        or ""
+    )
+    account = session.get(Account, calendar.account_id)
+    region = (account.default_region if account else None) or config.hub.default_region
+    country = parse_number(event.phone, region).country if event.phone else region
+    shown = sms_preview(
+        text,
+        calendar.sender,
+        "alert",
+        country,
+        mention=config.optout_mention,
+        hours=config.marketing_hours,
+    )
+    zone = ZoneInfo(event.zone)
+    sends = [(rule.text, send_time(event.start, rule, event.zone, quiet)) for rule in rules]
+    return {
+        "event": event,
+        "event_local": event.start.astimezone(zone),
+        "text": text,
+        "shown": shown,
+        "cost": sending.credits_for(config, country, shown["segments"]),
+        "recipients": 1 if event.phone else 0,
+        "invalid": [],
+        "max_parts": config.sending.max_parts,
+        "sends": [(rule, when.astimezone(zone)) for rule, when in sends],
+        "errors": errors,
+    }
+
+
+def effective_template(calendar: Calendar) -> str:
+    """The template a calendar uses (its own, else the hub's default)."""
+    return calendar.template or DEFAULT_TEMPLATE
+
+
+def stored_template(text: str) -> str:
+    """What to store for a template typed in the form: "" when it is the default, so the
+    calendar keeps following the hub's default text."""
+    cleaned = text.replace("\r\n", "\n").strip()
+    return "" if " ".join(cleaned.split()) == " ".join(DEFAULT_TEMPLATE.split()) else cleaned
