@@ -69,10 +69,12 @@ class LedgerEntry(SQLModel, table=True):
     """Every change of a balance; the sum of an account's amounts equals its balance."""
 
     __tablename__ = "ledger"
+    # An account's ledger is read newest first, a page at a time (the console).
+    __table_args__ = (Index("ix_ledger_account_id", "account_id", "id"),)
 
     id: int | None = Field(default=None, primary_key=True)
     # The account whose balance changed.
-    account_id: int = Field(foreign_key="accounts.id", index=True)
+    account_id: int = Field(foreign_key="accounts.id")
     # The account that acted (the sub-account that sent, the other side of a transfer).
     origin_account_id: int | None = Field(default=None, foreign_key="accounts.id")
     kind: str = Field(max_length=16)
@@ -132,9 +134,51 @@ class Message(SQLModel, table=True):
     __tablename__ = "messages"
     __table_args__ = (
         Index("ix_messages_due", "status", "due_at"),
-        Index("ix_messages_account_created", "account_id", "created_at"),
-        # The per-account hourly cap of each door counts its own source only.
-        Index("ix_messages_account_source_created", "account_id", "source", "created_at"),
+        # The console's history pages by (created_at, id) within each of these indexes
+        # (hub.console.history_query): ending with the id keeps a page a short index scan
+        # even inside a batch of rows that share their creation time. The included columns
+        # (PostgreSQL only) let the counts per state read the index alone.
+        Index(
+            "ix_messages_account_created",
+            "account_id",
+            "created_at",
+            "id",
+            postgresql_include=["status"],
+        ),
+        # Also the per-account hourly cap of each door, which counts its own source only.
+        Index(
+            "ix_messages_account_source_created",
+            "account_id",
+            "source",
+            "created_at",
+            "id",
+            postgresql_include=["status"],
+        ),
+        Index("ix_messages_account_status_created", "account_id", "status", "created_at", "id"),
+        # A number, batch or campaign is filtered to the user's accounts, and counted per
+        # state, from the index alone (PostgreSQL); a campaign's report also sums its parts,
+        # and the replies page finds a number's last answer (source) there.
+        Index(
+            "ix_messages_recipient_created",
+            "recipient",
+            "created_at",
+            "id",
+            postgresql_include=["account_id", "status", "source"],
+        ),
+        Index(
+            "ix_messages_batch_created",
+            "batch_id",
+            "created_at",
+            "id",
+            postgresql_include=["account_id", "status"],
+        ),
+        Index(
+            "ix_messages_campaign_created",
+            "campaign_id",
+            "created_at",
+            "id",
+            postgresql_include=["account_id", "status", "segments"],
+        ),
         Index("ix_messages_provider_ref", "provider", "provider_message_id"),
     )
 
@@ -142,9 +186,10 @@ class Message(SQLModel, table=True):
     account_id: int = Field(foreign_key="accounts.id")
     # The account whose balance paid (itself, or the nearest limited ancestor).
     charged_account_id: int = Field(foreign_key="accounts.id")
-    batch_id: str = Field(max_length=32, index=True)
+    # Indexed (with recipient and campaign_id) by the composite indexes above.
+    batch_id: str = Field(max_length=32)
     idempotency_key: str = Field(max_length=255, unique=True)
-    recipient: str = Field(max_length=20, index=True)
+    recipient: str = Field(max_length=20)
     sender: str | None = Field(default=None, max_length=16)
     text: str
     encoding: str = Field(max_length=8)
@@ -156,7 +201,7 @@ class Message(SQLModel, table=True):
     reason: str | None = Field(default=None, max_length=32)
     detail: str = Field(default="", max_length=500)
     scheduled: bool = False
-    campaign_id: int | None = Field(default=None, index=True)
+    campaign_id: int | None = Field(default=None)
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
     # When the dispatcher may take it (the send time, or the next retry).
     due_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))

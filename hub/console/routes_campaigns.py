@@ -1,7 +1,120 @@
-"""Console pages: campaigns."""
+"""Console pages: campaigns (list, report, CSV export, cancel)."""
 
 # No `from __future__ import annotations`: FastAPI reads these annotations at runtime.
 
-from fastapi import APIRouter
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response
+
+from hub.campaigns import cancel_campaign, export_campaign
+from hub.console.auth import User
+from hub.console.campaign_query import (
+    campaign_page,
+    own_campaign,
+    parse_id,
+    refresh_statuses,
+    report,
+)
+from hub.console.render import page, redirect
+from hub.db import read_scope, session_scope
+from hub.errors import ConflictError, InvalidInput
 
 router = APIRouter()
+
+
+def _page_id(value: str | None, name: str) -> int | None:
+    if not value:
+        return None
+    if not value.isdigit() or len(value) > 18:
+        raise InvalidInput(f"this page link is damaged ({name}={value[:20]!r}); start again")
+    return int(value)
+
+
+@router.get("/campaigns", response_class=HTMLResponse)
+async def campaigns(request: Request, user: User) -> Response:
+    """The campaigns of the user's accounts, newest first, one page at a time."""
+    hub = request.app.state.hub
+    before = _page_id(request.query_params.get("before"), "before")
+    after = _page_id(request.query_params.get("after"), "after")
+    size = hub.config.console.page_size
+
+    def _load() -> dict[str, Any]:
+        with read_scope(hub.engine) as session:
+            names = {a.id: a.name for a in user.accounts(session)}
+            result = campaign_page(session, user.scope, size, before=before, after=after)
+        refresh_statuses(hub.engine, result.rows)
+        return {
+            "rows": result.rows,
+            "names": names,
+            "show_account": len(names) > 1,
+            "next_url": f"/console/campaigns?before={result.older}" if result.older else None,
+            "prev_url": f"/console/campaigns?after={result.newer}" if result.newer else None,
+        }
+
+    ctx = await asyncio.to_thread(_load)
+    return page(request, user, "campaigns_list.html.j2", nav="campaigns", **ctx)
+
+
+# Declared before /campaigns/{campaign_id}, whose parameter would also match "12.csv".
+@router.get("/campaigns/{campaign_id}.csv")
+async def campaign_csv(request: Request, user: User, campaign_id: str) -> Response:
+    """One CSV row per recipient of the campaign (UTF-8 with BOM)."""
+    hub = request.app.state.hub
+    cid = parse_id(campaign_id)
+
+    def _export() -> bytes:
+        with read_scope(hub.engine) as session:
+            own_campaign(session, user, cid)
+            return export_campaign(session, cid)
+
+    body = await asyncio.to_thread(_export)
+    return Response(
+        body,
+        media_type="text/csv; charset=utf-8",
+        headers={
+            "Content-Disposition": f'attachment; filename="campaign-{cid}.csv"',
+            "Cache-Control": "no-store",
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
+
+
+@router.get("/campaigns/{campaign_id}", response_class=HTMLResponse)
+async def campaign_detail(request: Request, user: User, campaign_id: str) -> Response:
+    """A campaign's report: counts per state, parts, credits, clicks; Cancel while scheduled."""
+    hub = request.app.state.hub
+    cid = parse_id(campaign_id)
+    data = await asyncio.to_thread(report, hub.engine, user, cid)
+    return page(
+        request,
+        user,
+        "campaigns_detail.html.j2",
+        nav="campaigns",
+        c=data,
+        show_account=len(user.scope) > 1,
+    )
+
+
+@router.post("/campaigns/{campaign_id}/cancel")
+async def campaign_cancel(request: Request, user: User, campaign_id: str) -> Response:
+    """Cancel a campaign that has not started: every SMS of it, refunded."""
+    hub = request.app.state.hub
+    cid = parse_id(campaign_id)
+    url = f"/console/campaigns/{cid}"
+
+    def _cancel() -> dict[str, Any]:
+        with session_scope(hub.engine) as session:
+            own_campaign(session, user, cid)
+            return cancel_campaign(session, cid)
+
+    try:
+        done = await asyncio.to_thread(_cancel)
+    except ConflictError as exc:
+        return redirect(url, f"Not cancelled: {exc}.")
+    return redirect(
+        url,
+        f"Campaign cancelled: {done['cancelled']} SMS, {done['credits_refunded']} credits "
+        "refunded.",
+    )

@@ -1,7 +1,204 @@
-"""Console pages: history."""
+"""Console pages: the message history (filters, keyset pages, CSV), one message, cancel."""
 
 # No `from __future__ import annotations`: FastAPI reads these annotations at runtime.
 
-from fastapi import APIRouter
+import asyncio
+import csv
+import io
+from collections.abc import Iterator
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response, StreamingResponse
+
+from hub import sending
+from hub.console import history_detail
+from hub.console.auth import ConsoleUser, User
+from hub.console.history_query import (
+    SOURCES,
+    STATES,
+    Cursor,
+    FilterForm,
+    HistoryFilter,
+    history_page,
+    iter_history,
+    parse_filter,
+    state_counts,
+)
+from hub.console.render import page, redirect
+from hub.db import read_scope, session_scope
+from hub.errors import ConflictError, InvalidInput, NotFound
+from hub.models import Message
+from hub.timeutil import as_utc, utcnow
 
 router = APIRouter()
+
+CSV_COLUMNS = [
+    "created_at",
+    "account",
+    "to",
+    "sender",
+    "text",
+    "type",
+    "source",
+    "parts",
+    "credits",
+    "status",
+    "reason",
+    "sent_at",
+    "final_at",
+    "campaign_id",
+    "batch_id",
+    "message_id",
+]
+
+
+def _region(request: Request, session: Any, user: ConsoleUser) -> str:
+    account = user.account(session)
+    return account.default_region or request.app.state.hub.config.hub.default_region
+
+
+def _filter(request: Request, session: Any, user: ConsoleUser, form: FilterForm) -> HistoryFilter:
+    # The region only reads a national number: no query for it otherwise.
+    region = _region(request, session, user) if form.number else ""
+    return parse_filter(session, user, form, region)
+
+
+@router.get("/messages", response_class=HTMLResponse)
+async def history(request: Request, user: User) -> Response:
+    """Messages of the user's accounts, newest first, filtered, one page at a time."""
+    hub = request.app.state.hub
+    params = request.query_params
+    form = FilterForm.from_params(params)
+    size = hub.config.console.page_size
+
+    def _load() -> tuple[int, dict[str, Any]]:
+        with read_scope(hub.engine) as session:
+            accounts = user.accounts(session)
+            ctx: dict[str, Any] = {
+                "form": form,
+                "states": STATES,
+                "sources": SOURCES,
+                "accounts": [a.name for a in accounts],
+                "names": {a.id: a.name for a in accounts},
+                "rows": [],
+                "counts": None,
+                "next_url": None,
+                "prev_url": None,
+                "error": "",
+            }
+            try:
+                f = _filter(request, session, user, form)
+                before = Cursor.decode(params["before"]) if params.get("before") else None
+                after = Cursor.decode(params["after"]) if params.get("after") else None
+            except (InvalidInput, NotFound) as exc:
+                ctx["error"] = str(exc)
+                return (404 if isinstance(exc, NotFound) else 400), ctx
+            result = history_page(session, f, size, before=before, after=after)
+            ctx["rows"] = result.rows
+            ctx["counts"] = state_counts(session, f)
+            if result.older:
+                ctx["next_url"] = "/console/messages?" + form.query(before=result.older.encode())
+            if result.newer:
+                ctx["prev_url"] = "/console/messages?" + form.query(after=result.newer.encode())
+            return 200, ctx
+
+    status, ctx = await asyncio.to_thread(_load)
+    return page(request, user, "history_list.html.j2", status=status, nav="history", **ctx)
+
+
+def _csv_chunks(engine: Any, f: HistoryFilter, names: dict[int, str]) -> Iterator[bytes]:
+    def iso(value: Any) -> str:
+        return as_utc(value).isoformat() if value else ""
+
+    first = True
+    chunks = iter_history(engine, f)
+    while True:
+        out = io.StringIO(newline="")
+        writer = csv.writer(out, lineterminator="\r\n")
+        if first:
+            # The BOM makes Excel read UTF-8 (accents) instead of the local code page.
+            out.write("\ufeff")
+            writer.writerow(CSV_COLUMNS)
+        rows: list[Message] = next(chunks, [])
+        for m in rows:
+            writer.writerow(
+                [
+                    iso(m.created_at),
+                    names.get(m.account_id, m.account_id),
+                    m.recipient,
+                    m.sender or "",
+                    m.text,
+                    m.type,
+                    m.source,
+                    m.segments,
+                    m.credits,
+                    m.status,
+                    m.reason or "",
+                    iso(m.sent_at),
+                    iso(m.final_at),
+                    m.campaign_id or "",
+                    m.batch_id,
+                    m.id,
+                ]
+            )
+        if rows or first:
+            yield out.getvalue().encode("utf-8")
+        first = False
+        if not rows:
+            return
+
+
+@router.get("/messages.csv")
+async def history_csv(request: Request, user: User) -> Response:
+    """The filtered history as CSV (UTF-8 with BOM), streamed in chunks."""
+    hub = request.app.state.hub
+    form = FilterForm.from_params(request.query_params)
+
+    def _prepare() -> tuple[HistoryFilter, dict[int, str]]:
+        with read_scope(hub.engine) as session:
+            names = {int(a.id or 0): a.name for a in user.accounts(session)}
+            return _filter(request, session, user, form), names
+
+    f, names = await asyncio.to_thread(_prepare)
+    filename = f"messages-{utcnow():%Y%m%d-%H%M}.csv"
+    headers = {
+        "Content-Disposition": f'attachment; filename="{filename}"',
+        "Cache-Control": "no-store",
+        "X-Content-Type-Options": "nosniff",
+    }
+    return StreamingResponse(
+        _csv_chunks(hub.engine, f, names), media_type="text/csv; charset=utf-8", headers=headers
+    )
+
+
+@router.get("/messages/{message_id}", response_class=HTMLResponse)
+async def message_detail(request: Request, user: User, message_id: str) -> Response:
+    """One message: its facts, its events, its links, and Cancel while it waits."""
+    hub = request.app.state.hub
+
+    def _load() -> dict[str, Any]:
+        with read_scope(hub.engine) as session:
+            return history_detail.load(session, user, message_id)
+
+    ctx = await asyncio.to_thread(_load)
+    return page(request, user, "history_detail.html.j2", nav="history", **ctx)
+
+
+@router.post("/messages/{message_id}/cancel")
+async def cancel_message(request: Request, user: User, message_id: str) -> Response:
+    """Cancel a message that has not gone out yet; its credits are refunded."""
+    hub = request.app.state.hub
+    url = f"/console/messages/{message_id}"
+
+    def _cancel() -> int:
+        with session_scope(hub.engine) as session:
+            history_detail.own_message(session, user, message_id)
+            message = sending.cancel(session, message_id, account_ids=set(user.scope))
+            return message.credits
+
+    try:
+        refunded = await asyncio.to_thread(_cancel)
+    except ConflictError as exc:
+        return redirect(url, f"Not cancelled: {exc}.")
+    return redirect(url, f"Message cancelled; {refunded} credits refunded.")

@@ -9,16 +9,15 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
-from sqlmodel import col, select
 
 from hub import sending
 from hub.accounts import ancestors
 from hub.compliance import preview
 from hub.console.auth import User
+from hub.console.history_query import HistoryFilter, history_page
 from hub.console.render import page, redirect
 from hub.db import read_scope
 from hub.errors import InvalidInput
-from hub.models import Message
 from hub.phone import parse_number, split_numbers
 from hub.views import account_view
 
@@ -47,12 +46,8 @@ async def home(request: Request, user: User) -> Response:
     def _load() -> dict[str, Any]:
         with read_scope(hub.engine) as session:
             account = user.account(session)
-            recent = session.exec(
-                select(Message)
-                .where(col(Message.account_id).in_(user.scope))
-                .order_by(col(Message.created_at).desc())
-                .limit(10)
-            ).all()
+            # Newest first across the accounts, through the history's per-account index walk.
+            recent = history_page(session, HistoryFilter(tuple(sorted(user.scope))), 10).rows
             return {
                 "account": account_view(session, account, ancestors(session, account)),
                 "accounts": [a.name for a in user.accounts(session)],

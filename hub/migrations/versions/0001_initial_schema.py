@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 22:13:33.789304
+Create Date: 2026-11-26 00:49:11.616039
 """
 
 from __future__ import annotations
@@ -233,7 +233,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id')
     )
     with op.batch_alter_table('ledger', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_ledger_account_id'), ['account_id'], unique=False)
+        batch_op.create_index('ix_ledger_account_id', ['account_id', 'id'], unique=False)
         batch_op.create_index(batch_op.f('ix_ledger_message_id'), ['message_id'], unique=False)
 
     op.create_table('mail_users',
@@ -300,13 +300,14 @@ def upgrade() -> None:
     sa.UniqueConstraint('idempotency_key')
     )
     with op.batch_alter_table('messages', schema=None) as batch_op:
-        batch_op.create_index('ix_messages_account_created', ['account_id', 'created_at'], unique=False)
-        batch_op.create_index('ix_messages_account_source_created', ['account_id', 'source', 'created_at'], unique=False)
-        batch_op.create_index(batch_op.f('ix_messages_batch_id'), ['batch_id'], unique=False)
-        batch_op.create_index(batch_op.f('ix_messages_campaign_id'), ['campaign_id'], unique=False)
+        batch_op.create_index('ix_messages_account_created', ['account_id', 'created_at', 'id'], unique=False, postgresql_include=['status'])
+        batch_op.create_index('ix_messages_account_source_created', ['account_id', 'source', 'created_at', 'id'], unique=False, postgresql_include=['status'])
+        batch_op.create_index('ix_messages_account_status_created', ['account_id', 'status', 'created_at', 'id'], unique=False)
+        batch_op.create_index('ix_messages_batch_created', ['batch_id', 'created_at', 'id'], unique=False, postgresql_include=['account_id', 'status'])
+        batch_op.create_index('ix_messages_campaign_created', ['campaign_id', 'created_at', 'id'], unique=False, postgresql_include=['account_id', 'status', 'segments'])
         batch_op.create_index('ix_messages_due', ['status', 'due_at'], unique=False)
         batch_op.create_index('ix_messages_provider_ref', ['provider', 'provider_message_id'], unique=False)
-        batch_op.create_index(batch_op.f('ix_messages_recipient'), ['recipient'], unique=False)
+        batch_op.create_index('ix_messages_recipient_created', ['recipient', 'created_at', 'id'], unique=False, postgresql_include=['account_id', 'status', 'source'])
 
     op.create_table('optout_events',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -548,13 +549,14 @@ def downgrade() -> None:
 
     op.drop_table('optout_events')
     with op.batch_alter_table('messages', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_messages_recipient'))
+        batch_op.drop_index('ix_messages_recipient_created', postgresql_include=['account_id', 'status', 'source'])
         batch_op.drop_index('ix_messages_provider_ref')
         batch_op.drop_index('ix_messages_due')
-        batch_op.drop_index(batch_op.f('ix_messages_campaign_id'))
-        batch_op.drop_index(batch_op.f('ix_messages_batch_id'))
-        batch_op.drop_index('ix_messages_account_source_created')
-        batch_op.drop_index('ix_messages_account_created')
+        batch_op.drop_index('ix_messages_campaign_created', postgresql_include=['account_id', 'status', 'segments'])
+        batch_op.drop_index('ix_messages_batch_created', postgresql_include=['account_id', 'status'])
+        batch_op.drop_index('ix_messages_account_status_created')
+        batch_op.drop_index('ix_messages_account_source_created', postgresql_include=['status'])
+        batch_op.drop_index('ix_messages_account_created', postgresql_include=['status'])
 
     op.drop_table('messages')
     with op.batch_alter_table('message_templates', schema=None) as batch_op:
@@ -567,7 +569,7 @@ def downgrade() -> None:
     op.drop_table('mail_users')
     with op.batch_alter_table('ledger', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_ledger_message_id'))
-        batch_op.drop_index(batch_op.f('ix_ledger_account_id'))
+        batch_op.drop_index('ix_ledger_account_id')
 
     op.drop_table('ledger')
     op.drop_table('invalid_numbers')
