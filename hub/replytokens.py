@@ -9,23 +9,17 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import secrets
 
 from sqlmodel import Session
 
-from hub.models import HubSetting
+from hub.hub_keys import generated_key
 
 _KEY = "reply_signing_key"
 PREFIX = "reply+"
 
 
 def _key(session: Session) -> bytes:
-    row = session.get(HubSetting, _KEY)
-    if row is None:
-        row = HubSetting(key=_KEY, value=secrets.token_hex(32))
-        session.add(row)
-        session.flush()
-    return bytes.fromhex(row.value)
+    return generated_key(session, _KEY)
 
 
 def _sign(key: bytes, inbound_id: int) -> str:

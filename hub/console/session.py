@@ -17,19 +17,14 @@ from dataclasses import dataclass
 
 from sqlmodel import Session
 
-from hub.models import HubSetting
+from hub.hub_keys import generated_key
 
 _KEY = "console_session_key"
 
 
 def session_key(session: Session) -> bytes:
     """The signing key, generated once and shared by every instance through the database."""
-    row = session.get(HubSetting, _KEY)
-    if row is None:
-        row = HubSetting(key=_KEY, value=secrets.token_hex(32))
-        session.add(row)
-        session.flush()
-    return bytes.fromhex(row.value)
+    return generated_key(session, _KEY)
 
 
 def password_fingerprint(password_hash: str) -> str:
