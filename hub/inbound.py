@@ -194,7 +194,15 @@ def _autoreply(
 
 def forward_mailbox(session: Session, account: Account, last: Message | None) -> str:
     """Where an answer goes: the intake address's reply mailbox, else the person who sent the
-    original mail-to-SMS, else the account's reply mailbox."""
+    original mail-to-SMS, else the account's reply mailbox. After an answer (by mail or from
+    the console) the conversation stays in the mailbox the answered SMS went to."""
+    if last is not None and last.source == "reply":
+        # Answer keys are "reply:<inbound id>:..." (hub.intake.replies.answer_request).
+        answered = last.idempotency_key.split(":")[1:2]
+        if answered and answered[0].isdigit():
+            previous = session.get(InboundMessage, int(answered[0]))
+            if previous is not None and previous.forwarded_to:
+                return previous.forwarded_to
     if last is not None and last.source == "mail":
         mail = session.exec(
             select(InboundMail).where(InboundMail.batch_id == last.batch_id)

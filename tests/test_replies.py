@@ -124,6 +124,11 @@ async def test_answer_is_forwarded_and_the_mail_reply_goes_back_by_sms(hub, smtp
     assert (sms.recipient, sms.text) == ("+33612345678", "Parfait, à demain !\n\nAnne")
     assert _take(hub, answer).duplicate  # the same answer twice sends once
 
+    # The phone writes again after the answer: the conversation stays with Anne.
+    await hub.dispatcher.drain()
+    again = await _receive(hub, "+33612345678", "Merci, à demain")
+    assert again.forwarded_to == "anne@clinic.example"
+
 
 async def test_reply_from_someone_else_or_forged_address_is_refused(hub, smtp_sink):
     _take(hub, _mail("0612345678", "Bonjour"))
