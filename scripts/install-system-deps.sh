@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Installs the Debian packages of the real servers the tests start (Kannel, Dovecot, swaks).
+# Installs the Debian packages of the real servers the tests start (Kannel, Dovecot, swaks)
+# and the browser of the console tests (Chromium, driven by Playwright).
 # Skips apt entirely when everything is already there.
 set -euo pipefail
-packages=(kannel kannel-extras dovecot-imapd swaks libnet-ssleay-perl openssl)
+packages=(kannel kannel-extras dovecot-imapd swaks libnet-ssleay-perl openssl chromium)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -13,7 +14,7 @@ if [ "$(id -u)" -ne 0 ]; then
 else
   SUDO=
 fi
-echo "installing ${missing[*]} (real servers for the tests)"
+echo "installing ${missing[*]} (real servers and browser for the tests)"
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
