@@ -236,7 +236,7 @@ secret_file = "{secret_file.as_posix()}"
     assert not errors, "the hub logged errors:\n" + "\n".join(errors)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     """Headless Debian Chromium; a missing one fails in CI and skips elsewhere."""
     try:
