@@ -231,9 +231,10 @@ async def test_malformed_report_is_a_400(hub, smsfactor_fake, body, says):
 async def test_reply_is_stored_as_inbound_message(hub, smsfactor_fake):
     [mid] = _send(hub, "0612345678")
     await hub.dispatcher.drain()
+    sent_at = "2026-11-26T10:00:00+01:00"
     for _ in range(2):  # SMSFactor retrying the same webhook stores it once
         r = await smsfactor_fake.post_mo(
-            hub.hub_client, "+33612345678", "Oui, merci !", last_message_id=mid
+            hub.hub_client, "+33612345678", "Oui, merci !", last_message_id=mid, date=sent_at
         )
         assert r.status_code == 200
     with session_scope(hub.engine) as s:

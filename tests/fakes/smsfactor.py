@@ -169,10 +169,11 @@ class SmsFactorFake:
         *,
         last_message_id: str | None = None,
         url: str | None = None,
+        date: str | None = None,
     ) -> httpx.Response:
-        """Post a reply as SMSFactor's MO webhook does."""
+        """Post a reply as SMSFactor's MO webhook does (a retry repeats the same DATE)."""
         body = {
-            "date": datetime.now(UTC).astimezone().isoformat(timespec="seconds"),
+            "date": date or datetime.now(UTC).astimezone().isoformat(timespec="seconds"),
             "message": text,
             "from": sender.removeprefix("+"),
             "account_id": "1234",
