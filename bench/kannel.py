@@ -5,7 +5,13 @@ drops) it starts Kannel (bearerbox + smsbox + fakesmsc, from ``tests/servers/kan
 the hub's HTTP API (uvicorn, in this process, so smsbox can deliver the reports), then:
 
 1. baseline: a bare ``httpx.AsyncClient`` loop sends N sendsms requests built exactly like the
-   connector's (same parameters, dlr-mask and dlr-url) with the same concurrency;
+   connector's (same parameters, dlr-mask and dlr-url) with the same concurrency: CONCURRENCY
+   workers over CONCURRENCY kept-alive connections, as many as the connector may use. By
+   default the connections share one httpx pool (plain httpx); ``--baseline per-connection``
+   gives each worker a client of its own, which is how the connector holds them
+   (``connectors/http_lanes.py``: httpcore's per-request walk over a shared pool costs more
+   CPU than the rest of a request). That variant is the stricter comparison: it measures
+   the hub's own overhead (outbox, dispatcher, reports) and nothing of the HTTP client;
 2. hub: fills the outbox with N single-part SMS through ``hub.sending.submit`` (not timed),
    then times ``Dispatcher.drain()`` until every message is accepted by smsbox and recorded;
 3. repeats, ROUNDS hub runs in all, each between two baseline runs; the figures are medians,
@@ -14,7 +20,9 @@ the hub's HTTP API (uvicorn, in this process, so smsbox can deliver the reports)
 The figure is "accepted by smsbox per second" for both; the time until fakesmsc has logged
 them all is printed too. Between runs it waits until Kannel has delivered every message and
 every report (two per message: SMSC success and delivered) to the hub, so no run pays for the
-previous one's tail. Target: hub / baseline >= 0.8.
+previous one's tail. On PostgreSQL the tables are analyzed before each run (not timed), as
+autovacuum does on a real server; the test server may run without it. Target: hub / baseline
+>= 0.8.
 
 The reports of both runs go to the hub's API in this process (the baseline's name messages the
 hub does not have, so they are looked up and dropped; the hub's are stored). Each run also
@@ -23,7 +31,8 @@ small machine the process's CPU is what caps both rates, so these say where the 
 goes. ``--dlr-mask 0`` measures the sending path alone (no reports at all).
 
     .venv/bin/python bench/kannel.py [--n 2000] [--rounds 3] [--concurrency 16] [--batch 200]
-                                     [--dlr-mask 31] [--backends sqlite,postgresql] [--profile]
+                                     [--baseline shared|per-connection] [--dlr-mask 31]
+                                     [--backends sqlite,postgresql] [--profile]
 """
 
 from __future__ import annotations
@@ -48,7 +57,7 @@ from typing import Any
 
 import httpx
 import uvicorn
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, text
 from sqlalchemy.engine import make_url
 from sqlmodel import col
 
@@ -193,6 +202,16 @@ def fill_outbox(engine: Engine, config: Config, n: int, offset: int) -> None:
             raise RuntimeError(f"only {queued} of {count} recipients were queued")
 
 
+def analyze(engine: Engine) -> None:
+    """Fresh planner statistics on PostgreSQL, as autovacuum keeps them on a real server (the
+    test server may run without it): otherwise the lookups of reports by key fall back to
+    scanning every event of the provider, slower with each run."""
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            conn.execute(text("ANALYZE messages, message_events"))
+            conn.commit()
+
+
 def count_status(engine: Engine, *statuses: str) -> int:
     """Messages in any of STATUSES (one query: rows move between them meanwhile)."""
     with session_scope(engine) as session:
@@ -259,8 +278,17 @@ async def settle(kannel: KannelServer, mts: int, reports: float, what: str) -> f
 
 
 # -- the baseline ---------------------------------------------------------------------------
-async def bare_httpx(provider: Any, n: int, concurrency: int, offset: int) -> float:
-    """Seconds for N sendsms requests, built like the connector's, CONCURRENCY at a time."""
+async def bare_httpx(
+    provider: Any, n: int, concurrency: int, offset: int, per_connection: bool = False
+) -> float:
+    """Seconds for N sendsms requests, built like the connector's, CONCURRENCY at a time.
+
+    CONCURRENCY workers, each sending its next request as soon as its last is answered, over
+    CONCURRENCY kept-alive connections: by default all in one httpx pool (plain httpx); with
+    PER_CONNECTION each worker has a client of its own with one connection, as the connector
+    holds them (connectors/http_lanes.py), which spares httpcore's scan of the whole pool on
+    every request.
+    """
     requests = iter(range(offset, offset + n))
     url = provider.settings.sendsms_url
     failures: list[str] = []
@@ -275,11 +303,19 @@ async def bare_httpx(provider: Any, n: int, concurrency: int, offset: int) -> fl
             if response.status_code != 202:
                 failures.append(f"HTTP {response.status_code}: {response.text[:100]}")
 
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+    size = 1 if per_connection else concurrency
+    limits = httpx.Limits(max_connections=size, max_keepalive_connections=size)
+    clients = [
+        httpx.AsyncClient(limits=limits, timeout=30)
+        for _ in range(concurrency if per_connection else 1)
+    ]
+    try:
         started = time.perf_counter()
-        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+        await asyncio.gather(*(worker(clients[i % len(clients)]) for i in range(concurrency)))
         elapsed = time.perf_counter() - started
+    finally:
+        for client in clients:
+            await client.aclose()
     if failures:
         raise RuntimeError(f"{len(failures)} baseline requests failed, e.g. {failures[0]}")
     return elapsed
@@ -387,14 +423,17 @@ async def measure(
         async with serving(hub, port), contextlib.AsyncExitStack() as stack:
             stack.enter_context(timer.installed())
             for phase in ["baseline", "hub"] * args.rounds + ["baseline"]:
+                # Not timed; Kannel and the hub are idle (the previous run has settled).
                 if phase == "hub":
-                    # Not timed; Kannel and the hub are idle (the previous run has settled).
                     await asyncio.to_thread(fill_outbox, engine, config, n, hub_sent)
+                await asyncio.to_thread(analyze, engine)
                 mts_before = len(kannel.mt_messages())
                 started = time.monotonic()
                 cpu_started = time.process_time()
                 if phase == "baseline":
-                    seconds = await bare_httpx(provider, n, concurrency, sent)
+                    seconds = await bare_httpx(
+                        provider, n, concurrency, sent, args.baseline == "per-connection"
+                    )
                 else:
                     prof = DrainProfile() if args.profile else None
                     with prof.wrapping_outbox() if prof else contextlib.nullcontext():
@@ -465,6 +504,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=16, help="requests in flight")
     parser.add_argument("--batch", type=int, default=200, help="dispatcher batch size")
     parser.add_argument(
+        "--baseline",
+        choices=["shared", "per-connection"],
+        default="shared",
+        help="the bare loop's connections: one httpx pool (default), or one client each",
+    )
+    parser.add_argument(
         "--dlr-mask", type=int, default=31, help="reports asked for (0: none; default 31)"
     )
     parser.add_argument("--backends", default="sqlite,postgresql", help="sqlite, postgresql")
@@ -489,7 +534,8 @@ def main(argv: list[str] | None = None) -> int:
         results.append(result)
     print(
         f"\nsummary (N={args.n} per run, {args.rounds} hub runs between {args.rounds + 1} "
-        f"baseline runs, concurrency={args.concurrency}, batch={args.batch}; medians):"
+        f"baseline runs, concurrency={args.concurrency}, batch={args.batch}, "
+        f"baseline={args.baseline}; medians):"
     )
     ok = bool(results)
     for r in results:

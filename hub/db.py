@@ -7,9 +7,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import DateTime, Engine, TextClause, bindparam, event, text
+from sqlalchemy import DateTime, Engine, Table, TextClause, bindparam, event, text
 from sqlalchemy.engine import make_url
-from sqlmodel import Session, create_engine
+from sqlmodel import Session, SQLModel, create_engine
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -30,6 +30,12 @@ def sql(statement: str) -> TextClause:
     if names:
         clause = clause.bindparams(*(bindparam(n, type_=TIMESTAMP) for n in names))
     return clause
+
+
+def table(model: type[SQLModel]) -> Table:
+    """MODEL's Core table, for hot paths that write rows without building ORM objects."""
+    found: Table = model.__table__  # type: ignore[attr-defined]
+    return found
 
 
 def is_sqlite(engine: Engine) -> bool:

@@ -1,8 +1,9 @@
 """The dispatcher: the only part of the hub that sends SMS.
 
 Claims due messages in batches, sends each through the account's route (the first provider
-that accepts wins; a transient failure or an outage moves on to the next), and writes the
-outcomes in one transaction. Blocking database work runs in worker threads.
+that accepts wins; a transient failure or an outage moves on to the next), and writes each
+batch's outcomes in one transaction while the next batch is being sent. Blocking database
+work runs in worker threads.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -24,6 +25,7 @@ from hub.config import Config
 from hub.db import is_sqlite, session_scope
 from hub.metrics import SMS_RESULTS
 from hub.outbox import Claimed, Outcome
+from hub.outcome_writer import OutcomeWriter
 from hub.providers import OutgoingSms, SendOutcome, SendResult, SmsProvider
 from hub.timeutil import utcnow
 
@@ -86,6 +88,35 @@ class Router:
         return all(self.slots[n].provider.deduplicates for n in names if n in self.slots)
 
 
+@dataclass
+class _Batch:
+    """One claimed batch on its way: its outcomes go to the database together."""
+
+    size: int
+    done: int = 0
+    outcomes: list[Outcome] = field(default_factory=list)
+
+
+class _Unstarted:
+    """Claimed messages not yet handed to a provider (waiting for a sender, a rate-limit
+    token or a free connection); the dispatcher claims more only once none is left."""
+
+    def __init__(self) -> None:
+        self.ids: set[str] = set()
+        self.none_left = asyncio.Event()
+        self.none_left.set()
+
+    def add(self, ids: Iterable[str]) -> None:
+        self.ids.update(ids)
+        if self.ids:
+            self.none_left.clear()
+
+    def started(self, message_id: str) -> None:
+        self.ids.discard(message_id)
+        if not self.ids:
+            self.none_left.set()
+
+
 class Dispatcher:
     """Claims, sends and records, in a loop, until stopped."""
 
@@ -106,10 +137,11 @@ class Dispatcher:
             },
             default_route=config.routing.default,
         )
+        # As many senders as requests the providers may have in flight all together.
+        self._senders = sum(max(1, p.settings.concurrency) for p in providers.values())
         self._wake = asyncio.Event()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
-        self._recording: asyncio.Future[None] | None = None
         self._last_reconcile = 0.0
 
     def wake(self) -> None:
@@ -155,64 +187,99 @@ class Dispatcher:
         """The main loop; survives database and provider errors, logging them."""
         while not self._stopping:
             try:
-                sent = await self.run_once(overlap=True)
+                await self._pump(forever=True)
             except Exception:
                 log.exception("dispatch round failed; retrying shortly")
-                sent = 0
-            if time.monotonic() - self._last_reconcile > self.settings.claim_lease_seconds / 2:
-                try:
-                    await asyncio.to_thread(self.reconcile)
-                    await asyncio.to_thread(self._load_routes)
-                except Exception:
-                    log.exception("recovering abandoned claims failed; trying again later")
-            if sent == 0 and not self._stopping:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval)
-        try:
-            await self._settle_recording()
-        except Exception:
-            log.exception("recording the last batch failed; its messages will be recovered")
 
-    async def run_once(self, *, overlap: bool = False) -> int:
-        """Claim one batch, send it, record the outcomes; returns how many were claimed.
-
-        With OVERLAP (the background loop), the outcomes are written while the next batch is
-        claimed and sent, so the provider is not left idle during the database round trips;
-        at most one batch is being written at a time.
-        """
-        batch = await asyncio.to_thread(
-            outbox.claim, self.engine, self.worker, self.settings.batch_size
-        )
-        if not batch:
-            await self._settle_recording()
-            return 0
-        outcomes = await asyncio.gather(*(self._send_one(m) for m in batch))
-        await self._settle_recording()
-        recording = asyncio.ensure_future(
-            asyncio.to_thread(outbox.record_outcomes, self.engine, self.worker, outcomes)
-        )
-        if overlap:
-            self._recording = recording
-        else:
-            await recording
-        return len(batch)
-
-    async def _settle_recording(self) -> None:
-        """Wait for the batch being written (raising what writing it raised)."""
-        if self._recording is not None:
-            task, self._recording = self._recording, None
-            await task
+    async def run_once(self) -> int:
+        """Claim one batch, send it and record the outcomes; returns how many were claimed."""
+        return await self._pump(once=True)
 
     async def drain(self) -> int:
         """Send everything due now (tests and one-shot runs); returns how many were claimed."""
-        total = 0
-        # The last (empty) round waits for the last batch's outcomes to be written.
-        while n := await self.run_once(overlap=True):
-            total += n
-        return total
+        return await self._pump()
 
-    async def _send_one(self, message: Claimed) -> Outcome:
+    async def _pump(self, *, once: bool = False, forever: bool = False) -> int:
+        """Claim, send and record until nothing is due (FOREVER: until stopped, waiting for
+        work meanwhile; ONCE: one batch); returns how many were claimed.
+
+        One sender per request the providers allow in flight takes the claimed messages in
+        turn. The next batch is claimed as soon as every message of the last one is in a
+        provider's hands, while their requests are still in flight, so the gateway is not
+        left idle between batches, nor while outcomes (written in groups by an
+        OutcomeWriter) reach the database; and no more messages than one batch are ever
+        claimed but not yet sent (what a crash turns into `unknown` for providers that
+        cannot deduplicate).
+        """
+        senders = self._senders
+        queue: asyncio.Queue[tuple[Claimed, _Batch] | None] = asyncio.Queue()
+        writer = OutcomeWriter(self.engine, self.worker)
+        unstarted = _Unstarted()
+        claimed = 0
+
+        async def send() -> None:
+            while (item := await queue.get()) is not None:
+                message, batch = item
+                try:
+                    batch.outcomes.append(await self._send_one(message, unstarted))
+                except Exception:
+                    # A bug, not an outage: the message stays in `submitting` for reconcile.
+                    log.exception("sending message %s failed", message.id)
+                # Held, or no provider took it: nothing of it is waiting any more.
+                unstarted.started(message.id)
+                batch.done += 1
+                if batch.done == batch.size and batch.outcomes:
+                    writer.add(batch.outcomes)
+
+        async def feed() -> None:
+            nonlocal claimed
+            try:
+                while not self._stopping:
+                    await unstarted.none_left.wait()
+                    if forever:
+                        await self._maintain()
+                    # Cleared before claiming: a wake() during the claim is not missed.
+                    self._wake.clear()
+                    batch = await asyncio.to_thread(
+                        outbox.claim, self.engine, self.worker, self.settings.batch_size
+                    )
+                    claimed += len(batch)
+                    unstarted.add(m.id for m in batch)
+                    progress = _Batch(len(batch))
+                    for message in batch:
+                        queue.put_nowait((message, progress))
+                    if once or (not batch and not forever):
+                        return
+                    if not batch:
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval)
+            finally:
+                for _ in range(senders):
+                    queue.put_nowait(None)
+
+        workers = [asyncio.create_task(send()) for _ in range(senders)]
+        try:
+            await feed()
+        finally:
+            # The messages already claimed are sent and recorded, whatever stopped the feed.
+            await asyncio.gather(*workers)
+            await writer.flush()
+        return claimed
+
+    async def _maintain(self) -> None:
+        """Now and then: settle claims abandoned by dead dispatchers, reload account routes."""
+        if time.monotonic() - self._last_reconcile <= self.settings.claim_lease_seconds / 2:
+            return
+        try:
+            await asyncio.to_thread(self.reconcile)
+            await asyncio.to_thread(self._load_routes)
+        except Exception:
+            log.exception("recovering abandoned claims failed; trying again later")
+
+    async def _send_one(self, message: Claimed, unstarted: _Unstarted) -> Outcome:
         sms = OutgoingSms(
             message_id=message.id,
             to=message.recipient,
@@ -238,7 +305,7 @@ class Dispatcher:
                     f"(last: {slot.last_detail or 'unknown'})"
                 )
                 continue
-            result = await self._call(slot, sms)
+            result = await self._call(slot, sms, unstarted)
             SMS_RESULTS.labels(provider=slot.provider.name, outcome=result.outcome.value).inc()
             if result.outcome == SendOutcome.ACCEPTED:
                 slot.failures = 0
@@ -304,9 +371,12 @@ class Dispatcher:
             message, "queued", detail="held for marketing hours", retry_at=later, counted=False
         )
 
-    async def _call(self, slot: ProviderSlot, sms: OutgoingSms) -> SendResult:
+    async def _call(
+        self, slot: ProviderSlot, sms: OutgoingSms, unstarted: _Unstarted
+    ) -> SendResult:
         await slot.limiter.acquire()
         async with slot.gate:
+            unstarted.started(sms.message_id)
             try:
                 return await slot.provider.send(sms)
             except Exception as exc:  # an outage or a bug in a connector: never lose the row

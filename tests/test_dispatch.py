@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
+import pytest
 from sqlmodel import col, select
 
 from hub import outbox, sending
@@ -378,3 +381,113 @@ async def test_a_resting_provider_does_not_use_up_attempts(engine, config, accou
     messages = _messages(engine)
     assert {messages[mid].status for mid in ids} == {"queued"}
     assert max(messages[mid].attempts for mid in ids) <= 1  # only the real try counted
+
+
+class SlowProvider(FlakyProvider):
+    """Accepts everything after a pause; notes how many sends were in flight at once and how
+    far the claims ran ahead of the sends."""
+
+    def __init__(self, engine: Any, concurrency: int) -> None:
+        super().__init__("slow", [])
+        self.settings = ProviderSettings(type="flaky", concurrency=concurrency)
+        self.engine = engine
+        self.started = self.in_flight = self.most_in_flight = self.most_ahead = 0
+
+    async def send(self, sms: OutgoingSms) -> SendResult:
+        self.started += 1
+        with session_scope(self.engine) as s:
+            claimed = len(s.exec(select(Message.id).where(Message.attempts > 0)).all())
+        self.most_ahead = max(self.most_ahead, claimed - self.started)
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            await asyncio.sleep(0.05)
+        finally:
+            self.in_flight -= 1
+        return await super().send(sms)
+
+
+async def test_next_batch_goes_out_while_the_last_one_is_in_flight(engine, config, account):
+    config.dispatcher.batch_size = 3
+    slow = SlowProvider(engine, concurrency=4)
+    d = _dispatcher(engine, config, slow)
+    ids = _submit(engine, config, *[f"06123456{n:02d}" for n in range(10)])
+    assert await d.drain() == 10
+    assert {m.status for m in _messages(engine).values()} == {"sent"}
+    assert sorted(s.message_id for s in slow.sent) == sorted(ids)
+    # More requests in flight than one batch holds: the gateway is not idle between batches.
+    assert slow.most_in_flight == 4
+    # Yet never more than a batch claimed and not yet sent (a crash makes those `unknown`).
+    assert slow.most_ahead <= 3
+
+
+async def test_reports_of_one_message_in_one_batch_apply_in_order(engine, config, account):
+    from hub.providers import DeliveryReason, DeliveryReport, DeliveryState
+    from hub.reports import ReportPolicy, apply_events
+
+    [mid] = _submit(engine, config, "0612345678")
+    [claimed] = outbox.claim(engine, "w", 10)
+    outbox.record_outcomes(
+        engine, "w", [outbox.Outcome(claimed, "sent", provider="gw", provider_message_id="ref-1")]
+    )
+
+    def report(key: str, state: DeliveryState, by_id: bool) -> DeliveryReport:
+        return DeliveryReport(
+            provider="gw",
+            event_key=key,
+            state=state,
+            message_id=mid if by_id else None,
+            provider_message_id="ref-1",
+            reason=DeliveryReason.OTHER if state == DeliveryState.UNDELIVERED else None,
+            detail=key,
+        )
+
+    batch = [
+        report("accepted", DeliveryState.PENDING, by_id=True),
+        report("delivered", DeliveryState.DELIVERED, by_id=False),  # found by reference
+        report("late-failure", DeliveryState.UNDELIVERED, by_id=True),  # final already
+        report("accepted", DeliveryState.PENDING, by_id=True),  # the same report twice
+    ]
+    apply_events(engine, batch, ReportPolicy(config=config))
+    message = _messages(engine)[mid]
+    assert (message.status, message.reason, message.provider) == ("delivered", None, "gw")
+    assert message.final_at is not None
+    with session_scope(engine) as s:
+        events = s.exec(
+            select(MessageEvent.status, MessageEvent.event_key)
+            .where(MessageEvent.message_id == mid)
+            .order_by(col(MessageEvent.id))
+        ).all()
+    assert list(events) == [
+        ("sent", None),
+        ("pending", "accepted"),
+        ("delivered", "delivered"),
+        ("undelivered", "late-failure"),
+    ]
+
+
+async def test_outcome_writer_groups_writes_and_reports_a_failed_one(monkeypatch):
+    from hub.outcome_writer import OutcomeWriter
+
+    written: list[list[str]] = []
+    gate = threading.Event()
+
+    def record(engine: Any, worker: str, outcomes: list[outbox.Outcome]) -> None:
+        gate.wait(5)
+        if not written:
+            written.append(["failed"])
+            raise RuntimeError("database went away")
+        written.append([o.status for o in outcomes])
+
+    monkeypatch.setattr(outbox, "record_outcomes", record)
+    claimed = outbox.Claimed("m", 1, 1, "+33612345678", None, "hi", "GSM-7", 1, 1, 1, 0, None)
+    writer = OutcomeWriter(engine=None, worker="w")  # type: ignore[arg-type]
+    writer.add([outbox.Outcome(claimed, "sent")])  # the write that fails
+    await asyncio.sleep(0.05)  # ... is under way in its thread
+    writer.add([outbox.Outcome(claimed, "queued")])  # both wait for the next write,
+    writer.add([outbox.Outcome(claimed, "failed")])  # in one transaction
+    gate.set()
+    with pytest.raises(RuntimeError, match="went away"):
+        await writer.flush()
+    assert written == [["failed"], ["queued", "failed"]]
+    await writer.flush()  # the error was reported once

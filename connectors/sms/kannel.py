@@ -54,6 +54,7 @@ from typing import ClassVar, Literal
 import httpx
 from pydantic import Field, field_validator
 
+from connectors.http_lanes import HttpLanes
 from hub.callbacks import CallbackRequest, CallbackView, SharedSecretMixin
 from hub.config import read_secret, require_secret
 from hub.errors import ConfigError, MalformedCallback
@@ -218,22 +219,18 @@ class KannelProvider:
         # The hub's region for national numbers in MOs. ProviderContext does not carry it
         # yet (see the patch in the Kannel notes); FR is the hub's own default.
         self.region: str = getattr(ctx, "default_region", None) or "FR"
-        self._client: httpx.AsyncClient | None = None
+        # One kept-alive connection per concurrent send, closed when idle well before
+        # Kannel's HTTP server drops it, so a request never meets a half-closed socket.
+        self._lanes = HttpLanes(
+            settings.concurrency,
+            timeout=httpx.Timeout(settings.timeout, connect=settings.connect_timeout),
+            keepalive_expiry=5.0,
+            headers={"User-Agent": "smshub"},
+        )
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
-        concurrency = max(1, self.settings.concurrency)
-        self._client = httpx.AsyncClient(
-            timeout=httpx.Timeout(self.settings.timeout, connect=self.settings.connect_timeout),
-            # One kept-alive connection per concurrent send; closed when idle well before
-            # Kannel's HTTP server drops it, so a request never meets a half-closed socket.
-            limits=httpx.Limits(
-                max_connections=concurrency,
-                max_keepalive_connections=concurrency,
-                keepalive_expiry=5.0,
-            ),
-            headers={"User-Agent": "smshub"},
-        )
+        self._lanes.open()
         log.info(
             "Kannel provider %r: sendsms at %s; inbound SMS need an sms-service with "
             "max-messages = 0, omit-empty = true and get-url = %s",
@@ -243,9 +240,7 @@ class KannelProvider:
         )
 
     async def close(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        await self._lanes.aclose()
 
     def callbacks(self) -> Mapping[str, CallbackView]:
         return {
@@ -301,7 +296,7 @@ class KannelProvider:
 
     # -- sending ---------------------------------------------------------------------------
     async def send(self, sms: OutgoingSms) -> SendResult:
-        if self._client is None:
+        if not self._lanes.is_open:
             raise RuntimeError(f"provider {self.name!r} used before start()")
         if sms.segments > self.settings.max_messages:
             return SendResult(
@@ -313,9 +308,10 @@ class KannelProvider:
                 ),
             )
         try:
-            response = await self._client.get(
-                self.settings.sendsms_url, params=self.request_params(sms)
-            )
+            async with self._lanes.borrow() as client:
+                response = await client.get(
+                    self.settings.sendsms_url, params=self.request_params(sms)
+                )
         except httpx.TimeoutException as exc:
             # Kannel may have taken it: a retry risks a duplicate, dropping it risks a loss.
             # The duplicate is the smaller harm (and smsbox on a LAN answers in milliseconds).
