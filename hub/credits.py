@@ -7,19 +7,26 @@ both apply atomically, and the ledger row is written in the same transaction.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, text
+from sqlalchemy import func, insert, text
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, select
 
 from hub import alerts
 from hub.accounts import ancestors, get_account
+from hub.db import table
 from hub.errors import ConflictError, InsufficientCredits, InvalidInput
 from hub.models import Account, CreditMode, LedgerEntry, LedgerKind
+from hub.timeutil import utcnow
 
 if TYPE_CHECKING:
     from hub.config import Config
 
+# A Core statement, not an ORM object: no flush, no identity map, for every charge.
+_INSERT_LEDGER = insert(table(LedgerEntry))
 _APPLY = text(
     "UPDATE accounts SET balance = balance + :delta "
     "WHERE id = :id AND balance + :delta >= 0 RETURNING balance"
@@ -45,33 +52,52 @@ def _apply(
     """
     row = session.execute(_APPLY, {"delta": delta, "id": account.id}).first()
     if row is None:
-        current = session.execute(
-            text("SELECT balance FROM accounts WHERE id = :id"), {"id": account.id}
-        ).scalar_one()
-        raise InsufficientCredits(
-            f"account {account.name!r} has {current} credits, {-delta} are needed; "
-            "nothing was charged (top up with `smshub accounts credit`)"
-        )
+        raise _short(account, -delta, session)
     balance = int(row[0])
     assert account.id is not None
-    session.add(
-        LedgerEntry(
-            account_id=account.id,
-            origin_account_id=origin.id if origin else None,
-            kind=kind.value,
-            amount=delta,
-            balance_after=balance,
-            message_id=message_id,
-            batch_id=batch_id,
-            note=note[:255],
-        )
+    session.connection().execute(
+        _INSERT_LEDGER,
+        _ledger_row(account, delta, balance, kind, origin, message_id, batch_id, note),
     )
-    account.balance = balance
-    # The ORM copy is now stale on purpose-built columns; keep it from writing back.
-    session.expire(account, ["balance"])
+    # The ORM copy takes the new balance as loaded, not as a change to write back; the row
+    # is ours until the commit, so it stays true (and the next read needs no SELECT).
+    set_committed_value(account, "balance", balance)
     # Same transaction as the change: an alert exists exactly when the crossing does.
     alerts.check_balance(session, config, account)
     return balance
+
+
+def _ledger_row(
+    account: Account,
+    delta: int,
+    balance: int,
+    kind: LedgerKind,
+    origin: Account | None,
+    message_id: str | None,
+    batch_id: str | None,
+    note: str,
+) -> dict[str, Any]:
+    return {
+        "account_id": account.id,
+        "origin_account_id": origin.id if origin else None,
+        "kind": kind.value,
+        "amount": delta,
+        "balance_after": balance,
+        "message_id": message_id,
+        "batch_id": batch_id,
+        "note": note[:255],
+        "created_at": utcnow(),
+    }
+
+
+def _short(account: Account, needed: int, session: Session) -> InsufficientCredits:
+    current = session.execute(
+        text("SELECT balance FROM accounts WHERE id = :id"), {"id": account.id}
+    ).scalar_one()
+    return InsufficientCredits(
+        f"account {account.name!r} has {current} credits, {needed} are needed; "
+        "nothing was charged (top up with `smshub accounts credit`)"
+    )
 
 
 def _positive(amount: int) -> None:
@@ -161,6 +187,65 @@ def charge(
     )
 
 
+@dataclass(frozen=True)
+class Charge:
+    """One of several charges taken together (``charge_many``), as ``charge`` takes it."""
+
+    amount: int
+    origin: Account
+    batch_id: str
+    note: str = ""
+
+
+def charge_many(
+    session: Session, payer: Account, charges: Sequence[Charge], *, config: Config | None = None
+) -> list[int]:
+    """Take CHARGES from PAYER as ``charge`` one after the other would; returns the balance
+    after each. Raises InsufficientCredits when PAYER cannot pay them all.
+
+    Without a balance alert on PAYER they cost one UPDATE and one INSERT together, with one
+    ledger row each as before. With an alert each is applied and checked in turn, so that an
+    alert fires at the charge that crosses; if a later one cannot be paid, the earlier ones
+    stay applied: the caller rolls back.
+    """
+    if len(charges) == 1 or payer.alert_threshold is not None:
+        return [
+            charge(
+                session,
+                payer,
+                c.amount,
+                origin=c.origin,
+                batch_id=c.batch_id,
+                note=c.note,
+                config=config,
+            )
+            for c in charges
+        ]
+    total = sum(c.amount for c in charges)
+    if total == 0:
+        session.refresh(payer)
+        return [payer.balance] * len(charges)
+    row = session.execute(_APPLY, {"delta": -total, "id": payer.id}).first()
+    if row is None:
+        raise _short(payer, total, session)
+    balance = int(row[0])
+    after: list[int] = []
+    ledger: list[dict[str, Any]] = []
+    running = balance + total
+    for c in charges:
+        running -= c.amount
+        after.append(running)
+        if c.amount:  # as charge(): nothing to write for a free send
+            ledger.append(
+                _ledger_row(
+                    payer, -c.amount, running, LedgerKind.CHARGE, c.origin, None, c.batch_id, c.note
+                )
+            )
+    session.connection().execute(_INSERT_LEDGER, ledger)
+    set_committed_value(payer, "balance", balance)
+    return after
+
+
 def refund(
     session: Session,
     payer_id: int,
@@ -209,4 +294,14 @@ def ledger_problems(session: Session) -> list[str]:
     return problems
 
 
-__all__ = ["ancestors", "charge", "ledger_problems", "refund", "reset", "top_up", "transfer"]
+__all__ = [
+    "Charge",
+    "ancestors",
+    "charge",
+    "charge_many",
+    "ledger_problems",
+    "refund",
+    "reset",
+    "top_up",
+    "transfer",
+]

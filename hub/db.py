@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import DateTime, Engine, Table, TextClause, bindparam, event, text
+from sqlalchemy import Connection, DateTime, Engine, Table, TextClause, bindparam, event, text
 from sqlalchemy.engine import make_url
 from sqlmodel import Session, SQLModel, create_engine
 
@@ -110,6 +110,38 @@ def read_scope(engine: Engine) -> Iterator[Session]:
             # would otherwise expire them).
             s.expunge_all()
             s.rollback()
+
+
+class WorkerConnection:
+    """One connection kept for a worker's transactions, one after the other (the group
+    commit of mail intake): no pool checkout, ping and reset per transaction. After an error
+    it is given back (the pool checks it before its next use); ``close`` when idle."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.connection: Connection | None = None
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """As ``session_scope``, on the kept connection."""
+        if self.connection is None or self.connection.invalidated:
+            self.close()
+            self.connection = self.engine.connect()
+        with Session(bind=self.connection, expire_on_commit=False) as session:
+            try:
+                yield session
+                session.commit()
+            except BaseException:
+                try:
+                    session.rollback()
+                finally:
+                    self.close()
+                raise
+
+    def close(self) -> None:
+        if self.connection is not None:
+            connection, self.connection = self.connection, None
+            connection.close()
 
 
 def alembic_config(engine: Engine) -> Any:

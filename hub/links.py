@@ -19,7 +19,6 @@ import string
 import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
-from email import policy as email_policy
 from email.message import Message as MimePart
 from email.parser import BytesParser
 from pathlib import PurePosixPath, PureWindowsPath
@@ -29,6 +28,7 @@ from urllib.parse import quote, urlsplit
 from sqlmodel import Session, col, select
 
 from hub.errors import InvalidInput
+from hub.mailparse.email_policy import PARSE_POLICY
 from hub.models import Account, HostedFile, LinkClick, ShortLink
 from hub.timeutil import as_utc
 from hub.webhooks import LINK_CLICKED, queue_event
@@ -426,13 +426,14 @@ class MailAttachment:
         return self.filename or self.content_type
 
 
-def mail_attachments(raw: bytes) -> list[MailAttachment]:
-    """The attachments of a raw mail with their decoded bytes.
+def mail_attachments(raw: bytes, parsed: MimePart | None = None) -> list[MailAttachment]:
+    """The attachments of a raw mail with their decoded bytes (PARSED: RAW already parsed,
+    as ``ParsedMail.mime`` has it, not to parse it again).
 
     An image that the HTML body shows (inline, in a multipart/related, or with a Content-ID)
     is a signature logo, not something the writer meant to send: it is marked LOGO.
     """
-    message = BytesParser(policy=email_policy.default).parsebytes(raw)
+    message = parsed if parsed is not None else BytesParser(policy=PARSE_POLICY).parsebytes(raw)
     return list(_walk(message, related=False, top=True))
 
 

@@ -60,9 +60,12 @@ class SegmentInfo:
         }
 
 
+_GSM7_CHARS = GSM7_BASIC | GSM7_EXTENSION
+
+
 def is_gsm7(text: str) -> bool:
     """True when every character of text fits the GSM 7-bit basic set or extension table."""
-    return all(ch in GSM7_BASIC or ch in GSM7_EXTENSION for ch in text)
+    return set(text) <= _GSM7_CHARS
 
 
 def _gsm7_cost(ch: str) -> int:
@@ -100,9 +103,30 @@ def _plan(text: str) -> tuple[str, int, list[tuple[str, int]]]:
     return encoding, total, parts
 
 
+def _part_lengths(text: str) -> tuple[str, int, list[int]]:
+    """As ``_plan`` without building the parts' texts: counted per distinct character, and
+    packed one character at a time only when a two-unit character may meet a boundary."""
+    chars = set(text)
+    if chars <= _GSM7_CHARS:
+        encoding, single, multi = GSM7, SINGLE_GSM7, MULTI_GSM7
+        wide = chars & GSM7_EXTENSION
+    else:
+        encoding, single, multi = UCS2, SINGLE_UCS2, MULTI_UCS2
+        wide = {ch for ch in chars if ord(ch) > 0xFFFF}
+    total = len(text) + sum(text.count(ch) for ch in wide)
+    if not text:
+        return encoding, 0, []
+    if total <= single:
+        return encoding, total, [total]
+    if wide:
+        return encoding, total, [length for _, length in _plan(text)[2]]
+    full, last = divmod(total, multi)
+    return encoding, total, [multi] * full + ([last] if last else [])
+
+
 def count(text: str) -> SegmentInfo:
     """Encoding, number of parts, length and room left for text; empty text is 0 parts."""
-    encoding, total, parts = _plan(text)
+    encoding, total, parts = _part_lengths(text)
     single = SINGLE_GSM7 if encoding == GSM7 else SINGLE_UCS2
     multi = MULTI_GSM7 if encoding == GSM7 else MULTI_UCS2
     if not parts:
@@ -112,7 +136,7 @@ def count(text: str) -> SegmentInfo:
     else:
         # Room in the last part only: septets lost at earlier boundaries (a pair pushed
         # to the next part) cannot be used by text appended at the end.
-        remaining = multi - parts[-1][1]
+        remaining = multi - parts[-1]
     return SegmentInfo(
         encoding=encoding,
         segments=len(parts),

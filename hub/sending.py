@@ -13,27 +13,24 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, insert
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from hub import compliance, credits, links, phone, segments
 from hub.accounts import ancestors, funding_account, get_account
 from hub.config import Config
-from hub.db import session_scope
-from hub.errors import InvalidInput
-from hub.models import (
-    BlacklistEntry,
-    InvalidNumber,
-    Message,
-    MessageStatus,
-    MessageType,
-    new_id,
-)
+from hub.db import session_scope, table
+from hub.errors import HubError, InvalidInput
+from hub.models import Account, Message, MessageStatus, MessageType, new_id
+from hub.sending_lookups import RecipientLookups
 from hub.timeutil import as_utc, utcnow
 
 _SENDER_ALNUM = re.compile(r"^[A-Za-z0-9 .\-_&]{1,11}$")
 _SENDER_NUMERIC = re.compile(r"^\+?[0-9]{3,15}$")
+# Several rows are one executemany: one round trip (psycopg pipelines it), no RETURNING
+# (which would make SQLAlchemy build a multi-row statement, dearer than the driver's loop).
+_INSERT_MESSAGES = insert(table(Message))
 
 
 @dataclass
@@ -130,185 +127,285 @@ def check_text(config: Config, text: str) -> segments.SegmentInfo:
 
 def submit_in(session: Session, config: Config, req: SubmitRequest) -> SubmitResult:
     """Do the whole submit inside SESSION's transaction (the caller commits)."""
-    account = get_account(session, req.account)
-    payer = funding_account(session, account)
-    if req.type not in {t.value for t in MessageType}:
-        raise InvalidInput(f"message type must be 'alert' or 'marketing', not {req.type!r}")
-    sender = validate_sender(req.sender if req.sender is not None else account.default_sender)
+    batch = SubmitBatch(session, config)
+    result = batch.submit(req)
+    batch.settle()
+    batch.write()
+    return result
 
-    def billable(raw: str) -> tuple[str, segments.SegmentInfo]:
-        # The opt-out mention is part of what is sent, so it is counted, capped and charged.
-        final = compliance.billable_text(raw, sender, req.type, config.optout_mention)
-        # Short links all have one length: the text with placeholder codes counts (and is
-        # charged) exactly as each recipient's personalised text will.
-        counted = links.preview_text(config, final) if req.shorten_links else final
-        return final, check_text(config, counted)
 
-    # The common text; a personalised send checks it only if some recipient gets it.
-    base = billable(req.text) if req.texts is None else None
-    if not req.recipients:
-        raise InvalidInput("no recipient given; name at least one phone number")
-    if len(req.recipients) > config.sending.max_recipients:
-        raise InvalidInput(
-            f"{len(req.recipients)} recipients in one submission; the limit is "
-            f"{config.sending.max_recipients} (sending.max_recipients)"
-        )
-    now = utcnow()
-    send_at = as_utc(req.send_at) if req.send_at else now
-    scheduled = send_at > now + timedelta(seconds=1)
-    if not scheduled:
-        send_at = now
-    region = account.default_region or config.hub.default_region
-    batch_id = new_id()
-    assert account.id is not None and payer.id is not None
+@dataclass
+class _Pending:
+    """A submission's charge, taken at ``settle``, and its outbox rows, written once paid."""
 
-    results: list[RecipientResult] = []
-    wanted: dict[str, RecipientResult] = {}
-    countries: dict[str, str | None] = {}
-    for raw in req.recipients:
-        number = phone.parse_number(raw, region)
-        result = RecipientResult(input=raw, status="rejected", e164=number.e164)
-        results.append(result)
-        if not number.valid or number.e164 is None:
-            result.reason = number.reason or "not a valid phone number"
-        elif number.type == "landline":
-            result.reason = "a landline number cannot receive SMS"
-        elif number.e164 in wanted:
-            result.status = "duplicate"
-            result.reason = "listed twice in this submission; sent once"
-        else:
-            wanted[number.e164] = result
-            countries[number.e164] = number.country
+    payer: Account
+    charge: credits.Charge
+    result: SubmitResult
+    rows: list[dict[str, Any]]
 
-    if wanted:
+
+class SubmitBatch:
+    """Submissions sharing one transaction (the mails of one group commit).
+
+    ``prepare`` reads the blacklists, invalid lists and idempotency keys of all of them in
+    one query; ``submit`` checks one (raising as ``submit_in`` does) and keeps its rows and
+    its charge; ``settle`` charges what was submitted, per paying account in one statement
+    (InsufficientCredits when it cannot all be paid: the caller rolls back); ``write``
+    inserts the outbox rows in one statement. Later submissions see the keys of earlier ones,
+    so the outcome is that of one ``submit_in`` after another.
+    """
+
+    def __init__(
+        self, session: Session, config: Config, lookups: RecipientLookups | None = None
+    ) -> None:
+        self.session = session
+        self.config = config
+        self.lookups = lookups or RecipientLookups()
+        self.rows: list[dict[str, Any]] = []
+        self.pending: list[_Pending] = []
+        # The accounts read, held for the batch: the session's identity map keeps only what
+        # is referenced, and each submission would read them again.
+        self._accounts: list[Account] = []
+        # Each request's numbers are parsed once, in prepare or in submit.
+        self._numbers: dict[tuple[str, str], phone.NumberInfo] = {}
+
+    def _parse(self, raw: str, region: str) -> phone.NumberInfo:
+        info = self._numbers.get((raw, region))
+        if info is None:
+            info = self._numbers[(raw, region)] = phone.parse_number(raw, region)
+        return info
+
+    def prepare(
+        self, requests: Sequence[SubmitRequest], **extra: list[Any]
+    ) -> list[tuple[str, int, str, str]]:
+        """Read what submitting REQUESTS will ask the database, in one query; EXTRA binds the
+        extra selects of the lookups' statement, whose rows are returned.
+
+        Requests whose account cannot be read, or with too many recipients, are left for
+        ``submit`` to refuse."""
+        scope: set[int] = set()
+        numbers: set[str] = set()
+        keys: set[str] = set()
+        for req in requests:
+            if len(req.recipients) > self.config.sending.max_recipients:
+                continue
+            try:
+                account = get_account(self.session, req.account)
+            except HubError:
+                continue
+            region = account.default_region or self.config.hub.default_region
+            wanted = {self._parse(raw, region).e164 for raw in req.recipients}
+            wanted.discard(None)
+            chain = ancestors(self.session, account)
+            self._accounts += chain
+            scope.update(a.id for a in chain if a.id is not None)
+            numbers.update(n for n in wanted if n is not None)
+            if req.idempotency_key:
+                keys.update(f"{req.idempotency_key}:{e164}" for e164 in wanted)
+        return self.lookups.ensure(self.session, scope, numbers, keys, **extra)
+
+    def submit(self, req: SubmitRequest) -> SubmitResult:
+        """Check REQ and keep its rows and its charge (for ``settle`` and ``write``); raises as
+        ``submit_in`` does. The result's ``balance_after`` comes with ``settle``."""
+        session, config = self.session, self.config
+        account = get_account(session, req.account)
+        payer = funding_account(session, account)
+        if req.type not in {t.value for t in MessageType}:
+            raise InvalidInput(f"message type must be 'alert' or 'marketing', not {req.type!r}")
+        sender = validate_sender(req.sender if req.sender is not None else account.default_sender)
+
+        def billable(raw: str) -> tuple[str, segments.SegmentInfo]:
+            # The opt-out mention is part of what is sent, so it is counted, capped and charged.
+            final = compliance.billable_text(raw, sender, req.type, config.optout_mention)
+            # Short links all have one length: the text with placeholder codes counts (and is
+            # charged) exactly as each recipient's personalised text will.
+            counted = links.preview_text(config, final) if req.shorten_links else final
+            return final, check_text(config, counted)
+
+        # The common text; a personalised send checks it only if some recipient gets it.
+        base = billable(req.text) if req.texts is None else None
+        if not req.recipients:
+            raise InvalidInput("no recipient given; name at least one phone number")
+        if len(req.recipients) > config.sending.max_recipients:
+            raise InvalidInput(
+                f"{len(req.recipients)} recipients in one submission; the limit is "
+                f"{config.sending.max_recipients} (sending.max_recipients)"
+            )
+        now = utcnow()
+        send_at = as_utc(req.send_at) if req.send_at else now
+        scheduled = send_at > now + timedelta(seconds=1)
+        if not scheduled:
+            send_at = now
+        region = account.default_region or config.hub.default_region
+        batch_id = new_id()
+        assert account.id is not None and payer.id is not None
+
+        results: list[RecipientResult] = []
+        wanted: dict[str, RecipientResult] = {}
+        countries: dict[str, str | None] = {}
+        for raw in req.recipients:
+            number = self._parse(raw, region)
+            result = RecipientResult(input=raw, status="rejected", e164=number.e164)
+            results.append(result)
+            if not number.valid or number.e164 is None:
+                result.reason = number.reason or "not a valid phone number"
+            elif number.type == "landline":
+                result.reason = "a landline number cannot receive SMS"
+            elif number.e164 in wanted:
+                result.status = "duplicate"
+                result.reason = "listed twice in this submission; sent once"
+            else:
+                wanted[number.e164] = result
+                countries[number.e164] = number.country
+
+        keys = {
+            e164: f"{req.idempotency_key}:{e164}" if req.idempotency_key else f"{batch_id}:{e164}"
+            for e164 in wanted
+        }
         # A parent's opt-out list covers its sub-accounts too.
-        scope = [a.id for a in ancestors(session, account)]
-        blocked = set(
-            session.exec(
-                select(BlacklistEntry.number).where(
-                    col(BlacklistEntry.account_id).in_(scope),
-                    col(BlacklistEntry.number).in_(list(wanted)),
-                )
-            ).all()
-        )
-        npai = set(
-            session.exec(
-                select(InvalidNumber.number).where(
-                    col(InvalidNumber.account_id).in_(scope),
-                    col(InvalidNumber.number).in_(list(wanted)),
-                )
-            ).all()
+        scope = [a.id for a in ancestors(session, account) if a.id is not None]
+        self.lookups.ensure(
+            session, scope, list(wanted), list(keys.values()) if req.idempotency_key else []
         )
         for e164 in list(wanted):
-            if e164 in blocked and not req.opt_out_notice:
+            if self.lookups.is_blocked(scope, e164) and not req.opt_out_notice:
                 wanted.pop(e164).reason = "the number is on the account's blacklist (STOP)"
-            elif e164 in npai:
+            elif self.lookups.is_invalid(scope, e164):
                 wanted.pop(e164).reason = "the number is on the account's invalid-number list"
 
-    bodies: dict[str, tuple[str, segments.SegmentInfo]] = {}
-    for e164 in list(wanted):
-        if req.texts is not None and e164 in req.texts:
-            try:
-                bodies[e164] = billable(req.texts[e164])
-            except InvalidInput as exc:
-                # Its merge fields made this one text unusable; the others go on.
-                wanted.pop(e164).reason = str(exc)
-        else:
-            base = base or billable(req.text)
-            bodies[e164] = base
+        bodies: dict[str, tuple[str, segments.SegmentInfo]] = {}
+        for e164 in list(wanted):
+            if req.texts is not None and e164 in req.texts:
+                try:
+                    bodies[e164] = billable(req.texts[e164])
+                except InvalidInput as exc:
+                    # Its merge fields made this one text unusable; the others go on.
+                    wanted.pop(e164).reason = str(exc)
+            else:
+                base = base or billable(req.text)
+                bodies[e164] = base
 
-    # One sender for the whole submission: refused in any recipient's country, refused.
-    warnings = compliance.require_sender(sender, {countries[e164] for e164 in wanted})
+        # One sender for the whole submission: refused in any recipient's country, refused.
+        warnings = compliance.require_sender(sender, {countries[e164] for e164 in wanted})
 
-    keys = {
-        e164: f"{req.idempotency_key}:{e164}" if req.idempotency_key else f"{batch_id}:{e164}"
-        for e164 in wanted
-    }
-    if req.idempotency_key and keys:
-        for existing in session.exec(
-            select(Message).where(col(Message.idempotency_key).in_(list(keys.values())))
-        ).all():
-            result = wanted.pop(existing.recipient)
-            result.status = "duplicate"
-            result.message_id = existing.id
-            result.credits = 0
-            result.reason = "already submitted with this idempotency key; not sent again"
+        if req.idempotency_key:
+            for e164 in list(wanted):
+                existing = self.lookups.existing.get(keys[e164])
+                if existing is None:
+                    continue
+                result = wanted.pop(e164)
+                result.status = "duplicate"
+                result.message_id = existing
+                result.credits = 0
+                result.reason = "already submitted with this idempotency key; not sent again"
 
-    total = 0
-    rows = []
-    marketing = req.type == MessageType.MARKETING.value and not req.opt_out_notice
-    for e164, result in wanted.items():
-        text, info = bodies[e164]
-        cost = 0 if req.free else credits_for(config, countries[e164], info.segments)
-        due = send_at
-        if marketing:
-            # Deferred to the recipient's next marketing hour, or OutsideMarketingHours
-            # (an InvalidInput) with outside_hours = "refuse": nothing is charged then.
-            due = compliance.marketing_due_at(
-                send_at, countries[e164], config.marketing_hours, number=e164
+        total = 0
+        rows: list[dict[str, Any]] = []
+        marketing = req.type == MessageType.MARKETING.value and not req.opt_out_notice
+        for e164, result in wanted.items():
+            text, info = bodies[e164]
+            cost = 0 if req.free else credits_for(config, countries[e164], info.segments)
+            due = send_at
+            if marketing:
+                # Deferred to the recipient's next marketing hour, or OutsideMarketingHours
+                # (an InvalidInput) with outside_hours = "refuse": nothing is charged then.
+                due = compliance.marketing_due_at(
+                    send_at, countries[e164], config.marketing_hours, number=e164
+                )
+            deferred = due > send_at
+            message_id = new_id()
+            if req.shorten_links:
+                text = links.personalize_links(
+                    session, account.id, text, e164, message_id, config=config
+                )
+            rows.append(
+                {
+                    "id": message_id,
+                    "account_id": account.id,
+                    "charged_account_id": payer.id,
+                    "batch_id": batch_id,
+                    "idempotency_key": keys[e164],
+                    "recipient": e164,
+                    "sender": sender,
+                    "text": text,
+                    "encoding": info.encoding,
+                    "segments": info.segments,
+                    "credits": cost,
+                    "type": req.type,
+                    "source": req.source,
+                    "campaign_id": req.campaign_id,
+                    "status": MessageStatus.QUEUED.value,
+                    "scheduled": scheduled or deferred,
+                    "created_at": now,
+                    "due_at": due,
+                    "updated_at": now,
+                }
             )
-        deferred = due > send_at
-        message_id = new_id()
-        if req.shorten_links:
-            text = links.personalize_links(
-                session, account.id, text, e164, message_id, config=config
-            )
-        message = Message(
-            id=message_id,
-            account_id=account.id,
-            charged_account_id=payer.id,
+            result.status = "scheduled" if scheduled or deferred else "queued"
+            if deferred:
+                result.reason = (
+                    f"held until {due.isoformat()} (marketing hours in {countries[e164]})"
+                )
+            result.message_id = message_id
+            result.credits = cost
+            total += cost
+
+        # What the result reports: the common text's count or, for a personalised send, the
+        # count of the text that needs the most parts (each Message has its own).
+        shown = base[1] if base else None
+        if req.texts is not None and bodies:
+            shown = max((info for _, info in bodies.values()), key=lambda i: i.segments)
+        submitted = SubmitResult(
             batch_id=batch_id,
-            idempotency_key=keys[e164],
-            recipient=e164,
-            sender=sender,
-            text=text,
-            encoding=info.encoding,
-            segments=info.segments,
-            credits=cost,
-            type=req.type,
-            source=req.source,
-            campaign_id=req.campaign_id,
-            status=MessageStatus.QUEUED.value,
-            scheduled=scheduled or deferred,
-            created_at=now,
-            due_at=due,
-            updated_at=now,
+            account=account.name,
+            encoding=shown.encoding if shown else "GSM-7",
+            segments=shown.segments if shown else 0,
+            credits_charged=total,
+            balance_after=None,
+            recipients=results,
+            warnings=warnings,
         )
-        rows.append(message)
-        result.status = "scheduled" if scheduled or deferred else "queued"
-        if deferred:
-            result.reason = f"held until {due.isoformat()} (marketing hours in {countries[e164]})"
-        result.message_id = message.id
-        result.credits = cost
-        total += cost
+        if rows:
+            if req.texts is None and shown is not None:
+                note = f"{len(rows)} SMS x {shown.segments} part(s) via {req.source}"
+            else:
+                parts = sum(row["segments"] for row in rows)
+                note = f"{len(rows)} personalised SMS, {parts} part(s) via {req.source}"
+            charge = credits.Charge(total, origin=account, batch_id=batch_id, note=note)
+            self.pending.append(_Pending(payer, charge, submitted, rows))
+            for row in rows:
+                self.lookups.taken(row["idempotency_key"], row["id"])
+        return submitted
 
-    # What the result reports: the common text's count or, for a personalised send, the
-    # count of the text that needs the most parts (each Message has its own).
-    shown = base[1] if base else None
-    if req.texts is not None and bodies:
-        shown = max((info for _, info in bodies.values()), key=lambda i: i.segments)
-    balance = None
-    if rows:
-        if req.texts is None and shown is not None:
-            note = f"{len(rows)} SMS x {shown.segments} part(s) via {req.source}"
-        else:
-            parts = sum(m.segments for m in rows)
-            note = f"{len(rows)} personalised SMS, {parts} part(s) via {req.source}"
-        balance = credits.charge(
-            session, payer, total, origin=account, batch_id=batch_id, note=note, config=config
-        )
-        session.add_all(rows)
-        session.flush()
-    return SubmitResult(
-        batch_id=batch_id,
-        account=account.name,
-        encoding=shown.encoding if shown else "GSM-7",
-        segments=shown.segments if shown else 0,
-        credits_charged=total,
-        balance_after=balance,
-        recipients=results,
-        warnings=warnings,
-    )
+    def settle(self) -> None:
+        """Charge the submissions not charged yet and fill in their ``balance_after``; their
+        rows are then written by ``write``. When they cannot all be paid, their rows are
+        dropped and InsufficientCredits raised (after charges that did go through, the
+        caller rolls back)."""
+        pending, self.pending = self.pending, []
+        by_payer: dict[int | None, list[_Pending]] = {}
+        for item in pending:
+            by_payer.setdefault(item.payer.id, []).append(item)
+        try:
+            for items in by_payer.values():
+                balances = credits.charge_many(
+                    self.session, items[0].payer, [i.charge for i in items], config=self.config
+                )
+                for item, balance in zip(items, balances, strict=True):
+                    item.result.balance_after = balance
+        except BaseException:
+            for item in pending:
+                for row in item.rows:
+                    self.lookups.untaken(row["idempotency_key"])
+            raise
+        for item in pending:
+            self.rows += item.rows
+
+    def write(self) -> None:
+        """Insert the outbox rows of the settled submissions (one statement)."""
+        if self.rows:
+            self.session.connection().execute(_INSERT_MESSAGES, self.rows)
+            self.rows = []
 
 
 def submit(engine: Engine, config: Config, req: SubmitRequest) -> SubmitResult:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from sqlmodel import Session, col, select
@@ -90,8 +91,15 @@ def find_intake(session: Session, address: str) -> IntakeAddress | None:
             IntakeAddress.domain == domain, col(IntakeAddress.local_part).in_([local, ""])
         )
     ).all()
+    return best_match(rows, local)
+
+
+def best_match(rows: Iterable[IntakeAddress], local: str) -> IntakeAddress | None:
+    """Among an address's candidate ROWS (same domain), the address itself, else its
+    domain's number-in-address entry."""
+    rows = list(rows)
     exact = [r for r in rows if r.local_part == local]
-    matches = exact or list(rows)
+    matches = exact or rows
     return matches[0] if matches else None
 
 

@@ -3,29 +3,33 @@
 The SMTP listener and the IMAP poller both hand raw mail here. A mail is accepted only
 after its raw bytes (with their hash) and the SMS it produced are committed in one
 transaction; the same Message-ID on the same account is sent once.
+
+Mails that arrive together are taken in together (group commit, on a thread and a
+connection of its own): read without the database first (``receive``: parse, subject,
+attachments, sender verdict), then checked, charged and written in one transaction with one
+query for their earlier copies, blacklists, invalid numbers and idempotency keys, one UPDATE
+per paying account and one INSERT per table. Each mail still gets the answer it would get
+alone: a group that cannot be paid as a whole, or that one mail breaks, is taken again one
+mail at a time, so only that mail is refused.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import threading
-import time
-from collections import defaultdict, deque
-from collections.abc import Callable
-from concurrent.futures import Future
+from collections import Counter
+from collections.abc import Hashable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Engine, func
-from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, select
+from sqlalchemy import Engine, String, bindparam, cast, insert, literal_column, select
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlmodel import Session
 
 from hub import contacts, links, mailparse, sending
 from hub.accounts import ancestors
 from hub.config import Config
-from hub.db import read_scope, session_scope
+from hub.db import WorkerConnection, read_scope, session_scope, table
 from hub.errors import AccountDisabled, HubError, InsufficientCredits, InvalidInput, NotFound
 from hub.intake.addresses import (
     MailLogin,
@@ -35,24 +39,34 @@ from hub.intake.addresses import (
     sender_allowed,
 )
 from hub.intake.confirm import queue_confirmation
+from hub.intake.directory import DirectoryCache, IntakeDirectory
+from hub.intake.group_commit import GroupCommit
+from hub.intake.limits import HourlyCount, SlidingWindow
+from hub.intake.rcpt_cache import KnownIntake, RcptCache
+from hub.intake.received import MailEnvelope, ReceivedMail, receive
 from hub.intake.replies import ReplyRefused, check_reply_rcpt, read_reply, reply_addresses
-from hub.intake.sender_auth import from_is_authenticated
-from hub.models import Account, InboundMail, IntakeAddress, IntakeKind, Message
+from hub.models import Account, InboundMail, IntakeAddress, IntakeKind
 from hub.replytokens import is_reply_address
+from hub.sending_lookups import RecipientLookups, lookup_statement
 from hub.timeutil import utcnow
 
 log = logging.getLogger("smshub.intake")
 
-
-@dataclass(frozen=True)
-class MailEnvelope:
-    """A mail as a door received it."""
-
-    raw: bytes
-    mail_from: str
-    rcpt_to: list[str]
-    login: MailLogin | None = None
-    source: str = "smtp"
+_INBOUND = table(InboundMail)
+# The submissions' lookups and, in the same round trip, earlier copies of the group's mails
+# (same account and Message-ID, or body hash).
+_LOOKUP = lookup_statement(
+    select(
+        literal_column("'received'"),
+        _INBOUND.c.account_id,
+        _INBOUND.c.dedupe_key,
+        cast(_INBOUND.c.id, String),
+    ).where(
+        _INBOUND.c.account_id.in_(bindparam("received_accounts", expanding=True)),
+        _INBOUND.c.dedupe_key.in_(bindparam("received_keys", expanding=True)),
+    )
+)
+_INSERT_INBOUND = insert(_INBOUND).returning(_INBOUND.c.id, sort_by_parameter_order=True)
 
 
 @dataclass
@@ -95,78 +109,33 @@ class Draft:
     files: list[links.MailAttachment] = field(default_factory=list)
 
 
-class SlidingWindow:
-    """At most LIMIT events per key in WINDOW seconds (per process)."""
-
-    def __init__(self, limit: int, window: float) -> None:
-        self.limit = limit
-        self.window = window
-        self.events: dict[str, deque[float]] = defaultdict(deque)
-        self.lock = threading.Lock()
-
-    def allow(self, key: str) -> bool:
-        now = time.monotonic()
-        with self.lock:
-            q = self.events[key]
-            while q and q[0] < now - self.window:
-                q.popleft()
-            if len(q) >= self.limit:
-                return False
-            q.append(now)
-            return True
-
-
 def _one_line(text: str, limit: int = 400) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 _TEMPORARY = "451 4.3.0 temporary failure; please try again later"
-
-
-class GroupCommit:
-    """Runs work items that arrive together as one batch, on the thread of whichever caller
-    found no batch running (leader/follower); every caller gets its own result."""
-
-    def __init__(self, run: Callable[[list[Any]], list[Any]], max_batch: int = 64) -> None:
-        self.run = run
-        self.max_batch = max_batch
-        self.lock = threading.Lock()
-        self.pending: list[tuple[Any, Future[Any]]] = []
-        self.running = False
-
-    def submit(self, item: Any) -> Any:
-        future: Future[Any] = Future()
-        with self.lock:
-            self.pending.append((item, future))
-            lead = not self.running
-            self.running = True
-        while lead:
-            with self.lock:
-                batch = self.pending[: self.max_batch]
-                del self.pending[: self.max_batch]
-                if not batch:
-                    self.running = False
-                    break
-            try:
-                results = self.run([item for item, _ in batch])
-                for (_, fut), result in zip(batch, results, strict=True):
-                    fut.set_result(result)
-            except BaseException as exc:  # never leave a follower waiting forever
-                for _, fut in batch:
-                    if not fut.done():
-                        fut.set_exception(exc)
-        return future.result()
+# Longest wait for the other connections' next mails before a group is taken in: about what
+# answering a mail and reading the next one takes (see GroupCommit).
+_LINGER = 0.002
 
 
 class IntakePolicy:
-    """Decides about each mail; blocking (database), so doors call it from a worker thread."""
+    """Decides about each mail; blocking (database), so doors call it from a worker thread
+    (or ``take_async`` from the event loop)."""
 
     def __init__(self, engine: Engine, config: Config) -> None:
         self.engine = engine
         self.config = config
         self.per_sender = SlidingWindow(config.smtp.mails_per_sender_per_minute, 60.0)
-        self._batcher = GroupCommit(self._take_batch)
+        self.hourly = HourlyCount()
+        self.rcpts = RcptCache()
+        self.directories = DirectoryCache()
+        # The group commit's transactions, one after the other, on a connection of their own.
+        self.connection = WorkerConnection(engine)
+        self._group: GroupCommit[ReceivedMail, IntakeOutcome] = GroupCommit(
+            self._take_batch, linger=_LINGER, name="mail-intake", on_idle=self.connection.close
+        )
 
     # -- RCPT TO ----------------------------------------------------------------------------
     def check_rcpt(self, address: str, login: MailLogin | None) -> str | None:
@@ -180,8 +149,26 @@ class IntakePolicy:
                     f"550 5.7.1 <{address}> is not an SMS intake address of this hub "
                     "(relaying denied)"
                 )
-            if login is not None and not self._may_use(session, login, intake):
-                return f"550 5.7.1 {login.username} may not send through <{address}>"
+            owner = session.get(Account, intake.account_id)
+            chain = ancestors(session, owner) if owner is not None else []
+            known = KnownIntake(owners=tuple(a.id for a in chain if a.id is not None))
+        self.rcpts.put(address, known)
+        return self._rcpt_reply(address, login, known)
+
+    def cached_rcpt_reply(self, address: str, login: MailLogin | None) -> tuple[bool, str | None]:
+        """(True, what ``check_rcpt`` answers) for an intake address found lately, without a
+        query; (False, None) when only ``check_rcpt`` can tell."""
+        if is_reply_address(address, self.config.smtp.reply_domain):
+            return False, None
+        known = self.rcpts.get(address)
+        if known is None:
+            return False, None
+        return True, self._rcpt_reply(address, login, known)
+
+    @staticmethod
+    def _rcpt_reply(address: str, login: MailLogin | None, known: KnownIntake) -> str | None:
+        if login is not None and login.account_id not in known.owners:
+            return f"550 5.7.1 {login.username} may not send through <{address}>"
         return None
 
     def _may_use(self, session: Session, login: MailLogin, intake: IntakeAddress) -> bool:
@@ -191,9 +178,12 @@ class IntakePolicy:
         )
 
     # -- the mail ---------------------------------------------------------------------------
-    def read(self, session: Session, env: MailEnvelope) -> Draft:
-        """Parse and authorize a mail and build its submit request; raises Rejected."""
-        parsed = mailparse.parse_mail(env.raw)
+    def read(self, session: Session, mail: ReceivedMail, directory: IntakeDirectory) -> Draft:
+        """Authorize a parsed mail and build its submit request; raises Rejected.
+
+        DIRECTORY holds the intake addresses of the mail's recipients."""
+        env, parsed = mail.env, mail.parsed
+        assert parsed is not None
         replies = reply_addresses(env.rcpt_to, self.config)
         if replies:
             try:
@@ -201,7 +191,7 @@ class IntakePolicy:
             except ReplyRefused as exc:
                 raise Rejected(f"550 5.7.1 your answer was not sent by SMS: {exc}") from None
             return Draft(None, parsed, reply.request, [], list(parsed.warnings))
-        intakes = [i for i in (find_intake(session, r) for r in env.rcpt_to) if i is not None]
+        intakes = [i for i in (directory.find(r) for r in env.rcpt_to) if i is not None]
         if not intakes:
             raise Rejected("550 5.1.1 no SMS intake address among the recipients")
         if len({i.account_id for i in intakes}) > 1:
@@ -210,16 +200,16 @@ class IntakePolicy:
                 "write to each account's address separately"
             )
         intake = next((i for i in intakes if i.kind == IntakeKind.SUBJECT), intakes[0])
-        self._authorize(session, env, parsed, intake)
+        self._authorize(session, mail, intake)
 
-        parts = mailparse.parse_subject(parsed.subject)
+        parts = mail.subject
+        assert parts is not None
         if intake.pin_hash and pin_hash(parts.tokens.get("pin", "")) != intake.pin_hash:
             raise Rejected("550 5.7.1 wrong or missing PIN: put pin:NNNN in the subject")
         warnings = list(parsed.warnings)
         rejected: list[dict[str, str]] = []
         numbers = list(parts.numbers)
-        domains = number_domains(session)
-        from_address, _ = mailparse.numbers_from_addresses(env.rcpt_to, domains)
+        from_address, _ = mailparse.numbers_from_addresses(env.rcpt_to, directory.number_domains)
         numbers += from_address
         # list:NAME sends to the members of the account's list (numbers only: a mail body
         # is not a template, so merge fields are for campaigns).
@@ -245,9 +235,9 @@ class IntakePolicy:
             )
         # PNG/GIF/JPEG/PDF attachments go as short links appended to the text; images the
         # body shows inline are signature logos and are left out.
-        files, problems, logos = links.check_attachments(
-            self.config, links.mail_attachments(env.raw)
-        )
+        if isinstance(mail.attachments, Exception):
+            raise mail.attachments
+        files, problems, logos = mail.attachments
         if problems:
             raise Rejected(
                 "550 5.6.0 only PNG, GIF, JPEG and PDF attachments can be sent by SMS (as "
@@ -261,7 +251,6 @@ class IntakePolicy:
             raise Rejected("550 5.6.0 the mail has no text: write the SMS in the body")
         account = session.get(Account, intake.account_id)
         assert account is not None and account.id is not None
-        key = parsed.message_id or hashlib.sha256(env.raw).hexdigest()
         request = sending.SubmitRequest(
             account=account.id,
             recipients=numbers,
@@ -269,17 +258,13 @@ class IntakePolicy:
             sender=parts.tokens.get("sender") or intake.sender,
             type=parts.tokens.get("type", "alert"),
             source="mail",
-            idempotency_key=f"mail:{account.id}:{key}",
+            idempotency_key=f"mail:{account.id}:{mail.dedupe_key}",
         )
         return Draft(intake, parsed, request, rejected, warnings, files)
 
-    def _authorize(
-        self,
-        session: Session,
-        env: MailEnvelope,
-        parsed: mailparse.ParsedMail,
-        intake: IntakeAddress,
-    ) -> None:
+    def _authorize(self, session: Session, mail: ReceivedMail, intake: IntakeAddress) -> None:
+        env, parsed = mail.env, mail.parsed
+        assert parsed is not None
         if env.login is not None:
             if not self._may_use(session, env.login, intake):
                 raise Rejected(f"550 5.7.1 {env.login.username} may not send through this address")
@@ -301,137 +286,238 @@ class IntakePolicy:
                 f"550 5.7.1 {parsed.from_addr or 'this sender'} is not allowed to "
                 "send SMS through this address"
             )
-        ok, why = from_is_authenticated(
-            parsed.get_header("Authentication-Results"),
-            parsed.from_addr,
-            self.config.smtp.trusted_relays,
-        )
+        ok, why = mail.vouched
         if not ok:
             raise Rejected(
                 f"550 5.7.1 could not verify that this mail is from {parsed.from_addr}: {why}"
             )
 
-    def _hourly_budget(self, session: Session, account_id: int, wanted: int) -> None:
-        since = utcnow() - timedelta(hours=1)
-        sent = session.exec(
-            select(func.count())
-            .select_from(Message)
-            .where(
-                Message.account_id == account_id,
-                Message.source == "mail",
-                col(Message.created_at) >= since,
-            )
-        ).one()
+    def _check_limits(
+        self, session: Session, mail: ReceivedMail, draft: Draft, sent: Counter[int]
+    ) -> None:
+        """The sender's mails per minute and the account's SMS from mail per hour (SENT: what
+        this group queued so far); raises Rejected."""
+        env = mail.env
+        sender_key = (
+            env.login.username if env.login else (draft.parsed.from_addr or env.mail_from)
+        ).lower()
+        if not mail.counted:
+            if not self.per_sender.allow(sender_key):
+                raise Rejected(
+                    f"450 4.7.1 {sender_key} sent more than "
+                    f"{self.config.smtp.mails_per_sender_per_minute} mails this "
+                    "minute; try again later"
+                )
+            mail.counted = True
+        account = draft.request.account
+        assert isinstance(account, int)
+        already = self.hourly.sent(session, account) + sent[account]
         limit = self.config.smtp.sms_per_account_per_hour
-        if int(sent) + wanted > limit:
+        if already + len(draft.request.recipients) > limit:
             raise Rejected(
-                f"450 4.7.1 this account already sent {sent} SMS from mail in the "
+                f"450 4.7.1 this account already sent {already} SMS from mail in the "
                 f"last hour (limit {limit}); try again later"
             )
+
+    def receive(self, env: MailEnvelope) -> ReceivedMail:
+        """Read what needs no database from a mail (CPU only; never raises)."""
+        return receive(self.config, env)
 
     def take(self, env: MailEnvelope) -> IntakeOutcome:
         """Take one mail in: commit its raw bytes and its SMS together, or refuse it.
 
-        Mails arriving together share one transaction (group commit, each in its own
-        savepoint): one fsync and one lock for many, and still no 250 before the commit.
+        Mails arriving together share one transaction (group commit): one fsync and one
+        lock for many, and still no 250 before the commit.
         """
-        return self._batcher.submit(env)
+        return self._group.submit(self.receive(env))
 
-    def _take_batch(self, envs: list[MailEnvelope]) -> list[IntakeOutcome]:
-        outcomes: list[IntakeOutcome | None] = [None] * len(envs)
-        retry: list[int] = []
+    def take_group(self, envs: list[MailEnvelope]) -> list[IntakeOutcome]:
+        """Take mails that arrived together in one group (what concurrent ``take`` calls
+        get); each outcome is the one ``take`` would give."""
+        return self._group.submit_many([self.receive(env) for env in envs])
+
+    async def take_async(self, mail: ReceivedMail, source: Hashable | None = None) -> IntakeOutcome:
+        """``take`` for the event loop: waits for its group's commit without a thread of its
+        own (MAIL comes from ``receive``; SOURCE is the connection it came on)."""
+        return await self._group.submit_async(mail, source)
+
+    def source_left(self, source: Hashable) -> None:
+        """SOURCE (a connection given to ``take_async``) sends no more mail."""
+        self._group.leave(source)
+
+    def _take_batch(self, mails: list[ReceivedMail]) -> list[IntakeOutcome]:
+        if len(mails) == 1:
+            return [self._take_alone(mails[0])]
         try:
-            with session_scope(self.engine) as session:
-                for index, env in enumerate(envs):
-                    try:
-                        with session.begin_nested():
-                            outcomes[index] = self._take_in(session, env)
-                    except Rejected as exc:
-                        log.info("mail from %s refused: %s", env.mail_from, exc.reply)
-                        outcomes[index] = IntakeOutcome(accepted=False, reply=exc.reply)
-                    except IntegrityError:
-                        # The same mail committed meanwhile by another process: take it
-                        # again after this batch, when the first copy is visible.
-                        retry.append(index)
-                    except Exception:
-                        # One broken mail must not fail the others of its batch.
-                        log.exception("mail from %s could not be taken in", env.mail_from)
-                        outcomes[index] = IntakeOutcome(accepted=False, reply=_TEMPORARY)
-        except Exception:
+            outcomes = self._take_together(mails)
+        except OperationalError:
+            # The database, not a mail: every mail of the group waits for its retry.
             log.exception("mail intake failed; the senders' servers will retry")
-            return [IntakeOutcome(accepted=False, reply=_TEMPORARY) for _ in envs]
-        for index in retry:
-            outcomes[index] = self._take_batch([envs[index]])[0]
-        return [o for o in outcomes if o is not None]
+            return [IntakeOutcome(accepted=False, reply=_TEMPORARY) for _ in mails]
+        except _GroupUnpaid:
+            # Taken one by one, the mails that can be paid are, in order; the others are told.
+            outcomes = [None] * len(mails)
+        except Exception:
+            # One mail broke the group (or a copy of one was committed meanwhile by another
+            # process): taken one by one, the others go through and only that one fails.
+            log.warning(
+                "a group of %d mails failed; taking them one by one", len(mails), exc_info=True
+            )
+            outcomes = [None] * len(mails)
+        # None: a copy of another mail of the group, answered once that one is committed.
+        return [
+            o if o is not None else self._take_alone(m)
+            for o, m in zip(outcomes, mails, strict=True)
+        ]
 
-    def _take_in(self, session: Session, env: MailEnvelope) -> IntakeOutcome:
-        sha = hashlib.sha256(env.raw).hexdigest()
-        draft = self.read(session, env)
-        assert isinstance(draft.request.account, int)
-        dedupe = draft.parsed.message_id or sha
-        existing = session.exec(
-            select(InboundMail).where(
-                InboundMail.account_id == draft.request.account,
-                InboundMail.dedupe_key == dedupe,
-            )
-        ).first()
-        if existing is not None:
-            return IntakeOutcome(
-                accepted=True,
-                duplicate=True,
-                mail_id=existing.id,
-                reply=f"250 2.0.0 already received (mail {existing.id}); not sent again",
-            )
-        sender_key = (
-            env.login.username if env.login else (draft.parsed.from_addr or env.mail_from)
-        ).lower()
-        if not self.per_sender.allow(sender_key):
-            raise Rejected(
-                f"450 4.7.1 {sender_key} sent more than "
-                f"{self.config.smtp.mails_per_sender_per_minute} mails this "
-                "minute; try again later"
-            )
-        self._hourly_budget(session, draft.request.account, len(draft.request.recipients))
-        if draft.files:
-            # Hosted only now, after the duplicate check: a mail sent twice hosts nothing
-            # twice. The links are in the text submit counts, so they are charged.
-            draft.request.text = links.attach_files(
-                session, self.config, draft.request.account, draft.request.text, draft.files
-            )
+    def _take_alone(self, mail: ReceivedMail) -> IntakeOutcome:
+        for attempt in (1, 2):
+            try:
+                [outcome] = self._take_together([mail])
+                assert outcome is not None
+                return outcome
+            except IntegrityError:
+                # The same mail committed meanwhile by another process: taken again, it
+                # is found as already received.
+                if attempt == 1:
+                    continue
+                log.exception("mail from %s could not be taken in", mail.env.mail_from)
+            except OperationalError:
+                log.exception("mail intake failed; the senders' servers will retry")
+            except Exception:
+                log.exception("mail from %s could not be taken in", mail.env.mail_from)
+            break
+        return IntakeOutcome(accepted=False, reply=_TEMPORARY)
+
+    def _take_together(self, mails: list[ReceivedMail]) -> list[IntakeOutcome | None]:
+        """Take MAILS in in one transaction; raises when it fails as a whole. None stands
+        for a mail that is a copy of an earlier one of MAILS: take it again after the commit."""
+        outcomes: list[IntakeOutcome | None] = [None] * len(mails)
+        sent: Counter[int] = Counter()  # SMS from mail queued by this group, per account
         try:
-            result = sending.submit_in(session, self.config, draft.request)
-        except InsufficientCredits as exc:
-            raise Rejected(f"550 5.7.1 {exc}") from None
-        except AccountDisabled as exc:
-            raise Rejected(f"550 5.7.1 {exc}") from None
-        except (InvalidInput, HubError) as exc:
-            raise Rejected(f"550 5.6.0 {_one_line(str(exc))}") from None
-        if not result.accepted:
-            reasons = "; ".join(f"{r.input}: {r.reason}" for r in result.recipients)
-            raise Rejected(f"550 5.1.3 no SMS sent: {_one_line(reasons)}")
-        mail = InboundMail(
-            account_id=draft.request.account,
-            intake_address_id=draft.intake.id if draft.intake else None,
-            dedupe_key=dedupe,
-            message_id=draft.parsed.message_id,
-            sha256=sha,
-            raw=env.raw,
-            source=env.source,
-            mail_from=env.mail_from[:255],
-            rcpt_to="\n".join(env.rcpt_to),
-            subject=draft.parsed.subject[:500],
-            batch_id=result.batch_id,
-            summary=summarize(result, draft.rejected),
-        )
-        session.add(mail)
-        session.flush()
-        assert mail.id is not None
+            with self.connection.session() as session:
+                self._take_in(session, mails, outcomes, sent)
+        except BaseException:
+            # What failed may be what the directory kept (an intake address removed since).
+            self.directories.forget()
+            raise
+        self.hourly.committed(sent)
+        return outcomes
+
+    def _take_in(
+        self,
+        session: Session,
+        mails: list[ReceivedMail],
+        outcomes: list[IntakeOutcome | None],
+        sent: Counter[int],
+    ) -> None:
+        """The group's work in its transaction: fills in OUTCOMES, and SENT per account."""
+        directory = self.directories.directory(session, (r for m in mails for r in m.env.rcpt_to))
+        drafts: dict[int, Draft] = {}
+        for index, mail in enumerate(mails):
+            if mail.parsed is None:
+                log.error(
+                    "mail from %s could not be taken in",
+                    mail.env.mail_from,
+                    exc_info=mail.unreadable,
+                )
+                outcomes[index] = IntakeOutcome(accepted=False, reply=_TEMPORARY)
+                continue
+            try:
+                drafts[index] = self.read(session, mail, directory)
+            except Rejected as exc:
+                outcomes[index] = _refused(mail, exc)
+        submits = sending.SubmitBatch(session, self.config, RecipientLookups(_LOOKUP))
+        earlier = _prepare(submits, mails, drafts) if drafts else {}
+        taken: list[tuple[int, Draft, sending.SubmitResult]] = []
+        seen: set[tuple[int, str]] = set()
+        for index, draft in drafts.items():
+            mail = mails[index]
+            key = _key(mail, draft)
+            if key in earlier:
+                outcomes[index] = _already_received(earlier[key])
+            elif key not in seen:  # else a copy of a mail of this group: after the commit
+                seen.add(key)
+                try:
+                    result = self._submit(session, mail, draft, submits, sent, len(mails) == 1)
+                except Rejected as exc:
+                    outcomes[index] = _refused(mail, exc)
+                    continue
+                taken.append((index, draft, result))
+        _settle_group(submits)
+        submits.write()
+        rows = [_inbound_row(mails[i], draft, result) for i, draft, result in taken]
+        ids = session.connection().execute(_INSERT_INBOUND, rows).scalars().all() if rows else []
+        for (index, draft, result), row, mail_id in zip(taken, rows, ids, strict=True):
+            self._confirm(session, mails[index], draft, result, mail_id)
+            outcomes[index] = IntakeOutcome(
+                accepted=True,
+                result=result,
+                mail_id=mail_id,
+                intake=draft.intake,
+                parsed=draft.parsed,
+                warnings=draft.warnings,
+                reply=f"250 2.0.0 {_one_line(row['summary'])}",
+            )
+
+    def _submit(
+        self,
+        session: Session,
+        mail: ReceivedMail,
+        draft: Draft,
+        submits: sending.SubmitBatch,
+        sent: Counter[int],
+        alone: bool,
+    ) -> sending.SubmitResult:
+        """Check the limits and queue DRAFT's SMS, and charge them when the mail is ALONE in
+        its transaction or has files (a group's charges are settled together); raises
+        Rejected."""
+        self._check_limits(session, mail, draft, sent)
+        account = draft.request.account
+        assert isinstance(account, int)
+        if draft.files:
+            # Hosted files are written before the charge that may refuse the mail: the mail
+            # gets a savepoint of its own, and the group's charges are settled before it.
+            _settle_group(submits)
+        with session.begin_nested() if draft.files else nullcontext():
+            if draft.files:
+                # Hosted only now, after the duplicate check: a mail sent twice hosts nothing
+                # twice. The links are in the text submit counts, so they are charged.
+                draft.request.text = links.attach_files(
+                    session, self.config, account, draft.request.text, draft.files
+                )
+            try:
+                result = submits.submit(draft.request)
+                if not result.accepted:
+                    reasons = "; ".join(f"{r.input}: {r.reason}" for r in result.recipients)
+                    raise Rejected(f"550 5.1.3 no SMS sent: {_one_line(reasons)}")
+                if alone or draft.files:
+                    submits.settle()
+            except InsufficientCredits as exc:
+                raise Rejected(f"550 5.7.1 {exc}") from None
+            except AccountDisabled as exc:
+                raise Rejected(f"550 5.7.1 {exc}") from None
+            except (InvalidInput, HubError) as exc:
+                raise Rejected(f"550 5.6.0 {_one_line(str(exc))}") from None
+        if draft.request.source == "mail":
+            sent[account] += sum(r.status in {"queued", "scheduled"} for r in result.recipients)
+        return result
+
+    def _confirm(
+        self,
+        session: Session,
+        mail: ReceivedMail,
+        draft: Draft,
+        result: sending.SubmitResult,
+        mail_id: int,
+    ) -> None:
         if (
             draft.intake is not None
             and draft.intake.confirm
             and self.config.smtp.confirmations
             and self.config.mail_out.enabled
         ):
+            assert isinstance(draft.request.account, int)
             queue_confirmation(
                 session,
                 self.config,
@@ -439,18 +525,9 @@ class IntakePolicy:
                 result,
                 draft.rejected,
                 draft.request.account,
-                mail.id,
-                env.mail_from,
+                mail_id,
+                mail.env.mail_from,
             )
-        return IntakeOutcome(
-            accepted=True,
-            result=result,
-            mail_id=mail.id,
-            intake=draft.intake,
-            parsed=draft.parsed,
-            warnings=draft.warnings,
-            reply=f"250 2.0.0 {_one_line(mail.summary)}",
-        )
 
     def preview(
         self, raw: bytes, rcpt_to: list[str] | None = None, account: str | None = None
@@ -516,6 +593,73 @@ class IntakePolicy:
             "warnings": warnings,
             "tokens": {k: v for k, v in parts.tokens.items() if k != "pin"},
         }
+
+
+class _GroupUnpaid(Exception):
+    """The credits of a group's mails could not all be charged."""
+
+
+def _settle_group(submits: sending.SubmitBatch) -> None:
+    """Charge the group's mails so far, or raise _GroupUnpaid (the group is rolled back)."""
+    try:
+        submits.settle()
+    except InsufficientCredits:
+        raise _GroupUnpaid from None
+
+
+def _key(mail: ReceivedMail, draft: Draft) -> tuple[int, str]:
+    assert isinstance(draft.request.account, int)
+    return draft.request.account, mail.dedupe_key
+
+
+def _already_received(mail_id: int) -> IntakeOutcome:
+    return IntakeOutcome(
+        accepted=True,
+        duplicate=True,
+        mail_id=mail_id,
+        reply=f"250 2.0.0 already received (mail {mail_id}); not sent again",
+    )
+
+
+def _refused(mail: ReceivedMail, exc: Rejected) -> IntakeOutcome:
+    log.info("mail from %s refused: %s", mail.env.mail_from, exc.reply)
+    return IntakeOutcome(accepted=False, reply=exc.reply)
+
+
+def _prepare(
+    submits: sending.SubmitBatch, mails: list[ReceivedMail], drafts: dict[int, Draft]
+) -> dict[tuple[int, str], int]:
+    """Read what the DRAFTS' submissions need in one query, with the mails already taken
+    in: (account, dedupe key) -> id of the stored mail."""
+    keys = [_key(mails[i], d) for i, d in drafts.items()]
+    found = submits.prepare(
+        [d.request for d in drafts.values()],
+        received_accounts=sorted({a for a, _ in keys}),
+        received_keys=sorted({k for _, k in keys}),
+    )
+    return {(account, key): int(mail_id) for _, account, key, mail_id in found}
+
+
+def _inbound_row(mail: ReceivedMail, draft: Draft, result: sending.SubmitResult) -> dict[str, Any]:
+    """The stored copy of a mail taken in, with the batch of its SMS and what its sender
+    was told."""
+    env = mail.env
+    return {
+        "account_id": draft.request.account,
+        "intake_address_id": draft.intake.id if draft.intake else None,
+        "dedupe_key": mail.dedupe_key,
+        "message_id": draft.parsed.message_id,
+        "sha256": mail.sha256,
+        "raw": env.raw,
+        "source": env.source,
+        "mail_from": env.mail_from[:255],
+        "rcpt_to": "\n".join(env.rcpt_to),
+        "subject": draft.parsed.subject[:500],
+        "batch_id": result.batch_id,
+        "status": "accepted",
+        "summary": summarize(result, draft.rejected),
+        "received_at": utcnow(),
+    }
 
 
 def _expand_lists(

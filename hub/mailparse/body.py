@@ -110,6 +110,9 @@ def _compile(patterns: tuple[str, ...], name: str) -> tuple[re.Pattern[str], ...
     return tuple(compiled)
 
 
+_DEFAULT_OPTIONS = BodyOptions()
+
+
 def extract_text(
     body: str,
     *,
@@ -124,7 +127,7 @@ def extract_text(
     so an Outlook separator introduces the forwarded message rather than quoted history;
     ``reply`` keeps only the new text above any quote or forward.
     """
-    options = options or BodyOptions()
+    options = options or _DEFAULT_OPTIONS
     warnings: list[str] = []
     if html:
         converted = html_to_text(body, keep_quotes=not (options.strip_quotes or reply))

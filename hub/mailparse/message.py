@@ -15,11 +15,13 @@ from datetime import UTC, datetime
 from email import policy
 from email.message import Message
 from email.parser import BytesParser
+from functools import lru_cache
 from typing import NamedTuple
 
 from hub.errors import InvalidInput
 from hub.mailparse.body import BodyOptions, extract_text
 from hub.mailparse.charset import decode_bytes, decode_words, unescape_surrogates
+from hub.mailparse.email_policy import PARSE_POLICY
 from hub.mailparse.normalize import unflow
 from hub.mailparse.subject import FORWARD_PREFIXES, strip_prefixes
 
@@ -56,6 +58,9 @@ class ParsedMail:
     body_type: str | None = None
     """``text/plain``, ``text/html`` or None when the mail has no text part."""
     headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    mime: Message | None = field(default=None, repr=False, compare=False)
+    """The MIME tree of the raw bytes exactly as given (None when the headers had to be
+    repaired first), for readers of other parts (``hub.links``) not to parse it again."""
 
     def get_header(self, name: str) -> list[str]:
         """Every value of header ``name`` (case-insensitive), unfolded and decoded."""
@@ -75,7 +80,7 @@ def parse_mail(raw: bytes, options: BodyOptions | None = None) -> ParsedMail:
     warnings: list[str] = []
     repaired = _repair_headers(raw, warnings)
     try:
-        message = BytesParser(policy=policy.default).parsebytes(repaired)
+        message = BytesParser(policy=PARSE_POLICY).parsebytes(repaired)
     except Exception as exc:  # the stdlib parser is lenient; this is a last resort
         raise InvalidInput(f"the mail cannot be parsed: {exc}") from exc
     raw_items = [(name, _unfold(value)) for name, value in message.raw_items()]
@@ -119,6 +124,7 @@ def parse_mail(raw: bytes, options: BodyOptions | None = None) -> ParsedMail:
         body=body,
         body_type=body_type,
         headers=tuple((name, _header_text(value)) for name, value in raw_items),
+        mime=message if repaired == raw else None,
     )
 
 
@@ -155,11 +161,24 @@ def _repair_headers(raw: bytes, warnings: list[str]) -> bytes:
 
 
 def _unfold(value: str) -> str:
+    if "\n" not in value and "\r" not in value:
+        return value.strip()  # most headers are one line
     return _LINE_END.sub("", _FOLD.sub("", value)).strip()
 
 
 def _header_text(value: str) -> str:
+    if len(value) > 256:
+        return _decode_header(value)
+    return _decoded_header(value)
+
+
+def _decode_header(value: str) -> str:
     return decode_words(unescape_surrogates(_unfold(value)))
+
+
+# Most header values come again and again (senders, relays, MIME headers): short ones are
+# decoded once.
+_decoded_header = lru_cache(maxsize=1024)(_decode_header)
 
 
 def _lower_domain(address: str) -> str:
@@ -169,8 +188,20 @@ def _lower_domain(address: str) -> str:
 
 def _parse_addresses(values: list[str]) -> list[tuple[str, str]]:
     """(display name, address) pairs; names decoded after parsing so commas stay quoted."""
+    key = tuple(values)
+    if sum(map(len, key)) > 1024:
+        return list(_address_pairs(key))
+    return list(_kept_address_pairs(key))
+
+
+def _address_pairs(values: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
     pairs = email.utils.getaddresses([unescape_surrogates(_unfold(v)) for v in values])
-    return [(decode_words(name).strip(), _lower_domain(addr)) for name, addr in pairs if addr]
+    return tuple((decode_words(name).strip(), _lower_domain(addr)) for name, addr in pairs if addr)
+
+
+# Mail keeps coming from the same senders to the same addresses, and the stdlib address
+# parser is slow: short values are parsed once.
+_kept_address_pairs = lru_cache(maxsize=512)(_address_pairs)
 
 
 def _addresses(raw_items: list[tuple[str, str]], name: str) -> list[str]:
