@@ -42,7 +42,6 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -51,11 +50,11 @@ from typing import Any
 
 import httpx
 from sqlalchemy import Engine, text
-from sqlalchemy.engine import make_url
 
 # Runnable as a plain script from a checkout (`python bench/console.py`).
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench._pg import pg_database, pg_unreachable  # noqa: E402
 from hub.accounts import create_account  # noqa: E402
 from hub.config import Config, parse_config  # noqa: E402
 from hub.credits import top_up  # noqa: E402
@@ -82,43 +81,6 @@ MESSAGE_COLUMNS = (
 
 
 # -- the database -------------------------------------------------------------------------------
-@contextmanager
-def pg_database(pg_url: str, keep: bool) -> Iterator[str]:
-    """A fresh PostgreSQL database next to PG_URL's, dropped on exit unless KEEP."""
-    import psycopg
-
-    base = make_url(pg_url)
-    admin = base.set(drivername="postgresql").render_as_string(hide_password=False)
-    name = f"smshub_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = base.set(drivername="postgresql+psycopg", database=name).render_as_string(
-        hide_password=False
-    )
-    try:
-        yield url
-    finally:
-        if keep:
-            print(f"database kept: --db-url {url}", flush=True)
-        else:
-            with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def pg_unreachable(pg_url: str) -> str | None:
-    """Why PostgreSQL cannot be used, or None when it answers."""
-    try:
-        import psycopg
-    except ImportError as exc:
-        return f"psycopg is not installed ({exc})"
-    admin = make_url(pg_url).set(drivername="postgresql").render_as_string(hide_password=False)
-    try:
-        with psycopg.connect(admin, connect_timeout=3):
-            return None
-    except psycopg.Error as exc:
-        return f"{pg_url}: {str(exc).strip().splitlines()[0]}"
-
-
 def _array(values: list[str]) -> str:
     return "(ARRAY[" + ", ".join(f"'{v}'" for v in values) + "])"
 

@@ -58,12 +58,12 @@ from typing import Any
 import httpx
 import uvicorn
 from sqlalchemy import Engine, func, select, text
-from sqlalchemy.engine import make_url
 from sqlmodel import col
 
 # Runnable as a plain script from a checkout (`python bench/kannel.py`).
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench._pg import pg_database, pg_unreachable  # noqa: E402
 from hub import sending  # noqa: E402
 from hub.accounts import create_account  # noqa: E402
 from hub.app import Hub  # noqa: E402
@@ -122,32 +122,8 @@ def database(backend: str, workdir: Path, pg_url: str) -> Iterator[str]:
     if backend == "sqlite":
         yield f"sqlite:///{(workdir / 'bench.db').as_posix()}"
         return
-    import psycopg
-
-    base = make_url(pg_url)
-    admin = base.set(drivername="postgresql").render_as_string(hide_password=False)
-    name = f"smshub_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield base.set(drivername="postgresql+psycopg", database=name).render_as_string(
-            hide_password=False
-        )
-    finally:
-        with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def pg_unreachable(pg_url: str) -> str | None:
-    """Why PostgreSQL cannot be used, or None when it answers."""
-    import psycopg
-
-    admin = make_url(pg_url).set(drivername="postgresql").render_as_string(hide_password=False)
-    try:
-        with psycopg.connect(admin, connect_timeout=3):
-            return None
-    except psycopg.Error as exc:
-        return f"{pg_url}: {str(exc).strip().splitlines()[0]}"
+    with pg_database(pg_url) as url:
+        yield url
 
 
 # -- the hub side ---------------------------------------------------------------------------

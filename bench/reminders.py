@@ -57,7 +57,7 @@ from sqlmodel import col, select
 # Runnable as a plain script from a checkout (`python bench/reminders.py`).
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.dispatch import pg_database, pg_unreachable  # noqa: E402
+from bench._pg import pg_database, pg_unreachable  # noqa: E402
 from connectors.calendar.google import GoogleCalendarSource  # noqa: E402
 from connectors.sms.simulator import read_log  # noqa: E402
 from hub import outbox  # noqa: E402

@@ -44,7 +44,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections import defaultdict
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
@@ -56,12 +55,12 @@ from typing import Any, TypeVar
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from sqlalchemy import Engine, event, func
-from sqlalchemy.engine import make_url
 from sqlmodel import select
 
 # Runnable as a plain script from a checkout (`python bench/smtp_intake.py`).
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench._pg import pg_database, pg_unreachable  # noqa: E402
 from hub.accounts import create_account  # noqa: E402
 from hub.config import Config, parse_config  # noqa: E402
 from hub.credits import top_up  # noqa: E402
@@ -100,39 +99,6 @@ class Result:
 
 
 # -- databases ------------------------------------------------------------------------------
-@contextmanager
-def pg_database(pg_url: str) -> Iterator[str]:
-    """A fresh PostgreSQL database next to PG_URL's, dropped on exit."""
-    import psycopg
-
-    base = make_url(pg_url)
-    admin = base.set(drivername="postgresql").render_as_string(hide_password=False)
-    name = f"smshub_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield base.set(drivername="postgresql+psycopg", database=name).render_as_string(
-            hide_password=False
-        )
-    finally:
-        with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def pg_unreachable(pg_url: str) -> str | None:
-    """Why PostgreSQL cannot be used, or None when it answers."""
-    try:
-        import psycopg
-    except ImportError as exc:
-        return f"psycopg is not installed ({exc})"
-    admin = make_url(pg_url).set(drivername="postgresql").render_as_string(hide_password=False)
-    try:
-        with psycopg.connect(admin, connect_timeout=3):
-            return None
-    except psycopg.Error as exc:
-        return f"{pg_url}: {str(exc).strip().splitlines()[0]}"
-
-
 def bench_config(db_url: str, data_dir: Path, total: int) -> Config:
     """The hub's config for TOTAL mails: limits out of the way (the bench measures intake,
     not throttling)."""
