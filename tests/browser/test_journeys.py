@@ -283,7 +283,9 @@ def tab_to(page: Page, selector: str, limit: int = 40) -> None:
 
 def test_keyboard_only_login_and_send(live_hub: LiveHub, page: Page) -> None:
     page.goto(f"{live_hub.url}/console/login")
-    # The user name field has the focus on arrival.
+    # The user name field has the focus on arrival (autofocus lands once the page is in:
+    # typing before that would lose the first letters).
+    expect(page.get_by_label("User name")).to_be_focused()
     page.keyboard.type("alice")
     page.keyboard.press("Tab")
     page.keyboard.type(PASSWORD)
