@@ -10,6 +10,7 @@ beside it, exactly as an API token of that account would.
 import asyncio
 import hmac
 import time
+import weakref
 from collections import defaultdict, deque
 from dataclasses import dataclass
 from typing import Annotated
@@ -83,16 +84,17 @@ class ConsoleUser:
             raise Forbidden("that belongs to an account you cannot see")
 
 
-_keys: dict[int, bytes] = {}
+# Keyed by the engine itself (weakly), not its id(): an id can come back for a new engine.
+_keys: weakref.WeakKeyDictionary[Engine, bytes] = weakref.WeakKeyDictionary()
 
 
 def signing_key(engine: Engine) -> bytes:
     """The session signing key of ENGINE's database (read once per process)."""
-    key = _keys.get(id(engine))
+    key = _keys.get(engine)
     if key is None:
         with session_scope(engine) as session:
             key = cookies.session_key(session)
-        _keys[id(engine)] = key
+        _keys[engine] = key
     return key
 
 

@@ -27,14 +27,14 @@ from hub.models import MailUser
 
 log = logging.getLogger("smshub.console")
 router = APIRouter()
-_throttles: dict[int, LoginThrottle] = {}
 
 
 def _throttle(request: Request) -> LoginThrottle:
-    hub = request.app.state.hub
-    throttle = _throttles.get(id(hub))
+    # One per app, made at the first login (the limit is read then).
+    state = request.app.state
+    throttle: LoginThrottle | None = getattr(state, "login_throttle", None)
     if throttle is None:
-        throttle = _throttles[id(hub)] = LoginThrottle(hub.config.console.max_failed_logins)
+        throttle = state.login_throttle = LoginThrottle(state.hub.config.console.max_failed_logins)
     return throttle
 
 
