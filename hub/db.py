@@ -144,6 +144,23 @@ class WorkerConnection:
             connection.close()
 
 
+def database_warnings(engine: Engine) -> list[str]:
+    """What in the database server's settings will hurt the hub, told to its operator."""
+    if engine.dialect.name != "postgresql":
+        return []
+    with engine.connect() as conn:
+        autovacuum = conn.exec_driver_sql("SHOW autovacuum").scalar()
+    if autovacuum == "on":
+        return []
+    # Plans made from statistics taken when a table was small stay in use as it grows: a
+    # lookup by a unique key can end up reading every earlier row.
+    return [
+        "PostgreSQL's autovacuum is off, so its table statistics go stale as the hub's "
+        "tables grow and lookups (such as the duplicate check of each incoming mail) slow "
+        "down with them; set autovacuum = on in postgresql.conf, or run ANALYZE regularly"
+    ]
+
+
 def alembic_config(engine: Engine) -> Any:
     """An Alembic Config bound to ENGINE (used by `smshub db upgrade` and the tests)."""
     from alembic.config import Config as AlembicConfig

@@ -334,7 +334,7 @@ class InboundMail(SQLModel, table=True):
     __table_args__ = (UniqueConstraint("account_id", "dedupe_key", name="uq_inbound_mail"),)
 
     id: int | None = Field(default=None, primary_key=True)
-    account_id: int = Field(foreign_key="accounts.id", index=True)
+    account_id: int = Field(foreign_key="accounts.id")  # its unique constraint indexes it
     intake_address_id: int | None = Field(default=None, foreign_key="intake_addresses.id")
     # The Message-ID, or the body hash when a mail has none.
     dedupe_key: str = Field(max_length=255)
@@ -423,7 +423,7 @@ class WebhookDelivery(SQLModel, table=True):
     )
 
     id: int | None = Field(default=None, primary_key=True)
-    endpoint_id: int = Field(foreign_key="webhook_endpoints.id", index=True)
+    endpoint_id: int = Field(foreign_key="webhook_endpoints.id")  # its unique constraint indexes it
     event_id: str = Field(max_length=64)
     event_type: str = Field(max_length=32)
     payload: str
@@ -443,7 +443,7 @@ class Calendar(SQLModel, table=True):
     __table_args__ = (UniqueConstraint("account_id", "name", name="uq_calendar_name"),)
 
     id: int | None = Field(default=None, primary_key=True)
-    account_id: int = Field(foreign_key="accounts.id", index=True)
+    account_id: int = Field(foreign_key="accounts.id")  # its unique constraint indexes it
     name: str = Field(max_length=64)
     # The source type (ics, caldav, google, graph, exchange) and its settings as JSON.
     source_type: str = Field(max_length=32)
@@ -483,7 +483,7 @@ class CalendarEventRow(SQLModel, table=True):
     )
 
     id: int | None = Field(default=None, primary_key=True)
-    calendar_id: int = Field(foreign_key="calendars.id", index=True)
+    calendar_id: int = Field(foreign_key="calendars.id")  # its unique constraint indexes it
     uid: str = Field(max_length=255)
     occurrence: str = Field(default="", max_length=64)
     start: datetime = Field(sa_column=_ts(nullable=False, index=True))
@@ -532,7 +532,7 @@ class ContactList(SQLModel, table=True):
     __table_args__ = (UniqueConstraint("account_id", "name", name="uq_contact_list"),)
 
     id: int | None = Field(default=None, primary_key=True)
-    account_id: int = Field(foreign_key="accounts.id", index=True)
+    account_id: int = Field(foreign_key="accounts.id")  # its unique constraint indexes it
     name: str = Field(max_length=64)
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
 
@@ -544,7 +544,7 @@ class Contact(SQLModel, table=True):
     __table_args__ = (UniqueConstraint("list_id", "number", name="uq_contact_number"),)
 
     id: int | None = Field(default=None, primary_key=True)
-    list_id: int = Field(foreign_key="contact_lists.id", index=True)
+    list_id: int = Field(foreign_key="contact_lists.id")  # its unique constraint indexes it
     number: str = Field(max_length=20)
     fields: str = Field(default="{}")
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
@@ -557,7 +557,7 @@ class MessageTemplate(SQLModel, table=True):
     __table_args__ = (UniqueConstraint("account_id", "name", name="uq_template_name"),)
 
     id: int | None = Field(default=None, primary_key=True)
-    account_id: int = Field(foreign_key="accounts.id", index=True)
+    account_id: int = Field(foreign_key="accounts.id")  # its unique constraint indexes it
     name: str = Field(max_length=64)
     text: str
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))

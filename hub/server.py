@@ -9,7 +9,7 @@ import uvicorn
 
 from hub.app import Hub
 from hub.config import Config
-from hub.db import current_revision, make_engine
+from hub.db import current_revision, database_warnings, make_engine
 from hub.intake.policy import IntakePolicy
 from hub.registry import build_mail_sources
 
@@ -28,6 +28,8 @@ async def serve(config: Config, roles: set[str]) -> None:
 
         log.info("empty database: creating the schema")
         upgrade(engine)
+    for warning in database_warnings(engine):
+        log.warning("%s", warning)
     hub = Hub(config, engine=engine)
     hub.ensure_default_account()
     await hub.start(dispatcher="dispatcher" in roles)

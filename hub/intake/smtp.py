@@ -12,6 +12,7 @@ import asyncio
 import logging
 import re
 import ssl
+from functools import lru_cache
 from typing import Any
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
@@ -26,6 +27,32 @@ log = logging.getLogger("smshub.smtp")
 _BARE_LINE_END = re.compile(rb"(?<!\r)\n|\r(?!\n)")
 # Mails up to this size are read on the event loop (a few hundred microseconds of CPU).
 _READ_ON_LOOP = 64 * 1024
+
+
+class _Limits:
+    """What aiosmtpd's address parser reads of its SMTP instance."""
+
+    def __init__(self, local_part_limit: int) -> None:
+        self.local_part_limit = local_part_limit
+
+
+@lru_cache(maxsize=4096)
+def _parse_address(arg: str, local_part_limit: int) -> tuple[str | None, str | None]:
+    # aiosmtpd's own parser, unchanged: its answer depends on these two values only.
+    parsed: tuple[str | None, str | None] = SMTP._getaddr(_Limits(local_part_limit), arg)  # type: ignore[arg-type]
+    return parsed
+
+
+class IntakeSMTP(SMTP):
+    """aiosmtpd's SMTP, remembering the MAIL FROM and RCPT TO addresses it parsed.
+
+    Parsing an address costs aiosmtpd about 45 µs (it builds a typing.Protocol class on
+    every call), a tenth of the event loop's time per mail; the same senders and intake
+    addresses come back mail after mail.
+    """
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        return _parse_address(arg, self.local_part_limit)
 
 
 class IntakeHandler:
@@ -139,7 +166,7 @@ async def start_smtp(
     loop = asyncio.get_running_loop()
 
     def factory() -> SMTP:
-        return SMTP(
+        return IntakeSMTP(
             handler,
             data_size_limit=config.smtp.max_message_size,
             hostname=config.smtp.hostname or None,

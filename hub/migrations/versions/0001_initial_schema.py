@@ -119,8 +119,6 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('account_id', 'name', name='uq_calendar_name')
     )
-    with op.batch_alter_table('calendars', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_calendars_account_id'), ['account_id'], unique=False)
 
     op.create_table('campaigns',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -149,8 +147,6 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('account_id', 'name', name='uq_contact_list')
     )
-    with op.batch_alter_table('contact_lists', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_contact_lists_account_id'), ['account_id'], unique=False)
 
     op.create_table('hosted_files',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -260,8 +256,6 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('account_id', 'name', name='uq_template_name')
     )
-    with op.batch_alter_table('message_templates', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_message_templates_account_id'), ['account_id'], unique=False)
 
     op.create_table('messages',
     sa.Column('id', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
@@ -387,7 +381,6 @@ def upgrade() -> None:
     sa.UniqueConstraint('calendar_id', 'uid', 'occurrence', name='uq_calendar_event')
     )
     with op.batch_alter_table('calendar_events', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_calendar_events_calendar_id'), ['calendar_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_calendar_events_start'), ['start'], unique=False)
 
     op.create_table('contacts',
@@ -400,8 +393,6 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('list_id', 'number', name='uq_contact_number')
     )
-    with op.batch_alter_table('contacts', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_contacts_list_id'), ['list_id'], unique=False)
 
     op.create_table('inbound_mails',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -425,7 +416,6 @@ def upgrade() -> None:
     sa.UniqueConstraint('account_id', 'dedupe_key', name='uq_inbound_mail')
     )
     with op.batch_alter_table('inbound_mails', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_inbound_mails_account_id'), ['account_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_inbound_mails_batch_id'), ['batch_id'], unique=False)
 
     op.create_table('short_links',
@@ -465,7 +455,6 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('webhook_deliveries', schema=None) as batch_op:
         batch_op.create_index('ix_webhook_deliveries_due', ['status', 'due_at'], unique=False)
-        batch_op.create_index(batch_op.f('ix_webhook_deliveries_endpoint_id'), ['endpoint_id'], unique=False)
 
     op.create_table('link_clicks',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -511,7 +500,6 @@ def downgrade() -> None:
 
     op.drop_table('link_clicks')
     with op.batch_alter_table('webhook_deliveries', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_webhook_deliveries_endpoint_id'))
         batch_op.drop_index('ix_webhook_deliveries_due')
 
     op.drop_table('webhook_deliveries')
@@ -522,16 +510,12 @@ def downgrade() -> None:
     op.drop_table('short_links')
     with op.batch_alter_table('inbound_mails', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_inbound_mails_batch_id'))
-        batch_op.drop_index(batch_op.f('ix_inbound_mails_account_id'))
 
     op.drop_table('inbound_mails')
-    with op.batch_alter_table('contacts', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_contacts_list_id'))
 
     op.drop_table('contacts')
     with op.batch_alter_table('calendar_events', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_calendar_events_start'))
-        batch_op.drop_index(batch_op.f('ix_calendar_events_calendar_id'))
 
     op.drop_table('calendar_events')
     with op.batch_alter_table('webhook_endpoints', schema=None) as batch_op:
@@ -559,8 +543,6 @@ def downgrade() -> None:
         batch_op.drop_index('ix_messages_account_created', postgresql_include=['status'])
 
     op.drop_table('messages')
-    with op.batch_alter_table('message_templates', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_message_templates_account_id'))
 
     op.drop_table('message_templates')
     with op.batch_alter_table('mail_users', schema=None) as batch_op:
@@ -587,16 +569,12 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_hosted_files_account_id'))
 
     op.drop_table('hosted_files')
-    with op.batch_alter_table('contact_lists', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_contact_lists_account_id'))
 
     op.drop_table('contact_lists')
     with op.batch_alter_table('campaigns', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_campaigns_account_id'))
 
     op.drop_table('campaigns')
-    with op.batch_alter_table('calendars', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_calendars_account_id'))
 
     op.drop_table('calendars')
     op.drop_table('blacklist')

@@ -1,0 +1,46 @@
+"""The migrations build exactly the models' schema, without indexes that only cost writes."""
+
+from __future__ import annotations
+
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import Engine, PrimaryKeyConstraint, UniqueConstraint
+from sqlmodel import SQLModel
+
+import hub.models  # noqa: F401 (the tables)
+from hub.db import database_warnings
+
+
+def test_migrations_match_the_models(engine: Engine) -> None:
+    with engine.connect() as conn:
+        differences = compare_metadata(MigrationContext.configure(conn), SQLModel.metadata)
+    assert differences == []
+
+
+def test_no_index_is_the_start_of_another() -> None:
+    # A plain index on the first columns of another index (or unique constraint) is never
+    # needed for reading, yet every insert pays for it.
+    redundant = []
+    for table in SQLModel.metadata.sorted_tables:
+        keys = [([c.name for c in i.columns], i.unique, i.name) for i in table.indexes]
+        keys += [
+            ([c.name for c in k.columns], True, k.name or table.name)
+            for k in table.constraints
+            if isinstance(k, UniqueConstraint | PrimaryKeyConstraint)
+        ]
+        for columns, unique, name in keys:
+            for other, _, other_name in keys:
+                if not unique and len(columns) < len(other) and other[: len(columns)] == columns:
+                    redundant.append(f"{table.name}.{name} (covered by {other_name})")
+    assert redundant == []
+
+
+def test_stale_statistics_are_warned_about(engine: Engine) -> None:
+    warnings = database_warnings(engine)
+    if engine.dialect.name != "postgresql":
+        assert warnings == []
+        return
+    with engine.connect() as conn:
+        autovacuum = conn.exec_driver_sql("SHOW autovacuum").scalar()
+    assert bool(warnings) == (autovacuum != "on")
+    assert all("autovacuum" in w and "ANALYZE" in w for w in warnings)
