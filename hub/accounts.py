@@ -114,11 +114,6 @@ def descendant_ids(session: Session, root: Account) -> set[int]:
     return ids
 
 
-def is_descendant(session: Session, account: Account, of: Account) -> bool:
-    """True if ACCOUNT is OF or below it."""
-    return any(a.id == of.id for a in ancestors(session, account))
-
-
 @dataclass(frozen=True)
 class NewToken:
     token: str  # shown once, never stored

@@ -319,39 +319,40 @@ def accounts_set(
         float | None, typer.Option(help="Hours between two auto-replies to one number.")
     ] = None,
 ) -> None:
-    """Change an account's settings (only the options given)."""
+    """Change an account's settings (only the options given), checked as the web console
+    checks them."""
+    from hub import account_settings as rules
     from hub.accounts import get_account
     from hub.errors import InvalidInput
-    from hub.sending import validate_sender
+
+    config = get_config()
 
     def _do(session: Any) -> str:
         acc = get_account(session, name)
+        said: list[str] = []
         if region is not None:
-            if len(region) != 2 or not region.isalpha():
-                raise InvalidInput(f"--region {region!r} must be a two-letter code such as FR")
-            acc.default_region = region.upper()
+            said.append(rules.set_region(config, acc, region))
         if sender is not None:
-            acc.default_sender = validate_sender(sender)
+            said.append(rules.set_sender(config, acc, sender))
         if route is not None:
             names = [n.strip() for n in route.split(",") if n.strip()]
-            unknown = [n for n in names if n not in get_config().providers]
+            unknown = [n for n in names if n not in config.providers]
             if unknown:
                 raise InvalidInput(
                     f"--route names unknown provider(s) {', '.join(unknown)}; "
-                    f"configured: {', '.join(get_config().providers)}"
+                    f"configured: {', '.join(config.providers)}"
                 )
             acc.route = ",".join(names)
+            said.append(f"{acc.name} sends through {acc.route or 'the default route'}.")
         if reply_mailbox is not None:
-            if reply_mailbox and "@" not in reply_mailbox:
-                raise InvalidInput(f"--reply-mailbox {reply_mailbox!r} is not an address")
-            acc.reply_mailbox = reply_mailbox
-        if autoreply is not None:
-            acc.autoreply_text = autoreply
-            acc.autoreply_enabled = bool(autoreply.strip())
-        if autoreply_period is not None:
-            acc.autoreply_period_hours = autoreply_period
+            said.append(rules.set_reply_mailbox(acc, reply_mailbox))
+        if autoreply is not None or autoreply_period is not None:
+            text = acc.autoreply_text if autoreply is None else autoreply
+            enabled = acc.autoreply_enabled if autoreply is None else bool(autoreply.strip())
+            hours = acc.autoreply_period_hours if autoreply_period is None else autoreply_period
+            said.append(rules.set_autoreply(config, acc, enabled, text, str(hours)))
         session.add(acc)
-        return f"account {acc.name} updated"
+        return "\n".join(said) or f"account {acc.name}: nothing to change (give an option)"
 
     typer.echo(run_db(_do))
 

@@ -27,6 +27,7 @@ def accounts_alert(
 ) -> None:
     """Set, show or turn off an account's balance alert (sent once per crossing)."""
     from hub import alerts
+    from hub.account_settings import check_address
     from hub.accounts import get_account
     from hub.cli import emit, get_config, run_db
     from hub.errors import ConflictError, InvalidInput
@@ -46,9 +47,7 @@ def accounts_alert(
         if off and threshold is not None:
             raise InvalidInput("give either --threshold or --off, not both")
         if email is not None:
-            if email and ("@" not in email or any(c.isspace() for c in email)):
-                raise InvalidInput(f"--email {email!r} is not an e-mail address")
-            acc.alert_email = email
+            acc.alert_email = check_address("--email", email)
         if sms is not None:
             if sms:
                 region = acc.default_region or config.hub.default_region

@@ -195,6 +195,22 @@ def test_accounts_set_changes_only_what_is_given(smshub):
         )
 
 
+def test_accounts_set_applies_the_consoles_rules(smshub):
+    smshub("accounts", "create", "acme")
+    for option, value, said in [
+        ("--region", "XX", "two-letter country code"),
+        ("--reply-mailbox", "accueil at acme", "not an e-mail address"),
+        ("--autoreply-period", "0", "number of hours"),
+        ("--sender", "MY-VERY-LONG-SENDER-NAME", "Default sender"),
+    ]:
+        code, _, err = smshub("accounts", "set", "acme", option, value)
+        assert code != 0 and said in err, (option, err)
+    code, out, _ = smshub("accounts", "set", "acme", "--autoreply", "Fermé le lundi.")
+    assert code == 0 and "at most one reply per number every 24 hours" in out
+    code, out, _ = smshub("accounts", "set", "acme", "--autoreply", "")
+    assert code == 0 and "Auto-responder of acme is off." in out
+
+
 def test_users_add_and_list(smshub):
     assert smshub("accounts", "create", "acme")[0] == 0
     code, out, _ = smshub(

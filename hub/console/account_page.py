@@ -6,9 +6,9 @@ from typing import TYPE_CHECKING, Any
 
 from sqlmodel import Session, col, select
 
+from hub.account_settings import MAX_AUTOREPLY_HOURS, region_of
 from hub.accounts import ancestors
 from hub.console.account_ledger import ledger_page
-from hub.console.account_settings import MAX_AUTOREPLY_HOURS, region_of
 from hub.models import Account, CreditMode
 from hub.views import account_view
 

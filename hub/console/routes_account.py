@@ -11,8 +11,9 @@ from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlmodel import Session
 
+from hub import account_settings
 from hub.config import Config
-from hub.console import account_credits, account_page, account_settings
+from hub.console import account_credits, account_page
 from hub.console.auth import ConsoleUser, User
 from hub.console.render import page, redirect
 from hub.db import read_scope, session_scope

@@ -1,8 +1,8 @@
-"""The account settings the console changes: one function per form, each returning its flash.
+"""An account's settings, checked the same way wherever they are changed: one function per
+setting (a console form, an option of ``smshub accounts set``), each returning what to tell.
 
-The rules are the ones ``smshub accounts set`` and ``smshub accounts alert`` apply (see
-hub/cli.py and hub/cli_alerts.py); errors start with the form field's label so the page can
-say which field to fix.
+Errors start with the setting's label, so the console page can say which field to fix and
+the command line which option.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ MAX_AUTOREPLY_HOURS = 24 * 366
 _ADDRESS_MAX = 255
 
 
-def _address(field: str, value: str) -> str:
+def check_address(field: str, value: str) -> str:
+    """VALUE stripped, if empty or an e-mail address; else InvalidInput naming FIELD."""
     value = value.strip()
     if value and (
         "@" not in value
@@ -65,7 +66,7 @@ def set_alert(
                 f"Threshold: {threshold.strip()!r} is not a whole number of credits (0 or more); "
                 "leave it empty to turn the alert off"
             )
-    mail_to = _address("Alert e-mail", email)
+    mail_to = check_address("Alert e-mail", email)
     sms_to = ""
     if sms.strip():
         number = parse_number(sms.strip(), region_of(config, account))
@@ -135,7 +136,7 @@ def set_region(config: Config, account: Account, region: str) -> str:
 
 def set_reply_mailbox(account: Account, mailbox: str) -> str:
     """Where inbound SMS are forwarded by e-mail (empty: nowhere unless an intake says so)."""
-    account.reply_mailbox = _address("Reply mailbox", mailbox)
+    account.reply_mailbox = check_address("Reply mailbox", mailbox)
     if not account.reply_mailbox:
         return f"Replies to {account.name} are no longer forwarded to a mailbox of its own."
     return f"Replies to {account.name} go to {account.reply_mailbox}."
