@@ -4,6 +4,8 @@
 # runtime, and the dependency aliases live inside create_api().
 
 import asyncio
+import hmac
+import ipaddress
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -57,6 +59,39 @@ class SendBody(BaseModel):
     )
 
 
+METRICS_NEEDS_TOKEN = (
+    "send 'Authorization: Bearer <token>' with the metrics token "
+    "(the one named by [http] metrics_token_env or metrics_token_file)\n"
+)
+METRICS_LOCAL_ONLY = (
+    "/metrics answers only clients on this machine (127.0.0.1, ::1); to scrape it from "
+    "elsewhere set [http] metrics_token_env (or metrics_token_file) and send "
+    "'Authorization: Bearer <token>'\n"
+)
+
+
+def is_loopback(host: str | None) -> bool:
+    """True when HOST (a client address) is 127.0.0.0/8 or ::1 (also as ::ffff:127.x.y.z)."""
+    if not host:
+        return False
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped.is_loopback
+    return address.is_loopback
+
+
+def bearer_matches(authorization: str | None, token: str) -> bool:
+    """True when AUTHORIZATION is 'Bearer TOKEN' (the token compared in constant time)."""
+    scheme, _, presented = (authorization or "").strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return False
+    # Header values arrive decoded as latin-1: encoding back gives the bytes that were sent.
+    return hmac.compare_digest(presented.strip().encode("latin-1"), token.encode("utf-8"))
+
+
 class Caller(BaseModel):
     account_id: int
     account_name: str
@@ -70,6 +105,8 @@ def create_api(hub: "Hub") -> FastAPI:
         version="0.1.0",
         description="Self-hosted e-mail-to-SMS and calendar-reminder hub.",
     )
+    # Resolved once, so a missing environment variable or file stops the start.
+    metrics_token = hub.config.http.metrics_token()
 
     @app.exception_handler(HubError)
     async def _hub_error(request: Request, exc: HubError) -> Response:
@@ -226,9 +263,28 @@ def create_api(hub: "Hub") -> FastAPI:
             return JSONResponse({"status": "error", "database": str(exc)[:200]}, 503)  # type: ignore[return-value]
         return {"status": "ok", "queued": queued, "dispatcher": hub.dispatcher is not None}
 
-    @app.get("/metrics", tags=["operations"], response_class=PlainTextResponse)
-    async def metrics() -> Response:
-        """Prometheus metrics."""
+    @app.get(
+        "/metrics",
+        tags=["operations"],
+        response_class=PlainTextResponse,
+        responses={
+            401: {"description": "a metrics token is configured and was not sent"},
+            403: {"description": "no metrics token is configured and the client is not local"},
+        },
+    )
+    async def metrics(request: Request) -> Response:
+        """Prometheus metrics.
+
+        With `[http] metrics_token_env` (or `metrics_token_file`) set, send
+        `Authorization: Bearer <token>`; without it, only loopback clients are answered.
+        """
+        if metrics_token is not None:
+            if not bearer_matches(request.headers.get("authorization"), metrics_token):
+                return PlainTextResponse(
+                    METRICS_NEEDS_TOKEN, status_code=401, headers={"WWW-Authenticate": "Bearer"}
+                )
+        elif not is_loopback(request.client.host if request.client else None):
+            return PlainTextResponse(METRICS_LOCAL_ONLY, status_code=403)
 
         def _depth() -> list[tuple[str, int]]:
             with session_scope(hub.engine) as session:

@@ -54,6 +54,21 @@ class DatabaseSection(Section):
 class HttpSection(Section):
     host: str = "127.0.0.1"
     port: int = Field(8025, ge=1, le=65535)
+    # Bearer token that GET /metrics requires: an environment variable (metrics_token_env)
+    # or a file (metrics_token_file). Unset: /metrics answers loopback clients only.
+    metrics_token_env: str = ""
+    metrics_token_file: str = ""
+
+    def metrics_token(self) -> str | None:
+        """The token /metrics requires, None when none is configured (read at start)."""
+        token = read_secret(self, "metrics_token", "http")
+        if token is None:
+            return None
+        token = token.strip()
+        if not token:
+            where = "metrics_token_env" if self.metrics_token_env else "metrics_token_file"
+            raise ConfigError(f"'http.{where}': the metrics token is empty")
+        return token
 
 
 class SendingSection(Section):

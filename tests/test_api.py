@@ -142,8 +142,73 @@ async def test_cancel_scheduled_message(client, tokens):
 
 async def test_health_metrics_and_openapi(client, tokens):
     assert (await client.get("/healthz")).json()["status"] == "ok"
-    metrics = (await client.get("/metrics")).text
+    metrics = (await client.get("/metrics")).text  # httpx's ASGI client is 127.0.0.1
     assert "smshub_provider_sends_total" in metrics
     spec = (await client.get("/openapi.json")).json()
     assert "/v1/messages" in spec["paths"]
     assert (await client.get("/docs")).status_code == 200
+
+
+REMOTE = ("203.0.113.5", 40000)
+METRICS_TOKEN = "m3trics-t0ken-for-tests"
+
+
+def _client_at(app: Any, address: tuple[str, int]) -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(app=app, client=address)
+    return httpx.AsyncClient(transport=transport, base_url="http://hub")
+
+
+@pytest.fixture
+async def token_hub(db_url: str, tmp_path: Any, engine: Any, monkeypatch: Any) -> Any:
+    """A hub whose /metrics requires METRICS_TOKEN (from the environment)."""
+    from hub.app import Hub
+    from tests.conftest import make_config
+
+    monkeypatch.setenv("SMSHUB_TEST_METRICS_TOKEN", METRICS_TOKEN)
+    config = make_config(db_url, tmp_path, http={"metrics_token_env": "SMSHUB_TEST_METRICS_TOKEN"})
+    instance = Hub(config, engine=engine)
+    await instance.start(background=False)
+    yield instance
+    await instance.stop()
+
+
+@pytest.mark.parametrize("address", [("127.0.0.1", 5000), ("127.8.9.10", 5000), ("::1", 5000)])
+async def test_metrics_without_token_answer_local_clients(hub, address):
+    async with _client_at(hub.api, address) as c:
+        r = await c.get("/metrics")
+    assert r.status_code == 200, r.text
+    assert "smshub_messages" in r.text
+
+
+@pytest.mark.parametrize("address", [REMOTE, ("2001:db8::5", 5000), ("10.0.0.7", 5000)])
+async def test_metrics_without_token_refuse_remote_clients(hub, address):
+    async with _client_at(hub.api, address) as c:
+        r = await c.get("/metrics")
+        assert (await c.get("/healthz")).status_code == 200  # health stays public
+    assert r.status_code == 403
+    assert r.headers["content-type"].startswith("text/plain")
+    assert "[http] metrics_token" in r.text
+    assert "smshub_" not in r.text
+
+
+async def test_metrics_token_is_required_when_set(token_hub):
+    for address in (REMOTE, ("127.0.0.1", 5000)):  # local clients need it too
+        async with _client_at(token_hub.api, address) as c:
+            for headers in (
+                {},
+                {"Authorization": "Bearer wrong-token"},
+                {"Authorization": f"Basic {METRICS_TOKEN}"},
+                {"Authorization": f"Bearer {METRICS_TOKEN}x"},
+                {"Authorization": "Bearer café".encode()},  # raw UTF-8 bytes: no 500
+            ):
+                r = await c.get("/metrics", headers=headers)
+                assert r.status_code == 401, (address, headers, r.text)
+                assert r.headers["www-authenticate"] == "Bearer"
+                assert "Authorization: Bearer" in r.text and len(r.text.splitlines()) == 1
+                assert "smshub_" not in r.text and METRICS_TOKEN not in r.text
+            r = await c.get("/metrics", headers=_auth(METRICS_TOKEN))
+            assert r.status_code == 200, r.text
+            assert "smshub_provider_sends_total" in r.text
+            r = await c.get("/metrics", headers={"authorization": f"bearer  {METRICS_TOKEN} "})
+            assert r.status_code == 200
+            assert (await c.get("/healthz")).status_code == 200

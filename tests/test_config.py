@@ -101,3 +101,44 @@ def test_example_documents_every_option():
 
     missing = set(SimulatorSettings.model_fields) - set(example["providers"]["simulator"])
     assert missing <= {"secret_file"}, f"[providers.simulator] lacks {sorted(missing)}"
+
+
+def test_metrics_token_comes_from_the_environment_or_a_file(tmp_path, monkeypatch):
+    assert parse_config({}).http.metrics_token() is None
+    monkeypatch.setenv("SMSHUB_TEST_METRICS", " tok-env \n")
+    assert (
+        parse_config({"http": {"metrics_token_env": "SMSHUB_TEST_METRICS"}}).http.metrics_token()
+        == "tok-env"
+    )
+    token_file = tmp_path / "metrics.token"
+    token_file.write_text("tok-file\n")
+    config = parse_config({"http": {"metrics_token_file": str(token_file)}})
+    assert config.http.metrics_token() == "tok-file"
+
+
+@pytest.mark.parametrize(
+    ("http", "message"),
+    [
+        (
+            {"metrics_token_env": "NOPE_METRICS"},
+            "'http.metrics_token_env' names the environment variable NOPE_METRICS, which is not",
+        ),
+        (
+            {"metrics_token_env": "EMPTY_METRICS"},
+            "'http.metrics_token_env': the metrics token is empty",
+        ),
+        ({"metrics_token_file": "MISSING"}, "'http.metrics_token_file': cannot read"),
+        ({"metrics_token_file": "EMPTY"}, "'http.metrics_token_file': the metrics token is empty"),
+        ({"metrics_token": "in-the-file"}, "unknown key 'http.metrics_token'"),
+    ],
+)
+def test_bad_metrics_token_stops_the_start(tmp_path, monkeypatch, http, message):
+    monkeypatch.delenv("NOPE_METRICS", raising=False)
+    monkeypatch.setenv("EMPTY_METRICS", "  ")
+    (tmp_path / "EMPTY").write_text("\n")
+    http = {k: str(tmp_path / v) if k.endswith("_file") else v for k, v in http.items()}
+    with pytest.raises(ConfigError) as err:
+        config = parse_config({"hub": {"data_dir": str(tmp_path)}, "http": http})
+        Hub(config)
+    assert message in str(err.value)
+    assert "in-the-file" not in str(err.value)

@@ -153,7 +153,10 @@ ROUTES: dict[tuple[str, str], Spec] = {
     ("GET", "/redoc"): Public("API documentation"),
     ("HEAD", "/redoc"): Public("API documentation"),
     ("GET", "/healthz"): Public("health check for load balancers: no account data"),
-    ("GET", "/metrics"): Public("Prometheus metrics: counts by status, no account data"),
+    ("GET", "/metrics"): Public(
+        "Prometheus metrics, no account data; loopback clients only unless its own bearer "
+        "token ([http] metrics_token_env) is set (tests/test_api.py)"
+    ),
     ("GET", "/callbacks/{provider}/{kind}"): Public(
         "provider callbacks check their own secret or signature (test_callback_needs_secret)"
     ),
