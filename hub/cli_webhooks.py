@@ -24,6 +24,7 @@ def _endpoint_dict(endpoint: Any, account: str) -> dict[str, Any]:
         "url": endpoint.url,
         "events": endpoint.events.split(","),
         "enabled": endpoint.enabled,
+        "private_ok": endpoint.private_ok,
         "created_at": endpoint.created_at,
     }
 
@@ -42,7 +43,13 @@ def _account_names(session: Any, ids: set[int]) -> dict[int, str]:
 @webhooks_app.command("add")
 def webhooks_add(
     account: Annotated[str, typer.Argument(help="The account whose events are sent.")],
-    url: Annotated[str, typer.Argument(help="The https:// URL that receives them.")],
+    url: Annotated[
+        str,
+        typer.Argument(
+            help="The https:// URL that receives them; any address, localhost and private "
+            "networks included."
+        ),
+    ],
     event: Annotated[
         list[str] | None,
         typer.Option(
@@ -54,12 +61,17 @@ def webhooks_add(
     ] = None,
     as_json: Annotated[bool, _JSON] = False,
 ) -> None:
-    """Register a webhook URL; prints its signing secret once."""
+    """Register a webhook URL; prints its signing secret once.
+
+    Its URL may point anywhere, the hub's own network included, unlike the web console's.
+    """
     from hub import webhooks
     from hub.cli import emit, run_db
 
     def _do(session: Any) -> dict[str, Any]:
-        endpoint, secret = webhooks.add_endpoint(session, account, url, event or ["*"])
+        endpoint, secret = webhooks.add_endpoint(
+            session, account, url, event or ["*"], private_ok=True
+        )
         return {**_endpoint_dict(endpoint, account), "secret": secret}
 
     data = run_db(_do)

@@ -6,7 +6,7 @@ import enum
 import uuid
 from datetime import datetime
 
-from sqlalchemy import Column, DateTime, Index, UniqueConstraint
+from sqlalchemy import Column, DateTime, Index, UniqueConstraint, false
 from sqlmodel import Field, SQLModel
 
 from hub.timeutil import utcnow
@@ -410,6 +410,10 @@ class WebhookEndpoint(SQLModel, table=True):
     # Comma-separated event types, or "*".
     events: str = Field(default="*", max_length=500)
     enabled: bool = True
+    # True when the hub administrator added it (`smshub webhooks add`), who may aim it at the
+    # hub's own network (localhost, private addresses). Console endpoints stay False: the
+    # sender refuses their hosts when they resolve to a non-public address (SSRF).
+    private_ok: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
 
 

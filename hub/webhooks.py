@@ -21,9 +21,11 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
+import ipaddress
 import json
 import logging
 import secrets
+import socket
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -74,6 +76,11 @@ GIVE_UP_AFTER = timedelta(days=3)
 CLAIM_LEASE = timedelta(minutes=2)
 
 _TARGETS_CACHE = "smshub.webhook_targets"
+
+# Names of this machine: refused for console webhooks whatever they resolve to.
+LOCAL_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"})
+# NAT64 well-known prefix: an IPv6 address here is an IPv4 address behind a NAT64 gateway.
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 
 # -- signing -----------------------------------------------------------------------------------
@@ -144,6 +151,68 @@ def validate_url(url: str) -> str:
     return url
 
 
+def _not_public(address: str) -> str | None:
+    """What kind of non-public address ADDRESS is ("a private address", ...), or None."""
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(address)
+    if isinstance(ip, ipaddress.IPv6Address):
+        # An IPv4 address carried in IPv6 is judged by itself: that is where the
+        # connection ends up (::ffff:10.0.0.5 reaches 10.0.0.5).
+        if ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        elif ip in _NAT64:
+            ip = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    if ip.is_global:
+        return None
+    for flag, kind in (
+        (ip.is_loopback, "a loopback address (this machine)"),
+        (ip.is_unspecified, "the unspecified address (this machine)"),
+        (ip.is_link_local, "a link-local address"),
+        (ip.is_multicast, "a multicast address"),
+        (ip.is_private, "a private address"),
+    ):
+        if flag:
+            return kind
+    return "not a public address"
+
+
+def check_destination(host: str, addresses: Iterable[str] = ()) -> str | None:
+    """Why HOST must not receive webhooks added in the web console, or None if it may.
+
+    Customers add console webhooks; one aimed at the hub's own network would let them make
+    the hub call internal services and read the start of their answers in the delivery log.
+    So HOST (a URL's host name) is refused when it names this machine (localhost,
+    *.localhost), when it is an IP literal that is not global, or when ANY of ADDRESSES
+    (what HOST resolves to; none needed for a literal) is not global: loopback, private,
+    link-local, shared, reserved... An IPv4 address inside IPv6 (::ffff:a.b.c.d, NAT64)
+    is judged as IPv4. The reason is written for the account owner, e.g.
+    "internal.example.com resolves to 10.0.0.5, a private address".
+    Endpoints the hub administrator adds (``private_ok``) are never checked.
+    """
+    name = host.rstrip(".").lower()
+    try:
+        kind = _not_public(name)
+    except ValueError:  # a name, not an address
+        pass
+    else:
+        return f"{name} is {kind}" if kind else None
+    for address in addresses:
+        kind = _not_public(address)
+        if kind:
+            return f"{host} resolves to {address}, {kind}"
+    if name in LOCAL_NAMES or name.endswith(".localhost"):
+        return f"{host} names the hub itself"
+    return None
+
+
+async def resolve(host: str, port: int) -> list[str]:
+    """The addresses HOST resolves to, each once, looked up off the event loop."""
+    loop = asyncio.get_running_loop()
+    infos = await asyncio.wait_for(
+        loop.getaddrinfo(host, port, type=socket.SOCK_STREAM), REQUEST_TIMEOUT
+    )
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
 def validate_events(events: Iterable[str]) -> list[str]:
     """The event types, checked; ["*"] when empty or when "*" is among them."""
     chosen: list[str] = []
@@ -166,9 +235,19 @@ def _forget_targets(session: Session) -> None:
 
 
 def add_endpoint(
-    session: Session, account: str | int, url: str, events: Sequence[str] = ("*",)
+    session: Session,
+    account: str | int,
+    url: str,
+    events: Sequence[str] = ("*",),
+    *,
+    private_ok: bool = False,
 ) -> tuple[WebhookEndpoint, str]:
-    """Register URL for ACCOUNT's EVENTS; returns the endpoint and its secret (show it once)."""
+    """Register URL for ACCOUNT's EVENTS; returns the endpoint and its secret (show it once).
+
+    PRIVATE_OK (the hub administrator's CLI only) lets the URL reach the hub's own network;
+    otherwise the sender refuses a host that is or resolves to a non-public address
+    (see ``check_destination``).
+    """
     acc = get_account(session, account)
     assert acc.id is not None
     secret = new_secret()
@@ -177,6 +256,7 @@ def add_endpoint(
         url=validate_url(url),
         secret=secret,
         events=",".join(validate_events(events)),
+        private_ok=private_ok,
     )
     session.add(endpoint)
     session.flush()
@@ -507,6 +587,7 @@ class _Job:
     event_id: str
     event_type: str
     payload: str
+    private_ok: bool = False
 
 
 @dataclass(frozen=True)
@@ -611,9 +692,34 @@ class WebhookSender:
                         event_id=delivery.event_id,
                         event_type=delivery.event_type,
                         payload=delivery.payload,
+                        private_ok=endpoint.private_ok,
                     )
                 )
         return jobs
+
+    async def _refusal(self, job: _Job) -> _Result | None:
+        """A failure when JOB may only reach public addresses and its host is not one (or
+        cannot be resolved); None when the post may go ahead."""
+        if job.private_ok:
+            return None
+        parts = urlsplit(job.url)
+        host = parts.hostname or ""
+        addresses: list[str] = []
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:  # a name: look it up (an IP literal needs no lookup)
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+            try:
+                addresses = await resolve(host, port)
+            except TimeoutError:
+                return _Result(None, f"DNS lookup of {host} timed out after {REQUEST_TIMEOUT:g} s")
+            except OSError as exc:  # socket.gaierror
+                return _Result(None, f"DNS lookup of {host} failed: {exc.strerror or exc}")
+        reason = check_destination(host, addresses)
+        if reason is None:
+            return None
+        # Retried like a connection error: a DNS change can fix it.
+        return _Result(None, f"not sent: {reason}; console webhooks must reach a public address")
 
     async def _post(self, job: _Job) -> _Result:
         timestamp = int(time.time())
@@ -626,6 +732,9 @@ class WebhookSender:
             SIGNATURE_HEADER: signature_header(job.secret, timestamp, body),
         }
         async with self._gate:
+            refused = await self._refusal(job)
+            if refused is not None:
+                return refused
             try:
                 async with self.client.stream("POST", job.url, content=body, headers=headers) as r:
                     excerpt = b""

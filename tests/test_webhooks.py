@@ -4,6 +4,7 @@ parent accounts, posted to a real HTTP receiver."""
 from __future__ import annotations
 
 import json
+import re
 import socket
 import threading
 from collections.abc import Iterator
@@ -12,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import Engine
 from sqlmodel import col, select
@@ -82,10 +84,18 @@ async def sender(engine: Engine) -> Any:
 
 
 def _add(
-    engine: Engine, account: str, url: str, events: list[str] | None = None
+    engine: Engine,
+    account: str,
+    url: str,
+    events: list[str] | None = None,
+    *,
+    private_ok: bool = True,
 ) -> tuple[int, str]:
+    """Add an endpoint; by default as the administrator would (the receivers are local)."""
     with session_scope(engine) as s:
-        endpoint, secret = webhooks.add_endpoint(s, account, url, events or ["*"])
+        endpoint, secret = webhooks.add_endpoint(
+            s, account, url, events or ["*"], private_ok=private_ok
+        )
     assert endpoint.id is not None
     return endpoint.id, secret
 
@@ -459,6 +469,7 @@ def test_cli_add_list_test_log_remove(cli_run, engine, account, receiver):
     assert code == 0, out
     added = json.loads(out)
     assert added["secret"].startswith("whsec_") and added["events"] == ["message.delivered"]
+    assert added["private_ok"] is True  # the administrator's: may reach the hub's network
 
     code, out, _ = cli_run("list", "--json")
     assert code == 0
@@ -514,3 +525,166 @@ async def test_stop_notifies_optout_created(hub, account, receiver, sender):
         "acme",
         "+33612345678",
     )
+
+
+# -- console endpoints reach public addresses only (SSRF) --------------------------------------
+REFUSED = "; console webhooks must reach a public address"
+
+
+def _ping(engine: Engine, endpoint_id: int) -> None:
+    with session_scope(engine) as s:
+        webhooks.queue_ping(s, endpoint_id)
+
+
+def _errors(engine: Engine) -> dict[int, tuple[str, int, str]]:
+    return {d.endpoint_id: (d.status, d.attempts, d.last_error) for d in _deliveries(engine)}
+
+
+async def test_console_endpoint_on_localhost_is_not_called_an_admin_one_is(
+    engine, account, receiver, sender
+):
+    # Real resolution of "localhost": no resolver is patched here.
+    url = receiver.url.replace("127.0.0.1", "localhost")
+    console_id, _ = _add(engine, "acme", url, private_ok=False)
+    _ping(engine, console_id)
+    before = utcnow()
+    assert await sender.send_due() == 0
+    assert receiver.requests == []
+    [row] = _deliveries(engine)
+    assert (row.status, row.attempts, row.last_status_code) == ("pending", 1, None)
+    assert re.fullmatch(
+        r"not sent: localhost resolves to (127\.0\.0\.1|::1), a loopback address "
+        r"\(this machine\)" + re.escape(REFUSED),
+        row.last_error,
+    ), row.last_error
+    # Retried like an unreachable endpoint: a DNS change can fix it.
+    wait = (row.due_at.replace(tzinfo=before.tzinfo) - before).total_seconds()
+    assert 25 <= wait <= 35
+
+    admin_id, _ = _add(engine, "acme", url, private_ok=True)
+    _ping(engine, admin_id)
+    assert await sender.send_due() == 1
+    [request] = receiver.requests
+    assert json.loads(request["body"])["type"] == "ping"
+    assert _errors(engine)[admin_id] == ("delivered", 1, "")
+
+
+def test_cli_endpoint_may_point_at_localhost(cli_run, engine, account, receiver):
+    url = receiver.url.replace("127.0.0.1", "localhost")
+    code, out, _ = cli_run("add", "acme", url, "--json")
+    assert code == 0, out
+    added = json.loads(out)
+    assert added["private_ok"] is True
+    code, out, _ = cli_run("test", str(added["id"]))
+    assert code == 0 and "delivered: HTTP 200" in out, out
+    assert len(receiver.requests) == 1
+
+
+async def test_console_endpoint_named_for_a_private_address_is_not_called(
+    engine, account, receiver, sender, monkeypatch
+):
+    port = receiver.server.server_address[1]
+    answers = {
+        "hooks.acme.example": ["127.0.0.1"],
+        "internal.example.com": ["10.0.0.5"],
+        # ANY private address refuses the name, IPv4-mapped IPv6 included.
+        "mixed.example.com": ["93.184.216.34", "::ffff:127.0.0.1"],
+        "metadata.example.com": ["169.254.169.254"],
+    }
+    looked_up: list[tuple[str, int]] = []
+
+    async def resolve(host: str, port: int) -> list[str]:
+        looked_up.append((host, port))
+        return answers[host]
+
+    monkeypatch.setattr(webhooks, "resolve", resolve)
+    ids = {}
+    for host in [*answers, "127.0.0.1"]:
+        ids[host], _ = _add(engine, "acme", f"http://{host}:{port}/hooks", private_ok=False)
+        _ping(engine, ids[host])
+    assert await sender.send_due() == 0
+    assert receiver.requests == []
+    errors = _errors(engine)
+    assert errors[ids["internal.example.com"]] == (
+        "pending",
+        1,
+        "not sent: internal.example.com resolves to 10.0.0.5, a private address" + REFUSED,
+    )
+    assert errors[ids["hooks.acme.example"]][2] == (
+        "not sent: hooks.acme.example resolves to 127.0.0.1, a loopback address (this machine)"
+        + REFUSED
+    )
+    assert errors[ids["mixed.example.com"]][2].startswith(
+        "not sent: mixed.example.com resolves to ::ffff:127.0.0.1, a loopback address"
+    )
+    assert "169.254.169.254, a link-local address" in errors[ids["metadata.example.com"]][2]
+    assert errors[ids["127.0.0.1"]][2] == (
+        "not sent: 127.0.0.1 is a loopback address (this machine)" + REFUSED
+    )
+    # An IP literal is judged as it is, without a lookup.
+    assert sorted(looked_up) == sorted((host, port) for host in answers)
+
+
+async def test_console_endpoint_on_a_public_address_is_posted_lookup_failures_retried(
+    engine, account, monkeypatch
+):
+    async def resolve(host: str, port: int) -> list[str]:
+        if host == "hooks.acme.example":
+            return ["93.184.216.34", "2606:2800:220:1::", "::ffff:93.184.216.34"]
+        if host == "slow.example.com":
+            raise TimeoutError
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(webhooks, "resolve", resolve)
+    posted: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        posted.append(str(request.url))
+        return httpx.Response(200)
+
+    ids = {}
+    for host in ("hooks.acme.example", "nowhere.example.com", "slow.example.com"):
+        ids[host], _ = _add(engine, "acme", f"https://{host}/in", private_ok=False)
+        _ping(engine, ids[host])
+    async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as client:
+        sender = webhooks.WebhookSender(engine, client=client)
+        assert await sender.send_due() == 1
+    assert posted == ["https://hooks.acme.example/in"]
+    errors = _errors(engine)
+    assert errors[ids["hooks.acme.example"]] == ("delivered", 1, "")
+    assert errors[ids["nowhere.example.com"]] == (
+        "pending",
+        1,
+        "DNS lookup of nowhere.example.com failed: Name or service not known",
+    )
+    assert errors[ids["slow.example.com"]] == (
+        "pending",
+        1,
+        f"DNS lookup of slow.example.com timed out after {webhooks.REQUEST_TIMEOUT:g} s",
+    )
+
+
+@pytest.mark.parametrize(
+    ("host", "addresses", "reason"),
+    [
+        ("hooks.acme.example", ["93.184.216.34", "2606:2800:220:1::"], None),
+        ("93.184.216.34", [], None),
+        ("::ffff:93.184.216.34", [], None),
+        ("10.1.2.3", [], "10.1.2.3 is a private address"),
+        ("::ffff:10.1.2.3", [], "::ffff:10.1.2.3 is a private address"),
+        ("64:ff9b::a01:203", [], "64:ff9b::a01:203 is a private address"),  # NAT64 10.1.2.3
+        ("::1", [], "::1 is a loopback address (this machine)"),
+        ("0.0.0.0", [], "0.0.0.0 is the unspecified address (this machine)"),
+        ("100.64.0.1", [], "100.64.0.1 is not a public address"),  # carrier-grade NAT
+        ("Localhost.", [], "Localhost. names the hub itself"),
+        ("api.localhost", [], "api.localhost names the hub itself"),
+        (
+            "v6.example",
+            ["fe80::1%eth0"],
+            "v6.example resolves to fe80::1%eth0, a link-local address",
+        ),
+        ("db.example", ["192.168.1.9"], "db.example resolves to 192.168.1.9, a private address"),
+    ],
+)
+def test_check_destination(host, addresses, reason):
+    assert webhooks.check_destination(host, addresses) == reason

@@ -4,7 +4,6 @@ secret shown once, disable or enable, remove, send a test event) and recent deli
 # No `from __future__ import annotations`: FastAPI reads these annotations at runtime.
 
 import asyncio
-import ipaddress
 from collections import defaultdict
 from typing import Annotated, Any
 from urllib.parse import urlsplit
@@ -27,7 +26,6 @@ from hub.models import Account, WebhookDelivery, WebhookEndpoint
 router = APIRouter()
 PATH = "/console/webhooks"
 RECENT = 5
-_LOCAL_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost")
 
 
 def check_public_url(url: str) -> str:
@@ -35,20 +33,16 @@ def check_public_url(url: str) -> str:
 
     Customers add webhooks from the console; a URL aimed at the hub's own network would let
     them make the hub call internal services and read the start of their answers in the
-    delivery log. (Names that resolve to such addresses are the sender's to refuse.)
+    delivery log. This gives the immediate error for names and literal addresses; names
+    that resolve to such addresses are refused by the sender at each delivery (the same
+    ``webhooks.check_destination``).
     """
     url = webhooks.validate_url(url)
-    host = (urlsplit(url).hostname or "").rstrip(".").lower()
-    if host in _LOCAL_NAMES or host.endswith(".localhost"):
-        raise InvalidInput(f"webhook URL {url!r} points at the hub itself; use a public address")
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return url
-    if not address.is_global:
+    reason = webhooks.check_destination(urlsplit(url).hostname or "")
+    if reason is not None:
         raise InvalidInput(
-            f"webhook URL {url!r} points at a private or local address; use a public one "
-            "(the hub administrator can add others with `smshub webhooks add`)"
+            f"webhook URL {url!r} points at a private or local address: {reason}; use a "
+            "public one (the hub administrator can add others with `smshub webhooks add`)"
         )
     return url
 

@@ -232,6 +232,8 @@ async def test_webhook_add_shows_secret_once_then_test_disable_remove(console, e
     [endpoint] = _rows(engine, WebhookEndpoint)
     assert endpoint.events == "message.failed,optout.created"
     assert endpoint.account_id == _account_id(engine, "acme")
+    # A customer's endpoint: the sender refuses hosts that resolve to non-public addresses.
+    assert endpoint.private_ok is False
 
     page = await alice.get("/console/webhooks")
     assert "https://hooks.acme.example/sms" in page.text.replace("<wbr>", "")

@@ -280,7 +280,9 @@ def test_webhooks_survive_kill_9(
         with session_scope(engine) as s:
             create_account(s, ACCOUNT, region="FR")
             top_up(s, ACCOUNT, 2 * MESSAGES)
-            endpoint, secret = webhooks.add_endpoint(s, ACCOUNT, receiver.url, ["*"])
+            endpoint, secret = webhooks.add_endpoint(
+                s, ACCOUNT, receiver.url, ["*"], private_ok=True
+            )
             endpoint_id = endpoint.id
         config_path = _write_config(tmp_path, db_url)
         run = _crash_and_settle(config_path, engine, make_config(db_url, tmp_path / "s"), rng)

@@ -347,6 +347,7 @@ def upgrade() -> None:
     sa.Column('secret', sqlmodel.sql.sqltypes.AutoString(length=128), nullable=False),
     sa.Column('events', sqlmodel.sql.sqltypes.AutoString(length=500), nullable=False),
     sa.Column('enabled', sa.Boolean(), nullable=False),
+    sa.Column('private_ok', sa.Boolean(), server_default=sa.false(), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], ),
     sa.PrimaryKeyConstraint('id')
