@@ -324,6 +324,9 @@ class MailUser(SQLModel, table=True):
     # scrypt, as "scrypt$n$r$p$salt$hash" (hex).
     password_hash: str = Field(max_length=255)
     disabled: bool = False
+    # Part of every console session's signature: raised when the user is disabled, so that
+    # enabling it again does not bring back the sessions it had.
+    session_epoch: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
 
 

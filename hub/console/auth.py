@@ -107,7 +107,7 @@ def _load_user(engine: Engine, value: str) -> ConsoleUser | None:
         if user is None or user.disabled:
             return None
         if not hmac.compare_digest(
-            cookies.password_fingerprint(user.password_hash), data.fingerprint
+            cookies.login_fingerprint(user.password_hash, user.session_epoch), data.fingerprint
         ):
             return None
         account = session.get(Account, user.account_id)

@@ -116,14 +116,14 @@ async def login(
         )
     hub = request.app.state.hub
 
-    def _check() -> tuple[int, str] | None:
+    def _check() -> tuple[int, str, int] | None:
         with read_scope(hub.engine) as session:
             found = check_login(session, username, password)
             if found is None:
                 return None
             user = session.get(MailUser, found.user_id)
             assert user is not None
-            return found.user_id, user.password_hash
+            return found.user_id, user.password_hash, user.session_epoch
 
     found = await asyncio.to_thread(_check)
     if found is None:
@@ -131,9 +131,9 @@ async def login(
         log.info("console login failed for %r", username)
         return _login_form(request, next, "Wrong user name or password.", username, status=401)
     throttle.succeeded(username)
-    user_id, password_hash = found
+    user_id, password_hash, epoch = found
     key = await asyncio.to_thread(signing_key, hub.engine)
-    data = cookies.new_session(user_id, password_hash, hub.config.console.session_hours)
+    data = cookies.new_session(user_id, password_hash, epoch, hub.config.console.session_hours)
     response = redirect(_safe_next(next))
     response.set_cookie(
         COOKIE,

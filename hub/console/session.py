@@ -1,8 +1,8 @@
 """Signed session cookies for the web console (HMAC-SHA256, no server-side store).
 
 The cookie carries the user id, a CSRF token and an expiry, plus a fingerprint of the
-user's password hash: changing the password (or disabling the user, checked on every
-request) ends every session at once.
+user's password hash and session epoch: changing the password, or disabling the user (which
+raises the epoch, and is checked on every request), ends every session for good.
 """
 
 from __future__ import annotations
@@ -27,9 +27,10 @@ def session_key(session: Session) -> bytes:
     return generated_key(session, _KEY)
 
 
-def password_fingerprint(password_hash: str) -> str:
-    """A short digest of the stored hash: a new password invalidates old cookies."""
-    return hashlib.sha256(password_hash.encode()).hexdigest()[:16]
+def login_fingerprint(password_hash: str, epoch: int) -> str:
+    """A short digest of the stored hash and the user's session epoch: a new password or
+    epoch invalidates old cookies."""
+    return hashlib.sha256(f"{epoch}\n{password_hash}".encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -78,11 +79,11 @@ def decode(key: bytes, value: str, now: float | None = None) -> SessionData | No
     return data
 
 
-def new_session(user_id: int, password_hash: str, hours: float) -> SessionData:
+def new_session(user_id: int, password_hash: str, epoch: int, hours: float) -> SessionData:
     """A fresh session (new CSRF token) for a user who just logged in."""
     return SessionData(
         user_id=user_id,
         csrf=secrets.token_urlsafe(24),
         expires=int(time.time() + hours * 3600),
-        fingerprint=password_fingerprint(password_hash),
+        fingerprint=login_fingerprint(password_hash, epoch),
     )

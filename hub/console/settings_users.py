@@ -75,6 +75,8 @@ async def user_disable(
     def _set() -> tuple[str, str]:
         with session_scope(hub.engine) as session:
             row = owned(session, MailUser, user_id, user, "user")
+            if disabled and not row.disabled:
+                row.session_epoch += 1
             row.disabled = disabled
             session.add(row)
             acc = session.get(Account, row.account_id)

@@ -153,6 +153,8 @@ async def test_users_add_disable_enable_and_password(console, engine):
     assert (await bob.login("bob", "bob password 1")).status_code == 401
     r = await alice.post(f"/console/intake/users/{row.id}/disable", {"disabled": "0"})
     assert r.status_code == 303
+    # Enabled again, bob logs in anew: the session he had before stays ended.
+    assert (await bob.get("/console/intake")).status_code == 303
     bob = await console("")
     assert (await bob.login("bob", "bob password 1")).status_code == 303
 
