@@ -7,21 +7,34 @@ rules, templates and settings the same way and remove a calendar with the same r
 from __future__ import annotations
 
 import json
+import logging
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from sqlalchemy import event as sa_event
 from sqlmodel import Session, col, delete, select
 
 from hub.accounts import get_account
-from hub.errors import InvalidInput, NotFound
-from hub.models import Calendar, CalendarEventRow, Message, Reminder
+from hub.calendars import SourceContext, StateFile, calendar_source_name
+from hub.errors import ConfigError, InvalidInput, NotFound
+from hub.models import Account, Calendar, CalendarEventRow, Message, Reminder
 from hub.outbox import cancel_queued
 from hub.reminders.render import render_reminder
 from hub.reminders.rules import parse_hhmm, parse_offsets
 from hub.timeutil import as_utc, utcnow
+
+log = logging.getLogger("smshub.calendars")
+
+# The ``*_file`` settings whose file the hub writes itself (write_secret_file): the password
+# typed in the console's ICS / CalDAV form (DATA_DIR/secrets), the refresh token of a sign-in
+# (the console's, in DATA_DIR/secrets, or `smshub calendars auth ... --output FILE`). With
+# what they hold, for the user. Other ``*_file`` settings (OAuth client secrets, service
+# account keys, CA bundles) are the administrator's, often shared: never deleted.
+WRITTEN_SECRETS = {"password_file": "password", "refresh_token_file": "refresh token"}
 
 
 def parse_setting(item: str) -> tuple[str, str]:
@@ -126,6 +139,13 @@ class RemoveReport:
     credits_refunded: int = 0
     already_sending: list[dict[str, Any]] = field(default_factory=list)
     appointments_deleted: int = 0
+    # The files the hub kept for a deleted calendar (its source's cached copy or renewed
+    # token, the secret files the hub wrote for it), once the removal is committed: each
+    # {"what", "path"}; with "error", those that could not be deleted; with "why", those
+    # left alone (outside the data directory, or still used by another calendar).
+    files_deleted: list[dict[str, str]] = field(default_factory=list)
+    files_not_deleted: list[dict[str, str]] = field(default_factory=list)
+    files_kept: list[dict[str, str]] = field(default_factory=list)
 
 
 def _cancel_scheduled(
@@ -165,9 +185,20 @@ def _cancel_scheduled(
     return report
 
 
-def remove_calendar(session: Session, calendar_id: int, keep_history: bool = False) -> RemoveReport:
+def remove_calendar(
+    session: Session,
+    calendar_id: int,
+    keep_history: bool = False,
+    *,
+    data_dir: Path | None = None,
+) -> RemoveReport:
     """Disconnect a calendar: cancel its scheduled reminders (refunded), then delete it with
-    its appointments, or with KEEP_HISTORY only disable it."""
+    its appointments, or with KEEP_HISTORY only disable it (everything is kept).
+
+    When it is deleted and DATA_DIR (the hub's data directory) is given, the files the hub
+    kept for it there (see calendar_files) are deleted too, once SESSION's transaction is
+    committed, so a removal rolled back loses nothing; the report's ``files_*`` lists are
+    filled in then."""
     report = _cancel_scheduled(session, calendar_id, "the calendar was removed")
     calendar = session.get(Calendar, calendar_id)
     if calendar is None:
@@ -178,6 +209,9 @@ def remove_calendar(session: Session, calendar_id: int, keep_history: bool = Fal
         session.add(calendar)
         report.action = "disabled"
     else:
+        if data_dir is not None:
+            doomed = _files_to_delete(session, calendar, data_dir, report)
+            _delete_after_commit(session, doomed, report)
         session.flush()
         session.execute(delete(Reminder).where(col(Reminder.event_id).in_(event_ids)))
         report.appointments_deleted = session.execute(  # type: ignore[attr-defined]
@@ -186,6 +220,140 @@ def remove_calendar(session: Session, calendar_id: int, keep_history: bool = Fal
         session.delete(calendar)
         report.action = "deleted"
     return report
+
+
+def _settings(calendar: Calendar) -> dict[str, Any]:
+    try:
+        data = json.loads(calendar.settings or "{}")
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def calendar_files(calendar: Calendar, data_dir: Path) -> list[StateFile]:
+    """The files the hub may keep for CALENDAR, existing or not: the secret files the hub
+    writes that its settings name (WRITTEN_SECRETS), and those its source keeps in DATA_DIR
+    (the source's ``state_files``)."""
+    from hub.registry import calendar_state_files
+
+    settings = _settings(calendar)
+    files = [
+        StateFile(Path(value), what)
+        for key, what in WRITTEN_SECRETS.items()
+        if isinstance(value := settings.get(key), str) and value.strip()
+    ]
+    where = calendar_source_name(calendar.name)
+    try:
+        files += calendar_state_files(
+            calendar.source_type, settings, SourceContext(where, data_dir), where
+        )
+    except ConfigError as exc:
+        # Settings no longer valid (a connector changed): where its source kept files is
+        # unknown; the secrets above are still known.
+        log.warning("%s: cannot tell which files its source keeps: %s", where, exc)
+    return files
+
+
+def _files_in_use(session: Session, calendar_id: int, data_dir: Path) -> dict[Path, str]:
+    """Files other calendars use (any ``*_file`` setting, their sources' files), resolved,
+    with the first such calendar named."""
+    used: dict[Path, str] = {}
+    others = session.exec(
+        select(Calendar, Account.name)
+        .join(Account, col(Account.id) == col(Calendar.account_id))
+        .where(Calendar.id != calendar_id)
+        .order_by(col(Calendar.id))
+    ).all()
+    for other, account in others:
+        named = [
+            Path(value)
+            for key, value in _settings(other).items()
+            if key.endswith("_file") and isinstance(value, str) and value.strip()
+        ]
+        for path in [*named, *(f.path for f in calendar_files(other, data_dir))]:
+            used.setdefault(path.resolve(), f"calendar {other.name!r} of {account}")
+    return used
+
+
+def _entry(file: StateFile, path: Path, **more: str) -> dict[str, str]:
+    return {"what": file.what, "path": str(path), **more}
+
+
+def _files_to_delete(
+    session: Session, calendar: Calendar, data_dir: Path, report: RemoveReport
+) -> list[tuple[StateFile, Path]]:
+    """CALENDAR's files that may be deleted with it, resolved: only in DATA_DIR (a secret
+    file elsewhere is the administrator's) and used by no other calendar. Existing files
+    left alone are listed in REPORT.files_kept."""
+    root = data_dir.resolve()
+    in_use: dict[Path, str] | None = None
+    doomed: list[tuple[StateFile, Path]] = []
+    seen: set[Path] = set()
+    for file in calendar_files(calendar, data_dir):
+        path = file.path.resolve()
+        if path in seen:
+            continue
+        seen.add(path)
+        if path == root or not path.is_relative_to(root):
+            if path.exists():
+                why = f"outside the hub's data directory {root}: delete it yourself if unused"
+                report.files_kept.append(_entry(file, path, why=why))
+            continue
+        if in_use is None:
+            in_use = _files_in_use(session, int(calendar.id or 0), data_dir)
+        if path in in_use:
+            if path.exists():
+                report.files_kept.append(_entry(file, path, why=f"also used by {in_use[path]}"))
+            continue
+        doomed.append((file, path))
+    return doomed
+
+
+def _delete_files(files: Iterable[tuple[StateFile, Path]], report: RemoveReport) -> None:
+    """Delete FILES, listing in REPORT those deleted and those that could not be (each
+    logged as a warning naming it); a file already gone is not listed."""
+    for file, path in files:
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            error = exc.strerror or str(exc)
+            log.warning("cannot delete %s (%s) of a removed calendar: %s", path, file.what, error)
+            report.files_not_deleted.append(_entry(file, path, error=error))
+        else:
+            log.info("deleted %s (%s) of a removed calendar", path, file.what)
+            report.files_deleted.append(_entry(file, path))
+
+
+def _delete_after_commit(
+    session: Session, files: list[tuple[StateFile, Path]], report: RemoveReport
+) -> None:
+    """Delete FILES once SESSION's current (outermost) transaction is committed; never if it
+    is rolled back."""
+    if not files:
+        return
+    root = session.get_transaction()
+    done = False
+
+    def committed(_: Session) -> None:
+        nonlocal done
+        # after_commit also follows a savepoint's release: wait for the outermost.
+        if done or root is None or root.is_active:
+            return
+        done = True
+        try:
+            _delete_files(files, report)
+        except Exception:  # the removal is committed: this must not undo the caller's success
+            log.exception("deleting the files of a removed calendar failed")
+
+    def ended(_: Session, transaction: Any) -> None:
+        nonlocal done
+        if transaction is root:
+            done = True  # committed (deleted above) or rolled back: nothing more to do
+
+    sa_event.listen(session, "after_commit", committed)
+    sa_event.listen(session, "after_transaction_end", ended)
 
 
 def update_rules(

@@ -8,6 +8,8 @@ cancelled) is decided by hub.reminders from those events.
 from __future__ import annotations
 
 import enum
+import hashlib
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -153,6 +155,22 @@ class SyncWindow:
     end: datetime
 
 
+def calendar_source_name(calendar_name: str) -> str:
+    """The name a calendar's source is given (``SourceContext.name``): it appears in the
+    source's messages and in the names of the files it keeps, so syncing and removing the
+    calendar must both use this."""
+    return f"calendar {calendar_name!r}"
+
+
+@dataclass(frozen=True)
+class StateFile:
+    """A file a source keeps in the data directory for one calendar, between syncs."""
+
+    path: Path
+    # What it holds, in a few words for the user: "cached copy of the calendar"...
+    what: str
+
+
 @dataclass
 class SourceContext:
     """What the hub gives a source."""
@@ -161,6 +179,14 @@ class SourceContext:
     data_dir: Path
     # Secrets resolved by the hub (OAuth tokens, passwords), by setting name.
     secrets: Mapping[str, str] = field(default_factory=dict)
+
+    def state_path(self, *key: object, prefix: str = "", suffix: str = "") -> Path:
+        """Where this calendar's source keeps a file: DATA_DIR/calendars/PREFIX{name}-{tag}SUFFIX,
+        the name readable and the tag (a digest of the name and KEY) unique even for names
+        that differ only in punctuation."""
+        tag = hashlib.sha256("\n".join([self.name, *map(str, key)]).encode()).hexdigest()[:10]
+        safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", self.name).strip("_")[:60]
+        return self.data_dir / "calendars" / f"{prefix}{safe}-{tag}{suffix}"
 
     def secret(self, settings: BaseModel, key: str, *, required: bool = False) -> str | None:
         """The secret KEY: as the hub resolved it, else read from SETTINGS' KEY_env / KEY_file.
@@ -202,6 +228,14 @@ class CalendarSource(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+    @classmethod
+    def state_files(cls, settings: Any, ctx: SourceContext) -> list[StateFile]:
+        """The files a source with SETTINGS keeps under ``ctx.data_dir`` (a cached copy, a
+        renewed token...), computed as the source computes them, whether they exist yet or
+        not: the hub deletes them when the calendar is deleted. [] for a source that keeps
+        nothing on disk."""
+        ...
 
 
 def occurrence_id(start: datetime | date) -> str:

@@ -217,19 +217,25 @@ def calendars_remove(
     Scheduled reminders are cancelled and their credits refunded. One that a
     dispatcher took a moment ago is already going out: it is listed apart.
     Reminders already sent stay in `smshub messages list`.
+    The files the hub kept for the calendar in its data directory are deleted
+    with it: the source's cached copy or renewed refresh token, and the
+    password or refresh token files it names there (written by the console or
+    `smshub calendars auth --output`). Files elsewhere, or that another
+    calendar uses, are kept and listed.
     """
     from dataclasses import asdict
 
-    from hub.calendar_setup import remove_calendar
+    from hub.calendar_setup import RemoveReport, remove_calendar
 
     cli = _cli()
+    data_dir = cli.get_config().hub.data_dir
 
-    def _do(session: Any) -> dict[str, Any]:
+    def _do(session: Any) -> RemoveReport:
         calendar_id = _calendar_id(session, account, name)
-        report = asdict(remove_calendar(session, calendar_id, keep_history))
-        return {"account": account, "calendar": name, **report}
+        return remove_calendar(session, calendar_id, keep_history, data_dir=data_dir)
 
-    data = cli.run_db(_do)
+    # The files are deleted once the removal is committed: the report is complete after.
+    data = {"account": account, "calendar": name, **asdict(cli.run_db(_do))}
     lines = [
         f"calendar {name} of {account} {data['action']}: {len(data['cancelled'])} scheduled "
         f"reminder(s) cancelled, {data['credits_refunded']} credit(s) refunded"
@@ -248,7 +254,25 @@ def calendars_remove(
             "its appointments are kept; it is no longer synced "
             "(`smshub calendars sync` would plan its reminders again)"
         )
+    lines += _file_lines(data)
     cli.emit(data, as_json, "\n".join(lines))
+
+
+def _file_lines(data: dict[str, Any]) -> list[str]:
+    """What `calendars remove` did with the files the hub kept for the calendar."""
+    lines = []
+    deleted = data["files_deleted"]
+    if deleted:
+        lines.append(
+            f"deleted {len(deleted)} stored file(s) (" + ", ".join(f["what"] for f in deleted) + ")"
+        )
+        lines += [f"  deleted: {f['path']} ({f['what']})" for f in deleted]
+    lines += [
+        f"could not delete {f['path']} ({f['what']}): {f['error']}; delete it by hand"
+        for f in data["files_not_deleted"]
+    ]
+    lines += [f"kept {f['path']} ({f['what']}): {f['why']}" for f in data["files_kept"]]
+    return lines
 
 
 @reminders_app.command("list")

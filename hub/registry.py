@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from hub.calendars import CalendarSource, SourceContext
+from hub.calendars import CalendarSource, SourceContext, StateFile
 from hub.config import Config, read_secret
 from hub.errors import ConfigError
 from hub.mailout import MailSender
@@ -106,6 +106,19 @@ def build_calendar_source(
     parsed = calendar_settings(kind, settings, where)
     source: CalendarSource = _calendar_class(kind, where)(parsed, ctx)
     return source
+
+
+def calendar_state_files(
+    kind: str, settings: dict[str, Any], ctx: SourceContext, where: str
+) -> list[StateFile]:
+    """The files the KIND source of a calendar with SETTINGS keeps in ``ctx.data_dir``;
+    ConfigError when the settings are not valid."""
+    cls = _calendar_class(kind, where)
+    listed = getattr(cls, "state_files", None)  # a connector from before the method
+    if listed is None:
+        return []
+    files: list[StateFile] = listed(calendar_settings(kind, settings, where), ctx)
+    return files
 
 
 MAIL_SOURCE_GROUP = "smshub.mail_sources"

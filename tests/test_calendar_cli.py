@@ -22,7 +22,10 @@ from typer.testing import CliRunner
 from hub import cli
 from hub.db import make_engine, session_scope
 from hub.models import Calendar, CalendarEventRow, Message, Reminder
+from tests.fakes import graph
 from tests.fakes.smsfactor import BackgroundServer
+
+graph_fake = graph.graph_fake  # the fixture, under its own name
 
 ICS = Path(__file__).parent / "data" / "ics"
 PARIS = ZoneInfo("Europe/Paris")
@@ -363,6 +366,220 @@ def test_remove_keep_history_only_disables(synced, smshub, db_url):
     engine.dispose()
     code, out, _ = smshub("reminders", "list", "--json")
     assert json.loads(out) == []
+
+
+# -- remove: the files the hub kept for the calendar -------------------------------------------
+@pytest.fixture
+def ics_http(tmp_path: Path) -> Any:
+    """An HTTP server publishing the three future appointments."""
+    _future_calendar(tmp_path / "served.ics")
+    body = (tmp_path / "served.ics").read_bytes()
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            pass
+
+        def do_GET(self) -> None:  # noqa: N802
+            self.send_response(200)
+            self.send_header("Content-Type", "text/calendar")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    with BackgroundServer(Handler) as server:
+        yield f"{server.url}/private/cabinet.ics"
+
+
+def _connect_ics(smshub: Any, url: str, name: str, *settings: str) -> None:
+    if smshub("accounts", "show", "acme")[0] != 0:
+        assert smshub("accounts", "create", "acme", "--region", "FR")[0] == 0
+        assert smshub("accounts", "credit", "acme", "20")[0] == 0
+    extra = [arg for setting in settings for arg in ("--set", setting)]
+    code, _, err = smshub(
+        "calendars", "add", "acme", name, "--type", "ics", f"--set=url={url}", *extra
+    )
+    assert code == 0, err
+    code, out, err = smshub("calendars", "sync", "acme", name, "--json")
+    assert code == 0, err
+    assert json.loads(out)["planned"] == 3
+
+
+def _secret(path: Path, value: str = "s3cret") -> Path:
+    from hub.calendar_setup import write_secret_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_secret_file(path, value)
+    return path
+
+
+def test_remove_deletes_the_cached_copy_and_the_hubs_secret_file(smshub, tmp_path, ics_http):
+    password = _secret(tmp_path / "secrets" / "ics-1-0123abcd.secret")
+    _connect_ics(smshub, ics_http, "cabinet", f"password_file={password}", "username=cab")
+    cached = list((tmp_path / "calendars").glob("*.ics"))
+    assert len(cached) == 1  # the last copy fetched: the patients' appointments
+    code, out, err = smshub("calendars", "remove", "acme", "cabinet", "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["files_deleted"] == [
+        {"what": "password", "path": str(password)},
+        {"what": "cached copy of the calendar", "path": str(cached[0])},
+    ]
+    assert data["files_not_deleted"] == [] and data["files_kept"] == []
+    assert not password.exists() and not cached[0].exists()
+    # The calendar file of a local ICS calendar is the administrator's: never touched.
+    assert (tmp_path / "served.ics").exists()
+
+
+def test_remove_text_says_which_files_were_deleted(smshub, tmp_path, ics_http):
+    _connect_ics(smshub, ics_http, "cabinet")
+    code, out, _ = smshub("calendars", "remove", "acme", "cabinet")
+    assert code == 0
+    assert "deleted 1 stored file(s) (cached copy of the calendar)" in out
+    assert list((tmp_path / "calendars").glob("*.ics")) == []
+
+
+def test_remove_keep_history_keeps_the_files(smshub, tmp_path, ics_http):
+    password = _secret(tmp_path / "secrets" / "ics.secret")
+    _connect_ics(smshub, ics_http, "cabinet", f"password_file={password}")
+    cached = list((tmp_path / "calendars").glob("*.ics"))
+    code, out, _ = smshub("calendars", "remove", "acme", "cabinet", "--keep-history", "--json")
+    assert code == 0
+    data = json.loads(out)
+    assert data["action"] == "disabled"
+    assert data["files_deleted"] == data["files_kept"] == data["files_not_deleted"] == []
+    assert password.exists() and len(cached) == 1 and cached[0].exists()
+
+
+def test_remove_never_deletes_files_outside_the_data_dir_or_still_used(
+    smshub, tmp_path, tmp_path_factory, ics_http
+):
+    # The administrator's own file (--set password_file=/etc/...): outside the data dir.
+    theirs = _secret(tmp_path_factory.mktemp("etc") / "caldav.password")
+    # One refresh token file named by two calendars (two calendars of one account).
+    shared = _secret(tmp_path / "google.token")
+    _connect_ics(smshub, ics_http, "cabinet", f"password_file={theirs}")
+    _connect_ics(smshub, ics_http, "annexe", f"password_file={shared}")
+    code, _, err = smshub(
+        "calendars", "add", "acme", "agenda", "--type", "google",
+        "--set", "client_id=x.apps", "--set", "client_secret_env=GOOGLE_SECRET",
+        "--set", f"refresh_token_file={shared}",
+    )  # fmt: skip
+    assert code == 0, err
+    code, out, _ = smshub("calendars", "remove", "acme", "cabinet")
+    assert code == 0
+    assert theirs.exists()
+    assert f"kept {theirs} (password): outside the hub's data directory" in out
+    code, out, _ = smshub("calendars", "remove", "acme", "annexe", "--json")
+    data = json.loads(out)
+    assert shared.exists()
+    assert data["files_kept"] == [
+        {"what": "password", "path": str(shared), "why": "also used by calendar 'agenda' of acme"}
+    ]
+    assert [f["what"] for f in data["files_deleted"]] == ["cached copy of the calendar"]
+    # The last calendar using it goes: the token goes with it.
+    code, out, _ = smshub("calendars", "remove", "acme", "agenda", "--json")
+    assert json.loads(out)["files_deleted"] == [{"what": "refresh token", "path": str(shared)}]
+    assert not shared.exists()
+
+
+def test_a_file_that_cannot_be_deleted_is_reported_and_the_removal_succeeds(
+    smshub, tmp_path, ics_http, db_url, monkeypatch, caplog
+):
+    _connect_ics(smshub, ics_http, "cabinet")
+    (cached,) = (tmp_path / "calendars").glob("*.ics")
+    unlink = Path.unlink
+
+    def refuse(self: Path, missing_ok: bool = False) -> None:
+        if self == cached:
+            raise PermissionError(13, "Permission denied", str(self))
+        unlink(self, missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", refuse)
+    code, out, err = smshub("calendars", "remove", "acme", "cabinet")
+    assert code == 0, err
+    assert f"could not delete {cached} (cached copy of the calendar): Permission denied" in out
+    assert f"cannot delete {cached}" in caplog.text
+    engine = make_engine(db_url)
+    with session_scope(engine) as s:
+        assert s.exec(select(Calendar)).all() == []
+    engine.dispose()
+
+
+def test_files_are_deleted_only_once_the_removal_is_committed(smshub, db_url, tmp_path, ics_http):
+    from hub.calendar_setup import remove_calendar
+
+    _connect_ics(smshub, ics_http, "cabinet")
+    (cached,) = (tmp_path / "calendars").glob("*.ics")
+    engine = make_engine(db_url)
+    with session_scope(engine) as s:
+        calendar_id = s.exec(select(Calendar.id)).one()
+    # Rolled back: nothing is lost, the calendar and its cache are still there.
+    with pytest.raises(RuntimeError), session_scope(engine) as s:
+        report = remove_calendar(s, calendar_id, data_dir=tmp_path)
+        raise RuntimeError("the removal fails after the files were planned")
+    assert report.files_deleted == [] and cached.exists()
+    # Inside a savepoint: not before the outermost transaction commits.
+    with session_scope(engine) as s:
+        with s.begin_nested():
+            report = remove_calendar(s, calendar_id, data_dir=tmp_path)
+        assert cached.exists() and report.files_deleted == []
+        s.flush()
+    assert not cached.exists()
+    assert [f["path"] for f in report.files_deleted] == [str(cached)]
+    with session_scope(engine) as s:
+        assert s.get(Calendar, calendar_id) is None
+    engine.dispose()
+
+
+def test_remove_deletes_the_refresh_token_and_the_renewed_one_of_a_graph_calendar(
+    smshub, tmp_path, graph_fake, monkeypatch
+):
+    """Signed in with `calendars auth microsoft --output` into the data directory, synced (so
+    Microsoft rotated the token and the hub kept the newest), then removed."""
+    graph_fake.app("public-app", None)
+    graph_fake.add_mailbox("cabinet@contoso.example")
+    graph_fake.device_user = "cabinet@contoso.example"
+    graph_fake.add_event(
+        "cabinet@contoso.example",
+        "RDV",
+        datetime.now(UTC) + timedelta(days=2),
+        body="Tel. 06 12 34 56 78",
+    )
+    token = tmp_path / "secrets" / "outlook.token"
+    token.parent.mkdir()
+    where = ["--authority", graph_fake.url, "--graph-url", f"{graph_fake.url}/v1.0"]
+    code, _, err = smshub(
+        "calendars", "auth", "microsoft", "--client-id", "public-app",
+        "--ca-file", graph_fake.ca_file, *where, "--output", str(token),
+    )  # fmt: skip
+    assert code == 0, err
+    assert smshub("accounts", "create", "acme", "--region", "FR")[0] == 0
+    assert smshub("accounts", "credit", "acme", "20")[0] == 0
+    settings = {
+        "client_id": "public-app",
+        "refresh_token_file": str(token),
+        "authority": graph_fake.url,
+        "graph_base_url": f"{graph_fake.url}/v1.0",
+        "ca_file": graph_fake.ca_file,
+    }
+    sets = [arg for k, v in settings.items() for arg in ("--set", f"{k}={v}")]
+    code, _, err = smshub("calendars", "add", "acme", "Outlook", "--type", "graph", *sets)
+    assert code == 0, err
+    code, out, err = smshub("calendars", "sync", "acme", "Outlook", "--json")
+    assert code == 0, err
+    assert json.loads(out)["planned"] == 1
+    (renewed,) = (tmp_path / "calendars").glob("graph-*.json")
+    assert json.loads(renewed.read_text())["refresh_token"] != token.read_text().strip()
+
+    code, out, err = smshub("calendars", "remove", "acme", "Outlook", "--json")
+    assert code == 0, err
+    assert json.loads(out)["files_deleted"] == [
+        {"what": "refresh token", "path": str(token)},
+        {"what": "renewed refresh token", "path": str(renewed)},
+    ]
+    assert not token.exists() and not renewed.exists()
+    # The administrator's CA bundle (a *_file setting the hub did not write) stays.
+    assert Path(graph_fake.ca_file).exists()
 
 
 # -- auth -----------------------------------------------------------------------------------

@@ -3,6 +3,7 @@ stand-in of Microsoft Graph and the identity platform (tests/fakes/graph.py)."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 import time
@@ -268,6 +269,16 @@ async def test_refresh_token_rotates_and_the_newest_is_kept(fake, tmp_path, monk
     assert fake.token_requests[-1]["scope"].split()[0] == f"{fake.url}/Calendars.ReadWrite"
     kept = list((tmp_path / "calendars").glob("graph-*.json"))
     assert len(kept) == 1 and stat.S_IMODE(os.stat(kept[0]).st_mode) == 0o600
+    # Listed for the hub (deleted with the calendar), under the name it always had.
+    parsed = GraphSettings.model_validate({"type": "graph", **settings})
+    listed = GraphCalendarSource.state_files(parsed, ctx)
+    assert [f.path for f in listed] == [kept[0], kept[0].with_suffix(".tmp")]
+    assert {f.what for f in listed} == {"renewed refresh token"}
+    tag = hashlib.sha256(f"{NAME}\n{public_app}\nNone".encode()).hexdigest()[:10]
+    assert kept[0].name == f"graph-calendar_Cabinet-{tag}.json"
+    # Client credentials renew nothing: no file.
+    app_only = GraphSettings.model_validate({"type": "graph", **settings_for(fake)})
+    assert GraphCalendarSource.state_files(app_only, ctx) == []
     rotated = next(t for t in fake.refresh_tokens if t != first_token)
 
     again = build_calendar_source("graph", settings, ctx, NAME)

@@ -415,6 +415,36 @@ async def test_http_conditional_get(ics_server: IcsServer, tmp_path: Path) -> No
         await src.close()
 
 
+async def test_state_files_are_where_the_cache_is_kept(
+    ics_server: IcsServer, tmp_path: Path
+) -> None:
+    src = source(ics_server.url, tmp_path)
+    try:
+        await src.sync(MARCH, None)
+    finally:
+        await src.close()
+    cached = list((tmp_path / "data" / "calendars").iterdir())
+    listed = IcsSource.state_files(src.settings, src.ctx)
+    assert [f.path for f in listed] == [cached[0], cached[0].with_suffix(".tmp")]
+    assert {f.what for f in listed} == {"cached copy of the calendar"}
+    # The name of existing caches does not change: readable name, digest of name and URL.
+    tag = hashlib.sha256(f"test\n{ics_server.url}".encode()).hexdigest()[:10]
+    assert cached == [tmp_path / "data" / "calendars" / f"test-{tag}.ics"]
+    # webcal:// is fetched as https://, and cached under that URL.
+    webcal = IcsSettings.model_validate({"type": "ics", "url": "webcal://cal.example/a.ics"})
+    ctx = SourceContext("calendar 'Dr. Roux'", tmp_path)
+    tag = hashlib.sha256(b"calendar 'Dr. Roux'\nhttps://cal.example/a.ics").hexdigest()[:10]
+    expected = tmp_path / "calendars" / f"calendar_Dr._Roux-{tag}.ics"
+    assert IcsSource.state_files(webcal, ctx)[0].path == expected
+    assert IcsSource(webcal, ctx)._cache == expected
+
+
+def test_a_local_file_keeps_no_state(tmp_path: Path) -> None:
+    for url in (str(DATA / "google.ics"), (DATA / "google.ics").as_uri()):
+        settings = IcsSettings.model_validate({"type": "ics", "url": url})
+        assert IcsSource.state_files(settings, SourceContext("test", tmp_path)) == []
+
+
 async def test_window_moving_onto_new_occurrences_of_an_unchanged_file(
     ics_server: IcsServer, tmp_path: Path
 ) -> None:

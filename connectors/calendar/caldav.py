@@ -61,6 +61,7 @@ from hub.calendars import (
     Removed,
     SourceContext,
     SourceError,
+    StateFile,
     SyncResult,
     SyncWindow,
     Timeout,
@@ -200,6 +201,11 @@ class CalDavSource:
         self._lock = threading.Lock()
 
     # -- protocol -------------------------------------------------------------------------
+    @classmethod
+    def state_files(cls, settings: CalDavSettings, ctx: SourceContext) -> list[StateFile]:
+        """Nothing: the sync token and ETags travel in the cursor."""
+        return []
+
     async def sync(self, window: SyncWindow, cursor: str | None) -> SyncResult:
         """A full listing when CURSOR is None, else the changes since CURSOR."""
         state = _State.decode(cursor) if cursor else None

@@ -76,6 +76,7 @@ from hub.calendars import (
     NotNegative,
     SourceContext,
     SourceError,
+    StateFile,
     SyncResult,
     SyncWindow,
     Timeout,
@@ -443,6 +444,12 @@ class ExchangeCalendarSource:
         self._lock = threading.Lock()
 
     # -- protocol -------------------------------------------------------------------------
+    @classmethod
+    def state_files(cls, settings: ExchangeSettings, ctx: SourceContext) -> list[StateFile]:
+        """Nothing: the sync state travels in the cursor, and autodiscover (whose
+        cache exchangelib would keep in a file) is not used."""
+        return []
+
     async def sync(self, window: SyncWindow, cursor: str | None) -> SyncResult:
         """The occurrences in WINDOW: always a full listing (see the module's docstring)."""
         return await self._call(self._sync, window, what="read the calendar")

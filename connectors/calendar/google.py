@@ -63,6 +63,7 @@ from hub.calendars import (
     Removed,
     SourceContext,
     SourceError,
+    StateFile,
     SyncResult,
     SyncWindow,
     occurrence_id,
@@ -366,6 +367,12 @@ class GoogleCalendarSource:
         self._by_key: dict[tuple[str, str], str] = {}
 
     # -- protocol -------------------------------------------------------------------------
+    @classmethod
+    def state_files(cls, settings: GoogleSettings, ctx: SourceContext) -> list[StateFile]:
+        """Nothing: the sync token travels in the cursor, and the API's discovery
+        document is not cached on disk."""
+        return []
+
     async def sync(self, window: SyncWindow, cursor: str | None) -> SyncResult:
         """Full listing of WINDOW when CURSOR is None, else the changes since it."""
         return await asyncio.to_thread(self._locked, self._sync, window, cursor)

@@ -47,6 +47,7 @@ import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
+from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import quote, urlsplit
 from zoneinfo import ZoneInfo
@@ -66,6 +67,7 @@ from hub.calendars import (
     Removed,
     SourceContext,
     SourceError,
+    StateFile,
     SyncResult,
     SyncWindow,
     occurrence_id,
@@ -435,6 +437,12 @@ def device_code_login(
     return str(result["refresh_token"])
 
 
+def token_file(settings: GraphSettings, ctx: SourceContext) -> Path:
+    """Where the newest refresh token Microsoft handed out (they rotate) is kept, per
+    calendar."""
+    return ctx.state_path(settings.client_id, settings.user, prefix="graph-", suffix=".json")
+
+
 class _SignIn:
     """Gets access tokens for one calendar with MSAL (blocking: called in worker threads)."""
 
@@ -447,12 +455,7 @@ class _SignIn:
             settings.graph_base_url, app_only=settings.app_only, read_only=settings.read_only
         )
         self._app: msal.ClientApplication | None = None
-        tag = hashlib.sha256(
-            f"{ctx.name}\n{settings.client_id}\n{settings.user}".encode()
-        ).hexdigest()[:10]
-        safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", ctx.name).strip("_")[:60]
-        # The newest refresh token Microsoft handed out (they rotate), per calendar.
-        self.token_file = ctx.data_dir / "calendars" / f"graph-{safe}-{tag}.json"
+        self.token_file = token_file(settings, ctx)
 
     def _secret(self, name: str) -> str | None:
         try:
@@ -568,6 +571,15 @@ class GraphCalendarSource:
         self._mailbox = settings.user or "the signed-in user"
 
     # -- protocol -------------------------------------------------------------------------
+    @classmethod
+    def state_files(cls, settings: GraphSettings, ctx: SourceContext) -> list[StateFile]:
+        """The renewed refresh token (signed in as a user; nothing with client credentials)."""
+        if settings.app_only:
+            return []
+        kept = token_file(settings, ctx)
+        what = "renewed refresh token"
+        return [StateFile(kept, what), StateFile(kept.with_suffix(".tmp"), what)]
+
     async def sync(self, window: SyncWindow, cursor: str | None) -> SyncResult:
         """A full delta round when CURSOR is None (or the window left its range), else changes."""
         state = _State.load(cursor) if cursor else None

@@ -48,6 +48,7 @@ from hub.calendars import (
     EventStatus,
     SourceContext,
     SourceError,
+    StateFile,
     SyncResult,
     SyncWindow,
     Timeout,
@@ -423,6 +424,25 @@ def display_url(url: str) -> str:
     return urlunsplit((parts.scheme, host, parts.path, query, ""))
 
 
+def _location(url: str) -> tuple[str, Path | None]:
+    """(the URL to fetch, None) for a calendar on a server; (URL, the file) for a local one."""
+    scheme = urlsplit(url).scheme.lower()
+    if scheme in ("webcal", "webcals"):
+        # webcal:// is https:// for "subscribe" links (Google, iCloud, Outlook).
+        return "https" + url[url.index(":") :], None
+    if scheme == "file":
+        return url, Path(unquote(urlsplit(url).path))
+    if scheme not in ("http", "https"):
+        return url, Path(url).expanduser()
+    return url, None
+
+
+def _cache_file(url: str, ctx: SourceContext) -> Path:
+    """Where the last file fetched from URL is kept: a 304 tells us it is unchanged, but
+    occurrences that enter the window as time passes must still be read from it."""
+    return ctx.state_path(url, suffix=".ics")
+
+
 @dataclass
 class _Fetched:
     """The file's content, or None when the server said it has not changed (304)."""
@@ -441,26 +461,21 @@ class IcsSource:
         self.settings = settings
         self.ctx = ctx
         self.name = ctx.name
-        url = settings.url
-        scheme = urlsplit(url).scheme.lower()
-        self._path: Path | None = None
-        if scheme in ("webcal", "webcals"):
-            # webcal:// is https:// for "subscribe" links (Google, iCloud, Outlook).
-            url = "https" + url[url.index(":") :]
-        elif scheme == "file":
-            self._path = Path(unquote(urlsplit(url).path))
-        elif scheme not in ("http", "https"):
-            self._path = Path(url).expanduser()
-        self.url = url
-        self.shown = str(self._path) if self._path is not None else display_url(url)
+        self.url, self._path = _location(settings.url)
+        self.shown = str(self._path) if self._path is not None else display_url(self.url)
         self._password = ctx.secret(settings, "password")
-        # Readable, and unique even for names that differ only in punctuation.
-        tag = hashlib.sha256(f"{ctx.name}\n{url}".encode()).hexdigest()[:10]
-        safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", ctx.name).strip("_")[:60] + "-" + tag
-        # The last file fetched: a 304 tells us it is unchanged, but occurrences that enter
-        # the window as time passes must still be read from it.
-        self._cache = ctx.data_dir / "calendars" / f"{safe}.ics"
+        self._cache = _cache_file(self.url, ctx)
         self._client: httpx.AsyncClient | None = None
+
+    @classmethod
+    def state_files(cls, settings: IcsSettings, ctx: SourceContext) -> list[StateFile]:
+        """The cached copy of a calendar read over HTTP (nothing for a local file)."""
+        url, path = _location(settings.url)
+        if path is not None:
+            return []
+        cache = _cache_file(url, ctx)
+        what = "cached copy of the calendar"
+        return [StateFile(cache, what), StateFile(cache.with_suffix(".tmp"), what)]
 
     # -- protocol -------------------------------------------------------------------------
     async def sync(self, window: SyncWindow, cursor: str | None) -> SyncResult:

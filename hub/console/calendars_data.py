@@ -57,14 +57,25 @@ def store_secret(config: Config, label: str, value: str) -> Path:
     return path
 
 
-def forget_secrets(config: Config, settings: dict[str, Any]) -> None:
-    """Delete the secret files the console made for a calendar that is gone."""
-    own = (config.hub.data_dir / "secrets").resolve()
-    for key, value in settings.items():
-        if key.endswith("_file") and isinstance(value, str) and value.endswith(".secret"):
-            path = Path(value).resolve()
-            if path.parent == own:
-                path.unlink(missing_ok=True)
+def files_message(report: dict[str, Any]) -> str:
+    """What removing a calendar did with the files the hub kept for it, for the flash: what
+    they held, never where (the console shows no server paths; the log names them)."""
+    message = ""
+    deleted = report["files_deleted"]
+    if deleted:
+        message += (
+            f" Deleted {len(deleted)} stored file(s) ("
+            + ", ".join(f["what"] for f in deleted)
+            + ")."
+        )
+    failed = report["files_not_deleted"]
+    if failed:
+        message += (
+            f" {len(failed)} stored file(s) could not be deleted ("
+            + ", ".join(f["what"] for f in failed)
+            + "): the hub's administrator will find them in its log."
+        )
+    return message
 
 
 def calendar_settings(calendar: Calendar) -> dict[str, Any]:

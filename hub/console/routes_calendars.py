@@ -420,24 +420,27 @@ async def remove(
     calendar_id: int,
     keep_history: Annotated[str, Form()] = "",
 ) -> Response:
-    """Disconnect a calendar: its scheduled reminders are cancelled and refunded."""
+    """Disconnect a calendar: its scheduled reminders are cancelled and refunded; deleted,
+    the files the hub kept for it (cached copy, stored password or tokens) go with it."""
     hub = request.app.state.hub
 
-    def _remove() -> tuple[str, dict[str, Any], dict[str, Any]]:
+    def _remove() -> tuple[str, dict[str, Any]]:
         with session_scope(hub.engine) as session:
             cal = data.scoped_calendar(session, user.scope, calendar_id)
-            name, settings = cal.name, data.calendar_settings(cal)
-            report = asdict(remove_calendar(session, calendar_id, bool(keep_history)))
-        if not keep_history:
-            data.forget_secrets(hub.config, settings)
-        return name, settings, report
+            name = cal.name
+            report = remove_calendar(
+                session, calendar_id, bool(keep_history), data_dir=hub.config.hub.data_dir
+            )
+        # Complete once committed: the files are deleted then.
+        return name, asdict(report)
 
-    name, _, report = await asyncio.to_thread(_remove)
+    name, report = await asyncio.to_thread(_remove)
     message = (
         f"Calendar {name} {report['action']}: {len(report['cancelled'])} scheduled reminder(s) "
         f"cancelled, {report['credits_refunded']} credit(s) refunded."
     )
     if report["already_sending"]:
         message += f" {len(report['already_sending'])} already being sent could not be stopped."
+    message += data.files_message(report)
     target = f"/console/calendars/{calendar_id}" if keep_history else "/console/calendars"
     return redirect(target, message)

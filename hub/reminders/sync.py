@@ -18,6 +18,7 @@ from hub.calendars import (
     SourceContext,
     SourceError,
     SyncWindow,
+    calendar_source_name,
 )
 from hub.config import Config
 from hub.db import session_scope
@@ -58,7 +59,7 @@ async def sync_calendar(
         window = SyncWindow(
             utcnow() - timedelta(days=1), utcnow() + timedelta(days=calendar.window_days)
         )
-        where = f"calendar {calendar.name!r}"
+        where = calendar_source_name(calendar.name)
         kind = calendar.source_type
     ctx = SourceContext(
         name=where, data_dir=config.hub.data_dir, secrets=calendar_secrets(settings)

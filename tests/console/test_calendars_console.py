@@ -196,13 +196,50 @@ async def test_remove_cancels_and_refunds(hub, console, ics_url):
     await alice.post(f"/console/calendars/{calendar_id}/sync")
     page = await alice.get(f"/console/calendars/{calendar_id}")
     assert 'data-confirm="Remove the calendar Cabinet' in page.text
+    (cached,) = (hub.config.hub.data_dir / "calendars").glob("*.ics")
     r = await alice.post(f"/console/calendars/{calendar_id}/remove")
     assert r.headers["location"] == "/console/calendars"
-    assert "Calendar Cabinet deleted: 1 scheduled reminder(s) cancelled" in await _flash(alice, r)
+    flash = await _flash(alice, r)
+    assert "Calendar Cabinet deleted: 1 scheduled reminder(s) cancelled" in flash
+    # The last copy of the calendar (patients' appointments) goes with it; no server path.
+    assert "Deleted 1 stored file(s) (cached copy of the calendar)." in flash
+    assert str(cached) not in flash and not cached.exists()
     with session_scope(hub.engine) as s:
         assert s.get(Calendar, calendar_id) is None
     assert [m.status for m in _messages(hub)] == ["cancelled"]
     assert (await alice.get(f"/console/calendars/{calendar_id}")).status_code == 404
+
+
+async def test_remove_keeping_history_keeps_the_files(hub, console, ics_url):
+    alice = await console("alice")
+    calendar_id = await _added(alice, ics_url)
+    await alice.post(f"/console/calendars/{calendar_id}/sync")
+    (cached,) = (hub.config.hub.data_dir / "calendars").glob("*.ics")
+    r = await alice.post(f"/console/calendars/{calendar_id}/remove", {"keep_history": "1"})
+    flash = await _flash(alice, r)
+    assert "Calendar Cabinet disabled" in flash and "stored file" not in flash
+    assert cached.exists()
+
+
+async def test_a_stored_file_that_cannot_be_deleted_is_told(hub, console, ics_url, monkeypatch):
+    alice = await console("alice")
+    calendar_id = await _added(alice, ics_url)
+    await alice.post(f"/console/calendars/{calendar_id}/sync")
+    (cached,) = (hub.config.hub.data_dir / "calendars").glob("*.ics")
+    unlink = Path.unlink
+
+    def refuse(self: Path, missing_ok: bool = False) -> None:
+        if self == cached:
+            raise PermissionError(13, "Permission denied", str(self))
+        unlink(self, missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", refuse)
+    flash = await _flash(alice, await alice.post(f"/console/calendars/{calendar_id}/remove"))
+    assert "Calendar Cabinet deleted" in flash
+    assert "1 stored file(s) could not be deleted (cached copy of the calendar)" in flash
+    assert str(cached) not in flash
+    with session_scope(hub.engine) as s:
+        assert s.get(Calendar, calendar_id) is None
 
 
 async def test_caldav_password_is_kept_in_an_owner_only_file(hub, console):
@@ -232,7 +269,8 @@ async def test_caldav_password_is_kept_in_an_owner_only_file(hub, console):
     page = await alice.get(f"/console/calendars/{calendar_id}")
     assert "app-password-123" not in page.text and str(secret) not in page.text
     assert "kept in a file on the hub" in page.text
-    await alice.post(f"/console/calendars/{calendar_id}/remove")
+    flash = await _flash(alice, await alice.post(f"/console/calendars/{calendar_id}/remove"))
+    assert "Deleted 1 stored file(s) (password)." in flash
     assert not secret.exists()
 
 
@@ -485,3 +523,9 @@ async def test_microsoft_sign_in_offers_the_calendars_then_connects_the_chosen_o
     assert r.status_code == 403
     r = await alice.post("/console/calendars/oauth/finish", {"pending": pending + "x"})
     assert r.status_code == 422
+    # Removed: the token of the sign-in and the newest one Microsoft handed out go with it.
+    token = Path(settings["refresh_token_file"])
+    (renewed,) = (hub.config.hub.data_dir / "calendars").glob("graph-*.json")
+    flash = await _flash(alice, await alice.post(f"/console/calendars/{calendar_id}/remove"))
+    assert "Deleted 2 stored file(s) (refresh token, renewed refresh token)." in flash
+    assert not token.exists() and not renewed.exists()
