@@ -19,8 +19,9 @@ log = logging.getLogger("smshub")
 async def serve(config: Config, roles: set[str]) -> None:
     """Run until SIGINT/SIGTERM."""
     logging.getLogger().setLevel(config.hub.log_level.upper())
-    # Request lines of these libraries can carry callback secrets in URLs: keep them quiet.
-    for noisy in ("httpx", "httpcore", "apscheduler"):
+    # Request lines of these libraries can carry callback secrets in URLs, and aiosmtpd's
+    # ("mail.log") logs every SMTP command of every connection at INFO: keep them quiet.
+    for noisy in ("httpx", "httpcore", "apscheduler", "mail.log"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
     engine = make_engine(config.database_url, busy_timeout=config.database.sqlite_busy_timeout)
     if current_revision(engine) is None:
