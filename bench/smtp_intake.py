@@ -53,7 +53,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Coroutine, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
@@ -649,37 +649,30 @@ def main(argv: list[str] | None = None) -> int:
     results: list[Result] = []
     skipped: list[str] = []
     for backend in backends:
-        with tempfile.TemporaryDirectory(prefix=f"smshub-bench-{backend}-") as tmp:
+        with (
+            tempfile.TemporaryDirectory(prefix=f"smshub-bench-{backend}-") as tmp,
+            ExitStack() as stack,
+        ):
             workdir = Path(tmp)
             if backend == "sqlite":
                 url = f"sqlite:///{(workdir / 'bench.db').as_posix()}"
-                result = run_backend(
-                    backend,
-                    url,
-                    workdir,
-                    args.n,
-                    args.connections,
-                    args.rounds,
-                    args.profile,
-                    args.history,
-                )
             else:
                 why = pg_unreachable(args.pg_url)
                 if why is not None:
                     print(f"postgresql: skipped, server not reachable ({why})", flush=True)
                     skipped.append(backend)
                     continue
-                with pg_database(args.pg_url) as url:
-                    result = run_backend(
-                        backend,
-                        url,
-                        workdir,
-                        args.n,
-                        args.connections,
-                        args.rounds,
-                        args.profile,
-                        args.history,
-                    )
+                url = stack.enter_context(pg_database(args.pg_url))
+            result = run_backend(
+                backend,
+                url,
+                workdir,
+                args.n,
+                args.connections,
+                args.rounds,
+                args.profile,
+                args.history,
+            )
         results.append(result)
         verdict = "PASS" if result.ratio >= TARGET_RATIO else "FAIL"
         print(

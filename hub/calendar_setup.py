@@ -222,7 +222,8 @@ def remove_calendar(
     return report
 
 
-def _settings(calendar: Calendar) -> dict[str, Any]:
+def stored_settings(calendar: Calendar) -> dict[str, Any]:
+    """CALENDAR's settings as stored (JSON); empty when unreadable."""
     try:
         data = json.loads(calendar.settings or "{}")
     except ValueError:
@@ -236,7 +237,7 @@ def calendar_files(calendar: Calendar, data_dir: Path) -> list[StateFile]:
     (the source's ``state_files``)."""
     from hub.registry import calendar_state_files
 
-    settings = _settings(calendar)
+    settings = stored_settings(calendar)
     files = [
         StateFile(Path(value), what)
         for key, what in WRITTEN_SECRETS.items()
@@ -267,7 +268,7 @@ def _files_in_use(session: Session, calendar_id: int, data_dir: Path) -> dict[Pa
     for other, account in others:
         named = [
             Path(value)
-            for key, value in _settings(other).items()
+            for key, value in stored_settings(other).items()
             if key.endswith("_file") and isinstance(value, str) and value.strip()
         ]
         for path in [*named, *(f.path for f in calendar_files(other, data_dir))]:

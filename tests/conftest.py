@@ -142,3 +142,15 @@ async def hub(config: Config, engine: Engine) -> AsyncIterator[Any]:
     await instance.start(background=False)
     yield instance
     await instance.stop()
+
+
+def refuse_unlink(monkeypatch: pytest.MonkeyPatch, path: Path) -> None:
+    """Make deleting PATH fail as a file the hub may not delete does (other files go)."""
+    unlink = Path.unlink
+
+    def refuse(self: Path, missing_ok: bool = False) -> None:
+        if self == path:
+            raise PermissionError(13, "Permission denied", str(self))
+        unlink(self, missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", refuse)

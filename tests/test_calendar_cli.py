@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 from hub import cli
 from hub.db import make_engine, session_scope
 from hub.models import Calendar, CalendarEventRow, Message, Reminder
+from tests.conftest import refuse_unlink
 from tests.fakes import graph
 from tests.fakes.smsfactor import BackgroundServer
 
@@ -207,8 +208,8 @@ def test_preview_landline_mobile_and_region(smshub, tmp_path):
     assert "Bonjour Marc Blanc" in marc["text"]
 
 
-def test_preview_reads_a_url_and_stores_nothing(smshub, db_url, tmp_path):
-    body = (ICS / "google.ics").read_bytes()
+def _publishing(body: bytes) -> BackgroundServer:
+    """An HTTP server answering every GET with BODY, a calendar."""
 
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
@@ -221,8 +222,14 @@ def test_preview_reads_a_url_and_stores_nothing(smshub, db_url, tmp_path):
             self.end_headers()
             self.wfile.write(body)
 
+    return BackgroundServer(Handler)
+
+
+def test_preview_reads_a_url_and_stores_nothing(smshub, db_url, tmp_path):
+    body = (ICS / "google.ics").read_bytes()
+
     args = ("--rule", "2d@09:00", "--now", "2025-03-20T12:00:00+01:00")
-    with BackgroundServer(Handler) as server:
+    with _publishing(body) as server:
         from_url = _preview(smshub, f"{server.url}/cal.ics", *args)
     assert from_url == _preview(smshub, str(ICS / "google.ics"), *args)
     engine = make_engine(db_url)
@@ -375,18 +382,7 @@ def ics_http(tmp_path: Path) -> Any:
     _future_calendar(tmp_path / "served.ics")
     body = (tmp_path / "served.ics").read_bytes()
 
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-            pass
-
-        def do_GET(self) -> None:  # noqa: N802
-            self.send_response(200)
-            self.send_header("Content-Type", "text/calendar")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-    with BackgroundServer(Handler) as server:
+    with _publishing(body) as server:
         yield f"{server.url}/private/cabinet.ics"
 
 
@@ -487,14 +483,7 @@ def test_a_file_that_cannot_be_deleted_is_reported_and_the_removal_succeeds(
 ):
     _connect_ics(smshub, ics_http, "cabinet")
     (cached,) = (tmp_path / "calendars").glob("*.ics")
-    unlink = Path.unlink
-
-    def refuse(self: Path, missing_ok: bool = False) -> None:
-        if self == cached:
-            raise PermissionError(13, "Permission denied", str(self))
-        unlink(self, missing_ok)
-
-    monkeypatch.setattr(Path, "unlink", refuse)
+    refuse_unlink(monkeypatch, cached)
     code, out, err = smshub("calendars", "remove", "acme", "cabinet")
     assert code == 0, err
     assert f"could not delete {cached} (cached copy of the calendar): Permission denied" in out

@@ -10,7 +10,6 @@ the console: a customer could otherwise make the hub read and send them anywhere
 
 from __future__ import annotations
 
-import json
 import secrets
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from hub.calendar_setup import (
     check_locale,
     check_timezone,
     parse_setting,
+    stored_settings,
     write_secret_file,
 )
 from hub.compliance import preview as sms_preview
@@ -78,14 +78,6 @@ def files_message(report: dict[str, Any]) -> str:
     return message
 
 
-def calendar_settings(calendar: Calendar) -> dict[str, Any]:
-    try:
-        data = json.loads(calendar.settings or "{}")
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 # -- reading --------------------------------------------------------------------------------------
 def scoped_calendar(session: Session, scope: Collection[int], calendar_id: int) -> Calendar:
     """Calendar CALENDAR_ID if it belongs to one of SCOPE's accounts; NotFound otherwise, so
@@ -118,7 +110,7 @@ def calendars_page(
 def shown_settings(calendar: Calendar) -> list[tuple[str, str]]:
     """A calendar's settings as the page shows them: no passwords in URLs, no file paths."""
     shown = []
-    for key, value in sorted(calendar_settings(calendar).items()):
+    for key, value in sorted(stored_settings(calendar).items()):
         if key.endswith("_file"):
             text = "kept in a file on the hub"
         elif key.endswith("_env"):

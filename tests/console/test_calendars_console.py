@@ -23,6 +23,7 @@ from sqlmodel import select
 from hub.console.routes_calendars import OAUTH_COOKIE
 from hub.db import session_scope
 from hub.models import Calendar, Message, Reminder
+from tests.conftest import refuse_unlink
 from tests.fakes import google_calendar, graph
 
 google_fake = google_calendar.google_fake
@@ -226,14 +227,7 @@ async def test_a_stored_file_that_cannot_be_deleted_is_told(hub, console, ics_ur
     calendar_id = await _added(alice, ics_url)
     await alice.post(f"/console/calendars/{calendar_id}/sync")
     (cached,) = (hub.config.hub.data_dir / "calendars").glob("*.ics")
-    unlink = Path.unlink
-
-    def refuse(self: Path, missing_ok: bool = False) -> None:
-        if self == cached:
-            raise PermissionError(13, "Permission denied", str(self))
-        unlink(self, missing_ok)
-
-    monkeypatch.setattr(Path, "unlink", refuse)
+    refuse_unlink(monkeypatch, cached)
     flash = await _flash(alice, await alice.post(f"/console/calendars/{calendar_id}/remove"))
     assert "Calendar Cabinet deleted" in flash
     assert "1 stored file(s) could not be deleted (cached copy of the calendar)" in flash
