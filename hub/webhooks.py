@@ -204,13 +204,23 @@ def check_destination(host: str, addresses: Iterable[str] = ()) -> str | None:
     return None
 
 
-async def resolve(host: str, port: int) -> list[str]:
+async def resolve(host: str, port: int, timeout: float = REQUEST_TIMEOUT) -> list[str]:
     """The addresses HOST resolves to, each once, looked up off the event loop."""
     loop = asyncio.get_running_loop()
-    infos = await asyncio.wait_for(
-        loop.getaddrinfo(host, port, type=socket.SOCK_STREAM), REQUEST_TIMEOUT
-    )
+    infos = await asyncio.wait_for(loop.getaddrinfo(host, port, type=socket.SOCK_STREAM), timeout)
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+async def url_addresses(url: str, timeout: float = REQUEST_TIMEOUT) -> list[str]:
+    """The addresses URL's host resolves to (none for an IP literal, which needs no lookup);
+    TimeoutError or OSError when the lookup fails."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return await resolve(host, parts.port or (443 if parts.scheme == "https" else 80), timeout)
+    return []
 
 
 def validate_events(events: Iterable[str]) -> list[str]:
@@ -702,19 +712,13 @@ class WebhookSender:
         cannot be resolved); None when the post may go ahead."""
         if job.private_ok:
             return None
-        parts = urlsplit(job.url)
-        host = parts.hostname or ""
-        addresses: list[str] = []
+        host = urlsplit(job.url).hostname or ""
         try:
-            ipaddress.ip_address(host)
-        except ValueError:  # a name: look it up (an IP literal needs no lookup)
-            port = parts.port or (443 if parts.scheme == "https" else 80)
-            try:
-                addresses = await resolve(host, port)
-            except TimeoutError:
-                return _Result(None, f"DNS lookup of {host} timed out after {REQUEST_TIMEOUT:g} s")
-            except OSError as exc:  # socket.gaierror
-                return _Result(None, f"DNS lookup of {host} failed: {exc.strerror or exc}")
+            addresses = await url_addresses(job.url)
+        except TimeoutError:
+            return _Result(None, f"DNS lookup of {host} timed out after {REQUEST_TIMEOUT:g} s")
+        except OSError as exc:  # socket.gaierror
+            return _Result(None, f"DNS lookup of {host} failed: {exc.strerror or exc}")
         reason = check_destination(host, addresses)
         if reason is None:
             return None

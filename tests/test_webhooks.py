@@ -593,7 +593,7 @@ async def test_console_endpoint_named_for_a_private_address_is_not_called(
     }
     looked_up: list[tuple[str, int]] = []
 
-    async def resolve(host: str, port: int) -> list[str]:
+    async def resolve(host: str, port: int, timeout: float = 10.0) -> list[str]:
         looked_up.append((host, port))
         return answers[host]
 
@@ -628,7 +628,7 @@ async def test_console_endpoint_named_for_a_private_address_is_not_called(
 async def test_console_endpoint_on_a_public_address_is_posted_lookup_failures_retried(
     engine, account, monkeypatch
 ):
-    async def resolve(host: str, port: int) -> list[str]:
+    async def resolve(host: str, port: int, timeout: float = 10.0) -> list[str]:
         if host == "hooks.acme.example":
             return ["93.184.216.34", "2606:2800:220:1::", "::ffff:93.184.216.34"]
         if host == "slow.example.com":

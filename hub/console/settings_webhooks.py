@@ -47,6 +47,22 @@ def check_public_url(url: str) -> str:
     return url
 
 
+async def _check_resolved(url: str) -> None:
+    """Refuse now a URL whose host already resolves to the hub's own network, which every
+    delivery would refuse; a name that does not resolve (yet) is accepted."""
+    try:
+        # Briefly: the form waits for it.
+        addresses = await webhooks.url_addresses(url, timeout=2.0)
+    except (TimeoutError, OSError):
+        return
+    reason = webhooks.check_destination(urlsplit(url).hostname or "", addresses)
+    if reason is not None:
+        raise InvalidInput(
+            f"webhook URL {url!r} cannot be used: {reason}; use a public address "
+            "(the hub administrator can add others with `smshub webhooks add`)"
+        )
+
+
 def breakable(url: str) -> Markup:
     """URL, escaped, with line-break chances after / and . so it wraps on a phone."""
     text = str(escape(url))
@@ -119,6 +135,7 @@ async def webhooks_add(
     hub = request.app.state.hub
     checked = check_public_url(url)
     chosen = webhooks.validate_events(events or [])
+    await _check_resolved(checked)
 
     def _add() -> dict[str, Any]:
         with session_scope(hub.engine) as session:

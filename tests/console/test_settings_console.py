@@ -280,6 +280,27 @@ async def test_webhook_default_events_and_bad_input(console, engine):
     assert len(_rows(engine, WebhookEndpoint)) == 1
 
 
+async def test_webhook_whose_name_resolves_to_a_private_address_is_refused_at_once(
+    console, engine, monkeypatch
+):
+    from hub import webhooks
+
+    async def resolve(host: str, port: int, timeout: float = 10.0) -> list[str]:
+        if host == "intranet.acme.example":
+            return ["10.0.0.5"]
+        raise OSError(-2, "Name or service not known")
+
+    monkeypatch.setattr(webhooks, "resolve", resolve)
+    alice = await console("alice")
+    r = await alice.post("/console/webhooks", {"url": "https://intranet.acme.example/hook"})
+    assert r.status_code == 422
+    assert "intranet.acme.example resolves to 10.0.0.5, a private address" in r.text
+    # A name that does not resolve yet is accepted: each delivery checks it again.
+    r = await alice.post("/console/webhooks", {"url": "https://hooks.acme.example/later"})
+    assert r.status_code == 200
+    assert [e.url for e in _rows(engine, WebhookEndpoint)] == ["https://hooks.acme.example/later"]
+
+
 # -- blacklist ------------------------------------------------------------------------------
 async def test_blacklist_add_search_remove(console, engine):
     alice = await console("alice")
