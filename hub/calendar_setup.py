@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,12 @@ from sqlalchemy import event as sa_event
 from sqlmodel import Session, col, delete, select
 
 from hub.accounts import get_account
-from hub.calendars import SourceContext, StateFile, calendar_source_name
+from hub.calendars import (
+    SourceContext,
+    StateFile,
+    calendar_source_name,
+    move_name_keyed_files,
+)
 from hub.errors import ConfigError, InvalidInput, NotFound
 from hub.models import Account, Calendar, CalendarEventRow, Message, Reminder
 from hub.outbox import cancel_queued
@@ -231,27 +236,54 @@ def stored_settings(calendar: Calendar) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def calendar_context(
+    calendar: Calendar, data_dir: Path, secrets: Mapping[str, str] | None = None
+) -> SourceContext:
+    """The context CALENDAR's source is given: named after the calendar in its messages,
+    the files it keeps in DATA_DIR named after the calendar's id."""
+    where = calendar_source_name(calendar.name)
+    return SourceContext(where, data_dir, dict(secrets or {}), calendar_id=calendar.id)
+
+
+def source_state_files(
+    kind: str, settings: dict[str, Any]
+) -> Callable[[SourceContext], list[StateFile]]:
+    """The files a KIND source with SETTINGS keeps for a context (its ``state_files``);
+    ConfigError when the settings are not valid."""
+    from hub.registry import calendar_state_files
+
+    return lambda ctx: calendar_state_files(kind, settings, ctx, ctx.name)
+
+
+def adopt_name_keyed_files(calendar: Calendar, data_dir: Path) -> list[tuple[Path, Path]]:
+    """Move the files a hub before calendar ids kept for CALENDAR under its current name to
+    where its source looks for them now (blocking): done by each sync, and before a rename,
+    after which the old names could no longer be told."""
+    listed = source_state_files(calendar.source_type, stored_settings(calendar))
+    return move_name_keyed_files(calendar_context(calendar, data_dir), listed)
+
+
 def calendar_files(calendar: Calendar, data_dir: Path) -> list[StateFile]:
     """The files the hub may keep for CALENDAR, existing or not: the secret files the hub
     writes that its settings name (WRITTEN_SECRETS), and those its source keeps in DATA_DIR
-    (the source's ``state_files``)."""
-    from hub.registry import calendar_state_files
-
+    (the source's ``state_files``), named after its id, or after its name by a hub before
+    calendar ids (not synced since)."""
     settings = stored_settings(calendar)
     files = [
         StateFile(Path(value), what)
         for key, what in WRITTEN_SECRETS.items()
         if isinstance(value := settings.get(key), str) and value.strip()
     ]
-    where = calendar_source_name(calendar.name)
+    ctx = calendar_context(calendar, data_dir)
+    listed = source_state_files(calendar.source_type, settings)
     try:
-        files += calendar_state_files(
-            calendar.source_type, settings, SourceContext(where, data_dir), where
-        )
+        files += listed(ctx)
+        if (earlier := ctx.name_keyed()) is not None:
+            files += listed(earlier)
     except ConfigError as exc:
         # Settings no longer valid (a connector changed): where its source kept files is
         # unknown; the secrets above are still known.
-        log.warning("%s: cannot tell which files its source keeps: %s", where, exc)
+        log.warning("%s: cannot tell which files its source keeps: %s", ctx.name, exc)
     return files
 
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import logging
+import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Protocol, runtime_checkable
@@ -22,6 +24,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict
 
 from hub.config import read_secret
 from hub.errors import ConfigError
+
+log = logging.getLogger("smshub.calendars")
 
 
 class CalendarSettings(BaseModel):
@@ -157,8 +161,8 @@ class SyncWindow:
 
 def calendar_source_name(calendar_name: str) -> str:
     """The name a calendar's source is given (``SourceContext.name``): it appears in the
-    source's messages and in the names of the files it keeps, so syncing and removing the
-    calendar must both use this."""
+    source's messages (and in the names of the files kept for a calendar not stored, such as
+    a preview's, or by hubs before calendar ids)."""
     return f"calendar {calendar_name!r}"
 
 
@@ -179,14 +183,28 @@ class SourceContext:
     data_dir: Path
     # Secrets resolved by the hub (OAuth tokens, passwords), by setting name.
     secrets: Mapping[str, str] = field(default_factory=dict)
+    # The stored calendar's id (None for one that is not stored: `smshub calendar preview`):
+    # the files its source keeps are named after it, so that renaming the calendar, or a
+    # calendar of the same name in another account, changes nothing to them.
+    calendar_id: int | None = None
 
     def state_path(self, *key: object, prefix: str = "", suffix: str = "") -> Path:
-        """Where this calendar's source keeps a file: DATA_DIR/calendars/PREFIX{name}-{tag}SUFFIX,
-        the name readable and the tag (a digest of the name and KEY) unique even for names
-        that differ only in punctuation."""
-        tag = hashlib.sha256("\n".join([self.name, *map(str, key)]).encode()).hexdigest()[:10]
-        safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", self.name).strip("_")[:60]
+        """Where this calendar's source keeps a file: DATA_DIR/calendars/PREFIX{owner}-{tag}SUFFIX,
+        the owner ``calendar-ID`` (a calendar not stored: its name, made safe) and the tag a
+        digest of the owner and KEY (unique even for names that differ only in
+        punctuation)."""
+        if self.calendar_id is None:
+            owner = self.name
+            safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", self.name).strip("_")[:60]
+        else:
+            owner = safe = f"calendar-{self.calendar_id}"
+        tag = hashlib.sha256("\n".join([owner, *map(str, key)]).encode()).hexdigest()[:10]
         return self.data_dir / "calendars" / f"{prefix}{safe}-{tag}{suffix}"
+
+    def name_keyed(self) -> SourceContext | None:
+        """This context as hubs before calendar ids gave it: its source's files named after
+        the calendar's name (None when it is this one: no id)."""
+        return None if self.calendar_id is None else replace(self, calendar_id=None)
 
     def secret(self, settings: BaseModel, key: str, *, required: bool = False) -> str | None:
         """The secret KEY: as the hub resolved it, else read from SETTINGS' KEY_env / KEY_file.
@@ -198,6 +216,48 @@ class SourceContext:
         if required and not found:
             raise ConfigError(f"{self.name}: no {key} (set {key}_env or {key}_file)")
         return found
+
+
+def move_name_keyed_files(
+    ctx: SourceContext, state_files: Callable[[SourceContext], list[StateFile]]
+) -> list[tuple[Path, Path]]:
+    """Move the files the source of CTX's stored calendar keeps (STATE_FILES of CTX) from
+    where hubs before calendar ids kept them (STATE_FILES of ``ctx.name_keyed()``, named
+    after the calendar's name), each when only the old one exists, so that the upgrade loses
+    no cached copy nor renewed token. Blocking (call it in a worker thread). A file that
+    cannot be moved is logged and left: the source does without it. The (old, new) paths
+    moved."""
+    earlier = ctx.name_keyed()
+    if earlier is None:
+        return []
+    try:
+        now, before = state_files(ctx), state_files(earlier)
+    except ConfigError:
+        return []  # settings no longer valid: building the source says so
+    moved = []
+    # A source lists its files in the same order whatever the context.
+    for new, old in zip(now, before, strict=False):
+        if new.path == old.path or new.path.exists() or not old.path.is_file():
+            continue
+        try:
+            new.path.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(old.path, new.path)
+        except FileNotFoundError:
+            continue  # moved by another sync meanwhile
+        except OSError as exc:
+            error = exc.strerror or str(exc)
+            log.warning(
+                "%s: cannot move its %s from %s to %s: %s",
+                ctx.name,
+                new.what,
+                old.path,
+                new.path,
+                error,
+            )
+            continue
+        log.info("%s: moved its %s from %s to %s", ctx.name, new.what, old.path, new.path)
+        moved.append((old.path, new.path))
+    return moved
 
 
 class CursorExpired(Exception):

@@ -154,3 +154,13 @@ def refuse_unlink(monkeypatch: pytest.MonkeyPatch, path: Path) -> None:
         unlink(self, missing_ok)
 
     monkeypatch.setattr(Path, "unlink", refuse)
+
+
+def name_keyed_file(data_dir: Path, calendar: str, kind: str, settings: dict[str, Any]) -> Path:
+    """Where a hub before calendar ids kept the first file the KIND source of the calendar
+    named CALENDAR keeps (its cached copy, renewed token...): named after CALENDAR."""
+    from hub.calendar_setup import source_state_files
+    from hub.calendars import SourceContext, calendar_source_name
+
+    ctx = SourceContext(calendar_source_name(calendar), data_dir)
+    return source_state_files(kind, settings)(ctx)[0].path

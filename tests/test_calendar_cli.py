@@ -7,6 +7,7 @@ exact; the others run end to end (add → sync → list → remove) on both data
 from __future__ import annotations
 
 import json
+import logging
 import stat
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler
@@ -22,7 +23,7 @@ from typer.testing import CliRunner
 from hub import cli
 from hub.db import make_engine, session_scope
 from hub.models import Calendar, CalendarEventRow, Message, Reminder
-from tests.conftest import refuse_unlink
+from tests.conftest import name_keyed_file, refuse_unlink
 from tests.fakes import graph
 from tests.fakes.smsfactor import BackgroundServer
 
@@ -520,11 +521,9 @@ def test_files_are_deleted_only_once_the_removal_is_committed(smshub, db_url, tm
     engine.dispose()
 
 
-def test_remove_deletes_the_refresh_token_and_the_renewed_one_of_a_graph_calendar(
-    smshub, tmp_path, graph_fake, monkeypatch
-):
-    """Signed in with `calendars auth microsoft --output` into the data directory, synced (so
-    Microsoft rotated the token and the hub kept the newest), then removed."""
+def _graph_calendar(smshub: Any, tmp_path: Path, graph_fake: Any) -> tuple[Path, dict[str, str]]:
+    """A Microsoft calendar 'Outlook' of acme, signed in with `calendars auth microsoft
+    --output` into the data directory: (the token file, its settings)."""
     graph_fake.app("public-app", None)
     graph_fake.add_mailbox("cabinet@contoso.example")
     graph_fake.device_user = "cabinet@contoso.example"
@@ -554,6 +553,15 @@ def test_remove_deletes_the_refresh_token_and_the_renewed_one_of_a_graph_calenda
     sets = [arg for k, v in settings.items() for arg in ("--set", f"{k}={v}")]
     code, _, err = smshub("calendars", "add", "acme", "Outlook", "--type", "graph", *sets)
     assert code == 0, err
+    return token, settings
+
+
+def test_remove_deletes_the_refresh_token_and_the_renewed_one_of_a_graph_calendar(
+    smshub, tmp_path, graph_fake
+):
+    """Signed in, synced (so Microsoft rotated the token and the hub kept the newest), then
+    removed."""
+    token, _ = _graph_calendar(smshub, tmp_path, graph_fake)
     code, out, err = smshub("calendars", "sync", "acme", "Outlook", "--json")
     assert code == 0, err
     assert json.loads(out)["planned"] == 1
@@ -569,6 +577,71 @@ def test_remove_deletes_the_refresh_token_and_the_renewed_one_of_a_graph_calenda
     assert not token.exists() and not renewed.exists()
     # The administrator's CA bundle (a *_file setting the hub did not write) stays.
     assert Path(graph_fake.ca_file).exists()
+
+
+def test_a_renewed_token_named_after_the_calendar_is_moved_on_the_next_sync(
+    smshub, tmp_path, graph_fake, db_url, caplog
+):
+    """A hub before calendar ids kept Microsoft's newest token in a file named after the
+    calendar's name: the first sync since moves it where it is kept now, and uses it."""
+    _, settings = _graph_calendar(smshub, tmp_path, graph_fake)
+    assert smshub("calendars", "sync", "acme", "Outlook")[0] == 0
+    (renewed,) = (tmp_path / "calendars").glob("graph-*.json")
+    newest = json.loads(renewed.read_text())["refresh_token"]
+    old = name_keyed_file(tmp_path, "Outlook", "graph", settings)
+    assert old != renewed
+    renewed.rename(old)  # as the hub before ids left it
+    caplog.set_level(logging.INFO, logger="smshub.calendars")
+    code, _, err = smshub("calendars", "sync", "acme", "Outlook")
+    assert code == 0, err
+    assert graph_fake.token_requests[-1]["refresh_token"] == newest
+    assert renewed.exists() and not old.exists()
+    assert f"moved its renewed refresh token from {old} to {renewed}" in caplog.text
+    # Renamed since: still its file (the CLI cannot rename; the console can).
+    engine = make_engine(db_url)
+    with session_scope(engine) as s:
+        calendar = s.exec(select(Calendar)).one()
+        calendar.name = "Outlook Dr Roux"
+        s.add(calendar)
+    engine.dispose()
+    newest = json.loads(renewed.read_text())["refresh_token"]
+    assert smshub("calendars", "sync", "acme", "Outlook Dr Roux")[0] == 0
+    assert graph_fake.token_requests[-1]["refresh_token"] == newest
+    code, out, _ = smshub("calendars", "remove", "acme", "Outlook Dr Roux", "--json")
+    assert {"what": "renewed refresh token", "path": str(renewed)} in json.loads(out)[
+        "files_deleted"
+    ]
+    assert list((tmp_path / "calendars").iterdir()) == []
+
+
+def test_same_name_in_two_accounts_two_files(smshub, tmp_path, ics_http):
+    _connect_ics(smshub, ics_http, "cabinet")
+    assert smshub("accounts", "create", "beta", "--region", "FR")[0] == 0
+    assert smshub("accounts", "credit", "beta", "20")[0] == 0
+    code, _, err = smshub(
+        "calendars", "add", "beta", "cabinet", "--type", "ics", f"--set=url={ics_http}"
+    )
+    assert code == 0, err
+    assert smshub("calendars", "sync", "beta", "cabinet")[0] == 0
+    cached = sorted((tmp_path / "calendars").glob("*.ics"))
+    assert len(cached) == 2
+    code, out, _ = smshub("calendars", "remove", "acme", "cabinet", "--json")
+    data = json.loads(out)
+    assert len(data["files_deleted"]) == 1 and data["files_kept"] == []
+    (left,) = (tmp_path / "calendars").glob("*.ics")
+    assert left in cached and left != Path(data["files_deleted"][0]["path"])
+
+
+def test_remove_also_deletes_a_file_named_after_the_calendar(smshub, tmp_path, ics_http):
+    """One a hub before calendar ids left (the calendar not synced since)."""
+    _connect_ics(smshub, ics_http, "cabinet")
+    (cached,) = (tmp_path / "calendars").glob("*.ics")
+    old = name_keyed_file(tmp_path, "cabinet", "ics", {"url": ics_http})
+    old.write_bytes(cached.read_bytes())
+    code, out, _ = smshub("calendars", "remove", "acme", "cabinet", "--json")
+    assert code == 0
+    assert [f["path"] for f in json.loads(out)["files_deleted"]] == [str(cached), str(old)]
+    assert list((tmp_path / "calendars").iterdir()) == []
 
 
 # -- auth -----------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ stand-in of Microsoft Graph and the identity platform (tests/fakes/graph.py)."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import stat
 import time
@@ -295,6 +296,38 @@ async def test_refresh_token_rotates_and_the_newest_is_kept(fake, tmp_path, monk
     with pytest.raises(SourceError, match="refused the credentials.*invalid_grant: AADSTS70000"):
         await revoked.sync(WINDOW, None)
     await revoked.close()
+
+
+async def test_the_renewed_token_follows_the_calendar_across_a_rename(fake, tmp_path, monkeypatch):
+    public_app = "public-app-0002"
+    fake.app(public_app, None)
+    first_token = fake.refresh_token_for(public_app, USER)
+    monkeypatch.setenv("GRAPH_REFRESH", first_token)
+    settings = settings_for(
+        fake, client_id=public_app, client_secret_env=None, refresh_token_env="GRAPH_REFRESH"
+    )
+
+    async def sync(name: str, calendar_id: int) -> None:
+        ctx = SourceContext(name, tmp_path, calendar_secrets(settings), calendar_id=calendar_id)
+        source = build_calendar_source("graph", settings, ctx, name)
+        try:
+            await source.sync(WINDOW, None)
+        finally:
+            await source.close()
+
+    await sync(NAME, 5)
+    (kept,) = (tmp_path / "calendars").glob("graph-*.json")
+    tag = hashlib.sha256(f"calendar-5\n{public_app}\n{USER}".encode()).hexdigest()[:10]
+    assert kept.name == f"graph-calendar-5-{tag}.json"
+    rotated = json.loads(kept.read_text())["refresh_token"]
+    assert rotated != first_token
+    # Renamed: the newest token Microsoft handed out, not the first one.
+    await sync("calendar 'Cabinet Durand'", 5)
+    assert fake.token_requests[-1]["refresh_token"] == rotated
+    # A calendar of the same name in another account (same app, same user): its own file.
+    await sync(NAME, 6)
+    assert fake.token_requests[-1]["refresh_token"] == first_token
+    assert len(list((tmp_path / "calendars").glob("graph-*.json"))) == 2
 
 
 def test_device_code_login_returns_a_refresh_token(fake):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import shutil
 import threading
 from collections.abc import Iterator
@@ -25,8 +26,10 @@ from hub.calendars import (
     EventStatus,
     SourceContext,
     SourceError,
+    StateFile,
     SyncResult,
     SyncWindow,
+    move_name_keyed_files,
 )
 
 DATA = Path(__file__).parent / "data" / "ics"
@@ -437,6 +440,67 @@ async def test_state_files_are_where_the_cache_is_kept(
     expected = tmp_path / "calendars" / f"calendar_Dr._Roux-{tag}.ics"
     assert IcsSource.state_files(webcal, ctx)[0].path == expected
     assert IcsSource(webcal, ctx)._cache == expected
+
+
+async def test_a_stored_calendar_keeps_its_cache_under_its_id_whatever_its_name(
+    ics_server: IcsServer, tmp_path: Path
+) -> None:
+    settings = IcsSettings.model_validate({"type": "ics", "url": ics_server.url})
+    data = tmp_path / "data"
+
+    async def synced(name: str, calendar_id: int, cursor: str | None) -> SyncResult:
+        src = IcsSource(settings, SourceContext(name, data, calendar_id=calendar_id))
+        try:
+            return await src.sync(MARCH, cursor)
+        finally:
+            await src.close()
+
+    first = await synced("calendar 'Cabinet'", 7, None)
+    (cached,) = (data / "calendars").iterdir()
+    tag = hashlib.sha256(f"calendar-7\n{ics_server.url}".encode()).hexdigest()[:10]
+    assert cached.name == f"calendar-7-{tag}.ics"
+    # Renamed: the same copy, so a 304 is enough.
+    renamed = await synced("calendar 'Cabinet Durand'", 7, first.cursor)
+    assert ics_server.requests[-1]["if-none-match"] == ics_server.etag
+    assert not renamed.full and list((data / "calendars").iterdir()) == [cached]
+    # Another calendar of that name (another account), same URL: its own copy.
+    other = await synced("calendar 'Cabinet'", 8, None)
+    assert other.full and len(list((data / "calendars").glob("*.ics"))) == 2
+
+
+async def test_a_cache_named_after_the_calendar_moves_under_its_id(
+    ics_server: IcsServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = IcsSettings.model_validate({"type": "ics", "url": ics_server.url})
+    before = SourceContext("calendar 'Cabinet'", tmp_path)  # as hubs before calendar ids
+    src = IcsSource(settings, before)
+    try:
+        first = await src.sync(MARCH, None)
+    finally:
+        await src.close()
+    (old,) = (tmp_path / "calendars").iterdir()
+
+    def listed(ctx: SourceContext) -> list[StateFile]:
+        return IcsSource.state_files(settings, ctx)
+
+    assert move_name_keyed_files(before, listed) == []  # no id: nothing to move
+    now = SourceContext("calendar 'Cabinet'", tmp_path, calendar_id=3)
+    with caplog.at_level(logging.INFO, logger="smshub.calendars"):
+        [(moved, new)] = move_name_keyed_files(now, listed)
+    assert (moved, new) == (old, listed(now)[0].path) and not old.exists() and new.exists()
+    assert f"calendar 'Cabinet': moved its cached copy of the calendar from {old} to {new}" in (
+        caplog.text
+    )
+    assert move_name_keyed_files(now, listed) == []  # once
+    src = IcsSource(settings, now)
+    try:
+        second = await src.sync(MARCH, first.cursor)
+    finally:
+        await src.close()
+    assert ics_server.requests[-1]["if-none-match"] == ics_server.etag and not second.full
+    # Both there (an old copy came back): the one named after the id wins, the other stays.
+    old.write_bytes(b"stale")
+    assert move_name_keyed_files(now, listed) == [] and new.read_bytes() == ics_server.body
 
 
 def test_a_local_file_keeps_no_state(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from hub import sending
 from hub.calendar_setup import (
     add_calendar,
+    adopt_name_keyed_files,
     problem_events,
     remove_calendar,
     upcoming_reminders,
@@ -323,6 +324,9 @@ async def save_rules(
             label = data.check_name(name or cal.name)
             if label != cal.name:
                 data.name_is_free(session, cal.account_id, label)
+                # Its files are named after its id, unless a hub before ids kept them and
+                # it was not synced since: under the old name, found only before the rename.
+                adopt_name_keyed_files(cal, hub.config.hub.data_dir)
                 cal.name = label
             report = update_rules(
                 session,

@@ -11,14 +11,14 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlmodel import select
 
+from hub.calendar_setup import calendar_context, source_state_files
 from hub.calendars import (
     CalendarEvent,
     CalendarSource,
     CursorExpired,
-    SourceContext,
     SourceError,
     SyncWindow,
-    calendar_source_name,
+    move_name_keyed_files,
 )
 from hub.config import Config
 from hub.db import session_scope
@@ -59,11 +59,11 @@ async def sync_calendar(
         window = SyncWindow(
             utcnow() - timedelta(days=1), utcnow() + timedelta(days=calendar.window_days)
         )
-        where = calendar_source_name(calendar.name)
+        ctx = calendar_context(calendar, config.hub.data_dir, calendar_secrets(settings))
         kind = calendar.source_type
-    ctx = SourceContext(
-        name=where, data_dir=config.hub.data_dir, secrets=calendar_secrets(settings)
-    )
+    where = ctx.name
+    # Files a hub before calendar ids kept under the calendar's name: where they are now.
+    await asyncio.to_thread(move_name_keyed_files, ctx, source_state_files(kind, settings))
     source = build_calendar_source(kind, settings, ctx, where)
     try:
         try:

@@ -4,6 +4,7 @@ rules with a live preview, Google / Microsoft 365 sign-in, removal, and who may 
 from __future__ import annotations
 
 import json
+import logging
 import re
 import ssl
 import stat
@@ -23,7 +24,7 @@ from sqlmodel import select
 from hub.console.routes_calendars import OAUTH_COOKIE
 from hub.db import session_scope
 from hub.models import Calendar, Message, Reminder
-from tests.conftest import refuse_unlink
+from tests.conftest import name_keyed_file, refuse_unlink
 from tests.fakes import google_calendar, graph
 
 google_fake = google_calendar.google_fake
@@ -95,6 +96,19 @@ async def _flash(client: Any, response: httpx.Response) -> str:
     found = re.search(r'<p class="flash" role="status">(.*?)</p>', page.text, re.S)
     assert found, page.text
     return found.group(1)
+
+
+def _renamed(name: str) -> dict[str, str]:
+    """The rules form of a calendar renamed NAME (its other settings the defaults)."""
+    return {
+        "name": name,
+        "offsets": "1d@09:00",
+        "quiet_start": "21:00",
+        "quiet_end": "08:00",
+        "timezone": "Europe/Paris",
+        "locale": "fr_FR",
+        "enabled": "1",
+    }
 
 
 def _messages(hub: Any) -> list[Message]:
@@ -220,6 +234,29 @@ async def test_remove_keeping_history_keeps_the_files(hub, console, ics_url):
     flash = await _flash(alice, r)
     assert "Calendar Cabinet disabled" in flash and "stored file" not in flash
     assert cached.exists()
+
+
+async def test_a_renamed_calendar_keeps_its_files(hub, console, ics_url, caplog):
+    alice = await console("alice")
+    calendar_id = await _added(alice, ics_url)
+    await alice.post(f"/console/calendars/{calendar_id}/sync")
+    kept = hub.config.hub.data_dir / "calendars"
+    (cached,) = kept.glob("*.ics")
+    # As a hub before calendar ids left it: named after the calendar, not synced since.
+    old = name_keyed_file(hub.config.hub.data_dir, "Cabinet", "ics", {"url": ics_url})
+    cached.rename(old)
+    caplog.set_level(logging.INFO, logger="smshub.calendars")
+    r = await alice.post(f"/console/calendars/{calendar_id}/rules", _renamed("Cabinet Durand"))
+    assert "Rules saved" in await _flash(alice, r)
+    # Moved before the rename, after which its old name could not be told.
+    assert cached.exists() and not old.exists()
+    assert f"calendar 'Cabinet': moved its cached copy of the calendar from {old}" in caplog.text
+    flash = await _flash(alice, await alice.post(f"/console/calendars/{calendar_id}/sync"))
+    assert "Synced: 2 appointments seen" in flash
+    assert list(kept.iterdir()) == [cached]
+    flash = await _flash(alice, await alice.post(f"/console/calendars/{calendar_id}/remove"))
+    assert "Deleted 1 stored file(s) (cached copy of the calendar)." in flash
+    assert list(kept.iterdir()) == []
 
 
 async def test_a_stored_file_that_cannot_be_deleted_is_told(hub, console, ics_url, monkeypatch):
@@ -517,6 +554,14 @@ async def test_microsoft_sign_in_offers_the_calendars_then_connects_the_chosen_o
     assert r.status_code == 403
     r = await alice.post("/console/calendars/oauth/finish", {"pending": pending + "x"})
     assert r.status_code == 422
+    # Renamed: the next sync signs in with the newest token Microsoft handed out.
+    (renewed,) = (hub.config.hub.data_dir / "calendars").glob("graph-*.json")
+    newest = json.loads(renewed.read_text())["refresh_token"]
+    r = await alice.post(f"/console/calendars/{calendar_id}/rules", _renamed("Outlook Martin"))
+    assert "Rules saved" in await _flash(alice, r)
+    flash = await _flash(alice, await alice.post(f"/console/calendars/{calendar_id}/sync"))
+    assert "Synced: 1 appointments seen" in flash
+    assert microsoft.token_requests[-1]["refresh_token"] == newest
     # Removed: the token of the sign-in and the newest one Microsoft handed out go with it.
     token = Path(settings["refresh_token_file"])
     (renewed,) = (hub.config.hub.data_dir / "calendars").glob("graph-*.json")
