@@ -747,3 +747,19 @@ def test_auth_microsoft_prints_the_token_and_reports_failures(smshub, monkeypatc
     code, out, err = smshub("calendars", "auth", "microsoft", "--client-id", "app-id")
     assert code == 1 and out == ""
     assert err == "error: the sign-in did not complete: AADSTS70016 expired\n"
+
+
+def test_settings_a_source_refuses_are_recorded_on_the_calendar(smshub, ics_http, db_url):
+    # Settings stored by an older hub may no longer pass the source's checks: the sync says
+    # so like any other error, and the calendar shows it.
+    _connect_ics(smshub, ics_http, "cabinet")
+    engine = make_engine(db_url)
+    with session_scope(engine) as s:
+        calendar = s.exec(select(Calendar)).one()
+        calendar.settings = json.dumps({"url": ics_http, "colour": "blue"})
+        s.add(calendar)
+    code, _, err = smshub("calendars", "sync", "acme", "cabinet")
+    assert code != 0 and "could not be read" in err and "colour" in err
+    with session_scope(engine) as s:
+        assert "colour" in s.exec(select(Calendar)).one().last_error
+    engine.dispose()

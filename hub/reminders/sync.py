@@ -16,6 +16,7 @@ from hub.calendars import (
     CalendarEvent,
     CalendarSource,
     CursorExpired,
+    SourceContext,
     SourceError,
     SyncWindow,
     move_name_keyed_files,
@@ -50,21 +51,33 @@ async def sync_calendar(
     engine: Engine, config: Config, calendar_id: int, full: bool = False
 ) -> ReconcileReport:
     """Sync one calendar now; errors are recorded on the calendar and raised as HubError."""
-    with session_scope(engine) as session:
-        calendar = session.get(Calendar, calendar_id)
-        if calendar is None:
-            raise HubError(f"no calendar {calendar_id}")
-        settings = json.loads(calendar.settings or "{}")
-        cursor = None if full else calendar.cursor
-        window = SyncWindow(
-            utcnow() - timedelta(days=1), utcnow() + timedelta(days=calendar.window_days)
-        )
-        ctx = calendar_context(calendar, config.hub.data_dir, calendar_secrets(settings))
-        kind = calendar.source_type
+
+    def _load() -> tuple[dict[str, Any], str | None, SyncWindow, SourceContext, str]:
+        with session_scope(engine) as session:
+            calendar = session.get(Calendar, calendar_id)
+            if calendar is None:
+                raise HubError(f"no calendar {calendar_id}")
+            settings = json.loads(calendar.settings or "{}")
+            window = SyncWindow(
+                utcnow() - timedelta(days=1), utcnow() + timedelta(days=calendar.window_days)
+            )
+            ctx = calendar_context(calendar, config.hub.data_dir, calendar_secrets(settings))
+            return settings, None if full else calendar.cursor, window, ctx, calendar.source_type
+
+    settings, cursor, window, ctx, kind = await asyncio.to_thread(_load)
     where = ctx.name
+
+    async def _failed(exc: Exception) -> HubError:
+        await asyncio.to_thread(_record_error, engine, calendar_id, str(exc))
+        return HubError(f"{where} could not be read: {exc}")
+
     # Files a hub before calendar ids kept under the calendar's name: where they are now.
     await asyncio.to_thread(move_name_keyed_files, ctx, source_state_files(kind, settings))
-    source = build_calendar_source(kind, settings, ctx, where)
+    try:
+        # Settings stored by an older hub can fail its source's checks: told like any error.
+        source = build_calendar_source(kind, settings, ctx, where)
+    except (SourceError, ConfigError) as exc:
+        raise await _failed(exc) from None
     try:
         try:
             result = await source.sync(window, cursor)
@@ -73,8 +86,7 @@ async def sync_calendar(
             result = await source.sync(window, None)
         await _write_answers(engine, source, calendar_id)
     except (SourceError, ConfigError) as exc:
-        await asyncio.to_thread(_record_error, engine, calendar_id, str(exc))
-        raise HubError(f"{where} could not be read: {exc}") from None
+        raise await _failed(exc) from None
     finally:
         await source.close()
 
