@@ -22,27 +22,25 @@ _BLACKLIST = table(BlacklistEntry).c
 _INVALID = table(InvalidNumber).c
 _MESSAGES = table(Message).c
 
+
+def _listed(kind: str, columns: Any) -> Select[Any]:
+    """The part for a per-account number list (blacklist, invalid numbers)."""
+    return select(
+        literal_column(f"'{kind}'").label("kind"),
+        columns.account_id,
+        columns.number.label("value"),
+        null().label("message_id"),
+    ).where(
+        columns.account_id.in_(bindparam("accounts", expanding=True)),
+        columns.number.in_(bindparam("numbers", expanding=True)),
+    )
+
+
 # Each part: (kind, account id, value, message id). Built once; the lists are expanded at
 # execution, so the statement is compiled only once.
 _PARTS = (
-    select(
-        literal_column("'blacklist'").label("kind"),
-        _BLACKLIST.account_id,
-        _BLACKLIST.number.label("value"),
-        null().label("message_id"),
-    ).where(
-        _BLACKLIST.account_id.in_(bindparam("accounts", expanding=True)),
-        _BLACKLIST.number.in_(bindparam("numbers", expanding=True)),
-    ),
-    select(
-        literal_column("'invalid'"),
-        _INVALID.account_id,
-        _INVALID.number,
-        null(),
-    ).where(
-        _INVALID.account_id.in_(bindparam("accounts", expanding=True)),
-        _INVALID.number.in_(bindparam("numbers", expanding=True)),
-    ),
+    _listed("blacklist", _BLACKLIST),
+    _listed("invalid", _INVALID),
     select(
         literal_column("'key'"),
         _MESSAGES.account_id,

@@ -60,22 +60,19 @@ def store_secret(config: Config, label: str, value: str) -> Path:
 def files_message(report: dict[str, Any]) -> str:
     """What removing a calendar did with the files the hub kept for it, for the flash: what
     they held, never where (the console shows no server paths; the log names them)."""
-    message = ""
-    deleted = report["files_deleted"]
-    if deleted:
-        message += (
-            f" Deleted {len(deleted)} stored file(s) ("
-            + ", ".join(f["what"] for f in deleted)
-            + ")."
-        )
-    failed = report["files_not_deleted"]
-    if failed:
-        message += (
-            f" {len(failed)} stored file(s) could not be deleted ("
-            + ", ".join(f["what"] for f in failed)
-            + "): the hub's administrator will find them in its log."
-        )
-    return message
+    told = [
+        (report["files_deleted"], "Deleted {n} stored file(s) ({what})."),
+        (
+            report["files_not_deleted"],
+            "{n} stored file(s) could not be deleted ({what}): the hub's administrator will "
+            "find them in its log.",
+        ),
+    ]
+    return "".join(
+        " " + text.format(n=len(files), what=", ".join(f["what"] for f in files))
+        for files, text in told
+        if files
+    )
 
 
 # -- reading --------------------------------------------------------------------------------------
