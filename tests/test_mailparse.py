@@ -317,8 +317,11 @@ def test_reply_text_of_replies_is_the_new_text(name: str) -> None:
     assert extract_reply_text(parse_mail(raw)) == SAMPLES[name].text
 
 
-def test_reply_text_drops_a_forwarded_message() -> None:
-    assert extract_reply_text(load("apple_mail_forward.eml")) == "\u00c0 transmettre, merci."
+def test_reply_text_keeps_a_forwarded_message() -> None:
+    # What the sender chose to pass on goes to the phone too (as in mail intake).
+    text = extract_reply_text(load("apple_mail_forward.eml"))
+    assert text.startswith("\u00c0 transmettre, merci.\n\nBegin forwarded message:")
+    assert text.endswith("Les rendez-vous sont report\u00e9s.")
 
 
 def test_outlook_desktop_headers() -> None:
@@ -486,7 +489,7 @@ def test_forward_kept_and_cut_in_reply() -> None:
     kept = extract_text(body)
     assert kept.text == normalize_whitespace(body)
     assert kept.warnings == ["kept a forwarded message"]
-    assert extract_text(body, reply=True).text == "Voil\u00e0"
+    assert extract_text(body, reply=True).text == normalize_whitespace(body)
 
 
 def test_outlook_separator_is_a_forward_when_the_subject_says_so() -> None:
@@ -578,8 +581,8 @@ def test_body_options_are_configurable() -> None:
         strip_quotes=False,
     )
     body = (
-        "Rappel\n> cit\u00e9\n--Cabinet Martin Lyon\nSent from my iPhone\n\n"
-        "Mentions l\u00e9gales : x"
+        "Rappel\n> cit\u00e9\nSent from my iPhone\n\nMentions l\u00e9gales : x\n\n"
+        "--Cabinet Martin Lyon\nTel 01 23 45 67 89"
     )
     result = extract_text(body, options=options)
     assert result.text == "Rappel\n> cit\u00e9\nSent from my iPhone"

@@ -28,14 +28,29 @@ from functools import lru_cache
 
 from hub.errors import ConfigError
 from hub.mailparse.htmltext import html_to_text
-from hub.mailparse.markers import Marker, find_marker, is_attribution
+from hub.mailparse.markers import (
+    Marker,
+    find_marker,
+    is_attribution,
+    split_inline_attribution,
+)
 from hub.mailparse.normalize import normalize_whitespace
 
 DEFAULT_SIGNATURE_PATTERNS: tuple[str, ...] = (
-    r"sent from my .{1,60}",
+    # "Sent from my iPhone", never "Sent from my desk, which is easier": a device name has
+    # no comma or sentence inside it.
+    r"sent from my [^,;:!?]{1,40}\.?",
     r"sent from (mail|outlook|yahoo mail|gmail|aol|proton ?mail)\b.{0,60}",
+    # "Sent from Acompli", "Sent from TypeApp<http://www.typeapp.com/…>": one word, a link.
+    r"sent from [a-z][\w.-]{1,30}(\s*<[^>\s]+>|\s*\([^)\s]+\))?",
+    r"sent with [a-z][\w .-]{1,30}(\s*<[^>\s]+>|\s*\([^)\s]+\))?",
+    r"get outlook for (ios|android)\s*(<[^>\s]+>)?",
+    r"отправлено (с|из) .{1,60}",
+    r"wysłane z .{1,60}",
+    r"(skickat|sendt) fra?n? min .{1,40}",
+    r"lähetetty .{1,40}(sta|stä)",
+    r"enviado do meu .{1,40}",
     r"sent with proton ?mail.{0,60}",
-    r"get outlook for (ios|android).{0,60}",
     r"obtenir outlook pour (ios|android).{0,60}",
     r"envoy[ée] de mon .{1,60}",
     r"envoy[ée] depuis .{1,60}",
@@ -72,6 +87,10 @@ _IMAGE_PLACEHOLDER = re.compile(r"\[(cid:[^\[\]\s]+|image: [^\[\]\n]*)\]")
 _DECORATION = re.compile(r"^[\s*_=~#-]*")
 _DECORATION_ONLY = re.compile(r"^[\s*_=~#-]{3,}$")
 _SIGNATURE_DELIMITER = re.compile(r"^-- ?$")
+_ARROWS = re.compile(r"^>{2,}(\s*>+)*\s.*<{2,}\s*$")
+# A mailing-list footer: a rule, then "<list> mailing list" (Mailman's own footer).
+_LIST_FOOTER = re.compile(r"^.{1,80}\bmailing list$", re.IGNORECASE)
+_RULE = re.compile(r"^_{10,}$")
 
 
 @dataclass(frozen=True)
@@ -139,7 +158,7 @@ def extract_text(
             warnings.append("removed a signature")
     else:
         text = normalize_whitespace(_IMAGE_PLACEHOLDER.sub("", body))
-    lines = text.split("\n")
+    lines = _split_inline_attributions(text.split("\n"))
     kept: list[str] = []
     if options.strip_quotes or reply:
         lines, kept = _cut_history(lines, forward=forward, reply=reply, warnings=warnings)
@@ -156,7 +175,7 @@ def _cut_history(
     found = find_marker(lines)
     if reply:
         # An answer keeps only what is above the first quoted line, even without a header.
-        first_quoted = next((i for i, line in enumerate(lines) if line.startswith(">")), None)
+        first_quoted = next((i for i, line in enumerate(lines) if _is_quoted(line)), None)
         if first_quoted is not None and (found is None or first_quoted < found[0]):
             found = (first_quoted, 0, Marker.QUOTE)
     own, below, kept = lines, [], []
@@ -164,16 +183,24 @@ def _cut_history(
         index, span, kind = found
         is_forward = kind is Marker.FORWARD or (kind is Marker.SEPARATOR and forward)
         own = lines[:index]
-        if is_forward and not reply:
+        if is_forward:
+            # A forward is what the sender chose to pass on, in an answer too.
             kept = lines[index:]
             warnings.append("kept a forwarded message")
         else:
             below = lines[index + span :] if kind is Marker.QUOTE else []
             warnings.append("removed quoted history")
-    unquoted = [line for line in own if not line.startswith(">")]
+    unquoted = [line for line in own if not _is_quoted(line)]
     if len(unquoted) != len(own):
         warnings.append("removed quoted history")
-    if not any(line.strip() for line in unquoted) and below:
+    wrote_above = any(line.strip() for line in unquoted)
+    after = _interleaved(below)
+    if after:
+        # Text under the quote: "Regards" below it, or the whole answer (bottom-posting).
+        unquoted = unquoted + after
+        if not wrote_above:
+            warnings.append("took the text written below the quote")
+    elif not wrote_above and below:
         # Nothing above the quote: the sender wrote below it (bottom-posting).
         unquoted = _bottom_posted(below)
         if any(line.strip() for line in unquoted):
@@ -183,20 +210,69 @@ def _cut_history(
 
 def _bottom_posted(lines: list[str]) -> list[str]:
     """The lines a bottom-poster wrote between and after ``>`` blocks."""
-    return [line for line in lines if not line.startswith(">") and not is_attribution(line)]
+    return [line for line in lines if not _is_quoted(line) and not is_attribution(line)]
+
+
+def _interleaved(below: list[str]) -> list[str]:
+    """What the sender wrote below the ``>`` block that follows an attribution ("Regards"
+    under the quote): the text after the last ``>`` line, set apart by a blank line, up to
+    the next marker. A line right under a ``>`` line is the quote's own wrapped tail, and
+    an attribution followed by unmarked text introduces a quote without ``>``: neither is
+    the sender's."""
+    start = next((i for i, line in enumerate(below) if line.strip()), None)
+    if start is None or not _is_quoted(below[start]):
+        return []
+    last = max(i for i, line in enumerate(below) if _is_quoted(line))
+    rest = below[last + 1 :]
+    first = next((i for i, line in enumerate(rest) if line.strip()), None)
+    if first is None or first == 0:
+        return []
+    found = find_marker(rest, first)
+    return [""] + rest[first : found[0] if found else len(rest)]
+
+
+def _is_quoted(line: str) -> bool:
+    """A ``>`` quote line; not ``>>> http://… <<<``, an arrow drawn around a link."""
+    return line.startswith(">") and not _ARROWS.match(line)
+
+
+def _split_inline_attributions(lines: list[str]) -> list[str]:
+    """Put an attribution written on the answer's own line ("reply On Wed, … wrote:") on
+    a line of its own, so that the answer before it is kept."""
+    out: list[str] = []
+    for line in lines:
+        split = None if _is_quoted(line) else split_inline_attribution(line)
+        out.extend(split if split else (line,))
+    return out
 
 
 def _remove_signature(lines: list[str], options: BodyOptions, warnings: list[str]) -> list[str]:
-    for index, line in enumerate(lines):
-        if _SIGNATURE_DELIMITER.match(line):
-            lines = lines[:index]
-            warnings.append("removed a signature")
-            break
+    """Cut at the signature: a ``-- `` line, a mailing-list footer, or a mobile signature
+    line ("Sent from my iPhone"), below which clients put only the quoted message."""
     patterns = _compile(tuple(options.signature_patterns), "signature_patterns")
-    kept = [line for line in lines if not any(p.fullmatch(line.strip()) for p in patterns)]
-    if len(kept) != len(lines):
-        warnings.append("removed a signature")
-    return kept
+    for index, line in enumerate(lines):
+        stripped = line.strip()
+        if (
+            _SIGNATURE_DELIMITER.match(line)
+            or any(p.fullmatch(stripped) for p in patterns)
+            or (_RULE.match(stripped) and _footer_follows(lines, index))
+        ):
+            warnings.append("removed a signature")
+            return _strip_trailing_rules(lines[:index])
+    return _strip_trailing_rules(lines)
+
+
+def _footer_follows(lines: list[str], index: int) -> bool:
+    following = next((line.strip() for line in lines[index + 1 :] if line.strip()), "")
+    return bool(_LIST_FOOTER.match(following))
+
+
+def _strip_trailing_rules(lines: list[str]) -> list[str]:
+    """Rules and blank lines left at the end once the quote below them was cut."""
+    end = len(lines)
+    while end and (not lines[end - 1].strip() or _DECORATION_ONLY.match(lines[end - 1])):
+        end -= 1
+    return lines[:end]
 
 
 def _remove_disclaimers(text: str, options: BodyOptions, warnings: list[str]) -> str:
