@@ -33,6 +33,14 @@ calendar_app = typer.Typer(
 )
 
 
+# Said the same way by every command that takes --tz, and by the console.
+TZ_HELP = (
+    "The calendar's time zone (IANA) when the file names none; an ICS file's X-WR-TIMEZONE "
+    "wins. All-day events and floating times are read in it, rules apply in it unless the "
+    "event names its own zone, and times are shown in it."
+)
+
+
 def _cli() -> Any:
     from hub import cli
 
@@ -61,7 +69,7 @@ def calendars_add(
     ] = None,
     offsets: Annotated[str, typer.Option(help="Reminder rules, e.g. '2d@09:00,3h'.")] = "1d@09:00",
     template: Annotated[str | None, typer.Option(help="Jinja2 SMS template (sandboxed).")] = None,
-    tz: Annotated[str, typer.Option(help="Calendar time zone (IANA).")] = "Europe/Paris",
+    tz: Annotated[str, typer.Option(help=TZ_HELP)] = "Europe/Paris",
     locale: Annotated[str, typer.Option(help="Language of dates in the SMS.")] = "fr_FR",
     notify_changes: Annotated[bool, typer.Option(help="SMS when a reminded RDV moves.")] = False,
     sender: Annotated[str | None, typer.Option(help="SMS sender.")] = None,
@@ -703,10 +711,7 @@ def calendar_preview(
     ] = None,
     tz: Annotated[
         str,
-        typer.Option(
-            help="The calendar's time zone: floating times and all-day events are in it, "
-            "rules apply in it unless the event names its own, and times are shown in it."
-        ),
+        typer.Option(help=TZ_HELP),
     ] = "Europe/Paris",
     locale: Annotated[str, typer.Option(help="Language of dates in the SMS.")] = "fr_FR",
     template: Annotated[

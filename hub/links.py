@@ -29,6 +29,7 @@ from sqlmodel import Session, col, select
 
 from hub.errors import InvalidInput
 from hub.mailparse.email_policy import PARSE_POLICY
+from hub.mailparse.uuencode import split_uuencoded
 from hub.models import Account, HostedFile, LinkClick, ShortLink
 from hub.timeutil import as_utc
 from hub.webhooks import LINK_CLICKED, queue_event
@@ -456,7 +457,15 @@ def _walk(part: MimePart, *, related: bool, top: bool = False) -> Iterator[MailA
                 inner = related or content_type == "multipart/related"
                 yield from _walk(child, related=inner)
         return
-    if not top and content_type in {"text/plain", "text/html"} and disposition != "attachment":
+    if content_type == "text/plain" and disposition != "attachment":
+        # The body: files uuencoded in it are attachments too (hub.mailparse.uuencode).
+        payload = part.get_payload(decode=True)
+        # uuencoded lines are ASCII whatever the charset says.
+        text = payload.decode("latin-1") if isinstance(payload, bytes) else ""
+        for uu in split_uuencoded(text)[1]:
+            yield MailAttachment(uu.filename, uu.content_type, uu.data, logo=False)
+        return
+    if not top and content_type == "text/html" and disposition != "attachment":
         return  # the body (or its other alternative)
     if top and content_type.startswith("text/"):
         return  # a single-part mail is its own body

@@ -669,3 +669,39 @@ def test_recurrence_matches_dateutil(case: dict[str, object]) -> None:
     assert warnings == []
     assert [(e.occurrence, e.start.astimezone(UTC)) for e in events] == expected
     assert all(e.timezone == zone and e.start.astimezone(tz).time() == start.time() for e in events)
+
+
+NO_UID = """BEGIN:VCALENDAR
+VERSION:2.0
+PRODID:-//published//EN
+BEGIN:VEVENT
+DTSTART:20250310T090000Z
+DTEND:20250310T093000Z
+SUMMARY:Kiné 0612345678
+RRULE:FREQ=WEEKLY;COUNT=3
+END:VEVENT
+BEGIN:VEVENT
+DTSTART:20250311T090000Z
+SUMMARY:Dentiste 0698765432
+END:VEVENT
+BEGIN:VEVENT
+DTSTART:20250311T090000Z
+SUMMARY:Dentiste 0698765432
+END:VEVENT
+END:VCALENDAR
+"""
+
+
+def test_events_without_uid_get_a_stable_identity() -> None:
+    """Published files often lack UIDs: such events still get reminders, and the same file
+    read again gives them the same identities (so reconciliation sees no change)."""
+    first, warnings = expand_events(read_calendar(NO_UID, "test.ics"), MARCH, where="test.ics")
+    again, _ = expand_events(read_calendar(NO_UID, "test.ics"), MARCH, where="test.ics")
+    assert len(first) == 5  # three weekly occurrences and two same-looking events
+    assert [(e.uid, e.occurrence) for e in first] == [(e.uid, e.occurrence) for e in again]
+    assert len({e.uid for e in first}) == 3
+    assert all(e.uid.startswith("derived-") for e in first)
+    assert sum("identified as 'derived-" in w for w in warnings) == 3
+    moved = NO_UID.replace("20250310T090000Z", "20250317T100000Z", 1)
+    after, _ = expand_events(read_calendar(moved, "test.ics"), MARCH, where="test.ics")
+    assert {e.uid for e in after} - {e.uid for e in first}  # a move is a new identity

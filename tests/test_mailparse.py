@@ -247,6 +247,29 @@ SAMPLES: dict[str, Sample] = {
         unknown=["SMS", "from"],
         warnings=["removed a signature", "removed quoted history"],
     ),
+    # A PNG uuencoded in the text (old clients, fax gateways): an attachment, not text.
+    "uuencoded_attachment.eml": Sample(
+        text="Voici le plan d'acces au cabinet.",
+        numbers=["06 12 34 56 78"],
+        warnings=["attachment plan.png ignored"],
+    ),
+    # RFC 5322's obsolete syntax: blanks before the colon of a header name.
+    "obsolete_header_syntax.eml": Sample(
+        text="Le rendez-vous est maintenu.",
+        numbers=["0612345678"],
+    ),
+    # "Name wrote:" with no date above a quote: no text of the sender's.
+    "attribution_without_date.eml": Sample(
+        text="Merci de rappeler le cabinet.",
+        numbers=["0612345678"],
+        warnings=["removed quoted history"],
+    ),
+    # UTF-7 (old Outlook Express settings) and a "--" delimiter without its space.
+    "utf7_body.eml": Sample(
+        text="R\u00e9union d\u00e9plac\u00e9e \u00e0 10h.",
+        numbers=["0612345678"],
+        warnings=["removed a signature"],
+    ),
 }
 
 
@@ -968,3 +991,21 @@ def test_parse_mail_never_raises(raw: bytes) -> None:
 def test_html_to_text_never_raises(markup: str) -> None:
     text = html_to_text(markup).text
     assert text == normalize_whitespace(text)
+
+
+def test_uuencoded_file_is_an_attachment_with_its_bytes() -> None:
+    from hub.links import mail_attachments
+
+    raw = (MAIL_DIR / "uuencoded_attachment.eml").read_bytes()
+    mail = load("uuencoded_attachment.eml")
+    assert [(a.filename, a.content_type) for a in mail.attachments] == [("plan.png", "image/png")]
+    [found] = mail_attachments(raw)
+    assert found.filename == "plan.png" and found.data.startswith(b"\x89PNG\r\n")
+    assert "begin 644" not in mail.body
+
+
+def test_obsolete_header_names_are_read() -> None:
+    mail = load("obsolete_header_syntax.eml")
+    assert mail.from_addr == "marcs@znep.example"
+    assert mail.to == ["sms@hub.example.com"]
+    assert mail.subject == "0612345678"

@@ -166,8 +166,6 @@ def _problem(event: icalendar.Component) -> tuple[str | None, list[str]]:
         if prop in _TIME_PROPERTIES:
             return f"{prop}: {_short(message)}", []
         minor.append(f"{prop or 'a line'}: {_short(message)}")
-    if not str(event.get("UID", "")).strip():
-        return "it has no UID", []
     if "DTSTART" not in event:
         return "it has no DTSTART", []
     for prop in _TIME_PROPERTIES:
@@ -177,6 +175,19 @@ def _problem(event: icalendar.Component) -> tuple[str | None, list[str]]:
             except Exception as exc:  # icalendar raises many kinds on bad values
                 return f"{prop}: {_short(str(exc))}", []
     return None, minor
+
+
+def _derived_uid(event: icalendar.Component, taken: Mapping[str, object]) -> str:
+    """A stable identity for an event without UID (real published files lack them): a
+    hash of its DTSTART and SUMMARY as written, numbered when two events share both."""
+    start = event.get("DTSTART")
+    seed = f"{start.to_ical().decode() if start is not None else ''}\n{event.get('SUMMARY', '')}"
+    base = f"derived-{hashlib.sha256(seed.encode('utf-8', 'replace')).hexdigest()[:20]}"
+    uid, number = base, 1
+    while uid in taken:
+        number += 1
+        uid = f"{base}-{number}"
+    return uid
 
 
 def _label(uid: str | None, line: int | None) -> str:
@@ -231,7 +242,12 @@ def expand_events(
         if problem is not None:
             warnings.append(f"{where}: {_label(uid, line)} skipped: {problem}")
             continue
-        assert uid is not None
+        if uid is None:
+            uid = _derived_uid(event, groups)
+            warnings.append(
+                f"{where}: {_label(None, line)}: identified as {uid!r} (from its start and "
+                "title; a moved event gets a new reminder, the old one is cancelled)"
+            )
         for text in minor:
             warnings.append(f"{where}: {_label(uid, line)}: ignored {text}")
         for tzid in sorted(_unknown_tzids(defined, event)):

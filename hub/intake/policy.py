@@ -243,10 +243,7 @@ class IntakePolicy:
                 "550 5.6.0 only PNG, GIF, JPEG and PDF attachments can be sent by SMS (as "
                 f"links): {'; '.join(problems)}; remove it or send it another way"
             )
-        linked = {f"attachment {f.label} ignored" for f in files}
-        warnings = [w for w in warnings if w not in linked]
-        warnings += [f"{f.label} sent as a link" for f in files]
-        warnings += [f"image {name} left out" for name in logos]
+        warnings = attachment_warnings(warnings, files, logos)
         if not parsed.text.strip() and not files:
             raise Rejected("550 5.6.0 the mail has no text: write the SMS in the body")
         account = session.get(Account, intake.account_id)
@@ -573,12 +570,14 @@ class IntakePolicy:
                 )
             elif info.e164 not in recipients:
                 recipients.append(info.e164)
-        files, problems, _ = links.check_attachments(self.config, links.mail_attachments(raw))
+        files, problems, logos = links.check_attachments(self.config, links.mail_attachments(raw))
         # Each file adds a short link of fixed length: shown with a placeholder code.
         placeholder = links.short_url(self.config, "x" * links.CODE_LENGTH)
         text = links.with_links(parsed.text, [placeholder] * len(files)) if files else parsed.text
         count = segments.count(text)
-        warnings = list(parsed.warnings) + [f"not sendable: {p}" for p in problems]
+        # The same words as a real intake, so that the warnings and the text agree.
+        warnings = attachment_warnings(list(parsed.warnings), files, logos)
+        warnings += [f"not sendable: {p}" for p in problems]
         if count.segments > self.config.sending.max_parts:
             warnings.append(
                 f"the text needs {count.segments} parts; the limit is "
@@ -593,6 +592,17 @@ class IntakePolicy:
             "warnings": warnings,
             "tokens": {k: v for k, v in parts.tokens.items() if k != "pin"},
         }
+
+
+def attachment_warnings(
+    warnings: list[str], files: list[links.MailAttachment], logos: list[str]
+) -> list[str]:
+    """WARNINGS with each file the hub sends as a link said so, not "ignored"."""
+    linked = {f"attachment {f.label} ignored" for f in files}
+    kept = [w for w in warnings if w not in linked]
+    kept += [f"{f.label} sent as a link" for f in files]
+    kept += [f"image {name} left out" for name in logos]
+    return kept
 
 
 class _GroupUnpaid(Exception):

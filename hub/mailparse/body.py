@@ -30,6 +30,7 @@ from hub.errors import ConfigError
 from hub.mailparse.htmltext import html_to_text
 from hub.mailparse.markers import (
     Marker,
+    ends_like_attribution,
     find_marker,
     is_attribution,
     split_inline_attribution,
@@ -86,7 +87,7 @@ DEFAULT_DISCLAIMER_PATTERNS: tuple[str, ...] = (
 _IMAGE_PLACEHOLDER = re.compile(r"\[(cid:[^\[\]\s]+|image: [^\[\]\n]*)\]")
 _DECORATION = re.compile(r"^[\s*_=~#-]*")
 _DECORATION_ONLY = re.compile(r"^[\s*_=~#-]{3,}$")
-_SIGNATURE_DELIMITER = re.compile(r"^-- ?$")
+_SIGNATURE_DELIMITER = re.compile(r"^\s*--\s*$")
 _ARROWS = re.compile(r"^>{2,}(\s*>+)*\s.*<{2,}\s*$")
 # A mailing-list footer: a rule, then "<list> mailing list" (Mailman's own footer).
 _LIST_FOOTER = re.compile(r"^.{1,80}\bmailing list$", re.IGNORECASE)
@@ -190,7 +191,11 @@ def _cut_history(
         else:
             below = lines[index + span :] if kind is Marker.QUOTE else []
             warnings.append("removed quoted history")
-    unquoted = [line for line in own if not _is_quoted(line)]
+    unquoted = [
+        line
+        for index, line in enumerate(own)
+        if not _is_quoted(line) and not _introduces_quote(own, index)
+    ]
     if len(unquoted) != len(own):
         warnings.append("removed quoted history")
     wrote_above = any(line.strip() for line in unquoted)
@@ -229,6 +234,14 @@ def _interleaved(below: list[str]) -> list[str]:
         return []
     found = find_marker(rest, first)
     return [""] + rest[first : found[0] if found else len(rest)]
+
+
+def _introduces_quote(lines: list[str], index: int) -> bool:
+    """A "Name wrote:" line (no date, so no marker) right above a ``>`` block."""
+    if not ends_like_attribution(lines[index]):
+        return False
+    following = next((line for line in lines[index + 1 :] if line.strip()), "")
+    return _is_quoted(following)
 
 
 def _is_quoted(line: str) -> bool:

@@ -133,6 +133,13 @@ def is_attribution(line: str) -> bool:
     )
 
 
+def ends_like_attribution(line: str) -> bool:
+    """Whether ``line`` ends as an attribution does ("Marc Slemko wrote:"), date or not:
+    one only when a quote follows it."""
+    line = line.strip()
+    return len(line) <= _MAX_ATTRIBUTION and bool(_ENDS_WROTE.search(line))
+
+
 def split_inline_attribution(line: str) -> tuple[str, str] | None:
     """(answer, attribution) when an answer and its attribution share one line."""
     for match in _INLINE_START.finditer(line):

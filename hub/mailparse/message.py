@@ -24,6 +24,7 @@ from hub.mailparse.charset import decode_bytes, decode_words, unescape_surrogate
 from hub.mailparse.email_policy import PARSE_POLICY
 from hub.mailparse.normalize import unflow
 from hub.mailparse.subject import FORWARD_PREFIXES, strip_prefixes
+from hub.mailparse.uuencode import UuFile, split_uuencoded
 
 
 class Attachment(NamedTuple):
@@ -69,6 +70,7 @@ class ParsedMail:
 
 
 _HEADER_LINE = re.compile(rb"^[!-9;-~]+:")
+_OBS_HEADER_NAME = re.compile(rb"^([!-9;-~]+)[ \t]+:")
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
 _LINE_END = re.compile(r"[\r\n]+")
@@ -93,6 +95,9 @@ def parse_mail(raw: bytes, options: BodyOptions | None = None) -> ParsedMail:
     subject = _LINE_END.sub(" ", _header_text(first.get("subject", ""))).strip()
     plain, html = _find_body(message)
     body, body_type = _body_text(plain, html, warnings)
+    uuencoded: list[UuFile] = []
+    if body_type == "text/plain":
+        body, uuencoded = split_uuencoded(body)
     prefixes = strip_prefixes(subject)[1]
     extracted = extract_text(
         body,
@@ -102,6 +107,7 @@ def parse_mail(raw: bytes, options: BodyOptions | None = None) -> ParsedMail:
     )
     warnings.extend(extracted.warnings)
     attachments = _attachments(message, {id(plain), id(html)})
+    attachments += [Attachment(f.filename, f.content_type, len(f.data)) for f in uuencoded]
     warnings.extend(f"attachment {a.filename or a.content_type} ignored" for a in attachments)
     return ParsedMail(
         message_id=_msg_id(first.get("message-id")),
@@ -144,6 +150,9 @@ def _repair_headers(raw: bytes, warnings: list[str]) -> bytes:
     lines = head.splitlines(keepends=True)
     kept: list[bytes] = []
     for index, line in enumerate(lines):
+        # RFC 5322's obsolete syntax allows blanks before the colon ("From  : a@b"); the
+        # parser would not know the name.
+        line = _OBS_HEADER_NAME.sub(rb"\1:", line, count=1)
         if _HEADER_LINE.match(line) or line[:1] in (b" ", b"\t"):
             kept.append(line)
             continue
