@@ -90,7 +90,7 @@ def relay_verdict(
     if header is None:
         return Verdict(
             "fail",
-            f"no Authentication-Results from the trusted relay ({', '.join(sorted(trusted))})",
+            f"no Authentication-Results from a trusted relay ({', '.join(sorted(trusted))})",
         )
     relay = str(header.authserv_id).lower()
     results = list(header.results)
