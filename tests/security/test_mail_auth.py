@@ -30,7 +30,7 @@ from hub.config import Config
 from hub.db import session_scope
 from hub.errors import ConfigError
 from hub.intake.addresses import add_intake_address, add_mail_user
-from hub.intake.policy import IntakePolicy
+from hub.intake.policy import IntakePolicy, MailEnvelope
 from hub.intake.smtp import start_smtp
 from hub.models import InboundMessage, Message, OutgoingMail
 from hub.replytokens import reply_address
@@ -409,3 +409,34 @@ def test_old_trusted_relays_form_stops_startup_showing_the_new_form(tmp_path):
     message = str(err.value)
     assert "'smtp.trusted_relays.0'" in message
     assert '{authserv_id = "mx.clinic.example", networks = [' in message
+
+
+# -- the IMAP door: the mailbox server is the relay ------------------------------------------
+
+
+async def test_imap_mail_uses_the_mailbox_servers_verdict_or_the_hubs_own_dkim_check(
+    smtp, dkim_key
+):
+    hub, _ = smtp
+    policy = IntakePolicy(hub.engine, hub.config)
+    forged = _mail(results=["imap.clinic.example; dmarc=pass header.from=clinic.example"])
+    raw = forged.as_bytes(policy=SMTP_POLICY)
+
+    def take(data: bytes, ids: tuple[str, ...]) -> Any:
+        return policy.take(
+            MailEnvelope(
+                data, "anne@clinic.example", ["sms@hub.test"], source="imap", authserv_ids=ids
+            )
+        )
+
+    # Without a configured id anyone's header is just text: the hub checks DKIM itself.
+    outcome = await asyncio.to_thread(take, raw, ())
+    assert outcome.reply.startswith("550 5.7.26"), outcome.reply
+    assert "SPF not checked" in outcome.reply
+    signed = _signed(_mail(subject="0698765432"), dkim_key[0])
+    outcome = await asyncio.to_thread(take, signed, ())
+    assert outcome.accepted, outcome.reply
+    # With the mailbox server's id configured, its verdict counts.
+    outcome = await asyncio.to_thread(take, raw, ("imap.clinic.example",))
+    assert outcome.accepted, outcome.reply
+    policy.connection.close()
