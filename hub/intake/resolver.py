@@ -7,11 +7,15 @@ apart: the first is an answer (no policy, no key), the second is temporary (a 45
 
 from __future__ import annotations
 
+import logging
+
 import dns.exception
 import dns.resolver
 
 from hub.config import DnsSection
 from hub.errors import HubError
+
+log = logging.getLogger("smshub.intake")
 
 
 class DnsTrouble(HubError):
@@ -20,7 +24,13 @@ class DnsTrouble(HubError):
 
 def make_resolver(section: DnsSection) -> dns.resolver.Resolver:
     """The resolver ``[dns]`` describes."""
-    resolver = dns.resolver.Resolver(configure=not section.nameservers)
+    try:
+        resolver = dns.resolver.Resolver(configure=not section.nameservers)
+    except dns.resolver.NoResolverConfiguration:
+        # No /etc/resolv.conf: the hub still starts (relays and logins need no DNS); its
+        # own checks answer 451 until [dns] nameservers is set.
+        log.warning("no system DNS resolver found; set [dns] nameservers for sender checks")
+        resolver = dns.resolver.Resolver(configure=False)
     if section.nameservers:
         resolver.nameservers = [str(a) for a in section.nameservers]
     resolver.port = section.port
