@@ -796,7 +796,8 @@ def mail_address(
         list[str] | None,
         typer.Option(
             help="Sender address or @domain allowed without SMTP AUTH; repeatable. Their "
-            "SPF/DKIM/DMARC must pass at a relay listed in smtp.trusted_relays."
+            "Their From must be verified: by a relay of smtp.trusted_relays (on a "
+            "connection from its networks) or by the hub's own DKIM/SPF/DMARC checks."
         ),
     ] = None,
     require_auth: Annotated[bool, typer.Option(help="Accept only SMTP AUTH users.")] = False,

@@ -12,7 +12,15 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    IPvAnyAddress,
+    IPvAnyNetwork,
+    ValidationError,
+    field_validator,
+)
 
 from hub.compliance import MarketingHours, OptOutMention
 from hub.errors import ConfigError
@@ -100,6 +108,20 @@ class DispatcherSection(Section):
     report_window_hours: float = Field(48.0, gt=0)
 
 
+class TrustedRelay(Section):
+    # The authserv-id the relay writes in its Authentication-Results (RFC 8601), e.g.
+    # "mx.clinic.example"; only its topmost header counts.
+    authserv_id: str = Field(min_length=1)
+    # The addresses the relay connects from (CIDR): its verdicts count only on a connection
+    # from one of them, since anyone can write the header itself.
+    networks: list[IPvAnyNetwork] = Field(min_length=1)
+
+    @field_validator("authserv_id")
+    @classmethod
+    def _lower_id(cls, value: str) -> str:
+        return value.strip().lower()
+
+
 class SmtpSection(Section):
     # Listen for mail to SMS on HOST:PORT (the hub's intake addresses only; never a relay).
     enabled: bool = True
@@ -120,14 +142,25 @@ class SmtpSection(Section):
     # PEM certificate and key for STARTTLS; SMTP AUTH is offered only after STARTTLS.
     tls_cert_file: str = ""
     tls_key_file: str = ""
-    # Authentication-Results authserv-ids (the organisation's own relays) whose SPF, DKIM
-    # and DMARC verdicts are trusted for allowed-sender checks.
-    trusted_relays: list[str] = []
+    # The organisation's own relays, {authserv_id = "mx.clinic.example", networks =
+    # ["192.0.2.0/24"]}: their SPF/DKIM/DMARC verdicts on a connection from their networks
+    # decide for allowed senders. Other senders are checked by the hub itself ([dns]).
+    trusted_relays: list[TrustedRelay] = []
     # Send the sender a confirmation e-mail after intake (needs [mail_out]).
     confirmations: bool = True
     # Domain of the Reply-To addresses on forwarded SMS (reply+TOKEN@DOMAIN); point its MX
     # at this listener. Empty: forwarded SMS cannot be answered by e-mail.
     reply_domain: str = ""
+
+
+class DnsSection(Section):
+    # The resolver for the hub's own SPF, DKIM and DMARC checks: name servers (IP
+    # addresses); empty means the system's (/etc/resolv.conf).
+    nameservers: list[IPvAnyAddress] = []
+    port: int = Field(53, ge=1, le=65535)
+    # Seconds one lookup may take; a lookup that fails or times out makes the mail a 451
+    # (the sender's server tries again later).
+    timeout: float = Field(5.0, gt=0, le=60)
 
 
 class ConsoleSection(Section):
@@ -270,6 +303,7 @@ class Config(Section):
     dispatcher: DispatcherSection = DispatcherSection()
     routing: RoutingSection = RoutingSection()
     smtp: SmtpSection = SmtpSection()
+    dns: DnsSection = DnsSection()
     mail_out: MailOutSection = MailOutSection()
     console: ConsoleSection = ConsoleSection()
     inbound: InboundSection = InboundSection()
@@ -312,6 +346,7 @@ def _format_validation(source: str, exc: ValidationError) -> str:
 
 def parse_config(data: dict[str, Any], source: str = "config") -> Config:
     """Validate a config mapping; raise ConfigError naming every bad key."""
+    _refuse_old_relay_form(data, source)
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
@@ -327,6 +362,23 @@ def parse_config(data: dict[str, Any], source: str = "config") -> Config:
                 f"but there is no [providers.{name}] section"
             )
     return config
+
+
+def _refuse_old_relay_form(data: dict[str, Any], source: str) -> None:
+    """An authserv-id alone (the 0.1 form) no longer makes a relay trusted: say how to write
+    that entry now, since the relay's network is something only its operator knows."""
+    smtp = data.get("smtp")
+    relays = smtp.get("trusted_relays") if isinstance(smtp, dict) else None
+    if not isinstance(relays, list):
+        return
+    for index, entry in enumerate(relays):
+        if isinstance(entry, str):
+            raise ConfigError(
+                f"{source}: 'smtp.trusted_relays.{index}' is {entry!r} alone, the old form: a "
+                "relay is now trusted by the network it connects from, not by the name it "
+                f'writes. Write it as {{authserv_id = "{entry}", networks = ["192.0.2.25/32"]}} '
+                "with the address(es) (CIDR) your relay sends from"
+            )
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> Config:

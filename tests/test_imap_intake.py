@@ -73,7 +73,7 @@ def policy(db_url: str, tmp_path: Path, engine: Engine, account: str) -> IntakeP
     config = make_config(
         db_url,
         tmp_path,
-        smtp={"trusted_relays": ["mx.clinic.example"], "max_message_size": 20_000},
+        smtp={"max_message_size": 20_000},
     )
     with session_scope(engine) as s:
         add_intake_address(s, account, INTAKE, allowed_senders=["@clinic.example"])
@@ -105,6 +105,8 @@ async def make_source(
             "username": user,
             "password_env": "SMSHUB_TEST_IMAP_PASSWORD",  # not read: the password is given
             "intake_address": INTAKE,
+            # The mailbox's server is the relay here: its verdicts count.
+            "trusted_authserv_id": "mx.clinic.example",
             "poll_interval": NEVER,
             "timeout": 5.0,
         }
@@ -184,7 +186,15 @@ async def test_crash_between_commit_and_move_moves_it_next_time(
     # 1. Taken by a previous process that died before moving it.
     first = _mail("0612345678")
     dovecot.append(user, "INBOX", first)
-    outcome = policy.take(MailEnvelope(first, "anne@clinic.example", [INTAKE], source="imap"))
+    outcome = policy.take(
+        MailEnvelope(
+            first,
+            "anne@clinic.example",
+            [INTAKE],
+            source="imap",
+            authserv_ids=("mx.clinic.example",),
+        )
+    )
     assert outcome.accepted and not outcome.duplicate
     # 2. Taken by this process, then the connection drops before the MOVE.
     second = _mail("0698765432")

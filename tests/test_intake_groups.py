@@ -39,14 +39,18 @@ def _mail(subject: str, message_id: str, *, auth: str = VOUCHED, body: str = "Ra
 
 
 def _env(raw: bytes) -> MailEnvelope:
-    return MailEnvelope(raw, SENDER, [INTAKE])
+    return MailEnvelope(raw, SENDER, [INTAKE], peer="127.0.0.1")  # from the relay
 
 
 def _policy(engine: Engine, db_url: str, tmp_path: Path, **smtp: object) -> IntakePolicy:
     config: Config = make_config(
         db_url,
         tmp_path,
-        smtp={"trusted_relays": ["mx.clinic.example"], "confirmations": False, **smtp},
+        smtp={
+            "trusted_relays": [{"authserv_id": "mx.clinic.example", "networks": ["127.0.0.0/8"]}],
+            "confirmations": False,
+            **smtp,
+        },
     )
     with session_scope(engine) as s:
         add_intake_address(s, "acme", INTAKE, allowed_senders=["@clinic.example"])

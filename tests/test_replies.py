@@ -30,7 +30,10 @@ async def hub(db_url: str, tmp_path: Path, engine: Any, account: str, smtp_sink:
     config = make_config(
         db_url,
         tmp_path,
-        smtp={"trusted_relays": ["mx.clinic.example"], "reply_domain": "reply.hub.test"},
+        smtp={
+            "trusted_relays": [{"authserv_id": "mx.clinic.example", "networks": ["127.0.0.0/8"]}],
+            "reply_domain": "reply.hub.test",
+        },
         mail_out={
             "host": "127.0.0.1",
             "port": smtp_sink.port,
@@ -72,6 +75,7 @@ def _take(hub: Any, msg: EmailMessage, rcpt: str | None = None) -> Any:
             raw=msg.as_bytes(policy=SMTP_POLICY),
             mail_from="anne@clinic.example",
             rcpt_to=[rcpt or str(msg["To"])],
+            peer="127.0.0.1",  # the relay
         )
     )
 

@@ -78,7 +78,10 @@ async def roundtrip(
     config = make_config(
         db_url,
         tmp_path,
-        smtp={"trusted_relays": ["mx.clinic.example"], "reply_domain": REPLY_DOMAIN},
+        smtp={
+            "trusted_relays": [{"authserv_id": "mx.clinic.example", "networks": ["127.0.0.0/8"]}],
+            "reply_domain": REPLY_DOMAIN,
+        },
         mail_out={
             "method": "imap",
             "imap_host": dovecot.host,

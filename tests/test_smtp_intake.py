@@ -72,7 +72,7 @@ async def smtp(
         smtp={
             "tls_cert_file": tls_files[0],
             "tls_key_file": tls_files[1],
-            "trusted_relays": ["mx.clinic.example"],
+            "trusted_relays": [{"authserv_id": "mx.clinic.example", "networks": ["127.0.0.0/8"]}],
             "max_message_size": 20_000,
         },
         mail_out={
@@ -86,6 +86,7 @@ async def smtp(
         add_intake_address(s, "acme", "sms@hub.test", allowed_senders=["@clinic.example"])
         add_intake_address(s, "acme", "*@sms.hub.test", require_auth=True)
         add_mail_user(s, "acme", "reception", PASSWORD)
+        add_mail_user(s, "acme", "anne@clinic.example", PASSWORD)
     hub = Hub(config, engine=engine)
     await hub.start(background=False)
     server = await start_smtp(IntakePolicy(engine, config), config, port=0)
@@ -114,17 +115,17 @@ def _mail(
     return msg
 
 
-def _client(port: int, login: bool = True) -> smtplib.SMTP:
+def _client(port: int, login: bool = True, user: str = "reception") -> smtplib.SMTP:
     client = smtplib.SMTP("127.0.0.1", port, timeout=10)
     if login:
         client.starttls(context=ssl._create_unverified_context())  # noqa: S323 (self-signed)
-        client.login("reception", PASSWORD)
+        client.login(user, PASSWORD)
     return client
 
 
-async def _send(port: int, msg: EmailMessage, login: bool = True) -> Any:
+async def _send(port: int, msg: EmailMessage, login: bool = True, user: str = "reception") -> Any:
     def go() -> Any:
-        with _client(port, login) as c:
+        with _client(port, login, user) as c:
             return c.send_message(msg)
 
     return await asyncio.to_thread(go)
@@ -328,8 +329,9 @@ async def test_swaks_end_to_end(smtp):
 async def test_sender_gets_a_confirmation(smtp, smtp_sink):
     hub, port = smtp
     msg = _mail("0612345678, 0123456789, 06 98 76 54 32")
-    await _send(port, msg)
-    await _send(port, msg)  # the same mail again: no second confirmation
+    # Confirmations go to the login's own address (see tests/security/test_mail_auth.py).
+    await _send(port, msg, user="anne@clinic.example")
+    await _send(port, msg, user="anne@clinic.example")  # the same mail: no second confirmation
     assert await hub.mail_outbox.send_due() == 1
     [confirmation] = smtp_sink.messages
     assert confirmation["To"] == "anne@clinic.example"

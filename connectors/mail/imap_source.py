@@ -101,6 +101,10 @@ class ImapSourceSettings(BaseModel):
     failed_folder: str = "Failed"
     # Mail found here is taken as if it had been sent to this intake address.
     intake_address: str
+    # The authserv-id(s) of this mailbox's mail server: its topmost Authentication-Results
+    # vouch for allowed senders (it is the relay here). Empty: the hub checks DKIM itself.
+    trusted_authserv_id: list[str] = []
+
     # Wait for new mail with IDLE; without it (or if the server refuses it) poll.
     idle: bool = True
     poll_interval: float = Field(60.0, gt=0)
@@ -113,6 +117,11 @@ class ImapSourceSettings(BaseModel):
     timeout: float = Field(30.0, gt=0)
     # First delay before a mail answered 4xx is tried again (doubles, up to an hour).
     retry_backoff: float = Field(60.0, gt=0)
+
+    @field_validator("trusted_authserv_id", mode="before")
+    @classmethod
+    def _ids(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
 
     @field_validator("intake_address")
     @classmethod
@@ -665,6 +674,7 @@ class ImapSource:
                     mail_from=sender,
                     rcpt_to=[self.settings.intake_address],
                     source="imap",
+                    authserv_ids=tuple(i.lower() for i in self.settings.trusted_authserv_id),
                 )
             )
             if outcome.reply.startswith("2"):

@@ -1,4 +1,10 @@
-"""The confirmation e-mail: what a mail to SMS did, so nobody wonders whether it went out."""
+"""The confirmation e-mail: what a mail to SMS did, so nobody wonders whether it went out.
+
+It goes only to an address the hub knows belongs to the sender: the SMTP login's own
+address, or a From that a trusted relay or the hub's own checks verified. Never to a From
+or Reply-To a client merely wrote: an authenticated user could otherwise make the hub
+mail any text to anyone.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +14,27 @@ from sqlmodel import Session
 
 from hub import mailparse, sending
 from hub.config import Config
+from hub.errors import InvalidInput
+from hub.intake.addresses import MailLogin, split_address
+from hub.intake.sender_auth import Verdict
 from hub.mailout import build_message, queue_mail
 from hub.templating import render
+
+
+def confirmation_address(
+    login: MailLogin | None, from_addr: str | None, vouched: Verdict | None
+) -> str | None:
+    """Where a mail's confirmation may go: the login's name when it is an e-mail address
+    (users have no other address), the verified From of a mail without login; else None."""
+    if login is not None:
+        try:
+            split_address(login.username)
+        except InvalidInput:
+            return None
+        return login.username.strip()
+    if from_addr and vouched is not None and vouched.ok:
+        return from_addr
+    return None
 
 
 def queue_confirmation(
@@ -20,12 +45,10 @@ def queue_confirmation(
     rejected: list[dict[str, str]],
     account_id: int,
     mail_id: int,
-    fallback_to: str,
+    to: str,
 ) -> None:
-    """Queue the confirmation in the intake's own transaction (exactly one per mail)."""
-    to = parsed.reply_to[0] if parsed.reply_to else parsed.from_addr or fallback_to
-    if not to:
-        return
+    """Queue the confirmation to TO (see confirmation_address) in the intake's own
+    transaction (exactly one per mail)."""
     queued = [r for r in result.recipients if r.status in {"queued", "scheduled"}]
     left_out: list[dict[str, Any]] = [
         {"input": r.input, "reason": r.reason}

@@ -38,13 +38,21 @@ from hub.intake.addresses import (
     pin_hash,
     sender_allowed,
 )
-from hub.intake.confirm import queue_confirmation
+from hub.intake.confirm import confirmation_address, queue_confirmation
 from hub.intake.directory import DirectoryCache, IntakeDirectory
 from hub.intake.group_commit import GroupCommit
 from hub.intake.limits import HourlyCount, SlidingWindow
 from hub.intake.rcpt_cache import KnownIntake, RcptCache
-from hub.intake.received import MailEnvelope, ReceivedMail, receive
-from hub.intake.replies import ReplyRefused, check_reply_rcpt, read_reply, reply_addresses
+from hub.intake.received import MailEnvelope, ReceivedMail, check_sender, receive
+from hub.intake.replies import (
+    ReplyDeferred,
+    ReplyRefused,
+    check_reply_rcpt,
+    read_reply,
+    reply_addresses,
+)
+from hub.intake.resolver import make_resolver
+from hub.intake.sender_auth import Verdict
 from hub.models import Account, InboundMail, IntakeAddress, IntakeKind
 from hub.replytokens import is_reply_address
 from hub.sending_lookups import RecipientLookups, lookup_statement
@@ -109,6 +117,24 @@ class Draft:
     files: list[links.MailAttachment] = field(default_factory=list)
 
 
+def raise_unverified(verdict: Verdict | None, from_addr: str | None) -> None:
+    """Rejected unless VERDICT says the From is genuine: 451 4.4.3 when DNS could not
+    tell (a retry may), 550 naming the failed check otherwise."""
+    if verdict is not None and verdict.ok:
+        return
+    if verdict is None:  # never checked: a door that skipped check_sender
+        verdict = Verdict("temperror", "the sender was not checked yet")
+    if verdict.status == "temperror":
+        raise Rejected(
+            f"451 4.4.3 could not verify that this mail is from {from_addr} now: "
+            f"{_one_line(verdict.why)}; try again later"
+        )
+    raise Rejected(
+        f"550 {verdict.code} could not verify that this mail is from {from_addr}: "
+        f"{_one_line(verdict.why)}"
+    )
+
+
 def _one_line(text: str, limit: int = 400) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
@@ -131,6 +157,8 @@ class IntakePolicy:
         self.hourly = HourlyCount()
         self.rcpts = RcptCache()
         self.directories = DirectoryCache()
+        # DNS for the hub's own sender checks ([dns]).
+        self.resolver = make_resolver(config.dns)
         # The group commit's transactions, one after the other, on a connection of their own.
         self.connection = WorkerConnection(engine)
         self._group: GroupCommit[ReceivedMail, IntakeOutcome] = GroupCommit(
@@ -187,7 +215,11 @@ class IntakePolicy:
         replies = reply_addresses(env.rcpt_to, self.config)
         if replies:
             try:
-                reply = read_reply(session, self.config, replies[0], parsed, env.login)
+                reply = read_reply(
+                    session, self.config, replies[0], parsed, env.login, mail.vouched
+                )
+            except ReplyDeferred as exc:
+                raise Rejected(f"451 4.4.3 {_one_line(str(exc))}; try again later") from None
             except ReplyRefused as exc:
                 raise Rejected(f"550 5.7.1 your answer was not sent by SMS: {exc}") from None
             return Draft(None, parsed, reply.request, [], list(parsed.warnings))
@@ -283,11 +315,7 @@ class IntakePolicy:
                 f"550 5.7.1 {parsed.from_addr or 'this sender'} is not allowed to "
                 "send SMS through this address"
             )
-        ok, why = mail.vouched
-        if not ok:
-            raise Rejected(
-                f"550 5.7.1 could not verify that this mail is from {parsed.from_addr}: {why}"
-            )
+        raise_unverified(mail.vouched, parsed.from_addr)
 
     def _check_limits(
         self, session: Session, mail: ReceivedMail, draft: Draft, sent: Counter[int]
@@ -320,18 +348,24 @@ class IntakePolicy:
         """Read what needs no database from a mail (CPU only; never raises)."""
         return receive(self.config, env)
 
+    def check_sender(self, mail: ReceivedMail) -> ReceivedMail:
+        """The hub's own DKIM/SPF/DMARC check of a mail no trusted relay vouched for
+        (blocking DNS: from a worker thread); returns MAIL."""
+        check_sender(mail, self.resolver)
+        return mail
+
     def take(self, env: MailEnvelope) -> IntakeOutcome:
         """Take one mail in: commit its raw bytes and its SMS together, or refuse it.
 
         Mails arriving together share one transaction (group commit): one fsync and one
         lock for many, and still no 250 before the commit.
         """
-        return self._group.submit(self.receive(env))
+        return self._group.submit(self.check_sender(self.receive(env)))
 
     def take_group(self, envs: list[MailEnvelope]) -> list[IntakeOutcome]:
         """Take mails that arrived together in one group (what concurrent ``take`` calls
         get); each outcome is the one ``take`` would give."""
-        return self._group.submit_many([self.receive(env) for env in envs])
+        return self._group.submit_many([self.check_sender(self.receive(env)) for env in envs])
 
     async def take_async(self, mail: ReceivedMail, source: Hashable | None = None) -> IntakeOutcome:
         """``take`` for the event loop: waits for its group's commit without a thread of its
@@ -515,6 +549,14 @@ class IntakePolicy:
             and self.config.mail_out.enabled
         ):
             assert isinstance(draft.request.account, int)
+            to = confirmation_address(mail.env.login, draft.parsed.from_addr, mail.vouched)
+            if to is None:
+                log.info(
+                    "no confirmation for mail %d: the login %s is not an e-mail address",
+                    mail_id,
+                    mail.env.login.username if mail.env.login else "?",
+                )
+                return
             queue_confirmation(
                 session,
                 self.config,
@@ -523,7 +565,7 @@ class IntakePolicy:
                 draft.rejected,
                 draft.request.account,
                 mail_id,
-                mail.env.mail_from,
+                to,
             )
 
     def preview(

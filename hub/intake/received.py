@@ -2,18 +2,26 @@
 
 Parsing, the subject's grammar, the attachments and the trusted relays' verdict on the
 From depend on the mail alone: they are read before the mail's group transaction (which
-then holds its lock the shorter), on the event loop for a small mail.
+then holds its lock the shorter), on the event loop for a small mail. A mail that came
+from no trusted relay is checked by the hub itself (``check_sender``: DNS, so in a worker
+thread, still before the transaction).
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass, field
+
+import dns.resolver
 
 from hub import links, mailparse
 from hub.config import Config
 from hub.intake.addresses import MailLogin
-from hub.intake.sender_auth import from_is_authenticated
+from hub.intake.direct_auth import verify_sender
+from hub.intake.sender_auth import Verdict, relay_ids_for, relay_verdict
+
+log = logging.getLogger("smshub.intake")
 
 
 @dataclass(frozen=True)
@@ -25,6 +33,13 @@ class MailEnvelope:
     rcpt_to: list[str]
     login: MailLogin | None = None
     source: str = "smtp"
+    # The connection: the client's address and HELO name (SMTP). Only the address makes a
+    # relay trusted, and the hub's own SPF check needs all three.
+    peer: str = ""
+    helo: str = ""
+    # The authserv-ids of the mailbox server, whose verdicts count for mail read from it
+    # (IMAP: the mailbox server is the relay).
+    authserv_ids: tuple[str, ...] = ()
 
 
 @dataclass
@@ -41,8 +56,11 @@ class ReceivedMail:
     attachments: tuple[list[links.MailAttachment], list[str], list[str]] | Exception = field(
         default_factory=lambda: ([], [], [])
     )
-    # (ok, why) of the trusted relays' verdict on the From, for a mail without SMTP AUTH.
-    vouched: tuple[bool, str] = (False, "")
+    # Whether the From is genuine, for a mail without SMTP AUTH: the trusted relay's verdict,
+    # or the hub's own (None until ``check_sender`` ran).
+    vouched: Verdict | None = field(
+        default_factory=lambda: Verdict("fail", "the mail has no usable From address")
+    )
     # Counted in its sender's per-minute window: a group taken again does not count it twice.
     counted: bool = False
 
@@ -58,11 +76,14 @@ def receive(config: Config, env: MailEnvelope) -> ReceivedMail:
     try:
         parsed = mailparse.parse_mail(env.raw)
         mail = ReceivedMail(env, sha, parsed, subject=mailparse.parse_subject(parsed.subject))
-        if env.login is None:
-            mail.vouched = from_is_authenticated(
-                parsed.get_header("Authentication-Results"),
-                parsed.from_addr,
-                config.smtp.trusted_relays,
+        if env.login is None and parsed.from_addr and "@" in parsed.from_addr:
+            relays = env.authserv_ids or (
+                relay_ids_for(config.smtp.trusted_relays, env.peer) if env.peer else ()
+            )
+            mail.vouched = (
+                relay_verdict(parsed.get_header("Authentication-Results"), parsed.from_addr, relays)
+                if relays
+                else None  # not through a trusted relay: check_sender does the checks
             )
     except Exception as exc:  # this mail only is answered 451, when it is taken in
         return ReceivedMail(env, sha, None, exc)
@@ -73,3 +94,24 @@ def receive(config: Config, env: MailEnvelope) -> ReceivedMail:
     except Exception as exc:
         mail.attachments = exc
     return mail
+
+
+def check_sender(mail: ReceivedMail, resolver: dns.resolver.Resolver) -> None:
+    """Check the From of a mail that no trusted relay vouched for (DKIM, SPF, DMARC over
+    DNS: blocking, so in a worker thread); a no-op for every other mail."""
+    if mail.vouched is not None or mail.parsed is None or not mail.parsed.from_addr:
+        return
+    env = mail.env
+    try:
+        mail.vouched = verify_sender(
+            env.raw,
+            mail.parsed.from_addr,
+            resolver,
+            peer=env.peer if env.source == "smtp" else "",
+            helo=env.helo,
+            mail_from=env.mail_from,
+        )
+    except Exception:
+        # A mail that breaks the checkers is refused for what it is, not retried for days.
+        log.exception("checking the sender %s failed", mail.parsed.from_addr)
+        mail.vouched = Verdict("fail", "the mail could not be checked (DKIM, SPF, DMARC)")

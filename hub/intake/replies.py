@@ -9,13 +9,17 @@ from sqlmodel import Session
 from hub import mailparse, sending
 from hub.config import Config
 from hub.intake.addresses import MailLogin
-from hub.intake.sender_auth import from_is_authenticated
+from hub.intake.sender_auth import Verdict
 from hub.models import Account, InboundMessage
 from hub.replytokens import inbound_id_from, is_reply_address
 
 
 class ReplyRefused(Exception):
     """The answer cannot be sent; the message says why (it becomes the bounce text)."""
+
+
+class ReplyDeferred(ReplyRefused):
+    """The answer's sender could not be checked now (DNS): the sending server retries."""
 
 
 @dataclass
@@ -43,8 +47,13 @@ def read_reply(
     address: str,
     parsed: mailparse.ParsedMail,
     login: MailLogin | None,
+    vouched: Verdict | None,
 ) -> ReplyDraft:
-    """The SMS an answer becomes; raises ReplyRefused with a reason the sender will read."""
+    """The SMS an answer becomes; raises ReplyRefused with a reason the sender will read.
+
+    Without a login the answer must come from the mailbox the SMS was forwarded to, and
+    that From must be verified (VOUCHED: a trusted relay's verdict or the hub's own
+    DKIM/SPF/DMARC check): a From alone is only what the sender wrote."""
     ident = inbound_id_from(session, address)
     inbound = session.get(InboundMessage, ident) if ident is not None else None
     if inbound is None or inbound.account_id is None:
@@ -61,14 +70,11 @@ def read_reply(
                 f"only {inbound.forwarded_to or 'the mailbox the SMS was forwarded to'} can "
                 f"answer this SMS; this answer came from {sender or 'an unknown sender'}"
             )
-        if config.smtp.trusted_relays:
-            ok, why = from_is_authenticated(
-                parsed.get_header("Authentication-Results"),
-                parsed.from_addr,
-                config.smtp.trusted_relays,
-            )
-            if not ok:
-                raise ReplyRefused(f"could not verify that this answer is from {sender}: {why}")
+        if vouched is None or vouched.status == "temperror":
+            why = vouched.why if vouched else "the sender was not checked yet"
+            raise ReplyDeferred(f"could not verify that this answer is from {sender} now: {why}")
+        if not vouched.ok:
+            raise ReplyRefused(f"could not verify that this answer is from {sender}: {vouched.why}")
     text = mailparse.extract_reply_text(parsed)
     key = parsed.message_id or mailparse.normalize_whitespace(text)[:100]
     request = answer_request(

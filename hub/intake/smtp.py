@@ -98,6 +98,8 @@ class IntakeHandler:
             rcpt_to=list(envelope.rcpt_tos),
             login=login,
             source="smtp",
+            peer=_peer_address(session.peer),
+            helo=session.host_name or "",
         )
         # Reading a mail is CPU work, with no I/O to wait for: under the GIL a worker thread
         # would hold up the other connections just as much, plus two thread switches. Only
@@ -106,6 +108,9 @@ class IntakeHandler:
             received = self.policy.receive(mail)
         else:
             received = await asyncio.to_thread(self.policy.receive, mail)
+        if received.vouched is None:
+            # Not from a trusted relay: the hub checks DKIM, SPF and DMARC itself (DNS).
+            await asyncio.to_thread(self.policy.check_sender, received)
         outcome: IntakeOutcome = await self.policy.take_async(received, source=session)
         if outcome.accepted and not outcome.duplicate and self.on_accepted is not None:
             try:
@@ -120,6 +125,13 @@ class IntakeHandler:
         # No more mail on this connection: its group commit stops waiting for it.
         self.policy.source_left(session)
         return "221 Bye"
+
+
+def _peer_address(peer: Any) -> str:
+    """The client's IP address from aiosmtpd's session.peer ((host, port, ...) or a str)."""
+    if isinstance(peer, tuple) and peer:
+        return str(peer[0])
+    return str(peer or "")
 
 
 def make_authenticator(policy: IntakePolicy) -> Any:

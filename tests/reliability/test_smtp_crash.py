@@ -285,7 +285,7 @@ enabled = false
 
 [smtp]
 port = {smtp_port}
-trusted_relays = ["mx.clinic.example"]
+trusted_relays = [{{authserv_id = "mx.clinic.example", networks = ["127.0.0.0/8"]}}]
 mails_per_sender_per_minute = {100 * MAILS}
 sms_per_account_per_hour = {100 * MAILS}
 confirmations = false
