@@ -80,6 +80,11 @@ _FOLD = re.compile(r"\r?\n(?=[ \t])")
 _LINE_END = re.compile(r"[\r\n]+")
 _MSG_ID = re.compile(r"<([^<>\s]+)>")
 _PLAIN_ID = re.compile(r"[!-~]*")
+# Control characters in decoded header text (an encoded word can carry a NUL): a space,
+# as no reader shows them and PostgreSQL refuses NUL in text.
+_HEADER_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+# In a body, the same but line breaks and tabs.
+_BODY_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 # Longest message id kept as written: ids are keys in the database (255 characters with the
 # account's prefix); a longer one is kept as its hash.
@@ -203,7 +208,7 @@ def _header_text(value: str) -> str:
 
 
 def _decode_header(value: str) -> str:
-    return decode_words(unescape_surrogates(_unfold(value)))
+    return _HEADER_CONTROL.sub(" ", decode_words(unescape_surrogates(_unfold(value))))
 
 
 # Most header values come again and again (senders, relays, MIME headers): short ones are
@@ -226,7 +231,11 @@ def _parse_addresses(values: list[str]) -> list[tuple[str, str]]:
 
 def _address_pairs(values: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
     pairs = email.utils.getaddresses([unescape_surrogates(_unfold(v)) for v in values])
-    return tuple((decode_words(name).strip(), _lower_domain(addr)) for name, addr in pairs if addr)
+    return tuple(
+        (_HEADER_CONTROL.sub(" ", decode_words(name)).strip(), _lower_domain(addr))
+        for name, addr in pairs
+        if addr and not _HEADER_CONTROL.search(addr)
+    )
 
 
 # Mail keeps coming from the same senders to the same addresses, and the stdlib address
@@ -360,7 +369,7 @@ def _decoded_part(part: Message, warnings: list[str]) -> str:
     decoded = decode_bytes(data, part.get_content_charset())
     if decoded.warning:
         warnings.append(decoded.warning)
-    text = decoded.text
+    text = _BODY_CONTROL.sub("", decoded.text)
     if part.get_content_type() == "text/plain" and (
         str(part.get_param("format") or "").lower() == "flowed"
     ):

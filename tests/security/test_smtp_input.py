@@ -139,6 +139,19 @@ async def test_message_id_with_undecodable_bytes_is_taken_once(smtp_hub: SmtpHub
     assert parse_mail(raw).message_id == "\\xff\\xfe\\x00x@clinic.example"
 
 
+async def test_nul_in_subject_and_body_is_dropped_not_a_database_error(smtp_hub: SmtpHub):
+    # Before, on PostgreSQL (which refuses NUL in text): "451" on every try.
+    raw = _bytes(_mail("0612345678", body="Rendez-vous\x00 demain")).replace(
+        b"Subject: 0612345678", b"Subject: 0612345678, =?utf-8?q?R=00appel?="
+    )
+    code, text = await asyncio.to_thread(smtp_hub.send, raw)
+    assert code == 250, text
+    _one_ascii_line(text)
+    assert b"left out: R (" in text and b"\\x00" not in text
+    assert smtp_hub.counts() == (1, 1)
+    assert parse_mail(raw).text == "Rendez-vous demain"
+
+
 async def test_mime_nested_2000_deep_is_554_naming_the_limit(smtp_hub: SmtpHub):
     # Before: RecursionError, answered "451 4.3.0" on every try.
     code, text = await asyncio.to_thread(smtp_hub.send, _nested(2000))
