@@ -15,7 +15,6 @@ from hub.errors import ConflictError, InvalidInput
 from hub.intake.passwords import hash_password, verify_password
 from hub.models import Account, IntakeAddress, IntakeKind, MailUser
 
-
 # What an address the SMTP listener can receive is made of: printable ASCII without spaces
 # (the listener does not offer SMTPUTF8, so RCPT TO is ASCII).
 _RECEIVABLE = re.compile(r"[!-~]+")

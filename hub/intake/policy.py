@@ -152,6 +152,8 @@ def failure_reply(exc: BaseException) -> str:
             "check its headers and MIME structure"
         )
     return _TEMPORARY
+
+
 # Longest wait for the other connections' next mails before a group is taken in: about what
 # answering a mail and reading the next one takes (see GroupCommit).
 _LINGER = 0.002
@@ -581,7 +583,7 @@ class IntakePolicy:
         """The dry run of `smshub mail parse`: what would be sent, nothing written."""
         from hub import phone, segments
 
-        parsed = mailparse.parse_mail(raw)
+        parsed = mailparse.parse_mail(raw, max_depth=self.config.smtp.max_mime_depth)
         parts = mailparse.parse_subject(parsed.subject)
         rejected: list[dict[str, str]] = []
         members: list[str] = []
@@ -619,12 +621,16 @@ class IntakePolicy:
                 )
             elif info.e164 not in recipients:
                 recipients.append(info.e164)
-        files, problems, _ = links.check_attachments(self.config, links.mail_attachments(raw))
+        files, problems, _ = links.check_attachments(
+            self.config, links.mail_attachments(raw, parsed.mime)
+        )
         # Each file adds a short link of fixed length: shown with a placeholder code.
         placeholder = links.short_url(self.config, "x" * links.CODE_LENGTH)
         text = links.with_links(parsed.text, [placeholder] * len(files)) if files else parsed.text
         count = segments.count(text)
         warnings = list(parsed.warnings) + [f"not sendable: {p}" for p in problems]
+        if parsed.broken is not None:
+            warnings.insert(0, f"refused: {parsed.broken}")
         if count.segments > self.config.sending.max_parts:
             warnings.append(
                 f"the text needs {count.segments} parts; the limit is "

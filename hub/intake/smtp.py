@@ -13,7 +13,7 @@ import logging
 import re
 import ssl
 from functools import lru_cache
-from typing import Any
+from typing import Any, AnyStr
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session, syntax
 
@@ -29,8 +29,7 @@ _BARE_LINE_END = re.compile(rb"(?<!\r)\n|\r(?!\n)")
 # C0 controls (NUL included) and DEL: never part of an address (RFC 5321 section 4.1.2).
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _CONTROL_IN_ADDRESS = (
-    "501 5.1.3 control characters (such as NUL) are not allowed in an address; "
-    "check the address"
+    "501 5.1.3 control characters (such as NUL) are not allowed in an address; check the address"
 )
 # Mails up to this size are read on the event loop (a few hundred microseconds of CPU).
 _READ_ON_LOOP = 64 * 1024
@@ -61,11 +60,14 @@ class IntakeSMTP(SMTP):
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         return _parse_address(arg, self.local_part_limit)
 
-    async def push(self, status: str | bytes) -> None:
+    async def push(self, status: AnyStr) -> None:
         # The last guard of "every reply line is ASCII": aiosmtpd's own replies quote what
         # the client wrote (502 Could not VRFY ...), and a reply it cannot encode becomes a
         # 500 after the fact.
-        await super().push(smtp_line(status) if isinstance(status, str) else status)
+        if isinstance(status, str):
+            await super().push(smtp_line(status))
+        else:
+            await super().push(status)
 
     # A control character in MAIL FROM or RCPT TO is refused before aiosmtpd's parser,
     # which accepts NUL in a local part, and before anything quotes or logs it.

@@ -63,9 +63,7 @@ def ascii_text(text: str) -> str:
     kept undecoded by ``surrogateescape`` shows as ``\\xff``)."""
     if _PRINTABLE.fullmatch(text):
         return text
-    pieces = [
-        ch if " " <= ch <= "~" else " " if ch.isspace() else _reading(ch) for ch in text
-    ]
+    pieces = [ch if " " <= ch <= "~" else " " if ch.isspace() else _reading(ch) for ch in text]
     return " ".join("".join(pieces).split())
 
 

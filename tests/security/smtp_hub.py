@@ -83,8 +83,10 @@ def _reply(reader: Any) -> bytes:
             return b"".join(lines)
 
 
-@pytest.fixture(scope="session")
-def tls_pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+# Registered under NAME: test modules import the functions, and a test's parameter of the
+# fixture's name does not shadow an import.
+@pytest.fixture(scope="session", name="tls_pair")
+def tls_pair_fixture(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
     """A self-signed certificate and key for STARTTLS."""
     d = tmp_path_factory.mktemp("tls")
     cert, key = d / "cert.pem", d / "key.pem"
@@ -97,8 +99,8 @@ def tls_pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
     return str(cert), str(key)
 
 
-@pytest.fixture
-async def smtp_hub(
+@pytest.fixture(name="smtp_hub")
+async def smtp_hub_fixture(
     db_url: str, tmp_path: Path, engine: Engine, account: str, tls_pair: tuple[str, str]
 ) -> AsyncIterator[SmtpHub]:
     """A started hub and its SMTP listener on a free port; INTAKE takes SMTP AUTH users."""

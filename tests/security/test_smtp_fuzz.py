@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from hub.credits import top_up
 from hub.db import session_scope
-from tests.security.smtp_hub import INTAKE, SmtpHub, smtp_hub, tls_pair  # noqa: F401
+from tests.security.smtp_hub import INTAKE, SmtpHub, smtp_hub_fixture, tls_pair_fixture  # noqa: F401 (fixtures)
 
 SEEDS = sorted((Path(__file__).parent.parent / "data" / "mail").glob("*.eml"))
 _ids = itertools.count()
@@ -48,14 +48,10 @@ def _header_bytes(text: str, how: int) -> bytes:
 
 
 def _set_header(raw: bytes, name: bytes, value: bytes) -> bytes:
-    head, sep, body = raw.partition(b"\n\n") if b"\r\n\r\n" not in raw else raw.partition(
-        b"\r\n\r\n"
+    head, sep, body = (
+        raw.partition(b"\n\n") if b"\r\n\r\n" not in raw else raw.partition(b"\r\n\r\n")
     )
-    lines = [
-        line
-        for line in head.splitlines()
-        if not line.lower().startswith(name.lower() + b":")
-    ]
+    lines = [line for line in head.splitlines() if not line.lower().startswith(name.lower() + b":")]
     return b"\r\n".join([name + b": " + value, *lines]) + (sep or b"\r\n\r\n") + body
 
 
@@ -117,7 +113,7 @@ def _mutated(draw: st.DrawFn) -> bytes:
             raw = _nest(raw, draw(st.sampled_from([1, 3, 19, 21, 40, 2000])))
         elif kind == 5:  # boundaries broken or removed
             raw = raw.replace(
-                b"boundary=", draw(st.sampled_from([b"boundary=zz", b"x-b=", b"boundary=\"\""]))
+                b"boundary=", draw(st.sampled_from([b"boundary=zz", b"x-b=", b'boundary=""']))
             )
         elif kind == 6:
             charset = draw(
@@ -130,7 +126,7 @@ def _mutated(draw: st.DrawFn) -> bytes:
             name = draw(_TEXT).encode("utf-8", "surrogatepass")
             raw = _nest(raw, 1).replace(
                 b"--n0--",
-                b'--n0\r\nContent-Type: application/pdf\r\nContent-Disposition: attachment; '
+                b"--n0\r\nContent-Type: application/pdf\r\nContent-Disposition: attachment; "
                 b'filename="' + name + b'.pdf"\r\nContent-Transfer-Encoding: base64\r\n\r\n'
                 b"JVBERi0xLjQK\r\n--n0--",
             )

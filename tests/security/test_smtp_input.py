@@ -26,7 +26,7 @@ from hub.intake.smtp_text import MAX_LINE, smtp_line
 from hub.mailparse import parse_mail
 from hub.models import IntakeAddress
 from tests.console.conftest import console, users  # noqa: F401  (fixtures)
-from tests.security.smtp_hub import SmtpHub, raw_exchange, smtp_hub, tls_pair  # noqa: F401
+from tests.security.smtp_hub import SmtpHub, raw_exchange, smtp_hub_fixture, tls_pair_fixture  # noqa: F401 (fixtures)
 
 
 def _mail(subject: str, body: str = "Rendez-vous demain 9h", message_id: str = "") -> EmailMessage:
@@ -249,7 +249,11 @@ def test_intake_address_with_an_invisible_character_is_refused(engine, account) 
     with session_scope(engine) as s:
         owner = get_account(s, account).id
         assert owner is not None
-        s.add(IntakeAddress(account_id=owner, kind="subject", local_part="sms", domain="hub.test\u200b"))
+        s.add(
+            IntakeAddress(
+                account_id=owner, kind="subject", local_part="sms", domain="hub.test\u200b"
+            )
+        )
     with session_scope(engine) as s:
         assert find_intake(s, "sms@hub.test\u200b") is None
         assert find_intake(s, "sms@hub.test") is None
