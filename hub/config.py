@@ -139,6 +139,9 @@ class SmtpSection(Section):
     sms_per_account_per_hour: int = Field(2000, ge=1)
     # Seconds of silence before the connection is closed.
     command_timeout: float = Field(300.0, gt=0)
+    # Deepest nesting of MIME parts (parts inside parts) a mail may have; deeper ones get
+    # 554 (reading them costs CPU with each level and ends in a recursion error).
+    max_mime_depth: int = Field(20, ge=1, le=100)
     # PEM certificate and key for STARTTLS; SMTP AUTH is offered only after STARTTLS.
     tls_cert_file: str = ""
     tls_key_file: str = ""

@@ -55,3 +55,8 @@ class MalformedCallback(CallbackRejected):
     """The callback's body or query cannot be understood."""
 
     status = 400
+
+
+class TemporaryFailure(HubError):
+    """A failure a retry can fix (a lookup timed out, a lock was not obtained): doors answer
+    "try again later" (SMTP 451) instead of refusing for good."""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import re
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -12,6 +14,26 @@ from hub.accounts import get_account
 from hub.errors import ConflictError, InvalidInput
 from hub.intake.passwords import hash_password, verify_password
 from hub.models import Account, IntakeAddress, IntakeKind, MailUser
+
+# What an address the SMTP listener can receive is made of: printable ASCII without spaces
+# (the listener does not offer SMTPUTF8, so RCPT TO is ASCII).
+_RECEIVABLE = re.compile(r"[!-~]+")
+
+
+def receivable_address(address: str) -> str:
+    """ADDRESS if mail can reach it through the listener; raises InvalidInput naming the
+    first character that cannot be in it (an invisible one, such as a zero-width space,
+    would make the address look like another one and never receive mail)."""
+    if _RECEIVABLE.fullmatch(address):
+        return address
+    position, char = next((i, c) for i, c in enumerate(address) if not _RECEIVABLE.match(c))
+    name = unicodedata.name(char, "a control character")
+    written = address.encode("ascii", "backslashreplace").decode()
+    raise InvalidInput(
+        f"'{written}' cannot receive mail: character {position + 1} is U+{ord(char):04X} "
+        f"({name}); intake addresses are plain ASCII without spaces (write an "
+        "internationalized domain in its xn-- form)"
+    )
 
 
 def split_address(address: str) -> tuple[str, str]:
@@ -42,6 +64,7 @@ def add_intake_address(
     """Register ADDRESS (``sms@hub.example.com``, or ``*@sms.example.com`` for numbers in
     the address) for ACCOUNT."""
     acc = get_account(session, account)
+    receivable_address(address.strip())
     kind = IntakeKind.SUBJECT
     if address.startswith("*@"):
         kind = IntakeKind.NUMBER_ADDRESS
@@ -83,7 +106,7 @@ def add_intake_address(
 def find_intake(session: Session, address: str) -> IntakeAddress | None:
     """The intake address a RCPT TO names, or None (then it must be refused: no relay)."""
     try:
-        local, domain = split_address(address)
+        local, domain = split_address(receivable_address(address))
     except InvalidInput:
         return None
     rows = session.exec(

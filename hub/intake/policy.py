@@ -23,14 +23,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Engine, String, bindparam, cast, insert, literal_column, select
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlmodel import Session
 
 from hub import contacts, links, mailparse, sending
 from hub.accounts import ancestors
 from hub.config import Config
 from hub.db import WorkerConnection, read_scope, session_scope, table
-from hub.errors import AccountDisabled, HubError, InsufficientCredits, InvalidInput, NotFound
+from hub.errors import (
+    AccountDisabled,
+    HubError,
+    InsufficientCredits,
+    InvalidInput,
+    NotFound,
+    TemporaryFailure,
+)
 from hub.intake.addresses import (
     MailLogin,
     find_intake,
@@ -53,6 +61,8 @@ from hub.intake.replies import (
 )
 from hub.intake.resolver import make_resolver
 from hub.intake.sender_auth import Verdict
+from hub.intake.smtp_text import shown, smtp_line
+from hub.mailparse.structure import mime_depth
 from hub.models import Account, InboundMail, IntakeAddress, IntakeKind
 from hub.replytokens import is_reply_address
 from hub.sending_lookups import RecipientLookups, lookup_statement
@@ -90,6 +100,10 @@ class IntakeOutcome:
     parsed: mailparse.ParsedMail | None = None
     warnings: list[str] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        # What every door answers goes out as one ASCII line, whatever the mail quoted.
+        self.reply = smtp_line(self.reply)
+
     @property
     def permanent(self) -> bool:
         """A 5xx: the sender's server bounces it to the person, who learns why."""
@@ -100,6 +114,7 @@ class Rejected(Exception):
     """A mail refused with an SMTP reply."""
 
     def __init__(self, reply: str) -> None:
+        reply = smtp_line(reply)
         super().__init__(reply)
         self.reply = reply
 
@@ -137,10 +152,34 @@ def raise_unverified(verdict: Verdict | None, from_addr: str | None) -> None:
 
 def _one_line(text: str, limit: int = 400) -> str:
     text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 _TEMPORARY = "451 4.3.0 temporary failure; please try again later"
+# What a retry can fix: the database unreachable, busy or locked, a lookup that timed out.
+_RETRYABLE = (OperationalError, PoolTimeout, TimeoutError, ConnectionError, TemporaryFailure)
+# What the mail itself causes (its bytes, its structure): the same mail fails again.
+_CONTENT = (DataError, UnicodeError, ValueError, LookupError, RecursionError)
+
+
+def failure_reply(exc: BaseException) -> str:
+    """The SMTP answer for a mail whose intake raised EXC (nothing was committed for it).
+
+    4xx only when a retry can succeed; a problem of the mail's content is a 5xx that says
+    what it is, or the sender's server would retry it for days. Anything else is the hub's
+    own fault: 451, so the mail waits at the sender's server until it is fixed."""
+    if isinstance(exc, _RETRYABLE):
+        return _TEMPORARY
+    if isinstance(exc, HubError):
+        return smtp_line(f"554 5.6.0 {_one_line(str(exc))}")
+    if isinstance(exc, _CONTENT):
+        return (
+            f"554 5.6.0 the mail cannot be read ({type(exc).__name__}); "
+            "check its headers and MIME structure"
+        )
+    return _TEMPORARY
+
+
 # Longest wait for the other connections' next mails before a group is taken in: about what
 # answering a mail and reading the next one takes (see GroupCommit).
 _LINGER = 0.002
@@ -212,6 +251,8 @@ class IntakePolicy:
         DIRECTORY holds the intake addresses of the mail's recipients."""
         env, parsed = mail.env, mail.parsed
         assert parsed is not None
+        if parsed.broken is not None:
+            raise Rejected(f"554 5.6.0 {parsed.broken}")
         replies = reply_addresses(env.rcpt_to, self.config)
         if replies:
             try:
@@ -268,7 +309,9 @@ class IntakePolicy:
         # PNG/GIF/JPEG/PDF attachments go as short links appended to the text; images the
         # body shows inline are signature logos and are left out.
         if isinstance(mail.attachments, Exception):
-            raise mail.attachments
+            # Reading the attachments failed: the mail's content, or (rarely) the hub.
+            log.warning("attachments of a mail could not be read", exc_info=mail.attachments)
+            raise Rejected(failure_reply(mail.attachments))
         files, problems, logos = mail.attachments
         if problems:
             raise Rejected(
@@ -346,7 +389,8 @@ class IntakePolicy:
 
     def receive(self, env: MailEnvelope) -> ReceivedMail:
         """Read what needs no database from a mail (CPU only; never raises)."""
-        return receive(self.config, env)
+        with mime_depth(self.config.smtp.max_mime_depth):
+            return receive(self.config, env)
 
     def check_sender(self, mail: ReceivedMail) -> ReceivedMail:
         """The hub's own DKIM/SPF/DMARC check of a mail no trusted relay vouched for
@@ -407,18 +451,17 @@ class IntakePolicy:
                 [outcome] = self._take_together([mail])
                 assert outcome is not None
                 return outcome
-            except IntegrityError:
+            except IntegrityError as exc:
                 # The same mail committed meanwhile by another process: taken again, it
                 # is found as already received.
                 if attempt == 1:
                     continue
-                log.exception("mail from %s could not be taken in", mail.env.mail_from)
-            except OperationalError:
-                log.exception("mail intake failed; the senders' servers will retry")
-            except Exception:
-                log.exception("mail from %s could not be taken in", mail.env.mail_from)
-            break
-        return IntakeOutcome(accepted=False, reply=_TEMPORARY)
+                log.exception("mail from %s could not be taken in", shown(mail.env.mail_from))
+                return IntakeOutcome(accepted=False, reply=failure_reply(exc))
+            except Exception as exc:
+                log.exception("mail from %s could not be taken in", shown(mail.env.mail_from))
+                return IntakeOutcome(accepted=False, reply=failure_reply(exc))
+        raise AssertionError("both attempts return")  # pragma: no cover
 
     def _take_together(self, mails: list[ReceivedMail]) -> list[IntakeOutcome | None]:
         """Take MAILS in in one transaction; raises when it fails as a whole. None stands
@@ -432,7 +475,11 @@ class IntakePolicy:
             # What failed may be what the directory kept (an intake address removed since).
             self.directories.forget()
             raise
-        self.hourly.committed(sent)
+        # Committed: from here on nothing may turn the mails' 250 into an error.
+        try:
+            self.hourly.committed(sent)
+        except Exception:
+            log.exception("counting the SMS of committed mails failed (the mails are stored)")
         return outcomes
 
     def _take_in(
@@ -447,12 +494,13 @@ class IntakePolicy:
         drafts: dict[int, Draft] = {}
         for index, mail in enumerate(mails):
             if mail.parsed is None:
-                log.error(
-                    "mail from %s could not be taken in",
-                    mail.env.mail_from,
+                log.warning(
+                    "mail from %s could not be read",
+                    shown(mail.env.mail_from),
                     exc_info=mail.unreadable,
                 )
-                outcomes[index] = IntakeOutcome(accepted=False, reply=_TEMPORARY)
+                unreadable = mail.unreadable or InvalidInput("the mail cannot be read")
+                outcomes[index] = IntakeOutcome(accepted=False, reply=failure_reply(unreadable))
                 continue
             try:
                 drafts[index] = self.read(session, mail, directory)
@@ -574,7 +622,7 @@ class IntakePolicy:
         """The dry run of `smshub mail parse`: what would be sent, nothing written."""
         from hub import phone, segments
 
-        parsed = mailparse.parse_mail(raw)
+        parsed = mailparse.parse_mail(raw, max_depth=self.config.smtp.max_mime_depth)
         parts = mailparse.parse_subject(parsed.subject)
         rejected: list[dict[str, str]] = []
         members: list[str] = []
@@ -612,7 +660,9 @@ class IntakePolicy:
                 )
             elif info.e164 not in recipients:
                 recipients.append(info.e164)
-        files, problems, logos = links.check_attachments(self.config, links.mail_attachments(raw))
+        files, problems, logos = links.check_attachments(
+            self.config, links.mail_attachments(raw, parsed.mime)
+        )
         # Each file adds a short link of fixed length: shown with a placeholder code.
         placeholder = links.short_url(self.config, "x" * links.CODE_LENGTH)
         text = links.with_links(parsed.text, [placeholder] * len(files)) if files else parsed.text
@@ -620,6 +670,8 @@ class IntakePolicy:
         # The same words as a real intake, so that the warnings and the text agree.
         warnings = attachment_warnings(list(parsed.warnings), files, logos)
         warnings += [f"not sendable: {p}" for p in problems]
+        if parsed.broken is not None:
+            warnings.insert(0, f"refused: {parsed.broken}")
         if count.segments > self.config.sending.max_parts:
             warnings.append(
                 f"the text needs {count.segments} parts; the limit is "
@@ -674,7 +726,7 @@ def _already_received(mail_id: int) -> IntakeOutcome:
 
 
 def _refused(mail: ReceivedMail, exc: Rejected) -> IntakeOutcome:
-    log.info("mail from %s refused: %s", mail.env.mail_from, exc.reply)
+    log.info("mail from %s refused: %s", shown(mail.env.mail_from), exc.reply)
     return IntakeOutcome(accepted=False, reply=exc.reply)
 
 

@@ -3,7 +3,7 @@
 It runs on the hub's own event loop. RCPT TO for anything but an intake address gets 550
 (never an open relay); AUTH is offered only after STARTTLS; DATA with bare LF or CR line
 endings is refused (SMTP smuggling); a 250 is sent only after the mail and its SMS are
-committed.
+committed, and every reply line is printable ASCII whatever it quotes.
 """
 
 from __future__ import annotations
@@ -13,18 +13,24 @@ import logging
 import re
 import ssl
 from functools import lru_cache
-from typing import Any
+from typing import Any, AnyStr
 
-from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session, syntax
 
 from hub.config import Config
 from hub.db import read_scope
 from hub.intake.addresses import MailLogin, check_login
-from hub.intake.policy import IntakeOutcome, IntakePolicy, MailEnvelope
+from hub.intake.policy import IntakeOutcome, IntakePolicy, MailEnvelope, failure_reply
+from hub.intake.smtp_text import shown, smtp_line
 
 log = logging.getLogger("smshub.smtp")
 
 _BARE_LINE_END = re.compile(rb"(?<!\r)\n|\r(?!\n)")
+# C0 controls (NUL included) and DEL: never part of an address (RFC 5321 section 4.1.2).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL_IN_ADDRESS = (
+    "501 5.1.3 control characters (such as NUL) are not allowed in an address; check the address"
+)
 # Mails up to this size are read on the event loop (a few hundred microseconds of CPU).
 _READ_ON_LOOP = 64 * 1024
 
@@ -54,6 +60,37 @@ class IntakeSMTP(SMTP):
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         return _parse_address(arg, self.local_part_limit)
 
+    async def push(self, status: AnyStr) -> None:
+        # The last guard of "every reply line is ASCII": aiosmtpd's own replies quote what
+        # the client wrote (502 Could not VRFY ...), and a reply it cannot encode becomes a
+        # 500 after the fact.
+        if isinstance(status, str):
+            await super().push(smtp_line(status))
+        else:
+            await super().push(status)
+
+    # A control character in MAIL FROM or RCPT TO is refused before aiosmtpd's parser,
+    # which accepts NUL in a local part, and before anything quotes or logs it.
+    @syntax("MAIL FROM: <address>", extended=" [SP <mail-parameters>]")
+    async def smtp_MAIL(self, arg: str | None) -> None:  # noqa: N802 (aiosmtpd's name)
+        if arg and _CONTROL.search(arg):
+            log.info("refused MAIL FROM %s from %s: control character", shown(arg), self._peer)
+            await self.push(_CONTROL_IN_ADDRESS)
+            return
+        await super().smtp_MAIL(arg)
+
+    @syntax("RCPT TO: <address>", extended=" [SP <mail-parameters>]")
+    async def smtp_RCPT(self, arg: str | None) -> None:  # noqa: N802 (aiosmtpd's name)
+        if arg and _CONTROL.search(arg):
+            log.info("refused RCPT TO %s from %s: control character", shown(arg), self._peer)
+            await self.push(_CONTROL_IN_ADDRESS)
+            return
+        await super().smtp_RCPT(arg)
+
+    @property
+    def _peer(self) -> Any:
+        return self.session.peer if self.session is not None else None
+
 
 class IntakeHandler:
     """aiosmtpd handler hooks: policy decisions only; the protocol is aiosmtpd's."""
@@ -80,8 +117,8 @@ class IntakeHandler:
         if not known:
             reply = await asyncio.to_thread(self.policy.check_rcpt, address, login)
         if reply is not None:
-            log.info("refused RCPT %s from %s: %s", address, session.peer, reply)
-            return reply
+            log.info("refused RCPT %s from %s: %s", shown(address), session.peer, reply)
+            return smtp_line(reply)
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 OK"
 
@@ -104,20 +141,32 @@ class IntakeHandler:
         # Reading a mail is CPU work, with no I/O to wait for: under the GIL a worker thread
         # would hold up the other connections just as much, plus two thread switches. Only
         # a large mail goes to a thread, where the loop still gets its turns meanwhile.
-        if len(raw) <= _READ_ON_LOOP:
-            received = self.policy.receive(mail)
-        else:
-            received = await asyncio.to_thread(self.policy.receive, mail)
-        if received.vouched is None:
-            # Not from a trusted relay: the hub checks DKIM, SPF and DMARC itself (DNS).
-            await asyncio.to_thread(self.policy.check_sender, received)
-        outcome: IntakeOutcome = await self.policy.take_async(received, source=session)
+        try:
+            if len(raw) <= _READ_ON_LOOP:
+                received = self.policy.receive(mail)
+            else:
+                received = await asyncio.to_thread(self.policy.receive, mail)
+            if received.vouched is None:
+                # Not from a trusted relay: the hub checks DKIM, SPF and DMARC itself (DNS).
+                await asyncio.to_thread(self.policy.check_sender, received)
+            outcome: IntakeOutcome = await self.policy.take_async(received, source=session)
+        except Exception as exc:
+            # Nothing was committed for this mail: the answer says whether a retry can help.
+            log.exception("mail from %s could not be taken in", shown(mail.mail_from))
+            return failure_reply(exc)
         if outcome.accepted and not outcome.duplicate and self.on_accepted is not None:
+            # After the commit nothing may turn the 250 into an error: the SMS are queued.
             try:
                 self.on_accepted(outcome)
             except Exception:
                 log.exception("after-intake hook failed (the mail is safely stored)")
-        return outcome.reply
+        return smtp_line(outcome.reply)
+
+    async def handle_exception(self, error: Exception) -> str:
+        """aiosmtpd's answer to a failure outside the hooks' own handling (its default quotes
+        the exception in a 500)."""
+        log.error("SMTP command failed", exc_info=error)
+        return failure_reply(error)
 
     async def handle_QUIT(  # noqa: N802 (aiosmtpd's hook name)
         self, server: SMTP, session: Session, envelope: Envelope

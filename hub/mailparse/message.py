@@ -9,6 +9,7 @@ dropped before parsing so that the headers after them are not taken for the body
 from __future__ import annotations
 
 import email.utils
+import hashlib
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,6 +24,7 @@ from hub.mailparse.body import BodyOptions, extract_text
 from hub.mailparse.charset import decode_bytes, decode_words, unescape_surrogates
 from hub.mailparse.email_policy import PARSE_POLICY
 from hub.mailparse.normalize import unflow
+from hub.mailparse.structure import MimeTooDeep, broken_structure, parse_bytes
 from hub.mailparse.subject import FORWARD_PREFIXES, strip_prefixes
 from hub.mailparse.uuencode import UuFile, split_uuencoded
 
@@ -61,7 +63,11 @@ class ParsedMail:
     headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     mime: Message | None = field(default=None, repr=False, compare=False)
     """The MIME tree of the raw bytes exactly as given (None when the headers had to be
-    repaired first), for readers of other parts (``hub.links``) not to parse it again."""
+    repaired first), for readers of other parts (``hub.links``) not to parse it again; for
+    a BROKEN mail, its headers only (its parts are not to be read)."""
+    broken: str | None = None
+    """Why the mail's MIME structure cannot be read (parts nested too deep, a multipart whose
+    boundary is not found), or None. Such a mail has headers but no text: refuse it."""
 
     def get_header(self, name: str) -> list[str]:
         """Every value of header ``name`` (case-insensitive), unfolded and decoded."""
@@ -75,16 +81,41 @@ _HEADER_END = re.compile(rb"\r?\n\r?\n")
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
 _LINE_END = re.compile(r"[\r\n]+")
 _MSG_ID = re.compile(r"<([^<>\s]+)>")
+_PLAIN_ID = re.compile(r"[!-~]*")
+# Control characters in decoded header text (an encoded word can carry a NUL): a space,
+# as no reader shows them and PostgreSQL refuses NUL in text.
+_HEADER_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+# In a body, the same but line breaks and tabs.
+_BODY_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# Longest message id kept as written: ids are keys in the database (255 characters with the
+# account's prefix); a longer one is kept as its hash.
+_ID_LIMIT = 200
 
 
-def parse_mail(raw: bytes, options: BodyOptions | None = None) -> ParsedMail:
-    """Parse ``raw`` (RFC 5322 bytes) and extract its SMS text; never fails on bad headers."""
+def parse_mail(
+    raw: bytes, options: BodyOptions | None = None, max_depth: int | None = None
+) -> ParsedMail:
+    """Parse ``raw`` (RFC 5322 bytes) and extract its SMS text; never fails on bad headers.
+
+    A mail whose MIME structure cannot be read (parts nested deeper than MAX_DEPTH, default
+    ``structure.depth_limit()``; a multipart whose boundary is not found) comes back with
+    its headers, no text and ``broken`` saying why."""
     warnings: list[str] = []
     repaired = _repair_headers(raw, warnings)
+    broken: str | None = None
     try:
-        message = BytesParser(policy=PARSE_POLICY).parsebytes(repaired)
+        message = parse_bytes(repaired, max_depth)
+    except MimeTooDeep as exc:
+        broken = str(exc)
     except Exception as exc:  # the stdlib parser is lenient; this is a last resort
         raise InvalidInput(f"the mail cannot be parsed: {exc}") from exc
+    else:
+        broken = broken_structure(message)
+    if broken is not None:
+        # The headers still say who wrote and what the mail is (for the refusal); the body
+        # is left unread.
+        message = BytesParser(policy=PARSE_POLICY).parsebytes(repaired, headersonly=True)
     raw_items = [(name, _unfold(value)) for name, value in message.raw_items()]
     first: dict[str, str] = {}
     for name, value in raw_items:
@@ -93,22 +124,25 @@ def parse_mail(raw: bytes, options: BodyOptions | None = None) -> ParsedMail:
     date = _date(first.get("date"), warnings)
     from_display, from_addr = _first_address(first.get("from"))
     subject = _LINE_END.sub(" ", _header_text(first.get("subject", ""))).strip()
-    plain, html = _find_body(message)
-    body, body_type = _body_text(plain, html, warnings)
-    uuencoded: list[UuFile] = []
-    if body_type == "text/plain":
-        body, uuencoded = split_uuencoded(body)
-    prefixes = strip_prefixes(subject)[1]
-    extracted = extract_text(
-        body,
-        html=body_type == "text/html",
-        options=options,
-        forward=bool(prefixes) and prefixes[0].lower() in FORWARD_PREFIXES,
-    )
-    warnings.extend(extracted.warnings)
-    attachments = _attachments(message, {id(plain), id(html)})
-    attachments += [Attachment(f.filename, f.content_type, len(f.data)) for f in uuencoded]
-    warnings.extend(f"attachment {a.filename or a.content_type} ignored" for a in attachments)
+    text, body, body_type, attachments = "", "", None, []
+    if broken is None:
+        plain, html = _find_body(message)
+        body, body_type = _body_text(plain, html, warnings)
+        uuencoded: list[UuFile] = []
+        if body_type == "text/plain":
+            body, uuencoded = split_uuencoded(body)
+        prefixes = strip_prefixes(subject)[1]
+        extracted = extract_text(
+            body,
+            html=body_type == "text/html",
+            options=options,
+            forward=bool(prefixes) and prefixes[0].lower() in FORWARD_PREFIXES,
+        )
+        text = extracted.text
+        warnings.extend(extracted.warnings)
+        attachments = _attachments(message, {id(plain), id(html)})
+        attachments += [Attachment(f.filename, f.content_type, len(f.data)) for f in uuencoded]
+        warnings.extend(f"attachment {a.filename or a.content_type} ignored" for a in attachments)
     return ParsedMail(
         message_id=_msg_id(first.get("message-id")),
         from_addr=from_addr,
@@ -120,7 +154,7 @@ def parse_mail(raw: bytes, options: BodyOptions | None = None) -> ParsedMail:
         date=date,
         in_reply_to=_msg_id(first.get("in-reply-to")),
         references=_references(first.get("references")),
-        text=extracted.text,
+        text=text,
         html_only=body_type == "text/html",
         attachments=attachments,
         authentication_results=[
@@ -130,7 +164,8 @@ def parse_mail(raw: bytes, options: BodyOptions | None = None) -> ParsedMail:
         body=body,
         body_type=body_type,
         headers=tuple((name, _header_text(value)) for name, value in raw_items),
-        mime=message if repaired == raw else None,
+        mime=message if repaired == raw or broken is not None else None,
+        broken=broken,
     )
 
 
@@ -182,7 +217,7 @@ def _header_text(value: str) -> str:
 
 
 def _decode_header(value: str) -> str:
-    return decode_words(unescape_surrogates(_unfold(value)))
+    return _HEADER_CONTROL.sub(" ", decode_words(unescape_surrogates(_unfold(value))))
 
 
 # Most header values come again and again (senders, relays, MIME headers): short ones are
@@ -205,7 +240,11 @@ def _parse_addresses(values: list[str]) -> list[tuple[str, str]]:
 
 def _address_pairs(values: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
     pairs = email.utils.getaddresses([unescape_surrogates(_unfold(v)) for v in values])
-    return tuple((decode_words(name).strip(), _lower_domain(addr)) for name, addr in pairs if addr)
+    return tuple(
+        (_HEADER_CONTROL.sub(" ", decode_words(name)).strip(), _lower_domain(addr))
+        for name, addr in pairs
+        if addr and not _HEADER_CONTROL.search(addr)
+    )
 
 
 # Mail keeps coming from the same senders to the same addresses, and the stdlib address
@@ -232,14 +271,33 @@ def _msg_id(value: str | None) -> str | None:
         return None
     match = _MSG_ID.search(value)
     cleaned = match.group(1) if match else value.strip().strip("<>").strip()
-    return cleaned or None
+    return _stored_id(cleaned) or None
 
 
 def _references(value: str | None) -> list[str]:
     if not value:
         return []
     found = _MSG_ID.findall(value)
-    return found or [part.strip("<>") for part in value.split() if part.strip("<>")]
+    ids = found or [part.strip("<>") for part in value.split() if part.strip("<>")]
+    return [_stored_id(i) for i in ids]
+
+
+def _stored_id(value: str) -> str:
+    """A message id as it can be stored and looked up: undecodable bytes (which the parser
+    keeps as lone surrogates) and control characters escaped, since no database takes them
+    (a Message-ID with the bytes FF FE made every try fail with 451); a very long id hashed.
+    The same id always gives the same value, so duplicates are still found."""
+    if not _PLAIN_ID.fullmatch(value):
+        try:
+            data = value.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:  # a surrogate no byte stands for
+            data = value.encode("utf-8", "backslashreplace")
+        value = _CONTROL.sub(
+            lambda m: f"\\x{ord(m.group()):02x}", data.decode("utf-8", "backslashreplace")
+        )
+    if len(value) > _ID_LIMIT:
+        value = "sha256:" + hashlib.sha256(value.encode()).hexdigest()
+    return value
 
 
 def _date(value: str | None, warnings: list[str]) -> datetime | None:
@@ -320,7 +378,7 @@ def _decoded_part(part: Message, warnings: list[str]) -> str:
     decoded = decode_bytes(data, part.get_content_charset())
     if decoded.warning:
         warnings.append(decoded.warning)
-    text = decoded.text
+    text = _BODY_CONTROL.sub("", decoded.text)
     if part.get_content_type() == "text/plain" and (
         str(part.get_param("format") or "").lower() == "flowed"
     ):

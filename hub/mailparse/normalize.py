@@ -9,7 +9,11 @@ import unicodedata
 _SPACE_LIKE = re.compile("[\u00a0\u2007\u202f\u2000-\u200a\u3000]")
 # Invisible characters that mail clients and copy-paste leave behind; they cost SMS
 # segments (they force UCS-2) and nobody meant to send them.
-_INVISIBLE = re.compile("[\u200b\u200c\u2060\ufeff\u00ad\u200e\u200f]")
+# Control characters (NUL, escape, C1 codes) are dropped too: no phone shows them, and
+# PostgreSQL refuses NUL in text.
+_INVISIBLE = re.compile(
+    "[\u200b\u200c\u2060\ufeff\u00ad\u200e\u200f\x00-\x08\x0e-\x1f\x7f\x80-\x84\x86-\x9f]"
+)
 _LINE_BREAKS = re.compile("\r\n|[\r\u2028\u2029\x85\x0b\x0c]")
 _BLANK_RUNS = re.compile("\n{3,}")
 
