@@ -52,6 +52,7 @@ from connectors.calendar.ics import (
     display_url,
     expand_events,
     read_calendar,
+    refused_message,
     window_slice,
 )
 from hub.calendars import (
@@ -68,6 +69,7 @@ from hub.calendars import (
     ZoneSetting,
     occurrence_id,
 )
+from hub.outbound import Guard, LookupFailed, OutboundRefused, guarded_session
 
 log = logging.getLogger("smshub.calendar.caldav")
 
@@ -100,6 +102,9 @@ class CalDavSettings(CalendarSettings):
     timezone: ZoneSetting = None
     # Check the server's TLS certificate (turn off only for a self-signed test server).
     verify_tls: bool = True
+    # Let the URL reach the hub's own machine or network (loopback, private addresses...):
+    # the administrator's choice (`smshub calendars add --allow-private`), never the console's.
+    private_ok: bool = False
 
     @field_validator("url")
     @classmethod
@@ -240,10 +245,15 @@ class CalDavSource:
             return fn(*args)
         except (SourceError, CursorExpired):
             raise
+        except OutboundRefused as exc:
+            self._calendar = None
+            raise SourceError(refused_message(exc)) from None
+        except LookupFailed as exc:
+            raise SourceError(f"cannot reach {self.shown}: {exc}") from None
         except dav_error.AuthorizationError as exc:
             self._calendar = None
             who = f" as {self.settings.username!r}" if self.settings.username else ""
-            reason = str(exc.reason or "Unauthorized")
+            reason = _reason(exc) if exc.reason else "Unauthorized"
             if "forbidden" in reason.lower():
                 raise SourceError(
                     f"{self.shown} refused access{who} ({reason}): "
@@ -276,6 +286,13 @@ class CalDavSource:
                 password=self._password,
                 timeout=max(1, round(self.settings.timeout)),
                 ssl_verify_cert=self.settings.verify_tls,
+                enable_rfc6764=False,
+            )
+            # Its own session would resolve names itself: every connection (redirects
+            # too) must go to an address the outbound guard checked.
+            self._client.session.close()
+            self._client.session = guarded_session(
+                Guard(allow_private=self.settings.private_ok, timeout=self.settings.timeout)
             )
         return self._client
 
@@ -652,8 +669,33 @@ def _done(value: T | Coroutine[Any, Any, T]) -> T:
 
 
 def _reason(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
+    """EXC in a few words for messages and the log: for a server's refusal its status line
+    only, never the body it sent (the library puts it in the reason)."""
+    text = str(exc)
     reason = getattr(exc, "reason", None)
     if isinstance(exc, dav_error.DAVError) and reason:
-        text = str(reason)
+        text = str(reason).split("\n", 1)[0]
+        body = exc.body.decode("utf-8", "replace") if isinstance(exc.body, bytes) else exc.body
+        if body and body.strip():
+            text = text.split(body.strip()[:20], 1)[0].rstrip(" -")
+    text = " ".join(text.split())
     return (text[:200] + "…" if len(text) > 200 else text) or type(exc).__name__
+
+
+class _StatusLinesOnly(logging.Filter):
+    """The caldav library logs exceptions whose text ends with the server's answer: keep the
+    first line of each record, without traceback, so no response body reaches the log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage().split("\n", 1)[0]
+        record.msg = message[:300]
+        record.args = ()
+        record.exc_info = None
+        record.exc_text = None
+        record.stack_info = None
+        return True
+
+
+# Filters do not pass on to child loggers: one on each of the library's.
+for _name in ["caldav", *(n for n in logging.root.manager.loggerDict if n.startswith("caldav."))]:
+    logging.getLogger(_name).addFilter(_StatusLinesOnly())

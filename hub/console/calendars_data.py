@@ -169,6 +169,11 @@ def url_settings(
                 f"setting {key!r} names a file or variable of the hub's server; it can only "
                 "be set with the smshub command line (give a password in the Password field)"
             )
+        if key == "private_ok":
+            raise InvalidInput(
+                "setting 'private_ok' lets a calendar reach the hub's own network; only the "
+                "hub administrator can set it (`smshub calendars add ... --allow-private`)"
+            )
         settings[key] = value
     settings["url"] = url.strip()
     if username.strip():
