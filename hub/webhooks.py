@@ -41,7 +41,6 @@ from hub.db import session_scope
 from hub.errors import ConflictError, InvalidInput, NotFound
 from hub.models import Account, Message, MessageStatus, WebhookDelivery, WebhookEndpoint
 from hub.outbound import Guard, LookupFailed, OutboundRefused, Resolver, guarded_async_client
-from hub.outbound import system_resolver as _system_resolver
 from hub.timeutil import as_utc, utcnow
 
 log = logging.getLogger("smshub.webhooks")
@@ -545,7 +544,7 @@ class WebhookSender:
         concurrency: int = 10,
         *,
         timeout: float = REQUEST_TIMEOUT,
-        resolver: Resolver = _system_resolver,
+        resolver: Resolver | None = None,
         network: httpcore.AsyncNetworkBackend | None = None,
     ) -> None:
         """TIMEOUT bounds each DNS lookup and each post. RESOLVER and NETWORK (the outbound

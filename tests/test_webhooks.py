@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import httpcore
-import httpx
 import pytest
 from sqlalchemy import Engine
 from sqlmodel import col, select

@@ -425,7 +425,7 @@ def refused_message(exc: OutboundRefused) -> str:
     """What a sync refused by the outbound guard says (shared with the CalDAV source)."""
     return (
         f"calendar URL refused: {exc.reason}; only the hub administrator can allow "
-        "private addresses (`smshub calendars add ... --allow-private`)"
+        "private addresses (--allow-private of `smshub calendars add` / `calendar preview`)"
     )
 
 

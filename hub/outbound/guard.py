@@ -20,7 +20,7 @@ import socket
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from hub.errors import HubError, InvalidInput
@@ -69,14 +69,14 @@ def default_port(scheme: str) -> int:
 class Guard:
     """The checks of one kind of fetch: ALLOW_PRIVATE (the administrator's ``private_ok``)
     lets private targets through, TIMEOUT bounds each lookup, RESOLVER is the lookup itself
-    (the system's; tests give their own)."""
+    (None: ``system_resolver``; tests give their own)."""
 
     allow_private: bool = False
     timeout: float = LOOKUP_TIMEOUT
-    resolver: Resolver = field(default=system_resolver)
+    resolver: Resolver | None = None
 
     def _lookup(self, host: str, port: int) -> list[str]:
-        future = _LOOKUPS.submit(self.resolver, host, port)
+        future = _LOOKUPS.submit(self.resolver or system_resolver, host, port)
         try:
             found = list(future.result(timeout=self.timeout))
         except FutureTimeout:
