@@ -395,7 +395,14 @@ def _connect_ics(smshub: Any, url: str, name: str, *settings: str) -> None:
     extra = [arg for setting in settings for arg in ("--set", setting)]
     # The local test server: the administrator's --allow-private (private_ok).
     code, _, err = smshub(
-        "calendars", "add", "acme", name, "--type", "ics", f"--set=url={url}", *extra,
+        "calendars",
+        "add",
+        "acme",
+        name,
+        "--type",
+        "ics",
+        f"--set=url={url}",
+        *extra,
         *(["--allow-private"] if url.startswith("http") else []),
     )
     assert code == 0, err
@@ -622,7 +629,13 @@ def test_same_name_in_two_accounts_two_files(smshub, tmp_path, ics_http):
     assert smshub("accounts", "create", "beta", "--region", "FR")[0] == 0
     assert smshub("accounts", "credit", "beta", "20")[0] == 0
     code, _, err = smshub(
-        "calendars", "add", "beta", "cabinet", "--type", "ics", f"--set=url={ics_http}",
+        "calendars",
+        "add",
+        "beta",
+        "cabinet",
+        "--type",
+        "ics",
+        f"--set=url={ics_http}",
         "--allow-private",
     )
     assert code == 0, err

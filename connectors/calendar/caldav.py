@@ -35,10 +35,12 @@ import zlib
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
 from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo
 
+import caldav
 import icalendar
 from caldav.collection import Calendar as DavCalendar
 from caldav.davclient import DAVClient
@@ -290,6 +292,7 @@ class CalDavSource:
             )
             # Its own session would resolve names itself: every connection (redirects
             # too) must go to an address the outbound guard checked.
+            _filter_library_logs()
             self._client.session.close()
             self._client.session = guarded_session(
                 Guard(allow_private=self.settings.private_ok, timeout=self.settings.timeout)
@@ -678,15 +681,20 @@ def _reason(exc: BaseException) -> str:
         body = exc.body.decode("utf-8", "replace") if isinstance(exc.body, bytes) else exc.body
         if body and body.strip():
             text = text.split(body.strip()[:20], 1)[0].rstrip(" -")
+        if text in ("", "no reason") and getattr(exc, "status", None):
+            text = f"HTTP {exc.status}"
     text = " ".join(text.split())
     return (text[:200] + "…" if len(text) > 200 else text) or type(exc).__name__
 
 
 class _StatusLinesOnly(logging.Filter):
-    """The caldav library logs exceptions whose text ends with the server's answer: keep the
-    first line of each record, without traceback, so no response body reaches the log."""
+    """The caldav library logs the server's answers (a body it could not parse, exceptions
+    whose text ends with the body): of its records keep the first line, without traceback,
+    so no response body reaches the log. Other records pass untouched."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if not record.pathname.startswith(_CALDAV_DIR):
+            return True
         message = record.getMessage().split("\n", 1)[0]
         record.msg = message[:300]
         record.args = ()
@@ -696,6 +704,21 @@ class _StatusLinesOnly(logging.Filter):
         return True
 
 
-# Filters do not pass on to child loggers: one on each of the library's.
-for _name in ["caldav", *(n for n in logging.root.manager.loggerDict if n.startswith("caldav."))]:
-    logging.getLogger(_name).addFilter(_StatusLinesOnly())
+_CALDAV_DIR = str(Path(caldav.__file__).parent)
+_LOG_FILTER = _StatusLinesOnly()
+
+
+def _filter_library_logs() -> None:
+    """Put the filter on the library's loggers (filters do not pass on to child loggers, and
+    the library also logs on the root logger); again when it made new ones."""
+    for name in [
+        "",
+        "caldav",
+        *(n for n in logging.root.manager.loggerDict if n.startswith("caldav.")),
+    ]:
+        logger = logging.getLogger(name)
+        if _LOG_FILTER not in logger.filters:
+            logger.addFilter(_LOG_FILTER)
+
+
+_filter_library_logs()
