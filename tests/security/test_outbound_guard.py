@@ -43,7 +43,9 @@ from hub.outbound import (
     guarded_async_client,
     guarded_session,
 )
-from tests.console.conftest import console, users  # noqa: F401  (fixtures)
+
+# The console's fixtures, used here under their names (hence F811 on the parameters).
+from tests.console.conftest import console, users  # noqa: F401
 
 WINDOW = SyncWindow(datetime.now(UTC) - timedelta(days=1), datetime.now(UTC) + timedelta(days=30))
 ICS = b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//t//EN\r\nEND:VCALENDAR\r\n"
@@ -233,11 +235,11 @@ ADD_REFUSED = [
 )
 async def test_console_refuses_internal_calendar_urls(
     hub,
-    console,
+    console,  # noqa: F811
     internal,
     kind,
     url,
-    reason,  # noqa: F811
+    reason,
 ):
     alice = await console("alice")
     url = url.format(port=internal.port)
@@ -267,8 +269,8 @@ async def test_console_cannot_set_private_ok(hub, console, internal):  # noqa: F
 
 async def test_sync_refuses_a_stored_internal_url_and_the_console_shows_why(
     hub,
-    console,
-    internal,  # noqa: F811
+    console,  # noqa: F811
+    internal,
 ):
     # Stored before the guard (or by a name that resolved elsewhere then): every sync checks.
     url = f"http://127.0.0.1:{internal.port}/cal.ics"
