@@ -112,6 +112,10 @@ def shown_settings(calendar: Calendar) -> list[tuple[str, str]]:
             text = "kept in a file on the hub"
         elif key.endswith("_env"):
             text = f"from the hub's environment variable {value}"
+        elif key == "private_ok":
+            text = "may reach the hub's own network (set by the administrator)"
+            if str(value).strip().lower() not in ("true", "1", "yes", "on"):
+                text = "no"
         elif key == "url" and isinstance(value, str):
             parts = urlsplit(value)
             host = parts.hostname or ""
