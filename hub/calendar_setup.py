@@ -13,8 +13,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import event as sa_event
 from sqlmodel import Session, col, delete, select
 
@@ -27,6 +29,7 @@ from hub.calendars import (
 )
 from hub.errors import ConfigError, InvalidInput, NotFound
 from hub.models import Account, Calendar, CalendarEventRow, Message, Reminder
+from hub.outbound import OutboundRefused, check_url
 from hub.outbox import cancel_queued
 from hub.reminders.render import render_reminder
 from hub.reminders.rules import parse_hhmm, parse_offsets
@@ -86,6 +89,39 @@ def check_template(template: str, locale: str, tz: str) -> None:
     )
 
 
+# Calendar types whose `url` a customer gives: fetched through the outbound guard.
+URL_SOURCES = ("ics", "caldav")
+_FETCHED_SCHEMES = ("http", "https", "webcal", "webcals")
+
+
+def allows_private(settings: Mapping[str, Any]) -> bool:
+    """The calendar's ``private_ok`` setting (the administrator's), as the source reads it."""
+    try:
+        return TypeAdapter(bool).validate_python(settings.get("private_ok", False))
+    except ValidationError:
+        raise InvalidInput(
+            f"private_ok={settings.get('private_ok')!r} must be true or false"
+        ) from None
+
+
+def check_calendar_url(kind: str, settings: Mapping[str, Any]) -> None:
+    """Refuse now (OutboundRefused) an ICS / CalDAV URL whose host is, or already resolves
+    to, an address every sync would refuse (unless ``private_ok``); a name that does not
+    resolve yet is accepted, every sync checks it again."""
+    url = settings.get("url")
+    if kind not in URL_SOURCES or not isinstance(url, str) or allows_private(settings):
+        return
+    if urlsplit(url.strip()).scheme.lower() not in _FETCHED_SCHEMES:
+        return  # a file of the hub's (the CLI's only), or a URL its connector refuses
+    try:
+        check_url(url)
+    except OutboundRefused as exc:
+        raise OutboundRefused(
+            f"calendar URL refused: {exc.reason}; use a public address (the hub "
+            "administrator may allow this one: `smshub calendars add ... --allow-private`)"
+        ) from None
+
+
 def add_calendar(
     session: Session,
     account: str | int,
@@ -105,6 +141,7 @@ def add_calendar(
     acc = get_account(session, account)
     parse_offsets(offsets)
     check_template(template, locale, tz)
+    check_calendar_url(kind, settings)
     assert acc.id is not None
     calendar = Calendar(
         account_id=acc.id,

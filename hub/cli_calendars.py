@@ -74,8 +74,19 @@ def calendars_add(
     notify_changes: Annotated[bool, typer.Option(help="SMS when a reminded RDV moves.")] = False,
     sender: Annotated[str | None, typer.Option(help="SMS sender.")] = None,
     notify_mailbox: Annotated[str, typer.Option(help="Mailbox told about OUI/NON answers.")] = "",
+    allow_private: Annotated[
+        bool,
+        typer.Option(
+            "--allow-private",
+            help="Let the calendar's URL reach this machine or a private network (loopback, "
+            "10.x, 192.168.x, link-local...): for a calendar server on your own network. "
+            "Without it such URLs are refused (sets private_ok=true).",
+        ),
+    ] = False,
 ) -> None:
-    """Connect a calendar to ACCOUNT; its appointments get reminders by the rules given."""
+    """Connect a calendar to ACCOUNT; its appointments get reminders by the rules given.
+
+    An ICS or CalDAV URL must reach a public address unless --allow-private is given."""
     from hub.calendar_setup import add_calendar, check_source_type, check_timezone, parse_setting
     from hub.errors import InvalidInput
     from hub.models import Account
@@ -85,13 +96,15 @@ def calendars_add(
         check_source_type(type_)
     except InvalidInput as exc:
         cli.fail(str(exc))
-    settings: dict[str, str] = {}
+    settings: dict[str, Any] = {}
     for item in setting or []:
         try:
             key, value = parse_setting(item)
         except InvalidInput as exc:
             cli.fail(f"--set {exc}")
         settings[key] = value
+    if allow_private:
+        settings["private_ok"] = True
     try:
         check_timezone(tz)
     except InvalidInput as exc:
@@ -741,6 +754,13 @@ def calendar_preview(
         ),
     ] = 30.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
+    allow_private: Annotated[
+        bool,
+        typer.Option(
+            "--allow-private",
+            help="Let the URL reach this machine or a private network (refused otherwise).",
+        ),
+    ] = False,
 ) -> None:
     """Show the reminders a calendar would get; nothing is sent or stored.
 
@@ -804,7 +824,9 @@ def calendar_preview(
         # run leaves nothing behind.
         with tempfile.TemporaryDirectory(prefix="smshub-preview-") as scratch:
             ctx = SourceContext(name="preview", data_dir=Path(scratch))
-            settings = {"url": file_or_url, "timezone": tz}
+            settings: dict[str, Any] = {"url": file_or_url, "timezone": tz}
+            if allow_private:
+                settings["private_ok"] = True
             ics = build_calendar_source("ics", settings, ctx, "preview")
             try:
                 return await ics.sync(window, None)

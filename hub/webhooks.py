@@ -21,11 +21,9 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
-import ipaddress
 import json
 import logging
 import secrets
-import socket
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -33,6 +31,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpcore
 import httpx
 from sqlalchemy import Engine
 from sqlmodel import Session, col, delete, select
@@ -41,6 +40,7 @@ from hub.accounts import ancestors, get_account
 from hub.db import session_scope
 from hub.errors import ConflictError, InvalidInput, NotFound
 from hub.models import Account, Message, MessageStatus, WebhookDelivery, WebhookEndpoint
+from hub.outbound import Guard, LookupFailed, OutboundRefused, Resolver, guarded_async_client
 from hub.timeutil import as_utc, utcnow
 
 log = logging.getLogger("smshub.webhooks")
@@ -76,11 +76,6 @@ GIVE_UP_AFTER = timedelta(days=3)
 CLAIM_LEASE = timedelta(minutes=2)
 
 _TARGETS_CACHE = "smshub.webhook_targets"
-
-# Names of this machine: refused for console webhooks whatever they resolve to.
-LOCAL_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"})
-# NAT64 well-known prefix: an IPv6 address here is an IPv4 address behind a NAT64 gateway.
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 
 # -- signing -----------------------------------------------------------------------------------
@@ -151,78 +146,6 @@ def validate_url(url: str) -> str:
     return url
 
 
-def _not_public(address: str) -> str | None:
-    """What kind of non-public address ADDRESS is ("a private address", ...), or None."""
-    ip: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(address)
-    if isinstance(ip, ipaddress.IPv6Address):
-        # An IPv4 address carried in IPv6 is judged by itself: that is where the
-        # connection ends up (::ffff:10.0.0.5 reaches 10.0.0.5).
-        if ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
-        elif ip in _NAT64:
-            ip = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
-    if ip.is_global:
-        return None
-    for flag, kind in (
-        (ip.is_loopback, "a loopback address (this machine)"),
-        (ip.is_unspecified, "the unspecified address (this machine)"),
-        (ip.is_link_local, "a link-local address"),
-        (ip.is_multicast, "a multicast address"),
-        (ip.is_private, "a private address"),
-    ):
-        if flag:
-            return kind
-    return "not a public address"
-
-
-def check_destination(host: str, addresses: Iterable[str] = ()) -> str | None:
-    """Why HOST must not receive webhooks added in the web console, or None if it may.
-
-    Customers add console webhooks; one aimed at the hub's own network would let them make
-    the hub call internal services and read the start of their answers in the delivery log.
-    So HOST (a URL's host name) is refused when it names this machine (localhost,
-    *.localhost), when it is an IP literal that is not global, or when ANY of ADDRESSES
-    (what HOST resolves to; none needed for a literal) is not global: loopback, private,
-    link-local, shared, reserved... An IPv4 address inside IPv6 (::ffff:a.b.c.d, NAT64)
-    is judged as IPv4. The reason is written for the account owner, e.g.
-    "internal.example.com resolves to 10.0.0.5, a private address".
-    Endpoints the hub administrator adds (``private_ok``) are never checked.
-    """
-    name = host.rstrip(".").lower()
-    try:
-        kind = _not_public(name)
-    except ValueError:  # a name, not an address
-        pass
-    else:
-        return f"{name} is {kind}" if kind else None
-    for address in addresses:
-        kind = _not_public(address)
-        if kind:
-            return f"{host} resolves to {address}, {kind}"
-    if name in LOCAL_NAMES or name.endswith(".localhost"):
-        return f"{host} names the hub itself"
-    return None
-
-
-async def resolve(host: str, port: int, timeout: float = REQUEST_TIMEOUT) -> list[str]:
-    """The addresses HOST resolves to, each once, looked up off the event loop."""
-    loop = asyncio.get_running_loop()
-    infos = await asyncio.wait_for(loop.getaddrinfo(host, port, type=socket.SOCK_STREAM), timeout)
-    return list(dict.fromkeys(str(info[4][0]) for info in infos))
-
-
-async def url_addresses(url: str, timeout: float = REQUEST_TIMEOUT) -> list[str]:
-    """The addresses URL's host resolves to (none for an IP literal, which needs no lookup);
-    TimeoutError or OSError when the lookup fails."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return await resolve(host, parts.port or (443 if parts.scheme == "https" else 80), timeout)
-    return []
-
-
 def validate_events(events: Iterable[str]) -> list[str]:
     """The event types, checked; ["*"] when empty or when "*" is among them."""
     chosen: list[str] = []
@@ -256,7 +179,7 @@ def add_endpoint(
 
     PRIVATE_OK (the hub administrator's CLI only) lets the URL reach the hub's own network;
     otherwise the sender refuses a host that is or resolves to a non-public address
-    (see ``check_destination``).
+    (the outbound guard, ``hub.outbound``).
     """
     acc = get_account(session, account)
     assert acc.id is not None
@@ -616,30 +539,42 @@ class WebhookSender:
     def __init__(
         self,
         engine: Engine,
-        client: httpx.AsyncClient | None = None,
         poll_interval: float = 2.0,
         batch_size: int = 50,
         concurrency: int = 10,
+        *,
+        timeout: float = REQUEST_TIMEOUT,
+        resolver: Resolver | None = None,
+        network: httpcore.AsyncNetworkBackend | None = None,
     ) -> None:
+        """TIMEOUT bounds each DNS lookup and each post. RESOLVER and NETWORK (the outbound
+        guard's lookup, and what opens its checked connections) are the system's; tests
+        give their own."""
         self.engine = engine
+        self.timeout = timeout
         self.poll_interval = poll_interval
         self.batch_size = batch_size
-        self._client = client
-        self._own_client = client is None
+        self._resolver = resolver
+        self._network = network
+        # One client per kind of endpoint: the customers' (public addresses only) and the
+        # administrator's (private_ok); both connect only to addresses the guard resolved.
+        self._clients: dict[bool, httpx.AsyncClient] = {}
         self._gate = asyncio.Semaphore(max(1, concurrency))
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._claimed = 0
 
-    @property
-    def client(self) -> httpx.AsyncClient:
-        if self._client is None:
-            self._client = httpx.AsyncClient(
-                timeout=REQUEST_TIMEOUT,
+    def client(self, private_ok: bool = False) -> httpx.AsyncClient:
+        if private_ok not in self._clients:
+            guard = Guard(allow_private=private_ok, timeout=self.timeout, resolver=self._resolver)
+            self._clients[private_ok] = guarded_async_client(
+                guard,
+                inner=self._network,
+                timeout=self.timeout,
                 follow_redirects=False,
                 headers={"User-Agent": "smshub-webhooks/1"},
             )
-        return self._client
+        return self._clients[private_ok]
 
     def wake(self) -> None:
         """Look at the queue now (an event was just queued)."""
@@ -654,9 +589,9 @@ class WebhookSender:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        if self._own_client and self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            await client.aclose()
 
     async def _loop(self) -> None:
         while True:
@@ -707,24 +642,6 @@ class WebhookSender:
                 )
         return jobs
 
-    async def _refusal(self, job: _Job) -> _Result | None:
-        """A failure when JOB may only reach public addresses and its host is not one (or
-        cannot be resolved); None when the post may go ahead."""
-        if job.private_ok:
-            return None
-        host = urlsplit(job.url).hostname or ""
-        try:
-            addresses = await url_addresses(job.url)
-        except TimeoutError:
-            return _Result(None, f"DNS lookup of {host} timed out after {REQUEST_TIMEOUT:g} s")
-        except OSError as exc:  # socket.gaierror
-            return _Result(None, f"DNS lookup of {host} failed: {exc.strerror or exc}")
-        reason = check_destination(host, addresses)
-        if reason is None:
-            return None
-        # Retried like a connection error: a DNS change can fix it.
-        return _Result(None, f"not sent: {reason}; console webhooks must reach a public address")
-
     async def _post(self, job: _Job) -> _Result:
         timestamp = int(time.time())
         body = job.payload.encode("utf-8")
@@ -735,19 +652,24 @@ class WebhookSender:
             TYPE_HEADER: job.event_type,
             SIGNATURE_HEADER: signature_header(job.secret, timestamp, body),
         }
+        client = self.client(job.private_ok)
         async with self._gate:
-            refused = await self._refusal(job)
-            if refused is not None:
-                return refused
             try:
-                async with self.client.stream("POST", job.url, content=body, headers=headers) as r:
+                async with client.stream("POST", job.url, content=body, headers=headers) as r:
                     excerpt = b""
                     async for chunk in r.aiter_bytes():
                         excerpt += chunk
                         if len(excerpt) >= 300:
                             break
+            except OutboundRefused as exc:
+                # Retried like a connection error: a DNS change can fix it.
+                return _Result(
+                    None, f"not sent: {exc.reason}; console webhooks must reach a public address"
+                )
+            except LookupFailed as exc:
+                return _Result(None, str(exc))
             except httpx.TimeoutException as exc:
-                return _Result(None, f"timeout after {REQUEST_TIMEOUT:g} s ({type(exc).__name__})")
+                return _Result(None, f"timeout after {self.timeout:g} s ({type(exc).__name__})")
             except httpx.HTTPError as exc:
                 return _Result(None, f"{type(exc).__name__}: {exc}")
         if 200 <= r.status_code < 300:

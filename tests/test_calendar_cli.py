@@ -231,7 +231,8 @@ def test_preview_reads_a_url_and_stores_nothing(smshub, db_url, tmp_path):
 
     args = ("--rule", "2d@09:00", "--now", "2025-03-20T12:00:00+01:00")
     with _publishing(body) as server:
-        from_url = _preview(smshub, f"{server.url}/cal.ics", *args)
+        # The CLI is the administrator: it may read a server on this machine when it says so.
+        from_url = _preview(smshub, f"{server.url}/cal.ics", *args, "--allow-private")
     assert from_url == _preview(smshub, str(ICS / "google.ics"), *args)
     engine = make_engine(db_url)
     with session_scope(engine) as s:
@@ -392,8 +393,17 @@ def _connect_ics(smshub: Any, url: str, name: str, *settings: str) -> None:
         assert smshub("accounts", "create", "acme", "--region", "FR")[0] == 0
         assert smshub("accounts", "credit", "acme", "20")[0] == 0
     extra = [arg for setting in settings for arg in ("--set", setting)]
+    # The local test server: the administrator's --allow-private (private_ok).
     code, _, err = smshub(
-        "calendars", "add", "acme", name, "--type", "ics", f"--set=url={url}", *extra
+        "calendars",
+        "add",
+        "acme",
+        name,
+        "--type",
+        "ics",
+        f"--set=url={url}",
+        *extra,
+        *(["--allow-private"] if url.startswith("http") else []),
     )
     assert code == 0, err
     code, out, err = smshub("calendars", "sync", "acme", name, "--json")
@@ -619,7 +629,14 @@ def test_same_name_in_two_accounts_two_files(smshub, tmp_path, ics_http):
     assert smshub("accounts", "create", "beta", "--region", "FR")[0] == 0
     assert smshub("accounts", "credit", "beta", "20")[0] == 0
     code, _, err = smshub(
-        "calendars", "add", "beta", "cabinet", "--type", "ics", f"--set=url={ics_http}"
+        "calendars",
+        "add",
+        "beta",
+        "cabinet",
+        "--type",
+        "ics",
+        f"--set=url={ics_http}",
+        "--allow-private",
     )
     assert code == 0, err
     assert smshub("calendars", "sync", "beta", "cabinet")[0] == 0

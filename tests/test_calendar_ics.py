@@ -45,7 +45,11 @@ OSTEO = "5c4n3c3l3d2e1v0e9n8t7x6y5z@google.com"
 
 
 def source(url: str | Path, tmp_path: Path, **extra: object) -> IcsSource:
-    settings = IcsSettings.model_validate({"type": "ics", "url": str(url), **extra})
+    # The test servers run on 127.0.0.1: allowed as the hub administrator allows a calendar
+    # server on their own network (tests/security/ checks what happens without it).
+    settings = IcsSettings.model_validate(
+        {"type": "ics", "url": str(url), "private_ok": True, **extra}
+    )
     return IcsSource(settings, SourceContext("test", tmp_path / "data"))
 
 
@@ -445,7 +449,9 @@ async def test_state_files_are_where_the_cache_is_kept(
 async def test_a_stored_calendar_keeps_its_cache_under_its_id_whatever_its_name(
     ics_server: IcsServer, tmp_path: Path
 ) -> None:
-    settings = IcsSettings.model_validate({"type": "ics", "url": ics_server.url})
+    settings = IcsSettings.model_validate(
+        {"type": "ics", "url": ics_server.url, "private_ok": True}
+    )
     data = tmp_path / "data"
 
     async def synced(name: str, calendar_id: int, cursor: str | None) -> SyncResult:
@@ -471,7 +477,9 @@ async def test_a_stored_calendar_keeps_its_cache_under_its_id_whatever_its_name(
 async def test_a_cache_named_after_the_calendar_moves_under_its_id(
     ics_server: IcsServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    settings = IcsSettings.model_validate({"type": "ics", "url": ics_server.url})
+    settings = IcsSettings.model_validate(
+        {"type": "ics", "url": ics_server.url, "private_ok": True}
+    )
     before = SourceContext("calendar 'Cabinet'", tmp_path)  # as hubs before calendar ids
     src = IcsSource(settings, before)
     try:

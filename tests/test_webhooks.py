@@ -7,13 +7,14 @@ import json
 import re
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpcore
 import pytest
 from sqlalchemy import Engine
 from sqlmodel import col, select
@@ -24,6 +25,7 @@ from hub.accounts import create_account, get_account
 from hub.db import session_scope
 from hub.errors import ConflictError, InvalidInput
 from hub.models import Message, WebhookDelivery, WebhookEndpoint
+from hub.outbound import host_refusal
 from hub.timeutil import utcnow
 from tests.conftest import make_config
 
@@ -581,7 +583,7 @@ def test_cli_endpoint_may_point_at_localhost(cli_run, engine, account, receiver)
 
 
 async def test_console_endpoint_named_for_a_private_address_is_not_called(
-    engine, account, receiver, sender, monkeypatch
+    engine, account, receiver
 ):
     port = receiver.server.server_address[1]
     answers = {
@@ -593,16 +595,20 @@ async def test_console_endpoint_named_for_a_private_address_is_not_called(
     }
     looked_up: list[tuple[str, int]] = []
 
-    async def resolve(host: str, port: int, timeout: float = 10.0) -> list[str]:
+    # The outbound guard's own resolver hook (the names are made up).
+    def resolve(host: str, port: int) -> list[str]:
         looked_up.append((host, port))
         return answers[host]
 
-    monkeypatch.setattr(webhooks, "resolve", resolve)
+    sender = webhooks.WebhookSender(engine, resolver=resolve)
     ids = {}
     for host in [*answers, "127.0.0.1"]:
         ids[host], _ = _add(engine, "acme", f"http://{host}:{port}/hooks", private_ok=False)
         _ping(engine, ids[host])
-    assert await sender.send_due() == 0
+    try:
+        assert await sender.send_due() == 0
+    finally:
+        await sender.stop()
     assert receiver.requests == []
     errors = _errors(engine)
     assert errors[ids["internal.example.com"]] == (
@@ -615,7 +621,8 @@ async def test_console_endpoint_named_for_a_private_address_is_not_called(
         + REFUSED
     )
     assert errors[ids["mixed.example.com"]][2].startswith(
-        "not sent: mixed.example.com resolves to ::ffff:127.0.0.1, a loopback address"
+        "not sent: mixed.example.com resolves to ::ffff:127.0.0.1, an IPv4-mapped address of "
+        "127.0.0.1, a loopback address"
     )
     assert "169.254.169.254, a link-local address" in errors[ids["metadata.example.com"]][2]
     assert errors[ids["127.0.0.1"]][2] == (
@@ -625,31 +632,40 @@ async def test_console_endpoint_named_for_a_private_address_is_not_called(
     assert sorted(looked_up) == sorted((host, port) for host in answers)
 
 
+class _Recording(httpcore.AsyncMockBackend):
+    """httpcore's mock network: answers 200 to each connection, recording where it went."""
+
+    def __init__(self) -> None:
+        super().__init__([b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"])
+        self.connected: list[tuple[str, int]] = []
+
+    async def connect_tcp(self, host: str, port: int, *args: Any, **kwargs: Any) -> Any:
+        self.connected.append((host, port))
+        return await super().connect_tcp(host, port, *args, **kwargs)
+
+
 async def test_console_endpoint_on_a_public_address_is_posted_lookup_failures_retried(
-    engine, account, monkeypatch
+    engine, account
 ):
-    async def resolve(host: str, port: int, timeout: float = 10.0) -> list[str]:
+    def resolve(host: str, port: int) -> list[str]:
         if host == "hooks.acme.example":
             return ["93.184.216.34", "2606:2800:220:1::", "::ffff:93.184.216.34"]
         if host == "slow.example.com":
-            raise TimeoutError
+            time.sleep(2)
         raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
 
-    monkeypatch.setattr(webhooks, "resolve", resolve)
-    posted: list[str] = []
-
-    def answer(request: httpx.Request) -> httpx.Response:
-        posted.append(str(request.url))
-        return httpx.Response(200)
-
+    network = _Recording()
     ids = {}
     for host in ("hooks.acme.example", "nowhere.example.com", "slow.example.com"):
         ids[host], _ = _add(engine, "acme", f"https://{host}/in", private_ok=False)
         _ping(engine, ids[host])
-    async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as client:
-        sender = webhooks.WebhookSender(engine, client=client)
+    sender = webhooks.WebhookSender(engine, timeout=0.5, resolver=resolve, network=network)
+    try:
         assert await sender.send_due() == 1
-    assert posted == ["https://hooks.acme.example/in"]
+    finally:
+        await sender.stop()
+    # Connected to the checked address itself (TLS to the name is the mock's to skip).
+    assert network.connected == [("93.184.216.34", 443)]
     errors = _errors(engine)
     assert errors[ids["hooks.acme.example"]] == ("delivered", 1, "")
     assert errors[ids["nowhere.example.com"]] == (
@@ -660,7 +676,7 @@ async def test_console_endpoint_on_a_public_address_is_posted_lookup_failures_re
     assert errors[ids["slow.example.com"]] == (
         "pending",
         1,
-        f"DNS lookup of slow.example.com timed out after {webhooks.REQUEST_TIMEOUT:g} s",
+        "DNS lookup of slow.example.com timed out after 0.5 s",
     )
 
 
@@ -671,11 +687,23 @@ async def test_console_endpoint_on_a_public_address_is_posted_lookup_failures_re
         ("93.184.216.34", [], None),
         ("::ffff:93.184.216.34", [], None),
         ("10.1.2.3", [], "10.1.2.3 is a private address"),
-        ("::ffff:10.1.2.3", [], "::ffff:10.1.2.3 is a private address"),
-        ("64:ff9b::a01:203", [], "64:ff9b::a01:203 is a private address"),  # NAT64 10.1.2.3
+        (
+            "::ffff:10.1.2.3",
+            [],
+            "::ffff:10.1.2.3 is an IPv4-mapped address of 10.1.2.3, a private address",
+        ),
+        (
+            "64:ff9b::a01:203",
+            [],
+            "64:ff9b::a01:203 is a NAT64 address of 10.1.2.3, a private address",
+        ),
         ("::1", [], "::1 is a loopback address (this machine)"),
         ("0.0.0.0", [], "0.0.0.0 is the unspecified address (this machine)"),
-        ("100.64.0.1", [], "100.64.0.1 is not a public address"),  # carrier-grade NAT
+        (
+            "100.64.0.1",
+            [],
+            "100.64.0.1 is a shared address (carrier-grade NAT, 100.64.0.0/10)",
+        ),
         ("Localhost.", [], "Localhost. names the hub itself"),
         ("api.localhost", [], "api.localhost names the hub itself"),
         (
@@ -686,5 +714,6 @@ async def test_console_endpoint_on_a_public_address_is_posted_lookup_failures_re
         ("db.example", ["192.168.1.9"], "db.example resolves to 192.168.1.9, a private address"),
     ],
 )
-def test_check_destination(host, addresses, reason):
-    assert webhooks.check_destination(host, addresses) == reason
+def test_host_refusal(host, addresses, reason):
+    # The outbound guard's check, which webhooks use (it was webhooks.check_destination).
+    assert host_refusal(host, addresses) == reason

@@ -35,10 +35,12 @@ import zlib
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
 from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo
 
+import caldav
 import icalendar
 from caldav.collection import Calendar as DavCalendar
 from caldav.davclient import DAVClient
@@ -52,6 +54,7 @@ from connectors.calendar.ics import (
     display_url,
     expand_events,
     read_calendar,
+    refused_message,
     window_slice,
 )
 from hub.calendars import (
@@ -68,6 +71,7 @@ from hub.calendars import (
     ZoneSetting,
     occurrence_id,
 )
+from hub.outbound import Guard, LookupFailed, OutboundRefused, guarded_session
 
 log = logging.getLogger("smshub.calendar.caldav")
 
@@ -100,6 +104,9 @@ class CalDavSettings(CalendarSettings):
     timezone: ZoneSetting = None
     # Check the server's TLS certificate (turn off only for a self-signed test server).
     verify_tls: bool = True
+    # Let the URL reach the hub's own machine or network (loopback, private addresses...):
+    # the administrator's choice (`smshub calendars add --allow-private`), never the console's.
+    private_ok: bool = False
 
     @field_validator("url")
     @classmethod
@@ -240,10 +247,15 @@ class CalDavSource:
             return fn(*args)
         except (SourceError, CursorExpired):
             raise
+        except OutboundRefused as exc:
+            self._calendar = None
+            raise SourceError(refused_message(exc)) from None
+        except LookupFailed as exc:
+            raise SourceError(f"cannot reach {self.shown}: {exc}") from None
         except dav_error.AuthorizationError as exc:
             self._calendar = None
             who = f" as {self.settings.username!r}" if self.settings.username else ""
-            reason = str(exc.reason or "Unauthorized")
+            reason = _reason(exc) if exc.reason else "Unauthorized"
             if "forbidden" in reason.lower():
                 raise SourceError(
                     f"{self.shown} refused access{who} ({reason}): "
@@ -276,6 +288,14 @@ class CalDavSource:
                 password=self._password,
                 timeout=max(1, round(self.settings.timeout)),
                 ssl_verify_cert=self.settings.verify_tls,
+                enable_rfc6764=False,
+            )
+            # Its own session would resolve names itself: every connection (redirects
+            # too) must go to an address the outbound guard checked.
+            _filter_library_logs()
+            self._client.session.close()
+            self._client.session = guarded_session(
+                Guard(allow_private=self.settings.private_ok, timeout=self.settings.timeout)
             )
         return self._client
 
@@ -652,8 +672,53 @@ def _done(value: T | Coroutine[Any, Any, T]) -> T:
 
 
 def _reason(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
+    """EXC in a few words for messages and the log: for a server's refusal its status line
+    only, never the body it sent (the library puts it in the reason)."""
+    text = str(exc)
     reason = getattr(exc, "reason", None)
     if isinstance(exc, dav_error.DAVError) and reason:
-        text = str(reason)
+        text = str(reason).split("\n", 1)[0]
+        body = exc.body.decode("utf-8", "replace") if isinstance(exc.body, bytes) else exc.body
+        if body and body.strip():
+            text = text.split(body.strip()[:20], 1)[0].rstrip(" -")
+        if text in ("", "no reason") and getattr(exc, "status", None):
+            text = f"HTTP {exc.status}"
+    text = " ".join(text.split())
     return (text[:200] + "…" if len(text) > 200 else text) or type(exc).__name__
+
+
+class _StatusLinesOnly(logging.Filter):
+    """The caldav library logs the server's answers (a body it could not parse, exceptions
+    whose text ends with the body): of its records keep the first line, without traceback,
+    so no response body reaches the log. Other records pass untouched."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.pathname.startswith(_CALDAV_DIR):
+            return True
+        message = record.getMessage().split("\n", 1)[0]
+        record.msg = message[:300]
+        record.args = ()
+        record.exc_info = None
+        record.exc_text = None
+        record.stack_info = None
+        return True
+
+
+_CALDAV_DIR = str(Path(caldav.__file__).parent)
+_LOG_FILTER = _StatusLinesOnly()
+
+
+def _filter_library_logs() -> None:
+    """Put the filter on the library's loggers (filters do not pass on to child loggers, and
+    the library also logs on the root logger); again when it made new ones."""
+    for name in [
+        "",
+        "caldav",
+        *(n for n in logging.root.manager.loggerDict if n.startswith("caldav.")),
+    ]:
+        logger = logging.getLogger(name)
+        if _LOG_FILTER not in logger.filters:
+            logger.addFilter(_LOG_FILTER)
+
+
+_filter_library_logs()

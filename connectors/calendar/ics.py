@@ -56,6 +56,7 @@ from hub.calendars import (
     occurrence_id,
     zone_name,
 )
+from hub.outbound import Guard, LookupFailed, OutboundRefused, guarded_async_client
 
 log = logging.getLogger("smshub.calendar.ics")
 
@@ -110,13 +111,18 @@ def _aware(value: date | datetime, tz: tzinfo) -> datetime:
 # ---- parsing ------------------------------------------------------------------------------
 
 
-def read_calendar(data: bytes | str, where: str) -> icalendar.Calendar:
-    """Parse DATA (a whole VCALENDAR); SourceError saying why it is not one."""
+def read_calendar(data: bytes | str, where: str, *, quote: bool = True) -> icalendar.Calendar:
+    """Parse DATA (a whole VCALENDAR); SourceError saying why it is not one (quoting its
+    first line unless QUOTE is false: a server's answer is never repeated to the user)."""
     raw = data.encode("utf-8") if isinstance(data, str) else data
     raw = raw.removeprefix(b"\xef\xbb\xbf").strip()
     if not raw:
         raise SourceError(f"{where} is not an ICS calendar: it is empty")
     if not raw[:15].upper().startswith(b"BEGIN:VCALENDAR"):
+        if not quote:
+            raise SourceError(
+                f"{where} is not an ICS calendar: it does not start with BEGIN:VCALENDAR"
+            )
         first = raw.splitlines()[0][:60].decode("utf-8", "replace")
         raise SourceError(
             f"{where} is not an ICS calendar: it starts with {first!r} instead of BEGIN:VCALENDAR"
@@ -415,6 +421,9 @@ class IcsSettings(CalendarSettings):
     timezone: ZoneSetting = None
     # A larger answer is refused (a misconfigured URL serving something huge).
     max_bytes: int = 50_000_000
+    # Let the URL reach the hub's own machine or network (loopback, private addresses...):
+    # the administrator's choice (`smshub calendars add --allow-private`), never the console's.
+    private_ok: bool = False
 
     @field_validator("url")
     @classmethod
@@ -426,6 +435,14 @@ class IcsSettings(CalendarSettings):
         if scheme not in ("", "http", "https", "webcal", "webcals", "file"):
             raise ValueError(f"unsupported URL scheme {scheme!r}: use http(s)://, or a file path")
         return value
+
+
+def refused_message(exc: OutboundRefused) -> str:
+    """What a sync refused by the outbound guard says (shared with the CalDAV source)."""
+    return (
+        f"calendar URL refused: {exc.reason}; only the hub administrator can allow "
+        "private addresses (--allow-private of `smshub calendars add` / `calendar preview`)"
+    )
 
 
 def display_url(url: str) -> str:
@@ -550,7 +567,7 @@ class IcsSource:
 
     # -- reading --------------------------------------------------------------------------
     def _expand(self, body: bytes, window: SyncWindow) -> tuple[list[CalendarEvent], list[str]]:
-        cal = read_calendar(body, self.shown)
+        cal = read_calendar(body, self.shown, quote=self._path is not None)
         return expand_events(
             cal,
             window,
@@ -599,7 +616,9 @@ class IcsSource:
                 if self.settings.username
                 else None
             )
-            self._client = httpx.AsyncClient(
+            # Every connection (redirects too) goes to an address the outbound guard checked.
+            self._client = guarded_async_client(
+                Guard(allow_private=self.settings.private_ok, timeout=self.settings.timeout),
                 auth=auth,
                 timeout=httpx.Timeout(self.settings.timeout),
                 follow_redirects=True,
@@ -644,6 +663,10 @@ class IcsSource:
                     response.headers.get("ETag"),
                     response.headers.get("Last-Modified"),
                 )
+        except OutboundRefused as exc:
+            raise SourceError(refused_message(exc)) from None
+        except LookupFailed as exc:
+            raise SourceError(f"cannot fetch {self.shown}: {exc}") from None
         except httpx.TimeoutException:
             raise SourceError(
                 f"{self.shown} did not answer within {self.settings.timeout:g} s"

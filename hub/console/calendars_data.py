@@ -112,6 +112,10 @@ def shown_settings(calendar: Calendar) -> list[tuple[str, str]]:
             text = "kept in a file on the hub"
         elif key.endswith("_env"):
             text = f"from the hub's environment variable {value}"
+        elif key == "private_ok":
+            text = "may reach the hub's own network (set by the administrator)"
+            if str(value).strip().lower() not in ("true", "1", "yes", "on"):
+                text = "no"
         elif key == "url" and isinstance(value, str):
             parts = urlsplit(value)
             host = parts.hostname or ""
@@ -168,6 +172,11 @@ def url_settings(
             raise InvalidInput(
                 f"setting {key!r} names a file or variable of the hub's server; it can only "
                 "be set with the smshub command line (give a password in the Password field)"
+            )
+        if key == "private_ok":
+            raise InvalidInput(
+                "setting 'private_ok' lets a calendar reach the hub's own network; only the "
+                "hub administrator can set it (`smshub calendars add ... --allow-private`)"
             )
         settings[key] = value
     settings["url"] = url.strip()

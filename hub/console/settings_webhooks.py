@@ -22,6 +22,7 @@ from hub.console.settings_common import back_to, layout, owned
 from hub.db import read_scope, session_scope
 from hub.errors import InvalidInput
 from hub.models import Account, WebhookDelivery, WebhookEndpoint
+from hub.outbound import OutboundRefused, check_url, host_refusal
 
 router = APIRouter()
 PATH = "/console/webhooks"
@@ -35,10 +36,10 @@ def check_public_url(url: str) -> str:
     them make the hub call internal services and read the start of their answers in the
     delivery log. This gives the immediate error for names and literal addresses; names
     that resolve to such addresses are refused by the sender at each delivery (the same
-    ``webhooks.check_destination``).
+    outbound guard, ``hub.outbound``).
     """
     url = webhooks.validate_url(url)
-    reason = webhooks.check_destination(urlsplit(url).hostname or "")
+    reason = host_refusal(urlsplit(url).hostname or "")
     if reason is not None:
         raise InvalidInput(
             f"webhook URL {url!r} points at a private or local address: {reason}; use a "
@@ -51,16 +52,13 @@ async def _check_resolved(url: str) -> None:
     """Refuse now a URL whose host already resolves to the hub's own network, which every
     delivery would refuse; a name that does not resolve (yet) is accepted."""
     try:
-        # Briefly: the form waits for it.
-        addresses = await webhooks.url_addresses(url, timeout=2.0)
-    except (TimeoutError, OSError):
-        return
-    reason = webhooks.check_destination(urlsplit(url).hostname or "", addresses)
-    if reason is not None:
+        # Briefly (ADD_CHECK_TIMEOUT): the form waits for it.
+        await asyncio.to_thread(check_url, url)
+    except OutboundRefused as exc:
         raise InvalidInput(
-            f"webhook URL {url!r} cannot be used: {reason}; use a public address "
+            f"webhook URL {url!r} cannot be used: {exc.reason}; use a public address "
             "(the hub administrator can add others with `smshub webhooks add`)"
-        )
+        ) from None
 
 
 def breakable(url: str) -> Markup:

@@ -21,6 +21,7 @@ import httpx
 import pytest
 from sqlmodel import select
 
+from hub.calendar_setup import add_calendar
 from hub.console.routes_calendars import OAUTH_COOKIE
 from hub.db import session_scope
 from hub.models import Calendar, Message, Reminder
@@ -81,14 +82,13 @@ def _follow(response: httpx.Response) -> str:
     return response.headers["location"]
 
 
-async def _added(alice: Any, ics_url: str, name: str = "Cabinet") -> int:
-    r = await alice.post(
-        "/console/calendars/add",
-        {"kind": "ics", "account": "acme", "name": name, "url": ics_url},
-    )
-    found = re.fullmatch(r"/console/calendars/(\d+)", _follow(r))
-    assert found, r.headers["location"]
-    return int(found.group(1))
+async def _added(hub: Any, ics_url: str, name: str = "Cabinet") -> int:
+    """ICS_URL (a server on 127.0.0.1) connected to acme by the hub administrator, as
+    `smshub calendars add acme NAME --type ics --set url=... --allow-private` does: the
+    console refuses a private address (tests/security/test_outbound_guard.py)."""
+    with session_scope(hub.engine) as s:
+        settings = {"url": ics_url, "private_ok": True}
+        return int(add_calendar(s, "acme", name, "ics", settings).id or 0)
 
 
 async def _flash(client: Any, response: httpx.Response) -> str:
@@ -118,7 +118,7 @@ def _messages(hub: Any) -> list[Message]:
 
 async def test_add_ics_sync_and_see_reminders_and_problems(hub, console, ics_url):
     alice = await console("alice")
-    calendar_id = await _added(alice, ics_url)
+    calendar_id = await _added(hub, ics_url)
     r = await alice.get(f"/console/calendars/{calendar_id}")
     assert r.status_code == 200 and "Cabinet" in r.text and "No reminder is planned" in r.text
     assert "/private-3f9a/basic.ics" in r.text
@@ -140,7 +140,7 @@ async def test_add_ics_sync_and_see_reminders_and_problems(hub, console, ics_url
 
 async def test_rules_preview_and_save(hub, console, ics_url):
     alice = await console("alice")
-    calendar_id = await _added(alice, ics_url)
+    calendar_id = await _added(hub, ics_url)
     await alice.post(f"/console/calendars/{calendar_id}/sync")
     page = await alice.get(f"/console/calendars/{calendar_id}")
     assert f'data-preview="/console/calendars/{calendar_id}/preview"' in page.text
@@ -198,16 +198,16 @@ async def test_rules_preview_and_save(hub, console, ics_url):
     assert bad.status_code == 422 and "is not a known locale" in bad.text
 
 
-async def test_preview_of_a_calendar_without_appointments_uses_a_sample(console, ics_url):
+async def test_preview_of_a_calendar_without_appointments_uses_a_sample(hub, console, ics_url):
     alice = await console("alice")
-    calendar_id = await _added(alice, ics_url)
+    calendar_id = await _added(hub, ics_url)
     r = await alice.post(f"/console/calendars/{calendar_id}/preview", {"text": "RDV {{ name }}"})
     assert "For a sample appointment" in r.text and "RDV Jeanne Durand" in r.text
 
 
 async def test_remove_cancels_and_refunds(hub, console, ics_url):
     alice = await console("alice")
-    calendar_id = await _added(alice, ics_url)
+    calendar_id = await _added(hub, ics_url)
     await alice.post(f"/console/calendars/{calendar_id}/sync")
     page = await alice.get(f"/console/calendars/{calendar_id}")
     assert 'data-confirm="Remove the calendar Cabinet' in page.text
@@ -227,7 +227,7 @@ async def test_remove_cancels_and_refunds(hub, console, ics_url):
 
 async def test_remove_keeping_history_keeps_the_files(hub, console, ics_url):
     alice = await console("alice")
-    calendar_id = await _added(alice, ics_url)
+    calendar_id = await _added(hub, ics_url)
     await alice.post(f"/console/calendars/{calendar_id}/sync")
     (cached,) = (hub.config.hub.data_dir / "calendars").glob("*.ics")
     r = await alice.post(f"/console/calendars/{calendar_id}/remove", {"keep_history": "1"})
@@ -238,7 +238,7 @@ async def test_remove_keeping_history_keeps_the_files(hub, console, ics_url):
 
 async def test_a_renamed_calendar_keeps_its_files(hub, console, ics_url, caplog):
     alice = await console("alice")
-    calendar_id = await _added(alice, ics_url)
+    calendar_id = await _added(hub, ics_url)
     await alice.post(f"/console/calendars/{calendar_id}/sync")
     kept = hub.config.hub.data_dir / "calendars"
     (cached,) = kept.glob("*.ics")
@@ -261,7 +261,7 @@ async def test_a_renamed_calendar_keeps_its_files(hub, console, ics_url, caplog)
 
 async def test_a_stored_file_that_cannot_be_deleted_is_told(hub, console, ics_url, monkeypatch):
     alice = await console("alice")
-    calendar_id = await _added(alice, ics_url)
+    calendar_id = await _added(hub, ics_url)
     await alice.post(f"/console/calendars/{calendar_id}/sync")
     (cached,) = (hub.config.hub.data_dir / "calendars").glob("*.ics")
     refuse_unlink(monkeypatch, cached)
@@ -328,9 +328,9 @@ async def test_add_form_refuses_what_it_cannot_use(hub, console, form, message):
         assert s.exec(select(Calendar)).all() == []
 
 
-async def test_duplicate_name_is_refused(console, ics_url):
+async def test_duplicate_name_is_refused(hub, console, ics_url):
     alice = await console("alice")
-    await _added(alice, ics_url)
+    await _added(hub, ics_url)
     r = await alice.post(
         "/console/calendars/add",
         {"kind": "ics", "account": "acme", "name": "Cabinet", "url": ics_url},
@@ -340,7 +340,7 @@ async def test_duplicate_name_is_refused(console, ics_url):
 
 async def test_other_accounts_cannot_see_edit_sync_or_remove(hub, console, ics_url):
     alice = await console("alice")
-    calendar_id = await _added(alice, ics_url)
+    calendar_id = await _added(hub, ics_url)
     await alice.post(f"/console/calendars/{calendar_id}/sync")
     before = [(m.id, m.status) for m in _messages(hub)]
     for name in ("lyon", "eve"):
@@ -372,7 +372,8 @@ async def test_other_accounts_cannot_see_edit_sync_or_remove(hub, console, ics_u
     assert [(m.id, m.status) for m in _messages(hub)] == before
     # The sub-account's own user adds to its own account; alice (the parent) sees it too.
     lyon = await console("lyon")
-    r = await lyon.post("/console/calendars/add", {"kind": "ics", "name": "Lyon", "url": ics_url})
+    lyon_url = "https://calendar.example/lyon.ics"  # a public name (not resolvable here)
+    r = await lyon.post("/console/calendars/add", {"kind": "ics", "name": "Lyon", "url": lyon_url})
     lyon_id = int(_follow(r).rsplit("/", 1)[1])
     assert (await alice.get(f"/console/calendars/{lyon_id}")).status_code == 200
     eve = await console("eve")

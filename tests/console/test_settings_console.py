@@ -283,14 +283,15 @@ async def test_webhook_default_events_and_bad_input(console, engine):
 async def test_webhook_whose_name_resolves_to_a_private_address_is_refused_at_once(
     console, engine, monkeypatch
 ):
-    from hub import webhooks
+    from hub.outbound import guard
 
-    async def resolve(host: str, port: int, timeout: float = 10.0) -> list[str]:
+    def resolve(host: str, port: int) -> list[str]:
         if host == "intranet.acme.example":
             return ["10.0.0.5"]
         raise OSError(-2, "Name or service not known")
 
-    monkeypatch.setattr(webhooks, "resolve", resolve)
+    # The outbound guard's lookup (the names are made up).
+    monkeypatch.setattr(guard, "system_resolver", resolve)
     alice = await console("alice")
     r = await alice.post("/console/webhooks", {"url": "https://intranet.acme.example/hook"})
     assert r.status_code == 422
