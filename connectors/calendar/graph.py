@@ -152,7 +152,7 @@ class GraphSettings(CalendarSettings):
     @model_validator(mode="after")
     def _check_auth(self) -> GraphSettings:
         secret = bool(self.client_secret_env or self.client_secret_file)
-        refresh = bool(self.refresh_token_env or self.refresh_token_file)
+        refresh = self.has_secret("refresh_token")
         if not secret and not refresh:
             raise ValueError(
                 "give client_secret_env (app-only access to a mailbox) or refresh_token_env "
@@ -171,7 +171,7 @@ class GraphSettings(CalendarSettings):
     @property
     def app_only(self) -> bool:
         """True for client credentials (no user signed in)."""
-        return not (self.refresh_token_env or self.refresh_token_file)
+        return not self.has_secret("refresh_token")
 
 
 # ---- time zones ---------------------------------------------------------------------------
