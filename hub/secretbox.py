@@ -24,16 +24,14 @@ from pathlib import Path
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from hub.config import Config
-from hub.errors import ConfigError, HubError
+from hub.errors import ConfigError, SecretUnreadable
 
 log = logging.getLogger("smshub.secrets")
 
+__all__ = ["KEY_ENV", "Keyring", "SecretUnreadable", "load_keyring", "new_key"]
+
 KEY_ENV = "SMSHUB_SECRET_KEY"
 GENERATED_NAME = "secret.key"
-
-
-class SecretUnreadable(HubError):
-    """A stored secret cannot be decrypted with the keys this instance has."""
 
 
 def new_key() -> str:

@@ -74,7 +74,9 @@ class SqlStateStore:
         statement = insert(STATE).values(**values)
         statement = statement.on_conflict_do_update(
             index_elements=[STATE.c.namespace, STATE.c.key],
-            set_={k: statement.excluded[k] for k in ("value", "secret", "expires_at", "updated_at")},
+            set_={
+                k: statement.excluded[k] for k in ("value", "secret", "expires_at", "updated_at")
+            },
         )
         with session_scope(self.engine) as session:
             session.execute(statement)
@@ -93,7 +95,7 @@ class SqlStateStore:
                     STATE.c.namespace == namespace, STATE.c.key == key, STATE.c.value == row[0]
                 )
             )
-            return str(row[0]) if gone.rowcount == 1 else None
+            return str(row[0]) if gone.rowcount == 1 else None  # type: ignore[attr-defined]
 
     # -- plain values ----------------------------------------------------------------------
     def get(self, namespace: str, key: str) -> Any:
@@ -109,9 +111,7 @@ class SqlStateStore:
 
     def delete(self, namespace: str, key: str) -> None:
         with session_scope(self.engine) as session:
-            session.execute(
-                delete(STATE).where(STATE.c.namespace == namespace, STATE.c.key == key)
-            )
+            session.execute(delete(STATE).where(STATE.c.namespace == namespace, STATE.c.key == key))
 
     def items(self, namespace: str, prefix: str = "") -> list[tuple[str, Any]]:
         query = select(STATE.c.key, STATE.c.value).where(
@@ -145,7 +145,7 @@ class SqlStateStore:
     def prune(self) -> int:
         with session_scope(self.engine) as session:
             gone = session.execute(delete(STATE).where(STATE.c.expires_at <= utcnow()))
-            return int(gone.rowcount or 0)
+            return int(gone.rowcount or 0)  # type: ignore[attr-defined]
 
 
 def delete_namespace_in(session: Session, namespace: str) -> int:
@@ -190,6 +190,6 @@ def rotate_secrets(engine: Engine, keyring: Keyring) -> RotateReport:
                 )
                 .values(value=fresh)
             )
-        report.rotated += int(done.rowcount or 0)
+        report.rotated += int(done.rowcount or 0)  # type: ignore[attr-defined]
     log.info("re-encrypted %d stored secret(s) under the first key", report.rotated)
     return report

@@ -27,10 +27,10 @@ from hub.db import session_scope
 from hub.errors import ConfigError, HubError
 from hub.models import Calendar, CalendarEventRow
 from hub.registry import build_calendar_source
+from hub.reminders.reconcile import ReconcileReport, reconcile
 from hub.secretbox import Keyring, SecretUnreadable, load_keyring
 from hub.state import StateStore
 from hub.state_sql import SqlStateStore, state_store
-from hub.reminders.reconcile import ReconcileReport, reconcile
 from hub.timeutil import as_utc, utcnow
 
 log = logging.getLogger("smshub.calendars")
