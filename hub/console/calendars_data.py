@@ -52,11 +52,14 @@ def files_message(report: dict[str, Any]) -> str:
             "find them in its log.",
         ),
     ]
-    return "".join(
+    said = "".join(
         " " + text.format(n=len(files), what=", ".join(f["what"] for f in files))
         for files, text in told
         if files
     )
+    if report.get("stored_entries_deleted"):
+        said += " Deleted what the hub kept for it in its database (passwords, tokens)."
+    return said
 
 
 # -- reading --------------------------------------------------------------------------------------
