@@ -105,7 +105,9 @@ def adopt_secret_files(
             if not isinstance(value, str) or not value.strip():
                 continue
             path = Path(value).resolve()
-            if path.parent != folder or not path.is_file():
+            # Only the console's own files (DATA_DIR/secrets/LABEL-HEX.secret): a file the
+            # administrator named is theirs to keep.
+            if path.parent != folder or path.suffix != ".secret" or not path.is_file():
                 continue
             try:
                 secret = path.read_text("utf-8").strip()
