@@ -29,12 +29,17 @@ from hub.providers import DeliveryReport, DeliveryState
 from hub.reminders.sync import sync_calendar
 from hub.secretbox import KEY_ENV, Keyring, load_keyring, new_key
 from hub.state_sql import SqlStateStore, rotate_secrets, state_store
+from tests import test_smpp
 from tests.conftest import make_config
-from tests.console.conftest import console, users  # noqa: F401
+from tests.console import conftest as console_conftest
 from tests.servers.radicale import RadicaleServer, radicale_fixture  # noqa: F401
-from tests.test_smpp import proxy, provider_on, sms, smsc  # noqa: F401
+from tests.test_smpp import provider_on, sms
 
-PARIS_LOCAL = "Europe/Paris"
+# Fixtures of other test modules, used here (a fixture is found by its variable's name).
+console = console_conftest.console
+users = console_conftest.users
+smsc = test_smpp.smsc
+proxy = test_smpp.proxy
 
 
 def _event_in(days: int) -> str:
@@ -64,7 +69,11 @@ def _last_error(engine: Engine, calendar_id: int) -> str:
 
 
 async def test_a_console_caldav_calendar_syncs_from_another_instance(
-    hub, console, radicale: RadicaleServer, tmp_path, monkeypatch
+    hub,
+    console,
+    radicale: RadicaleServer,
+    tmp_path,
+    monkeypatch,  # noqa: F811
 ):
     monkeypatch.setenv(KEY_ENV, new_key())
     calendar = radicale.make_calendar("Cabinet")
@@ -241,7 +250,12 @@ def test_expiring_entries_and_take(engine):
 
 
 # -- SMPP ---------------------------------------------------------------------------------------
-async def test_receipts_for_parts_resolve_on_another_instance(smsc, proxy, engine, tmp_path):
+async def test_receipts_for_parts_resolve_on_another_instance(
+    smsc,
+    proxy,
+    engine,
+    tmp_path,  # noqa: F811
+):
     """Instance A submits a long message and goes away; the SMSC delivers the receipts of
     its parts on instance B's bind (another data directory, same database)."""
     text = "x" * 152 + "€" + "y" * 150 + "[" + "z" * 60
@@ -270,7 +284,10 @@ async def test_receipts_for_parts_resolve_on_another_instance(smsc, proxy, engin
 
 
 async def test_the_smpp_state_file_of_an_earlier_build_moves_into_the_database(
-    smsc, proxy, engine, tmp_path
+    smsc,
+    proxy,
+    engine,
+    tmp_path,  # noqa: F811
 ):
     legacy = tmp_path / "smpp-smpp.jsonl"
     old = SmppState(legacy, receipt_window=3600, mo_timeout=3600)
