@@ -13,9 +13,9 @@ between, the SMSC delivers again, and the deterministic event keys make that har
 
 A long message goes out as several submit_sm whose ids all map to our message (kept in the
 hub's state store, so receipts arriving after a restart, or on another instance's bind,
-still resolve); it is delivered when every part is. SMPP has no idempotency key, so ``deduplicates`` is False, and a
-submit_sm that went out without an answer (timeout, link lost) is reported UNKNOWN rather
-than sent again.
+still resolve); it is delivered when every part is. SMPP has no idempotency key, so
+``deduplicates`` is False, and a submit_sm that went out without an answer (timeout, link
+lost) is reported UNKNOWN rather than sent again.
 """
 
 from __future__ import annotations

@@ -249,10 +249,9 @@ def start(
     return Started(url=str(url), cookie=sign(key, {"k": nonce}))
 
 
-def read_state(key: bytes, store: StateStore, state: str, cookie: str) -> dict[str, Any]:
-    """The signed STATE of a sign-in answer, checked against the browser's COOKIE, with the
-    PKCE verifier (taken from STORE: an answer is used once) added as "v", the scopes as
-    "s"; InvalidInput when it is not genuine."""
+def read_state(key: bytes, state: str, cookie: str) -> dict[str, Any]:
+    """The signed STATE of a sign-in answer, checked against the browser's COOKIE;
+    InvalidInput when it is not genuine. Then (its user and account checked) take_flow."""
     data = unsign(key, state)
     kept = unsign(key, cookie) if cookie else None
     if data is None or data.get("p") not in PROVIDERS:
@@ -265,6 +264,12 @@ def read_state(key: bytes, store: StateStore, state: str, cookie: str) -> dict[s
             "this sign-in was started in another browser or tab, or already used; "
             "start again from the Calendars page"
         )
+    return data
+
+
+def take_flow(store: StateStore, data: dict[str, Any]) -> dict[str, Any]:
+    """DATA (read_state's) with the PKCE verifier added as "v", the scopes as "s", taken from
+    STORE: an answer is used once; InvalidInput when it was, or is too old."""
     found = store.take_secret(SIGNIN_NAMESPACE, f"flow-{data['k']}")
     if found is None:
         raise InvalidInput(

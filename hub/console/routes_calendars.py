@@ -203,12 +203,12 @@ async def oauth_callback(request: Request, user: User) -> Response:
     query = dict(request.query_params)
     key = _key(request)
     state = query.get("state", "")
-    checked = await asyncio.to_thread(
-        oauth.read_state, key, hub.state, state, request.cookies.get(OAUTH_COOKIE, "")
-    )
+    checked = oauth.read_state(key, state, request.cookies.get(OAUTH_COOKIE, ""))
     if int(checked["u"]) != user.user_id:
         raise Forbidden("this sign-in was started by another console user; start again")
     user.require(int(checked["a"]))
+    # The verifier waits in the database: this answer may reach any instance, once.
+    checked = await asyncio.to_thread(oauth.take_flow, hub.state, checked)
     provider = str(checked["p"])
     label = oauth.PROVIDERS[provider]
     if query.get("error"):
