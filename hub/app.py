@@ -22,6 +22,7 @@ from hub.models import Account
 from hub.providers import ProviderContext, ProviderEvent, SmsProvider
 from hub.registry import build_mail_sender, build_sms_provider
 from hub.reports import ReportPolicy, apply_events
+from hub.state_sql import state_store
 from hub.webhooks import WebhookSender
 
 log = logging.getLogger("smshub")
@@ -40,6 +41,8 @@ class Hub:
         self.engine = engine or make_engine(
             config.database_url, busy_timeout=config.database.sqlite_busy_timeout
         )
+        # Connector state every instance shares (hub/state.py), secrets encrypted.
+        self.state = state_store(self.engine, config)
         self.policy = ReportPolicy(
             report_window=timedelta(hours=config.dispatcher.report_window_hours),
             retry_backoff=timedelta(seconds=config.dispatcher.retry_backoff_seconds),
@@ -60,6 +63,7 @@ class Hub:
                 default_region=config.hub.default_region,
                 hub_client=self.hub_client,
                 emit=self.handle_events,
+                store=self.state,
             )
             self.providers[name] = build_sms_provider(name, section, ctx)
         self.callbacks = {

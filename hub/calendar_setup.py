@@ -33,13 +33,15 @@ from hub.outbound import OutboundRefused, check_url
 from hub.outbox import cancel_queued
 from hub.reminders.render import render_reminder
 from hub.reminders.rules import parse_hhmm, parse_offsets
+from hub.state import calendar_namespace
+from hub.state_sql import delete_namespace_in
 from hub.timeutil import as_utc, utcnow
 
 log = logging.getLogger("smshub.calendars")
 
-# The ``*_file`` settings whose file the hub writes itself (write_secret_file): the password
-# typed in the console's ICS / CalDAV form (DATA_DIR/secrets), the refresh token of a sign-in
-# (the console's, in DATA_DIR/secrets, or `smshub calendars auth ... --output FILE`). With
+# The ``*_file`` settings whose file the hub writes itself (write_secret_file): the refresh
+# token of `smshub calendars auth ... --output FILE`, and those the console of earlier builds
+# wrote to DATA_DIR/secrets (the console now keeps them in the database: calendar_store). With
 # what they hold, for the user. Other ``*_file`` settings (OAuth client secrets, service
 # account keys, CA bundles) are the administrator's, often shared: never deleted.
 WRITTEN_SECRETS = {"password_file": "password", "refresh_token_file": "refresh token"}
@@ -188,6 +190,8 @@ class RemoveReport:
     files_deleted: list[dict[str, str]] = field(default_factory=list)
     files_not_deleted: list[dict[str, str]] = field(default_factory=list)
     files_kept: list[dict[str, str]] = field(default_factory=list)
+    # Entries of its namespace in the hub's state store (stored secrets, renewed tokens).
+    stored_entries_deleted: int = 0
 
 
 def _cancel_scheduled(
@@ -259,6 +263,10 @@ def remove_calendar(
         report.appointments_deleted = session.execute(  # type: ignore[attr-defined]
             delete(CalendarEventRow).where(col(CalendarEventRow.calendar_id) == calendar_id)
         ).rowcount
+        # Its secrets and renewed tokens in the database go in the same transaction.
+        report.stored_entries_deleted = delete_namespace_in(
+            session, calendar_namespace(calendar_id)
+        )
         session.delete(calendar)
         report.action = "deleted"
     return report

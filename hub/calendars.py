@@ -24,6 +24,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict
 
 from hub.config import read_secret
 from hub.errors import ConfigError
+from hub.state import MemoryStateStore, StateStore, calendar_namespace
 
 log = logging.getLogger("smshub.calendars")
 
@@ -34,6 +35,17 @@ class CalendarSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     type: str
+    # Secrets the hub keeps encrypted in its database for this calendar (a password typed in
+    # the console, the refresh token of a console sign-in), by name ("password"): the hub
+    # gives them to the source like those of ``*_env`` / ``*_file`` settings.
+    stored_secrets: list[str] = []
+
+    def has_secret(self, key: str) -> bool:
+        """True when KEY is given by KEY_env, KEY_file or the hub's store."""
+        values = self.model_dump()
+        return bool(
+            values.get(f"{key}_env") or values.get(f"{key}_file") or key in self.stored_secrets
+        )
 
 
 def zone_name(name: str | None) -> str | None:
@@ -187,6 +199,17 @@ class SourceContext:
     # the files its source keeps are named after it, so that renaming the calendar, or a
     # calendar of the same name in another account, changes nothing to them.
     calendar_id: int | None = None
+    # Where the source keeps what it must remember between syncs and every instance must
+    # see (a renewed refresh token), under ``namespace``; a calendar not stored gets one
+    # in memory.
+    store: StateStore = field(default_factory=MemoryStateStore)
+
+    @property
+    def namespace(self) -> str:
+        """This calendar's namespace in ``store`` (deleted with the calendar)."""
+        if self.calendar_id is None:
+            return f"unsaved-{self.name}"
+        return calendar_namespace(self.calendar_id)
 
     def state_path(self, *key: object, prefix: str = "", suffix: str = "") -> Path:
         """Where this calendar's source keeps a file: DATA_DIR/calendars/PREFIX{owner}-{tag}SUFFIX,

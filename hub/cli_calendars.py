@@ -293,6 +293,11 @@ def _file_lines(data: dict[str, Any]) -> list[str]:
         for f in data["files_not_deleted"]
     ]
     lines += [f"kept {f['path']} ({f['what']}): {f['why']}" for f in data["files_kept"]]
+    if data.get("stored_entries_deleted"):
+        lines.append(
+            f"deleted {data['stored_entries_deleted']} secret(s) or token(s) kept for it in "
+            "the database"
+        )
     return lines
 
 

@@ -42,6 +42,10 @@ class HubSection(Section):
     default_region: str = "FR"
     # Log level: debug, info, warning, error.
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # File holding the key(s) that encrypt secrets kept in the database, one per line, the
+    # first encrypting (see hub/secretbox.py); SMSHUB_SECRET_KEY wins over it. Unset: a key
+    # generated in DATA_DIR/secret.key (one machine only: instances must share the key).
+    secret_key_file: str = ""
 
     @field_validator("default_region")
     @classmethod

@@ -15,6 +15,10 @@ class ConfigError(HubError):
     exit_code = 2
 
 
+class SecretUnreadable(HubError):
+    """A secret stored in the database cannot be decrypted with this instance's keys."""
+
+
 class NotFound(HubError):
     """A named thing (account, message, token) does not exist."""
 

@@ -400,6 +400,22 @@ class HubSetting(SQLModel, table=True):
     value: str
 
 
+class ConnectorState(SQLModel, table=True):
+    """What connectors keep between runs and every instance must see (hub/state.py): part
+    ids of long SMPP messages, renewed OAuth tokens, console-entered passwords, pending
+    sign-ins. ``value`` is JSON, or a Fernet token when ``secret`` (hub/secretbox.py)."""
+
+    __tablename__ = "connector_state"
+
+    namespace: str = Field(primary_key=True, max_length=200)
+    key: str = Field(primary_key=True, max_length=200)
+    value: str
+    secret: bool = False
+    # Gone for readers after this time, deleted by prune(); None: kept until deleted.
+    expires_at: datetime | None = Field(default=None, sa_column=_ts(index=True))
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
+
+
 class WebhookEndpoint(SQLModel, table=True):
     """An account's URL that receives signed event notifications."""
 

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
+from hub.state import StateStore
+
 if TYPE_CHECKING:
     import httpx
 
@@ -121,6 +123,9 @@ class ProviderContext:
     # Stores normalized events; for providers that push reports over their own connection
     # (SMPP deliver_sm) instead of HTTP callbacks. Acknowledge only after it returns.
     emit: Callable[[Sequence[ProviderEvent]], Awaitable[None]] | None = None
+    # What the provider must remember that another instance may need (SMPP part ids of
+    # long messages): the hub's state store (hub/state.py); None: this process only.
+    store: StateStore | None = None
 
 
 @runtime_checkable

@@ -37,7 +37,15 @@ def start_scheduler(hub: Hub) -> AsyncIOScheduler:
             return
         from hub.reminders.sync import sync_due
 
-        await sync_due(hub.engine, hub.config)
+        await sync_due(hub.engine, hub.config, store=hub.state)
+
+    async def prune_state() -> None:
+        # Expired sign-ins and part ids of long SMS past their receipt window.
+        if not await asyncio.to_thread(leader.acquire):
+            return
+        pruned = await asyncio.to_thread(hub.state.prune)
+        if pruned:
+            log.info("deleted %d expired connector state entries", pruned)
 
     async def check_alerts() -> None:
         # Catches balance crossings made by paths that do not check alerts themselves.
@@ -57,6 +65,9 @@ def start_scheduler(hub: Hub) -> AsyncIOScheduler:
     )
     scheduler.add_job(
         expire_reports, "interval", minutes=5, id="expire-reports", max_instances=1, coalesce=True
+    )
+    scheduler.add_job(
+        prune_state, "interval", minutes=10, id="prune-state", max_instances=1, coalesce=True
     )
     scheduler.start()
     return scheduler

@@ -22,8 +22,9 @@ from typer.testing import CliRunner
 
 from hub import cli
 from hub.db import make_engine, session_scope
-from hub.models import Calendar, CalendarEventRow, Message, Reminder
-from tests.conftest import name_keyed_file, refuse_unlink
+from hub.models import Calendar, CalendarEventRow, ConnectorState, Message, Reminder
+from hub.state_sql import state_store
+from tests.conftest import make_config, name_keyed_file, refuse_unlink
 from tests.fakes import graph
 from tests.fakes.smsfactor import BackgroundServer
 
@@ -419,20 +420,35 @@ def _secret(path: Path, value: str = "s3cret") -> Path:
     return path
 
 
-def test_remove_deletes_the_cached_copy_and_the_hubs_secret_file(smshub, tmp_path, ics_http):
+def test_remove_deletes_the_cached_copy_and_the_hubs_stored_secret(
+    smshub, tmp_path, ics_http, db_url, caplog
+):
+    # A password file the console of an earlier build wrote: moved into the database (and
+    # deleted) by the first sync.
+    caplog.set_level(logging.INFO, logger="smshub.calendars")
     password = _secret(tmp_path / "secrets" / "ics-1-0123abcd.secret")
     _connect_ics(smshub, ics_http, "cabinet", f"password_file={password}", "username=cab")
+    assert not password.exists()
+    assert f"moved its password from {password} into the database (encrypted)" in caplog.text
+    engine = make_engine(db_url)
+    with session_scope(engine) as s:
+        (cal,) = s.exec(select(Calendar)).all()
+        settings = json.loads(cal.settings)
+        [row] = s.exec(select(ConnectorState)).all()
+    engine.dispose()
+    assert "password_file" not in settings and settings["stored_secrets"] == ["password"]
+    assert row.secret and "s3cret" not in row.value
     cached = list((tmp_path / "calendars").glob("*.ics"))
     assert len(cached) == 1  # the last copy fetched: the patients' appointments
     code, out, err = smshub("calendars", "remove", "acme", "cabinet", "--json")
     assert code == 0, err
     data = json.loads(out)
     assert data["files_deleted"] == [
-        {"what": "password", "path": str(password)},
         {"what": "cached copy of the calendar", "path": str(cached[0])},
     ]
+    assert data["stored_entries_deleted"] == 1
     assert data["files_not_deleted"] == [] and data["files_kept"] == []
-    assert not password.exists() and not cached[0].exists()
+    assert not cached[0].exists()
     # The calendar file of a local ICS calendar is the administrator's: never touched.
     assert (tmp_path / "served.ics").exists()
 
@@ -446,7 +462,7 @@ def test_remove_text_says_which_files_were_deleted(smshub, tmp_path, ics_http):
 
 
 def test_remove_keep_history_keeps_the_files(smshub, tmp_path, ics_http):
-    password = _secret(tmp_path / "secrets" / "ics.secret")
+    password = _secret(tmp_path / "ics.secret")
     _connect_ics(smshub, ics_http, "cabinet", f"password_file={password}")
     cached = list((tmp_path / "calendars").glob("*.ics"))
     code, out, _ = smshub("calendars", "remove", "acme", "cabinet", "--keep-history", "--json")
@@ -566,8 +582,23 @@ def _graph_calendar(smshub: Any, tmp_path: Path, graph_fake: Any) -> tuple[Path,
     return token, settings
 
 
+def _renewed(db_url: str, data_dir: Path) -> dict[str, Any]:
+    """What the hub kept of Microsoft's newest token for the (one) calendar."""
+    engine = make_engine(db_url)
+    try:
+        with session_scope(engine) as s:
+            calendar_id = s.exec(select(Calendar.id)).one()
+        store = state_store(engine, make_config(db_url, data_dir))
+        found = store.get_secret(f"calendar-{calendar_id}", "renewed_refresh_token")
+    finally:
+        engine.dispose()
+    assert found is not None
+    kept: dict[str, Any] = json.loads(found)
+    return kept
+
+
 def test_remove_deletes_the_refresh_token_and_the_renewed_one_of_a_graph_calendar(
-    smshub, tmp_path, graph_fake
+    smshub, tmp_path, graph_fake, db_url
 ):
     """Signed in, synced (so Microsoft rotated the token and the hub kept the newest), then
     removed."""
@@ -575,16 +606,16 @@ def test_remove_deletes_the_refresh_token_and_the_renewed_one_of_a_graph_calenda
     code, out, err = smshub("calendars", "sync", "acme", "Outlook", "--json")
     assert code == 0, err
     assert json.loads(out)["planned"] == 1
-    (renewed,) = (tmp_path / "calendars").glob("graph-*.json")
-    assert json.loads(renewed.read_text())["refresh_token"] != token.read_text().strip()
+    # The newest token Microsoft handed out is kept in the database, not on this disk.
+    assert list((tmp_path / "calendars").glob("graph-*")) == []
+    assert _renewed(db_url, tmp_path)["refresh_token"] != token.read_text().strip()
 
     code, out, err = smshub("calendars", "remove", "acme", "Outlook", "--json")
     assert code == 0, err
-    assert json.loads(out)["files_deleted"] == [
-        {"what": "refresh token", "path": str(token)},
-        {"what": "renewed refresh token", "path": str(renewed)},
-    ]
-    assert not token.exists() and not renewed.exists()
+    data = json.loads(out)
+    assert data["files_deleted"] == [{"what": "refresh token", "path": str(token)}]
+    assert data["stored_entries_deleted"] == 1
+    assert not token.exists()
     # The administrator's CA bundle (a *_file setting the hub did not write) stays.
     assert Path(graph_fake.ca_file).exists()
 
@@ -593,34 +624,39 @@ def test_a_renewed_token_named_after_the_calendar_is_moved_on_the_next_sync(
     smshub, tmp_path, graph_fake, db_url, caplog
 ):
     """A hub before calendar ids kept Microsoft's newest token in a file named after the
-    calendar's name: the first sync since moves it where it is kept now, and uses it."""
+    calendar's name: the first sync since moves it into the database (encrypted), deletes
+    the file, and uses it."""
     _, settings = _graph_calendar(smshub, tmp_path, graph_fake)
     assert smshub("calendars", "sync", "acme", "Outlook")[0] == 0
-    (renewed,) = (tmp_path / "calendars").glob("graph-*.json")
-    newest = json.loads(renewed.read_text())["refresh_token"]
+    kept = _renewed(db_url, tmp_path)
+    newest = kept["refresh_token"]
+    # As a hub before ids (and before the database kept it) left it.
+    engine = make_engine(db_url)
+    with session_scope(engine) as s:
+        for row in s.exec(select(ConnectorState)).all():
+            s.delete(row)
+    engine.dispose()
     old = name_keyed_file(tmp_path, "Outlook", "graph", settings)
-    assert old != renewed
-    renewed.rename(old)  # as the hub before ids left it
-    caplog.set_level(logging.INFO, logger="smshub.calendars")
+    old.parent.mkdir(parents=True, exist_ok=True)
+    old.write_text(json.dumps(kept))
+    caplog.set_level(logging.INFO, logger="smshub")
     code, _, err = smshub("calendars", "sync", "acme", "Outlook")
     assert code == 0, err
     assert graph_fake.token_requests[-1]["refresh_token"] == newest
-    assert renewed.exists() and not old.exists()
-    assert f"moved its renewed refresh token from {old} to {renewed}" in caplog.text
-    # Renamed since: still its file (the CLI cannot rename; the console can).
+    assert "moved the renewed refresh token from" in caplog.text
+    assert list((tmp_path / "calendars").iterdir()) == []
+    # Renamed since: still its token (kept under the calendar's id).
     engine = make_engine(db_url)
     with session_scope(engine) as s:
         calendar = s.exec(select(Calendar)).one()
         calendar.name = "Outlook Dr Roux"
         s.add(calendar)
     engine.dispose()
-    newest = json.loads(renewed.read_text())["refresh_token"]
+    newest = _renewed(db_url, tmp_path)["refresh_token"]
     assert smshub("calendars", "sync", "acme", "Outlook Dr Roux")[0] == 0
     assert graph_fake.token_requests[-1]["refresh_token"] == newest
     code, out, _ = smshub("calendars", "remove", "acme", "Outlook Dr Roux", "--json")
-    assert {"what": "renewed refresh token", "path": str(renewed)} in json.loads(out)[
-        "files_deleted"
-    ]
+    assert json.loads(out)["stored_entries_deleted"] == 1
     assert list((tmp_path / "calendars").iterdir()) == []
 
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import stat
 import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -17,6 +15,7 @@ import pytest
 from pydantic import ValidationError
 
 from connectors.calendar.graph import (
+    RENEWED_KEY,
     GraphCalendarSource,
     GraphSettings,
     device_code_login,
@@ -34,6 +33,7 @@ from hub.calendars import (
 )
 from hub.registry import build_calendar_source
 from hub.reminders.sync import calendar_secrets
+from hub.state import MemoryStateStore
 from tests.fakes import graph
 from tests.fakes.graph import GraphFake
 
@@ -268,15 +268,17 @@ async def test_refresh_token_rotates_and_the_newest_is_kept(fake, tmp_path, monk
     assert path == "/v1.0/me/calendarView/delta"
     assert fake.token_requests[-1]["refresh_token"] == first_token
     assert fake.token_requests[-1]["scope"].split()[0] == f"{fake.url}/Calendars.ReadWrite"
-    kept = list((tmp_path / "calendars").glob("graph-*.json"))
-    assert len(kept) == 1 and stat.S_IMODE(os.stat(kept[0]).st_mode) == 0o600
-    # Listed for the hub (deleted with the calendar), under the name it always had.
+    # Kept in the hub's state store (encrypted there), not on this machine's disk.
+    assert list(tmp_path.glob("calendars/graph-*")) == []
+    kept = json.loads(ctx.store.get_secret(ctx.namespace, RENEWED_KEY) or "{}")
+    assert kept["refresh_token"] != first_token
+    # The file of earlier builds is still listed for the hub (deleted with the calendar).
     parsed = GraphSettings.model_validate({"type": "graph", **settings})
     listed = GraphCalendarSource.state_files(parsed, ctx)
-    assert [f.path for f in listed] == [kept[0], kept[0].with_suffix(".tmp")]
-    assert {f.what for f in listed} == {"renewed refresh token"}
     tag = hashlib.sha256(f"{NAME}\n{public_app}\nNone".encode()).hexdigest()[:10]
-    assert kept[0].name == f"graph-calendar_Cabinet-{tag}.json"
+    earlier = tmp_path / "calendars" / f"graph-calendar_Cabinet-{tag}.json"
+    assert [f.path for f in listed] == [earlier, earlier.with_suffix(".tmp")]
+    assert {f.what for f in listed} == {"renewed refresh token"}
     # Client credentials renew nothing: no file.
     app_only = GraphSettings.model_validate({"type": "graph", **settings_for(fake)})
     assert GraphCalendarSource.state_files(app_only, ctx) == []
@@ -307,8 +309,12 @@ async def test_the_renewed_token_follows_the_calendar_across_a_rename(fake, tmp_
         fake, client_id=public_app, client_secret_env=None, refresh_token_env="GRAPH_REFRESH"
     )
 
+    store = MemoryStateStore()  # the hub's, shared by every sync
+
     async def sync(name: str, calendar_id: int) -> None:
-        ctx = SourceContext(name, tmp_path, calendar_secrets(settings), calendar_id=calendar_id)
+        ctx = SourceContext(
+            name, tmp_path, calendar_secrets(settings), calendar_id=calendar_id, store=store
+        )
         source = build_calendar_source("graph", settings, ctx, name)
         try:
             await source.sync(WINDOW, None)
@@ -316,10 +322,7 @@ async def test_the_renewed_token_follows_the_calendar_across_a_rename(fake, tmp_
             await source.close()
 
     await sync(NAME, 5)
-    (kept,) = (tmp_path / "calendars").glob("graph-*.json")
-    tag = hashlib.sha256(f"calendar-5\n{public_app}\n{USER}".encode()).hexdigest()[:10]
-    assert kept.name == f"graph-calendar-5-{tag}.json"
-    rotated = json.loads(kept.read_text())["refresh_token"]
+    rotated = json.loads(store.get_secret("calendar-5", RENEWED_KEY) or "{}")["refresh_token"]
     assert rotated != first_token
     # Renamed: the newest token Microsoft handed out, not the first one.
     await sync("calendar 'Cabinet Durand'", 5)
@@ -327,7 +330,7 @@ async def test_the_renewed_token_follows_the_calendar_across_a_rename(fake, tmp_
     # A calendar of the same name in another account (same app, same user): its own file.
     await sync(NAME, 6)
     assert fake.token_requests[-1]["refresh_token"] == first_token
-    assert len(list((tmp_path / "calendars").glob("graph-*.json"))) == 2
+    assert store.get_secret("calendar-6", RENEWED_KEY) is not None
 
 
 def test_device_code_login_returns_a_refresh_token(fake):

@@ -35,6 +35,7 @@ from hub.providers import (
     ProviderEvent,
     SendOutcome,
 )
+from hub.state import MemoryStateStore, StateStore
 from hub.timeutil import utcnow
 from tests.conftest import make_config, require_server
 from tests.servers.smpp_server import IMPORT_ERROR, LinkProxy, Smsc
@@ -290,12 +291,22 @@ class Sink:
         self.events.extend(events)
 
 
+# The hub's state store of each test (by its tmp_path): a provider started again in the
+# same test finds what the previous one stored, as it would in the database.
+_STORES: dict[Path, StateStore] = {}
+
+
 @asynccontextmanager
 async def provider_on(
-    port: int, tmp_path: Path, **overrides: Any
+    port: int, tmp_path: Path, store: StateStore | None = None, **overrides: Any
 ) -> AsyncIterator[tuple[SmppProvider, Sink]]:
     section = smpp_section(port, tmp_path, **overrides)
-    ctx = ProviderContext(name="smpp", public_url="http://hub.test", data_dir=tmp_path)
+    ctx = ProviderContext(
+        name="smpp",
+        public_url="http://hub.test",
+        data_dir=tmp_path,
+        store=store or _STORES.setdefault(tmp_path, MemoryStateStore()),
+    )
     provider = SmppProvider(SmppSettings.model_validate(section), ctx)
     sink = Sink()
     provider.events = sink

@@ -148,8 +148,7 @@ class GoogleSettings(CalendarSettings):
             self.client_id
             or self.client_secret_env
             or self.client_secret_file
-            or self.refresh_token_env
-            or self.refresh_token_file
+            or self.has_secret("refresh_token")
         )
         chosen = [
             name
@@ -169,7 +168,7 @@ class GoogleSettings(CalendarSettings):
         if oauth and not (
             self.client_id
             and (self.client_secret_env or self.client_secret_file)
-            and (self.refresh_token_env or self.refresh_token_file)
+            and self.has_secret("refresh_token")
         ):
             raise ValueError(
                 "OAuth sign-in needs client_id, client_secret_env (or _file) and "

@@ -36,11 +36,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import html
 import json
 import logging
-import os
 import re
 import ssl
 import zlib
@@ -74,7 +74,7 @@ from hub.calendars import (
     zone_setting,
 )
 from hub.calendars import zone_name as calendar_zone_name
-from hub.errors import ConfigError
+from hub.errors import ConfigError, SecretUnreadable
 from hub.mailparse import html_to_text
 
 log = logging.getLogger("smshub.calendar.graph")
@@ -152,7 +152,7 @@ class GraphSettings(CalendarSettings):
     @model_validator(mode="after")
     def _check_auth(self) -> GraphSettings:
         secret = bool(self.client_secret_env or self.client_secret_file)
-        refresh = bool(self.refresh_token_env or self.refresh_token_file)
+        refresh = self.has_secret("refresh_token")
         if not secret and not refresh:
             raise ValueError(
                 "give client_secret_env (app-only access to a mailbox) or refresh_token_env "
@@ -171,7 +171,7 @@ class GraphSettings(CalendarSettings):
     @property
     def app_only(self) -> bool:
         """True for client credentials (no user signed in)."""
-        return not (self.refresh_token_env or self.refresh_token_file)
+        return not self.has_secret("refresh_token")
 
 
 # ---- time zones ---------------------------------------------------------------------------
@@ -437,9 +437,14 @@ def device_code_login(
     return str(result["refresh_token"])
 
 
+# The newest refresh token Microsoft handed out (they rotate), in the calendar's namespace
+# of the hub's state store: a new scheduler leader signs in with it, not the first one.
+RENEWED_KEY = "renewed_refresh_token"
+
+
 def token_file(settings: GraphSettings, ctx: SourceContext) -> Path:
-    """Where the newest refresh token Microsoft handed out (they rotate) is kept, per
-    calendar."""
+    """Where hubs before the state store kept the newest refresh token, per calendar (moved
+    into the store on first use)."""
     return ctx.state_path(settings.client_id, settings.user, prefix="graph-", suffix=".json")
 
 
@@ -511,26 +516,49 @@ class _SignIn:
     def _refresh_token(self, configured: str) -> str:
         """The newest refresh token: the kept one if it derives from the configured one."""
         try:
-            kept = json.loads(self.token_file.read_text("utf-8"))
-        except (OSError, ValueError):
+            kept = self._kept()
+        except SecretUnreadable as exc:
+            # The configured token may still work; the key mismatch is worth fixing.
+            log.warning("%s: %s", self.where, exc)
             return configured
         if kept.get("configured") == _digest(configured) and kept.get("refresh_token"):
             return str(kept["refresh_token"])
         return configured  # a new token was configured since: it wins
 
-    def _keep(self, configured: str, newest: str) -> None:
+    def _kept(self) -> dict[str, Any]:
+        """What _keep stored (in the hub's state store, where every instance finds it); the
+        file of an earlier build is moved there first."""
+        found = self.ctx.store.get_secret(self.ctx.namespace, RENEWED_KEY)
+        if found is None:
+            found = self._adopt_file()
         try:
-            self.token_file.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.token_file.with_suffix(".tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as out:
-                json.dump({"configured": _digest(configured), "refresh_token": newest}, out)
-            os.replace(tmp, self.token_file)
-        except OSError as exc:
+            kept = json.loads(found) if found else {}
+        except ValueError:
+            return {}
+        return kept if isinstance(kept, dict) else {}
+
+    def _adopt_file(self) -> str | None:
+        try:
+            text = self.token_file.read_text("utf-8")
+        except OSError:
+            return None
+        self.ctx.store.put_secret(self.ctx.namespace, RENEWED_KEY, text)
+        with contextlib.suppress(OSError):
+            self.token_file.unlink()
+        log.info(
+            "%s: moved the renewed refresh token from %s into the hub's database (encrypted)",
+            self.where,
+            self.token_file,
+        )
+        return text
+
+    def _keep(self, configured: str, newest: str) -> None:
+        kept = json.dumps({"configured": _digest(configured), "refresh_token": newest})
+        try:
+            self.ctx.store.put_secret(self.ctx.namespace, RENEWED_KEY, kept)
+        except Exception as exc:  # a database or key problem: the sync itself went well
             # The configured token still works until it expires; say so, go on.
-            log.warning(
-                "%s: cannot keep the new refresh token in %s: %s", self.where, self.token_file, exc
-            )
+            log.warning("%s: cannot keep the new refresh token: %s", self.where, exc)
 
 
 def _digest(value: str) -> str:

@@ -11,11 +11,11 @@ Receipts and inbound SMS go to an event sink (the hub's ``handle_events``), and 
 deliver_sm is acknowledged only once the sink has stored them: if the process dies in
 between, the SMSC delivers again, and the deterministic event keys make that harmless.
 
-A long message goes out as several submit_sm whose ids all map to our message (kept in a
-small JSONL state file so receipts arriving after a restart still resolve); it is delivered
-when every part is. SMPP has no idempotency key, so ``deduplicates`` is False, and a
-submit_sm that went out without an answer (timeout, link lost) is reported UNKNOWN rather
-than sent again.
+A long message goes out as several submit_sm whose ids all map to our message (kept in the
+hub's state store, so receipts arriving after a restart, or on another instance's bind,
+still resolve); it is delivered when every part is. SMPP has no idempotency key, so
+``deduplicates`` is False, and a submit_sm that went out without an answer (timeout, link
+lost) is reported UNKNOWN rather than sent again.
 """
 
 from __future__ import annotations
@@ -87,6 +87,7 @@ from hub.providers import (
     SendOutcome,
     SendResult,
 )
+from hub.state import MemoryStateStore, StateStore
 
 log = logging.getLogger("smshub.smpp")
 
@@ -196,8 +197,8 @@ class SmppSettings(ProviderSettings):
     receipt_window_hours: float = Field(72.0, gt=0)
     # Seconds to wait for the missing parts of a long inbound SMS before storing what came.
     mo_concat_timeout: float = Field(3600.0, gt=0)
-    # JSONL state (part ids of long messages, parts of long inbound SMS); empty means
-    # DATA_DIR/smpp-NAME.jsonl.
+    # Where earlier builds kept their JSONL state (part ids of long messages, parts of long
+    # inbound SMS); empty means DATA_DIR/smpp-NAME.jsonl. Moved into the database at start.
     state_path: str = ""
 
     @field_validator("receipt_timezone")
@@ -249,7 +250,8 @@ class MoGroup:
 
 
 class SmppState:
-    """Part ids of long messages and parts of long inbound SMS, kept across restarts.
+    """The JSONL state file of earlier builds (SharedSmppState moves it into the store):
+    part ids of long messages and parts of long inbound SMS, kept across restarts.
 
     A JSONL file written with one ``write()`` per line on an O_APPEND descriptor (a killed
     process leaves whole lines), rewritten compactly at start and when it has grown.
@@ -435,6 +437,154 @@ class SmppState:
         return [g for g in self.mo_groups.values() if now - g.first_at >= self.mo_timeout]
 
 
+class SharedSmppState:
+    """Part ids of long messages and parts of long inbound SMS, in the hub's state store, so
+    that a receipt for part 2 (or the second half of an inbound SMS) resolves whichever
+    instance's bind the SMSC delivers it on, and after a restart. Blocking (the provider
+    calls it in worker threads), except ``remember_recent``.
+
+    Single-part ids are kept in memory only, for a few minutes: the hub finds those
+    messages by provider id, and the memory only bridges a receipt that overtakes the
+    dispatcher's own bookkeeping (it also answers for long ones before the store has them).
+    """
+
+    RECENT_SECONDS = SmppState.RECENT_SECONDS
+
+    def __init__(
+        self, store: StateStore, name: str, receipt_window: float, mo_timeout: float
+    ) -> None:
+        self.store = store
+        self.receipt_window = receipt_window
+        self.mo_timeout = mo_timeout
+        self.parts_ns = f"smpp-parts:{name}"
+        self.states_ns = f"smpp-states:{name}"
+        self.mo_ns = f"smpp-mo:{name}"
+        self.done_ns = f"smpp-mo-done:{name}"
+        self.recent: OrderedDict[str, PartRef] = OrderedDict()
+
+    # outgoing parts ------------------------------------------------------------------------
+    def remember_recent(self, pid: str, ref: PartRef) -> None:
+        """Note a submitted part's id in memory (on the event loop, at once)."""
+        self.recent[pid] = ref
+        self.recent.move_to_end(pid)
+        while self.recent:
+            oldest = next(iter(self.recent.values()))
+            if ref.at - oldest.at < self.RECENT_SECONDS:
+                break
+            self.recent.popitem(last=False)
+
+    def remember(self, pid: str, ref: PartRef) -> None:
+        """Record the provider id of one part of a long message where every instance sees it."""
+        if ref.total > 1:
+            left = self.receipt_window - (time.time() - ref.at)
+            if left > 0:
+                self.store.put(self.parts_ns, pid, SmppState._mt_record(pid, ref), ttl=left)
+
+    def lookup(self, pid: str) -> tuple[str, PartRef] | None:
+        """(the id as we know it, its part) for a receipt's id, trying hex/decimal spellings."""
+        candidates = [pid, *message_id_variants(pid)]
+        for candidate in candidates:
+            if candidate in self.recent:
+                return candidate, self.recent[candidate]
+        for candidate in candidates:
+            r = self.store.get(self.parts_ns, candidate)
+            if isinstance(r, dict):
+                return candidate, PartRef(r["m"], r["f"], int(r["i"]), int(r["n"]), float(r["at"]))
+        return None
+
+    def set_part_state(self, ref: PartRef, word: str) -> list[str | None]:
+        """Record a part's receipt state; the states of all parts of its message."""
+        self.store.put(
+            self.states_ns, f"{ref.first_id}|{ref.index:05d}", word, ttl=self.receipt_window
+        )
+        states: list[str | None] = [None] * ref.total
+        for key, value in self.store.items(self.states_ns, prefix=f"{ref.first_id}|"):
+            index = int(key.rsplit("|", 1)[1])
+            if 0 <= index < ref.total:
+                states[index] = str(value)
+        return states
+
+    # incoming parts ------------------------------------------------------------------------
+    def _group(self, key: str) -> MoGroup | None:
+        sender, recipient, ref, total = key.rsplit("|", 3)
+        found = self.store.items(self.mo_ns, prefix=f"{key}#")
+        if not found:
+            return None
+        first_at = min(float(r["at"]) for _, r in found)
+        group = MoGroup(sender, recipient, int(ref), int(total), first_at)
+        for part, r in found:
+            group.parts[int(part.rsplit("#", 1)[1])] = (int(r["c"]), bytes.fromhex(r["d"]))
+        return group
+
+    def add_mo_part(
+        self, sender: str, recipient: str, concat: Concat, dcs: int, octets: bytes
+    ) -> MoGroup | None:
+        """Store one part of a long inbound SMS; None when it repeats an already stored one.
+        The group as stored after it (all instances' parts)."""
+        key = f"{sender}|{recipient}|{concat.ref}|{concat.total}"
+        done = self.store.get(self.done_ns, key)
+        digest = hashlib.sha256(octets).hexdigest()[:16]
+        if isinstance(done, dict) and done.get("h", {}).get(str(concat.seq)) == digest:
+            return None
+        if done is not None and not self.store.items(self.mo_ns, prefix=f"{key}#"):
+            # A new message reusing the reference of an old one ends the old one's memory.
+            self.store.delete(self.done_ns, key)
+        record = {"c": dcs, "d": octets.hex(), "at": time.time()}
+        # Kept past the wait for the missing parts, so the late ones still join them.
+        self.store.put(self.mo_ns, f"{key}#{concat.seq}", record, ttl=self.mo_timeout * 2)
+        return self._group(key)
+
+    def is_open(self, key: str) -> bool:
+        """True while the group KEY waits for parts (not stored yet)."""
+        return bool(self.store.items(self.mo_ns, prefix=f"{key}#"))
+
+    def finish_mo(self, group: MoGroup) -> None:
+        """The group's message is stored: drop its parts, remember their digests."""
+        hashes = {str(q): hashlib.sha256(o).hexdigest()[:16] for q, (_, o) in group.parts.items()}
+        self.store.put(
+            self.done_ns, group.key, {"at": time.time(), "h": hashes}, ttl=self.mo_timeout
+        )
+        for seq in group.parts:
+            self.store.delete(self.mo_ns, f"{group.key}#{seq}")
+
+    def stale_mo_groups(self, now: float) -> list[MoGroup]:
+        keys = {k.rsplit("#", 1)[0] for k, _ in self.store.items(self.mo_ns)}
+        groups = [g for k in sorted(keys) if (g := self._group(k)) is not None]
+        return [g for g in groups if now - g.first_at >= self.mo_timeout]
+
+    # the file of earlier builds --------------------------------------------------------------
+    def adopt_file(self, path: Path) -> bool:
+        """Move what the JSONL state file of an earlier build holds into the store, then
+        delete the file; False when there is none."""
+        if not path.is_file():
+            return False
+        old = SmppState(path, self.receipt_window, self.mo_timeout)
+        old.load()
+        old.close()
+        for pid, ref in old.parts.items():
+            self.remember(pid, ref)
+            if pid in old.part_states:
+                self.set_part_state(ref, old.part_states[pid])
+        for key, group in old.mo_groups.items():
+            for seq, (dcs, octets) in group.parts.items():
+                record = {"c": dcs, "d": octets.hex(), "at": group.first_at}
+                self.store.put(self.mo_ns, f"{key}#{seq}", record, ttl=self.mo_timeout * 2)
+        for key, (at, hashes) in old.mo_done.items():
+            done = {"at": at, "h": {str(q): h for q, h in hashes.items()}}
+            self.store.put(self.done_ns, key, done, ttl=self.mo_timeout)
+        for leftover in (path, path.with_name(path.name + ".tmp")):
+            with contextlib.suppress(FileNotFoundError):
+                leftover.unlink()
+        log.info(
+            "SMPP: moved %d part id(s) and %d unfinished inbound SMS from %s into the "
+            "database; file deleted",
+            len(old.parts),
+            len(old.mo_groups),
+            path,
+        )
+        return True
+
+
 # -- one TCP connection ----------------------------------------------------------------------
 
 
@@ -576,12 +726,19 @@ class SmppProvider:
         # Where receipts and inbound SMS go; the composition root passes the hub's
         # handle_events through the context, and tests may set it directly.
         self.events: EventSink | None = getattr(ctx, "emit", None)
-        self.state = SmppState(
-            Path(settings.state_path)
-            if settings.state_path
-            else ctx.data_dir / f"smpp-{ctx.name}.jsonl",
+        # In the hub's state store, so every instance resolves receipts of every part;
+        # without one (a provider built alone), in this process only.
+        self.state = SharedSmppState(
+            getattr(ctx, "store", None) or MemoryStateStore(),
+            ctx.name,
             receipt_window=settings.receipt_window_hours * 3600,
             mo_timeout=settings.mo_concat_timeout,
+        )
+        # Where earlier builds kept that state: moved into the store at start.
+        self.legacy_state_path = (
+            Path(settings.state_path)
+            if settings.state_path
+            else ctx.data_dir / f"smpp-{ctx.name}.jsonl"
         )
         self.tz = ZoneInfo(settings.receipt_timezone)
         self.peer = f"{settings.host}:{settings.port}"
@@ -602,14 +759,14 @@ class SmppProvider:
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
-        """Load the state, start connecting; waits (bounded) for the first bind attempt."""
+        """Start connecting; waits (bounded) for the first bind attempt."""
         if self.events is None:
             log.error(
                 "SMPP provider %r has no event sink: receipts and inbound SMS will be refused "
                 "(answered ESME_RX_T_APPN) until one is set",
                 self.name,
             )
-        self.state.load()
+        await asyncio.to_thread(self.state.adopt_file, self.legacy_state_path)
         self._stopping.clear()
         self._supervisor = asyncio.create_task(self._supervise(), name=f"smpp-{self.name}")
         with contextlib.suppress(TimeoutError):
@@ -619,7 +776,7 @@ class SmppProvider:
             )
 
     async def close(self) -> None:
-        """Unbind politely, stop reconnecting, close the state file."""
+        """Unbind politely, stop reconnecting."""
         self._stopping.set()
         link = self._link
         if link is not None and link.usable:
@@ -640,7 +797,6 @@ class SmppProvider:
         for task in list(self._tasks):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        self.state.close()
 
     def callbacks(self) -> Mapping[str, CallbackView]:
         """None: receipts and inbound SMS arrive over the SMPP link itself."""
@@ -764,8 +920,16 @@ class SmppProvider:
         if now - self._last_housekeeping < min(60.0, self.settings.mo_concat_timeout / 4):
             return
         self._last_housekeeping = now
-        for group in self.state.stale_mo_groups(now):
-            self._spawn(self._store_incomplete_mo(group))
+        self._spawn(self._expire_mo(now))
+
+    async def _expire_mo(self, now: float) -> None:
+        try:
+            stale = await asyncio.to_thread(self.state.stale_mo_groups, now)
+        except Exception:
+            log.exception("SMPP %s: cannot read unfinished inbound SMS", self.name)
+            return
+        for group in stale:
+            await self._store_incomplete_mo(group)
 
     def _spawn(self, coro: Awaitable[None]) -> None:
         task = asyncio.ensure_future(coro)
@@ -934,13 +1098,16 @@ class SmppProvider:
         if link is None or not link.usable:
             return _Attempt(False, detail=self._outage_detail())
 
+        noted: list[tuple[str, PartRef]] = []
+
         def remember(resp: Pdu) -> None:
             if resp.status != Status.ROK or resp.command_id != Command.SUBMIT_SM_RESP:
                 return
             pid = decode_submit_sm_resp(resp.body)
             if pid:
                 ref = PartRef(message_id, first_id or pid, index, total, time.time())
-                self.state.remember(pid, ref)
+                self.state.remember_recent(pid, ref)
+                noted.append((pid, ref))
 
         try:
             resp = await link.request(
@@ -967,6 +1134,12 @@ class SmppProvider:
             )
         except (ConnectionError, OSError) as exc:
             return _Attempt(False, detail=f"not sent, link to {self.peer} is down: {exc}")
+        for pid, ref in noted:
+            if ref.total > 1:
+                try:
+                    await asyncio.to_thread(self.state.remember, pid, ref)
+                except Exception as exc:  # sent all the same: only other instances miss it
+                    log.warning("SMPP %s: cannot store the id of part %s: %s", self.name, pid, exc)
         return self._classify(link, resp)
 
     def _classify(self, link: Link, resp: Pdu) -> _Attempt:
@@ -1006,13 +1179,13 @@ class SmppProvider:
             return
         status = Status.ROK
         try:
-            events, after = self._events_for(sm)
+            events, after = await self._events_for(sm)
             if events:
                 if self.events is None:
                     raise RuntimeError("no event sink configured")
                 await self.events(events)
             if after is not None:
-                after()
+                await asyncio.to_thread(after)
         except asyncio.CancelledError:
             raise  # closing: leave it unanswered, the SMSC delivers it again
         except Exception:
@@ -1020,18 +1193,18 @@ class SmppProvider:
             status = Status.RX_T_APPN
         link.respond(Command.DELIVER_SM_RESP, status, pdu.sequence, message_id_resp_body(""))
 
-    def _events_for(
+    async def _events_for(
         self, sm: ShortMessage
     ) -> tuple[list[ProviderEvent], Callable[[], None] | None]:
         kind = sm.esm_class & ESM_TYPE_MASK
         if kind in (ESM_DELIVERY_RECEIPT, ESM_INTERMEDIATE_NOTIFICATION):
-            return self._receipt_events(sm), None
+            return await self._receipt_events(sm), None
         if kind == 0:
-            return self._inbound_events(sm)
+            return await self._inbound_events(sm)
         log.info("SMPP %s: deliver_sm with esm_class 0x%02X ignored", self.name, sm.esm_class)
         return [], None
 
-    def _receipt_events(self, sm: ShortMessage) -> list[ProviderEvent]:
+    async def _receipt_events(self, sm: ShortMessage) -> list[ProviderEvent]:
         payload = sm.payload()
         # Receipt texts are ASCII whatever data_coding says; Latin-1 keeps ids like "a_b".
         text = (
@@ -1086,7 +1259,7 @@ class SmppProvider:
                 raw=raw,
             )
 
-        found = self.state.lookup(rid)
+        found = await asyncio.to_thread(self.state.lookup, rid)
         if found is None:
             # Not sent by this process lately: the hub still finds it by provider id.
             return [report(f"{rid}:{word}", delivery, rid, None, detail)]
@@ -1096,7 +1269,7 @@ class SmppProvider:
         where = f"part {ref.index + 1}/{ref.total} {detail}"
         if delivery == DeliveryState.PENDING:
             return [report(f"{pid}:{word}", delivery, ref.first_id, ref.message_id, where)]
-        states = self.state.set_part_state(pid, word)
+        states = await asyncio.to_thread(self.state.set_part_state, ref, word)
         if delivery == DeliveryState.UNDELIVERED:
             return [report(f"{pid}:{word}", delivery, ref.first_id, ref.message_id, where)]
         if len(states) == ref.total and all(st == "DELIVRD" for st in states):
@@ -1121,7 +1294,7 @@ class SmppProvider:
                 return DeliveryState.UNDELIVERED, DeliveryReason.NETWORK_ERROR
         return DeliveryState.UNDELIVERED, DeliveryReason.OTHER
 
-    def _inbound_events(
+    async def _inbound_events(
         self, sm: ShortMessage
     ) -> tuple[list[ProviderEvent], Callable[[], None] | None]:
         payload = sm.payload()
@@ -1149,7 +1322,9 @@ class SmppProvider:
             # "OK" replies stay two messages.
             key = _digest(sender, recipient, str(sm.data_coding), payload.hex(), repr(now))
             return [self._inbound(key, sender, recipient, text, now, raw)], None
-        group = self.state.add_mo_part(sender, recipient, concat, sm.data_coding, payload)
+        group = await asyncio.to_thread(
+            self.state.add_mo_part, sender, recipient, concat, sm.data_coding, payload
+        )
         if group is None or len(group.parts) < group.total:
             return [], None
         raw["parts"] = group.total
@@ -1187,7 +1362,7 @@ class SmppProvider:
 
     async def _store_incomplete_mo(self, group: MoGroup) -> None:
         """The missing parts never came: store what did, marking the gaps."""
-        if self.events is None or group.key not in self.state.mo_groups:
+        if self.events is None or not await asyncio.to_thread(self.state.is_open, group.key):
             return
         raw = {"parts": group.total, "received_parts": sorted(group.parts), "incomplete": True}
         event = self._inbound_from_group(group, raw)
@@ -1196,7 +1371,7 @@ class SmppProvider:
         except Exception:
             log.exception("SMPP %s: storing an incomplete inbound SMS failed", self.name)
             return
-        self.state.finish_mo(group)
+        await asyncio.to_thread(self.state.finish_mo, group)
         log.warning(
             "SMPP %s: inbound SMS from %s stored with %d of %d parts",
             self.name,

@@ -2,19 +2,18 @@
 calendar's settings as shown, the reminder preview, and the secret files the console keeps.
 
 Secrets typed into the console (a CalDAV password, a refresh token from a sign-in) are
-written to files under DATA_DIR/secrets readable by the hub only, and the calendar names
-them in its ``*_file`` settings, as the CLI's calendars do; they never reach the database
-or the logs. Settings that name server files or environment variables cannot be set from
-the console: a customer could otherwise make the hub read and send them anywhere.
+kept in the database encrypted (hub/calendar_store.py, hub/secretbox.py), so every
+instance can use them, and the calendar names them in its ``stored_secrets`` setting; they
+never reach the logs nor the pages. Settings that name server files or environment variables
+cannot be set from the console: a customer could otherwise make the hub read and send them
+anywhere.
 """
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
@@ -27,7 +26,6 @@ from hub.calendar_setup import (
     check_timezone,
     parse_setting,
     stored_settings,
-    write_secret_file,
 )
 from hub.compliance import preview as sms_preview
 from hub.config import Config
@@ -43,20 +41,6 @@ URL_TYPES = ("ics", "caldav")
 _ICS_SCHEMES = ("http", "https", "webcal", "webcals")
 
 
-# -- secret files -------------------------------------------------------------------------------
-def secrets_dir(config: Config) -> Path:
-    path = config.hub.data_dir / "secrets"
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    return path
-
-
-def store_secret(config: Config, label: str, value: str) -> Path:
-    """VALUE in a new file of the secrets directory (mode 0600); its path."""
-    path = secrets_dir(config) / f"{label}-{secrets.token_hex(8)}.secret"
-    write_secret_file(path, value)
-    return path
-
-
 def files_message(report: dict[str, Any]) -> str:
     """What removing a calendar did with the files the hub kept for it, for the flash: what
     they held, never where (the console shows no server paths; the log names them)."""
@@ -68,11 +52,14 @@ def files_message(report: dict[str, Any]) -> str:
             "find them in its log.",
         ),
     ]
-    return "".join(
+    said = "".join(
         " " + text.format(n=len(files), what=", ".join(f["what"] for f in files))
         for files, text in told
         if files
     )
+    if report.get("stored_entries_deleted"):
+        said += " Deleted what the hub kept for it in its database (passwords, tokens)."
+    return said
 
 
 # -- reading --------------------------------------------------------------------------------------
@@ -108,7 +95,9 @@ def shown_settings(calendar: Calendar) -> list[tuple[str, str]]:
     """A calendar's settings as the page shows them: no passwords in URLs, no file paths."""
     shown = []
     for key, value in sorted(stored_settings(calendar).items()):
-        if key.endswith("_file"):
+        if key == "stored_secrets":
+            key, text = "secrets", f"{', '.join(value)}: kept encrypted in the hub's database"
+        elif key.endswith("_file"):
             text = "kept in a file on the hub"
         elif key.endswith("_env"):
             text = f"from the hub's environment variable {value}"
@@ -168,6 +157,8 @@ def url_settings(
         if not line.strip():
             continue
         key, value = parse_setting(line)
+        if key == "stored_secrets":
+            raise InvalidInput("give the password in the Password field")
         if key.endswith(("_env", "_file")):
             raise InvalidInput(
                 f"setting {key!r} names a file or variable of the hub's server; it can only "
@@ -190,12 +181,12 @@ def url_settings(
             "files on the hub's server cannot be used from the console"
         )
     if password_placeholder:
-        settings["password_file"] = "(set when saved)"
+        # The password itself is stored with the calendar, encrypted (calendar_store).
+        settings["stored_secrets"] = ["password"]
     try:
         check_settings(kind, settings, "the calendar")
     except ConfigError as exc:
         raise InvalidInput(str(exc)) from None
-    settings.pop("password_file", None)
     return settings
 
 

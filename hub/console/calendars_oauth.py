@@ -2,12 +2,13 @@
 redirect flow with PKCE, for the OAuth clients named in ``[calendar_oauth.*]``.
 
 The ``state`` sent to the provider is signed and names the console user, the account, the
-calendar name and a nonce; the PKCE verifier stays in an HttpOnly cookie holding the same
-nonce, so an answer is only taken from the browser that started the sign-in, for the user
-who started it, within ten minutes. The refresh token ends in a file readable by the hub
-only, named in the calendar's ``refresh_token_file`` setting, as `smshub calendars auth`
-leaves it; the client secret stays where the config file says (``client_secret_env`` /
-``client_secret_file``) and the calendar names the same place.
+calendar name and a nonce; an HttpOnly cookie holds the same nonce, so an answer is only
+taken from the browser that started the sign-in, for the user who started it, within ten
+minutes. The PKCE verifier waits in the hub's state store (encrypted, expiring, taken once),
+as does the refresh token while the user chooses a calendar, so the callback and the choice
+may land on any instance. The refresh token ends encrypted in the database with the calendar
+(its ``stored_secrets``); the client secret stays where the config file says
+(``client_secret_env`` / ``client_secret_file``) and the calendar names the same place.
 
 Blocking (requests, MSAL): call these from a worker thread.
 """
@@ -31,6 +32,7 @@ import requests
 
 from hub.config import Config, GoogleOAuthSection, MicrosoftOAuthSection, read_secret
 from hub.errors import ConfigError, InvalidInput
+from hub.state import StateStore
 
 PROVIDERS = {"google": "Google", "microsoft": "Microsoft 365"}
 SOURCE_TYPES = {"google": "google", "microsoft": "graph"}
@@ -42,6 +44,10 @@ GOOGLE_TOKEN_URL = "https://oauth2.googleapis.com/token"
 MICROSOFT_AUTHORITY = "https://login.microsoftonline.com"
 GRAPH_URL = "https://graph.microsoft.com/v1.0"
 STATE_SECONDS = 600
+# How long the refresh token of a sign-in waits for the user's choice of calendar.
+CHOICE_SECONDS = 3600
+# The state store's namespace of sign-ins under way.
+SIGNIN_NAMESPACE = "console-signin"
 TIMEOUT = 30.0
 
 
@@ -127,7 +133,7 @@ def unsign(key: bytes, value: str) -> dict[str, Any] | None:
 @dataclass
 class Started:
     url: str  # the provider's consent page
-    cookie: str  # signed: the nonce of the state, the PKCE verifier and the scopes
+    cookie: str  # signed: the nonce of the state
 
 
 @dataclass
@@ -209,9 +215,17 @@ def _msal_app(config: Config) -> Any:
 
 
 def start(
-    config: Config, key: bytes, user_id: int, account_id: int, provider: str, name: str
+    config: Config,
+    key: bytes,
+    store: StateStore,
+    user_id: int,
+    account_id: int,
+    provider: str,
+    name: str,
 ) -> Started:
-    """The provider's consent page for a new calendar NAME of ACCOUNT_ID."""
+    """The provider's consent page for a new calendar NAME of ACCOUNT_ID; the sign-in's
+    verifier waits in STORE for the answer."""
+    store.prune()  # sign-ins never finished, choices never made
     nonce = secrets.token_urlsafe(16)
     state = sign(key, {"u": user_id, "a": account_id, "p": provider, "n": name, "k": nonce})
     if provider == "google":
@@ -230,13 +244,14 @@ def start(
                 [_graph_scope(config)], redirect_uri=redirect_uri(config), state=state
             )
         url, verifier, scopes = flow["auth_uri"], flow["code_verifier"], flow["scope"]
-    cookie = sign(key, {"k": nonce, "v": verifier, "s": scopes})
-    return Started(url=str(url), cookie=cookie)
+    flow_data = json.dumps({"v": verifier, "s": scopes})
+    store.put_secret(SIGNIN_NAMESPACE, f"flow-{nonce}", flow_data, ttl=STATE_SECONDS)
+    return Started(url=str(url), cookie=sign(key, {"k": nonce}))
 
 
 def read_state(key: bytes, state: str, cookie: str) -> dict[str, Any]:
-    """The signed STATE of a sign-in answer, checked against the browser's COOKIE (with the
-    PKCE verifier added as "v", the scopes as "s"); InvalidInput when it is not genuine."""
+    """The signed STATE of a sign-in answer, checked against the browser's COOKIE;
+    InvalidInput when it is not genuine. Then (its user and account checked) take_flow."""
     data = unsign(key, state)
     kept = unsign(key, cookie) if cookie else None
     if data is None or data.get("p") not in PROVIDERS:
@@ -249,7 +264,43 @@ def read_state(key: bytes, state: str, cookie: str) -> dict[str, Any]:
             "this sign-in was started in another browser or tab, or already used; "
             "start again from the Calendars page"
         )
-    return {**data, "v": kept["v"], "s": kept["s"]}
+    return data
+
+
+def take_flow(store: StateStore, data: dict[str, Any]) -> dict[str, Any]:
+    """DATA (read_state's) with the PKCE verifier added as "v", the scopes as "s", taken from
+    STORE: an answer is used once; InvalidInput when it was, or is too old."""
+    found = store.take_secret(SIGNIN_NAMESPACE, f"flow-{data['k']}")
+    if found is None:
+        raise InvalidInput(
+            "this sign-in was already used or is older than ten minutes; "
+            "start again from the Calendars page"
+        )
+    flow = json.loads(found)
+    return {**data, "v": flow["v"], "s": flow["s"]}
+
+
+def keep_token(store: StateStore, refresh_token: str) -> str:
+    """Keep a sign-in's REFRESH_TOKEN in STORE while the user chooses the calendar; the id
+    to find it with (take_token)."""
+    token_id = secrets.token_urlsafe(16)
+    store.put_secret(SIGNIN_NAMESPACE, f"token-{token_id}", refresh_token, ttl=CHOICE_SECONDS)
+    return token_id
+
+
+def take_token(store: StateStore, token_id: str) -> str:
+    """The refresh token kept as TOKEN_ID, removed from STORE; InvalidInput when it is no
+    longer there (expired, or the calendar was created already)."""
+    token = store.take_secret(SIGNIN_NAMESPACE, f"token-{token_id}")
+    if token is None:
+        raise InvalidInput("this sign-in has expired or was used; connect the calendar again")
+    return token
+
+
+def give_back_token(store: StateStore, token_id: str, refresh_token: str) -> None:
+    """Put back a token taken for a calendar that could not be created (the choice may be
+    made again)."""
+    store.put_secret(SIGNIN_NAMESPACE, f"token-{token_id}", refresh_token, ttl=CHOICE_SECONDS)
 
 
 def exchange(
@@ -354,9 +405,10 @@ def _graph_calendars(config: Config, access_token: str) -> list[tuple[str, str, 
 
 
 def calendar_settings(
-    config: Config, provider: str, token_file: str, calendar_id: str | None
+    config: Config, provider: str, calendar_id: str | None
 ) -> tuple[str, dict[str, Any]]:
-    """(source type, settings) of the calendar a sign-in ends with."""
+    """(source type, settings) of the calendar a sign-in ends with (its refresh token is
+    stored with it, encrypted: ``stored_secrets``)."""
     sec = section(config, provider)
     secret = (
         {"client_secret_env": sec.client_secret_env}
@@ -366,7 +418,7 @@ def calendar_settings(
     settings: dict[str, Any] = {
         "client_id": sec.client_id,
         **secret,
-        "refresh_token_file": token_file,
+        "stored_secrets": ["refresh_token"],
     }
     if isinstance(sec, GoogleOAuthSection):
         settings["calendar_id"] = calendar_id or "primary"

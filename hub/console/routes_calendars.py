@@ -18,6 +18,7 @@ from hub.calendar_setup import (
     upcoming_reminders,
     update_rules,
 )
+from hub.calendar_store import keep_secret_in
 from hub.console import calendars_data as data
 from hub.console import calendars_oauth as oauth
 from hub.console.auth import ConsoleUser, User, signing_key
@@ -99,7 +100,6 @@ async def add(
 ) -> Response:
     """Connect an ICS (address) or CalDAV (address, user, password) calendar."""
     hub = request.app.state.hub
-    config = hub.config
     label = data.check_name(name)
 
     def _add() -> int:
@@ -108,19 +108,17 @@ async def add(
             acc = user.account(session, account or None)
             assert acc.id is not None
             data.name_is_free(session, acc.id, label)
-        stored = data.store_secret(config, f"{kind}-{acc.id}", password) if password else None
-        if stored is not None:
-            settings["password_file"] = str(stored)
-        try:
-            with session_scope(hub.engine) as session:
-                cal = add_calendar(
-                    session, acc.id, label, kind, settings, offsets=offsets.strip(), tz=timezone
-                )
-                return int(cal.id or 0)
-        except BaseException:
-            if stored is not None:
-                stored.unlink(missing_ok=True)
-            raise
+        # The password is kept encrypted in the database with the calendar (same
+        # transaction), where every instance finds it.
+        keyring = hub.state.keyring if password else None
+        with session_scope(hub.engine) as session:
+            cal = add_calendar(
+                session, acc.id, label, kind, settings, offsets=offsets.strip(), tz=timezone
+            )
+            assert cal.id is not None
+            if keyring is not None:
+                keep_secret_in(session, keyring, cal.id, "password", password)
+            return cal.id
 
     calendar_id = await asyncio.to_thread(_add)
     return redirect(
@@ -155,7 +153,7 @@ async def oauth_start(
                 data.name_is_free(session, acc.id, label)
             else:
                 label = data.free_name(session, acc.id, oauth.PROVIDERS[provider])
-        return oauth.start(config, key, user.user_id, acc.id, provider, label)
+        return oauth.start(config, key, hub.state, user.user_id, acc.id, provider, label)
 
     started = await asyncio.to_thread(_start)
     response = RedirectResponse(started.url, status_code=303)
@@ -181,16 +179,20 @@ def _create_connected(
         raise Forbidden("this sign-in belongs to another console user; start again")
     account_id = int(pending["a"])
     user.require(account_id)
-    token_file = data.secrets_dir(config) / str(pending["f"])
-    if "/" in str(pending["f"]) or not token_file.is_file():
-        raise InvalidInput("this sign-in has expired; connect the calendar again")
-    kind, settings = oauth.calendar_settings(
-        config, str(pending["p"]), str(token_file), calendar_id
-    )
-    with session_scope(hub.engine) as session:
-        data.name_is_free(session, account_id, str(pending["n"]))
-        cal = add_calendar(session, account_id, str(pending["n"]), kind, settings)
-        return int(cal.id or 0)
+    kind, settings = oauth.calendar_settings(config, str(pending["p"]), calendar_id)
+    keyring = hub.state.keyring
+    # Taken: of two submits of the same choice, one creates the calendar.
+    token = oauth.take_token(hub.state, str(pending["t"]))
+    try:
+        with session_scope(hub.engine) as session:
+            data.name_is_free(session, account_id, str(pending["n"]))
+            cal = add_calendar(session, account_id, str(pending["n"]), kind, settings)
+            assert cal.id is not None
+            keep_secret_in(session, keyring, cal.id, "refresh_token", token)
+            return cal.id
+    except BaseException:
+        oauth.give_back_token(hub.state, str(pending["t"]), token)
+        raise
 
 
 @router.get("/calendars/oauth/callback", response_class=HTMLResponse)
@@ -205,6 +207,8 @@ async def oauth_callback(request: Request, user: User) -> Response:
     if int(checked["u"]) != user.user_id:
         raise Forbidden("this sign-in was started by another console user; start again")
     user.require(int(checked["a"]))
+    # The verifier waits in the database: this answer may reach any instance, once.
+    checked = await asyncio.to_thread(oauth.take_flow, hub.state, checked)
     provider = str(checked["p"])
     label = oauth.PROVIDERS[provider]
     if query.get("error"):
@@ -217,16 +221,16 @@ async def oauth_callback(request: Request, user: User) -> Response:
 
     def _exchange() -> tuple[oauth.Connected, str]:
         connected = oauth.exchange(config, provider, state, checked, query)
-        stored = data.store_secret(config, f"{provider}-{checked['a']}", connected.refresh_token)
-        return connected, stored.name
+        # Kept in the database while the user chooses: the choice may reach another instance.
+        return connected, oauth.keep_token(hub.state, connected.refresh_token)
 
-    connected, token_name = await asyncio.to_thread(_exchange)
+    connected, token_id = await asyncio.to_thread(_exchange)
     pending = {
         "u": user.user_id,
         "a": checked["a"],
         "p": provider,
         "n": checked["n"],
-        "f": token_name,
+        "t": token_id,
     }
     if len(connected.calendars) > 1:
         response = page(
@@ -260,7 +264,7 @@ async def oauth_finish(
 ) -> Response:
     """Create the calendar chosen after a sign-in."""
     found = oauth.unsign(_key(request), pending)
-    if found is None or "f" not in found:
+    if found is None or "t" not in found:
         raise InvalidInput("this choice has expired or was altered; connect the calendar again")
     calendar_id = await asyncio.to_thread(
         _create_connected, request, user, found, calendar.strip() or None

@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 from sqlmodel import select
 
 from hub.calendar_setup import calendar_context, source_state_files
+from hub.calendar_store import adopt_secret_files, resolve_secrets
 from hub.calendars import (
     CalendarEvent,
     CalendarSource,
@@ -27,6 +28,9 @@ from hub.errors import ConfigError, HubError
 from hub.models import Calendar, CalendarEventRow
 from hub.registry import build_calendar_source
 from hub.reminders.reconcile import ReconcileReport, reconcile
+from hub.secretbox import Keyring, SecretUnreadable, load_keyring
+from hub.state import StateStore
+from hub.state_sql import SqlStateStore, state_store
 from hub.timeutil import as_utc, utcnow
 
 log = logging.getLogger("smshub.calendars")
@@ -48,9 +52,14 @@ def calendar_secrets(settings: dict[str, Any]) -> dict[str, str]:
 
 
 async def sync_calendar(
-    engine: Engine, config: Config, calendar_id: int, full: bool = False
+    engine: Engine,
+    config: Config,
+    calendar_id: int,
+    full: bool = False,
+    store: StateStore | None = None,
 ) -> ReconcileReport:
-    """Sync one calendar now; errors are recorded on the calendar and raised as HubError."""
+    """Sync one calendar now; errors are recorded on the calendar and raised as HubError.
+    STORE: the hub's state store (default: one on ENGINE with CONFIG's keys)."""
 
     def _load() -> tuple[dict[str, Any], str | None, SyncWindow, SourceContext, str]:
         with session_scope(engine) as session:
@@ -61,15 +70,38 @@ async def sync_calendar(
             window = SyncWindow(
                 utcnow() - timedelta(days=1), utcnow() + timedelta(days=calendar.window_days)
             )
-            ctx = calendar_context(calendar, config.hub.data_dir, calendar_secrets(settings))
+            ctx = calendar_context(calendar, config.hub.data_dir)
             return settings, None if full else calendar.cursor, window, ctx, calendar.source_type
 
+    store = store if store is not None else state_store(engine, config)
+    adopting: ConfigError | None = None
+    try:
+        # Secret files the console of an earlier build wrote on this machine: into the store.
+        await asyncio.to_thread(
+            adopt_secret_files,
+            engine,
+            lambda: store_keyring(store, config),
+            config.hub.data_dir,
+            calendar_id,
+        )
+    except ConfigError as exc:  # no usable key: told below, on the calendar
+        adopting = exc
     settings, cursor, window, ctx, kind = await asyncio.to_thread(_load)
     where = ctx.name
 
     async def _failed(exc: Exception) -> HubError:
         await asyncio.to_thread(_record_error, engine, calendar_id, str(exc))
         return HubError(f"{where} could not be read: {exc}")
+
+    try:
+        if adopting is not None:
+            raise adopting
+        # A secret this instance cannot read (a file of another machine, a store entry under
+        # another key) is recorded on the calendar like any read error.
+        ctx.secrets = await asyncio.to_thread(resolve_secrets, settings, store, calendar_id)
+    except (ConfigError, SecretUnreadable) as exc:
+        raise await _failed(exc) from None
+    ctx.store = store
 
     # Files a hub before calendar ids kept under the calendar's name: where they are now.
     await asyncio.to_thread(move_name_keyed_files, ctx, source_state_files(kind, settings))
@@ -160,6 +192,11 @@ async def _write_answers(engine: Engine, source: CalendarSource, calendar_id: in
         await asyncio.to_thread(_done, row.id)
 
 
+def store_keyring(store: StateStore, config: Config) -> Keyring:
+    """The keys STORE encrypts with (those of CONFIG for another kind of store)."""
+    return store.keyring if isinstance(store, SqlStateStore) else load_keyring(config)
+
+
 def _record_error(engine: Engine, calendar_id: int, error: str) -> None:
     with session_scope(engine) as session:
         calendar = session.get(Calendar, calendar_id)
@@ -185,12 +222,12 @@ def due_calendars(engine: Engine) -> list[int]:
         ]
 
 
-async def sync_due(engine: Engine, config: Config) -> int:
+async def sync_due(engine: Engine, config: Config, store: StateStore | None = None) -> int:
     """Sync every due calendar (one failing calendar does not stop the others)."""
     done = 0
     for calendar_id in await asyncio.to_thread(due_calendars, engine):
         try:
-            await sync_calendar(engine, config, calendar_id)
+            await sync_calendar(engine, config, calendar_id, store=store)
             done += 1
         except HubError as exc:
             log.warning("%s", exc)

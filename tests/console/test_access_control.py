@@ -541,10 +541,10 @@ def _forged_oauth(hub: Any, caller: Caller, acme_id: int) -> dict[str, str]:
     state = oauth.sign(
         key, {"u": caller.user_id, "a": acme_id, "p": "google", "n": "x", "k": nonce}
     )
-    cookie = oauth.sign(key, {"k": nonce, "v": "verifier", "s": []})
+    cookie = oauth.sign(key, {"k": nonce})
     caller.console.http.cookies.set(OAUTH_COOKIE, cookie, path=OAUTH_PATH)
     pending = oauth.sign(
-        key, {"u": caller.user_id, "a": acme_id, "p": "google", "n": "x", "f": "none"}, 3600
+        key, {"u": caller.user_id, "a": acme_id, "p": "google", "n": "x", "t": "none"}, 3600
     )
     return {"state": state, "pending": pending}
 

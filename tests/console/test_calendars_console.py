@@ -7,12 +7,10 @@ import json
 import logging
 import re
 import ssl
-import stat
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo
@@ -24,7 +22,7 @@ from sqlmodel import select
 from hub.calendar_setup import add_calendar
 from hub.console.routes_calendars import OAUTH_COOKIE
 from hub.db import session_scope
-from hub.models import Calendar, Message, Reminder
+from hub.models import Calendar, ConnectorState, Message, Reminder
 from tests.conftest import name_keyed_file, refuse_unlink
 from tests.fakes import google_calendar, graph
 
@@ -273,7 +271,7 @@ async def test_a_stored_file_that_cannot_be_deleted_is_told(hub, console, ics_ur
         assert s.get(Calendar, calendar_id) is None
 
 
-async def test_caldav_password_is_kept_in_an_owner_only_file(hub, console):
+async def test_caldav_password_is_kept_encrypted_in_the_database(hub, console):
     alice = await console("alice")
     r = await alice.post(
         "/console/calendars/add",
@@ -291,18 +289,23 @@ async def test_caldav_password_is_kept_in_an_owner_only_file(hub, console):
     with session_scope(hub.engine) as s:
         cal = s.get(Calendar, calendar_id)
         settings = json.loads(cal.settings)
+        rows = s.exec(select(ConnectorState)).all()
     assert "app-password-123" not in cal.settings
-    secret = Path(settings["password_file"])
-    assert secret.parent == hub.config.hub.data_dir / "secrets"
-    assert secret.read_text() == "app-password-123\n"
-    assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+    assert settings["stored_secrets"] == ["password"]
+    assert not (hub.config.hub.data_dir / "secrets").exists()
+    # In the table, encrypted: never the password itself.
+    [row] = rows
+    assert (row.namespace, row.key, row.secret) == (f"calendar-{calendar_id}", "password", True)
+    assert "app-password-123" not in row.value
+    assert hub.state.get_secret(f"calendar-{calendar_id}", "password") == "app-password-123"
     assert settings["calendar"] == "Rendez-vous" and settings["username"] == "cabinet"
     page = await alice.get(f"/console/calendars/{calendar_id}")
-    assert "app-password-123" not in page.text and str(secret) not in page.text
-    assert "kept in a file on the hub" in page.text
+    assert "app-password-123" not in page.text and row.value not in page.text
+    assert "kept encrypted in the hub&#39;s database" in page.text
     flash = await _flash(alice, await alice.post(f"/console/calendars/{calendar_id}/remove"))
-    assert "Deleted 1 stored file(s) (password)." in flash
-    assert not secret.exists()
+    assert "Deleted what the hub kept for it in its database" in flash
+    with session_scope(hub.engine) as s:
+        assert s.exec(select(ConnectorState)).all() == []
 
 
 @pytest.mark.parametrize(
@@ -311,6 +314,7 @@ async def test_caldav_password_is_kept_in_an_owner_only_file(hub, console):
         ({"url": "/etc/passwd"}, "files on the hub&#39;s server cannot be used"),
         ({"url": "file:///etc/passwd"}, "files on the hub&#39;s server cannot be used"),
         ({"more": "password_file=/etc/shadow"}, "can only be set with the smshub command line"),
+        ({"more": "stored_secrets=password"}, "give the password in the Password field"),
         ({"more": "colour=blue"}, "unknown setting &#39;colour&#39;"),
         ({"more": "timeout"}, "&#39;timeout&#39; must be KEY=VALUE"),
         ({"offsets": "tomorrow"}, "reminder rule &#39;tomorrow&#39; is not understood"),
@@ -453,9 +457,13 @@ async def test_google_sign_in_connects_the_primary_calendar(hub, console, google
     assert (cal.name, cal.source_type, cal.account_id) == ("Google", "google", 1)
     assert settings["client_secret_env"] == "TEST_GOOGLE_SECRET"
     assert "g-secret" not in cal.settings and "1//g-refresh" not in cal.settings
-    token = Path(settings["refresh_token_file"])
-    assert token.read_text() == "1//g-refresh\n"
-    assert stat.S_IMODE(token.stat().st_mode) == 0o600
+    # The refresh token is kept encrypted with the calendar; the sign-in's entries are gone.
+    assert settings["stored_secrets"] == ["refresh_token"]
+    assert hub.state.get_secret(f"calendar-{calendar_id}", "refresh_token") == "1//g-refresh"
+    with session_scope(hub.engine) as s:
+        rows = s.exec(select(ConnectorState)).all()
+    assert [(r.namespace, r.key) for r in rows] == [(f"calendar-{calendar_id}", "refresh_token")]
+    assert "1//g-refresh" not in rows[0].value
     assert settings["calendar_id"] == "primary"
     # The refresh token works: a sync reads the calendar through it.
     flash = await _flash(alice, await alice.post(f"/console/calendars/{calendar_id}/sync"))
@@ -546,7 +554,8 @@ async def test_microsoft_sign_in_offers_the_calendars_then_connects_the_chosen_o
     assert (cal.name, cal.source_type) == ("Outlook", "graph")
     assert settings["calendar_id"] == "AAMkAD-second-calendar"
     assert settings["client_secret_env"] == "TEST_MS_SECRET"
-    assert Path(settings["refresh_token_file"]).read_text().startswith("0.AXoA-refresh-")
+    namespace = f"calendar-{calendar_id}"
+    assert hub.state.get_secret(namespace, "refresh_token").startswith("0.AXoA-refresh-")
     flash = await _flash(alice, await alice.post(f"/console/calendars/{calendar_id}/sync"))
     assert "Synced: 1 appointments seen, 1 reminders planned" in flash
     # The choice cannot be replayed by another user, nor altered.
@@ -555,17 +564,19 @@ async def test_microsoft_sign_in_offers_the_calendars_then_connects_the_chosen_o
     assert r.status_code == 403
     r = await alice.post("/console/calendars/oauth/finish", {"pending": pending + "x"})
     assert r.status_code == 422
+    # Nor made twice: the token waiting for the choice went with the first.
+    r = await alice.post("/console/calendars/oauth/finish", {"pending": pending, "calendar": ""})
+    assert r.status_code == 422 and "expired or was used" in r.text
     # Renamed: the next sync signs in with the newest token Microsoft handed out.
-    (renewed,) = (hub.config.hub.data_dir / "calendars").glob("graph-*.json")
-    newest = json.loads(renewed.read_text())["refresh_token"]
+    newest = json.loads(hub.state.get_secret(namespace, "renewed_refresh_token"))["refresh_token"]
     r = await alice.post(f"/console/calendars/{calendar_id}/rules", _renamed("Outlook Martin"))
     assert "Rules saved" in await _flash(alice, r)
     flash = await _flash(alice, await alice.post(f"/console/calendars/{calendar_id}/sync"))
     assert "Synced: 1 appointments seen" in flash
     assert microsoft.token_requests[-1]["refresh_token"] == newest
     # Removed: the token of the sign-in and the newest one Microsoft handed out go with it.
-    token = Path(settings["refresh_token_file"])
-    (renewed,) = (hub.config.hub.data_dir / "calendars").glob("graph-*.json")
     flash = await _flash(alice, await alice.post(f"/console/calendars/{calendar_id}/remove"))
-    assert "Deleted 2 stored file(s) (refresh token, renewed refresh token)." in flash
-    assert not token.exists() and not renewed.exists()
+    assert "Deleted what the hub kept for it in its database" in flash
+    with session_scope(hub.engine) as s:
+        assert s.exec(select(ConnectorState)).all() == []
+    assert not list((hub.config.hub.data_dir / "calendars").glob("graph-*"))
