@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, bindparam
-from sqlmodel import Session, SQLModel, col
+from sqlmodel import Session, SQLModel
 
 from hub.db import TIMESTAMP, session_scope, sql, table
 from hub.timeutil import utcnow
@@ -44,11 +44,9 @@ def claim_due(
     restricted to due rows, lock them, and push their `due_at` to the end of LEASE."""
     now = utcnow()
     claim = Lease(until=now + lease, seconds=lease.total_seconds())
-    due_at = getattr(model, "due_at")
+    due_at = table(model).c.due_at
     rows = list(
-        session.exec(
-            query.where(col(due_at) <= now).with_for_update(skip_locked=True, of=model)
-        ).all()
+        session.exec(query.where(due_at <= now).with_for_update(skip_locked=True, of=model)).all()
     )
     for row in rows:
         entity = row if isinstance(row, model) else row[0]

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, bindparam
+from sqlalchemy import BindParameter, Engine, bindparam
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
@@ -107,7 +107,7 @@ def claim(engine: Engine, worker: str, limit: int, now: datetime | None = None) 
     return claimed
 
 
-_IDS = bindparam("ids", expanding=True)
+_IDS: BindParameter[list[str]] = bindparam("ids", expanding=True)
 
 
 def mark_started(engine: Engine, worker: str, ids: Sequence[str]) -> set[str]:

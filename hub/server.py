@@ -30,7 +30,6 @@ class _Server(uvicorn.Server):
         yield
 
 
-
 async def serve(config: Config, roles: set[str]) -> None:
     """Run until SIGINT/SIGTERM."""
     logging.getLogger().setLevel(config.hub.log_level.upper())

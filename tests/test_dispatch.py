@@ -277,7 +277,9 @@ async def test_crashed_claims_are_resent_only_through_deduplicating_providers(
     assert outbox.reconcile_abandoned(engine, d_plain.router.deduplicates, None) == (0, 2)
     assert {m.status for m in _messages(engine).values()} == {"unknown"}
     ids2 = _submit(engine, config, "0611111111")
-    outbox.mark_started(engine, "dead-worker", [c.id for c in outbox.claim(engine, "dead-worker", 10)])
+    outbox.mark_started(
+        engine, "dead-worker", [c.id for c in outbox.claim(engine, "dead-worker", 10)]
+    )
     d_dedupe = _dispatcher(engine, config, dedupe)
     assert outbox.reconcile_abandoned(engine, d_dedupe.router.deduplicates, None) == (1, 0)
     await d_dedupe.drain()

@@ -101,7 +101,9 @@ def test_slow_provider_keeps_its_claims_with_two_dispatchers(db_url: str, tmp_pa
     statuses = _statuses(engine)
     assert collections.Counter(statuses[i] for i in ids) == {"sent": len(ids)}
     accepted = collections.Counter(
-        e["message_id"] for e in read_log(tmp_path / "data" / "simulator.jsonl") if e["kind"] == "mt"
+        e["message_id"]
+        for e in read_log(tmp_path / "data" / "simulator.jsonl")
+        if e["kind"] == "mt"
     )
     assert set(accepted) == set(ids) and max(accepted.values()) == 1, "a message went out twice"
     for proc in procs:
