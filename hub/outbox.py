@@ -133,11 +133,15 @@ def renew(engine: Engine, worker: str, ids: Sequence[str]) -> int:
     """Renew WORKER's lease on IDS (the claims it still holds); returns how many it holds."""
     if not ids:
         return 0
+    # Rows another transaction holds (an outcome or a report being written, which ends or
+    # keeps the claim anyway) are skipped, not waited for: no lock-order deadlock with them.
+    lock = "" if is_sqlite(engine) else " ORDER BY id FOR UPDATE SKIP LOCKED"
     with session_scope(engine) as session:
         result = session.execute(
             sql(
-                "UPDATE messages SET claimed_at = :now WHERE id IN :ids AND claimed_by = :worker "
-                "AND status IN ('claimed', 'submitting')"
+                "UPDATE messages SET claimed_at = :now WHERE id IN (SELECT id FROM messages "
+                "WHERE id IN :ids AND claimed_by = :worker "
+                f"AND status IN ('claimed', 'submitting'){lock})"
             ).bindparams(_IDS),
             {"ids": list(ids), "worker": worker, "now": utcnow()},
         )
