@@ -98,14 +98,19 @@ class Hub:
             if background:
                 await self.webhook_sender.start()
 
-    async def stop(self) -> None:
-        """Stop the dispatcher, then the providers; idempotent."""
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop the dispatcher and the mail and webhook senders, then the providers;
+        idempotent. Nothing more is claimed; work in flight gets GRACE seconds to finish
+        (None: the provider calls as long as they take, mails and posts none), and what was
+        claimed but not started is handed back."""
+        outbox_grace = 0 if grace is None else grace
+        stops = [self.webhook_sender.stop(outbox_grace)]
         if self.dispatcher is not None:
-            await self.dispatcher.stop()
-            self.dispatcher = None
+            stops.append(self.dispatcher.stop(grace))
         if self.mail_outbox is not None:
-            await self.mail_outbox.stop()
-        await self.webhook_sender.stop()
+            stops.append(self.mail_outbox.stop(outbox_grace))
+        await asyncio.gather(*stops)
+        self.dispatcher = None
         for provider in self.providers.values():
             await provider.close()
         await self.hub_client.aclose()

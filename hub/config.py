@@ -46,6 +46,9 @@ class HubSection(Section):
     # first encrypting (see hub/secretbox.py); SMSHUB_SECRET_KEY wins over it. Unset: a key
     # generated in DATA_DIR/secret.key (one machine only: instances must share the key).
     secret_key_file: str = ""
+    # On SIGTERM/SIGINT: seconds the provider calls (and mails) in flight get to finish;
+    # claims not yet handed to a provider go back to the queue at once.
+    stop_grace_seconds: float = Field(25.0, ge=0)
 
     @field_validator("default_region")
     @classmethod
@@ -101,8 +104,9 @@ class DispatcherSection(Section):
     batch_size: int = Field(200, ge=1, le=10_000)
     # Seconds between looks at the outbox when it is empty.
     poll_interval: float = Field(0.2, gt=0)
-    # Seconds after which a claim by a silent dispatcher is considered abandoned.
-    claim_lease_seconds: float = Field(120.0, gt=0)
+    # Seconds a claim lasts unless renewed: a living dispatcher renews its claims every
+    # third of this, so one that died loses them (and they are recovered) after about this.
+    claim_lease_seconds: float = Field(30.0, gt=0)
     # Attempts for a transient provider failure before the message fails.
     max_attempts: int = Field(8, ge=1)
     # First retry delay in seconds; doubles each attempt (capped at one hour).

@@ -27,38 +27,19 @@ from hub.metrics import SMS_RESULTS
 from hub.outbox import Claimed, Outcome
 from hub.outcome_writer import OutcomeWriter
 from hub.providers import OutgoingSms, SendOutcome, SendResult, SmsProvider
+from hub.rate_limits import Limiter, RateLimiter, limiter_for
+from hub.start_marks import StartMarker
 from hub.timeutil import utcnow
 
+__all__ = ["Dispatcher", "RateLimiter", "Router"]
+
 log = logging.getLogger("smshub.dispatch")
-
-
-class RateLimiter:
-    """A token bucket: at most RATE sends per second, with a burst of one second's worth."""
-
-    def __init__(self, rate: float) -> None:
-        self.rate = rate
-        self.tokens = max(rate, 1.0)
-        self.updated = time.monotonic()
-        self.lock = asyncio.Lock()
-
-    async def acquire(self) -> None:
-        if self.rate <= 0:
-            return
-        async with self.lock:
-            while True:
-                now = time.monotonic()
-                self.tokens = min(self.rate, self.tokens + (now - self.updated) * self.rate)
-                self.updated = now
-                if self.tokens >= 1:
-                    self.tokens -= 1
-                    return
-                await asyncio.sleep((1 - self.tokens) / self.rate)
 
 
 @dataclass
 class ProviderSlot:
     provider: SmsProvider
-    limiter: RateLimiter
+    limiter: Limiter
     gate: asyncio.Semaphore
     prefixes: tuple[str, ...] = ()
     # Consecutive outages; the provider is skipped until `down_until` passes.
@@ -129,7 +110,7 @@ class Dispatcher:
             slots={
                 name: ProviderSlot(
                     provider=p,
-                    limiter=RateLimiter(p.settings.rate_per_second),
+                    limiter=limiter_for(engine, name, p.settings.rate_per_second),
                     gate=asyncio.Semaphore(max(1, p.settings.concurrency)),
                     prefixes=tuple(p.settings.prefixes),
                 )
@@ -141,31 +122,93 @@ class Dispatcher:
         self._senders = sum(max(1, p.settings.concurrency) for p in providers.values())
         self._wake = asyncio.Event()
         self._stopping = False
+        # Set with _stopping: waits for a rate-limit slot end at once.
+        self._stop_event = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._keeper: asyncio.Task[None] | None = None
         self._last_reconcile = 0.0
+        # Ids this dispatcher holds a claim on (claimed or in a provider's hands, outcome not
+        # yet written): their lease is renewed while the process lives.
+        self._held: set[str] = set()
+        self._marker = StartMarker(engine, self.worker)
+        # What the stop did, for its closing log line.
+        self._finished_while_stopping = 0
+        self._handed_back = 0
 
     def wake(self) -> None:
         """Look at the outbox now (a door just queued something)."""
         self._wake.set()
 
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
     async def start(self, background: bool = True) -> None:
         """Recover abandoned claims, then (with BACKGROUND) loop until stopped."""
         await asyncio.to_thread(self._load_routes)
-        # One dispatcher on SQLite: whatever is in `submitting` at start was left by a crash.
+        # One dispatcher on SQLite: whatever is claimed at start was left by a crash.
         try:
             await asyncio.to_thread(self.reconcile, at_start=True)
         except Exception:
-            # The loop recovers them later; a start-up hiccup must not stop the hub.
+            # The keeper recovers them later; a start-up hiccup must not stop the hub.
             log.exception("recovering abandoned claims at start failed; trying again later")
             self._last_reconcile = 0.0
         if background:
             self._task = asyncio.create_task(self.run(), name="dispatcher")
+            self._keeper = asyncio.create_task(self._keep_leases(), name="dispatcher-leases")
 
-    async def stop(self) -> None:
+    def begin_stop(self) -> None:
+        """Stop claiming now; messages not yet handed to a provider are handed back."""
         self._stopping = True
+        self._stop_event.set()
         self._wake.set()
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop claiming, let the provider calls in flight finish (at most GRACE seconds,
+        None: as long as they take), hand back the claims never handed to a provider, and
+        log what the stop did. Calls still running after GRACE are abandoned: their messages
+        are settled at once as after a crash (re-sent through deduplicating providers, else
+        `unknown`)."""
+        self.begin_stop()
+        abandoned = False
         if self._task is not None:
-            await self._task
+            done, _ = await asyncio.wait({self._task}, timeout=grace)
+            if not done:
+                abandoned = True
+                log.warning(
+                    "provider calls still in flight after the %g s stop grace: abandoning them",
+                    grace,
+                )
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
+            self._task = None
+        if self._keeper is not None:
+            self._keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._keeper
+            self._keeper = None
+            settled = (0, 0)
+            if abandoned or self._held:
+                try:
+                    settled = await asyncio.to_thread(
+                        outbox.reconcile_abandoned,
+                        self.engine,
+                        self.router.deduplicates,
+                        None,
+                        worker=self.worker,
+                    )
+                except Exception:
+                    log.exception("settling this dispatcher's last claims failed")
+                self._held.clear()
+            log.warning(
+                "dispatcher drained: %d sent, %d handed back%s",
+                self._finished_while_stopping,
+                self._handed_back,
+                f", {settled[0]} re-queued and {settled[1]} marked unknown after the grace"
+                if abandoned
+                else "",
+            )
 
     def _load_routes(self) -> None:
         with session_scope(self.engine) as session:
@@ -175,13 +218,31 @@ class Dispatcher:
         }
 
     def reconcile(self, at_start: bool = False) -> tuple[int, int]:
-        """Settle messages abandoned in `submitting` by a dead dispatcher."""
+        """Settle claims whose lease lapsed (their dispatcher died)."""
         if at_start and is_sqlite(self.engine):
             cutoff = None
         else:
             cutoff = utcnow() - timedelta(seconds=self.settings.claim_lease_seconds)
         self._last_reconcile = time.monotonic()
         return outbox.reconcile_abandoned(self.engine, self.router.deduplicates, cutoff)
+
+    async def _keep_leases(self) -> None:
+        """On its own timer, whatever the batches do: renew this dispatcher's claims (a
+        slow provider never loses them), settle the claims of dead dispatchers within about
+        a lease, and reload the account routes."""
+        period = max(0.05, self.settings.claim_lease_seconds / 3)
+        while True:
+            await asyncio.sleep(period)
+            try:
+                if self._held:
+                    await asyncio.to_thread(
+                        outbox.renew, self.engine, self.worker, sorted(self._held)
+                    )
+                if time.monotonic() - self._last_reconcile >= period:
+                    await asyncio.to_thread(self.reconcile)
+                    await asyncio.to_thread(self._load_routes)
+            except Exception:
+                log.exception("renewing or recovering claims failed; trying again shortly")
 
     async def run(self) -> None:
         """The main loop; survives database and provider errors, logging them."""
@@ -211,23 +272,32 @@ class Dispatcher:
         provider's hands, while their requests are still in flight, so the gateway is not
         left idle between batches, nor while outcomes (written in groups by an
         OutcomeWriter) reach the database; and no more messages than one batch are ever
-        claimed but not yet sent (what a crash turns into `unknown` for providers that
-        cannot deduplicate).
+        claimed but not yet sent. Once stopping, nothing more is claimed and what was not
+        yet handed to a provider is handed back.
         """
         senders = self._senders
         queue: asyncio.Queue[tuple[Claimed, _Batch] | None] = asyncio.Queue()
-        writer = OutcomeWriter(self.engine, self.worker)
+        writer = OutcomeWriter(self.engine, self.worker, written=self._written)
         unstarted = _Unstarted()
+        handback: list[str] = []
         claimed = 0
 
         async def send() -> None:
             while (item := await queue.get()) is not None:
                 message, batch = item
                 try:
-                    batch.outcomes.append(await self._send_one(message, unstarted))
+                    outcome = await self._send_one(message, unstarted)
                 except Exception:
-                    # A bug, not an outage: the message stays in `submitting` for reconcile.
+                    # A bug, not an outage: the claim lapses and recovery settles it.
                     log.exception("sending message %s failed", message.id)
+                    self._held.discard(message.id)
+                else:
+                    if outcome is None:
+                        handback.append(message.id)
+                    else:
+                        batch.outcomes.append(outcome)
+                        if self._stopping:
+                            self._finished_while_stopping += 1
                 # Held, or no provider took it: nothing of it is waiting any more.
                 unstarted.started(message.id)
                 batch.done += 1
@@ -239,14 +309,15 @@ class Dispatcher:
             try:
                 while not self._stopping:
                     await unstarted.none_left.wait()
-                    if forever:
-                        await self._maintain()
+                    if self._stopping:
+                        return
                     # Cleared before claiming: a wake() during the claim is not missed.
                     self._wake.clear()
                     batch = await asyncio.to_thread(
                         outbox.claim, self.engine, self.worker, self.settings.batch_size
                     )
                     claimed += len(batch)
+                    self._held.update(m.id for m in batch)
                     unstarted.add(m.id for m in batch)
                     progress = _Batch(len(batch))
                     for message in batch:
@@ -266,20 +337,30 @@ class Dispatcher:
         finally:
             # The messages already claimed are sent and recorded, whatever stopped the feed.
             await asyncio.gather(*workers)
-            await writer.flush()
+            try:
+                await writer.flush()
+            finally:
+                if handback:
+                    await self._hand_back(handback)
         return claimed
 
-    async def _maintain(self) -> None:
-        """Now and then: settle claims abandoned by dead dispatchers, reload account routes."""
-        if time.monotonic() - self._last_reconcile <= self.settings.claim_lease_seconds / 2:
-            return
-        try:
-            await asyncio.to_thread(self.reconcile)
-            await asyncio.to_thread(self._load_routes)
-        except Exception:
-            log.exception("recovering abandoned claims failed; trying again later")
+    def _written(self, outcomes: Sequence[Outcome]) -> None:
+        """Outcomes are in the database (or their write failed: recovery settles those)."""
+        self._held.difference_update(o.message.id for o in outcomes)
 
-    async def _send_one(self, message: Claimed, unstarted: _Unstarted) -> Outcome:
+    async def _hand_back(self, ids: list[str]) -> None:
+        try:
+            self._handed_back += await asyncio.to_thread(
+                outbox.release, self.engine, self.worker, ids
+            )
+        except Exception:
+            # Their leases lapse and another dispatcher (or the next start) takes them.
+            log.exception("handing back %d claimed messages failed", len(ids))
+        self._held.difference_update(ids)
+
+    async def _send_one(self, message: Claimed, unstarted: _Unstarted) -> Outcome | None:
+        """Send MESSAGE through its route; None when it was never handed to a provider and
+        must be handed back (the dispatcher is stopping, or it may no longer be sent)."""
         sms = OutgoingSms(
             message_id=message.id,
             to=message.recipient,
@@ -298,6 +379,7 @@ class Dispatcher:
         if not route:
             return self._retry_or_fail(message, None, "no provider configured for this route")
         last_detail = ""
+        started = False
         for slot in route:
             if slot.down_until > time.monotonic():
                 last_detail = (
@@ -305,7 +387,18 @@ class Dispatcher:
                     f"(last: {slot.last_detail or 'unknown'})"
                 )
                 continue
-            result = await self._call(slot, sms, unstarted)
+            result = await self._call(slot, sms, unstarted, first=not started)
+            if result is None:
+                if not started:
+                    return None
+                # Stopping after a failed call: the next provider is not tried now.
+                return Outcome(
+                    message,
+                    "queued",
+                    provider=slot.provider.name,
+                    detail=f"{last_detail}; not tried further: the dispatcher stopped",
+                )
+            started = True
             SMS_RESULTS.labels(provider=slot.provider.name, outcome=result.outcome.value).inc()
             if result.outcome == SendOutcome.ACCEPTED:
                 slot.failures = 0
@@ -372,10 +465,17 @@ class Dispatcher:
         )
 
     async def _call(
-        self, slot: ProviderSlot, sms: OutgoingSms, unstarted: _Unstarted
-    ) -> SendResult:
-        await slot.limiter.acquire()
+        self, slot: ProviderSlot, sms: OutgoingSms, unstarted: _Unstarted, *, first: bool
+    ) -> SendResult | None:
+        """One provider call; None when it did not start (stopping, or the message may no
+        longer be sent). The FIRST call of a message records that it starts beforehand."""
+        if not await slot.limiter.acquire(self._stop_event):
+            return None
         async with slot.gate:
+            if self._stopping:
+                return None
+            if first and not await self._marker.start(sms.message_id):
+                return None
             unstarted.started(sms.message_id)
             try:
                 return await slot.provider.send(sms)

@@ -18,6 +18,8 @@ from typing import Protocol, runtime_checkable
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
+from hub import claims
+from hub.claims import Lease
 from hub.db import session_scope
 from hub.models import OutgoingMail
 from hub.timeutil import utcnow
@@ -25,6 +27,8 @@ from hub.timeutil import utcnow
 log = logging.getLogger("smshub.mailout")
 
 MAX_ATTEMPTS = 10
+# A claimed mail is this worker's for this long; it is sent only in the first half of it.
+CLAIM_LEASE = timedelta(minutes=2)
 
 
 @runtime_checkable
@@ -85,7 +89,8 @@ def queue_mail(
 
 
 class MailOutbox:
-    """Sends queued mail through a MailSender; one worker per process."""
+    """Sends queued mail through a MailSender; one worker per process, and the workers of
+    several processes claim rows (hub.claims) so each mail goes out once."""
 
     def __init__(self, engine: Engine, sender: MailSender, poll_interval: float = 2.0) -> None:
         self.engine = engine
@@ -93,41 +98,51 @@ class MailOutbox:
         self.poll_interval = poll_interval
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     def wake(self) -> None:
         self._wake.set()
 
     async def start(self) -> None:
+        self._stopping = False
         self._task = asyncio.create_task(self._loop(), name="mail-outbox")
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float | None = 0) -> None:
+        """Send nothing more; the mail in flight gets GRACE seconds (None: as long as it
+        takes), the claimed mails not yet sent are handed back."""
+        self._stopping = True
+        self._wake.set()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            done, _ = await asyncio.wait({self._task}, timeout=grace)
+            if not done:
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
+            self._task = None
 
     async def _loop(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 sent = await self.send_due()
             except Exception:
                 log.exception("mail outbox round failed")
                 sent = 0
-            if not sent:
+            if not sent and not self._stopping:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.poll_interval)
 
-    def _due(self, limit: int) -> list[OutgoingMail]:
+    def _due(self, limit: int) -> tuple[list[OutgoingMail], Lease]:
+        """Claim up to LIMIT due mails (another worker skips them until the lease ends)."""
         with session_scope(self.engine) as session:
-            return list(
-                session.exec(
-                    select(OutgoingMail)
-                    .where(OutgoingMail.status == "pending", col(OutgoingMail.due_at) <= utcnow())
-                    .order_by(col(OutgoingMail.id))
-                    .limit(limit)
-                ).all()
+            query = (
+                select(OutgoingMail)
+                .where(OutgoingMail.status == "pending")
+                .order_by(col(OutgoingMail.id))
+                .limit(limit)
             )
+            rows, lease = claims.claim_due(session, query, OutgoingMail, CLAIM_LEASE)
+            return rows, lease
 
     def _mark(self, mail_id: int, error: str | None, permanent: bool = False) -> None:
         with session_scope(self.engine) as session:
@@ -147,15 +162,21 @@ class MailOutbox:
                     row.due_at = utcnow() + timedelta(seconds=min(30 * 2**row.attempts, 3600))
             session.add(row)
 
-    async def send_due(self, limit: int = 50) -> int:
-        """Send every due mail once; returns how many were delivered."""
+    async def send_due(self, limit: int = 10) -> int:
+        """Send the due mails once (up to LIMIT); returns how many were delivered."""
         from email import message_from_bytes
         from email.policy import default
 
-        rows = await asyncio.to_thread(self._due, limit)
+        rows, lease = await asyncio.to_thread(self._due, limit)
         delivered = 0
-        for row in rows:
+        for n, row in enumerate(rows):
             assert row.id is not None
+            if self._stopping or not lease.fresh():
+                # A stop, or a slow relay ate half the lease: the rest go back to the queue
+                # rather than risk a mail another worker may have taken over meanwhile.
+                unsent = [r.id for r in rows[n:] if r.id is not None]
+                await asyncio.to_thread(claims.release, self.engine, OutgoingMail, unsent, lease)
+                break
             message = message_from_bytes(row.raw, policy=default)
             assert isinstance(message, EmailMessage)
             try:

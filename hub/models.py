@@ -101,6 +101,9 @@ class ApiToken(SQLModel, table=True):
 
 class MessageStatus(enum.StrEnum):
     QUEUED = "queued"
+    # Held by a dispatcher (a lease), its provider call not started yet.
+    CLAIMED = "claimed"
+    # Its provider call has started: after a crash it may or may not have gone out.
     SUBMITTING = "submitting"
     SENT = "sent"
     DELIVERED = "delivered"
@@ -414,6 +417,16 @@ class ConnectorState(SQLModel, table=True):
     # Gone for readers after this time, deleted by prune(); None: kept until deleted.
     expires_at: datetime | None = Field(default=None, sa_column=_ts(index=True))
     updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
+
+
+class RateBucket(SQLModel, table=True):
+    """A provider's send rate shared by every dispatcher (hub.rate_limits): the theoretical
+    arrival time of its next send, in seconds of the database clock (GCRA)."""
+
+    __tablename__ = "rate_buckets"
+
+    name: str = Field(primary_key=True, max_length=64)
+    tat: float = 0.0
 
 
 class WebhookEndpoint(SQLModel, table=True):

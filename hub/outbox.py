@@ -1,7 +1,11 @@
 """The outbox's state changes, each one guarded SQL statement so concurrent workers agree.
 
-queued → submitting (claimed) → sent → delivered | undelivered | dr_unavailable;
-queued → cancelled; submitting → queued (retry) | failed | unknown (crash, no dedupe).
+queued → claimed (a dispatcher holds it) → submitting (its provider call has started) → sent
+→ delivered | undelivered | dr_unavailable; queued → cancelled; claimed → queued (handed
+back, or its holder died) | failed; submitting → queued (retry) | failed | unknown (crash, no
+dedupe). A claim is a lease: `claimed_at` is renewed while the holder lives, and only a
+claim not renewed for the lease is taken over. Only a message whose provider call had
+started may end `unknown`.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, bindparam
+from sqlalchemy import BindParameter, Engine, bindparam
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
@@ -24,8 +28,7 @@ log = logging.getLogger("smshub.outbox")
 
 _CLAIM = """
 UPDATE messages
-   SET status = 'submitting', claimed_by = :worker, claimed_at = :now,
-       attempts = attempts + 1, updated_at = :now
+   SET status = 'claimed', claimed_by = :worker, claimed_at = :now, updated_at = :now
  WHERE id IN (SELECT id FROM messages
                WHERE status = 'queued' AND due_at <= :now
                ORDER BY due_at LIMIT :limit {lock})
@@ -36,7 +39,11 @@ RETURNING id, account_id, charged_account_id, recipient, sender, text, encoding,
 
 @dataclass(frozen=True)
 class Claimed:
-    """A message this worker now owns until it writes an outcome."""
+    """A message this worker now owns until it writes an outcome.
+
+    `attempts` counts the attempt about to be made (the stored count is raised only once
+    the provider call starts, see `mark_started`).
+    """
 
     id: str
     account_id: int
@@ -89,7 +96,7 @@ def claim(engine: Engine, worker: str, limit: int, now: datetime | None = None) 
             encoding=row.encoding,
             segments=row.segments,
             credits=row.credits,
-            attempts=row.attempts,
+            attempts=row.attempts + 1,
             send_seq=row.send_seq,
             first_sent_at=as_utc(row.first_sent_at) if row.first_sent_at else None,
             type=row.type,
@@ -98,6 +105,64 @@ def claim(engine: Engine, worker: str, limit: int, now: datetime | None = None) 
     ]
     claimed.sort(key=lambda c: c.id)
     return claimed
+
+
+_IDS: BindParameter[list[str]] = bindparam("ids", expanding=True)
+
+
+def mark_started(engine: Engine, worker: str, ids: Sequence[str]) -> set[str]:
+    """Record that the provider calls of IDS (claimed by WORKER) start now; returns the ids
+    that may go out: a message cancelled meanwhile, or whose lease another worker took over,
+    is left out and must not be sent."""
+    if not ids:
+        return set()
+    now = utcnow()
+    with session_scope(engine) as session:
+        rows = session.execute(
+            sql(
+                "UPDATE messages SET status = 'submitting', attempts = attempts + 1, "
+                "claimed_at = :now, updated_at = :now "
+                "WHERE id IN :ids AND claimed_by = :worker AND status = 'claimed' RETURNING id"
+            ).bindparams(_IDS),
+            {"ids": list(ids), "worker": worker, "now": now},
+        ).all()
+    return {row[0] for row in rows}
+
+
+def renew(engine: Engine, worker: str, ids: Sequence[str]) -> int:
+    """Renew WORKER's lease on IDS (the claims it still holds); returns how many it holds."""
+    if not ids:
+        return 0
+    # Rows another transaction holds (an outcome or a report being written, which ends or
+    # keeps the claim anyway) are skipped, not waited for: no lock-order deadlock with them.
+    lock = "" if is_sqlite(engine) else " ORDER BY id FOR UPDATE SKIP LOCKED"
+    with session_scope(engine) as session:
+        result = session.execute(
+            sql(
+                "UPDATE messages SET claimed_at = :now WHERE id IN (SELECT id FROM messages "
+                "WHERE id IN :ids AND claimed_by = :worker "
+                f"AND status IN ('claimed', 'submitting'){lock})"
+            ).bindparams(_IDS),
+            {"ids": list(ids), "worker": worker, "now": utcnow()},
+        )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def release(engine: Engine, worker: str, ids: Sequence[str]) -> int:
+    """Hand back WORKER's claims on IDS that never reached a provider (a stop): they are
+    queued again as they were, attempts and charge unchanged. Returns how many."""
+    if not ids:
+        return 0
+    now = utcnow()
+    with session_scope(engine) as session:
+        rows = session.execute(
+            sql(
+                "UPDATE messages SET status = 'queued', claimed_by = NULL, updated_at = :now "
+                "WHERE id IN :ids AND claimed_by = :worker AND status = 'claimed' RETURNING id"
+            ).bindparams(_IDS),
+            {"ids": list(ids), "worker": worker, "now": now},
+        ).all()
+    return len(rows)
 
 
 def _events(session: Session, rows: Sequence[dict[str, object]]) -> None:
@@ -162,15 +227,21 @@ def _record_outcomes(engine: Engine, worker: str, outcomes: Sequence[Outcome]) -
         if retry:
             session.execute(
                 sql(
+                    # The stored attempts count the provider calls started (mark_started):
+                    # a held round gives its call back, a counted one that never reached a
+                    # provider (no route) still uses up an attempt.
                     "UPDATE messages SET status = 'queued', due_at = :due, claimed_by = NULL, "
-                    "detail = :detail, updated_at = :now, attempts = attempts - :undo "
-                    "WHERE id = :id AND claimed_by = :worker AND status = 'submitting'"
+                    "detail = :detail, updated_at = :now, attempts = attempts + CASE "
+                    "WHEN status = 'claimed' AND :counted = 1 THEN 1 "
+                    "WHEN status = 'submitting' AND :counted = 0 THEN -1 ELSE 0 END "
+                    "WHERE id = :id AND claimed_by = :worker "
+                    "AND status IN ('claimed', 'submitting')"
                 ),
                 [
                     {
                         "id": o.message.id,
                         "due": o.retry_at or now,
-                        "undo": 0 if o.counted else 1,
+                        "counted": 1 if o.counted else 0,
                         "detail": o.detail[:500],
                         "now": now,
                         "worker": worker,
@@ -203,7 +274,8 @@ def _record_outcomes(engine: Engine, worker: str, outcomes: Sequence[Outcome]) -
                 sql(
                     "UPDATE messages SET status = 'failed', reason = :reason, detail = :detail, "
                     "provider = :provider, final_at = :now, claimed_by = NULL, updated_at = :now "
-                    "WHERE id = :id AND claimed_by = :worker AND status = 'submitting'"
+                    "WHERE id = :id AND claimed_by = :worker "
+                    "AND status IN ('claimed', 'submitting')"
                 ),
                 {
                     "id": o.message.id,
@@ -269,36 +341,50 @@ def cancel_queued(session: Session, message: Message) -> bool:
 
 
 def reconcile_abandoned(
-    engine: Engine, can_resend: Callable[[int], bool], older_than: datetime | None
+    engine: Engine,
+    can_resend: Callable[[int], bool],
+    older_than: datetime | None,
+    *,
+    worker: str | None = None,
 ) -> tuple[int, int]:
-    """Settle messages a dead worker left in `submitting`.
+    """Settle messages whose holder let its lease lapse (it died, or stopped past its grace).
 
-    Re-queued when every provider on the account's route deduplicates on our key (the
-    re-send cannot double), otherwise marked `unknown`: it may or may not have gone out.
-    Returns (re-queued, unknown).
+    A message still `claimed` never reached a provider: it is queued again, as it was. One
+    in `submitting` had its provider call started: re-queued when every provider on the
+    account's route deduplicates on our key (the re-send cannot double), otherwise marked
+    `unknown`: it may or may not have gone out. OLDER_THAN None takes every claim (one
+    process on SQLite, at start); WORKER limits it to that worker's claims. Returns
+    (re-queued, unknown) for the `submitting` ones.
     """
     now = utcnow()
-    query = "SELECT id, account_id, claimed_by FROM messages WHERE status = 'submitting'"
+    query = (
+        "SELECT id, account_id, claimed_by, status FROM messages "
+        "WHERE status IN ('claimed', 'submitting')"
+    )
     params: dict[str, object] = {}
     if older_than is not None:
         query += " AND claimed_at < :cutoff"
         params["cutoff"] = older_than
+    if worker is not None:
+        query += " AND claimed_by = :worker"
+        params["worker"] = worker
     # Rows in id order, locked (skipping rows a report is updating) so reconcile and the
     # report callback never lock the same rows in opposite orders (a deadlock).
     query += " ORDER BY id"
     if not is_sqlite(engine):
         query += " FOR UPDATE SKIP LOCKED"
-    requeued = unknown = 0
+    handed_back = requeued = unknown = 0
     with session_scope(engine) as session:
         rows = session.execute(sql(query), params).all()
-        for message_id, account_id, worker in rows:
-            resend = can_resend(account_id)
+        for message_id, account_id, holder, state in rows:
+            started = state == MessageStatus.SUBMITTING
+            resend = not started or can_resend(account_id)
             status = MessageStatus.QUEUED if resend else MessageStatus.UNKNOWN
             result = session.execute(
                 sql(
                     "UPDATE messages SET status = :status, claimed_by = NULL, updated_at = :now, "
                     "final_at = :final_at, reason = COALESCE(:reason, reason) "
-                    "WHERE id = :id AND status = 'submitting' AND claimed_by = :worker"
+                    "WHERE id = :id AND status = :state AND claimed_by = :worker"
                 ).bindparams(bindparam("final_at", type_=TIMESTAMP)),
                 {
                     "status": status.value,
@@ -306,10 +392,15 @@ def reconcile_abandoned(
                     "final_at": None if resend else now,
                     "reason": None if resend else "process_died",
                     "id": message_id,
-                    "worker": worker,
+                    "state": state,
+                    "worker": holder,
                 },
             )
             if result.rowcount != 1:  # type: ignore[attr-defined]
+                continue
+            if not started:
+                # Never handed to a provider: nothing happened to it worth an event.
+                handed_back += 1
                 continue
             session.add(
                 MessageEvent(
@@ -324,6 +415,11 @@ def reconcile_abandoned(
                 requeued += 1
             else:
                 unknown += 1
+    if handed_back:
+        log.warning(
+            "took back %d claimed message(s) never handed to a provider: queued again",
+            handed_back,
+        )
     if requeued or unknown:
         log.warning(
             "recovered %d message(s) left in submitting: %d re-queued, %d marked unknown",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from sqlalchemy import Engine
 
@@ -23,9 +23,16 @@ log = logging.getLogger("smshub.dispatch")
 class OutcomeWriter:
     """Group commit of outcomes for one dispatcher (at most one write in flight)."""
 
-    def __init__(self, engine: Engine, worker: str) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        worker: str,
+        written: Callable[[Sequence[Outcome]], None] | None = None,
+    ) -> None:
         self.engine = engine
         self.worker = worker
+        # Told of each group once its write is over, successful or not.
+        self.written = written
         self._pending: list[Outcome] = []
         self._task: asyncio.Task[None] | None = None
         self._error: Exception | None = None
@@ -46,6 +53,8 @@ class OutcomeWriter:
                     # next groups are still written (the database may be back by then).
                     log.exception("recording the outcomes of %d messages failed", len(group))
                     self._error = self._error or exc
+                if self.written is not None:
+                    self.written(group)
         finally:
             self._task = None
 

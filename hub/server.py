@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import signal
+from collections.abc import Iterator
 from typing import Any
 
 import uvicorn
@@ -14,6 +18,16 @@ from hub.intake.policy import IntakePolicy
 from hub.registry import build_mail_sources
 
 log = logging.getLogger("smshub")
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: it would re-raise SIGTERM once its HTTP
+    shutdown is done, killing the process (exit 143) before the dispatcher drains. `serve`
+    handles the signals and sets `should_exit` itself."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
 
 async def serve(config: Config, roles: set[str]) -> None:
@@ -39,9 +53,9 @@ async def serve(config: Config, roles: set[str]) -> None:
     # One policy for both doors, so the per-sender limits count SMTP and IMAP mail together.
     policy = IntakePolicy(engine, config)
     if "smtp" in roles and config.smtp.enabled:
-        from hub.intake.smtp import start_smtp
+        from hub.intake.smtp import start_smtp_listener
 
-        smtp_server = await start_smtp(policy, config, on_accepted=hub.after_intake)
+        smtp_server = await start_smtp_listener(policy, config, on_accepted=hub.after_intake)
     if "imap" in roles and config.imap:
         imap_sources = build_mail_sources(config, policy, on_accepted=hub.after_intake)
         for source in imap_sources:
@@ -69,29 +83,56 @@ async def serve(config: Config, roles: set[str]) -> None:
             config.http.host,
             config.http.port,
         )
-    try:
-        if "api" in roles:
-            server = uvicorn.Server(
-                uvicorn.Config(
-                    hub.api,
-                    host=config.http.host,
-                    port=config.http.port,
-                    log_level="warning",
-                    access_log=False,
-                    lifespan="off",
-                )
+    grace = config.hub.stop_grace_seconds
+    stopping = asyncio.Event()
+    server: _Server | None = None
+    if "api" in roles:
+        server = _Server(
+            uvicorn.Config(
+                hub.api,
+                host=config.http.host,
+                port=config.http.port,
+                log_level="warning",
+                access_log=False,
+                lifespan="off",
+                timeout_graceful_shutdown=max(1, int(grace)),
             )
+        )
+
+    def on_signal(signum: int) -> None:
+        if stopping.is_set():
+            log.warning("%s again: already stopping", signal.Signals(signum).name)
+            return
+        log.warning(
+            "%s: stopping (no new work; work in flight gets %g s)",
+            signal.Signals(signum).name,
+            grace,
+        )
+        stopping.set()
+        # Stop claiming at once, before anything else is awaited.
+        if hub.dispatcher is not None:
+            hub.dispatcher.begin_stop()
+        if server is not None:
+            server.should_exit = True
+
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+    try:
+        if server is not None:
             await server.serve()
         else:
-            import asyncio
-
-            await asyncio.Event().wait()
+            await stopping.wait()
     finally:
+        # No new work first (SMTP sessions answered 421, mailboxes and jobs stopped), then
+        # the work in flight finishes or is handed back.
+        if smtp_server is not None:
+            await smtp_server.shut_down(grace)
         for source in imap_sources:
             await source.stop()
-        if smtp_server is not None:
-            smtp_server.close()
-            await smtp_server.wait_closed()
         if scheduler is not None:
             scheduler.shutdown(wait=False)
-        await hub.stop()
+        await hub.stop(grace)
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+        log.warning("smshub stopped")

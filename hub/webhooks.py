@@ -36,7 +36,9 @@ import httpx
 from sqlalchemy import Engine
 from sqlmodel import Session, col, delete, select
 
+from hub import claims
 from hub.accounts import ancestors, get_account
+from hub.claims import Lease
 from hub.db import session_scope
 from hub.errors import ConflictError, InvalidInput, NotFound
 from hub.models import Account, Message, MessageStatus, WebhookDelivery, WebhookEndpoint
@@ -563,6 +565,7 @@ class WebhookSender:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._claimed = 0
+        self._stopping = False
 
     def client(self, private_ok: bool = False) -> httpx.AsyncClient:
         if private_ok not in self._clients:
@@ -581,53 +584,53 @@ class WebhookSender:
         self._wake.set()
 
     async def start(self) -> None:
+        self._stopping = False
         self._task = asyncio.create_task(self._loop(), name="webhook-sender")
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float | None = 0) -> None:
+        """Post nothing more; posts in flight get GRACE seconds (None: as long as they
+        take) to finish, deliveries not yet posted are handed back."""
+        self._stopping = True
+        self._wake.set()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            done, _ = await asyncio.wait({self._task}, timeout=grace)
+            if not done:
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
             self._task = None
         clients, self._clients = list(self._clients.values()), {}
         for client in clients:
             await client.aclose()
 
     async def _loop(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 await self.send_due()
             except Exception:
                 log.exception("webhook round failed")
                 self._claimed = 0
-            if self._claimed < self.batch_size:
+            if self._claimed < self.batch_size and not self._stopping:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.poll_interval)
 
-    def _claim(self, limit: int, only: int | None = None) -> list[_Job]:
+    def _claim(self, limit: int, only: int | None = None) -> tuple[list[_Job], Lease]:
         """Take due deliveries of enabled endpoints, pushing their due time by the lease."""
-        now = utcnow()
         with session_scope(self.engine) as session:
             query = (
                 select(WebhookDelivery, WebhookEndpoint)
                 .join(WebhookEndpoint, col(WebhookEndpoint.id) == col(WebhookDelivery.endpoint_id))
-                .where(
-                    WebhookDelivery.status == "pending",
-                    col(WebhookDelivery.due_at) <= now,
-                    col(WebhookEndpoint.enabled),
-                )
+                .where(WebhookDelivery.status == "pending", col(WebhookEndpoint.enabled))
                 .order_by(col(WebhookDelivery.due_at), col(WebhookDelivery.id))
                 .limit(limit)
-                .with_for_update(skip_locked=True, of=WebhookDelivery)
             )
             if only is not None:
                 query = query.where(WebhookDelivery.id == only)
+            rows, lease = claims.claim_due(session, query, WebhookDelivery, CLAIM_LEASE)
             jobs = []
-            for delivery, endpoint in session.exec(query).all():
+            for delivery, endpoint in rows:
                 assert delivery.id is not None and endpoint.id is not None
-                delivery.due_at = now + CLAIM_LEASE
-                session.add(delivery)
                 jobs.append(
                     _Job(
                         delivery_id=delivery.id,
@@ -640,9 +643,9 @@ class WebhookSender:
                         private_ok=endpoint.private_ok,
                     )
                 )
-        return jobs
+        return jobs, lease
 
-    async def _post(self, job: _Job) -> _Result:
+    async def _post(self, job: _Job, lease: Lease) -> _Result | None:
         timestamp = int(time.time())
         body = job.payload.encode("utf-8")
         headers = {
@@ -654,6 +657,9 @@ class WebhookSender:
         }
         client = self.client(job.private_ok)
         async with self._gate:
+            if self._stopping or not lease.fresh():
+                # Handed back: a stop, or the claim too old to be sure it is still ours.
+                return None
             try:
                 async with client.stream("POST", job.url, content=body, headers=headers) as r:
                     excerpt = b""
@@ -715,8 +721,11 @@ class WebhookSender:
                     row.due_at = due
             session.add(row)
 
-    async def _send(self, job: _Job) -> bool:
-        result = await self._post(job)
+    async def _send(self, job: _Job, lease: Lease) -> bool | None:
+        """Post JOB and record the result; None when it was not posted (to hand back)."""
+        result = await self._post(job, lease)
+        if result is None:
+            return None
         if not result.ok:
             log.info(
                 "webhook %s to endpoint %d not delivered yet: %s",
@@ -729,12 +738,15 @@ class WebhookSender:
 
     async def send_due(self, limit: int | None = None) -> int:
         """Post every due delivery once (up to LIMIT); returns how many were delivered."""
-        jobs = await asyncio.to_thread(self._claim, limit or self.batch_size)
+        jobs, lease = await asyncio.to_thread(self._claim, limit or self.batch_size)
         self._claimed = len(jobs)
         if not jobs:
             return 0
-        results = await asyncio.gather(*(self._send(job) for job in jobs))
-        return sum(results)
+        results = await asyncio.gather(*(self._send(job, lease) for job in jobs))
+        unsent = [job.delivery_id for job, ok in zip(jobs, results, strict=True) if ok is None]
+        if unsent:
+            await asyncio.to_thread(claims.release, self.engine, WebhookDelivery, unsent, lease)
+        return sum(1 for ok in results if ok)
 
     async def send_now(self, delivery_id: int) -> WebhookDelivery | None:
         """Post one pending delivery now, due or not; returns it as recorded (None if it is
@@ -748,10 +760,10 @@ class WebhookSender:
                     session.add(row)
 
         await asyncio.to_thread(_make_due)
-        jobs = await asyncio.to_thread(self._claim, 1, delivery_id)
+        jobs, lease = await asyncio.to_thread(self._claim, 1, delivery_id)
         if not jobs:
             return None
-        await self._send(jobs[0])
+        await self._send(jobs[0], lease)
 
         def _load() -> WebhookDelivery | None:
             with session_scope(self.engine) as session:

@@ -269,13 +269,17 @@ async def test_crashed_claims_are_resent_only_through_deduplicating_providers(
     ids = _submit(engine, config, "0612345678", "0698765432")
     claimed = outbox.claim(engine, "dead-worker", 10)
     assert len(claimed) == 2
+    # Both provider calls had started when the worker died.
+    assert outbox.mark_started(engine, "dead-worker", [c.id for c in claimed]) == set(ids)
     dedupe = FlakyProvider("dedupe", [], deduplicates=True)
     plain = FlakyProvider("plain", [], deduplicates=False)
     d_plain = _dispatcher(engine, config, plain)
     assert outbox.reconcile_abandoned(engine, d_plain.router.deduplicates, None) == (0, 2)
     assert {m.status for m in _messages(engine).values()} == {"unknown"}
     ids2 = _submit(engine, config, "0611111111")
-    outbox.claim(engine, "dead-worker", 10)
+    outbox.mark_started(
+        engine, "dead-worker", [c.id for c in outbox.claim(engine, "dead-worker", 10)]
+    )
     d_dedupe = _dispatcher(engine, config, dedupe)
     assert outbox.reconcile_abandoned(engine, d_dedupe.router.deduplicates, None) == (1, 0)
     await d_dedupe.drain()

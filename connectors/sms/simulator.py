@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 
 from hub.callbacks import CallbackRequest, CallbackView, SharedSecretMixin
 from hub.config import read_secret
@@ -53,6 +53,10 @@ class SimulatorSettings(ProviderSettings):
     send_reports: bool = True
     # Seconds between accepting an SMS and reporting on it.
     report_delay: float = 1.0
+    # Seconds each send request takes, as a real provider's HTTP round trip does (0: none).
+    # With a latency, the log records each request when it arrives ("kind": "request"),
+    # before the SMS is accepted ("kind": "mt") at its end.
+    latency: float = Field(0.0, ge=0, le=60)
     # Share of messages reported undelivered, by reason, e.g. { invalid_number = 0.05 }.
     failure_mix: dict[str, float] = {}
     # Numbers always reported as invalid_number.
@@ -148,6 +152,19 @@ class SimulatorProvider:
                 detail="simulator refuses this number",
             )
         provider_id = "sim-" + hashlib.sha256(key.encode()).hexdigest()[:20]
+        if self.settings.latency > 0:
+            # The request has reached the provider: from here a crash leaves it unknown.
+            self._append(
+                {
+                    "kind": "request",
+                    "key": key,
+                    "message_id": sms.message_id,
+                    "at": datetime.now(UTC).isoformat(),
+                }
+            )
+            await asyncio.sleep(self.settings.latency)
+            if self.deduplicates and key in self._sent:
+                return SendResult(SendOutcome.ACCEPTED, self._sent[key], detail="duplicate ignored")
         entry = {
             "kind": "mt",
             "id": provider_id,

@@ -49,13 +49,23 @@ def _parse_address(arg: str, local_part_limit: int) -> tuple[str | None, str | N
     return parsed
 
 
+SHUTTING_DOWN = b"421 4.3.2 service shutting down\r\n"
+
+
 class IntakeSMTP(SMTP):
-    """aiosmtpd's SMTP, remembering the MAIL FROM and RCPT TO addresses it parsed.
+    """aiosmtpd's SMTP, remembering the MAIL FROM and RCPT TO addresses it parsed, and
+    known to its listener so a stop can answer it `421`.
 
     Parsing an address costs aiosmtpd about 45 µs (it builds a typing.Protocol class on
     every call), a tenth of the event loop's time per mail; the same senders and intake
     addresses come back mail after mail.
     """
+
+    def __init__(self, *args: Any, listener: SmtpListener | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.listener = listener
+        # True while handle_DATA stores a mail: its answer must not be replaced by a 421.
+        self.committing = False
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         return _parse_address(arg, self.local_part_limit)
@@ -91,6 +101,67 @@ class IntakeSMTP(SMTP):
     def _peer(self) -> Any:
         return self.session.peer if self.session is not None else None
 
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        first = self.transport is None
+        super().connection_made(transport)
+        if first and self.listener is not None:
+            self.listener.sessions.add(self)
+            if self.listener.closing:
+                self.shut_down()
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self.listener is not None:
+            self.listener.sessions.discard(self)
+        super().connection_lost(error)
+
+    def shut_down(self) -> None:
+        """Answer `421` whatever the client is doing (a command, the middle of DATA: that
+        mail is not taken, the client sends it again later) and end the session."""
+        if self._handler_coroutine is not None:
+            self._handler_coroutine.cancel()
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        assert isinstance(transport, asyncio.WriteTransport)
+        transport.write(SHUTTING_DOWN)
+        # Half-close: the client reads the 421 then our end of the stream; closing at once
+        # with its unread DATA in our buffer would reset the connection and lose the 421.
+        if transport.can_write_eof():
+            transport.write_eof()
+        else:
+            transport.close()
+
+
+class SmtpListener:
+    """The listening socket and its live sessions."""
+
+    def __init__(self) -> None:
+        self.server: asyncio.Server | None = None
+        self.sessions: set[IntakeSMTP] = set()
+        self.closing = False
+
+    async def shut_down(self, grace: float) -> None:
+        """Stop listening; let mails being stored finish (at most GRACE seconds), answer
+        every session `421 4.3.2 service shutting down`, and close them."""
+        self.closing = True
+        if self.server is not None:
+            self.server.close()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        while any(s.committing for s in self.sessions) and loop.time() < deadline:
+            await asyncio.sleep(0.02)
+        for session in list(self.sessions):
+            session.shut_down()
+        # Clients close their side on reading the 421; one that does not is cut off.
+        linger = loop.time() + min(1.0, max(0.0, deadline - loop.time()))
+        while self.sessions and loop.time() < linger:
+            await asyncio.sleep(0.02)
+        for session in list(self.sessions):
+            if session.transport is not None:
+                session.transport.close()
+        if self.server is not None:
+            await self.server.wait_closed()
+
 
 class IntakeHandler:
     """aiosmtpd handler hooks: policy decisions only; the protocol is aiosmtpd's."""
@@ -125,6 +196,16 @@ class IntakeHandler:
     async def handle_DATA(  # noqa: N802 (aiosmtpd's hook name)
         self, server: SMTP, session: Session, envelope: Envelope
     ) -> str:
+        if isinstance(server, IntakeSMTP):
+            server.committing = True
+            try:
+                return await self._take(server, session, envelope)
+            finally:
+                # aiosmtpd writes the answer in the same step as this returns.
+                server.committing = False
+        return await self._take(server, session, envelope)
+
+    async def _take(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         raw = envelope.original_content or b""
         if _BARE_LINE_END.search(raw):
             return "550 5.6.0 bare LF or CR line endings are not allowed; use CRLF"
@@ -221,6 +302,21 @@ async def start_smtp(
     port: int | None = None,
 ) -> asyncio.Server:
     """Listen on smtp.host:smtp.port in the running loop; returns the server."""
+    listener = await start_smtp_listener(policy, config, on_accepted, host, port)
+    assert listener.server is not None
+    return listener.server
+
+
+async def start_smtp_listener(
+    policy: IntakePolicy,
+    config: Config,
+    on_accepted: Any = None,
+    host: str | None = None,
+    port: int | None = None,
+) -> SmtpListener:
+    """Listen on smtp.host:smtp.port in the running loop; returns the listener, whose
+    `shut_down` ends it gracefully."""
+    listener = SmtpListener()
     handler = IntakeHandler(policy, config, on_accepted)
     context = tls_context(config)
     authenticator = make_authenticator(policy)
@@ -238,9 +334,10 @@ async def start_smtp(
             auth_require_tls=True,
             auth_exclude_mechanism=["CRAM-MD5"],
             loop=loop,
+            listener=listener,
         )
 
-    server = await loop.create_server(
+    listener.server = await loop.create_server(
         factory, host=host or config.smtp.host, port=config.smtp.port if port is None else port
     )
-    return server
+    return listener

@@ -1,0 +1,73 @@
+"""Claiming rows of a durable queue (mail out, webhook deliveries) so one worker sends each.
+
+A claim pushes the row's `due_at` forward by a lease, in the transaction that reads it
+(`FOR UPDATE SKIP LOCKED` on PostgreSQL; SQLite transactions take the write lock at BEGIN,
+so they run one at a time): other workers, of this release or an earlier one, see the row
+as not due until the lease runs out, and a worker that dies simply lets it run out. The
+pushed `due_at` is also the claim's token: handing a row back only touches rows still
+carrying it. A worker sends a claimed row only while its lease is young (`Lease.fresh`),
+so a row whose lease ran out and was taken over is never sent by both.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, bindparam
+from sqlmodel import Session, SQLModel
+
+from hub.db import TIMESTAMP, session_scope, sql, table
+from hub.timeutil import utcnow
+
+
+@dataclass(frozen=True)
+class Lease:
+    """How long the rows of one claim are this worker's."""
+
+    until: datetime
+    seconds: float
+    taken: float = field(default_factory=time.monotonic)
+
+    def fresh(self) -> bool:
+        """True while at least half the lease is left: time enough to send one more row."""
+        return time.monotonic() - self.taken < self.seconds / 2
+
+
+def claim_due(
+    session: Session, query: Any, model: type[SQLModel], lease: timedelta
+) -> tuple[list[Any], Lease]:
+    """Run QUERY (rows whose first entity is MODEL, filtered and ordered by the caller)
+    restricted to due rows, lock them, and push their `due_at` to the end of LEASE."""
+    now = utcnow()
+    claim = Lease(until=now + lease, seconds=lease.total_seconds())
+    due_at = table(model).c.due_at
+    rows = list(
+        session.exec(query.where(due_at <= now).with_for_update(skip_locked=True, of=model)).all()
+    )
+    for row in rows:
+        entity = row if isinstance(row, model) else row[0]
+        entity.due_at = claim.until
+        session.add(entity)
+    session.flush()
+    return rows, claim
+
+
+def release(engine: Engine, model: type[SQLModel], ids: Sequence[int], lease: Lease) -> int:
+    """Hand back claimed rows IDS not sent (a stop, a lease too old to send on): due now.
+    Rows another worker took over since (their `due_at` changed) are left alone."""
+    if not ids:
+        return 0
+    name = table(model).name
+    with session_scope(engine) as session:
+        result = session.execute(
+            sql(
+                f"UPDATE {name} SET due_at = :now "  # noqa: S608 (a table name of ours)
+                "WHERE id IN :ids AND status = 'pending' AND due_at = :until"
+            ).bindparams(bindparam("ids", expanding=True), bindparam("until", type_=TIMESTAMP)),
+            {"ids": list(ids), "now": utcnow(), "until": lease.until},
+        )
+    return int(result.rowcount)  # type: ignore[attr-defined]
