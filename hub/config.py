@@ -117,6 +117,9 @@ class SmtpSection(Section):
     sms_per_account_per_hour: int = Field(2000, ge=1)
     # Seconds of silence before the connection is closed.
     command_timeout: float = Field(300.0, gt=0)
+    # Failed AUTH attempts on one connection before it is closed (421); the login throttle
+    # ([console] max_failed_logins) slows the attempts across connections.
+    max_auth_failures: int = Field(3, ge=1)
     # PEM certificate and key for STARTTLS; SMTP AUTH is offered only after STARTTLS.
     tls_cert_file: str = ""
     tls_key_file: str = ""
@@ -138,8 +141,13 @@ class ConsoleSection(Section):
     session_hours: float = Field(12.0, gt=0)
     # Secure (HTTPS-only) cookies: "auto" when hub.public_url starts with https://.
     secure_cookies: Literal["auto", "always", "never"] = "auto"
-    # Failed logins per user name per 15 minutes before further tries are refused.
-    max_failed_logins: int = Field(10, ge=1)
+    # Login throttle of the console and SMTP AUTH (one, kept in the database): after this
+    # many failed logins in 15 minutes for a user name, or from a client address, each
+    # further try waits 1 s, 2 s, 4 s ... (up to login_max_delay) after the last failure and
+    # is answered "try again in N s" unchecked. A user name's failures slow only addresses
+    # that failed themselves: a user typing the right password elsewhere is never locked out.
+    max_failed_logins: int = Field(5, ge=1)
+    login_max_delay: float = Field(60.0, gt=0)
     # Rows per page in lists (history, ledger, ...).
     page_size: int = Field(50, ge=5, le=500)
 
