@@ -225,6 +225,9 @@ class LinksSection(Section):
     # Largest file (API upload, CLI upload or mail attachment) hosted behind a short link,
     # in bytes; larger ones are refused with the limit in the message.
     max_file_size: int = Field(5 * 1024 * 1024, ge=1024)
+    # Requests to /s/CODE per client address per minute (counted in the database, so across
+    # every instance); more are answered 429 with Retry-After.
+    requests_per_minute: int = Field(60, ge=1)
 
 
 class RoutingSection(Section):

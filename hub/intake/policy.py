@@ -26,7 +26,7 @@ from sqlalchemy import Engine, String, bindparam, cast, insert, literal_column, 
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session
 
-from hub import contacts, links, mailparse, sending
+from hub import contacts, limits_sql, links, mailparse, sending
 from hub.accounts import ancestors
 from hub.config import Config
 from hub.db import WorkerConnection, read_scope, session_scope, table
@@ -41,7 +41,7 @@ from hub.intake.addresses import (
 from hub.intake.confirm import queue_confirmation
 from hub.intake.directory import DirectoryCache, IntakeDirectory
 from hub.intake.group_commit import GroupCommit
-from hub.intake.limits import HourlyCount, SlidingWindow
+from hub.intake.limits import HourlyCount, sender_limit_key
 from hub.intake.rcpt_cache import KnownIntake, RcptCache
 from hub.intake.received import MailEnvelope, ReceivedMail, receive
 from hub.intake.replies import ReplyRefused, check_reply_rcpt, read_reply, reply_addresses
@@ -109,6 +109,11 @@ class Draft:
     files: list[links.MailAttachment] = field(default_factory=list)
 
 
+def _ascii(text: str) -> str:
+    # An SMTP reply line is ASCII: what it quotes of the sender is escaped.
+    return text.encode("ascii", "backslashreplace").decode("ascii")
+
+
 def _one_line(text: str, limit: int = 400) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
@@ -127,7 +132,6 @@ class IntakePolicy:
     def __init__(self, engine: Engine, config: Config) -> None:
         self.engine = engine
         self.config = config
-        self.per_sender = SlidingWindow(config.smtp.mails_per_sender_per_minute, 60.0)
         self.hourly = HourlyCount()
         self.rcpts = RcptCache()
         self.directories = DirectoryCache()
@@ -301,14 +305,14 @@ class IntakePolicy:
         sender_key = (
             env.login.username if env.login else (draft.parsed.from_addr or env.mail_from)
         ).lower()
-        if not mail.counted:
-            if not self.per_sender.allow(sender_key):
-                raise Rejected(
-                    f"450 4.7.1 {sender_key} sent more than "
-                    f"{self.config.smtp.mails_per_sender_per_minute} mails this "
-                    "minute; try again later"
-                )
-            mail.counted = True
+        # Counted in SQL in the mail's own transaction: the limit holds across every intake
+        # instance, and a group rolled back (then taken again) has counted nothing.
+        per_minute = self.config.smtp.mails_per_sender_per_minute
+        if not limits_sql.take(session, sender_limit_key(sender_key), per_minute, 60.0).allowed:
+            raise Rejected(
+                f"450 4.7.1 {_ascii(sender_key)} sent more than {per_minute} mails this "
+                "minute (smtp.mails_per_sender_per_minute); try again later"
+            )
         account = draft.request.account
         assert isinstance(account, int)
         already = self.hourly.sent(session, account) + sent[account]

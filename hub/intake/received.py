@@ -43,8 +43,6 @@ class ReceivedMail:
     )
     # (ok, why) of the trusted relays' verdict on the From, for a mail without SMTP AUTH.
     vouched: tuple[bool, str] = (False, "")
-    # Counted in its sender's per-minute window: a group taken again does not count it twice.
-    counted: bool = False
 
     @property
     def dedupe_key(self) -> str:
