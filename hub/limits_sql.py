@@ -16,9 +16,10 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Connection, case, delete, select
+from sqlalchemy import BigInteger, Connection, Float, Integer, bindparam, case, delete, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
@@ -68,14 +69,42 @@ def _conn(db: Session | Connection) -> Connection:
     return db.connection() if isinstance(db, Session) else db
 
 
-def _insert(conn: Connection) -> Any:
-    return (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(_T)
-
-
 def _position(window: float, now: float) -> tuple[int, float]:
     """The current window's number and the weight of the previous one (1 → 0 over it)."""
     bucket = int(now // window)
     return bucket, 1.0 - (now - bucket * window) / window
+
+
+@lru_cache(maxsize=8)
+def _statement(dialect: str, conditional: bool) -> Any:
+    """The UPSERT that counts events, built once per dialect (its values are bound)."""
+    bucket = bindparam("bucket", type_=BigInteger)
+    n = bindparam("n", type_=Integer)
+    current = case((_T.c.bucket == bucket, _T.c.count), else_=0)
+    previous = case(
+        (_T.c.bucket == bucket, _T.c.previous),
+        (_T.c.bucket == bindparam("before", type_=BigInteger), _T.c.count),
+        else_=0,
+    )
+    values = {
+        "bucket": bucket,
+        "last_at": bindparam("now", type_=Float),
+        "expires_at": bindparam("expires", type_=Float),
+    }
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    within = previous * bindparam("weight", type_=Float) + current + n <= bindparam(
+        "ceiling", type_=Float
+    )
+    return (
+        insert(_T)
+        .values(key=bindparam("key"), count=n, previous=0, **values)
+        .on_conflict_do_update(
+            index_elements=[_T.c.key],
+            set_={**values, "count": current + n, "previous": previous},
+            where=within if conditional else None,
+        )
+        .returning(_T.c.count, _T.c.previous)
+    )
 
 
 def _upsert(
@@ -84,23 +113,20 @@ def _upsert(
     """Count N events of KEY at NOW; with CEILING, only if the estimate stays within it.
     Returns (current, previous) after counting, None when refused."""
     bucket, weight = _position(window, now)
-    current = case((_T.c.bucket == bucket, _T.c.count), else_=0)
-    previous = case(
-        (_T.c.bucket == bucket, _T.c.previous), (_T.c.bucket == bucket - 1, _T.c.count), else_=0
-    )
-    values = {
-        "bucket": bucket,
-        "last_at": now,
-        # The row counts until the window after this one is over.
-        "expires_at": (bucket + 2) * window,
-    }
-    statement = _insert(conn).values(key=key[:MAX_KEY], count=n, previous=0, **values)
-    statement = statement.on_conflict_do_update(
-        index_elements=[_T.c.key],
-        set_={**values, "count": current + n, "previous": previous},
-        where=None if ceiling is None else (previous * weight + current + n <= ceiling),
-    ).returning(_T.c.count, _T.c.previous)
-    row = conn.execute(statement).first()
+    row = conn.execute(
+        _statement(conn.dialect.name, ceiling is not None),
+        {
+            "key": key[:MAX_KEY],
+            "bucket": bucket,
+            "before": bucket - 1,
+            "n": n,
+            "now": now,
+            # The row counts until the window after this one is over.
+            "expires": (bucket + 2) * window,
+            "weight": weight,
+            "ceiling": ceiling if ceiling is not None else 0.0,
+        },
+    ).first()
     _maybe_prune(conn, now)
     return None if row is None else (int(row[0]), int(row[1]))
 

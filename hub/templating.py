@@ -141,20 +141,19 @@ _FORMAT_NUMBER = re.compile(r"\d+")
 _FORMAT_INDIRECT = re.compile(r"\*|\{[^{}]*\{")
 
 
+_FORMAT_LIMIT = f"a format width or precision in the template is over the limit of {MAX_LENGTH}"
+
+
 def _check_format(fmt: str, args: Iterable[Any]) -> None:
     """Refuse a format that would pad to more than MAX_LENGTH characters."""
     if any(int(n) > MAX_LENGTH for n in _FORMAT_NUMBER.findall(fmt)):
-        raise TemplateLimitExceeded(
-            f"a format width or precision in the template is over the limit of {MAX_LENGTH}"
-        )
+        raise TemplateLimitExceeded(_FORMAT_LIMIT)
     if _FORMAT_INDIRECT.search(fmt):
         for arg in args:
             values = arg.values() if isinstance(arg, Mapping) else arg
             for value in values if isinstance(values, list | tuple) else [values]:
                 if isinstance(value, int) and abs(value) > MAX_LENGTH:
-                    raise TemplateLimitExceeded(
-                        f"a format width or precision in the template is over the limit of {MAX_LENGTH}"
-                    )
+                    raise TemplateLimitExceeded(_FORMAT_LIMIT)
 
 
 def _check_binop(op: str, left: Any, right: Any) -> None:

@@ -296,23 +296,42 @@ class IntakePolicy:
                 f"550 5.7.1 could not verify that this mail is from {parsed.from_addr}: {why}"
             )
 
-    def _check_limits(
-        self, session: Session, mail: ReceivedMail, draft: Draft, sent: Counter[int]
-    ) -> None:
-        """The sender's mails per minute and the account's SMS from mail per hour (SENT: what
-        this group queued so far); raises Rejected."""
-        env = mail.env
-        sender_key = (
-            env.login.username if env.login else (draft.parsed.from_addr or env.mail_from)
-        ).lower()
-        # Counted in SQL in the mail's own transaction: the limit holds across every intake
-        # instance, and a group rolled back (then taken again) has counted nothing.
+    def _sender_quota(self, session: Session, wanted: Counter[str]) -> Counter[str]:
+        """Of WANTED (sender -> mails of this group), how many each sender may still send
+        this minute, counted in SQL in the group's own transaction: the limit holds across
+        every intake instance, and a group rolled back (then taken again) counted nothing.
+        One UPSERT per sender of the group; one per mail only for a sender at its limit."""
         per_minute = self.config.smtp.mails_per_sender_per_minute
-        if not limits_sql.take(session, sender_limit_key(sender_key), per_minute, 60.0).allowed:
+        quota: Counter[str] = Counter()
+        # In one order on every instance: two groups never wait for each other's rows.
+        for sender, n in sorted(wanted.items()):
+            key = sender_limit_key(sender)
+            if limits_sql.take(session, key, per_minute, 60.0, n=n).allowed:
+                quota[sender] = n
+                continue
+            while quota[sender] < n and limits_sql.take(session, key, per_minute, 60.0).allowed:
+                quota[sender] += 1
+        return quota
+
+    def _check_limits(
+        self,
+        session: Session,
+        mail: ReceivedMail,
+        draft: Draft,
+        sent: Counter[int],
+        quota: Counter[str],
+    ) -> None:
+        """The sender's mails per minute (QUOTA: what is left of it for this group) and the
+        account's SMS from mail per hour (SENT: what this group queued so far); raises
+        Rejected."""
+        sender_key = _sender(mail, draft)
+        if quota[sender_key] <= 0:
             raise Rejected(
-                f"450 4.7.1 {_ascii(sender_key)} sent more than {per_minute} mails this "
-                "minute (smtp.mails_per_sender_per_minute); try again later"
+                f"450 4.7.1 {_ascii(sender_key)} sent more than "
+                f"{self.config.smtp.mails_per_sender_per_minute} mails this minute "
+                "(smtp.mails_per_sender_per_minute); try again later"
             )
+        quota[sender_key] -= 1
         account = draft.request.account
         assert isinstance(account, int)
         already = self.hourly.sent(session, account) + sent[account]
@@ -434,7 +453,16 @@ class IntakePolicy:
         submits = sending.SubmitBatch(session, self.config, RecipientLookups(_LOOKUP))
         earlier = _prepare(submits, mails, drafts) if drafts else {}
         taken: list[tuple[int, Draft, sending.SubmitResult]] = []
+        # The mails that will be submitted (not earlier copies), counted per sender at once.
+        wanted: Counter[str] = Counter()
         seen: set[tuple[int, str]] = set()
+        for index, draft in drafts.items():
+            key = _key(mails[index], draft)
+            if key not in earlier and key not in seen:
+                seen.add(key)
+                wanted[_sender(mails[index], draft)] += 1
+        quota = self._sender_quota(session, wanted)
+        seen = set()
         for index, draft in drafts.items():
             mail = mails[index]
             key = _key(mail, draft)
@@ -443,7 +471,9 @@ class IntakePolicy:
             elif key not in seen:  # else a copy of a mail of this group: after the commit
                 seen.add(key)
                 try:
-                    result = self._submit(session, mail, draft, submits, sent, len(mails) == 1)
+                    result = self._submit(
+                        session, mail, draft, submits, sent, quota, len(mails) == 1
+                    )
                 except Rejected as exc:
                     outcomes[index] = _refused(mail, exc)
                     continue
@@ -471,12 +501,13 @@ class IntakePolicy:
         draft: Draft,
         submits: sending.SubmitBatch,
         sent: Counter[int],
+        quota: Counter[str],
         alone: bool,
     ) -> sending.SubmitResult:
         """Check the limits and queue DRAFT's SMS, and charge them when the mail is ALONE in
         its transaction or has files (a group's charges are settled together); raises
         Rejected."""
-        self._check_limits(session, mail, draft, sent)
+        self._check_limits(session, mail, draft, sent, quota)
         account = draft.request.account
         assert isinstance(account, int)
         if draft.files:
@@ -609,6 +640,12 @@ def _settle_group(submits: sending.SubmitBatch) -> None:
         submits.settle()
     except InsufficientCredits:
         raise _GroupUnpaid from None
+
+
+def _sender(mail: ReceivedMail, draft: Draft) -> str:
+    """Who the per-sender limit counts: the SMTP login, else the From, else MAIL FROM."""
+    env = mail.env
+    return (env.login.username if env.login else (draft.parsed.from_addr or env.mail_from)).lower()
 
 
 def _key(mail: ReceivedMail, draft: Draft) -> tuple[int, str]:
