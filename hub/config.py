@@ -58,6 +58,11 @@ class HttpSection(Section):
     # or a file (metrics_token_file). Unset: /metrics answers loopback clients only.
     metrics_token_env: str = ""
     metrics_token_file: str = ""
+    # Seconds a client may take to send a whole request (line, headers and body); slower
+    # ones are answered 408 and disconnected, so half-sent requests cannot pile up.
+    request_timeout: float = Field(30.0, gt=0)
+    # Connections served at once; past it, new requests are answered 503.
+    max_connections: int = Field(1000, ge=1)
 
     def metrics_token(self) -> str | None:
         """The token /metrics requires, None when none is configured (read at start)."""

@@ -10,6 +10,7 @@ import uvicorn
 from hub.app import Hub
 from hub.config import Config
 from hub.db import current_revision, database_warnings, make_engine
+from hub.http_limits import server_config
 from hub.intake.policy import IntakePolicy
 from hub.registry import build_mail_sources
 
@@ -71,16 +72,8 @@ async def serve(config: Config, roles: set[str]) -> None:
         )
     try:
         if "api" in roles:
-            server = uvicorn.Server(
-                uvicorn.Config(
-                    hub.api,
-                    host=config.http.host,
-                    port=config.http.port,
-                    log_level="warning",
-                    access_log=False,
-                    lifespan="off",
-                )
-            )
+            # With a deadline for receiving each request and a bound on connections.
+            server = uvicorn.Server(server_config(hub.api, config))
             await server.serve()
         else:
             import asyncio
