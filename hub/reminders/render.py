@@ -13,11 +13,13 @@ from jinja2 import Template, TemplateError
 
 from hub import segments
 from hub.errors import InvalidInput
-from hub.templating import render_bounded, sandbox, too_many_parts
+from hub.templating import TemplateLimitExceeded, render_bounded, sandbox, too_many_parts
 
 # The most parts sending.max_parts allows: the bound when the caller has no config (a
 # template checked when it is set; the preview and the planner pass the configured one).
 MOST_PARTS = 255
+# Characters of a reminder template.
+MAX_TEMPLATE = 5_000
 
 DEFAULT_TEMPLATE = (
     "Bonjour {{ name }}, rappel de votre RDV le {{ start|date('EEEE d MMMM') }} à "
@@ -63,6 +65,11 @@ def render_reminder(
     """Render TEMPLATE for one appointment; InvalidInput names a broken template,
     TemplateLimitExceeded a text of more than MAX_PARTS SMS parts (sending.max_parts) or
     a template that asks for too much work."""
+    if len(template) > MAX_TEMPLATE:
+        # Compiling is work too: a megabyte of template would take seconds.
+        raise TemplateLimitExceeded(
+            f"the reminder template has {len(template)} characters; the limit is {MAX_TEMPLATE}"
+        )
     local = start.astimezone(ZoneInfo(tz))
     compiled = _compiled(template or DEFAULT_TEMPLATE, locale, tz)
     try:

@@ -97,6 +97,12 @@ def test_a_python_error_in_a_template_is_an_invalid_input_not_a_crash() -> None:
             render_reminder(broken, locale="fr_FR", tz="Europe/Paris", start=start, name="X")
 
 
+def test_a_huge_reminder_template_is_refused_before_compiling() -> None:
+    start = datetime(2030, 1, 1, 9, tzinfo=UTC)
+    with pytest.raises(TemplateLimitExceeded, match="the limit is 5000"):
+        render_reminder("{{ name }}" * 100_000, locale="fr_FR", tz="Europe/Paris", start=start)
+
+
 def test_a_reminder_never_exceeds_max_parts() -> None:
     start = datetime(2030, 1, 1, 9, tzinfo=UTC)
     long = "{{ 'Bonjour ' * 200 }}"  # 1,600 characters: 11 parts
