@@ -71,8 +71,8 @@ def render_reminder(
             f"the reminder template has {len(template)} characters; the limit is {MAX_TEMPLATE}"
         )
     local = start.astimezone(ZoneInfo(tz))
-    compiled = _compiled(template or DEFAULT_TEMPLATE, locale, tz)
     try:
+        compiled = _compiled(template or DEFAULT_TEMPLATE, locale, tz)
         text = render_bounded(compiled, {"start": local, **fields}, max_parts=max_parts)
     except TemplateError as exc:
         raise InvalidInput(f"the reminder template cannot be used: {exc}") from None

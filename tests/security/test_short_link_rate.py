@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import httpx
 from sqlalchemy import Engine
+from sqlmodel import select
 
 from hub import links
 from hub.app import Hub
@@ -22,7 +23,7 @@ async def test_short_links_answer_429_past_the_rate_on_every_instance(
     db_url: str, tmp_path, engine: Engine, account: str
 ) -> None:
     with session_scope(engine) as s:
-        owner = s.query(Account).filter(Account.name == "acme").one()
+        owner = s.exec(select(Account).where(Account.name == "acme")).one()
         assert owner.id is not None
         code = links.shorten(s, owner.id, "https://clinic.example/rdv").code
     config = make_config(db_url, tmp_path, links={"requests_per_minute": 5})
