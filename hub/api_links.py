@@ -9,6 +9,7 @@ an API token, as in hub/api.py.
 
 import asyncio
 import html
+import math
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, Header, HTTPException, Request, UploadFile
@@ -17,7 +18,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from hub import links
+from hub import limits_sql, links
 from hub.accounts import authenticate
 from hub.db import session_scope
 from hub.errors import NotFound
@@ -108,8 +109,16 @@ def links_router(hub: "Hub") -> APIRouter:
         # A HEAD is a link preview or a checker, not a person clicking: answered, not counted.
         counted = request.method == "GET"
 
+        # The client's own connection, never a header it writes.
+        address = request.client.host if request.client else ""
+        per_minute = config.links.requests_per_minute
+
         def _open() -> tuple[str, Any] | None:
             with session_scope(hub.engine) as session:
+                # Counted in SQL: the rate holds across every API instance.
+                taken = limits_sql.take(session, f"links:addr:{address}", per_minute, 60.0)
+                if not taken.allowed:
+                    return "limited", taken.retry_after
                 link = links.resolve(session, code)
                 if link is None:
                     return None
@@ -128,10 +137,20 @@ def links_router(hub: "Hub") -> APIRouter:
         if found is None:
             page = _NOT_FOUND_PAGE.format(path=html.escape(request.url.path))
             return HTMLResponse(page, status_code=404)
-        if counted:
+        if counted and found[0] != "limited":
             # The click may have queued a link.clicked webhook: post it now.
             hub.webhook_sender.wake()
         kind, value = found
+        if kind == "limited":
+            seconds = max(1, math.ceil(value))
+            return JSONResponse(
+                {
+                    "error": f"more than {per_minute} short-link requests a minute from your "
+                    f"address (links.requests_per_minute); try again in {seconds} s"
+                },
+                status_code=429,
+                headers={"Retry-After": str(seconds)},
+            )
         if kind == "file":
             data, content_type, name = value
             return Response(

@@ -133,7 +133,13 @@ def create_campaign(
     future = when is not None and when > now + timedelta(seconds=1)
 
     planned = mt.plan_recipients(
-        session, acc, body, lists=lists, numbers=numbers, region=config.hub.default_region
+        session,
+        acc,
+        body,
+        lists=lists,
+        numbers=numbers,
+        region=config.hub.default_region,
+        max_parts=config.sending.max_parts,
     )
     rejected = [{"input": p.input, "reason": p.error} for p in planned if p.error]
     texts = mt.personalized_texts(planned)

@@ -73,6 +73,11 @@ class HttpSection(Section):
     # or a file (metrics_token_file). Unset: /metrics answers loopback clients only.
     metrics_token_env: str = ""
     metrics_token_file: str = ""
+    # Seconds a client may take to send a whole request (line, headers and body); slower
+    # ones are answered 408 and disconnected, so half-sent requests cannot pile up.
+    request_timeout: float = Field(30.0, gt=0)
+    # Connections served at once; past it, new requests are answered 503.
+    max_connections: int = Field(1000, ge=1)
 
     def metrics_token(self) -> str | None:
         """The token /metrics requires, None when none is configured (read at start)."""
@@ -150,6 +155,9 @@ class SmtpSection(Section):
     # Deepest nesting of MIME parts (parts inside parts) a mail may have; deeper ones get
     # 554 (reading them costs CPU with each level and ends in a recursion error).
     max_mime_depth: int = Field(20, ge=1, le=100)
+    # Failed AUTH attempts on one connection before it is closed (421); the login throttle
+    # ([console] max_failed_logins) slows the attempts across connections.
+    max_auth_failures: int = Field(3, ge=1)
     # PEM certificate and key for STARTTLS; SMTP AUTH is offered only after STARTTLS.
     tls_cert_file: str = ""
     tls_key_file: str = ""
@@ -182,8 +190,13 @@ class ConsoleSection(Section):
     session_hours: float = Field(12.0, gt=0)
     # Secure (HTTPS-only) cookies: "auto" when hub.public_url starts with https://.
     secure_cookies: Literal["auto", "always", "never"] = "auto"
-    # Failed logins per user name per 15 minutes before further tries are refused.
-    max_failed_logins: int = Field(10, ge=1)
+    # Login throttle of the console and SMTP AUTH (one, kept in the database): after this
+    # many failed logins in 15 minutes for a user name, or from a client address, each
+    # further try waits 1 s, 2 s, 4 s ... (up to login_max_delay) after the last failure and
+    # is answered "try again in N s" unchecked. A user name's failures slow only addresses
+    # that failed themselves: a user typing the right password elsewhere is never locked out.
+    max_failed_logins: int = Field(5, ge=1)
+    login_max_delay: float = Field(60.0, gt=0)
     # Rows per page in lists (history, ledger, ...).
     page_size: int = Field(50, ge=5, le=500)
 
@@ -261,6 +274,9 @@ class LinksSection(Section):
     # Largest file (API upload, CLI upload or mail attachment) hosted behind a short link,
     # in bytes; larger ones are refused with the limit in the message.
     max_file_size: int = Field(5 * 1024 * 1024, ge=1024)
+    # Requests to /s/CODE per client address per minute (counted in the database, so across
+    # every instance); more are answered 429 with Retry-After.
+    requests_per_minute: int = Field(60, ge=1)
 
 
 class RoutingSection(Section):

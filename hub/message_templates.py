@@ -44,7 +44,7 @@ from hub.models import (
     MessageType,
 )
 from hub.sending import SubmitRequest, SubmitResult, credits_for, submit_in, validate_sender
-from hub.templating import sandbox
+from hub.templating import TemplateLimitExceeded, render_bounded, sandbox
 from hub.timeutil import utcnow
 
 TEMPLATE_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
@@ -54,6 +54,8 @@ FREE_TESTS_PER_DAY = 5
 TEST_SOURCE = "test"
 _UNDEFINED = re.compile(r"'([^']+)' is undefined")
 _MAX_TEMPLATE = 2000
+# The most parts sending.max_parts allows, when the caller has no config.
+MOST_PARTS = 255
 
 
 class MissingField(InvalidInput):
@@ -90,12 +92,16 @@ def template_fields(text: str) -> list[str]:
     return sorted(meta.find_undeclared_variables(sandbox().parse(text)))
 
 
-def render_text(text: str, number: str | None, fields: Mapping[str, str]) -> str:
-    """TEXT for one recipient; MissingField names a field the recipient lacks."""
+def render_text(
+    text: str, number: str | None, fields: Mapping[str, str], max_parts: int = MOST_PARTS
+) -> str:
+    """TEXT for one recipient; MissingField names a field the recipient lacks,
+    TemplateLimitExceeded a template that asks for too much work or writes far more than
+    MAX_PARTS SMS parts (the exact count is checked with the opt-out mention, later)."""
     template = compile_text(text)
     context = {**fields, "number": number or ""}
     try:
-        return template.render(**context)
+        return render_bounded(template, context, max_parts=max_parts)
     except UndefinedError as exc:
         found = _UNDEFINED.search(str(exc))
         if found:
@@ -224,6 +230,7 @@ def plan_recipients(
     lists: Sequence[str] = (),
     numbers: Sequence[str] = (),
     region: str,
+    max_parts: int = MOST_PARTS,
 ) -> list[PlannedRecipient]:
     """Every recipient of LISTS then NUMBERS, each with its rendered text or its error.
 
@@ -253,7 +260,10 @@ def plan_recipients(
         else:
             seen[info.e164] = p.source
             try:
-                p.text = render_text(text, info.e164, p.fields)
+                p.text = render_text(text, info.e164, p.fields, max_parts)
+            except TemplateLimitExceeded:
+                # The template itself, not this recipient: the whole send is refused (422).
+                raise
             except InvalidInput as exc:
                 p.error = str(exc)
     return planned
@@ -311,6 +321,7 @@ def preview_personalized(
         lists=lists,
         numbers=numbers,
         region=config.hub.default_region,
+        max_parts=config.sending.max_parts,
     )
     blocked = _left_out(session, acc, [p.e164 for p in planned if p.e164 and not p.error])
     rows: list[dict[str, Any]] = []
@@ -422,7 +433,7 @@ def send_test(
         )
     values = dict(_fields_of(session, acc, target.e164))
     values.update(fields or {})
-    text = render_text(template.text, target.e164, values)
+    text = render_text(template.text, target.e164, values, config.sending.max_parts)
     return submit_in(
         session,
         config,

@@ -6,7 +6,7 @@ import enum
 import uuid
 from datetime import datetime
 
-from sqlalchemy import Column, DateTime, Index, UniqueConstraint, false
+from sqlalchemy import BigInteger, Column, DateTime, Index, UniqueConstraint, false
 from sqlmodel import Field, SQLModel
 
 from hub.timeutil import utcnow
@@ -657,3 +657,21 @@ class LinkClick(SQLModel, table=True):
     number: str | None = Field(default=None, max_length=20)
     user_agent: str = Field(default="", max_length=500)
     clicked_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
+
+
+class RateCounter(SQLModel, table=True):
+    """One windowed counter of hub/limits_sql.py (failed logins, mails per sender, short-link
+    hits per client), kept in SQL so that a limit holds across every instance."""
+
+    __tablename__ = "rate_counters"
+
+    key: str = Field(primary_key=True, max_length=200)
+    # The fixed window now counted (epoch seconds // window length), its count and the
+    # count of the window before it (weighted into a sliding estimate).
+    bucket: int = Field(sa_column=Column(BigInteger, nullable=False))
+    count: int = 0
+    previous: int = 0
+    # Epoch seconds (UTC) of the last counted event, and after which the row counts nothing
+    # (pruned). Plain numbers: the limits do arithmetic on them in SQL on both databases.
+    last_at: float = 0.0
+    expires_at: float = Field(index=True)

@@ -14,6 +14,7 @@ import uvicorn
 from hub.app import Hub
 from hub.config import Config
 from hub.db import current_revision, database_warnings, make_engine
+from hub.http_limits import server_config
 from hub.intake.policy import IntakePolicy
 from hub.registry import build_mail_sources
 
@@ -88,15 +89,8 @@ async def serve(config: Config, roles: set[str]) -> None:
     server: _Server | None = None
     if "api" in roles:
         server = _Server(
-            uvicorn.Config(
-                hub.api,
-                host=config.http.host,
-                port=config.http.port,
-                log_level="warning",
-                access_log=False,
-                lifespan="off",
-                timeout_graceful_shutdown=max(1, int(grace)),
-            )
+            # With a deadline for receiving each request and a bound on connections.
+            server_config(hub.api, config, timeout_graceful_shutdown=max(1, int(grace)))
         )
 
     def on_signal(signum: int) -> None:

@@ -9,9 +9,7 @@ beside it, exactly as an API token of that account would.
 
 import asyncio
 import hmac
-import time
 import weakref
-from collections import defaultdict, deque
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -153,27 +151,3 @@ async def current_user(request: Request) -> ConsoleUser:
 
 
 User = Annotated[ConsoleUser, Depends(current_user)]
-
-
-class LoginThrottle:
-    """At most N failed logins per user name per window; the rest are refused unchecked."""
-
-    def __init__(self, limit: int, window: float = 900.0) -> None:
-        self.limit = limit
-        self.window = window
-        self._failures: dict[str, deque[float]] = defaultdict(deque)
-
-    def _recent(self, username: str, now: float) -> deque[float]:
-        failures = self._failures[username.lower()]
-        while failures and failures[0] < now - self.window:
-            failures.popleft()
-        return failures
-
-    def blocked(self, username: str) -> bool:
-        return len(self._recent(username, time.monotonic())) >= self.limit
-
-    def failed(self, username: str) -> None:
-        self._recent(username, time.monotonic()).append(time.monotonic())
-
-    def succeeded(self, username: str) -> None:
-        self._failures.pop(username.lower(), None)

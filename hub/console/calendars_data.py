@@ -34,6 +34,7 @@ from hub.models import Account, Calendar, CalendarEventRow
 from hub.phone import parse_number
 from hub.reminders.render import DEFAULT_TEMPLATE, render_reminder
 from hub.reminders.rules import QuietHours, parse_hhmm, parse_offsets, send_time
+from hub.templating import TemplateLimitExceeded
 from hub.timeutil import as_utc, utcnow
 
 # Calendars a console user may add with a URL (the others need OAuth or server secrets).
@@ -248,6 +249,8 @@ def reminder_preview(
     def attempt(check: Any, *args: Any) -> Any:
         try:
             return check(*args)
+        except TemplateLimitExceeded:
+            raise  # the whole preview is refused (422), naming the limit
         except InvalidInput as exc:
             errors.append(str(exc))
             return None
@@ -274,6 +277,7 @@ def reminder_preview(
                 locale=locale,
                 tz=event.zone,
                 start=event.start,
+                max_parts=config.sending.max_parts,
                 name=event.person,
                 title=event.title,
                 location=event.location,

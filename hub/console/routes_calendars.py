@@ -3,6 +3,7 @@
 # No `from __future__ import annotations`: FastAPI reads these annotations at runtime.
 
 import asyncio
+import html
 from dataclasses import asdict
 from typing import Annotated, Any
 
@@ -26,6 +27,7 @@ from hub.console.render import page, redirect
 from hub.db import read_scope, session_scope
 from hub.errors import ConfigError, Forbidden, HubError, InvalidInput, NotFound
 from hub.reminders.sync import sync_calendar
+from hub.templating import TemplateLimitExceeded
 
 router = APIRouter()
 
@@ -387,7 +389,12 @@ async def preview(
                 locale=locale.strip() or cal.locale,
             )
 
-    return page(request, user, "calendars_preview.html.j2", **await asyncio.to_thread(_render))
+    try:
+        shown = await asyncio.to_thread(_render)
+    except TemplateLimitExceeded as exc:
+        # A fragment for the preview box, with the status an API client would get.
+        return HTMLResponse(f'<p class="error">{html.escape(str(exc))}</p>', status_code=422)
+    return page(request, user, "calendars_preview.html.j2", **shown)
 
 
 @router.post("/calendars/{calendar_id:int}/sync")

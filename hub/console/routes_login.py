@@ -5,6 +5,7 @@
 import asyncio
 import hmac
 import logging
+import math
 import secrets
 from typing import Annotated
 
@@ -15,14 +16,13 @@ from hub.console import session as cookies
 from hub.console.auth import (
     COOKIE,
     LOGIN_CSRF_COOKIE,
-    LoginThrottle,
     User,
     current_user,
     signing_key,
 )
 from hub.console.render import page, redirect
 from hub.db import read_scope
-from hub.intake.addresses import check_login
+from hub.login_throttle import LoginThrottle
 from hub.models import MailUser
 
 log = logging.getLogger("smshub.console")
@@ -30,12 +30,10 @@ router = APIRouter()
 
 
 def _throttle(request: Request) -> LoginThrottle:
-    # One per app, made at the first login (the limit is read then).
-    state = request.app.state
-    throttle: LoginThrottle | None = getattr(state, "login_throttle", None)
-    if throttle is None:
-        throttle = state.login_throttle = LoginThrottle(state.hub.config.console.max_failed_logins)
-    return throttle
+    # The counts are in the database; the settings are read at each login.
+    hub = request.app.state.hub
+    console = hub.config.console
+    return LoginThrottle(hub.engine, console.max_failed_logins, console.login_max_delay)
 
 
 def _secure(request: Request) -> bool:
@@ -104,33 +102,37 @@ async def login(
         )
     username = username.strip()
     throttle = _throttle(request)
-    if throttle.blocked(username):
-        log.warning("console login refused for %r: too many failed attempts", username)
-        return _login_form(
+    hub = request.app.state.hub
+    # The client's own connection, never a header it writes.
+    address = request.client.host if request.client else ""
+
+    def _check() -> tuple[int, str, int] | float | None:
+        attempt = throttle.attempt(username, password, address)
+        if attempt.login is None:
+            return attempt.retry_after or None
+        with read_scope(hub.engine) as session:
+            user = session.get(MailUser, attempt.login.user_id)
+            assert user is not None
+            return attempt.login.user_id, user.password_hash, user.session_epoch
+
+    # scrypt and the database run in a worker thread, never on the event loop.
+    found = await asyncio.to_thread(_check)
+    if isinstance(found, float):
+        seconds = max(1, math.ceil(found))
+        log.warning("console login for %r from %s throttled (%d s)", username, address, seconds)
+        refused = _login_form(
             request,
             next,
-            "Too many failed attempts for this user. Wait 15 minutes or ask your "
-            "administrator to reset the password.",
+            f"Too many failed attempts for this user or from this address: try again in "
+            f"{seconds} s. If you forgot the password, ask your administrator to reset it.",
             username,
             429,
         )
-    hub = request.app.state.hub
-
-    def _check() -> tuple[int, str, int] | None:
-        with read_scope(hub.engine) as session:
-            found = check_login(session, username, password)
-            if found is None:
-                return None
-            user = session.get(MailUser, found.user_id)
-            assert user is not None
-            return found.user_id, user.password_hash, user.session_epoch
-
-    found = await asyncio.to_thread(_check)
+        refused.headers["Retry-After"] = str(seconds)
+        return refused
     if found is None:
-        throttle.failed(username)
-        log.info("console login failed for %r", username)
+        log.info("console login failed for %r from %s", username, address)
         return _login_form(request, next, "Wrong user name or password.", username, status=401)
-    throttle.succeeded(username)
     user_id, password_hash, epoch = found
     key = await asyncio.to_thread(signing_key, hub.engine)
     data = cookies.new_session(user_id, password_hash, epoch, hub.config.console.session_hours)

@@ -12,7 +12,7 @@ from sqlmodel import Session, col, select
 
 from hub.accounts import get_account
 from hub.errors import ConflictError, InvalidInput
-from hub.intake.passwords import hash_password, verify_password
+from hub.intake.passwords import DUMMY_HASH, hash_password, verify_password
 from hub.models import Account, IntakeAddress, IntakeKind, MailUser
 
 # What an address the SMTP listener can receive is made of: printable ASCII without spaces
@@ -173,11 +173,10 @@ class MailLogin:
 def check_login(session: Session, username: str, password: str) -> MailLogin | None:
     """The login if USERNAME/PASSWORD are right and the user and account are enabled."""
     user = session.exec(select(MailUser).where(MailUser.username == username)).first()
-    if user is None:
-        # Spend the same time as a real check so usernames cannot be probed by timing.
-        verify_password(password, hash_password("x" * 10))
-        return None
-    if user.disabled or not verify_password(password, user.password_hash):
+    # One scrypt run whether the user exists, is disabled or not: the time of the answer
+    # must not tell which user names exist.
+    right = verify_password(password, user.password_hash if user is not None else DUMMY_HASH)
+    if user is None or user.disabled or not right:
         return None
     account = session.get(Account, user.account_id)
     if account is None or account.disabled:

@@ -1,10 +1,11 @@
-"""The intake's rate limits: mails per sender per minute, SMS from mail per account per hour."""
+"""The intake's rate limits: mails per sender per minute (counted in SQL, hub.limits_sql),
+SMS from mail per account per hour."""
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
-from collections import defaultdict, deque
 from collections.abc import Mapping
 from datetime import timedelta
 
@@ -15,25 +16,12 @@ from hub.models import Message
 from hub.timeutil import utcnow
 
 
-class SlidingWindow:
-    """At most LIMIT events per key in WINDOW seconds (per process)."""
-
-    def __init__(self, limit: int, window: float) -> None:
-        self.limit = limit
-        self.window = window
-        self.events: dict[str, deque[float]] = defaultdict(deque)
-        self.lock = threading.Lock()
-
-    def allow(self, key: str) -> bool:
-        now = time.monotonic()
-        with self.lock:
-            q = self.events[key]
-            while q and q[0] < now - self.window:
-                q.popleft()
-            if len(q) >= self.limit:
-                return False
-            q.append(now)
-            return True
+def sender_limit_key(sender: str) -> str:
+    """The rate counter (hub.limits_sql) of a sender's mails per minute."""
+    # A sender address is what a client wrote: long ones are hashed to fit the key.
+    if len(sender) <= 150:
+        return f"smtp:sender:{sender}"
+    return "smtp:sender:sha256:" + hashlib.sha256(sender.encode("utf-8", "replace")).hexdigest()
 
 
 class HourlyCount:

@@ -27,7 +27,7 @@ from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlmodel import Session
 
-from hub import contacts, links, mailparse, sending
+from hub import contacts, limits_sql, links, mailparse, sending
 from hub.accounts import ancestors
 from hub.config import Config
 from hub.db import WorkerConnection, read_scope, session_scope, table
@@ -49,7 +49,7 @@ from hub.intake.addresses import (
 from hub.intake.confirm import confirmation_address, queue_confirmation
 from hub.intake.directory import DirectoryCache, IntakeDirectory
 from hub.intake.group_commit import GroupCommit
-from hub.intake.limits import HourlyCount, SlidingWindow
+from hub.intake.limits import HourlyCount, sender_limit_key
 from hub.intake.rcpt_cache import KnownIntake, RcptCache
 from hub.intake.received import MailEnvelope, ReceivedMail, check_sender, receive
 from hub.intake.replies import (
@@ -150,6 +150,11 @@ def raise_unverified(verdict: Verdict | None, from_addr: str | None) -> None:
     )
 
 
+def _ascii(text: str) -> str:
+    # An SMTP reply line is ASCII: what it quotes of the sender is escaped.
+    return text.encode("ascii", "backslashreplace").decode("ascii")
+
+
 def _one_line(text: str, limit: int = 400) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -192,7 +197,6 @@ class IntakePolicy:
     def __init__(self, engine: Engine, config: Config) -> None:
         self.engine = engine
         self.config = config
-        self.per_sender = SlidingWindow(config.smtp.mails_per_sender_per_minute, 60.0)
         self.hourly = HourlyCount()
         self.rcpts = RcptCache()
         self.directories = DirectoryCache()
@@ -360,23 +364,42 @@ class IntakePolicy:
             )
         raise_unverified(mail.vouched, parsed.from_addr)
 
+    def _sender_quota(self, session: Session, wanted: Counter[str]) -> Counter[str]:
+        """Of WANTED (sender -> mails of this group), how many each sender may still send
+        this minute, counted in SQL in the group's own transaction: the limit holds across
+        every intake instance, and a group rolled back (then taken again) counted nothing.
+        One UPSERT per sender of the group; one per mail only for a sender at its limit."""
+        per_minute = self.config.smtp.mails_per_sender_per_minute
+        quota: Counter[str] = Counter()
+        # In one order on every instance: two groups never wait for each other's rows.
+        for sender, n in sorted(wanted.items()):
+            key = sender_limit_key(sender)
+            if limits_sql.take(session, key, per_minute, 60.0, n=n).allowed:
+                quota[sender] = n
+                continue
+            while quota[sender] < n and limits_sql.take(session, key, per_minute, 60.0).allowed:
+                quota[sender] += 1
+        return quota
+
     def _check_limits(
-        self, session: Session, mail: ReceivedMail, draft: Draft, sent: Counter[int]
+        self,
+        session: Session,
+        mail: ReceivedMail,
+        draft: Draft,
+        sent: Counter[int],
+        quota: Counter[str],
     ) -> None:
-        """The sender's mails per minute and the account's SMS from mail per hour (SENT: what
-        this group queued so far); raises Rejected."""
-        env = mail.env
-        sender_key = (
-            env.login.username if env.login else (draft.parsed.from_addr or env.mail_from)
-        ).lower()
-        if not mail.counted:
-            if not self.per_sender.allow(sender_key):
-                raise Rejected(
-                    f"450 4.7.1 {sender_key} sent more than "
-                    f"{self.config.smtp.mails_per_sender_per_minute} mails this "
-                    "minute; try again later"
-                )
-            mail.counted = True
+        """The sender's mails per minute (QUOTA: what is left of it for this group) and the
+        account's SMS from mail per hour (SENT: what this group queued so far); raises
+        Rejected."""
+        sender_key = _sender(mail, draft)
+        if quota[sender_key] <= 0:
+            raise Rejected(
+                f"450 4.7.1 {_ascii(sender_key)} sent more than "
+                f"{self.config.smtp.mails_per_sender_per_minute} mails this minute "
+                "(smtp.mails_per_sender_per_minute); try again later"
+            )
+        quota[sender_key] -= 1
         account = draft.request.account
         assert isinstance(account, int)
         already = self.hourly.sent(session, account) + sent[account]
@@ -509,7 +532,16 @@ class IntakePolicy:
         submits = sending.SubmitBatch(session, self.config, RecipientLookups(_LOOKUP))
         earlier = _prepare(submits, mails, drafts) if drafts else {}
         taken: list[tuple[int, Draft, sending.SubmitResult]] = []
+        # The mails that will be submitted (not earlier copies), counted per sender at once.
+        wanted: Counter[str] = Counter()
         seen: set[tuple[int, str]] = set()
+        for index, draft in drafts.items():
+            key = _key(mails[index], draft)
+            if key not in earlier and key not in seen:
+                seen.add(key)
+                wanted[_sender(mails[index], draft)] += 1
+        quota = self._sender_quota(session, wanted)
+        seen = set()
         for index, draft in drafts.items():
             mail = mails[index]
             key = _key(mail, draft)
@@ -518,7 +550,9 @@ class IntakePolicy:
             elif key not in seen:  # else a copy of a mail of this group: after the commit
                 seen.add(key)
                 try:
-                    result = self._submit(session, mail, draft, submits, sent, len(mails) == 1)
+                    result = self._submit(
+                        session, mail, draft, submits, sent, quota, len(mails) == 1
+                    )
                 except Rejected as exc:
                     outcomes[index] = _refused(mail, exc)
                     continue
@@ -546,12 +580,13 @@ class IntakePolicy:
         draft: Draft,
         submits: sending.SubmitBatch,
         sent: Counter[int],
+        quota: Counter[str],
         alone: bool,
     ) -> sending.SubmitResult:
         """Check the limits and queue DRAFT's SMS, and charge them when the mail is ALONE in
         its transaction or has files (a group's charges are settled together); raises
         Rejected."""
-        self._check_limits(session, mail, draft, sent)
+        self._check_limits(session, mail, draft, sent, quota)
         account = draft.request.account
         assert isinstance(account, int)
         if draft.files:
@@ -709,6 +744,12 @@ def _settle_group(submits: sending.SubmitBatch) -> None:
         submits.settle()
     except InsufficientCredits:
         raise _GroupUnpaid from None
+
+
+def _sender(mail: ReceivedMail, draft: Draft) -> str:
+    """Who the per-sender limit counts: the SMTP login, else the From, else MAIL FROM."""
+    env = mail.env
+    return (env.login.username if env.login else (draft.parsed.from_addr or env.mail_from)).lower()
 
 
 def _key(mail: ReceivedMail, draft: Draft) -> tuple[int, str]:

@@ -61,8 +61,6 @@ class ReceivedMail:
     vouched: Verdict | None = field(
         default_factory=lambda: Verdict("fail", "the mail has no usable From address")
     )
-    # Counted in its sender's per-minute window: a group taken again does not count it twice.
-    counted: bool = False
 
     @property
     def dedupe_key(self) -> str:

@@ -18,10 +18,10 @@ from typing import Any, AnyStr
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session, syntax
 
 from hub.config import Config
-from hub.db import read_scope
-from hub.intake.addresses import MailLogin, check_login
+from hub.intake.addresses import MailLogin
 from hub.intake.policy import IntakeOutcome, IntakePolicy, MailEnvelope, failure_reply
 from hub.intake.smtp_text import shown, smtp_line
+from hub.login_throttle import LoginThrottle
 
 log = logging.getLogger("smshub.smtp")
 
@@ -33,6 +33,8 @@ _CONTROL_IN_ADDRESS = (
 )
 # Mails up to this size are read on the event loop (a few hundred microseconds of CPU).
 _READ_ON_LOOP = 64 * 1024
+# What IntakeSMTP._authenticate hands back for its own check.
+_PENDING = "smshub: check pending"
 
 
 class _Limits:
@@ -54,18 +56,30 @@ SHUTTING_DOWN = b"421 4.3.2 service shutting down\r\n"
 
 class IntakeSMTP(SMTP):
     """aiosmtpd's SMTP, remembering the MAIL FROM and RCPT TO addresses it parsed, and
-    known to its listener so a stop can answer it `421`.
+    known to its listener so a stop can answer it `421`, and checking AUTH through the
+    login throttle in a worker thread.
 
     Parsing an address costs aiosmtpd about 45 µs (it builds a typing.Protocol class on
     every call), a tenth of the event loop's time per mail; the same senders and intake
     addresses come back mail after mail.
     """
 
-    def __init__(self, *args: Any, listener: SmtpListener | None = None, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(
+        self,
+        handler: Any,
+        *args: Any,
+        listener: SmtpListener | None = None,
+        throttle: LoginThrottle | None = None,
+        max_auth_failures: int = 3,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(handler, *args, **kwargs)
         self.listener = listener
         # True while handle_DATA stores a mail: its answer must not be replaced by a 421.
         self.committing = False
+        self.throttle = throttle
+        self.max_auth_failures = max_auth_failures
+        self.auth_failures = 0
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         return _parse_address(arg, self.local_part_limit)
@@ -130,6 +144,56 @@ class IntakeSMTP(SMTP):
             transport.write_eof()
         else:
             transport.close()
+
+    # aiosmtpd checks credentials with a plain function on the event loop; scrypt there
+    # stalls every HTTP request and SMTP session of the process. Its PLAIN and LOGIN
+    # dialogues are kept; what they decode is handed back (_PENDING) and checked here.
+    def _authenticate(self, mechanism: str, auth_data: Any) -> AuthResult:
+        return AuthResult(success=False, handled=False, message=_PENDING, auth_data=auth_data)
+
+    async def auth_PLAIN(self, _: Any, args: list[str]) -> AuthResult:  # noqa: N802 (aiosmtpd's name)
+        return await self._check(await super().auth_PLAIN(_, args))
+
+    async def auth_LOGIN(self, _: Any, args: list[str]) -> AuthResult:  # noqa: N802 (aiosmtpd's name)
+        return await self._check(await super().auth_LOGIN(_, args))
+
+    async def _check(self, result: AuthResult) -> AuthResult:
+        if result.message is not _PENDING:
+            return result
+        credentials = result.auth_data
+        assert isinstance(credentials, LoginPassword)
+        assert self.session is not None
+        username = credentials.login.decode("utf-8", "replace")
+        password = credentials.password.decode("utf-8", "replace")
+        address = str(self.session.peer[0]) if self.session.peer else ""
+        if self.throttle is None:
+            return AuthResult(success=False, handled=False)
+        attempt = await asyncio.to_thread(self.throttle.attempt, username, password, address)
+        if attempt.login is not None:
+            return AuthResult(success=True, auth_data=attempt.login)
+        self.auth_failures += 1
+        log.warning(
+            "SMTP AUTH %s for %r from %s",
+            f"throttled ({attempt.seconds} s)" if attempt.throttled else "failed",
+            username,
+            address,
+        )
+        if self.auth_failures >= self.max_auth_failures:
+            # A client that keeps guessing on one connection is let go: a new connection
+            # costs it a handshake (and STARTTLS) per few guesses.
+            await self.push("421 4.7.0 too many failed logins; closing the connection")
+            assert self._handler_coroutine is not None and self.transport is not None
+            self._handler_coroutine.cancel()
+            self.transport.close()
+            return AuthResult(success=False, handled=True)
+        if attempt.throttled:
+            # 4xx: the same login succeeds later.
+            return AuthResult(
+                success=False,
+                handled=False,
+                message=f"454 4.7.0 too many failed logins, try again in {attempt.seconds} s",
+            )
+        return AuthResult(success=False, handled=False)
 
 
 class SmtpListener:
@@ -264,25 +328,9 @@ def _peer_address(peer: Any) -> str:
     return str(peer or "")
 
 
-def make_authenticator(policy: IntakePolicy) -> Any:
-    """An aiosmtpd authenticator checking SMTP users (PLAIN and LOGIN)."""
-
-    def authenticate(
-        server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: Any
-    ) -> AuthResult:
-        if not isinstance(auth_data, LoginPassword):
-            return AuthResult(success=False, handled=False)
-        username = auth_data.login.decode("utf-8", "replace")
-        password = auth_data.password.decode("utf-8", "replace")
-        # Blocking (scrypt + one query, a few tens of ms) but rare: once per connection.
-        with read_scope(policy.engine) as db:
-            login = check_login(db, username, password)
-        if login is None:
-            log.warning("SMTP AUTH failed for %r from %s", username, session.peer)
-            return AuthResult(success=False, handled=False)
-        return AuthResult(success=True, auth_data=login)
-
-    return authenticate
+def _refuse_all(*_: Any) -> AuthResult:
+    # Never called: IntakeSMTP checks credentials itself (see IntakeSMTP._authenticate).
+    return AuthResult(success=False, handled=False)
 
 
 def tls_context(config: Config) -> ssl.SSLContext | None:
@@ -319,7 +367,9 @@ async def start_smtp_listener(
     listener = SmtpListener()
     handler = IntakeHandler(policy, config, on_accepted)
     context = tls_context(config)
-    authenticator = make_authenticator(policy)
+    throttle = LoginThrottle(
+        policy.engine, config.console.max_failed_logins, config.console.login_max_delay
+    )
     loop = asyncio.get_running_loop()
 
     def factory() -> SMTP:
@@ -330,11 +380,13 @@ async def start_smtp_listener(
             ident="smshub",
             tls_context=context,
             timeout=config.smtp.command_timeout,
-            authenticator=authenticator,
+            authenticator=_refuse_all,
             auth_require_tls=True,
             auth_exclude_mechanism=["CRAM-MD5"],
             loop=loop,
             listener=listener,
+            throttle=throttle,
+            max_auth_failures=config.smtp.max_auth_failures,
         )
 
     listener.server = await loop.create_server(

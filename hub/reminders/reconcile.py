@@ -162,6 +162,7 @@ class Reconciler:
             locale=self.calendar.locale,
             tz=self._tz(row),
             start=as_utc(row.start),
+            max_parts=self.config.sending.max_parts,
             name=row.person,
             title=row.title,
             location=row.location,
@@ -181,7 +182,14 @@ class Reconciler:
             )
             .order_by(col(Reminder.id).desc())
         ).first()
-        text = self._text(row, self.calendar.template)
+        try:
+            text = self._text(row, self.calendar.template)
+        except HubError as exc:
+            # This event's text cannot be sent (too long for sending.max_parts, say): the
+            # reminder is skipped and reported; the other events go on.
+            self._skip(row, rule, start, when, str(exc)[:255])
+            self.report.problems.append(f"{row.title or row.uid}: {exc}")
+            return
         if current is not None:
             message = self.session.get(Message, current.message_id) if current.message_id else None
             went_out = message is not None and message.status != MessageStatus.QUEUED

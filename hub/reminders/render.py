@@ -11,8 +11,15 @@ from zoneinfo import ZoneInfo
 from babel.dates import format_date, format_datetime, format_time
 from jinja2 import Template, TemplateError
 
+from hub import segments
 from hub.errors import InvalidInput
-from hub.templating import sandbox
+from hub.templating import TemplateLimitExceeded, render_bounded, sandbox, too_many_parts
+
+# The most parts sending.max_parts allows: the bound when the caller has no config (a
+# template checked when it is set; the preview and the planner pass the configured one).
+MOST_PARTS = 255
+# Characters of a reminder template.
+MAX_TEMPLATE = 5_000
 
 DEFAULT_TEMPLATE = (
     "Bonjour {{ name }}, rappel de votre RDV le {{ start|date('EEEE d MMMM') }} à "
@@ -46,11 +53,30 @@ def _compiled(template: str, locale: str, tz: str) -> Template:
     return env.from_string(template)
 
 
-def render_reminder(template: str, *, locale: str, tz: str, start: datetime, **fields: Any) -> str:
-    """Render TEMPLATE for one appointment; InvalidInput names a broken template."""
+def render_reminder(
+    template: str,
+    *,
+    locale: str,
+    tz: str,
+    start: datetime,
+    max_parts: int = MOST_PARTS,
+    **fields: Any,
+) -> str:
+    """Render TEMPLATE for one appointment; InvalidInput names a broken template,
+    TemplateLimitExceeded a text of more than MAX_PARTS SMS parts (sending.max_parts) or
+    a template that asks for too much work."""
+    if len(template) > MAX_TEMPLATE:
+        # Compiling is work too: a megabyte of template would take seconds.
+        raise TemplateLimitExceeded(
+            f"the reminder template has {len(template)} characters; the limit is {MAX_TEMPLATE}"
+        )
     local = start.astimezone(ZoneInfo(tz))
     try:
-        text = _compiled(template or DEFAULT_TEMPLATE, locale, tz).render(start=local, **fields)
+        compiled = _compiled(template or DEFAULT_TEMPLATE, locale, tz)
+        text = render_bounded(compiled, {"start": local, **fields}, max_parts=max_parts)
     except TemplateError as exc:
         raise InvalidInput(f"the reminder template cannot be used: {exc}") from None
-    return " ".join(text.split())
+    text = " ".join(text.split())
+    if segments.count(text).segments > max_parts:
+        raise too_many_parts(max_parts)
+    return text
