@@ -21,6 +21,7 @@ from hub.metrics import SUBMITTED
 from hub.models import Account
 from hub.providers import ProviderContext, ProviderEvent, SmsProvider
 from hub.registry import build_mail_sender, build_sms_provider
+from hub.reminders.writeback import AnswerWriter
 from hub.reports import ReportPolicy, apply_events
 from hub.state_sql import state_store
 from hub.webhooks import WebhookSender
@@ -75,6 +76,8 @@ class Hub:
         sender = build_mail_sender(config)
         self.mail_outbox = MailOutbox(self.engine, sender) if sender is not None else None
         self.webhook_sender = WebhookSender(self.engine)
+        # OUI / NON answers written to their calendar as they come (and retried).
+        self.answer_writer = AnswerWriter(self.engine, config, self.state)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending_events: list[tuple[Sequence[ProviderEvent], asyncio.Future[None]]] = []
         self._flusher: asyncio.Task[None] | None = None
@@ -97,6 +100,7 @@ class Hub:
                 await self.mail_outbox.start()
             if background:
                 await self.webhook_sender.start()
+                await self.answer_writer.start()
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop the dispatcher and the mail and webhook senders, then the providers;
@@ -104,7 +108,7 @@ class Hub:
         (None: the provider calls as long as they take, mails and posts none), and what was
         claimed but not started is handed back."""
         outbox_grace = 0 if grace is None else grace
-        stops = [self.webhook_sender.stop(outbox_grace)]
+        stops = [self.webhook_sender.stop(outbox_grace), self.answer_writer.stop(outbox_grace)]
         if self.dispatcher is not None:
             stops.append(self.dispatcher.stop(grace))
         if self.mail_outbox is not None:
@@ -144,6 +148,8 @@ class Hub:
         await future
         # Reports and inbound SMS may have queued webhooks: post them now, not at the next poll.
         self.webhook_sender.wake()
+        # ... and a reminder answer its write to the calendar.
+        self.answer_writer.wake()
 
     async def _flush_events(self) -> None:
         while self._pending_events:

@@ -27,7 +27,7 @@ from hub.models import (
 )
 from hub.optout import classify, is_blacklisted, opt_in, opt_out
 from hub.providers import InboundSms
-from hub.reminders.answers import handle_answer
+from hub.reminders.answers import handle_answer, open_question
 from hub.replytokens import reply_address
 from hub.templating import render
 from hub.timeutil import utcnow
@@ -67,6 +67,11 @@ def receive_inbound(session: Session, sms: InboundSms, config: Config | None) ->
     if exists is not None:
         return
     account_id, last = _conversation(session, sms, config)
+    # An open reminder question outranks every later SMS of ours to that number (an
+    # auto-reply above all): "NON" after an auto-reply still cancels the appointment.
+    question = open_question(session, sms.sender)
+    if question is not None:
+        account_id, last = question.account_id, question
     row = InboundMessage(
         provider=sms.provider,
         event_key=sms.event_key,
@@ -117,7 +122,9 @@ def receive_inbound(session: Session, sms: InboundSms, config: Config | None) ->
         handling.append("start")
     elif (answer := handle_answer(session, config, row, last)) is not None:
         handling.append(answer)
-    elif numeric and _autoreply(session, config, account, sms, row.id):
+    elif question is None and numeric and _autoreply(session, config, account, sms, row.id):
+        # Never to a number with an open reminder question: its next SMS must stay the
+        # answer to the reminder, and the receptionist reads what it wrote meanwhile.
         handling.append("autoreply")
     # A reminder answer already told the receptionist in its own words.
     answered = any(h.startswith("reminder-") for h in handling)

@@ -539,6 +539,12 @@ class CalendarEventRow(SQLModel, table=True):
     # confirmed | cancelled by the patient's answer, and whether the calendar was told.
     answer: str = Field(default="", max_length=16)
     answer_written: bool = False
+    # When the answer came, and when writing it to the calendar is (next) due: set by the
+    # answer, pushed forward by each claim and failed try, cleared once written or given up.
+    answer_at: datetime | None = Field(default=None, sa_column=_ts())
+    answer_due_at: datetime | None = Field(default=None, sa_column=_ts(index=True))
+    answer_attempts: int = 0
+    answer_error: str = Field(default="", max_length=500)
     deleted: bool = False
     updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
 

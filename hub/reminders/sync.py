@@ -14,8 +14,6 @@ from sqlmodel import select
 from hub.calendar_setup import calendar_context, source_state_files
 from hub.calendar_store import adopt_secret_files, resolve_secrets
 from hub.calendars import (
-    CalendarEvent,
-    CalendarSource,
     CursorExpired,
     SourceContext,
     SourceError,
@@ -25,9 +23,10 @@ from hub.calendars import (
 from hub.config import Config
 from hub.db import session_scope
 from hub.errors import ConfigError, HubError
-from hub.models import Calendar, CalendarEventRow
+from hub.models import Calendar
 from hub.registry import build_calendar_source
 from hub.reminders.reconcile import ReconcileReport, reconcile
+from hub.reminders.writeback import write_answers
 from hub.secretbox import Keyring, SecretUnreadable, load_keyring
 from hub.state import StateStore
 from hub.state_sql import SqlStateStore, state_store
@@ -116,7 +115,8 @@ async def sync_calendar(
         except CursorExpired:
             log.info("%s: the sync token expired; doing a full sync", where)
             result = await source.sync(window, None)
-        await _write_answers(engine, source, calendar_id)
+        # Answers not written yet (their writer failed, or none runs): with this source.
+        await write_answers(engine, source, calendar_id)
     except (SourceError, ConfigError) as exc:
         raise await _failed(exc) from None
     finally:
@@ -144,52 +144,6 @@ async def sync_calendar(
         len(report.problems),
     )
     return report
-
-
-async def _write_answers(engine: Engine, source: CalendarSource, calendar_id: int) -> None:
-    """Annotate events the patient confirmed or cancelled by SMS (where the source writes)."""
-
-    def _pending() -> list[CalendarEventRow]:
-        with session_scope(engine) as session:
-            return list(
-                session.exec(
-                    select(CalendarEventRow).where(
-                        CalendarEventRow.calendar_id == calendar_id,
-                        CalendarEventRow.answer != "",
-                        CalendarEventRow.answer_written == False,  # noqa: E712
-                    )
-                ).all()
-            )
-
-    def _done(row_id: int) -> None:
-        with session_scope(engine) as session:
-            row = session.get(CalendarEventRow, row_id)
-            if row is not None:
-                row.answer_written = True
-                session.add(row)
-
-    for row in await asyncio.to_thread(_pending):
-        event = CalendarEvent(
-            uid=row.uid,
-            occurrence=row.occurrence,
-            start=as_utc(row.start),
-            timezone=row.timezone,
-            title=row.title,
-            etag=row.etag,
-        )
-        note = (
-            "SMS: confirmed by the patient"
-            if row.answer == "confirmed"
-            else "SMS: CANCELLED by the patient"
-        )
-        try:
-            await source.annotate(event, note)
-        except SourceError as exc:
-            log.warning("could not annotate %s: %s", row.title or row.uid, exc)
-            continue
-        assert row.id is not None
-        # Read-only sources answer False: nothing more to do for them either.
-        await asyncio.to_thread(_done, row.id)
 
 
 def store_keyring(store: StateStore, config: Config) -> Keyring:

@@ -1,0 +1,235 @@
+"""Writing a patient's OUI / NON back to the calendar when it arrives, not at the next sync.
+
+An answer makes its event due (``answer_due_at``); the answer writer of any instance claims
+due events (``FOR UPDATE SKIP LOCKED`` and a lease pushed into ``answer_due_at``, as
+hub.claims does for the mail outbox), writes the note through the calendar source's
+``annotate`` and marks the event written. A failure is retried with backoff; after
+MAX_ATTEMPTS the error stays on the event for the console to show. A sync writes the due
+answers of its calendar with the source it already has open (the same claim).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import Engine
+from sqlmodel import col, select
+
+from hub.calendar_setup import calendar_context
+from hub.calendar_store import resolve_secrets
+from hub.calendars import CalendarEvent, CalendarSource, SourceError
+from hub.config import Config
+from hub.db import read_scope, session_scope
+from hub.errors import ConfigError
+from hub.models import Calendar, CalendarEventRow
+from hub.registry import build_calendar_source
+from hub.reminders.answers import answer_note
+from hub.secretbox import SecretUnreadable
+from hub.state import StateStore
+from hub.timeutil import as_utc, utcnow
+
+log = logging.getLogger("smshub.answers")
+
+MAX_ATTEMPTS = 12
+# A claimed answer is this writer's for this long (a slow calendar server included).
+CLAIM_LEASE = timedelta(minutes=5)
+# Answers written per calendar per round: a burst of answers cannot hold one writer long.
+BATCH = 20
+
+
+def backoff(attempts: int) -> timedelta:
+    """1 min, 2, 4 ... capped at 1 h: MAX_ATTEMPTS tries span about half a day."""
+    return timedelta(seconds=min(60 * 2 ** max(attempts - 1, 0), 3600))
+
+
+@dataclass(frozen=True)
+class Claimed:
+    row_id: int
+    event: CalendarEvent
+    note: str
+    until: datetime
+
+
+def _claim(engine: Engine, calendar_id: int, limit: int = BATCH) -> list[Claimed]:
+    now = utcnow()
+    until = now + CLAIM_LEASE
+    with session_scope(engine) as session:
+        rows = session.exec(
+            select(CalendarEventRow)
+            .where(
+                CalendarEventRow.calendar_id == calendar_id,
+                CalendarEventRow.answer != "",
+                CalendarEventRow.answer_written == False,  # noqa: E712
+                col(CalendarEventRow.answer_due_at) <= now,
+            )
+            .order_by(col(CalendarEventRow.answer_due_at), col(CalendarEventRow.id))
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        ).all()
+        claimed = []
+        for row in rows:
+            assert row.id is not None
+            row.answer_due_at = until
+            session.add(row)
+            event = CalendarEvent(
+                uid=row.uid,
+                occurrence=row.occurrence,
+                start=as_utc(row.start),
+                timezone=row.timezone,
+                all_day=row.all_day,
+                title=row.title,
+                etag=row.etag,
+            )
+            claimed.append(Claimed(row.id, event, answer_note(row.answer), until))
+        return claimed
+
+
+def _finish(engine: Engine, claim: Claimed, error: str | None, written: bool = True) -> None:
+    """Record the outcome of one write, unless the row changed hands meanwhile (a new answer
+    makes it due again: that one is written next, with its own note)."""
+    with session_scope(engine) as session:
+        row = session.exec(
+            select(CalendarEventRow).where(CalendarEventRow.id == claim.row_id).with_for_update()
+        ).first()
+        if row is None or row.answer_due_at is None or as_utc(row.answer_due_at) != claim.until:
+            return
+        if error is None:
+            row.answer_written = True
+            row.answer_due_at = None
+            row.answer_error = "" if written else "the calendar is read-only: not written there"
+        else:
+            row.answer_attempts += 1
+            row.answer_error = error[:500]
+            if row.answer_attempts >= MAX_ATTEMPTS:
+                row.answer_due_at = None  # given up: the console shows the error
+            else:
+                row.answer_due_at = utcnow() + backoff(row.answer_attempts)
+        session.add(row)
+
+
+async def write_answers(engine: Engine, source: CalendarSource, calendar_id: int) -> int:
+    """Write the due answers of CALENDAR_ID through SOURCE; returns how many were written."""
+    done = 0
+    for claim in await asyncio.to_thread(_claim, engine, calendar_id):
+        try:
+            written = await source.annotate(claim.event, claim.note)
+        except SourceError as exc:
+            log.warning("could not write %r on %s: %s", claim.note, claim.event.title, exc)
+            await asyncio.to_thread(_finish, engine, claim, str(exc))
+            continue
+        except Exception as exc:  # a connector bug must not stop the other answers
+            log.exception("writing %r on %s failed", claim.note, claim.event.title)
+            await asyncio.to_thread(_finish, engine, claim, f"{type(exc).__name__}: {exc}")
+            continue
+        # Read-only sources answer False: nothing more to do for them either.
+        await asyncio.to_thread(_finish, engine, claim, None, written)
+        done += 1
+    return done
+
+
+def _due_calendars(engine: Engine) -> list[int]:
+    with read_scope(engine) as session:
+        ids = session.exec(
+            select(CalendarEventRow.calendar_id)
+            .join(Calendar, col(Calendar.id) == col(CalendarEventRow.calendar_id))
+            .where(
+                Calendar.enabled == True,  # noqa: E712
+                CalendarEventRow.answer != "",
+                CalendarEventRow.answer_written == False,  # noqa: E712
+                col(CalendarEventRow.answer_due_at) <= utcnow(),
+            )
+            .distinct()
+        ).all()
+        return sorted(ids)
+
+
+def _open(
+    engine: Engine, config: Config, calendar_id: int, store: StateStore
+) -> CalendarSource | None:
+    """CALENDAR_ID's source, built as the sync builds it (None if it is gone)."""
+    with read_scope(engine) as session:
+        calendar = session.get(Calendar, calendar_id)
+        if calendar is None:
+            return None
+        settings = json.loads(calendar.settings or "{}")
+        ctx = calendar_context(calendar, config.hub.data_dir)
+        kind = calendar.source_type
+    ctx.secrets = resolve_secrets(settings, store, calendar_id)
+    ctx.store = store
+    return build_calendar_source(kind, settings, ctx, ctx.name)
+
+
+def _fail_due(engine: Engine, calendar_id: int, error: str) -> None:
+    """The source cannot even be opened: each due answer counts a failed try."""
+    for claim in _claim(engine, calendar_id):
+        _finish(engine, claim, error)
+
+
+async def write_due(engine: Engine, config: Config, store: StateStore) -> int:
+    """Write every due answer of every enabled calendar; returns how many were written."""
+    done = 0
+    for calendar_id in await asyncio.to_thread(_due_calendars, engine):
+        try:
+            source = await asyncio.to_thread(_open, engine, config, calendar_id, store)
+        except (SourceError, ConfigError, SecretUnreadable) as exc:
+            await asyncio.to_thread(_fail_due, engine, calendar_id, str(exc))
+            continue
+        if source is None:
+            continue
+        try:
+            done += await write_answers(engine, source, calendar_id)
+        finally:
+            await source.close()
+    return done
+
+
+class AnswerWriter:
+    """Writes answers as they come (``wake`` after an inbound SMS is stored) and retries
+    the failed ones every POLL_INTERVAL seconds."""
+
+    def __init__(
+        self, engine: Engine, config: Config, store: StateStore, poll_interval: float = 30.0
+    ) -> None:
+        self.engine = engine
+        self.config = config
+        self.store = store
+        self.poll_interval = poll_interval
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def start(self) -> None:
+        self._stopping = False
+        self._task = asyncio.create_task(self._loop(), name="answer-writer")
+
+    async def stop(self, grace: float | None = 0) -> None:
+        """Start no new write; the one in flight gets GRACE seconds. What was claimed and
+        not written runs out its lease and is written by the next writer."""
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            done, _ = await asyncio.wait({self._task}, timeout=grace)
+            if not done:
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
+            self._task = None
+
+    async def _loop(self) -> None:
+        while not self._stopping:
+            self._wake.clear()
+            try:
+                await write_due(self.engine, self.config, self.store)
+            except Exception:
+                log.exception("answer write-back round failed")
+            if not self._stopping:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.poll_interval)
