@@ -13,7 +13,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from hub.phone import format_international
-from hub.timeutil import as_utc
+from hub.timeutil import as_utc, local_text
 
 if TYPE_CHECKING:
     from hub.console.auth import ConsoleUser
@@ -44,6 +44,11 @@ def _when_text(value: datetime | None) -> str:
     return as_utc(value).strftime("%Y-%m-%d %H:%M UTC") if value else "—"
 
 
+def _local(value: datetime | None, tz: str, all_day: bool = False) -> str:
+    """A time in zone TZ (a calendar's): what the receptionist's wall clock says."""
+    return local_text(value, tz, all_day) if value else "—"
+
+
 def _phone(value: str | None) -> str:
     if not value:
         return "—"
@@ -66,6 +71,7 @@ def environment() -> Environment:
     env.filters["when"] = _when
     env.filters["when_text"] = _when_text
     env.filters["phone"] = _phone
+    env.filters["local"] = _local
     env.globals["static_version"] = str(
         int(max((p.stat().st_mtime for p in STATIC_DIR.iterdir()), default=0))
     )

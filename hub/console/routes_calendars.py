@@ -26,6 +26,7 @@ from hub.console.auth import ConsoleUser, User, signing_key
 from hub.console.render import page, redirect
 from hub.db import read_scope, session_scope
 from hub.errors import ConfigError, Forbidden, HubError, InvalidInput, NotFound
+from hub.reminders import answers
 from hub.reminders.sync import sync_calendar
 from hub.templating import TemplateLimitExceeded
 
@@ -279,8 +280,11 @@ async def oauth_finish(
 
 # -- one calendar -------------------------------------------------------------------------------
 @router.get("/calendars/{calendar_id:int}", response_class=HTMLResponse)
-async def calendar_page(request: Request, user: User, calendar_id: int) -> Response:
-    """A calendar's settings and rules, its upcoming reminders and its problem events."""
+async def calendar_page(
+    request: Request, user: User, calendar_id: int, answer: str = "all"
+) -> Response:
+    """A calendar's settings and rules, its upcoming appointments with the patients'
+    answers (filtered by ANSWER), its upcoming reminders and its problem events."""
     hub = request.app.state.hub
 
     def _load() -> dict[str, Any]:
@@ -293,6 +297,14 @@ async def calendar_page(request: Request, user: User, calendar_id: int) -> Respo
                 "reminder_template": data.effective_template(cal),
                 "reminders": upcoming_reminders(session, calendar_id=calendar_id, limit=50),
                 "problems": problem_events(session, calendar_id=calendar_id, limit=50),
+                "answer": answer,
+                "answer_filters": answers.ANSWER_FILTERS,
+                "appointments": [
+                    (e, answers.answer_text(e), answers.written_text(e))
+                    for e, _ in answers.upcoming_appointments(
+                        session, calendar_id=calendar_id, answer=answer, limit=100
+                    )
+                ],
             }
 
     return page(

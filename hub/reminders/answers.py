@@ -10,6 +10,7 @@ from __future__ import annotations
 from sqlmodel import Session, col, select
 
 from hub.config import Config
+from hub.errors import InvalidInput
 from hub.mailout import build_message, queue_mail
 from hub.models import (
     Calendar,
@@ -116,3 +117,62 @@ def handle_answer(
             account_id=calendar.account_id,
         )
     return f"reminder-{kind}"
+
+
+# What the console and the CLI filter upcoming appointments by.
+ANSWER_FILTERS = ("all", "confirmed", "cancelled", "unanswered")
+
+
+def upcoming_appointments(
+    session: Session,
+    *,
+    calendar_id: int | None = None,
+    account_id: int | None = None,
+    answer: str = "all",
+    limit: int = 100,
+) -> list[tuple[CalendarEventRow, Calendar]]:
+    """Appointments not started yet that get reminders (they have a mobile number), with
+    their calendar, soonest first; ANSWER (one of ANSWER_FILTERS) keeps those the patient
+    confirmed, cancelled, or has not answered."""
+    if answer not in ANSWER_FILTERS:
+        raise InvalidInput(f"answer must be one of {', '.join(ANSWER_FILTERS)}, not {answer!r}")
+    query = (
+        select(CalendarEventRow, Calendar)
+        .join(Calendar, col(Calendar.id) == col(CalendarEventRow.calendar_id))
+        .where(
+            col(CalendarEventRow.start) > utcnow(),
+            CalendarEventRow.deleted == False,  # noqa: E712
+            CalendarEventRow.status != "cancelled",
+            col(CalendarEventRow.phone).is_not(None),
+        )
+    )
+    if calendar_id is not None:
+        query = query.where(CalendarEventRow.calendar_id == calendar_id)
+    if account_id is not None:
+        query = query.where(Calendar.account_id == account_id)
+    if answer != "all":
+        query = query.where(CalendarEventRow.answer == ("" if answer == "unanswered" else answer))
+    query = query.order_by(col(CalendarEventRow.start), col(CalendarEventRow.id)).limit(limit)
+    return [(e, c) for e, c in session.exec(query).all()]
+
+
+def answer_text(event: CalendarEventRow) -> str:
+    """The answer as the console and the CLI show it."""
+    if event.answer == "confirmed":
+        return "confirmed by the patient"
+    if event.answer == "cancelled":
+        return "cancelled by the patient"
+    return "unanswered"
+
+
+def written_text(event: CalendarEventRow) -> str:
+    """Where writing the answer to the calendar stands."""
+    if not event.answer:
+        return ""
+    if event.answer_written:
+        return event.answer_error or "written to the calendar"
+    if event.answer_due_at is None:
+        return f"not written: {event.answer_error}" if event.answer_error else "not written"
+    if event.answer_error:
+        return f"retrying ({event.answer_attempts} failed: {event.answer_error})"
+    return "being written"
