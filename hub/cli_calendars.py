@@ -310,14 +310,15 @@ def reminders_list(
     limit: Annotated[int, typer.Option(min=1, help="At most this many, soonest first.")] = 50,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
 ) -> None:
-    """Upcoming reminders (scheduled and not yet sent), soonest first. Times are UTC."""
+    """Upcoming reminders (scheduled and not yet sent), soonest first. Text shows each
+    calendar's local time; --json gives UTC ISO times and the zone."""
     from sqlmodel import select
 
     from hub.accounts import get_account
     from hub.calendar_setup import upcoming_reminders
     from hub.errors import NotFound
     from hub.models import Account, Calendar
-    from hub.timeutil import as_utc
+    from hub.timeutil import as_utc, local_text
 
     cli = _cli()
 
@@ -347,6 +348,10 @@ def reminders_list(
                 "rule": r.rule,
                 "text": m.text,
                 "message_id": m.id,
+                # Text output shows times as the calendar's people read them.
+                "timezone": c.timezone,
+                "send_at_local": local_text(r.send_at, c.timezone),
+                "appointment_local": local_text(e.start, c.timezone, e.all_day),
             }
             for r, e, m, c in rows
         ]
@@ -355,16 +360,16 @@ def reminders_list(
     table = cli._table(
         [
             [
-                d["send_at"][:16],
+                d["send_at_local"],
                 d["calendar"],
                 d["to"],
                 d["person"],
-                d["appointment"][:16],
+                d["appointment_local"],
                 d["rule"],
             ]
             for d in data
         ],
-        ["SEND AT (UTC)", "CALENDAR", "TO", "WHO", "APPOINTMENT (UTC)", "RULE"],
+        ["SEND AT", "CALENDAR", "TO", "WHO", "APPOINTMENT", "RULE"],
     )
     cli.emit(data, as_json, table if data else "no reminder is scheduled")
 

@@ -325,7 +325,34 @@ def test_reminders_list_filters_by_calendar_and_account(synced, smshub):
     code, _, err = smshub("reminders", "list", "--calendar", "cabinett")
     assert code == 1 and "no calendar 'cabinett'" in err
     code, out, _ = smshub("reminders", "list", "--calendar", "cabinet")
-    assert code == 0 and "SEND AT (UTC)" in out and "+33698765432" in out
+    assert code == 0 and "SEND AT" in out and "+33698765432" in out
+    # Text reads the calendar's own time (reminders at 09:00 Paris, appointments 10:00).
+    assert "09:00 Europe/Paris" in out and "10:00 Europe/Paris" in out and "UTC" not in out
+
+
+def test_reminders_answers_lists_and_filters_in_local_time(synced, smshub, db_url):
+    engine = make_engine(db_url)
+    with session_scope(engine) as s:
+        rows = {e.phone: e for e in s.exec(select(CalendarEventRow)).all()}
+        rows["+33612345678"].answer = "confirmed"
+        rows["+33698765432"].answer = "cancelled"
+    engine.dispose()
+    code, out, _ = smshub("reminders", "answers", "--json")
+    assert code == 0
+    data = json.loads(out)
+    assert [(d["phone"], d["answer"]) for d in data] == [
+        ("+33612345678", "confirmed"),
+        ("+33698765432", "cancelled"),
+        ("+33781223344", "unanswered"),
+    ]
+    assert data[0]["start_local"].endswith("10:00 Europe/Paris")
+    code, out, _ = smshub("reminders", "answers", "--answer", "cancelled", "--calendar", "cabinet")
+    assert code == 0 and "10:00 Europe/Paris" in out
+    assert "+33698765432" in out and "+33612345678" not in out
+    code, out, _ = smshub("reminders", "answers", "--answer", "unanswered", "--json")
+    assert [d["phone"] for d in json.loads(out)] == ["+33781223344"]
+    code, _, err = smshub("reminders", "answers", "--answer", "maybe")
+    assert code == 1 and "answer must be one of all, confirmed, cancelled, unanswered" in err
 
 
 def test_remove_cancels_scheduled_reminders_with_refunds(synced, smshub, db_url):
