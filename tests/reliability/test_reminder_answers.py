@@ -280,8 +280,8 @@ async def test_answer_reaches_radicale_when_it_arrives(
         assert _row(engine).answer == ""  # a sentence is forwarded, not an answer
         await hub.providers["simulator"].receive(PATIENT, "non")
         # No sync: the answer writer puts it on the event within moments.
-        for _ in range(100):
-            if "CANCELLED by the patient" in radicale.get_event(dav, url):
+        for _ in range(200):
+            if _row(engine).answer_written:  # the note is on the server before this is set
                 break
             await asyncio.sleep(0.05)
         assert "DESCRIPTION:SMS: CANCELLED by the patient" in radicale.get_event(dav, url)
