@@ -3,7 +3,7 @@ language (babel)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -40,8 +40,11 @@ def _compiled(template: str, locale: str, tz: str) -> Template:
     # Babel's formatting is most of a render; a calendar's appointments share a few hundred
     # days and start times, so each is formatted once per template (a sync renders 10,000s).
     @lru_cache(maxsize=4096)
+    def _day(day: date, pattern: str) -> str:
+        return format_date(day, pattern, locale=locale)
+
     def _date(value: datetime, pattern: str = "EEEE d MMMM") -> str:
-        return format_date(value.astimezone(zone).date(), pattern, locale=locale)
+        return _day(value.astimezone(zone).date(), pattern)
 
     @lru_cache(maxsize=4096)
     def _time(value: datetime, pattern: str = "HH:mm") -> str:
