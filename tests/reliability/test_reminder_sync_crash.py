@@ -22,8 +22,6 @@ from hub.accounts import get_account
 from hub.credits import ledger_problems
 from hub.db import session_scope
 from hub.models import Calendar, CalendarEventRow, LedgerEntry, Message, Reminder
-from hub.reminders import reconcile as planner
-from tests.conftest import make_config
 
 REPO = Path(__file__).resolve().parents[2]
 EVENTS = 600
@@ -37,7 +35,8 @@ from hub.reminders import reconcile as planner
 from tests.conftest import make_config
 from pathlib import Path
 
-db_url, data_dir, calendar_id, kill_at = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+db_url, data_dir = sys.argv[1], sys.argv[2]
+calendar_id, kill_at = int(sys.argv[3]), int(sys.argv[4])
 planner.FIRST_CHUNK = planner.MIN_CHUNK = planner.MAX_CHUNK = 100
 engine = make_engine(db_url)
 config = make_config(db_url, Path(data_dir))
@@ -45,7 +44,7 @@ base = datetime.fromisoformat(sys.argv[5])
 events = [
     CalendarEvent(uid=f"ev{n}", occurrence="", start=base + timedelta(minutes=30 * n),
                   timezone="Europe/Paris", title=f"RDV {n}",
-                  description=f"Tel: 06 {n // 10000 % 100:02d} {n // 100 % 100:02d} {n % 100:02d} 11")
+                  description=f"Tel: 06 {n // 100 % 100:02d} {n % 100:02d} 12 11")
     for n in range(int(sys.argv[6]))
 ]
 window = SyncWindow(base - timedelta(days=2), base + timedelta(days=90))
