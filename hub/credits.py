@@ -274,6 +274,42 @@ def refund(
     )
 
 
+@dataclass(frozen=True)
+class Refund:
+    """One message's credits given back (``refund_many``), as ``refund`` gives them."""
+
+    amount: int
+    origin_id: int
+    message_id: str
+    note: str = ""
+
+
+def refund_many(session: Session, payer_id: int, refunds: Sequence[Refund]) -> int:
+    """Give REFUNDS back to PAYER_ID as ``refund`` one after the other would (one ledger row
+    each, naming its message), in one UPDATE and one INSERT; returns the balance after."""
+    payer = session.get(Account, payer_id)
+    assert payer is not None
+    paid = [r for r in refunds if r.amount > 0]
+    if not paid:
+        return payer.balance
+    total = sum(r.amount for r in paid)
+    balance = int(session.execute(_APPLY, {"delta": total, "id": payer_id}).scalar_one())
+    running = balance - total
+    ledger = []
+    for r in paid:
+        running += r.amount
+        row = _ledger_row(
+            payer, r.amount, running, LedgerKind.REFUND, None, r.message_id, None, r.note
+        )
+        row["origin_account_id"] = r.origin_id
+        ledger.append(row)
+    session.connection().execute(_INSERT_LEDGER, ledger)
+    set_committed_value(payer, "balance", balance)
+    # A refund can only re-arm the alert (as ``refund`` without a config).
+    alerts.check_balance(session, None, payer)
+    return balance
+
+
 def ledger_problems(session: Session) -> list[str]:
     """Accounts whose balance differs from the sum of their ledger, or is negative."""
     sums: dict[int, int] = {
@@ -301,6 +337,7 @@ __all__ = [
     "charge_many",
     "ledger_problems",
     "refund",
+    "refund_many",
     "reset",
     "top_up",
     "transfer",

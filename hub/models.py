@@ -507,6 +507,9 @@ class Calendar(SQLModel, table=True):
     notify_mailbox: str = Field(default="", max_length=255)
     # Days ahead that are synced.
     window_days: int = 60
+    # Fingerprint of the settings the reminders were last planned with (hub.reminders.
+    # reconcile): while it holds, an unchanged appointment is not planned again.
+    planned_with: str = Field(default="", max_length=64, sa_column_kwargs={"server_default": ""})
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
 
 

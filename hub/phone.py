@@ -8,6 +8,7 @@ recipient never stops the others.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import phonenumbers
@@ -152,15 +153,26 @@ def parse_number(raw: str, region: str = "FR") -> NumberInfo:
         default = None
 
     first = _parse(text, default)
-    candidates = [first]
+    # The other readings are parsed only when the ones before them gave no valid number
+    # (parsing is most of the cost, and a national number is usually valid at once).
+    readings: list[tuple[str, str | None]] = []
     if not text.startswith("+"):
         # "0041..." works only where 00 is the international prefix; "41..." is how
         # mail systems that drop the "+" hand us numbers. Both are tried after the
         # national reading so a valid national number always wins.
         if text.startswith("00"):
-            candidates.append(_parse("+" + text[2:], None))
-        candidates.append(_parse("+" + text, None))
-    for number in candidates:
+            readings.append(("+" + text[2:], None))
+        readings.append(("+" + text, None))
+    candidates = [first]
+
+    def _candidates() -> Iterator[PhoneNumber | None]:
+        yield first
+        for reading, reading_region in readings:
+            parsed = _parse(reading, reading_region)
+            candidates.append(parsed)
+            yield parsed
+
+    for number in _candidates():
         if number is None:
             continue
         # A number is valid exactly when its type is known (is_valid_number compares the

@@ -22,14 +22,16 @@ class Recipient:
     phone: str | None
     name: str
     problem: str = ""
+    # The number's country (what a reminder to it costs), when there is a number.
+    country: str | None = None
 
 
-def _mobiles(text: str, region: str) -> list[str]:
+def _mobiles(text: str, region: str) -> list[phone.NumberInfo]:
     found = []
     for match in phonenumbers.PhoneNumberMatcher(text, region):
         info = phone.parse_number(match.raw_string, region)
         if info.valid and info.type == "mobile" and info.e164:
-            found.append(info.e164)
+            found.append(info)
     return found
 
 
@@ -46,13 +48,14 @@ def find_recipient(event: CalendarEvent, region: str) -> Recipient:
     for m in _PHONE_LINE.finditer(event.description):
         info = phone.parse_number(m.group(1).strip(), region)
         if info.valid and info.type == "mobile" and info.e164:
-            return Recipient(info.e164, name or _name_from_title(event.title))
+            return Recipient(info.e164, name or _name_from_title(event.title), "", info.country)
         if info.valid and info.type == "landline":
             landline = info.e164 or ""
     for text in (event.description, event.location, event.title):
         mobiles = _mobiles(text, region)
         if mobiles:
-            return Recipient(mobiles[0], name or _name_from_title(event.title))
+            first = mobiles[0]
+            return Recipient(first.e164, name or _name_from_title(event.title), "", first.country)
         for match in phonenumbers.PhoneNumberMatcher(text, region):
             info = phone.parse_number(match.raw_string, region)
             if info.valid and info.type == "landline":

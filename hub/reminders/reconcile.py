@@ -1,32 +1,64 @@
 """Keeping reminders in step with the calendar.
 
 New occurrence → reminders planned (as scheduled outbox messages); moved → the old reminder
-cancelled and a new one planned, never both; cancelled or deleted → cancelled; moved after
-its reminder went out → optionally an "appointment changed" SMS. Each reminder message has
-the idempotency key event + occurrence + rule + start, so a repeated sync plans nothing twice.
+cancelled (and refunded) and a new one planned, never both; cancelled or deleted →
+cancelled; moved after its reminder went out → optionally an "appointment changed" SMS. Each
+reminder message has the idempotency key event + occurrence + rule + start, so a repeated
+sync plans nothing twice.
+
+Planning is set-based: the calendar's rows and reminders are read once and each synced
+occurrence is compared with its row in memory. Only new or changed occurrences (or ones with
+a rule still unplanned, or all of them once when the settings that shape a text changed:
+``Calendar.planned_with``) get a recipient, send times and texts worked out; they are written
+a chunk at a time (``hub.reminders.plan_write``), each chunk one transaction holding every
+change of its occurrences: rows, cancellations and refunds, outbox rows, one charge. A sync
+killed between chunks leaves each occurrence wholly planned or untouched; the next sync
+finds the planned ones unchanged and finishes the others.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlmodel import Session, col, select
+from sqlalchemy import Engine
+from sqlmodel import Session
 
-from hub import sending
+from hub import outbox, phone, sending
 from hub.calendars import CalendarEvent, EventStatus, SyncResult, SyncWindow
 from hub.config import Config
+from hub.db import read_scope, session_scope
 from hub.errors import HubError
-from hub.models import Calendar, CalendarEventRow, Message, MessageStatus, Reminder
-from hub.outbox import cancel_queued
+from hub.models import Account, Calendar
+from hub.reminders import plan_write
 from hub.reminders.extract import find_recipient
-from hub.reminders.render import CHANGED_TEMPLATE, render_reminder
+from hub.reminders.plan_state import (
+    RECIPIENT_FIELDS,
+    CalendarState,
+    StoredEvent,
+    StoredMessage,
+    StoredReminder,
+    event_values,
+    load_messages,
+    load_state,
+)
+from hub.reminders.render import CHANGED_TEMPLATE, DEFAULT_TEMPLATE, render_reminder
 from hub.reminders.rules import QuietHours, parse_hhmm, parse_offsets, send_time
 from hub.timeutil import as_utc, utcnow
 
 log = logging.getLogger("smshub.reminders")
+
+# Changed occurrences per transaction at first; then sized so that a chunk's writes take
+# about CHUNK_SECONDS (on SQLite the write lock is held that long, and the dispatcher waits).
+FIRST_CHUNK = 500
+CHUNK_SECONDS = 0.15
+MIN_CHUNK, MAX_CHUNK = 50, 5000
 
 
 @dataclass
@@ -47,257 +79,405 @@ def _iso(value: datetime) -> str:
     return as_utc(value).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+@dataclass
+class _Rule:
+    """One rule's plan for one occurrence."""
+
+    rule: str
+    start: datetime
+    when: datetime
+    text: str
+    # The reminder this one replaces: cancelled first; if its message already left the
+    # queue, nothing new is planned (it is going out).
+    replace: StoredReminder | None = None
+    submit: bool = False
+
+
+@dataclass
+class _Plan:
+    """What a sync does to one occurrence."""
+
+    key: tuple[str, str]
+    row_id: int | None
+    row: dict[str, Any]  # the row's columns as they are to be written
+    write_row: bool
+    country: str | None = None
+    cancel_all: str | None = None  # cancel every scheduled reminder, with this note
+    rules: list[_Rule] = field(default_factory=list)
+    skips: list[tuple[str, datetime, datetime, str]] = field(default_factory=list)
+    sent: list[int] = field(default_factory=list)
+    notices: list[datetime] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return str(self.row["title"] or self.row["uid"])
+
+
+def fingerprint(calendar: Calendar, region: str, max_parts: int) -> str:
+    """The settings that decide an unchanged appointment's reminder texts and recipient."""
+    settings = [
+        calendar.template or DEFAULT_TEMPLATE,
+        calendar.locale,
+        calendar.timezone,
+        region,
+        max_parts,
+    ]
+    return hashlib.sha256(json.dumps(settings).encode()).hexdigest()[:32]
+
+
 class Reconciler:
-    """Applies one SyncResult to one calendar inside the caller's transaction."""
+    """Plans one SyncResult for one calendar: ``load``, then ``changed`` and, chunk by chunk,
+    ``decide`` and ``write``, then ``finish``."""
 
     def __init__(
-        self, session: Session, config: Config, calendar: Calendar, now: datetime | None = None
+        self, config: Config, calendar: Calendar, region: str, now: datetime | None = None
     ) -> None:
-        self.session = session
         self.config = config
         self.calendar = calendar
+        self.calendar_id = calendar.id or 0
         self.now = now or utcnow()
         self.offsets = parse_offsets(calendar.offsets)
         self.quiet = QuietHours(
             parse_hhmm(calendar.quiet_start, "quiet_start"),
             parse_hhmm(calendar.quiet_end, "quiet_end"),
         )
+        self.lead = timedelta(minutes=calendar.min_lead_minutes)
+        self.region = region
+        self.planned_with = fingerprint(calendar, region, config.sending.max_parts)
+        self.same_settings = calendar.planned_with == self.planned_with
         self.report = ReconcileReport()
-        account_region = None
-        from hub.models import Account
+        self.state = CalendarState()
+        self.seen: set[tuple[str, str]] = set()
+        self._countries: dict[str, str | None] = {}
 
-        account = session.get(Account, calendar.account_id)
-        if account is not None:
-            account_region = account.default_region
-        self.region = account_region or config.hub.default_region
+    # -- reading -------------------------------------------------------------------------
+    def load(self, session: Session) -> None:
+        self.state = load_state(session.connection(), self.calendar_id)
 
-    # -- entry point ---------------------------------------------------------------------
-    def apply(self, result: SyncResult, window: SyncWindow) -> ReconcileReport:
+    def changed(self, result: SyncResult) -> list[tuple[CalendarEvent, dict[str, Any]]]:
+        """The synced occurrences that need planning, with their compared values; the
+        others are unchanged (their rows and reminders stay as they are)."""
         self.report.warnings.extend(result.warnings)
-        rows = {
-            (r.uid, r.occurrence): r
-            for r in self.session.exec(
-                select(CalendarEventRow).where(CalendarEventRow.calendar_id == self.calendar.id)
-            ).all()
-        }
-        seen: set[tuple[str, str]] = set()
+        latest: dict[tuple[str, str], CalendarEvent] = {}
         for event in result.events:
-            seen.add(event.key)
             self.report.seen += 1
-            self._upsert(rows, event)
-        gone: list[CalendarEventRow] = []
-        if result.full:
-            gone = [
-                r
-                for k, r in rows.items()
-                if k not in seen and not r.deleted and window.start <= as_utc(r.start) <= window.end
-            ]
-        for removed in result.removed:
-            gone += [
-                r
-                for (uid, occ), r in rows.items()
-                if uid == removed.uid
-                and (removed.occurrence is None or occ == removed.occurrence)
-                and not r.deleted
-            ]
-        for row in gone:
-            row.deleted = True
-            row.updated_at = self.now
-            self.session.add(row)
-            self._cancel_all(row, "the appointment was deleted")
-        return self.report
+            latest[event.key] = event  # listed twice: the last one counts
+        self.seen = set(latest)
+        out = []
+        for key, event in latest.items():
+            values = event_values(event)
+            stored = self.state.rows.get(key)
+            if (
+                stored is None
+                or stored.deleted
+                or stored.values != values
+                or not self.same_settings
+                or self._unplanned(stored)
+            ):
+                out.append((event, values))
+        return out
 
-    # -- one occurrence --------------------------------------------------------------------
-    def _upsert(self, rows: dict[tuple[str, str], CalendarEventRow], event: CalendarEvent) -> None:
-        row = rows.get(event.key)
-        if row is None:
-            row = CalendarEventRow(
-                calendar_id=self.calendar.id or 0,
-                uid=event.uid,
-                occurrence=event.occurrence,
-                start=event.start,
-            )
-            rows[event.key] = row
-        old_start = as_utc(row.start) if row.id is not None else None
-        row.start = as_utc(event.start)
-        row.end = as_utc(event.end) if event.end else None
-        row.timezone = event.timezone
-        row.all_day = event.all_day
-        row.title = event.title[:500]
-        row.location = event.location[:500]
-        row.description = event.description
-        row.attendees = json.dumps([{"email": a.email, "name": a.name} for a in event.attendees])
-        row.status = event.status.value
-        row.etag = event.etag[:255]
-        row.deleted = False
-        row.updated_at = self.now
-        recipient = find_recipient(event, self.region)
-        row.phone, row.person, row.problem = (
-            recipient.phone,
-            recipient.name[:255],
-            recipient.problem,
-        )
-        self.session.add(row)
-        self.session.flush()
-        if event.status == EventStatus.CANCELLED:
-            self._cancel_all(row, "the appointment was cancelled")
-            return
-        if row.phone is None:
-            self._cancel_all(row, f"no number: {row.problem}")
-            if as_utc(row.start) > self.now:
-                self.report.problems.append(f"{event.title or event.uid}: {row.problem}")
-            return
+    def _unplanned(self, stored: StoredEvent) -> bool:
+        """Whether an unchanged occurrence still has something to plan (a rule refused or
+        skipped earlier whose time is still ahead, a move whose old reminder went out)."""
+        start = stored.values["start"]
+        if stored.values["status"] == EventStatus.CANCELLED.value:
+            return False
+        if stored.phone is None:
+            if start > self.now:
+                self.report.problems.append(
+                    f"{stored.values['title'] or stored.uid}: {stored.problem}"
+                )
+            return False
         for offset in self.offsets:
-            self._plan(
-                row, offset.text, send_time(row.start, offset, self._tz(row), self.quiet), old_start
-            )
+            current = self.state.current.get((stored.id, offset.text))
+            if current is not None:
+                if current.for_start != start:
+                    return True
+                continue
+            when = send_time(start, offset, self._tz(stored.values["timezone"]), self.quiet)
+            if when > self.now + self.lead:
+                return True
+        return False
 
-    def _tz(self, row: CalendarEventRow) -> str:
+    def messages(self, session: Session, events: Iterable[tuple[str, str]]) -> dict[str, Any]:
+        """The outbox rows of the current reminders of EVENTS (what ``decide`` compares)."""
+        ids = set()
+        for key in events:
+            stored = self.state.rows.get(key)
+            if stored is None:
+                continue
+            for offset in self.offsets:
+                current = self.state.current.get((stored.id, offset.text))
+                if current is not None and current.message_id is not None:
+                    ids.add(current.message_id)
+        return dict(load_messages(session.connection(), ids)) if ids else {}
+
+    # -- deciding (no database) ----------------------------------------------------------
+    def decide(
+        self,
+        changed: list[tuple[CalendarEvent, dict[str, Any]]],
+        messages: dict[str, StoredMessage],
+    ) -> list[_Plan]:
+        return [self._decide(event, values, messages) for event, values in changed]
+
+    def _tz(self, zone: str) -> str:
         # The calendar's zone decides "09:00" unless the event carries its own.
-        return row.timezone if row.timezone and row.timezone != "UTC" else self.calendar.timezone
+        return zone if zone and zone != "UTC" else self.calendar.timezone
 
-    def _text(self, row: CalendarEventRow, template: str) -> str:
+    def _text(self, row: dict[str, Any], template: str) -> str:
         return render_reminder(
             template,
             locale=self.calendar.locale,
-            tz=self._tz(row),
-            start=as_utc(row.start),
+            tz=self._tz(row["timezone"]),
+            start=row["start"],
             max_parts=self.config.sending.max_parts,
-            name=row.person,
-            title=row.title,
-            location=row.location,
+            name=row["person"],
+            title=row["title"],
+            location=row["location"],
         )
 
-    def _plan(
-        self, row: CalendarEventRow, rule: str, when: datetime, old_start: datetime | None
-    ) -> None:
-        assert row.id is not None
-        start = as_utc(row.start)
-        current = self.session.exec(
-            select(Reminder)
-            .where(
-                Reminder.event_id == row.id,
-                Reminder.rule == rule,
-                col(Reminder.status).in_(["scheduled", "sent"]),
+    def _decide(
+        self, event: CalendarEvent, values: dict[str, Any], messages: dict[str, StoredMessage]
+    ) -> _Plan:
+        stored = self.state.rows.get(event.key)
+        row = {
+            "calendar_id": self.calendar_id,
+            "uid": event.uid,
+            "occurrence": event.occurrence,
+            **values,
+            "deleted": False,
+            "updated_at": self.now,
+        }
+        plan = _Plan(
+            event.key,
+            stored.id if stored else None,
+            row,
+            write_row=stored is None or stored.deleted or stored.values != values,
+        )
+        if stored is None:
+            row.update(answer="", answer_written=False)
+        if (
+            stored is not None
+            and self.same_settings
+            and all(stored.values[f] == values[f] for f in RECIPIENT_FIELDS)
+        ):
+            row["phone"], row["person"], row["problem"] = (
+                stored.phone,
+                stored.person,
+                stored.problem,
             )
-            .order_by(col(Reminder.id).desc())
-        ).first()
+        else:
+            recipient = find_recipient(event, self.region)
+            row["phone"], row["person"], row["problem"] = (
+                recipient.phone,
+                recipient.name[:255],
+                recipient.problem,
+            )
+            plan.country = recipient.country
+            if stored is not None and (
+                (stored.phone, stored.person, stored.problem)
+                != (row["phone"], row["person"], row["problem"])
+            ):
+                plan.write_row = True
+        if event.status == EventStatus.CANCELLED:
+            plan.cancel_all = "the appointment was cancelled"
+            return plan
+        start = values["start"]
+        if row["phone"] is None:
+            plan.cancel_all = f"no number: {row['problem']}"
+            if start > self.now:
+                self.report.problems.append(f"{event.title or event.uid}: {row['problem']}")
+            return plan
+        for offset in self.offsets:
+            when = send_time(start, offset, self._tz(row["timezone"]), self.quiet)
+            self._decide_rule(plan, stored, offset.text, start, when, messages)
+        return plan
+
+    def _decide_rule(
+        self,
+        plan: _Plan,
+        stored: StoredEvent | None,
+        rule: str,
+        start: datetime,
+        when: datetime,
+        messages: dict[str, StoredMessage],
+    ) -> None:
+        current = self.state.current.get((stored.id, rule)) if stored else None
         try:
-            text = self._text(row, self.calendar.template)
+            text = self._text(plan.row, self.calendar.template)
         except HubError as exc:
             # This event's text cannot be sent (too long for sending.max_parts, say): the
             # reminder is skipped and reported; the other events go on.
-            self._skip(row, rule, start, when, str(exc)[:255])
-            self.report.problems.append(f"{row.title or row.uid}: {exc}")
+            plan.skips.append((rule, start, when, str(exc)))
+            self.report.problems.append(f"{plan.label}: {exc}")
             return
+        replace = None
         if current is not None:
-            message = self.session.get(Message, current.message_id) if current.message_id else None
-            went_out = message is not None and message.status != MessageStatus.QUEUED
-            if went_out:
-                current.status = "sent"
-                self.session.add(current)
-                if as_utc(current.for_start) != start:
-                    self._changed_notice(row, rule, start)
-                    # The new time's reminder, if still ahead, is planned below.
-                else:
+            message = messages.get(current.message_id) if current.message_id else None
+            if message is not None and message.status != "queued":
+                plan.sent.append(current.id)
+                if current.for_start == start:
                     return
+                if self.calendar.notify_changes and start > self.now:
+                    plan.notices.append(start)
+                # The new time's reminder, if still ahead, is planned below.
             elif (
-                as_utc(current.for_start) == start
+                current.for_start == start
                 and message is not None
                 and message.text == text
-                and message.recipient == row.phone
+                and message.recipient == plan.row["phone"]
             ):
                 return  # unchanged
             else:
-                if message is not None and not cancel_queued(self.session, message):
-                    return  # the dispatcher took it a moment ago: it is going out
-                current.status = "cancelled"
-                current.note = "replaced: the appointment or its text changed"
-                self.session.add(current)
-                self.report.rescheduled += 1
-        if when <= self.now + timedelta(minutes=self.calendar.min_lead_minutes):
+                replace = current
+        item = _Rule(rule, start, when, text, replace)
+        if when <= self.now + self.lead:
             if start > self.now and current is None:
-                self._skip(row, rule, start, when, "created too late for this reminder")
+                plan.skips.append((rule, start, when, "created too late for this reminder"))
+            elif replace is not None:
+                plan.rules.append(item)  # the old one is cancelled, nothing new planned
             return
-        self._submit(row, rule, start, when, text)
+        item.submit = True
+        plan.rules.append(item)
 
-    def _submit(
-        self, row: CalendarEventRow, rule: str, start: datetime, when: datetime, text: str
+    # -- writing -------------------------------------------------------------------------
+    def write(self, session: Session, plans: list[_Plan]) -> None:
+        """Write PLANS in SESSION's transaction (a few statements for all of them)."""
+        changed = [(p.row_id, p.row) for p in plans if p.write_row and p.row_id is not None]
+        new = [p for p in plans if p.row_id is None]
+        ids = plan_write.insert_rows(session, [p.row for p in new])
+        for plan, row_id in zip(new, ids, strict=True):
+            plan.row_id = row_id
+        plan_write.update_rows(session, changed)
+        statuses: list[tuple[int, str, str]] = []
+        sent: list[int] = [i for p in plans for i in p.sent]
+        # Cancellations first: a replaced reminder's successor is planned only if its
+        # message could still be cancelled.
+        doomed: list[str] = []
+        for p in plans:
+            if p.cancel_all is not None and p.row_id is not None:
+                doomed += [r.message_id for r in self._scheduled(p.row_id) if r.message_id]
+            doomed += [r.replace.message_id for r in p.rules if r.replace and r.replace.message_id]
+        cancelled = outbox.cancel_queued_many(session, doomed) if doomed else set()
+        for p in plans:
+            if p.cancel_all is not None and p.row_id is not None:
+                self._cancel_all(p.row_id, p.cancel_all, cancelled, statuses, sent)
+            for r in p.rules:
+                if r.replace is None:
+                    continue
+                if r.replace.message_id is None or r.replace.message_id in cancelled:
+                    statuses.append(
+                        (r.replace.id, "cancelled", "replaced: the appointment or its text changed")
+                    )
+                    self.report.rescheduled += 1
+                else:
+                    r.submit = False  # the dispatcher took it a moment ago: it is going out
+        plan_write.set_sent(session, sent)
+        plan_write.set_statuses(session, statuses)
+        for p in plans:
+            for start in p.notices:
+                self._changed_notice(session, p, start)
+        self._submit(session, plans)
+        skips = []
+        for p in plans:
+            assert p.row_id is not None
+            for rule, start, when, why in p.skips:
+                skips += self._skip(p.row_id, rule, start, when, why)
+        plan_write.insert_reminders(session, skips)
+
+    def _scheduled(self, event_id: int) -> list[StoredReminder]:
+        return self.state.scheduled.get(event_id, [])
+
+    def _cancel_all(
+        self,
+        event_id: int,
+        why: str,
+        cancelled: set[str],
+        statuses: list[tuple[int, str, str]],
+        sent: list[int],
     ) -> None:
-        assert row.id is not None and row.phone is not None
-        key = f"reminder:{self.calendar.id}:{row.uid}:{row.occurrence}:{rule}:{_iso(start)}"
-        try:
-            with self.session.begin_nested():
-                result = sending.submit_in(
-                    self.session,
-                    self.config,
-                    sending.SubmitRequest(
-                        account=self.calendar.account_id,
-                        recipients=[row.phone],
-                        text=text,
-                        sender=self.calendar.sender,
-                        send_at=when,
-                        source="calendar",
-                        idempotency_key=key,
-                    ),
-                )
-        except HubError as exc:
-            self._skip(row, rule, start, when, str(exc)[:255])
-            self.report.problems.append(f"{row.title or row.uid}: {exc}")
-            return
-        outcome = result.recipients[0]
-        if outcome.message_id is None:
-            self._skip(row, rule, start, when, outcome.reason or "refused")
-            return
-        self.session.add(
-            Reminder(
-                event_id=row.id,
-                rule=rule,
-                message_id=outcome.message_id,
-                for_start=start,
-                send_at=when,
-            )
-        )
-        self.report.planned += 1
+        for reminder in self.state.scheduled.pop(event_id, []):
+            if reminder.message_id is not None and reminder.message_id not in cancelled:
+                sent.append(reminder.id)
+            else:
+                statuses.append((reminder.id, "cancelled", why))
+                self.report.cancelled += 1
 
     def _skip(
-        self, row: CalendarEventRow, rule: str, start: datetime, when: datetime, why: str
-    ) -> None:
-        assert row.id is not None
-        exists = self.session.exec(
-            select(Reminder).where(
-                Reminder.event_id == row.id,
-                Reminder.rule == rule,
-                Reminder.for_start == start,
-                Reminder.status == "skipped",
-            )
-        ).first()
-        if exists is None:
-            self.session.add(
-                Reminder(
-                    event_id=row.id,
-                    rule=rule,
-                    for_start=start,
-                    send_at=when,
-                    status="skipped",
-                    note=why[:255],
+        self, event_id: int, rule: str, start: datetime, when: datetime, why: str
+    ) -> list[dict[str, Any]]:
+        if (event_id, rule, start) in self.state.skipped:
+            return []
+        self.state.skipped.add((event_id, rule, start))
+        self.report.skipped += 1
+        return [plan_write.reminder_row(event_id, rule, start, when, status="skipped", note=why)]
+
+    def _country(self, e164: str) -> str | None:
+        if e164 not in self._countries:
+            self._countries[e164] = phone.parse_number(e164, self.region).country
+        return self._countries[e164]
+
+    def _submit(self, session: Session, plans: list[_Plan]) -> None:
+        subs: list[plan_write.Submission] = []
+        for p in plans:
+            assert p.row_id is not None
+            for r in p.rules:
+                if not r.submit:
+                    continue
+                key = (
+                    f"reminder:{self.calendar_id}:{p.row['uid']}:{p.row['occurrence']}:"
+                    f"{r.rule}:{_iso(r.start)}"
+                )
+                subs.append(
+                    plan_write.Submission(
+                        p.row_id,
+                        r.rule,
+                        r.start,
+                        r.when,
+                        p.row["phone"],
+                        p.country,
+                        r.text,
+                        key,
+                        p.label,
+                    )
+                )
+        outcomes = plan_write.submit_reminders(
+            session,
+            self.config,
+            self.calendar.account_id,
+            self.calendar.sender,
+            subs,
+            f"calendar {self.calendar.name}",
+            self._country,
+        )
+        rows = []
+        for o in outcomes:
+            s = o.submission
+            if o.message_id is None:
+                rows += self._skip(s.event_id, s.rule, s.start, s.when, o.reason or "refused")
+                if o.problem:
+                    self.report.problems.append(f"{s.label}: {o.reason}")
+                continue
+            rows.append(
+                plan_write.reminder_row(
+                    s.event_id, s.rule, s.start, s.when, message_id=o.message_id
                 )
             )
-            self.report.skipped += 1
+            self.report.planned += 1
+        plan_write.insert_reminders(session, rows)
 
-    def _changed_notice(self, row: CalendarEventRow, rule: str, start: datetime) -> None:
-        if not self.calendar.notify_changes or start <= self.now or row.phone is None:
-            return
-        key = f"changed:{self.calendar.id}:{row.uid}:{row.occurrence}:{_iso(start)}"
+    def _changed_notice(self, session: Session, plan: _Plan, start: datetime) -> None:
+        key = f"changed:{self.calendar_id}:{plan.row['uid']}:{plan.row['occurrence']}:{_iso(start)}"
         try:
-            with self.session.begin_nested():
+            with session.begin_nested():
                 sending.submit_in(
-                    self.session,
+                    session,
                     self.config,
                     sending.SubmitRequest(
                         account=self.calendar.account_id,
-                        recipients=[row.phone],
-                        text=self._text(row, CHANGED_TEMPLATE),
+                        recipients=[plan.row["phone"]],
+                        text=self._text(plan.row, CHANGED_TEMPLATE),
                         sender=self.calendar.sender,
                         source="calendar",
                         idempotency_key=key,
@@ -305,24 +485,52 @@ class Reconciler:
                 )
             self.report.changed_notices += 1
         except HubError as exc:
-            self.report.problems.append(f"{row.title or row.uid}: change notice not sent: {exc}")
+            self.report.problems.append(f"{plan.label}: change notice not sent: {exc}")
 
-    def _cancel_all(self, row: CalendarEventRow, why: str) -> None:
-        if row.id is None:
-            return
-        for reminder in self.session.exec(
-            select(Reminder).where(Reminder.event_id == row.id, Reminder.status == "scheduled")
-        ).all():
-            message = (
-                self.session.get(Message, reminder.message_id) if reminder.message_id else None
-            )
-            if message is not None and not cancel_queued(self.session, message):
-                reminder.status = "sent"
-            else:
-                reminder.status = "cancelled"
-                reminder.note = why[:255]
-                self.report.cancelled += 1
-            self.session.add(reminder)
+    # -- the end -------------------------------------------------------------------------
+    def gone(self, result: SyncResult, window: SyncWindow) -> list[StoredEvent]:
+        """Stored occurrences the sync says are deleted."""
+        rows = self.state.rows
+        gone: dict[int, StoredEvent] = {}
+        if result.full:
+            for key, r in rows.items():
+                if (
+                    key not in self.seen
+                    and not r.deleted
+                    and window.start <= r.values["start"] <= window.end
+                ):
+                    gone[r.id] = r
+        for removed in result.removed:
+            for (uid, occ), r in rows.items():
+                if (
+                    uid == removed.uid
+                    and (removed.occurrence is None or occ == removed.occurrence)
+                    and not r.deleted
+                ):
+                    gone[r.id] = r
+        return list(gone.values())
+
+    def delete(self, session: Session, rows: list[StoredEvent]) -> None:
+        """Mark ROWS deleted and cancel their reminders."""
+        plan_write.mark_deleted(session, [r.id for r in rows])
+        doomed = [m.message_id for r in rows for m in self._scheduled(r.id) if m.message_id]
+        cancelled = outbox.cancel_queued_many(session, doomed) if doomed else set()
+        statuses: list[tuple[int, str, str]] = []
+        sent: list[int] = []
+        for r in rows:
+            self._cancel_all(r.id, "the appointment was deleted", cancelled, statuses, sent)
+        plan_write.set_sent(session, sent)
+        plan_write.set_statuses(session, statuses)
+
+    def finish(self, session: Session) -> None:
+        """Record what went out since the last sync, and the settings planned with."""
+        plan_write.set_sent(session, self.state.went_out)
+        self.state.went_out = []
+
+
+def _region(session: Session, config: Config, calendar: Calendar) -> str:
+    account = session.get(Account, calendar.account_id)
+    return (account.default_region if account else None) or config.hub.default_region
 
 
 def reconcile(
@@ -334,4 +542,68 @@ def reconcile(
     now: datetime | None = None,
 ) -> ReconcileReport:
     """Apply RESULT to CALENDAR's stored events and reminders (in SESSION's transaction)."""
-    return Reconciler(session, config, calendar, now).apply(result, window)
+    rec = Reconciler(config, calendar, _region(session, config, calendar), now)
+    session.flush()
+    rec.load(session)
+    changed = rec.changed(result)
+    plans = rec.decide(changed, rec.messages(session, [e.key for e, _ in changed]))
+    rec.write(session, plans)
+    rec.delete(session, rec.gone(result, window))
+    rec.finish(session)
+    calendar.planned_with = rec.planned_with
+    session.add(calendar)
+    return rec.report
+
+
+def reconcile_chunked(
+    engine: Engine,
+    config: Config,
+    calendar_id: int,
+    result: SyncResult,
+    window: SyncWindow,
+    *,
+    now: datetime | None = None,
+    finish: Callable[[Session, Calendar], None] | None = None,
+    after_write: Callable[[Session, int], None] | None = None,
+) -> ReconcileReport:
+    """Apply RESULT to the calendar in transactions of a chunk of occurrences each, sized so
+    none holds SQLite's write lock much longer than CHUNK_SECONDS; the work between them
+    (recipients, texts) runs outside any transaction. FINISH runs in the last transaction
+    (the caller records the sync's cursor there: a sync killed before it is done again).
+    AFTER_WRITE(session, chunk number) runs before each chunk's commit (for tests)."""
+    with read_scope(engine) as session:
+        calendar = session.get(Calendar, calendar_id)
+        if calendar is None:
+            raise HubError(f"no calendar {calendar_id}")
+        rec = Reconciler(config, calendar, _region(session, config, calendar), now)
+        rec.load(session)
+    changed = rec.changed(result)
+    size, done, chunk_no = FIRST_CHUNK, 0, 0
+    while done < len(changed):
+        chunk = changed[done : done + size]
+        with read_scope(engine) as session:
+            messages = rec.messages(session, [e.key for e, _ in chunk])
+        plans = rec.decide(chunk, messages)
+        with session_scope(engine) as session:
+            started = time.perf_counter()
+            rec.write(session, plans)
+            if after_write is not None:
+                after_write(session, chunk_no)
+            took = time.perf_counter() - started
+        done += len(chunk)
+        chunk_no += 1
+        # The next chunk's size from this one's pace (statements cost per row).
+        size = int(min(MAX_CHUNK, max(MIN_CHUNK, len(chunk) * CHUNK_SECONDS / max(took, 1e-3))))
+    gone = rec.gone(result, window)
+    for start in range(0, len(gone), MAX_CHUNK):
+        with session_scope(engine) as session:
+            rec.delete(session, gone[start : start + MAX_CHUNK])
+    with session_scope(engine) as session:
+        rec.finish(session)
+        stored = session.get(Calendar, calendar_id)
+        assert stored is not None
+        stored.planned_with = rec.planned_with
+        if finish is not None:
+            finish(session, stored)
+        session.add(stored)
+    return rec.report

@@ -9,7 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Engine
-from sqlmodel import select
+from sqlmodel import Session, select
 
 from hub.calendar_setup import calendar_context, source_state_files
 from hub.calendar_store import adopt_secret_files, resolve_secrets
@@ -25,7 +25,7 @@ from hub.db import session_scope
 from hub.errors import ConfigError, HubError
 from hub.models import Calendar
 from hub.registry import build_calendar_source
-from hub.reminders.reconcile import ReconcileReport, reconcile
+from hub.reminders.reconcile import ReconcileReport, reconcile_chunked
 from hub.reminders.writeback import write_answers
 from hub.secretbox import Keyring, SecretUnreadable, load_keyring
 from hub.state import StateStore
@@ -122,16 +122,14 @@ async def sync_calendar(
     finally:
         await source.close()
 
+    def _done(_session: Session, calendar: Calendar) -> None:
+        # In the last chunk's transaction: a sync that dies before is done again from here.
+        calendar.cursor = result.cursor
+        calendar.last_sync_at = utcnow()
+        calendar.last_error = ""
+
     def _apply() -> ReconcileReport:
-        with session_scope(engine) as session:
-            calendar = session.get(Calendar, calendar_id)
-            assert calendar is not None
-            report = reconcile(session, config, calendar, result, window)
-            calendar.cursor = result.cursor
-            calendar.last_sync_at = utcnow()
-            calendar.last_error = ""
-            session.add(calendar)
-            return report
+        return reconcile_chunked(engine, config, calendar_id, result, window, finish=_done)
 
     report = await asyncio.to_thread(_apply)
     log.info(

@@ -1,0 +1,187 @@
+"""What the database holds for one calendar's planning, read in a few Core statements.
+
+The planner reads a calendar's occurrences and reminders once per sync (no ORM objects, no
+per-occurrence query), and the outbox rows behind the reminders it may replace once per
+chunk of changed occurrences.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, select
+
+from hub.calendars import CalendarEvent
+from hub.db import table
+from hub.models import CalendarEventRow, Message, Reminder
+from hub.timeutil import as_utc
+
+EVENTS = table(CalendarEventRow)
+REMINDERS = table(Reminder)
+MESSAGES = table(Message)
+
+# What an occurrence's row says about its event; equal to the synced event's -> unchanged.
+COMPARED = (
+    "start",
+    "end",
+    "timezone",
+    "all_day",
+    "title",
+    "location",
+    "description",
+    "attendees",
+    "status",
+    "etag",
+)
+# The fields the recipient (number, name) is found in.
+RECIPIENT_FIELDS = ("title", "location", "description", "attendees")
+_IDS_PER_QUERY = 1000
+
+
+def event_values(event: CalendarEvent) -> dict[str, Any]:
+    """The row columns of COMPARED for EVENT, as the planner stores them."""
+    return {
+        "start": as_utc(event.start),
+        "end": as_utc(event.end) if event.end else None,
+        "timezone": event.timezone,
+        "all_day": event.all_day,
+        "title": event.title[:500],
+        "location": event.location[:500],
+        "description": event.description,
+        "attendees": json.dumps([{"email": a.email, "name": a.name} for a in event.attendees]),
+        "status": event.status.value,
+        "etag": event.etag[:255],
+    }
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    """An occurrence's row as last written."""
+
+    id: int
+    uid: str
+    occurrence: str
+    values: dict[str, Any]
+    phone: str | None
+    person: str
+    problem: str
+    deleted: bool
+
+
+@dataclass(frozen=True)
+class StoredReminder:
+    id: int
+    event_id: int
+    rule: str
+    status: str
+    for_start: datetime
+    message_id: str | None
+    # The outbox row's status (None: no row), as read at the start of the sync.
+    message_status: str | None
+
+
+@dataclass
+class CalendarState:
+    """A calendar's rows and its reminders that planning looks at."""
+
+    rows: dict[tuple[str, str], StoredEvent] = field(default_factory=dict)
+    # (event id, rule) -> the latest scheduled or sent reminder: the one planning compares.
+    current: dict[tuple[int, str], StoredReminder] = field(default_factory=dict)
+    # event id -> its scheduled reminders (cancelled with the appointment).
+    scheduled: dict[int, list[StoredReminder]] = field(default_factory=dict)
+    # (event id, rule, start) of the skipped ones: a skip is recorded once.
+    skipped: set[tuple[int, str, datetime]] = field(default_factory=set)
+    # Scheduled reminders whose message is no longer queued: they went out (or were
+    # cancelled by hand); recorded as sent.
+    went_out: list[int] = field(default_factory=list)
+
+
+def load_state(conn: Connection, calendar_id: int) -> CalendarState:
+    """CALENDAR_ID's occurrences and live reminders, in two statements."""
+    state = CalendarState()
+    columns = [EVENTS.c[name] for name in COMPARED]
+    for row in conn.execute(
+        select(
+            EVENTS.c.id,
+            EVENTS.c.uid,
+            EVENTS.c.occurrence,
+            EVENTS.c.phone,
+            EVENTS.c.person,
+            EVENTS.c.problem,
+            EVENTS.c.deleted,
+            *columns,
+        ).where(EVENTS.c.calendar_id == calendar_id)
+    ):
+        values = dict(zip(COMPARED, row[7:], strict=True))
+        values["start"] = as_utc(values["start"])
+        values["end"] = as_utc(values["end"]) if values["end"] is not None else None
+        state.rows[(row.uid, row.occurrence)] = StoredEvent(
+            row.id, row.uid, row.occurrence, values, row.phone, row.person, row.problem, row.deleted
+        )
+    query = (
+        select(
+            REMINDERS.c.id,
+            REMINDERS.c.event_id,
+            REMINDERS.c.rule,
+            REMINDERS.c.status,
+            REMINDERS.c.for_start,
+            REMINDERS.c.message_id,
+            MESSAGES.c.status.label("message_status"),
+        )
+        .select_from(
+            REMINDERS.join(EVENTS, EVENTS.c.id == REMINDERS.c.event_id).outerjoin(
+                MESSAGES, MESSAGES.c.id == REMINDERS.c.message_id
+            )
+        )
+        .where(
+            EVENTS.c.calendar_id == calendar_id,
+            REMINDERS.c.status.in_(["scheduled", "sent", "skipped"]),
+        )
+        .order_by(REMINDERS.c.id)
+    )
+    for r in conn.execute(query):
+        reminder = StoredReminder(
+            r.id,
+            r.event_id,
+            r.rule,
+            r.status,
+            as_utc(r.for_start),
+            r.message_id,
+            r.message_status,
+        )
+        if reminder.status == "skipped":
+            state.skipped.add((reminder.event_id, reminder.rule, reminder.for_start))
+            continue
+        # Ordered by id: the last one seen is the latest.
+        state.current[(reminder.event_id, reminder.rule)] = reminder
+        if reminder.status == "scheduled":
+            state.scheduled.setdefault(reminder.event_id, []).append(reminder)
+            if reminder.message_status not in (None, "queued"):
+                state.went_out.append(reminder.id)
+    return state
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    status: str
+    text: str
+    recipient: str
+
+
+_MESSAGES_BY_ID = select(
+    MESSAGES.c.id, MESSAGES.c.status, MESSAGES.c.text, MESSAGES.c.recipient
+).where(MESSAGES.c.id.in_(bindparam("ids", expanding=True)))
+
+
+def load_messages(conn: Connection, ids: Collection[str]) -> dict[str, StoredMessage]:
+    """The outbox rows of IDS (those that exist)."""
+    wanted = sorted(ids)
+    found: dict[str, StoredMessage] = {}
+    for start in range(0, len(wanted), _IDS_PER_QUERY):
+        for row in conn.execute(_MESSAGES_BY_ID, {"ids": wanted[start : start + _IDS_PER_QUERY]}):
+            found[row.id] = StoredMessage(row.status, row.text, row.recipient)
+    return found

@@ -1,0 +1,319 @@
+"""Writing a chunk of planned occurrences: a few Core statements whatever their number.
+
+Rows are inserted and updated with executemany, replaced and cancelled reminders' messages
+cancelled and refunded together (``outbox.cancel_queued_many``), new outbox rows inserted
+with one charge (one ledger row naming the batch; each message keeps its own credits, which
+is what a later refund gives back) and their reminders inserted in one statement.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import bindparam, insert, update
+from sqlmodel import Session
+
+from hub import compliance, credits
+from hub.accounts import ancestors, funding_account, get_account
+from hub.config import Config
+from hub.errors import HubError, InsufficientCredits
+from hub.models import Account, MessageStatus, MessageType, new_id
+from hub.reminders.plan_state import EVENTS, MESSAGES, REMINDERS
+from hub.sending import check_text, credits_for, validate_sender
+from hub.sending_lookups import RecipientLookups
+from hub.timeutil import utcnow
+
+_INSERT_EVENT = insert(EVENTS).returning(EVENTS.c.id, sort_by_parameter_order=True)
+_ROW_COLUMNS = (
+    "start",
+    "end",
+    "timezone",
+    "all_day",
+    "title",
+    "location",
+    "description",
+    "attendees",
+    "status",
+    "etag",
+    "phone",
+    "person",
+    "problem",
+    "deleted",
+    "updated_at",
+)
+_UPDATE_EVENT = (
+    update(EVENTS)
+    .where(EVENTS.c.id == bindparam("row_id"))
+    .values({name: bindparam(f"v_{name}") for name in _ROW_COLUMNS})
+)
+_INSERT_REMINDER = insert(REMINDERS)
+_INSERT_MESSAGE = insert(MESSAGES)
+_SET_STATUS = (
+    update(REMINDERS)
+    .where(REMINDERS.c.id == bindparam("reminder_id"))
+    .values(status=bindparam("v_status"), note=bindparam("v_note"))
+)
+_SET_SENT = (
+    update(REMINDERS)
+    .where(REMINDERS.c.id.in_(bindparam("ids", expanding=True)), REMINDERS.c.status == "scheduled")
+    .values(status="sent")
+)
+_MARK_DELETED = (
+    update(EVENTS)
+    .where(EVENTS.c.id.in_(bindparam("ids", expanding=True)))
+    .values(deleted=True, updated_at=bindparam("now"))
+)
+_IDS_PER_STATEMENT = 500
+
+
+def insert_rows(session: Session, rows: Sequence[dict[str, Any]]) -> list[int]:
+    """Insert occurrence rows (all columns); their ids, in order."""
+    if not rows:
+        return []
+    result = session.connection().execute(_INSERT_EVENT, list(rows))
+    return [int(i) for i in result.scalars().all()]
+
+
+def update_rows(session: Session, rows: Sequence[tuple[int, dict[str, Any]]]) -> None:
+    """Rewrite the occurrence rows (id, values of _ROW_COLUMNS)."""
+    if rows:
+        session.connection().execute(
+            _UPDATE_EVENT,
+            [
+                {"row_id": row_id, **{f"v_{k}": values[k] for k in _ROW_COLUMNS}}
+                for row_id, values in rows
+            ],
+        )
+
+
+def mark_deleted(session: Session, ids: Sequence[int]) -> None:
+    now = utcnow()
+    for start in range(0, len(ids), _IDS_PER_STATEMENT):
+        session.connection().execute(
+            _MARK_DELETED, {"ids": list(ids[start : start + _IDS_PER_STATEMENT]), "now": now}
+        )
+
+
+def set_statuses(session: Session, changes: Sequence[tuple[int, str, str]]) -> None:
+    """(reminder id, status, note) for each reminder whose status changes."""
+    if changes:
+        session.connection().execute(
+            _SET_STATUS,
+            [{"reminder_id": i, "v_status": s, "v_note": n[:255]} for i, s, n in changes],
+        )
+
+
+def set_sent(session: Session, ids: Sequence[int]) -> None:
+    """Scheduled reminders whose message left the queue: recorded as sent."""
+    for start in range(0, len(ids), _IDS_PER_STATEMENT):
+        session.connection().execute(
+            _SET_SENT, {"ids": list(ids[start : start + _IDS_PER_STATEMENT])}
+        )
+
+
+def insert_reminders(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    if rows:
+        session.connection().execute(_INSERT_REMINDER, list(rows))
+
+
+def reminder_row(
+    event_id: int,
+    rule: str,
+    start: datetime,
+    when: datetime,
+    *,
+    message_id: str | None = None,
+    status: str = "scheduled",
+    note: str = "",
+) -> dict[str, Any]:
+    return {
+        "event_id": event_id,
+        "rule": rule,
+        "message_id": message_id,
+        "for_start": start,
+        "send_at": when,
+        "status": status,
+        "note": note[:255],
+        "created_at": utcnow(),
+    }
+
+
+@dataclass
+class Submission:
+    """One reminder to put in the outbox."""
+
+    event_id: int
+    rule: str
+    start: datetime
+    when: datetime
+    phone: str
+    country: str | None
+    text: str
+    key: str  # the idempotency key's base (the number is appended, as submit does)
+    label: str  # the appointment, as problems name it
+
+
+@dataclass
+class Outcome:
+    """What became of a submission: a message (new or a duplicate's) or a reason."""
+
+    submission: Submission
+    message_id: str | None = None
+    reason: str = ""
+    # The reason is also a problem to report (a refusal of the request, not of the number).
+    problem: bool = False
+
+
+def submit_reminders(
+    session: Session,
+    config: Config,
+    account_id: int,
+    sender: str | None,
+    subs: Sequence[Submission],
+    note: str,
+    country_of: Callable[[str], str | None],
+) -> list[Outcome]:
+    """Put SUBS in the outbox as ``sending.submit`` would one by one (blacklist, invalid
+    numbers, sender rules, part cap, idempotency keys, credits), charging them together:
+    one ledger row for the batch. Returns each one's outcome, in order."""
+    outcomes = [Outcome(s) for s in subs]
+    if not subs:
+        return outcomes
+    try:
+        account = get_account(session, account_id)
+        payer = funding_account(session, account)
+        chosen = validate_sender(sender if sender is not None else account.default_sender)
+    except HubError as exc:
+        for o in outcomes:
+            o.reason, o.problem = str(exc), True
+        return outcomes
+    assert account.id is not None and payer.id is not None
+    scope = [a.id for a in ancestors(session, account) if a.id is not None]
+    lookups = RecipientLookups()
+    lookups.ensure(session, scope, {s.phone for s in subs}, {f"{s.key}:{s.phone}" for s in subs})
+    senders_ok: dict[str | None, str | None] = {}
+    now = utcnow()
+    batch_id = new_id()
+    fresh: list[tuple[Outcome, dict[str, Any]]] = []
+    for o in outcomes:
+        s = o.submission
+        try:
+            text = compliance.billable_text(
+                s.text, chosen, MessageType.ALERT.value, config.optout_mention
+            )
+            info = check_text(config, text)
+        except HubError as exc:
+            o.reason, o.problem = str(exc), True
+            continue
+        if lookups.is_blocked(scope, s.phone):
+            o.reason = "the number is on the account's blacklist (STOP)"
+            continue
+        if lookups.is_invalid(scope, s.phone):
+            o.reason = "the number is on the account's invalid-number list"
+            continue
+        country = s.country or country_of(s.phone)
+        if country not in senders_ok:
+            try:
+                compliance.require_sender(chosen, [country])
+                senders_ok[country] = None
+            except HubError as exc:
+                senders_ok[country] = str(exc)
+        refused = senders_ok[country]
+        if refused is not None:
+            o.reason, o.problem = refused, True
+            continue
+        key = f"{s.key}:{s.phone}"
+        existing = lookups.existing.get(key)
+        if existing is not None:
+            o.message_id = existing  # already in the outbox: not sent again
+            continue
+        scheduled = s.when > now + timedelta(seconds=1)
+        message_id = new_id()
+        lookups.taken(key, message_id)
+        fresh.append(
+            (
+                o,
+                {
+                    "id": message_id,
+                    "account_id": account.id,
+                    "charged_account_id": payer.id,
+                    "batch_id": batch_id,
+                    "idempotency_key": key,
+                    "recipient": s.phone,
+                    "sender": chosen,
+                    "text": text,
+                    "encoding": info.encoding,
+                    "segments": info.segments,
+                    "credits": credits_for(config, country, info.segments),
+                    "type": MessageType.ALERT.value,
+                    "source": "calendar",
+                    "campaign_id": None,
+                    "status": MessageStatus.QUEUED.value,
+                    "scheduled": scheduled,
+                    "created_at": now,
+                    "due_at": s.when if scheduled else now,
+                    "updated_at": now,
+                },
+            )
+        )
+    paid = _charge(session, config, account, payer, fresh, batch_id, note)
+    rows = []
+    for o, row in fresh:
+        if id(o) in paid:
+            o.message_id = row["id"]
+            rows.append(row)
+    if rows:
+        session.connection().execute(_INSERT_MESSAGE, rows)
+    return outcomes
+
+
+def _charge(
+    session: Session,
+    config: Config,
+    account: Account,
+    payer: Account,
+    fresh: list[tuple[Outcome, dict[str, Any]]],
+    batch_id: str,
+    note: str,
+) -> set[int]:
+    """Charge FRESH in one ledger row; when the balance cannot pay them all, those that fit
+    in order are charged (as one submit after the other) and the others get the reason.
+    Returns the id() of the outcomes paid for."""
+    wanted = list(fresh)
+    for _attempt in range(3):
+        total = sum(row["credits"] for _, row in wanted)
+        parts = sum(row["segments"] for _, row in wanted)
+        try:
+            if total:
+                credits.charge(
+                    session,
+                    payer,
+                    total,
+                    origin=account,
+                    batch_id=batch_id,
+                    note=f"{len(wanted)} reminder SMS, {parts} part(s) via {note}",
+                    config=config,
+                )
+            return {id(o) for o, _ in wanted}
+        except InsufficientCredits:
+            session.refresh(payer)
+            left = payer.balance
+            kept = []
+            for o, row in wanted:
+                if row["credits"] <= left:
+                    left -= row["credits"]
+                    kept.append((o, row))
+                else:
+                    o.reason = (
+                        f"account {payer.name!r} has {left} credits, {row['credits']} are "
+                        "needed; nothing was charged (top up with `smshub accounts credit`)"
+                    )
+                    o.problem = True
+            wanted = kept
+    # The balance kept moving under us (other senders): what is left is refused this time.
+    for o, _ in wanted:
+        o.reason, o.problem = "credits kept changing during planning; planned next sync", True
+    return set()
