@@ -74,7 +74,11 @@ class Hub:
         }
         self.dispatcher: Dispatcher | None = None
         sender = build_mail_sender(config)
-        self.mail_outbox = MailOutbox(self.engine, sender) if sender is not None else None
+        # Mail claims last as long as SMS claims: a dead instance's mails come back as soon.
+        mail_lease = timedelta(seconds=config.dispatcher.claim_lease_seconds)
+        self.mail_outbox = (
+            MailOutbox(self.engine, sender, lease=mail_lease) if sender is not None else None
+        )
         self.webhook_sender = WebhookSender(self.engine)
         # OUI / NON answers written to their calendar as they come (and retried).
         self.answer_writer = AnswerWriter(self.engine, config, self.state)

@@ -6,7 +6,9 @@ so they run one at a time): other workers, of this release or an earlier one, se
 as not due until the lease runs out, and a worker that dies simply lets it run out. The
 pushed `due_at` is also the claim's token: handing a row back only touches rows still
 carrying it. A worker sends a claimed row only while its lease is young (`Lease.fresh`),
-so a row whose lease ran out and was taken over is never sent by both.
+so a row whose lease ran out and was taken over is never sent by both. A worker that sends
+for longer renews its lease (`renew`): the lease can stay short, so the rows of a worker
+that died come back within about one lease rather than after the longest send.
 """
 
 from __future__ import annotations
@@ -24,17 +26,19 @@ from hub.db import TIMESTAMP, session_scope, sql, table
 from hub.timeutil import utcnow
 
 
-@dataclass(frozen=True)
+@dataclass
 class Lease:
-    """How long the rows of one claim are this worker's."""
+    """How long the rows of one claim are this worker's (renewed: moved on by `renew`)."""
 
     until: datetime
     seconds: float
     taken: float = field(default_factory=time.monotonic)
+    # A renewal found a row no longer carrying this lease: another worker may hold it.
+    lost: bool = False
 
     def fresh(self) -> bool:
         """True while at least half the lease is left: time enough to send one more row."""
-        return time.monotonic() - self.taken < self.seconds / 2
+        return not self.lost and time.monotonic() - self.taken < self.seconds / 2
 
 
 def claim_due(
@@ -54,6 +58,36 @@ def claim_due(
         session.add(entity)
     session.flush()
     return rows, claim
+
+
+def renew(engine: Engine, model: type[SQLModel], ids: Sequence[int], lease: Lease) -> None:
+    """Push the lease on the claimed rows IDS (still pending, not yet sent) to a full lease
+    from now. A row that no longer carries the lease was taken over after it ran out: the
+    lease is then `lost` and the worker sends nothing more of this claim (`fresh`)."""
+    if not ids or lease.lost:
+        return
+    taken = time.monotonic()
+    until = utcnow() + timedelta(seconds=lease.seconds)
+    name = table(model).name
+    with session_scope(engine) as session:
+        result = session.execute(
+            sql(
+                f"UPDATE {name} SET due_at = :new "  # noqa: S608 (a table name of ours)
+                "WHERE id IN :ids AND status = 'pending' AND due_at = :until"
+            ).bindparams(
+                bindparam("ids", expanding=True),
+                bindparam("until", type_=TIMESTAMP),
+                bindparam("new", type_=TIMESTAMP),
+            ),
+            {"ids": list(ids), "new": until, "until": lease.until},
+        )
+        if int(result.rowcount) != len(set(ids)):  # type: ignore[attr-defined]
+            # Not ours any more (or sent meanwhile: the caller passes only unsent rows).
+            session.rollback()
+            lease.lost = True
+            return
+    lease.until = until
+    lease.taken = taken
 
 
 def release(engine: Engine, model: type[SQLModel], ids: Sequence[int], lease: Lease) -> int:

@@ -27,7 +27,9 @@ from hub.timeutil import utcnow
 log = logging.getLogger("smshub.mailout")
 
 MAX_ATTEMPTS = 10
-# A claimed mail is this worker's for this long; it is sent only in the first half of it.
+# A claimed mail is this worker's for this long unless renewed (every third of it while the
+# worker sends); a mail is sent only while at least half of it is left. The hub passes
+# [dispatcher] claim_lease_seconds, so a dead instance's mails come back as its SMS do.
 CLAIM_LEASE = timedelta(minutes=2)
 
 
@@ -92,10 +94,17 @@ class MailOutbox:
     """Sends queued mail through a MailSender; one worker per process, and the workers of
     several processes claim rows (hub.claims) so each mail goes out once."""
 
-    def __init__(self, engine: Engine, sender: MailSender, poll_interval: float = 2.0) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        sender: MailSender,
+        poll_interval: float = 2.0,
+        lease: timedelta = CLAIM_LEASE,
+    ) -> None:
         self.engine = engine
         self.sender = sender
         self.poll_interval = poll_interval
+        self.lease = lease
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -141,7 +150,7 @@ class MailOutbox:
                 .order_by(col(OutgoingMail.id))
                 .limit(limit)
             )
-            rows, lease = claims.claim_due(session, query, OutgoingMail, CLAIM_LEASE)
+            rows, lease = claims.claim_due(session, query, OutgoingMail, self.lease)
             return rows, lease
 
     def _mark(self, mail_id: int, error: str | None, permanent: bool = False) -> None:
@@ -168,28 +177,55 @@ class MailOutbox:
         from email.policy import default
 
         rows, lease = await asyncio.to_thread(self._due, limit)
+        if not rows:
+            return 0
+        # The claimed mails not yet marked; renewals and marks take turns (a renewal must
+        # not count a mail marked sent meanwhile as taken over).
+        unsent = [r.id for r in rows if r.id is not None]
+        turn = asyncio.Lock()
+
+        async def keep() -> None:
+            while True:
+                await asyncio.sleep(lease.seconds / 3)
+                async with turn:
+                    await asyncio.to_thread(claims.renew, self.engine, OutgoingMail, unsent, lease)
+
+        async def mark(mail_id: int, error: str | None, permanent: bool = False) -> None:
+            async with turn:
+                await asyncio.to_thread(self._mark, mail_id, error, permanent)
+                unsent.remove(mail_id)
+
+        keeper = asyncio.create_task(keep(), name="mail-outbox-lease")
         delivered = 0
-        for n, row in enumerate(rows):
-            assert row.id is not None
-            if self._stopping or not lease.fresh():
-                # A stop, or a slow relay ate half the lease: the rest go back to the queue
-                # rather than risk a mail another worker may have taken over meanwhile.
-                unsent = [r.id for r in rows[n:] if r.id is not None]
-                await asyncio.to_thread(claims.release, self.engine, OutgoingMail, unsent, lease)
-                break
-            message = message_from_bytes(row.raw, policy=default)
-            assert isinstance(message, EmailMessage)
-            try:
-                await self.sender.send(message)
-            except PermanentMailError as exc:
-                log.warning("mail %d to %s refused for good: %s", row.id, row.recipient, exc)
-                await asyncio.to_thread(self._mark, row.id, str(exc), True)
-            except Exception as exc:
-                log.warning(
-                    "mail %d to %s not sent yet (%s); will retry", row.id, row.recipient, exc
-                )
-                await asyncio.to_thread(self._mark, row.id, f"{type(exc).__name__}: {exc}")
-            else:
-                await asyncio.to_thread(self._mark, row.id, None)
-                delivered += 1
+        try:
+            for row in rows:
+                assert row.id is not None
+                if self._stopping or not lease.fresh():
+                    # A stop, or a lease not renewed in time: the rest go back to the queue
+                    # rather than risk a mail another worker may have taken over meanwhile.
+                    async with turn:
+                        await asyncio.to_thread(
+                            claims.release, self.engine, OutgoingMail, list(unsent), lease
+                        )
+                        unsent.clear()
+                    break
+                message = message_from_bytes(row.raw, policy=default)
+                assert isinstance(message, EmailMessage)
+                try:
+                    await self.sender.send(message)
+                except PermanentMailError as exc:
+                    log.warning("mail %d to %s refused for good: %s", row.id, row.recipient, exc)
+                    await mark(row.id, str(exc), True)
+                except Exception as exc:
+                    log.warning(
+                        "mail %d to %s not sent yet (%s); will retry", row.id, row.recipient, exc
+                    )
+                    await mark(row.id, f"{type(exc).__name__}: {exc}")
+                else:
+                    await mark(row.id, None)
+                    delivered += 1
+        finally:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
         return delivered
