@@ -34,6 +34,9 @@ class HubSection(Section):
     default_region: str = "FR"
     # Log level: debug, info, warning, error.
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # This instance's name on every log line, in /readyz and in the database's list of
+    # connections (PostgreSQL application_name); empty means HOSTNAME-PID.
+    instance_id: str = Field("", max_length=48)
 
     @field_validator("default_region")
     @classmethod
@@ -262,6 +265,18 @@ class CalendarOAuthSection(Section):
     microsoft: MicrosoftOAuthSection = MicrosoftOAuthSection()
 
 
+class OpsSection(Section):
+    # The operations port of every role: /livez, /readyz and /metrics (the api role keeps
+    # /healthz on its own port too). Port 0 turns it off.
+    host: str = "127.0.0.1"
+    port: int = Field(9025, ge=0, le=65535)
+
+
+class LogSection(Section):
+    # "text": one line per record with a time stamp; "json": one JSON object per line.
+    format: Literal["text", "json"] = "text"
+
+
 class Config(Section):
     hub: HubSection = HubSection()
     database: DatabaseSection = DatabaseSection()
@@ -274,6 +289,8 @@ class Config(Section):
     console: ConsoleSection = ConsoleSection()
     inbound: InboundSection = InboundSection()
     links: LinksSection = LinksSection()
+    ops: OpsSection = OpsSection()
+    log: LogSection = LogSection()
     # OAuth clients of the console's "Connect Google / Microsoft 365" buttons.
     calendar_oauth: CalendarOAuthSection = CalendarOAuthSection()
     # When marketing SMS may go out, in the recipient's local time.
