@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import sys
+from collections import deque
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -860,10 +861,17 @@ def simulator_log(
     from hub.app import Hub
 
     provider = _simulator(Hub(get_config(), engine=get_engine()))
-    entries = [
-        e for e in provider.read_log() if e.get("kind") == "mt" and (not to or e["to"] == to)
-    ]
-    entries = entries[-limit:]
+    # Streamed: only the last LIMIT matching entries are held, however long the log.
+    entries = list(
+        deque(
+            (
+                e
+                for e in provider.iter_log()
+                if e.get("kind") == "mt" and (not to or e["to"] == to)
+            ),
+            maxlen=limit,
+        )
+    )
     emit(
         entries,
         as_json,

@@ -55,16 +55,34 @@ def make_formatter(kind: str) -> logging.Formatter:
     return formatter
 
 
+class StderrHandler(logging.StreamHandler[TextIO]):
+    """Writes to whatever sys.stderr is at each record (tests swap it; never a stale one)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: TextIO) -> None:
+        pass
+
+
 def setup_logging(config: Config, stream: TextIO | None = None) -> str:
     """Send every log record to STREAM (stderr) in the configured format; returns the
     instance id stamped on each line."""
     instance = instance_id(config)
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler: logging.Handler = StderrHandler() if stream is None else logging.StreamHandler(stream)
     handler.setFormatter(make_formatter(config.log.format))
     handler.addFilter(InstanceFilter(instance))
     root = logging.getLogger()
+    # Replaces the plain handlers (`smshub`'s basicConfig, an earlier call's); handlers of
+    # other kinds (a test runner's capture) stay.
     for old in list(root.handlers):
-        root.removeHandler(old)
+        if type(old) in (logging.StreamHandler, StderrHandler):
+            root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(config.hub.log_level.upper())
     for noisy in NOISY:
