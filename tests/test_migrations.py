@@ -38,8 +38,8 @@ from typer.testing import CliRunner
 
 import hub.models  # noqa: F401  (the tables)
 import hub.schema_check as schema_check
-from hub import db as hub_db
 from hub import cli as hub_cli
+from hub import db as hub_db
 from hub.cli import app
 from hub.credits import ledger_problems
 from hub.db import current_revision, make_engine, upgrade
