@@ -25,12 +25,12 @@ from alembic.config import Config as AlembicConfig
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
-from sqlalchemy import Column, Engine, Index, Table, UniqueConstraint, inspect
+from sqlalchemy import Column, Engine, Index, Table, UniqueConstraint, inspect, text
 from sqlalchemy.schema import AddConstraint, CreateColumn, CreateIndex
 from sqlmodel import SQLModel
 
 import hub.models  # noqa: F401  (registers the tables)
-from hub.db import MIGRATIONS_DIR, current_revision, make_engine, upgrade
+from hub.db import MIGRATIONS_DIR, make_engine, upgrade
 from hub.errors import HubError
 
 Status = Literal["empty", "current", "behind", "ahead"]
@@ -81,9 +81,20 @@ def where(engine: Engine) -> str:
     return engine.url.render_as_string(hide_password=True)
 
 
+def stored_revision(engine: Engine) -> str | None:
+    """The revision in alembic_version, None for a database without it. Read-only (no
+    write lock on SQLite), and an unreachable or locked database is an error, not "empty"."""
+    with engine.execution_options(smshub_readonly=True).connect() as conn:
+        if not inspect(conn).has_table("alembic_version"):
+            return None
+        row = conn.execute(text("SELECT version_num FROM alembic_version")).first()
+        conn.rollback()
+    return row[0] if row else None
+
+
 def inspect_schema(engine: Engine) -> SchemaState:
     """Compare ENGINE's schema with what its revision makes (see the module's docstring)."""
-    revision = current_revision(engine)
+    revision = stored_revision(engine)
     head = head_revision()
     if revision is None:
         return SchemaState("empty", None, head)

@@ -43,7 +43,8 @@ def counts(engine: Engine) -> tuple[int, int]:
 
 def consistent(engine: Engine) -> bool:
     with session_scope(engine) as session:
-        return ledger_problems(session) == [] and inspect_schema(engine).ok
+        balanced = ledger_problems(session) == []
+    return balanced and inspect_schema(engine).ok
 
 
 def test_a_backup_taken_while_the_hub_writes_restores_whole(
