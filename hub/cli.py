@@ -864,11 +864,7 @@ def simulator_log(
     # Streamed: only the last LIMIT matching entries are held, however long the log.
     entries = list(
         deque(
-            (
-                e
-                for e in provider.iter_log()
-                if e.get("kind") == "mt" and (not to or e["to"] == to)
-            ),
+            (e for e in provider.iter_log() if e.get("kind") == "mt" and (not to or e["to"] == to)),
             maxlen=limit,
         )
     )
