@@ -8,6 +8,7 @@ existing data on purpose (a contract step) says how in ``TRANSFORMED``.
 
 from __future__ import annotations
 
+import logging
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
@@ -258,13 +259,23 @@ def _config_file(tmp_path: Path, engine: Engine) -> Path:
     return path
 
 
+@pytest.fixture
+def keep_logging() -> Iterator[None]:
+    """`smshub run` sets up logging for the process: put the test runner's back after."""
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
 def cli(runner: CliRunner, config: Path, *args: str) -> Any:
     hub_cli._state.clear()
     return runner.invoke(app, ["--config", str(config), *args])
 
 
 def test_a_prerelease_database_is_refused_by_upgrade_and_start_saying_what_to_do(
-    blank: Engine, tmp_path: Path
+    blank: Engine, tmp_path: Path, keep_logging: None
 ) -> None:
     _prerelease_database(blank)
     config = _config_file(tmp_path, blank)

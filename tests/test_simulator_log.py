@@ -103,5 +103,5 @@ def test_simulator_log_streams_the_last_entries(tmp_path: Path) -> None:
         app, ["--config", str(config), "simulator", "log", "--json", "--limit", "3"]
     )
     assert result.exit_code == 0, result.output
-    shown = json.loads(result.output)
+    shown = json.loads(result.stdout)
     assert [e["message_id"] for e in shown] == [f"{n:032x}" for n in (497, 498, 499)]
