@@ -16,8 +16,8 @@ from hub.accounts import create_account
 from hub.config import Config
 from hub.db import make_engine, session_scope
 from hub.dispatch import Dispatcher
+from hub.leadership import Leadership
 from hub.mailout import MailOutbox
-from hub.metrics import SUBMITTED
 from hub.models import Account
 from hub.providers import ProviderContext, ProviderEvent, SmsProvider
 from hub.registry import build_mail_sender, build_sms_provider
@@ -73,6 +73,8 @@ class Hub:
             for kind, view in provider.callbacks().items()
         }
         self.dispatcher: Dispatcher | None = None
+        # The scheduler's leader lock state (scheduler.leader), shown by /readyz.
+        self.leadership = Leadership()
         sender = build_mail_sender(config)
         # Mail claims last as long as SMS claims: a dead instance's mails come back as soon.
         mail_lease = timedelta(seconds=config.dispatcher.claim_lease_seconds)
@@ -126,8 +128,8 @@ class Hub:
     def submit(self, req: sending.SubmitRequest) -> sending.SubmitResult:
         """Submit and nudge the dispatcher (blocking: call from a worker thread)."""
         result = sending.submit(self.engine, self.config, req)
+        # smshub_submitted_total is counted by hub.sending at the commit, for every door.
         queued = sum(1 for r in result.recipients if r.status in {"queued", "scheduled"})
-        SUBMITTED.labels(source=req.source).inc(queued)
         if self.dispatcher is not None and queued and self._loop is not None:
             self._loop.call_soon_threadsafe(self.dispatcher.wake)
         return result

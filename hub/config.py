@@ -49,6 +49,9 @@ class HubSection(Section):
     # On SIGTERM/SIGINT: seconds the provider calls (and mails) in flight get to finish;
     # claims not yet handed to a provider go back to the queue at once.
     stop_grace_seconds: float = Field(25.0, ge=0)
+    # This instance's name on every log line, in /readyz and in the database's list of
+    # connections (PostgreSQL application_name); empty means HOSTNAME-PID.
+    instance_id: str = Field("", max_length=48)
 
     @field_validator("default_region")
     @classmethod
@@ -322,6 +325,18 @@ class CalendarOAuthSection(Section):
     microsoft: MicrosoftOAuthSection = MicrosoftOAuthSection()
 
 
+class OpsSection(Section):
+    # The operations port of every role: /livez, /readyz and /metrics (the api role keeps
+    # /healthz on its own port too). Port 0 turns it off.
+    host: str = "127.0.0.1"
+    port: int = Field(9025, ge=0, le=65535)
+
+
+class LogSection(Section):
+    # "text": one line per record with a time stamp; "json": one JSON object per line.
+    format: Literal["text", "json"] = "text"
+
+
 class Config(Section):
     hub: HubSection = HubSection()
     database: DatabaseSection = DatabaseSection()
@@ -335,6 +350,8 @@ class Config(Section):
     console: ConsoleSection = ConsoleSection()
     inbound: InboundSection = InboundSection()
     links: LinksSection = LinksSection()
+    ops: OpsSection = OpsSection()
+    log: LogSection = LogSection()
     # OAuth clients of the console's "Connect Google / Microsoft 365" buttons.
     calendar_oauth: CalendarOAuthSection = CalendarOAuthSection()
     # When marketing SMS may go out, in the recipient's local time.

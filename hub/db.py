@@ -43,10 +43,18 @@ def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
-def make_engine(url: str, *, busy_timeout: float = 30.0, schema: str | None = None) -> Engine:
+def make_engine(
+    url: str,
+    *,
+    busy_timeout: float = 30.0,
+    schema: str | None = None,
+    application_name: str | None = None,
+) -> Engine:
     """An engine tuned for the hub: WAL and immediate transactions on SQLite.
 
     ``schema`` (PostgreSQL only) puts every table in that schema, which keeps test runs apart.
+    ``application_name`` (PostgreSQL only) names this instance in pg_stat_activity, which is
+    how any instance tells which one holds the scheduler's leader lock.
     """
     parsed = make_url(url)
     kwargs: dict[str, Any] = {}
@@ -57,8 +65,13 @@ def make_engine(url: str, *, busy_timeout: float = 30.0, schema: str | None = No
         engine = create_engine(url, **kwargs)
         _tune_sqlite(engine, busy_timeout)
         return engine
+    connect_args: dict[str, Any] = {}
     if schema:
-        kwargs["connect_args"] = {"options": f"-csearch_path={schema}"}
+        connect_args["options"] = f"-csearch_path={schema}"
+    if application_name:
+        connect_args["application_name"] = application_name[:63]
+    if connect_args:
+        kwargs["connect_args"] = connect_args
     return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True, **kwargs)
 
 

@@ -23,7 +23,7 @@ from sqlalchemy import Engine, text
 from hub import outbox
 from hub.config import Config
 from hub.db import is_sqlite, session_scope
-from hub.metrics import SMS_RESULTS
+from hub.metrics import PROVIDER_LATENCY, SMS_RESULTS
 from hub.outbox import Claimed, Outcome
 from hub.outcome_writer import OutcomeWriter
 from hub.providers import OutgoingSms, SendOutcome, SendResult, SmsProvider
@@ -134,6 +134,8 @@ class Dispatcher:
         # What the stop did, for its closing log line.
         self._finished_while_stopping = 0
         self._handed_back = 0
+        # When the loop last showed progress (a look at the outbox or a send), for /readyz.
+        self.last_round = time.monotonic()
 
     def wake(self) -> None:
         """Look at the outbox now (a door just queued something)."""
@@ -285,6 +287,7 @@ class Dispatcher:
         async def send() -> None:
             while (item := await queue.get()) is not None:
                 message, batch = item
+                self.last_round = time.monotonic()
                 try:
                     outcome = await self._send_one(message, unstarted)
                 except Exception:
@@ -308,6 +311,7 @@ class Dispatcher:
             nonlocal claimed
             try:
                 while not self._stopping:
+                    self.last_round = time.monotonic()
                     await unstarted.none_left.wait()
                     if self._stopping:
                         return
@@ -477,6 +481,7 @@ class Dispatcher:
             if first and not await self._marker.start(sms.message_id):
                 return None
             unstarted.started(sms.message_id)
+            started = time.monotonic()
             try:
                 return await slot.provider.send(sms)
             except Exception as exc:  # an outage or a bug in a connector: never lose the row
@@ -487,6 +492,10 @@ class Dispatcher:
                     exc,
                 )
                 return SendResult(SendOutcome.TRANSIENT, detail=f"{type(exc).__name__}: {exc}")
+            finally:
+                PROVIDER_LATENCY.labels(provider=slot.provider.name).observe(
+                    time.monotonic() - started
+                )
 
     def _retry_or_fail(self, message: Claimed, provider: str | None, detail: str) -> Outcome:
         if message.attempts >= self.settings.max_attempts:

@@ -20,6 +20,7 @@ from hub import webhooks
 from hub.config import Config
 from hub.db import session_scope, table
 from hub.inbound import receive_inbound
+from hub.metrics import REPORT_LAG
 from hub.models import (
     FINAL_STATUSES,
     InboundMessage,
@@ -292,6 +293,10 @@ def _store_reports(
                 "created_at": now,
             }
         )
+        if message.sent_at is not None and message.status != MessageStatus.QUEUED:
+            REPORT_LAG.labels(provider=report.provider).observe(
+                max(0.0, (now - as_utc(message.sent_at)).total_seconds())
+            )
         _apply_report(message, report, policy)
     if history:
         session.execute(insert(table(MessageEvent)), history)

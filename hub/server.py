@@ -13,10 +13,13 @@ import uvicorn
 
 from hub.app import Hub
 from hub.config import Config
-from hub.db import current_revision, database_warnings, make_engine
+from hub.db import database_warnings, make_engine
 from hub.http_limits import server_config
 from hub.intake.policy import IntakePolicy
+from hub.logs import setup_logging
+from hub.ops_http import start_ops
 from hub.registry import build_mail_sources
+from hub.schema_check import ensure_schema
 
 log = logging.getLogger("smshub")
 
@@ -33,17 +36,20 @@ class _Server(uvicorn.Server):
 
 async def serve(config: Config, roles: set[str]) -> None:
     """Run until SIGINT/SIGTERM."""
-    logging.getLogger().setLevel(config.hub.log_level.upper())
-    # Request lines of these libraries can carry callback secrets in URLs, and aiosmtpd's
-    # ("mail.log") logs every SMTP command of every connection at INFO: keep them quiet.
-    for noisy in ("httpx", "httpcore", "apscheduler", "mail.log"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
-    engine = make_engine(config.database_url, busy_timeout=config.database.sqlite_busy_timeout)
-    if current_revision(engine) is None:
-        from hub.db import upgrade
-
-        log.info("empty database: creating the schema")
-        upgrade(engine)
+    # Time stamps, [log] format and the instance id on every line (noisy libraries quieted).
+    instance = setup_logging(config)
+    engine = make_engine(
+        config.database_url,
+        busy_timeout=config.database.sqlite_busy_timeout,
+        application_name=instance,
+    )
+    # Creates the schema of an empty database; refuses one behind or not matching its
+    # revision, saying what to do, before anything reads a table.
+    if ensure_schema(engine).status == "ahead":
+        log.warning(
+            "the database's schema is newer than this version's (a rolling upgrade?): "
+            "upgrade this instance soon"
+        )
     for warning in database_warnings(engine):
         log.warning("%s", warning)
     hub = Hub(config, engine=engine)
@@ -66,15 +72,27 @@ async def serve(config: Config, roles: set[str]) -> None:
         from scheduler.jobs import start_scheduler
 
         scheduler = start_scheduler(hub)
-    smtp_note = f", SMTP intake on {config.smtp.host}:{config.smtp.port}" if smtp_server else ""
+    ops = await start_ops(
+        config,
+        hub,
+        roles,
+        instance,
+        smtp_server=smtp_server.server if smtp_server is not None else None,
+        imap_sources=imap_sources,
+        scheduler=scheduler,
+    )
+    # The addresses actually served: HTTP only with the api role.
+    served = [f"HTTP on http://{config.http.host}:{config.http.port}"] if "api" in roles else []
+    if smtp_server:
+        served.append(f"SMTP intake on {config.smtp.host}:{config.smtp.port}")
     if imap_sources:
-        smtp_note += f", {len(imap_sources)} IMAP mailbox(es)"
+        served.append(f"{len(imap_sources)} IMAP mailbox(es)")
+    served.append(f"ops (/livez /readyz /metrics) on {ops.url}" if ops else "no ops port")
     log.warning(
-        "smshub running (roles: %s) — HTTP on http://%s:%d%s, database %s",
+        "smshub running (instance %s, roles: %s) — %s, database %s",
+        instance,
         ", ".join(sorted(roles)),
-        config.http.host,
-        config.http.port,
-        smtp_note,
+        ", ".join(served),
         engine.url.render_as_string(hide_password=True),
     )
     if "api" in roles and config.console.enabled:
@@ -127,6 +145,8 @@ async def serve(config: Config, roles: set[str]) -> None:
         if scheduler is not None:
             scheduler.shutdown(wait=False)
         await hub.stop(grace)
+        if ops is not None:
+            await ops.stop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
         log.warning("smshub stopped")

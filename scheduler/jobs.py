@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -20,7 +20,7 @@ log = logging.getLogger("smshub.scheduler")
 
 def start_scheduler(hub: Hub) -> AsyncIOScheduler:
     """Start the periodic jobs of HUB; they run only while this instance holds the lock."""
-    leader = LeaderLock(hub.engine)
+    leader = LeaderLock(hub.engine, hub.leadership)
     window = timedelta(hours=hub.config.dispatcher.report_window_hours)
 
     async def expire_reports() -> None:
@@ -56,7 +56,21 @@ def start_scheduler(hub: Hub) -> AsyncIOScheduler:
         if await asyncio.to_thread(check_all, hub.engine, hub.config) and hub.mail_outbox:
             hub.mail_outbox.wake()
 
+    async def keep_lead() -> None:
+        # Tried often, so /readyz and the leader gauge are current and a dead leader's jobs
+        # move to another instance within seconds rather than at the next job.
+        await asyncio.to_thread(leader.acquire)
+
     scheduler = AsyncIOScheduler(timezone="UTC")
+    scheduler.add_job(
+        keep_lead,
+        "interval",
+        seconds=15,
+        id="leader-lock",
+        max_instances=1,
+        coalesce=True,
+        next_run_time=datetime.now(UTC),
+    )
     scheduler.add_job(
         check_alerts, "interval", minutes=5, id="balance-alerts", max_instances=1, coalesce=True
     )

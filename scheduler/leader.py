@@ -7,19 +7,25 @@ from typing import Any
 from sqlalchemy import Engine, text
 
 from hub.db import is_sqlite
-
-LOCK_KEY = 0x736D73687562  # "smshub"
+from hub.leadership import LOCK_KEY, Leadership
 
 
 class LeaderLock:
     """Held on a dedicated connection for as long as this process lives."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, leadership: Leadership | None = None) -> None:
         self.engine = engine
         self._conn: Any = None
+        # What /readyz and the smshub_scheduler_leader gauge show.
+        self.leadership = leadership or Leadership()
 
     def acquire(self) -> bool:
         """True if this instance leads (always true on SQLite, which has one instance)."""
+        leading = self._acquire()
+        self.leadership.record(leading)
+        return leading
+
+    def _acquire(self) -> bool:
         if is_sqlite(self.engine):
             return True
         if self._conn is not None:

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Installs the Debian packages of the real servers the tests start (Kannel, Dovecot, swaks)
-# and the browser of the console tests (Chromium, driven by Playwright).
+# Installs the Debian packages of the real servers the tests start (Kannel, Dovecot, swaks),
+# the browser of the console tests (Chromium, driven by Playwright), systemd-analyze (from
+# systemd) that checks the units in deploy/, and pg_dump/pg_restore (postgresql-client)
+# of the backup test.
 # Skips apt entirely when everything is already there.
 set -euo pipefail
-packages=(kannel kannel-extras dovecot-imapd swaks libnet-ssleay-perl openssl chromium)
+packages=(kannel kannel-extras dovecot-imapd swaks libnet-ssleay-perl openssl chromium systemd postgresql-client)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

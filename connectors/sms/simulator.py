@@ -17,7 +17,8 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import Mapping
+from collections import deque
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -65,6 +66,9 @@ class SimulatorSettings(ProviderSettings):
     reject_numbers: list[str] = []
     # JSONL file of every SMS and report; empty means DATA_DIR/simulator.jsonl.
     log_path: str = ""
+    # How many of the latest sends are remembered to recognise a resend (after a crash a
+    # message is resent within minutes); older ones cost no memory, however long the log.
+    dedupe_window: int = Field(50_000, ge=1)
     # Our own number, the recipient of injected inbound SMS.
     number: str = "+33700000000"
     # Environment variable or file holding the callback secret; unset means a random secret
@@ -101,7 +105,8 @@ class SimulatorProvider:
         self.secret = read_secret(settings, "secret", f"providers.{self.name}") or (
             secrets.token_urlsafe(24)
         )
-        self._sent: dict[str, str] = {}  # dedupe key -> provider id
+        # Digests of the latest dedupe keys (the provider id is derived from the key).
+        self._sent = _RecentKeys(settings.dedupe_window)
         self._pending: list[tuple[float, str, dict[str, Any]]] = []
         self._fd: int | None = None
         self._reporter: asyncio.Task[None] | None = None
@@ -110,19 +115,24 @@ class SimulatorProvider:
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        reported = set()
-        mts = []
-        for entry in read_log(self.log_path):
-            if entry.get("kind") == "mt":
-                self._sent[entry["key"]] = entry["id"]
-                mts.append(entry)
-            elif entry.get("kind") == "dlr":
-                reported.add(entry["id"])
+        # Streamed, keeping only the latest keys and the sends still waiting for a report:
+        # start-up memory does not grow with the log (it used to hold every line).
+        unreported: dict[str, dict[str, Any]] = {}
+        tracking = self.settings.send_reports
+        for entry in iter_log(self.log_path):
+            kind = entry.get("kind")
+            if kind == "mt":
+                self._sent.add(entry["key"])
+                if tracking:
+                    unreported[entry["id"]] = {
+                        f: entry[f] for f in ("id", "key", "message_id", "to")
+                    }
+            elif kind == "dlr" and tracking:
+                unreported.pop(entry["id"], None)
         self._fd = os.open(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
-        if self.settings.send_reports:
-            for entry in mts:
-                if entry["id"] not in reported:
-                    self._schedule_report(entry)
+        if tracking:
+            for entry in unreported.values():
+                self._schedule_report(entry)
             self._reporter = asyncio.create_task(self._report_loop(), name="simulator-reports")
 
     async def close(self) -> None:
@@ -143,15 +153,15 @@ class SimulatorProvider:
     # -- sending ---------------------------------------------------------------------------
     async def send(self, sms: OutgoingSms) -> SendResult:
         key = sms.dedupe_key or sms.message_id
+        provider_id = "sim-" + hashlib.sha256(key.encode()).hexdigest()[:20]
         if self.deduplicates and key in self._sent:
-            return SendResult(SendOutcome.ACCEPTED, self._sent[key], detail="duplicate ignored")
+            return SendResult(SendOutcome.ACCEPTED, provider_id, detail="duplicate ignored")
         if sms.to in self.settings.reject_numbers:
             return SendResult(
                 SendOutcome.PERMANENT,
                 reason="invalid_number",
                 detail="simulator refuses this number",
             )
-        provider_id = "sim-" + hashlib.sha256(key.encode()).hexdigest()[:20]
         if self.settings.latency > 0:
             # The request has reached the provider: from here a crash leaves it unknown.
             self._append(
@@ -164,7 +174,7 @@ class SimulatorProvider:
             )
             await asyncio.sleep(self.settings.latency)
             if self.deduplicates and key in self._sent:
-                return SendResult(SendOutcome.ACCEPTED, self._sent[key], detail="duplicate ignored")
+                return SendResult(SendOutcome.ACCEPTED, provider_id, detail="duplicate ignored")
         entry = {
             "kind": "mt",
             "id": provider_id,
@@ -178,7 +188,7 @@ class SimulatorProvider:
             "at": datetime.now(UTC).isoformat(),
         }
         self._append(entry)
-        self._sent[key] = provider_id
+        self._sent.add(key)
         if self.settings.send_reports:
             self._schedule_report(entry)
         return SendResult(SendOutcome.ACCEPTED, provider_id)
@@ -282,23 +292,62 @@ class SimulatorProvider:
         return await self._post("mo", body)
 
     def read_log(self) -> list[dict[str, Any]]:
-        """Every entry recorded so far (the queryable log)."""
+        """Every entry recorded so far (tests; `iter_log` streams it)."""
         return read_log(self.log_path)
+
+    def iter_log(self) -> Iterator[dict[str, Any]]:
+        """Every entry recorded so far, one at a time (`smshub simulator log`)."""
+        return iter_log(self.log_path)
+
+
+class _RecentKeys:
+    """The latest LIMIT dedupe keys, as 8-byte digests: bounded memory."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._order: deque[int] = deque()
+        self._keys: set[int] = set()
+
+    @staticmethod
+    def _digest(key: str) -> int:
+        return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big")
+
+    def add(self, key: str) -> None:
+        digest = self._digest(key)
+        if digest in self._keys:
+            return
+        self._keys.add(digest)
+        self._order.append(digest)
+        if len(self._order) > self.limit:
+            self._keys.discard(self._order.popleft())
+
+    def __contains__(self, key: str) -> bool:
+        return self._digest(key) in self._keys
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+
+def iter_log(path: Path) -> Iterator[dict[str, Any]]:
+    """Entries of a simulator JSONL log, one line at a time; a torn line (killed writer)
+    is skipped."""
+    try:
+        file = path.open("rb")
+    except FileNotFoundError:
+        return
+    with file:
+        for line in file:
+            try:
+                entry = json.loads(line)
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                continue
+            if isinstance(entry, dict):
+                yield entry
 
 
 def read_log(path: Path) -> list[dict[str, Any]]:
-    """Entries of a simulator JSONL log; a torn last line (killed writer) is skipped."""
-    try:
-        raw = path.read_text("utf-8")
-    except FileNotFoundError:
-        return []
-    entries = []
-    for line in raw.splitlines():
-        try:
-            entries.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return entries
+    """Every entry of a simulator JSONL log (see iter_log)."""
+    return list(iter_log(path))
 
 
 def _json_body(request: CallbackRequest) -> dict[str, Any]:

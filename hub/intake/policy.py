@@ -334,6 +334,7 @@ class IntakePolicy:
             sender=parts.tokens.get("sender") or intake.sender,
             type=parts.tokens.get("type", "alert"),
             source="mail",
+            door=mail.env.source,
             idempotency_key=f"mail:{account.id}:{mail.dedupe_key}",
         )
         return Draft(intake, parsed, request, rejected, warnings, files)

@@ -40,7 +40,11 @@ def write_config(tmp_path: Path, db_url: str, sections: str, *, hub_extra: str =
 
     The `[hub]` (data_dir under TMP_PATH, warning log level, plus HUB_EXTRA lines) and
     `[database]` sections are common; SECTIONS is the rest of the file, the test's own.
+    Without an `[ops]` section of its own the child opens no ops port (children of parallel
+    tests would all want 9025).
     """
+    if "[ops]" not in sections:
+        sections += "\n[ops]\nport = 0\n"
     data_dir = tmp_path / "data"
     data_dir.mkdir()
     path = tmp_path / "smshub.toml"
