@@ -13,3 +13,8 @@ CALLBACKS = Counter(
     "Provider callbacks by provider, kind and HTTP status",
     ["provider", "kind", "status"],
 )
+REPORTS_REJECTED = Counter(
+    "smshub_reports_rejected_total",
+    "Delivery reports ignored because they do not match a message the provider was handed",
+    ["provider", "reason"],
+)
