@@ -6,10 +6,13 @@
 import asyncio
 import hmac
 import ipaddress
+import json
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, Response
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
@@ -21,6 +24,7 @@ from hub.accounts import ancestors, authenticate, descendant_ids
 from hub.callbacks import CallbackRequest
 from hub.console import console_error, install_console
 from hub.db import session_scope
+from hub.edge import Text
 from hub.errors import (
     AccountDisabled,
     ConflictError,
@@ -48,12 +52,12 @@ _STATUS_FOR = {
 
 
 class SendBody(BaseModel):
-    to: list[str] | str = Field(description="Phone numbers in any format")
-    text: str
-    sender: str | None = None
+    to: list[Text] | Text = Field(description="Phone numbers in any format")
+    text: Text
+    sender: Text | None = None
     type: Literal["alert", "marketing"] = "alert"
     send_at: datetime | None = Field(None, description="ISO 8601 time to send; omitted: now")
-    account: str | None = Field(None, description="A sub-account to send as (default: yours)")
+    account: Text | None = Field(None, description="A sub-account to send as (default: yours)")
     shorten_links: bool = Field(
         False, description="Replace each URL by a short link per recipient (clicks counted)"
     )
@@ -107,6 +111,13 @@ def create_api(hub: "Hub") -> FastAPI:
     )
     # Resolved once, so a missing environment variable or file stops the start.
     metrics_token = hub.config.http.metrics_token()
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid_request(request: Request, exc: RequestValidationError) -> Response:
+        # FastAPI's own answer, written as ASCII JSON: the errors quote the input, and input
+        # that is not valid Unicode (a lone surrogate) cannot be written as UTF-8.
+        body = json.dumps({"detail": jsonable_encoder(exc.errors())}, ensure_ascii=True)
+        return Response(body, status_code=422, media_type="application/json")
 
     @app.exception_handler(HubError)
     async def _hub_error(request: Request, exc: HubError) -> Response:

@@ -21,6 +21,7 @@ from sqlmodel import Session, col, select
 
 from hub.accounts import descendant_ids
 from hub.db import read_scope, session_scope
+from hub.edge import row_id_or_none
 from hub.errors import Forbidden, NotFound
 from hub.models import Account, MailUser
 
@@ -64,7 +65,9 @@ class ConsoleUser:
         if ref is None or ref == "":
             ref = self.account_id
         if isinstance(ref, int) or str(ref).isdigit():
-            account = session.get(Account, int(ref))
+            # An id beyond the database's integers is no account (not an overflow).
+            number = row_id_or_none(ref)
+            account = session.get(Account, number) if number is not None else None
         else:
             account = session.exec(select(Account).where(Account.name == ref)).first()
         if account is None or account.id not in self.scope:

@@ -23,6 +23,7 @@ from hub.console import calendars_oauth as oauth
 from hub.console.auth import ConsoleUser, User, signing_key
 from hub.console.render import page, redirect
 from hub.db import read_scope, session_scope
+from hub.edge import RowId, row_id_or_none
 from hub.errors import ConfigError, Forbidden, HubError, InvalidInput, NotFound
 from hub.reminders.sync import sync_calendar
 
@@ -48,7 +49,7 @@ async def calendars(request: Request, user: User, after: str = "") -> Response:
     """The calendars of the user's accounts, and the ways to connect one."""
     hub = request.app.state.hub
     config = hub.config
-    cursor = int(after) if after.isdigit() else None
+    cursor = row_id_or_none(after)
 
     def _load() -> dict[str, Any]:
         with read_scope(hub.engine) as session:
@@ -273,7 +274,7 @@ async def oauth_finish(
 
 # -- one calendar -------------------------------------------------------------------------------
 @router.get("/calendars/{calendar_id:int}", response_class=HTMLResponse)
-async def calendar_page(request: Request, user: User, calendar_id: int) -> Response:
+async def calendar_page(request: Request, user: User, calendar_id: RowId) -> Response:
     """A calendar's settings and rules, its upcoming reminders and its problem events."""
     hub = request.app.state.hub
 
@@ -298,7 +299,7 @@ async def calendar_page(request: Request, user: User, calendar_id: int) -> Respo
 async def save_rules(
     request: Request,
     user: User,
-    calendar_id: int,
+    calendar_id: RowId,
     name: Annotated[str, Form()] = "",
     offsets: Annotated[str, Form()] = "",
     quiet_start: Annotated[str, Form()] = "",
@@ -356,7 +357,7 @@ async def save_rules(
 async def preview(
     request: Request,
     user: User,
-    calendar_id: int,
+    calendar_id: RowId,
     template: Annotated[str, Form()] = "",
     text: Annotated[str, Form()] = "",
     offsets: Annotated[str, Form()] = "",
@@ -387,7 +388,7 @@ async def preview(
 
 
 @router.post("/calendars/{calendar_id:int}/sync")
-async def sync_now(request: Request, user: User, calendar_id: int) -> Response:
+async def sync_now(request: Request, user: User, calendar_id: RowId) -> Response:
     """Read the calendar now and plan its reminders; the counts come back as a message."""
     hub = request.app.state.hub
 
@@ -421,7 +422,7 @@ async def sync_now(request: Request, user: User, calendar_id: int) -> Response:
 async def remove(
     request: Request,
     user: User,
-    calendar_id: int,
+    calendar_id: RowId,
     keep_history: Annotated[str, Form()] = "",
 ) -> Response:
     """Disconnect a calendar: its scheduled reminders are cancelled and refunded; deleted,

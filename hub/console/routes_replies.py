@@ -16,6 +16,7 @@ from hub.console import replies_data as data
 from hub.console.auth import User
 from hub.console.render import page, redirect
 from hub.db import read_scope
+from hub.edge import MAX_ROW_ID, row_id_or_none
 from hub.errors import InvalidInput, NotFound
 from hub.phone import format_international
 
@@ -25,9 +26,10 @@ router = APIRouter()
 def _int(value: str, what: str) -> int | None:
     if not value:
         return None
-    if not value.isdigit():
-        raise InvalidInput(f"{what} must be a number")
-    return int(value)
+    number = row_id_or_none(value)
+    if number is None:
+        raise InvalidInput(f"{what} must be a number from 1 to {MAX_ROW_ID}")
+    return number
 
 
 def _time(value: str) -> datetime | None:
