@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import func, text
 from sqlmodel import Session, col, select
 
-from hub import sending
+from hub import idempotency, sending
 from hub.accounts import ancestors, authenticate, descendant_ids
 from hub.callbacks import CallbackRequest
 from hub.console import console_error, install_console
@@ -172,6 +172,19 @@ def create_api(hub: "Hub") -> FastAPI:
                     return target.name
 
             account = await asyncio.to_thread(_check)
+        if idempotency_key:
+            print_ = idempotency.fingerprint(
+                "POST", "/v1/messages", who.account_id, body.model_dump(mode="json")
+            )
+            replay = await asyncio.to_thread(
+                idempotency.begin, hub.engine, who.account_id, idempotency_key, print_
+            )
+            if replay is not None:
+                return JSONResponse(  # type: ignore[return-value]
+                    replay.body,
+                    status_code=replay.status_code,
+                    headers={"Idempotent-Replayed": "true"},
+                )
         key = f"api:{who.account_id}:{idempotency_key}" if idempotency_key else None
         request = sending.SubmitRequest(
             account=account,
@@ -184,8 +197,20 @@ def create_api(hub: "Hub") -> FastAPI:
             idempotency_key=key,
             shorten_links=body.shorten_links,
         )
-        result = await asyncio.to_thread(hub.submit, request)
-        return result.to_dict()
+        try:
+            result = await asyncio.to_thread(hub.submit, request)
+        except Exception:
+            if idempotency_key:
+                await asyncio.to_thread(
+                    idempotency.abandon, hub.engine, who.account_id, idempotency_key
+                )
+            raise
+        answer = result.to_dict()
+        if idempotency_key:
+            await asyncio.to_thread(
+                idempotency.finish, hub.engine, who.account_id, idempotency_key, 202, answer
+            )
+        return answer
 
     def _own_message(session: Session, who: Caller, message_id: str) -> Message:
         message = session.get(Message, message_id)
