@@ -107,7 +107,7 @@ def _load_user(engine: Engine, value: str) -> ConsoleUser | None:
         return None
     with read_scope(engine) as session:
         user = session.get(MailUser, data.user_id)
-        if user is None or user.disabled:
+        if user is None or user.disabled or cookies.is_revoked(session, data):
             return None
         if not hmac.compare_digest(
             cookies.login_fingerprint(user.password_hash, user.session_epoch), data.fingerprint
@@ -124,6 +124,15 @@ def _load_user(engine: Engine, value: str) -> ConsoleUser | None:
             scope=frozenset(descendant_ids(session, account)),
             csrf=data.csrf,
         )
+
+
+def end_session(engine: Engine, value: str) -> None:
+    """Revoke the session in the cookie VALUE on the server (logout): the cookie no longer
+    opens the console on any instance, even if a copy of it was kept."""
+    data = cookies.decode(signing_key(engine), value)
+    if data is not None:
+        with session_scope(engine) as session:
+            cookies.revoke(session, data)
 
 
 async def _posted_csrf(request: Request) -> str:
