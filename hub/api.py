@@ -22,6 +22,7 @@ from sqlmodel import Session, col, select
 
 from hub import idempotency, sending
 from hub.accounts import ancestors, authenticate, descendant_ids
+from hub.api_docs import install_docs
 from hub.callbacks import CallbackRequest
 from hub.console import console_error, install_console
 from hub.db import session_scope
@@ -111,7 +112,11 @@ def create_api(hub: "Hub") -> FastAPI:
         title="smshub",
         version="0.1.0",
         description="Self-hosted e-mail-to-SMS and calendar-reminder hub.",
+        # Served from the hub's own files (hub/api_docs.py), not from a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
+    install_docs(app)
     # Resolved once, so a missing environment variable or file stops the start.
     metrics_token = hub.config.http.metrics_token()
 
