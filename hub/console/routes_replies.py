@@ -97,18 +97,22 @@ async def conversation(
             others = [user.account(session, a).name for a in talked if a != acc.id]
             return {
                 "number": number,
-                "digits": digits,
+                "digits": data.url_key(number),
+                # A name or short code cannot receive an SMS: nothing to answer it with.
+                "answerable": number.startswith("+"),
                 "account": acc,
                 "items": items,
                 "others": others,
                 "can_answer": acc.id in talked,
                 "nonce": secrets.token_urlsafe(12),
                 "older_url": _url(
-                    f"/console/replies/{digits}", account=acc.name, before=older.isoformat()
+                    f"/console/replies/{data.url_key(number)}",
+                    account=acc.name,
+                    before=older.isoformat(),
                 )
                 if older
                 else None,
-                "newest_url": _url(f"/console/replies/{digits}", account=acc.name)
+                "newest_url": _url(f"/console/replies/{data.url_key(number)}", account=acc.name)
                 if older_than
                 else None,
             }
@@ -143,7 +147,7 @@ async def answer(
         return acc.name, hub.submit(request_)
 
     name, result = await asyncio.to_thread(_send)
-    back = _url(f"/console/replies/{digits}", account=name)
+    back = _url(f"/console/replies/{data.url_key(number)}", account=name)
     shown = format_international(number)
     outcome = result.recipients[0] if result.recipients else None
     if outcome is None or outcome.status == "rejected":
