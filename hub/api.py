@@ -26,7 +26,7 @@ from hub.api_docs import install_docs
 from hub.callbacks import CallbackRequest
 from hub.console import console_error, install_console
 from hub.db import session_scope
-from hub.edge import Text
+from hub.edge import RefuseNulInUrl, Text
 from hub.errors import (
     AccountDisabled,
     ConflictError,
@@ -117,6 +117,7 @@ def create_api(hub: "Hub") -> FastAPI:
         redoc_url=None,
     )
     install_docs(app)
+    app.add_middleware(RefuseNulInUrl)
     # Resolved once, so a missing environment variable or file stops the start.
     metrics_token = hub.config.http.metrics_token()
 

@@ -1,7 +1,7 @@
 """Types that check what arrives over HTTP before it reaches the hub (API and console).
 
 Validated at the edge, bad input is a 422 naming the field, never an exception deep inside
-(an id beyond 64 bits overflows the database driver; a lone surrogate cannot be encoded for
+(an id beyond the id columns' range overflows the database driver; a lone surrogate cannot be encoded for
 the database or a provider): one definition here, used by every route.
 """
 
@@ -11,20 +11,23 @@ from typing import Annotated
 
 from fastapi import Path
 from pydantic import AfterValidator
+from starlette.responses import PlainTextResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-# The largest row id either database can hold (SQLite INTEGER, PostgreSQL BIGINT).
-MAX_ROW_ID = 2**63 - 1
+# The largest row id of the schema: its id columns are INTEGER, 32 bits on PostgreSQL
+# (which refuses a larger parameter for them: "integer out of range"), 64 on SQLite.
+MAX_ROW_ID = 2**31 - 1
 
-#: A row id in a URL path: 1 .. 2**63-1, else a 422 that says so.
+#: A row id in a URL path: 1 .. 2**31-1, else a 422 that says so.
 RowId = Annotated[
     int,
-    Path(ge=1, le=MAX_ROW_ID, description="A row id: a whole number from 1 to 2**63-1"),
+    Path(ge=1, le=MAX_ROW_ID, description=f"A row id: a whole number from 1 to {MAX_ROW_ID}"),
 ]
 
 
 def row_id_or_none(value: str | int | None) -> int | None:
     """A row id typed in a query string or a form (a page cursor, an account id): None when
-    absent or not a whole number from 1 to 2**63-1 (callers say what that means to them)."""
+    absent or not a whole number from 1 to MAX_ROW_ID (callers say what that means)."""
     value = str(value) if value is not None else None
     if not value or not value.isdigit() or len(value) > 19:
         return None
@@ -34,6 +37,9 @@ def row_id_or_none(value: str | int | None) -> int | None:
 
 def _valid_unicode(value: str) -> str:
     # A ValueError becomes a 422 naming the field (pydantic).
+    if "\x00" in value:
+        # PostgreSQL cannot store it, and no phone, SMS or name has one.
+        raise ValueError(f"contains a NUL character at position {value.index(chr(0))}")
     for position, char in enumerate(value):
         if "\ud800" <= char <= "\udfff":
             raise ValueError(
@@ -43,5 +49,30 @@ def _valid_unicode(value: str) -> str:
     return value
 
 
-#: A string of a request body: valid Unicode, else a 422 naming the field.
+#: A string of a request body: valid Unicode without NUL, else a 422 naming the field.
 Text = Annotated[str, AfterValidator(_valid_unicode)]
+
+
+class RefuseNulInUrl:
+    """ASGI middleware: a URL whose path or query holds a NUL character (``%00``) is a 400.
+
+    No id, code, name or number of the hub contains one, and PostgreSQL refuses it in any
+    text parameter (an error deep in a query, a 500): refused once here for every route.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and (
+            "\x00" in scope.get("path", "")
+            or b"%00" in scope.get("query_string", b"")
+            or b"\x00" in scope.get("query_string", b"")
+        ):
+            response = PlainTextResponse(
+                "the address contains a NUL character (%00); no page or API path has one\n",
+                status_code=400,
+            )
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)

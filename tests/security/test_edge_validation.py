@@ -21,6 +21,7 @@ users = console_fixtures.users
 console = console_fixtures.console
 
 HUGE = str(2**64)  # beyond SQLite INTEGER and PostgreSQL BIGINT
+BEYOND_INT4 = str(2**31)  # beyond PostgreSQL INTEGER, the id columns' type
 
 
 @pytest.fixture
@@ -62,7 +63,7 @@ async def test_lone_surrogate_in_a_link_is_422(api):
     assert response.status_code == 422, response.text
 
 
-@pytest.mark.parametrize("file_id", [HUGE, "-1", "0", "9" * 40])
+@pytest.mark.parametrize("file_id", [HUGE, BEYOND_INT4, "-1", "0", "9" * 40])
 async def test_file_id_beyond_64_bits_or_negative_is_4xx(api, file_id):
     response = await api.get(f"/v1/files/{file_id}")
     assert response.status_code in {404, 422}, response.text
@@ -94,7 +95,7 @@ async def test_every_console_route_with_an_integer_id_refuses_huge_and_negative_
     assert len(console_routes) >= 12, console_routes
     client = await console("alice")
     for method, template in console_routes:
-        for value in (HUGE, "-1"):
+        for value in (HUGE, BEYOND_INT4, "-1"):
             url = re.sub(r"\{[^}]+\}", value, template)
             if method == "GET":
                 response = await client.get(url)
@@ -107,6 +108,8 @@ async def test_every_console_route_with_an_integer_id_refuses_huge_and_negative_
     "url",
     [
         f"/console/account?account={HUGE}",
+        f"/console/account?account={BEYOND_INT4}",
+        f"/console/campaigns/{BEYOND_INT4}",
         f"/console/account?before={HUGE}",
         f"/console/calendars?after={HUGE}",
         f"/console/replies?before={HUGE}",
