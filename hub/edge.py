@@ -1,8 +1,8 @@
 """Types that check what arrives over HTTP before it reaches the hub (API and console).
 
 Validated at the edge, bad input is a 422 naming the field, never an exception deep inside
-(an id beyond the id columns' range overflows the database driver; a lone surrogate cannot be encoded for
-the database or a provider): one definition here, used by every route.
+(an id beyond the id columns' range overflows the database driver; a lone surrogate or a
+NUL cannot be stored or sent): one definition here, used by every route.
 """
 
 from __future__ import annotations
