@@ -122,3 +122,15 @@ async def test_console_ids_in_query_strings_beyond_64_bits_are_not_a_500(console
     client = await console("alice")
     response = await client.get(url)
     assert response.status_code < 500, (url, response.status_code)
+
+
+async def test_nul_in_a_url_is_400_except_in_a_callbacks_query(hub, console, api):
+    """PostgreSQL refuses NUL in any text parameter: refused at the edge for every page and
+    API path. A provider callback's query may carry it (Kannel's UTF-16 text): the view
+    reads it, and its own checks answer."""
+    alice = await console("alice")
+    assert (await alice.get("/console/messages/%00")).status_code == 400
+    assert (await alice.get("/console/account?account=a%00b")).status_code == 400
+    assert (await api.get("/v1/messages?status=%00")).status_code == 400
+    callback = await api.get("/callbacks/simulator/mo?text=%00A")
+    assert callback.status_code == 401  # the view's own answer: no secret sent
