@@ -6,21 +6,27 @@
 import asyncio
 import hmac
 import ipaddress
+import json
+import logging
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, Response
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 from sqlalchemy import func, text
 from sqlmodel import Session, col, select
 
-from hub import sending
+from hub import idempotency, sending
 from hub.accounts import ancestors, authenticate, descendant_ids
+from hub.api_docs import install_docs
 from hub.callbacks import CallbackRequest
 from hub.console import console_error, install_console
 from hub.db import session_scope
+from hub.edge import RefuseNulInUrl, Text
 from hub.errors import (
     AccountDisabled,
     ConflictError,
@@ -37,6 +43,8 @@ from hub.views import message_view
 if TYPE_CHECKING:
     from hub.app import Hub
 
+log = logging.getLogger("smshub.api")
+
 _STATUS_FOR = {
     NotFound: 404,
     InvalidInput: 422,
@@ -48,12 +56,12 @@ _STATUS_FOR = {
 
 
 class SendBody(BaseModel):
-    to: list[str] | str = Field(description="Phone numbers in any format")
-    text: str
-    sender: str | None = None
+    to: list[Text] | Text = Field(description="Phone numbers in any format")
+    text: Text
+    sender: Text | None = None
     type: Literal["alert", "marketing"] = "alert"
     send_at: datetime | None = Field(None, description="ISO 8601 time to send; omitted: now")
-    account: str | None = Field(None, description="A sub-account to send as (default: yours)")
+    account: Text | None = Field(None, description="A sub-account to send as (default: yours)")
     shorten_links: bool = Field(
         False, description="Replace each URL by a short link per recipient (clicks counted)"
     )
@@ -104,9 +112,21 @@ def create_api(hub: "Hub") -> FastAPI:
         title="smshub",
         version="0.1.0",
         description="Self-hosted e-mail-to-SMS and calendar-reminder hub.",
+        # Served from the hub's own files (hub/api_docs.py), not from a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
+    install_docs(app)
+    app.add_middleware(RefuseNulInUrl)
     # Resolved once, so a missing environment variable or file stops the start.
     metrics_token = hub.config.http.metrics_token()
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid_request(request: Request, exc: RequestValidationError) -> Response:
+        # FastAPI's own answer, written as ASCII JSON: the errors quote the input, and input
+        # that is not valid Unicode (a lone surrogate) cannot be written as UTF-8.
+        body = json.dumps({"detail": jsonable_encoder(exc.errors())}, ensure_ascii=True)
+        return Response(body, status_code=422, media_type="application/json")
 
     @app.exception_handler(HubError)
     async def _hub_error(request: Request, exc: HubError) -> Response:
@@ -161,6 +181,19 @@ def create_api(hub: "Hub") -> FastAPI:
                     return target.name
 
             account = await asyncio.to_thread(_check)
+        if idempotency_key:
+            print_ = idempotency.fingerprint(
+                "POST", "/v1/messages", who.account_id, body.model_dump(mode="json")
+            )
+            replay = await asyncio.to_thread(
+                idempotency.begin, hub.engine, who.account_id, idempotency_key, print_
+            )
+            if replay is not None:
+                return JSONResponse(  # type: ignore[return-value]
+                    replay.body,
+                    status_code=replay.status_code,
+                    headers={"Idempotent-Replayed": "true"},
+                )
         key = f"api:{who.account_id}:{idempotency_key}" if idempotency_key else None
         request = sending.SubmitRequest(
             account=account,
@@ -173,8 +206,20 @@ def create_api(hub: "Hub") -> FastAPI:
             idempotency_key=key,
             shorten_links=body.shorten_links,
         )
-        result = await asyncio.to_thread(hub.submit, request)
-        return result.to_dict()
+        try:
+            result = await asyncio.to_thread(hub.submit, request)
+        except Exception:
+            if idempotency_key:
+                await asyncio.to_thread(
+                    idempotency.abandon, hub.engine, who.account_id, idempotency_key
+                )
+            raise
+        answer = result.to_dict()
+        if idempotency_key:
+            await asyncio.to_thread(
+                idempotency.finish, hub.engine, who.account_id, idempotency_key, 202, answer
+            )
+        return answer
 
     def _own_message(session: Session, who: Caller, message_id: str) -> Message:
         message = session.get(Message, message_id)
@@ -259,8 +304,13 @@ def create_api(hub: "Hub") -> FastAPI:
 
         try:
             queued = await asyncio.to_thread(_check)
-        except Exception as exc:
-            return JSONResponse({"status": "error", "database": str(exc)[:200]}, 503)  # type: ignore[return-value]
+        except Exception:
+            # The details (host, port, database name) go to the log only: /healthz answers
+            # anyone, and the error text maps the hub's network for them.
+            log.exception("/healthz: the database is unreachable")
+            return JSONResponse(  # type: ignore[return-value]
+                {"status": "error", "database": "database unreachable"}, 503
+            )
         return {"status": "ok", "queued": queued, "dispatcher": hub.dispatcher is not None}
 
     @app.get(

@@ -21,6 +21,7 @@ from sqlmodel import Session, col, select
 from hub import limits_sql, links
 from hub.accounts import authenticate
 from hub.db import session_scope
+from hub.edge import RowId, Text
 from hub.errors import NotFound
 from hub.models import Account, HostedFile, LinkClick
 from hub.timeutil import as_utc
@@ -49,8 +50,8 @@ _FILE_HEADERS = {
 
 
 class LinkBody(BaseModel):
-    url: str = Field(description="The http(s) URL the short link redirects to")
-    account: str | None = Field(None, description="A sub-account to own it (default: yours)")
+    url: Text = Field(description="The http(s) URL the short link redirects to")
+    account: Text | None = Field(None, description="A sub-account to own it (default: yours)")
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -205,7 +206,7 @@ def links_router(hub: "Hub") -> APIRouter:
             return _error(415, str(exc))
 
     @router.get("/v1/files/{file_id}", tags=["links"], response_class=Response)
-    async def download_file(file_id: int, who: CallerDep) -> Response:
+    async def download_file(file_id: RowId, who: CallerDep) -> Response:
         """A hosted file of yours (or of a sub-account), as it is served."""
 
         def _get() -> tuple[bytes, str, str]:

@@ -24,7 +24,6 @@ background job has to keep it up to date.
 
 from __future__ import annotations
 
-import csv
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from typing import Any
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
+from hub import csvout
 from hub import message_templates as mt
 from hub.accounts import get_account
 from hub.config import Config
@@ -404,7 +404,7 @@ def export_campaign(
         select(Message).where(Message.campaign_id == campaign.id).order_by(col(Message.recipient))
     ).all()
     out = io.StringIO(newline="")
-    writer = csv.writer(out, lineterminator="\r\n")
+    writer = csvout.writer(out)
     writer.writerow(EXPORT_COLUMNS)
 
     def iso(value: datetime | None) -> str:

@@ -47,7 +47,7 @@ from typing import Any
 from sqlalchemy import func
 from sqlmodel import Session, col, delete, select
 
-from hub import phone
+from hub import csvout, phone
 from hub.accounts import get_account
 from hub.errors import InvalidInput, NotFound
 from hub.models import Account, Contact, ContactList
@@ -439,7 +439,7 @@ def export_list(session: Session, account: Account | str | int, list_name: str) 
     members = list_members(session, acc.id, list_name)
     names = field_names(members)
     out = io.StringIO(newline="")
-    writer = csv.writer(out, lineterminator="\r\n")
+    writer = csvout.writer(out)
     writer.writerow(["number", *names])
     for number, fields in members:
         writer.writerow([number, *(fields.get(n, "") for n in names)])

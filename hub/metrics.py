@@ -52,3 +52,8 @@ LEADER = Gauge(
     "1 when this instance runs the periodic jobs (holds the leader lock), else 0",
 )
 READY = Gauge("smshub_ready", "1 when this instance's last readiness check passed, else 0")
+REPORTS_REJECTED = Counter(
+    "smshub_reports_rejected_total",
+    "Delivery reports ignored because they do not match a message the provider was handed",
+    ["provider", "reason"],
+)

@@ -684,3 +684,32 @@ class RateCounter(SQLModel, table=True):
     # (pruned). Plain numbers: the limits do arithmetic on them in SQL on both databases.
     last_at: float = 0.0
     expires_at: float = Field(index=True)
+
+
+class IdempotencyKey(SQLModel, table=True):
+    """An API Idempotency-Key, the fingerprint of the request that first used it and the
+    answer it got: the same request again gets the same answer, another request a 422."""
+
+    __tablename__ = "api_idempotency_keys"
+    __table_args__ = (UniqueConstraint("account_id", "key", name="uq_api_idempotency_key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(foreign_key="accounts.id")
+    key: str = Field(max_length=255)
+    # sha256 of the canonical request (method, path, account, normalized JSON body).
+    fingerprint: str = Field(max_length=64)
+    # The first answer (JSON), None while the first request is being handled.
+    status_code: int | None = None
+    response: str | None = None
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
+
+
+class RevokedSession(SQLModel, table=True):
+    """A console session ended by logout, kept until its cookie would have expired anyway
+    (then pruned): every instance refuses the old cookie."""
+
+    __tablename__ = "console_revoked_sessions"
+
+    # sha256 of the session's own random token (its CSRF token), never the token itself.
+    id: str = Field(primary_key=True, max_length=64)
+    expires_at: datetime = Field(sa_column=_ts(nullable=False, index=True))

@@ -20,9 +20,10 @@ from hub import webhooks
 from hub.config import Config
 from hub.db import session_scope, table
 from hub.inbound import receive_inbound
-from hub.metrics import REPORT_LAG
+from hub.metrics import REPORT_LAG, REPORTS_REJECTED
 from hub.models import (
     FINAL_STATUSES,
+    Account,
     InboundMessage,
     InvalidNumber,
     Message,
@@ -67,6 +68,8 @@ class _Target:
     provider_message_id: str | None
     sent_at: datetime | None
     first_sent_at: datetime | None
+    attempts: int
+    claimed_at: datetime | None
     changes: dict[str, Any] = field(default_factory=dict)
 
     def set(self, **values: Any) -> None:
@@ -121,8 +124,82 @@ def _find_messages(session: Session, reports: Sequence[DeliveryReport]) -> dict[
     return matched
 
 
+# A message in one of these states may be in a provider's hands without the outbox knowing
+# which: its provider call started (submitting), a crash cut it short (unknown), or it was put
+# back in the queue after a call had started (a crash re-queued it, a retry) and may be
+# claimed again already. A report about it is believed only from a provider on its route, and
+# only once a provider call of it started (attempts counts started calls).
+_MAYBE_HANDED = frozenset(
+    {
+        MessageStatus.SUBMITTING,
+        MessageStatus.QUEUED,
+        MessageStatus.CLAIMED,
+        MessageStatus.UNKNOWN,
+    }
+)
+# Never handed to anyone (cancelled) or refused by the provider (failed): nothing to report on.
+_NEVER_SENT = frozenset({MessageStatus.CANCELLED, MessageStatus.FAILED})
+
+
+def _refusal(
+    message: _Target,
+    report: DeliveryReport,
+    policy: ReportPolicy,
+    route: frozenset[str] | None,
+    now: datetime,
+) -> str | None:
+    """Why REPORT must not touch MESSAGE (a metric label), or None when it may.
+
+    Trust comes from the connection: a provider's callback speaks only for the messages that
+    provider was handed, with the reference it gave, within the report window. ROUTE holds
+    the providers the message's account sends through (None: not known, the message's own
+    provider only).
+    """
+    if message.status in _NEVER_SENT:
+        return "never_sent"
+    if message.status in _MAYBE_HANDED:
+        if message.attempts == 0:
+            return "never_sent"
+        candidates = {message.provider} | set(route or ())
+        if report.provider not in candidates and not (route is None and message.provider is None):
+            return "wrong_provider"
+    elif message.provider != report.provider:
+        return "wrong_provider"
+    if (
+        report.provider_message_id
+        and message.provider_message_id
+        and message.provider == report.provider
+        and report.provider_message_id != message.provider_message_id
+    ):
+        return "wrong_reference"
+    handed_at = message.first_sent_at or message.claimed_at
+    if handed_at is not None and now - as_utc(handed_at) > policy.report_window:
+        return "outside_window"
+    return None
+
+
+def _routes(
+    session: Session, account_ids: set[int], config: Config | None
+) -> dict[int, frozenset[str]]:
+    """The providers each account sends through (its own route, else the default route);
+    nothing without a config (tests storing reports alone): then a message not yet sent
+    takes its own provider's reports, or any when it has none yet."""
+    if config is None or not account_ids:
+        return {}
+    default = frozenset(config.routing.default)
+    rows = session.execute(
+        select(Account.id, Account.route).where(col(Account.id).in_(account_ids))
+    ).all()
+    return {
+        int(account_id): frozenset(n.strip() for n in route.split(",") if n.strip()) or default
+        for account_id, route in rows
+    }
+
+
 def _apply_report(message: _Target, report: DeliveryReport, policy: ReportPolicy) -> None:
     now = utcnow()
+    # Not yet recorded as sent: the report is the first word of where the message went.
+    not_yet_sent = message.status in _MAYBE_HANDED
     if report.state == DeliveryState.PENDING or message.status in FINAL_STATUSES - {
         MessageStatus.DR_UNAVAILABLE,
         MessageStatus.UNKNOWN,
@@ -151,12 +228,14 @@ def _apply_report(message: _Target, report: DeliveryReport, policy: ReportPolicy
             detail=report.detail[:500],
             final_at=now,
         )
-    if message.provider_message_id is None and report.provider_message_id:
-        # The report overtook the dispatcher's own record (or a crash lost it): keep what
-        # the report tells, so later reports matched by the provider's reference find it.
+    if not_yet_sent or (message.provider_message_id is None and report.provider_message_id):
+        # The report overtook the dispatcher's own record (or a crash lost it): the provider
+        # that reports on it was handed it (checked by _refusal). Keep who, under what
+        # reference and when, so later reports matched by the reference alone find it and
+        # the row tells where it went.
         message.set(
-            provider=message.provider or report.provider,
-            provider_message_id=report.provider_message_id,
+            provider=report.provider,
+            provider_message_id=report.provider_message_id or message.provider_message_id,
             sent_at=message.sent_at or now,
             first_sent_at=message.first_sent_at or now,
         )
@@ -269,18 +348,30 @@ def _store_reports(
         seen.add(key)
         fresh.append(report)
     matched = _find_messages(session, fresh)
+    routes = _routes(session, {m.account_id for m in matched.values()}, policy.config)
     now = utcnow()
     history: list[dict[str, Any]] = []
     for i, report in enumerate(fresh):
         message = matched.get(i)
-        if message is None:
+        refusal = (
+            "unknown_message"
+            if message is None
+            else _refusal(message, report, policy, routes.get(message.account_id), now)
+        )
+        if refusal is not None:
+            # Answered 200 all the same: the provider would retry a refusal for days, and
+            # a retry cannot make the report true.
+            REPORTS_REJECTED.labels(provider=report.provider, reason=refusal).inc()
             log.warning(
-                "delivery report from %s for unknown message (ours %s, theirs %s) ignored",
+                "delivery report from %s for message (ours %s, theirs %s) ignored: %s%s",
                 report.provider,
                 report.message_id,
                 report.provider_message_id,
+                refusal.replace("_", " "),
+                "" if message is None else f" (message {message.id} is {message.status})",
             )
             continue
+        assert message is not None
         status = report.state.value if report.state != DeliveryState.UNDELIVERED else "undelivered"
         history.append(
             {

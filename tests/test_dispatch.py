@@ -431,6 +431,7 @@ async def test_reports_of_one_message_in_one_batch_apply_in_order(engine, config
 
     [mid] = _submit(engine, config, "0612345678")
     [claimed] = outbox.claim(engine, "w", 10)
+    outbox.mark_started(engine, "w", [claimed.id])
     outbox.record_outcomes(
         engine, "w", [outbox.Outcome(claimed, "sent", provider="gw", provider_message_id="ref-1")]
     )

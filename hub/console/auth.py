@@ -19,6 +19,7 @@ from sqlmodel import Session, col, select
 
 from hub.accounts import descendant_ids
 from hub.db import read_scope, session_scope
+from hub.edge import row_id_or_none
 from hub.errors import Forbidden, NotFound
 from hub.models import Account, MailUser
 
@@ -62,7 +63,9 @@ class ConsoleUser:
         if ref is None or ref == "":
             ref = self.account_id
         if isinstance(ref, int) or str(ref).isdigit():
-            account = session.get(Account, int(ref))
+            # An id beyond the database's integers is no account (not an overflow).
+            number = row_id_or_none(ref)
+            account = session.get(Account, number) if number is not None else None
         else:
             account = session.exec(select(Account).where(Account.name == ref)).first()
         if account is None or account.id not in self.scope:
@@ -102,7 +105,7 @@ def _load_user(engine: Engine, value: str) -> ConsoleUser | None:
         return None
     with read_scope(engine) as session:
         user = session.get(MailUser, data.user_id)
-        if user is None or user.disabled:
+        if user is None or user.disabled or cookies.is_revoked(session, data):
             return None
         if not hmac.compare_digest(
             cookies.login_fingerprint(user.password_hash, user.session_epoch), data.fingerprint
@@ -119,6 +122,15 @@ def _load_user(engine: Engine, value: str) -> ConsoleUser | None:
             scope=frozenset(descendant_ids(session, account)),
             csrf=data.csrf,
         )
+
+
+def end_session(engine: Engine, value: str) -> None:
+    """Revoke the session in the cookie VALUE on the server (logout): the cookie no longer
+    opens the console on any instance, even if a copy of it was kept."""
+    data = cookies.decode(signing_key(engine), value)
+    if data is not None:
+        with session_scope(engine) as session:
+            cookies.revoke(session, data)
 
 
 async def _posted_csrf(request: Request) -> str:

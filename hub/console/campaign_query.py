@@ -16,6 +16,7 @@ from sqlmodel import Session, col, select
 
 from hub.campaigns import CANCELLED, SENT, campaign_report, refresh_status
 from hub.db import read_scope, session_scope
+from hub.edge import row_id_or_none
 from hub.errors import NotFound
 from hub.models import Campaign, Message, MessageStatus
 
@@ -40,9 +41,10 @@ class CampaignPage:
 
 def parse_id(value: str) -> int:
     """A campaign id from a URL; anything else is a campaign that does not exist."""
-    if not value.isdigit() or len(value) > 18:
+    number = row_id_or_none(value)
+    if number is None:
         raise NotFound(f"no campaign {value[:40]!r}: campaign ids are numbers")
-    return int(value)
+    return number
 
 
 def own_campaign(session: Session, user: ConsoleUser, campaign_id: int) -> Campaign:

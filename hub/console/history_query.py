@@ -30,6 +30,7 @@ from sqlalchemy import select as sql_select
 from sqlmodel import Session, col, select
 
 from hub.db import read_scope
+from hub.edge import row_id_or_none
 from hub.errors import InvalidInput
 from hub.models import Account, Message, MessageStatus
 from hub.phone import parse_number
@@ -208,9 +209,9 @@ def parse_filter(
         number = info.e164
     campaign_id = None
     if form.campaign:
-        if not form.campaign.isdigit() or len(form.campaign) > 18:
+        campaign_id = row_id_or_none(form.campaign)
+        if campaign_id is None:
             raise InvalidInput(f"campaign {form.campaign!r} must be a campaign number such as 12")
-        campaign_id = int(form.campaign)
     if form.batch and not _BATCH_RE.match(form.batch):
         raise InvalidInput(f"batch {form.batch!r} is not a batch id (32 letters and digits)")
     tz = _zone(form.tz)

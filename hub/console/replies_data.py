@@ -13,6 +13,7 @@ import re
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
+from urllib.parse import quote
 
 from sqlalchemy import func
 from sqlmodel import Session, col, select
@@ -26,6 +27,8 @@ from hub.timeutil import as_utc
 # Sources of SMS the hub sends by itself: they do not answer anybody.
 AUTOMATIC_SOURCES = ("autoreply", "optout", "calendar")
 _DIGITS = re.compile(r"^[1-9]\d{5,14}$")
+# InboundMessage.sender's length.
+_MAX_SENDER = 32
 # Inbound rows read per round while looking for the next conversations of a page.
 _CHUNK = 200
 # Rounds per page at most: a number that wrote thousands of times must not make a page slow;
@@ -47,7 +50,7 @@ class Conversation:
 
     @property
     def digits(self) -> str:
-        return self.number.lstrip("+")
+        return url_key(self.number)
 
 
 @dataclass
@@ -61,8 +64,20 @@ class ThreadItem:
     handling: str = ""  # inbound: what the hub did with it
 
 
+def url_key(sender: str) -> str:
+    """How a conversation's number appears in its URL: '+33612345678' → '33612345678'; a
+    sender that is not a phone number (an alphanumeric 'LaPoste', a short code '36180'),
+    which cannot be told apart from digits, → '~' and the sender, URL-quoted."""
+    if sender.startswith("+") and _DIGITS.match(sender[1:]):
+        return sender[1:]
+    return "~" + quote(sender, safe="")
+
+
 def number_from_digits(digits: str) -> str:
-    """'33612345678' (the URL form) → '+33612345678'; NotFound for anything else."""
+    """The sender a conversation URL names (the reverse of ``url_key``); NotFound for
+    anything else."""
+    if digits.startswith("~") and 1 < len(digits) <= _MAX_SENDER + 1:
+        return digits[1:]
     if not _DIGITS.match(digits):
         raise NotFound(f"{digits!r} is not a phone number in international form (33612345678)")
     return "+" + digits

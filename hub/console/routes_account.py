@@ -17,6 +17,7 @@ from hub.console import account_credits, account_page
 from hub.console.auth import ConsoleUser, User
 from hub.console.render import page, redirect
 from hub.db import read_scope, session_scope
+from hub.edge import row_id_or_none
 from hub.errors import ConflictError, InsufficientCredits, InvalidInput
 from hub.models import Account
 
@@ -37,7 +38,7 @@ def _url(name: str, anchor: str = "") -> str:
 
 
 def _cursor(value: str | None) -> int | None:
-    return int(value) if value and value.isdigit() else None
+    return row_id_or_none(value)
 
 
 async def _render(

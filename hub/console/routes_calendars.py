@@ -25,6 +25,7 @@ from hub.console import calendars_oauth as oauth
 from hub.console.auth import ConsoleUser, User, signing_key
 from hub.console.render import page, redirect
 from hub.db import read_scope, session_scope
+from hub.edge import RowId, row_id_or_none
 from hub.errors import ConfigError, Forbidden, HubError, InvalidInput, NotFound
 from hub.reminders import answers
 from hub.reminders.sync import sync_calendar
@@ -52,7 +53,7 @@ async def calendars(request: Request, user: User, after: str = "") -> Response:
     """The calendars of the user's accounts, and the ways to connect one."""
     hub = request.app.state.hub
     config = hub.config
-    cursor = int(after) if after.isdigit() else None
+    cursor = row_id_or_none(after)
 
     def _load() -> dict[str, Any]:
         with read_scope(hub.engine) as session:
@@ -281,7 +282,7 @@ async def oauth_finish(
 # -- one calendar -------------------------------------------------------------------------------
 @router.get("/calendars/{calendar_id:int}", response_class=HTMLResponse)
 async def calendar_page(
-    request: Request, user: User, calendar_id: int, answer: str = "all"
+    request: Request, user: User, calendar_id: RowId, answer: str = "all"
 ) -> Response:
     """A calendar's settings and rules, its upcoming appointments with the patients'
     answers (filtered by ANSWER), its upcoming reminders and its problem events."""
@@ -316,7 +317,7 @@ async def calendar_page(
 async def save_rules(
     request: Request,
     user: User,
-    calendar_id: int,
+    calendar_id: RowId,
     name: Annotated[str, Form()] = "",
     offsets: Annotated[str, Form()] = "",
     quiet_start: Annotated[str, Form()] = "",
@@ -374,7 +375,7 @@ async def save_rules(
 async def preview(
     request: Request,
     user: User,
-    calendar_id: int,
+    calendar_id: RowId,
     template: Annotated[str, Form()] = "",
     text: Annotated[str, Form()] = "",
     offsets: Annotated[str, Form()] = "",
@@ -410,7 +411,7 @@ async def preview(
 
 
 @router.post("/calendars/{calendar_id:int}/sync")
-async def sync_now(request: Request, user: User, calendar_id: int) -> Response:
+async def sync_now(request: Request, user: User, calendar_id: RowId) -> Response:
     """Read the calendar now and plan its reminders; the counts come back as a message."""
     hub = request.app.state.hub
 
@@ -444,7 +445,7 @@ async def sync_now(request: Request, user: User, calendar_id: int) -> Response:
 async def remove(
     request: Request,
     user: User,
-    calendar_id: int,
+    calendar_id: RowId,
     keep_history: Annotated[str, Form()] = "",
 ) -> Response:
     """Disconnect a calendar: its scheduled reminders are cancelled and refunded; deleted,

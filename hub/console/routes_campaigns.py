@@ -19,6 +19,7 @@ from hub.console.campaign_query import (
 )
 from hub.console.render import page, redirect
 from hub.db import read_scope, session_scope
+from hub.edge import row_id_or_none
 from hub.errors import ConflictError, InvalidInput
 
 router = APIRouter()
@@ -27,9 +28,10 @@ router = APIRouter()
 def _page_id(value: str | None, name: str) -> int | None:
     if not value:
         return None
-    if not value.isdigit() or len(value) > 18:
+    number = row_id_or_none(value)
+    if number is None:
         raise InvalidInput(f"this page link is damaged ({name}={value[:20]!r}); start again")
-    return int(value)
+    return number
 
 
 @router.get("/campaigns", response_class=HTMLResponse)

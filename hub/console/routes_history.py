@@ -3,7 +3,6 @@
 # No `from __future__ import annotations`: FastAPI reads these annotations at runtime.
 
 import asyncio
-import csv
 import io
 from collections.abc import Iterator
 from typing import Any
@@ -11,7 +10,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 
-from hub import sending
+from hub import csvout, sending
 from hub.console import history_detail
 from hub.console.auth import ConsoleUser, User
 from hub.console.history_query import (
@@ -115,7 +114,7 @@ def _csv_chunks(engine: Any, f: HistoryFilter, names: dict[int, str]) -> Iterato
     chunks = iter_history(engine, f)
     while True:
         out = io.StringIO(newline="")
-        writer = csv.writer(out, lineterminator="\r\n")
+        writer = csvout.writer(out)
         if first:
             # The BOM makes Excel read UTF-8 (accents) instead of the local code page.
             out.write("\ufeff")

@@ -18,6 +18,7 @@ from hub.console.auth import (
     LOGIN_CSRF_COOKIE,
     User,
     current_user,
+    end_session,
     signing_key,
 )
 from hub.console.render import page, redirect
@@ -152,8 +153,10 @@ async def login(
 
 
 @router.post("/logout")
-async def logout(user: User) -> Response:
-    """End the session (the cookie is dropped; the CSRF token proves it was this user)."""
+async def logout(request: Request, user: User) -> Response:
+    """End the session on the server and drop the cookie (the CSRF token proves it was this
+    user)."""
+    await asyncio.to_thread(end_session, request.app.state.hub.engine, request.cookies[COOKIE])
     response = redirect("/console/login", "You are logged out.")
     response.delete_cookie(COOKIE, path="/console")
     return response

@@ -16,6 +16,7 @@ from hub.console import replies_data as data
 from hub.console.auth import User
 from hub.console.render import page, redirect
 from hub.db import read_scope
+from hub.edge import MAX_ROW_ID, row_id_or_none
 from hub.errors import InvalidInput, NotFound
 from hub.phone import format_international
 
@@ -25,9 +26,10 @@ router = APIRouter()
 def _int(value: str, what: str) -> int | None:
     if not value:
         return None
-    if not value.isdigit():
-        raise InvalidInput(f"{what} must be a number")
-    return int(value)
+    number = row_id_or_none(value)
+    if number is None:
+        raise InvalidInput(f"{what} must be a number from 1 to {MAX_ROW_ID}")
+    return number
 
 
 def _time(value: str) -> datetime | None:
@@ -95,18 +97,22 @@ async def conversation(
             others = [user.account(session, a).name for a in talked if a != acc.id]
             return {
                 "number": number,
-                "digits": digits,
+                "digits": data.url_key(number),
+                # A name or short code cannot receive an SMS: nothing to answer it with.
+                "answerable": number.startswith("+"),
                 "account": acc,
                 "items": items,
                 "others": others,
                 "can_answer": acc.id in talked,
                 "nonce": secrets.token_urlsafe(12),
                 "older_url": _url(
-                    f"/console/replies/{digits}", account=acc.name, before=older.isoformat()
+                    f"/console/replies/{data.url_key(number)}",
+                    account=acc.name,
+                    before=older.isoformat(),
                 )
                 if older
                 else None,
-                "newest_url": _url(f"/console/replies/{digits}", account=acc.name)
+                "newest_url": _url(f"/console/replies/{data.url_key(number)}", account=acc.name)
                 if older_than
                 else None,
             }
@@ -141,7 +147,7 @@ async def answer(
         return acc.name, hub.submit(request_)
 
     name, result = await asyncio.to_thread(_send)
-    back = _url(f"/console/replies/{digits}", account=name)
+    back = _url(f"/console/replies/{data.url_key(number)}", account=name)
     shown = format_international(number)
     outcome = result.recipients[0] if result.recipients else None
     if outcome is None or outcome.status == "rejected":

@@ -1,8 +1,10 @@
-"""Signed session cookies for the web console (HMAC-SHA256, no server-side store).
+"""Signed session cookies for the web console (HMAC-SHA256).
 
 The cookie carries the user id, a CSRF token and an expiry, plus a fingerprint of the
 user's password hash and session epoch: changing the password, or disabling the user (which
-raises the epoch, and is checked on every request), ends every session for good.
+raises the epoch, and is checked on every request), ends every session for good. Logging out
+ends one session: its id (a digest of its random CSRF token) goes in a small SQL table that
+every instance reads, until the cookie would have expired anyway (then it is pruned).
 """
 
 from __future__ import annotations
@@ -14,10 +16,14 @@ import json
 import secrets
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from sqlmodel import Session
 
+from hub.db import sql
 from hub.hub_keys import generated_key
+from hub.models import RevokedSession
+from hub.timeutil import utcnow
 
 _KEY = "console_session_key"
 
@@ -87,3 +93,30 @@ def new_session(user_id: int, password_hash: str, epoch: int, hours: float) -> S
         expires=int(time.time() + hours * 3600),
         fingerprint=login_fingerprint(password_hash, epoch),
     )
+
+
+def session_id(data: SessionData) -> str:
+    """The id under which a session is revoked: a digest of its random token, so the table
+    holds nothing that would open or forge a session."""
+    return hashlib.sha256(data.csrf.encode()).hexdigest()
+
+
+def revoke(session: Session, data: SessionData) -> None:
+    """End the session DATA on every instance; prune revocations of expired cookies (an
+    expired cookie is refused by its own expiry), so the table stays as small as the
+    number of sessions logged out in the last ``session_hours``."""
+    session.execute(
+        sql("DELETE FROM console_revoked_sessions WHERE expires_at < :now"), {"now": utcnow()}
+    )
+    session.execute(
+        sql(
+            "INSERT INTO console_revoked_sessions (id, expires_at) VALUES (:id, :at) "
+            "ON CONFLICT (id) DO NOTHING"
+        ),
+        {"id": session_id(data), "at": datetime.fromtimestamp(data.expires, UTC)},
+    )
+
+
+def is_revoked(session: Session, data: SessionData) -> bool:
+    """True when the session DATA was ended by logout."""
+    return session.get(RevokedSession, session_id(data)) is not None

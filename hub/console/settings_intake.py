@@ -16,6 +16,7 @@ from hub.console.auth import ConsoleUser, User
 from hub.console.render import page, redirect
 from hub.console.settings_common import back_to, layout, owned
 from hub.db import read_scope, session_scope
+from hub.edge import RowId
 from hub.errors import ConflictError, InvalidInput
 from hub.intake.addresses import add_intake_address, split_address
 from hub.models import Account, InboundMail, IntakeAddress, IntakeKind, MailUser
@@ -157,7 +158,7 @@ async def address_add(
 async def address_senders(
     request: Request,
     user: User,
-    address_id: int,
+    address_id: RowId,
     senders: Annotated[str, Form()] = "",
 ) -> Response:
     """Replace an address's allowed senders."""
@@ -179,7 +180,7 @@ async def address_senders(
 
 
 @router.post("/intake/addresses/{address_id}/remove")
-async def address_remove(request: Request, user: User, address_id: int) -> Response:
+async def address_remove(request: Request, user: User, address_id: RowId) -> Response:
     """Stop taking mail on an address (mail already taken in keeps its SMS)."""
     hub = request.app.state.hub
 

@@ -20,6 +20,7 @@ from hub.console.settings_common import (
     page_url,
 )
 from hub.db import read_scope, session_scope
+from hub.edge import RowId
 from hub.models import Account, InvalidNumber
 
 router = APIRouter()
@@ -68,7 +69,7 @@ async def invalid_page(
 
 
 @router.post("/invalid/{entry_id}/remove")
-async def invalid_remove(request: Request, user: User, entry_id: int) -> Response:
+async def invalid_remove(request: Request, user: User, entry_id: RowId) -> Response:
     """Take a number off the invalid list, so the account's sends reach it again."""
     hub = request.app.state.hub
 

@@ -14,6 +14,7 @@ from hub.console.auth import ConsoleUser, User
 from hub.console.render import page, redirect
 from hub.console.settings_common import back_to, layout, owned
 from hub.db import read_scope, session_scope
+from hub.edge import RowId
 from hub.errors import InvalidInput
 from hub.models import Account, ApiToken
 
@@ -73,7 +74,7 @@ async def tokens_create(
 
 
 @router.post("/tokens/{token_id}/revoke")
-async def tokens_revoke(request: Request, user: User, token_id: int) -> Response:
+async def tokens_revoke(request: Request, user: User, token_id: RowId) -> Response:
     """Revoke a token: programs using it get 401 from now on."""
     hub = request.app.state.hub
 

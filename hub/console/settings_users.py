@@ -13,6 +13,7 @@ from hub.console.auth import User
 from hub.console.render import redirect
 from hub.console.settings_common import back_to, owned
 from hub.db import read_scope, session_scope
+from hub.edge import RowId
 from hub.errors import ConflictError, InvalidInput
 from hub.intake.addresses import add_mail_user
 from hub.intake.passwords import hash_password, verify_password
@@ -65,7 +66,7 @@ async def user_add(
 
 @router.post("/intake/users/{user_id}/disable")
 async def user_disable(
-    request: Request, user: User, user_id: int, disabled: Annotated[bool, Form()] = True
+    request: Request, user: User, user_id: RowId, disabled: Annotated[bool, Form()] = True
 ) -> Response:
     """Disable (or, with disabled=0, enable) a login; its sessions end at once."""
     hub = request.app.state.hub
@@ -91,7 +92,7 @@ async def user_disable(
 async def user_password(
     request: Request,
     user: User,
-    user_id: int,
+    user_id: RowId,
     password: Annotated[str, Form()] = "",
     password2: Annotated[str, Form()] = "",
     current: Annotated[str, Form()] = "",

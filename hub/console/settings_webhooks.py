@@ -20,6 +20,7 @@ from hub.console.auth import ConsoleUser, User
 from hub.console.render import page, redirect
 from hub.console.settings_common import back_to, layout, owned
 from hub.db import read_scope, session_scope
+from hub.edge import RowId
 from hub.errors import InvalidInput
 from hub.models import Account, WebhookDelivery, WebhookEndpoint
 from hub.outbound import OutboundRefused, check_url, host_refusal
@@ -150,7 +151,7 @@ async def webhooks_add(
     return page(request, user, "settings_webhooks.html.j2", nav="account", **ctx)
 
 
-async def _change(request: Request, user: User, endpoint_id: int, action: str) -> str:
+async def _change(request: Request, user: User, endpoint_id: RowId, action: str) -> str:
     """Apply ACTION to one of the user's endpoints; returns the page to go back to."""
     hub = request.app.state.hub
 
@@ -171,28 +172,28 @@ async def _change(request: Request, user: User, endpoint_id: int, action: str) -
 
 
 @router.post("/webhooks/{endpoint_id}/disable")
-async def webhooks_disable(request: Request, user: User, endpoint_id: int) -> Response:
+async def webhooks_disable(request: Request, user: User, endpoint_id: RowId) -> Response:
     """Stop sending to an endpoint; what it has queued waits until it is enabled."""
     url = await _change(request, user, endpoint_id, "disable")
     return redirect(url, f"Webhook {endpoint_id} disabled.")
 
 
 @router.post("/webhooks/{endpoint_id}/enable")
-async def webhooks_enable(request: Request, user: User, endpoint_id: int) -> Response:
+async def webhooks_enable(request: Request, user: User, endpoint_id: RowId) -> Response:
     """Send to an endpoint again."""
     url = await _change(request, user, endpoint_id, "enable")
     return redirect(url, f"Webhook {endpoint_id} enabled.")
 
 
 @router.post("/webhooks/{endpoint_id}/remove")
-async def webhooks_remove(request: Request, user: User, endpoint_id: int) -> Response:
+async def webhooks_remove(request: Request, user: User, endpoint_id: RowId) -> Response:
     """Delete an endpoint with its queued deliveries and its log."""
     url = await _change(request, user, endpoint_id, "remove")
     return redirect(url, f"Webhook {endpoint_id} removed.")
 
 
 @router.post("/webhooks/{endpoint_id}/test")
-async def webhooks_test(request: Request, user: User, endpoint_id: int) -> Response:
+async def webhooks_test(request: Request, user: User, endpoint_id: RowId) -> Response:
     """Queue a ping event for an endpoint and wake the sender."""
     url = await _change(request, user, endpoint_id, "test")
     request.app.state.hub.webhook_sender.wake()

@@ -64,14 +64,6 @@ LEASE_SECONDS = 2.0
 READY_TIMEOUT = 60.0
 SETTLE_TIMEOUT = 120.0
 
-# A message sent just before a crash gets its delivery report (matched on our id) while it is
-# back in `queued`/`submitting`; hub/reports.py marks it delivered without recording the
-# provider, its reference or sent_at, and as it is final it is never re-sent to fill them in.
-KNOWN_BUG = (
-    "hub/reports.py _apply_report leaves provider/provider_message_id/sent_at empty when a "
-    "report settles a message that is not yet `sent`"
-)
-
 _RECOVERED = re.compile(r"recovered \d+ message\(s\) left in submitting: (\d+) re-queued, (\d+)")
 
 
@@ -224,15 +216,14 @@ def test_dispatcher_killed_at_random_moments(
             f"{run.unknown_logged} marked unknown at recovery, {unknown} unknown at the end, "
             f"{time.perf_counter() - started:.1f} s"
         )
-    if no_ref:
-        # Every other check above passed; this one is a known hub defect, kept visible as an
-        # xfail (with its evidence) until hub/reports.py is fixed, then it passes by itself.
-        sample = no_ref[0]
-        pytest.xfail(
-            f"{KNOWN_BUG} ({len(no_ref)} delivered row(s) without provider reference, e.g. "
-            f"{sample.id}: provider={sample.provider}, "
-            f"provider_message_id={sample.provider_message_id}, sent_at={sample.sent_at})"
-        )
+    # A message sent just before a crash gets its delivery report (matched on our id) while it
+    # is back in `queued`/`submitting`: the report must record the provider, its reference and
+    # sent_at (it was once a known defect of hub/reports.py, kept visible as an xfail).
+    assert no_ref == [], (
+        f"{len(no_ref)} delivered row(s) without provider, reference or sent_at, e.g. "
+        f"{no_ref[0].id}: provider={no_ref[0].provider}, "
+        f"provider_message_id={no_ref[0].provider_message_id}, sent_at={no_ref[0].sent_at}"
+    )
 
 
 def _check_outcome(
@@ -240,7 +231,7 @@ def _check_outcome(
 ) -> list[Message]:
     """Every message is final, none went out twice, none that went out is unaccounted for.
 
-    Returns the delivered messages whose row lacks the provider's reference (see KNOWN_BUG).
+    Returns the delivered messages whose row lacks the provider, its reference or sent_at.
     """
     assert run.kills_mid_work >= MIN_KILLS_MID_WORK, (
         f"only {run.kills_mid_work} of {run.kills} kills found work left; the test is too lax"
@@ -292,5 +283,9 @@ def _check_outcome(
         and (m.provider != "simulator" or m.provider_message_id != provider_ids[m.id])
     ]
     assert wrong_ref == [], "the outbox holds provider references the simulator never gave"
-    # Rows with no reference at all are the known defect (KNOWN_BUG), returned to the caller.
-    return [m for m in delivered if m.provider_message_id is None]
+    # Rows that do not say where and when the message went, returned to the caller.
+    return [
+        m
+        for m in delivered
+        if m.provider is None or m.provider_message_id is None or m.sent_at is None
+    ]
