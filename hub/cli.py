@@ -708,6 +708,8 @@ def sms_count(
         country,
         mention=config.optout_mention,
         hours=config.marketing_hours,
+        rules=config.compliance,
+        public_url=config.hub.public_url,
     )
     lines = [
         f"{shown['segments']} part(s), {shown['encoding']}, {shown['characters']} "

@@ -134,9 +134,26 @@ async def live_preview(
         country,
         mention=config.optout_mention,
         hours=config.marketing_hours,
+        rules=config.compliance,
+        public_url=config.hub.public_url,
     )
+    # Each destination country has its own opt-out mention, hence its own parts: the cost
+    # counts every recipient's, and the shown text is the first recipient's.
+    parts: dict[str | None, int] = {country: shown["segments"]}
+    for n in valid:
+        if n.country not in parts:
+            other = preview(
+                text,
+                sender.strip() or None,
+                type if type in {"alert", "marketing"} else "alert",
+                n.country,
+                mention=config.optout_mention,
+                rules=config.compliance,
+                public_url=config.hub.public_url,
+            )
+            parts[n.country] = other["segments"]
     cost = sum(
-        sending.credits_for(config, n.country, shown["segments"]) for n in valid
+        sending.credits_for(config, n.country, parts[n.country]) for n in valid
     ) or sending.credits_for(config, country, shown["segments"])
     return page(
         request,
