@@ -399,6 +399,16 @@ def accounts_disable(
     typer.echo(f"account {name} {'enabled' if enable else 'disabled'}")
 
 
+@accounts_app.command("enable")
+def accounts_enable(name: str) -> None:
+    """Enable a disabled account again: it (and its sub-accounts, unless one of them is
+    disabled itself) can send again."""
+    from hub.accounts import set_disabled
+
+    run_db(lambda s: set_disabled(s, name, False))
+    typer.echo(f"account {name} enabled")
+
+
 @accounts_app.command("check")
 def accounts_check() -> None:
     """Verify that every balance equals the sum of its ledger and none is negative."""
