@@ -19,6 +19,7 @@ from sqlmodel import Session
 
 from hub import compliance, credits, links, phone, segments, unsubscribe
 from hub.accounts import ancestors, funding_account, get_account
+from hub.compliance.night import NightHours
 from hub.compliance.optout_mention import rule_for, unsubscribe_url
 from hub.config import Config
 from hub.db import session_scope, table
@@ -316,6 +317,12 @@ class SubmitBatch:
                 result.credits = 0
                 result.reason = "already submitted with this idempotency key; not sent again"
 
+        # The account's night hours, for every send but the STOP confirmation (which answers
+        # the recipient's own message).
+        night = None
+        if account.night_mode != "off" and not req.opt_out_notice:
+            night = NightHours.of(account.night_mode, account.night_start, account.night_end)
+        at_night = 0
         total = 0
         rows: list[dict[str, Any]] = []
         # Rows whose text ends with the placeholder unsubscribe link, to get their own code.
@@ -331,6 +338,16 @@ class SubmitBatch:
                 due = compliance.marketing_due_at(
                     send_at, countries[e164], config.marketing_hours, number=e164
                 )
+            held_for_night = False
+            if night is not None:
+                zones = compliance.time_zones(countries[e164], e164) or (
+                    config.marketing_hours.fallback_time_zone,
+                )
+                morning = night.morning_after(due, zones)
+                if morning is not None:
+                    at_night += 1
+                    if night.mode == "hold":
+                        due, held_for_night = morning, True
             deferred = due > send_at
             message_id = new_id()
             if req.shorten_links:
@@ -363,7 +380,12 @@ class SubmitBatch:
                 }
             )
             result.status = "scheduled" if scheduled or deferred else "queued"
-            if deferred:
+            if held_for_night:
+                result.reason = (
+                    f"held until {due.isoformat()} (the account's night hours, "
+                    f"{night.describe() if night else ''} in the recipient's time)"
+                )
+            elif deferred:
                 result.reason = (
                     f"held until {due.isoformat()} (marketing hours in {countries[e164]})"
                 )
@@ -371,6 +393,11 @@ class SubmitBatch:
             result.credits = cost
             total += cost
 
+        if night is not None and at_night and night.mode == "warn":
+            warnings.append(
+                f"{at_night} SMS will arrive at night ({night.describe()} in the recipient's "
+                "time): the account's night hours are set to warn, not to hold"
+            )
         if with_link:
             _link_codes(session, config, account.id, req.campaign_id, rows, with_link)
 
