@@ -395,7 +395,7 @@ class OptOutEvent(SQLModel, table=True):
     account_id: int = Field(foreign_key="accounts.id", index=True)
     number: str = Field(max_length=20, index=True)
     action: str = Field(max_length=8)  # stop | start
-    source: str = Field(max_length=32)  # sms | manual | import | api
+    source: str = Field(max_length=32)  # sms | manual | import | api | link
     note: str = Field(default="", max_length=500)
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
 
