@@ -105,6 +105,8 @@ def unsubscribe_router(hub: "Hub") -> APIRouter:
             return _page("Lien inconnu", _NOT_FOUND, 404)
         number = html.escape(masked(str(value)))
         if kind == "done":
+            # The opt-out may have queued an optout.created webhook: post it now.
+            hub.webhook_sender.wake()
             return _page("Désinscription confirmée", _DONE.format(number=number))
         action = html.escape(f"/u/{code}")
         return _page("Désinscription", _ASK.format(number=number, action=action))
