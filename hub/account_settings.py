@@ -15,6 +15,7 @@ import phonenumbers
 from sqlmodel import Session
 
 from hub import alerts, compliance, sending
+from hub.compliance.night import MODES, NightHours, parse_clock
 from hub.errors import ConflictError, HubError, InvalidInput
 from hub.models import Account, CreditMode
 from hub.phone import parse_number
@@ -171,4 +172,32 @@ def set_autoreply(config: Config, account: Account, enabled: bool, text: str, pe
     return (
         f"Auto-responder of {account.name} is on: at most one reply per number "
         f"every {hours:g} hours."
+    )
+
+
+def set_night(account: Account, mode: str, start: str, end: str) -> str:
+    """Night hours for every send: "off", "hold" (kept until END) or "warn" (sent, with a
+    warning), from START to END ("HH:MM", the recipient's local time)."""
+    mode = mode.strip().lower() or "off"
+    if mode not in MODES:
+        raise InvalidInput(
+            f"Night hours: {mode!r} is not one of {', '.join(MODES)} (hold keeps SMS until "
+            "the night ends, warn sends them with a warning)"
+        )
+    begins = parse_clock("Night start", start)
+    ends = parse_clock("Night end", end)
+    if begins == ends:
+        raise InvalidInput(
+            "Night start / Night end: the same time makes no night; e.g. 21:00 and 08:00"
+        )
+    account.night_mode = mode
+    account.night_start = f"{begins:%H:%M}"
+    account.night_end = f"{ends:%H:%M}"
+    night = NightHours.of(mode, account.night_start, account.night_end)
+    if mode == "off":
+        return f"Night hours of {account.name} are off: SMS go out at any hour."
+    what = "held until" if mode == "hold" else "sent with a warning before"
+    return (
+        f"Night hours of {account.name}: SMS that would arrive {night.describe()} "
+        f"(the recipient's time) are {what} {account.night_end}."
     )

@@ -84,7 +84,8 @@ def funding_account(session: Session, account: Account) -> Account:
         if acc.disabled:
             whose = "is" if acc.id == account.id else f"belongs to {acc.name!r}, which is"
             raise AccountDisabled(
-                f"account {account.name!r} {whose} disabled; enable it again before sending"
+                f"account {account.name!r} {whose} disabled; enable it again before sending "
+                f"(`smshub accounts enable {acc.name}`)"
             )
     for acc in ancestors(session, account):
         if acc.credit_mode == CreditMode.LIMITED:

@@ -376,6 +376,9 @@ def create_api(hub: "Hub") -> FastAPI:
     from hub.api_links import links_router
 
     app.include_router(links_router(hub))
+    from hub.api_unsubscribe import unsubscribe_router
+
+    app.include_router(unsubscribe_router(hub))
     if hub.config.console.enabled:
         install_console(app, hub)
     return app

@@ -35,7 +35,7 @@ from sqlmodel import Session, col, select
 
 from hub import csvout
 from hub import message_templates as mt
-from hub.accounts import get_account
+from hub.accounts import ancestors, get_account
 from hub.config import Config
 from hub.errors import ConflictError, InvalidInput, NotFound
 from hub.models import (
@@ -48,6 +48,7 @@ from hub.models import (
     Message,
     MessageStatus,
     MessageType,
+    OptOutEvent,
     ShortLink,
 )
 from hub.outbox import cancel_queued
@@ -312,6 +313,34 @@ def _clicks(session: Session, campaign_id: int) -> dict[str, int]:
     return {str(mid): int(n) for mid, n in rows if mid}
 
 
+# The report lists this many opt-outs at most (the CSV export has every one).
+REPORT_OPTOUTS = 100
+
+
+def _stops(session: Session, campaign: Campaign) -> dict[str, tuple[datetime, str]]:
+    """The recipients of CAMPAIGN who opted out (STOP reply, unsubscribe link, by hand) after
+    it started: number → (first such opt-out, its source). An opt-out of the campaign's
+    account or of a parent counts, as it blocks the account's sends."""
+    owner = session.get(Account, campaign.account_id)
+    scope = [a.id for a in ancestors(session, owner)] if owner else [campaign.account_id]
+    start = as_utc(campaign.send_at or campaign.created_at)
+    recipients = select(Message.recipient).where(Message.campaign_id == campaign.id)
+    rows = session.exec(
+        select(OptOutEvent.number, OptOutEvent.created_at, OptOutEvent.source)
+        .where(
+            col(OptOutEvent.account_id).in_(scope),
+            OptOutEvent.action == "stop",
+            col(OptOutEvent.created_at) >= start,
+            col(OptOutEvent.number).in_(recipients),
+        )
+        .order_by(col(OptOutEvent.created_at), col(OptOutEvent.id))
+    ).all()
+    stops: dict[str, tuple[datetime, str]] = {}
+    for number, at, source in rows:
+        stops.setdefault(number, (as_utc(at), source))
+    return stops
+
+
 def campaign_view(campaign: Campaign, account_name: str | None = None) -> dict[str, Any]:
     """The campaign row as a plain dict."""
     return {
@@ -349,6 +378,13 @@ def campaign_report(
         clicks=sum(clicks.values()),
         recipients_who_clicked=len(clicks),
     )
+    stops = _stops(session, campaign)
+    data["opted_out"] = len(stops)
+    # The first ones, in the order they opted out; the export lists them all.
+    data["opt_outs"] = [
+        {"number": number, "stop_at": at.isoformat(), "source": source}
+        for number, (at, source) in list(stops.items())[:REPORT_OPTOUTS]
+    ]
     return data
 
 
@@ -390,6 +426,8 @@ EXPORT_COLUMNS = [
     "clicks",
     "message_id",
     "text",
+    # When the recipient opted out after the campaign (empty: still subscribed).
+    "stop_at",
 ]
 
 
@@ -400,6 +438,7 @@ def export_campaign(
     campaign = get_campaign(session, campaign_id, account)
     assert campaign.id is not None
     clicks = _clicks(session, campaign.id)
+    stops = _stops(session, campaign)
     messages = session.exec(
         select(Message).where(Message.campaign_id == campaign.id).order_by(col(Message.recipient))
     ).all()
@@ -424,6 +463,7 @@ def export_campaign(
                 clicks.get(m.id, 0),
                 m.id,
                 m.text,
+                stops[m.recipient][0].isoformat() if m.recipient in stops else "",
             ]
         )
     return b"\xef\xbb\xbf" + out.getvalue().encode("utf-8")

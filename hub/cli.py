@@ -412,6 +412,19 @@ def accounts_set(
     autoreply_period: Annotated[
         float | None, typer.Option(help="Hours between two auto-replies to one number.")
     ] = None,
+    night: Annotated[
+        str | None,
+        typer.Option(
+            help="Night hours for every send: off, hold (kept until --night-end) or warn "
+            "(sent, with a warning). In the recipient's local time."
+        ),
+    ] = None,
+    night_start: Annotated[
+        str | None, typer.Option(help="When the night starts, HH:MM (default 21:00).")
+    ] = None,
+    night_end: Annotated[
+        str | None, typer.Option(help="When the night ends, HH:MM (default 08:00).")
+    ] = None,
 ) -> None:
     """Change an account's settings (only the options given), checked as the web console
     checks them."""
@@ -445,6 +458,15 @@ def accounts_set(
             enabled = acc.autoreply_enabled if autoreply is None else bool(autoreply.strip())
             hours = acc.autoreply_period_hours if autoreply_period is None else autoreply_period
             said.append(rules.set_autoreply(config, acc, enabled, text, str(hours)))
+        if night is not None or night_start is not None or night_end is not None:
+            said.append(
+                rules.set_night(
+                    acc,
+                    acc.night_mode if night is None else night,
+                    acc.night_start if night_start is None else night_start,
+                    acc.night_end if night_end is None else night_end,
+                )
+            )
         session.add(acc)
         return "\n".join(said) or f"account {acc.name}: nothing to change (give an option)"
 
@@ -491,6 +513,16 @@ def accounts_disable(
 
     run_db(lambda s: set_disabled(s, name, not enable))
     typer.echo(f"account {name} {'enabled' if enable else 'disabled'}")
+
+
+@accounts_app.command("enable")
+def accounts_enable(name: str) -> None:
+    """Enable a disabled account again: it (and its sub-accounts, unless one of them is
+    disabled itself) can send again."""
+    from hub.accounts import set_disabled
+
+    run_db(lambda s: set_disabled(s, name, False))
+    typer.echo(f"account {name} enabled")
 
 
 @accounts_app.command("check")
@@ -802,6 +834,8 @@ def sms_count(
         country,
         mention=config.optout_mention,
         hours=config.marketing_hours,
+        rules=config.compliance,
+        public_url=config.hub.public_url,
     )
     lines = [
         f"{shown['segments']} part(s), {shown['encoding']}, {shown['characters']} "

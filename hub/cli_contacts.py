@@ -555,7 +555,8 @@ def campaigns_list(account: AccountOpt = None, as_json: JsonOpt = False) -> None
 
 @campaigns_app.command("show")
 def campaigns_show(campaign_id: int, account: AccountOpt = None, as_json: JsonOpt = False) -> None:
-    """The campaign report: messages by status, credits, clicks."""
+    """The campaign report: messages by status, credits, clicks, and who opted out since
+    (STOP reply, unsubscribe link) with the date."""
     from hub.campaigns import campaign_report
     from hub.cli import emit, run_db
 
@@ -569,6 +570,8 @@ def campaigns_show(campaign_id: int, account: AccountOpt = None, as_json: JsonOp
         f"credits: {data['credits_charged']} charged, {data['credits_refunded']} refunded, "
         f"{data['credits_net']} net",
         f"clicks: {data['clicks']} by {data['recipients_who_clicked']} recipient(s)",
+        f"opted out since: {data['opted_out']} recipient(s)",
+        *(f"  {o['number']} STOP {o['stop_at']} ({o['source']})" for o in data["opt_outs"]),
         "text: " + data["text"],
     ]
     emit(data, as_json, "\n".join(lines))
@@ -597,7 +600,8 @@ def campaigns_export(
     output: Annotated[Path | None, typer.Option(help="Write here instead of stdout.")] = None,
     account: AccountOpt = None,
 ) -> None:
-    """Per-recipient CSV: number, status, reason, parts, credits, times, clicks, text."""
+    """Per-recipient CSV: number, status, reason, parts, credits, times, clicks, text, and
+    the STOP date of those who opted out since."""
     from hub.campaigns import export_campaign
     from hub.cli import run_db
 

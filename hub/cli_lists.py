@@ -7,6 +7,7 @@ it out. hub.cli imports this module at its bottom and mounts ``invalid_app``.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -88,3 +89,72 @@ def invalid_remove(
 
     e164, name = run_db(_do)
     typer.echo(f"{e164} removed from the invalid list of account {name}")
+
+
+def _print_added(report: Any, as_json: bool, what: str) -> None:
+    from hub.cli import emit
+
+    lines = [f"{what}: {report.summary()}"]
+    lines += [f"  line {r.line}: {r.input!r} left out ({r.reason})" for r in report.rejected]
+    emit(report.to_dict(), as_json, "\n".join(lines))
+    if report.rejected and not (report.added or report.already):
+        raise typer.Exit(1)
+
+
+@invalid_app.command("add")
+def invalid_add(
+    numbers: Annotated[list[str], typer.Argument(help="Numbers, any usual format.")],
+    account: Annotated[str, typer.Option(help="The account whose list gets them.")],
+    as_json: Annotated[bool, _JSON] = False,
+) -> None:
+    """Put numbers on an account's invalid list by hand: its sends (and its sub-accounts')
+    leave them out. Inputs that are not numbers are listed; the others are added."""
+    from hub.accounts import get_account
+    from hub.cli import get_config, run_db
+    from hub.invalid_numbers import add_numbers
+
+    region = get_config().hub.default_region
+    report = run_db(
+        lambda s: add_numbers(s, get_account(s, account), list(enumerate(numbers, 1)), region)
+    )
+    _print_added(report, as_json, f"invalid list of {account}")
+
+
+@invalid_app.command("import")
+def invalid_import(
+    file: Annotated[
+        Path, typer.Argument(help="CSV, TXT, XLSX or XLS: numbers in the first column.")
+    ],
+    account: Annotated[str, typer.Option(help="The account whose list gets them.")],
+    as_json: Annotated[bool, _JSON] = False,
+) -> None:
+    """Import numbers onto an account's invalid list, read as `smshub contacts import` reads
+    files (a title row is skipped); each line that is not a number is reported."""
+    from hub.accounts import get_account
+    from hub.cli import _read_bytes, get_config, run_db
+    from hub.invalid_numbers import import_file
+
+    data = _read_bytes(file)
+    region = get_config().hub.default_region
+    report = run_db(lambda s: import_file(s, get_account(s, account), data, file.name, region))
+    _print_added(report, as_json, f"{file.name} ({report.format}) → invalid list of {account}")
+
+
+@invalid_app.command("add-campaign")
+def invalid_add_campaign(
+    campaign_id: Annotated[int, typer.Argument(help="The campaign (see `smshub campaigns list`).")],
+    as_json: Annotated[bool, _JSON] = False,
+) -> None:
+    """Put every number a campaign's sends were reported invalid for on the list of the
+    campaign's account."""
+    from hub.campaigns import get_campaign
+    from hub.cli import run_db
+    from hub.invalid_numbers import add_campaign_invalid
+    from hub.models import Account
+
+    def _do(session: Any) -> Any:
+        campaign = get_campaign(session, campaign_id)
+        account = session.get(Account, campaign.account_id)
+        return add_campaign_invalid(session, account, campaign_id)
+
+    _print_added(run_db(_do), as_json, f"invalid numbers of campaign {campaign_id}")

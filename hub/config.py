@@ -22,7 +22,7 @@ from pydantic import (
     field_validator,
 )
 
-from hub.compliance import MarketingHours, OptOutMention
+from hub.compliance import MarketingHours, OptOutMention, OptOutRules
 from hub.errors import ConfigError
 
 CONFIG_ENV = "SMSHUB_CONFIG"
@@ -358,6 +358,8 @@ class Config(Section):
     marketing_hours: MarketingHours = MarketingHours()
     # The opt-out mention appended to marketing SMS from a named sender.
     optout_mention: OptOutMention = OptOutMention()
+    # Which opt-out mention each destination country gets (STOP number, web link, none).
+    compliance: OptOutRules = OptOutRules()
     # One table per provider: [providers.NAME] with type = "simulator" | "kannel" | ...
     providers: dict[str, dict[str, Any]] = {"simulator": {"type": "simulator"}}
     # Mailboxes whose mail becomes SMS: [[imap]] tables, validated by the IMAP connector

@@ -281,12 +281,13 @@ def _replace(text: str, spans: list[tuple[int, int]], replacements: list[str]) -
 
 
 def _shortenable(config: Config, text: str) -> list[tuple[int, int]]:
-    """The URLs of TEXT that get a short link: not the hub's own, not over 2000 characters."""
-    base = _base(config)
+    """The URLs of TEXT that get a short link: not the hub's own short links or unsubscribe
+    links (``/u/``, which must stay as they are), not over 2000 characters."""
+    own = (_base(config), config.hub.public_url.rstrip("/") + "/u/")
     return [
         (start, end)
         for start, end in find_urls(text)
-        if not text.startswith(base, start) and end - start <= MAX_URL_LENGTH
+        if not text.startswith(own, start) and end - start <= MAX_URL_LENGTH
     ]
 
 

@@ -342,7 +342,15 @@ def preview_personalized(
         if p.e164 in blocked:
             row["error"] = blocked[p.e164]
             continue
-        final = compliance.billable_text(p.text, chosen, type, config.optout_mention)
+        final = compliance.billable_text(
+            p.text,
+            chosen,
+            type,
+            config.optout_mention,
+            country=p.country,
+            rules=config.compliance,
+            public_url=config.hub.public_url,
+        )
         info = segments.count(final)
         row.update(text=final, segments=info.segments, encoding=info.encoding)
         if not final.strip():

@@ -52,6 +52,12 @@ class Account(SQLModel, table=True):
     alert_email: str = Field(default="", max_length=255)
     alert_sms: str = Field(default="", max_length=20)
     alert_armed: bool = True
+    # Night hours for every send (not only reminders and marketing), in the recipient's local
+    # time: "off", "hold" (wait until NIGHT_END) or "warn" (send, with a warning), between
+    # NIGHT_START and NIGHT_END ("HH:MM").
+    night_mode: str = Field(default="off", max_length=8)
+    night_start: str = Field(default="21:00", max_length=5)
+    night_end: str = Field(default="08:00", max_length=5)
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
 
 
@@ -389,7 +395,7 @@ class OptOutEvent(SQLModel, table=True):
     account_id: int = Field(foreign_key="accounts.id", index=True)
     number: str = Field(max_length=20, index=True)
     action: str = Field(max_length=8)  # stop | start
-    source: str = Field(max_length=32)  # sms | manual | import | api
+    source: str = Field(max_length=32)  # sms | manual | import | api | link
     note: str = Field(default="", max_length=500)
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
 
@@ -656,6 +662,22 @@ class ShortLink(SQLModel, table=True):
     message_id: str | None = Field(default=None, max_length=32, index=True)
     number: str | None = Field(default=None, max_length=20)
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
+
+
+class UnsubscribeLink(SQLModel, table=True):
+    """A recipient's web unsubscribe link (``PUBLIC_URL/u/CODE``) where STOP replies cannot
+    reach the hub (Switzerland, Belgium): confirming it blacklists NUMBER for the account."""
+
+    __tablename__ = "unsubscribe_links"
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(foreign_key="accounts.id", index=True)
+    code: str = Field(max_length=16, unique=True)
+    number: str = Field(max_length=20)
+    message_id: str | None = Field(default=None, max_length=32)
+    campaign_id: int | None = Field(default=None)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
+    used_at: datetime | None = Field(default=None, sa_column=_ts())
 
 
 class LinkClick(SQLModel, table=True):

@@ -18,8 +18,10 @@ from sqlalchemy import Engine, insert
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from hub import compliance, credits, links, phone, segments
+from hub import compliance, credits, links, phone, segments, unsubscribe
 from hub.accounts import ancestors, funding_account, get_account
+from hub.compliance.night import NightHours
+from hub.compliance.optout_mention import rule_for, unsubscribe_url
 from hub.config import Config
 from hub.db import session_scope, table
 from hub.errors import HubError, InvalidInput
@@ -222,16 +224,35 @@ class SubmitBatch:
             raise InvalidInput(f"message type must be 'alert' or 'marketing', not {req.type!r}")
         sender = validate_sender(req.sender if req.sender is not None else account.default_sender)
 
-        def billable(raw: str) -> tuple[str, segments.SegmentInfo]:
-            # The opt-out mention is part of what is sent, so it is counted, capped and charged.
-            final = compliance.billable_text(raw, sender, req.type, config.optout_mention)
+        counted_texts: dict[tuple[str, str], tuple[str, segments.SegmentInfo]] = {}
+        region = account.default_region or config.hub.default_region
+
+        def billable(raw: str, country: str | None) -> tuple[str, segments.SegmentInfo]:
+            # The opt-out mention (the destination country's) is part of what is sent, so it
+            # is counted, capped and charged; a link mention with a placeholder code of the
+            # real length, replaced by each recipient's code when the rows are made.
+            key = (raw, rule_for(sender, req.type, country, config.compliance))
+            known = counted_texts.get(key)
+            if known is not None:
+                return known
+            final = compliance.billable_text(
+                raw,
+                sender,
+                req.type,
+                config.optout_mention,
+                country=country,
+                rules=config.compliance,
+                public_url=config.hub.public_url,
+            )
             # Short links all have one length: the text with placeholder codes counts (and is
             # charged) exactly as each recipient's personalised text will.
             counted = links.preview_text(config, final) if req.shorten_links else final
-            return final, check_text(config, counted)
+            counted_texts[key] = final, check_text(config, counted)
+            return counted_texts[key]
 
-        # The common text; a personalised send checks it only if some recipient gets it.
-        base = billable(req.text) if req.texts is None else None
+        # The common text, as the account's country reads it (checked before the numbers);
+        # a personalised send checks it only if some recipient gets it.
+        base = billable(req.text, region) if req.texts is None else None
         if not req.recipients:
             raise InvalidInput("no recipient given; name at least one phone number")
         if len(req.recipients) > config.sending.max_recipients:
@@ -244,7 +265,6 @@ class SubmitBatch:
         scheduled = send_at > now + timedelta(seconds=1)
         if not scheduled:
             send_at = now
-        region = account.default_region or config.hub.default_region
         batch_id = new_id()
         assert account.id is not None and payer.id is not None
 
@@ -283,15 +303,13 @@ class SubmitBatch:
 
         bodies: dict[str, tuple[str, segments.SegmentInfo]] = {}
         for e164 in list(wanted):
-            if req.texts is not None and e164 in req.texts:
-                try:
-                    bodies[e164] = billable(req.texts[e164])
-                except InvalidInput as exc:
-                    # Its merge fields made this one text unusable; the others go on.
-                    wanted.pop(e164).reason = str(exc)
-            else:
-                base = base or billable(req.text)
-                bodies[e164] = base
+            raw_text = req.texts[e164] if req.texts is not None and e164 in req.texts else req.text
+            try:
+                bodies[e164] = billable(raw_text, countries[e164])
+            except InvalidInput as exc:
+                # Its merge fields (or its country's opt-out mention) made this one text
+                # unusable; the others go on.
+                wanted.pop(e164).reason = str(exc)
 
         # One sender for the whole submission: refused in any recipient's country, refused.
         warnings = compliance.require_sender(sender, {countries[e164] for e164 in wanted})
@@ -307,8 +325,16 @@ class SubmitBatch:
                 result.credits = 0
                 result.reason = "already submitted with this idempotency key; not sent again"
 
+        # The account's night hours, for every send but the STOP confirmation (which answers
+        # the recipient's own message).
+        night = None
+        if account.night_mode != "off" and not req.opt_out_notice:
+            night = NightHours.of(account.night_mode, account.night_start, account.night_end)
+        at_night = 0
         total = 0
         rows: list[dict[str, Any]] = []
+        # Rows whose text ends with the placeholder unsubscribe link, to get their own code.
+        with_link: list[dict[str, Any]] = []
         marketing = req.type == MessageType.MARKETING.value and not req.opt_out_notice
         for e164, result in wanted.items():
             text, info = bodies[e164]
@@ -320,12 +346,24 @@ class SubmitBatch:
                 due = compliance.marketing_due_at(
                     send_at, countries[e164], config.marketing_hours, number=e164
                 )
+            held_for_night = False
+            if night is not None:
+                zones = compliance.time_zones(countries[e164], e164) or (
+                    config.marketing_hours.fallback_time_zone,
+                )
+                morning = night.morning_after(due, zones)
+                if morning is not None:
+                    at_night += 1
+                    if night.mode == "hold":
+                        due, held_for_night = morning, True
             deferred = due > send_at
             message_id = new_id()
             if req.shorten_links:
                 text = links.personalize_links(
                     session, account.id, text, e164, message_id, config=config
                 )
+            if rule_for(sender, req.type, countries[e164], config.compliance) == "link":
+                with_link.append({"id": message_id, "recipient": e164})
             rows.append(
                 {
                     "id": message_id,
@@ -350,7 +388,12 @@ class SubmitBatch:
                 }
             )
             result.status = "scheduled" if scheduled or deferred else "queued"
-            if deferred:
+            if held_for_night:
+                result.reason = (
+                    f"held until {due.isoformat()} (the account's night hours, "
+                    f"{night.describe() if night else ''} in the recipient's time)"
+                )
+            elif deferred:
                 result.reason = (
                     f"held until {due.isoformat()} (marketing hours in {countries[e164]})"
                 )
@@ -358,11 +401,22 @@ class SubmitBatch:
             result.credits = cost
             total += cost
 
-        # What the result reports: the common text's count or, for a personalised send, the
-        # count of the text that needs the most parts (each Message has its own).
+        if night is not None and at_night and night.mode == "warn":
+            warnings.append(
+                f"{at_night} SMS will arrive at night ({night.describe()} in the recipient's "
+                "time): the account's night hours are set to warn, not to hold"
+            )
+        if with_link:
+            _link_codes(session, config, account.id, req.campaign_id, rows, with_link)
+
+        # What the result reports: the common text's count or, for a personalised send or one
+        # whose countries get different mentions, the count of the text that needs the most
+        # parts (each Message has its own).
         shown = base[1] if base else None
-        if req.texts is not None and bodies:
+        if bodies and len({text for text, _ in bodies.values()}) > 1:
             shown = max((info for _, info in bodies.values()), key=lambda i: i.segments)
+        elif bodies:
+            shown = next(iter(bodies.values()))[1]
         submitted = SubmitResult(
             batch_id=batch_id,
             account=account.name,
@@ -374,7 +428,8 @@ class SubmitBatch:
             warnings=warnings,
         )
         if rows:
-            if req.texts is None and shown is not None:
+            one_text = len({t for t, _ in bodies.values()}) == 1
+            if req.texts is None and shown is not None and one_text:
                 note = f"{len(rows)} SMS x {shown.segments} part(s) via {req.source}"
             else:
                 parts = sum(row["segments"] for row in rows)
@@ -418,6 +473,29 @@ class SubmitBatch:
         for door, count in self._doors.items():
             note_submitted(self.session, door, count)
         self._doors.clear()
+
+
+def _link_codes(
+    session: Session,
+    config: Config,
+    account_id: int,
+    campaign_id: int | None,
+    rows: list[dict[str, Any]],
+    wanted: list[dict[str, Any]],
+) -> None:
+    """Give each WANTED row's text its own unsubscribe link in place of the placeholder (the
+    same length, so counts and charges stay exact); one statement for all the codes."""
+    codes = unsubscribe.create(
+        session,
+        [unsubscribe.Recipient(account_id, w["recipient"], w["id"], campaign_id) for w in wanted],
+    )
+    placeholder = unsubscribe_url(config.hub.public_url)
+    by_id = {row["id"]: row for row in rows}
+    for w, code in zip(wanted, codes, strict=True):
+        row = by_id[w["id"]]
+        head, found, tail = row["text"].rpartition(placeholder)
+        if found:
+            row["text"] = head + unsubscribe_url(config.hub.public_url, code) + tail
 
 
 def submit(engine: Engine, config: Config, req: SubmitRequest) -> SubmitResult:

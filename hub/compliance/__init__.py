@@ -30,6 +30,7 @@ from hub.compliance.hours import (
 )
 from hub.compliance.optout_mention import (
     OptOutMention,
+    OptOutRules,
     billable_text,
     has_mention,
     needs_optout_mention,
@@ -53,6 +54,7 @@ __all__ = [
     "MarketingHours",
     "NoMarketingWindow",
     "OptOutMention",
+    "OptOutRules",
     "OutsideMarketingHours",
     "SenderCheck",
     "SenderRule",
@@ -84,16 +86,21 @@ def preview(
     hours: MarketingHours | None = None,
     at: datetime | None = None,
     number: str | None = None,
+    rules: OptOutRules | None = None,
+    public_url: str = "",
 ) -> dict[str, Any]:
     """What a send of TEXT would be: the final text, its parts and encoding, and warnings.
 
     COUNTRY (ISO) picks the sender rule and marketing hours; AT, for a marketing SMS,
-    adds when it would go out (``schedule``). Refusals are reported in ``errors`` rather
-    than raised, since a preview is there to show them.
+    adds when it would go out (``schedule``). RULES picks COUNTRY's opt-out mention (a link
+    to PUBLIC_URL/u/…, counted with a code of the real length). Refusals are reported in
+    ``errors`` rather than raised, since a preview is there to show them.
     """
     mention = mention or OptOutMention()
     hours = hours or MarketingHours()
-    final = billable_text(text, sender, type, mention)
+    final = billable_text(
+        text, sender, type, mention, country=country, rules=rules, public_url=public_url
+    )
     info = segments.count(final)
     check = check_sender(sender, country)
     errors: list[str] = [] if check.ok else [check.reason or "sender refused"]
@@ -101,8 +108,9 @@ def preview(
     added = final != text
     if added:
         before = segments.count(text).segments
+        shown = final[len(text.rstrip()) :].strip()
         warnings.append(
-            f"the opt-out mention {mention.text.strip()!r} is added on its own line "
+            f"the opt-out mention {shown!r} is added on its own line "
             f"(+{len(final) - len(text)} characters)"
             + (f": {before} part(s) become {info.segments}" if info.segments > before else "")
         )

@@ -9,6 +9,7 @@ grouped query per page, and only then is a write transaction opened.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func
@@ -117,6 +118,8 @@ def report(engine: Engine, user: ConsoleUser, campaign_id: int) -> dict[str, Any
         stored = session.get(Campaign, campaign_id)
         data["send_at_time"] = stored.send_at if stored else None
         data["created_time"] = stored.created_at if stored else None
+        for stop in data["opt_outs"]:
+            stop["stop_time"] = datetime.fromisoformat(stop["stop_at"])
         # What cancel_campaign accepts: nothing of it taken by a dispatcher yet.
         counts = data["counts"]
         started = any(n for s, n in counts.items() if s not in _UNSTARTED)

@@ -223,6 +223,26 @@ async def save_autoreply(
     )
 
 
+@router.post("/account/night")
+async def save_night(
+    request: Request,
+    user: User,
+    account: Annotated[str, Form()] = "",
+    mode: Annotated[str, Form()] = "off",
+    start: Annotated[str, Form()] = "",
+    end: Annotated[str, Form()] = "",
+) -> Response:
+    """Night hours for every send: off, hold until morning, or warn."""
+    return await _act(
+        request,
+        user,
+        account,
+        "night",
+        {"mode": mode, "start": start, "end": end},
+        lambda s, c, a: account_settings.set_night(a, mode, start, end),
+    )
+
+
 @router.post("/account/sub-accounts")
 async def create_sub_account(
     request: Request,

@@ -12,13 +12,15 @@ from fastapi.responses import HTMLResponse, Response
 
 from hub import sending
 from hub.accounts import ancestors
-from hub.compliance import preview
+from hub.compliance import preview, time_zones
+from hub.compliance.night import NightHours
 from hub.console.auth import User
 from hub.console.history_query import HistoryFilter, history_page
 from hub.console.render import page, redirect
 from hub.db import read_scope
 from hub.errors import InvalidInput
 from hub.phone import parse_number, split_numbers
+from hub.timeutil import utcnow
 from hub.views import account_view
 
 router = APIRouter()
@@ -118,12 +120,13 @@ async def live_preview(
     hub = request.app.state.hub
     config = hub.config
 
-    def _region() -> str:
+    def _region() -> tuple[str, NightHours]:
         with read_scope(hub.engine) as session:
             acc = user.account(session, account or None)
-            return acc.default_region or config.hub.default_region
+            night = NightHours.of(acc.night_mode, acc.night_start, acc.night_end)
+            return acc.default_region or config.hub.default_region, night
 
-    region = await asyncio.to_thread(_region)
+    region, night = await asyncio.to_thread(_region)
     numbers = [parse_number(n, region) for n in split_numbers(to, region)] if to else []
     valid = [n for n in numbers if n.valid]
     country = valid[0].country if valid else region
@@ -134,9 +137,47 @@ async def live_preview(
         country,
         mention=config.optout_mention,
         hours=config.marketing_hours,
+        rules=config.compliance,
+        public_url=config.hub.public_url,
     )
+    # Sent now, would it arrive at night for someone? Said whatever the account's setting
+    # (its hours, default 21:00-08:00), with what the setting will do about it.
+    now = utcnow()
+    nights = [
+        n
+        for n in valid
+        if night.morning_after(
+            now,
+            time_zones(n.country, n.e164) or (config.marketing_hours.fallback_time_zone,),
+        )
+    ]
+    if nights:
+        effect = {
+            "hold": "they will wait until the night ends (account setting)",
+            "warn": "they go out anyway (the account warns only)",
+            "off": "they go out anyway; the account page can hold them until morning",
+        }[night.mode]
+        shown["warnings"].append(
+            f"{len(nights)} SMS would arrive at night ({night.describe()} in the recipient's "
+            f"time): {effect}"
+        )
+    # Each destination country has its own opt-out mention, hence its own parts: the cost
+    # counts every recipient's, and the shown text is the first recipient's.
+    parts: dict[str | None, int] = {country: shown["segments"]}
+    for n in valid:
+        if n.country not in parts:
+            other = preview(
+                text,
+                sender.strip() or None,
+                type if type in {"alert", "marketing"} else "alert",
+                n.country,
+                mention=config.optout_mention,
+                rules=config.compliance,
+                public_url=config.hub.public_url,
+            )
+            parts[n.country] = other["segments"]
     cost = sum(
-        sending.credits_for(config, n.country, shown["segments"]) for n in valid
+        sending.credits_for(config, n.country, parts[n.country]) for n in valid
     ) or sending.credits_for(config, country, shown["segments"])
     return page(
         request,

@@ -4,12 +4,14 @@ out of the account's sends until removed here."""
 # No `from __future__ import annotations`: FastAPI reads these annotations at runtime.
 
 import asyncio
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, Response
+from sqlmodel import Session
 
-from hub.console.auth import User
+from hub.console.auth import ConsoleUser, User
+from hub.console.campaign_query import own_campaign, parse_id
 from hub.console.render import page, redirect
 from hub.console.settings_common import (
     back_to,
@@ -21,10 +23,16 @@ from hub.console.settings_common import (
 )
 from hub.db import read_scope, session_scope
 from hub.edge import RowId
+from hub.errors import InvalidInput
+from hub.invalid_numbers import AddReport, add_campaign_invalid, add_numbers, import_file
 from hub.models import Account, InvalidNumber
 
 router = APIRouter()
 PATH = "/console/invalid"
+# A pasted list or an uploaded file, at most (the file's rows are bounded by the contact
+# reader's own limit too).
+MAX_IMPORT_LINES = 10_000
+MAX_IMPORT_BYTES = 10 * 1024 * 1024
 
 
 @router.get("/invalid", response_class=HTMLResponse)
@@ -42,30 +50,121 @@ async def invalid_page(
     def _load() -> dict[str, Any]:
         with read_scope(hub.engine) as session:
             acc = user.account(session, account or None)
-            assert acc.id is not None
-            region = acc.default_region or hub.config.hub.default_region
-            rows = number_page(
-                session,
-                InvalidNumber,
-                acc.id,
-                number_range(q, region),
-                after=after,
-                before=before,
-                size=hub.config.console.page_size,
-            )
-            own = None if acc.id == user.account_id else acc.name
-            return {
-                **layout(session, user, acc, PATH),
-                "entries": rows.rows,
-                "q": q,
-                "next_url": rows.next_after
-                and page_url(PATH, account=own, q=q, after=rows.next_after),
-                "prev_url": rows.prev_before
-                and page_url(PATH, account=own, q=q, before=rows.prev_before),
-            }
+            return _context(request, session, user, acc, q, after, before)
 
     ctx = await asyncio.to_thread(_load)
     return page(request, user, "settings_invalid.html.j2", nav="account", **ctx)
+
+
+def _context(
+    request: Request,
+    session: Session,
+    user: ConsoleUser,
+    acc: Account,
+    q: str = "",
+    after: str = "",
+    before: str = "",
+) -> dict[str, Any]:
+    hub = request.app.state.hub
+    assert acc.id is not None
+    rows = number_page(
+        session,
+        InvalidNumber,
+        acc.id,
+        number_range(q, _region(request, acc)),
+        after=after,
+        before=before,
+        size=hub.config.console.page_size,
+    )
+    own = None if acc.id == user.account_id else acc.name
+    return {
+        **layout(session, user, acc, PATH),
+        "entries": rows.rows,
+        "q": q,
+        "next_url": rows.next_after and page_url(PATH, account=own, q=q, after=rows.next_after),
+        "prev_url": rows.prev_before and page_url(PATH, account=own, q=q, before=rows.prev_before),
+        "report": None,
+        "pasted": "",
+    }
+
+
+def _region(request: Request, acc: Account) -> str:
+    return acc.default_region or request.app.state.hub.config.hub.default_region
+
+
+@router.post("/invalid/add", response_class=HTMLResponse)
+async def invalid_add(
+    request: Request,
+    user: User,
+    account: Annotated[str, Form()] = "",
+    numbers: Annotated[str, Form()] = "",
+    file: Annotated[UploadFile | None, File()] = None,
+) -> Response:
+    """Put numbers on the invalid list: typed or pasted (one a line), or a CSV/TXT/XLS/XLSX
+    file (numbers in the first column). The lines that are not numbers are shown."""
+    hub = request.app.state.hub
+    data = b""
+    name = ""
+    if file is not None and file.filename:
+        data = await file.read(MAX_IMPORT_BYTES + 1)
+        name = file.filename
+        if len(data) > MAX_IMPORT_BYTES:
+            raise InvalidInput(
+                f"{name} is over {MAX_IMPORT_BYTES // (1024 * 1024)} MB; "
+                "split it, or use `smshub invalid import`"
+            )
+    pasted = numbers.splitlines()
+    if len(pasted) > MAX_IMPORT_LINES:
+        raise InvalidInput(f"paste at most {MAX_IMPORT_LINES} lines at a time (or import a file)")
+    if not data and not any(line.strip() for line in pasted):
+        raise InvalidInput("type or paste at least one number (one a line), or choose a file")
+
+    def _add() -> dict[str, Any]:
+        with session_scope(hub.engine) as session:
+            acc = user.account(session, account or None)
+            region = _region(request, acc)
+            report = AddReport()
+            if data:
+                report = import_file(session, acc, data, name, region)
+            if any(line.strip() for line in pasted):
+                typed = add_numbers(session, acc, list(enumerate(pasted, 1)), region)
+                report.added += typed.added
+                report.already += typed.already
+                report.rejected += typed.rejected
+        with read_scope(hub.engine) as session:
+            acc = user.account(session, account or None)
+            ctx = _context(request, session, user, acc)
+        return {**ctx, "report": report, "summary": report.summary()}
+
+    ctx = await asyncio.to_thread(_add)
+    # Shown on this page, not flashed: the rejected lines can be many; pasted ones are put
+    # back in the text area to be fixed.
+    if not data:
+        ctx["pasted"] = "\n".join(r.input for r in ctx["report"].rejected)
+    return page(request, user, "settings_invalid.html.j2", nav="account", **ctx)
+
+
+@router.post("/invalid/from-campaign")
+async def invalid_from_campaign(
+    request: Request, user: User, campaign: Annotated[str, Form()] = ""
+) -> Response:
+    """Put every number a campaign's sends were reported invalid for on the list of the
+    campaign's account (from the campaign report)."""
+    hub = request.app.state.hub
+    campaign_id = parse_id(campaign.strip())
+
+    def _add() -> AddReport:
+        with session_scope(hub.engine) as session:
+            found = own_campaign(session, user, campaign_id)
+            acc = session.get(Account, found.account_id)
+            assert acc is not None
+            return add_campaign_invalid(session, acc, campaign_id)
+
+    report = await asyncio.to_thread(_add)
+    return redirect(
+        f"/console/campaigns/{campaign_id}",
+        f"Invalid numbers of this campaign: {report.summary()}",
+    )
 
 
 @router.post("/invalid/{entry_id}/remove")

@@ -166,6 +166,9 @@ ROUTES: dict[tuple[str, str], Spec] = {
     ),
     ("GET", "/s/{code}"): Public("short links in SMS are opened by their recipients"),
     ("HEAD", "/s/{code}"): Public("short links in SMS are opened by their recipients"),
+    ("GET", "/u/{code}"): Public("unsubscribe links in marketing SMS are opened by recipients"),
+    ("HEAD", "/u/{code}"): Public("unsubscribe links in marketing SMS are opened by recipients"),
+    ("POST", "/u/{code}"): Public("the recipient confirms; the unguessable code is the secret"),
     ("MOUNT", "/console/static"): Public("the console's CSS and JavaScript"),
     ("GET", "/console/login"): Public("the login form"),
     ("POST", "/console/login"): Public("the login form (its own CSRF cookie)"),
@@ -390,6 +393,15 @@ ROUTES: dict[tuple[str, str], Spec] = {
         "/console/invalid", "/console/invalid?account=acme", own_data=True
     ),
     ("POST", "/console/invalid/{entry_id}/remove"): post("/console/invalid/{invalid}/remove"),
+    ("POST", "/console/invalid/add"): post(
+        "/console/invalid/add", {**ACCOUNT, "numbers": "+33644444444"}, owner=200
+    ),
+    ("POST", "/console/invalid/from-campaign"): post(
+        "/console/invalid/from-campaign", {"campaign": "{campaign}"}
+    ),
+    ("POST", "/console/account/night"): post(
+        "/console/account/night", {**ACCOUNT, "mode": "hold", "start": "01:00", "end": "02:00"}
+    ),
 }
 
 # Destructive actions run last in alice's pass, so they do not remove what others address.
