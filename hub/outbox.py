@@ -21,6 +21,7 @@ from sqlmodel import Session
 
 from hub import credits, webhooks
 from hub.db import TIMESTAMP, is_sqlite, session_scope, sql, table
+from hub.metrics import CLAIMS_EXPIRED, CLAIMS_RENEWED
 from hub.models import Message, MessageEvent, MessageStatus
 from hub.timeutil import as_utc, utcnow
 
@@ -145,7 +146,9 @@ def renew(engine: Engine, worker: str, ids: Sequence[str]) -> int:
             ).bindparams(_IDS),
             {"ids": list(ids), "worker": worker, "now": utcnow()},
         )
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    renewed = int(result.rowcount)  # type: ignore[attr-defined]
+    CLAIMS_RENEWED.inc(renewed)
+    return renewed
 
 
 def release(engine: Engine, worker: str, ids: Sequence[str]) -> int:
@@ -462,6 +465,7 @@ def reconcile_abandoned(
                 requeued += 1
             else:
                 unknown += 1
+    CLAIMS_EXPIRED.inc(handed_back + requeued + unknown)
     if handed_back:
         log.warning(
             "took back %d claimed message(s) never handed to a provider: queued again",

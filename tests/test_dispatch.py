@@ -496,3 +496,17 @@ async def test_outcome_writer_groups_writes_and_reports_a_failed_one(monkeypatch
         await writer.flush()
     assert written == [["failed"], ["queued", "failed"]]
     await writer.flush()  # the error was reported once
+
+
+async def test_claim_metrics_count_renewals_and_expiries(engine, config, account):
+    """smshub_claims_renewed_total / smshub_claims_expired_total follow the leases."""
+    from hub.metrics import CLAIMS_EXPIRED, CLAIMS_RENEWED
+
+    _submit(engine, config, "0612345678", "0698765432")
+    claimed = outbox.claim(engine, "w", 10)
+    renewed, expired = CLAIMS_RENEWED._value.get(), CLAIMS_EXPIRED._value.get()
+    assert outbox.renew(engine, "w", [c.id for c in claimed]) == 2
+    assert CLAIMS_RENEWED._value.get() == renewed + 2
+    # The holder dies: both claims are taken back (never handed to a provider).
+    outbox.reconcile_abandoned(engine, lambda _: False, None)
+    assert CLAIMS_EXPIRED._value.get() == expired + 2
