@@ -13,11 +13,9 @@ from sqlmodel import Session
 from hub.console.auth import ConsoleUser, User
 from hub.console.render import page, redirect
 from hub.console.settings_common import (
+    account_region,
     back_to,
-    layout,
-    number_page,
-    number_range,
-    page_url,
+    number_list,
 )
 from hub.db import read_scope, session_scope
 from hub.errors import InvalidInput
@@ -29,10 +27,6 @@ PATH = "/console/blacklist"
 MAX_IMPORT_LINES = 10_000
 
 
-def _region(request: Request, account: Account) -> str:
-    return account.default_region or request.app.state.hub.config.hub.default_region
-
-
 def _context(
     request: Request,
     session: Session,
@@ -42,24 +36,10 @@ def _context(
     after: str = "",
     before: str = "",
 ) -> dict[str, Any]:
-    assert account.id is not None
-    found = number_range(q, _region(request, account))
-    size = request.app.state.hub.config.console.page_size
-    rows = number_page(
-        session, BlacklistEntry, account.id, found, after=after, before=before, size=size
+    ctx = number_list(
+        request, session, user, account, BlacklistEntry, PATH, q=q, after=after, before=before
     )
-    ctx = layout(session, user, account, PATH)
-    own = None if account.id == user.account_id else account.name
-    return {
-        **ctx,
-        "entries": rows.rows,
-        "q": q,
-        "next_url": rows.next_after and page_url(PATH, account=own, q=q, after=rows.next_after),
-        "prev_url": rows.prev_before and page_url(PATH, account=own, q=q, before=rows.prev_before),
-        "report": None,
-        "pasted": "",
-        "has_parent": account.parent_id is not None,
-    }
+    return {**ctx, "has_parent": account.parent_id is not None}
 
 
 @router.get("/blacklist", response_class=HTMLResponse)
@@ -110,7 +90,7 @@ async def blacklist_add(
                 [number],
                 source="manual",
                 note=reason.strip() or f"added in the console by {user.username}",
-                region=_region(request, acc),
+                region=account_region(request, acc),
             )
             if report.rejected:
                 _line, raw, why = report.rejected[0]
@@ -152,7 +132,7 @@ async def blacklist_import(
                 pasted,
                 source="import",
                 note=reason.strip() or f"pasted in the console by {user.username}",
-                region=_region(request, acc),
+                region=account_region(request, acc),
             )
         with read_scope(hub.engine) as session:
             acc = user.account(session, account or None)
@@ -181,7 +161,7 @@ async def blacklist_remove(
         with session_scope(hub.engine) as session:
             acc = user.account(session, account or None)
             assert acc.id is not None
-            remove_number(session, acc.id, number, reason, _region(request, acc))
+            remove_number(session, acc.id, number, reason, account_region(request, acc))
             return back_to(PATH, user, acc)
 
     url = await asyncio.to_thread(_remove)

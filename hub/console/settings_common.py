@@ -13,6 +13,8 @@ from hub import phone
 from hub.errors import InvalidInput, NotFound
 
 if TYPE_CHECKING:
+    from fastapi import Request
+
     from hub.console.auth import ConsoleUser
     from hub.models import Account
 
@@ -161,3 +163,45 @@ def number_page(
         rows[-1].number if more and rows else None,
         rows[0].number if after and rows else None,
     )
+
+
+def account_region(request: Request, account: Account) -> str:
+    """The region national numbers typed for ACCOUNT are read in."""
+    region: str = account.default_region or request.app.state.hub.config.hub.default_region
+    return region
+
+
+def number_list(
+    request: Request,
+    session: Session,
+    user: ConsoleUser,
+    account: Account,
+    model: Any,
+    path: str,
+    *,
+    q: str = "",
+    after: str = "",
+    before: str = "",
+) -> dict[str, Any]:
+    """The context of a page listing ACCOUNT's MODEL numbers (blacklist, invalid numbers):
+    the layout, a keyset page of the numbers matching Q, its links, an empty add form."""
+    assert account.id is not None
+    rows = number_page(
+        session,
+        model,
+        account.id,
+        number_range(q, account_region(request, account)),
+        after=after,
+        before=before,
+        size=request.app.state.hub.config.console.page_size,
+    )
+    own = None if account.id == user.account_id else account.name
+    return {
+        **layout(session, user, account, path),
+        "entries": rows.rows,
+        "q": q,
+        "next_url": rows.next_after and page_url(path, account=own, q=q, after=rows.next_after),
+        "prev_url": rows.prev_before and page_url(path, account=own, q=q, before=rows.prev_before),
+        "report": None,
+        "pasted": "",
+    }

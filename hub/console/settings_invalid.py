@@ -14,12 +14,10 @@ from hub.console.auth import ConsoleUser, User
 from hub.console.campaign_query import own_campaign, parse_id
 from hub.console.render import page, redirect
 from hub.console.settings_common import (
+    account_region,
     back_to,
-    layout,
-    number_page,
-    number_range,
+    number_list,
     owned,
-    page_url,
 )
 from hub.db import read_scope, session_scope
 from hub.edge import RowId
@@ -65,31 +63,9 @@ def _context(
     after: str = "",
     before: str = "",
 ) -> dict[str, Any]:
-    hub = request.app.state.hub
-    assert acc.id is not None
-    rows = number_page(
-        session,
-        InvalidNumber,
-        acc.id,
-        number_range(q, _region(request, acc)),
-        after=after,
-        before=before,
-        size=hub.config.console.page_size,
+    return number_list(
+        request, session, user, acc, InvalidNumber, PATH, q=q, after=after, before=before
     )
-    own = None if acc.id == user.account_id else acc.name
-    return {
-        **layout(session, user, acc, PATH),
-        "entries": rows.rows,
-        "q": q,
-        "next_url": rows.next_after and page_url(PATH, account=own, q=q, after=rows.next_after),
-        "prev_url": rows.prev_before and page_url(PATH, account=own, q=q, before=rows.prev_before),
-        "report": None,
-        "pasted": "",
-    }
-
-
-def _region(request: Request, acc: Account) -> str:
-    return acc.default_region or request.app.state.hub.config.hub.default_region
 
 
 @router.post("/invalid/add", response_class=HTMLResponse)
@@ -122,7 +98,7 @@ async def invalid_add(
     def _add() -> dict[str, Any]:
         with session_scope(hub.engine) as session:
             acc = user.account(session, account or None)
-            region = _region(request, acc)
+            region = account_region(request, acc)
             report = AddReport()
             if data:
                 report = import_file(session, acc, data, name, region)

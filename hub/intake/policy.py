@@ -150,11 +150,6 @@ def raise_unverified(verdict: Verdict | None, from_addr: str | None) -> None:
     )
 
 
-def _ascii(text: str) -> str:
-    # An SMTP reply line is ASCII: what it quotes of the sender is escaped.
-    return text.encode("ascii", "backslashreplace").decode("ascii")
-
-
 def _one_line(text: str, limit: int = 400) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -396,7 +391,7 @@ class IntakePolicy:
         sender_key = _sender(mail, draft)
         if quota[sender_key] <= 0:
             raise Rejected(
-                f"450 4.7.1 {_ascii(sender_key)} sent more than "
+                f"450 4.7.1 {shown(sender_key)} sent more than "
                 f"{self.config.smtp.mails_per_sender_per_minute} mails this minute "
                 "(smtp.mails_per_sender_per_minute); try again later"
             )
