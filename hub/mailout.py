@@ -23,6 +23,7 @@ from hub.claims import Lease
 from hub.db import session_scope
 from hub.models import OutgoingMail
 from hub.timeutil import utcnow
+from hub.workers import PollingWorker
 
 log = logging.getLogger("smshub.mailout")
 
@@ -90,9 +91,11 @@ def queue_mail(
     return row
 
 
-class MailOutbox:
+class MailOutbox(PollingWorker):
     """Sends queued mail through a MailSender; one worker per process, and the workers of
     several processes claim rows (hub.claims) so each mail goes out once."""
+
+    task_name = "mail-outbox"
 
     def __init__(
         self,
@@ -101,45 +104,14 @@ class MailOutbox:
         poll_interval: float = 2.0,
         lease: timedelta = CLAIM_LEASE,
     ) -> None:
+        super().__init__(poll_interval)
         self.engine = engine
         self.sender = sender
-        self.poll_interval = poll_interval
         self.lease = lease
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = False
 
-    def wake(self) -> None:
-        self._wake.set()
-
-    async def start(self) -> None:
-        self._stopping = False
-        self._task = asyncio.create_task(self._loop(), name="mail-outbox")
-
-    async def stop(self, grace: float | None = 0) -> None:
-        """Send nothing more; the mail in flight gets GRACE seconds (None: as long as it
-        takes), the claimed mails not yet sent are handed back."""
-        self._stopping = True
-        self._wake.set()
-        if self._task is not None:
-            done, _ = await asyncio.wait({self._task}, timeout=grace)
-            if not done:
-                self._task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._task
-            self._task = None
-
-    async def _loop(self) -> None:
-        while not self._stopping:
-            try:
-                sent = await self.send_due()
-            except Exception:
-                log.exception("mail outbox round failed")
-                sent = 0
-            if not sent and not self._stopping:
-                self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+    async def _round(self) -> bool:
+        # Mails went out: more may be due (a batch is LIMIT); none: wait.
+        return await self.send_due() > 0
 
     def _due(self, limit: int) -> tuple[list[OutgoingMail], Lease]:
         """Claim up to LIMIT due mails (another worker skips them until the lease ends)."""

@@ -18,7 +18,6 @@ the ``Smshub-Webhook-Timestamp`` header (unix seconds); see ``verify_signature``
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import hmac
 import json
@@ -44,6 +43,7 @@ from hub.errors import ConflictError, InvalidInput, NotFound
 from hub.models import Account, Message, MessageStatus, WebhookDelivery, WebhookEndpoint
 from hub.outbound import Guard, LookupFailed, OutboundRefused, Resolver, guarded_async_client
 from hub.timeutil import as_utc, utcnow
+from hub.workers import PollingWorker
 
 log = logging.getLogger("smshub.webhooks")
 
@@ -535,8 +535,10 @@ class _Result:
         return self.status_code is not None and 200 <= self.status_code < 300
 
 
-class WebhookSender:
+class WebhookSender(PollingWorker):
     """Posts due deliveries; one worker per process, several processes share the queue."""
+
+    task_name = "webhook-sender"
 
     def __init__(
         self,
@@ -552,9 +554,9 @@ class WebhookSender:
         """TIMEOUT bounds each DNS lookup and each post. RESOLVER and NETWORK (the outbound
         guard's lookup, and what opens its checked connections) are the system's; tests
         give their own."""
+        super().__init__(poll_interval)
         self.engine = engine
         self.timeout = timeout
-        self.poll_interval = poll_interval
         self.batch_size = batch_size
         self._resolver = resolver
         self._network = network
@@ -562,10 +564,7 @@ class WebhookSender:
         # administrator's (private_ok); both connect only to addresses the guard resolved.
         self._clients: dict[bool, httpx.AsyncClient] = {}
         self._gate = asyncio.Semaphore(max(1, concurrency))
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
         self._claimed = 0
-        self._stopping = False
 
     def client(self, private_ok: bool = False) -> httpx.AsyncClient:
         if private_ok not in self._clients:
@@ -579,41 +578,21 @@ class WebhookSender:
             )
         return self._clients[private_ok]
 
-    def wake(self) -> None:
-        """Look at the queue now (an event was just queued)."""
-        self._wake.set()
-
-    async def start(self) -> None:
-        self._stopping = False
-        self._task = asyncio.create_task(self._loop(), name="webhook-sender")
-
     async def stop(self, grace: float | None = 0) -> None:
         """Post nothing more; posts in flight get GRACE seconds (None: as long as they
         take) to finish, deliveries not yet posted are handed back."""
-        self._stopping = True
-        self._wake.set()
-        if self._task is not None:
-            done, _ = await asyncio.wait({self._task}, timeout=grace)
-            if not done:
-                self._task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._task
-            self._task = None
+        await super().stop(grace)
         clients, self._clients = list(self._clients.values()), {}
         for client in clients:
             await client.aclose()
 
-    async def _loop(self) -> None:
-        while not self._stopping:
-            try:
-                await self.send_due()
-            except Exception:
-                log.exception("webhook round failed")
-                self._claimed = 0
-            if self._claimed < self.batch_size and not self._stopping:
-                self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+    async def _round(self) -> bool:
+        try:
+            await self.send_due()
+        except Exception:
+            self._claimed = 0
+            raise
+        return self._claimed >= self.batch_size
 
     def _claim(self, limit: int, only: int | None = None) -> tuple[list[_Job], Lease]:
         """Take due deliveries of enabled endpoints, pushing their due time by the lease."""

@@ -11,7 +11,6 @@ answers of its calendar with the source it already has open (the same claim).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from hub.reminders.answers import answer_note
 from hub.secretbox import SecretUnreadable
 from hub.state import StateStore
 from hub.timeutil import as_utc, utcnow
+from hub.workers import PollingWorker
 
 log = logging.getLogger("smshub.answers")
 
@@ -188,48 +188,20 @@ async def write_due(engine: Engine, config: Config, store: StateStore) -> int:
     return done
 
 
-class AnswerWriter:
+class AnswerWriter(PollingWorker):
     """Writes answers as they come (``wake`` after an inbound SMS is stored) and retries
     the failed ones every POLL_INTERVAL seconds."""
+
+    task_name = "answer-writer"
 
     def __init__(
         self, engine: Engine, config: Config, store: StateStore, poll_interval: float = 30.0
     ) -> None:
+        super().__init__(poll_interval)
         self.engine = engine
         self.config = config
         self.store = store
-        self.poll_interval = poll_interval
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = False
 
-    def wake(self) -> None:
-        self._wake.set()
-
-    async def start(self) -> None:
-        self._stopping = False
-        self._task = asyncio.create_task(self._loop(), name="answer-writer")
-
-    async def stop(self, grace: float | None = 0) -> None:
-        """Start no new write; the one in flight gets GRACE seconds. What was claimed and
-        not written runs out its lease and is written by the next writer."""
-        self._stopping = True
-        self._wake.set()
-        if self._task is not None:
-            done, _ = await asyncio.wait({self._task}, timeout=grace)
-            if not done:
-                self._task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._task
-            self._task = None
-
-    async def _loop(self) -> None:
-        while not self._stopping:
-            self._wake.clear()
-            try:
-                await write_due(self.engine, self.config, self.store)
-            except Exception:
-                log.exception("answer write-back round failed")
-            if not self._stopping:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+    async def _round(self) -> bool:
+        await write_due(self.engine, self.config, self.store)
+        return False
