@@ -11,7 +11,7 @@ import logging
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, Response
+from fastapi import FastAPI, Header, Query, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
@@ -21,38 +21,31 @@ from sqlalchemy import func, text
 from sqlmodel import Session, col, select
 
 from hub import idempotency, sending
-from hub.accounts import ancestors, authenticate, descendant_ids
+from hub.accounts import ancestors
+from hub.api_accounts import accounts_router
+from hub.api_auth import Caller, CallerDep
+from hub.api_campaigns import campaigns_router
+from hub.api_contacts import contacts_router
 from hub.api_docs import install_docs
+from hub.api_errors import status_for
+from hub.api_links import links_router
+from hub.api_numbers import numbers_router
+from hub.api_templates import templates_router
+from hub.api_unsubscribe import unsubscribe_router
+from hub.api_webhooks import webhooks_router
 from hub.callbacks import CallbackRequest
 from hub.console import console_error, install_console
 from hub.db import session_scope
 from hub.edge import RefuseNulInUrl, Text
-from hub.errors import (
-    AccountDisabled,
-    ConflictError,
-    Forbidden,
-    HubError,
-    InsufficientCredits,
-    InvalidInput,
-    NotFound,
-)
+from hub.errors import HubError, NotFound
 from hub.metrics import CALLBACKS
 from hub.models import Account, Message, MessageEvent
-from hub.views import message_view
+from hub.views import account_view, message_view
 
 if TYPE_CHECKING:
     from hub.app import Hub
 
 log = logging.getLogger("smshub.api")
-
-_STATUS_FOR = {
-    NotFound: 404,
-    InvalidInput: 422,
-    InsufficientCredits: 402,
-    AccountDisabled: 403,
-    Forbidden: 403,
-    ConflictError: 409,
-}
 
 
 class SendBody(BaseModel):
@@ -100,12 +93,6 @@ def bearer_matches(authorization: str | None, token: str) -> bool:
     return hmac.compare_digest(presented.strip().encode("latin-1"), token.encode("utf-8"))
 
 
-class Caller(BaseModel):
-    account_id: int
-    account_name: str
-    scope: set[int]  # the caller's account and all its sub-accounts
-
-
 def create_api(hub: "Hub") -> FastAPI:
     """The FastAPI application for HUB."""
     app = FastAPI(
@@ -116,6 +103,8 @@ def create_api(hub: "Hub") -> FastAPI:
         docs_url=None,
         redoc_url=None,
     )
+    # The routers' shared dependencies (hub.api_auth) find the hub here.
+    app.state.hub = hub
     install_docs(app)
     app.add_middleware(RefuseNulInUrl)
     # Resolved once, so a missing environment variable or file stops the start.
@@ -130,36 +119,10 @@ def create_api(hub: "Hub") -> FastAPI:
 
     @app.exception_handler(HubError)
     async def _hub_error(request: Request, exc: HubError) -> Response:
-        status = next((s for cls, s in _STATUS_FOR.items() if isinstance(exc, cls)), 400)
+        status = status_for(exc)
         return console_error(request, exc, status) or JSONResponse(
             {"error": str(exc)}, status_code=status
         )
-
-    def _caller(token: str) -> Caller:
-        with session_scope(hub.engine) as session:
-            account = authenticate(session, token)
-            if account is None:
-                raise HTTPException(
-                    401, "unknown or revoked API token", headers={"WWW-Authenticate": "Bearer"}
-                )
-            assert account.id is not None
-            return Caller(
-                account_id=account.id,
-                account_name=account.name,
-                scope=descendant_ids(session, account),
-            )
-
-    async def caller(authorization: Annotated[str | None, Header()] = None) -> Caller:
-        if not authorization or not authorization.lower().startswith("bearer "):
-            raise HTTPException(
-                401,
-                "send 'Authorization: Bearer <token>' (create one with "
-                "`smshub tokens create ACCOUNT`)",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        return await asyncio.to_thread(_caller, authorization[7:].strip())
-
-    CallerDep = Annotated[Caller, Depends(caller)]
 
     @app.post("/v1/messages", status_code=202, tags=["messages"])
     async def send_messages(
@@ -272,7 +235,7 @@ def create_api(hub: "Hub") -> FastAPI:
 
         def _cancel() -> dict[str, Any]:
             with session_scope(hub.engine) as session:
-                return message_view(sending.cancel(session, message_id, account_ids=who.scope))
+                return message_view(sending.cancel(session, message_id, account_ids=set(who.scope)))
 
         return await asyncio.to_thread(_cancel)
 
@@ -284,8 +247,6 @@ def create_api(hub: "Hub") -> FastAPI:
             with session_scope(hub.engine) as session:
                 account = session.get(Account, who.account_id)
                 assert account is not None
-                from hub.views import account_view
-
                 return account_view(session, account, ancestors(session, account))
 
         return await asyncio.to_thread(_get)
@@ -373,12 +334,18 @@ def create_api(hub: "Hub") -> FastAPI:
         CALLBACKS.labels(provider=provider, kind=kind, status=str(status)).inc()
         return Response(body, status_code=status, media_type=content_type)
 
-    from hub.api_links import links_router
-
     app.include_router(links_router(hub))
-    from hub.api_unsubscribe import unsubscribe_router
-
     app.include_router(unsubscribe_router(hub))
+    # The management resources, one router each (they share hub.api_auth's token check).
+    for router in (
+        contacts_router(hub),
+        templates_router(hub),
+        campaigns_router(hub),
+        numbers_router(hub),
+        webhooks_router(hub),
+        accounts_router(hub),
+    ):
+        app.include_router(router)
     if hub.config.console.enabled:
         install_console(app, hub)
     return app

@@ -12,22 +12,21 @@ import html
 import math
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Form, Header, HTTPException, Request, UploadFile
+from fastapi import APIRouter, File, Form, Header, Request, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import func
-from sqlmodel import Session, col, select
+from sqlmodel import col, select
 
 from hub import limits_sql, links
-from hub.accounts import authenticate
+from hub.api_auth import CallerDep
 from hub.db import session_scope
 from hub.edge import RowId, Text
 from hub.errors import NotFound
-from hub.models import Account, HostedFile, LinkClick
+from hub.models import HostedFile, LinkClick
 from hub.timeutil import as_utc
 
 if TYPE_CHECKING:
-    from hub.api import Caller
     from hub.app import Hub
 
 _NOT_FOUND_PAGE = """<!doctype html>
@@ -54,56 +53,10 @@ class LinkBody(BaseModel):
     account: Text | None = Field(None, description="A sub-account to own it (default: yours)")
 
 
-def _error(status: int, message: str) -> JSONResponse:
-    # The same shape as hub/api.py's HubError answers.
-    return JSONResponse({"error": message}, status_code=status)
-
-
-def _in_scope(session: Session, who: "Caller", name: str | None) -> Account:
-    """The caller's account, or the named one if it is among the caller's sub-accounts."""
-    if not name or name == who.account_name:
-        account = session.get(Account, who.account_id)
-    else:
-        account = session.exec(select(Account).where(Account.name == name)).first()
-        if account is None or account.id not in who.scope:
-            raise NotFound(f"no account named {name!r} among yours")
-    assert account is not None and account.id is not None
-    return account
-
-
 def links_router(hub: "Hub") -> APIRouter:
     """The routes of short links and hosted files for HUB (include it in the API app)."""
-    # Imported here, not at the top: hub.api includes this router while it is being built.
-    from hub.api import Caller
-
     router = APIRouter()
     config = hub.config
-
-    def _caller(token: str) -> Caller:
-        with session_scope(hub.engine) as session:
-            account = authenticate(session, token)
-            if account is None:
-                raise HTTPException(
-                    401, "unknown or revoked API token", headers={"WWW-Authenticate": "Bearer"}
-                )
-            assert account.id is not None
-            return Caller(
-                account_id=account.id,
-                account_name=account.name,
-                scope=links.account_scope(session, account),
-            )
-
-    async def caller(authorization: Annotated[str | None, Header()] = None) -> Caller:
-        if not authorization or not authorization.lower().startswith("bearer "):
-            raise HTTPException(
-                401,
-                "send 'Authorization: Bearer <token>' (create one with "
-                "`smshub tokens create ACCOUNT`)",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        return await asyncio.to_thread(_caller, authorization[7:].strip())
-
-    CallerDep = Annotated[Caller, Depends(caller)]
 
     # -- the public side ------------------------------------------------------------------------
     async def follow(code: str, request: Request, user_agent: str) -> Response:
@@ -193,17 +146,13 @@ def links_router(hub: "Hub") -> APIRouter:
 
         def _upload() -> dict[str, Any]:
             with session_scope(hub.engine) as session:
-                owner = _in_scope(session, who, account)
+                owner = who.account(session, account)
                 assert owner.id is not None
                 hosted, link = links.upload(session, config, owner.id, name, data)
                 return links.file_view(config, hosted, link)
 
-        try:
-            return await asyncio.to_thread(_upload)
-        except links.FileTooLarge as exc:
-            return _error(413, str(exc))
-        except links.UnsupportedFile as exc:
-            return _error(415, str(exc))
+        # Too large (413) and unsupported (415) are answered by hub.api_errors' table.
+        return await asyncio.to_thread(_upload)
 
     @router.get("/v1/files/{file_id}", tags=["links"], response_class=Response)
     async def download_file(file_id: RowId, who: CallerDep) -> Response:
@@ -230,7 +179,7 @@ def links_router(hub: "Hub") -> APIRouter:
 
         def _create() -> dict[str, Any]:
             with session_scope(hub.engine) as session:
-                owner = _in_scope(session, who, body.account)
+                owner = who.account(session, body.account)
                 assert owner.id is not None
                 return links.link_view(config, links.shorten(session, owner.id, body.url), 0)
 

@@ -25,7 +25,7 @@ background job has to keep it up to date.
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -389,15 +389,28 @@ def campaign_report(
 
 
 def list_campaigns(
-    session: Session, account: Account | str | int | None = None
+    session: Session,
+    account: Account | str | int | None = None,
+    *,
+    account_ids: Collection[int] | None = None,
+    before: int | None = None,
+    limit: int | None = None,
 ) -> list[dict[str, Any]]:
-    """Campaigns, newest first, with their current status."""
+    """Campaigns, newest first, with their current status: of ACCOUNT, or of ACCOUNT_IDS,
+    else all; with ids below BEFORE; at most LIMIT (a page of the API)."""
     query = select(Campaign, Account.name).join(
         Account, col(Account.id) == col(Campaign.account_id)
     )
     if account is not None:
         query = query.where(Campaign.account_id == _account(session, account).id)
-    rows = session.exec(query.order_by(col(Campaign.id).desc())).all()
+    if account_ids is not None:
+        query = query.where(col(Campaign.account_id).in_(list(account_ids)))
+    if before is not None:
+        query = query.where(col(Campaign.id) < before)
+    query = query.order_by(col(Campaign.id).desc())
+    if limit is not None:
+        query = query.limit(limit)
+    rows = session.exec(query).all()
     counts: dict[int, dict[str, int]] = {}
     ids = [c.id for c, _ in rows]
     for start in range(0, len(ids), 1000):

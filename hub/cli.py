@@ -1014,18 +1014,11 @@ def blacklist_list(
     as_json: JsonOpt = False,
 ) -> None:
     """List blacklisted numbers with when and why."""
-    from sqlmodel import col, select
-
     from hub.accounts import get_account
-    from hub.models import Account, BlacklistEntry
+    from hub.optout import blacklist_entries
 
     def _do(session: Any) -> list[dict[str, Any]]:
-        query = select(BlacklistEntry, Account.name).join(
-            Account, col(Account.id) == col(BlacklistEntry.account_id)
-        )
-        if account:
-            query = query.where(BlacklistEntry.account_id == get_account(session, account).id)
-        rows = session.exec(query.order_by(col(BlacklistEntry.created_at))).all()
+        ids = [get_account(session, account).id or 0] if account else None
         return [
             {
                 "account": name,
@@ -1034,7 +1027,7 @@ def blacklist_list(
                 "note": e.note,
                 "since": e.created_at.isoformat(),
             }
-            for e, name in rows
+            for e, name in blacklist_entries(session, ids)
         ]
 
     data = run_db(_do)

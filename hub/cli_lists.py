@@ -28,23 +28,15 @@ def invalid_list(
     as_json: Annotated[bool, _JSON] = False,
 ) -> None:
     """List invalid numbers, per account."""
-    from sqlmodel import col, select
-
     from hub.accounts import get_account
     from hub.cli import _table, emit, run_db
-    from hub.models import Account, InvalidNumber
+    from hub.invalid_numbers import entries
 
     def _do(session: Any) -> list[dict[str, Any]]:
-        query = (
-            select(InvalidNumber, Account)
-            .join(Account, col(Account.id) == col(InvalidNumber.account_id))
-            .order_by(col(Account.name), col(InvalidNumber.number))
-        )
-        if account:
-            query = query.where(InvalidNumber.account_id == get_account(session, account).id)
+        ids = [get_account(session, account).id or 0] if account else None
         return [
-            {"account": acc.name, "number": row.number, "created_at": row.created_at}
-            for row, acc in session.exec(query).all()
+            {"account": name, "number": row.number, "created_at": row.created_at}
+            for row, name in entries(session, ids)
         ]
 
     data = run_db(_do)
@@ -61,31 +53,13 @@ def invalid_remove(
     account: Annotated[str, typer.Option(help="The account whose list holds it.")],
 ) -> None:
     """Take a number off an account's invalid list, so its sends go out again."""
-    from sqlmodel import select
-
-    from hub import phone
     from hub.accounts import get_account
     from hub.cli import get_config, run_db
-    from hub.errors import InvalidInput, NotFound
-    from hub.models import InvalidNumber
+    from hub.invalid_numbers import remove_number
 
     def _do(session: Any) -> tuple[str, str]:
         acc = get_account(session, account)
-        info = phone.parse_number(number, acc.default_region or get_config().hub.default_region)
-        if info.e164 is None:
-            raise InvalidInput(f"{number!r} is not a phone number: {info.reason}")
-        row = session.exec(
-            select(InvalidNumber).where(
-                InvalidNumber.account_id == acc.id, InvalidNumber.number == info.e164
-            )
-        ).first()
-        if row is None:
-            raise NotFound(
-                f"{info.e164} is not on the invalid list of account {acc.name!r} "
-                "(see `smshub invalid list`)"
-            )
-        session.delete(row)
-        return info.e164, acc.name
+        return remove_number(session, acc, number, get_config().hub.default_region), acc.name
 
     e164, name = run_db(_do)
     typer.echo(f"{e164} removed from the invalid list of account {name}")

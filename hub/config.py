@@ -94,6 +94,20 @@ class HttpSection(Section):
         return token
 
 
+class ApiSection(Section):
+    """Bounds of the REST resources under /v1 (lists, imports, bulk number requests)."""
+
+    # Items a list answers when the request gives no `limit`, and the largest `limit`.
+    page_size: int = Field(100, ge=1, le=10_000)
+    max_page_size: int = Field(1000, ge=1, le=10_000)
+    # Bytes of one uploaded import file (contacts, blacklist, invalid numbers).
+    max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+    # Rows of one imported file.
+    max_import_rows: int = Field(100_000, ge=1, le=1_000_000)
+    # Numbers in one JSON request (list members, blacklist, invalid numbers, previews).
+    max_items: int = Field(1000, ge=1, le=100_000)
+
+
 class SendingSection(Section):
     # Most SMS parts one message may use; longer texts are refused before anything is charged.
     max_parts: int = Field(6, ge=1, le=255)
@@ -341,6 +355,7 @@ class Config(Section):
     hub: HubSection = HubSection()
     database: DatabaseSection = DatabaseSection()
     http: HttpSection = HttpSection()
+    api: ApiSection = ApiSection()
     sending: SendingSection = SendingSection()
     dispatcher: DispatcherSection = DispatcherSection()
     routing: RoutingSection = RoutingSection()

@@ -49,7 +49,7 @@ from sqlmodel import Session, col, delete, select
 
 from hub import csvout, phone
 from hub.accounts import get_account
-from hub.errors import InvalidInput, NotFound
+from hub.errors import ConflictError, InvalidInput, NotFound, TooLarge
 from hub.models import Account, Contact, ContactList
 
 # A list name is written in mail subjects (list:NAME) and on command lines.
@@ -280,8 +280,14 @@ def _xls_rows(data: bytes) -> Iterator[tuple[int, list[str]]]:
         yield r + 1, cells
 
 
-def read_table(data: bytes, filename: str) -> tuple[str, list[tuple[int, list[str]]]]:
-    """The rows of a contact file as (line, cells), and the format it was read as."""
+def read_table(
+    data: bytes, filename: str, *, max_rows: int = MAX_ROWS, limit_name: str = ""
+) -> tuple[str, list[tuple[int, list[str]]]]:
+    """The rows of a contact file as (line, cells), and the format it was read as.
+
+    More than MAX_ROWS rows is refused (TooLarge); LIMIT_NAME names the setting that set a
+    lower bound, so the message can say which one to change."""
+    max_rows = min(max_rows, MAX_ROWS)
     name = filename.lower()
     if data.startswith(_XLSX_MAGIC) or name.endswith((".xlsx", ".xlsm")):
         if not data.startswith(_XLSX_MAGIC):
@@ -310,9 +316,10 @@ def read_table(data: bytes, filename: str) -> tuple[str, list[tuple[int, list[st
         cells = [c.strip() for c in cells]
         if not any(cells):
             continue
-        if len(table) >= MAX_ROWS:
-            raise InvalidInput(
-                f"{filename} has more than {MAX_ROWS} rows; split it into several imports"
+        if len(table) >= max_rows:
+            named = f" ({limit_name})" if limit_name and max_rows < MAX_ROWS else ""
+            raise TooLarge(
+                f"{filename} has more than {max_rows} rows{named}; split it into several imports"
             )
         table.append((line, cells))
     return kind, table
@@ -355,6 +362,16 @@ def _get_or_create_list(session: Session, account: Account, name: str) -> Contac
     return found
 
 
+def create_list(session: Session, account: Account | str | int, name: str) -> ContactList:
+    """A new, empty list NAME of the account; ConflictError if it has one of that name."""
+    acc = _account(session, account)
+    assert acc.id is not None
+    clean = check_list_name(name)
+    if find_list(session, acc.id, clean) is not None:
+        raise ConflictError(f"account {acc.name!r} already has a contact list named {clean!r}")
+    return _get_or_create_list(session, acc, clean)
+
+
 def contact_fields(contact: Contact) -> dict[str, str]:
     try:
         value = json.loads(contact.fields or "{}")
@@ -385,12 +402,30 @@ def list_members(
     return [(c.number, contact_fields(c)) for c in contacts]
 
 
-def list_summaries(session: Session, account: Account | str | int) -> list[dict[str, Any]]:
-    """Each list of the account with its size and merge fields."""
+def members_page(
+    session: Session, found: ContactList, *, after: str = "", limit: int
+) -> list[tuple[str, dict[str, str]]]:
+    """LIMIT contacts of the list FOUND as (E.164, merge fields), in number order after
+    AFTER (a page: the list may be far longer than one answer)."""
+    query = select(Contact).where(Contact.list_id == found.id)
+    if after:
+        query = query.where(col(Contact.number) > after)
+    contacts = session.exec(query.order_by(col(Contact.number)).limit(limit)).all()
+    return [(c.number, contact_fields(c)) for c in contacts]
+
+
+def list_summaries(
+    session: Session, account: Account | str | int, *, after: str = "", limit: int | None = None
+) -> list[dict[str, Any]]:
+    """Each list of the account with its size, by name (after AFTER, at most LIMIT)."""
     acc = _account(session, account)
-    lists = session.exec(
-        select(ContactList).where(ContactList.account_id == acc.id).order_by(col(ContactList.name))
-    ).all()
+    query = select(ContactList).where(ContactList.account_id == acc.id)
+    if after:
+        query = query.where(col(ContactList.name) > after)
+    query = query.order_by(col(ContactList.name))
+    if limit is not None:
+        query = query.limit(limit)
+    lists = session.exec(query).all()
     sizes = dict(
         session.exec(
             select(Contact.list_id, func.count())
@@ -513,16 +548,19 @@ def import_contacts(
     *,
     preview: bool,
     region: str,
+    max_rows: int = MAX_ROWS,
+    limit_name: str = "",
 ) -> ImportReport:
     """Import a contact file into the account's list (created if needed).
 
     REGION is the country for national numbers when the account has no default region.
-    With PREVIEW nothing is written; the report says what an import would do.
+    With PREVIEW nothing is written; the report says what an import would do. MAX_ROWS and
+    LIMIT_NAME bound the file as in read_table.
     """
     acc = _account(session, account)
     name = check_list_name(list_name)
     region = acc.default_region or region
-    kind, table = read_table(data, filename)
+    kind, table = read_table(data, filename, max_rows=max_rows, limit_name=limit_name)
     report = ImportReport(list_name=name, preview=preview, format=kind)
     if not table:
         raise InvalidInput(f"{filename} has no rows; put one number per line")

@@ -27,6 +27,14 @@ class InvalidInput(HubError):
     """Input that cannot be used as given: a number, a text, a date, a file."""
 
 
+class TooLarge(InvalidInput):
+    """A file or request over a configured size or count limit; the message names it."""
+
+
+class UnsupportedType(InvalidInput):
+    """A file whose content is of a type the hub does not take (whatever its name says)."""
+
+
 class AccountDisabled(HubError):
     """The account (or one of its parents) is disabled and cannot send."""
 

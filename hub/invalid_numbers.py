@@ -8,15 +8,15 @@ writes the same rows, and later sends of the account and its sub-accounts leave 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from sqlmodel import Session, col, select
 
 from hub import phone
-from hub.contacts import RejectedLine, _is_number_cell, read_table
-from hub.errors import InvalidInput
+from hub.contacts import MAX_ROWS, RejectedLine, _is_number_cell, read_table
+from hub.errors import InvalidInput, NotFound
 from hub.models import Account, InvalidNumber, Message
 from hub.providers import DeliveryReason
 
@@ -93,11 +93,18 @@ def add_numbers(
 
 
 def import_file(
-    session: Session, account: Account, data: bytes, filename: str, region: str
+    session: Session,
+    account: Account,
+    data: bytes,
+    filename: str,
+    region: str,
+    *,
+    max_rows: int = MAX_ROWS,
+    limit_name: str = "",
 ) -> AddReport:
     """Add the numbers of a file's first column (a title row is skipped), read as contact
     files are (hub.contacts.read_table: encodings, delimiters, Excel, its row limit)."""
-    kind, table = read_table(data, filename)
+    kind, table = read_table(data, filename, max_rows=max_rows, limit_name=limit_name)
     if not table:
         raise InvalidInput(f"{filename} has no rows; put one number per line")
     if not _is_number_cell(table[0][1][0]):
@@ -120,3 +127,46 @@ def add_campaign_invalid(session: Session, account: Account, campaign_id: int) -
     report = AddReport()
     _store(session, account, sorted(numbers), report)
     return report
+
+
+def remove_number(session: Session, account: Account, raw: str, region: str) -> str:
+    """Take RAW off ACCOUNT's invalid list, so its sends go out again; returns the E.164
+    number. InvalidInput for what is not a number, NotFound for one not on the list."""
+    info = phone.parse_number(raw, account.default_region or region)
+    if info.e164 is None:
+        raise InvalidInput(f"{raw!r} is not a phone number: {info.reason}")
+    row = session.exec(
+        select(InvalidNumber).where(
+            InvalidNumber.account_id == account.id, InvalidNumber.number == info.e164
+        )
+    ).first()
+    if row is None:
+        raise NotFound(
+            f"{info.e164} is not on the invalid list of account {account.name!r} "
+            "(see `smshub invalid list`)"
+        )
+    session.delete(row)
+    session.flush()
+    return info.e164
+
+
+def entries(
+    session: Session,
+    account_ids: Collection[int] | None = None,
+    *,
+    after: str = "",
+    limit: int | None = None,
+) -> list[tuple[InvalidNumber, str]]:
+    """Invalid numbers with their account's name, by account name then number: of
+    ACCOUNT_IDS (all accounts when None), numbers after AFTER, at most LIMIT."""
+    query = select(InvalidNumber, Account.name).join(
+        Account, col(Account.id) == col(InvalidNumber.account_id)
+    )
+    if account_ids is not None:
+        query = query.where(col(InvalidNumber.account_id).in_(list(account_ids)))
+    if after:
+        query = query.where(col(InvalidNumber.number) > after)
+    query = query.order_by(col(Account.name), col(InvalidNumber.number))
+    if limit is not None:
+        query = query.limit(limit)
+    return [(row, name) for row, name in session.exec(query).all()]

@@ -27,7 +27,7 @@ from urllib.parse import quote, urlsplit
 
 from sqlmodel import Session, col, select
 
-from hub.errors import InvalidInput
+from hub.errors import InvalidInput, TooLarge, UnsupportedType
 from hub.mailparse.email_policy import PARSE_POLICY
 from hub.mailparse.uuencode import split_uuencoded
 from hub.models import Account, HostedFile, LinkClick, ShortLink
@@ -67,11 +67,11 @@ FILE_TYPES = (
 ALLOWED_TYPES = "PNG, GIF, JPEG or PDF"
 
 
-class UnsupportedFile(InvalidInput):
+class UnsupportedFile(UnsupportedType):
     """The bytes are not a PNG, GIF, JPEG or PDF (whatever the name says)."""
 
 
-class FileTooLarge(InvalidInput):
+class FileTooLarge(TooLarge):
     """The file is over the hosting limit (links.max_file_size)."""
 
 

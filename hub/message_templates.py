@@ -180,16 +180,18 @@ def get_template(session: Session, account: Account | str | int, name: str) -> M
     return found
 
 
-def list_templates(session: Session, account: Account | str | int) -> list[MessageTemplate]:
-    """The account's templates by name."""
+def list_templates(
+    session: Session, account: Account | str | int, *, after: str = "", limit: int | None = None
+) -> list[MessageTemplate]:
+    """The account's templates by name (after AFTER, at most LIMIT)."""
     acc = _account(session, account)
-    return list(
-        session.exec(
-            select(MessageTemplate)
-            .where(MessageTemplate.account_id == acc.id)
-            .order_by(col(MessageTemplate.name))
-        ).all()
-    )
+    query = select(MessageTemplate).where(MessageTemplate.account_id == acc.id)
+    if after:
+        query = query.where(col(MessageTemplate.name) > after)
+    query = query.order_by(col(MessageTemplate.name))
+    if limit is not None:
+        query = query.limit(limit)
+    return list(session.exec(query).all())
 
 
 def delete_template(session: Session, account: Account | str | int, name: str) -> None:

@@ -6,7 +6,7 @@ import csv
 import io
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 from sqlmodel import Session, col, select
@@ -166,3 +166,27 @@ def remove_number(session: Session, account: str | int, raw: str, reason: str, r
         raise InvalidInput(f"{raw!r}: {why}")
     if not opt_in(session, acc.id, e164, "manual", reason):
         raise NotFound(f"{e164} is not on the blacklist of {acc.name!r}")
+
+
+def blacklist_entries(
+    session: Session,
+    account_ids: Collection[int] | None = None,
+    *,
+    after: str = "",
+    limit: int | None = None,
+) -> list[tuple[BlacklistEntry, str]]:
+    """Blacklisted numbers with their account's name: of ACCOUNT_IDS (every account when
+    None) in the order they were added; with AFTER (one account's page), in number order
+    after that number, at most LIMIT."""
+    query = select(BlacklistEntry, Account.name).join(
+        Account, col(Account.id) == col(BlacklistEntry.account_id)
+    )
+    if account_ids is not None:
+        query = query.where(col(BlacklistEntry.account_id).in_(list(account_ids)))
+    if limit is None and not after:
+        query = query.order_by(col(BlacklistEntry.created_at))
+    else:
+        query = query.where(col(BlacklistEntry.number) > after).order_by(col(BlacklistEntry.number))
+    if limit is not None:
+        query = query.limit(limit)
+    return [(entry, name) for entry, name in session.exec(query).all()]

@@ -24,7 +24,7 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -41,7 +41,15 @@ from hub.claims import Lease
 from hub.db import session_scope
 from hub.errors import ConflictError, InvalidInput, NotFound
 from hub.models import Account, Message, MessageStatus, WebhookDelivery, WebhookEndpoint
-from hub.outbound import Guard, LookupFailed, OutboundRefused, Resolver, guarded_async_client
+from hub.outbound import (
+    Guard,
+    LookupFailed,
+    OutboundRefused,
+    Resolver,
+    check_url,
+    guarded_async_client,
+    host_refusal,
+)
 from hub.timeutil import as_utc, utcnow
 from hub.workers import PollingWorker
 
@@ -148,6 +156,38 @@ def validate_url(url: str) -> str:
     return url
 
 
+def check_public_url(url: str) -> str:
+    """URL, validated, if it does not name this machine or a private network by address.
+
+    Customers add webhooks from the console and the API; a URL aimed at the hub's own
+    network would let them make the hub call internal services and read the start of their
+    answers in the delivery log. This gives the immediate error for names and literal
+    addresses; names that resolve to such addresses are refused by the sender at each
+    delivery (the same outbound guard, ``hub.outbound``).
+    """
+    url = validate_url(url)
+    reason = host_refusal(urlsplit(url).hostname or "")
+    if reason is not None:
+        raise InvalidInput(
+            f"webhook URL {url!r} points at a private or local address: {reason}; use a "
+            "public one (the hub administrator can add others with `smshub webhooks add`)"
+        )
+    return url
+
+
+def check_resolves_public(url: str) -> None:
+    """Refuse now a URL whose host already resolves to the hub's own network, which every
+    delivery would refuse; a name that does not resolve (yet) is accepted. Blocking, and
+    brief (the outbound guard's own lookup timeout): run it in a thread."""
+    try:
+        check_url(url)
+    except OutboundRefused as exc:
+        raise InvalidInput(
+            f"webhook URL {url!r} cannot be used: {exc.reason}; use a public address "
+            "(the hub administrator can add others with `smshub webhooks add`)"
+        ) from None
+
+
 def validate_events(events: Iterable[str]) -> list[str]:
     """The event types, checked; ["*"] when empty or when "*" is among them."""
     chosen: list[str] = []
@@ -208,10 +248,25 @@ def get_endpoint(session: Session, endpoint_id: int) -> WebhookEndpoint:
     return endpoint
 
 
-def list_endpoints(session: Session, account: str | int | None = None) -> list[WebhookEndpoint]:
+def list_endpoints(
+    session: Session,
+    account: str | int | None = None,
+    *,
+    account_ids: Collection[int] | None = None,
+    after: int = 0,
+    limit: int | None = None,
+) -> list[WebhookEndpoint]:
+    """Endpoints by id: of ACCOUNT, or of ACCOUNT_IDS, else all; ids above AFTER, at most
+    LIMIT (a page of the API)."""
     query = select(WebhookEndpoint).order_by(col(WebhookEndpoint.id))
     if account is not None:
         query = query.where(WebhookEndpoint.account_id == get_account(session, account).id)
+    if account_ids is not None:
+        query = query.where(col(WebhookEndpoint.account_id).in_(list(account_ids)))
+    if after:
+        query = query.where(col(WebhookEndpoint.id) > after)
+    if limit is not None:
+        query = query.limit(limit)
     return list(session.exec(query).all())
 
 

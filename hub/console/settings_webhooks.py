@@ -6,7 +6,6 @@ secret shown once, disable or enable, remove, send a test event) and recent deli
 import asyncio
 from collections import defaultdict
 from typing import Annotated, Any
-from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
@@ -21,45 +20,16 @@ from hub.console.render import page, redirect
 from hub.console.settings_common import back_to, layout, owned
 from hub.db import read_scope, session_scope
 from hub.edge import RowId
-from hub.errors import InvalidInput
 from hub.models import Account, WebhookDelivery, WebhookEndpoint
-from hub.outbound import OutboundRefused, check_url, host_refusal
 
 router = APIRouter()
 PATH = "/console/webhooks"
 RECENT = 5
 
 
-def check_public_url(url: str) -> str:
-    """URL, validated, if it does not name this machine or a private network by address.
-
-    Customers add webhooks from the console; a URL aimed at the hub's own network would let
-    them make the hub call internal services and read the start of their answers in the
-    delivery log. This gives the immediate error for names and literal addresses; names
-    that resolve to such addresses are refused by the sender at each delivery (the same
-    outbound guard, ``hub.outbound``).
-    """
-    url = webhooks.validate_url(url)
-    reason = host_refusal(urlsplit(url).hostname or "")
-    if reason is not None:
-        raise InvalidInput(
-            f"webhook URL {url!r} points at a private or local address: {reason}; use a "
-            "public one (the hub administrator can add others with `smshub webhooks add`)"
-        )
-    return url
-
-
 async def _check_resolved(url: str) -> None:
-    """Refuse now a URL whose host already resolves to the hub's own network, which every
-    delivery would refuse; a name that does not resolve (yet) is accepted."""
-    try:
-        # Briefly (ADD_CHECK_TIMEOUT): the form waits for it.
-        await asyncio.to_thread(check_url, url)
-    except OutboundRefused as exc:
-        raise InvalidInput(
-            f"webhook URL {url!r} cannot be used: {exc.reason}; use a public address "
-            "(the hub administrator can add others with `smshub webhooks add`)"
-        ) from None
+    # Briefly (the guard's lookup timeout): the form waits for it.
+    await asyncio.to_thread(webhooks.check_resolves_public, url)
 
 
 def breakable(url: str) -> Markup:
@@ -132,7 +102,7 @@ async def webhooks_add(
 ) -> Response:
     """Add an endpoint and show its signing secret once, in this response only."""
     hub = request.app.state.hub
-    checked = check_public_url(url)
+    checked = webhooks.check_public_url(url)
     chosen = webhooks.validate_events(events or [])
     await _check_resolved(checked)
 
