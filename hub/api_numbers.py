@@ -230,8 +230,8 @@ def numbers_router(hub: "Hub") -> APIRouter:
             with session_scope(engine) as session:
                 acc = who.account(session, account)
                 assert acc.id is not None
-                optout.remove_number(session, acc.id, number, reason, region)
-                return Removed(number=number, account=acc.name)
+                e164 = optout.remove_number(session, acc.id, number, reason, region)
+                return Removed(number=e164, account=acc.name)
 
         return await asyncio.to_thread(_run)
 

@@ -129,7 +129,7 @@ async def idempotent(
             )
     try:
         answer = jsonable_encoder(await asyncio.to_thread(work))
-    except BaseException:
+    except Exception:
         if key:
             await asyncio.to_thread(idempotency.abandon, engine, who.account_id, key)
         raise

@@ -157,8 +157,9 @@ def numbers_in_file(data: bytes) -> list[str]:
     return [row[0] if row else "" for row in rows]
 
 
-def remove_number(session: Session, account: str | int, raw: str, reason: str, region: str) -> None:
-    """Take a number off the blacklist with the consent reason; NotFound if absent."""
+def remove_number(session: Session, account: str | int, raw: str, reason: str, region: str) -> str:
+    """Take a number off the blacklist with the consent reason; returns it in E.164,
+    NotFound if absent."""
     acc = get_account(session, account)
     assert acc.id is not None
     e164, why = _normalized(raw, acc.default_region or region)
@@ -166,6 +167,7 @@ def remove_number(session: Session, account: str | int, raw: str, reason: str, r
         raise InvalidInput(f"{raw!r}: {why}")
     if not opt_in(session, acc.id, e164, "manual", reason):
         raise NotFound(f"{e164} is not on the blacklist of {acc.name!r}")
+    return e164
 
 
 def blacklist_entries(

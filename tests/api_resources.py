@@ -17,7 +17,7 @@ LIMITS = {
     "page_size": 2,
     "max_page_size": 3,
     "max_items": 5,
-    "max_upload_bytes": 4096,
+    "max_upload_bytes": 16_384,
     "max_import_rows": 6,
 }
 

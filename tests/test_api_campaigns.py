@@ -1,6 +1,8 @@
 """/v1/campaigns (issue #17): create, schedule, cancel and report campaigns over HTTP, with
 the STOP dates the CLI and the CSV export show; scoped, paged, idempotent and bounded."""
 
+# ruff: noqa: F811
+
 from __future__ import annotations
 
 import csv
@@ -17,7 +19,9 @@ from hub.db import session_scope
 from hub.models import Account, Campaign
 from hub.timeutil import utcnow
 from tests.api_resources import all_pages, assert_documented, auth, small_limits
-from tests.test_api import client, tokens  # noqa: F401  (the API fixtures)
+
+# The API fixtures of test_api.py, used as test arguments (hence F811 below).
+from tests.test_api import client, tokens  # noqa: F401
 
 NUMBERS = ["0612345678", "0698765432", "0611223344"]
 
@@ -44,7 +48,9 @@ async def _balance(client, token: str) -> int:
 async def test_schedule_then_cancel_refunds(client, tokens):
     acme = tokens["acme"]
     await _list(client, acme)
-    await client.put("/v1/templates/promo", headers=auth(acme), json={"text": "Bonjour {{ prenom }}"})
+    await client.put(
+        "/v1/templates/promo", headers=auth(acme), json={"text": "Bonjour {{ prenom }}"}
+    )
     before = await _balance(client, acme)
     later = (utcnow() + timedelta(days=2)).isoformat()
     r = await client.post(

@@ -1,6 +1,8 @@
 """/v1/lists (issue #17): contact lists over HTTP with the CLI's rules and import report,
 scoped to the token's accounts, paged, idempotent and bounded."""
 
+# ruff: noqa: F811
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,7 +12,9 @@ import pytest
 
 from hub.config import Config
 from tests.api_resources import all_pages, assert_documented, auth, small_limits
-from tests.test_api import client, tokens  # noqa: F401  (the API fixtures)
+
+# The API fixtures of test_api.py, used as test arguments (hence F811 below).
+from tests.test_api import client, tokens  # noqa: F401
 
 CSV = (
     "Numéro;Prénom;Société\n"
@@ -181,7 +185,7 @@ async def test_limits_name_their_setting(client, tokens):
     )
     assert r.status_code == 413 and "api.max_import_rows" in r.json()["error"]
     r = await client.post(
-        "/v1/lists/big/import", headers=auth(acme), files={"file": ("big.csv", b"0" * 5000)}
+        "/v1/lists/big/import", headers=auth(acme), files={"file": ("big.csv", b"0" * 20_000)}
     )
     assert r.status_code == 413 and "api.max_upload_bytes" in r.json()["error"]
     assert (await client.get("/v1/lists/big", headers=auth(acme))).status_code == 404

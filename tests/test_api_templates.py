@@ -1,6 +1,8 @@
 """/v1/templates (issue #17): saved texts with merge fields and their per-recipient preview,
 scoped to the token's accounts, paged and idempotent."""
 
+# ruff: noqa: F811
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,7 +11,9 @@ import pytest
 
 from hub.config import Config
 from tests.api_resources import all_pages, assert_documented, auth, small_limits
-from tests.test_api import client, tokens  # noqa: F401  (the API fixtures)
+
+# The API fixtures of test_api.py, used as test arguments (hence F811 below).
+from tests.test_api import client, tokens  # noqa: F401
 
 TEXT = "Bonjour {{ prenom }}, votre commande est prête."
 
