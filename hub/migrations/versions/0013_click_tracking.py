@@ -22,11 +22,11 @@ def upgrade() -> None:
     # recorded before keep empty families (their raw User-Agent is still there).
     with op.batch_alter_table("accounts", schema=None) as batch_op:
         batch_op.add_column(
-            sa.Column("track_links", sa.Boolean(), nullable=False, server_default=sa.false())
+            sa.Column("track_links", sa.Boolean(), nullable=False, server_default="0")
         )
     with op.batch_alter_table("campaigns", schema=None) as batch_op:
         batch_op.add_column(
-            sa.Column("track_links", sa.Boolean(), nullable=False, server_default=sa.false())
+            sa.Column("track_links", sa.Boolean(), nullable=False, server_default="0")
         )
     with op.batch_alter_table("link_clicks", schema=None) as batch_op:
         for name in ("device_family", "os_family", "browser_family"):
@@ -38,9 +38,7 @@ def upgrade() -> None:
                     server_default="",
                 )
             )
-        batch_op.add_column(
-            sa.Column("bot", sa.Boolean(), nullable=False, server_default=sa.false())
-        )
+        batch_op.add_column(sa.Column("bot", sa.Boolean(), nullable=False, server_default="0"))
 
 
 def downgrade() -> None:
