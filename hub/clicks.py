@@ -59,10 +59,11 @@ def parse_agent(user_agent: str) -> Agent:
     return Agent(device[:_FAMILY], os_family[:_FAMILY], browser[:_FAMILY], bot=device == SPIDER)
 
 
-def new_click(link: ShortLink, user_agent: str) -> LinkClick:
-    """A click on LINK from USER_AGENT (not added to any session), with its parsed families."""
+def new_click(link: ShortLink, user_agent: str, agent: Agent | None = None) -> LinkClick:
+    """A click on LINK from USER_AGENT (not added to any session), with its parsed families
+    (AGENT: USER_AGENT already parsed, outside the click's transaction)."""
     assert link.id is not None
-    agent = parse_agent(user_agent)
+    agent = agent or parse_agent(user_agent)
     return LinkClick(
         link_id=link.id,
         number=link.number,

@@ -28,7 +28,7 @@ from urllib.parse import quote, urlsplit
 from sqlalchemy import insert
 from sqlmodel import Session, col, select
 
-from hub.clicks import new_click
+from hub.clicks import Agent, new_click
 from hub.db import table
 from hub.errors import InvalidInput
 from hub.mailparse.email_policy import PARSE_POLICY
@@ -433,10 +433,15 @@ def resolve(session: Session, code: str) -> ShortLink | None:
 
 
 def record_click(
-    session: Session, config: Config, link: ShortLink, user_agent: str = ""
+    session: Session,
+    config: Config,
+    link: ShortLink,
+    user_agent: str = "",
+    agent: Agent | None = None,
 ) -> LinkClick:
-    """Count a click on LINK and queue the link.clicked webhook, in SESSION's transaction."""
-    click = new_click(link, user_agent)
+    """Count a click on LINK and queue the link.clicked webhook, in SESSION's transaction
+    (AGENT: USER_AGENT as hub.clicks.parse_agent read it, if the caller did already)."""
+    click = new_click(link, user_agent, agent)
     session.add(click)
     session.flush()
     hosted = session.get(HostedFile, link.file_id) if link.file_id is not None else None
