@@ -201,3 +201,16 @@ def set_night(account: Account, mode: str, start: str, end: str) -> str:
         f"Night hours of {account.name}: SMS that would arrive {night.describe()} "
         f"(the recipient's time) are {what} {account.night_end}."
     )
+
+
+def set_track_links(account: Account, enabled: bool) -> str:
+    """Click tracking by default: URLs in texts sent through the API, the console, campaigns
+    and mail become short links of each recipient's own (a send or campaign can still say
+    otherwise)."""
+    account.track_links = enabled
+    if not enabled:
+        return f"{account.name} sends URLs as written (no click tracking by default)."
+    return (
+        f"{account.name} replaces URLs with per-recipient short links by default: "
+        "each click tells who clicked."
+    )

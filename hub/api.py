@@ -55,8 +55,10 @@ class SendBody(BaseModel):
     type: Literal["alert", "marketing"] = "alert"
     send_at: datetime | None = Field(None, description="ISO 8601 time to send; omitted: now")
     account: Text | None = Field(None, description="A sub-account to send as (default: yours)")
-    shorten_links: bool = Field(
-        False, description="Replace each URL by a short link per recipient (clicks counted)"
+    shorten_links: bool | None = Field(
+        None,
+        description="Replace each URL by a short link per recipient (clicks counted); "
+        "omitted: the account's default (track_links in GET /v1/account)",
     )
 
 

@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import func
 from sqlmodel import col, select
 
-from hub import limits_sql, links
+from hub import clicks, limits_sql, links
 from hub.api_auth import CallerDep
 from hub.db import session_scope
 from hub.edge import RowId, Text
@@ -68,6 +68,9 @@ def links_router(hub: "Hub") -> APIRouter:
         per_minute = config.links.requests_per_minute
 
         def _open() -> tuple[str, Any] | None:
+            # Read before the transaction, which holds the address's rate counter: the
+            # parser's first use loads its rules (about half a second).
+            agent = clicks.parse_agent(user_agent) if counted else None
             with session_scope(hub.engine) as session:
                 # Counted in SQL: the rate holds across every API instance.
                 taken = limits_sql.take(session, f"links:addr:{address}", per_minute, 60.0)
@@ -82,7 +85,7 @@ def links_router(hub: "Hub") -> APIRouter:
                     if hosted is None:
                         return None
                 if counted:
-                    links.record_click(session, config, link, user_agent)
+                    links.record_click(session, config, link, user_agent, agent)
                 if hosted is not None:
                     return "file", (hosted.data, hosted.content_type, hosted.name)
                 return "redirect", link.target_url
@@ -208,6 +211,10 @@ def links_router(hub: "Hub") -> APIRouter:
                     {
                         "number": c.number,
                         "user_agent": c.user_agent,
+                        "device": c.device_family,
+                        "os": c.os_family,
+                        "browser": c.browser_family,
+                        "bot": c.bot,
                         "at": as_utc(c.clicked_at).isoformat(),
                     }
                     for c in clicks

@@ -36,6 +36,7 @@ from sqlmodel import Session, col, select
 from hub import csvout
 from hub import message_templates as mt
 from hub.accounts import ancestors, get_account
+from hub.clicks import campaign_clicks
 from hub.config import Config
 from hub.errors import ConflictError, InvalidInput, NotFound
 from hub.models import (
@@ -44,12 +45,10 @@ from hub.models import (
     Campaign,
     LedgerEntry,
     LedgerKind,
-    LinkClick,
     Message,
     MessageStatus,
     MessageType,
     OptOutEvent,
-    ShortLink,
 )
 from hub.outbox import cancel_queued
 from hub.sending import SubmitRequest, SubmitResult, submit_in
@@ -86,6 +85,7 @@ class CampaignResult:
             "balance_after": self.submit.balance_after,
             "rejected": self.rejected,
             "warnings": self.submit.warnings,
+            "track_links": c.track_links,
         }
 
 
@@ -106,15 +106,21 @@ def create_campaign(
     type: str = MessageType.MARKETING.value,
     sender: str | None = None,
     send_at: datetime | None = None,
+    track_links: bool | None = None,
 ) -> CampaignResult:
     """Create a campaign and submit its messages in SESSION's transaction (caller commits).
 
     Give TEXT or the name of a saved TEMPLATE; recipients are the members of LISTS, then
     NUMBERS. Recipients that cannot be sent to are reported in ``rejected``; if none is
     left, nothing is created and InvalidInput says why.
+
+    TRACK_LINKS replaces every URL of the text by a short link of each recipient's own (the
+    report's clicks, click rate and devices); the hub's own short links in the text (a hosted
+    file's) are copied per recipient too. None: the account's default (``track_links``).
     """
     acc = _account(session, account)
     assert acc.id is not None
+    track = acc.track_links if track_links is None else track_links
     clean_name = name.strip()
     if not clean_name or len(clean_name) > 128:
         raise InvalidInput("a campaign needs a name of 1 to 128 characters")
@@ -158,6 +164,7 @@ def create_campaign(
         send_at=when,
         status=SCHEDULED if future else SENDING,
         created_at=now,
+        track_links=track,
     )
     session.add(campaign)
     session.flush()
@@ -176,6 +183,7 @@ def create_campaign(
             source=SOURCE,
             idempotency_key=f"campaign:{campaign.id}",
             campaign_id=campaign.id,
+            shorten_links=track,
         ),
     )
     rejected += [
@@ -300,19 +308,6 @@ def _refunds(session: Session, campaign_id: int) -> int:
     return int(total or 0)
 
 
-def _clicks(session: Session, campaign_id: int) -> dict[str, int]:
-    """Clicks per message of the campaign (short links personalised per recipient)."""
-    rows = session.exec(
-        select(ShortLink.message_id, func.count(col(LinkClick.id)))
-        .select_from(LinkClick)
-        .join(ShortLink, col(ShortLink.id) == col(LinkClick.link_id))
-        .join(Message, col(Message.id) == col(ShortLink.message_id))
-        .where(Message.campaign_id == campaign_id)
-        .group_by(col(ShortLink.message_id))
-    ).all()
-    return {str(mid): int(n) for mid, n in rows if mid}
-
-
 # The report lists this many opt-outs at most (the CSV export has every one).
 REPORT_OPTOUTS = 100
 
@@ -366,7 +361,7 @@ def campaign_report(
     counts = status_counts(session, campaign.id)
     refresh_status(session, campaign, counts)
     owner = session.get(Account, campaign.account_id)
-    clicks = _clicks(session, campaign.id)
+    clicks = campaign_clicks(session, campaign.id)
     refunded = _refunds(session, campaign.id)
     data = campaign_view(campaign, owner.name if owner else None)
     data.update(
@@ -375,8 +370,12 @@ def campaign_report(
         credits_charged=campaign.credits,
         credits_refunded=refunded,
         credits_net=campaign.credits - refunded,
-        clicks=sum(clicks.values()),
-        recipients_who_clicked=len(clicks),
+        track_links=campaign.track_links,
+        # Clicks by people (link previews and crawlers apart, see hub.clicks): clicks,
+        # unique_clickers, click_rate (of the recipients), first_click_at, devices, os,
+        # browsers, bot_clicks, bots.
+        **clicks.report(campaign.recipients),
+        recipients_who_clicked=clicks.clickers,
     )
     stops = _stops(session, campaign)
     data["opted_out"] = len(stops)
@@ -441,6 +440,10 @@ EXPORT_COLUMNS = [
     "text",
     # When the recipient opted out after the campaign (empty: still subscribed).
     "stop_at",
+    # The recipient's first click (by a person, not a link preview) and its device and OS.
+    "first_click_at",
+    "device",
+    "os",
 ]
 
 
@@ -450,7 +453,7 @@ def export_campaign(
     """One CSV row per recipient (UTF-8 with BOM, so Excel shows accents)."""
     campaign = get_campaign(session, campaign_id, account)
     assert campaign.id is not None
-    clicks = _clicks(session, campaign.id)
+    clicks = campaign_clicks(session, campaign.id).by_message
     stops = _stops(session, campaign)
     messages = session.exec(
         select(Message).where(Message.campaign_id == campaign.id).order_by(col(Message.recipient))
@@ -463,6 +466,7 @@ def export_campaign(
         return as_utc(value).isoformat() if value else ""
 
     for m in messages:
+        mine = clicks.get(m.id)
         writer.writerow(
             [
                 m.recipient,
@@ -473,10 +477,13 @@ def export_campaign(
                 iso(m.due_at),
                 iso(m.sent_at),
                 iso(m.final_at),
-                clicks.get(m.id, 0),
+                mine.clicks if mine else 0,
                 m.id,
                 m.text,
                 stops[m.recipient][0].isoformat() if m.recipient in stops else "",
+                iso(mine.first_at) if mine else "",
+                mine.device if mine else "",
+                mine.os if mine else "",
             ]
         )
     return b"\xef\xbb\xbf" + out.getvalue().encode("utf-8")

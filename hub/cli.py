@@ -425,6 +425,14 @@ def accounts_set(
     night_end: Annotated[
         str | None, typer.Option(help="When the night ends, HH:MM (default 08:00).")
     ] = None,
+    track_links: Annotated[
+        bool | None,
+        typer.Option(
+            "--track-links/--no-track-links",
+            help="Click tracking by default: URLs in SMS from the API, console, campaigns and "
+            "mail become per-recipient short links.",
+        ),
+    ] = None,
 ) -> None:
     """Change an account's settings (only the options given), checked as the web console
     checks them."""
@@ -467,6 +475,8 @@ def accounts_set(
                     acc.night_end if night_end is None else night_end,
                 )
             )
+        if track_links is not None:
+            said.append(rules.set_track_links(acc, track_links))
         session.add(acc)
         return "\n".join(said) or f"account {acc.name}: nothing to change (give an option)"
 

@@ -451,6 +451,14 @@ def campaigns_create(
     preview: Annotated[
         bool, typer.Option("--preview", help="Show each recipient's text and cost; send nothing.")
     ] = False,
+    track_links: Annotated[
+        bool | None,
+        typer.Option(
+            "--track-links/--no-track-links",
+            help="Replace each URL by a short link of each recipient's own, to see who "
+            "clicked (default: the account's setting, `smshub accounts set --track-links`).",
+        ),
+    ] = None,
     account: AccountOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -484,6 +492,7 @@ def campaigns_create(
                 numbers=to or [],
                 type=type_,
                 sender=sender,
+                track_links=track_links,
             )
 
         shown = run_db(_preview)
@@ -507,6 +516,7 @@ def campaigns_create(
             type=type_,
             sender=sender,
             send_at=send_at,
+            track_links=track_links,
         )
     )
     data = result.to_dict()
@@ -518,6 +528,8 @@ def campaigns_create(
         f"campaign {data['id']} {data['name']!r}: {data['recipients']} SMS, "
         f"{data['credits']} credits, {when}; balance {data['balance_after']}"
     )
+    if data["track_links"]:
+        typer.echo("links: a short link per recipient (clicks in `smshub campaigns report`)")
     for r in data["rejected"]:
         typer.echo(f"  {r['input']} left out ({r['reason']})")
     for w in data["warnings"]:
@@ -553,10 +565,12 @@ def campaigns_list(account: AccountOpt = None, as_json: JsonOpt = False) -> None
     )
 
 
+@campaigns_app.command("report")
 @campaigns_app.command("show")
 def campaigns_show(campaign_id: int, account: AccountOpt = None, as_json: JsonOpt = False) -> None:
-    """The campaign report: messages by status, credits, clicks, and who opted out since
-    (STOP reply, unsubscribe link) with the date."""
+    """The campaign report: messages by status, credits, clicks (unique clickers, click
+    rate, first click, devices and systems; link previews counted apart), and who opted out
+    since (STOP reply, unsubscribe link) with the date."""
     from hub.campaigns import campaign_report
     from hub.cli import emit, run_db
 
@@ -569,12 +583,35 @@ def campaigns_show(campaign_id: int, account: AccountOpt = None, as_json: JsonOp
         + ", ".join(f"{n} {s}" for s, n in data["counts"].items() if n),
         f"credits: {data['credits_charged']} charged, {data['credits_refunded']} refunded, "
         f"{data['credits_net']} net",
-        f"clicks: {data['clicks']} by {data['recipients_who_clicked']} recipient(s)",
+        *_click_lines(data),
         f"opted out since: {data['opted_out']} recipient(s)",
         *(f"  {o['number']} STOP {o['stop_at']} ({o['source']})" for o in data["opt_outs"]),
         "text: " + data["text"],
     ]
     emit(data, as_json, "\n".join(lines))
+
+
+def _click_lines(data: dict[str, Any]) -> list[str]:
+    """The click part of `smshub campaigns report`."""
+    if not data["track_links"] and not data["clicks"] and not data["bot_clicks"]:
+        return ["clicks: not tracked (create the campaign with --track-links)"]
+    lines = [
+        f"clicks: {data['clicks']} by {data['unique_clickers']} recipient(s), click rate "
+        f"{data['click_rate']:.1%}, first click {data['first_click_at'] or '-'}"
+    ]
+    for key, label in (("devices", "devices"), ("os", "systems"), ("browsers", "browsers")):
+        if data[key]:
+            lines.append(
+                f"  {label}: "
+                + ", ".join(f"{d['name']} {d['clicks']} ({d['clickers']})" for d in data[key])
+            )
+    if data["bot_clicks"]:
+        lines.append(
+            f"  link previews and bots (not counted): {data['bot_clicks']} ("
+            + ", ".join(f"{d['name']} {d['clicks']}" for d in data["bots"])
+            + ")"
+        )
+    return lines
 
 
 @campaigns_app.command("cancel")

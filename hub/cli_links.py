@@ -80,7 +80,8 @@ def links_clicks(
     limit: Annotated[int, typer.Option(min=1, help="At most this many, newest first.")] = 100,
     as_json: Annotated[bool, _JSON] = False,
 ) -> None:
-    """List clicks on short links: when, which link, which number, which browser."""
+    """List clicks on short links: when, which link, which number, which device and OS (read
+    from the browser string by ua-parser; link previews and crawlers show as bots)."""
     from sqlmodel import col, select
 
     from hub import links
@@ -115,6 +116,10 @@ def links_clicks(
                 "message_id": link.message_id,
                 "number": click.number,
                 "user_agent": click.user_agent,
+                "device": click.device_family,
+                "os": click.os_family,
+                "browser": click.browser_family,
+                "bot": click.bot,
             }
             for click, link, owner, file_name in rows
         ]
@@ -131,11 +136,11 @@ def links_clicks(
                     d["code"],
                     d["number"] or "-",
                     (d["target"] or f"file {d['file']}")[:40],
-                    d["user_agent"][:30],
+                    "bot " + d["browser"] if d["bot"] else f"{d['device']} / {d['os']}",
                 ]
                 for d in data
             ],
-            ["AT (UTC)", "ACCOUNT", "CODE", "NUMBER", "TARGET", "USER AGENT"],
+            ["AT (UTC)", "ACCOUNT", "CODE", "NUMBER", "TARGET", "DEVICE / OS"],
         )
         if data
         else "no clicks yet",

@@ -17,7 +17,7 @@ import re
 import secrets
 import string
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from email.message import Message as MimePart
 from email.parser import BytesParser
@@ -25,13 +25,16 @@ from pathlib import PurePosixPath, PureWindowsPath
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
+from sqlalchemy import insert
 from sqlmodel import Session, col, select
 
+from hub.clicks import Agent, new_click
+from hub.db import table
 from hub.errors import InvalidInput, TooLarge, UnsupportedType
 from hub.mailparse.email_policy import PARSE_POLICY
 from hub.mailparse.uuencode import split_uuencoded
 from hub.models import Account, HostedFile, LinkClick, ShortLink
-from hub.timeutil import as_utc
+from hub.timeutil import as_utc, utcnow
 from hub.webhooks import LINK_CLICKED, queue_event
 
 if TYPE_CHECKING:
@@ -42,6 +45,8 @@ CODE_LENGTH = 8
 DEFAULT_MAX_FILE_SIZE = 5 * 1024 * 1024
 MAX_URL_LENGTH = 2000
 _CODE_RE = re.compile(rf"^[{re.escape(CODE_ALPHABET)}]{{1,16}}$")
+# Per-recipient links are many: one executemany, no RETURNING (nothing reads their ids).
+_INSERT_LINKS = insert(table(ShortLink))
 
 # An http(s) URL in running text: up to the first space or character that cannot be in one.
 _URL_RE = re.compile(r"https?://[^\s<>\"'`{}|\\^]+", re.IGNORECASE)
@@ -203,9 +208,12 @@ def _fresh_codes(session: Session, count: int) -> list[str]:
     """COUNT codes not in use yet (collisions are rare, but over millions of links, not nil)."""
     codes: list[str] = []
     while len(codes) < count:
-        wanted = {_new_code() for _ in range(count - len(codes))} - set(codes)
-        taken = set(session.exec(select(ShortLink.code).where(col(ShortLink.code).in_(wanted))))
-        codes += sorted(wanted - taken)
+        wanted = sorted({_new_code() for _ in range(count - len(codes))} - set(codes))
+        taken: set[str] = set()
+        for start in range(0, len(wanted), 1000):  # bound the statement's parameters
+            chunk = wanted[start : start + 1000]
+            taken.update(session.exec(select(ShortLink.code).where(col(ShortLink.code).in_(chunk))))
+        codes += [code for code in wanted if code not in taken]
     return codes
 
 
@@ -280,15 +288,29 @@ def _replace(text: str, spans: list[tuple[int, int]], replacements: list[str]) -
     return "".join(out)
 
 
-def _shortenable(config: Config, text: str) -> list[tuple[int, int]]:
-    """The URLs of TEXT that get a short link: not the hub's own short links or unsubscribe
-    links (``/u/``, which must stay as they are), not over 2000 characters."""
-    own = (_base(config), config.hub.public_url.rstrip("/") + "/u/")
-    return [
-        (start, end)
-        for start, end in find_urls(text)
-        if not text.startswith(own, start) and end - start <= MAX_URL_LENGTH
-    ]
+def _spans(config: Config, text: str) -> list[tuple[int, int, str | None]]:
+    """The URLs of TEXT that get a link of each recipient's own: ``(start, end, code)``.
+
+    CODE is set for the hub's own short links (``/s/CODE``, a file or a link made before):
+    each recipient gets a copy of that link, with a new code of the same length, so a click
+    on a hosted file says who clicked too. CODE is None for an outside URL. Unsubscribe links
+    (``/u/``, which must stay as they are), own links of another length and URLs over 2000
+    characters are left out.
+    """
+    base = _base(config)
+    unsubscribe = config.hub.public_url.rstrip("/") + "/u/"
+    spans: list[tuple[int, int, str | None]] = []
+    for start, end in find_urls(text):
+        url = text[start:end]
+        if url.startswith(unsubscribe) or end - start > MAX_URL_LENGTH:
+            continue
+        if url.startswith(base):
+            code = url[len(base) :]
+            if len(code) == CODE_LENGTH and _CODE_RE.match(code):
+                spans.append((start, end, code))
+            continue
+        spans.append((start, end, None))
+    return spans
 
 
 def preview_text(config: Config, text: str) -> str:
@@ -298,9 +320,81 @@ def preview_text(config: Config, text: str) -> str:
     exactly the same encoding and SMS parts as every recipient's personalised text: count
     and charge on it before creating any link.
     """
-    spans = _shortenable(config, text)
+    spans = _spans(config, text)
     placeholder = short_url(config, "x" * CODE_LENGTH)
-    return _replace(text, spans, [placeholder] * len(spans))
+    return _replace(text, [(a, b) for a, b, _ in spans], [placeholder] * len(spans))
+
+
+@dataclass(frozen=True)
+class Personal:
+    """One recipient's text to personalise: its number and message id (what a click names)."""
+
+    text: str
+    number: str | None
+    message_id: str | None
+
+
+def personalize_many(
+    session: Session,
+    config: Config,
+    account_id: int,
+    items: Sequence[Personal],
+    *,
+    owners: Collection[int] = (),
+) -> list[str]:
+    """Each item's text with every URL replaced by a short link of that recipient's own.
+
+    Outside URLs get a new link each; the hub's own short links of ACCOUNT_ID or OWNERS (its
+    parents) are copied per recipient (same target or file), so a click tells who clicked.
+    Own links of other accounts, and unknown codes, are left as they are (they have the same
+    length, so the counted parts hold). All the links are written in one statement.
+    """
+    spans = [_spans(config, item.text) for item in items]
+    wanted = {code for found in spans for _, _, code in found if code}
+    own: dict[str, tuple[str, int | None]] = {}
+    scope = {account_id, *owners}
+    listed = sorted(wanted)
+    for start in range(0, len(listed), 1000):
+        for code, target, file_id in session.exec(
+            select(ShortLink.code, ShortLink.target_url, ShortLink.file_id).where(
+                col(ShortLink.code).in_(listed[start : start + 1000]),
+                col(ShortLink.account_id).in_(scope),
+            )
+        ).all():
+            own[code] = (target, file_id)
+    plans: list[list[tuple[int, int, str, int | None]]] = []
+    for item, found in zip(items, spans, strict=True):
+        plan: list[tuple[int, int, str, int | None]] = []
+        for begin, end, own_code in found:
+            if own_code is None:
+                plan.append((begin, end, item.text[begin:end], None))
+            elif own_code in own:
+                plan.append((begin, end, *own[own_code]))
+        plans.append(plan)
+    codes = iter(_fresh_codes(session, sum(len(plan) for plan in plans)))
+    now = utcnow()
+    rows: list[dict[str, Any]] = []
+    texts: list[str] = []
+    for item, plan in zip(items, plans, strict=True):
+        urls = []
+        for _, _, target, file_id in plan:
+            code = next(codes)
+            urls.append(short_url(config, code))
+            rows.append(
+                {
+                    "account_id": account_id,
+                    "code": code,
+                    "target_url": target,
+                    "file_id": file_id,
+                    "message_id": item.message_id,
+                    "number": item.number,
+                    "created_at": now,
+                }
+            )
+        texts.append(_replace(item.text, [(a, b) for a, b, _, _ in plan], urls))
+    if rows:
+        session.connection().execute(_INSERT_LINKS, rows)
+    return texts
 
 
 def personalize_links(
@@ -312,22 +406,9 @@ def personalize_links(
     *,
     config: Config,
 ) -> str:
-    """TEXT with every http(s) URL replaced by a short link of its own for NUMBER.
-
-    Each call makes new links (one per URL), tied to MESSAGE_ID and NUMBER, so a click tells
-    who clicked. The hub's own short links (and URLs too long to store) are left as they are.
-    """
-    spans = _shortenable(config, text)
-    if not spans:
-        return text
-    links = _new_links(
-        session,
-        account_id,
-        [(text[start:end], None) for start, end in spans],
-        message_id=message_id,
-        number=number,
-    )
-    return _replace(text, spans, [short_url(config, link.code) for link in links])
+    """TEXT with every URL replaced by a short link of its own for NUMBER (see
+    ``personalize_many``)."""
+    return personalize_many(session, config, account_id, [Personal(text, number, message_id)])[0]
 
 
 def account_scope(session: Session, account: Account) -> set[int]:
@@ -352,11 +433,15 @@ def resolve(session: Session, code: str) -> ShortLink | None:
 
 
 def record_click(
-    session: Session, config: Config, link: ShortLink, user_agent: str = ""
+    session: Session,
+    config: Config,
+    link: ShortLink,
+    user_agent: str = "",
+    agent: Agent | None = None,
 ) -> LinkClick:
-    """Count a click on LINK and queue the link.clicked webhook, in SESSION's transaction."""
-    assert link.id is not None
-    click = LinkClick(link_id=link.id, number=link.number, user_agent=user_agent[:500])
+    """Count a click on LINK and queue the link.clicked webhook, in SESSION's transaction
+    (AGENT: USER_AGENT as hub.clicks.parse_agent read it, if the caller did already)."""
+    click = new_click(link, user_agent, agent)
     session.add(click)
     session.flush()
     hosted = session.get(HostedFile, link.file_id) if link.file_id is not None else None
@@ -375,6 +460,10 @@ def record_click(
             "message_id": link.message_id,
             "number": link.number,
             "user_agent": click.user_agent,
+            "device": click.device_family,
+            "os": click.os_family,
+            "browser": click.browser_family,
+            "bot": click.bot,
             "clicked_at": as_utc(click.clicked_at).isoformat(),
         },
         f"link.clicked.{click.id}",

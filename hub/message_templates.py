@@ -29,7 +29,7 @@ from jinja2 import Template, TemplateError, TemplateSyntaxError, UndefinedError,
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from hub import compliance, contacts, phone, segments
+from hub import compliance, contacts, links, phone, segments
 from hub.accounts import ancestors, funding_account, get_account
 from hub.config import Config
 from hub.errors import ConflictError, InvalidInput, NotFound
@@ -302,8 +302,12 @@ def preview_personalized(
     numbers: Sequence[str] = (),
     type: str = MessageType.ALERT.value,
     sender: str | None = None,
+    track_links: bool | None = None,
 ) -> dict[str, Any]:
     """Each recipient's text, parts, encoding and credits as the send would charge them.
+
+    With TRACK_LINKS (None: the account's default) each URL is shown as the short link it
+    will become, with x's for the recipient's own code (the same length: the same parts).
 
     Returns ``{"recipients": [{number, input, source, text, segments, encoding, credits,
     error}], "totals": {...}}``; nothing is written. Recipients with an ``error`` are the
@@ -316,6 +320,7 @@ def preview_personalized(
     if type not in {t.value for t in MessageType}:
         raise InvalidInput(f"message type must be 'alert' or 'marketing', not {type!r}")
     chosen = validate_sender(sender if sender is not None else acc.default_sender)
+    track = acc.track_links if track_links is None else track_links
     planned = plan_recipients(
         session,
         acc,
@@ -353,6 +358,8 @@ def preview_personalized(
             rules=config.compliance,
             public_url=config.hub.public_url,
         )
+        if track:
+            final = links.preview_text(config, final)
         info = segments.count(final)
         row.update(text=final, segments=info.segments, encoding=info.encoding)
         if not final.strip():
@@ -383,6 +390,7 @@ def preview_personalized(
             "enough_credits": payer.balance >= total,
             "fields": template_fields(text),
         },
+        "track_links": track,
     }
 
 
@@ -402,8 +410,10 @@ def send_test(
     fields: Mapping[str, str] | None = None,
     type: str = MessageType.ALERT.value,
     sender: str | None = None,
+    track_links: bool | None = None,
 ) -> SubmitResult:
-    """Send TEMPLATE once to the account's own number, free of charge.
+    """Send TEMPLATE once to the account's own number, free of charge (its links as a
+    campaign would send them: TRACK_LINKS, None for the account's default).
 
     The merge fields come from FIELDS, else from the number's entry in one of the
     account's lists; a field neither has is an error naming it.
@@ -455,6 +465,7 @@ def send_test(
             type=type,
             source=TEST_SOURCE,
             free=True,
+            shorten_links=track_links,
         ),
     )
 

@@ -58,6 +58,9 @@ class Account(SQLModel, table=True):
     night_mode: str = Field(default="off", max_length=8)
     night_start: str = Field(default="21:00", max_length=5)
     night_end: str = Field(default="08:00", max_length=5)
+    # Click tracking by default: every door (API, console, campaigns, mail) replaces the
+    # text's URLs with short links of each recipient's own (hub.links), unless told not to.
+    track_links: bool = False
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
 
 
@@ -631,6 +634,8 @@ class Campaign(SQLModel, table=True):
     recipients: int = 0
     credits: int = 0
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
+    # Whether its URLs were replaced by per-recipient short links (its report's click rate).
+    track_links: bool = False
 
 
 class HostedFile(SQLModel, table=True):
@@ -688,6 +693,12 @@ class LinkClick(SQLModel, table=True):
     number: str | None = Field(default=None, max_length=20)
     user_agent: str = Field(default="", max_length=500)
     clicked_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
+    # The User-Agent as ua-parser reads it (hub.clicks): what the reports group by.
+    device_family: str = Field(default="", max_length=64)
+    os_family: str = Field(default="", max_length=64)
+    browser_family: str = Field(default="", max_length=64)
+    # A link-preview fetcher or crawler (ua-parser's device "Spider"), not a person.
+    bot: bool = False
 
 
 class RateCounter(SQLModel, table=True):

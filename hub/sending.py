@@ -65,8 +65,10 @@ class SubmitRequest:
     # caller enforces who may and how often).
     free: bool = False
     # Replace every http(s) URL of the text by a short link of each recipient's own, so a
-    # click tells which number clicked (hub.links).
-    shorten_links: bool = False
+    # click tells which number clicked (hub.links); None: as the account's default
+    # (Account.track_links), which the doors people write through (API, console, campaigns,
+    # mail) pass; automatic texts (reminders, auto-replies, alerts) keep False.
+    shorten_links: bool | None = False
 
 
 @dataclass
@@ -225,6 +227,7 @@ class SubmitBatch:
         sender = validate_sender(req.sender if req.sender is not None else account.default_sender)
 
         counted_texts: dict[tuple[str, str], tuple[str, segments.SegmentInfo]] = {}
+        track = account.track_links if req.shorten_links is None else req.shorten_links
         region = account.default_region or config.hub.default_region
 
         def billable(raw: str, country: str | None) -> tuple[str, segments.SegmentInfo]:
@@ -246,7 +249,7 @@ class SubmitBatch:
             )
             # Short links all have one length: the text with placeholder codes counts (and is
             # charged) exactly as each recipient's personalised text will.
-            counted = links.preview_text(config, final) if req.shorten_links else final
+            counted = links.preview_text(config, final) if track else final
             counted_texts[key] = final, check_text(config, counted)
             return counted_texts[key]
 
@@ -358,10 +361,6 @@ class SubmitBatch:
                         due, held_for_night = morning, True
             deferred = due > send_at
             message_id = new_id()
-            if req.shorten_links:
-                text = links.personalize_links(
-                    session, account.id, text, e164, message_id, config=config
-                )
             if rule_for(sender, req.type, countries[e164], config.compliance) == "link":
                 with_link.append({"id": message_id, "recipient": e164})
             rows.append(
@@ -406,6 +405,13 @@ class SubmitBatch:
                 f"{at_night} SMS will arrive at night ({night.describe()} in the recipient's "
                 "time): the account's night hours are set to warn, not to hold"
             )
+        if track and rows:
+            # One statement for every recipient's links; the parent's short links (a hosted
+            # file) are copied per recipient too.
+            personal = [links.Personal(row["text"], row["recipient"], row["id"]) for row in rows]
+            texts = links.personalize_many(session, config, account.id, personal, owners=scope)
+            for row, personalized in zip(rows, texts, strict=True):
+                row["text"] = personalized
         if with_link:
             _link_codes(session, config, account.id, req.campaign_id, rows, with_link)
 

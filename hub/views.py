@@ -71,5 +71,6 @@ def account_view(session: Session, account: Account, chain: Sequence[Account]) -
         "disabled": account.disabled,
         "default_region": account.default_region,
         "default_sender": account.default_sender,
+        "track_links": account.track_links,
         "sub_accounts": [s.name for s in subs],
     }

@@ -9,6 +9,7 @@ from sqlmodel import Session, col, select
 from hub.account_settings import MAX_AUTOREPLY_HOURS, region_of
 from hub.accounts import ancestors
 from hub.console.account_ledger import ledger_page
+from hub.links import link_length
 from hub.models import Account, CreditMode
 from hub.views import account_view
 
@@ -67,4 +68,5 @@ def load(
         else None,
         "region": region_of(config, account),
         "max_autoreply_hours": MAX_AUTOREPLY_HOURS,
+        "link_length": link_length(config),
     }

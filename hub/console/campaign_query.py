@@ -118,6 +118,8 @@ def report(engine: Engine, user: ConsoleUser, campaign_id: int) -> dict[str, Any
         stored = session.get(Campaign, campaign_id)
         data["send_at_time"] = stored.send_at if stored else None
         data["created_time"] = stored.created_at if stored else None
+        first = data["first_click_at"]
+        data["first_click_time"] = datetime.fromisoformat(first) if first else None
         for stop in data["opt_outs"]:
             stop["stop_time"] = datetime.fromisoformat(stop["stop_at"])
         # What cancel_campaign accepts: nothing of it taken by a dispatcher yet.

@@ -243,6 +243,25 @@ async def save_night(
     )
 
 
+@router.post("/account/links")
+async def save_links(
+    request: Request,
+    user: User,
+    account: Annotated[str, Form()] = "",
+    enabled: Annotated[str, Form()] = "",
+) -> Response:
+    """Turn per-recipient short links (click tracking) on or off by default."""
+    on = enabled in {"on", "1", "true", "yes"}
+    return await _act(
+        request,
+        user,
+        account,
+        "links",
+        {"enabled": "on" if on else ""},
+        lambda s, c, a: account_settings.set_track_links(a, on),
+    )
+
+
 @router.post("/account/sub-accounts")
 async def create_sub_account(
     request: Request,

@@ -19,11 +19,17 @@ from hub.console.history_query import HistoryFilter, history_page
 from hub.console.render import page, redirect
 from hub.db import read_scope
 from hub.errors import InvalidInput
+from hub.links import preview_text as preview_links
 from hub.phone import parse_number, split_numbers
 from hub.timeutil import utcnow
 from hub.views import account_view
 
 router = APIRouter()
+
+
+def _track_choice(links: str, offered: str) -> bool | None:
+    """The form's short-links checkbox; None (the account's default) for a form without it."""
+    return links == "on" if offered else None
 
 
 def _local_time(value: str, zone: str) -> datetime | None:
@@ -70,9 +76,12 @@ async def send(
     type: Annotated[str, Form()] = "alert",
     send_at: Annotated[str, Form()] = "",
     tz: Annotated[str, Form()] = "",
+    links: Annotated[str, Form()] = "",
+    links_offered: Annotated[str, Form()] = "",
 ) -> Response:
     """Queue an SMS from the console (the same submit() as every other door)."""
     hub = request.app.state.hub
+    track = _track_choice(links, links_offered)
     if type not in {"alert", "marketing"}:
         raise InvalidInput("type must be alert or marketing")
 
@@ -92,6 +101,7 @@ async def send(
                 type=type,
                 send_at=_local_time(send_at, tz),
                 source="console",
+                shorten_links=track,
             )
         )
 
@@ -115,18 +125,25 @@ async def live_preview(
     sender: Annotated[str, Form()] = "",
     type: Annotated[str, Form()] = "alert",
     account: Annotated[str, Form()] = "",
+    links: Annotated[str, Form()] = "",
+    links_offered: Annotated[str, Form()] = "",
 ) -> Response:
     """Parts, encoding and cost of a text being written (an HTML fragment for console.js)."""
     hub = request.app.state.hub
     config = hub.config
+    choice = _track_choice(links, links_offered)
 
-    def _region() -> tuple[str, NightHours]:
+    def _region() -> tuple[str, NightHours, bool]:
         with read_scope(hub.engine) as session:
             acc = user.account(session, account or None)
             night = NightHours.of(acc.night_mode, acc.night_start, acc.night_end)
-            return acc.default_region or config.hub.default_region, night
+            track = acc.track_links if choice is None else choice
+            return acc.default_region or config.hub.default_region, night, track
 
-    region, night = await asyncio.to_thread(_region)
+    region, night, track = await asyncio.to_thread(_region)
+    # Counted and shown as sent: each URL a short link of the same length as the real ones.
+    linked = preview_links(config, text) if track else text
+    links_shown, text = linked != text, linked
     numbers = [parse_number(n, region) for n in split_numbers(to, region)] if to else []
     valid = [n for n in numbers if n.valid]
     country = valid[0].country if valid else region
@@ -188,4 +205,5 @@ async def live_preview(
         invalid=[n for n in numbers if not n.valid],
         cost=cost,
         max_parts=config.sending.max_parts,
+        links_shown=links_shown,
     )

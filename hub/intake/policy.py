@@ -331,6 +331,8 @@ class IntakePolicy:
             source="mail",
             door=mail.env.source,
             idempotency_key=f"mail:{account.id}:{mail.dedupe_key}",
+            # The account's click-tracking default (attached files' links included).
+            shorten_links=None,
         )
         return Draft(intake, parsed, request, rejected, warnings, files)
 
@@ -657,6 +659,7 @@ class IntakePolicy:
         parts = mailparse.parse_subject(parsed.subject)
         rejected: list[dict[str, str]] = []
         members: list[str] = []
+        track = False
         with session_scope(self.engine) as session:
             domains = number_domains(session)
             region = self.config.hub.default_region
@@ -665,6 +668,7 @@ class IntakePolicy:
 
                 acc = get_account(session, account)
                 region = acc.default_region or region
+                track = acc.track_links
                 assert acc.id is not None
                 members = _expand_lists(session, acc.id, parts.lists, rejected)
             else:
@@ -697,6 +701,9 @@ class IntakePolicy:
         # Each file adds a short link of fixed length: shown with a placeholder code.
         placeholder = links.short_url(self.config, "x" * links.CODE_LENGTH)
         text = links.with_links(parsed.text, [placeholder] * len(files)) if files else parsed.text
+        if track:
+            # The account tracks clicks: every URL goes as a per-recipient short link.
+            text = links.preview_text(self.config, text)
         count = segments.count(text)
         # The same words as a real intake, so that the warnings and the text agree.
         warnings = attachment_warnings(list(parsed.warnings), files, logos)
