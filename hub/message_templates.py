@@ -29,7 +29,7 @@ from jinja2 import Template, TemplateError, TemplateSyntaxError, UndefinedError,
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from hub import compliance, contacts, phone, segments
+from hub import compliance, contacts, links, phone, segments
 from hub.accounts import ancestors, funding_account, get_account
 from hub.config import Config
 from hub.errors import ConflictError, InvalidInput, NotFound
@@ -300,8 +300,12 @@ def preview_personalized(
     numbers: Sequence[str] = (),
     type: str = MessageType.ALERT.value,
     sender: str | None = None,
+    shorten_links: bool = False,
 ) -> dict[str, Any]:
     """Each recipient's text, parts, encoding and credits as the send would charge them.
+
+    With SHORTEN_LINKS each URL is shown (and counted) as the short link of the recipient's
+    own that the send will put in its place (all codes have one length).
 
     Returns ``{"recipients": [{number, input, source, text, segments, encoding, credits,
     error}], "totals": {...}}``; nothing is written. Recipients with an ``error`` are the
@@ -351,6 +355,8 @@ def preview_personalized(
             rules=config.compliance,
             public_url=config.hub.public_url,
         )
+        if shorten_links:
+            final = links.preview_text(config, final)
         info = segments.count(final)
         row.update(text=final, segments=info.segments, encoding=info.encoding)
         if not final.strip():
@@ -407,14 +413,40 @@ def send_test(
     account's lists; a field neither has is an error naming it.
     """
     acc = _account(session, account)
-    assert acc.id is not None
     if isinstance(template, str):
         template = get_template(session, acc, template)
+    return send_test_text(
+        session, config, acc, template.text, to, fields=fields, type=type, sender=sender
+    )
+
+
+def own_number(config: Config, account: Account) -> str | None:
+    """The account's own number (its balance-alert SMS number), where free tests go."""
+    region = account.default_region or config.hub.default_region
+    return phone.parse_number(account.alert_sms, region).e164 if account.alert_sms else None
+
+
+def send_test_text(
+    session: Session,
+    config: Config,
+    account: Account | str | int,
+    text: str,
+    to: str,
+    *,
+    fields: Mapping[str, str] | None = None,
+    type: str = MessageType.ALERT.value,
+    sender: str | None = None,
+    shorten_links: bool = False,
+) -> SubmitResult:
+    """Send TEXT (a template's text, or one being written) once to the account's own
+    number, free of charge, as ``send_test`` does."""
+    acc = _account(session, account)
+    assert acc.id is not None
     region = acc.default_region or config.hub.default_region
     target = phone.parse_number(to, region)
     if target.e164 is None:
         raise InvalidInput(f"{to!r} is not a phone number: {target.reason}")
-    own = phone.parse_number(acc.alert_sms, region).e164 if acc.alert_sms else None
+    own = own_number(config, acc)
     if own is None:
         raise InvalidInput(
             f"account {acc.name!r} has no own number on record: test SMS go only to its "
@@ -441,18 +473,19 @@ def send_test(
         )
     values = dict(_fields_of(session, acc, target.e164))
     values.update(fields or {})
-    text = render_text(template.text, target.e164, values, config.sending.max_parts)
+    rendered = render_text(text, target.e164, values, config.sending.max_parts)
     return submit_in(
         session,
         config,
         SubmitRequest(
             account=acc.id,
             recipients=[target.e164],
-            text=text,
+            text=rendered,
             sender=sender,
             type=type,
             source=TEST_SOURCE,
             free=True,
+            shorten_links=shorten_links,
         ),
     )
 
