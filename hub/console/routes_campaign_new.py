@@ -23,7 +23,7 @@ from hub import message_templates as mt
 from hub.console.auth import ConsoleUser, User
 from hub.console.forms import checked, local_time, read_upload
 from hub.console.render import page, redirect
-from hub.console.settings_common import layout
+from hub.console.settings_common import layout, scoped_account_id
 from hub.db import read_scope, session_scope
 from hub.errors import HubError, InvalidInput
 from hub.models import Account
@@ -170,6 +170,7 @@ async def preview_fragment(
 ) -> Response:
     """Each recipient's text, parts and credits, and the totals, of the campaign as filled
     in so far (an HTML fragment for console.js); nothing is written."""
+    await asyncio.to_thread(scoped_account_id, request.app.state.hub.engine, user, account)
     form = _form(
         account, name, lists, numbers, template, text, sender, type, send_at, tz,
         shorten_links, file,
@@ -235,6 +236,7 @@ async def create(
     """Create the campaign (action=create), show its preview (action=preview, without
     JavaScript) or send the test SMS to the account's own number (action=test)."""
     hub = request.app.state.hub
+    await asyncio.to_thread(scoped_account_id, hub.engine, user, account)
     form = _form(
         account, name, lists, numbers, template, text, sender, type, send_at, tz,
         shorten_links, file,

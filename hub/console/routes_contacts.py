@@ -19,7 +19,14 @@ from hub import contacts
 from hub.console.auth import ConsoleUser, User
 from hub.console.forms import read_upload
 from hub.console.render import page, redirect
-from hub.console.settings_common import account_region, back_to, layout, owned, page_url
+from hub.console.settings_common import (
+    account_region,
+    back_to,
+    layout,
+    owned,
+    page_url,
+    scoped_account_id,
+)
 from hub.db import read_scope, session_scope
 from hub.edge import RowId, row_id_or_none
 from hub.errors import HubError, InvalidInput
@@ -69,6 +76,7 @@ async def _run_import(
     """Read the uploaded file within the limits and import it (or only preview it)."""
     hub = request.app.state.hub
     limits = hub.config.contacts
+    account_id = await asyncio.to_thread(scoped_account_id, hub.engine, user, account)
     if not list_name.strip():
         raise InvalidInput("name the list to import into (a new name creates the list)")
     contacts.check_list_name(list_name)
@@ -79,7 +87,7 @@ async def _run_import(
     def _import() -> tuple[contacts.ImportReport, Account]:
         scope = read_scope if preview else session_scope
         with scope(hub.engine) as session:
-            acc = user.account(session, account or None)
+            acc = user.account(session, account_id)
             report = contacts.import_contacts(
                 session,
                 acc,
@@ -104,6 +112,7 @@ async def import_preview(
     file: Annotated[UploadFile | None, File()] = None,
 ) -> Response:
     """What importing the chosen file would do (an HTML fragment for console.js)."""
+    await asyncio.to_thread(scoped_account_id, request.app.state.hub.engine, user, account)
     if file is None or not file.filename:
         return page(request, user, "_import_report.html.j2", report=None, error="", list_url="")
     try:

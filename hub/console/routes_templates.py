@@ -18,7 +18,7 @@ from hub import contacts
 from hub import message_templates as mt
 from hub.console.auth import ConsoleUser, User
 from hub.console.render import page, redirect
-from hub.console.settings_common import back_to, layout, owned
+from hub.console.settings_common import back_to, layout, owned, scoped_account_id
 from hub.db import read_scope, session_scope
 from hub.edge import RowId
 from hub.errors import HubError, InvalidInput
@@ -92,10 +92,11 @@ async def template_preview(
     """Each recipient's text, parts and credits for the chosen list or numbers (an HTML
     fragment for console.js); a syntax error or a missing merge field is named."""
     hub = request.app.state.hub
+    account_id = await asyncio.to_thread(scoped_account_id, hub.engine, user, account)
 
     def _preview() -> dict[str, Any]:
         with read_scope(hub.engine) as session:
-            acc = user.account(session, account or None)
+            acc = user.account(session, account_id)
             region = acc.default_region or hub.config.hub.default_region
             numbers = split_numbers(preview_numbers, region) if preview_numbers.strip() else []
             if len(numbers) > MAX_PREVIEW_NUMBERS:
