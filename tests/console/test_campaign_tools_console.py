@@ -30,6 +30,7 @@ from hub.models import (
 )
 from hub.timeutil import utcnow
 from tests.conftest import make_config
+from tests.test_cli import smshub  # noqa: F401  (the CLI fixture, on the same database)
 
 CSV = (
     "Numéro;Prénom;Ville\n"
@@ -442,3 +443,20 @@ async def test_test_sms_goes_free_to_the_own_number_only(console, hub):
         assert sent.recipient == "+33600000001" and sent.credits == 0
         assert sent.text.startswith("Bonjour toi\n") and "/s/" in sent.text
         assert s.exec(select(Campaign)).all() == []
+
+
+async def test_cli_import_reads_the_same_limits_and_report(account, smshub, tmp_path):  # noqa: F811
+    """`smshub contacts import` prints the console's summary and obeys the same settings."""
+    source = tmp_path / "p.csv"
+    source.write_text(CSV, "utf-8")
+    code, out, _ = smshub("contacts", "import", str(source), "--list", "patients")
+    assert code == 0
+    assert "list patients (csv (semicolon, utf-8), header row): added 2" in out
+    assert "line 3: 'not a number' left out" in out
+    with (tmp_path / "smshub.toml").open("a") as cfg:
+        cfg.write("[contacts]\nmax_import_rows = 3\nmax_import_size = 1024\n")
+    code, _, err = smshub("contacts", "import", str(source), "--list", "patients")
+    assert code != 0 and "contacts.max_import_rows" in err
+    source.write_text("0612345678\n" * 200, "utf-8")
+    code, _, err = smshub("contacts", "import", str(source), "--list", "patients")
+    assert code != 0 and "contacts.max_import_size" in err
