@@ -239,6 +239,7 @@ def create_campaign(
         raise InvalidInput(f"--at {when.isoformat()} is in the past; give a future time")
     future = when is not None and when > now + timedelta(seconds=1)
 
+    mt.check_recipient_count(session, config, acc, lists, numbers)
     planned = mt.plan_recipients(
         session,
         acc,

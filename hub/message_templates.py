@@ -269,6 +269,26 @@ def plan_recipients(
     return planned
 
 
+def check_recipient_count(
+    session: Session,
+    config: Config,
+    account: Account,
+    lists: Sequence[str],
+    numbers: Sequence[str],
+) -> None:
+    """Refuse, before any text is rendered, a send to more recipients than one submission
+    takes (``sending.max_recipients``): a preview of a huge list is as bounded as its send."""
+    total = len(numbers)
+    for name in lists:
+        total += contacts.list_size(session, contacts.get_list(session, account, name))
+    limit = config.sending.max_recipients
+    if total > limit:
+        raise InvalidInput(
+            f"{total} recipients (lists and numbers together); one send takes at most {limit} "
+            "(sending.max_recipients): split the list"
+        )
+
+
 def _left_out(session: Session, account: Account, numbers: list[str]) -> dict[str, str]:
     """Numbers the send will leave out (blacklist, invalid list), with why."""
     if not numbers:
@@ -318,6 +338,7 @@ def preview_personalized(
     if type not in {t.value for t in MessageType}:
         raise InvalidInput(f"message type must be 'alert' or 'marketing', not {type!r}")
     chosen = validate_sender(sender if sender is not None else acc.default_sender)
+    check_recipient_count(session, config, acc, lists, numbers)
     planned = plan_recipients(
         session,
         acc,

@@ -50,6 +50,7 @@ def config(db_url: str, tmp_path: Path) -> Config:
         tmp_path,
         contacts={"max_import_size": 16384, "max_import_rows": 20},
         links={"max_file_size": 2048},
+        sending={"max_recipients": 5},
     )
 
 
@@ -280,6 +281,12 @@ async def test_templates_with_each_recipients_preview(console, hub):
         {"text": "{% for i in range(100000) %}x{% endfor %}", "preview_numbers": "0611223344"},
     )
     assert shown.status_code == 422
+    shown = await alice.post(
+        "/console/templates/preview",
+        {"text": "Hi", "preview_list": "patients",
+         "preview_numbers": "0611223301 0611223302 0611223303 0611223304"},
+    )  # fmt: skip
+    assert shown.status_code == 422 and "sending.max_recipients" in shown.text
     shown = await alice.post("/console/templates/preview", {"text": "Hi {{ prenom }}"})
     assert "Choose a list" in _text(shown.text) and "prenom" in shown.text
 
@@ -409,6 +416,8 @@ async def test_campaign_form_errors(console, hub):
     assert "links.max_file_size" in await create(files=too_big)
     not_pdf = {"file": ("x.pdf", b"MZ\x90\x00 not a pdf", "application/pdf")}
     assert "PNG, GIF, JPEG or PDF" in await create(files=not_pdf)
+    too_many = "\n".join(f"06112233{i:02d}" for i in range(6))
+    assert "sending.max_recipients" in await create(numbers=too_many)
     # The preview fragment names the same errors.
     shown = await alice.post("/console/campaigns/new/preview", {**base, "numbers": "12"})
     assert shown.status_code == 200 and "Left out" in _text(shown.text)
