@@ -33,7 +33,7 @@ from typing import Any
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from hub import csvout
+from hub import csvout, links
 from hub import message_templates as mt
 from hub.accounts import ancestors, get_account
 from hub.clicks import campaign_clicks
@@ -89,8 +89,114 @@ class CampaignResult:
         }
 
 
+@dataclass(frozen=True)
+class Attachment:
+    """A file sent with a campaign: hosted by the hub, its short link added to the text."""
+
+    name: str
+    data: bytes
+
+
 def _account(session: Session, account: Account | str | int) -> Account:
     return account if isinstance(account, Account) else get_account(session, account)
+
+
+def campaign_body(
+    session: Session, account: Account, text: str | None, template: str | None
+) -> str:
+    """The campaign's text: TEXT, or the saved TEMPLATE's (one of them), checked for syntax."""
+    if (text is None) == (template is None):
+        raise InvalidInput("give the campaign a text (--text) or a saved template (--template)")
+    body = mt.get_template(session, account, template).text if template is not None else text
+    assert body is not None
+    if not body.strip():
+        raise InvalidInput("the campaign text is empty; write the message")
+    mt.compile_text(body)
+    return body
+
+
+def _with_attachments(
+    session: Session,
+    config: Config,
+    account_id: int,
+    body: str,
+    attachments: Sequence[Attachment],
+) -> str:
+    """BODY with the short link of each of ATTACHMENTS (hosted now) added, one a line."""
+    if not attachments:
+        return body
+    limit = links.max_file_size(config)
+    urls = []
+    for item in attachments:
+        hosted = links.host_file(session, account_id, item.name, item.data, max_size=limit)
+        urls.append(links.short_url(config, links.file_link(session, account_id, hosted).code))
+    return links.with_links(body, urls)
+
+
+def send_campaign_test(
+    session: Session,
+    config: Config,
+    account: Account | str | int,
+    to: str,
+    *,
+    text: str | None = None,
+    template: str | None = None,
+    type: str = MessageType.MARKETING.value,
+    sender: str | None = None,
+    track_links: bool | None = None,
+    attachments: Sequence[Attachment] = (),
+) -> SubmitResult:
+    """The campaign's text, sent once, free, to the account's own number TO (see
+    ``message_templates.send_test``): merge fields from the number's own contact entry,
+    the attachments hosted and linked as the campaign will have them."""
+    acc = _account(session, account)
+    assert acc.id is not None
+    body = campaign_body(session, acc, text, template)
+    body = _with_attachments(session, config, acc.id, body, attachments)
+    return mt.send_test_text(
+        session, config, acc, body, to, type=type, sender=sender, track_links=track_links
+    )
+
+
+def preview_campaign(
+    session: Session,
+    config: Config,
+    account: Account | str | int,
+    *,
+    text: str | None = None,
+    template: str | None = None,
+    lists: Sequence[str] = (),
+    numbers: Sequence[str] = (),
+    type: str = MessageType.MARKETING.value,
+    sender: str | None = None,
+    track_links: bool | None = None,
+    attachments: Sequence[Attachment] = (),
+) -> dict[str, Any]:
+    """What ``create_campaign`` with the same arguments would send, writing nothing: each
+    recipient's text, parts and credits, and the totals (see
+    ``message_templates.preview_personalized``). An attachment is checked as the send will
+    check it and counted as its short link (every code has one length)."""
+    acc = _account(session, account)
+    body = campaign_body(session, acc, text, template)
+    limit = links.max_file_size(config)
+    for item in attachments:
+        links.check_file(item.name, item.data, max_size=limit)
+    placeholder = links.short_url(config, "x" * links.CODE_LENGTH)
+    if attachments:
+        body = links.with_links(body, [placeholder] * len(attachments))
+    if not lists and not numbers:
+        raise InvalidInput("a campaign needs recipients: name a list (--list) or numbers (--to)")
+    return mt.preview_personalized(
+        session,
+        config,
+        acc,
+        body,
+        lists=lists,
+        numbers=numbers,
+        type=type,
+        sender=sender,
+        track_links=track_links,
+    )
 
 
 def create_campaign(
@@ -107,12 +213,14 @@ def create_campaign(
     sender: str | None = None,
     send_at: datetime | None = None,
     track_links: bool | None = None,
+    attachments: Sequence[Attachment] = (),
 ) -> CampaignResult:
     """Create a campaign and submit its messages in SESSION's transaction (caller commits).
 
     Give TEXT or the name of a saved TEMPLATE; recipients are the members of LISTS, then
     NUMBERS. Recipients that cannot be sent to are reported in ``rejected``; if none is
-    left, nothing is created and InvalidInput says why.
+    left, nothing is created and InvalidInput says why. Each of ATTACHMENTS is hosted and
+    its short link added to the text, one a line.
 
     TRACK_LINKS replaces every URL of the text by a short link of each recipient's own (the
     report's clicks, click rate and devices); the hub's own short links in the text (a hosted
@@ -124,13 +232,9 @@ def create_campaign(
     clean_name = name.strip()
     if not clean_name or len(clean_name) > 128:
         raise InvalidInput("a campaign needs a name of 1 to 128 characters")
-    if (text is None) == (template is None):
-        raise InvalidInput("give the campaign a text (--text) or a saved template (--template)")
-    body = mt.get_template(session, acc, template).text if template is not None else text
-    assert body is not None
-    if not body.strip():
-        raise InvalidInput("the campaign text is empty; write the message")
-    mt.compile_text(body)
+    body = _with_attachments(
+        session, config, acc.id, campaign_body(session, acc, text, template), attachments
+    )
     if not lists and not numbers:
         raise InvalidInput("a campaign needs recipients: name a list (--list) or numbers (--to)")
     now = utcnow()
@@ -139,6 +243,7 @@ def create_campaign(
         raise InvalidInput(f"--at {when.isoformat()} is in the past; give a future time")
     future = when is not None and when > now + timedelta(seconds=1)
 
+    mt.check_recipient_count(session, config, acc, lists, numbers)
     planned = mt.plan_recipients(
         session,
         acc,

@@ -94,10 +94,16 @@ def contacts_import(
     as_json: JsonOpt = False,
 ) -> None:
     """Import a contact file: number in the first column, other columns become merge fields."""
-    from hub.cli import _read_bytes, _table, emit, run_db
-    from hub.contacts import import_contacts
+    from hub.cli import _read_bytes, _table, emit, fail, get_config, run_db
+    from hub.contacts import check_import_size, import_contacts
+    from hub.errors import InvalidInput
 
+    limits = get_config().contacts
     data = _read_bytes(file)
+    try:
+        check_import_size(len(data), file.name, limits.max_import_size)
+    except InvalidInput as exc:
+        fail(str(exc), exc.exit_code)
     report = run_db(
         lambda s: import_contacts(
             s,
@@ -107,19 +113,14 @@ def contacts_import(
             file.name,
             preview=preview,
             region=_region(),
+            max_rows=limits.max_import_rows,
         )
     )
     out = report.to_dict()
     if as_json:
         emit(out, True)
         return
-    verb = "would add" if preview else "added"
-    typer.echo(
-        f"list {report.list_name} ({report.format}, "
-        f"{'header row' if report.header else 'no header'}): {verb} {report.added}, "
-        f"updated {report.updated}, unchanged {report.unchanged}, "
-        f"{report.duplicates} duplicate(s), {len(report.rejected)} left out"
-    )
+    typer.echo(report.summary())
     if report.fields:
         typer.echo("merge fields: " + ", ".join(report.fields))
     _print_rejected(out["rejected"])

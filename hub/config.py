@@ -296,6 +296,14 @@ class LinksSection(Section):
     requests_per_minute: int = Field(60, ge=1)
 
 
+class ContactsSection(Section):
+    # Largest contact file (CSV, TXT, XLS, XLSX) the console or the API takes in one import,
+    # in bytes, and the most rows one import reads; larger files are refused with the
+    # setting's name in the message (split them, or raise the limit).
+    max_import_size: int = Field(10 * 1024 * 1024, ge=1024)
+    max_import_rows: int = Field(100_000, ge=1)
+
+
 class RoutingSection(Section):
     # Providers tried in order for every account that sets no route of its own.
     default: list[str] = ["simulator"]
@@ -365,6 +373,7 @@ class Config(Section):
     console: ConsoleSection = ConsoleSection()
     inbound: InboundSection = InboundSection()
     links: LinksSection = LinksSection()
+    contacts: ContactsSection = ContactsSection()
     ops: OpsSection = OpsSection()
     log: LogSection = LogSection()
     # OAuth clients of the console's "Connect Google / Microsoft 365" buttons.

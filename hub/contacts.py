@@ -39,6 +39,7 @@ import json
 import keyword
 import re
 import unicodedata
+import zipfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, time
@@ -54,8 +55,11 @@ from hub.models import Account, Contact, ContactList
 
 # A list name is written in mail subjects (list:NAME) and on command lines.
 LIST_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
-# One import is held in memory and written in one transaction; past this, split the file.
+# One import is held in memory and written in one transaction; past this, split the file
+# (the default of ``[contacts] max_import_rows``).
 MAX_ROWS = 100_000
+# The default of ``[contacts] max_import_size``: the largest file one import reads, in bytes.
+MAX_IMPORT_SIZE = 10 * 1024 * 1024
 # How many rows the report shows as a sample (the preview).
 PREVIEW_ROWS = 5
 # Merge field names Jinja2 cannot use as plain variables.
@@ -102,6 +106,16 @@ class ImportReport:
     rows: list[dict[str, str]] = field(default_factory=list)
     header: bool = False
     format: str = ""
+
+    def summary(self) -> str:
+        """One line saying what the import did (or, as a preview, would do)."""
+        verb = "would add" if self.preview else "added"
+        return (
+            f"list {self.list_name} ({self.format}, "
+            f"{'header row' if self.header else 'no header'}): {verb} {self.added}, "
+            f"updated {self.updated}, unchanged {self.unchanged}, "
+            f"{self.duplicates} duplicate(s), {len(self.rejected)} left out"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """The report as `smshub contacts import --json` prints it."""
@@ -249,7 +263,7 @@ def _xlsx_rows(data: bytes) -> Iterator[tuple[int, list[str]]]:
 
     try:
         book = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
-    except (InvalidFileException, KeyError, OSError, ValueError) as exc:
+    except (InvalidFileException, KeyError, OSError, ValueError, zipfile.BadZipFile) as exc:
         raise InvalidInput(f"the file is not a readable XLSX workbook ({exc})") from None
     try:
         sheet = book.worksheets[0]
@@ -280,14 +294,25 @@ def _xls_rows(data: bytes) -> Iterator[tuple[int, list[str]]]:
         yield r + 1, cells
 
 
+def check_import_size(size: int, filename: str, max_size: int = MAX_IMPORT_SIZE) -> None:
+    """Refuse a contact file over MAX_SIZE bytes, naming the setting that allows more."""
+    if size > max_size:
+        raise InvalidInput(
+            f"{filename} is {size} bytes; one import takes at most {max_size} bytes "
+            "(contacts.max_import_size): split the file, or raise the setting"
+        )
+
+
 def read_table(
-    data: bytes, filename: str, *, max_rows: int = MAX_ROWS, limit_name: str = ""
+    data: bytes,
+    filename: str,
+    max_rows: int = MAX_ROWS,
+    limit_name: str = "contacts.max_import_rows",
 ) -> tuple[str, list[tuple[int, list[str]]]]:
     """The rows of a contact file as (line, cells), and the format it was read as.
 
-    More than MAX_ROWS rows is refused (TooLarge); LIMIT_NAME names the setting that set a
-    lower bound, so the message can say which one to change."""
-    max_rows = min(max_rows, MAX_ROWS)
+    More than MAX_ROWS rows is refused (TooLarge); LIMIT_NAME names the setting that sets
+    MAX_ROWS, so the message can say which one to change."""
     name = filename.lower()
     if data.startswith(_XLSX_MAGIC) or name.endswith((".xlsx", ".xlsm")):
         if not data.startswith(_XLSX_MAGIC):
@@ -317,9 +342,9 @@ def read_table(
         if not any(cells):
             continue
         if len(table) >= max_rows:
-            named = f" ({limit_name})" if limit_name and max_rows < MAX_ROWS else ""
             raise TooLarge(
-                f"{filename} has more than {max_rows} rows{named}; split it into several imports"
+                f"{filename} has more than {max_rows} rows ({limit_name}); "
+                "split it into several imports, or raise the setting"
             )
         table.append((line, cells))
     return kind, table
@@ -435,6 +460,7 @@ def list_summaries(
     )
     return [
         {
+            "id": x.id,
             "name": x.name,
             "contacts": int(sizes.get(x.id or 0, 0)),
             "created_at": x.created_at.isoformat(),
@@ -549,7 +575,7 @@ def import_contacts(
     preview: bool,
     region: str,
     max_rows: int = MAX_ROWS,
-    limit_name: str = "",
+    limit_name: str = "contacts.max_import_rows",
 ) -> ImportReport:
     """Import a contact file into the account's list (created if needed).
 
@@ -660,3 +686,91 @@ def remove_numbers(
         report.removed.append(info.e164)
     session.flush()
     return report
+
+
+# -- one contact ----------------------------------------------------------------------------
+def contacts_page(
+    session: Session, contact_list: ContactList, *, after: int = 0, size: int
+) -> tuple[list[Contact], int | None]:
+    """One page of the list's contacts in the order they were added (keyset on the id),
+    and the id to continue after (None on the last page)."""
+    rows = list(
+        session.exec(
+            select(Contact)
+            .where(Contact.list_id == contact_list.id, col(Contact.id) > after)
+            .order_by(col(Contact.id))
+            .limit(size + 1)
+        ).all()
+    )
+    more = len(rows) > size
+    rows = rows[:size]
+    return rows, (rows[-1].id if more and rows else None)
+
+
+def list_size(session: Session, contact_list: ContactList) -> int:
+    """How many contacts the list has."""
+    return int(
+        session.exec(
+            select(func.count()).select_from(Contact).where(Contact.list_id == contact_list.id)
+        ).one()
+    )
+
+
+def get_contact(session: Session, contact_list: ContactList, contact_id: int) -> Contact:
+    """Contact CONTACT_ID of the list; NotFound otherwise (another list's is not found)."""
+    contact = session.get(Contact, contact_id)
+    if contact is None or contact.list_id != contact_list.id:
+        raise NotFound(f"the list {contact_list.name!r} has no contact {contact_id}")
+    return contact
+
+
+def update_contact(
+    session: Session,
+    contact_list: ContactList,
+    contact_id: int,
+    *,
+    number: str,
+    fields: dict[str, str],
+    region: str,
+) -> Contact:
+    """Give a contact a new NUMBER and merge FIELDS (these replace its fields: a field left
+    out is removed). The number is checked as an import checks it; one already on the list
+    (another contact) is refused."""
+    contact = get_contact(session, contact_list, contact_id)
+    account = session.get(Account, contact_list.account_id)
+    region = (account.default_region if account else None) or region
+    e164, why = _check_number(number, region)
+    if e164 is None:
+        raise InvalidInput(f"{number!r} cannot be used: {why}")
+    if e164 != contact.number:
+        taken = session.exec(
+            select(Contact.id).where(Contact.list_id == contact_list.id, Contact.number == e164)
+        ).first()
+        if taken is not None:
+            raise InvalidInput(
+                f"{e164} is already on the list {contact_list.name!r} (contact {taken}); "
+                "edit that one, or delete it first"
+            )
+    clean: dict[str, str] = {}
+    for key, value in fields.items():
+        name = field_name(key)
+        if not name:
+            raise InvalidInput(f"merge field name {key!r} has no letter or digit; rename it")
+        if keyword.iskeyword(name) or name in _RESERVED:
+            raise InvalidInput(
+                f"{name!r} cannot be a merge field name (templates use it); rename it"
+            )
+        clean[name] = value.strip()
+    contact.number = e164
+    contact.fields = _dump(clean)
+    session.add(contact)
+    session.flush()
+    return contact
+
+
+def delete_contact(session: Session, contact_list: ContactList, contact_id: int) -> str:
+    """Take a contact off its list; returns its number."""
+    contact = get_contact(session, contact_list, contact_id)
+    session.delete(contact)
+    session.flush()
+    return contact.number

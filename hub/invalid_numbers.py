@@ -100,7 +100,7 @@ def import_file(
     region: str,
     *,
     max_rows: int = MAX_ROWS,
-    limit_name: str = "",
+    limit_name: str = "contacts.max_import_rows",
 ) -> AddReport:
     """Add the numbers of a file's first column (a title row is skipped), read as contact
     files are (hub.contacts.read_table: encodings, delimiters, Excel, its row limit)."""

@@ -139,10 +139,9 @@ def content_disposition(name: str, inline: bool = True) -> str:
     return f"{disposition}; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
 
 
-def host_file(
-    session: Session, account_id: int, name: str, data: bytes, *, max_size: int
-) -> HostedFile:
-    """Store DATA as a hosted file of ACCOUNT_ID; refuses other types and files over MAX_SIZE."""
+def check_file(name: str, data: bytes, *, max_size: int) -> FileType:
+    """The type of DATA if the hub can host it; refuses other types and files over MAX_SIZE
+    (what a preview checks before anything is stored)."""
     label = name or "the file"
     if not data:
         raise UnsupportedFile(f"{label} is empty; send a {ALLOWED_TYPES} file")
@@ -157,6 +156,14 @@ def host_file(
             f"{label} is not a {ALLOWED_TYPES} file (its content was checked, not its name); "
             "only those types can be sent as links"
         )
+    return kind
+
+
+def host_file(
+    session: Session, account_id: int, name: str, data: bytes, *, max_size: int
+) -> HostedFile:
+    """Store DATA as a hosted file of ACCOUNT_ID; refuses other types and files over MAX_SIZE."""
+    kind = check_file(name, data, max_size=max_size)
     hosted = HostedFile(
         account_id=account_id,
         name=safe_name(name, kind),

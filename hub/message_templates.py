@@ -271,6 +271,26 @@ def plan_recipients(
     return planned
 
 
+def check_recipient_count(
+    session: Session,
+    config: Config,
+    account: Account,
+    lists: Sequence[str],
+    numbers: Sequence[str],
+) -> None:
+    """Refuse, before any text is rendered, a send to more recipients than one submission
+    takes (``sending.max_recipients``): a preview of a huge list is as bounded as its send."""
+    total = len(numbers)
+    for name in lists:
+        total += contacts.list_size(session, contacts.get_list(session, account, name))
+    limit = config.sending.max_recipients
+    if total > limit:
+        raise InvalidInput(
+            f"{total} recipients (lists and numbers together); one send takes at most {limit} "
+            "(sending.max_recipients): split the list"
+        )
+
+
 def _left_out(session: Session, account: Account, numbers: list[str]) -> dict[str, str]:
     """Numbers the send will leave out (blacklist, invalid list), with why."""
     if not numbers:
@@ -321,6 +341,7 @@ def preview_personalized(
         raise InvalidInput(f"message type must be 'alert' or 'marketing', not {type!r}")
     chosen = validate_sender(sender if sender is not None else acc.default_sender)
     track = acc.track_links if track_links is None else track_links
+    check_recipient_count(session, config, acc, lists, numbers)
     planned = plan_recipients(
         session,
         acc,
@@ -419,14 +440,40 @@ def send_test(
     account's lists; a field neither has is an error naming it.
     """
     acc = _account(session, account)
-    assert acc.id is not None
     if isinstance(template, str):
         template = get_template(session, acc, template)
+    return send_test_text(
+        session, config, acc, template.text, to, fields=fields, type=type, sender=sender
+    )
+
+
+def own_number(config: Config, account: Account) -> str | None:
+    """The account's own number (its balance-alert SMS number), where free tests go."""
+    region = account.default_region or config.hub.default_region
+    return phone.parse_number(account.alert_sms, region).e164 if account.alert_sms else None
+
+
+def send_test_text(
+    session: Session,
+    config: Config,
+    account: Account | str | int,
+    text: str,
+    to: str,
+    *,
+    fields: Mapping[str, str] | None = None,
+    type: str = MessageType.ALERT.value,
+    sender: str | None = None,
+    track_links: bool | None = None,
+) -> SubmitResult:
+    """Send TEXT (a template's text, or one being written) once to the account's own
+    number, free of charge, as ``send_test`` does."""
+    acc = _account(session, account)
+    assert acc.id is not None
     region = acc.default_region or config.hub.default_region
     target = phone.parse_number(to, region)
     if target.e164 is None:
         raise InvalidInput(f"{to!r} is not a phone number: {target.reason}")
-    own = phone.parse_number(acc.alert_sms, region).e164 if acc.alert_sms else None
+    own = own_number(config, acc)
     if own is None:
         raise InvalidInput(
             f"account {acc.name!r} has no own number on record: test SMS go only to its "
@@ -453,14 +500,14 @@ def send_test(
         )
     values = dict(_fields_of(session, acc, target.e164))
     values.update(fields or {})
-    text = render_text(template.text, target.e164, values, config.sending.max_parts)
+    rendered = render_text(text, target.e164, values, config.sending.max_parts)
     return submit_in(
         session,
         config,
         SubmitRequest(
             account=acc.id,
             recipients=[target.e164],
-            text=text,
+            text=rendered,
             sender=sender,
             type=type,
             source=TEST_SOURCE,

@@ -41,12 +41,15 @@ def install_console(app: FastAPI, hub: Hub) -> None:
     from hub.console import (
         routes_account,
         routes_calendars,
+        routes_campaign_new,
         routes_campaigns,
+        routes_contacts,
         routes_history,
         routes_home,
         routes_login,
         routes_replies,
         routes_settings,
+        routes_templates,
     )
 
     app.state.hub = hub
@@ -55,7 +58,11 @@ def install_console(app: FastAPI, hub: Hub) -> None:
         routes_login,
         routes_home,
         routes_history,
+        # Before routes_campaigns: /campaigns/new is not a campaign id.
+        routes_campaign_new,
         routes_campaigns,
+        routes_contacts,
+        routes_templates,
         routes_replies,
         routes_calendars,
         routes_account,

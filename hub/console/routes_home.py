@@ -3,9 +3,7 @@
 # No `from __future__ import annotations`: FastAPI reads these annotations at runtime.
 
 import asyncio
-from datetime import datetime
 from typing import Annotated, Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
@@ -15,6 +13,7 @@ from hub.accounts import ancestors
 from hub.compliance import preview, time_zones
 from hub.compliance.night import NightHours
 from hub.console.auth import User
+from hub.console.forms import local_time
 from hub.console.history_query import HistoryFilter, history_page
 from hub.console.render import page, redirect
 from hub.db import read_scope
@@ -30,20 +29,6 @@ router = APIRouter()
 def _track_choice(links: str, offered: str) -> bool | None:
     """The form's short-links checkbox; None (the account's default) for a form without it."""
     return links == "on" if offered else None
-
-
-def _local_time(value: str, zone: str) -> datetime | None:
-    """A <input type=datetime-local> value, read in the browser's time zone."""
-    if not value:
-        return None
-    try:
-        tz = ZoneInfo(zone or "UTC")
-    except (ZoneInfoNotFoundError, ValueError):
-        tz = ZoneInfo("UTC")
-    try:
-        return datetime.fromisoformat(value).replace(tzinfo=tz)
-    except ValueError as exc:
-        raise InvalidInput(f"send time {value!r} is not a date and time") from exc
 
 
 @router.get("/", response_class=HTMLResponse)
@@ -99,7 +84,7 @@ async def send(
                 text=text,
                 sender=sender.strip() or None,
                 type=type,
-                send_at=_local_time(send_at, tz),
+                send_at=local_time(send_at, tz),
                 source="console",
                 shorten_links=track,
             )

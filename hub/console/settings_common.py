@@ -10,10 +10,12 @@ import phonenumbers
 from sqlmodel import Session, select
 
 from hub import phone
+from hub.db import read_scope
 from hub.errors import InvalidInput, NotFound
 
 if TYPE_CHECKING:
     from fastapi import Request
+    from sqlalchemy import Engine
 
     from hub.console.auth import ConsoleUser
     from hub.models import Account
@@ -42,6 +44,16 @@ def owned(session: Session, model: type[Row], row_id: int, user: ConsoleUser, wh
     if row is None or getattr(row, "account_id", None) not in user.scope:
         raise NotFound(f"no {what} {row_id} among your accounts")
     return row
+
+
+def scoped_account_id(engine: Engine, user: ConsoleUser, name: str) -> int:
+    """The id of account NAME (default: the user's own) if the user may see it; checked
+    before a form's other fields, so another customer's account is refused whatever they
+    hold (NotFound, like a missing account)."""
+    with read_scope(engine) as session:
+        account_id = user.account(session, name or None).id
+    assert account_id is not None
+    return account_id
 
 
 def layout(session: Session, user: ConsoleUser, account: Account, here: str) -> dict[str, Any]:

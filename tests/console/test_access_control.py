@@ -35,10 +35,12 @@ from hub.accounts import create_token
 from hub.calendar_setup import add_calendar
 from hub.campaigns import create_campaign
 from hub.config import Config
+from hub.contacts import add_numbers
 from hub.db import session_scope
 from hub.intake.addresses import add_intake_address, add_mail_user
 from hub.links import shorten, upload
-from hub.models import Account, InvalidNumber, MailUser
+from hub.message_templates import create_template
+from hub.models import Account, Contact, ContactList, InvalidNumber, MailUser
 from hub.optout import opt_out
 from hub.providers import InboundSms
 from hub.sending import SubmitRequest
@@ -63,6 +65,10 @@ INTAKE_ADDRESS = "acme-secret@intake.example"
 CLERK = "acme-secret-clerk"
 LINK_TARGET = "https://shop.acme-secret.example/offer"
 FILE_NAME = "acme-secret-price-list.pdf"
+LIST_NAME = "acme-secret-list"
+CONTACT_NAME = "ACME-SECRET contact name"
+TEMPLATE_NAME = "acme-secret-template"
+TEMPLATE_TEXT = "ACME-SECRET template text {{ prenom }}"
 NEW_PASSWORD = "a new long password 42"
 TEXT_MARKERS = [
     MESSAGE_TEXT,
@@ -78,6 +84,10 @@ TEXT_MARKERS = [
     CLERK,
     "shop.acme-secret.example",
     "acme-secret-price-list",
+    LIST_NAME,
+    CONTACT_NAME,
+    TEMPLATE_NAME,
+    "ACME-SECRET template text",
 ]
 NUMBER_MARKERS = [ACME_NUMBER, BLACKLISTED, INVALID]
 PDF = b"%PDF-1.4\n1 0 obj << >> endobj\ntrailer << >>\n%%EOF\n"
@@ -399,13 +409,88 @@ ROUTES: dict[tuple[str, str], Spec] = {
     ("POST", "/console/invalid/from-campaign"): post(
         "/console/invalid/from-campaign", {"campaign": "{campaign}"}
     ),
+    # -- console: contact lists, templates, the campaign form --------------------------------
+    ("GET", "/console/lists"): page("/console/lists", "/console/lists?account=acme", own_data=True),
+    ("POST", "/console/lists/import"): post(
+        "/console/lists/import",
+        {**ACCOUNT, "list_name": "intruder-list"},
+        owner=422,
+        note="the sweep posts no file: acme's user gets 'choose a file' (imports are tested in "
+        "test_campaign_tools_console.py)",
+    ),
+    ("POST", "/console/lists/import/preview"): post(
+        "/console/lists/import/preview", {**ACCOUNT, "list_name": "intruder-list"}, owner=200
+    ),
+    ("GET", "/console/lists/{list_id}"): page("/console/lists/{list}"),
+    ("GET", "/console/lists/{list_id}.csv"): page("/console/lists/{list}.csv"),
+    ("POST", "/console/lists/{list_id}/add"): post(
+        "/console/lists/{list}/add", {"number": "+33644444444"}
+    ),
+    ("POST", "/console/lists/{list_id}/contacts/{contact_id}"): post(
+        "/console/lists/{list}/contacts/{contact}", {"number": "{number}", "field:prenom": "x"}
+    ),
+    ("POST", "/console/lists/{list_id}/contacts/{contact_id}/delete"): post(
+        "/console/lists/{list}/contacts/{contact}/delete"
+    ),
+    ("POST", "/console/lists/{list_id}/delete"): post("/console/lists/{list}/delete"),
+    ("GET", "/console/templates"): page(
+        "/console/templates", "/console/templates?account=acme", own_data=True
+    ),
+    ("POST", "/console/templates"): post(
+        "/console/templates", {**ACCOUNT, "name": "intruder-template", "text": "x"}
+    ),
+    ("POST", "/console/templates/preview"): post(
+        "/console/templates/preview",
+        {**ACCOUNT, "text": "Hi {{ prenom }}", "preview_list": LIST_NAME},
+        # The caller's own account has no list of that name.
+        {"account": "{own}", "text": "Hi {{ prenom }}", "preview_list": LIST_NAME},
+        owner=200,
+        also=frozenset({422}),
+    ),
+    ("GET", "/console/templates/{template_id}"): page("/console/templates/{template}"),
+    ("POST", "/console/templates/{template_id}"): post(
+        "/console/templates/{template}", {"text": "changed by an intruder"}
+    ),
+    ("POST", "/console/templates/{template_id}/delete"): post(
+        "/console/templates/{template}/delete"
+    ),
+    ("GET", "/console/campaigns/new"): page(
+        "/console/campaigns/new", "/console/campaigns/new?account=acme", own_data=True
+    ),
+    ("POST", "/console/campaigns/new/preview"): post(
+        "/console/campaigns/new/preview",
+        {**ACCOUNT, "list": LIST_NAME, "text": "Hi"},
+        {"account": "{own}", "list": LIST_NAME, "text": "Hi"},
+        owner=200,
+        also=frozenset({422}),
+    ),
+    ("POST", "/console/campaigns/new"): post(
+        "/console/campaigns/new",
+        {
+            **ACCOUNT,
+            "name": "x",
+            "list": LIST_NAME,
+            "text": "Hi",
+            "type": "alert",
+            "action": "create",
+        },
+        {
+            "account": "{own}",
+            "name": "x",
+            "list": LIST_NAME,
+            "text": "Hi",
+            "type": "alert",
+            "action": "create",
+        },
+        also=frozenset({422}),
+    ),  # fmt: skip
     ("POST", "/console/account/night"): post(
         "/console/account/night", {**ACCOUNT, "mode": "hold", "start": "01:00", "end": "02:00"}
     ),
 }
 
 # Destructive actions run last in alice's pass, so they do not remove what others address.
-_LAST = ("remove", "revoke", "disable", "cancel", "reset", "password")
+_LAST = ("remove", "revoke", "disable", "cancel", "reset", "password", "delete")
 
 
 def app_routes(app: Any) -> Iterator[tuple[str, str]]:
@@ -511,6 +596,10 @@ async def acme(hub: Any, engine: Engine, users: dict[str, str]) -> dict[str, str
         clerk = add_mail_user(s, "acme", CLERK, "the clerk's password")
         link = shorten(s, acc.id, LINK_TARGET)
         hosted, _ = upload(s, config, acc.id, FILE_NAME, PDF)
+        add_numbers(s, acc, LIST_NAME, [ACME_NUMBER], region="FR", fields={"prenom": CONTACT_NAME})
+        contact_list = s.exec(select(ContactList).where(ContactList.name == LIST_NAME)).one()
+        contact = s.exec(select(Contact).where(Contact.list_id == contact_list.id)).one()
+        template = create_template(s, acc, TEMPLATE_NAME, TEMPLATE_TEXT)
         s.flush()
         objects = {
             "acme_id": str(acc.id),
@@ -525,6 +614,9 @@ async def acme(hub: Any, engine: Engine, users: dict[str, str]) -> dict[str, str
             "user": str(clerk.id),
             "link": link.code,
             "file": str(hosted.id),
+            "list": str(contact_list.id),
+            "contact": str(contact.id),
+            "template": str(template.id),
         }
     objects |= {"digits": ACME_NUMBER[1:], "number": ACME_NUMBER, "blacklisted": BLACKLISTED}
     return objects

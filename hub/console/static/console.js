@@ -31,7 +31,11 @@
   }
 
   function livePreview(area) {
-    const target = area.parentElement.querySelector("[data-preview-target]");
+    // The fragment goes under the field, or where data-preview-into names (a form whose
+    // preview depends on every field shows it above its buttons).
+    const target = area.dataset.previewInto
+      ? document.getElementById(area.dataset.previewInto)
+      : area.parentElement.querySelector("[data-preview-target]");
     if (!target) return;
     let timer = null;
     const refresh = async () => {

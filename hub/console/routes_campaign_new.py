@@ -1,0 +1,340 @@
+"""Console page /console/campaigns/new: a campaign from the browser, as `smshub campaigns
+create` makes it (hub.campaigns: one submit path for every door).
+
+Recipients are lists and pasted numbers; the text is written or a saved template; sender,
+marketing or alert, a send time, short links on or off and one file (hosted, its short
+link added to the text). The cost and parts preview is asked for while the form is filled
+(console.js posts the whole form, file included, to /campaigns/new/preview), and "Send a
+test SMS" sends the text once, free, to the account's own number.
+"""
+
+# No `from __future__ import annotations`: FastAPI reads these annotations at runtime.
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, Form, Query, Request, UploadFile
+from fastapi.responses import HTMLResponse, Response
+from sqlmodel import Session
+
+from hub import campaigns, contacts, links
+from hub import message_templates as mt
+from hub.console.auth import ConsoleUser, User
+from hub.console.forms import checked, local_time, read_upload
+from hub.console.render import page, redirect
+from hub.console.settings_common import layout, scoped_account_id
+from hub.db import read_scope, session_scope
+from hub.errors import HubError, InvalidInput
+from hub.models import Account
+from hub.phone import split_numbers
+
+router = APIRouter()
+PATH = "/console/campaigns/new"
+# Recipients shown one by one in the preview (the totals count every one).
+PREVIEW_ROWS = 10
+
+
+@dataclass
+class CampaignForm:
+    """The values of the campaign form, as posted (put back in the form on a re-display)."""
+
+    account: str = ""
+    name: str = ""
+    lists: list[str] = field(default_factory=list)
+    numbers: str = ""
+    template: str = ""
+    text: str = ""
+    sender: str = ""
+    type: str = "marketing"
+    send_at: str = ""
+    tz: str = ""
+    shorten_links: bool = False
+    file_name: str = ""
+
+
+def _arguments(form: CampaignForm, region: str, attachment: tuple[str, bytes]) -> dict[str, Any]:
+    """The keyword arguments of hub.campaigns' preview, create and test for FORM."""
+    if form.type not in {"alert", "marketing"}:
+        raise InvalidInput("the type is marketing or alert")
+    if form.template and form.text.strip():
+        raise InvalidInput("choose a saved template or write a text, not both")
+    name, data = attachment
+    return {
+        "text": None if form.template else form.text,
+        "template": form.template or None,
+        "lists": form.lists,
+        "numbers": split_numbers(form.numbers, region) if form.numbers.strip() else [],
+        "type": form.type,
+        "sender": form.sender.strip() or None,
+        "track_links": form.shorten_links,
+        "attachments": [campaigns.Attachment(name, data)] if data else [],
+    }
+
+
+def _context(
+    request: Request, session: Session, user: ConsoleUser, acc: Account, form: CampaignForm
+) -> dict[str, Any]:
+    assert acc.id is not None
+    config = request.app.state.hub.config
+    own = mt.own_number(config, acc)
+    if not form.sender and not form.name:
+        form.sender = acc.default_sender or ""
+    return {
+        **layout(session, user, acc, PATH),
+        "form": form,
+        "lists": contacts.list_summaries(session, acc),
+        "templates": [t.name for t in mt.list_templates(session, acc)],
+        "own_number": own,
+        "max_file": links.max_file_size(config),
+        "error": "",
+        "notice": "",
+        "data": None,
+        "rows": PREVIEW_ROWS,
+        "fields": [],
+        "hint": False,
+    }
+
+
+@router.get("/campaigns/new", response_class=HTMLResponse)
+async def new_campaign(
+    request: Request,
+    user: User,
+    account: str = "",
+    list_name: Annotated[str, Query(alias="list")] = "",
+    template: str = "",
+) -> Response:
+    """The campaign form (?list=NAME and ?template=NAME preselect one)."""
+    hub = request.app.state.hub
+    form = CampaignForm(
+        account=account,
+        lists=[list_name] if list_name else [],
+        template=template.strip().lower(),
+    )
+
+    def _load() -> dict[str, Any]:
+        with read_scope(hub.engine) as session:
+            acc = user.account(session, account or None)
+            # The short-links box starts from the account's click-tracking default.
+            form.shorten_links = acc.track_links
+            return _context(request, session, user, acc, form)
+
+    ctx = await asyncio.to_thread(_load)
+    return page(request, user, "campaign_new.html.j2", nav="campaigns", **ctx)
+
+
+def _form(
+    account: str,
+    name: str,
+    lists: list[str] | None,
+    numbers: str,
+    template: str,
+    text: str,
+    sender: str,
+    type: str,
+    send_at: str,
+    tz: str,
+    shorten_links: str,
+    file: UploadFile | None,
+) -> CampaignForm:
+    return CampaignForm(
+        account=account,
+        name=name,
+        lists=[x for x in (lists or []) if x],
+        numbers=numbers,
+        template=template,
+        text=text,
+        sender=sender,
+        type=type,
+        send_at=send_at,
+        tz=tz,
+        shorten_links=checked(shorten_links),
+        file_name=(file.filename or "") if file is not None else "",
+    )
+
+
+@router.post("/campaigns/new/preview", response_class=HTMLResponse)
+async def preview_fragment(
+    request: Request,
+    user: User,
+    account: Annotated[str, Form()] = "",
+    name: Annotated[str, Form()] = "",
+    lists: Annotated[list[str] | None, Form(alias="list")] = None,
+    numbers: Annotated[str, Form()] = "",
+    template: Annotated[str, Form()] = "",
+    text: Annotated[str, Form()] = "",
+    sender: Annotated[str, Form()] = "",
+    type: Annotated[str, Form()] = "marketing",
+    send_at: Annotated[str, Form()] = "",
+    tz: Annotated[str, Form()] = "",
+    shorten_links: Annotated[str, Form()] = "",
+    file: Annotated[UploadFile | None, File()] = None,
+) -> Response:
+    """Each recipient's text, parts and credits, and the totals, of the campaign as filled
+    in so far (an HTML fragment for console.js); nothing is written."""
+    await asyncio.to_thread(scoped_account_id, request.app.state.hub.engine, user, account)
+    form = _form(
+        account, name, lists, numbers, template, text, sender, type, send_at, tz,
+        shorten_links, file,
+    )  # fmt: skip
+    if not form.lists and not form.numbers.strip():
+        return page(
+            request, user, "_recipients_preview.html.j2", data=None, fields=[], error="",
+            rows=PREVIEW_ROWS, hint=False,
+        )  # fmt: skip
+    try:
+        data = await _preview(request, user, form, file)
+    except HubError as exc:
+        return page(
+            request, user, "_recipients_preview.html.j2", status=422, data=None, fields=[],
+            error=str(exc), rows=PREVIEW_ROWS, hint=False,
+        )  # fmt: skip
+    return page(
+        request, user, "_recipients_preview.html.j2", data=data, fields=[], error="",
+        rows=PREVIEW_ROWS, hint=False,
+    )  # fmt: skip
+
+
+async def _attachment(request: Request, file: UploadFile | None) -> tuple[str, bytes]:
+    limit = links.max_file_size(request.app.state.hub.config)
+    return await read_upload(file, limit, "links.max_file_size")
+
+
+async def _preview(
+    request: Request, user: ConsoleUser, form: CampaignForm, file: UploadFile | None
+) -> dict[str, Any]:
+    hub = request.app.state.hub
+    attachment = await _attachment(request, file)
+
+    def _run() -> dict[str, Any]:
+        with read_scope(hub.engine) as session:
+            acc = user.account(session, form.account or None)
+            region = acc.default_region or hub.config.hub.default_region
+            return campaigns.preview_campaign(
+                session, hub.config, acc, **_arguments(form, region, attachment)
+            )
+
+    return await asyncio.to_thread(_run)
+
+
+@router.post("/campaigns/new", response_class=HTMLResponse)
+async def create(
+    request: Request,
+    user: User,
+    account: Annotated[str, Form()] = "",
+    name: Annotated[str, Form()] = "",
+    lists: Annotated[list[str] | None, Form(alias="list")] = None,
+    numbers: Annotated[str, Form()] = "",
+    template: Annotated[str, Form()] = "",
+    text: Annotated[str, Form()] = "",
+    sender: Annotated[str, Form()] = "",
+    type: Annotated[str, Form()] = "marketing",
+    send_at: Annotated[str, Form()] = "",
+    tz: Annotated[str, Form()] = "",
+    shorten_links: Annotated[str, Form()] = "",
+    action: Annotated[str, Form()] = "create",
+    file: Annotated[UploadFile | None, File()] = None,
+) -> Response:
+    """Create the campaign (action=create), show its preview (action=preview, without
+    JavaScript) or send the test SMS to the account's own number (action=test)."""
+    hub = request.app.state.hub
+    await asyncio.to_thread(scoped_account_id, hub.engine, user, account)
+    form = _form(
+        account, name, lists, numbers, template, text, sender, type, send_at, tz,
+        shorten_links, file,
+    )  # fmt: skip
+    extra: dict[str, Any] = {}
+    try:
+        if action == "preview":
+            extra["data"] = await _preview(request, user, form, file)
+        elif action == "test":
+            extra["notice"] = await _test(request, user, form, file)
+        elif action == "create":
+            return await _create(request, user, form, file)
+        else:
+            raise InvalidInput("press Preview, Send a test SMS or Create the campaign")
+    except HubError as exc:
+        extra["error"] = str(exc)
+
+    def _load() -> dict[str, Any]:
+        with read_scope(hub.engine) as session:
+            acc = user.account(session, form.account or None)
+            return _context(request, session, user, acc, form)
+
+    ctx = {**await asyncio.to_thread(_load), **extra}
+    status = 422 if extra.get("error") else 200
+    return page(request, user, "campaign_new.html.j2", status=status, nav="campaigns", **ctx)
+
+
+async def _create(
+    request: Request, user: ConsoleUser, form: CampaignForm, file: UploadFile | None
+) -> Response:
+    hub = request.app.state.hub
+    attachment = await _attachment(request, file)
+    when = local_time(form.send_at, form.tz)
+
+    def _run() -> campaigns.CampaignResult:
+        with session_scope(hub.engine) as session:
+            acc = user.account(session, form.account or None)
+            region = acc.default_region or hub.config.hub.default_region
+            return campaigns.create_campaign(
+                session,
+                hub.config,
+                acc,
+                form.name,
+                send_at=when,
+                **_arguments(form, region, attachment),
+            )
+
+    result = await asyncio.to_thread(_run)
+    data = result.to_dict()
+    state = "scheduled" if data["status"] == campaigns.SCHEDULED else "sending"
+    message = (
+        f"Campaign {data['name']} {state}: {data['recipients']} SMS, {data['credits']} "
+        f"credits; balance {data['balance_after']}."
+    )
+    if data["rejected"]:
+        message += f" {len(data['rejected'])} recipient(s) left out (see the preview for why)."
+    if data["warnings"]:
+        message += " " + " ".join(data["warnings"])
+    return redirect(f"/console/campaigns/{data['id']}", message)
+
+
+async def _test(
+    request: Request, user: ConsoleUser, form: CampaignForm, file: UploadFile | None
+) -> str:
+    hub = request.app.state.hub
+    attachment = await _attachment(request, file)
+
+    def _run() -> str:
+        with session_scope(hub.engine) as session:
+            acc = user.account(session, form.account or None)
+            region = acc.default_region or hub.config.hub.default_region
+            own = mt.own_number(hub.config, acc)
+            if own is None:
+                raise InvalidInput(
+                    f"account {acc.name} has no own number on record: a test SMS goes only to "
+                    "the balance-alert SMS number; set it on the Account page first"
+                )
+            args = _arguments(form, region, attachment)
+            result = campaigns.send_campaign_test(
+                session,
+                hub.config,
+                acc,
+                own,
+                text=args["text"],
+                template=args["template"],
+                type=args["type"],
+                sender=args["sender"],
+                track_links=args["track_links"],
+                attachments=args["attachments"],
+            )
+            sent = result.recipients[0]
+            if not result.accepted:
+                raise InvalidInput(f"the test SMS was not sent: {sent.reason}")
+            return f"Test SMS sent to {own} ({result.segments} part(s), free)."
+
+    notice = await asyncio.to_thread(_run)
+    if form.file_name:
+        notice += " Choose the file again before creating the campaign."
+    return notice

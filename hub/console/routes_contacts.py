@@ -1,0 +1,326 @@
+"""Console pages: contact lists (import with preview and rejection report, edit, delete).
+
+The import reads files exactly as `smshub contacts import` does (hub.contacts): the same
+formats, the same per-line rejection report, the same preview. The preview is asked for
+while the file is still chosen in the form (console.js posts the form to
+/lists/import/preview and shows the fragment), so "Import" sends the same file again.
+"""
+
+# No `from __future__ import annotations`: FastAPI reads these annotations at runtime.
+
+import asyncio
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi.responses import HTMLResponse, Response
+from sqlmodel import Session
+
+from hub import contacts
+from hub.console.auth import ConsoleUser, User
+from hub.console.forms import read_upload
+from hub.console.render import page, redirect
+from hub.console.settings_common import (
+    account_region,
+    back_to,
+    layout,
+    owned,
+    page_url,
+    scoped_account_id,
+)
+from hub.db import read_scope, session_scope
+from hub.edge import RowId, row_id_or_none
+from hub.errors import HubError, InvalidInput
+from hub.models import Account, ContactList
+
+router = APIRouter()
+PATH = "/console/lists"
+# Contacts added or edited by hand: one number and a few fields, not an import.
+MAX_FIELDS = 50
+
+
+def _lists_context(
+    request: Request, session: Session, user: ConsoleUser, acc: Account
+) -> dict[str, Any]:
+    return {
+        **layout(session, user, acc, PATH),
+        "lists": contacts.list_summaries(session, acc),
+        "report": None,
+        "list_name": "",
+        "list_url": "",
+        "error": "",
+        "max_size": request.app.state.hub.config.contacts.max_import_size,
+    }
+
+
+@router.get("/lists", response_class=HTMLResponse)
+async def lists_page(request: Request, user: User, account: str = "") -> Response:
+    """The account's contact lists with their sizes, and the import form."""
+    hub = request.app.state.hub
+
+    def _load() -> dict[str, Any]:
+        with read_scope(hub.engine) as session:
+            return _lists_context(request, session, user, user.account(session, account or None))
+
+    ctx = await asyncio.to_thread(_load)
+    return page(request, user, "lists.html.j2", nav="campaigns", **ctx)
+
+
+async def _run_import(
+    request: Request,
+    user: ConsoleUser,
+    account: str,
+    list_name: str,
+    file: UploadFile | None,
+    preview: bool,
+) -> tuple[contacts.ImportReport, Account]:
+    """Read the uploaded file within the limits and import it (or only preview it)."""
+    hub = request.app.state.hub
+    limits = hub.config.contacts
+    account_id = await asyncio.to_thread(scoped_account_id, hub.engine, user, account)
+    if not list_name.strip():
+        raise InvalidInput("name the list to import into (a new name creates the list)")
+    contacts.check_list_name(list_name)
+    name, data = await read_upload(file, limits.max_import_size, "contacts.max_import_size")
+    if not data:
+        raise InvalidInput("choose a file to import (CSV, TXT, XLS or XLSX)")
+
+    def _import() -> tuple[contacts.ImportReport, Account]:
+        scope = read_scope if preview else session_scope
+        with scope(hub.engine) as session:
+            acc = user.account(session, account_id)
+            report = contacts.import_contacts(
+                session,
+                acc,
+                list_name,
+                data,
+                name,
+                preview=preview,
+                region=account_region(request, acc),
+                max_rows=limits.max_import_rows,
+            )
+            return report, acc
+
+    return await asyncio.to_thread(_import)
+
+
+@router.post("/lists/import/preview", response_class=HTMLResponse)
+async def import_preview(
+    request: Request,
+    user: User,
+    account: Annotated[str, Form()] = "",
+    list_name: Annotated[str, Form()] = "",
+    file: Annotated[UploadFile | None, File()] = None,
+) -> Response:
+    """What importing the chosen file would do (an HTML fragment for console.js)."""
+    await asyncio.to_thread(scoped_account_id, request.app.state.hub.engine, user, account)
+    if file is None or not file.filename:
+        return page(request, user, "_import_report.html.j2", report=None, error="", list_url="")
+    try:
+        report, _acc = await _run_import(request, user, account, list_name, file, True)
+    except HubError as exc:
+        return page(
+            request, user, "_import_report.html.j2", status=422, report=None, error=str(exc),
+            list_url="",
+        )  # fmt: skip
+    return page(request, user, "_import_report.html.j2", report=report, error="", list_url="")
+
+
+@router.post("/lists/import", response_class=HTMLResponse)
+async def import_file(
+    request: Request,
+    user: User,
+    account: Annotated[str, Form()] = "",
+    list_name: Annotated[str, Form()] = "",
+    preview: Annotated[str, Form()] = "",
+    file: Annotated[UploadFile | None, File()] = None,
+) -> Response:
+    """Import a contact file into a list (created if needed), or only preview it; the page
+    shows the report: counts, merge fields, the first contacts, every line left out."""
+    hub = request.app.state.hub
+    report, acc = await _run_import(request, user, account, list_name, file, bool(preview))
+
+    def _load() -> dict[str, Any]:
+        with read_scope(hub.engine) as session:
+            fresh = user.account(session, acc.id)
+            ctx = _lists_context(request, session, user, fresh)
+            found = (
+                None
+                if report.preview
+                else contacts.find_list(session, acc.id or 0, report.list_name)
+            )
+            list_url = back_to(f"{PATH}/{found.id}", user, fresh) if found else ""
+        return {**ctx, "report": report, "list_name": report.list_name, "list_url": list_url}
+
+    ctx = await asyncio.to_thread(_load)
+    return page(request, user, "lists.html.j2", nav="campaigns", **ctx)
+
+
+# -- one list ---------------------------------------------------------------------------------
+def _list_context(
+    request: Request, session: Session, user: ConsoleUser, found: ContactList, after: int
+) -> dict[str, Any]:
+    acc = session.get(Account, found.account_id)
+    assert acc is not None
+    rows, next_after = contacts.contacts_page(
+        session, found, after=after, size=request.app.state.hub.config.console.page_size
+    )
+    members = [(c, contacts.contact_fields(c)) for c in rows]
+    here = f"{PATH}/{found.id}"
+    return {
+        **layout(session, user, acc, PATH),
+        "contact_list": found,
+        "size": contacts.list_size(session, found),
+        "members": members,
+        "fields": contacts.field_names((c.number, f) for c, f in members),
+        "next_url": next_after and page_url(here, after=next_after),
+        "first_url": here if after else None,
+    }
+
+
+@router.get("/lists/{list_id}.csv")
+async def list_csv(request: Request, user: User, list_id: RowId) -> Response:
+    """The list as CSV: number, then one column per merge field (imports back as is)."""
+    hub = request.app.state.hub
+
+    def _export() -> tuple[str, bytes]:
+        with read_scope(hub.engine) as session:
+            found = owned(session, ContactList, list_id, user, "contact list")
+            return found.name, contacts.export_list(session, found.account_id, found.name)
+
+    name, body = await asyncio.to_thread(_export)
+    return Response(
+        body,
+        media_type="text/csv; charset=utf-8",
+        headers={
+            "Content-Disposition": f'attachment; filename="list-{name}.csv"',
+            "Cache-Control": "no-store",
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
+
+
+@router.get("/lists/{list_id}", response_class=HTMLResponse)
+async def list_page(request: Request, user: User, list_id: RowId, after: str = "") -> Response:
+    """A list's contacts with their merge fields, one page at a time; add, edit, delete."""
+    hub = request.app.state.hub
+    start = row_id_or_none(after) or 0
+
+    def _load() -> dict[str, Any]:
+        with read_scope(hub.engine) as session:
+            found = owned(session, ContactList, list_id, user, "contact list")
+            return _list_context(request, session, user, found, start)
+
+    ctx = await asyncio.to_thread(_load)
+    return page(request, user, "list_detail.html.j2", nav="campaigns", **ctx)
+
+
+async def _posted_fields(request: Request) -> dict[str, str]:
+    """The merge fields of a contact form: ``field:NAME`` inputs (an empty value removes
+    the field), plus one ``new_field``/``new_value`` pair."""
+    form = await request.form()
+    fields: dict[str, str] = {}
+    for key, value in form.multi_items():
+        if key.startswith("field:") and isinstance(value, str) and value.strip():
+            fields[key.removeprefix("field:")] = value
+    new_name = form.get("new_field")
+    new_value = form.get("new_value")
+    if isinstance(new_name, str) and new_name.strip():
+        fields[new_name.strip()] = new_value if isinstance(new_value, str) else ""
+    if len(fields) > MAX_FIELDS:
+        raise InvalidInput(f"a contact has at most {MAX_FIELDS} merge fields")
+    return fields
+
+
+@router.post("/lists/{list_id}/add")
+async def contact_add(
+    request: Request, user: User, list_id: RowId, number: Annotated[str, Form()] = ""
+) -> Response:
+    """Add one number, with its merge fields, to the list."""
+    hub = request.app.state.hub
+    fields = await _posted_fields(request)
+
+    def _add() -> tuple[contacts.ImportReport, str]:
+        with session_scope(hub.engine) as session:
+            found = owned(session, ContactList, list_id, user, "contact list")
+            acc = session.get(Account, found.account_id)
+            assert acc is not None
+            report = contacts.add_numbers(
+                session,
+                acc,
+                found.name,
+                [number],
+                region=account_region(request, acc),
+                fields=fields,
+            )
+            if report.rejected:
+                raise InvalidInput(f"{number!r} cannot be added: {report.rejected[0].reason}")
+            return report, f"{PATH}/{found.id}"
+
+    report, url = await asyncio.to_thread(_add)
+    if report.added:
+        return redirect(url, f"{number.strip()} added to the list.")
+    return redirect(url, f"{number.strip()} was already on the list; its fields were merged.")
+
+
+@router.post("/lists/{list_id}/contacts/{contact_id}")
+async def contact_edit(
+    request: Request,
+    user: User,
+    list_id: RowId,
+    contact_id: RowId,
+    number: Annotated[str, Form()] = "",
+) -> Response:
+    """Change a contact's number and merge fields."""
+    hub = request.app.state.hub
+    fields = await _posted_fields(request)
+
+    def _edit() -> tuple[str, str]:
+        with session_scope(hub.engine) as session:
+            found = owned(session, ContactList, list_id, user, "contact list")
+            acc = session.get(Account, found.account_id)
+            assert acc is not None
+            contact = contacts.update_contact(
+                session,
+                found,
+                contact_id,
+                number=number,
+                fields=fields,
+                region=account_region(request, acc),
+            )
+            return contact.number, f"{PATH}/{found.id}"
+
+    saved, url = await asyncio.to_thread(_edit)
+    return redirect(url, f"Contact {saved} saved.")
+
+
+@router.post("/lists/{list_id}/contacts/{contact_id}/delete")
+async def contact_delete(
+    request: Request, user: User, list_id: RowId, contact_id: RowId
+) -> Response:
+    """Take a contact off the list (messages already sent to it are kept)."""
+    hub = request.app.state.hub
+
+    def _delete() -> tuple[str, str]:
+        with session_scope(hub.engine) as session:
+            found = owned(session, ContactList, list_id, user, "contact list")
+            return contacts.delete_contact(session, found, contact_id), f"{PATH}/{found.id}"
+
+    gone, url = await asyncio.to_thread(_delete)
+    return redirect(url, f"{gone} removed from the list.")
+
+
+@router.post("/lists/{list_id}/delete")
+async def list_delete(request: Request, user: User, list_id: RowId) -> Response:
+    """Delete a list and its contacts (campaigns already sent keep their messages)."""
+    hub = request.app.state.hub
+
+    def _delete() -> tuple[str, int, str]:
+        with session_scope(hub.engine) as session:
+            found = owned(session, ContactList, list_id, user, "contact list")
+            acc = session.get(Account, found.account_id)
+            assert acc is not None
+            count = contacts.delete_list(session, acc, found.name)
+            return found.name, count, back_to(PATH, user, acc)
+
+    name, count, url = await asyncio.to_thread(_delete)
+    return redirect(url, f"List {name} deleted with its {count} contact(s).")

@@ -1,0 +1,184 @@
+"""Console pages: saved SMS templates with merge fields, and each recipient's preview.
+
+Templates are the sandboxed texts of hub.message_templates (``{{ first_name }}``, with the
+bounds of hub.templating); the preview renders the text for the members of a list as the
+send will, with each one's parts and credits, and names a merge field a recipient lacks.
+"""
+
+# No `from __future__ import annotations`: FastAPI reads these annotations at runtime.
+
+import asyncio
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, Response
+from sqlmodel import Session
+
+from hub import contacts
+from hub import message_templates as mt
+from hub.console.auth import ConsoleUser, User
+from hub.console.render import page, redirect
+from hub.console.settings_common import back_to, layout, owned, scoped_account_id
+from hub.db import read_scope, session_scope
+from hub.edge import RowId
+from hub.errors import HubError, InvalidInput
+from hub.models import Account, MessageTemplate
+from hub.phone import split_numbers
+
+router = APIRouter()
+PATH = "/console/templates"
+# Recipients shown one by one in a preview (the totals count every one).
+PREVIEW_ROWS = 10
+# Numbers typed for a preview: a sample, not a send.
+MAX_PREVIEW_NUMBERS = 50
+
+
+def _context(session: Session, user: ConsoleUser, acc: Account) -> dict[str, Any]:
+    assert acc.id is not None
+    return {
+        **layout(session, user, acc, PATH),
+        "templates": [mt.template_view(t) | {"id": t.id} for t in mt.list_templates(session, acc)],
+        "lists": contacts.list_summaries(session, acc),
+    }
+
+
+@router.get("/templates", response_class=HTMLResponse)
+async def templates_page(request: Request, user: User, account: str = "") -> Response:
+    """The account's templates, and the form to write a new one with its preview."""
+    hub = request.app.state.hub
+
+    def _load() -> dict[str, Any]:
+        with read_scope(hub.engine) as session:
+            return _context(session, user, user.account(session, account or None))
+
+    ctx = await asyncio.to_thread(_load)
+    return page(request, user, "templates.html.j2", nav="campaigns", edit=None, **ctx)
+
+
+@router.post("/templates")
+async def template_create(
+    request: Request,
+    user: User,
+    account: Annotated[str, Form()] = "",
+    name: Annotated[str, Form()] = "",
+    text: Annotated[str, Form()] = "",
+) -> Response:
+    """Save a new template (its syntax is checked first)."""
+    hub = request.app.state.hub
+
+    def _create() -> int:
+        with session_scope(hub.engine) as session:
+            acc = user.account(session, account or None)
+            saved = mt.create_template(session, acc, name, text)
+            assert saved.id is not None
+            return saved.id
+
+    template_id = await asyncio.to_thread(_create)
+    return redirect(f"{PATH}/{template_id}", f"Template {mt.check_template_name(name)} saved.")
+
+
+# Declared before /templates/{template_id}, whose id would not read "preview".
+@router.post("/templates/preview", response_class=HTMLResponse)
+async def template_preview(
+    request: Request,
+    user: User,
+    account: Annotated[str, Form()] = "",
+    text: Annotated[str, Form()] = "",
+    preview_list: Annotated[str, Form()] = "",
+    preview_numbers: Annotated[str, Form()] = "",
+    type: Annotated[str, Form()] = "marketing",
+    sender: Annotated[str, Form()] = "",
+) -> Response:
+    """Each recipient's text, parts and credits for the chosen list or numbers (an HTML
+    fragment for console.js); a syntax error or a missing merge field is named."""
+    hub = request.app.state.hub
+    account_id = await asyncio.to_thread(scoped_account_id, hub.engine, user, account)
+
+    def _preview() -> dict[str, Any]:
+        with read_scope(hub.engine) as session:
+            acc = user.account(session, account_id)
+            region = acc.default_region or hub.config.hub.default_region
+            numbers = split_numbers(preview_numbers, region) if preview_numbers.strip() else []
+            if len(numbers) > MAX_PREVIEW_NUMBERS:
+                raise InvalidInput(
+                    f"type at most {MAX_PREVIEW_NUMBERS} numbers for a preview, or choose a list"
+                )
+            if not text.strip():
+                return {"data": None, "fields": []}
+            fields = mt.template_fields(text)
+            if not preview_list and not numbers:
+                return {"data": None, "fields": fields}
+            data = mt.preview_personalized(
+                session,
+                hub.config,
+                acc,
+                text,
+                lists=[preview_list] if preview_list else [],
+                numbers=numbers,
+                type=type if type in {"alert", "marketing"} else "marketing",
+                sender=sender.strip() or None,
+            )
+            return {"data": data, "fields": fields}
+
+    try:
+        ctx = await asyncio.to_thread(_preview)
+    except HubError as exc:
+        return page(
+            request, user, "_recipients_preview.html.j2", status=422, data=None, fields=[],
+            error=str(exc), rows=PREVIEW_ROWS, hint=False,
+        )  # fmt: skip
+    return page(
+        request, user, "_recipients_preview.html.j2", error="", rows=PREVIEW_ROWS, hint=True,
+        **ctx,
+    )  # fmt: skip
+
+
+@router.get("/templates/{template_id}", response_class=HTMLResponse)
+async def template_page(request: Request, user: User, template_id: RowId) -> Response:
+    """One template: its text to edit, with each recipient's preview."""
+    hub = request.app.state.hub
+
+    def _load() -> dict[str, Any]:
+        with read_scope(hub.engine) as session:
+            found = owned(session, MessageTemplate, template_id, user, "template")
+            acc = session.get(Account, found.account_id)
+            assert acc is not None
+            ctx = _context(session, user, acc)
+            return {**ctx, "edit": mt.template_view(found) | {"id": found.id}}
+
+    ctx = await asyncio.to_thread(_load)
+    return page(request, user, "templates.html.j2", nav="campaigns", **ctx)
+
+
+@router.post("/templates/{template_id}")
+async def template_save(
+    request: Request, user: User, template_id: RowId, text: Annotated[str, Form()] = ""
+) -> Response:
+    """Save a template's new text (campaigns already made keep the text they had)."""
+    hub = request.app.state.hub
+
+    def _save() -> str:
+        with session_scope(hub.engine) as session:
+            found = owned(session, MessageTemplate, template_id, user, "template")
+            mt.create_template(session, found.account_id, found.name, text, replace=True)
+            return found.name
+
+    name = await asyncio.to_thread(_save)
+    return redirect(f"{PATH}/{template_id}", f"Template {name} saved.")
+
+
+@router.post("/templates/{template_id}/delete")
+async def template_delete(request: Request, user: User, template_id: RowId) -> Response:
+    """Delete a template (campaigns keep their own copy of the text)."""
+    hub = request.app.state.hub
+
+    def _delete() -> tuple[str, str]:
+        with session_scope(hub.engine) as session:
+            found = owned(session, MessageTemplate, template_id, user, "template")
+            acc = session.get(Account, found.account_id)
+            assert acc is not None
+            mt.delete_template(session, acc, found.name)
+            return found.name, back_to(PATH, user, acc)
+
+    name, url = await asyncio.to_thread(_delete)
+    return redirect(url, f"Template {name} deleted.")
