@@ -297,7 +297,7 @@ def _xls_rows(data: bytes) -> Iterator[tuple[int, list[str]]]:
 def check_import_size(size: int, filename: str, max_size: int = MAX_IMPORT_SIZE) -> None:
     """Refuse a contact file over MAX_SIZE bytes, naming the setting that allows more."""
     if size > max_size:
-        raise InvalidInput(
+        raise TooLarge(
             f"{filename} is {size} bytes; one import takes at most {max_size} bytes "
             "(contacts.max_import_size): split the file, or raise the setting"
         )

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import UploadFile
 
-from hub.errors import InvalidInput
+from hub.errors import InvalidInput, TooLarge
 
 
 def local_time(value: str, zone: str) -> datetime | None:
@@ -40,7 +40,7 @@ async def read_upload(file: UploadFile | None, limit: int, setting: str) -> tupl
         return "", b""
     data = await file.read(limit + 1)
     if len(data) > limit:
-        raise InvalidInput(
+        raise TooLarge(
             f"{file.filename} is over {limit} bytes, the most one upload may have ({setting}): "
             "send a smaller file, or raise the setting"
         )
