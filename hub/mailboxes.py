@@ -9,9 +9,12 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
+from sqlmodel import Session, col, select
+
 from hub.config import Config
-from hub.errors import NotFound
+from hub.errors import Forbidden, NotFound
 from hub.mail_oauth import MAIL_OUT, PROVIDERS, fix_hint, intake_key, mailbox_state
+from hub.models import Account
 from hub.readiness import Check, Probe, failed, ok
 from hub.state import StateStore
 
@@ -121,3 +124,16 @@ def mailbox_probe(store: StateStore, mailbox: Mailbox) -> Probe:
         return failed(problem) if problem else ok(auth=mailbox.auth)
 
     return probe
+
+
+def require_operator(session: Session, account_id: int) -> None:
+    """Mailboxes are the hub's, not a customer's: only users of the hub's own account (the
+    first top-level account, `main` on a new hub) may connect, test or disconnect them."""
+    first = session.exec(
+        select(Account.id).where(col(Account.parent_id).is_(None)).order_by(col(Account.id))
+    ).first()
+    if first is None or first != account_id:
+        raise Forbidden(
+            "the hub's mailboxes are managed by the users of its own account "
+            "(the first account, e.g. main)"
+        )

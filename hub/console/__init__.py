@@ -45,6 +45,7 @@ def install_console(app: FastAPI, hub: Hub) -> None:
         routes_history,
         routes_home,
         routes_login,
+        routes_mailboxes,
         routes_replies,
         routes_settings,
     )
@@ -58,6 +59,7 @@ def install_console(app: FastAPI, hub: Hub) -> None:
         routes_campaigns,
         routes_replies,
         routes_calendars,
+        routes_mailboxes,
         routes_account,
         routes_settings,
     ):
