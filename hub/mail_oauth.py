@@ -246,8 +246,7 @@ class MailboxAccess:
     ) -> None:
         if auth == "xoauth2" and provider not in PROVIDERS:
             raise ConfigError(
-                f"mailbox {key}: auth = \"xoauth2\" needs oauth_provider = \"microsoft\" or "
-                "\"google\""
+                f'mailbox {key}: auth = "xoauth2" needs oauth_provider = "microsoft" or "google"'
             )
         self.config = config
         self.store = store

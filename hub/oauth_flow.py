@@ -25,6 +25,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import requests
 
@@ -145,9 +146,7 @@ def short(text: str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def google_flow(
-    config: Config, state: str, verifier: str, scopes: list[str], path: str
-) -> Any:
+def google_flow(config: Config, state: str, verifier: str, scopes: list[str], path: str) -> Any:
     from google_auth_oauthlib.flow import Flow
 
     sec = config.calendar_oauth.google
@@ -229,7 +228,9 @@ def start(
     return Started(url=str(url), cookie=sign(key, {"k": nonce}))
 
 
-def read_state(key: bytes, state: str, cookie: str, page: str = "the Calendars page") -> dict[str, Any]:
+def read_state(
+    key: bytes, state: str, cookie: str, page: str = "the Calendars page"
+) -> dict[str, Any]:
     """The signed STATE of a sign-in answer, checked against the browser's COOKIE;
     InvalidInput when it is not genuine. Then (its user and account checked) take_flow."""
     data = unsign(key, state)
@@ -247,14 +248,15 @@ def read_state(key: bytes, state: str, cookie: str, page: str = "the Calendars p
     return data
 
 
-def take_flow(store: StateStore, data: dict[str, Any], page: str = "the Calendars page") -> dict[str, Any]:
+def take_flow(
+    store: StateStore, data: dict[str, Any], page: str = "the Calendars page"
+) -> dict[str, Any]:
     """DATA (read_state's) with the PKCE verifier added as "v", the scopes as "s", taken from
     STORE: an answer is used once; InvalidInput when it was, or is too old."""
     found = store.take_secret(SIGNIN_NAMESPACE, f"flow-{data['k']}")
     if found is None:
         raise InvalidInput(
-            "this sign-in was already used or is older than ten minutes; "
-            f"start again from {page}"
+            f"this sign-in was already used or is older than ten minutes; start again from {page}"
         )
     flow = json.loads(found)
     return {**data, "v": flow["v"], "s": flow["s"]}
@@ -315,3 +317,85 @@ def _microsoft_exchange(
         why = f"{result.get('error', 'error')}: {first[0] if first else ''}".rstrip(": ")
         raise InvalidInput(f"Microsoft did not complete the sign-in: {short(why)}")
     return dict(result)
+
+
+# -- headless sign-ins (the CLI) -------------------------------------------------------------------
+def device_code_signin(
+    config: Config, scopes: list[str], show: Any, timeout: float = TIMEOUT
+) -> dict[str, Any]:
+    """Microsoft's device code flow with the ``[calendar_oauth.microsoft]`` client as a public
+    client (its app registration must allow public client flows): SHOW gets the instruction
+    ("open https://microsoft.com/devicelogin and enter ..."), then this blocks until the user
+    signed in (about 15 minutes at most). The token answer, with a refresh token; InvalidInput
+    saying why otherwise."""
+    import msal  # loaded on use, as in msal_app
+
+    sec = config.calendar_oauth.microsoft
+    if not sec.client_id:
+        raise ConfigError("set calendar_oauth.microsoft.client_id (the app registration)")
+    options: dict[str, Any] = {"timeout": timeout}
+    if sec.ca_file:
+        options = {"http_client": PinnedSession(sec.ca_file)}
+    try:
+        app = msal.PublicClientApplication(
+            sec.client_id,
+            authority=f"{sec.authority.rstrip('/')}/{sec.tenant}",
+            instance_discovery=False,
+            **options,
+        )
+        flow = app.initiate_device_flow(scopes=scopes)
+        if "user_code" not in flow:
+            raise InvalidInput(
+                f"Microsoft refused to start the sign-in: {flow.get('error_description') or flow}"
+            )
+        show(str(flow.get("message") or f"open {flow['verification_uri']}: {flow['user_code']}"))
+        result = app.acquire_token_by_device_flow(flow)
+    except (ValueError, requests.RequestException) as exc:
+        raise InvalidInput(
+            f"cannot use the sign-in service {sec.authority}: {short(str(exc))}"
+        ) from None
+    if "refresh_token" not in result:
+        first = str(result.get("error_description") or "").strip().splitlines()
+        raise InvalidInput(
+            f"the sign-in did not complete: {result.get('error', 'error')}: "
+            f"{short(first[0]) if first else ''}"
+        )
+    return dict(result)
+
+
+@dataclass
+class Pasted:
+    """A sign-in whose answer the user copies back from the browser's address bar."""
+
+    url: str  # the consent page to open
+    state: str
+    verifier: str
+    scopes: list[str]
+    path: str
+
+
+def pasted_code_start(config: Config, scopes: list[str], path: str) -> Pasted:
+    """Google's consent page for a headless install: the browser comes back to the hub's
+    registered redirect URI (PATH), whose address carries the code the user pastes."""
+    state, verifier = secrets.token_urlsafe(16), secrets.token_urlsafe(64)
+    flow = google_flow(config, state, verifier, scopes, path)
+    url, _ = flow.authorization_url(access_type="offline", prompt="consent")
+    return Pasted(str(url), state, verifier, scopes, path)
+
+
+def pasted_code_finish(config: Config, started: Pasted, pasted: str) -> dict[str, Any]:
+    """Trade what the user pasted (the whole address, or only the code) for tokens."""
+    pasted = pasted.strip()
+    if "code=" in pasted:
+        query = {k: v[-1] for k, v in parse_qs(urlsplit(pasted).query).items()}
+        if query.get("state", started.state) != started.state:
+            raise InvalidInput("this address is the answer to another sign-in; start again")
+        if query.get("error"):
+            raise InvalidInput(f"Google did not connect: {query['error']}")
+        code = query.get("code", "")
+    else:
+        code = pasted
+    if not code:
+        raise InvalidInput("nothing was pasted: paste the address the browser ended on")
+    data = {"v": started.verifier, "s": started.scopes}
+    return exchange_code(config, "google", started.state, data, {"code": code}, started.path)

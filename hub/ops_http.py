@@ -32,8 +32,8 @@ from hub.api import METRICS_LOCAL_ONLY, METRICS_NEEDS_TOKEN, bearer_matches, is_
 from hub.config import Config
 from hub.db import sql
 from hub.errors import ConfigError
-from hub.metrics import IN_FLIGHT, MAIL_QUEUE_DEPTH, OLDEST_QUEUED, QUEUE_DEPTH
 from hub.mailboxes import configured_mailboxes, mailbox_probe
+from hub.metrics import IN_FLIGHT, MAIL_QUEUE_DEPTH, OLDEST_QUEUED, QUEUE_DEPTH
 from hub.readiness import Readiness, imap_probe, scheduler_probe, smtp_probe, task_probe
 from hub.schema_check import head_revision
 from hub.timeutil import as_utc, utcnow

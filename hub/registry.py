@@ -60,7 +60,7 @@ def mail_out_access(config: Config, store: StateStore | None) -> MailboxAccess |
     auth = out.imap_auth if out.method == "imap" else out.auth
     if store is None:
         if auth == "xoauth2":
-            raise ConfigError(f"'mail_out': auth = \"xoauth2\" needs the hub's database")
+            raise ConfigError("'mail_out': auth = \"xoauth2\" needs the hub's database")
         return None
     return MailboxAccess(config, store, MAIL_OUT, auth=auth, provider=out.oauth_provider or None)
 

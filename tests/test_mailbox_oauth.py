@@ -35,11 +35,15 @@ from hub.models import ConnectorState, Message
 from hub.registry import build_mail_sender, build_mail_sources, try_mailbox
 from hub.state_sql import SqlStateStore, state_store
 from tests.conftest import make_config
-from tests.fakes.google_calendar import GoogleCalendarFake, google_fake  # noqa: F401
-from tests.fakes.graph import GraphFake, graph_fake  # noqa: F401
+from tests.fakes import google_calendar, graph
+from tests.fakes.google_calendar import GoogleCalendarFake
+from tests.fakes.graph import GraphFake
 from tests.servers.dovecot import DovecotServer, dovecot_oauth_fixture  # noqa: F401
 from tests.servers.oauth_introspection import Introspection
 from tests.servers.smtp_sink import SmtpSink
+
+google_fake = google_calendar.google_fake
+graph_fake = graph.graph_fake
 
 INTAKE = "sms@hub.test"
 SECRET_ENV = "SMSHUB_TEST_MAIL_OAUTH_SECRET"
@@ -154,7 +158,11 @@ async def test_intake_by_xoauth2_token_expiry_then_revoked_consent(
     db_url, tmp_path, monkeypatch, engine, intake_address, dovecot_oauth, user, microsoft
 ):
     config = _config(
-        db_url, tmp_path, monkeypatch, graph=microsoft, imap=[_intake(dovecot_oauth, user, "microsoft")]
+        db_url,
+        tmp_path,
+        monkeypatch,
+        graph=microsoft,
+        imap=[_intake(dovecot_oauth, user, "microsoft")],
     )
     store = state_store(engine, config)
     key = intake_key("front-desk")
@@ -195,7 +203,9 @@ async def test_intake_by_xoauth2_token_expiry_then_revoked_consent(
         assert "reconnect the mailbox" in state.activity["error"]
         check = await mailbox_probe(store, find_mailbox(config, key))()
         assert check["status"] == "fail"
-        assert "reconnect the mailbox in the console: Mailboxes → imap:front-desk" in check["reason"]
+        assert (
+            "reconnect the mailbox in the console: Mailboxes → imap:front-desk" in check["reason"]
+        )
 
         # Connected again: the status clears.
         store_grant(store, key, "microsoft", microsoft.refresh_token_for(MS_APP, user))
@@ -244,7 +254,10 @@ async def test_answer_appended_with_google_token(
     google.expire_access_tokens()
     with pytest.raises(ConnectionError, match="reconnect the mailbox in the console"):
         await sender.send(build_message("hub@contoso.example", user, "again", "Non"))
-    assert mailbox_state(store, MAIL_OUT).revoked == "invalid_grant: Token has been expired or revoked."
+    assert (
+        mailbox_state(store, MAIL_OUT).revoked
+        == "invalid_grant: Token has been expired or revoked."
+    )
 
 
 async def test_mail_out_through_xoauth2_smtp(

@@ -59,7 +59,9 @@ class ImapAppendSender:
             except (LoginError, MailboxAuthError) as exc:
                 # Retried with backoff: once the password is fixed (or the mailbox connected
                 # again), nothing queued is lost.
-                message = f"IMAP server {s.imap_host} refused the login of {s.imap_username!r}: {exc}"
+                message = (
+                    f"IMAP server {s.imap_host} refused the login of {s.imap_username!r}: {exc}"
+                )
                 self._record(error=message)
                 raise ConnectionError(message) from exc
             if not client.folder_exists(s.imap_folder):

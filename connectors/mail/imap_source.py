@@ -143,9 +143,7 @@ class ImapSourceSettings(BaseModel):
     def _consistent(self) -> ImapSourceSettings:
         if self.auth == "xoauth2":
             if self.oauth_provider is None:
-                raise ValueError(
-                    'auth = "xoauth2" needs oauth_provider = "microsoft" or "google"'
-                )
+                raise ValueError('auth = "xoauth2" needs oauth_provider = "microsoft" or "google"')
         elif not (self.password_env or self.password_file):
             raise ValueError("set password_env or password_file (the mailbox password)")
         if self.folder in (self.processed_folder, self.failed_folder):

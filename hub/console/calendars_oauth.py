@@ -139,8 +139,10 @@ def exchange(
     """Trade the code of QUERY for tokens and list the user's calendars."""
     token = oauth_flow.exchange_code(config, provider, state, data, query, CALLBACK_PATH)
     access = str(token.get("access_token", ""))
-    found = _google_calendars(config, access) if provider == "google" else _graph_calendars(
-        config, access
+    found = (
+        _google_calendars(config, access)
+        if provider == "google"
+        else _graph_calendars(config, access)
     )
     return Connected(str(token["refresh_token"]), found)
 

@@ -99,9 +99,7 @@ async def mailbox_page(request: Request, user: User, key: str = "") -> Response:
     await asyncio.to_thread(_operator, request, user)
     mailbox = find_mailbox(config, key)
     row = await asyncio.to_thread(_row, request, mailbox)
-    setup = (
-        oauth_flow.setup_hint(config, mailbox.provider, CALLBACK_PATH) if mailbox.oauth else ""
-    )
+    setup = oauth_flow.setup_hint(config, mailbox.provider, CALLBACK_PATH) if mailbox.oauth else ""
     return page(
         request,
         user,
@@ -127,12 +125,14 @@ async def oauth_start(request: Request, user: User, key: str = "") -> Response:
     mailbox = find_mailbox(config, key)
     if not mailbox.oauth:
         raise InvalidInput(
-            f"mailbox {key} signs in with a password; set auth = \"xoauth2\" and "
+            f'mailbox {key} signs in with a password; set auth = "xoauth2" and '
             "oauth_provider in its config to connect it by OAuth"
         )
     hint = oauth_flow.setup_hint(config, mailbox.provider, CALLBACK_PATH)
     if hint:
-        raise ConfigError(f"Connecting {PROVIDERS[mailbox.provider]} mailboxes is not set up: {hint}")
+        raise ConfigError(
+            f"Connecting {PROVIDERS[mailbox.provider]} mailboxes is not set up: {hint}"
+        )
     data = {"u": user.user_id, "a": user.account_id, "n": mailbox.key}
     started = await asyncio.to_thread(
         oauth_flow.start,

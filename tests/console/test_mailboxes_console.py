@@ -87,9 +87,7 @@ async def test_connect_test_revoke_and_disconnect_a_mailbox(hub, console, graph_
     assert location.startswith(f"{graph_fake.url}/common/oauth2/v2.0/authorize?")
     assert asked["code_challenge_method"] == ["S256"]
     assert "https://outlook.office.com/SMTP.Send" in asked["scope"][0].split()
-    answer = httpx.get(
-        location, verify=ssl.create_default_context(cafile=graph_fake.ca_file)
-    )
+    answer = httpx.get(location, verify=ssl.create_default_context(cafile=graph_fake.ca_file))
     back = urlsplit(answer.headers["location"])
     assert back.path == "/console/mailboxes/oauth/callback"
     callback = f"{back.path}?{back.query}"
@@ -100,7 +98,7 @@ async def test_connect_test_revoke_and_disconnect_a_mailbox(hub, console, graph_
             eve.http.cookies.jar.set_cookie(cookie)
     assert (await eve.get(callback)).status_code == 403
     flash = await _flash(alice, await alice.get(callback))
-    assert f"Mailbox accueil connected with Microsoft 365" in flash
+    assert "Mailbox accueil connected with Microsoft 365" in flash
     namespace = mailbox_namespace(key)
     assert hub.state.get_secret(namespace, "refresh_token").startswith("0.AXoA-refresh-")
     # Used once.
