@@ -12,11 +12,13 @@ from email.utils import make_msgid
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import Engine
 from sqlmodel import select
 
 from connectors.mail.imap_source import ImapUnavailable
+from hub.app import Hub
 from hub.config import Config
 from hub.db import session_scope
 from hub.intake.addresses import add_intake_address
@@ -32,6 +34,7 @@ from hub.mail_oauth import (
 from hub.mailboxes import configured_mailboxes, find_mailbox, mailbox_probe
 from hub.mailout import build_message
 from hub.models import ConnectorState, Message
+from hub.ops_http import start_ops
 from hub.registry import build_mail_sender, build_mail_sources, try_mailbox
 from hub.state_sql import SqlStateStore, state_store
 from tests.conftest import make_config
@@ -39,6 +42,7 @@ from tests.fakes import google_calendar, graph
 from tests.fakes.google_calendar import GoogleCalendarFake
 from tests.fakes.graph import GraphFake
 from tests.servers.dovecot import DovecotServer, dovecot_oauth_fixture  # noqa: F401
+from tests.servers._util import free_port
 from tests.servers.oauth_introspection import Introspection
 from tests.servers.smtp_sink import SmtpSink
 
@@ -163,6 +167,7 @@ async def test_intake_by_xoauth2_token_expiry_then_revoked_consent(
         monkeypatch,
         graph=microsoft,
         imap=[_intake(dovecot_oauth, user, "microsoft")],
+        ops={"port": free_port()},
     )
     store = state_store(engine, config)
     key = intake_key("front-desk")
@@ -201,11 +206,22 @@ async def test_intake_by_xoauth2_token_expiry_then_revoked_consent(
         state = mailbox_state(store, key)
         assert state.revoked.startswith("invalid_grant")
         assert "reconnect the mailbox" in state.activity["error"]
-        check = await mailbox_probe(store, find_mailbox(config, key))()
+        # /readyz of an instance with the imap role names the mailbox and the fix.
+        hub = Hub(config, engine=engine)
+        ops = await start_ops(config, hub, {"imap"}, "i-1")
+        assert ops is not None
+        try:
+            async with httpx.AsyncClient() as http:
+                ready = await http.get(f"{ops.url}/readyz")
+        finally:
+            await ops.stop()
+            await hub.hub_client.aclose()
+        assert ready.status_code == 503
+        check = ready.json()["checks"]["mailbox imap:front-desk"]
         assert check["status"] == "fail"
-        assert (
-            "reconnect the mailbox in the console: Mailboxes → imap:front-desk" in check["reason"]
-        )
+        assert "consent was revoked or has expired (invalid_grant" in check["reason"]
+        fix = "reconnect the mailbox in the console: Mailboxes → imap:front-desk"
+        assert fix in check["reason"]
 
         # Connected again: the status clears.
         store_grant(store, key, "microsoft", microsoft.refresh_token_for(MS_APP, user))
