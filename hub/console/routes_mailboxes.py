@@ -162,6 +162,7 @@ async def oauth_callback(request: Request, user: User) -> Response:
     """The provider's answer: trade the code for tokens, kept encrypted with the mailbox."""
     hub = request.app.state.hub
     config = hub.config
+    await asyncio.to_thread(_operator, request, user)
     query = dict(request.query_params)
     state = query.get("state", "")
     checked = oauth_flow.read_state(
@@ -169,7 +170,6 @@ async def oauth_callback(request: Request, user: User) -> Response:
     )
     if int(checked["u"]) != user.user_id:
         raise Forbidden("this sign-in was started by another console user; start again")
-    await asyncio.to_thread(_operator, request, user)
     checked = await asyncio.to_thread(oauth_flow.take_flow, hub.state, checked, PAGE)
     mailbox = find_mailbox(config, str(checked["n"]))
     provider = str(checked["p"])
