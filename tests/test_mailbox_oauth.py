@@ -14,10 +14,12 @@ from typing import Any
 
 import httpx
 import pytest
+from imapclient import IMAPClient
 from sqlalchemy import Engine
 from sqlmodel import select
 
 from connectors.mail.imap_source import ImapUnavailable
+from connectors.mail.oauth_login import imap_login
 from hub.app import Hub
 from hub.config import Config
 from hub.db import session_scope
@@ -26,6 +28,7 @@ from hub.intake.policy import IntakePolicy
 from hub.mail_oauth import (
     MAIL_OUT,
     ConsentRevoked,
+    MailboxAccess,
     intake_key,
     mailbox_namespace,
     mailbox_state,
@@ -41,8 +44,8 @@ from tests.conftest import make_config
 from tests.fakes import google_calendar, graph
 from tests.fakes.google_calendar import GoogleCalendarFake
 from tests.fakes.graph import GraphFake
-from tests.servers.dovecot import DovecotServer, dovecot_oauth_fixture  # noqa: F401
 from tests.servers._util import free_port
+from tests.servers.dovecot import DovecotServer, dovecot_oauth_fixture  # noqa: F401
 from tests.servers.oauth_introspection import Introspection
 from tests.servers.smtp_sink import SmtpSink
 
@@ -329,3 +332,28 @@ async def test_store_namespace_holds_tokens_encrypted(db_url, tmp_path, engine):
     assert {r.key for r in rows} == {"refresh_token", "access_token", "grant"}
     assert all(r.secret for r in rows if r.key != "grant")
     assert "very-secret" not in " ".join(r.value for r in rows)
+
+
+@pytest.mark.parametrize("offered", ["XOAUTH2", "OAUTHBEARER"])
+async def test_imap_login_uses_oauthbearer_where_offered_else_xoauth2(
+    db_url, tmp_path, monkeypatch, engine, dovecot_oauth, user, microsoft, offered
+):
+    """Dovecot offers both; Exchange Online only XOAUTH2: each is used where it is the one."""
+    config = _config(db_url, tmp_path, monkeypatch, graph=microsoft)
+    store = state_store(engine, config)
+    store_grant(store, MAIL_OUT, "microsoft", microsoft.refresh_token_for(MS_APP, user))
+    access = MailboxAccess(config, store, MAIL_OUT, auth="xoauth2", provider="microsoft")
+
+    def login() -> str:
+        client = IMAPClient(dovecot_oauth.host, dovecot_oauth.port, ssl=False, timeout=5)
+        real = client.capabilities()
+        hidden = b"AUTH=OAUTHBEARER" if offered == "XOAUTH2" else b"AUTH=XOAUTH2"
+        client.capabilities = lambda: tuple(c for c in real if c != hidden)  # type: ignore[method-assign]
+        try:
+            used = imap_login(client, user, "", access)
+            client.select_folder("INBOX")
+            return used
+        finally:
+            client.logout()
+
+    assert await asyncio.to_thread(login) == offered
