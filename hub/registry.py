@@ -202,7 +202,11 @@ def try_mailbox(config: Config, store: StateStore, key: str) -> str:
     (through the relay, or APPENDed to the answers folder). Blocking: raises what the
     transport raises (HubError or OSError), its message saying what went wrong."""
     if key != MAIL_OUT:
-        return str(_intake_source(config, store, key).check())
+        source = _intake_source(config, store, key)
+        try:
+            return str(source.check())
+        finally:
+            source.discard()
     out = config.mail_out
     sender = build_mail_sender(config, store)
     if sender is None:

@@ -571,6 +571,16 @@ class ImapSource:
             raise
         return client
 
+    def discard(self) -> None:
+        """Release what a source never started holds (its thread pool and wake pipe)."""
+        if self._task is not None or self._closed:
+            return
+        self._closed = True
+        self._executor.shutdown(wait=False)
+        for fd in (self._wake_r, self._wake_w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
     def check(self) -> str:
         """Sign in and read the folder's counts, changing nothing (the console's and the
         CLI's "test"; blocking). ImapUnavailable saying what went wrong."""
