@@ -75,7 +75,7 @@ class Hub:
         self.dispatcher: Dispatcher | None = None
         # The scheduler's leader lock state (scheduler.leader), shown by /readyz.
         self.leadership = Leadership()
-        sender = build_mail_sender(config)
+        sender = build_mail_sender(config, self.state)
         # Mail claims last as long as SMS claims: a dead instance's mails come back as soon.
         mail_lease = timedelta(seconds=config.dispatcher.claim_lease_seconds)
         self.mail_outbox = (

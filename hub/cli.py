@@ -1146,6 +1146,7 @@ def _register_subcommands() -> None:
     from hub.cli_contacts import campaigns_app, contacts_app, lists_app, templates_app
     from hub.cli_links import files_app, links_app
     from hub.cli_lists import invalid_app
+    from hub.cli_mailboxes import mailboxes_app
     from hub.cli_secrets import secrets_app
     from hub.cli_users import users_app
     from hub.cli_webhooks import webhooks_app
@@ -1160,6 +1161,7 @@ def _register_subcommands() -> None:
     app.add_typer(files_app, name="files")
     app.add_typer(links_app, name="links")
     app.add_typer(secrets_app, name="secrets")
+    app.add_typer(mailboxes_app, name="mailboxes")
     accounts_app.command("alert")(accounts_alert)
     app.add_typer(contacts_app, name="contacts")
     app.add_typer(lists_app, name="lists")

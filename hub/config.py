@@ -229,6 +229,13 @@ class MailOutSection(Section):
     starttls: bool = True
     implicit_tls: bool = False
     username: str = ""
+    # "password", or "xoauth2": AUTH XOAUTH2 / OAUTHBEARER with the token of a Microsoft 365
+    # or Google sign-in of USERNAME's mailbox (oauth_provider; connect it in the console's
+    # Mailboxes page or with `smshub mailboxes auth mail_out`).
+    auth: Literal["password", "xoauth2"] = "password"
+    # The same for method "imap" (imap_auth), and whose sign-in both use.
+    imap_auth: Literal["password", "xoauth2"] = "password"
+    oauth_provider: Literal["", "microsoft", "google"] = ""
     # The relay password: an environment variable or a file.
     password_env: str | None = None
     password_file: str | None = None

@@ -32,6 +32,7 @@ from hub.api import METRICS_LOCAL_ONLY, METRICS_NEEDS_TOKEN, bearer_matches, is_
 from hub.config import Config
 from hub.db import sql
 from hub.errors import ConfigError
+from hub.mailboxes import configured_mailboxes, mailbox_probe
 from hub.metrics import IN_FLIGHT, MAIL_QUEUE_DEPTH, OLDEST_QUEUED, QUEUE_DEPTH
 from hub.readiness import Readiness, imap_probe, scheduler_probe, smtp_probe, task_probe
 from hub.schema_check import head_revision
@@ -201,6 +202,10 @@ async def start_ops(
         readiness.add("smtp", smtp_probe(smtp_server, config.smtp.host, config.smtp.port))
     for i, source in enumerate(imap_sources):
         readiness.add(f"imap[{i}]", imap_probe(source))
+    # A mailbox signing in by OAuth whose consent was revoked: the fix, by name.
+    for mailbox in configured_mailboxes(config):
+        if mailbox.oauth and mailbox.role in roles:
+            readiness.add(f"mailbox {mailbox.key}", mailbox_probe(hub.state, mailbox))
     server = OpsServer(readiness, config.ops.host, config.ops.port, config.http.metrics_token())
     await server.start()
     return server

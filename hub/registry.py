@@ -6,6 +6,7 @@ pyproject.toml, so a new provider is one module plus one line there.
 
 from __future__ import annotations
 
+import asyncio
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -14,8 +15,10 @@ from pydantic import BaseModel, ValidationError
 from hub.calendars import CalendarSource, SourceContext, StateFile
 from hub.config import Config, read_secret
 from hub.errors import ConfigError
-from hub.mailout import MailSender
+from hub.mail_oauth import MAIL_OUT, MailboxAccess, intake_key
+from hub.mailout import MailSender, build_message
 from hub.providers import ProviderContext, SmsProvider
+from hub.state import StateStore
 
 SMS_GROUP = "smshub.sms_providers"
 MAIL_GROUP = "smshub.mail_senders"
@@ -51,17 +54,31 @@ def build_sms_provider(name: str, section: dict[str, Any], ctx: ProviderContext)
     return provider
 
 
-def build_mail_sender(config: Config) -> MailSender | None:
-    """The sender of the hub's own mail ([mail_out]), or None when delivery is off."""
+def mail_out_access(config: Config, store: StateStore | None) -> MailboxAccess | None:
+    """[mail_out]'s sign-in and activity record (None without a state store)."""
+    out = config.mail_out
+    auth = out.imap_auth if out.method == "imap" else out.auth
+    if store is None:
+        if auth == "xoauth2":
+            raise ConfigError("'mail_out': auth = \"xoauth2\" needs the hub's database")
+        return None
+    return MailboxAccess(config, store, MAIL_OUT, auth=auth, provider=out.oauth_provider or None)
+
+
+def build_mail_sender(config: Config, store: StateStore | None = None) -> MailSender | None:
+    """The sender of the hub's own mail ([mail_out]), or None when delivery is off. With
+    STORE, the mailbox's OAuth tokens and activity are kept there."""
     out = config.mail_out
     if not out.enabled:
         return None
     found = {ep.name: ep for ep in entry_points(group=MAIL_GROUP)}
     if out.method not in found:
         raise ConfigError(f"no {out.method!r} mail sender is installed (reinstall smshub)")
+    access = mail_out_access(config, store)
     key = "imap_password" if out.method == "imap" else "password"
-    password = read_secret(out, key, "mail_out")
-    sender: MailSender = found[out.method].load()(out, password)
+    password = None if access is not None and access.oauth else read_secret(out, key, "mail_out")
+    cls = found[out.method].load()
+    sender: MailSender = cls(out, password) if access is None else cls(out, password, access=access)
     return sender
 
 
@@ -124,8 +141,11 @@ def calendar_state_files(
 MAIL_SOURCE_GROUP = "smshub.mail_sources"
 
 
-def build_mail_sources(config: Config, policy: Any, on_accepted: Any = None) -> list[Any]:
-    """One (not yet started) source per [[imap]] table; errors name 'imap[N].key'."""
+def build_mail_sources(
+    config: Config, policy: Any, on_accepted: Any = None, store: StateStore | None = None
+) -> list[Any]:
+    """One (not yet started) source per [[imap]] table; errors name 'imap[N].key'. With
+    STORE, each mailbox's OAuth tokens and activity are kept there."""
     if not config.imap:
         return []
     found = {ep.name: ep for ep in entry_points(group=MAIL_SOURCE_GROUP)}
@@ -136,8 +156,68 @@ def build_mail_sources(config: Config, policy: Any, on_accepted: Any = None) -> 
     for index, table in enumerate(config.imap):
         where = f"imap[{index}]"
         settings = cls.settings_model.from_config(table, where)
-        password = read_secret(settings, "password", where)
-        if not password:
-            raise ConfigError(f"'{where}': the mailbox password is empty")
-        sources.append(cls(settings, policy, password, on_accepted=on_accepted))
+        access = None
+        if store is not None:
+            access = MailboxAccess(
+                config,
+                store,
+                intake_key(settings.label),
+                auth=settings.auth,
+                provider=settings.oauth_provider,
+            )
+        elif settings.auth == "xoauth2":
+            raise ConfigError(f"'{where}': auth = \"xoauth2\" needs the hub's database")
+        if settings.auth == "xoauth2":
+            password = ""
+        else:
+            password = read_secret(settings, "password", where) or ""
+            if not password:
+                raise ConfigError(f"'{where}': the mailbox password is empty")
+        sources.append(cls(settings, policy, password, on_accepted=on_accepted, access=access))
     return sources
+
+
+def _intake_source(config: Config, store: StateStore, key: str) -> Any:
+    """The (not started) source of the [[imap]] mailbox KEY, without an intake policy."""
+    found = {ep.name: ep for ep in entry_points(group=MAIL_SOURCE_GROUP)}
+    if "imap" not in found:
+        raise ConfigError("no IMAP mail source is installed (reinstall smshub)")
+    cls = found["imap"].load()
+    for index, table in enumerate(config.imap):
+        where = f"imap[{index}]"
+        settings = cls.settings_model.from_config(table, where)
+        if intake_key(settings.label) != key:
+            continue
+        access = MailboxAccess(
+            config, store, key, auth=settings.auth, provider=settings.oauth_provider
+        )
+        password = "" if access.oauth else read_secret(settings, "password", where) or ""
+        return cls(settings, None, password, access=access)
+    raise ConfigError(f"no [[imap]] mailbox {key!r} in the config")
+
+
+def try_mailbox(config: Config, store: StateStore, key: str) -> str:
+    """Try mailbox KEY as the hub uses it, in a sentence: an intake mailbox is signed in to
+    and its folder read (nothing changed); [mail_out] sends a test mail to its own address
+    (through the relay, or APPENDed to the answers folder). Blocking: raises what the
+    transport raises (HubError or OSError), its message saying what went wrong."""
+    if key != MAIL_OUT:
+        source = _intake_source(config, store, key)
+        try:
+            return str(source.check())
+        finally:
+            source.discard()
+    out = config.mail_out
+    sender = build_mail_sender(config, store)
+    if sender is None:
+        raise ConfigError("[mail_out] sends no mail: set its host (or imap_host)")
+    to = (out.imap_username if out.method == "imap" else out.username) or out.from_address
+    message = build_message(
+        out.from_address,
+        to,
+        "smshub test mail",
+        "This mail was sent by smshub to test its mailbox settings. Nothing else to do.",
+    )
+    asyncio.run(sender.send(message))
+    where = f"appended to {out.imap_folder!r} of" if out.method == "imap" else "sent to"
+    return f"a test mail was {where} {to}"

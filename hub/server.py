@@ -64,7 +64,9 @@ async def serve(config: Config, roles: set[str]) -> None:
 
         smtp_server = await start_smtp_listener(policy, config, on_accepted=hub.after_intake)
     if "imap" in roles and config.imap:
-        imap_sources = build_mail_sources(config, policy, on_accepted=hub.after_intake)
+        imap_sources = build_mail_sources(
+            config, policy, on_accepted=hub.after_intake, store=hub.state
+        )
         for source in imap_sources:
             await source.start()
     scheduler = None

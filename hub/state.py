@@ -9,7 +9,8 @@ addressed by (namespace, key), plain ones as JSON, secrets encrypted at rest
 (hub/secretbox.py). Blocking: call it from worker threads.
 
 Namespaces in use: ``calendar-ID`` (a calendar's stored secrets and renewed tokens, deleted
-with the calendar), ``console-signin`` (pending OAuth sign-ins), ``smpp-parts:NAME`` /
+with the calendar), ``console-signin`` (pending OAuth sign-ins), ``mailbox:KEY`` (a
+mailbox's OAuth tokens, status and last activity: hub/mail_oauth.py), ``smpp-parts:NAME`` /
 ``smpp-states:NAME`` / ``smpp-mo:NAME`` / ``smpp-mo-done:NAME`` (an SMPP provider's
 long-message bookkeeping).
 """

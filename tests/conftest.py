@@ -24,7 +24,12 @@ from hub.config import Config, parse_config
 from hub.db import make_engine, session_scope, upgrade
 
 # Fixtures of the real servers, available to every test module.
-pytest_plugins = ["tests.servers.smtp_sink", "tests.servers.radicale", "tests.servers.dns"]
+pytest_plugins = [
+    "tests.servers.oauth_introspection",
+    "tests.servers.smtp_sink",
+    "tests.servers.radicale",
+    "tests.servers.dns",
+]
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 PG_URL = os.environ.get("SMSHUB_TEST_DATABASE_URL", "")

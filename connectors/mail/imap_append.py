@@ -14,16 +14,24 @@ from email.policy import SMTP as SMTP_POLICY
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError, LoginError
 
+from connectors.mail.oauth_login import imap_login
 from hub.config import MailOutSection
+from hub.mail_oauth import MailboxAccess, MailboxAuthError
 
 
 class ImapAppendSender:
     """Delivers through ``[mail_out] method = "imap"``; imapclient blocks, so a worker thread."""
 
     def __init__(
-        self, settings: MailOutSection, password: str | None, timeout: float = 30.0
+        self,
+        settings: MailOutSection,
+        password: str | None,
+        timeout: float = 30.0,
+        access: MailboxAccess | None = None,
     ) -> None:
         self.settings = settings
+        # With [mail_out] imap_auth = "xoauth2": the token of the mailbox's sign-in.
+        self.access = access
         self.password = password or ""
         self.timeout = timeout
 
@@ -47,19 +55,28 @@ class ImapAppendSender:
             if s.imap_security == "starttls":
                 client.starttls(self._context())
             try:
-                client.login(s.imap_username, self.password)
-            except LoginError as exc:
-                # Retried with backoff: once the password is fixed, nothing queued is lost.
-                raise ConnectionError(
+                imap_login(client, s.imap_username, self.password, self.access)
+            except (LoginError, MailboxAuthError) as exc:
+                # Retried with backoff: once the password is fixed (or the mailbox connected
+                # again), nothing queued is lost.
+                message = (
                     f"IMAP server {s.imap_host} refused the login of {s.imap_username!r}: {exc}"
-                ) from exc
+                )
+                self._record(error=message)
+                raise ConnectionError(message) from exc
             if not client.folder_exists(s.imap_folder):
                 client.create_folder(s.imap_folder)
             client.append(s.imap_folder, raw)
+            self._record()
         except IMAPClientError as exc:
+            self._record(error=f"IMAP APPEND to {s.imap_host} failed: {exc}")
             raise ConnectionError(f"IMAP APPEND to {s.imap_host} failed: {exc}") from exc
         finally:
             try:
                 client.logout()
             except Exception:  # the connection may already be gone
                 pass
+
+    def _record(self, error: str | None = None) -> None:
+        if self.access is not None:
+            self.access.record(f"appended a mail to {self.settings.imap_folder}", error=error)

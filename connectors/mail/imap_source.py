@@ -60,10 +60,12 @@ from imapclient.exceptions import (
 )
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from connectors.mail.oauth_login import imap_login
 from hub.config import read_secret
 from hub.errors import ConfigError, HubError, InvalidInput
 from hub.intake.addresses import split_address
 from hub.intake.policy import IntakeOutcome, IntakePolicy, MailEnvelope
+from hub.mail_oauth import ConsentRevoked, MailboxAccess, MailboxAuthError
 from hub.timeutil import utcnow
 
 log = logging.getLogger("smshub.imap")
@@ -92,6 +94,11 @@ class ImapSourceSettings(BaseModel):
     # "tls" (implicit TLS, IMAPS), "starttls", or "plain" (tests, or a trusted local socket).
     security: Literal["tls", "starttls", "plain"] = "tls"
     username: str
+    # "password" (LOGIN), or "xoauth2": SASL XOAUTH2 / OAUTHBEARER with the token of a
+    # Microsoft 365 or Google sign-in (connect the mailbox in the console's Mailboxes page or
+    # with `smshub mailboxes auth`; the tokens are kept encrypted in the database).
+    auth: Literal["password", "xoauth2"] = "password"
+    oauth_provider: Literal["microsoft", "google"] | None = None
     # The mailbox password: an environment variable or a file holding it.
     password_env: str | None = None
     password_file: str | None = None
@@ -134,7 +141,10 @@ class ImapSourceSettings(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> ImapSourceSettings:
-        if not (self.password_env or self.password_file):
+        if self.auth == "xoauth2":
+            if self.oauth_provider is None:
+                raise ValueError('auth = "xoauth2" needs oauth_provider = "microsoft" or "google"')
+        elif not (self.password_env or self.password_file):
             raise ValueError("set password_env or password_file (the mailbox password)")
         if self.folder in (self.processed_folder, self.failed_folder):
             raise ValueError(
@@ -194,7 +204,12 @@ class _ConnectionLost(Exception):
 
 
 # Everything that means "this connection is unusable now": reconnect, with backoff.
-_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (OSError, IMAPClientError, _ConnectionLost)
+_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    IMAPClientError,
+    _ConnectionLost,
+    MailboxAuthError,
+)
 
 
 def _text(exc: BaseException) -> str:
@@ -209,6 +224,14 @@ def _text(exc: BaseException) -> str:
 def describe(exc: BaseException, settings: ImapSourceSettings) -> str:
     """What went wrong, for a sysadmin (never includes the password)."""
     where = f"{settings.host}:{settings.effective_port}"
+    if isinstance(exc, MailboxAuthError):
+        return str(exc)
+    if isinstance(exc, LoginError) and settings.auth == "xoauth2":
+        return (
+            f"{where} refused the OAuth token of {settings.username!r} even after a refresh: "
+            f"{_text(exc)} (check that the account may use IMAP and that the mailbox "
+            "signed in is this username)"
+        )
     if isinstance(exc, LoginError):
         source = (
             f"environment variable {settings.password_env}"
@@ -325,8 +348,11 @@ class ImapSource:
         on_accepted: Callable[[IntakeOutcome], Any] | None = None,
         ssl_context: ssl.SSLContext | None = None,
         clock: Callable[[], float] = time.monotonic,
+        access: MailboxAccess | None = None,
     ) -> None:
         self.settings = settings
+        # The mailbox's sign-in (auth = "xoauth2") and where its activity is noted.
+        self.access = access
         self.policy = policy
         self.on_accepted = on_accepted
         self.label = settings.label
@@ -444,6 +470,7 @@ class ImapSource:
         except _CONNECTION_ERRORS as exc:
             message = describe(exc, self.settings)
             self.last_error = message
+            self._record(error=message)
             self._disconnect(logout=False)
             raise ImapUnavailable(f"{self.label}: {message}") from exc
 
@@ -475,7 +502,7 @@ class ImapSource:
                 # Wrong password or certificate: a human must act; the rest may heal itself.
                 level = (
                     logging.ERROR
-                    if isinstance(exc, LoginError | ssl.SSLCertVerificationError)
+                    if isinstance(exc, LoginError | ssl.SSLCertVerificationError | ConsentRevoked)
                     else logging.WARNING
                 )
             except Exception as exc:
@@ -486,6 +513,7 @@ class ImapSource:
             self._disconnect(logout=False)
             failures += 1
             self.last_error = message
+            self._record(error=message)
             self.state = "backoff"
             log.log(level, "%s: %s; trying again in %s", self.label, message, _seconds(delay))
             self._sleep(delay)
@@ -499,20 +527,8 @@ class ImapSource:
             return self._client
         s = self.settings
         self.state = "connecting"
-        context = None
-        if s.security != "plain":
-            context = self._ssl_context or make_ssl_context(s)
-        client = IMAPClient(
-            s.host,
-            s.effective_port,
-            ssl=s.security == "tls",
-            ssl_context=context if s.security == "tls" else None,
-            timeout=s.timeout,
-        )
+        client = self._open()
         try:
-            if s.security == "starttls":
-                client.starttls(context)
-            client.login(s.username, self._password)
             capabilities = frozenset(c.upper() for c in client.capabilities())
             self._ensure_folders(client)
         except BaseException:
@@ -531,6 +547,60 @@ class ImapSource:
             "yes" if b"MOVE" in capabilities else "no",
         )
         return client
+
+    def _open(self) -> IMAPClient:
+        """A new connection, logged in (TLS as the settings ask)."""
+        s = self.settings
+        context = None
+        if s.security != "plain":
+            context = self._ssl_context or make_ssl_context(s)
+        client = IMAPClient(
+            s.host,
+            s.effective_port,
+            ssl=s.security == "tls",
+            ssl_context=context if s.security == "tls" else None,
+            timeout=s.timeout,
+        )
+        try:
+            if s.security == "starttls":
+                client.starttls(context)
+            imap_login(client, s.username, self._password, self.access)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                client.shutdown()
+            raise
+        return client
+
+    def discard(self) -> None:
+        """Release what a source never started holds (its thread pool and wake pipe)."""
+        if self._task is not None or self._closed:
+            return
+        self._closed = True
+        self._executor.shutdown(wait=False)
+        for fd in (self._wake_r, self._wake_w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def check(self) -> str:
+        """Sign in and read the folder's counts, changing nothing (the console's and the
+        CLI's "test"; blocking). ImapUnavailable saying what went wrong."""
+        s = self.settings
+        try:
+            client = self._open()
+            try:
+                status = client.folder_status(s.folder, [b"MESSAGES", b"UNSEEN"])
+            finally:
+                with contextlib.suppress(Exception):
+                    client.logout()
+        except _CONNECTION_ERRORS as exc:
+            message = describe(exc, s)
+            self._record(error=message)
+            raise ImapUnavailable(f"{self.label}: {message}") from exc
+        self._record()
+        return (
+            f"signed in to {s.host} as {s.username} and read {s.folder!r}: "
+            f"{status.get(b'MESSAGES', 0)} mail(s), {status.get(b'UNSEEN', 0)} unread"
+        )
 
     def _ensure_folders(self, client: IMAPClient) -> None:
         for name in (self.settings.processed_folder, self.settings.failed_folder):
@@ -630,6 +700,7 @@ class ImapSource:
                 break
             self._batch(client, validity, due[start : start + s.batch_size], stats)
         self.last_pass = stats
+        self._record()
         if stats["found"]:
             log.info(
                 "%s: %d mail(s): %d accepted, %d already received, %d refused, "
@@ -694,6 +765,10 @@ class ImapSource:
         # Only now, with take() returned for each of them, do they leave the folder.
         self._move(client, validity, processed, self.settings.processed_folder, stats)
         self._move(client, validity, failed, self.settings.failed_folder, stats)
+
+    def _record(self, error: str | None = None) -> None:
+        if self.access is not None:
+            self.access.record(f"read {self.settings.folder}", error=error)
 
     def _refused(self, uid: int, raw: bytes, reply: str) -> None:
         sender, from_addr, message_id, subject = _header_facts(raw)

@@ -1,4 +1,5 @@
-"""MailSender through an SMTP relay (STARTTLS or implicit TLS, optional AUTH)."""
+"""MailSender through an SMTP relay (STARTTLS or implicit TLS, optional AUTH by password or
+by an OAuth token: ``[mail_out] auth = "xoauth2"``)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import smtplib
 import ssl
 from email.message import EmailMessage
 
+from connectors.mail.oauth_login import smtp_login
 from hub.config import MailOutSection
+from hub.mail_oauth import MailboxAccess
 from hub.mailout import PermanentMailError
 
 
@@ -20,8 +23,10 @@ class SmtpRelaySender:
         password: str | None,
         tls_context: ssl.SSLContext | None = None,
         timeout: float = 30.0,
+        access: MailboxAccess | None = None,
     ) -> None:
         self.settings = settings
+        self.access = access
         self.password = password
         self.tls_context = tls_context or ssl.create_default_context()
         self.timeout = timeout
@@ -44,7 +49,11 @@ class SmtpRelaySender:
                 client.starttls(context=self.tls_context)
                 client.ehlo()
             if s.username:
-                client.login(s.username, self.password or "")
+                try:
+                    smtp_login(client, s.username, self.password or "", self.access)
+                except Exception as exc:
+                    self._record(error=f"relay {s.host} refused the sign-in of {s.username}: {exc}")
+                    raise
             try:
                 refused = client.send_message(message)
             except smtplib.SMTPRecipientsRefused as exc:
@@ -57,3 +66,8 @@ class SmtpRelaySender:
                 raise
             if refused:
                 raise PermanentMailError(f"relay refused {', '.join(refused)}")
+        self._record()
+
+    def _record(self, error: str | None = None) -> None:
+        if self.access is not None:
+            self.access.record("sent a mail", error=error)

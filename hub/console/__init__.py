@@ -47,6 +47,7 @@ def install_console(app: FastAPI, hub: Hub) -> None:
         routes_history,
         routes_home,
         routes_login,
+        routes_mailboxes,
         routes_replies,
         routes_settings,
         routes_templates,
@@ -65,6 +66,7 @@ def install_console(app: FastAPI, hub: Hub) -> None:
         routes_templates,
         routes_replies,
         routes_calendars,
+        routes_mailboxes,
         routes_account,
         routes_settings,
     ):

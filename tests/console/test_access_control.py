@@ -266,6 +266,21 @@ ROUTES: dict[tuple[str, str], Spec] = {
         note="a pending choice follows a real sign-in; this one names the intruder and acme",
     ),
     ("GET", "/console/calendars/{calendar_id:int}"): page("/console/calendars/{calendar}"),
+    # -- console: the hub's mailboxes (the hub's own account only: acme is the first) -----
+    ("GET", "/console/mailboxes"): page("/console/mailboxes"),
+    ("GET", "/console/mailboxes/view"): page("/console/mailboxes/view?key=imap%3Adesk"),
+    ("GET", "/console/mailboxes/oauth/start"): page(
+        "/console/mailboxes/oauth/start?key=imap%3Adesk", owner=303
+    ),
+    ("GET", "/console/mailboxes/oauth/callback"): page(
+        "/console/mailboxes/oauth/callback?state=x&code=x",
+        owner=None,
+        note="the code exchange needs Google and a state the hub signed",
+    ),
+    ("POST", "/console/mailboxes/test"): post("/console/mailboxes/test", {"key": "imap:desk"}),
+    ("POST", "/console/mailboxes/disconnect"): post(
+        "/console/mailboxes/disconnect", {"key": "imap:desk"}
+    ),
     ("POST", "/console/calendars/{calendar_id:int}/rules"): post(
         "/console/calendars/{calendar}/rules",
         {
@@ -524,8 +539,23 @@ def config(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Conf
     so the OAuth routes reach their scope checks."""
     monkeypatch.setenv("SMSHUB_TEST_OAUTH_SECRET", "not-a-real-secret")
     client = {"client_id": "test-client", "client_secret_env": "SMSHUB_TEST_OAUTH_SECRET"}
+    # A mailbox of the hub's (read only by the imap role, not started here) for its pages.
+    desk = {
+        "name": "desk",
+        "host": "127.0.0.1",
+        "port": 1,
+        "security": "plain",
+        "username": "desk@acme.example",
+        "auth": "xoauth2",
+        "oauth_provider": "google",
+        "intake_address": "desk@intake.example",
+        "timeout": 2.0,
+    }
     return make_config(
-        db_url, tmp_path, calendar_oauth={"google": dict(client), "microsoft": dict(client)}
+        db_url,
+        tmp_path,
+        calendar_oauth={"google": dict(client), "microsoft": dict(client)},
+        imap=[desk],
     )
 
 

@@ -104,6 +104,8 @@ class GoogleCalendarFake:
     requests: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
     # OAuth clients: client_id -> (secret, refresh token); service accounts: email -> key.
     oauth_clients: dict[str, tuple[str, str]] = field(default_factory=dict)
+    # Who signs in through each client (the Google account whose mail a token reaches).
+    oauth_users: dict[str, str] = field(default_factory=dict)
     service_accounts: dict[str, Any] = field(default_factory=dict)
     # Access tokens handed out -> what they were granted for.
     access_tokens: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -327,6 +329,27 @@ class GoogleCalendarFake:
         with self.lock:
             self.oauth_clients[client_id] = (secret, refresh_token)
 
+    def revoke(self, client_id: str) -> None:
+        """The user removes the app's access (Google account → Security → Third-party
+        access): its refresh token answers invalid_grant, its access tokens are refused."""
+        with self.lock:
+            secret, _ = self.oauth_clients[client_id]
+            self.oauth_clients[client_id] = (secret, f"revoked-{next(self._ids)}")
+            for token in [
+                t for t, g in self.access_tokens.items() if g.get("client_id") == client_id
+            ]:
+                del self.access_tokens[token]
+
+    def expire_access_tokens(self) -> None:
+        with self.lock:
+            self.access_tokens.clear()
+
+    def user_of(self, token: str) -> str | None:
+        """The Google account of a live access token (for the mail servers' introspection)."""
+        with self.lock:
+            granted = self.access_tokens.get(token)
+            return str(granted.get("email") or "") or None if granted else None
+
     def service_account_key(
         self, email: str = "reminders@smshub-test.iam.gserviceaccount.com"
     ) -> dict[str, Any]:
@@ -368,7 +391,10 @@ class GoogleCalendarFake:
                         "error": "invalid_grant",
                         "error_description": "Token has been expired or revoked.",
                     }
-                granted = {"client_id": form["client_id"]}
+                granted = {
+                    "client_id": form["client_id"],
+                    "email": self.oauth_users.get(form["client_id"], ""),
+                }
             elif grant == "authorization_code":
                 return self._exchange_code(form)
             elif grant == JWT_GRANT:
@@ -440,7 +466,11 @@ class GoogleCalendarFake:
                     "error_description": "Invalid code verifier.",
                 }
         token = f"ya29.fake-{next(self._ids)}"
-        self.access_tokens[token] = {"client_id": form["client_id"], "scope": asked.get("scope")}
+        self.access_tokens[token] = {
+            "client_id": form["client_id"],
+            "scope": asked.get("scope"),
+            "email": self.oauth_users.get(form["client_id"], ""),
+        }
         return 200, {
             "access_token": token,
             "expires_in": 3599,

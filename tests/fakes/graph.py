@@ -412,6 +412,25 @@ class GraphFake:
             self._views.clear()
             self._pages.clear()
 
+    def revoke(self, user: str) -> None:
+        """USER withdraws consent (or an admin revokes their sessions): every refresh token
+        and access token of theirs is refused from now on (invalid_grant)."""
+        with self.lock:
+            for store in (self.refresh_tokens, self.access_tokens):
+                for token in [t for t, (_, u) in store.items() if u == user]:
+                    del store[token]
+
+    def expire_access_tokens(self) -> None:
+        """Every access token handed out so far expires (refresh tokens stay good)."""
+        with self.lock:
+            self.access_tokens.clear()
+
+    def user_of(self, token: str) -> str | None:
+        """Whose live access token TOKEN is (for the mail servers' introspection)."""
+        with self.lock:
+            found = self.access_tokens.get(token)
+            return found[1] if found else None
+
     def throttle_next(self, status: int = 429, retry_after: int = 1, times: int = 1) -> None:
         """Answer the next TIMES Graph requests with STATUS and Retry-After."""
         with self.lock:

@@ -73,6 +73,7 @@ from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
 
 from tests.servers._util import free_ports, wait_until
+from tests.servers.oauth_introspection import Introspection
 
 INSTALL_HINT = "install dovecot-imapd (make system-deps)"
 START_TIMEOUT = 10.0
@@ -91,7 +92,7 @@ debug_log_path = {workdir}/dovecot.log
 auth_verbose = yes
 {ssl}
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = plain login{oauth_mechanisms}
 # A refused login normally answers after 2 s (against password guessing); tests test that.
 auth_failure_delay = 0
 mail_location = maildir:{workdir}/mail/%u
@@ -99,7 +100,7 @@ first_valid_uid = 1
 default_internal_user = {internal_user}
 default_internal_group = {internal_group}
 default_login_user = {login_user}
-passdb {{
+{oauth_passdb}passdb {{
   driver = passwd-file
   args = scheme=PLAIN username_format=%u {workdir}/users/%u
 }}
@@ -131,6 +132,30 @@ protocol imap {{
   # Tests open many connections as the same user from 127.0.0.1.
   mail_max_userip_connections = 100
 }}
+"""
+
+
+# With an introspection URL: SASL XOAUTH2 and OAUTHBEARER checked by the oauth2 passdb
+# (only for those mechanisms: LOGIN still uses the passwd-files).
+_OAUTH_PASSDB = """passdb {{
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = {workdir}/oauth2.conf
+}}
+"""
+
+# Dovecot 2.3's oauth2 passdb, found by experiment with 2.3.19 on Debian 12: with
+# introspection_mode = post it POSTs "token=T&client_id=&client_secret=" and accepts the
+# login when the JSON answer's active_attribute has active_value and username_attribute
+# equals the SASL user; every login asks again (no auth_cache), so a revoked token is refused
+# at the next login. force_introspection: the token is opaque, never read locally.
+_OAUTH2_CONF = """introspection_url = {url}
+introspection_mode = post
+force_introspection = yes
+username_attribute = username
+active_attribute = active
+active_value = true
+timeout_msecs = 5000
 """
 
 
@@ -390,8 +415,11 @@ class DovecotServer:
             return int(c.folder_status(folder, ["UIDVALIDITY"])[b"UIDVALIDITY"])
 
 
-def start_dovecot() -> DovecotServer:
-    """Configure and start a Dovecot in a new temp dir (remove it with :func:`discard`)."""
+def start_dovecot(introspection_url: str | None = None) -> DovecotServer:
+    """Configure and start a Dovecot in a new temp dir (remove it with :func:`discard`).
+
+    With INTROSPECTION_URL it also offers AUTH=XOAUTH2 and AUTH=OAUTHBEARER, checking each
+    bearer token against that token-introspection endpoint (RFC 7662)."""
     if _program("dovecot") is None or _program("doveadm") is None:
         from tests.conftest import require_server
 
@@ -412,6 +440,8 @@ def start_dovecot() -> DovecotServer:
     )
     port, tls_port = free_ports(2)
     config_path = workdir / "dovecot.conf"
+    if introspection_url:
+        (workdir / "oauth2.conf").write_text(_OAUTH2_CONF.format(url=introspection_url))
     config_path.write_text(
         _CONFIG.format(
             instance=f"smshub-test-{workdir.name}",
@@ -425,6 +455,8 @@ def start_dovecot() -> DovecotServer:
             port=port,
             tls_port=tls_port,
             chroot="" if who.may_chroot else "chroot =",
+            oauth_mechanisms=" xoauth2 oauthbearer" if introspection_url else "",
+            oauth_passdb=_OAUTH_PASSDB.format(workdir=workdir) if introspection_url else "",
         )
     )
     # Dovecot's auth process (the internal user) opens a per-user passwd-file at each login.
@@ -460,6 +492,15 @@ def discard(server: DovecotServer) -> None:
 def dovecot_fixture() -> Iterator[DovecotServer]:
     """One Dovecot for the whole session; give each test its own user (``add_user()``)."""
     server = start_dovecot()
+    yield server
+    discard(server)
+
+
+@pytest.fixture(scope="session", name="dovecot_oauth")
+def dovecot_oauth_fixture(introspection_service: Introspection) -> Iterator[DovecotServer]:
+    """One Dovecot for the session whose XOAUTH2 / OAUTHBEARER logins are checked by the
+    ``introspection`` endpoint (users log in with LOGIN too, to fill their mailboxes)."""
+    server = start_dovecot(introspection_service.url)
     yield server
     discard(server)
 

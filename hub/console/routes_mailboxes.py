@@ -1,0 +1,233 @@
+"""Console pages: the hub's mailboxes (IMAP intake, the answers mailbox, the SMTP relay):
+connect by OAuth, test, see last activity and errors, disconnect.
+
+Connecting runs the shared OAuth sign-in (hub/oauth_flow.py: authorization code + PKCE, a
+state signed with a key of its own and bound to the console user, a nonce cookie) asking
+the mail scopes; the tokens go encrypted into the state store (hub/mail_oauth.py).
+"""
+
+# No `from __future__ import annotations`: FastAPI reads these annotations at runtime.
+
+import asyncio
+from datetime import datetime
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from hub import oauth_flow
+from hub.console.auth import ConsoleUser, User, signing_key
+from hub.console.render import page, redirect
+from hub.db import read_scope
+from hub.errors import ConfigError, Forbidden, HubError, InvalidInput
+from hub.mail_oauth import PROVIDERS, SCOPES, disconnect, mailbox_state, store_grant
+from hub.mailboxes import (
+    Mailbox,
+    configured_mailboxes,
+    find_mailbox,
+    oauth_problem,
+    require_operator,
+)
+from hub.registry import try_mailbox
+
+router = APIRouter()
+
+OAUTH_COOKIE = "smshub_mailbox_oauth"
+OAUTH_PATH = "/console/mailboxes/oauth"
+CALLBACK_PATH = "/console/mailboxes/oauth/callback"
+PURPOSE = b"smshub console mailbox oauth"
+PAGE = "the Mailboxes page"
+
+
+def _key(request: Request) -> bytes:
+    return oauth_flow.signer_key(signing_key(request.app.state.hub.engine), PURPOSE)
+
+
+def _secure(request: Request) -> bool:
+    config = request.app.state.hub.config
+    mode = config.console.secure_cookies
+    return mode == "always" or (mode == "auto" and config.hub.public_url.startswith("https:"))
+
+
+def _operator(request: Request, user: ConsoleUser) -> None:
+    with read_scope(request.app.state.hub.engine) as session:
+        require_operator(session, user.account_id)
+
+
+def _stamp(value: Any) -> datetime | None:
+    try:
+        return datetime.fromisoformat(str(value)) if value else None
+    except ValueError:
+        return None
+
+
+def _row(request: Request, mailbox: Mailbox) -> dict[str, Any]:
+    hub = request.app.state.hub
+    state = mailbox_state(hub.state, mailbox.key)
+    activity = state.activity
+    return {
+        "box": mailbox,
+        "state": state,
+        "problem": oauth_problem(hub.state, mailbox),
+        "last_at": _stamp(activity.get("at")),
+        "last_what": activity.get("what", ""),
+        "error": activity.get("error", ""),
+        "error_at": _stamp(activity.get("error_at")),
+        "connected_at": _stamp(state.connected_at),
+    }
+
+
+@router.get("/mailboxes", response_class=HTMLResponse)
+async def mailboxes(request: Request, user: User) -> Response:
+    """Every mailbox of the hub's config, with its sign-in and last activity."""
+    hub = request.app.state.hub
+    await asyncio.to_thread(_operator, request, user)
+
+    def _load() -> list[dict[str, Any]]:
+        return [_row(request, m) for m in configured_mailboxes(hub.config)]
+
+    rows = await asyncio.to_thread(_load)
+    return page(request, user, "mailboxes_list.html.j2", nav="mailboxes", rows=rows)
+
+
+@router.get("/mailboxes/view", response_class=HTMLResponse)
+async def mailbox_page(request: Request, user: User, key: str = "") -> Response:
+    """One mailbox: its settings, sign-in, last activity and error; connect, test, disconnect."""
+    hub = request.app.state.hub
+    config = hub.config
+    await asyncio.to_thread(_operator, request, user)
+    mailbox = find_mailbox(config, key)
+    row = await asyncio.to_thread(_row, request, mailbox)
+    setup = oauth_flow.setup_hint(config, mailbox.provider, CALLBACK_PATH) if mailbox.oauth else ""
+    return page(
+        request,
+        user,
+        "mailboxes_detail.html.j2",
+        nav="mailboxes",
+        row=row,
+        setup=setup,
+        scopes=SCOPES.get(mailbox.provider, []),
+        redirect_uri=oauth_flow.redirect_uri(config, CALLBACK_PATH),
+    )
+
+
+def _view(key: str) -> str:
+    return f"/console/mailboxes/view?key={quote(key, safe='')}"
+
+
+@router.get("/mailboxes/oauth/start")
+async def oauth_start(request: Request, user: User, key: str = "") -> Response:
+    """Send the browser to the provider's consent page for mailbox KEY."""
+    hub = request.app.state.hub
+    config = hub.config
+    await asyncio.to_thread(_operator, request, user)
+    mailbox = find_mailbox(config, key)
+    if not mailbox.oauth:
+        raise InvalidInput(
+            f'mailbox {key} signs in with a password; set auth = "xoauth2" and '
+            "oauth_provider in its config to connect it by OAuth"
+        )
+    hint = oauth_flow.setup_hint(config, mailbox.provider, CALLBACK_PATH)
+    if hint:
+        raise ConfigError(
+            f"Connecting {PROVIDERS[mailbox.provider]} mailboxes is not set up: {hint}"
+        )
+    data = {"u": user.user_id, "a": user.account_id, "n": mailbox.key}
+    started = await asyncio.to_thread(
+        oauth_flow.start,
+        config,
+        _key(request),
+        hub.state,
+        mailbox.provider,
+        data,
+        SCOPES[mailbox.provider],
+        CALLBACK_PATH,
+    )
+    response = RedirectResponse(started.url, status_code=303)
+    response.set_cookie(
+        OAUTH_COOKIE,
+        started.cookie,
+        max_age=oauth_flow.STATE_SECONDS,
+        path=OAUTH_PATH,
+        httponly=True,
+        samesite="lax",
+        secure=_secure(request),
+    )
+    return response
+
+
+@router.get("/mailboxes/oauth/callback")
+async def oauth_callback(request: Request, user: User) -> Response:
+    """The provider's answer: trade the code for tokens, kept encrypted with the mailbox."""
+    hub = request.app.state.hub
+    config = hub.config
+    await asyncio.to_thread(_operator, request, user)
+    query = dict(request.query_params)
+    state = query.get("state", "")
+    checked = oauth_flow.read_state(
+        _key(request), state, request.cookies.get(OAUTH_COOKIE, ""), PAGE
+    )
+    if int(checked["u"]) != user.user_id:
+        raise Forbidden("this sign-in was started by another console user; start again")
+    checked = await asyncio.to_thread(oauth_flow.take_flow, hub.state, checked, PAGE)
+    mailbox = find_mailbox(config, str(checked["n"]))
+    provider = str(checked["p"])
+    back = _view(mailbox.key)
+    if query.get("error"):
+        why = query.get("error_description") or query["error"]
+        response: Response = redirect(back, f"{PROVIDERS[provider]} did not connect: {why[:300]}")
+    else:
+
+        def _exchange() -> str:
+            token = oauth_flow.exchange_code(config, provider, state, checked, query, CALLBACK_PATH)
+            claims = token.get("id_token_claims") or {}
+            signed_in = str(claims.get("preferred_username") or claims.get("email") or "")
+            store_grant(
+                hub.state,
+                mailbox.key,
+                provider,
+                str(token["refresh_token"]),
+                account=signed_in or mailbox.username,
+                access=token,
+            )
+            return signed_in
+
+        signed_in = await asyncio.to_thread(_exchange)
+        message = f"Mailbox {mailbox.label} connected with {PROVIDERS[provider]}"
+        if signed_in and signed_in.lower() != mailbox.username.lower():
+            message += (
+                f", signed in as {signed_in} while the mailbox's username is "
+                f"{mailbox.username}: the server will refuse the token unless that account "
+                "may open this mailbox"
+            )
+        response = redirect(back, message + ". Test it now.")
+    response.delete_cookie(OAUTH_COOKIE, path=OAUTH_PATH)
+    return response
+
+
+@router.post("/mailboxes/test")
+async def test(request: Request, user: User, key: Annotated[str, Form()] = "") -> Response:
+    """Read the intake folder, or send a test mail to the mailbox itself."""
+    hub = request.app.state.hub
+    await asyncio.to_thread(_operator, request, user)
+    mailbox = find_mailbox(hub.config, key)
+    try:
+        said = await asyncio.to_thread(try_mailbox, hub.config, hub.state, mailbox.key)
+    except (HubError, OSError) as exc:
+        return redirect(_view(mailbox.key), f"Test failed: {exc}")
+    return redirect(_view(mailbox.key), f"Test passed: {said}.")
+
+
+@router.post("/mailboxes/disconnect")
+async def remove(request: Request, user: User, key: Annotated[str, Form()] = "") -> Response:
+    """Forget the mailbox's tokens (the hub stops signing in to it until connected again)."""
+    hub = request.app.state.hub
+    await asyncio.to_thread(_operator, request, user)
+    mailbox = find_mailbox(hub.config, key)
+    await asyncio.to_thread(disconnect, hub.state, mailbox.key)
+    return redirect(
+        _view(mailbox.key),
+        f"Mailbox {mailbox.label} disconnected: its stored tokens are deleted. To withdraw "
+        "the consent itself, remove smshub from the account's apps at the provider.",
+    )
