@@ -134,6 +134,6 @@ def naming(
 ) -> Naming:
     """EVENT's title and the name to greet, CONTACTS (number → name) asked last."""
     name, source = name_in_event(event)
-    if not name and phone and contacts and phone in contacts:
+    if not name and phone and contacts and contacts.get(phone):
         name, source = contacts[phone], CONTACT
     return Naming(clean_title(event.title), name, source)
