@@ -78,7 +78,8 @@ def _rows(engine) -> dict[str, CalendarEventRow]:
 
 
 def _local(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC).astimezone(PARIS) if value.tzinfo is None else value
+    aware = value.replace(tzinfo=UTC) if value.tzinfo is None else value
+    return aware.astimezone(PARIS)
 
 
 # -- whom a reminder greets ---------------------------------------------------------------
