@@ -251,7 +251,12 @@ class Reconciler:
                 continue
             recipient = find_recipient(event, self.region)
             self._recipients[event.key] = recipient
-            if recipient.phone and recipient.phone not in self._contacts:
+            # Contacts are asked only for numbers whose event names nobody.
+            if (
+                recipient.phone
+                and recipient.phone not in self._contacts
+                and not naming.name_in_event(event)[0]
+            ):
                 wanted.add(recipient.phone)
         if wanted:
             found = naming.contact_names(session.connection(), self.calendar.account_id, wanted)
