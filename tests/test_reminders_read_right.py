@@ -345,7 +345,10 @@ def test_cli_rules_replan_and_preview_shows_name_and_all_day(smshub, db_url, tmp
     path = tmp_path / "cabinet.ics"
     path.write_text(
         _ics(
+            # The practice organizes and is listed first among the attendees: not greeted.
             f"UID:timed\r\nDTSTART:{timed}\r\nSUMMARY:Kiné 06 12 34 56 78\r\n"
+            "ORGANIZER;CN=Cabinet Durand:mailto:cabinet@example.org\r\n"
+            "ATTENDEE;CN=Cabinet Durand:mailto:CABINET@example.org\r\n"
             "ATTENDEE;CN=Jeanne Durand:mailto:jeanne@example.org",
             f"UID:allday\r\nDTSTART;VALUE=DATE:{day}\r\nSUMMARY:Journée Mme Vert\r\n"
             "DESCRIPTION:Tel: 06 98 76 54 32",
