@@ -414,3 +414,29 @@ def test_cli_rules_replan_and_preview_shows_name_and_all_day(smshub, db_url, tmp
     engine.dispose()
     code, out, err = smshub("calendars", "rules", "acme", "cab", "--quiet", "20h")
     assert code == 1 and "must be START-END" in err
+
+
+def test_a_sync_after_a_settings_change_moves_reminders_too(engine, config, calendar):
+    # `sync --full` left a reminder at 08:00 after quiet hours became 20:00-09:00: a sync
+    # now replans like the settings change itself does.
+    with session_scope(engine) as s:
+        s.get(Calendar, calendar).offsets = "2d@08:00"
+    events = [_event("a", _day(4, 10), "RDV", "Tel: 06 12 34 56 78\nNom: Jeanne")]
+    _sync(engine, config, calendar, events)
+    with session_scope(engine) as s:
+        cal = s.get(Calendar, calendar)
+        cal.quiet_start, cal.quiet_end = "20:00", "09:00"
+    assert _sync(engine, config, calendar, events).rescheduled == 1
+    [msg] = _queued(engine).values()
+    assert _local(msg.due_at) == _day(1, 19, 59)
+
+
+def test_a_new_sender_replans_queued_reminders(engine, config, calendar):
+    events = [_event("a", _day(4, 10), "RDV", "Tel: 06 12 34 56 78\nNom: Jeanne")]
+    _sync(engine, config, calendar, events)
+    with session_scope(engine) as s:
+        s.get(Calendar, calendar).sender = "Cabinet"
+    report = replan(engine, config, calendar)
+    assert report.rescheduled == 1
+    [msg] = _queued(engine).values()
+    assert msg.sender == "Cabinet"

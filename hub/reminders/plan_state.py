@@ -181,10 +181,16 @@ class StoredMessage:
     text: str
     recipient: str
     due_at: datetime  # aware UTC: when it goes out (a replan compares it)
+    sender: str | None = None
 
 
 _MESSAGES_BY_ID = select(
-    MESSAGES.c.id, MESSAGES.c.status, MESSAGES.c.text, MESSAGES.c.recipient, MESSAGES.c.due_at
+    MESSAGES.c.id,
+    MESSAGES.c.status,
+    MESSAGES.c.text,
+    MESSAGES.c.recipient,
+    MESSAGES.c.due_at,
+    MESSAGES.c.sender,
 ).where(MESSAGES.c.id.in_(bindparam("ids", expanding=True)))
 
 
@@ -194,5 +200,7 @@ def load_messages(conn: Connection, ids: Collection[str]) -> dict[str, StoredMes
     found: dict[str, StoredMessage] = {}
     for start in range(0, len(wanted), _IDS_PER_QUERY):
         for row in conn.execute(_MESSAGES_BY_ID, {"ids": wanted[start : start + _IDS_PER_QUERY]}):
-            found[row.id] = StoredMessage(row.status, row.text, row.recipient, as_utc(row.due_at))
+            found[row.id] = StoredMessage(
+                row.status, row.text, row.recipient, as_utc(row.due_at), row.sender
+            )
     return found

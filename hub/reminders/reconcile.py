@@ -126,6 +126,7 @@ def fingerprint(calendar: Calendar, region: str, max_parts: int) -> str:
         calendar.quiet_start,
         calendar.quiet_end,
         calendar.min_lead_minutes,
+        calendar.sender,
         # How names and all-day events are planned (issue 17): bumped, everything replans.
         "naming-1",
     ]
@@ -152,6 +153,9 @@ class Reconciler:
         self.region = region
         self.planned_with = fingerprint(calendar, region, config.sending.max_parts)
         self.same_settings = calendar.planned_with == self.planned_with
+        # The sender new reminders get (``load`` reads the account's default): a queued one
+        # from another sender is planned again. None: no sender to compare with.
+        self.sender: str | None = None
         self.report = ReconcileReport()
         self.state = CalendarState()
         self.seen: set[tuple[str, str]] = set()
@@ -164,6 +168,7 @@ class Reconciler:
     # -- reading -------------------------------------------------------------------------
     def load(self, session: Session) -> None:
         self.state = load_state(session.connection(), self.calendar_id)
+        self.sender = _sender(session, self.calendar)
 
     def changed(self, result: SyncResult) -> list[tuple[CalendarEvent, dict[str, Any]]]:
         """The synced occurrences that need planning, with their compared values; the
@@ -391,6 +396,7 @@ class Reconciler:
                 and message.text == text
                 and message.recipient == plan.row["phone"]
                 and abs(message.due_at - when) <= timedelta(seconds=1)
+                and (self.sender is None or message.sender == self.sender)
             ):
                 return  # unchanged
             else:
@@ -594,6 +600,17 @@ class Reconciler:
         """Record what went out since the last sync, and the settings planned with."""
         plan_write.set_sent(session, self.state.went_out)
         self.state.went_out = []
+
+
+def _sender(session: Session, calendar: Calendar) -> str | None:
+    """The sender CALENDAR's new reminders go out from (its own, else its account's); None
+    when there is none or it is not usable (submitting them says why)."""
+    account = session.get(Account, calendar.account_id)
+    chosen = calendar.sender if calendar.sender is not None else account and account.default_sender
+    try:
+        return sending.validate_sender(chosen or None)
+    except HubError:
+        return None
 
 
 def _region(session: Session, config: Config, calendar: Calendar) -> str:
