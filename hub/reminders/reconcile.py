@@ -154,8 +154,9 @@ class Reconciler:
         self.planned_with = fingerprint(calendar, region, config.sending.max_parts)
         self.same_settings = calendar.planned_with == self.planned_with
         # The sender new reminders get (``load`` reads the account's default): a queued one
-        # from another sender is planned again. None: no sender to compare with.
+        # from another sender is planned again; not compared when it cannot be used.
         self.sender: str | None = None
+        self.sender_usable = False
         self.report = ReconcileReport()
         self.state = CalendarState()
         self.seen: set[tuple[str, str]] = set()
@@ -168,7 +169,7 @@ class Reconciler:
     # -- reading -------------------------------------------------------------------------
     def load(self, session: Session) -> None:
         self.state = load_state(session.connection(), self.calendar_id)
-        self.sender = _sender(session, self.calendar)
+        self.sender_usable, self.sender = _sender(session, self.calendar)
 
     def changed(self, result: SyncResult) -> list[tuple[CalendarEvent, dict[str, Any]]]:
         """The synced occurrences that need planning, with their compared values; the
@@ -396,7 +397,7 @@ class Reconciler:
                 and message.text == text
                 and message.recipient == plan.row["phone"]
                 and abs(message.due_at - when) <= timedelta(seconds=1)
-                and (self.sender is None or message.sender == self.sender)
+                and (not self.sender_usable or message.sender == self.sender)
             ):
                 return  # unchanged
             else:
@@ -602,15 +603,15 @@ class Reconciler:
         self.state.went_out = []
 
 
-def _sender(session: Session, calendar: Calendar) -> str | None:
-    """The sender CALENDAR's new reminders go out from (its own, else its account's); None
-    when there is none or it is not usable (submitting them says why)."""
+def _sender(session: Session, calendar: Calendar) -> tuple[bool, str | None]:
+    """(usable, sender): the sender CALENDAR's new reminders go out from (its own, else its
+    account's; None: the provider's); not usable, submitting them says why."""
     account = session.get(Account, calendar.account_id)
     chosen = calendar.sender if calendar.sender is not None else account and account.default_sender
     try:
-        return sending.validate_sender(chosen or None)
+        return True, sending.validate_sender(chosen or None)
     except HubError:
-        return None
+        return False, None
 
 
 def _region(session: Session, config: Config, calendar: Calendar) -> str:
