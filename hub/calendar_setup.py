@@ -446,8 +446,8 @@ def update_rules(
     tz: str,
 ) -> RemoveReport:
     """Set CALENDAR's reminder rules (all checked first). Reminders planned by a rule that is
-    no longer listed are cancelled and refunded; the next sync (a full one) plans the rest
-    by the new rules."""
+    no longer listed are cancelled and refunded; once committed, ``hub.reminders.replan``
+    moves the others to the new rules (else the next sync, a full one, does)."""
     rules = {r.text for r in parse_offsets(offsets)}
     parse_hhmm(quiet_start, "quiet hours start")
     parse_hhmm(quiet_end, "quiet hours end")

@@ -1142,6 +1142,7 @@ def _register_subcommands() -> None:
     # Sub-command groups living in their own modules (they import helpers from here).
     from hub.cli_alerts import accounts_alert
     from hub.cli_answers import reminders_answers  # noqa: F401  (registers the command)
+    from hub.cli_calendar_rules import calendars_rules  # noqa: F401  (registers the command)
     from hub.cli_calendars import calendar_app, calendars_app, reminders_app
     from hub.cli_contacts import campaigns_app, contacts_app, lists_app, templates_app
     from hub.cli_links import files_app, links_app

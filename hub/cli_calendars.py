@@ -644,15 +644,18 @@ class PreviewOptions:
 def preview_entries(events: list[CalendarEvent], opts: PreviewOptions) -> list[dict[str, Any]]:
     """One entry per occurrence per rule, as the reconciler would plan it (nothing stored).
 
-    ``problem`` says why no SMS would go out; a send time moved out of quiet hours is not a
-    problem, it only shows in ``send_at``.
+    ``problem`` says why no SMS would go out (an hour rule and an all-day appointment
+    included: ``send_at`` is null then); a send time moved out of quiet hours is not a
+    problem, it only shows in ``send_at``. ``name`` is the person greeted ("" when none is
+    found) and ``name_source`` where it came from (description, attendee).
     """
     from zoneinfo import ZoneInfo
 
     from hub.calendars import EventStatus
+    from hub.reminders import all_day
     from hub.reminders.extract import find_recipient
+    from hub.reminders.naming import naming
     from hub.reminders.render import render_reminder
-    from hub.reminders.rules import send_time
 
     shown = ZoneInfo(opts.tz)
     entries = []
@@ -660,22 +663,26 @@ def preview_entries(events: list[CalendarEvent], opts: PreviewOptions) -> list[d
         # As Reconciler._tz: the event's own zone decides "09:00", else the calendar's.
         zone = event.timezone if event.timezone and event.timezone != "UTC" else opts.tz
         recipient = find_recipient(event, opts.region)
+        named = naming(event, recipient.phone)
         text = render_reminder(
             opts.template,
             locale=opts.locale,
             tz=zone,
             start=event.start,
-            name=recipient.name,
-            title=event.title,
+            name=named.name,
+            title=named.title,
             location=event.location,
+            all_day=event.all_day,
         )
         for rule in opts.rules:
-            when = send_time(event.start, rule, zone, opts.quiet)
+            when = all_day.reminder_time(event.start, rule, zone, opts.quiet, event.all_day)
             problem: str | None = None
             if event.status == EventStatus.CANCELLED:
                 problem = "the appointment is cancelled"
             elif recipient.phone is None:
                 problem = recipient.problem
+            elif when is None:
+                problem = all_day.skip_note([rule.text])
             elif event.start <= opts.now:
                 problem = "the appointment has already begun"
             elif when <= opts.now + opts.min_lead:
@@ -684,8 +691,12 @@ def preview_entries(events: list[CalendarEvent], opts: PreviewOptions) -> list[d
                 {
                     "event_uid": event.uid,
                     "start": event.start.astimezone(shown).isoformat(),
-                    "send_at": when.astimezone(shown).isoformat(),
+                    "all_day": event.all_day,
+                    "send_at": when.astimezone(shown).isoformat() if when else None,
                     "to": recipient.phone,
+                    "name": named.name,
+                    "name_source": named.source,
+                    "title": named.title,
                     "text": text,
                     "problem": problem,
                 }
@@ -740,8 +751,10 @@ def calendar_preview(
     template: Annotated[
         str | None,
         typer.Option(
-            help="Jinja2 SMS template; fields name, title, location, start (filters "
-            "date('EEEE d MMMM'), time('HH:mm')). Default: the hub's French reminder."
+            help="Jinja2 SMS template; fields name (a person's name, empty when none is "
+            "found), title (without the number), location, start (filters "
+            "date('EEEE d MMMM'), time('HH:mm')) and all_day (no time to show). "
+            "Default: the hub's French reminder."
         ),
     ] = None,
     region: Annotated[
@@ -776,10 +789,15 @@ def calendar_preview(
 
     Reads FILE_OR_URL as an ICS calendar (from --now to --days later) and
     lists, for each occurrence and each --rule in the order given: event_uid,
-    start and send_at (ISO 8601 with the --tz offset), to (E.164 or null),
-    text, and problem (null, or why no SMS would go out: cancelled, no mobile
-    number, only a landline, created too late). A send time moved out of
-    quiet hours is not a problem: send_at shows the moved time.
+    start and send_at (ISO 8601 with the --tz offset), all_day, to (E.164 or
+    null), name and name_source (the person greeted and where the name was
+    found: a Nom:/Patient: line of the description, or an attendee; empty
+    when none is), title (without the number), text, and problem (null, or
+    why no SMS would go out: cancelled, no mobile number, only a landline,
+    created too late, an hour rule on an all-day appointment). All-day
+    appointments get day rules only (a plain 2d at 09:00), and no time in
+    the text. A send time moved out of quiet hours is not a problem: send_at
+    shows the moved time.
     Broken events in the file are reported on standard error.
     """
     import tempfile
@@ -875,9 +893,13 @@ def calendar_preview(
     # Entries come rule after rule for each occurrence, in the order the rules were given.
     for index, entry in enumerate(entries):
         name = rules[index % len(rules)].text
+        start = entry["start"][:10] + " all day" if entry["all_day"] else entry["start"][:16]
+        send = entry["send_at"][:16] if entry["send_at"] else "-"
+        greeted = (
+            f"{entry['name']} (from {entry['name_source']})" if entry["name"] else "no name found"
+        )
         lines.append(
-            f"{entry['start'][:16]}  {name:<9} send {entry['send_at'][:16]}  "
-            f"to {entry['to'] or '-'}"
+            f"{start}  {name:<9} send {send:<16}  to {entry['to'] or '-'}  name: {greeted}"
         )
         said = f"NOT SENT: {entry['problem']}" if entry["problem"] else entry["text"]
         lines.append(f"    {said}")

@@ -547,6 +547,8 @@ class CalendarEventRow(SQLModel, table=True):
     # Who gets the reminder, and why not when nobody can.
     phone: str | None = Field(default=None, max_length=20)
     person: str = Field(default="", max_length=255)
+    # Where PERSON came from: attendee | contact | description, "" when no name was found.
+    person_source: str = Field(default="", max_length=16, sa_column_kwargs={"server_default": ""})
     problem: str = Field(default="", max_length=255)
     # confirmed | cancelled by the patient's answer, and whether the calendar was told.
     answer: str = Field(default="", max_length=16)

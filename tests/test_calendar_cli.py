@@ -32,7 +32,18 @@ graph_fake = graph.graph_fake  # the fixture, under its own name
 
 ICS = Path(__file__).parent / "data" / "ics"
 PARIS = ZoneInfo("Europe/Paris")
-KEYS = {"event_uid", "start", "send_at", "to", "text", "problem"}
+KEYS = {
+    "event_uid",
+    "start",
+    "all_day",
+    "send_at",
+    "to",
+    "name",
+    "name_source",
+    "title",
+    "text",
+    "problem",
+}
 JEANNE = "6kq3c1r8d9ffm0v2lq3ot4bq5u@google.com"
 TEAM = "9z8y7x6w5v4u3t2s1r0q9p8o7n@google.com"
 NO_MOBILE = "no mobile number in the title, location or description"
@@ -167,7 +178,8 @@ def test_preview_time_zone_places_floating_times_and_shows_offsets(smshub):
         "--locale",
         "en_US",
         "--template",
-        "Hi {{ name }}, see you {{ start|date('EEEE d MMMM') }} at {{ start|time('h:mm a') }}",
+        "Hi{% if name %} {{ name }}{% endif %}, see you {{ start|date('EEEE d MMMM') }} at "
+        "{{ start|time('h:mm a') }}",
         "--quiet",
         "00:00-00:00",
     )
@@ -178,7 +190,9 @@ def test_preview_time_zone_places_floating_times_and_shows_offsets(smshub):
         ("2025-03-31T09:00:00-04:00", "2025-03-30T08:30:00-04:00"),
         ("2025-04-07T09:00:00-04:00", "2025-04-06T08:30:00-04:00"),
     ]
-    assert entries[1]["text"] == "Hi Téléconsultation, see you Wednesday 26 March at 11:00 AM"
+    # A title is no name (issue 17): greeted without one.
+    assert entries[1]["text"] == "Hi, see you Wednesday 26 March at 11:00 AM"
+    assert (entries[1]["name"], entries[1]["title"]) == ("", "Téléconsultation")
 
 
 def _ics(*events: str) -> str:
@@ -207,7 +221,8 @@ def test_preview_landline_mobile_and_region(smshub, tmp_path):
     _, marc = _preview(smshub, *args, "--region", "BE")
     assert marc["to"] == "+32470123456" and marc["problem"] is None
     assert marc["send_at"] == "2025-04-02T10:00:00+02:00"
-    assert "Bonjour Marc Blanc" in marc["text"]
+    # The title "RDV Marc Blanc" is no name to greet with (issue 17).
+    assert marc["text"].startswith("Bonjour, rappel de votre RDV le jeudi 3 avril à 10:00.")
 
 
 def _publishing(body: bytes) -> BackgroundServer:

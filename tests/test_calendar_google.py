@@ -331,6 +331,12 @@ async def test_time_zones_all_day_and_fields(google_fake, tmp_path):
         attendees=[
             {"email": "jeanne@example.org", "displayName": "Jeanne Durand"},
             {"email": "salle-1@resource.calendar.google.com", "resource": True},
+            {
+                "email": "cabinet@example.org",
+                "displayName": "Cabinet Durand",
+                "organizer": True,
+                "self": True,
+            },
         ],
     )
     google_fake.add_event(

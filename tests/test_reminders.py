@@ -17,6 +17,7 @@ from hub.db import session_scope
 from hub.errors import InvalidInput
 from hub.models import Calendar, CalendarEventRow, Message, Reminder
 from hub.reminders.extract import find_recipient
+from hub.reminders.naming import Naming, naming
 from hub.reminders.reconcile import reconcile
 from hub.reminders.render import render_reminder
 from hub.reminders.rules import Offset, QuietHours, parse_offset, send_time
@@ -211,10 +212,12 @@ def test_send_time_is_never_in_quiet_hours_nor_after_the_start(start, amount, un
 def test_recipient_extraction():
     ev = _event(_day(3, 9), desc="", title="RDV Jeanne Durand 06.98.76.54.32")
     r = find_recipient(ev, "FR")
-    assert (r.phone, r.name) == ("+33698765432", "Jeanne Durand")
+    assert r.phone == "+33698765432"
+    # The title is the receptionist's note, not a name to greet with (issue 17).
+    assert naming(ev, r.phone) == Naming("RDV Jeanne Durand", "", "")
     ev = _event(_day(3, 9), desc="Mobile : +41 79 123 45 67\nPatient: M. Keller")
     assert find_recipient(ev, "FR").phone == "+41791234567"
-    assert find_recipient(ev, "FR").name == "M. Keller"
+    assert naming(ev, "+41791234567").name == "M. Keller"
 
 
 def test_template_is_sandboxed_and_localized():

@@ -285,7 +285,9 @@ def to_event(item: Mapping[str, Any], calendar_zone: str) -> CalendarEvent:
     attendees = tuple(
         Attendee(email=a.get("email") or None, name=a.get("displayName") or None)
         for a in item.get("attendees") or ()
-        if not a.get("resource")  # meeting rooms are not people to remind
+        # Meeting rooms are not people to remind, nor the calendar's owner or the organizer
+        # (Google lists them among the attendees): a reminder greets the patient.
+        if not (a.get("resource") or a.get("self") or a.get("organizer"))
     )
     return CalendarEvent(
         uid=uid,

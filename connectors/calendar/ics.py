@@ -350,7 +350,13 @@ def _to_event(
             original if not isinstance(original, datetime) else _aware(original, tz)
         )
 
-    attendees = tuple(_attendee(a) for a in _as_list(occ.get("ATTENDEE")))
+    # The organizer (the practice) is often listed as an attendee too: not a person to remind.
+    organizer = _attendee(occ["ORGANIZER"]).email if "ORGANIZER" in occ else None
+    attendees = tuple(
+        a
+        for a in (_attendee(v) for v in _as_list(occ.get("ATTENDEE")))
+        if not (organizer and a.email and a.email.lower() == organizer.lower())
+    )
     status = _STATUS.get(str(occ.get("STATUS", "")).upper(), EventStatus.CONFIRMED)
     title = str(occ.get("SUMMARY", "")).strip()
     location = str(occ.get("LOCATION", "")).strip()

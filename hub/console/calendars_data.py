@@ -32,8 +32,10 @@ from hub.config import Config
 from hub.errors import ConfigError, InvalidInput, NotFound
 from hub.models import Account, Calendar, CalendarEventRow
 from hub.phone import parse_number
+from hub.reminders.all_day import reminder_time
+from hub.reminders.naming import clean_title
 from hub.reminders.render import DEFAULT_TEMPLATE, render_reminder
-from hub.reminders.rules import QuietHours, parse_hhmm, parse_offsets, send_time
+from hub.reminders.rules import QuietHours, parse_hhmm, parse_offsets
 from hub.templating import TemplateLimitExceeded
 from hub.timeutil import as_utc, utcnow
 
@@ -201,6 +203,8 @@ class PreviewEvent:
     location: str
     phone: str | None
     sample: bool
+    person_source: str = ""  # where PERSON came from (hub.reminders.naming)
+    all_day: bool = False
 
 
 def preview_event(session: Session, calendar: Calendar, tz: str) -> PreviewEvent:
@@ -221,7 +225,15 @@ def preview_event(session: Session, calendar: Calendar, tz: str) -> PreviewEvent
     if row is not None:
         zone = row.timezone if row.timezone and row.timezone != "UTC" else tz
         return PreviewEvent(
-            as_utc(row.start), zone, row.person, row.title, row.location, row.phone, False
+            as_utc(row.start),
+            zone,
+            row.person,
+            clean_title(row.title),
+            row.location,
+            row.phone,
+            False,
+            row.person_source,
+            row.all_day,
         )
     local = (utcnow() + timedelta(days=2)).astimezone(ZoneInfo(tz))
     start = local.replace(hour=10, minute=30, second=0, microsecond=0)
@@ -281,6 +293,7 @@ def reminder_preview(
                 name=event.person,
                 title=event.title,
                 location=event.location,
+                all_day=event.all_day,
             )
         )
         or ""
@@ -297,7 +310,10 @@ def reminder_preview(
         hours=config.marketing_hours,
     )
     zone = ZoneInfo(event.zone)
-    sends = [(rule.text, send_time(event.start, rule, event.zone, quiet)) for rule in rules]
+    sends = [
+        (rule.text, reminder_time(event.start, rule, event.zone, quiet, event.all_day))
+        for rule in rules
+    ]
     return {
         "event": event,
         "event_local": event.start.astimezone(zone),
@@ -307,7 +323,7 @@ def reminder_preview(
         "recipients": 1 if event.phone else 0,
         "invalid": [],
         "max_parts": config.sending.max_parts,
-        "sends": [(rule, when.astimezone(zone)) for rule, when in sends],
+        "sends": [(rule, when.astimezone(zone) if when else None) for rule, when in sends],
         "errors": errors,
     }
 

@@ -28,6 +28,7 @@ from hub.db import read_scope, session_scope
 from hub.edge import RowId, row_id_or_none
 from hub.errors import ConfigError, Forbidden, HubError, InvalidInput, NotFound
 from hub.reminders import answers
+from hub.reminders.replan import replan, replanned_message
 from hub.reminders.sync import sync_calendar
 from hub.templating import TemplateLimitExceeded
 
@@ -365,9 +366,16 @@ async def save_rules(
             return len(report.cancelled)
 
     dropped = await asyncio.to_thread(_save)
-    message = "Rules saved; they apply to reminders planned from the next sync on."
+    message = "Rules saved."
     if dropped:
         message += f" {dropped} reminder(s) of removed rules cancelled and refunded."
+    try:
+        # Already planned reminders follow the new settings now, not at the next sync.
+        report = await asyncio.to_thread(replan, hub.engine, hub.config, calendar_id)
+    except HubError as exc:
+        message += f" Planned reminders could not be replanned now ({exc}); the next sync will."
+    else:
+        message += f" {replanned_message(report)}."
     return redirect(f"/console/calendars/{calendar_id}", message)
 
 

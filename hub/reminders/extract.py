@@ -1,4 +1,5 @@
-"""Who gets the reminder: a mobile number and a name found in the event."""
+"""Who gets the reminder: a mobile number found in the event (the name to greet:
+``hub.reminders.naming``)."""
 
 from __future__ import annotations
 
@@ -14,13 +15,11 @@ _PHONE_LINE = re.compile(
     r"^\s*(?:phone|mobile|tel|tél|téléphone|telephone|portable|gsm|handy|cell)\s*[:.]?\s*(.+)$",
     re.I | re.M,
 )
-_NAME_LINE = re.compile(r"^\s*(?:name|nom|patient|client|customer)\s*[:.]\s*(.+)$", re.I | re.M)
 
 
 @dataclass(frozen=True)
 class Recipient:
     phone: str | None
-    name: str
     problem: str = ""
     # The number's country (what a reminder to it costs), when there is a number.
     country: str | None = None
@@ -36,26 +35,20 @@ def _mobiles(text: str, region: str) -> list[phone.NumberInfo]:
 
 
 def find_recipient(event: CalendarEvent, region: str) -> Recipient:
-    """The event's mobile number (a 'Phone:' line first, then description, location, title)
-    and the person's name; ``problem`` says why there is no usable number."""
-    name = ""
-    m = _NAME_LINE.search(event.description)
-    if m:
-        name = m.group(1).strip()
-    elif event.attendees and event.attendees[0].name:
-        name = event.attendees[0].name or ""
+    """The event's mobile number (a 'Phone:' line first, then description, location, title);
+    ``problem`` says why there is no usable number."""
     landline = ""
     for m in _PHONE_LINE.finditer(event.description):
         info = phone.parse_number(m.group(1).strip(), region)
         if info.valid and info.type == "mobile" and info.e164:
-            return Recipient(info.e164, name or _name_from_title(event.title), "", info.country)
+            return Recipient(info.e164, "", info.country)
         if info.valid and info.type == "landline":
             landline = info.e164 or ""
     for text in (event.description, event.location, event.title):
         mobiles = _mobiles(text, region)
         if mobiles:
             first = mobiles[0]
-            return Recipient(first.e164, name or _name_from_title(event.title), "", first.country)
+            return Recipient(first.e164, "", first.country)
         for match in phonenumbers.PhoneNumberMatcher(text, region):
             info = phone.parse_number(match.raw_string, region)
             if info.valid and info.type == "landline":
@@ -65,13 +58,4 @@ def find_recipient(event: CalendarEvent, region: str) -> Recipient:
         if landline
         else "no mobile number in the title, location or description"
     )
-    return Recipient(None, name or _name_from_title(event.title), problem)
-
-
-def _name_from_title(title: str) -> str:
-    # "RDV Jeanne Durand 06 12 34 56 78" → "Jeanne Durand": drop numbers and common prefixes.
-    text = re.sub(r"[+()\d][\d .()\-]{5,}\d", " ", title)
-    text = re.sub(
-        r"^\s*(rdv|rendez-vous|appointment|consultation|appt)\b[\s:\-–]*", "", text, flags=re.I
-    )
-    return " ".join(text.split()).strip(" -–:")
+    return Recipient(None, problem)

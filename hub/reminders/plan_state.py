@@ -70,6 +70,7 @@ class StoredEvent:
     person: str
     problem: str
     deleted: bool
+    person_source: str = ""
 
 
 @dataclass(frozen=True)
@@ -113,14 +114,23 @@ def load_state(conn: Connection, calendar_id: int) -> CalendarState:
             EVENTS.c.person,
             EVENTS.c.problem,
             EVENTS.c.deleted,
+            EVENTS.c.person_source,
             *columns,
         ).where(EVENTS.c.calendar_id == calendar_id)
     ):
-        values = dict(zip(COMPARED, row[7:], strict=True))
+        values = dict(zip(COMPARED, row[8:], strict=True))
         values["start"] = as_utc(values["start"])
         values["end"] = as_utc(values["end"]) if values["end"] is not None else None
         state.rows[(row.uid, row.occurrence)] = StoredEvent(
-            row.id, row.uid, row.occurrence, values, row.phone, row.person, row.problem, row.deleted
+            row.id,
+            row.uid,
+            row.occurrence,
+            values,
+            row.phone,
+            row.person,
+            row.problem,
+            row.deleted,
+            row.person_source,
         )
     query = (
         select(
@@ -170,10 +180,17 @@ class StoredMessage:
     status: str
     text: str
     recipient: str
+    due_at: datetime  # aware UTC: when it goes out (a replan compares it)
+    sender: str | None = None
 
 
 _MESSAGES_BY_ID = select(
-    MESSAGES.c.id, MESSAGES.c.status, MESSAGES.c.text, MESSAGES.c.recipient
+    MESSAGES.c.id,
+    MESSAGES.c.status,
+    MESSAGES.c.text,
+    MESSAGES.c.recipient,
+    MESSAGES.c.due_at,
+    MESSAGES.c.sender,
 ).where(MESSAGES.c.id.in_(bindparam("ids", expanding=True)))
 
 
@@ -183,5 +200,7 @@ def load_messages(conn: Connection, ids: Collection[str]) -> dict[str, StoredMes
     found: dict[str, StoredMessage] = {}
     for start in range(0, len(wanted), _IDS_PER_QUERY):
         for row in conn.execute(_MESSAGES_BY_ID, {"ids": wanted[start : start + _IDS_PER_QUERY]}):
-            found[row.id] = StoredMessage(row.status, row.text, row.recipient)
+            found[row.id] = StoredMessage(
+                row.status, row.text, row.recipient, as_utc(row.due_at), row.sender
+            )
     return found

@@ -40,6 +40,7 @@ _ROW_COLUMNS = (
     "etag",
     "phone",
     "person",
+    "person_source",
     "problem",
     "deleted",
     "updated_at",

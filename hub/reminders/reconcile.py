@@ -36,8 +36,8 @@ from hub.config import Config
 from hub.db import read_scope, session_scope
 from hub.errors import HubError
 from hub.models import Account, Calendar
-from hub.reminders import plan_write
-from hub.reminders.extract import find_recipient
+from hub.reminders import all_day, naming, plan_write
+from hub.reminders.extract import Recipient, find_recipient
 from hub.reminders.plan_state import (
     RECIPIENT_FIELDS,
     CalendarState,
@@ -49,7 +49,7 @@ from hub.reminders.plan_state import (
     load_state,
 )
 from hub.reminders.render import CHANGED_TEMPLATE, DEFAULT_TEMPLATE, render_reminder
-from hub.reminders.rules import QuietHours, parse_hhmm, parse_offsets, send_time
+from hub.reminders.rules import QuietHours, parse_hhmm, parse_offsets
 from hub.timeutil import as_utc, utcnow
 
 log = logging.getLogger("smshub.reminders")
@@ -114,13 +114,21 @@ class _Plan:
 
 
 def fingerprint(calendar: Calendar, region: str, max_parts: int) -> str:
-    """The settings that decide an unchanged appointment's reminder texts and recipient."""
+    """The settings that decide an unchanged appointment's reminders: texts, recipient, send
+    times (rules, quiet hours, lead). Any change replans every appointment once."""
     settings = [
         calendar.template or DEFAULT_TEMPLATE,
         calendar.locale,
         calendar.timezone,
         region,
         max_parts,
+        calendar.offsets,
+        calendar.quiet_start,
+        calendar.quiet_end,
+        calendar.min_lead_minutes,
+        calendar.sender,
+        # How names and all-day events are planned (issue 17): bumped, everything replans.
+        "naming-1",
     ]
     return hashlib.sha256(json.dumps(settings).encode()).hexdigest()[:32]
 
@@ -145,14 +153,23 @@ class Reconciler:
         self.region = region
         self.planned_with = fingerprint(calendar, region, config.sending.max_parts)
         self.same_settings = calendar.planned_with == self.planned_with
+        # The sender new reminders get (``load`` reads the account's default): a queued one
+        # from another sender is planned again; not compared when it cannot be used.
+        self.sender: str | None = None
+        self.sender_usable = False
         self.report = ReconcileReport()
         self.state = CalendarState()
         self.seen: set[tuple[str, str]] = set()
         self._countries: dict[str, str | None] = {}
+        # Recipients worked out by ``prepare`` for the chunk being decided, and the names
+        # of the account's contacts with their numbers.
+        self._recipients: dict[tuple[str, str], Recipient] = {}
+        self._contacts: dict[str, str] = {}
 
     # -- reading -------------------------------------------------------------------------
     def load(self, session: Session) -> None:
         self.state = load_state(session.connection(), self.calendar_id)
+        self.sender_usable, self.sender = _sender(session, self.calendar)
 
     def changed(self, result: SyncResult) -> list[tuple[CalendarEvent, dict[str, Any]]]:
         """The synced occurrences that need planning, with their compared values; the
@@ -195,8 +212,14 @@ class Reconciler:
                 if current.for_start != start:
                     return True
                 continue
-            when = send_time(start, offset, self._tz(stored.values["timezone"]), self.quiet)
-            if when > self.now + self.lead:
+            when = all_day.reminder_time(
+                start,
+                offset,
+                self._tz(stored.values["timezone"]),
+                self.quiet,
+                stored.values["all_day"],
+            )
+            if when is not None and when > self.now + self.lead:
                 return True
         return False
 
@@ -212,6 +235,38 @@ class Reconciler:
                 if current is not None and current.message_id is not None:
                     ids.add(current.message_id)
         return dict(load_messages(session.connection(), ids)) if ids else {}
+
+    def _keeps_recipient(self, stored: StoredEvent | None, values: dict[str, Any]) -> bool:
+        """Whether an occurrence keeps its stored recipient and name (nothing they are
+        found in changed, nor the settings)."""
+        return (
+            stored is not None
+            and self.same_settings
+            and all(stored.values[f] == values[f] for f in RECIPIENT_FIELDS)
+        )
+
+    def prepare(
+        self, session: Session, changed: list[tuple[CalendarEvent, dict[str, Any]]]
+    ) -> None:
+        """Work out the recipients of CHANGED and read the names of the account's contacts
+        with those numbers: one statement for the chunk, not one per appointment."""
+        self._recipients = {}
+        wanted = set()
+        for event, values in changed:
+            if self._keeps_recipient(self.state.rows.get(event.key), values):
+                continue
+            recipient = find_recipient(event, self.region)
+            self._recipients[event.key] = recipient
+            # Contacts are asked only for numbers whose event names nobody.
+            if (
+                recipient.phone
+                and recipient.phone not in self._contacts
+                and not naming.name_in_event(event)[0]
+            ):
+                wanted.add(recipient.phone)
+        if wanted:
+            found = naming.contact_names(session.connection(), self.calendar.account_id, wanted)
+            self._contacts.update({number: found.get(number, "") for number in wanted})
 
     # -- deciding (no database) ----------------------------------------------------------
     def decide(
@@ -233,8 +288,9 @@ class Reconciler:
             start=row["start"],
             max_parts=self.config.sending.max_parts,
             name=row["person"],
-            title=row["title"],
+            title=naming.clean_title(row["title"]),
             location=row["location"],
+            all_day=row["all_day"],
         )
 
     def _decide(
@@ -257,27 +313,30 @@ class Reconciler:
         )
         if stored is None:
             row.update(answer="", answer_written=False)
-        if (
-            stored is not None
-            and self.same_settings
-            and all(stored.values[f] == values[f] for f in RECIPIENT_FIELDS)
-        ):
-            row["phone"], row["person"], row["problem"] = (
+        if stored is not None and self._keeps_recipient(stored, values):
+            row["phone"], row["person"], row["person_source"], row["problem"] = (
                 stored.phone,
                 stored.person,
+                stored.person_source,
                 stored.problem,
             )
         else:
-            recipient = find_recipient(event, self.region)
-            row["phone"], row["person"], row["problem"] = (
+            recipient = self._recipients.pop(event.key, None) or find_recipient(event, self.region)
+            named = naming.naming(event, recipient.phone, self._contacts)
+            problem = recipient.problem
+            skipped = all_day.not_applying(self.offsets, event.all_day)
+            if recipient.phone is not None and skipped:
+                problem = all_day.skip_note(skipped)
+            row["phone"], row["person"], row["person_source"], row["problem"] = (
                 recipient.phone,
-                recipient.name[:255],
-                recipient.problem,
+                named.name,
+                named.source,
+                problem[:255],
             )
             plan.country = recipient.country
             if stored is not None and (
-                (stored.phone, stored.person, stored.problem)
-                != (row["phone"], row["person"], row["problem"])
+                (stored.phone, stored.person, stored.person_source, stored.problem)
+                != (row["phone"], row["person"], row["person_source"], row["problem"])
             ):
                 plan.write_row = True
         if event.status == EventStatus.CANCELLED:
@@ -290,7 +349,9 @@ class Reconciler:
                 self.report.problems.append(f"{event.title or event.uid}: {row['problem']}")
             return plan
         for offset in self.offsets:
-            when = send_time(start, offset, self._tz(row["timezone"]), self.quiet)
+            when = all_day.reminder_time(
+                start, offset, self._tz(row["timezone"]), self.quiet, row["all_day"]
+            )
             self._decide_rule(plan, stored, offset.text, start, when, messages)
         return plan
 
@@ -300,10 +361,18 @@ class Reconciler:
         stored: StoredEvent | None,
         rule: str,
         start: datetime,
-        when: datetime,
+        when: datetime | None,
         messages: dict[str, StoredMessage],
     ) -> None:
         current = self.state.current.get((stored.id, rule)) if stored else None
+        if when is None:
+            # The rule does not apply (an hour rule, an all-day appointment): a reminder it
+            # planned before (the event had a time then) is cancelled, and the skip recorded.
+            message = messages.get(current.message_id) if current and current.message_id else None
+            if current is not None and message is not None and message.status == "queued":
+                plan.rules.append(_Rule(rule, start, start, "", current))
+            plan.skips.append((rule, start, start, str(plan.row["problem"])))
+            return
         try:
             text = self._text(plan.row, self.calendar.template)
         except HubError as exc:
@@ -327,6 +396,8 @@ class Reconciler:
                 and message is not None
                 and message.text == text
                 and message.recipient == plan.row["phone"]
+                and abs(message.due_at - when) <= timedelta(seconds=1)
+                and (not self.sender_usable or message.sender == self.sender)
             ):
                 return  # unchanged
             else:
@@ -429,6 +500,10 @@ class Reconciler:
                     f"reminder:{self.calendar_id}:{p.row['uid']}:{p.row['occurrence']}:"
                     f"{r.rule}:{_iso(r.start)}"
                 )
+                if r.replace is not None:
+                    # A replacement for the same start (new text, time or number) needs a
+                    # key of its own: the replaced message keeps the first one.
+                    key += f":r{r.replace.id}"
                 subs.append(
                     plan_write.Submission(
                         p.row_id,
@@ -528,6 +603,17 @@ class Reconciler:
         self.state.went_out = []
 
 
+def _sender(session: Session, calendar: Calendar) -> tuple[bool, str | None]:
+    """(usable, sender): the sender CALENDAR's new reminders go out from (its own, else its
+    account's; None: the provider's); not usable, submitting them says why."""
+    account = session.get(Account, calendar.account_id)
+    chosen = calendar.sender if calendar.sender is not None else account and account.default_sender
+    try:
+        return True, sending.validate_sender(chosen or None)
+    except HubError:
+        return False, None
+
+
 def _region(session: Session, config: Config, calendar: Calendar) -> str:
     account = session.get(Account, calendar.account_id)
     return (account.default_region if account else None) or config.hub.default_region
@@ -546,6 +632,7 @@ def reconcile(
     session.flush()
     rec.load(session)
     changed = rec.changed(result)
+    rec.prepare(session, changed)
     plans = rec.decide(changed, rec.messages(session, [e.key for e, _ in changed]))
     rec.write(session, plans)
     rec.delete(session, rec.gone(result, window))
@@ -583,6 +670,7 @@ def reconcile_chunked(
         chunk = changed[done : done + size]
         with read_scope(engine) as session:
             messages = rec.messages(session, [e.key for e, _ in chunk])
+            rec.prepare(session, chunk)
         plans = rec.decide(chunk, messages)
         with session_scope(engine) as session:
             started = time.perf_counter()

@@ -21,14 +21,22 @@ MOST_PARTS = 255
 # Characters of a reminder template.
 MAX_TEMPLATE = 5_000
 
+# The fields a template is given: ``name`` (a person's name, or "" when none was found),
+# ``title`` (the appointment's title without its number), ``location``, ``start`` and
+# ``all_day`` (true for an appointment with a date and no time: say no time then).
+FIELDS = {"name": "", "title": "", "location": "", "all_day": False}
+
+# They read well without a name ("Bonjour, rappel de votre RDV…") and say no time for an
+# all-day appointment.
 DEFAULT_TEMPLATE = (
-    "Bonjour {{ name }}, rappel de votre RDV le {{ start|date('EEEE d MMMM') }} à "
-    "{{ start|time('HH:mm') }}{% if location %} ({{ location }}){% endif %}. "
+    "Bonjour{% if name %} {{ name }}{% endif %}, rappel de votre RDV le "
+    "{{ start|date('EEEE d MMMM') }}{% if not all_day %} à {{ start|time('HH:mm') }}{% endif %}"
+    "{% if location %} ({{ location }}){% endif %}. "
     "Répondez OUI pour confirmer ou NON pour annuler."
 )
 CHANGED_TEMPLATE = (
-    "Bonjour {{ name }}, votre RDV a été déplacé au {{ start|date('EEEE d MMMM') }} à "
-    "{{ start|time('HH:mm') }}."
+    "Bonjour{% if name %} {{ name }}{% endif %}, votre RDV a été déplacé au "
+    "{{ start|date('EEEE d MMMM') }}{% if not all_day %} à {{ start|time('HH:mm') }}{% endif %}."
 )
 
 
@@ -81,7 +89,7 @@ def render_reminder(
     local = start.astimezone(ZoneInfo(tz))
     try:
         compiled = _compiled(template or DEFAULT_TEMPLATE, locale, tz)
-        text = render_bounded(compiled, {"start": local, **fields}, max_parts=max_parts)
+        text = render_bounded(compiled, {**FIELDS, "start": local, **fields}, max_parts=max_parts)
     except TemplateError as exc:
         raise InvalidInput(f"the reminder template cannot be used: {exc}") from None
     text = " ".join(text.split())

@@ -48,11 +48,12 @@ def _at(days: int, hour: int = 10) -> str:
 
 @pytest.fixture
 def ics_url() -> Iterator[str]:
-    """A real HTTP server with a calendar: Jeanne (a mobile number) in 3 days, Marc (none)
-    in 4 days."""
+    """A real HTTP server with a calendar: Jeanne (a mobile number, named as an attendee) in
+    3 days, Marc (none) in 4 days."""
     body = _ics(
         f"UID:rdv-jeanne\r\nDTSTART:{_at(3)}\r\nSUMMARY:RDV Jeanne Durand\r\n"
-        "DESCRIPTION:Tel: 06 12 34 56 78",
+        "DESCRIPTION:Tel: 06 12 34 56 78\r\n"
+        "ATTENDEE;CN=Jeanne Durand:mailto:jeanne@example.org",
         f"UID:rdv-marc\r\nDTSTART:{_at(4)}\r\nSUMMARY:RDV Marc Blanc\r\nLOCATION:Cabinet",
     )
 
@@ -172,8 +173,10 @@ async def test_rules_preview_and_save(hub, console, ics_url):
         "enabled": "1",
     }
     flash = await _flash(alice, await alice.post(f"/console/calendars/{calendar_id}/rules", form))
-    # The 1d@09:00 reminder planned by the first sync belongs to a rule that is gone.
+    # The 1d@09:00 reminder planned by the first sync belongs to a rule that is gone; the
+    # new rules plan theirs at once (issue 17), not at the next sync.
     assert "1 reminder(s) of removed rules cancelled and refunded" in flash
+    assert "0 reminders replanned, 2 newly planned" in flash
     with session_scope(hub.engine) as s:
         cal = s.get(Calendar, calendar_id)
         assert (cal.name, cal.offsets, cal.quiet_start, cal.quiet_end) == (
@@ -183,10 +186,11 @@ async def test_rules_preview_and_save(hub, console, ics_url):
             "08:30",
         )
         assert cal.template == template
-        assert [r.status for r in s.exec(select(Reminder)).all()] == ["cancelled"]
-    assert [m.status for m in _messages(hub)] == ["cancelled"]
+        statuses = sorted(r.status for r in s.exec(select(Reminder)).all())
+        assert statuses == ["cancelled", "scheduled", "scheduled"]
+    assert sorted(m.status for m in _messages(hub)) == ["cancelled", "queued", "queued"]
     flash = await _flash(alice, await alice.post(f"/console/calendars/{calendar_id}/sync"))
-    assert "2 reminders planned" in flash
+    assert "0 reminders planned" in flash
     page = await alice.get(f"/console/calendars/{calendar_id}")
     assert "Bonjour Jeanne Durand, RDV le" in page.text
 
