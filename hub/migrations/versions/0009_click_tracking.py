@@ -1,7 +1,7 @@
 """click tracking: the account default and campaign option for per-recipient short links, and
 each click's device, OS and browser as ua-parser reads them (issue 17)
 
-Revision ID: 0013
+Revision ID: 0009
 Revises: 0008
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-revision = "0013"
+revision = "0009"
 down_revision = "0008"
 branch_labels = None
 depends_on = None

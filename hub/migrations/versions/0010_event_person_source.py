@@ -5,8 +5,8 @@ A reminder's ``{{ name }}`` is a person's name only when one is found: an attend
 ``Patient:`` line of the description (``description``); empty when none is. Rows written
 before this migration have ``""`` until their next planning.
 
-Revision ID: 0014
-Revises: 0008
+Revision ID: 0010
+Revises: 0009
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-revision = "0014"
-down_revision = "0008"
+revision = "0010"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
