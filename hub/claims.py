@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Engine, bindparam
 from sqlmodel import Session, SQLModel
 
-from hub.db import TIMESTAMP, session_scope, sql, table
+from hub.db import TIMESTAMP, padded, session_scope, sql, table
 from hub.timeutil import utcnow
 
 T = TypeVar("T")
@@ -84,7 +84,7 @@ def renew(engine: Engine, model: type[SQLModel], ids: Sequence[int], lease: Leas
                 bindparam("until", type_=TIMESTAMP),
                 bindparam("new", type_=TIMESTAMP),
             ),
-            {"ids": list(ids), "new": until, "until": lease.until},
+            {"ids": padded(ids), "new": until, "until": lease.until},
         )
         if int(result.rowcount) != len(set(ids)):  # type: ignore[attr-defined]
             # Not ours any more (or sent meanwhile: the caller passes only unsent rows).
@@ -107,7 +107,7 @@ def release(engine: Engine, model: type[SQLModel], ids: Sequence[int], lease: Le
                 f"UPDATE {name} SET due_at = :now "  # noqa: S608 (a table name of ours)
                 "WHERE id IN :ids AND status = 'pending' AND due_at = :until"
             ).bindparams(bindparam("ids", expanding=True), bindparam("until", type_=TIMESTAMP)),
-            {"ids": list(ids), "now": utcnow(), "until": lease.until},
+            {"ids": padded(ids), "now": utcnow(), "until": lease.until},
         )
     return int(result.rowcount)  # type: ignore[attr-defined]
 

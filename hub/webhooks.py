@@ -38,7 +38,7 @@ from sqlmodel import Session, col, delete, select
 from hub import claims
 from hub.accounts import ancestors, get_account
 from hub.claims import Lease
-from hub.db import session_scope
+from hub.db import padded, session_scope
 from hub.errors import ConflictError, InvalidInput, NotFound
 from hub.models import Account, Message, MessageStatus, WebhookDelivery, WebhookEndpoint
 from hub.outbound import Guard, LookupFailed, OutboundRefused, Resolver, guarded_async_client
@@ -454,7 +454,7 @@ def message_events(session: Session, message_ids: Sequence[str]) -> int:
         return 0
     queued = 0
     for start in range(0, len(message_ids), 500):
-        chunk = list(message_ids[start : start + 500])
+        chunk = padded(message_ids[start : start + 500])
         # populate_existing: a plain UPDATE may have changed rows this session already holds.
         query = (
             select(Message)
