@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from hub import idempotency, outbox
+from hub.intake import refusals
 from scheduler.leader import LeaderLock
 
 if TYPE_CHECKING:
@@ -51,6 +52,7 @@ def start_scheduler(hub: Hub) -> AsyncIOScheduler:
         keys = await asyncio.to_thread(idempotency.prune, hub.engine, key_retention)
         if keys:
             log.info("deleted %d idempotency keys older than %s", keys, key_retention)
+        await asyncio.to_thread(refusals.prune, hub.engine)
 
     async def check_alerts() -> None:
         # Catches balance crossings made by paths that do not check alerts themselves.
