@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -39,6 +40,15 @@ from hub.db import make_engine  # noqa: E402
 SMSHUB = [sys.executable, "-m", "hub"]
 PROBE = [sys.executable, str(REPO / "bench" / "_memprobe.py")]
 STEP = 10_000
+# Seconds without traffic before each figure: longer than hub.heap.TRIM_INTERVAL.
+IDLE = 65.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def rss_mb(pid: int) -> float:
@@ -105,7 +115,8 @@ def measure(url: str, messages: int, probe: bool, trace: int = 0) -> dict[str, f
     config = home / "smshub.toml"
     config.write_text(
         f'[hub]\ndata_dir = "{home}"\nlog_level = "warning"\n[database]\nurl = "{url}"\n'
-        "[http]\nport = 18925\n[smtp]\nport = 12925\n[ops]\nport = 19925\n"
+        f"[http]\nport = {free_port()}\n[smtp]\nport = {free_port()}\n"
+        f"[ops]\nport = {free_port()}\n"
         '[providers.simulator]\ntype = "simulator"\nreport_delay = 1.0\n'
         # The simulator's own memory (a provider stand-in, not the hub) stops growing here.
         "dedupe_window = 5000\n"
@@ -135,7 +146,9 @@ def measure(url: str, messages: int, probe: bool, trace: int = 0) -> dict[str, f
     marks: dict[str, float] = {}
     probes: list[dict[str, object]] = []
     try:
-        time.sleep(15)  # start-up, then idle
+        # Start-up, then idle; each figure is taken after a minute without traffic, as an
+        # idle hub is measured: its periodic heap trim (hub.heap) has run meanwhile.
+        time.sleep(IDLE)
         marks["idle"] = rss_mb(hub.pid)
         print(f"  idle: {marks['idle']:.1f} MB RSS", flush=True)
         sent = 0
@@ -152,7 +165,7 @@ def measure(url: str, messages: int, probe: bool, trace: int = 0) -> dict[str, f
                 )
                 sent += len(numbers)
             took = settle(url, target, 600)
-            time.sleep(5)  # reports flushed, batches written
+            time.sleep(IDLE)  # reports flushed, batches written, then idle
             marks[f"{target}"] = rss_mb(hub.pid)
             rate = STEP / (time.monotonic() - started)
             print(
@@ -164,6 +177,11 @@ def measure(url: str, messages: int, probe: bool, trace: int = 0) -> dict[str, f
                 probes.append(probe_mark(hub.pid, probe_dir, len(probes) + 1))
         if probe and len(probes) > 1:
             show_probe(probes[0], probes[-1], probe_dir, len(probes))
+            # What the allocator gives back when asked: free memory it kept (slack between
+            # live blocks), not memory anything still uses.
+            os.kill(hub.pid, signal.SIGUSR2)
+            time.sleep(3)
+            print(f"    RSS after malloc_trim(0): {rss_mb(hub.pid):.1f} MB", flush=True)
         return marks
     finally:
         hub.send_signal(signal.SIGTERM)
