@@ -4,9 +4,11 @@ Starts `smshub run` (every role, the simulator as provider, delivery reports aft
 remembering its last 5,000 sends for deduplication, so that its memory is flat) as
 a child process and reads its RSS from /proc, submits messages with `smshub send` (1,000
 recipients a call) and waits until each is delivered; on SQLite, then on PostgreSQL, in
-one run. Fails when RSS grows by more than --max-growth MB between the 10,000th and the
-last message on either database (a leak: every message must leave memory once it is
-settled). The figures go into docs/deploy.md, "Sizing".
+one run. Fails when the process's anonymous memory (RssAnon: RSS without the pages of
+shared libraries, which the kernel drops and reloads with the machine's other work) grows
+by more than --max-growth MB between the 10,000th and the last message on either database
+(a leak: every message must leave memory once it is settled); RSS is printed too. The
+figures go into docs/deploy.md, "Sizing".
 
 `--probe` runs the hub under bench/_memprobe.py and, for the 10,000th and the last
 message, tells where memory went: glibc's bytes in use and free, SQLite's own heap, the
@@ -51,11 +53,18 @@ def free_port() -> int:
         return port
 
 
-def rss_mb(pid: int) -> float:
+def rss_mb(pid: int, field: str = "VmRSS") -> float:
+    """FIELD of /proc/PID/status in MB: VmRSS (all resident pages) or RssAnon (the process's
+    own memory: heaps and stacks, without the pages of mapped files such as shared
+    libraries, which the kernel drops and reads again as the machine needs)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS")
+    raise RuntimeError(f"no {field}")
+
+
+def mark(pid: int) -> tuple[float, float]:
+    return rss_mb(pid), rss_mb(pid, "RssAnon")
 
 
 def settle(url: str, total: int, timeout: float) -> float:
@@ -109,7 +118,7 @@ def show_probe(first: dict[str, object], last: dict[str, object], probe_dir: Pat
         print(f"      {stat}")
 
 
-def measure(url: str, messages: int, probe: bool, trace: int = 0) -> dict[str, float]:
+def measure(url: str, messages: int, probe: bool, trace: int = 0) -> dict[str, tuple[float, float]]:
     """RSS of `smshub run` on URL: idle, then every STEP messages until MESSAGES."""
     home = Path(tempfile.mkdtemp(prefix="smshub-memory-"))
     config = home / "smshub.toml"
@@ -143,14 +152,16 @@ def measure(url: str, messages: int, probe: bool, trace: int = 0) -> dict[str, f
     hub = subprocess.Popen(
         [*(PROBE if probe else SMSHUB), "run"], env=env, stdout=log, stderr=subprocess.STDOUT
     )
-    marks: dict[str, float] = {}
+    marks: dict[str, tuple[float, float]] = {}
     probes: list[dict[str, object]] = []
     try:
         # Start-up, then idle; each figure is taken after a minute without traffic, as an
         # idle hub is measured: its periodic heap trim (hub.heap) has run meanwhile.
         time.sleep(IDLE)
-        marks["idle"] = rss_mb(hub.pid)
-        print(f"  idle: {marks['idle']:.1f} MB RSS", flush=True)
+        marks["idle"] = mark(hub.pid)
+        print(
+            f"  idle: {marks['idle'][0]:.1f} MB RSS, {marks['idle'][1]:.1f} anonymous", flush=True
+        )
         sent = 0
         for target in range(STEP, messages + 1, STEP):
             started = time.monotonic()
@@ -166,10 +177,11 @@ def measure(url: str, messages: int, probe: bool, trace: int = 0) -> dict[str, f
                 sent += len(numbers)
             took = settle(url, target, 600)
             time.sleep(IDLE)  # reports flushed, batches written, then idle
-            marks[f"{target}"] = rss_mb(hub.pid)
+            marks[f"{target}"] = mark(hub.pid)
             rate = STEP / (time.monotonic() - started)
+            rss, anon = marks[f"{target}"]
             print(
-                f"  after {target:,} messages: {marks[f'{target}']:.1f} MB RSS "
+                f"  after {target:,} messages: {rss:.1f} MB RSS, {anon:.1f} anonymous "
                 f"(delivered {took:.0f} s after the last submit, {rate:.0f}/s end to end)",
                 flush=True,
             )
@@ -181,7 +193,8 @@ def measure(url: str, messages: int, probe: bool, trace: int = 0) -> dict[str, f
             # live blocks), not memory anything still uses.
             os.kill(hub.pid, signal.SIGUSR2)
             time.sleep(3)
-            print(f"    RSS after malloc_trim(0): {rss_mb(hub.pid):.1f} MB", flush=True)
+            rss, anon = mark(hub.pid)
+            print(f"    after malloc_trim(0): {rss:.1f} MB RSS, {anon:.1f} anonymous", flush=True)
         return marks
     finally:
         hub.send_signal(signal.SIGTERM)
@@ -211,7 +224,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.messages < 2 * STEP:
         parser.error(f"--messages must be at least {2 * STEP:,}")
-    results: dict[str, dict[str, float]] = {}
+    results: dict[str, dict[str, tuple[float, float]]] = {}
     if args.only in (None, "sqlite"):
         print("SQLite:", flush=True)
         home = Path(tempfile.mkdtemp(prefix="smshub-memory-db-"))
@@ -227,16 +240,23 @@ def main() -> int:
             with pg_database(args.pg_url) as url:
                 results["PostgreSQL"] = measure(url, args.messages, args.probe, args.trace)
     last = f"{args.messages // STEP * STEP}"
-    print(f"\n{'':12} {'idle':>8} {'10,000':>8} {int(last):>8,} {'growth':>8}")
+    # Judged on anonymous memory: RSS also counts shared-library pages, which come and go
+    # with the machine's other work (several MB either way here), not with the hub's.
+    print(f"\n{'MB':24} {'idle':>8} {'10,000':>8} {int(last):>8,} {'growth':>8}")
     failed = False
     for name, marks in results.items():
-        growth = marks[last] - marks[f"{STEP}"]
-        ok = growth <= args.max_growth
-        failed |= not ok
-        print(
-            f"{name:12} {marks['idle']:8.1f} {marks[f'{STEP}']:8.1f} {marks[last]:8.1f} "
-            f"{growth:+8.1f}  {'pass' if ok else 'FAIL'} (growth ≤ {args.max_growth:g} MB)"
-        )
+        for column, what in ((0, "RSS"), (1, "anonymous")):
+            idle, first, end = (marks[k][column] for k in ("idle", f"{STEP}", last))
+            growth = end - first
+            verdict = ""
+            if column == 1:
+                ok = growth <= args.max_growth
+                failed |= not ok
+                verdict = f"  {'pass' if ok else 'FAIL'} (≤ {args.max_growth:g} MB)"
+            print(
+                f"{name + ' ' + what:24} {idle:8.1f} {first:8.1f} {end:8.1f} {growth:+8.1f}"
+                + verdict
+            )
     return 1 if failed else 0
 
 
