@@ -76,12 +76,13 @@ class Hub:
         # The scheduler's leader lock state (scheduler.leader), shown by /readyz.
         self.leadership = Leadership()
         sender = build_mail_sender(config, self.state)
-        # Mail claims last as long as SMS claims: a dead instance's mails come back as soon.
-        mail_lease = timedelta(seconds=config.dispatcher.claim_lease_seconds)
+        # Mail and webhook claims last as long as SMS claims: a dead instance's mails and
+        # deliveries come back as soon.
+        lease = timedelta(seconds=config.dispatcher.claim_lease_seconds)
         self.mail_outbox = (
-            MailOutbox(self.engine, sender, lease=mail_lease) if sender is not None else None
+            MailOutbox(self.engine, sender, lease=lease) if sender is not None else None
         )
-        self.webhook_sender = WebhookSender(self.engine)
+        self.webhook_sender = WebhookSender(self.engine, lease=lease)
         # OUI / NON answers written to their calendar as they come (and retried).
         self.answer_writer = AnswerWriter(self.engine, config, self.state)
         self._loop: asyncio.AbstractEventLoop | None = None

@@ -13,17 +13,22 @@ that died come back within about one lease rather than after the longest send.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from types import TracebackType
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, bindparam
 from sqlmodel import Session, SQLModel
 
-from hub.db import TIMESTAMP, session_scope, sql, table
+from hub.db import TIMESTAMP, padded, session_scope, sql, table
 from hub.timeutil import utcnow
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -79,7 +84,7 @@ def renew(engine: Engine, model: type[SQLModel], ids: Sequence[int], lease: Leas
                 bindparam("until", type_=TIMESTAMP),
                 bindparam("new", type_=TIMESTAMP),
             ),
-            {"ids": list(ids), "new": until, "until": lease.until},
+            {"ids": padded(ids), "new": until, "until": lease.until},
         )
         if int(result.rowcount) != len(set(ids)):  # type: ignore[attr-defined]
             # Not ours any more (or sent meanwhile: the caller passes only unsent rows).
@@ -102,6 +107,64 @@ def release(engine: Engine, model: type[SQLModel], ids: Sequence[int], lease: Le
                 f"UPDATE {name} SET due_at = :now "  # noqa: S608 (a table name of ours)
                 "WHERE id IN :ids AND status = 'pending' AND due_at = :until"
             ).bindparams(bindparam("ids", expanding=True), bindparam("until", type_=TIMESTAMP)),
-            {"ids": list(ids), "now": utcnow(), "until": lease.until},
+            {"ids": padded(ids), "now": utcnow(), "until": lease.until},
         )
     return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+class Holding:
+    """The rows of one claim a worker has not settled yet, their lease renewed every third
+    of it while the worker holds them (``async with``). Settling a row (``settle``) and a
+    renewal take turns: a renewal must not count a row settled meanwhile (its `due_at` or
+    status changed) as taken over."""
+
+    def __init__(
+        self, engine: Engine, model: type[SQLModel], ids: Iterable[int], lease: Lease
+    ) -> None:
+        self.engine = engine
+        self.model = model
+        self.lease = lease
+        self.unsettled: set[int] = set(ids)
+        self._turn = asyncio.Lock()
+        self._keeper: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Holding:
+        self._keeper = asyncio.create_task(self._keep(), name=f"{table(self.model).name}-lease")
+        return self
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        if self._keeper is not None:
+            self._keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._keeper
+            self._keeper = None
+
+    async def _keep(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease.seconds / 3)
+            async with self._turn:
+                await asyncio.to_thread(
+                    renew, self.engine, self.model, sorted(self.unsettled), self.lease
+                )
+
+    async def settle(self, row_id: int, write: Callable[[], T]) -> T:
+        """Run WRITE (the row's outcome, blocking) in a worker thread; the row is then no
+        longer this claim's to renew."""
+        async with self._turn:
+            try:
+                return await asyncio.to_thread(write)
+            finally:
+                self.unsettled.discard(row_id)
+
+    async def release(self, ids: Iterable[int]) -> int:
+        """Hand back IDS (not sent: a stop, a lease too old to send on); due now."""
+        wanted = sorted(set(ids) & self.unsettled)
+        async with self._turn:
+            released = await asyncio.to_thread(release, self.engine, self.model, wanted, self.lease)
+            self.unsettled.difference_update(wanted)
+        return released

@@ -649,12 +649,18 @@ def send(
     at: Annotated[str | None, typer.Option(help="Send later, ISO 8601 (UTC if no offset).")] = None,
     account: Annotated[str | None, typer.Option(help="Account to send from.")] = None,
     idempotency_key: Annotated[
-        str | None, typer.Option(help="Retrying with the same key never sends twice.")
+        str | None,
+        typer.Option(
+            help="Retrying with the same key never sends twice; the key names one request "
+            "(reused with other parameters it is refused) and is remembered for "
+            "[sending] idempotency_key_hours.",
+        ),
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Queue an SMS; the running hub's dispatcher sends it."""
-    from hub import sending
+    from hub import idempotency, sending
+    from hub.accounts import get_account
 
     if text == "-":
         text = _stdin_text()
@@ -664,10 +670,26 @@ def send(
             send_at = datetime.fromisoformat(at)
         except ValueError:
             fail(f"--at {at!r} is not an ISO 8601 time such as 2026-12-01T09:00:00+01:00")
+    if idempotency_key is not None and not 0 < len(idempotency_key) <= 200:
+        fail("--idempotency-key must be 1 to 200 characters (as the API's Idempotency-Key)")
     config = get_config()
 
     def _do(session: Any) -> Any:
         name = account or _default_account(session)
+        if idempotency_key:
+            account_id = get_account(session, name).id
+            assert account_id is not None
+            # Recipients as given and in order, as the API's body: another list is another
+            # request.
+            request = {
+                "to": to,
+                "text": text,
+                "sender": sender,
+                "type": type_,
+                "at": send_at.isoformat() if send_at else None,
+            }
+            print_ = idempotency.fingerprint("CLI", "send", account_id, request)
+            idempotency.remember_in(session, account_id, idempotency_key, "cli", print_)
         return sending.submit_in(
             session,
             config,

@@ -117,6 +117,10 @@ class SendingSection(Section):
     country_credits: dict[str, int] = {}
     # Most recipients one submission may name.
     max_recipients: int = Field(10_000, ge=1)
+    # Hours an idempotency key (API Idempotency-Key, CLI --idempotency-key) is remembered with
+    # its request and answer; older ones are pruned, as payment APIs do after 24 h. Each
+    # recipient's message keeps its own key for good, so a late retry still sends nothing twice.
+    idempotency_key_hours: float = Field(24.0, gt=0)
 
 
 class DispatcherSection(Section):

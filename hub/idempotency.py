@@ -1,4 +1,5 @@
-"""The HTTP API's Idempotency-Key: one key, one request, one answer.
+"""Idempotency keys (the HTTP API's Idempotency-Key, the CLI's --idempotency-key): one key,
+one request, one answer.
 
 The key is stored with a fingerprint of the request that first used it (sha256 of the
 method, path, account and normalized JSON body) and, once handled, its answer. The same
@@ -18,7 +19,7 @@ from typing import Any
 
 from sqlalchemy import Engine, delete, update
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import select
+from sqlmodel import Session, select
 
 from hub.db import session_scope
 from hub.errors import ConflictError, InvalidInput
@@ -29,6 +30,9 @@ from hub.timeutil import as_utc, utcnow
 # claiming the key and storing the answer): the next try with the same request takes it
 # over. What the dead request committed is found again by the per-recipient keys.
 STALE_CLAIM = timedelta(seconds=60)
+# Keys deleted per transaction when pruning (short write locks), and per prune at most.
+PRUNE_BATCH = 1000
+PRUNE_MOST = 100_000
 
 
 class IdempotencyKeyReused(InvalidInput):
@@ -59,6 +63,35 @@ def fingerprint(method: str, path: str, account_id: int, body: Any) -> str:
     return hashlib.sha256(canonical.encode("ascii")).hexdigest()
 
 
+def _reused(key: str) -> IdempotencyKeyReused:
+    return IdempotencyKeyReused(
+        f"Idempotency-Key {key!r} was used with a different request; a key "
+        "names one request: send the same request again to get its answer, "
+        "or use a new key for a new request"
+    )
+
+
+def remember_in(session: Session, account_id: int, key: str, door: str, print_: str) -> bool:
+    """For a door that handles its request in SESSION's transaction (the CLI): store KEY
+    (kept apart from other doors' keys by DOOR) with the request's fingerprint PRINT_, and
+    say whether the same request used it before (its messages are then found again by their
+    per-recipient keys). Raises IdempotencyKeyReused, with the API's message, when another
+    request used it. The key is stored, or not, with what the request commits."""
+    stored = f"{door}:{key}"
+    row = session.exec(
+        select(IdempotencyKey)
+        .where(IdempotencyKey.account_id == account_id, IdempotencyKey.key == stored)
+        .with_for_update()
+    ).first()
+    if row is None:
+        session.add(IdempotencyKey(account_id=account_id, key=stored, fingerprint=print_))
+        session.flush()
+        return False
+    if row.fingerprint != print_:
+        raise _reused(key)
+    return True
+
+
 def begin(engine: Engine, account_id: int, key: str, print_: str) -> Replay | None:
     """Claim KEY for the request whose fingerprint is PRINT_.
 
@@ -78,11 +111,7 @@ def begin(engine: Engine, account_id: int, key: str, print_: str) -> Replay | No
                     session.add(IdempotencyKey(account_id=account_id, key=key, fingerprint=print_))
                     return None
                 if row.fingerprint != print_:
-                    raise IdempotencyKeyReused(
-                        f"Idempotency-Key {key!r} was used with a different request; a key "
-                        "names one request: send the same request again to get its answer, "
-                        "or use a new key for a new request"
-                    )
+                    raise _reused(key)
                 if row.response is not None and row.status_code is not None:
                     return Replay(row.status_code, json.loads(row.response))
                 if utcnow() - as_utc(row.created_at) < STALE_CLAIM:
@@ -121,3 +150,26 @@ def abandon(engine: Engine, account_id: int, key: str) -> None:
                 IdempotencyKey.response.is_(None),  # type: ignore[union-attr]
             )
         )
+
+
+def prune(engine: Engine, older_than: timedelta, *, batch: int = PRUNE_BATCH) -> int:
+    """Delete the keys first used more than OLDER_THAN ago, BATCH rows per transaction (the
+    oldest first, by id, so each batch reads little) and at most PRUNE_MOST per call (the
+    rest at the next); returns how many were deleted."""
+    cutoff = utcnow() - older_than
+    table = IdempotencyKey.__table__  # type: ignore[attr-defined]
+    oldest = (
+        select(table.c.id)
+        .where(table.c.created_at < cutoff)
+        .order_by(table.c.id)
+        .limit(batch)
+        .scalar_subquery()
+    )
+    deleted = 0
+    while deleted < PRUNE_MOST:
+        with session_scope(engine) as session:
+            gone = int(session.execute(delete(table).where(table.c.id.in_(oldest))).rowcount)  # type: ignore[attr-defined]
+        deleted += gone
+        if gone < batch:
+            break
+    return deleted

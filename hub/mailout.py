@@ -7,12 +7,12 @@ the intake it confirms does); a worker sends due rows and retries failures with 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from datetime import timedelta
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
 from email.utils import formatdate, make_msgid
+from functools import partial
 from typing import Protocol, runtime_checkable
 
 from sqlalchemy import Engine
@@ -151,53 +151,33 @@ class MailOutbox(PollingWorker):
         rows, lease = await asyncio.to_thread(self._due, limit)
         if not rows:
             return 0
-        # The claimed mails not yet marked; renewals and marks take turns (a renewal must
-        # not count a mail marked sent meanwhile as taken over).
-        unsent = [r.id for r in rows if r.id is not None]
-        turn = asyncio.Lock()
-
-        async def keep() -> None:
-            while True:
-                await asyncio.sleep(lease.seconds / 3)
-                async with turn:
-                    await asyncio.to_thread(claims.renew, self.engine, OutgoingMail, unsent, lease)
-
-        async def mark(mail_id: int, error: str | None, permanent: bool = False) -> None:
-            async with turn:
-                await asyncio.to_thread(self._mark, mail_id, error, permanent)
-                unsent.remove(mail_id)
-
-        keeper = asyncio.create_task(keep(), name="mail-outbox-lease")
         delivered = 0
-        try:
+        # The claimed mails not yet marked are renewed while the others are sent.
+        async with claims.Holding(
+            self.engine, OutgoingMail, (r.id for r in rows if r.id is not None), lease
+        ) as held:
             for row in rows:
                 assert row.id is not None
                 if self._stopping or not lease.fresh():
                     # A stop, or a lease not renewed in time: the rest go back to the queue
                     # rather than risk a mail another worker may have taken over meanwhile.
-                    async with turn:
-                        await asyncio.to_thread(
-                            claims.release, self.engine, OutgoingMail, list(unsent), lease
-                        )
-                        unsent.clear()
+                    await held.release(held.unsettled)
                     break
                 message = message_from_bytes(row.raw, policy=default)
                 assert isinstance(message, EmailMessage)
+                mail_id = row.id
                 try:
                     await self.sender.send(message)
                 except PermanentMailError as exc:
                     log.warning("mail %d to %s refused for good: %s", row.id, row.recipient, exc)
-                    await mark(row.id, str(exc), True)
+                    await held.settle(mail_id, partial(self._mark, mail_id, str(exc), True))
                 except Exception as exc:
                     log.warning(
                         "mail %d to %s not sent yet (%s); will retry", row.id, row.recipient, exc
                     )
-                    await mark(row.id, f"{type(exc).__name__}: {exc}")
+                    error = f"{type(exc).__name__}: {exc}"
+                    await held.settle(mail_id, partial(self._mark, mail_id, error))
                 else:
-                    await mark(row.id, None)
+                    await held.settle(mail_id, partial(self._mark, mail_id, None))
                     delivered += 1
-        finally:
-            keeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await keeper
         return delivered

@@ -367,6 +367,27 @@ class InboundMail(SQLModel, table=True):
     received_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
 
 
+class RefusedIntakeMail(SQLModel, table=True):
+    """A mail SMTP or IMAP intake refused for good (5xx) on an account's intake address,
+    for the console: staff see why their mail sent nothing. Pruned after a while."""
+
+    __tablename__ = "refused_intake_mails"
+    __table_args__ = (Index("ix_refused_intake_mails_account", "account_id", "refused_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(foreign_key="accounts.id")
+    door: str = Field(max_length=8)  # smtp | imap
+    # The From (or the envelope sender of a mail without one), as written: maybe forged.
+    sender: str = Field(default="", max_length=255)
+    subject: str = Field(default="", max_length=500)
+    message_id: str | None = Field(default=None, max_length=255)
+    # The reply the sender's server got (SMTP), or the mail's Failed folder reason (IMAP).
+    reason: str = Field(default="", max_length=500)
+    # Where the refusal notice went (a verified sender of an IMAP mail), "" for none.
+    notified: str = Field(default="", max_length=255)
+    refused_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False, index=True))
+
+
 class OutgoingMail(SQLModel, table=True):
     """A mail the hub sends (confirmation, forwarded SMS), queued durably and retried."""
 

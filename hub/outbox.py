@@ -20,7 +20,7 @@ from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
 from hub import credits, webhooks
-from hub.db import TIMESTAMP, is_sqlite, session_scope, sql, table
+from hub.db import TIMESTAMP, is_sqlite, padded, session_scope, sql, table
 from hub.metrics import CLAIMS_EXPIRED, CLAIMS_RENEWED
 from hub.models import Message, MessageEvent, MessageStatus
 from hub.timeutil import as_utc, utcnow
@@ -125,7 +125,7 @@ def mark_started(engine: Engine, worker: str, ids: Sequence[str]) -> set[str]:
                 "claimed_at = :now, updated_at = :now "
                 "WHERE id IN :ids AND claimed_by = :worker AND status = 'claimed' RETURNING id"
             ).bindparams(_IDS),
-            {"ids": list(ids), "worker": worker, "now": now},
+            {"ids": padded(ids), "worker": worker, "now": now},
         ).all()
     return {row[0] for row in rows}
 
@@ -144,7 +144,7 @@ def renew(engine: Engine, worker: str, ids: Sequence[str]) -> int:
                 "WHERE id IN :ids AND claimed_by = :worker "
                 f"AND status IN ('claimed', 'submitting'){lock})"
             ).bindparams(_IDS),
-            {"ids": list(ids), "worker": worker, "now": utcnow()},
+            {"ids": padded(ids), "worker": worker, "now": utcnow()},
         )
     renewed = int(result.rowcount)  # type: ignore[attr-defined]
     CLAIMS_RENEWED.inc(renewed)
@@ -163,7 +163,7 @@ def release(engine: Engine, worker: str, ids: Sequence[str]) -> int:
                 "UPDATE messages SET status = 'queued', claimed_by = NULL, updated_at = :now "
                 "WHERE id IN :ids AND claimed_by = :worker AND status = 'claimed' RETURNING id"
             ).bindparams(_IDS),
-            {"ids": list(ids), "worker": worker, "now": now},
+            {"ids": padded(ids), "worker": worker, "now": now},
         ).all()
     return len(rows)
 
@@ -364,7 +364,7 @@ def cancel_queued_many(session: Session, message_ids: Sequence[str]) -> set[str]
         done += [
             (row[0], int(row[1]), int(row[2]), int(row[3]))
             for row in session.execute(
-                _CANCEL_MANY, {"ids": ids[start : start + _CANCEL_CHUNK], "now": now}
+                _CANCEL_MANY, {"ids": padded(ids[start : start + _CANCEL_CHUNK]), "now": now}
             )
         ]
     by_payer: dict[int, list[credits.Refund]] = {}

@@ -18,7 +18,7 @@ from sqlmodel import Session, col, select
 
 from hub import webhooks
 from hub.config import Config
-from hub.db import session_scope, table
+from hub.db import padded, session_scope, table
 from hub.inbound import receive_inbound
 from hub.metrics import REPORT_LAG, REPORTS_REJECTED
 from hub.models import (
@@ -102,7 +102,7 @@ def _find_messages(session: Session, reports: Sequence[DeliveryReport]) -> dict[
         return [_Target(*row) for row in session.execute(query)]
 
     ids = {r.message_id for r in reports if r.message_id}
-    by_id = {m.id: m for m in _load(messages.c.id.in_(ids))} if ids else {}
+    by_id = {m.id: m for m in _load(messages.c.id.in_(padded(sorted(ids))))} if ids else {}
     refs: dict[str, set[str]] = {}
     for r in reports:
         if r.provider_message_id and (r.message_id or "") not in by_id:
@@ -110,7 +110,10 @@ def _find_messages(session: Session, reports: Sequence[DeliveryReport]) -> dict[
     by_ref: dict[tuple[str | None, str | None], _Target] = {}
     for provider, pmids in refs.items():
         for m in _load(
-            and_(messages.c.provider == provider, messages.c.provider_message_id.in_(pmids))
+            and_(
+                messages.c.provider == provider,
+                messages.c.provider_message_id.in_(padded(sorted(pmids))),
+            )
         ):
             # The same message found by id for another report: one state for both.
             by_ref[(m.provider, m.provider_message_id)] = by_id.get(m.id, m)
@@ -335,8 +338,8 @@ def _store_reports(
         (p, k)
         for p, k in session.execute(
             select(MessageEvent.provider, MessageEvent.event_key).where(
-                col(MessageEvent.provider).in_({p for p, _ in keys}),
-                col(MessageEvent.event_key).in_({k for _, k in keys}),
+                col(MessageEvent.provider).in_(padded(sorted({p for p, _ in keys}))),
+                col(MessageEvent.event_key).in_(padded(sorted({k for _, k in keys}))),
             )
         ).all()
     }

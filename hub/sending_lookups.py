@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import CompoundSelect, Select, bindparam, literal_column, null, select, union_all
 from sqlmodel import Session
 
-from hub.db import table
+from hub.db import padded, table
 from hub.models import BlacklistEntry, InvalidNumber, Message
 
 _BLACKLIST = table(BlacklistEntry).c
@@ -94,9 +94,9 @@ class RecipientLookups:
         others: list[tuple[str, int, str, str]] = []
         for start in range(0, max(len(ask_numbers), len(new_keys), 1), _CHUNK):
             params = {
-                "accounts": ask_accounts,
-                "numbers": ask_numbers[start : start + _CHUNK],
-                "keys": new_keys[start : start + _CHUNK],
+                "accounts": padded(ask_accounts),
+                "numbers": padded(ask_numbers[start : start + _CHUNK]),
+                "keys": padded(new_keys[start : start + _CHUNK]),
                 # The extra lists go with the first chunk only.
                 **{name: values if start == 0 else [] for name, values in extra.items()},
             }

@@ -14,6 +14,7 @@ import uvicorn
 from hub.app import Hub
 from hub.config import Config
 from hub.db import database_warnings, make_engine
+from hub.heap import trim_periodically
 from hub.http_limits import server_config
 from hub.intake.policy import IntakePolicy
 from hub.logs import setup_logging
@@ -132,6 +133,8 @@ async def serve(config: Config, roles: set[str]) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
+    # Resident memory follows what is in use (hub.heap: measured allocator fragmentation).
+    trimmer = asyncio.create_task(trim_periodically(), name="heap-trim")
     try:
         if server is not None:
             await server.serve()
@@ -149,6 +152,9 @@ async def serve(config: Config, roles: set[str]) -> None:
         await hub.stop(grace)
         if ops is not None:
             await ops.stop()
+        trimmer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await trimmer
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
         log.warning("smshub stopped")

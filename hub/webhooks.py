@@ -38,7 +38,7 @@ from sqlmodel import Session, col, delete, select
 from hub import claims
 from hub.accounts import ancestors, get_account
 from hub.claims import Lease
-from hub.db import session_scope
+from hub.db import padded, session_scope
 from hub.errors import ConflictError, InvalidInput, NotFound
 from hub.models import Account, Message, MessageStatus, WebhookDelivery, WebhookEndpoint
 from hub.outbound import (
@@ -82,7 +82,10 @@ FIRST_RETRY = timedelta(seconds=30)
 MAX_RETRY = timedelta(hours=6)
 # A delivery still failing this long after its event is given up.
 GIVE_UP_AFTER = timedelta(days=3)
-# A claimed delivery whose outcome was never written (crash) is due again after this.
+# A claimed delivery is this worker's for this long unless renewed (every third of it while
+# the worker posts); a delivery is posted only while at least half of it is left. The hub
+# passes [dispatcher] claim_lease_seconds, so a dead instance's deliveries come back as its
+# SMS and mails do.
 CLAIM_LEASE = timedelta(minutes=2)
 
 _TARGETS_CACHE = "smshub.webhook_targets"
@@ -506,7 +509,7 @@ def message_events(session: Session, message_ids: Sequence[str]) -> int:
         return 0
     queued = 0
     for start in range(0, len(message_ids), 500):
-        chunk = list(message_ids[start : start + 500])
+        chunk = padded(message_ids[start : start + 500])
         # populate_existing: a plain UPDATE may have changed rows this session already holds.
         query = (
             select(Message)
@@ -605,6 +608,7 @@ class WebhookSender(PollingWorker):
         timeout: float = REQUEST_TIMEOUT,
         resolver: Resolver | None = None,
         network: httpcore.AsyncNetworkBackend | None = None,
+        lease: timedelta = CLAIM_LEASE,
     ) -> None:
         """TIMEOUT bounds each DNS lookup and each post. RESOLVER and NETWORK (the outbound
         guard's lookup, and what opens its checked connections) are the system's; tests
@@ -613,6 +617,7 @@ class WebhookSender(PollingWorker):
         self.engine = engine
         self.timeout = timeout
         self.batch_size = batch_size
+        self.lease = lease
         self._resolver = resolver
         self._network = network
         # One client per kind of endpoint: the customers' (public addresses only) and the
@@ -661,7 +666,7 @@ class WebhookSender(PollingWorker):
             )
             if only is not None:
                 query = query.where(WebhookDelivery.id == only)
-            rows, lease = claims.claim_due(session, query, WebhookDelivery, CLAIM_LEASE)
+            rows, lease = claims.claim_due(session, query, WebhookDelivery, self.lease)
             jobs = []
             for delivery, endpoint in rows:
                 assert delivery.id is not None and endpoint.id is not None
@@ -755,9 +760,9 @@ class WebhookSender(PollingWorker):
                     row.due_at = due
             session.add(row)
 
-    async def _send(self, job: _Job, lease: Lease) -> bool | None:
+    async def _send(self, job: _Job, held: claims.Holding) -> bool | None:
         """Post JOB and record the result; None when it was not posted (to hand back)."""
-        result = await self._post(job, lease)
+        result = await self._post(job, held.lease)
         if result is None:
             return None
         if not result.ok:
@@ -767,19 +772,23 @@ class WebhookSender(PollingWorker):
                 job.endpoint_id,
                 result.error,
             )
-        await asyncio.to_thread(self._record, job, result)
+        await held.settle(job.delivery_id, lambda: self._record(job, result))
         return result.ok
 
     async def send_due(self, limit: int | None = None) -> int:
-        """Post every due delivery once (up to LIMIT); returns how many were delivered."""
+        """Post every due delivery once (up to LIMIT); returns how many were delivered.
+        The claim is renewed while the posts take (a slow receiver keeps its deliveries)."""
         jobs, lease = await asyncio.to_thread(self._claim, limit or self.batch_size)
         self._claimed = len(jobs)
         if not jobs:
             return 0
-        results = await asyncio.gather(*(self._send(job, lease) for job in jobs))
-        unsent = [job.delivery_id for job, ok in zip(jobs, results, strict=True) if ok is None]
-        if unsent:
-            await asyncio.to_thread(claims.release, self.engine, WebhookDelivery, unsent, lease)
+        async with claims.Holding(
+            self.engine, WebhookDelivery, (j.delivery_id for j in jobs), lease
+        ) as held:
+            results = await asyncio.gather(*(self._send(job, held) for job in jobs))
+            unsent = [job.delivery_id for job, ok in zip(jobs, results, strict=True) if ok is None]
+            if unsent:
+                await held.release(unsent)
         return sum(1 for ok in results if ok)
 
     async def send_now(self, delivery_id: int) -> WebhookDelivery | None:
@@ -797,7 +806,8 @@ class WebhookSender(PollingWorker):
         jobs, lease = await asyncio.to_thread(self._claim, 1, delivery_id)
         if not jobs:
             return None
-        await self._send(jobs[0], lease)
+        async with claims.Holding(self.engine, WebhookDelivery, [delivery_id], lease) as held:
+            await self._send(jobs[0], held)
 
         def _load() -> WebhookDelivery | None:
             with session_scope(self.engine) as session:

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from hub import outbox
+from hub import idempotency, outbox
+from hub.intake import refusals
 from scheduler.leader import LeaderLock
 
 if TYPE_CHECKING:
@@ -22,6 +23,7 @@ def start_scheduler(hub: Hub) -> AsyncIOScheduler:
     """Start the periodic jobs of HUB; they run only while this instance holds the lock."""
     leader = LeaderLock(hub.engine, hub.leadership)
     window = timedelta(hours=hub.config.dispatcher.report_window_hours)
+    key_retention = timedelta(hours=hub.config.sending.idempotency_key_hours)
 
     async def expire_reports() -> None:
         if not await asyncio.to_thread(leader.acquire):
@@ -40,12 +42,17 @@ def start_scheduler(hub: Hub) -> AsyncIOScheduler:
         await sync_due(hub.engine, hub.config, store=hub.state)
 
     async def prune_state() -> None:
-        # Expired sign-ins and part ids of long SMS past their receipt window.
+        # Expired sign-ins, part ids of long SMS past their receipt window, idempotency keys
+        # past their retention.
         if not await asyncio.to_thread(leader.acquire):
             return
         pruned = await asyncio.to_thread(hub.state.prune)
         if pruned:
             log.info("deleted %d expired connector state entries", pruned)
+        keys = await asyncio.to_thread(idempotency.prune, hub.engine, key_retention)
+        if keys:
+            log.info("deleted %d idempotency keys older than %s", keys, key_retention)
+        await asyncio.to_thread(refusals.prune, hub.engine)
 
     async def check_alerts() -> None:
         # Catches balance crossings made by paths that do not check alerts themselves.

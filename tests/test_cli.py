@@ -90,6 +90,32 @@ def test_accounts_tokens_send_and_show(smshub):
     assert smshub("accounts", "check")[0] == 0
 
 
+def test_idempotency_key_names_one_request_as_in_the_api(smshub):
+    smshub("accounts", "create", "acme", "--region", "FR")
+    smshub("accounts", "credit", "acme", "10")
+    first = ("send", "--to", "0612345678", "--text", "Votre commande est prête")
+    code, out, _ = smshub(*first, "--idempotency-key", "order-42")
+    assert code == 0 and "queued" in out
+    # The same request again sends nothing new.
+    code, out, _ = smshub(*first, "--idempotency-key", "order-42")
+    assert "already submitted with this idempotency key" in out
+    for other in (
+        ("send", "--to", "0612345678", "--text", "Votre commande est annulée"),
+        ("send", "--to", "0612345678", "--to", "0698765432", "--text", "Votre commande est prête"),
+        (*first, "--type", "marketing"),
+    ):
+        code, out, err = smshub(*other, "--idempotency-key", "order-42")
+        assert code != 0
+        assert "Idempotency-Key 'order-42' was used with a different request" in out + err
+    code, out, _ = smshub("messages", "list", "--json")
+    assert [(m["to"], m["text"]) for m in json.loads(out)] == [
+        ("+33612345678", "Votre commande est prête")
+    ]
+    # A new key is a new request.
+    code, out, _ = smshub(*first, "--idempotency-key", "order-43")
+    assert code == 0 and "queued" in out
+
+
 @pytest.mark.parametrize(
     ("args", "words"),
     [

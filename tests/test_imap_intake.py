@@ -440,3 +440,50 @@ def test_settings_errors_name_the_key():
         {"host": "imap.example", "username": "u", "intake_address": INTAKE, "password_env": "X"}
     )
     assert (settings.effective_port, settings.label) == (993, "u@imap.example/INBOX")
+
+
+async def test_a_refused_mail_is_told_to_its_verified_sender_never_to_a_forged_one(
+    make_source, policy, dovecot, engine, smtp_sink, db_url, tmp_path
+):
+    """Issue 17: a mailbox mail refused used to go to Failed with no word to anyone."""
+    from hub.intake import refusals
+    from hub.mailout import MailOutbox
+    from hub.registry import build_mail_sender
+
+    policy.config = make_config(
+        db_url,
+        tmp_path,
+        smtp={"max_message_size": 20_000},
+        mail_out={"host": "127.0.0.1", "port": smtp_sink.port, "starttls": False},
+    )
+    source, user = make_source()
+    # A genuine sender (the trusted relay vouches for it) who forgot the number.
+    genuine = _mail(subject="Rendez-vous demain")
+    # The same From, but vouched for by nobody the hub trusts: maybe forged.
+    forged = _mail(
+        subject="Rendez-vous demain",
+        auth="mx.evil.example; dmarc=pass header.from=clinic.example",
+    )
+    for raw in (genuine, forged):
+        dovecot.append(user, "INBOX", raw)
+
+    stats = await source.run_once()
+    assert (stats["failed"], stats["accepted"]) == (2, 0)
+    sender = build_mail_sender(policy.config)
+    assert sender is not None
+    assert await MailOutbox(engine, sender).send_due() == 1
+
+    [notice] = smtp_sink.messages
+    assert notice["To"] == "anne@clinic.example"
+    assert notice["Subject"] == "SMS not sent: Rendez-vous demain"
+    body = notice.get_body().get_content()
+    assert "no SMS was sent" in body
+    assert "550 5.1.3 no phone number found in the subject 'Rendez-vous demain'" in body
+    # Both refusals are kept for the console, the forged one told to nobody.
+    with session_scope(engine) as s:
+        rows = refusals.recent(s, [1])
+    assert [(r.door, r.sender, r.notified) for r in rows] == [
+        ("imap", "anne@clinic.example", ""),
+        ("imap", "anne@clinic.example", "anne@clinic.example"),
+    ]
+    assert rows[0].reason.startswith("550 5.7.1 could not verify that this mail is from anne@")

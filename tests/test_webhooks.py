@@ -3,6 +3,7 @@ parent accounts, posted to a real HTTP receiver."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import socket
@@ -36,6 +37,8 @@ class Receiver:
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
         self.answers: list[int] = []
+        # Seconds each answer takes (a slow receiver).
+        self.delay = 0.0
         self._lock = threading.Lock()
         receiver = self
 
@@ -47,6 +50,7 @@ class Receiver:
                         {"path": self.path, "headers": dict(self.headers.items()), "body": body}
                     )
                     status = receiver.answers.pop(0) if receiver.answers else 200
+                time.sleep(receiver.delay)
                 self.send_response(status)
                 self.send_header("Content-Type", "text/plain")
                 self.end_headers()
@@ -280,6 +284,76 @@ async def test_410_gone_disables_the_endpoint(engine, account, receiver, sender)
         webhooks.disable_endpoint(s, endpoint_id, False)
     assert await sender.send_due() == 1
     assert [r.status for r in _deliveries(engine)] == ["failed", "delivered"]
+
+
+def _queue_optouts(engine: Engine, count: int) -> None:
+    with session_scope(engine) as s:
+        acme_id = get_account(s, "acme").id
+        assert acme_id is not None
+        for n in range(count):
+            webhooks.queue_event(s, acme_id, "optout.created", {"n": n}, f"lease.{n}")
+
+
+async def test_a_dead_senders_deliveries_come_back_after_the_lease(engine, account, receiver):
+    _add(engine, "acme", receiver.url)
+    _queue_optouts(engine, 3)
+    lease = timedelta(seconds=1)
+    dead = webhooks.WebhookSender(engine, lease=lease)
+    jobs, _ = dead._claim(10)  # claimed, then the process died
+    assert len(jobs) == 3
+    other = webhooks.WebhookSender(engine, lease=lease)
+    try:
+        assert await other.send_due() == 0, "a living lease was taken"
+        await asyncio.sleep(1.1)
+        assert await other.send_due() == 3
+    finally:
+        await other.stop()
+        await dead.stop()
+    assert sorted(json.loads(r["body"])["data"]["n"] for r in receiver.requests) == [0, 1, 2]
+
+
+async def test_a_slow_receiver_keeps_its_claim(engine, account, receiver):
+    """Posts taking longer than the lease: renewals keep the claim, no second sender posts
+    them too (the fixed two-minute lease used to be all a slow batch had)."""
+    _add(engine, "acme", receiver.url)
+    _queue_optouts(engine, 2)
+    receiver.delay = 1.5
+    lease = timedelta(seconds=2)
+    # One post at a time: the two posts take 3 s, half as long again as the lease.
+    first = webhooks.WebhookSender(engine, concurrency=1, lease=lease)
+    second = webhooks.WebhookSender(engine, lease=lease)
+    claimed = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    claim = first._claim
+
+    def claim_and_tell(limit: int, only: int | None = None) -> Any:
+        result = claim(limit, only)
+        loop.call_soon_threadsafe(claimed.set)
+        return result
+
+    first._claim = claim_and_tell  # type: ignore[method-assign]
+    try:
+        sending_ = asyncio.create_task(first.send_due())
+        await claimed.wait()
+        began = time.monotonic()
+        while not sending_.done():
+            assert await second.send_due() == 0
+            await asyncio.sleep(0.05)
+        assert await sending_ == 2 and time.monotonic() - began > lease.total_seconds()
+    finally:
+        await first.stop()
+        await second.stop()
+    assert [json.loads(r["body"])["data"]["n"] for r in receiver.requests] in ([0, 1], [1, 0])
+    assert {r.status for r in _deliveries(engine)} == {"delivered"}
+
+
+def test_the_hubs_webhook_claims_last_claim_lease_seconds(db_url, tmp_path):
+    from hub.app import Hub
+
+    config = make_config(db_url, tmp_path, dispatcher={"claim_lease_seconds": 4.0})
+    hub = Hub(config)
+    assert hub.webhook_sender.lease == timedelta(seconds=4)
+    hub.engine.dispose()
 
 
 async def test_sub_account_events_reach_the_parent_never_another_account(hub, account, sender):

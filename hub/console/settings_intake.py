@@ -1,5 +1,6 @@
 """Console page /console/intake: the account's intake addresses (and, via settings_users,
-its users): add an address, edit its allowed senders, remove it."""
+its users): add an address, edit its allowed senders, remove it; and the mails intake
+refused lately, with why."""
 
 # No `from __future__ import annotations`: FastAPI reads these annotations at runtime.
 
@@ -18,11 +19,14 @@ from hub.console.settings_common import back_to, layout, owned
 from hub.db import read_scope, session_scope
 from hub.edge import RowId
 from hub.errors import ConflictError, InvalidInput
+from hub.intake import refusals
 from hub.intake.addresses import add_intake_address, split_address
 from hub.models import Account, InboundMail, IntakeAddress, IntakeKind, MailUser
 
 router = APIRouter()
 PATH = "/console/intake"
+# Refused mails listed, newest first (kept for refusals.RETENTION).
+REFUSED_SHOWN = 50
 
 
 def allowed_senders(text: str) -> list[str]:
@@ -79,11 +83,13 @@ def _context(session: Session, user: ConsoleUser, account: Account) -> dict[str,
     users = session.exec(
         select(MailUser).where(MailUser.account_id == account.id).order_by(col(MailUser.username))
     ).all()
+    assert account.id is not None
     return {
         **layout(session, user, account, PATH),
         "addresses": addresses,
         "users": users,
         "me": user.user_id,
+        "refused": refusals.recent(session, [account.id], REFUSED_SHOWN),
     }
 
 

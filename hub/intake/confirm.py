@@ -8,17 +8,25 @@ mail any text to anyone.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from hub import mailparse, sending
+from hub.compliance.hours import time_zones
 from hub.config import Config
 from hub.errors import InvalidInput
 from hub.intake.addresses import MailLogin, split_address
 from hub.intake.sender_auth import Verdict
 from hub.mailout import build_message, queue_mail
+from hub.models import Message
 from hub.templating import render
+from hub.timeutil import as_utc, local_text, utcnow
+
+# A message due later than this is told as held (a marketing or night window, a send
+# time), not as going out now.
+HELD_AFTER = timedelta(minutes=1)
 
 
 def confirmation_address(
@@ -35,6 +43,40 @@ def confirmation_address(
     if from_addr and vouched is not None and vouched.ok:
         return from_addr
     return None
+
+
+def sent_texts(session: Session, queued: list[sending.RecipientResult]) -> list[dict[str, Any]]:
+    """What the QUEUED messages really are, read back from their rows in the intake's
+    transaction: each distinct text (with the opt-out mention submit added, its parts and
+    encoding) and, per recipient, its credits and when it goes out (None: now; else the
+    local time it is held until, in the recipient's zone, whose hours held it)."""
+    ids = [r.message_id for r in queued if r.message_id]
+    rows = {m.id: m for m in session.exec(select(Message).where(col(Message.id).in_(ids))).all()}
+    soon = utcnow() + HELD_AFTER
+    texts: dict[str, dict[str, Any]] = {}
+    for r in queued:
+        message = rows.get(r.message_id or "")
+        if message is None:
+            continue
+        due = as_utc(message.due_at)
+        zones = time_zones(None, message.recipient)
+        group = texts.setdefault(
+            message.text,
+            {
+                "text": message.text,
+                "segments": message.segments,
+                "encoding": message.encoding,
+                "sends": [],
+            },
+        )
+        group["sends"].append(
+            {
+                "e164": message.recipient,
+                "credits": message.credits,
+                "held_until": local_text(due, zones[0] if zones else "UTC") if due > soon else None,
+            }
+        )
+    return list(texts.values())
 
 
 def queue_confirmation(
@@ -55,13 +97,13 @@ def queue_confirmation(
         for r in result.recipients
         if r.status in {"rejected", "duplicate"} and r.reason
     ] + list(rejected)
+    texts = sent_texts(session, queued)
     body = render(
         "email/confirmation.txt.j2",
         subject=parsed.subject,
-        text=parsed.text,
-        segments=result.segments,
-        encoding=result.encoding,
+        texts=texts,
         queued=queued,
+        held=any(s["held_until"] for t in texts for s in t["sends"]),
         left_out=left_out,
         credits=result.credits_charged,
         balance=result.balance_after,

@@ -39,6 +39,7 @@ from hub.errors import (
     NotFound,
     TemporaryFailure,
 )
+from hub.intake import refusals
 from hub.intake.addresses import (
     MailLogin,
     find_intake,
@@ -513,6 +514,9 @@ class IntakePolicy:
         """The group's work in its transaction: fills in OUTCOMES, and SENT per account."""
         directory = self.directories.directory(session, (r for m in mails for r in m.env.rcpt_to))
         drafts: dict[int, Draft] = {}
+        # Mails refused on an account's intake address: kept for its console, told to a
+        # verified IMAP sender (hub.intake.refusals).
+        refused: list[tuple[ReceivedMail, str, int | None]] = []
         for index, mail in enumerate(mails):
             if mail.parsed is None:
                 log.warning(
@@ -527,6 +531,7 @@ class IntakePolicy:
                 drafts[index] = self.read(session, mail, directory)
             except Rejected as exc:
                 outcomes[index] = _refused(mail, exc)
+                refused.append((mail, exc.reply, _intake_account(mail, directory)))
         submits = sending.SubmitBatch(session, self.config, RecipientLookups(_LOOKUP))
         earlier = _prepare(submits, mails, drafts) if drafts else {}
         taken: list[tuple[int, Draft, sending.SubmitResult]] = []
@@ -553,10 +558,15 @@ class IntakePolicy:
                     )
                 except Rejected as exc:
                     outcomes[index] = _refused(mail, exc)
+                    account = draft.request.account
+                    refused.append((mail, exc.reply, account if isinstance(account, int) else None))
                     continue
                 taken.append((index, draft, result))
         _settle_group(submits)
         submits.write()
+        for mail, reply, account_id in refused:
+            if account_id is not None and reply.startswith("5"):
+                refusals.record(session, self.config, mail, account_id, reply)
         rows = [_inbound_row(mails[i], draft, result) for i, draft, result in taken]
         ids = session.connection().execute(_INSERT_INBOUND, rows).scalars().all() if rows else []
         for (index, draft, result), row, mail_id in zip(taken, rows, ids, strict=True):
@@ -747,6 +757,12 @@ def _settle_group(submits: sending.SubmitBatch) -> None:
         submits.settle()
     except InsufficientCredits:
         raise _GroupUnpaid from None
+
+
+def _intake_account(mail: ReceivedMail, directory: IntakeDirectory) -> int | None:
+    """The account whose intake address MAIL was sent to (one only), else None."""
+    accounts = {i.account_id for i in (directory.find(r) for r in mail.env.rcpt_to) if i}
+    return accounts.pop() if len(accounts) == 1 else None
 
 
 def _sender(mail: ReceivedMail, draft: Draft) -> str:

@@ -40,6 +40,37 @@ def _account_id(engine, name):
 
 
 # -- intake addresses ----------------------------------------------------------------------
+async def test_intake_page_lists_the_accounts_refused_mails(console, engine, hub):
+    """Issue 17: staff see which of their mails sent nothing, and why."""
+    from email.message import EmailMessage
+
+    from hub.intake.policy import IntakePolicy, MailEnvelope
+
+    with session_scope(engine) as s:
+        add_intake_address(s, "acme", "sms@acme.example", allowed_senders=["@acme.example"])
+        add_intake_address(s, "other", "sms@other.example", allowed_senders=["@other.example"])
+    policy = IntakePolicy(engine, hub.config)
+    for to, sender, subject in (
+        ("sms@acme.example", "mallory@elsewhere.example", "Pour acme"),
+        ("sms@other.example", "mallory@elsewhere.example", "Pour other"),
+    ):
+        msg = EmailMessage()
+        msg["From"], msg["To"], msg["Subject"] = sender, to, subject
+        msg.set_content("Bonjour")
+        outcome = policy.take(MailEnvelope(raw=msg.as_bytes(), mail_from=sender, rcpt_to=[to]))
+        assert outcome.reply.startswith("550 5.7.1")
+
+    alice = await console("alice")
+    page = await alice.get("/console/intake")
+    assert page.status_code == 200
+    table = page.text.split('id="refused-mails"', 1)[1].split("</table>", 1)[0]
+    assert "mallory@elsewhere.example" in table and "Pour acme" in table
+    assert "SMTP" in table and "by their mail server" in table
+    assert "is not allowed to send SMS through this address" in table
+    # Another account's refusals are not shown.
+    assert "Pour other" not in page.text
+
+
 async def test_intake_addresses_add_edit_remove(console, engine):
     alice = await console("alice")
     r = await alice.get("/console/intake")

@@ -8,10 +8,10 @@ every event goes through the retry path. 200 messages are submitted in waves, on
 life; the hub is killed with SIGKILL at random moments (while it sends, applies reports and
 posts webhooks) and restarted; a last run settles everything.
 
-Retries wait 30 s at first (not configurable), and a delivery claimed by a process that died
-waits out its 2 min claim lease: to keep the test short, the test makes such rows due again
-itself. While the hub is down every pending row is made due; while it runs only rows waiting
-for a retry are (a claimed row, possibly being posted at that very moment, is left alone).
+Retries wait 30 s at first (not configurable): to keep the test short, the test makes such
+rows due again itself. A delivery claimed by a process that died comes back by itself after
+its claim lease (`claim_lease_seconds`, 2 s here); a claimed row, possibly being posted at
+that very moment, is left alone.
 
 The seed is fixed so a failure can be replayed; set SMSHUB_CRASH_SEED to try others.
 """
@@ -25,6 +25,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -65,11 +66,10 @@ KILL_DELAY = (0.3, 1.5)
 MIN_KILLS_MID_WORK = 2
 READY_TIMEOUT = 60.0
 SETTLE_TIMEOUT = 60.0
-# A failed first attempt waits retry_delay(1) = 30 s; a claim waits CLAIM_LEASE = 120 s.
-# Rows due within this horizon are waiting for a retry, not claimed by the running process
-# (whose life is shorter than CLAIM_LEASE - RETRY_HORIZON; were it not, a claimed row made
-# due again would at worst be posted twice, which at-least-once delivery allows).
-RETRY_HORIZON = webhooks.retry_delay(2)
+# A failed first attempt waits retry_delay(1) = 30 s; a claim lasts claim_lease_seconds (2 s,
+# renewed while its process lives). Rows due within this window are claims (or retries
+# about to be due anyway); rows due later wait for a retry.
+CLAIM_WINDOW = timedelta(seconds=3)
 EXPECTED_TYPES = {webhooks.MESSAGE_DELIVERED, webhooks.MESSAGE_FAILED}
 
 
@@ -194,20 +194,20 @@ def _pending_deliveries(engine: Engine) -> int:
 
 
 def _hurry(engine: Engine, hub_is_down: bool) -> tuple[int, int]:
-    """Make pending deliveries due now instead of in 30 s (retry) or 2 min (claim lease of a
-    killed process); with the hub running, only those waiting for a retry. Returns how many
-    were waiting for a retry and how many were claimed (a killed process's unfinished posts)."""
+    """Make deliveries waiting for a retry due now instead of in 30 s. Returns how many were
+    waiting for a retry and, with the hub down, how many were claimed (a killed process's
+    unfinished posts, back after their lease)."""
     now = utcnow()
     retries = leases = 0
     with session_scope(engine) as s:
         for row in s.exec(select(WebhookDelivery).where(WebhookDelivery.status == "pending")):
             due = as_utc(row.due_at)
-            if due <= now or (not hub_is_down and due > now + RETRY_HORIZON):
+            if due <= now:
                 continue
-            if due > now + RETRY_HORIZON:
-                leases += 1
-            else:
-                retries += 1
+            if due <= now + CLAIM_WINDOW:
+                leases += hub_is_down
+                continue
+            retries += 1
             row.due_at = now
             s.add(row)
     return retries, leases

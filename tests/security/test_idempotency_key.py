@@ -85,3 +85,38 @@ async def test_keys_are_per_account_and_a_refused_request_frees_its_key(hub, api
         headers={"Authorization": f"Bearer {token}"},
     )
     assert other.status_code == 202, other.text
+
+
+async def test_keys_older_than_their_retention_are_pruned_in_batches(hub, api, engine):
+    from datetime import timedelta
+
+    from hub import idempotency
+    from hub.models import IdempotencyKey
+    from hub.timeutil import utcnow
+
+    for n in range(5):
+        r = await api.post(
+            "/v1/messages",
+            json={"to": "0612345678", "text": f"n{n}"},
+            headers={"Idempotency-Key": f"k{n}"},
+        )
+        assert r.status_code == 202
+    with session_scope(engine) as s:
+        rows = s.exec(select(IdempotencyKey).order_by(IdempotencyKey.id)).all()  # type: ignore[arg-type]
+        for row in rows[:3]:
+            row.created_at = utcnow() - timedelta(hours=25)
+            s.add(row)
+    # Two rows per transaction: three old keys take two batches; the young ones stay.
+    assert idempotency.prune(engine, timedelta(hours=24), batch=2) == 3
+    with session_scope(engine) as s:
+        assert sorted(r.key for r in s.exec(select(IdempotencyKey)).all()) == ["k3", "k4"]
+    assert idempotency.prune(engine, timedelta(hours=24)) == 0
+    # A pruned key names a new request again; its messages' own keys still stop a resend.
+    again = await api.post(
+        "/v1/messages",
+        json={"to": "0612345678", "text": "n0"},
+        headers={"Idempotency-Key": "k0"},
+    )
+    assert again.status_code == 202
+    assert again.json()["recipients"][0]["status"] != "queued"
+    assert len(_messages(hub.engine)) == 5
