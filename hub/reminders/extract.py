@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 import phonenumbers
 
@@ -14,6 +15,11 @@ _PHONE_LINE = re.compile(
     r"^\s*(?:phone|mobile|tel|tél|téléphone|telephone|portable|gsm|handy|cell)\s*[:.]?\s*(.+)$",
     re.I | re.M,
 )
+# Parsing is most of finding a recipient (~50 us a number) and the same typed numbers come
+# back: a patient's next appointments, every occurrence of a series, each re-plan after a
+# settings change. NumberInfo is immutable, so sharing one is safe.
+_parse_number = lru_cache(maxsize=16_384)(phone.parse_number)
+
 _NAME_LINE = re.compile(r"^\s*(?:name|nom|patient|client|customer)\s*[:.]\s*(.+)$", re.I | re.M)
 
 
@@ -29,7 +35,7 @@ class Recipient:
 def _mobiles(text: str, region: str) -> list[phone.NumberInfo]:
     found = []
     for match in phonenumbers.PhoneNumberMatcher(text, region):
-        info = phone.parse_number(match.raw_string, region)
+        info = _parse_number(match.raw_string, region)
         if info.valid and info.type == "mobile" and info.e164:
             found.append(info)
     return found
@@ -46,7 +52,7 @@ def find_recipient(event: CalendarEvent, region: str) -> Recipient:
         name = event.attendees[0].name or ""
     landline = ""
     for m in _PHONE_LINE.finditer(event.description):
-        info = phone.parse_number(m.group(1).strip(), region)
+        info = _parse_number(m.group(1).strip(), region)
         if info.valid and info.type == "mobile" and info.e164:
             return Recipient(info.e164, name or _name_from_title(event.title), "", info.country)
         if info.valid and info.type == "landline":
@@ -57,7 +63,7 @@ def find_recipient(event: CalendarEvent, region: str) -> Recipient:
             first = mobiles[0]
             return Recipient(first.e164, name or _name_from_title(event.title), "", first.country)
         for match in phonenumbers.PhoneNumberMatcher(text, region):
-            info = phone.parse_number(match.raw_string, region)
+            info = _parse_number(match.raw_string, region)
             if info.valid and info.type == "landline":
                 landline = info.e164 or ""
     problem = (

@@ -59,6 +59,15 @@ log = logging.getLogger("smshub.reminders")
 FIRST_CHUNK = 500
 CHUNK_SECONDS = 0.15
 MIN_CHUNK, MAX_CHUNK = 50, 5000
+# Planning is pure Python in a worker thread of the process whose event loop runs the
+# dispatcher: a thread that gives up the GIL for each I/O waits up to the interpreter's switch
+# interval (5 ms) to get it back from a busy one, every time. Handing it over every this many
+# occurrences keeps the dispatcher's rounds short while a large calendar is planned.
+YIELD_EVERY = 32
+
+
+def _yield_gil() -> None:
+    time.sleep(0)
 
 
 @dataclass
@@ -164,7 +173,9 @@ class Reconciler:
             latest[event.key] = event  # listed twice: the last one counts
         self.seen = set(latest)
         out = []
-        for key, event in latest.items():
+        for n, (key, event) in enumerate(latest.items()):
+            if n % YIELD_EVERY == 0:
+                _yield_gil()
             values = event_values(event)
             stored = self.state.rows.get(key)
             if (
@@ -219,7 +230,12 @@ class Reconciler:
         changed: list[tuple[CalendarEvent, dict[str, Any]]],
         messages: dict[str, StoredMessage],
     ) -> list[_Plan]:
-        return [self._decide(event, values, messages) for event, values in changed]
+        plans = []
+        for n, (event, values) in enumerate(changed):
+            if n % YIELD_EVERY == 0:
+                _yield_gil()
+            plans.append(self._decide(event, values, messages))
+        return plans
 
     def _tz(self, zone: str) -> str:
         # The calendar's zone decides "09:00" unless the event carries its own.
