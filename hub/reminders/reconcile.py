@@ -54,20 +54,11 @@ from hub.timeutil import as_utc, utcnow
 
 log = logging.getLogger("smshub.reminders")
 
-# Changed occurrences per transaction at first; then sized so that a chunk's writes take
-# about CHUNK_SECONDS (on SQLite the write lock is held that long, and the dispatcher waits).
+# Changed occurrences per transaction at first; then, on SQLite, sized so that a chunk's
+# writes take about CHUNK_SECONDS (the write lock is held that long, and the dispatcher waits).
 FIRST_CHUNK = 500
 CHUNK_SECONDS = 0.15
 MIN_CHUNK, MAX_CHUNK = 50, 5000
-# Planning is pure Python in a worker thread of the process whose event loop runs the
-# dispatcher: a thread that gives up the GIL for each I/O waits up to the interpreter's switch
-# interval (5 ms) to get it back from a busy one, every time. Handing it over every this many
-# occurrences keeps the dispatcher's rounds short while a large calendar is planned.
-YIELD_EVERY = 32
-
-
-def _yield_gil() -> None:
-    time.sleep(0)
 
 
 @dataclass
@@ -116,6 +107,8 @@ class _Plan:
     skips: list[tuple[str, datetime, datetime, str]] = field(default_factory=list)
     sent: list[int] = field(default_factory=list)
     notices: list[datetime] = field(default_factory=list)
+    # The reminder text (or why there is none), rendered once for all the rules.
+    text: str | HubError | None = None
 
     @property
     def label(self) -> str:
@@ -173,9 +166,7 @@ class Reconciler:
             latest[event.key] = event  # listed twice: the last one counts
         self.seen = set(latest)
         out = []
-        for n, (key, event) in enumerate(latest.items()):
-            if n % YIELD_EVERY == 0:
-                _yield_gil()
+        for key, event in latest.items():
             values = event_values(event)
             stored = self.state.rows.get(key)
             if (
@@ -230,12 +221,7 @@ class Reconciler:
         changed: list[tuple[CalendarEvent, dict[str, Any]]],
         messages: dict[str, StoredMessage],
     ) -> list[_Plan]:
-        plans = []
-        for n, (event, values) in enumerate(changed):
-            if n % YIELD_EVERY == 0:
-                _yield_gil()
-            plans.append(self._decide(event, values, messages))
-        return plans
+        return [self._decide(event, values, messages) for event, values in changed]
 
     def _tz(self, zone: str) -> str:
         # The calendar's zone decides "09:00" unless the event carries its own.
@@ -320,13 +306,17 @@ class Reconciler:
         messages: dict[str, StoredMessage],
     ) -> None:
         current = self.state.current.get((stored.id, rule)) if stored else None
-        try:
-            text = self._text(plan.row, self.calendar.template)
-        except HubError as exc:
+        if plan.text is None:
+            try:
+                plan.text = self._text(plan.row, self.calendar.template)
+            except HubError as exc:
+                plan.text = exc
+        text = plan.text
+        if not isinstance(text, str):
             # This event's text cannot be sent (too long for sending.max_parts, say): the
             # reminder is skipped and reported; the other events go on.
-            plan.skips.append((rule, start, when, str(exc)))
-            self.report.problems.append(f"{plan.label}: {exc}")
+            plan.skips.append((rule, start, when, str(text)))
+            self.report.problems.append(f"{plan.label}: {text}")
             return
         replace = None
         if current is not None:
@@ -594,7 +584,10 @@ def reconcile_chunked(
         rec = Reconciler(config, calendar, _region(session, config, calendar), now)
         rec.load(session)
     changed = rec.changed(result)
-    size, done, chunk_no = FIRST_CHUNK, 0, 0
+    # PostgreSQL locks rows, not the database: a chunk there is as large as allowed, each
+    # chunk's fixed cost (lookups, charge, commit) paid as few times as possible.
+    adaptive = engine.dialect.name == "sqlite"
+    size, done, chunk_no = FIRST_CHUNK if adaptive else MAX_CHUNK, 0, 0
     while done < len(changed):
         chunk = changed[done : done + size]
         with read_scope(engine) as session:
@@ -608,8 +601,9 @@ def reconcile_chunked(
             took = time.perf_counter() - started
         done += len(chunk)
         chunk_no += 1
-        # The next chunk's size from this one's pace (statements cost per row).
-        size = int(min(MAX_CHUNK, max(MIN_CHUNK, len(chunk) * CHUNK_SECONDS / max(took, 1e-3))))
+        if adaptive:
+            # The next chunk's size from this one's pace (statements cost per row).
+            size = int(min(MAX_CHUNK, max(MIN_CHUNK, len(chunk) * CHUNK_SECONDS / max(took, 1e-3))))
     gone = rec.gone(result, window)
     for start in range(0, len(gone), MAX_CHUNK):
         with session_scope(engine) as session:
