@@ -18,7 +18,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from hub.config import read_secret
-from hub.db import session_scope
+from hub.db import read_scope, session_scope
 from hub.errors import ConfigError
 from hub.models import Calendar, ConnectorState
 from hub.secretbox import Keyring
@@ -90,6 +90,17 @@ def adopt_secret_files(
     names of the secrets moved. KEYRING_OF() gives the keys (read only when needed)."""
     folder = (data_dir / CONSOLE_SECRETS_DIR).resolve()
     moved: list[tuple[str, Path]] = []
+    # Run before every sync: when no console-written setting is there (the usual case), a
+    # read answers, without a transaction holding SQLite's write lock.
+    with read_scope(engine) as session:
+        found = session.get(Calendar, calendar_id)
+        text = found.settings if found is not None else ""
+    try:
+        named = json.loads(text or "{}")
+    except ValueError:
+        return []
+    if not isinstance(named, dict) or not any(named.get(s) for s in CONSOLE_WRITTEN):
+        return []
     with session_scope(engine) as session:
         calendar = session.get(Calendar, calendar_id)
         if calendar is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 import phonenumbers
 
@@ -15,6 +16,11 @@ _PHONE_LINE = re.compile(
     r"^\s*(?:phone|mobile|tel|tél|téléphone|telephone|portable|gsm|handy|cell)\s*[:.]?\s*(.+)$",
     re.I | re.M,
 )
+# Parsing is most of finding a recipient (~50 us a number) and the same typed numbers come
+# back: a patient's next appointments, every occurrence of a series, each re-plan after a
+# settings change. NumberInfo is immutable, so sharing one is safe.
+_parse_number = lru_cache(maxsize=16_384)(phone.parse_number)
+
 
 
 @dataclass(frozen=True)
@@ -28,7 +34,7 @@ class Recipient:
 def _mobiles(text: str, region: str) -> list[phone.NumberInfo]:
     found = []
     for match in phonenumbers.PhoneNumberMatcher(text, region):
-        info = phone.parse_number(match.raw_string, region)
+        info = _parse_number(match.raw_string, region)
         if info.valid and info.type == "mobile" and info.e164:
             found.append(info)
     return found
@@ -39,7 +45,7 @@ def find_recipient(event: CalendarEvent, region: str) -> Recipient:
     ``problem`` says why there is no usable number."""
     landline = ""
     for m in _PHONE_LINE.finditer(event.description):
-        info = phone.parse_number(m.group(1).strip(), region)
+        info = _parse_number(m.group(1).strip(), region)
         if info.valid and info.type == "mobile" and info.e164:
             return Recipient(info.e164, "", info.country)
         if info.valid and info.type == "landline":
@@ -50,7 +56,7 @@ def find_recipient(event: CalendarEvent, region: str) -> Recipient:
             first = mobiles[0]
             return Recipient(first.e164, "", first.country)
         for match in phonenumbers.PhoneNumberMatcher(text, region):
-            info = phone.parse_number(match.raw_string, region)
+            info = _parse_number(match.raw_string, region)
             if info.valid and info.type == "landline":
                 landline = info.e164 or ""
     problem = (

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, insert, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 from sqlmodel import Session
 
 from hub import compliance, credits
@@ -26,7 +26,17 @@ from hub.sending import check_text, credits_for, validate_sender
 from hub.sending_lookups import RecipientLookups
 from hub.timeutil import utcnow
 
-_INSERT_EVENT = insert(EVENTS).returning(EVENTS.c.id, sort_by_parameter_order=True)
+# New occurrence rows and their ids: on PostgreSQL with RETURNING (SQLAlchemy's
+# insertmanyvalues, a multi-row INSERT per 1,000 rows: psycopg's executemany would run one
+# INSERT and its foreign-key checks per row on the server, ~35 % slower there in
+# side-by-side runs). On SQLite a plain executemany is the fast path (RETURNING costs ~60 %
+# more per row) and the ids are read back by the occurrence key, unique per calendar.
+_INSERT_EVENT_RETURNING = insert(EVENTS).returning(EVENTS.c.id, sort_by_parameter_order=True)
+_INSERT_EVENT = insert(EVENTS)
+_EVENT_IDS = select(EVENTS.c.id, EVENTS.c.uid, EVENTS.c.occurrence).where(
+    EVENTS.c.calendar_id == bindparam("calendar_id"),
+    EVENTS.c.uid.in_(bindparam("uids", expanding=True)),
+)
 _ROW_COLUMNS = (
     "start",
     "end",
@@ -70,12 +80,26 @@ _MARK_DELETED = (
 _IDS_PER_STATEMENT = 500
 
 
+def _returning(conn: Connection) -> bool:
+    return conn.dialect.name == "postgresql"
+
+
 def insert_rows(session: Session, rows: Sequence[dict[str, Any]]) -> list[int]:
-    """Insert occurrence rows (all columns); their ids, in order."""
+    """Insert occurrence rows (all columns, one calendar's); their ids, in order."""
     if not rows:
         return []
-    result = session.connection().execute(_INSERT_EVENT, list(rows))
-    return [int(i) for i in result.scalars().all()]
+    conn = session.connection()
+    if _returning(conn):
+        return [int(i) for i in conn.execute(_INSERT_EVENT_RETURNING, list(rows)).scalars()]
+    conn.execute(_INSERT_EVENT, list(rows))
+    calendar_id = rows[0]["calendar_id"]
+    uids = sorted({row["uid"] for row in rows})
+    ids: dict[tuple[str, str], int] = {}
+    for start in range(0, len(uids), _IDS_PER_STATEMENT):
+        wanted = {"calendar_id": calendar_id, "uids": uids[start : start + _IDS_PER_STATEMENT]}
+        for row_id, uid, occurrence in conn.execute(_EVENT_IDS, wanted):
+            ids[(uid, occurrence)] = int(row_id)
+    return [ids[(row["uid"], row["occurrence"])] for row in rows]
 
 
 def update_rows(session: Session, rows: Sequence[tuple[int, dict[str, Any]]]) -> None:

@@ -54,8 +54,8 @@ from hub.timeutil import as_utc, utcnow
 
 log = logging.getLogger("smshub.reminders")
 
-# Changed occurrences per transaction at first; then sized so that a chunk's writes take
-# about CHUNK_SECONDS (on SQLite the write lock is held that long, and the dispatcher waits).
+# Changed occurrences per transaction at first; then, on SQLite, sized so that a chunk's
+# writes take about CHUNK_SECONDS (the write lock is held that long, and the dispatcher waits).
 FIRST_CHUNK = 500
 CHUNK_SECONDS = 0.15
 MIN_CHUNK, MAX_CHUNK = 50, 5000
@@ -107,6 +107,8 @@ class _Plan:
     skips: list[tuple[str, datetime, datetime, str]] = field(default_factory=list)
     sent: list[int] = field(default_factory=list)
     notices: list[datetime] = field(default_factory=list)
+    # The reminder text (or why there is none), rendered once for all the rules.
+    text: str | HubError | None = None
 
     @property
     def label(self) -> str:
@@ -373,13 +375,17 @@ class Reconciler:
                 plan.rules.append(_Rule(rule, start, start, "", current))
             plan.skips.append((rule, start, start, str(plan.row["problem"])))
             return
-        try:
-            text = self._text(plan.row, self.calendar.template)
-        except HubError as exc:
+        if plan.text is None:
+            try:
+                plan.text = self._text(plan.row, self.calendar.template)
+            except HubError as exc:
+                plan.text = exc
+        text = plan.text
+        if not isinstance(text, str):
             # This event's text cannot be sent (too long for sending.max_parts, say): the
             # reminder is skipped and reported; the other events go on.
-            plan.skips.append((rule, start, when, str(exc)))
-            self.report.problems.append(f"{plan.label}: {exc}")
+            plan.skips.append((rule, start, when, str(text)))
+            self.report.problems.append(f"{plan.label}: {text}")
             return
         replace = None
         if current is not None:
@@ -665,7 +671,10 @@ def reconcile_chunked(
         rec = Reconciler(config, calendar, _region(session, config, calendar), now)
         rec.load(session)
     changed = rec.changed(result)
-    size, done, chunk_no = FIRST_CHUNK, 0, 0
+    # PostgreSQL locks rows, not the database: a chunk there is as large as allowed, each
+    # chunk's fixed cost (lookups, charge, commit) paid as few times as possible.
+    adaptive = engine.dialect.name == "sqlite"
+    size, done, chunk_no = FIRST_CHUNK if adaptive else MAX_CHUNK, 0, 0
     while done < len(changed):
         chunk = changed[done : done + size]
         with read_scope(engine) as session:
@@ -680,8 +689,9 @@ def reconcile_chunked(
             took = time.perf_counter() - started
         done += len(chunk)
         chunk_no += 1
-        # The next chunk's size from this one's pace (statements cost per row).
-        size = int(min(MAX_CHUNK, max(MIN_CHUNK, len(chunk) * CHUNK_SECONDS / max(took, 1e-3))))
+        if adaptive:
+            # The next chunk's size from this one's pace (statements cost per row).
+            size = int(min(MAX_CHUNK, max(MIN_CHUNK, len(chunk) * CHUNK_SECONDS / max(took, 1e-3))))
     gone = rec.gone(result, window)
     for start in range(0, len(gone), MAX_CHUNK):
         with session_scope(engine) as session:

@@ -3,7 +3,7 @@ language (babel)."""
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, time, timedelta
 from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -54,9 +54,19 @@ def _compiled(template: str, locale: str, tz: str) -> Template:
     def _date(value: datetime, pattern: str = "EEEE d MMMM") -> str:
         return _day(value.astimezone(zone).date(), pattern)
 
-    @lru_cache(maxsize=4096)
+    # Keyed by the wall time and UTC offset, not the instant: appointments on different days
+    # share a few dozen start times (the offset keeps a zone name in the pattern right).
+    clocks: dict[tuple[time, timedelta | None, str], str] = {}
+
     def _time(value: datetime, pattern: str = "HH:mm") -> str:
-        return format_time(value.astimezone(zone), pattern, locale=locale, tzinfo=zone)
+        local = value.astimezone(zone)
+        key = (local.time(), local.utcoffset(), pattern)
+        text = clocks.get(key)
+        if text is None:
+            if len(clocks) >= 4096:
+                clocks.clear()
+            text = clocks[key] = format_time(local, pattern, locale=locale, tzinfo=zone)
+        return text
 
     @lru_cache(maxsize=4096)
     def _datetime(value: datetime, pattern: str = "medium") -> str:

@@ -21,7 +21,7 @@ from hub.calendars import (
     move_name_keyed_files,
 )
 from hub.config import Config
-from hub.db import session_scope
+from hub.db import read_scope, session_scope
 from hub.errors import ConfigError, HubError
 from hub.models import Calendar
 from hub.registry import build_calendar_source
@@ -61,7 +61,8 @@ async def sync_calendar(
     STORE: the hub's state store (default: one on ENGINE with CONFIG's keys)."""
 
     def _load() -> tuple[dict[str, Any], str | None, SyncWindow, SourceContext, str]:
-        with session_scope(engine) as session:
+        # A read: on SQLite it must not take the write lock the dispatcher claims with.
+        with read_scope(engine) as session:
             calendar = session.get(Calendar, calendar_id)
             if calendar is None:
                 raise HubError(f"no calendar {calendar_id}")

@@ -58,15 +58,21 @@ class Claimed:
 def _claim(engine: Engine, calendar_id: int, limit: int = BATCH) -> list[Claimed]:
     now = utcnow()
     until = now + CLAIM_LEASE
+    due = (
+        CalendarEventRow.calendar_id == calendar_id,
+        CalendarEventRow.answer != "",
+        CalendarEventRow.answer_written == False,  # noqa: E712
+        col(CalendarEventRow.answer_due_at) <= now,
+    )
+    # Every calendar sync asks: when nothing is due (the usual case), the answer comes from
+    # a read, not from a transaction holding SQLite's write lock the dispatcher claims with.
+    with read_scope(engine) as session:
+        if session.exec(select(CalendarEventRow.id).where(*due).limit(1)).first() is None:
+            return []
     with session_scope(engine) as session:
         rows = session.exec(
             select(CalendarEventRow)
-            .where(
-                CalendarEventRow.calendar_id == calendar_id,
-                CalendarEventRow.answer != "",
-                CalendarEventRow.answer_written == False,  # noqa: E712
-                col(CalendarEventRow.answer_due_at) <= now,
-            )
+            .where(*due)
             .order_by(col(CalendarEventRow.answer_due_at), col(CalendarEventRow.id))
             .limit(limit)
             .with_for_update(skip_locked=True)
