@@ -7,8 +7,10 @@ databases."""
 from __future__ import annotations
 
 import asyncio
+from email import message_from_bytes
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
+from email.policy import default
 from email.utils import make_msgid
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ from sqlalchemy import Engine
 from sqlmodel import select
 
 from connectors.mail.imap_source import ImapUnavailable
+from hub import sending
 from hub.app import Hub
 from hub.config import Config
 from hub.db import session_scope
@@ -28,7 +31,7 @@ from hub.intake.policy import IntakePolicy
 from hub.mail_oauth import MAIL_OUT, ConsentRevoked, intake_key, mailbox_state, store_grant
 from hub.mailboxes import configured_mailboxes
 from hub.mailout import build_message
-from hub.models import Message
+from hub.models import Account, Message
 from hub.ops_http import start_ops
 from hub.registry import build_mail_sender, build_mail_sources, try_mailbox
 from hub.state_sql import state_store
@@ -193,6 +196,16 @@ async def test_intake_through_the_mail_api(
         stats = await source.run_once()
         assert (stats["accepted"], stats["failed"], stats["moved"]) == (2, 1, 3)
         assert _recipients(engine) == ["+33611223344", "+33612345678"]
+        # The SMS go out (the simulator gateway).
+        hub = Hub(config, engine=engine)
+        await hub.start(background=False)
+        try:
+            await hub.dispatcher.drain()
+            log = hub.providers["simulator"].read_log()
+            sent = sorted(e["to"] for e in log if e.get("kind") == "mt")
+        finally:
+            await hub.stop()
+        assert sent == ["+33611223344", "+33612345678"]
         assert len(_filed(fake, "Processed")) == 2
         [refused] = _filed(fake, "Failed")
         assert b"mallory@elsewhere.example" in refused
@@ -237,7 +250,7 @@ async def test_intake_through_the_mail_api(
 
 
 async def test_answers_and_mail_out_through_the_mail_api(
-    db_url, tmp_path, monkeypatch, engine, transport, fake
+    db_url, tmp_path, monkeypatch, engine, account, transport, fake
 ):
     out = {
         "transport": transport,
@@ -254,11 +267,28 @@ async def test_answers_and_mail_out_through_the_mail_api(
     )
     store = state_store(engine, config)
     _connect(store, MAIL_OUT, fake)
-    sender = build_mail_sender(config, store)
-    assert sender is not None
-    await sender.send(build_message(USER, USER, "SMS from +33612345678", "Oui, merci"))
-    [answer] = _filed(fake, "SMS")
-    assert b"SMS from +33612345678" in answer
+    with session_scope(engine) as s:
+        acc = s.get(Account, 1)
+        assert acc is not None
+        acc.reply_mailbox = "accueil@cabinet.example"
+    hub = Hub(config, engine=engine)
+    await hub.start(background=False)
+    try:
+        sending.submit(
+            engine,
+            config,
+            sending.SubmitRequest(account=account, recipients=["0612345678"], text="RDV demain"),
+        )
+        await hub.dispatcher.drain()
+        assert await hub.providers["simulator"].receive("+33612345678", "Oui, merci")
+        assert await hub.mail_outbox.send_due() == 1
+    finally:
+        await hub.stop()
+    [raw] = _filed(fake, "SMS")
+    answer = message_from_bytes(raw, policy=default)
+    assert answer["To"] == "accueil@cabinet.example"
+    assert answer["Subject"] == "SMS from +33 6 12 34 56 78 (re: RDV demain)"
+    assert "Oui, merci" in answer.get_body().get_content()
     [box] = configured_mailboxes(config)
     assert (box.kind, box.transport, box.oauth) == ("answers", transport, True)
 
