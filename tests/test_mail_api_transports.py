@@ -20,6 +20,7 @@ import pytest
 from sqlalchemy import Engine
 from sqlmodel import select
 
+from connectors.mail.api_client import MailApi, MailApiError
 from connectors.mail.imap_source import ImapUnavailable
 from hub import sending
 from hub.app import Hub
@@ -28,7 +29,15 @@ from hub.db import session_scope
 from hub.errors import ConfigError
 from hub.intake.addresses import add_intake_address
 from hub.intake.policy import IntakePolicy
-from hub.mail_oauth import MAIL_OUT, ConsentRevoked, intake_key, mailbox_state, store_grant
+from hub.mail_oauth import (
+    MAIL_OUT,
+    ConsentRevoked,
+    MailboxAuthError,
+    intake_key,
+    mailbox_state,
+    scopes_for,
+    store_grant,
+)
 from hub.mailboxes import configured_mailboxes
 from hub.mailout import build_message
 from hub.models import Account, Message
@@ -131,10 +140,14 @@ def _intake(transport: str) -> dict[str, Any]:
 
 
 def _connect(store: Any, key: str, fake: Any) -> None:
+    """As the console's Connect of a mailbox with an API transport: the API's scopes."""
     if isinstance(fake, GraphFake):
-        store_grant(store, key, "microsoft", fake.refresh_token_for(MS_APP, USER), account=USER)
+        refresh = fake.refresh_token_for(MS_APP, USER)
+        scopes = scopes_for("microsoft", "graph")
+        store_grant(store, key, "microsoft", refresh, account=USER, scopes=scopes)
     else:
-        store_grant(store, key, "google", "1//g-refresh", account=USER)
+        scopes = scopes_for("google", "gmail")
+        store_grant(store, key, "google", "1//g-refresh", account=USER, scopes=scopes)
 
 
 def _deliver(fake: Any, folder: str, mime: bytes) -> None:
@@ -327,3 +340,30 @@ def test_api_transport_config_errors_name_the_key_and_fix(db_url, tmp_path):
     config = make_config(db_url, tmp_path, imap=[{**_intake("imap"), "auth": "xoauth2"}])
     with pytest.raises(ConfigError, match="set host"):
         build_mail_sources(config, None)
+
+
+async def test_graph_refusing_a_fresh_token_says_to_reconnect(
+    db_url, tmp_path, monkeypatch, engine, microsoft
+):
+    config = _config(
+        db_url,
+        tmp_path,
+        monkeypatch,
+        microsoft,
+        mail_out={"transport": "graph", "oauth_provider": "microsoft", "from_address": USER},
+    )
+    store = state_store(engine, config)
+    _connect(store, MAIL_OUT, microsoft)
+    sender = build_mail_sender(config, store)
+    assert sender is not None
+    # Refused before and after a refresh (e.g. the admin removed the Graph permission).
+    microsoft.throttle_next(401, retry_after=0, times=2)
+    with pytest.raises(MailboxAuthError, match="connected again.*reconnect the mailbox"):
+        await sender.send(build_message(USER, "office@clinic.example", "Hi", "1 SMS"))
+    assert [r["grant_type"] for r in microsoft.token_requests] == ["refresh_token"] * 2
+    assert "Mail.Send" in microsoft.token_requests[-1]["scope"]
+    # A next/delta link off the API's host is never followed with the token.
+    api = MailApi(sender.access, f"{microsoft.url}/v1.0", "Microsoft Graph")  # type: ignore[attr-defined]
+    with pytest.raises(MailApiError, match="off its host"):
+        api.request("GET", "", url="https://elsewhere.example/v1.0/me/messages")
+    api.close()

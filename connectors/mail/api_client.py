@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 
 from hub.errors import HubError
-from hub.mail_oauth import MailboxAccess
+from hub.mail_oauth import MailboxAccess, MailboxAuthError, fix_hint
 
 log = logging.getLogger("smshub.mail_api")
 
@@ -74,7 +74,8 @@ class MailApi:
         self.access = access
         self.name = name
         self._sleep = sleep
-        self._http = httpx.Client(base_url=base_url.rstrip("/"), verify=verify, timeout=timeout)
+        self.base_url = base_url.rstrip("/")
+        self._http = httpx.Client(base_url=self.base_url, verify=verify, timeout=timeout)
 
     def close(self) -> None:
         self._http.close()
@@ -93,6 +94,9 @@ class MailApi:
         """The answer (2xx) to METHOD PATH (or the absolute URL of a next/delta link);
         MailApiError with the API's reason otherwise, MailboxAuthError when the sign-in is
         refused for good."""
+        if url is not None and not url.startswith(self.base_url + "/"):
+            # A next/delta link elsewhere would carry the mailbox's token there.
+            raise MailApiError(f"the {self.name} sent a link off its host: {url[:100]!r}")
         renewed = False
         throttled = 0
         while True:
@@ -106,10 +110,17 @@ class MailApi:
                 raise MailApiError(
                     f"cannot reach the {self.name} ({type(exc).__name__}); retrying later"
                 ) from None
-            if response.status_code == 401 and not renewed:
-                # Expired (or revoked early): one refresh, then once more.
-                renewed = True
-                continue
+            if response.status_code == 401:
+                if not renewed:
+                    # Expired (or revoked early): one refresh, then once more.
+                    renewed = True
+                    continue
+                raise MailboxAuthError(
+                    f"the {self.name} refused a fresh token of mailbox {self.access.key} "
+                    f"({_why(response)}): the sign-in may lack the API's permissions (a "
+                    f"mailbox connected for IMAP/SMTP must be connected again); "
+                    f"{fix_hint(self.access.key)}"
+                )
             if response.status_code in (429, 503) and throttled < THROTTLE_TRIES:
                 throttled += 1
                 wait = _retry_after(response)
