@@ -367,3 +367,38 @@ async def test_graph_refusing_a_fresh_token_says_to_reconnect(
     with pytest.raises(MailApiError, match="off its host"):
         api.request("GET", "", url="https://elsewhere.example/v1.0/me/messages")
     api.close()
+
+
+async def test_background_loop_reads_new_mail_when_woken(
+    db_url, tmp_path, monkeypatch, engine, intake_address, transport, fake
+):
+    inbox = "Inbox" if transport == "graph" else "INBOX"
+    config = _config(
+        db_url,
+        tmp_path,
+        monkeypatch,
+        fake,
+        imap=[{**_intake(transport), "folder": inbox, "poll_interval": 60.0}],
+    )
+    store = state_store(engine, config)
+    _connect(store, KEY, fake)
+    [source] = build_mail_sources(config, IntakePolicy(engine, config), store=store)
+    await source.start()
+    try:
+        for _ in range(100):
+            if source.state == "polling":
+                break
+            await asyncio.sleep(0.05)
+        assert source.state == "polling"
+        _deliver(fake, inbox, _mail("06 12 34 56 78"))
+        source.wake()
+        for _ in range(100):
+            if _filed(fake, "Processed"):
+                break
+            await asyncio.sleep(0.05)
+        assert len(_filed(fake, "Processed")) == 1
+        assert _recipients(engine) == ["+33612345678"]
+        assert source.status()["last_error"] is None
+    finally:
+        await source.stop()
+    assert source.state == "stopped"

@@ -207,15 +207,17 @@ class ApiMailSource:
                 if retries:
                     soonest = min(due for _, due in retries.values()) - self._clock()
                     wait = max(0.0, min(wait, soonest))
+                self.state = "polling"
             except ImapUnavailable as exc:
                 log.warning("%s; trying again in %.0f s", exc, delay)
                 wait, delay = delay, min(delay * 2, self.reconnect_max)
+                self.state = "backoff"
             except Exception:
                 log.exception("%s: unexpected error in the mail API loop", self.label)
                 wait, delay = delay, min(delay * 2, self.reconnect_max)
+                self.state = "backoff"
             if self._stopping:
                 break
-            self.state = "polling"
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), wait)
             self._wakeup.clear()
