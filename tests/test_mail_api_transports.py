@@ -402,3 +402,25 @@ async def test_background_loop_reads_new_mail_when_woken(
     finally:
         await source.stop()
     assert source.state == "stopped"
+
+
+async def test_gmail_history_too_old_lists_the_label_again(
+    db_url, tmp_path, monkeypatch, engine, intake_address, google
+):
+    config = _config(db_url, tmp_path, monkeypatch, google, imap=[_intake("gmail")])
+    store = state_store(engine, config)
+    _connect(store, KEY, google)
+    [source] = build_mail_sources(config, IntakePolicy(engine, config), store=store)
+    try:
+        _deliver(google, "INBOX", _mail("06 12 34 56 78"))
+        assert (await source.run_once())["accepted"] == 1
+        with google.lock:
+            google.mail.expire_history()
+        _deliver(google, "INBOX", _mail("06 11 22 33 44"))
+        stats = await source.run_once()
+        assert (stats["found"], stats["accepted"]) == (1, 1)
+        assert len(_filed(google, "Processed")) == 2
+        # The next pass starts from the fresh history id again.
+        assert (await source.run_once())["found"] == 0
+    finally:
+        await source.stop()
