@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from hub.errors import HubError
-from hub.mail_oauth import PROVIDERS, SCOPES, disconnect, mailbox_state, store_grant
+from hub.mail_oauth import PROVIDERS, disconnect, mailbox_state, scopes_for, store_grant
 from hub.mailboxes import configured_mailboxes, find_mailbox, oauth_problem
 from hub.oauth_flow import device_code_signin, pasted_code_finish, pasted_code_start
 from hub.registry import try_mailbox
@@ -104,7 +104,7 @@ def mailboxes_auth(
         box = find_mailbox(config, key)
         if not box.oauth:
             _fail(f'mailbox {key} signs in with a password; set auth = "xoauth2" to use OAuth')
-        scopes = SCOPES[box.provider]
+        scopes = scopes_for(box.provider, box.transport)
         if box.provider == "microsoft":
             token = device_code_signin(config, scopes, lambda t: typer.echo(t, err=True))
             public = True
@@ -128,6 +128,7 @@ def mailboxes_auth(
             public=public,
             account=account,
             access=token,
+            scopes=scopes,
         )
     except HubError as exc:
         _fail(str(exc))

@@ -20,6 +20,7 @@ from pydantic import (
     IPvAnyNetwork,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from hub.compliance import MarketingHours, OptOutMention, OptOutRules
@@ -255,10 +256,28 @@ class MailOutSection(Section):
     imap_folder: str = "SMS"
     # A private CA for the IMAP server's certificate (empty: the system's).
     imap_ca_file: str = ""
+    # "smtp": the mail protocols above (relay, or IMAP APPEND). "graph" / "gmail": the
+    # provider's mail API instead, for tenants that turned SMTP AUTH / IMAP off; signs in
+    # as oauth_provider's mailbox (no host needed): method "smtp" sends the mail (Graph
+    # sendMail, Gmail messages.send), method "imap" puts it into imap_folder (Graph: a
+    # message created in that folder; Gmail: inserted with that label).
+    transport: Literal["smtp", "graph", "gmail"] = "smtp"
+
+    @model_validator(mode="after")
+    def _api_provider(self) -> MailOutSection:
+        wanted = {"graph": "microsoft", "gmail": "google"}.get(self.transport)
+        if wanted and self.oauth_provider != wanted:
+            raise ValueError(
+                f"'mail_out.transport' = {self.transport!r} signs in with "
+                f'{wanted.title()}: set mail_out.oauth_provider = "{wanted}"'
+            )
+        return self
 
     @property
     def enabled(self) -> bool:
         """True when the hub can deliver mail at all."""
+        if self.transport != "smtp":
+            return True
         return bool(self.imap_host if self.method == "imap" else self.host)
 
 
@@ -334,6 +353,8 @@ class GoogleOAuthSection(Section):
     token_url: str = "https://oauth2.googleapis.com/token"
     # Root of the Calendar API; empty: Google's.
     api_url: str = ""
+    # Root of the Gmail API (mailboxes with transport = "gmail"); tests point it elsewhere.
+    gmail_url: str = "https://gmail.googleapis.com"
 
 
 class MicrosoftOAuthSection(Section):

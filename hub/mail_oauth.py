@@ -48,6 +48,25 @@ SCOPES: dict[str, list[str]] = {
     "microsoft": [MICROSOFT_IMAP_SCOPE, MICROSOFT_SMTP_SCOPE],
     "google": [GOOGLE_MAIL_SCOPE],
 }
+# With a provider's mail API as the transport (transport = "graph" / "gmail"): Graph's
+# delegated mail permissions (a Microsoft token is for one resource, so not mixed with the
+# outlook.office.com ones above), or Gmail's modify scope (read, label, send, insert).
+API_SCOPES: dict[str, list[str]] = {
+    "microsoft": [
+        "https://graph.microsoft.com/Mail.ReadWrite",
+        "https://graph.microsoft.com/Mail.Send",
+    ],
+    "google": ["https://www.googleapis.com/auth/gmail.modify"],
+}
+API_TRANSPORTS = ("graph", "gmail")
+
+
+def scopes_for(provider: str, transport: str = "") -> list[str]:
+    """What a mailbox of PROVIDER asks at sign-in for TRANSPORT ("imap", "smtp", "graph",
+    "gmail"; the mail protocols by default)."""
+    table = API_SCOPES if transport in API_TRANSPORTS else SCOPES
+    return list(table.get(provider, []))
+
 
 # An access token is refreshed this long before its announced expiry.
 REFRESH_MARGIN = 300.0
@@ -167,8 +186,10 @@ def store_grant(
     public: bool = False,
     account: str = "",
     access: dict[str, Any] | None = None,
+    scopes: list[str] | None = None,
 ) -> None:
-    """Keep a new sign-in of mailbox KEY (replacing any), clearing a revoked status."""
+    """Keep a new sign-in of mailbox KEY (replacing any), clearing a revoked status; SCOPES
+    are what it was granted (default: the mail protocols' scopes of PROVIDER)."""
     ns = mailbox_namespace(key)
     store.put_secret(ns, REFRESH_KEY, refresh_token)
     store.delete(ns, ACCESS_KEY)
@@ -178,7 +199,7 @@ def store_grant(
         {
             "provider": provider,
             "public": public,
-            "scopes": SCOPES[provider],
+            "scopes": scopes or SCOPES[provider],
             "account": account,
             "connected_at": utcnow().isoformat(),
         },

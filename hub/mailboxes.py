@@ -30,6 +30,9 @@ class Mailbox:
     auth: str  # "password" or "xoauth2"
     provider: str  # "microsoft", "google" or ""
     role: str  # the `smshub run --role` that uses it
+    # How it is reached: "imap" / "smtp" (the mail protocols) or "graph" / "gmail" (the
+    # provider's mail API); decides the scopes asked at sign-in.
+    transport: str = "imap"
 
     @property
     def oauth(self) -> bool:
@@ -59,6 +62,8 @@ def configured_mailboxes(config: Config) -> list[Mailbox]:
     for table in config.imap:
         folder = _text(table, "folder", "INBOX")
         username, host = _text(table, "username"), _text(table, "host")
+        transport = _text(table, "transport", "imap")
+        host = host or transport
         label = _text(table, "name") or f"{username}@{host}/{folder}"
         found.append(
             Mailbox(
@@ -71,22 +76,31 @@ def configured_mailboxes(config: Config) -> list[Mailbox]:
                 auth=_text(table, "auth", "password"),
                 provider=_text(table, "oauth_provider"),
                 role="imap",
+                transport=transport,
             )
         )
     out = config.mail_out
     if out.enabled:
         imap = out.method == "imap"
+        api = out.transport != "smtp"
         found.append(
             Mailbox(
                 key=MAIL_OUT,
                 kind="answers" if imap else "relay",
-                label="mail out (IMAP APPEND)" if imap else "mail out (SMTP relay)",
-                host=out.imap_host if imap else out.host,
+                label=(
+                    f"mail out ({out.transport} API)"
+                    if api
+                    else "mail out (IMAP APPEND)"
+                    if imap
+                    else "mail out (SMTP relay)"
+                ),
+                host=out.transport if api else out.imap_host if imap else out.host,
                 username=out.imap_username if imap else out.username,
                 folder=out.imap_folder if imap else "",
-                auth=out.imap_auth if imap else out.auth,
+                auth="xoauth2" if api else out.imap_auth if imap else out.auth,
                 provider=out.oauth_provider,
                 role="dispatcher",
+                transport=out.transport if api else "imap" if imap else "smtp",
             )
         )
     return found

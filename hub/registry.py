@@ -59,6 +59,8 @@ def mail_out_access(config: Config, store: StateStore | None) -> MailboxAccess |
     """[mail_out]'s sign-in and activity record (None without a state store)."""
     out = config.mail_out
     auth = out.imap_auth if out.method == "imap" else out.auth
+    if out.transport != "smtp":
+        auth = "xoauth2"  # a mail API is only reached by OAuth
     if store is None:
         if auth == "xoauth2":
             raise ConfigError("'mail_out': auth = \"xoauth2\" needs the hub's database")
@@ -73,12 +75,15 @@ def build_mail_sender(config: Config, store: StateStore | None = None) -> MailSe
     if not out.enabled:
         return None
     found = {ep.name: ep for ep in entry_points(group=MAIL_GROUP)}
-    if out.method not in found:
-        raise ConfigError(f"no {out.method!r} mail sender is installed (reinstall smshub)")
+    # The mail protocols by method; a provider's mail API by transport (method then says
+    # send or store).
+    name = out.method if out.transport == "smtp" else out.transport
+    if name not in found:
+        raise ConfigError(f"no {name!r} mail sender is installed (reinstall smshub)")
     access = mail_out_access(config, store)
     key = "imap_password" if out.method == "imap" else "password"
     password = None if access is not None and access.oauth else read_secret(out, key, "mail_out")
-    cls = found[out.method].load()
+    cls = found[name].load()
     sender: MailSender = cls(out, password) if access is None else cls(out, password, access=access)
     return sender
 
@@ -157,13 +162,10 @@ def build_mail_sources(
     if not config.imap:
         return []
     found = {ep.name: ep for ep in entry_points(group=MAIL_SOURCE_GROUP)}
-    if "imap" not in found:
-        raise ConfigError("no IMAP mail source is installed (reinstall smshub)")
-    cls = found["imap"].load()
     sources = []
     for index, table in enumerate(config.imap):
         where = f"imap[{index}]"
-        settings = cls.settings_model.from_config(table, where)
+        settings, cls = _source_class(found, table, where)
         access = None
         if store is not None:
             access = MailboxAccess(
@@ -185,15 +187,25 @@ def build_mail_sources(
     return sources
 
 
+def _source_class(found: dict[str, Any], table: dict[str, Any], where: str) -> tuple[Any, Any]:
+    """An [[imap]] table's settings (one model for every transport) and its source class."""
+    if "imap" not in found:
+        raise ConfigError("no IMAP mail source is installed (reinstall smshub)")
+    settings = found["imap"].load().settings_model.from_config(table, where)
+    if settings.transport not in found:
+        raise ConfigError(
+            f"'{where}.transport': no {settings.transport!r} mail source is installed "
+            "(reinstall smshub)"
+        )
+    return settings, found[settings.transport].load()
+
+
 def _intake_source(config: Config, store: StateStore, key: str) -> Any:
     """The (not started) source of the [[imap]] mailbox KEY, without an intake policy."""
     found = {ep.name: ep for ep in entry_points(group=MAIL_SOURCE_GROUP)}
-    if "imap" not in found:
-        raise ConfigError("no IMAP mail source is installed (reinstall smshub)")
-    cls = found["imap"].load()
     for index, table in enumerate(config.imap):
         where = f"imap[{index}]"
-        settings = cls.settings_model.from_config(table, where)
+        settings, cls = _source_class(found, table, where)
         if intake_key(settings.label) != key:
             continue
         access = MailboxAccess(

@@ -88,7 +88,11 @@ class ImapSourceSettings(BaseModel):
 
     # A short name for logs and status; default username@host/folder.
     name: str = ""
-    host: str
+    # "imap", or the provider's mail API for tenants that turned IMAP off: "graph"
+    # (Microsoft 365, with oauth_provider = "microsoft") or "gmail" (Google, "google"); both
+    # need auth = "xoauth2" and no host. Folders are Graph folder names or Gmail labels.
+    transport: Literal["imap", "graph", "gmail"] = "imap"
+    host: str = ""
     # Default: 993 with security = "tls", 143 otherwise.
     port: int | None = Field(None, ge=1, le=65535)
     # "tls" (implicit TLS, IMAPS), "starttls", or "plain" (tests, or a trusted local socket).
@@ -141,6 +145,15 @@ class ImapSourceSettings(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> ImapSourceSettings:
+        api_provider = {"graph": "microsoft", "gmail": "google"}.get(self.transport)
+        if api_provider is not None:
+            if self.auth != "xoauth2" or self.oauth_provider != api_provider:
+                raise ValueError(
+                    f'transport = "{self.transport}" signs in by OAuth: set auth = "xoauth2" '
+                    f'and oauth_provider = "{api_provider}"'
+                )
+        elif not self.host:
+            raise ValueError('set host (the IMAP server), or transport = "graph" / "gmail"')
         if self.auth == "xoauth2":
             if self.oauth_provider is None:
                 raise ValueError('auth = "xoauth2" needs oauth_provider = "microsoft" or "google"')
@@ -159,7 +172,7 @@ class ImapSourceSettings(BaseModel):
 
     @property
     def label(self) -> str:
-        return self.name or f"{self.username}@{self.host}/{self.folder}"
+        return self.name or f"{self.username}@{self.host or self.transport}/{self.folder}"
 
     @classmethod
     def from_config(cls, data: dict[str, Any], where: str = "imap") -> ImapSourceSettings:

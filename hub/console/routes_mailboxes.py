@@ -21,7 +21,7 @@ from hub.console.auth import ConsoleUser, User, signing_key
 from hub.console.render import page, redirect
 from hub.db import read_scope
 from hub.errors import ConfigError, Forbidden, HubError, InvalidInput
-from hub.mail_oauth import PROVIDERS, SCOPES, disconnect, mailbox_state, store_grant
+from hub.mail_oauth import PROVIDERS, disconnect, mailbox_state, scopes_for, store_grant
 from hub.mailboxes import (
     Mailbox,
     configured_mailboxes,
@@ -107,7 +107,7 @@ async def mailbox_page(request: Request, user: User, key: str = "") -> Response:
         nav="mailboxes",
         row=row,
         setup=setup,
-        scopes=SCOPES.get(mailbox.provider, []),
+        scopes=scopes_for(mailbox.provider, mailbox.transport),
         redirect_uri=oauth_flow.redirect_uri(config, CALLBACK_PATH),
     )
 
@@ -141,7 +141,7 @@ async def oauth_start(request: Request, user: User, key: str = "") -> Response:
         hub.state,
         mailbox.provider,
         data,
-        SCOPES[mailbox.provider],
+        scopes_for(mailbox.provider, mailbox.transport),
         CALLBACK_PATH,
     )
     response = RedirectResponse(started.url, status_code=303)
@@ -190,6 +190,7 @@ async def oauth_callback(request: Request, user: User) -> Response:
                 str(token["refresh_token"]),
                 account=signed_in or mailbox.username,
                 access=token,
+                scopes=scopes_for(provider, mailbox.transport),
             )
             return signed_in
 

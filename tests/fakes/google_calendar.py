@@ -53,6 +53,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from tests.fakes.mail_api import GmailMail
 from tests.fakes.smsfactor import BackgroundServer
 
 JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
@@ -123,6 +124,8 @@ class GoogleCalendarFake:
     _generation: int = 0
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
     _pages: dict[str, tuple[list[dict[str, Any]], int, str, str]] = field(default_factory=dict)
+    # The Gmail API's mailboxes (tests/fakes/mail_api.py), by the signed-in account.
+    mail: GmailMail = field(default_factory=GmailMail)
 
     # -- scripting: the calendar -------------------------------------------------------------
     def _next_seq(self) -> int:
@@ -494,6 +497,25 @@ class GoogleCalendarFake:
         return 200, {"kind": "calendar#calendarList", "items": items}
 
     # -- the API -----------------------------------------------------------------------------
+    def handle_gmail(
+        self, method: str, path: str, query: dict[str, str], headers: dict[str, str], body: bytes
+    ) -> tuple[int, Any]:
+        """/gmail/v1/users/me/...: as the account the bearer token was granted to."""
+        with self.lock:
+            self.requests.append((method, path, query))
+            if self.failures:
+                failure = self.failures[0]
+                failure.times -= 1
+                if failure.times <= 0:
+                    self.failures.pop(0)
+                return failure.status, failure.body
+            token = headers.get("authorization", "").removeprefix("Bearer ")
+            granted = self.access_tokens.get(token)
+            if granted is None or not granted.get("email"):
+                return 401, google_error(401, "Invalid Credentials", "authError")
+            rest = path.removeprefix("/gmail/v1/users/me/").split("/")
+            return self.mail.handle(str(granted["email"]), method, rest, query, body)
+
     def handle_api(
         self, method: str, path: str, query: dict[str, str], headers: dict[str, str], body: bytes
     ) -> tuple[int, Any]:
@@ -684,6 +706,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", "application/json; charset=UTF-8")
         self.send_header("Content-Length", str(len(payload)))
+        if status == 429:  # rateLimitExceeded: Google says when to come back
+            self.send_header("Retry-After", "1")
         self.end_headers()
         self.wfile.write(payload)
 
@@ -715,6 +739,9 @@ class _Handler(BaseHTTPRequestHandler):
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
                 self.wfile.write(payload)
+            return
+        if parts.path.startswith("/gmail/v1/users/me/"):
+            self._answer(*self.fake.handle_gmail(method, parts.path, query, headers, raw))
             return
         self._answer(*self.fake.handle_api(method, parts.path, query, headers, raw))
 

@@ -55,6 +55,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from icalendar.timezone.windows_to_olson import WINDOWS_TO_OLSON
 
+from tests.fakes.mail_api import GraphMail
 from tests.fakes.smsfactor import BackgroundServer
 
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
@@ -241,6 +242,8 @@ class GraphFake:
         default_factory=dict
     )
     _throttle: list[list[int]] = field(default_factory=list)
+    # The mailboxes' mail (tests/fakes/mail_api.py).
+    mail: GraphMail = field(default_factory=GraphMail)
 
     # -- scripting -------------------------------------------------------------------------
     def add_mailbox(self, user: str, *calendars: str) -> str:
@@ -659,6 +662,8 @@ class GraphFake:
                     ),
                     {},
                 )
+            if rest[:1] in (["mailFolders"], ["messages"], ["sendMail"]):
+                return (*self.mail.handle(user, method, rest, query, body, self.url), {})
             calendar_id = self.mailboxes[user][0]
             if rest == ["calendars"] and method == "GET":
                 calendars = [
@@ -878,9 +883,14 @@ class _Handler(BaseHTTPRequestHandler):
         """Quiet: pytest shows what matters."""
 
     def _answer(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
-        payload = json.dumps(body).encode()
+        # Bytes: a message's MIME ($value); None: no body (202 of sendMail).
+        raw = isinstance(body, bytes)
+        payload = body if raw else b"" if body is None else json.dumps(body).encode()
         self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
+        if raw:
+            self.send_header("Content-Type", "message/rfc822")
+        elif body is not None:
+            self.send_header("Content-Type", "application/json; charset=utf-8")
         self.send_header("Content-Length", str(len(payload)))
         for key, value in (headers or {}).items():
             self.send_header(key, value)
