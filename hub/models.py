@@ -58,6 +58,9 @@ class Account(SQLModel, table=True):
     night_mode: str = Field(default="off", max_length=8)
     night_start: str = Field(default="21:00", max_length=5)
     night_end: str = Field(default="08:00", max_length=5)
+    # Language of the mails and SMS texts the hub writes for this account ("fr", "en");
+    # None: [hub] locale, else the language of the account's region (hub.i18n).
+    locale: str | None = Field(default=None, max_length=16)
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
 
 
@@ -336,6 +339,8 @@ class MailUser(SQLModel, table=True):
     # Part of every console session's signature: raised when the user is disabled, so that
     # enabling it again does not bring back the sessions it had.
     session_epoch: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    # The console's language this user chose ("fr", "en"); None: the browser's.
+    language: str | None = Field(default=None, max_length=16)
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
 
 

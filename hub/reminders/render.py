@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 from babel.dates import format_date, format_datetime, format_time
 from jinja2 import Template, TemplateError
 
-from hub import segments
+from hub import i18n, segments
 from hub.errors import InvalidInput
 from hub.templating import TemplateLimitExceeded, render_bounded, sandbox, too_many_parts
 
@@ -21,15 +21,30 @@ MOST_PARTS = 255
 # Characters of a reminder template.
 MAX_TEMPLATE = 5_000
 
-DEFAULT_TEMPLATE = (
-    "Bonjour {{ name }}, rappel de votre RDV le {{ start|date('EEEE d MMMM') }} à "
-    "{{ start|time('HH:mm') }}{% if location %} ({{ location }}){% endif %}. "
-    "Répondez OUI pour confirmer ou NON pour annuler."
-)
-CHANGED_TEMPLATE = (
-    "Bonjour {{ name }}, votre RDV a été déplacé au {{ start|date('EEEE d MMMM') }} à "
-    "{{ start|time('HH:mm') }}."
-)
+
+def default_template(locale: str) -> str:
+    """The hub's reminder text in the language of LOCALE (the calendar's: the patient's)."""
+    with i18n.use(locale):
+        return i18n.gettext(
+            "Hello {{ name }}, this is a reminder of your appointment on "
+            "{{ start|date('EEEE, MMMM d') }} at {{ start|time('h:mm a') }}"
+            "{% if location %} ({{ location }}){% endif %}. "
+            "Reply YES to confirm or NO to cancel."
+        )
+
+
+def changed_template(locale: str) -> str:
+    """The hub's "appointment moved" text in the language of LOCALE."""
+    with i18n.use(locale):
+        return i18n.gettext(
+            "Hello {{ name }}, your appointment has been moved to "
+            "{{ start|date('EEEE, MMMM d') }} at {{ start|time('h:mm a') }}."
+        )
+
+
+# The French texts, under their former names (calendars default to fr_FR).
+DEFAULT_TEMPLATE = default_template("fr")
+CHANGED_TEMPLATE = changed_template("fr")
 
 
 @lru_cache(maxsize=64)
@@ -80,7 +95,7 @@ def render_reminder(
         )
     local = start.astimezone(ZoneInfo(tz))
     try:
-        compiled = _compiled(template or DEFAULT_TEMPLATE, locale, tz)
+        compiled = _compiled(template or default_template(locale), locale, tz)
         text = render_bounded(compiled, {"start": local, **fields}, max_parts=max_parts)
     except TemplateError as exc:
         raise InvalidInput(f"the reminder template cannot be used: {exc}") from None
