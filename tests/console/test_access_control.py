@@ -173,6 +173,7 @@ ROUTES: dict[tuple[str, str], Spec] = {
     ("GET", "/console/login"): Public("the login form"),
     ("POST", "/console/login"): Public("the login form (its own CSRF cookie)"),
     ("POST", "/console/logout"): OwnSession("ends the caller's own session"),
+    ("POST", "/console/language"): OwnSession("sets the caller's own console language"),
     # -- HTTP API ----------------------------------------------------------------------------
     ("POST", "/v1/messages"): api(
         "/v1/messages",
