@@ -425,6 +425,13 @@ def accounts_set(
     night_end: Annotated[
         str | None, typer.Option(help="When the night ends, HH:MM (default 08:00).")
     ] = None,
+    locale: Annotated[
+        str | None,
+        typer.Option(
+            help="Language of the mails and SMS texts the hub writes for the account: fr or "
+            "en ('' = [hub] locale, else the region's language)."
+        ),
+    ] = None,
 ) -> None:
     """Change an account's settings (only the options given), checked as the web console
     checks them."""
@@ -467,6 +474,8 @@ def accounts_set(
                     acc.night_end if night_end is None else night_end,
                 )
             )
+        if locale is not None:
+            said.append(rules.set_locale(config, acc, locale))
         session.add(acc)
         return "\n".join(said) or f"account {acc.name}: nothing to change (give an option)"
 

@@ -89,7 +89,8 @@ def test_the_catalog_holds_every_marked_text(tmp_path: Path) -> None:
     )  # fmt: skip
     marked = {m.id if isinstance(m.id, str) else m.id[0] for m in _catalog(pot) if m.id}
     known = {m.id if isinstance(m.id, str) else m.id[0] for m in _catalog(FRENCH) if m.id}
-    assert not sorted(marked - known), "texts marked but not in the French catalog (see hub/i18n.py)"
+    missing = sorted(marked - known)
+    assert not missing, f"marked but not in the French catalog (see hub/i18n.py): {missing}"
 
 
 def test_a_broken_placeholder_is_found() -> None:
