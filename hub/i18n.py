@@ -44,10 +44,10 @@ marked template text is written ``%%``.
 
 Then refresh the catalogs and translate the new French entries (``msgstr``)::
 
-    .venv/bin/pybabel extract -F babel.cfg -o hub/locale/messages.pot --no-location \\
+    .venv/bin/pybabel extract -F babel.cfg -o /tmp/messages.pot --no-location \\
         --omit-header -k lazy_gettext -k _ .
-    .venv/bin/pybabel update -i hub/locale/messages.pot -d hub/locale --no-fuzzy-matching \\
-        --omit-header --no-location --ignore-obsolete
+    .venv/bin/pybabel update -i /tmp/messages.pot -d hub/locale --no-fuzzy-matching \\
+        --ignore-obsolete -w 100
 
 ``tests/test_i18n.py`` fails while a msgid has no French text, or a French text breaks a
 placeholder.
@@ -113,8 +113,11 @@ def region_language(region: str | None) -> str:
 def account_language(account: Account | None, config: Config) -> str:
     """The language of mails and SMS texts written for ACCOUNT."""
     chosen = normalize(account.locale) if account is not None else None
-    if chosen:
-        return chosen
+    return chosen or default_language(account, config)
+
+
+def default_language(account: Account | None, config: Config) -> str:
+    """The language ACCOUNT gets when it chooses none: [hub] locale, else its region's."""
     configured = normalize(config.hub.locale)
     if configured:
         return configured

@@ -249,11 +249,9 @@ def _forward(
     language = i18n.account_language(account, config)
     about = ""
     if last is not None:
-        words = " ".join(last.text.split()[:6])
+        words = " ".join(last.text.split()[:6]) + ("…" if len(last.text.split()) > 6 else "")
         with i18n.use(language):
-            about = " " + _(
-                "(re: %(words)s)", words=f"{words}{'…' if len(last.text.split()) > 6 else ''}"
-            )
+            about = " " + _("(re: %(words)s)", words=words)
     headers = {"X-Smshub-From-Number": row.sender}
     # One thread per number (and under the original mail when there was one).
     thread = f"<sms-{account.id}-{row.sender.lstrip('+')}@smshub>"

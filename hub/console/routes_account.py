@@ -184,6 +184,24 @@ async def save_region(
     )
 
 
+@router.post("/account/language")
+async def save_language(
+    request: Request,
+    user: User,
+    account: Annotated[str, Form()] = "",
+    language: Annotated[str, Form()] = "",
+) -> Response:
+    """Set the language of the mails and SMS texts the hub writes for the account."""
+    return await _act(
+        request,
+        user,
+        account,
+        "language",
+        {"language": language},
+        lambda s, c, a: account_settings.set_locale(c, a, language),
+    )
+
+
 @router.post("/account/reply-mailbox")
 async def save_reply_mailbox(
     request: Request,
