@@ -27,6 +27,7 @@ from hub.console.render import page, redirect
 from hub.db import read_scope, session_scope
 from hub.edge import RowId, row_id_or_none
 from hub.errors import ConfigError, Forbidden, HubError, InvalidInput, NotFound
+from hub.i18n import gettext
 from hub.reminders import answers
 from hub.reminders.sync import sync_calendar
 from hub.templating import TemplateLimitExceeded
@@ -365,7 +366,7 @@ async def save_rules(
             return len(report.cancelled)
 
     dropped = await asyncio.to_thread(_save)
-    message = "Rules saved; they apply to reminders planned from the next sync on."
+    message = gettext("Rules saved; they apply to reminders planned from the next sync on.")
     if dropped:
         message += f" {dropped} reminder(s) of removed rules cancelled and refunded."
     return redirect(f"/console/calendars/{calendar_id}", message)
@@ -428,7 +429,7 @@ async def sync_now(request: Request, user: User, calendar_id: RowId) -> Response
             asyncio.run, sync_calendar(hub.engine, hub.config, calendar_id)
         )
     except HubError as exc:
-        return redirect(back, f"Sync failed: {exc}")
+        return redirect(back, gettext("Sync failed: %(why)s", why=exc))
     message = (
         f"Synced: {report.seen} appointments seen, {report.planned} reminders planned, "
         f"{report.rescheduled} rescheduled, {report.cancelled} cancelled, "
