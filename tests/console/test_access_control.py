@@ -294,6 +294,9 @@ ROUTES: dict[tuple[str, str], Spec] = {
     ("POST", "/console/account/region"): post(
         "/console/account/region", {**ACCOUNT, "region": "DE"}
     ),
+    ("POST", "/console/account/language"): post(
+        "/console/account/language", {**ACCOUNT, "language": "en"}
+    ),
     ("POST", "/console/account/reply-mailbox"): post(
         "/console/account/reply-mailbox", {**ACCOUNT, "mailbox": "x@intruder.example"}
     ),
