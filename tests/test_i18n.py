@@ -270,3 +270,43 @@ def test_smtp_refusals_stay_ascii_in_french() -> None:
             "550 5.6.0 " + i18n.gettext("the mail has no text: write the SMS in the body")
         )
     assert line.isascii() and "ecrivez le SMS dans le corps" in line
+
+
+async def test_smtp_refusals_in_the_hubs_language(
+    engine: Engine, french_hub_config: Config, account: str
+) -> None:
+    """A hub whose region is French refuses in French, as ASCII, on a real SMTP session."""
+    import asyncio
+    import smtplib
+
+    from hub.app import Hub
+    from hub.intake.addresses import add_intake_address
+    from hub.intake.policy import IntakePolicy
+    from hub.intake.smtp import start_smtp
+
+    with session_scope(engine) as session:
+        add_intake_address(session, "acme", "sms@hub.test", allowed_senders=["@clinic.example"])
+    hub = Hub(french_hub_config, engine=engine)
+    await hub.start(background=False)
+    server = await start_smtp(IntakePolicy(engine, french_hub_config), french_hub_config, port=0)
+    port = server.sockets[0].getsockname()[1]
+
+    def talk() -> tuple[tuple[int, bytes], tuple[int, bytes]]:
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+            client.ehlo("client.example")
+            client.mail("anne@clinic.example")
+            return client.rcpt("someone@elsewhere.example"), client.rcpt("sms@hub.test")
+
+    try:
+        refused, accepted = await asyncio.to_thread(talk)
+    finally:
+        server.close()
+        await server.wait_closed()
+        await hub.stop()
+        i18n.set_hub_language("en")
+    assert refused[0] == 550
+    assert refused[1].decode("ascii") == (
+        "5.7.1 <someone@elsewhere.example> n'est pas une adresse d'envoi de SMS de ce hub "
+        "(relais refuse)"
+    )
+    assert accepted[0] == 250
