@@ -7,9 +7,12 @@ Who reads what, in which language:
   page), else the browser's ``Accept-Language`` negotiated against ``LANGUAGES``, else
   English;
 - mails and SMS texts the hub writes for an account (confirmations, forwarded SMS, answers
-  to the receptionist, balance alerts, STOP confirmations, SMTP refusals): the account's
-  ``locale``, else ``[hub] locale``, else the language of the account's region (FR, BE, CH,
-  LU, MC: French; anything else: English) — see ``account_language``;
+  to the receptionist, balance alerts, STOP confirmations): the account's ``locale``, else
+  ``[hub] locale``, else the language of the account's region (FR, BE, CH, LU, MC: French;
+  anything else: English) — see ``account_language``; write them inside
+  ``with use(account_language(account, config)):``;
+- SMTP refusals (read in bounces, before any account is known): the hub's language
+  (``set_hub_language``, from the config), sent as ASCII by ``hub.intake.smtp_text``;
 - reminders: the calendar's ``locale`` (the patient's language);
 - the command line stays English (it is for administrators) and its ``--json`` output never
   changes with the language.
@@ -29,18 +32,24 @@ In Python (the text is translated in the language in effect, see ``use``)::
     ngettext("%(num)d credit left", "%(num)d credits left", n)
 
 Use named ``%(name)s`` placeholders (never f-strings: the msgid must be a literal, and the
-translation may reorder the words). For a text built at import time (a module constant, a
-form label) use ``lazy_gettext``: it is translated when shown.
+translation may reorder the words); with ``ngettext`` the count is ``%(num)s``. For a text
+built at import time (a module constant, a form label) use ``lazy_gettext``: it is
+translated when shown. A console route needs nothing more: ``current_user`` has set the
+user's language for the request (threads started with ``asyncio.to_thread`` see it too), and
+``render.page`` renders in it.
 
 In a Jinja2 template (console pages, e-mails)::
 
     <h1>{{ _("Send an SMS") }}</h1>
-    <p>{{ _("%(count)s messages", count=total) }}</p>
-    {% trans count=n %}{{ count }} part{% pluralize %}{{ count }} parts{% endtrans %}
+    <p>{{ _("Drawn from %(account)s.", account=account.draws_from) }}</p>
+    {{ ngettext("%(num)s part", "%(num)s parts", segments) }}
+    <input placeholder="{{ _("Number") }}">   {{ status_label(message.status) }}
     {{ when|datetime }}   {{ credits|number }}   {{ day|date }}
 
-Jinja's "new style" gettext formats and escapes the variables itself; a literal ``%`` in a
-marked template text is written ``%%``.
+Mark whole sentences with their variables as placeholders rather than pieces around a
+``{{ value }}`` (the French word order differs). Jinja's "new style" gettext formats and
+escapes the variables itself; a literal ``%`` in a marked template text is written ``%%``,
+and a text used inside an HTML attribute must translate without a double quote.
 
 Then refresh the catalogs and translate the new French entries (``msgstr``)::
 
