@@ -27,12 +27,25 @@ from hub.console.render import page, redirect
 from hub.db import read_scope, session_scope
 from hub.edge import RowId, row_id_or_none
 from hub.errors import ConfigError, Forbidden, HubError, InvalidInput, NotFound
-from hub.i18n import gettext
+from hub.i18n import gettext, lazy_gettext
 from hub.reminders import answers
 from hub.reminders.sync import sync_calendar
 from hub.templating import TemplateLimitExceeded
 
 router = APIRouter()
+
+# A patient's answer as the console shows it (the CLI's JSON keeps the English words).
+_ANSWERS = {
+    "confirmed by the patient": lazy_gettext("confirmed by the patient"),
+    "cancelled by the patient": lazy_gettext("cancelled by the patient"),
+    "unanswered": lazy_gettext("unanswered"),
+}
+
+
+def _answer_shown(text: str) -> str:
+    label = _ANSWERS.get(text)
+    return str(label) if label is not None else text
+
 
 OAUTH_COOKIE = "smshub_calendar_oauth"
 OAUTH_PATH = "/console/calendars/oauth"
@@ -302,7 +315,7 @@ async def calendar_page(
                 "answer": answer,
                 "answer_filters": answers.ANSWER_FILTERS,
                 "appointments": [
-                    (e, answers.answer_text(e), answers.written_text(e))
+                    (e, _answer_shown(answers.answer_text(e)), answers.written_text(e))
                     for e, _ in answers.upcoming_appointments(
                         session, calendar_id=calendar_id, answer=answer, limit=100
                     )
