@@ -204,8 +204,9 @@ async def cancel_message(request: Request, user: User, message_id: str) -> Respo
         return redirect(url, _("Not cancelled: %(why)s.", why=exc))
     return redirect(
         url,
+        # English keeps "credits" for one too, as the hub always wrote it.
         ngettext(
-            "Message cancelled; %(num)s credit refunded.",
+            "Message cancelled; %(num)s credits refunded.",
             "Message cancelled; %(num)s credits refunded.",
             refunded,
         ),

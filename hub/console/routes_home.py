@@ -100,8 +100,9 @@ async def send(
     result = await asyncio.to_thread(_submit)
     accepted = len(result.accepted)
     refused = [r for r in result.recipients if r.status == "rejected"]
+    # English keeps "credits" for one too, as the hub always wrote it; French says "crédit".
     message = ngettext(
-        "Queued %(count)s SMS (%(num)s credit).",
+        "Queued %(count)s SMS (%(num)s credits).",
         "Queued %(count)s SMS (%(num)s credits).",
         result.credits_charged,
         count=accepted,

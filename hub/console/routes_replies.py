@@ -162,8 +162,9 @@ async def answer(
             back,
             _("This answer to %(number)s was already sent; it was not sent again.", number=shown),
         )
+    # English keeps "credits" for one too, as the hub always wrote it.
     message = ngettext(
-        "Answer queued to %(number)s (%(num)s credit).",
+        "Answer queued to %(number)s (%(num)s credits).",
         "Answer queued to %(number)s (%(num)s credits).",
         result.credits_charged,
         number=shown,
