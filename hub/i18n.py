@@ -134,6 +134,11 @@ def default_language(account: Account | None, config: Config) -> str:
     return region_language(region or config.hub.default_region)
 
 
+def language_name(language: str) -> str:
+    """LANGUAGE's name in the language in effect ("français", "English"; Babel's data)."""
+    return str(Locale.parse(language).get_display_name(Locale.parse(current())) or language)
+
+
 def region_timezone(region: str | None) -> str:
     """The main time zone of REGION (Babel's territory data), UTC when it has none."""
     zones = get_global("territory_zones").get((region or "").upper()) or []

@@ -73,6 +73,15 @@ def test_the_console_in_french(live_hub: LiveHub, french_page: Page) -> None:
     # Settings: the account page and one settings page.
     page.get_by_role("navigation", name="Principal").get_by_role("link", name="Compte").click()
     expect(page.get_by_role("heading", name="Compte acme")).to_be_visible()
+    # The account's mails and SMS in French (this hub writes English by default).
+    page.get_by_label("Confirmations, SMS transférés").select_option("fr")
+    page.get_by_role("button", name="Enregistrer la langue").click()
+    expect(page.get_by_role("status")).to_contain_text(
+        "acme écrit désormais ses e-mails et ses SMS en français."
+    )
+    expect(page.get_by_label("Texte de la réponse automatique")).to_have_value(
+        re.compile(r"^Merci pour votre message")
+    )
     screenshot(page, "account-fr")
     subnav = page.get_by_role("navigation", name="Pages du compte")
     subnav.get_by_role("link", name="Adresses d'envoi").click()

@@ -102,7 +102,8 @@ async def test_account_language_of_mails_and_sms(console: Any, engine: Any) -> N
     with session_scope(engine) as session:
         acme = session.exec(select(Account).where(Account.name == "acme")).one()
         assert acme.locale == "fr"
-    page = await alice.get("/console/account")
+    page = await alice.get(saved.headers["location"])
+    assert "acme now writes its mails and SMS texts in French." in page.text
     # The console stays in the user's language; the proposed auto-reply is the account's.
     assert "Merci pour votre message." in html.unescape(page.text)
     assert "Answer every SMS received with this text" in page.text
