@@ -110,3 +110,24 @@ async def test_account_language_of_mails_and_sms(console: Any, engine: Any) -> N
     refused = await alice.post("/console/account/language", {"account": "acme", "language": "de"})
     assert refused.status_code == 422
     assert "Language: 'de' is not one of en, fr" in html.unescape(refused.text)
+
+
+async def test_campaign_and_mailbox_pages_in_french(console: Any) -> None:
+    """The pages of contact lists, templates, the campaign form and the mailboxes are in
+    French too (each page's own texts, not only the navigation)."""
+    alice = await console("alice")
+    fr = {"Accept-Language": "fr-FR"}
+    expected = {
+        "/console/lists": "Importer des contacts",
+        "/console/templates": "Enregistrer le modèle",
+        "/console/campaigns/new": "Créer la campagne",
+        "/console/campaigns": "Nouvelle campagne",
+        "/console/mailboxes": "Les boîtes mail que le hub lit",
+    }
+    for path, text in expected.items():
+        page = await alice.get(path, headers=fr)
+        assert page.status_code == 200, path
+        assert _lang(page.text) == "fr"
+        assert text in html.unescape(page.text), path
+    form = await alice.get("/console/campaigns/new", headers=fr)
+    assert "Pages des campagnes" in form.text
