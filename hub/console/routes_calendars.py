@@ -456,15 +456,25 @@ async def sync_now(request: Request, user: User, calendar_id: RowId) -> Response
         )
     except HubError as exc:
         return redirect(back, gettext("Sync failed: %(why)s", why=exc))
-    message = (
-        f"Synced: {report.seen} appointments seen, {report.planned} reminders planned, "
-        f"{report.rescheduled} rescheduled, {report.cancelled} cancelled, "
-        f"{report.skipped} skipped."
+    message = gettext(
+        "Synced: %(seen)s appointments seen, %(planned)s reminders planned, "
+        "%(rescheduled)s rescheduled, %(cancelled)s cancelled, %(skipped)s skipped.",
+        seen=report.seen,
+        planned=report.planned,
+        rescheduled=report.rescheduled,
+        cancelled=report.cancelled,
+        skipped=report.skipped,
     )
     if report.problems:
-        message += f" {len(report.problems)} appointment(s) cannot get a reminder (see below)."
+        message += " " + gettext(
+            "%(num)s appointment(s) cannot get a reminder (see below).", num=len(report.problems)
+        )
     if report.warnings:
-        message += f" {len(report.warnings)} warning(s): " + "; ".join(report.warnings[:3])
+        message += " " + gettext(
+            "%(num)s warning(s): %(warnings)s",
+            num=len(report.warnings),
+            warnings="; ".join(report.warnings[:3]),
+        )
     return redirect(back, message)
 
 
