@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import phonenumbers
 from sqlmodel import Session
 
-from hub import alerts, compliance, sending
+from hub import alerts, compliance, i18n, sending
 from hub.compliance.night import MODES, NightHours, parse_clock
 from hub.errors import ConflictError, HubError, InvalidInput
 from hub.models import Account, CreditMode
@@ -40,6 +40,20 @@ def check_address(field: str, value: str) -> str:
     ):
         raise InvalidInput(f"{field}: {value!r} is not an e-mail address (name@example.com)")
     return value
+
+
+def set_locale(config: Config, account: Account, value: str) -> str:
+    """The language of the mails and SMS texts written for the account ("" : the default)."""
+    value = value.strip()
+    chosen = i18n.normalize(value)
+    if value and chosen is None:
+        raise InvalidInput(
+            f"Language: {value!r} is not one of {', '.join(i18n.LANGUAGES)} (empty: the default)"
+        )
+    account.locale = chosen
+    shown = i18n.account_language(account, config)
+    how = "chosen" if chosen else "by default"
+    return f"{account.name} writes its mails and SMS texts in {shown} ({how})."
 
 
 def region_of(config: Config, account: Account) -> str:

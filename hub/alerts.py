@@ -27,8 +27,10 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Engine, func, text
 from sqlmodel import Session, col, select
 
+from hub import i18n
 from hub.db import session_scope
 from hub.errors import HubError, InsufficientCredits
+from hub.i18n import ngettext
 from hub.mailout import build_message, queue_mail
 from hub.models import Account, LedgerEntry
 from hub.templating import render
@@ -67,10 +69,15 @@ class AlertSent:
 
 
 def sms_text(account: Account, balance: int, threshold: int) -> str:
-    """The alert SMS: short, GSM-7, one part."""
-    return (
-        f"smshub: account {account.name} has {balance} credit{'s' if balance != 1 else ''} "
-        f"left (alert below {threshold}). Top it up to keep sending."
+    """The alert SMS: short, GSM-7, one part (in the language in effect)."""
+    return ngettext(
+        "smshub: account %(account)s has %(num)d credit left (alert below %(threshold)d). "
+        "Top it up to keep sending.",
+        "smshub: account %(account)s has %(num)d credits left (alert below %(threshold)d). "
+        "Top it up to keep sending.",
+        balance,
+        account=account.name,
+        threshold=threshold,
     )
 
 
@@ -107,10 +114,12 @@ def check_balance(
     log.warning(
         "account %s is below its alert threshold (%d < %d)", account.name, balance, threshold
     )
-    if email:
-        _mail(session, config, account, sent, email)
-    if sms:
-        _sms(session, config, account, sent, sms)
+    # The account's people read the alert in the account's language.
+    with i18n.use(i18n.account_language(account, config)):
+        if email:
+            _mail(session, config, account, sent, email)
+        if sms:
+            _sms(session, config, account, sent, sms)
     if not email and not sms:
         sent.problems.append("no alert e-mail or SMS number is set")
         log.warning("balance alert of %s has nobody to tell (set --email or --sms)", account.name)
@@ -133,7 +142,12 @@ def _mail(session: Session, config: Config, account: Account, sent: AlertSent, t
     message = build_message(
         config.mail_out.from_address,
         to,
-        f"Balance alert: {account.name} has {sent.balance} credits left",
+        ngettext(
+            "Balance alert: %(account)s has %(num)d credit left",
+            "Balance alert: %(account)s has %(num)d credits left",
+            sent.balance,
+            account=account.name,
+        ),
         body,
     )
     queue_mail(session, message, kind="alert", dedupe_key=sent.key, account_id=account.id)

@@ -12,7 +12,7 @@ import httpx
 from sqlalchemy import Engine
 from sqlmodel import select
 
-from hub import credits, sending
+from hub import credits, i18n, sending
 from hub.accounts import create_account
 from hub.config import Config
 from hub.db import make_engine, session_scope
@@ -42,6 +42,8 @@ class Hub:
         from hub.api import create_api
 
         self.config = config
+        # Texts written for no account in particular (SMTP refusals): the hub's language.
+        i18n.set_hub_language(i18n.account_language(None, config))
         self.engine = engine or make_engine(
             config.database_url, busy_timeout=config.database.sqlite_busy_timeout
         )

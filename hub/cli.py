@@ -433,6 +433,13 @@ def accounts_set(
             "mail become per-recipient short links.",
         ),
     ] = None,
+    locale: Annotated[
+        str | None,
+        typer.Option(
+            help="Language of the mails and SMS texts the hub writes for the account: fr or "
+            "en ('' = [hub] locale, else the region's language)."
+        ),
+    ] = None,
 ) -> None:
     """Change an account's settings (only the options given), checked as the web console
     checks them."""
@@ -477,6 +484,8 @@ def accounts_set(
             )
         if track_links is not None:
             said.append(rules.set_track_links(acc, track_links))
+        if locale is not None:
+            said.append(rules.set_locale(config, acc, locale))
         session.add(acc)
         return "\n".join(said) or f"account {acc.name}: nothing to change (give an option)"
 

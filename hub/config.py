@@ -41,6 +41,9 @@ class HubSection(Section):
     public_url: str = "http://127.0.0.1:8025"
     # Region used to read national numbers ("06 12 34 56 78") when an account sets none.
     default_region: str = "FR"
+    # Language of the mails and SMS texts the hub writes for accounts that set none ("fr",
+    # "en"); empty: the language of the account's region (FR, BE, CH, LU, MC: French).
+    locale: Literal["", "en", "fr"] = ""
     # Log level: debug, info, warning, error.
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     # File holding the key(s) that encrypt secrets kept in the database, one per line, the
@@ -306,11 +309,10 @@ class InboundSection(Section):
         "OPTOUT",
     ]
     start_keywords: list[str] = ["START", "UNSTOP", "SUBSCRIBE", "ABONNER", "REPRENDRE"]
-    # The one SMS sent after an opt-out or opt-in ({account} is the account's name).
-    stop_confirmation: str = (
-        "Vous ne recevrez plus de SMS de {account}. Repondez START pour vous reinscrire."
-    )
-    start_confirmation: str = "Vous recevrez a nouveau les SMS de {account}."
+    # The one SMS sent after an opt-out or opt-in ({account} is the account's name); empty:
+    # the hub's own text in the account's language (hub/sms_texts.py).
+    stop_confirmation: str = ""
+    start_confirmation: str = ""
     # Answers to a reminder that confirm or cancel the appointment (whole message, any case,
     # accents and punctuation ignored).
     confirm_keywords: list[str] = ["OUI", "YES", "O", "Y", "JA", "SI", "CONFIRME", "OK"]

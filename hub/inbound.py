@@ -12,8 +12,9 @@ from datetime import timedelta
 
 from sqlmodel import Session, col, select
 
-from hub import phone, sending
+from hub import i18n, phone, sending, sms_texts
 from hub.config import Config
+from hub.i18n import gettext as _
 from hub.mailout import build_message, queue_mail
 from hub.models import (
     Account,
@@ -105,7 +106,7 @@ def receive_inbound(session: Session, sms: InboundSms, config: Config | None) ->
                 config,
                 account,
                 sms.sender,
-                config.inbound.stop_confirmation,
+                sms_texts.stop_confirmation(config, account),
                 f"stop:{row.id}",
             )
         handling.append("stop")
@@ -116,7 +117,7 @@ def receive_inbound(session: Session, sms: InboundSms, config: Config | None) ->
                 config,
                 account,
                 sms.sender,
-                config.inbound.start_confirmation,
+                sms_texts.start_confirmation(config, account),
                 f"start:{row.id}",
             )
         handling.append("start")
@@ -138,7 +139,7 @@ def receive_inbound(session: Session, sms: InboundSms, config: Config | None) ->
 
 
 def _notice(
-    session: Session, config: Config, account: Account, number: str, template: str, key: str
+    session: Session, config: Config, account: Account, number: str, text: str, key: str
 ) -> None:
     """The one SMS that confirms an opt-out or opt-in (charged like any SMS)."""
     try:
@@ -148,7 +149,7 @@ def _notice(
             sending.SubmitRequest(
                 account=account.name,
                 recipients=[number],
-                text=template.format(account=account.name),
+                text=text,
                 source="optout",
                 idempotency_key=key,
                 opt_out_notice=True,
@@ -245,10 +246,12 @@ def _forward(
 ) -> None:
     assert row.id is not None
     shown = phone.format_international(row.sender) if row.sender.startswith("+") else row.sender
+    language = i18n.account_language(account, config)
     about = ""
     if last is not None:
-        words = " ".join(last.text.split()[:6])
-        about = f" (re: {words}{'…' if len(last.text.split()) > 6 else ''})"
+        words = " ".join(last.text.split()[:6]) + ("…" if len(last.text.split()) > 6 else "")
+        with i18n.use(language):
+            about = " " + _("(re: %(words)s)", words=words)
     headers = {"X-Smshub-From-Number": row.sender}
     # One thread per number (and under the original mail when there was one).
     thread = f"<sms-{account.id}-{row.sender.lstrip('+')}@smshub>"
@@ -263,18 +266,20 @@ def _forward(
     headers["References"] = " ".join(refs)
     if config.smtp.reply_domain:
         headers["Reply-To"] = reply_address(session, row.id, config.smtp.reply_domain)
-    body = render(
-        "email/inbound_sms.txt.j2",
-        sender=shown,
-        text=row.text,
-        received_at=row.received_at,
-        original=last.text if last is not None else None,
-        can_reply=bool(config.smtp.reply_domain),
-        account=account.name,
-    )
-    message = build_message(
-        config.mail_out.from_address, mailbox, f"SMS from {shown}{about}", body, headers
-    )
+    with i18n.use(language):
+        body = render(
+            "email/inbound_sms.txt.j2",
+            sender=shown,
+            text=row.text,
+            received_at=row.received_at,
+            # The reader's clock: the account's country's (UTC when it has none).
+            tz=i18n.region_timezone(account.default_region or config.hub.default_region),
+            original=last.text if last is not None else None,
+            can_reply=bool(config.smtp.reply_domain),
+            account=account.name,
+        )
+        subject = _("SMS from %(sender)s", sender=shown) + about
+    message = build_message(config.mail_out.from_address, mailbox, subject, body, headers)
     queue_mail(
         session, message, kind="reply", dedupe_key=f"inbound:{row.id}", account_id=account.id
     )

@@ -61,6 +61,9 @@ class Account(SQLModel, table=True):
     # Click tracking by default: every door (API, console, campaigns, mail) replaces the
     # text's URLs with short links of each recipient's own (hub.links), unless told not to.
     track_links: bool = False
+    # Language of the mails and SMS texts the hub writes for this account ("fr", "en");
+    # None: [hub] locale, else the language of the account's region (hub.i18n).
+    locale: str | None = Field(default=None, max_length=16)
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
 
 
@@ -339,6 +342,8 @@ class MailUser(SQLModel, table=True):
     # Part of every console session's signature: raised when the user is disabled, so that
     # enabling it again does not bring back the sessions it had.
     session_epoch: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    # The console's language this user chose ("fr", "en"); None: the browser's.
+    language: str | None = Field(default=None, max_length=16)
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
 
 

@@ -29,6 +29,7 @@ from jinja2 import (
 from jinja2.sandbox import SandboxedEnvironment
 from jinja2.visitor import NodeTransformer
 
+from hub import i18n
 from hub.errors import InvalidInput
 
 # Characters of any string, items of any list a template builds (a reminder is at most
@@ -51,12 +52,15 @@ class TemplateLimitExceeded(InvalidInput):
 
 
 def _builtin_env() -> Environment:
-    return Environment(
-        loader=PackageLoader("templates", ""),
-        autoescape=select_autoescape(enabled_extensions=("html",), default=False),
-        undefined=StrictUndefined,
-        trim_blocks=True,
-        keep_trailing_newline=True,
+    # The hub's own texts are translated (hub.i18n): render them inside i18n.use(language).
+    return i18n.install(
+        Environment(
+            loader=PackageLoader("templates", ""),
+            autoescape=select_autoescape(enabled_extensions=("html",), default=False),
+            undefined=StrictUndefined,
+            trim_blocks=True,
+            keep_trailing_newline=True,
+        )
     )
 
 
@@ -64,7 +68,8 @@ _builtin = lru_cache(maxsize=1)(_builtin_env)
 
 
 def render(name: str, **context: Any) -> str:
-    """Render one of the hub's own templates, e.g. ``email/confirmation.txt.j2``."""
+    """Render one of the hub's own templates, e.g. ``email/confirmation.txt.j2``, in the
+    language in effect (``with hub.i18n.use(language):``)."""
     return _builtin().get_template(name).render(**context)
 
 

@@ -108,7 +108,9 @@ def make_config(db_url: str, data_dir: Path, **overrides: Any) -> Config:
     """A test config: the given database, files in DATA_DIR; simulator reports wait for the
     test to flush them (a report loop racing the test would make it flaky)."""
     data: dict[str, Any] = {
-        "hub": {"data_dir": str(data_dir)},
+        # English mails and SMS texts whatever the region (the tests read the English
+        # texts; tests/test_i18n.py checks the French ones).
+        "hub": {"data_dir": str(data_dir), "locale": "en"},
         "database": {"url": db_url},
         "dispatcher": {"poll_interval": 0.05, "retry_backoff_seconds": 0.01},
         "providers": {"simulator": {"type": "simulator", "report_delay": 3600.0}},

@@ -9,9 +9,11 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
+from hub import i18n
 from hub.console.auth import CsrfFailed, LoginRequired
 from hub.console.render import STATIC_DIR, page
 from hub.errors import HubError
+from hub.i18n import gettext as _
 
 if TYPE_CHECKING:
     from hub.app import Hub
@@ -46,6 +48,7 @@ def install_console(app: FastAPI, hub: Hub) -> None:
         routes_contacts,
         routes_history,
         routes_home,
+        routes_language,
         routes_login,
         routes_mailboxes,
         routes_replies,
@@ -69,22 +72,27 @@ def install_console(app: FastAPI, hub: Hub) -> None:
         routes_mailboxes,
         routes_account,
         routes_settings,
+        routes_language,
     ):
         app.include_router(module.router, prefix=PREFIX, include_in_schema=False)
 
     @app.exception_handler(LoginRequired)
     async def _login_required(request: Request, exc: LoginRequired) -> Response:
         if not _wants_html(request):
+            # Read by console.js (and scripts): stays English whatever the language.
             return JSONResponse({"error": "log in again"}, status_code=401)
         return RedirectResponse(f"{PREFIX}/login?next={quote(exc.next_url)}", status_code=303)
 
     @app.exception_handler(CsrfFailed)
     async def _csrf_failed(request: Request, exc: CsrfFailed) -> Response:
+        i18n.set_language(i18n.console_language(None, request.headers.get("accept-language")))
         return error_page(
             request,
             403,
-            "This form is out of date (or was sent from another site). "
-            "Reload the page and try again.",
+            _(
+                "This form is out of date (or was sent from another site). "
+                "Reload the page and try again."
+            ),
         )
 
     @app.get("/", include_in_schema=False)

@@ -16,6 +16,7 @@ from sqlmodel import Session
 from hub import credits
 from hub.accounts import create_account, set_disabled
 from hub.errors import Forbidden, InvalidInput
+from hub.i18n import gettext as _
 from hub.models import Account, CreditMode
 
 if TYPE_CHECKING:
@@ -70,7 +71,12 @@ def create_sub_account(
         account = create_account(session, name.strip(), parent=parent.id, credit_mode=mode)
     except InvalidInput as exc:
         raise InvalidInput(f"Name: {exc}") from exc
-    message = f"Created {account.name} ({mode}) under {parent.name}."
+    message = _(
+        "Created %(name)s (%(mode)s) under %(parent)s.",
+        name=account.name,
+        mode=mode,
+        parent=parent.name,
+    )
     if amount:
         assert account.id is not None
         credits.transfer(session, parent.id, account.id, amount, config=config)

@@ -8,17 +8,21 @@ from datetime import datetime
 
 from sqlmodel import Session, col, select
 
+from hub.i18n import lazy_gettext
 from hub.models import Account, LedgerEntry, LedgerKind
 
 # Each kind in words: alone, and naming the other account of the row.
-_WHAT: dict[str, tuple[str, str]] = {
-    LedgerKind.TOPUP: ("Top-up", "Top-up"),
-    LedgerKind.TRANSFER_IN: ("Transfer in", "Transfer from {other}"),
-    LedgerKind.TRANSFER_OUT: ("Transfer out", "Transfer to {other}"),
-    LedgerKind.RESET_IN: ("Reset of a sub-account", "Reset of {other}"),
-    LedgerKind.RESET_OUT: ("Reset, returned to the parent", "Reset, returned to {other}"),
-    LedgerKind.CHARGE: ("Sending", "Sending by {other}"),
-    LedgerKind.REFUND: ("Refund", "Refund for {other}"),
+_WHAT: dict[str, tuple[object, object]] = {
+    LedgerKind.TOPUP: (lazy_gettext("Top-up"), lazy_gettext("Top-up")),
+    LedgerKind.TRANSFER_IN: (lazy_gettext("Transfer in"), lazy_gettext("Transfer from {other}")),
+    LedgerKind.TRANSFER_OUT: (lazy_gettext("Transfer out"), lazy_gettext("Transfer to {other}")),
+    LedgerKind.RESET_IN: (lazy_gettext("Reset of a sub-account"), lazy_gettext("Reset of {other}")),
+    LedgerKind.RESET_OUT: (
+        lazy_gettext("Reset, returned to the parent"),
+        lazy_gettext("Reset, returned to {other}"),
+    ),
+    LedgerKind.CHARGE: (lazy_gettext("Sending"), lazy_gettext("Sending by {other}")),
+    LedgerKind.REFUND: (lazy_gettext("Refund"), lazy_gettext("Refund for {other}")),
 }
 
 
@@ -43,7 +47,8 @@ class LedgerPage:
 
 
 def _describe(kind: str, other: str | None) -> str:
-    plain, named = _WHAT.get(kind, (kind, kind))
+    # Translated when the page is built (the reader's language).
+    plain, named = (str(t) for t in _WHAT.get(kind, (kind, kind)))
     return plain if other is None else named.format(other=other)
 
 

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlmodel import Session, col, select
 
+from hub import i18n, sms_texts
 from hub.account_settings import MAX_AUTOREPLY_HOURS, region_of
 from hub.accounts import ancestors
 from hub.console.account_ledger import ledger_page
@@ -69,4 +70,8 @@ def load(
         "region": region_of(config, account),
         "max_autoreply_hours": MAX_AUTOREPLY_HOURS,
         "link_length": link_length(config),
+        # The language of the account's mails and SMS texts, and the one it gets by default.
+        "mail_language": i18n.account_language(account, config),
+        "default_language": i18n.default_language(account, config),
+        "default_autoreply": sms_texts.default_autoreply(config, account),
     }

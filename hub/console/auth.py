@@ -17,6 +17,7 @@ from fastapi import Depends, Request
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
+from hub import i18n
 from hub.accounts import descendant_ids
 from hub.db import read_scope, session_scope
 from hub.edge import row_id_or_none
@@ -53,6 +54,8 @@ class ConsoleUser:
     # The user's account and all its sub-accounts.
     scope: frozenset[int]
     csrf: str
+    # The console language the user chose (None: the browser's).
+    language: str | None = None
 
     def account(self, session: Session, ref: str | int | None = None) -> Account:
         """REF (name or id; default: the user's own account) if the user may see it.
@@ -121,6 +124,7 @@ def _load_user(engine: Engine, value: str) -> ConsoleUser | None:
             account_name=account.name,
             scope=frozenset(descendant_ids(session, account)),
             csrf=data.csrf,
+            language=user.language,
         )
 
 
@@ -159,6 +163,10 @@ async def current_user(request: Request) -> ConsoleUser:
         await _posted_csrf(request), user.csrf
     ):
         raise CsrfFailed()
+    # The page's texts (and the flash messages the route writes) in the user's language.
+    request.state.language = i18n.set_language(
+        i18n.console_language(user.language, request.headers.get("accept-language"))
+    )
     return user
 
 

@@ -30,11 +30,12 @@ from hub.calendar_setup import (
 from hub.compliance import preview as sms_preview
 from hub.config import Config
 from hub.errors import ConfigError, InvalidInput, NotFound
+from hub.i18n import LANGUAGES
 from hub.models import Account, Calendar, CalendarEventRow
 from hub.phone import parse_number
 from hub.reminders.all_day import reminder_time
 from hub.reminders.naming import clean_title
-from hub.reminders.render import DEFAULT_TEMPLATE, render_reminder
+from hub.reminders.render import default_template, render_reminder
 from hub.reminders.rules import QuietHours, parse_hhmm, parse_offsets
 from hub.templating import TemplateLimitExceeded
 from hub.timeutil import as_utc, utcnow
@@ -330,11 +331,12 @@ def reminder_preview(
 
 def effective_template(calendar: Calendar) -> str:
     """The template a calendar uses (its own, else the hub's default)."""
-    return calendar.template or DEFAULT_TEMPLATE
+    return calendar.template or default_template(calendar.locale)
 
 
 def stored_template(text: str) -> str:
     """What to store for a template typed in the form: "" when it is the default, so the
     calendar keeps following the hub's default text."""
     cleaned = text.replace("\r\n", "\n").strip()
-    return "" if " ".join(cleaned.split()) == " ".join(DEFAULT_TEMPLATE.split()) else cleaned
+    defaults = {" ".join(default_template(language).split()) for language in LANGUAGES}
+    return "" if " ".join(cleaned.split()) in defaults else cleaned

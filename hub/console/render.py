@@ -12,6 +12,8 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
+from hub import i18n
+from hub.i18n import lazy_gettext
 from hub.phone import format_international
 from hub.timeutil import as_utc, local_text
 
@@ -41,7 +43,41 @@ def _when(value: datetime | None) -> str:
 
 
 def _when_text(value: datetime | None) -> str:
-    return as_utc(value).strftime("%Y-%m-%d %H:%M UTC") if value else "—"
+    # Shown until console.js writes the reader's local time: UTC, the reader's way.
+    return f"{i18n.format_datetime(as_utc(value), 'UTC', 'short')} UTC" if value else "—"
+
+
+# Message states as the console shows them (the stored value stays the English word).
+_STATUS_LABELS = {
+    "queued": lazy_gettext("queued"),
+    "claimed": lazy_gettext("claimed"),
+    "submitting": lazy_gettext("submitting"),
+    "sent": lazy_gettext("sent"),
+    "delivered": lazy_gettext("delivered"),
+    "undelivered": lazy_gettext("undelivered"),
+    "dr_unavailable": lazy_gettext("dr_unavailable"),
+    "failed": lazy_gettext("failed"),
+    "cancelled": lazy_gettext("cancelled"),
+    "unknown": lazy_gettext("unknown"),
+    "scheduled": lazy_gettext("scheduled"),
+    "rejected": lazy_gettext("rejected"),
+}
+
+
+def status_label(value: str) -> str:
+    """A message state in the reader's language."""
+    label = _STATUS_LABELS.get(value)
+    return str(label) if label is not None else value
+
+
+def request_language(request: Request, user: ConsoleUser | None) -> str:
+    """The language of a console page: the user's choice, else the browser's."""
+    chosen = getattr(request.state, "language", None)
+    if chosen:
+        return str(chosen)
+    return i18n.console_language(
+        user.language if user else None, request.headers.get("accept-language")
+    )
 
 
 def _local(value: datetime | None, tz: str, all_day: bool = False) -> str:
@@ -72,6 +108,9 @@ def environment() -> Environment:
     env.filters["when_text"] = _when_text
     env.filters["phone"] = _phone
     env.filters["local"] = _local
+    i18n.install(env)
+    env.globals["status_label"] = status_label
+    env.globals["languages"] = list(i18n.LANGUAGE_NAMES.items())
     env.globals["static_version"] = str(
         int(max((p.stat().st_mtime for p in STATIC_DIR.iterdir()), default=0))
     )
@@ -89,18 +128,19 @@ def page(
 ) -> HTMLResponse:
     """A full console page (or a fragment, for templates that do not extend the layout)."""
     flash = request.cookies.get(FLASH_COOKIE)
-    html = (
-        environment()
-        .get_template(template)
-        .render(
-            request=request,
-            user=user,
-            csrf_token=user.csrf if user else "",
-            nav=nav,
-            flash=unquote(flash) if flash else "",
-            **context,
+    with i18n.use(request_language(request, user)):
+        html = (
+            environment()
+            .get_template(template)
+            .render(
+                request=request,
+                user=user,
+                csrf_token=user.csrf if user else "",
+                nav=nav,
+                flash=unquote(flash) if flash else "",
+                **context,
+            )
         )
-    )
     response = HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
     if flash:
         response.delete_cookie(FLASH_COOKIE, path="/console")

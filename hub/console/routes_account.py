@@ -11,7 +11,7 @@ from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlmodel import Session
 
-from hub import account_settings
+from hub import account_settings, i18n
 from hub.config import Config
 from hub.console import account_credits, account_page
 from hub.console.auth import ConsoleUser, User
@@ -19,6 +19,7 @@ from hub.console.render import page, redirect
 from hub.db import read_scope, session_scope
 from hub.edge import row_id_or_none
 from hub.errors import ConflictError, InsufficientCredits, InvalidInput
+from hub.i18n import gettext as _
 from hub.models import Account
 
 router = APIRouter()
@@ -181,6 +182,35 @@ async def save_region(
         "region",
         {"region": region},
         lambda s, c, a: account_settings.set_region(c, a, region),
+    )
+
+
+def _saved_language(config: Config, account: Account, language: str) -> str:
+    # The CLI says it in English (account_settings); the console in the reader's language.
+    account_settings.set_locale(config, account, language)
+    chosen = i18n.account_language(account, config)
+    return _(
+        "%(account)s now writes its mails and SMS texts in %(language)s.",
+        account=account.name,
+        language=i18n.language_name(chosen),
+    )
+
+
+@router.post("/account/language")
+async def save_language(
+    request: Request,
+    user: User,
+    account: Annotated[str, Form()] = "",
+    language: Annotated[str, Form()] = "",
+) -> Response:
+    """Set the language of the mails and SMS texts the hub writes for the account."""
+    return await _act(
+        request,
+        user,
+        account,
+        "language",
+        {"language": language},
+        lambda s, c, a: _saved_language(c, a, language),
     )
 
 

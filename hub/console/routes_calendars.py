@@ -27,12 +27,26 @@ from hub.console.render import page, redirect
 from hub.db import read_scope, session_scope
 from hub.edge import RowId, row_id_or_none
 from hub.errors import ConfigError, Forbidden, HubError, InvalidInput, NotFound
+from hub.i18n import gettext, lazy_gettext
 from hub.reminders import answers
 from hub.reminders.replan import replan, replanned_message
 from hub.reminders.sync import sync_calendar
 from hub.templating import TemplateLimitExceeded
 
 router = APIRouter()
+
+# A patient's answer as the console shows it (the CLI's JSON keeps the English words).
+_ANSWERS = {
+    "confirmed by the patient": lazy_gettext("confirmed by the patient"),
+    "cancelled by the patient": lazy_gettext("cancelled by the patient"),
+    "unanswered": lazy_gettext("unanswered"),
+}
+
+
+def _answer_shown(text: str) -> str:
+    label = _ANSWERS.get(text)
+    return str(label) if label is not None else text
+
 
 OAUTH_COOKIE = "smshub_calendar_oauth"
 OAUTH_PATH = "/console/calendars/oauth"
@@ -302,7 +316,7 @@ async def calendar_page(
                 "answer": answer,
                 "answer_filters": answers.ANSWER_FILTERS,
                 "appointments": [
-                    (e, answers.answer_text(e), answers.written_text(e))
+                    (e, _answer_shown(answers.answer_text(e)), answers.written_text(e))
                     for e, _ in answers.upcoming_appointments(
                         session, calendar_id=calendar_id, answer=answer, limit=100
                     )
@@ -366,14 +380,19 @@ async def save_rules(
             return len(report.cancelled)
 
     dropped = await asyncio.to_thread(_save)
-    message = "Rules saved."
+    message = gettext("Rules saved.")
     if dropped:
-        message += f" {dropped} reminder(s) of removed rules cancelled and refunded."
+        message += " " + gettext(
+            "%(num)s reminder(s) of removed rules cancelled and refunded.", num=dropped
+        )
     try:
         # Already planned reminders follow the new settings now, not at the next sync.
         report = await asyncio.to_thread(replan, hub.engine, hub.config, calendar_id)
     except HubError as exc:
-        message += f" Planned reminders could not be replanned now ({exc}); the next sync will."
+        message += " " + gettext(
+            "Planned reminders could not be replanned now (%(error)s); the next sync will.",
+            error=str(exc),
+        )
     else:
         message += f" {replanned_message(report)}."
     return redirect(f"/console/calendars/{calendar_id}", message)
@@ -436,16 +455,26 @@ async def sync_now(request: Request, user: User, calendar_id: RowId) -> Response
             asyncio.run, sync_calendar(hub.engine, hub.config, calendar_id)
         )
     except HubError as exc:
-        return redirect(back, f"Sync failed: {exc}")
-    message = (
-        f"Synced: {report.seen} appointments seen, {report.planned} reminders planned, "
-        f"{report.rescheduled} rescheduled, {report.cancelled} cancelled, "
-        f"{report.skipped} skipped."
+        return redirect(back, gettext("Sync failed: %(why)s", why=exc))
+    message = gettext(
+        "Synced: %(seen)s appointments seen, %(planned)s reminders planned, "
+        "%(rescheduled)s rescheduled, %(cancelled)s cancelled, %(skipped)s skipped.",
+        seen=report.seen,
+        planned=report.planned,
+        rescheduled=report.rescheduled,
+        cancelled=report.cancelled,
+        skipped=report.skipped,
     )
     if report.problems:
-        message += f" {len(report.problems)} appointment(s) cannot get a reminder (see below)."
+        message += " " + gettext(
+            "%(num)s appointment(s) cannot get a reminder (see below).", num=len(report.problems)
+        )
     if report.warnings:
-        message += f" {len(report.warnings)} warning(s): " + "; ".join(report.warnings[:3])
+        message += " " + gettext(
+            "%(num)s warning(s): %(warnings)s",
+            num=len(report.warnings),
+            warnings="; ".join(report.warnings[:3]),
+        )
     return redirect(back, message)
 
 

@@ -26,6 +26,7 @@ from hub.console.render import page, redirect
 from hub.console.settings_common import layout, scoped_account_id
 from hub.db import read_scope, session_scope
 from hub.errors import HubError, InvalidInput
+from hub.i18n import gettext as _
 from hub.models import Account
 from hub.phone import split_numbers
 
@@ -288,13 +289,28 @@ async def _create(
 
     result = await asyncio.to_thread(_run)
     data = result.to_dict()
-    state = "scheduled" if data["status"] == campaigns.SCHEDULED else "sending"
-    message = (
-        f"Campaign {data['name']} {state}: {data['recipients']} SMS, {data['credits']} "
-        f"credits; balance {data['balance_after']}."
-    )
+    counts = {
+        "name": data["name"],
+        "recipients": data["recipients"],
+        "credits": data["credits"],
+        "balance": data["balance_after"],
+    }
+    if data["status"] == campaigns.SCHEDULED:
+        message = _(
+            "Campaign %(name)s scheduled: %(recipients)s SMS, %(credits)s credits; "
+            "balance %(balance)s.",
+            **counts,
+        )
+    else:
+        message = _(
+            "Campaign %(name)s sending: %(recipients)s SMS, %(credits)s credits; "
+            "balance %(balance)s.",
+            **counts,
+        )
     if data["rejected"]:
-        message += f" {len(data['rejected'])} recipient(s) left out (see the preview for why)."
+        message += " " + _(
+            "%(num)s recipient(s) left out (see the preview for why).", num=len(data["rejected"])
+        )
     if data["warnings"]:
         message += " " + " ".join(data["warnings"])
     return redirect(f"/console/campaigns/{data['id']}", message)
@@ -313,8 +329,11 @@ async def _test(
             own = mt.own_number(hub.config, acc)
             if own is None:
                 raise InvalidInput(
-                    f"account {acc.name} has no own number on record: a test SMS goes only to "
-                    "the balance-alert SMS number; set it on the Account page first"
+                    _(
+                        "account %(account)s has no own number on record: a test SMS goes only "
+                        "to the balance-alert SMS number; set it on the Account page first",
+                        account=acc.name,
+                    )
                 )
             args = _arguments(form, region, attachment)
             result = campaigns.send_campaign_test(
@@ -331,10 +350,14 @@ async def _test(
             )
             sent = result.recipients[0]
             if not result.accepted:
-                raise InvalidInput(f"the test SMS was not sent: {sent.reason}")
-            return f"Test SMS sent to {own} ({result.segments} part(s), free)."
+                raise InvalidInput(_("the test SMS was not sent: %(reason)s", reason=sent.reason))
+            return _(
+                "Test SMS sent to %(number)s (%(num)s part(s), free).",
+                number=own,
+                num=result.segments,
+            )
 
     notice = await asyncio.to_thread(_run)
     if form.file_name:
-        notice += " Choose the file again before creating the campaign."
+        notice += " " + _("Choose the file again before creating the campaign.")
     return notice

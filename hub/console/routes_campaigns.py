@@ -21,6 +21,7 @@ from hub.console.render import page, redirect
 from hub.db import read_scope, session_scope
 from hub.edge import row_id_or_none
 from hub.errors import ConflictError, InvalidInput
+from hub.i18n import gettext as _
 
 router = APIRouter()
 
@@ -114,7 +115,7 @@ async def campaign_cancel(request: Request, user: User, campaign_id: str) -> Res
     try:
         done = await asyncio.to_thread(_cancel)
     except ConflictError as exc:
-        return redirect(url, f"Not cancelled: {exc}.")
+        return redirect(url, _("Not cancelled: %(why)s.", why=exc))
     return redirect(
         url,
         f"Campaign cancelled: {done['cancelled']} SMS, {done['credits_refunded']} credits "

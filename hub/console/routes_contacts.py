@@ -30,6 +30,7 @@ from hub.console.settings_common import (
 from hub.db import read_scope, session_scope
 from hub.edge import RowId, row_id_or_none
 from hub.errors import HubError, InvalidInput
+from hub.i18n import gettext as _
 from hub.models import Account, ContactList
 
 router = APIRouter()
@@ -253,13 +254,22 @@ async def contact_add(
                 fields=fields,
             )
             if report.rejected:
-                raise InvalidInput(f"{number!r} cannot be added: {report.rejected[0].reason}")
+                raise InvalidInput(
+                    _(
+                        "%(number)s cannot be added: %(reason)s",
+                        number=repr(number),
+                        reason=report.rejected[0].reason,
+                    )
+                )
             return report, f"{PATH}/{found.id}"
 
     report, url = await asyncio.to_thread(_add)
     if report.added:
-        return redirect(url, f"{number.strip()} added to the list.")
-    return redirect(url, f"{number.strip()} was already on the list; its fields were merged.")
+        return redirect(url, _("%(number)s added to the list.", number=number.strip()))
+    return redirect(
+        url,
+        _("%(number)s was already on the list; its fields were merged.", number=number.strip()),
+    )
 
 
 @router.post("/lists/{list_id}/contacts/{contact_id}")
@@ -290,7 +300,7 @@ async def contact_edit(
             return contact.number, f"{PATH}/{found.id}"
 
     saved, url = await asyncio.to_thread(_edit)
-    return redirect(url, f"Contact {saved} saved.")
+    return redirect(url, _("Contact %(number)s saved.", number=saved))
 
 
 @router.post("/lists/{list_id}/contacts/{contact_id}/delete")
@@ -306,7 +316,7 @@ async def contact_delete(
             return contacts.delete_contact(session, found, contact_id), f"{PATH}/{found.id}"
 
     gone, url = await asyncio.to_thread(_delete)
-    return redirect(url, f"{gone} removed from the list.")
+    return redirect(url, _("%(number)s removed from the list.", number=gone))
 
 
 @router.post("/lists/{list_id}/delete")
@@ -323,4 +333,6 @@ async def list_delete(request: Request, user: User, list_id: RowId) -> Response:
             return found.name, count, back_to(PATH, user, acc)
 
     name, count, url = await asyncio.to_thread(_delete)
-    return redirect(url, f"List {name} deleted with its {count} contact(s).")
+    return redirect(
+        url, _("List %(name)s deleted with its %(num)s contact(s).", name=name, num=count)
+    )

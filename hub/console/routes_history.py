@@ -27,6 +27,8 @@ from hub.console.history_query import (
 from hub.console.render import page, redirect
 from hub.db import read_scope, session_scope
 from hub.errors import ConflictError, InvalidInput, NotFound
+from hub.i18n import gettext as _
+from hub.i18n import ngettext
 from hub.models import Message
 from hub.timeutil import as_utc, utcnow
 
@@ -199,5 +201,13 @@ async def cancel_message(request: Request, user: User, message_id: str) -> Respo
     try:
         refunded = await asyncio.to_thread(_cancel)
     except ConflictError as exc:
-        return redirect(url, f"Not cancelled: {exc}.")
-    return redirect(url, f"Message cancelled; {refunded} credits refunded.")
+        return redirect(url, _("Not cancelled: %(why)s.", why=exc))
+    return redirect(
+        url,
+        # English keeps "credits" for one too, as the hub always wrote it.
+        ngettext(
+            "Message cancelled; %(num)s credits refunded.",
+            "Message cancelled; %(num)s credits refunded.",
+            refunded,
+        ),
+    )

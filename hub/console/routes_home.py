@@ -18,6 +18,8 @@ from hub.console.history_query import HistoryFilter, history_page
 from hub.console.render import page, redirect
 from hub.db import read_scope
 from hub.errors import InvalidInput
+from hub.i18n import gettext as _
+from hub.i18n import ngettext
 from hub.links import preview_text as preview_links
 from hub.phone import parse_number, split_numbers
 from hub.timeutil import utcnow
@@ -76,7 +78,7 @@ async def send(
             name, region = acc.name, acc.default_region or hub.config.hub.default_region
         recipients = split_numbers(to, region)
         if not recipients:
-            raise InvalidInput("give at least one phone number in To")
+            raise InvalidInput(_("give at least one phone number in To"))
         return hub.submit(
             sending.SubmitRequest(
                 account=name,
@@ -93,9 +95,18 @@ async def send(
     result = await asyncio.to_thread(_submit)
     accepted = len(result.accepted)
     refused = [r for r in result.recipients if r.status == "rejected"]
-    message = f"Queued {accepted} SMS ({result.credits_charged} credits)."
+    # English keeps "credits" for one too, as the hub always wrote it; French says "crédit".
+    message = ngettext(
+        "Queued %(count)s SMS (%(num)s credits).",
+        "Queued %(count)s SMS (%(num)s credits).",
+        result.credits_charged,
+        count=accepted,
+    )
     if refused:
-        message += " Left out: " + "; ".join(f"{r.input} ({r.reason})" for r in refused) + "."
+        message += " " + _(
+            "Left out: %(numbers)s.",
+            numbers="; ".join(f"{r.input} ({r.reason})" for r in refused),
+        )
     if result.warnings:
         message += " " + " ".join(result.warnings)
     return redirect(f"/console/messages?batch={result.batch_id}", message)

@@ -12,6 +12,7 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from hub import i18n
 from hub.console import session as cookies
 from hub.console.auth import (
     COOKIE,
@@ -23,6 +24,7 @@ from hub.console.auth import (
 )
 from hub.console.render import page, redirect
 from hub.db import read_scope
+from hub.i18n import gettext as _
 from hub.login_throttle import LoginThrottle
 from hub.models import MailUser
 
@@ -96,10 +98,12 @@ async def login(
     next: Annotated[str, Form()] = "/console/",
 ) -> Response:
     """Check the user name and password and start a session."""
+    # No user yet: the refusals in the browser's language.
+    i18n.set_language(i18n.console_language(None, request.headers.get("accept-language")))
     expected = request.cookies.get(LOGIN_CSRF_COOKIE, "")
     if not expected or not hmac.compare_digest(expected, csrf_token):
         return _login_form(
-            request, next, "The login form had expired. Please try again.", username, 400
+            request, next, _("The login form had expired. Please try again."), username, 400
         )
     username = username.strip()
     throttle = _throttle(request)
@@ -124,8 +128,11 @@ async def login(
         refused = _login_form(
             request,
             next,
-            f"Too many failed attempts for this user or from this address: try again in "
-            f"{seconds} s. If you forgot the password, ask your administrator to reset it.",
+            _(
+                "Too many failed attempts for this user or from this address: try again in "
+                "%(seconds)s s. If you forgot the password, ask your administrator to reset it.",
+                seconds=seconds,
+            ),
             username,
             429,
         )
@@ -133,7 +140,7 @@ async def login(
         return refused
     if found is None:
         log.info("console login failed for %r from %s", username, address)
-        return _login_form(request, next, "Wrong user name or password.", username, status=401)
+        return _login_form(request, next, _("Wrong user name or password."), username, status=401)
     user_id, password_hash, epoch = found
     key = await asyncio.to_thread(signing_key, hub.engine)
     data = cookies.new_session(user_id, password_hash, epoch, hub.config.console.session_hours)
@@ -157,6 +164,6 @@ async def logout(request: Request, user: User) -> Response:
     """End the session on the server and drop the cookie (the CSRF token proves it was this
     user)."""
     await asyncio.to_thread(end_session, request.app.state.hub.engine, request.cookies[COOKIE])
-    response = redirect("/console/login", "You are logged out.")
+    response = redirect("/console/login", _("You are logged out."))
     response.delete_cookie(COOKIE, path="/console")
     return response

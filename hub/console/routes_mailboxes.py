@@ -21,6 +21,7 @@ from hub.console.auth import ConsoleUser, User, signing_key
 from hub.console.render import page, redirect
 from hub.db import read_scope
 from hub.errors import ConfigError, Forbidden, HubError, InvalidInput
+from hub.i18n import gettext as _
 from hub.mail_oauth import PROVIDERS, disconnect, mailbox_state, scopes_for, store_grant
 from hub.mailboxes import (
     Mailbox,
@@ -176,7 +177,10 @@ async def oauth_callback(request: Request, user: User) -> Response:
     back = _view(mailbox.key)
     if query.get("error"):
         why = query.get("error_description") or query["error"]
-        response: Response = redirect(back, f"{PROVIDERS[provider]} did not connect: {why[:300]}")
+        response: Response = redirect(
+            back,
+            _("%(provider)s did not connect: %(why)s", provider=PROVIDERS[provider], why=why[:300]),
+        )
     else:
 
         def _exchange() -> str:
@@ -195,14 +199,19 @@ async def oauth_callback(request: Request, user: User) -> Response:
             return signed_in
 
         signed_in = await asyncio.to_thread(_exchange)
-        message = f"Mailbox {mailbox.label} connected with {PROVIDERS[provider]}"
+        names = {"mailbox": mailbox.label, "provider": PROVIDERS[provider]}
         if signed_in and signed_in.lower() != mailbox.username.lower():
-            message += (
-                f", signed in as {signed_in} while the mailbox's username is "
-                f"{mailbox.username}: the server will refuse the token unless that account "
-                "may open this mailbox"
+            message = _(
+                "Mailbox %(mailbox)s connected with %(provider)s, signed in as %(account)s while "
+                "the mailbox's username is %(username)s: the server will refuse the token unless "
+                "that account may open this mailbox. Test it now.",
+                account=signed_in,
+                username=mailbox.username,
+                **names,
             )
-        response = redirect(back, message + ". Test it now.")
+        else:
+            message = _("Mailbox %(mailbox)s connected with %(provider)s. Test it now.", **names)
+        response = redirect(back, message)
     response.delete_cookie(OAUTH_COOKIE, path=OAUTH_PATH)
     return response
 
@@ -216,8 +225,8 @@ async def test(request: Request, user: User, key: Annotated[str, Form()] = "") -
     try:
         said = await asyncio.to_thread(try_mailbox, hub.config, hub.state, mailbox.key)
     except (HubError, OSError) as exc:
-        return redirect(_view(mailbox.key), f"Test failed: {exc}")
-    return redirect(_view(mailbox.key), f"Test passed: {said}.")
+        return redirect(_view(mailbox.key), _("Test failed: %(error)s", error=str(exc)))
+    return redirect(_view(mailbox.key), _("Test passed: %(result)s.", result=said))
 
 
 @router.post("/mailboxes/disconnect")
@@ -229,6 +238,9 @@ async def remove(request: Request, user: User, key: Annotated[str, Form()] = "")
     await asyncio.to_thread(disconnect, hub.state, mailbox.key)
     return redirect(
         _view(mailbox.key),
-        f"Mailbox {mailbox.label} disconnected: its stored tokens are deleted. To withdraw "
-        "the consent itself, remove smshub from the account's apps at the provider.",
+        _(
+            "Mailbox %(mailbox)s disconnected: its stored tokens are deleted. To withdraw the "
+            "consent itself, remove smshub from the account's apps at the provider.",
+            mailbox=mailbox.label,
+        ),
     )

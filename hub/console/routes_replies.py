@@ -18,6 +18,8 @@ from hub.console.render import page, redirect
 from hub.db import read_scope
 from hub.edge import MAX_ROW_ID, row_id_or_none
 from hub.errors import InvalidInput, NotFound
+from hub.i18n import gettext as _
+from hub.i18n import ngettext
 from hub.phone import format_international
 
 router = APIRouter()
@@ -152,10 +154,21 @@ async def answer(
     outcome = result.recipients[0] if result.recipients else None
     if outcome is None or outcome.status == "rejected":
         reason = outcome.reason if outcome is not None else "refused"
-        return redirect(back, f"Answer not sent to {shown}: {reason}.")
+        return redirect(
+            back, _("Answer not sent to %(number)s: %(why)s.", number=shown, why=reason)
+        )
     if outcome.status == "duplicate":
-        return redirect(back, f"This answer to {shown} was already sent; it was not sent again.")
-    message = f"Answer queued to {shown} ({result.credits_charged} credits)."
+        return redirect(
+            back,
+            _("This answer to %(number)s was already sent; it was not sent again.", number=shown),
+        )
+    # English keeps "credits" for one too, as the hub always wrote it.
+    message = ngettext(
+        "Answer queued to %(number)s (%(num)s credits).",
+        "Answer queued to %(number)s (%(num)s credits).",
+        result.credits_charged,
+        number=shown,
+    )
     if result.warnings:
         message += " " + " ".join(result.warnings)
     return redirect(back, message)

@@ -22,6 +22,7 @@ from hub.console.settings_common import back_to, layout, owned, scoped_account_i
 from hub.db import read_scope, session_scope
 from hub.edge import RowId
 from hub.errors import HubError, InvalidInput
+from hub.i18n import gettext as _
 from hub.models import Account, MessageTemplate
 from hub.phone import split_numbers
 
@@ -74,7 +75,9 @@ async def template_create(
             return saved.id
 
     template_id = await asyncio.to_thread(_create)
-    return redirect(f"{PATH}/{template_id}", f"Template {mt.check_template_name(name)} saved.")
+    return redirect(
+        f"{PATH}/{template_id}", _("Template %(name)s saved.", name=mt.check_template_name(name))
+    )
 
 
 # Declared before /templates/{template_id}, whose id would not read "preview".
@@ -164,7 +167,7 @@ async def template_save(
             return found.name
 
     name = await asyncio.to_thread(_save)
-    return redirect(f"{PATH}/{template_id}", f"Template {name} saved.")
+    return redirect(f"{PATH}/{template_id}", _("Template %(name)s saved.", name=name))
 
 
 @router.post("/templates/{template_id}/delete")
@@ -181,4 +184,4 @@ async def template_delete(request: Request, user: User, template_id: RowId) -> R
             return found.name, back_to(PATH, user, acc)
 
     name, url = await asyncio.to_thread(_delete)
-    return redirect(url, f"Template {name} deleted.")
+    return redirect(url, _("Template %(name)s deleted.", name=name))

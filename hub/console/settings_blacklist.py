@@ -19,6 +19,7 @@ from hub.console.settings_common import (
 )
 from hub.db import read_scope, session_scope
 from hub.errors import InvalidInput
+from hub.i18n import gettext as _
 from hub.models import Account, BlacklistEntry
 from hub.optout import ImportReport, add_numbers, remove_number
 
@@ -99,8 +100,11 @@ async def blacklist_add(
 
     report, url = await asyncio.to_thread(_add)
     if report.already:
-        return redirect(url, f"{number.strip()} was already on the blacklist.")
-    return redirect(url, f"{number.strip()} is on the blacklist: nothing will be sent to it.")
+        return redirect(url, _("%(number)s was already on the blacklist.", number=number.strip()))
+    return redirect(
+        url,
+        _("%(number)s is on the blacklist: nothing will be sent to it.", number=number.strip()),
+    )
 
 
 @router.post("/blacklist/import", response_class=HTMLResponse)
@@ -165,4 +169,10 @@ async def blacklist_remove(
             return back_to(PATH, user, acc)
 
     url = await asyncio.to_thread(_remove)
-    return redirect(url, f"{number.strip()} removed from the blacklist; it can receive SMS again.")
+    return redirect(
+        url,
+        _(
+            "%(number)s removed from the blacklist; it can receive SMS again.",
+            number=number.strip(),
+        ),
+    )

@@ -19,6 +19,8 @@ from hub.console.settings_common import back_to, layout, owned
 from hub.db import read_scope, session_scope
 from hub.edge import RowId
 from hub.errors import ConflictError, InvalidInput
+from hub.i18n import gettext as _
+from hub.i18n import ngettext
 from hub.intake import refusals
 from hub.intake.addresses import add_intake_address, split_address
 from hub.models import Account, InboundMail, IntakeAddress, IntakeKind, MailUser
@@ -157,7 +159,7 @@ async def address_add(
             return back_to(PATH, user, acc)
 
     url = await asyncio.to_thread(_add)
-    return redirect(url, f"Mail to {address} now sends SMS.")
+    return redirect(url, _("Mail to %(address)s now sends SMS.", address=address))
 
 
 @router.post("/intake/addresses/{address_id}/senders")
@@ -182,7 +184,14 @@ async def address_senders(
 
     url = await asyncio.to_thread(_save)
     count = len(allowed)
-    return redirect(url, f"Allowed senders saved ({count} entr{'y' if count == 1 else 'ies'}).")
+    return redirect(
+        url,
+        ngettext(
+            "Allowed senders saved (%(num)d entry).",
+            "Allowed senders saved (%(num)d entries).",
+            count,
+        ),
+    )
 
 
 @router.post("/intake/addresses/{address_id}/remove")
@@ -206,4 +215,6 @@ async def address_remove(request: Request, user: User, address_id: RowId) -> Res
             return shown, back_to(PATH, user, acc)
 
     shown, url = await asyncio.to_thread(_remove)
-    return redirect(url, f"{shown} removed: mail to it is refused from now on.")
+    return redirect(
+        url, _("%(address)s removed: mail to it is refused from now on.", address=shown)
+    )

@@ -22,6 +22,7 @@ from hub.console.settings_common import (
 from hub.db import read_scope, session_scope
 from hub.edge import RowId
 from hub.errors import InvalidInput
+from hub.i18n import gettext as _
 from hub.invalid_numbers import AddReport, add_campaign_invalid, add_numbers, import_file
 from hub.models import Account, InvalidNumber
 
@@ -157,4 +158,10 @@ async def invalid_remove(request: Request, user: User, entry_id: RowId) -> Respo
             return row.number, back_to(PATH, user, acc)
 
     number, url = await asyncio.to_thread(_remove)
-    return redirect(url, f"{number} removed from the invalid list; SMS to it will go out again.")
+    return redirect(
+        url,
+        _(
+            "%(number)s removed from the invalid list; SMS to it will go out again.",
+            number=number,
+        ),
+    )

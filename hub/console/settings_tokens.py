@@ -16,6 +16,7 @@ from hub.console.settings_common import back_to, layout, owned
 from hub.db import read_scope, session_scope
 from hub.edge import RowId
 from hub.errors import InvalidInput
+from hub.i18n import gettext as _
 from hub.models import Account, ApiToken
 
 router = APIRouter()
@@ -88,4 +89,4 @@ async def tokens_revoke(request: Request, user: User, token_id: RowId) -> Respon
             return label, back_to(PATH, user, acc)
 
     label, url = await asyncio.to_thread(_revoke)
-    return redirect(url, f"Token {label} revoked.")
+    return redirect(url, _("Token %(token)s revoked.", token=label))

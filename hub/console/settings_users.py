@@ -15,6 +15,7 @@ from hub.console.settings_common import back_to, owned
 from hub.db import read_scope, session_scope
 from hub.edge import RowId
 from hub.errors import ConflictError, InvalidInput
+from hub.i18n import gettext as _
 from hub.intake.addresses import add_mail_user
 from hub.intake.passwords import hash_password, verify_password
 from hub.models import Account, MailUser
@@ -61,7 +62,10 @@ async def user_add(
             return back_to(PATH, user, acc)
 
     url = await asyncio.to_thread(_add)
-    return redirect(url, f"User {name} created: it can log in here and send mail by SMTP AUTH.")
+    return redirect(
+        url,
+        _("User %(name)s created: it can log in here and send mail by SMTP AUTH.", name=name),
+    )
 
 
 @router.post("/intake/users/{user_id}/disable")
@@ -85,7 +89,12 @@ async def user_disable(
             return row.username, back_to(PATH, user, acc)
 
     name, url = await asyncio.to_thread(_set)
-    return redirect(url, f"User {name} {'disabled' if disabled else 'enabled'}.")
+    return redirect(
+        url,
+        _("User %(name)s disabled.", name=name)
+        if disabled
+        else _("User %(name)s enabled.", name=name),
+    )
 
 
 @router.post("/intake/users/{user_id}/password")
@@ -123,5 +132,7 @@ async def user_password(
 
     name, url = await asyncio.to_thread(_set)
     if own:
-        return redirect("/console/login", "Password changed. Log in with the new one.")
-    return redirect(url, f"Password of {name} changed; its open sessions have ended.")
+        return redirect("/console/login", _("Password changed. Log in with the new one."))
+    return redirect(
+        url, _("Password of %(name)s changed; its open sessions have ended.", name=name)
+    )

@@ -20,6 +20,7 @@ from hub.console.render import page, redirect
 from hub.console.settings_common import back_to, layout, owned
 from hub.db import read_scope, session_scope
 from hub.edge import RowId
+from hub.i18n import gettext as _
 from hub.models import Account, WebhookDelivery, WebhookEndpoint
 
 router = APIRouter()
@@ -145,21 +146,21 @@ async def _change(request: Request, user: User, endpoint_id: RowId, action: str)
 async def webhooks_disable(request: Request, user: User, endpoint_id: RowId) -> Response:
     """Stop sending to an endpoint; what it has queued waits until it is enabled."""
     url = await _change(request, user, endpoint_id, "disable")
-    return redirect(url, f"Webhook {endpoint_id} disabled.")
+    return redirect(url, _("Webhook %(id)s disabled.", id=endpoint_id))
 
 
 @router.post("/webhooks/{endpoint_id}/enable")
 async def webhooks_enable(request: Request, user: User, endpoint_id: RowId) -> Response:
     """Send to an endpoint again."""
     url = await _change(request, user, endpoint_id, "enable")
-    return redirect(url, f"Webhook {endpoint_id} enabled.")
+    return redirect(url, _("Webhook %(id)s enabled.", id=endpoint_id))
 
 
 @router.post("/webhooks/{endpoint_id}/remove")
 async def webhooks_remove(request: Request, user: User, endpoint_id: RowId) -> Response:
     """Delete an endpoint with its queued deliveries and its log."""
     url = await _change(request, user, endpoint_id, "remove")
-    return redirect(url, f"Webhook {endpoint_id} removed.")
+    return redirect(url, _("Webhook %(id)s removed.", id=endpoint_id))
 
 
 @router.post("/webhooks/{endpoint_id}/test")
@@ -167,4 +168,7 @@ async def webhooks_test(request: Request, user: User, endpoint_id: RowId) -> Res
     """Queue a ping event for an endpoint and wake the sender."""
     url = await _change(request, user, endpoint_id, "test")
     request.app.state.hub.webhook_sender.wake()
-    return redirect(url, f"Test event queued for webhook {endpoint_id}; reload to see how it went.")
+    return redirect(
+        url,
+        _("Test event queued for webhook %(id)s; reload to see how it went.", id=endpoint_id),
+    )

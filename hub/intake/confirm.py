@@ -13,14 +13,15 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from hub import mailparse, sending
+from hub import i18n, mailparse, sending
 from hub.compliance.hours import time_zones
 from hub.config import Config
 from hub.errors import InvalidInput
+from hub.i18n import gettext as _
 from hub.intake.addresses import MailLogin, split_address
 from hub.intake.sender_auth import Verdict
 from hub.mailout import build_message, queue_mail
-from hub.models import Message
+from hub.models import Account, Message
 from hub.templating import render
 from hub.timeutil import as_utc, local_text, utcnow
 
@@ -98,16 +99,23 @@ def queue_confirmation(
         if r.status in {"rejected", "duplicate"} and r.reason
     ] + list(rejected)
     texts = sent_texts(session, queued)
-    body = render(
-        "email/confirmation.txt.j2",
-        subject=parsed.subject,
-        texts=texts,
-        queued=queued,
-        held=any(s["held_until"] for t in texts for s in t["sends"]),
-        left_out=left_out,
-        credits=result.credits_charged,
-        balance=result.balance_after,
-    )
+    account = session.get(Account, account_id)
+    with i18n.use(i18n.account_language(account, config)):
+        body = render(
+            "email/confirmation.txt.j2",
+            subject=parsed.subject,
+            texts=texts,
+            queued=queued,
+            held=any(s["held_until"] for t in texts for s in t["sends"]),
+            left_out=left_out,
+            credits=result.credits_charged,
+            balance=result.balance_after,
+        )
+        subject = (
+            _("SMS sent: %(subject)s", subject=parsed.subject)
+            if queued
+            else _("SMS not sent: %(subject)s", subject=parsed.subject)
+        )
     headers = {}
     if parsed.message_id:
         headers["In-Reply-To"] = f"<{parsed.message_id}>"
@@ -115,7 +123,7 @@ def queue_confirmation(
     message = build_message(
         config.mail_out.from_address,
         to,
-        f"SMS sent: {parsed.subject}" if queued else f"SMS not sent: {parsed.subject}",
+        subject,
         body,
         headers,
     )

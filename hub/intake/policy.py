@@ -39,6 +39,7 @@ from hub.errors import (
     NotFound,
     TemporaryFailure,
 )
+from hub.i18n import gettext
 from hub.intake import refusals
 from hub.intake.addresses import (
     MailLogin,
@@ -142,12 +143,20 @@ def raise_unverified(verdict: Verdict | None, from_addr: str | None) -> None:
         verdict = Verdict("temperror", "the sender was not checked yet")
     if verdict.status == "temperror":
         raise Rejected(
-            f"451 4.4.3 could not verify that this mail is from {from_addr} now: "
-            f"{_one_line(verdict.why)}; try again later"
+            "451 4.4.3 "
+            + gettext(
+                "could not verify that this mail is from %(sender)s now: %(why)s; try again later",
+                sender=from_addr,
+                why=_one_line(verdict.why),
+            )
         )
     raise Rejected(
-        f"550 {verdict.code} could not verify that this mail is from {from_addr}: "
-        f"{_one_line(verdict.why)}"
+        f"550 {verdict.code} "
+        + gettext(
+            "could not verify that this mail is from %(sender)s: %(why)s",
+            sender=from_addr,
+            why=_one_line(verdict.why),
+        )
     )
 
 
@@ -212,9 +221,9 @@ class IntakePolicy:
                 return check_reply_rcpt(session, address)
             intake = find_intake(session, address)
             if intake is None:
-                return (
-                    f"550 5.7.1 <{address}> is not an SMS intake address of this hub "
-                    "(relaying denied)"
+                return "550 5.7.1 " + gettext(
+                    "<%(address)s> is not an SMS intake address of this hub (relaying denied)",
+                    address=address,
                 )
             owner = session.get(Account, intake.account_id)
             chain = ancestors(session, owner) if owner is not None else []
@@ -235,7 +244,9 @@ class IntakePolicy:
     @staticmethod
     def _rcpt_reply(address: str, login: MailLogin | None, known: KnownIntake) -> str | None:
         if login is not None and login.account_id not in known.owners:
-            return f"550 5.7.1 {login.username} may not send through <{address}>"
+            return "550 5.7.1 " + gettext(
+                "%(user)s may not send through <%(address)s>", user=login.username, address=address
+            )
         return None
 
     def _may_use(self, session: Session, login: MailLogin, intake: IntakeAddress) -> bool:
@@ -262,15 +273,20 @@ class IntakePolicy:
             except ReplyDeferred as exc:
                 raise Rejected(f"451 4.4.3 {_one_line(str(exc))}; try again later") from None
             except ReplyRefused as exc:
-                raise Rejected(f"550 5.7.1 your answer was not sent by SMS: {exc}") from None
+                raise Rejected(
+                    "550 5.7.1 " + gettext("your answer was not sent by SMS: %(why)s", why=exc)
+                ) from None
             return Draft(None, parsed, reply.request, [], list(parsed.warnings))
         intakes = [i for i in (directory.find(r) for r in env.rcpt_to) if i is not None]
         if not intakes:
-            raise Rejected("550 5.1.1 no SMS intake address among the recipients")
+            raise Rejected("550 5.1.1 " + gettext("no SMS intake address among the recipients"))
         if len({i.account_id for i in intakes}) > 1:
             raise Rejected(
-                "550 5.7.1 one mail can send on one account only; "
-                "write to each account's address separately"
+                "550 5.7.1 "
+                + gettext(
+                    "one mail can send on one account only; "
+                    "write to each account's address separately"
+                )
             )
         intake = next((i for i in intakes if i.kind == IntakeKind.SUBJECT), intakes[0])
         self._authorize(session, mail, intake)
@@ -278,7 +294,9 @@ class IntakePolicy:
         parts = mail.subject
         assert parts is not None
         if intake.pin_hash and pin_hash(parts.tokens.get("pin", "")) != intake.pin_hash:
-            raise Rejected("550 5.7.1 wrong or missing PIN: put pin:NNNN in the subject")
+            raise Rejected(
+                "550 5.7.1 " + gettext("wrong or missing PIN: put pin:NNNN in the subject")
+            )
         warnings = list(parsed.warnings)
         rejected: list[dict[str, str]] = []
         numbers = list(parts.numbers)
@@ -299,12 +317,18 @@ class IntakePolicy:
             ]
         if not numbers and parts.lists:
             reasons = "; ".join(f"{r['input']}: {r['reason']}" for r in rejected)
-            raise Rejected(f"550 5.1.3 no phone number to send to: {_one_line(reasons)}")
+            raise Rejected(
+                "550 5.1.3 "
+                + gettext("no phone number to send to: %(why)s", why=_one_line(reasons))
+            )
         if not numbers:
             raise Rejected(
-                "550 5.1.3 no phone number found in the subject "
-                f"'{_one_line(parsed.subject, 80)}': write the numbers in the subject, "
-                "separated by commas"
+                "550 5.1.3 "
+                + gettext(
+                    "no phone number found in the subject '%(subject)s': write the numbers "
+                    "in the subject, separated by commas",
+                    subject=_one_line(parsed.subject, 80),
+                )
             )
         # PNG/GIF/JPEG/PDF attachments go as short links appended to the text; images the
         # body shows inline are signature logos and are left out.
@@ -315,12 +339,18 @@ class IntakePolicy:
         files, problems, logos = mail.attachments
         if problems:
             raise Rejected(
-                "550 5.6.0 only PNG, GIF, JPEG and PDF attachments can be sent by SMS (as "
-                f"links): {'; '.join(problems)}; remove it or send it another way"
+                "550 5.6.0 "
+                + gettext(
+                    "only PNG, GIF, JPEG and PDF attachments can be sent by SMS (as links): "
+                    "%(problems)s; remove it or send it another way",
+                    problems="; ".join(problems),
+                )
             )
         warnings = attachment_warnings(warnings, files, logos)
         if not parsed.text.strip() and not files:
-            raise Rejected("550 5.6.0 the mail has no text: write the SMS in the body")
+            raise Rejected(
+                "550 5.6.0 " + gettext("the mail has no text: write the SMS in the body")
+            )
         account = session.get(Account, intake.account_id)
         assert account is not None and account.id is not None
         request = sending.SubmitRequest(
@@ -342,24 +372,36 @@ class IntakePolicy:
         assert parsed is not None
         if env.login is not None:
             if not self._may_use(session, env.login, intake):
-                raise Rejected(f"550 5.7.1 {env.login.username} may not send through this address")
+                raise Rejected(
+                    "550 5.7.1 "
+                    + gettext("%(user)s may not send through this address", user=env.login.username)
+                )
             return
         if env.source == "imap" and (intake.require_auth or not intake.allowed_senders.strip()):
             # Anyone can write to a mailbox: only allowed senders vouched for by a trusted
             # relay can use it.
             raise Rejected(
-                "530 5.7.0 this intake address accepts only SMTP AUTH users, so it "
-                "cannot be fed from a mailbox; give it allowed senders instead"
+                "530 5.7.0 "
+                + gettext(
+                    "this intake address accepts only SMTP AUTH users, so it cannot be fed "
+                    "from a mailbox; give it allowed senders instead"
+                )
             )
         if intake.require_auth or not intake.allowed_senders.strip():
             raise Rejected(
-                "530 5.7.0 authentication required: log in with SMTP AUTH "
-                "(after STARTTLS) to send SMS through this address"
+                "530 5.7.0 "
+                + gettext(
+                    "authentication required: log in with SMTP AUTH (after STARTTLS) to send "
+                    "SMS through this address"
+                )
             )
         if not sender_allowed(intake, parsed.from_addr):
             raise Rejected(
-                f"550 5.7.1 {parsed.from_addr or 'this sender'} is not allowed to "
-                "send SMS through this address"
+                "550 5.7.1 "
+                + gettext(
+                    "%(sender)s is not allowed to send SMS through this address",
+                    sender=parsed.from_addr or gettext("this sender"),
+                )
             )
         raise_unverified(mail.vouched, parsed.from_addr)
 
@@ -394,9 +436,13 @@ class IntakePolicy:
         sender_key = _sender(mail, draft)
         if quota[sender_key] <= 0:
             raise Rejected(
-                f"450 4.7.1 {shown(sender_key)} sent more than "
-                f"{self.config.smtp.mails_per_sender_per_minute} mails this minute "
-                "(smtp.mails_per_sender_per_minute); try again later"
+                "450 4.7.1 "
+                + gettext(
+                    "%(sender)s sent more than %(limit)s mails this minute "
+                    "(smtp.mails_per_sender_per_minute); try again later",
+                    sender=shown(sender_key),
+                    limit=self.config.smtp.mails_per_sender_per_minute,
+                )
             )
         quota[sender_key] -= 1
         account = draft.request.account
@@ -405,8 +451,13 @@ class IntakePolicy:
         limit = self.config.smtp.sms_per_account_per_hour
         if already + len(draft.request.recipients) > limit:
             raise Rejected(
-                f"450 4.7.1 this account already sent {already} SMS from mail in the "
-                f"last hour (limit {limit}); try again later"
+                "450 4.7.1 "
+                + gettext(
+                    "this account already sent %(count)s SMS from mail in the last hour "
+                    "(limit %(limit)s); try again later",
+                    count=already,
+                    limit=limit,
+                )
             )
 
     def receive(self, env: MailEnvelope) -> ReceivedMail:

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from sqlmodel import Session, col, select
 
+from hub import i18n
 from hub.config import Config
 from hub.errors import InvalidInput
+from hub.i18n import gettext as _
 from hub.mailout import build_message, queue_mail
 from hub.models import (
+    Account,
     Calendar,
     CalendarEventRow,
     InboundMessage,
@@ -95,19 +98,33 @@ def handle_answer(
     event.answer_error = ""
     session.add(event)
     if calendar is not None and calendar.notify_mailbox and config.mail_out.enabled:
-        word = "confirmed" if kind == "confirmed" else "CANCELLED"
-        # The receptionist reads the calendar's own time, not UTC.
+        # The receptionist reads the calendar's own time, not UTC, in the account's language.
         when = local_text(event.start, calendar.timezone, event.all_day)
-        body = (
-            f"{event.person or inbound.sender} {word} the appointment "
-            f'"{event.title}" on {when} by answering {inbound.text!r} from '
-            f"{inbound.sender}.\n"
-        )
+        facts = {
+            "person": event.person or inbound.sender,
+            "title": event.title,
+            "when": when,
+            "answer": repr(inbound.text),
+            "number": inbound.sender,
+        }
+        account = session.get(Account, calendar.account_id)
+        with i18n.use(i18n.account_language(account, config)):
+            if kind == "confirmed":
+                body = _(
+                    '%(person)s confirmed the appointment "%(title)s" on %(when)s by '
+                    "answering %(answer)s from %(number)s.",
+                    **facts,
+                )
+                subject = _("Appointment confirmed: %(title)s (%(when)s)", **facts)
+            else:
+                body = _(
+                    '%(person)s CANCELLED the appointment "%(title)s" on %(when)s by '
+                    "answering %(answer)s from %(number)s.",
+                    **facts,
+                )
+                subject = _("Appointment CANCELLED: %(title)s (%(when)s)", **facts)
         message = build_message(
-            config.mail_out.from_address,
-            calendar.notify_mailbox,
-            f"Appointment {word}: {event.title} ({when})",
-            body,
+            config.mail_out.from_address, calendar.notify_mailbox, subject, body + "\n"
         )
         queue_mail(
             session,

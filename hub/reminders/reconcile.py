@@ -48,7 +48,7 @@ from hub.reminders.plan_state import (
     load_messages,
     load_state,
 )
-from hub.reminders.render import CHANGED_TEMPLATE, DEFAULT_TEMPLATE, render_reminder
+from hub.reminders.render import changed_template, default_template, render_reminder
 from hub.reminders.rules import QuietHours, parse_hhmm, parse_offsets
 from hub.timeutil import as_utc, utcnow
 
@@ -119,7 +119,7 @@ def fingerprint(calendar: Calendar, region: str, max_parts: int) -> str:
     """The settings that decide an unchanged appointment's reminders: texts, recipient, send
     times (rules, quiet hours, lead). Any change replans every appointment once."""
     settings = [
-        calendar.template or DEFAULT_TEMPLATE,
+        calendar.template or default_template(calendar.locale),
         calendar.locale,
         calendar.timezone,
         region,
@@ -558,7 +558,7 @@ class Reconciler:
                     sending.SubmitRequest(
                         account=self.calendar.account_id,
                         recipients=[plan.row["phone"]],
-                        text=self._text(plan.row, CHANGED_TEMPLATE),
+                        text=self._text(plan.row, changed_template(self.calendar.locale)),
                         sender=self.calendar.sender,
                         source="calendar",
                         idempotency_key=key,

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 from babel.dates import format_date, format_datetime, format_time
 from jinja2 import Template, TemplateError
 
-from hub import segments
+from hub import i18n, segments
 from hub.errors import InvalidInput
 from hub.templating import TemplateLimitExceeded, render_bounded, sandbox, too_many_parts
 
@@ -26,18 +26,33 @@ MAX_TEMPLATE = 5_000
 # ``all_day`` (true for an appointment with a date and no time: say no time then).
 FIELDS = {"name": "", "title": "", "location": "", "all_day": False}
 
-# They read well without a name ("Bonjour, rappel de votre RDV…") and say no time for an
-# all-day appointment.
-DEFAULT_TEMPLATE = (
-    "Bonjour{% if name %} {{ name }}{% endif %}, rappel de votre RDV le "
-    "{{ start|date('EEEE d MMMM') }}{% if not all_day %} à {{ start|time('HH:mm') }}{% endif %}"
-    "{% if location %} ({{ location }}){% endif %}. "
-    "Répondez OUI pour confirmer ou NON pour annuler."
-)
-CHANGED_TEMPLATE = (
-    "Bonjour{% if name %} {{ name }}{% endif %}, votre RDV a été déplacé au "
-    "{{ start|date('EEEE d MMMM') }}{% if not all_day %} à {{ start|time('HH:mm') }}{% endif %}."
-)
+
+# The hub's texts read well without a name ("Bonjour, rappel de votre RDV…") and say no time
+# for an all-day appointment.
+def default_template(locale: str) -> str:
+    """The hub's reminder text in the language of LOCALE (the calendar's: the patient's)."""
+    with i18n.use(locale):
+        return i18n.gettext(
+            "Hello{% if name %} {{ name }}{% endif %}, this is a reminder of your appointment on "
+            "{{ start|date('EEEE, MMMM d') }}{% if not all_day %} at {{ start|time('h:mm a') }}"
+            "{% endif %}{% if location %} ({{ location }}){% endif %}. "
+            "Reply YES to confirm or NO to cancel."
+        )
+
+
+def changed_template(locale: str) -> str:
+    """The hub's "appointment moved" text in the language of LOCALE."""
+    with i18n.use(locale):
+        return i18n.gettext(
+            "Hello{% if name %} {{ name }}{% endif %}, your appointment has been moved to "
+            "{{ start|date('EEEE, MMMM d') }}{% if not all_day %} at {{ start|time('h:mm a') }}"
+            "{% endif %}."
+        )
+
+
+# The French texts, under their former names (calendars default to fr_FR).
+DEFAULT_TEMPLATE = default_template("fr")
+CHANGED_TEMPLATE = changed_template("fr")
 
 
 @lru_cache(maxsize=64)
@@ -98,7 +113,7 @@ def render_reminder(
         )
     local = start.astimezone(ZoneInfo(tz))
     try:
-        compiled = _compiled(template or DEFAULT_TEMPLATE, locale, tz)
+        compiled = _compiled(template or default_template(locale), locale, tz)
         text = render_bounded(compiled, {**FIELDS, "start": local, **fields}, max_parts=max_parts)
     except TemplateError as exc:
         raise InvalidInput(f"the reminder template cannot be used: {exc}") from None

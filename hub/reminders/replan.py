@@ -18,6 +18,7 @@ from sqlalchemy import Connection, Engine, select
 from hub.calendars import Attendee, CalendarEvent, EventStatus, SyncResult, SyncWindow
 from hub.config import Config
 from hub.db import read_scope
+from hub.i18n import gettext, ngettext
 from hub.reminders.plan_state import EVENTS
 from hub.reminders.reconcile import ReconcileReport, reconcile_chunked
 from hub.timeutil import as_utc, utcnow
@@ -90,12 +91,17 @@ def replan(
 
 
 def replanned_message(report: ReconcileReport) -> str:
-    """What a settings change did to the planned reminders, as the console and CLI say it."""
-    parts = [f"{report.rescheduled} reminder{'' if report.rescheduled == 1 else 's'} replanned"]
+    """What a settings change did to the planned reminders, as the console and CLI say it
+    (in the language in effect: the console user's; English on the command line)."""
+    parts = [
+        ngettext("%(num)s reminder replanned", "%(num)s reminders replanned", report.rescheduled)
+    ]
     if report.planned > report.rescheduled:
-        parts.append(f"{report.planned - report.rescheduled} newly planned")
+        parts.append(gettext("%(num)s newly planned", num=report.planned - report.rescheduled))
     if report.cancelled:
-        parts.append(f"{report.cancelled} cancelled and refunded")
+        parts.append(gettext("%(num)s cancelled and refunded", num=report.cancelled))
     if report.problems:
-        parts.append(f"{len(report.problems)} appointment(s) cannot get a reminder")
+        parts.append(
+            gettext("%(num)s appointment(s) cannot get a reminder", num=len(report.problems))
+        )
     return ", ".join(parts)

@@ -211,6 +211,7 @@ ROUTES: dict[tuple[str, str], Spec] = {
     ("GET", "/console/login"): Public("the login form"),
     ("POST", "/console/login"): Public("the login form (its own CSRF cookie)"),
     ("POST", "/console/logout"): OwnSession("ends the caller's own session"),
+    ("POST", "/console/language"): OwnSession("sets the caller's own console language"),
     # -- HTTP API ----------------------------------------------------------------------------
     ("POST", "/v1/messages"): api(
         "/v1/messages",
@@ -499,6 +500,9 @@ ROUTES: dict[tuple[str, str], Spec] = {
     ),
     ("POST", "/console/account/region"): post(
         "/console/account/region", {**ACCOUNT, "region": "DE"}
+    ),
+    ("POST", "/console/account/language"): post(
+        "/console/account/language", {**ACCOUNT, "language": "en"}
     ),
     ("POST", "/console/account/reply-mailbox"): post(
         "/console/account/reply-mailbox", {**ACCOUNT, "mailbox": "x@intruder.example"}

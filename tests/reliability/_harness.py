@@ -53,6 +53,7 @@ def write_config(tmp_path: Path, db_url: str, sections: str, *, hub_extra: str =
 [hub]
 data_dir = "{data_dir.as_posix()}"
 log_level = "warning"
+locale = "en"
 {hub_extra}
 [database]
 url = "{db_url}"
