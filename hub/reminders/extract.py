@@ -22,7 +22,6 @@ _PHONE_LINE = re.compile(
 _parse_number = lru_cache(maxsize=16_384)(phone.parse_number)
 
 
-
 @dataclass(frozen=True)
 class Recipient:
     phone: str | None
