@@ -22,7 +22,7 @@ from hub import credits
 from hub.accounts import ancestors, create_account
 from hub.api_auth import Caller, CallerDep
 from hub.api_errors import error_responses
-from hub.api_support import IdempotencyKey, LimitDep, idempotent
+from hub.api_support import IdempotencyKey, LimitDep, idempotent, next_cursor
 from hub.db import session_scope
 from hub.edge import Text
 from hub.errors import Forbidden, InvalidInput
@@ -113,7 +113,7 @@ def accounts_router(hub: "Hub") -> APIRouter:
                 rows = session.exec(query.order_by(col(Account.name)).limit(limit)).all()
                 return AccountPage(
                     accounts=[AccountOut(**_view(session, a)) for a in rows],
-                    next=rows[-1].name if len(rows) == limit and rows else None,
+                    next=next_cursor(rows, limit, lambda r: r.name),
                 )
 
         return await asyncio.to_thread(_run)

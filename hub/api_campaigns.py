@@ -22,7 +22,7 @@ from hub import message_templates as mt
 from hub.api_auth import AccountQuery, Caller, CallerDep
 from hub.api_errors import error_responses
 from hub.api_models import RejectedLine
-from hub.api_support import IdempotencyKey, LimitDep, check_count, idempotent
+from hub.api_support import IdempotencyKey, LimitDep, check_count, idempotent, next_cursor
 from hub.api_templates import Preview
 from hub.db import session_scope
 from hub.edge import MAX_ROW_ID, RowId, Text
@@ -158,7 +158,7 @@ def campaigns_router(hub: "Hub") -> APIRouter:
                 )
                 return CampaignPage(
                     campaigns=[CampaignSummary(**r) for r in rows],
-                    next=rows[-1]["id"] if len(rows) == limit and rows else None,
+                    next=next_cursor(rows, limit, lambda r: r["id"]),
                 )
 
         return await asyncio.to_thread(_run)

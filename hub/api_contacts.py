@@ -26,6 +26,7 @@ from hub.api_support import (
     check_count,
     file_print,
     idempotent,
+    next_cursor,
     read_upload,
 )
 from hub.db import session_scope
@@ -150,10 +151,9 @@ def contacts_router(hub: "Hub") -> APIRouter:
             with session_scope(engine) as session:
                 acc = who.account(session, account)
                 rows = contacts.list_summaries(session, acc, after=after, limit=limit)
-                more = len(rows) == limit
                 return ListPage(
                     lists=[ListSummary(**r) for r in rows],
-                    next=rows[-1]["name"] if more and rows else None,
+                    next=next_cursor(rows, limit, lambda r: r["name"]),
                 )
 
         return await asyncio.to_thread(_run)
@@ -216,7 +216,7 @@ def contacts_router(hub: "Hub") -> APIRouter:
                 rows = contacts.members_page(session, found, after=after, limit=limit)
                 return ContactPage(
                     contacts=[Contact(number=n, fields=f) for n, f in rows],
-                    next=rows[-1][0] if len(rows) == limit and rows else None,
+                    next=next_cursor(rows, limit, lambda r: r[0]),
                 )
 
         return await asyncio.to_thread(_run)

@@ -26,6 +26,7 @@ from hub.api_support import (
     check_rows,
     file_print,
     idempotent,
+    next_cursor,
     read_upload,
 )
 from hub.db import session_scope
@@ -125,7 +126,7 @@ def numbers_router(hub: "Hub") -> APIRouter:
                         )
                         for e, _name in rows
                     ],
-                    next=rows[-1][0].number if len(rows) == limit and rows else None,
+                    next=next_cursor(rows, limit, lambda r: r[0].number),
                 )
 
         return await asyncio.to_thread(_run)
@@ -258,7 +259,7 @@ def numbers_router(hub: "Hub") -> APIRouter:
                         InvalidEntry(number=r.number, since=as_utc(r.created_at).isoformat())
                         for r, _name in rows
                     ],
-                    next=rows[-1][0].number if len(rows) == limit and rows else None,
+                    next=next_cursor(rows, limit, lambda r: r[0].number),
                 )
 
         return await asyncio.to_thread(_run)

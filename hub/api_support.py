@@ -16,8 +16,8 @@ answer again (with ``Idempotent-Replayed: true``), another request under the sam
 
 import asyncio
 import hashlib
-from collections.abc import Callable, Sized
-from typing import Annotated, Any
+from collections.abc import Callable, Sequence, Sized
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Header, Query, Request, UploadFile
 from fastapi.encoders import jsonable_encoder
@@ -61,6 +61,15 @@ async def page_limit(
 
 
 LimitDep = Annotated[int, Depends(page_limit)]
+
+Row = TypeVar("Row")
+Cursor = TypeVar("Cursor")
+
+
+def next_cursor(rows: Sequence[Row], limit: int, cursor: Callable[[Row], Cursor]) -> Cursor | None:
+    """The ``next`` of a page: the last row's cursor when the page is full (more may follow,
+    so the caller asks again from there), None when this page is the last."""
+    return cursor(rows[-1]) if rows and len(rows) == limit else None
 
 
 def check_count(request: Request, items: Sized, what: str) -> None:

@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 from hub import message_templates as mt
 from hub.api_auth import AccountQuery, CallerDep
 from hub.api_errors import error_responses
-from hub.api_support import IdempotencyKey, LimitDep, check_count, idempotent
+from hub.api_support import IdempotencyKey, LimitDep, check_count, idempotent, next_cursor
 from hub.db import session_scope
 from hub.edge import Text
 from hub.errors import InvalidInput
@@ -121,7 +121,7 @@ def templates_router(hub: "Hub") -> APIRouter:
                 )
                 return TemplatePage(
                     templates=[Template(**mt.template_view(t)) for t in rows],
-                    next=rows[-1].name if len(rows) == limit and rows else None,
+                    next=next_cursor(rows, limit, lambda r: r.name),
                 )
 
         return await asyncio.to_thread(_run)

@@ -20,7 +20,7 @@ from sqlmodel import Session, col, select
 from hub import webhooks
 from hub.api_auth import AccountQuery, Caller, CallerDep
 from hub.api_errors import error_responses
-from hub.api_support import IdempotencyKey, LimitDep, idempotent
+from hub.api_support import IdempotencyKey, LimitDep, idempotent, next_cursor
 from hub.db import session_scope
 from hub.edge import MAX_ROW_ID, RowId, Text
 from hub.models import Account, WebhookEndpoint
@@ -118,7 +118,7 @@ def webhooks_router(hub: "Hub") -> APIRouter:
                 }
                 return WebhookPage(
                     webhooks=[Webhook(**_view(e, names.get(e.account_id, "?"))) for e in rows],
-                    next=rows[-1].id if len(rows) == limit and rows else None,
+                    next=next_cursor(rows, limit, lambda r: r.id),
                 )
 
         return await asyncio.to_thread(_run)
