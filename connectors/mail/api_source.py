@@ -36,11 +36,10 @@ from connectors.mail.imap_source import (
     RECONNECT_INITIAL,
     RECONNECT_MAX,
     RETRY_MAX,
-    FailedMail,
     ImapSourceSettings,
     ImapUnavailable,
-    _header_facts,
 )
+from connectors.mail.message_facts import FailedMail, header_facts
 from hub.errors import ConfigError
 from hub.intake.policy import IntakeOutcome, IntakePolicy, MailEnvelope
 from hub.mail_oauth import MailboxAccess, MailboxAuthError
@@ -291,7 +290,7 @@ class ApiMailSource:
             outcome = self.policy.take(
                 MailEnvelope(
                     raw=raw,
-                    mail_from=_header_facts(raw)[0],
+                    mail_from=header_facts(raw)[0],
                     rcpt_to=[self.settings.intake_address],
                     source="imap",
                     authserv_ids=tuple(i.lower() for i in self.settings.trusted_authserv_id),
@@ -332,7 +331,7 @@ class ApiMailSource:
         log.info("%s: mail %s left in place (%s)", self.label, message_id, reason)
 
     def _refused(self, raw: bytes, reply: str) -> None:
-        sender, from_addr, message_id, subject = _header_facts(raw)
+        sender, from_addr, message_id, subject = header_facts(raw)
         self.failed.append(FailedMail(utcnow(), 0, message_id, from_addr or sender, subject, reply))
         log.warning(
             "%s: mail %s refused, filing it in %r: %s",

@@ -33,9 +33,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import email.parser
-import email.policy
-import email.utils
 import ipaddress
 import logging
 import os
@@ -48,7 +45,6 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
-from datetime import datetime
 from typing import Any, Literal
 
 from imapclient import DELETED, IMAPClient
@@ -60,6 +56,7 @@ from imapclient.exceptions import (
 )
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from connectors.mail.message_facts import FailedMail, header_facts
 from connectors.mail.oauth_login import imap_login
 from hub.config import read_secret
 from hub.errors import ConfigError, HubError, InvalidInput
@@ -296,18 +293,6 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-@dataclass(frozen=True)
-class FailedMail:
-    """A mail refused for good (moved to the Failed folder) and why."""
-
-    when: datetime
-    uid: int
-    message_id: str
-    sender: str
-    subject: str
-    reply: str
-
-
 @dataclass
 class _Retry:
     """A mail answered 4xx (or that could not be moved): when to look at it again."""
@@ -315,25 +300,6 @@ class _Retry:
     attempts: int
     due: float
     reason: str
-
-
-_HEADERS = email.parser.BytesHeaderParser(policy=email.policy.compat32)
-
-
-def _header_facts(raw: bytes) -> tuple[str, str, str, str]:
-    """(envelope sender, From, Message-ID, Subject) of a raw mail, for the envelope and logs.
-
-    The envelope sender is Return-Path (set by the delivering server), else From.
-    """
-    headers = _HEADERS.parsebytes(raw)
-
-    def get(name: str) -> str:
-        value = headers.get(name)
-        return " ".join(str(value).split()) if value is not None else ""
-
-    from_addr = email.utils.parseaddr(get("From"))[1]
-    return_path = email.utils.parseaddr(get("Return-Path"))[1]
-    return return_path or from_addr, from_addr, get("Message-ID"), get("Subject")[:200]
 
 
 class ImapSource:
@@ -751,7 +717,7 @@ class ImapSource:
             raw = bodies.get(uid, {}).get(b"BODY[]")
             if raw is None:
                 continue
-            sender = _header_facts(raw)[0]
+            sender = header_facts(raw)[0]
             outcome = self.policy.take(
                 MailEnvelope(
                     raw=raw,
@@ -784,7 +750,7 @@ class ImapSource:
             self.access.record(f"read {self.settings.folder}", error=error)
 
     def _refused(self, uid: int, raw: bytes, reply: str) -> None:
-        sender, from_addr, message_id, subject = _header_facts(raw)
+        sender, from_addr, message_id, subject = header_facts(raw)
         record = FailedMail(utcnow(), uid, message_id, from_addr or sender, subject, reply)
         self.failed.append(record)
         log.warning(
