@@ -13,7 +13,6 @@ Processed or Failed label added (created when missing), the read label removed. 
 
 from __future__ import annotations
 
-import asyncio
 import base64
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
@@ -21,11 +20,10 @@ from typing import Any
 from urllib.parse import quote
 
 from connectors.mail.api_client import MailApi, MailApiError
+from connectors.mail.api_sender import ApiMailSender
 from connectors.mail.api_source import ApiMailSource
-from hub.config import Config, MailOutSection
-from hub.errors import ConfigError
+from hub.config import Config
 from hub.mail_oauth import MailboxAccess
-from hub.mailout import PermanentMailError
 
 API_NAME = "Gmail API"
 HISTORY_KEY = "gmail_history"
@@ -145,40 +143,25 @@ class GmailSource(ApiMailSource):
         return f"{info.get('messagesTotal', 0)} mail(s), {info.get('messagesUnread', 0)} unread"
 
 
-class GmailSender:
+class GmailSender(ApiMailSender):
     """``[mail_out] transport = "gmail"``: messages.send (method "smtp") or messages.insert
     with the imap_folder label (method "imap"); blocking HTTP in a worker thread."""
 
-    def __init__(
-        self, settings: MailOutSection, password: str | None, access: MailboxAccess | None = None
-    ) -> None:
-        if access is None or not access.oauth:
-            raise ConfigError("'mail_out': transport = \"gmail\" needs the hub's database")
-        self.settings = settings
-        self.access = access
-        self.api = gmail_api(access.config, access)
-        self._label: str | None = None
+    transport = "gmail"
 
-    async def send(self, message: EmailMessage) -> None:
-        await asyncio.to_thread(self._send, message)
+    def _api_client(self, access: MailboxAccess) -> MailApi:
+        return gmail_api(access.config, access)
 
-    def _send(self, message: EmailMessage) -> None:
-        store = self.settings.method == "imap"
-        try:
-            if store:
-                if self._label is None:
-                    self._label = label_id(self.api, self.settings.imap_folder, create=True)
-                self.api.request(
-                    "POST",
-                    f"{ROOT}/messages",
-                    params={"internalDateSource": "dateHeader"},
-                    json={"raw": _raw(message), "labelIds": [self._label, "UNREAD"]},
-                )
-            else:
-                self.api.request("POST", f"{ROOT}/messages/send", json={"raw": _raw(message)})
-        except MailApiError as exc:
-            self.access.record("sent a mail", error=str(exc))
-            if exc.status in (400, 403, 413):
-                raise PermanentMailError(str(exc)) from exc
-            raise
-        self.access.record(f"put a mail in {self.settings.imap_folder}" if store else "sent a mail")
+    def _api_folder(self, name: str) -> str:
+        return label_id(self.api, name, create=True)
+
+    def _api_store(self, message: EmailMessage, folder: str) -> None:
+        self.api.request(
+            "POST",
+            f"{ROOT}/messages",
+            params={"internalDateSource": "dateHeader"},
+            json={"raw": _raw(message), "labelIds": [folder, "UNREAD"]},
+        )
+
+    def _api_send(self, message: EmailMessage) -> None:
+        self.api.request("POST", f"{ROOT}/messages/send", json={"raw": _raw(message)})

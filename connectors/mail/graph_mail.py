@@ -12,7 +12,6 @@ is ``/me/sendMail`` with the MIME in base64, or, for the answers folder (``metho
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import ssl
 from email.message import EmailMessage
@@ -21,11 +20,10 @@ from typing import Any
 from urllib.parse import quote
 
 from connectors.mail.api_client import MailApi, MailApiError
+from connectors.mail.api_sender import ApiMailSender
 from connectors.mail.api_source import ApiMailSource
-from hub.config import Config, MailOutSection
-from hub.errors import ConfigError
+from hub.config import Config
 from hub.mail_oauth import MailboxAccess
-from hub.mailout import PermanentMailError
 
 API_NAME = "Microsoft Graph"
 DELTA_KEY = "graph_delta"
@@ -136,43 +134,32 @@ class GraphMailSource(ApiMailSource):
         return f"{info.get('totalItemCount', 0)} mail(s), {info.get('unreadItemCount', 0)} unread"
 
 
-class GraphMailSender:
+class GraphMailSender(ApiMailSender):
     """``[mail_out] transport = "graph"``: sendMail (method "smtp") or a message created in
     imap_folder (method "imap"); blocking HTTP in a worker thread."""
 
-    def __init__(
-        self, settings: MailOutSection, password: str | None, access: MailboxAccess | None = None
-    ) -> None:
-        if access is None or not access.oauth:
-            raise ConfigError("'mail_out': transport = \"graph\" needs the hub's database")
-        self.settings = settings
-        self.access = access
-        self.api = graph_api(access.config, access)
-        self._folder: str | None = None
+    transport = "graph"
 
-    async def send(self, message: EmailMessage) -> None:
-        await asyncio.to_thread(self._send, message)
+    def _api_client(self, access: MailboxAccess) -> MailApi:
+        return graph_api(access.config, access)
 
-    def _send(self, message: EmailMessage) -> None:
-        mime = base64.b64encode(message.as_bytes(policy=SMTP_POLICY))
-        store = self.settings.method == "imap"
-        try:
-            if store:
-                if self._folder is None:
-                    self._folder = folder_id(self.api, self.settings.imap_folder, create=True)
-                self.api.request(
-                    "POST",
-                    f"/me/mailFolders/{quote(self._folder)}/messages",
-                    content=mime,
-                    headers={"Content-Type": "text/plain"},
-                )
-            else:
-                self.api.request(
-                    "POST", "/me/sendMail", content=mime, headers={"Content-Type": "text/plain"}
-                )
-        except MailApiError as exc:
-            self.access.record("sent a mail", error=str(exc))
-            if exc.status in (400, 403, 413):
-                raise PermanentMailError(str(exc)) from exc
-            raise
-        self.access.record(f"put a mail in {self.settings.imap_folder}" if store else "sent a mail")
+    def _api_folder(self, name: str) -> str:
+        return folder_id(self.api, name, create=True)
+
+    def _api_store(self, message: EmailMessage, folder: str) -> None:
+        self.api.request(
+            "POST",
+            f"/me/mailFolders/{quote(folder)}/messages",
+            content=_mime(message),
+            headers={"Content-Type": "text/plain"},
+        )
+
+    def _api_send(self, message: EmailMessage) -> None:
+        self.api.request(
+            "POST", "/me/sendMail", content=_mime(message), headers={"Content-Type": "text/plain"}
+        )
+
+
+def _mime(message: EmailMessage) -> bytes:
+    """Graph takes a MIME message as base64 in a text/plain body."""
+    return base64.b64encode(message.as_bytes(policy=SMTP_POLICY))
