@@ -487,3 +487,37 @@ async def test_a_refused_mail_is_told_to_its_verified_sender_never_to_a_forged_o
         ("imap", "anne@clinic.example", "anne@clinic.example"),
     ]
     assert rows[0].reason.startswith("550 5.7.1 could not verify that this mail is from anne@")
+
+
+async def test_the_refusal_notice_is_written_in_the_accounts_language(
+    make_source, policy, dovecot, engine, smtp_sink, db_url, tmp_path
+):
+    """Issue 18: a French account's sender reads the refusal in French, like a confirmation
+    (the reason stays the hub's SMTP text, the words a bounce would carry)."""
+    from hub.mailout import MailOutbox
+    from hub.models import Account
+    from hub.registry import build_mail_sender
+
+    policy.config = make_config(
+        db_url,
+        tmp_path,
+        mail_out={"host": "127.0.0.1", "port": smtp_sink.port, "starttls": False},
+    )
+    with session_scope(engine) as s:
+        account = s.get(Account, 1)
+        assert account is not None
+        account.locale = "fr"
+    source, user = make_source()
+    dovecot.append(user, "INBOX", _mail(subject="Rendez-vous demain"))
+
+    stats = await source.run_once()
+    assert stats["failed"] == 1
+    sender = build_mail_sender(policy.config)
+    assert sender is not None
+    assert await MailOutbox(engine, sender).send_due() == 1
+
+    [notice] = smtp_sink.messages
+    assert notice["Subject"] == "SMS non envoyé : Rendez-vous demain"
+    body = notice.get_body().get_content()
+    assert "aucun SMS n'a été envoyé" in body and "Motif :" in body
+    assert "550 5.1.3 no phone number found in the subject 'Rendez-vous demain'" in body

@@ -166,13 +166,18 @@ async def live_preview(
     ]
     if nights:
         effect = {
-            "hold": "they will wait until the night ends (account setting)",
-            "warn": "they go out anyway (the account warns only)",
-            "off": "they go out anyway; the account page can hold them until morning",
+            "hold": _("they will wait until the night ends (account setting)"),
+            "warn": _("they go out anyway (the account warns only)"),
+            "off": _("they go out anyway; the account page can hold them until morning"),
         }[night.mode]
         shown["warnings"].append(
-            f"{len(nights)} SMS would arrive at night ({night.describe()} in the recipient's "
-            f"time): {effect}"
+            ngettext(
+                "%(num)s SMS would arrive at night (%(hours)s in the recipient's time): %(effect)s",
+                "%(num)s SMS would arrive at night (%(hours)s in the recipient's time): %(effect)s",
+                len(nights),
+                hours=night.describe(),
+                effect=effect,
+            )
         )
     # Each destination country has its own opt-out mention, hence its own parts: the cost
     # counts every recipient's, and the shown text is the first recipient's.

@@ -20,12 +20,14 @@ from datetime import timedelta
 from sqlalchemy import Engine, delete, select
 from sqlmodel import Session, col
 
+from hub import i18n
 from hub.config import Config
 from hub.db import session_scope
+from hub.i18n import gettext as _
 from hub.intake.confirm import confirmation_address
 from hub.intake.received import ReceivedMail
 from hub.mailout import build_message, queue_mail
-from hub.models import RefusedIntakeMail
+from hub.models import Account, RefusedIntakeMail
 from hub.templating import render
 from hub.timeutil import utcnow
 
@@ -64,14 +66,16 @@ def record(
     subject = parsed.subject if parsed else ""
     to = notice_address(mail) if config.mail_out.enabled else None
     if to is not None:
-        body = render("email/refusal.txt.j2", subject=subject, reply=reply)
+        # In the account's language, like the confirmations (the reason itself stays the
+        # hub's SMTP text: the same words a bounce would carry).
+        with i18n.use(i18n.account_language(session.get(Account, account_id), config)):
+            body = render("email/refusal.txt.j2", subject=subject, reply=reply)
+            title = _("SMS not sent: %(subject)s", subject=subject)
         headers = {}
         if parsed is not None and parsed.message_id:
             headers["In-Reply-To"] = f"<{parsed.message_id}>"
             headers["References"] = f"<{parsed.message_id}>"
-        message = build_message(
-            config.mail_out.from_address, to, f"SMS not sent: {subject}"[:200], body, headers
-        )
+        message = build_message(config.mail_out.from_address, to, title[:200], body, headers)
         # One notice per mail, however often the mailbox hands it over.
         if (
             queue_mail(
