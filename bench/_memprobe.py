@@ -104,6 +104,6 @@ signal.signal(signal.SIGUSR1, dump)
 # SIGUSR2: give the allocator's free memory back to the system (the bench's last step).
 signal.signal(signal.SIGUSR2, lambda *_: LIBC.malloc_trim(0))
 sys.argv = ["smshub", *sys.argv[1:]]
-from hub.cli import main  # noqa: E402 (tracemalloc must see the hub's imports)
+from hub.cli.main import main  # noqa: E402 (tracemalloc must see the hub's imports)
 
 main()

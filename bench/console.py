@@ -55,11 +55,11 @@ from sqlalchemy import Engine, text
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._pg import pg_database, pg_unreachable  # noqa: E402
-from hub.accounts import create_account  # noqa: E402
-from hub.config import Config, parse_config  # noqa: E402
-from hub.credits import top_up  # noqa: E402
-from hub.db import make_engine, session_scope, upgrade  # noqa: E402
-from hub.intake.addresses import add_mail_user  # noqa: E402
+from hub.core.config import Config, parse_config  # noqa: E402
+from hub.mail.intake.addresses import add_mail_user  # noqa: E402
+from hub.sending.accounts import create_account  # noqa: E402
+from hub.sending.credits import top_up  # noqa: E402
+from hub.store.db import make_engine, session_scope, upgrade  # noqa: E402
 
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 TARGET_MS = 200.0
@@ -264,7 +264,7 @@ def add_baseline_route(app: Any) -> None:
     from fastapi.responses import PlainTextResponse
 
     from hub.console.auth import User
-    from hub.db import read_scope
+    from hub.store.db import read_scope
 
     async def baseline(request: Request, user: User) -> PlainTextResponse:
         engine = request.app.state.hub.engine

@@ -3,7 +3,7 @@
 For each backend (SQLite in a temporary file, PostgreSQL in a database this script creates and
 drops), it
 
-1. fills the outbox with N messages through ``hub.sending.submit`` (not timed);
+1. fills the outbox with N messages through ``hub.sending.submit.submit`` (not timed);
 2. times ``Dispatcher.drain()`` sending them all through the simulator (no delivery reports,
    so report callbacks do not compete with sending; deduplication on);
 3. times a baseline on the same database, in the same process: N single-row INSERTs into a
@@ -55,15 +55,15 @@ from sqlmodel import col
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._pg import pg_database, pg_unreachable  # noqa: E402
-from hub import sending  # noqa: E402
-from hub.accounts import create_account  # noqa: E402
 from hub.app import Hub  # noqa: E402
-from hub.config import Config, parse_config  # noqa: E402
-from hub.credits import top_up  # noqa: E402
-from hub.db import make_engine, session_scope, upgrade  # noqa: E402
-from hub.dispatch import Dispatcher  # noqa: E402
-from hub.models import Message, MessageStatus, new_id  # noqa: E402
-from hub.timeutil import utcnow  # noqa: E402
+from hub.core.config import Config, parse_config  # noqa: E402
+from hub.core.timeutil import utcnow  # noqa: E402
+from hub.sending import submit as sending
+from hub.sending.accounts import create_account  # noqa: E402
+from hub.sending.credits import top_up  # noqa: E402
+from hub.sending.dispatch import Dispatcher  # noqa: E402
+from hub.store.db import make_engine, session_scope, upgrade  # noqa: E402
+from hub.store.models import Message, MessageStatus, new_id  # noqa: E402
 
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 TARGET_RATIO = 0.5
@@ -157,7 +157,7 @@ class DrainProfile:
 
     @contextmanager
     def wrapping_outbox(self) -> Iterator[None]:
-        from hub import outbox
+        from hub.sending import outbox
 
         originals = {name: getattr(outbox, name) for name in self.seconds}
 

@@ -12,7 +12,7 @@ the hub's HTTP API (uvicorn, in this process, so smsbox can deliver the reports)
    (``connectors/http_lanes.py``: httpcore's per-request walk over a shared pool costs more
    CPU than the rest of a request). That variant is the stricter comparison: it measures
    the hub's own overhead (outbox, dispatcher, reports) and nothing of the HTTP client;
-2. hub: fills the outbox with N single-part SMS through ``hub.sending.submit`` (not timed),
+2. hub: fills the outbox with N single-part SMS through ``hub.sending.submit.submit`` (not timed),
    then times ``Dispatcher.drain()`` until every message is accepted by smsbox and recorded;
 3. repeats, ROUNDS hub runs in all, each between two baseline runs; the figures are medians,
    so a drift of Kannel or a noisy neighbour on the machine shows instead of skewing one side.
@@ -64,15 +64,15 @@ from sqlmodel import col
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._pg import pg_database, pg_unreachable  # noqa: E402
-from hub import sending  # noqa: E402
-from hub.accounts import create_account  # noqa: E402
 from hub.app import Hub  # noqa: E402
-from hub.config import Config, parse_config  # noqa: E402
-from hub.credits import top_up  # noqa: E402
-from hub.db import make_engine, session_scope, upgrade  # noqa: E402
-from hub.metrics import CALLBACKS  # noqa: E402
-from hub.models import Message, MessageStatus  # noqa: E402
-from hub.providers import OutgoingSms  # noqa: E402
+from hub.core.config import Config, parse_config  # noqa: E402
+from hub.core.metrics import CALLBACKS  # noqa: E402
+from hub.ports.sms import OutgoingSms  # noqa: E402
+from hub.sending import submit as sending
+from hub.sending.accounts import create_account  # noqa: E402
+from hub.sending.credits import top_up  # noqa: E402
+from hub.store.db import make_engine, session_scope, upgrade  # noqa: E402
+from hub.store.models import Message, MessageStatus  # noqa: E402
 from tests.servers._util import free_port  # noqa: E402
 from tests.servers.kannel import KannelServer, start_kannel  # noqa: E402
 
@@ -343,7 +343,7 @@ class DrainProfile:
 
     @contextlib.contextmanager
     def wrapping_outbox(self) -> Iterator[None]:
-        from hub import outbox
+        from hub.sending import outbox
 
         originals = {name: getattr(outbox, name) for name in self.seconds}
 

@@ -37,12 +37,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench._pg import pg_database, pg_unreachable  # noqa: E402
-from hub.db import make_engine  # noqa: E402
+from hub.store.db import make_engine  # noqa: E402
 
 SMSHUB = [sys.executable, "-m", "hub"]
 PROBE = [sys.executable, str(REPO / "bench" / "_memprobe.py")]
 STEP = 10_000
-# Seconds without traffic before each figure: longer than hub.heap.TRIM_INTERVAL.
+# Seconds without traffic before each figure: longer than hub.runtime.heap.TRIM_INTERVAL.
 IDLE = 65.0
 
 
@@ -156,7 +156,7 @@ def measure(url: str, messages: int, probe: bool, trace: int = 0) -> dict[str, t
     probes: list[dict[str, object]] = []
     try:
         # Start-up, then idle; each figure is taken after a minute without traffic, as an
-        # idle hub is measured: its periodic heap trim (hub.heap) has run meanwhile.
+        # idle hub is measured: its periodic heap trim (hub.runtime.heap) has run meanwhile.
         time.sleep(IDLE)
         marks["idle"] = mark(hub.pid)
         print(

@@ -60,15 +60,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._pg import pg_database, pg_unreachable  # noqa: E402
 from connectors.calendar.google import GoogleCalendarSource  # noqa: E402
 from connectors.sms.simulator import read_log  # noqa: E402
-from hub import outbox  # noqa: E402
-from hub.accounts import create_account  # noqa: E402
 from hub.app import Hub  # noqa: E402
-from hub.config import Config, parse_config  # noqa: E402
-from hub.credits import top_up  # noqa: E402
-from hub.db import make_engine, session_scope, upgrade  # noqa: E402
-from hub.models import Calendar, CalendarEventRow, Message, Reminder  # noqa: E402
+from hub.core.config import Config, parse_config  # noqa: E402
+from hub.core.timeutil import as_utc, utcnow  # noqa: E402
 from hub.reminders.sync import sync_calendar  # noqa: E402
-from hub.timeutil import as_utc, utcnow  # noqa: E402
+from hub.sending import outbox
+from hub.sending.accounts import create_account  # noqa: E402
+from hub.sending.credits import top_up  # noqa: E402
+from hub.store.db import make_engine, session_scope, upgrade  # noqa: E402
+from hub.store.models import Calendar, CalendarEventRow, Message, Reminder  # noqa: E402
 from tests.fakes.google_calendar import GoogleCalendarFake, _Handler  # noqa: E402
 from tests.fakes.smsfactor import BackgroundServer  # noqa: E402
 
@@ -188,7 +188,7 @@ def add_calendar(engine: Engine, fake_url: str, google_id: str, name: str, **rul
         "page_size": PAGE_SIZE,
     }
     with session_scope(engine) as session:
-        from hub.accounts import get_account
+        from hub.sending.accounts import get_account
 
         account = get_account(session, "bench")
         assert account.id is not None

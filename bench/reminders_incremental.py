@@ -22,13 +22,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._pg import pg_database  # noqa: E402
-from hub.accounts import create_account, get_account  # noqa: E402
-from hub.calendars import CalendarEvent, SyncResult, SyncWindow  # noqa: E402
-from hub.config import parse_config  # noqa: E402
-from hub.credits import top_up  # noqa: E402
-from hub.db import make_engine, session_scope, upgrade  # noqa: E402
-from hub.models import Calendar  # noqa: E402
+from hub.core.config import parse_config  # noqa: E402
+from hub.ports.calendar import CalendarEvent, SyncResult, SyncWindow  # noqa: E402
 from hub.reminders.reconcile import reconcile_chunked  # noqa: E402
+from hub.sending.accounts import create_account, get_account  # noqa: E402
+from hub.sending.credits import top_up  # noqa: E402
+from hub.store.db import make_engine, session_scope, upgrade  # noqa: E402
+from hub.store.models import Calendar  # noqa: E402
 
 
 def events(count: int, base: datetime, moved: set[int]) -> list[CalendarEvent]:

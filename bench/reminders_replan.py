@@ -27,15 +27,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sqlalchemy import event, insert  # noqa: E402
 
 from bench._pg import pg_database  # noqa: E402
-from hub.accounts import create_account, get_account  # noqa: E402
-from hub.calendar_setup import update_rules  # noqa: E402
-from hub.calendars import CalendarEvent, SyncResult, SyncWindow  # noqa: E402
-from hub.config import parse_config  # noqa: E402
-from hub.credits import top_up  # noqa: E402
-from hub.db import make_engine, session_scope, table, upgrade  # noqa: E402
-from hub.models import Calendar, Contact, ContactList  # noqa: E402
+from hub.core.config import parse_config  # noqa: E402
+from hub.ports.calendar import CalendarEvent, SyncResult, SyncWindow  # noqa: E402
 from hub.reminders.reconcile import reconcile_chunked  # noqa: E402
 from hub.reminders.replan import replan  # noqa: E402
+from hub.reminders.setup import update_rules  # noqa: E402
+from hub.sending.accounts import create_account, get_account  # noqa: E402
+from hub.sending.credits import top_up  # noqa: E402
+from hub.store.db import make_engine, session_scope, table, upgrade  # noqa: E402
+from hub.store.models import Calendar, Contact, ContactList  # noqa: E402
 
 
 def _number(n: int) -> tuple[str, str]:

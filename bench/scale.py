@@ -33,12 +33,12 @@ sys.path.insert(0, str(REPO))
 
 from bench._pg import pg_database, pg_unreachable  # noqa: E402
 from connectors.sms.simulator import read_log  # noqa: E402
-from hub import sending  # noqa: E402
-from hub.accounts import create_account  # noqa: E402
-from hub.config import parse_config  # noqa: E402
-from hub.credits import top_up  # noqa: E402
-from hub.db import make_engine, session_scope, upgrade  # noqa: E402
-from hub.models import Message  # noqa: E402
+from hub.core.config import parse_config  # noqa: E402
+from hub.sending import submit as sending  # noqa: E402
+from hub.sending.accounts import create_account  # noqa: E402
+from hub.sending.credits import top_up  # noqa: E402
+from hub.store.db import make_engine, session_scope, upgrade  # noqa: E402
+from hub.store.models import Message  # noqa: E402
 
 
 def _queue(url: str, n: int, workdir: Path) -> None:

@@ -5,7 +5,7 @@ drops), in one process and one run:
 
 1. a bare aiosmtpd server (a handler that accepts every RCPT and answers 250 to DATA without
    looking at the mail or storing anything) on its own event-loop thread;
-2. the hub's listener (``hub.intake.smtp.start_smtp`` with a real ``IntakePolicy``) on its
+2. the hub's listener (``hub.mail.intake.smtp.start_smtp`` with a real ``IntakePolicy``) on its
    own event-loop thread, on a migrated database with one account and one intake address:
    every 250 it sends comes after the mail and its SMS are committed;
 
@@ -68,15 +68,15 @@ from sqlmodel import select
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._pg import pg_database, pg_unreachable  # noqa: E402
-from hub.accounts import create_account  # noqa: E402
-from hub.config import Config, parse_config  # noqa: E402
-from hub.credits import top_up  # noqa: E402
-from hub.db import make_engine, session_scope, upgrade  # noqa: E402
-from hub.intake.addresses import add_intake_address  # noqa: E402
-from hub.intake.policy import IntakePolicy  # noqa: E402
-from hub.intake.received import MailEnvelope  # noqa: E402
-from hub.intake.smtp import start_smtp  # noqa: E402
-from hub.models import InboundMail, Message  # noqa: E402
+from hub.core.config import Config, parse_config  # noqa: E402
+from hub.mail.intake.addresses import add_intake_address  # noqa: E402
+from hub.mail.intake.policy import IntakePolicy  # noqa: E402
+from hub.mail.intake.received import MailEnvelope  # noqa: E402
+from hub.mail.intake.smtp import start_smtp  # noqa: E402
+from hub.sending.accounts import create_account  # noqa: E402
+from hub.sending.credits import top_up  # noqa: E402
+from hub.store.db import make_engine, session_scope, upgrade  # noqa: E402
+from hub.store.models import InboundMail, Message  # noqa: E402
 
 T = TypeVar("T")
 
@@ -327,22 +327,22 @@ class IntakeProfile:
 
     # (module, attribute) wrapped with a wall-clock span; nested spans are inclusive.
     SPANS = [
-        ("hub.intake.policy", "IntakePolicy.check_rcpt"),
-        ("hub.intake.group_commit", "GroupCommit._run_batch"),
-        ("hub.intake.policy", "IntakePolicy._take_together"),
-        ("hub.intake.policy", "IntakePolicy.receive"),
-        ("hub.mailparse", "parse_mail"),
-        ("hub.links", "mail_attachments"),
-        ("hub.intake.directory", "IntakeDirectory.load"),
-        ("hub.intake.policy", "IntakePolicy.read"),
-        ("hub.intake.received", "relay_verdict"),
-        ("hub.intake.policy", "IntakePolicy._check_limits"),
-        ("hub.sending", "SubmitBatch.prepare"),
-        ("hub.sending", "SubmitBatch.submit"),
-        ("hub.sending", "SubmitBatch.settle"),
-        ("hub.sending", "SubmitBatch.write"),
-        ("hub.phone", "parse_number"),
-        ("hub.credits", "charge_many"),
+        ("hub.mail.intake.policy", "IntakePolicy.check_rcpt"),
+        ("hub.mail.intake.group_commit", "GroupCommit._run_batch"),
+        ("hub.mail.intake.policy", "IntakePolicy._take_together"),
+        ("hub.mail.intake.policy", "IntakePolicy.receive"),
+        ("hub.mail.parse", "parse_mail"),
+        ("hub.campaigns.links", "mail_attachments"),
+        ("hub.mail.intake.directory", "IntakeDirectory.load"),
+        ("hub.mail.intake.policy", "IntakePolicy.read"),
+        ("hub.mail.intake.received", "relay_verdict"),
+        ("hub.mail.intake.policy", "IntakePolicy._check_limits"),
+        ("hub.sending.submit", "SubmitBatch.prepare"),
+        ("hub.sending.submit", "SubmitBatch.submit"),
+        ("hub.sending.submit", "SubmitBatch.settle"),
+        ("hub.sending.submit", "SubmitBatch.write"),
+        ("hub.core.phone", "parse_number"),
+        ("hub.sending.credits", "charge_many"),
     ]
     # The spans that run on worker threads from the event loop (a batch of mails, RCPT TO
     # to an address not seen lately): the policy's share of the time.
@@ -437,9 +437,8 @@ class IntakeProfile:
 
     @contextmanager
     def installed(self, engine: Engine, loop: LoopThread) -> Iterator[None]:
-        import hub.links
-        import hub.mailparse
-        import hub.phone  # noqa: F401  (wrapped by name below)
+        import hub.campaigns.links
+        import hub.core.phone  # noqa: F401  (wrapped by name below)
 
         for module_name, attr in self.SPANS:
             self._wrap(module_name, attr)

@@ -12,20 +12,22 @@ import httpx
 from sqlalchemy import Engine
 from sqlmodel import select
 
-from hub import credits, i18n, sending
-from hub.accounts import create_account
-from hub.config import Config
-from hub.db import make_engine, session_scope
-from hub.dispatch import Dispatcher
-from hub.leadership import Leadership
-from hub.mailout import MailOutbox
-from hub.models import Account
-from hub.providers import ProviderContext, ProviderEvent, SmsProvider
-from hub.registry import build_mail_sender, build_sms_provider
+from hub.core import i18n
+from hub.core.config import Config
+from hub.inbound.webhooks import WebhookSender
+from hub.mail.outbox import MailOutbox
+from hub.ports.registry import build_mail_sender, build_sms_provider
+from hub.ports.sms import ProviderContext, ProviderEvent, SmsProvider
 from hub.reminders.writeback import AnswerWriter
-from hub.reports import ReportPolicy, apply_events
-from hub.state_sql import state_store
-from hub.webhooks import WebhookSender
+from hub.sending import credits
+from hub.sending import submit as sending
+from hub.sending.accounts import create_account
+from hub.sending.dispatch import Dispatcher
+from hub.sending.reports import ReportPolicy, apply_events
+from hub.store.db import make_engine, session_scope
+from hub.store.leadership import Leadership
+from hub.store.models import Account
+from hub.store.state_sql import state_store
 
 # The interpreter's switch interval while a dispatcher runs in this process (default 5 ms).
 GIL_SWITCH_SECONDS = 0.001
@@ -39,7 +41,7 @@ class Hub:
     """One running hub: what every door and the dispatcher share."""
 
     def __init__(self, config: Config, engine: Engine | None = None) -> None:
-        from hub.api import create_api
+        from hub.api.app import create_api
 
         self.config = config
         # Texts written for no account in particular (SMTP refusals): the hub's language.
@@ -47,7 +49,7 @@ class Hub:
         self.engine = engine or make_engine(
             config.database_url, busy_timeout=config.database.sqlite_busy_timeout
         )
-        # Connector state every instance shares (hub/state.py), secrets encrypted.
+        # Connector state every instance shares (hub/ports/state.py), secrets encrypted.
         self.state = state_store(self.engine, config)
         self.policy = ReportPolicy(
             report_window=timedelta(hours=config.dispatcher.report_window_hours),
@@ -140,7 +142,7 @@ class Hub:
     def submit(self, req: sending.SubmitRequest) -> sending.SubmitResult:
         """Submit and nudge the dispatcher (blocking: call from a worker thread)."""
         result = sending.submit(self.engine, self.config, req)
-        # smshub_submitted_total is counted by hub.sending at the commit, for every door.
+        # smshub_submitted_total is counted by hub.sending.submit at the commit, for every door.
         queued = sum(1 for r in result.recipients if r.status in {"queued", "scheduled"})
         if self.dispatcher is not None and queued and self._loop is not None:
             self._loop.call_soon_threadsafe(self.dispatcher.wake)

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from hub import idempotency, outbox
-from hub.intake import refusals
+from hub.mail.intake import refusals
+from hub.sending import idempotency, outbox
 from scheduler.leader import LeaderLock
 
 if TYPE_CHECKING:
@@ -58,7 +58,7 @@ def start_scheduler(hub: Hub) -> AsyncIOScheduler:
         # Catches balance crossings made by paths that do not check alerts themselves.
         if not await asyncio.to_thread(leader.acquire):
             return
-        from hub.alerts import check_all
+        from hub.inbound.alerts import check_all
 
         if await asyncio.to_thread(check_all, hub.engine, hub.config) and hub.mail_outbox:
             hub.mail_outbox.wake()

@@ -6,8 +6,8 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
-from hub.db import is_sqlite
-from hub.leadership import LOCK_KEY, Leadership
+from hub.store.db import is_sqlite
+from hub.store.leadership import LOCK_KEY, Leadership
 
 
 class LeaderLock:

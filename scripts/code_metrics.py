@@ -52,11 +52,15 @@ def main() -> int:
     failing = [f for f in over if f[0] not in DECLARATIVE]
     top = max(found, key=lambda f: f[2])
     print(f"modules at the root of hub/: {len(root_modules)} ({', '.join(root_modules)})")
-    print(f"functions: {len(found)}; over 50 lines: {sum(f[1] > 50 for f in found)}; "
-          f"over 80: {sum(f[1] > 80 for f in found)}; over 100: {sum(f[1] > 100 for f in found)}")
+    print(
+        f"functions: {len(found)}; over 50 lines: {sum(f[1] > 50 for f in found)}; "
+        f"over 80: {sum(f[1] > 80 for f in found)}; over 100: {sum(f[1] > 100 for f in found)}"
+    )
     print(f"highest complexity: {top[2]} ({top[0]})")
-    print(f"over complexity {MAX_COMPLEXITY} or {MAX_LINES} lines: {len(over)} "
-          f"({len(over) - len(failing)} declarative)")
+    print(
+        f"over complexity {MAX_COMPLEXITY} or {MAX_LINES} lines: {len(over)} "
+        f"({len(over) - len(failing)} declarative)"
+    )
     if args.list:
         for name, lines, complexity in sorted(over, key=lambda f: (-f[2], -f[1])):
             print(f"  {complexity:3d} cc {lines:4d} lines  {name}")

@@ -158,8 +158,9 @@ def main() -> int:
     for members in components:
         print(f"cycle of {len(members)} modules: {', '.join(members)}")
         print(f"  e.g. {' -> '.join(shortest_loop(graph, members))}")
-    print(f"{len(graph)} modules, {sum(map(len, graph.values()))} imports, "
-          f"{len(components)} cycles")
+    print(
+        f"{len(graph)} modules, {sum(map(len, graph.values()))} imports, {len(components)} cycles"
+    )
     return 1 if components else 0
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from hub.config import Config
+from hub.core.config import Config
 from tests.conftest import make_config
 
 # Small bounds, so that pagination and every limit are reached with a handful of rows.

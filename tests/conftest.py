@@ -19,9 +19,9 @@ from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 from sqlmodel import SQLModel
 
-import hub.models  # noqa: F401  (registers the tables)
-from hub.config import Config, parse_config
-from hub.db import make_engine, session_scope, upgrade
+import hub.store.models  # noqa: F401  (registers the tables)
+from hub.core.config import Config, parse_config
+from hub.store.db import make_engine, session_scope, upgrade
 
 # Fixtures of the real servers, available to every test module.
 pytest_plugins = [
@@ -131,8 +131,8 @@ def config(db_url: str, tmp_path: Path) -> Config:
 @pytest.fixture
 def account(engine: Engine) -> str:
     """Account 'acme' (region FR) with 100 credits."""
-    from hub.accounts import create_account
-    from hub.credits import top_up
+    from hub.sending.accounts import create_account
+    from hub.sending.credits import top_up
 
     with session_scope(engine) as session:
         create_account(session, "acme", region="FR")
@@ -166,8 +166,8 @@ def refuse_unlink(monkeypatch: pytest.MonkeyPatch, path: Path) -> None:
 def name_keyed_file(data_dir: Path, calendar: str, kind: str, settings: dict[str, Any]) -> Path:
     """Where a hub before calendar ids kept the first file the KIND source of the calendar
     named CALENDAR keeps (its cached copy, renewed token...): named after CALENDAR."""
-    from hub.calendar_setup import source_state_files
-    from hub.calendars import SourceContext, calendar_source_name
+    from hub.ports.calendar import SourceContext, calendar_source_name
+    from hub.reminders.setup import source_state_files
 
     ctx = SourceContext(calendar_source_name(calendar), data_dir)
     return source_state_files(kind, settings)(ctx)[0].path

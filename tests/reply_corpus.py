@@ -15,7 +15,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from hub.mailparse.reply import extract_reply_text
+from hub.mail.parse.reply import extract_reply_text
 
 CORPUS = Path(__file__).parent / "data" / "replies"
 _WHITESPACE = re.compile(r"\s+")

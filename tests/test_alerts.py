@@ -12,11 +12,13 @@ import pytest
 from sqlmodel import col, select
 from typer.testing import CliRunner
 
-from hub import alerts, credits, sending
-from hub.accounts import create_account, get_account
-from hub.db import session_scope
 from hub.errors import InsufficientCredits
-from hub.models import Account, Message, OutgoingMail
+from hub.inbound import alerts
+from hub.sending import credits
+from hub.sending import submit as sending
+from hub.sending.accounts import create_account, get_account
+from hub.store.db import session_scope
+from hub.store.models import Account, Message, OutgoingMail
 from tests.conftest import make_config
 from tests.servers.smtp_sink import SmtpSink
 
@@ -199,7 +201,7 @@ def test_concurrent_crossings_alert_once(engine, account, config):
 
 @pytest.fixture
 def smshub(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
-    from hub import cli
+    from hub.cli import main as cli
 
     cfg = tmp_path / "smshub.toml"
     cfg.write_text(

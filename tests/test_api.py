@@ -7,9 +7,9 @@ from typing import Any
 import httpx
 import pytest
 
-from hub.accounts import create_account, create_token
-from hub.credits import top_up, transfer
-from hub.db import session_scope
+from hub.sending.accounts import create_account, create_token
+from hub.sending.credits import top_up, transfer
+from hub.store.db import session_scope
 
 
 @pytest.fixture
@@ -57,7 +57,7 @@ async def test_send_then_read_until_delivered(hub, client, tokens):
 async def test_missing_or_revoked_token_is_401(client, tokens, engine):
     assert (await client.get("/v1/account")).status_code == 401
     assert (await client.get("/v1/account", headers=_auth("smh_nope"))).status_code == 401
-    from hub.accounts import revoke_token
+    from hub.sending.accounts import revoke_token
 
     with session_scope(engine) as s:
         revoke_token(s, tokens["other"][:10])

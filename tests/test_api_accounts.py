@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
-from hub.config import Config
-from hub.credits import ledger_problems
-from hub.db import session_scope
-from hub.models import LedgerEntry
+from hub.core.config import Config
+from hub.sending.credits import ledger_problems
+from hub.store.db import session_scope
+from hub.store.models import LedgerEntry
 from tests.api_resources import all_pages, assert_documented, auth, small_limits
 
 # The API fixtures of test_api.py, used as test arguments (hence F811 below).

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
-from hub import optout
-from hub.config import Config
-from hub.db import session_scope
-from hub.models import Account, Campaign
-from hub.timeutil import utcnow
+from hub.core.config import Config
+from hub.core.timeutil import utcnow
+from hub.sending import optout
+from hub.store.db import session_scope
+from hub.store.models import Account, Campaign
 from tests.api_resources import all_pages, assert_documented, auth, small_limits
 
 # The API fixtures of test_api.py, used as test arguments (hence F811 below).

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from hub.config import Config
+from hub.core.config import Config
 from tests.api_resources import all_pages, assert_documented, auth, small_limits
 
 # The API fixtures of test_api.py, used as test arguments (hence F811 below).

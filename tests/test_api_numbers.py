@@ -13,9 +13,9 @@ import pytest
 from openpyxl import Workbook
 from sqlmodel import col, select
 
-from hub.config import Config
-from hub.db import session_scope
-from hub.models import OptOutEvent
+from hub.core.config import Config
+from hub.store.db import session_scope
+from hub.store.models import OptOutEvent
 from tests.api_resources import all_pages, assert_documented, auth, small_limits
 
 # The API fixtures of test_api.py, used as test arguments (hence F811 below).

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
-from hub.config import Config
-from hub.db import session_scope
-from hub.models import WebhookDelivery, WebhookEndpoint
+from hub.core.config import Config
+from hub.store.db import session_scope
+from hub.store.models import WebhookDelivery, WebhookEndpoint
 from tests.api_resources import all_pages, assert_documented, auth, small_limits
 
 # The API fixtures of test_api.py, used as test arguments (hence F811 below).

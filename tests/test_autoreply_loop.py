@@ -18,11 +18,11 @@ import pytest
 from sqlalchemy import Engine
 from sqlmodel import col, select
 
-from hub.accounts import create_account
 from hub.app import Hub
-from hub.credits import top_up
-from hub.db import make_engine, session_scope
-from hub.models import InboundMessage, Message
+from hub.sending.accounts import create_account
+from hub.sending.credits import top_up
+from hub.store.db import make_engine, session_scope
+from hub.store.models import InboundMessage, Message
 from tests.conftest import make_config
 
 NUMBER_A = "+33612340001"

@@ -14,13 +14,13 @@ from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
 
-from hub import cli as hub_cli
-from hub import sending
-from hub.cli import app
-from hub.config import Config
-from hub.credits import ledger_problems
-from hub.db import make_engine, session_scope
-from hub.schema_check import inspect_schema
+from hub.cli import main as hub_cli
+from hub.cli.main import app
+from hub.core.config import Config
+from hub.sending import submit as sending
+from hub.sending.credits import ledger_problems
+from hub.store.db import make_engine, session_scope
+from hub.store.schema_check import inspect_schema
 from tests.conftest import require_server
 from tests.test_migrations import snapshot
 

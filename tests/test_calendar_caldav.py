@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from connectors.calendar.caldav import CalDavSettings, CalDavSource, _State
-from hub.calendars import (
+from hub.ports.calendar import (
     CalendarEvent,
     CalendarSource,
     CursorExpired,

@@ -20,10 +20,10 @@ from sqlalchemy import func
 from sqlmodel import select
 from typer.testing import CliRunner
 
-from hub import cli
-from hub.db import make_engine, session_scope
-from hub.models import Calendar, CalendarEventRow, ConnectorState, Message, Reminder
-from hub.state_sql import state_store
+from hub.cli import main as cli
+from hub.store.db import make_engine, session_scope
+from hub.store.models import Calendar, CalendarEventRow, ConnectorState, Message, Reminder
+from hub.store.state_sql import state_store
 from tests.conftest import make_config, name_keyed_file, refuse_unlink
 from tests.fakes import graph
 from tests.fakes.smsfactor import BackgroundServer
@@ -455,7 +455,7 @@ def _connect_ics(smshub: Any, url: str, name: str, *settings: str) -> None:
 
 
 def _secret(path: Path, value: str = "s3cret") -> Path:
-    from hub.calendar_setup import write_secret_file
+    from hub.reminders.setup import write_secret_file
 
     path.parent.mkdir(parents=True, exist_ok=True)
     write_secret_file(path, value)
@@ -564,7 +564,7 @@ def test_a_file_that_cannot_be_deleted_is_reported_and_the_removal_succeeds(
 
 
 def test_files_are_deleted_only_once_the_removal_is_committed(smshub, db_url, tmp_path, ics_http):
-    from hub.calendar_setup import remove_calendar
+    from hub.reminders.setup import remove_calendar
 
     _connect_ics(smshub, ics_http, "cabinet")
     (cached,) = (tmp_path / "calendars").glob("*.ics")
@@ -817,7 +817,7 @@ def test_auth_google_stores_the_token_owner_only(smshub, monkeypatch, tmp_path):
 
 def test_auth_microsoft_prints_the_token_and_reports_failures(smshub, monkeypatch):
     import connectors.calendar.graph as graph
-    from hub.calendars import SourceError
+    from hub.ports.calendar import SourceError
 
     seen: dict[str, Any] = {}
 

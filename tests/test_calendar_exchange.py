@@ -13,7 +13,8 @@ import pytest
 from exchangelib.protocol import Protocol
 
 from connectors.calendar.exchange import ExchangeCalendarSource, ExchangeSettings
-from hub.calendars import (
+from hub.errors import ConfigError
+from hub.ports.calendar import (
     Attendee,
     CalendarEvent,
     CalendarSource,
@@ -22,8 +23,7 @@ from hub.calendars import (
     SourceError,
     SyncWindow,
 )
-from hub.errors import ConfigError
-from hub.registry import build_calendar_source
+from hub.ports.registry import build_calendar_source
 from tests.fakes.ews import MAILBOX, PASSWORD, USERNAME, EwsFake, ews_fake  # noqa: F401
 
 PARIS = ZoneInfo("Europe/Paris")

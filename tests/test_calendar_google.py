@@ -13,7 +13,7 @@ import pytest
 from pydantic import ValidationError
 
 from connectors.calendar.google import SCOPE, GoogleCalendarSource, GoogleSettings
-from hub.calendars import (
+from hub.ports.calendar import (
     CalendarSource,
     CursorExpired,
     EventStatus,
@@ -24,7 +24,7 @@ from hub.calendars import (
     SyncWindow,
     occurrence_id,
 )
-from hub.registry import build_calendar_source
+from hub.ports.registry import build_calendar_source
 from hub.reminders.sync import calendar_secrets
 from tests.fakes import google_calendar
 from tests.fakes.google_calendar import GoogleCalendarFake

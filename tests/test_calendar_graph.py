@@ -21,7 +21,7 @@ from connectors.calendar.graph import (
     device_code_login,
     to_event,
 )
-from hub.calendars import (
+from hub.ports.calendar import (
     CalendarSource,
     CursorExpired,
     EventStatus,
@@ -31,9 +31,9 @@ from hub.calendars import (
     SyncWindow,
     occurrence_id,
 )
-from hub.registry import build_calendar_source
+from hub.ports.registry import build_calendar_source
+from hub.ports.state import MemoryStateStore
 from hub.reminders.sync import calendar_secrets
-from hub.state import MemoryStateStore
 from tests.fakes import graph
 from tests.fakes.graph import GraphFake
 

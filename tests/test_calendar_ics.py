@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from connectors.calendar.ics import IcsSettings, IcsSource, expand_events, read_calendar
-from hub.calendars import (
+from hub.ports.calendar import (
     CalendarEvent,
     CalendarSource,
     EventStatus,

@@ -13,14 +13,15 @@ import pytest
 from sqlalchemy import Engine
 from sqlmodel import col, select
 
-from hub import campaigns, contacts, sending
-from hub import message_templates as mt
-from hub.config import Config
-from hub.credits import ledger_problems
-from hub.db import session_scope
+from hub.campaigns import campaigns, contacts
+from hub.campaigns import templates as mt
+from hub.core.config import Config
+from hub.core.timeutil import utcnow
 from hub.errors import ConflictError, InvalidInput
-from hub.models import Account, Campaign, LinkClick, Message, ShortLink
-from hub.timeutil import utcnow
+from hub.sending import submit as sending
+from hub.sending.credits import ledger_problems
+from hub.store.db import session_scope
+from hub.store.models import Account, Campaign, LinkClick, Message, ShortLink
 from tests.conftest import make_config
 
 # 4 merge fields from the list, plus the number.
@@ -357,7 +358,7 @@ async def test_report_after_dispatch_clicks_and_export(hub, engine, config, acco
 def smshub(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     from typer.testing import CliRunner
 
-    from hub import cli
+    from hub.cli import main as cli
 
     cfg = tmp_path / "smshub.toml"
     cfg.write_text(

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from hub import cli
+from hub.cli import main as cli
 
 
 @pytest.fixture
@@ -209,8 +209,8 @@ def test_accounts_set_changes_only_what_is_given(smshub):
     assert code == 0, out
     code, _, err = smshub("accounts", "set", "acme", "--route", "carrier-pigeon")
     assert code != 0 and "carrier-pigeon" in err
-    from hub.db import session_scope
-    from hub.models import Account
+    from hub.store.db import session_scope
+    from hub.store.models import Account
 
     with session_scope(cli.get_engine()) as s:
         acc = s.get(Account, 1)

@@ -19,16 +19,17 @@ import pytest
 import uvicorn
 from sqlmodel import col, select
 
-from hub import clicks, links, segments
-from hub.account_settings import set_track_links
-from hub.accounts import create_token, get_account
-from hub.campaigns import campaign_report, create_campaign, export_campaign
-from hub.db import session_scope
-from hub.intake.addresses import MailLogin, add_intake_address, add_mail_user
-from hub.intake.policy import IntakePolicy, MailEnvelope
-from hub.message_templates import preview_personalized
-from hub.models import Campaign, LinkClick, Message, ShortLink
-from hub.timeutil import as_utc
+from hub.campaigns import clicks, links
+from hub.campaigns.campaigns import campaign_report, create_campaign, export_campaign
+from hub.campaigns.templates import preview_personalized
+from hub.core import segments
+from hub.core.timeutil import as_utc
+from hub.mail.intake.addresses import MailLogin, add_intake_address, add_mail_user
+from hub.mail.intake.policy import IntakePolicy, MailEnvelope
+from hub.sending.account_settings import set_track_links
+from hub.sending.accounts import create_token, get_account
+from hub.store.db import session_scope
+from hub.store.models import Campaign, LinkClick, Message, ShortLink
 from tests.conftest import make_config
 from tests.servers._util import free_port
 from tests.test_links import PUBLIC, smshub, tiny_png  # noqa: F401  (smshub: the CLI fixture)

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from hub import compliance, segments
+from hub import compliance
 from hub.compliance import (
     DEFAULT_SENDER_RULE,
     SENDER_RULES,
@@ -36,8 +36,9 @@ from hub.compliance import (
     with_optout_mention,
 )
 from hub.compliance import hours as hours_module
+from hub.core import segments
 from hub.errors import InvalidInput
-from hub.models import MessageType
+from hub.store.models import MessageType
 
 RULES = MarketingHours()
 MENTION = OptOutMention()

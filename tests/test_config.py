@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from hub.app import Hub
-from hub.config import load_config, parse_config
+from hub.core.config import load_config, parse_config
 from hub.errors import ConfigError
 
 EXAMPLE = Path(__file__).parent.parent / "config.example.toml"
@@ -84,7 +84,7 @@ def test_example_documents_every_option():
     """config.example.toml lists every option of every section, each with a comment."""
     import tomllib
 
-    from hub.config import Config
+    from hub.core.config import Config
 
     example = tomllib.loads(EXAMPLE.read_text())
     for name, field in Config.model_fields.items():

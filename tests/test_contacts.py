@@ -13,10 +13,10 @@ import pytest
 from sqlalchemy import Engine, func
 from sqlmodel import select
 
-from hub import contacts
-from hub.db import session_scope
+from hub.campaigns import contacts
 from hub.errors import InvalidInput, NotFound
-from hub.models import Contact, ContactList, Message
+from hub.store.db import session_scope
+from hub.store.models import Contact, ContactList, Message
 
 HEADER = ["Numéro", "Prénom", "Nom", "Société", "First name"]
 ROWS = [
@@ -287,7 +287,7 @@ def test_bad_names_and_files_are_refused(engine, account):
 def smshub(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     from typer.testing import CliRunner
 
-    from hub import cli
+    from hub.cli import main as cli
 
     cfg = tmp_path / "smshub.toml"
     cfg.write_text(
@@ -350,8 +350,8 @@ def test_cli_import_preview_json_then_lists(smshub, tmp_path):
 
 # -- list:NAME in a mail subject ----------------------------------------------------------
 def test_mail_subject_list_token_sends_to_the_members(engine, config, account):
-    from hub.intake.addresses import add_intake_address, add_mail_user, check_login
-    from hub.intake.policy import IntakePolicy, MailEnvelope
+    from hub.mail.intake.addresses import add_intake_address, add_mail_user, check_login
+    from hub.mail.intake.policy import IntakePolicy, MailEnvelope
 
     with session_scope(engine) as s:
         add_intake_address(s, "acme", "sms@hub.test", require_auth=True)

@@ -18,10 +18,10 @@ from typing import Any
 from sqlalchemy import Engine, func
 from sqlmodel import col, select
 
-from hub.accounts import create_account
-from hub.credits import ledger_problems, top_up
-from hub.db import session_scope
-from hub.models import Account, LedgerEntry, LedgerKind, Message
+from hub.sending.accounts import create_account
+from hub.sending.credits import ledger_problems, top_up
+from hub.store.db import session_scope
+from hub.store.models import Account, LedgerEntry, LedgerKind, Message
 
 CREDITS = 300
 TRIES = 400
@@ -52,9 +52,9 @@ def _send_many(
     results: Any,
 ) -> None:
     """Child process: TRIES single-recipient submits as ACCOUNT, as fast as it can."""
-    from hub import sending
-    from hub.db import make_engine
     from hub.errors import InsufficientCredits
+    from hub.sending import submit as sending
+    from hub.store.db import make_engine
     from tests.conftest import make_config
 
     engine = make_engine(db_url)

@@ -11,20 +11,21 @@ from typing import Any, ClassVar
 import pytest
 from sqlmodel import col, select
 
-from hub import outbox, sending
-from hub.callbacks import CallbackView
-from hub.config import Config
-from hub.credits import ledger_problems
-from hub.db import session_scope
-from hub.dispatch import Dispatcher
-from hub.models import InboundMessage, Message, MessageEvent
-from hub.providers import (
+from hub.core.config import Config
+from hub.core.timeutil import as_utc, utcnow
+from hub.ports.sms import (
     OutgoingSms,
     ProviderSettings,
     SendOutcome,
     SendResult,
 )
-from hub.timeutil import as_utc, utcnow
+from hub.sending import outbox
+from hub.sending import submit as sending
+from hub.sending.callbacks import CallbackView
+from hub.sending.credits import ledger_problems
+from hub.sending.dispatch import Dispatcher
+from hub.store.db import session_scope
+from hub.store.models import InboundMessage, Message, MessageEvent
 from tests.conftest import make_config
 
 
@@ -234,7 +235,7 @@ async def test_transient_failures_are_retried_then_fail_with_refund(engine, conf
         3,
     )
     with session_scope(engine) as s:
-        from hub.accounts import get_account
+        from hub.sending.accounts import get_account
 
         assert get_account(s, "acme").balance == 100
         assert ledger_problems(s) == []
@@ -247,7 +248,7 @@ async def test_permanent_rejection_fails_at_once_and_refunds(engine, config, acc
     message = _messages(engine)[mid]
     assert (message.status, message.reason) == ("failed", "invalid_number")
     with session_scope(engine) as s:
-        from hub.accounts import get_account
+        from hub.sending.accounts import get_account
 
         assert get_account(s, "acme").balance == 100
 
@@ -336,7 +337,7 @@ async def test_maybe_sent_is_unknown_unless_the_provider_deduplicates(engine, co
     message = _messages(engine)[mid]
     assert (message.status, message.reason) == ("unknown", "provider_timeout")
     with session_scope(engine) as s:
-        from hub.accounts import get_account
+        from hub.sending.accounts import get_account
 
         assert get_account(s, "acme").balance == 99  # maybe sent: stays charged
     safe = FlakyProvider("safe", [SendOutcome.UNKNOWN], deduplicates=True)
@@ -426,8 +427,8 @@ async def test_next_batch_goes_out_while_the_last_one_is_in_flight(engine, confi
 
 
 async def test_reports_of_one_message_in_one_batch_apply_in_order(engine, config, account):
-    from hub.providers import DeliveryReason, DeliveryReport, DeliveryState
-    from hub.reports import ReportPolicy, apply_events
+    from hub.ports.sms import DeliveryReason, DeliveryReport, DeliveryState
+    from hub.sending.reports import ReportPolicy, apply_events
 
     [mid] = _submit(engine, config, "0612345678")
     [claimed] = outbox.claim(engine, "w", 10)
@@ -472,7 +473,7 @@ async def test_reports_of_one_message_in_one_batch_apply_in_order(engine, config
 
 
 async def test_outcome_writer_groups_writes_and_reports_a_failed_one(monkeypatch):
-    from hub.outcome_writer import OutcomeWriter
+    from hub.sending.outcome_writer import OutcomeWriter
 
     written: list[list[str]] = []
     gate = threading.Event()
@@ -500,7 +501,7 @@ async def test_outcome_writer_groups_writes_and_reports_a_failed_one(monkeypatch
 
 async def test_claim_metrics_count_renewals_and_expiries(engine, config, account):
     """smshub_claims_renewed_total / smshub_claims_expired_total follow the leases."""
-    from hub.metrics import CLAIMS_EXPIRED, CLAIMS_RENEWED
+    from hub.core.metrics import CLAIMS_EXPIRED, CLAIMS_RENEWED
 
     _submit(engine, config, "0612345678", "0698765432")
     claimed = outbox.claim(engine, "w", 10)

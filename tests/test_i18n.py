@@ -20,15 +20,16 @@ from babel.messages.pofile import read_po
 from sqlalchemy import Engine
 from sqlmodel import select
 
-from hub import i18n, sms_texts
-from hub.accounts import create_account
-from hub.alerts import sms_text
-from hub.config import Config
-from hub.db import session_scope
-from hub.models import Account, OutgoingMail
+from hub.core import i18n
+from hub.core.config import Config
+from hub.core.templating import render
+from hub.core.timeutil import utcnow
+from hub.inbound import texts as sms_texts
+from hub.inbound.alerts import sms_text
 from hub.reminders.render import render_reminder
-from hub.templating import render
-from hub.timeutil import utcnow
+from hub.sending.accounts import create_account
+from hub.store.db import session_scope
+from hub.store.models import Account, OutgoingMail
 from tests.conftest import make_config
 
 REPO = Path(__file__).parent.parent
@@ -90,7 +91,7 @@ def test_the_catalog_holds_every_marked_text(tmp_path: Path) -> None:
     marked = {m.id if isinstance(m.id, str) else m.id[0] for m in _catalog(pot) if m.id}
     known = {m.id if isinstance(m.id, str) else m.id[0] for m in _catalog(FRENCH) if m.id}
     missing = sorted(marked - known)
-    assert not missing, f"marked but not in the French catalog (see hub/i18n.py): {missing}"
+    assert not missing, f"marked but not in the French catalog (see hub/core/i18n.py): {missing}"
 
 
 def test_a_broken_placeholder_is_found() -> None:
@@ -232,8 +233,8 @@ def test_mails_in_french_and_english() -> None:
 def test_balance_alert_mail_in_the_accounts_language(
     engine: Engine, french_hub_config: Config
 ) -> None:
-    from hub.alerts import check_balance
-    from hub.credits import top_up
+    from hub.inbound.alerts import check_balance
+    from hub.sending.credits import top_up
 
     _accounts(engine)
     with session_scope(engine) as session:
@@ -260,7 +261,7 @@ def test_balance_alert_mail_in_the_accounts_language(
 
 
 def test_smtp_refusals_stay_ascii_in_french() -> None:
-    from hub.intake.smtp_text import smtp_line
+    from hub.mail.intake.smtp_text import smtp_line
 
     with i18n.use("fr"):
         line = smtp_line("550 5.1.1 " + i18n.gettext("no SMS intake address among the recipients"))
@@ -280,9 +281,9 @@ async def test_smtp_refusals_in_the_hubs_language(
     import smtplib
 
     from hub.app import Hub
-    from hub.intake.addresses import add_intake_address
-    from hub.intake.policy import IntakePolicy
-    from hub.intake.smtp import start_smtp
+    from hub.mail.intake.addresses import add_intake_address
+    from hub.mail.intake.policy import IntakePolicy
+    from hub.mail.intake.smtp import start_smtp
 
     with session_scope(engine) as session:
         add_intake_address(session, "acme", "sms@hub.test", allowed_senders=["@clinic.example"])

@@ -19,11 +19,11 @@ from sqlalchemy import Engine
 from sqlmodel import select
 
 from connectors.mail.imap_source import ImapSource, ImapSourceSettings, ImapUnavailable
-from hub.db import session_scope
 from hub.errors import ConfigError
-from hub.intake.addresses import add_intake_address
-from hub.intake.policy import IntakeOutcome, IntakePolicy, MailEnvelope
-from hub.models import InboundMail, Message
+from hub.mail.intake.addresses import add_intake_address
+from hub.mail.intake.policy import IntakeOutcome, IntakePolicy, MailEnvelope
+from hub.store.db import session_scope
+from hub.store.models import InboundMail, Message
 from tests.conftest import make_config
 from tests.servers._util import wait_until_async
 from tests.servers.dovecot import (  # noqa: F401  (the fixtures)
@@ -446,9 +446,9 @@ async def test_a_refused_mail_is_told_to_its_verified_sender_never_to_a_forged_o
     make_source, policy, dovecot, engine, smtp_sink, db_url, tmp_path
 ):
     """Issue 17: a mailbox mail refused used to go to Failed with no word to anyone."""
-    from hub.intake import refusals
-    from hub.mailout import MailOutbox
-    from hub.registry import build_mail_sender
+    from hub.mail.intake import refusals
+    from hub.mail.outbox import MailOutbox
+    from hub.ports.registry import build_mail_sender
 
     policy.config = make_config(
         db_url,
@@ -494,9 +494,9 @@ async def test_the_refusal_notice_is_written_in_the_accounts_language(
 ):
     """Issue 18: a French account's sender reads the refusal in French, like a confirmation
     (the reason stays the hub's SMTP text, the words a bounce would carry)."""
-    from hub.mailout import MailOutbox
-    from hub.models import Account
-    from hub.registry import build_mail_sender
+    from hub.mail.outbox import MailOutbox
+    from hub.ports.registry import build_mail_sender
+    from hub.store.models import Account
 
     policy.config = make_config(
         db_url,

@@ -13,13 +13,13 @@ import pytest
 from sqlalchemy import Engine, func
 from sqlmodel import select
 
-from hub.config import Config
-from hub.credits import ledger_problems, top_up
-from hub.db import session_scope
-from hub.intake.addresses import add_intake_address
-from hub.intake.group_commit import GroupCommit
-from hub.intake.policy import IntakePolicy, MailEnvelope
-from hub.models import Account, InboundMail, IntakeAddress, LedgerEntry, Message
+from hub.core.config import Config
+from hub.mail.intake.addresses import add_intake_address
+from hub.mail.intake.group_commit import GroupCommit
+from hub.mail.intake.policy import IntakePolicy, MailEnvelope
+from hub.sending.credits import ledger_problems, top_up
+from hub.store.db import session_scope
+from hub.store.models import Account, InboundMail, IntakeAddress, LedgerEntry, Message
 from tests.conftest import make_config
 
 INTAKE = "sms@hub.test"

@@ -29,13 +29,13 @@ from connectors.sms.kannel import (
     failure_reason,
     interpret_sendsms_response,
 )
-from hub import sending
 from hub.app import Hub
-from hub.config import Config
-from hub.db import session_scope
+from hub.core.config import Config
 from hub.errors import ConfigError
-from hub.models import InboundMessage, Message, MessageEvent
-from hub.providers import DeliveryReason, OutgoingSms, ProviderContext, SendOutcome
+from hub.ports.sms import DeliveryReason, OutgoingSms, ProviderContext, SendOutcome
+from hub.sending import submit as sending
+from hub.store.db import session_scope
+from hub.store.models import InboundMessage, Message, MessageEvent
 from tests.conftest import make_config
 from tests.servers._util import free_port, wait_until_async
 from tests.servers.kannel import KannelServer, kannel_factory, kannel_mo_url  # noqa: F401

@@ -14,14 +14,16 @@ import pytest
 from sqlmodel import col, select
 from typer.testing import CliRunner
 
-from hub import links, segments, sending
-from hub.accounts import create_account, create_token
-from hub.credits import top_up
-from hub.db import session_scope
-from hub.intake.addresses import MailLogin, add_intake_address, add_mail_user
-from hub.intake.policy import IntakePolicy, MailEnvelope
-from hub.models import HostedFile, LinkClick, Message, ShortLink, WebhookDelivery
-from hub.webhooks import add_endpoint
+from hub.campaigns import links
+from hub.core import segments
+from hub.inbound.webhooks import add_endpoint
+from hub.mail.intake.addresses import MailLogin, add_intake_address, add_mail_user
+from hub.mail.intake.policy import IntakePolicy, MailEnvelope
+from hub.sending import submit as sending
+from hub.sending.accounts import create_account, create_token
+from hub.sending.credits import top_up
+from hub.store.db import session_scope
+from hub.store.models import HostedFile, LinkClick, Message, ShortLink, WebhookDelivery
 from tests.conftest import make_config
 
 DATA = Path(__file__).parent / "data" / "mail"
@@ -95,7 +97,7 @@ def _path(short_url: str) -> str:
 
 
 def _acme_id(engine: Any) -> int:
-    from hub.accounts import get_account
+    from hub.sending.accounts import get_account
 
     with session_scope(engine) as s:
         acc_id = get_account(s, "acme").id
@@ -416,7 +418,7 @@ def test_mail_png_attachment_with_no_text_sends_the_link_alone(config, engine, i
 # -- CLI --------------------------------------------------------------------------------------
 @pytest.fixture
 def smshub(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
-    from hub import cli
+    from hub.cli import main as cli
 
     cfg = tmp_path / "smshub.toml"
     cfg.write_text(

@@ -22,14 +22,13 @@ from sqlmodel import select
 
 from connectors.mail.api_client import MailApi, MailApiError
 from connectors.mail.imap_source import ImapUnavailable
-from hub import sending
 from hub.app import Hub
-from hub.config import Config
-from hub.db import session_scope
+from hub.core.config import Config
 from hub.errors import ConfigError
-from hub.intake.addresses import add_intake_address
-from hub.intake.policy import IntakePolicy
-from hub.mail_oauth import (
+from hub.mail.intake.addresses import add_intake_address
+from hub.mail.intake.policy import IntakePolicy
+from hub.mail.mailboxes import configured_mailboxes
+from hub.mail.oauth import (
     MAIL_OUT,
     ConsentRevoked,
     MailboxAuthError,
@@ -38,12 +37,13 @@ from hub.mail_oauth import (
     scopes_for,
     store_grant,
 )
-from hub.mailboxes import configured_mailboxes
-from hub.mailout import build_message
-from hub.models import Account, Message
-from hub.ops_http import start_ops
-from hub.registry import build_mail_sender, build_mail_sources, try_mailbox
-from hub.state_sql import state_store
+from hub.mail.outbox import build_message
+from hub.ports.registry import build_mail_sender, build_mail_sources, try_mailbox
+from hub.runtime.ops_http import start_ops
+from hub.sending import submit as sending
+from hub.store.db import session_scope
+from hub.store.models import Account, Message
+from hub.store.state_sql import state_store
 from tests.conftest import make_config
 from tests.fakes import google_calendar, graph
 from tests.fakes.google_calendar import GoogleCalendarFake

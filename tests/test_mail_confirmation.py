@@ -14,13 +14,13 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Engine
 from sqlmodel import select
 
-from hub.db import session_scope
-from hub.intake.addresses import add_intake_address
-from hub.intake.policy import IntakePolicy, MailEnvelope
-from hub.mailout import MailOutbox
-from hub.models import Message
-from hub.registry import build_mail_sender
-from hub.timeutil import utcnow
+from hub.core.timeutil import utcnow
+from hub.mail.intake.addresses import add_intake_address
+from hub.mail.intake.policy import IntakePolicy, MailEnvelope
+from hub.mail.outbox import MailOutbox
+from hub.ports.registry import build_mail_sender
+from hub.store.db import session_scope
+from hub.store.models import Message
 from tests.conftest import make_config
 from tests.servers.smtp_sink import SmtpSink
 

@@ -7,10 +7,10 @@ from email.policy import default
 from pathlib import Path
 from typing import Any
 
-from hub import sending
 from hub.app import Hub
-from hub.db import session_scope
-from hub.models import Account
+from hub.sending import submit as sending
+from hub.store.db import session_scope
+from hub.store.models import Account
 from tests.conftest import make_config
 from tests.servers.dovecot import DovecotServer, dovecot_fixture  # noqa: F401
 
@@ -91,7 +91,7 @@ async def test_wrong_imap_password_is_retried_not_lost(
         assert await hub.mail_outbox.send_due() == 0
         from sqlmodel import select
 
-        from hub.models import OutgoingMail
+        from hub.store.models import OutgoingMail
 
         with session_scope(engine) as s:
             row = s.exec(select(OutgoingMail)).one()

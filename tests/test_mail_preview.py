@@ -7,8 +7,8 @@ from email.utils import make_msgid
 
 from sqlalchemy import Engine
 
-from hub.config import Config
-from hub.intake.policy import IntakePolicy
+from hub.core.config import Config
+from hub.mail.intake.policy import IntakePolicy
 
 PNG = (
     b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00"

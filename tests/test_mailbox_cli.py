@@ -12,9 +12,9 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from hub import cli_mailboxes
-from hub.mail_oauth import mailbox_namespace
-from hub.state_sql import state_store
+from hub.cli import mailboxes as cli_mailboxes
+from hub.mail.oauth import mailbox_namespace
+from hub.store.state_sql import state_store
 from tests.conftest import make_config
 from tests.fakes import google_calendar, graph
 from tests.servers.dovecot import DovecotServer, dovecot_oauth_fixture  # noqa: F401
@@ -41,7 +41,7 @@ def _intake(dovecot: DovecotServer, user: str, provider: str) -> dict[str, Any]:
 
 @pytest.fixture
 def run(db_url: str, tmp_path: Path) -> Any:
-    from hub import cli
+    from hub.cli import main as cli
 
     runner = CliRunner()
 

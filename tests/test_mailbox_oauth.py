@@ -21,11 +21,11 @@ from sqlmodel import select
 from connectors.mail.imap_source import ImapUnavailable
 from connectors.mail.oauth_login import imap_login
 from hub.app import Hub
-from hub.config import Config
-from hub.db import session_scope
-from hub.intake.addresses import add_intake_address
-from hub.intake.policy import IntakePolicy
-from hub.mail_oauth import (
+from hub.core.config import Config
+from hub.mail.intake.addresses import add_intake_address
+from hub.mail.intake.policy import IntakePolicy
+from hub.mail.mailboxes import configured_mailboxes, find_mailbox, mailbox_probe
+from hub.mail.oauth import (
     MAIL_OUT,
     ConsentRevoked,
     MailboxAccess,
@@ -34,12 +34,12 @@ from hub.mail_oauth import (
     mailbox_state,
     store_grant,
 )
-from hub.mailboxes import configured_mailboxes, find_mailbox, mailbox_probe
-from hub.mailout import build_message
-from hub.models import ConnectorState, Message
-from hub.ops_http import start_ops
-from hub.registry import build_mail_sender, build_mail_sources, try_mailbox
-from hub.state_sql import SqlStateStore, state_store
+from hub.mail.outbox import build_message
+from hub.ports.registry import build_mail_sender, build_mail_sources, try_mailbox
+from hub.runtime.ops_http import start_ops
+from hub.store.db import session_scope
+from hub.store.models import ConnectorState, Message
+from hub.store.state_sql import SqlStateStore, state_store
 from tests.conftest import make_config
 from tests.fakes import google_calendar, graph
 from tests.fakes.google_calendar import GoogleCalendarFake

@@ -1,4 +1,4 @@
-"""hub.mailparse: real-client sample mails, body cleanup, subject grammar, number addresses."""
+"""hub.mail.parse: real-client sample mails, body cleanup, subject grammar, number addresses."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hub.errors import ConfigError
-from hub.mailparse import (
+from hub.mail.parse import (
     DEFAULT_DISCLAIMER_PATTERNS,
     DEFAULT_SIGNATURE_PATTERNS,
     Attachment,
@@ -31,7 +31,7 @@ from hub.mailparse import (
     strip_prefixes,
     unflow,
 )
-from hub.mailparse.charset import decode_bytes, decode_words
+from hub.mail.parse.charset import decode_bytes, decode_words
 
 MAIL_DIR = Path(__file__).parent / "data" / "mail"
 INTAKE_DOMAINS = ["sms.example.com"]
@@ -994,7 +994,7 @@ def test_html_to_text_never_raises(markup: str) -> None:
 
 
 def test_uuencoded_file_is_an_attachment_with_its_bytes() -> None:
-    from hub.links import mail_attachments
+    from hub.campaigns.links import mail_attachments
 
     raw = (MAIL_DIR / "uuencoded_attachment.eml").read_bytes()
     mail = load("uuencoded_attachment.eml")

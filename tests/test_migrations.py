@@ -37,14 +37,14 @@ from sqlalchemy.engine import make_url
 from sqlmodel import Session, SQLModel
 from typer.testing import CliRunner
 
-import hub.models  # noqa: F401  (the tables)
-import hub.schema_check as schema_check
-from hub import cli as hub_cli
-from hub import db as hub_db
-from hub.cli import app
-from hub.credits import ledger_problems
-from hub.db import current_revision, make_engine, upgrade
-from hub.schema_check import SchemaError, ensure_schema, inspect_schema, revisions
+import hub.store.models  # noqa: F401  (the tables)
+import hub.store.schema_check as schema_check
+from hub.cli import main as hub_cli
+from hub.cli.main import app
+from hub.sending.credits import ledger_problems
+from hub.store import db as hub_db
+from hub.store.db import current_revision, make_engine, upgrade
+from hub.store.schema_check import SchemaError, ensure_schema, inspect_schema, revisions
 from tests.conftest import BACKENDS, PG_URL, require_server
 
 BASELINE = "0001"  # release 0.1.0: never edited

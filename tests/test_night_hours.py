@@ -11,12 +11,13 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlmodel import select
 
-from hub import account_settings, sending
 from hub.compliance.night import NightHours
-from hub.db import session_scope
+from hub.core.timeutil import as_utc, utcnow
 from hub.errors import InvalidInput
-from hub.models import Account, Message
-from hub.timeutil import as_utc, utcnow
+from hub.sending import account_settings
+from hub.sending import submit as sending
+from hub.store.db import session_scope
+from hub.store.models import Account, Message
 from tests.test_cli import smshub  # noqa: F401  (the CLI fixture)
 
 PARIS = ZoneInfo("Europe/Paris")

@@ -13,10 +13,10 @@ from sqlalchemy import Engine
 from sqlmodel import select
 from typer.testing import CliRunner
 
-from hub import sending
-from hub.accounts import create_account
-from hub.db import session_scope
-from hub.models import Account, InvalidNumber, Message
+from hub.sending import submit as sending
+from hub.sending.accounts import create_account
+from hub.store.db import session_scope
+from hub.store.models import Account, InvalidNumber, Message
 from tests.conftest import make_config
 
 BAD = "+33698765432"
@@ -172,8 +172,8 @@ async def test_other_reasons_and_other_accounts_do_not_pair(npai_hub):
 
 # -- CLI ---------------------------------------------------------------------------------------
 def test_cli_list_and_remove(db_url: str, tmp_path: Path, engine: Engine, account: str) -> None:
-    from hub import cli
-    from hub.cli_lists import invalid_app
+    from hub.cli import main as cli
+    from hub.cli.lists import invalid_app
 
     with session_scope(engine) as s:
         create_account(s, "shop", parent="acme", credit_mode="unlimited")

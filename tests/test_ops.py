@@ -22,16 +22,16 @@ from prometheus_client import REGISTRY
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from hub import sending
-from hub.config import Config
-from hub.db import make_engine
+from hub.core.config import Config
 from hub.errors import ConfigError
-from hub.intake.policy import IntakePolicy
-from hub.intake.smtp import start_smtp
-from hub.logs import setup_logging
-from hub.ops_http import OpsServer, bind, ops_app
-from hub.readiness import Readiness, smtp_probe, task_probe
-from hub.schema_check import head_revision
+from hub.mail.intake.policy import IntakePolicy
+from hub.mail.intake.smtp import start_smtp
+from hub.runtime.logs import setup_logging
+from hub.runtime.ops_http import OpsServer, bind, ops_app
+from hub.runtime.readiness import Readiness, smtp_probe, task_probe
+from hub.sending import submit as sending
+from hub.store.db import make_engine
+from hub.store.schema_check import head_revision
 from tests.conftest import make_config
 from tests.servers._util import free_ports, wait_until
 from tests.test_smtp_intake import _mail, _send, smtp, tls_files  # noqa: F401 (fixtures)

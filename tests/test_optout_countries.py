@@ -15,14 +15,17 @@ import pytest
 from sqlalchemy import Engine
 from sqlmodel import select
 
-from hub import campaigns, compliance, contacts, segments, sending
-from hub import message_templates as mt
-from hub.accounts import get_account
-from hub.config import Config
-from hub.db import session_scope
-from hub.models import BlacklistEntry, Message, OptOutEvent, UnsubscribeLink
-from hub.optout import is_blacklisted
-from hub.timeutil import utcnow
+from hub import compliance
+from hub.campaigns import campaigns, contacts
+from hub.campaigns import templates as mt
+from hub.core import segments
+from hub.core.config import Config
+from hub.core.timeutil import utcnow
+from hub.sending import submit as sending
+from hub.sending.accounts import get_account
+from hub.sending.optout import is_blacklisted
+from hub.store.db import session_scope
+from hub.store.models import BlacklistEntry, Message, OptOutEvent, UnsubscribeLink
 from tests.conftest import make_config
 from tests.test_cli import smshub  # noqa: F401  (the CLI fixture)
 

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from hub.phone import (
+from hub.core.phone import (
     NumberInfo,
     can_receive_sms,
     format_international,

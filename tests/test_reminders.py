@@ -10,17 +10,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlmodel import select
 
-from hub.accounts import get_account
-from hub.calendars import CalendarEvent, EventStatus, Removed, SyncResult, SyncWindow
-from hub.credits import ledger_problems
-from hub.db import session_scope
 from hub.errors import InvalidInput
-from hub.models import Calendar, CalendarEventRow, Message, Reminder
+from hub.ports.calendar import CalendarEvent, EventStatus, Removed, SyncResult, SyncWindow
 from hub.reminders.extract import find_recipient
 from hub.reminders.naming import Naming, naming
 from hub.reminders.reconcile import reconcile
 from hub.reminders.render import render_reminder
 from hub.reminders.rules import Offset, QuietHours, parse_offset, send_time
+from hub.sending.accounts import get_account
+from hub.sending.credits import ledger_problems
+from hub.store.db import session_scope
+from hub.store.models import Calendar, CalendarEventRow, Message, Reminder
 
 PARIS = ZoneInfo("Europe/Paris")
 
@@ -162,7 +162,7 @@ def test_change_notice_when_moved_after_the_reminder_went_out(engine, config, ca
 def test_no_credits_is_a_problem_not_a_crash(engine, config, calendar):
     with session_scope(engine) as s:
         acc = get_account(s, "acme")
-        from hub.credits import charge
+        from hub.sending.credits import charge
 
         charge(s, acc, 100, origin=acc, batch_id="x")
     report = _sync(engine, config, calendar, [_event(_day(4, 10))])
@@ -259,8 +259,8 @@ class FakeSource:
 
 
 async def test_sync_falls_back_to_full_and_records_errors(engine, config, calendar, monkeypatch):
-    from hub.calendars import CursorExpired, SourceError
     from hub.errors import HubError
+    from hub.ports.calendar import CursorExpired, SourceError
     from hub.reminders import sync
 
     source = FakeSource(

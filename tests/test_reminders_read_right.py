@@ -12,14 +12,14 @@ import pytest
 from sqlalchemy import event
 from sqlmodel import select
 
-from hub.accounts import get_account
-from hub.calendar_setup import problem_events, update_rules
-from hub.calendars import Attendee, CalendarEvent, SyncResult, SyncWindow
-from hub.credits import ledger_problems
-from hub.db import make_engine, session_scope
-from hub.models import Calendar, CalendarEventRow, Contact, ContactList, Message, Reminder
+from hub.ports.calendar import Attendee, CalendarEvent, SyncResult, SyncWindow
 from hub.reminders.reconcile import reconcile, reconcile_chunked
 from hub.reminders.replan import replan, replanned_message
+from hub.reminders.setup import problem_events, update_rules
+from hub.sending.accounts import get_account
+from hub.sending.credits import ledger_problems
+from hub.store.db import make_engine, session_scope
+from hub.store.models import Calendar, CalendarEventRow, Contact, ContactList, Message, Reminder
 from tests.test_calendar_cli import _ics, smshub  # noqa: F401  (the CLI fixture)
 
 PARIS = ZoneInfo("Europe/Paris")

@@ -11,14 +11,14 @@ from typing import Any
 import pytest
 from sqlmodel import col, select
 
-from hub import sending
 from hub.app import Hub
-from hub.db import session_scope
 from hub.errors import InvalidInput
-from hub.intake.addresses import add_intake_address
-from hub.intake.policy import IntakePolicy, MailEnvelope
-from hub.models import Account, BlacklistEntry, InboundMessage, Message, OptOutEvent
-from hub.optout import classify, normalize_keyword, remove_number
+from hub.mail.intake.addresses import add_intake_address
+from hub.mail.intake.policy import IntakePolicy, MailEnvelope
+from hub.sending import submit as sending
+from hub.sending.optout import classify, normalize_keyword, remove_number
+from hub.store.db import session_scope
+from hub.store.models import Account, BlacklistEntry, InboundMessage, Message, OptOutEvent
 from tests.conftest import make_config
 from tests.servers.smtp_sink import SmtpSink
 
@@ -138,7 +138,7 @@ async def test_reply_from_someone_else_or_forged_address_is_refused(hub, smtp_si
     _take(hub, _mail("0612345678", "Bonjour"))
     await hub.dispatcher.drain()
     inbound = await _receive(hub, "+33612345678", "Qui est-ce ?")
-    from hub.replytokens import reply_address
+    from hub.mail.replytokens import reply_address
 
     with session_scope(hub.engine) as s:
         address = reply_address(s, inbound.id, "reply.hub.test")
@@ -207,7 +207,7 @@ async def test_stop_blacklists_confirms_once_and_blocks_later_sends(hub):
 async def test_manual_removal_needs_a_consent_reason(hub):
     await _receive(hub, "+33612345678", "hello")  # unknown conversation: stored only
     with session_scope(hub.engine) as s:
-        from hub.optout import opt_out
+        from hub.sending.optout import opt_out
 
         opt_out(s, 1, "+33612345678", "manual", "asked by phone")
     with session_scope(hub.engine) as s, pytest.raises(InvalidInput, match="consent"):

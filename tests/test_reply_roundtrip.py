@@ -21,11 +21,11 @@ import pytest
 from sqlmodel import col, select
 
 from hub.app import Hub
-from hub.db import session_scope
-from hub.intake.addresses import add_intake_address
-from hub.intake.policy import IntakePolicy
-from hub.intake.smtp import start_smtp
-from hub.models import InboundMessage, Message
+from hub.mail.intake.addresses import add_intake_address
+from hub.mail.intake.policy import IntakePolicy
+from hub.mail.intake.smtp import start_smtp
+from hub.store.db import session_scope
+from hub.store.models import InboundMessage, Message
 from tests.conftest import make_config
 from tests.servers.dovecot import DovecotServer, dovecot_fixture  # noqa: F401
 

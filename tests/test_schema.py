@@ -7,8 +7,8 @@ from alembic.migration import MigrationContext
 from sqlalchemy import Engine, PrimaryKeyConstraint, UniqueConstraint
 from sqlmodel import SQLModel
 
-import hub.models  # noqa: F401 (the tables)
-from hub.db import database_warnings
+import hub.store.models  # noqa: F401 (the tables)
+from hub.store.db import database_warnings
 
 
 def test_migrations_match_the_models(engine: Engine) -> None:

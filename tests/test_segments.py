@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hub.segments import GSM7_BASIC, GSM7_EXTENSION, SegmentInfo, count, is_gsm7, split
+from hub.core.segments import GSM7_BASIC, GSM7_EXTENSION, SegmentInfo, count, is_gsm7, split
 
 GSM_CHARS = sorted(GSM7_BASIC | GSM7_EXTENSION)
 # A mix that exercises both encodings, escape pairs and surrogate pairs.

@@ -10,9 +10,9 @@ from typing import Any
 from typer.testing import CliRunner
 
 from connectors.sms.simulator import SimulatorProvider, SimulatorSettings
-from hub import cli as hub_cli
-from hub.cli import app
-from hub.providers import OutgoingSms, ProviderContext
+from hub.cli import main as hub_cli
+from hub.cli.main import app
+from hub.ports.sms import OutgoingSms, ProviderContext
 
 
 def write_log(path: Path, messages: int) -> None:

@@ -22,10 +22,9 @@ from sqlmodel import col, select
 
 from connectors.sms import smpp_pdu as wire
 from connectors.sms.smpp import PartRef, SmppProvider, SmppSettings, SmppState, status_outcome
-from hub import segments, sending
-from hub.db import session_scope
-from hub.models import InboundMessage, Message, MessageEvent
-from hub.providers import (
+from hub.core import segments
+from hub.core.timeutil import utcnow
+from hub.ports.sms import (
     DeliveryReason,
     DeliveryReport,
     DeliveryState,
@@ -35,8 +34,10 @@ from hub.providers import (
     ProviderEvent,
     SendOutcome,
 )
-from hub.state import MemoryStateStore, StateStore
-from hub.timeutil import utcnow
+from hub.ports.state import MemoryStateStore, StateStore
+from hub.sending import submit as sending
+from hub.store.db import session_scope
+from hub.store.models import InboundMessage, Message, MessageEvent
 from tests.conftest import make_config, require_server
 from tests.servers.smpp_server import IMPORT_ERROR, LinkProxy, Smsc
 

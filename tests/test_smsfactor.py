@@ -12,14 +12,14 @@ from sqlalchemy import Engine
 from sqlmodel import col, select
 
 from connectors.sms.smsfactor import interpret_send_response
-from hub import sending
-from hub.accounts import get_account
-from hub.credits import ledger_problems
-from hub.db import session_scope
+from hub.core.timeutil import utcnow
 from hub.errors import ConfigError
-from hub.models import InboundMessage, Message, MessageEvent
-from hub.providers import SendOutcome
-from hub.timeutil import utcnow
+from hub.ports.sms import SendOutcome
+from hub.sending import submit as sending
+from hub.sending.accounts import get_account
+from hub.sending.credits import ledger_problems
+from hub.store.db import session_scope
+from hub.store.models import InboundMessage, Message, MessageEvent
 from tests.conftest import make_config
 from tests.fakes import smsfactor as fake_smsfactor
 from tests.fakes.smsfactor import TOKEN, SmsFactorFake

@@ -10,7 +10,7 @@ from aiosmtpd.smtp import SMTP
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hub.intake.smtp import IntakeSMTP
+from hub.mail.intake.smtp import IntakeSMTP
 
 
 def _answer(server: SMTP, arg: str) -> object:

@@ -3,7 +3,7 @@
 Each SQL text is prepared and kept by every connection (sqlite3 keeps 128 per connection;
 a prepared IN of 200 ids is about 35 KB of SQLite's heap): texts that varied with the size
 of each group commit or report batch made an idle SQLite hub grow by ~6 MB per 10,000
-messages (bench/memory.py). Lists are padded to power-of-two lengths (hub.db.padded).
+messages (bench/memory.py). Lists are padded to power-of-two lengths (hub.store.db.padded).
 """
 
 from __future__ import annotations
@@ -15,10 +15,11 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, event
 
-from hub import claims, outbox
-from hub.db import padded
-from hub.models import OutgoingMail
-from hub.timeutil import utcnow
+from hub.core.timeutil import utcnow
+from hub.sending import outbox
+from hub.store import claims
+from hub.store.db import padded
+from hub.store.models import OutgoingMail
 
 
 @pytest.fixture

@@ -8,14 +8,14 @@ import pytest
 from sqlalchemy import Engine, func
 from sqlmodel import select
 
-from hub import sending
-from hub.accounts import create_account, set_disabled
-from hub.config import Config
-from hub.credits import ledger_problems, top_up
-from hub.db import session_scope
+from hub.core.config import Config
+from hub.core.timeutil import utcnow
 from hub.errors import AccountDisabled, InsufficientCredits, InvalidInput, NotFound
-from hub.models import BlacklistEntry, InvalidNumber, LedgerEntry, Message
-from hub.timeutil import utcnow
+from hub.sending import submit as sending
+from hub.sending.accounts import create_account, set_disabled
+from hub.sending.credits import ledger_problems, top_up
+from hub.store.db import session_scope
+from hub.store.models import BlacklistEntry, InvalidNumber, LedgerEntry, Message
 
 
 def _submit(engine: Engine, config: Config, **kw: object) -> sending.SubmitResult:
@@ -135,7 +135,7 @@ def test_scheduled_message_can_be_cancelled_with_refund(engine, config, account)
         cancelled = sending.cancel(s, result.recipients[0].message_id or "")
         assert cancelled.status == "cancelled"
     with session_scope(engine) as s:
-        from hub.accounts import get_account
+        from hub.sending.accounts import get_account
 
         assert get_account(s, "acme").balance == 100
         assert ledger_problems(s) == []

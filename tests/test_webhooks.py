@@ -21,13 +21,15 @@ from sqlalchemy import Engine
 from sqlmodel import col, select
 from typer.testing import CliRunner
 
-from hub import outbox, sending, webhooks
-from hub.accounts import create_account, get_account
-from hub.db import session_scope
+from hub.core.timeutil import utcnow
 from hub.errors import ConflictError, InvalidInput
-from hub.models import Message, WebhookDelivery, WebhookEndpoint
+from hub.inbound import webhooks
 from hub.outbound import host_refusal
-from hub.timeutil import utcnow
+from hub.sending import outbox
+from hub.sending import submit as sending
+from hub.sending.accounts import create_account, get_account
+from hub.store.db import session_scope
+from hub.store.models import Message, WebhookDelivery, WebhookEndpoint
 from tests.conftest import make_config
 
 
@@ -523,8 +525,8 @@ def test_retry_schedule_doubles_from_30_seconds_up_to_6_hours():
 # -- CLI ---------------------------------------------------------------------------------------
 @pytest.fixture
 def cli_run(db_url: str, tmp_path: Path) -> Any:
-    from hub import cli
-    from hub.cli_webhooks import webhooks_app
+    from hub.cli import main as cli
+    from hub.cli.webhooks import webhooks_app
 
     runner = CliRunner()
 

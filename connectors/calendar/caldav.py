@@ -57,7 +57,8 @@ from connectors.calendar.ics import (
     refused_message,
     window_slice,
 )
-from hub.calendars import (
+from hub.outbound import Guard, LookupFailed, OutboundRefused, guarded_session
+from hub.ports.calendar import (
     CalendarEvent,
     CalendarSettings,
     CursorExpired,
@@ -71,7 +72,6 @@ from hub.calendars import (
     ZoneSetting,
     occurrence_id,
 )
-from hub.outbound import Guard, LookupFailed, OutboundRefused, guarded_session
 
 log = logging.getLogger("smshub.calendar.caldav")
 
@@ -191,7 +191,7 @@ class _Resource:
 
 
 class CalDavSource:
-    """Implements hub.calendars.CalendarSource for a CalDAV calendar."""
+    """Implements hub.ports.calendar.CalendarSource for a CalDAV calendar."""
 
     settings_model: ClassVar[type[CalendarSettings]] = CalDavSettings
 

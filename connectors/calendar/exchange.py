@@ -68,7 +68,9 @@ from exchangelib.protocol import FaultTolerance, Protocol
 from exchangelib.version import EXCHANGE_2010_SP2, EXCHANGE_2013_SP1, EXCHANGE_2016, EXCHANGE_2019
 from pydantic import field_validator, model_validator
 
-from hub.calendars import (
+from hub.errors import ConfigError
+from hub.mail.parse import html_to_text
+from hub.ports.calendar import (
     Attendee,
     CalendarEvent,
     CalendarSettings,
@@ -84,8 +86,6 @@ from hub.calendars import (
     occurrence_id,
     zone_name,
 )
-from hub.errors import ConfigError
-from hub.mailparse import html_to_text
 
 log = logging.getLogger("smshub.calendar.exchange")
 
@@ -422,7 +422,7 @@ def _with_note(body: object, note: str) -> Body | HTMLBody:
 
 
 class ExchangeCalendarSource:
-    """Implements hub.calendars.CalendarSource for an on-premises Exchange calendar."""
+    """Implements hub.ports.calendar.CalendarSource for an on-premises Exchange calendar."""
 
     settings_model: ClassVar[type[CalendarSettings]] = ExchangeSettings
 

@@ -53,7 +53,9 @@ from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
 from pydantic import field_validator, model_validator
 
-from hub.calendars import (
+from hub.errors import ConfigError
+from hub.mail.parse import html_to_text
+from hub.ports.calendar import (
     Attendee,
     CalendarEvent,
     CalendarSettings,
@@ -69,8 +71,6 @@ from hub.calendars import (
     occurrence_id,
     zone_setting,
 )
-from hub.errors import ConfigError
-from hub.mailparse import html_to_text
 
 log = logging.getLogger("smshub.calendar.google")
 
@@ -350,7 +350,7 @@ class _Conflict(Exception):
 
 
 class GoogleCalendarSource:
-    """Implements hub.calendars.CalendarSource for one Google calendar."""
+    """Implements hub.ports.calendar.CalendarSource for one Google calendar."""
 
     settings_model: ClassVar[type[CalendarSettings]] = GoogleSettings
 

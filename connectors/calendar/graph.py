@@ -57,7 +57,9 @@ import msal
 import requests
 from pydantic import field_validator, model_validator
 
-from hub.calendars import (
+from hub.errors import ConfigError, SecretUnreadable
+from hub.mail.parse import html_to_text
+from hub.ports.calendar import (
     Attendee,
     CalendarEvent,
     CalendarSettings,
@@ -73,9 +75,7 @@ from hub.calendars import (
     occurrence_id,
     zone_setting,
 )
-from hub.calendars import zone_name as calendar_zone_name
-from hub.errors import ConfigError, SecretUnreadable
-from hub.mailparse import html_to_text
+from hub.ports.calendar import zone_name as calendar_zone_name
 
 log = logging.getLogger("smshub.calendar.graph")
 
@@ -576,7 +576,7 @@ class _Answer:
 
 
 class GraphCalendarSource:
-    """Implements hub.calendars.CalendarSource for one Microsoft 365 / Outlook.com calendar."""
+    """Implements hub.ports.calendar.CalendarSource for one Microsoft 365 / Outlook.com calendar."""
 
     settings_model: ClassVar[type[CalendarSettings]] = GraphSettings
 

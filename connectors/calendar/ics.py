@@ -41,7 +41,8 @@ import icalendar
 import recurring_ical_events
 from pydantic import field_validator
 
-from hub.calendars import (
+from hub.outbound import Guard, LookupFailed, OutboundRefused, guarded_async_client
+from hub.ports.calendar import (
     Attendee,
     CalendarEvent,
     CalendarSettings,
@@ -56,7 +57,6 @@ from hub.calendars import (
     occurrence_id,
     zone_name,
 )
-from hub.outbound import Guard, LookupFailed, OutboundRefused, guarded_async_client
 
 log = logging.getLogger("smshub.calendar.ics")
 
@@ -492,7 +492,7 @@ class _Fetched:
 
 
 class IcsSource:
-    """Implements hub.calendars.CalendarSource for an ICS file or URL (read-only)."""
+    """Implements hub.ports.calendar.CalendarSource for an ICS file or URL (read-only)."""
 
     settings_model: ClassVar[type[CalendarSettings]] = IcsSettings
 

@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 
 from hub.errors import HubError
-from hub.mail_oauth import MailboxAccess, MailboxAuthError, fix_hint
+from hub.mail.oauth import MailboxAccess, MailboxAuthError, fix_hint
 
 log = logging.getLogger("smshub.mail_api")
 

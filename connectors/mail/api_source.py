@@ -40,10 +40,10 @@ from connectors.mail.imap_source import (
     ImapUnavailable,
 )
 from connectors.mail.message_facts import FailedMail, header_facts
+from hub.core.timeutil import utcnow
 from hub.errors import ConfigError
-from hub.intake.policy import IntakeOutcome, IntakePolicy, MailEnvelope
-from hub.mail_oauth import MailboxAccess, MailboxAuthError
-from hub.timeutil import utcnow
+from hub.mail.intake.policy import IntakeOutcome, IntakePolicy, MailEnvelope
+from hub.mail.oauth import MailboxAccess, MailboxAuthError
 
 log = logging.getLogger("smshub.mail_api")
 

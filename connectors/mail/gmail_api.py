@@ -22,8 +22,8 @@ from urllib.parse import quote
 from connectors.mail.api_client import MailApi, MailApiError
 from connectors.mail.api_sender import ApiMailSender
 from connectors.mail.api_source import ApiMailSource
-from hub.config import Config
-from hub.mail_oauth import MailboxAccess
+from hub.core.config import Config
+from hub.mail.oauth import MailboxAccess
 
 API_NAME = "Gmail API"
 HISTORY_KEY = "gmail_history"

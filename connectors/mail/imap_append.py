@@ -15,8 +15,8 @@ from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError, LoginError
 
 from connectors.mail.oauth_login import imap_login
-from hub.config import MailOutSection
-from hub.mail_oauth import MailboxAccess, MailboxAuthError
+from hub.core.config import MailOutSection
+from hub.mail.oauth import MailboxAccess, MailboxAuthError
 
 
 class ImapAppendSender:

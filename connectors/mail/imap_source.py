@@ -58,12 +58,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from connectors.mail.message_facts import FailedMail, header_facts
 from connectors.mail.oauth_login import imap_login
-from hub.config import read_secret
+from hub.core.config import read_secret
+from hub.core.timeutil import utcnow
 from hub.errors import ConfigError, HubError, InvalidInput
-from hub.intake.addresses import split_address
-from hub.intake.policy import IntakeOutcome, IntakePolicy, MailEnvelope
-from hub.mail_oauth import ConsentRevoked, MailboxAccess, MailboxAuthError
-from hub.timeutil import utcnow
+from hub.mail.intake.addresses import split_address
+from hub.mail.intake.policy import IntakeOutcome, IntakePolicy, MailEnvelope
+from hub.mail.oauth import ConsentRevoked, MailboxAccess, MailboxAuthError
 
 log = logging.getLogger("smshub.imap")
 

@@ -13,7 +13,7 @@ import smtplib
 from imapclient import IMAPClient
 from imapclient.exceptions import LoginError
 
-from hub.mail_oauth import MailboxAccess, sasl_oauthbearer, sasl_xoauth2
+from hub.mail.oauth import MailboxAccess, sasl_oauthbearer, sasl_xoauth2
 
 
 def imap_login(

@@ -9,9 +9,9 @@ import ssl
 from email.message import EmailMessage
 
 from connectors.mail.oauth_login import smtp_login
-from hub.config import MailOutSection
-from hub.mail_oauth import MailboxAccess
-from hub.mailout import PermanentMailError
+from hub.core.config import MailOutSection
+from hub.mail.oauth import MailboxAccess
+from hub.mail.outbox import PermanentMailError
 
 
 class SmtpRelaySender:

@@ -55,11 +55,10 @@ import httpx
 from pydantic import Field, field_validator
 
 from connectors.http_lanes import HttpLanes
-from hub.callbacks import CallbackRequest, CallbackView, SharedSecretMixin
-from hub.config import read_secret, require_secret
+from hub.core.config import read_secret, require_secret
+from hub.core.phone import parse_number
 from hub.errors import ConfigError, MalformedCallback
-from hub.phone import parse_number
-from hub.providers import (
+from hub.ports.sms import (
     DeliveryReason,
     DeliveryReport,
     DeliveryState,
@@ -71,6 +70,7 @@ from hub.providers import (
     SendOutcome,
     SendResult,
 )
+from hub.sending.callbacks import CallbackRequest, CallbackView, SharedSecretMixin
 
 log = logging.getLogger("smshub.kannel")
 
@@ -191,7 +191,7 @@ def interpret_sendsms_response(status_code: int, body: str, message_id: str) -> 
 
 
 class KannelProvider:
-    """Implements hub.providers.SmsProvider for Kannel's smsbox."""
+    """Implements hub.ports.sms.SmsProvider for Kannel's smsbox."""
 
     settings_model: ClassVar[type[ProviderSettings]] = KannelSettings
     # sendsms has no idempotency key: a message a crashed process left in `submitting` may or

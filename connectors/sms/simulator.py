@@ -25,10 +25,9 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator
 
-from hub.callbacks import CallbackRequest, CallbackView, SharedSecretMixin
-from hub.config import read_secret
+from hub.core.config import read_secret
 from hub.errors import MalformedCallback
-from hub.providers import (
+from hub.ports.sms import (
     DeliveryReason,
     DeliveryReport,
     DeliveryState,
@@ -40,6 +39,7 @@ from hub.providers import (
     SendOutcome,
     SendResult,
 )
+from hub.sending.callbacks import CallbackRequest, CallbackView, SharedSecretMixin
 
 log = logging.getLogger("smshub.simulator")
 
@@ -90,7 +90,7 @@ class SimulatorSettings(ProviderSettings):
 
 
 class SimulatorProvider:
-    """Implements hub.providers.SmsProvider."""
+    """Implements hub.ports.sms.SmsProvider."""
 
     settings_model: ClassVar[type[ProviderSettings]] = SimulatorSettings
 

@@ -70,12 +70,11 @@ from connectors.sms.smpp_pdu import (
     status_name,
     tlv,
 )
-from hub import segments
-from hub.callbacks import CallbackView
-from hub.config import read_secret
+from hub.core import segments
+from hub.core.config import read_secret
+from hub.core.phone import is_alphanumeric_sender, parse_number
 from hub.errors import ConfigError
-from hub.phone import is_alphanumeric_sender, parse_number
-from hub.providers import (
+from hub.ports.sms import (
     DeliveryReason,
     DeliveryReport,
     DeliveryState,
@@ -87,7 +86,8 @@ from hub.providers import (
     SendOutcome,
     SendResult,
 )
-from hub.state import MemoryStateStore, StateStore
+from hub.ports.state import MemoryStateStore, StateStore
+from hub.sending.callbacks import CallbackView
 
 log = logging.getLogger("smshub.smpp")
 
@@ -708,7 +708,7 @@ class _Attempt:
 
 
 class SmppProvider:
-    """Implements hub.providers.SmsProvider over one SMPP 3.4 transceiver bind."""
+    """Implements hub.ports.sms.SmsProvider over one SMPP 3.4 transceiver bind."""
 
     settings_model: ClassVar[type[ProviderSettings]] = SmppSettings
     deduplicates = False

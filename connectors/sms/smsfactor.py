@@ -42,10 +42,9 @@ from typing import Any, ClassVar, Literal
 
 import httpx
 
-from hub.callbacks import CallbackRequest, CallbackView, SharedSecretMixin
-from hub.config import read_secret, require_secret
+from hub.core.config import read_secret, require_secret
 from hub.errors import MalformedCallback
-from hub.providers import (
+from hub.ports.sms import (
     DeliveryReason,
     DeliveryReport,
     DeliveryState,
@@ -57,6 +56,7 @@ from hub.providers import (
     SendOutcome,
     SendResult,
 )
+from hub.sending.callbacks import CallbackRequest, CallbackView, SharedSecretMixin
 
 log = logging.getLogger("smshub.smsfactor")
 
@@ -202,7 +202,7 @@ def interpret_send_response(status_code: int, body: Any) -> SendResult:
 
 
 class SmsFactorProvider:
-    """Implements hub.providers.SmsProvider for SMSFactor's HTTP API."""
+    """Implements hub.ports.sms.SmsProvider for SMSFactor's HTTP API."""
 
     settings_model: ClassVar[type[ProviderSettings]] = SmsFactorSettings
     # SMSFactor has no idempotency key (gsmsmsid only labels reports), so a message a crashed

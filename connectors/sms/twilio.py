@@ -32,10 +32,9 @@ from urllib.parse import parse_qs, quote, urlsplit, urlunsplit
 
 import httpx
 
-from hub.callbacks import CallbackRequest, CallbackView
-from hub.config import require_secret
+from hub.core.config import require_secret
 from hub.errors import BadSignature, ConfigError, MalformedCallback
-from hub.providers import (
+from hub.ports.sms import (
     DeliveryReason,
     DeliveryReport,
     DeliveryState,
@@ -47,6 +46,7 @@ from hub.providers import (
     SendOutcome,
     SendResult,
 )
+from hub.sending.callbacks import CallbackRequest, CallbackView
 
 log = logging.getLogger("smshub.twilio")
 
@@ -139,7 +139,7 @@ def interpret_error(status_code: int, body: Any) -> SendResult:
 
 
 class TwilioProvider:
-    """Implements hub.providers.SmsProvider for Twilio Programmable Messaging."""
+    """Implements hub.ports.sms.SmsProvider for Twilio Programmable Messaging."""
 
     settings_model: ClassVar[type[ProviderSettings]] = TwilioSettings
     # Twilio documents no idempotency key for creating Messages: a message a crashed process

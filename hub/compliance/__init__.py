@@ -16,7 +16,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from hub import segments
 from hub.compliance.hours import (
     MarketingHours,
     NoMarketingWindow,
@@ -46,7 +45,8 @@ from hub.compliance.senders import (
     rule_for,
     sender_kind,
 )
-from hub.timeutil import as_utc
+from hub.core import segments
+from hub.core.timeutil import as_utc
 
 __all__ = [
     "DEFAULT_SENDER_RULE",

@@ -45,8 +45,8 @@ from phonenumbers import NumberParseException
 from phonenumbers import timezone as pn_timezone
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
+from hub.core.timeutil import as_utc
 from hub.errors import InvalidInput
-from hub.timeutil import as_utc
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")

@@ -35,7 +35,7 @@ from hub.compliance.senders import sender_kind
 SEPARATOR = "\n"
 _TYPES = ("alert", "marketing")
 # The code of a link mention; every code has this length, so a text can be counted with a
-# placeholder before the codes exist (hub.links' short codes have the same alphabet).
+# placeholder before the codes exist (hub.campaigns.links' short codes have the same alphabet).
 LINK_CODE_LENGTH = 8
 PLACEHOLDER_CODE = "x" * LINK_CODE_LENGTH
 Rule = Literal["stop", "link", "none"]

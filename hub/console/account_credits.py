@@ -1,6 +1,7 @@
 """Sub-accounts and credit moves from the console, limited to what the user may touch.
 
-The work is hub.accounts' and hub.credits' (as ``smshub accounts create|transfer|reset|
+The work is hub.sending.accounts' and hub.sending.credits' (as ``smshub accounts
+create|transfer|reset|
 disable`` do it); this module only decides who may ask. A console user acts on their own
 account and the accounts below it: credits move between two of those (so never into their
 own account from its parent: fresh credits are an admin's ``smshub accounts credit``), and
@@ -13,15 +14,15 @@ from typing import TYPE_CHECKING
 
 from sqlmodel import Session
 
-from hub import credits
-from hub.accounts import create_account, set_disabled
+from hub.core.i18n import gettext as _
 from hub.errors import Forbidden, InvalidInput
-from hub.i18n import gettext as _
-from hub.models import Account, CreditMode
+from hub.sending import credits
+from hub.sending.accounts import create_account, set_disabled
+from hub.store.models import Account, CreditMode
 
 if TYPE_CHECKING:
-    from hub.config import Config
     from hub.console.auth import ConsoleUser
+    from hub.core.config import Config
 
 
 def parse_amount(value: str, *, field: str = "Amount", optional: bool = False) -> int:

@@ -8,8 +8,8 @@ from datetime import datetime
 
 from sqlmodel import Session, col, select
 
-from hub.i18n import lazy_gettext
-from hub.models import Account, LedgerEntry, LedgerKind
+from hub.core.i18n import lazy_gettext
+from hub.store.models import Account, LedgerEntry, LedgerKind
 
 # Each kind in words: alone, and naming the other account of the row.
 _WHAT: dict[str, tuple[object, object]] = {

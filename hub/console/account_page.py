@@ -6,17 +6,18 @@ from typing import TYPE_CHECKING, Any
 
 from sqlmodel import Session, col, select
 
-from hub import i18n, sms_texts
-from hub.account_settings import MAX_AUTOREPLY_HOURS, region_of
-from hub.accounts import ancestors
+from hub.campaigns.links import link_length
 from hub.console.account_ledger import ledger_page
-from hub.links import link_length
-from hub.models import Account, CreditMode
-from hub.views import account_view
+from hub.core import i18n
+from hub.inbound import texts as sms_texts
+from hub.sending.account_settings import MAX_AUTOREPLY_HOURS, region_of
+from hub.sending.accounts import ancestors
+from hub.store.models import Account, CreditMode
+from hub.store.views import account_view
 
 if TYPE_CHECKING:
-    from hub.config import Config
     from hub.console.auth import ConsoleUser
+    from hub.core.config import Config
 
 
 def load(

@@ -17,12 +17,12 @@ from fastapi import Depends, Request
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
-from hub import i18n
-from hub.accounts import descendant_ids
-from hub.db import read_scope, session_scope
-from hub.edge import row_id_or_none
+from hub.core import i18n
 from hub.errors import Forbidden, NotFound
-from hub.models import Account, MailUser
+from hub.sending.accounts import descendant_ids
+from hub.store.db import read_scope, session_scope
+from hub.store.models import Account, MailUser
+from hub.web.edge import row_id_or_none
 
 from . import session as cookies
 

@@ -2,7 +2,7 @@
 calendar's settings as shown, the reminder preview, and the secret files the console keeps.
 
 Secrets typed into the console (a CalDAV password, a refresh token from a sign-in) are
-kept in the database encrypted (hub/calendar_store.py, hub/secretbox.py), so every
+kept in the database encrypted (hub/reminders/calendar_store.py, hub/store/secretbox.py), so every
 instance can use them, and the calendar names them in its ``stored_secrets`` setting; they
 never reach the logs nor the pages. Settings that name server files or environment variables
 cannot be set from the console: a customer could otherwise make the hub read and send them
@@ -20,25 +20,25 @@ from zoneinfo import ZoneInfo
 
 from sqlmodel import Session, col, select
 
-from hub import sending
-from hub.calendar_setup import (
+from hub.compliance import preview as sms_preview
+from hub.core.config import Config
+from hub.core.i18n import LANGUAGES
+from hub.core.phone import parse_number
+from hub.core.templating import TemplateLimitExceeded
+from hub.core.timeutil import as_utc, utcnow
+from hub.errors import ConfigError, InvalidInput, NotFound
+from hub.reminders.all_day import reminder_time
+from hub.reminders.naming import clean_title
+from hub.reminders.render import default_template, render_reminder
+from hub.reminders.rules import QuietHours, parse_hhmm, parse_offsets
+from hub.reminders.setup import (
     check_locale,
     check_timezone,
     parse_setting,
     stored_settings,
 )
-from hub.compliance import preview as sms_preview
-from hub.config import Config
-from hub.errors import ConfigError, InvalidInput, NotFound
-from hub.i18n import LANGUAGES
-from hub.models import Account, Calendar, CalendarEventRow
-from hub.phone import parse_number
-from hub.reminders.all_day import reminder_time
-from hub.reminders.naming import clean_title
-from hub.reminders.render import default_template, render_reminder
-from hub.reminders.rules import QuietHours, parse_hhmm, parse_offsets
-from hub.templating import TemplateLimitExceeded
-from hub.timeutil import as_utc, utcnow
+from hub.sending import submit as sending
+from hub.store.models import Account, Calendar, CalendarEventRow
 
 # Calendars a console user may add with a URL (the others need OAuth or server secrets).
 URL_TYPES = ("ics", "caldav")
@@ -152,7 +152,7 @@ def url_settings(
 ) -> dict[str, Any]:
     """The settings of an ICS or CalDAV calendar typed in the form, checked by its connector
     (the password file is only a placeholder here)."""
-    from hub.registry import calendar_settings as check_settings
+    from hub.ports.registry import calendar_settings as check_settings
 
     if kind not in URL_TYPES:
         raise InvalidInput("choose ics or caldav (Google and Microsoft 365: use Connect)")

@@ -1,5 +1,5 @@
 """Connecting a Google or Microsoft 365 calendar from the console: the shared OAuth sign-in
-(hub/oauth_flow.py: authorization code + PKCE, state bound to user and account) asking the
+(hub/ports/oauth_flow.py: authorization code + PKCE, state bound to user and account) asking the
 calendar scopes, then the user's choice of calendar.
 
 The refresh token waits in the hub's state store (encrypted, expiring) while the user
@@ -20,10 +20,10 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from hub import oauth_flow
-from hub.config import Config, GoogleOAuthSection
+from hub.core.config import Config, GoogleOAuthSection
 from hub.errors import InvalidInput
-from hub.oauth_flow import (
+from hub.ports import oauth_flow
+from hub.ports.oauth_flow import (
     PROVIDERS,
     SIGNIN_NAMESPACE,
     STATE_SECONDS,
@@ -35,7 +35,7 @@ from hub.oauth_flow import (
     signer_key,
     unsign,
 )
-from hub.state import StateStore
+from hub.ports.state import StateStore
 
 __all__ = [
     "PROVIDERS",

@@ -1,7 +1,7 @@
-"""Campaigns as the console lists and reports them (the domain is hub.campaigns).
+"""Campaigns as the console lists and reports them (the domain is hub.campaigns.campaigns).
 
 The list pages by campaign id (newest first, keyset). A campaign's stored status is
-brought up to date from its messages when read (``hub.campaigns.refresh_status``); only
+brought up to date from its messages when read (``hub.campaigns.campaigns.refresh_status``); only
 campaigns still scheduled or sending can change, so only those are counted, in one
 grouped query per page, and only then is a write transaction opened.
 """
@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from hub.campaigns import CANCELLED, SENT, campaign_report, refresh_status
-from hub.db import read_scope, session_scope
-from hub.edge import row_id_or_none
+from hub.campaigns.campaigns import CANCELLED, SENT, campaign_report, refresh_status
 from hub.errors import NotFound
-from hub.models import Campaign, Message, MessageStatus
+from hub.store.db import read_scope, session_scope
+from hub.store.models import Campaign, Message, MessageStatus
+from hub.web.edge import row_id_or_none
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -104,7 +104,7 @@ def refresh_statuses(engine: Engine, campaigns: list[Campaign]) -> None:
 
 
 def report(engine: Engine, user: ConsoleUser, campaign_id: int) -> dict[str, Any]:
-    """The campaign report (hub.campaigns.campaign_report) plus parts and cancellability."""
+    """The campaign report (hub.campaigns.campaigns.campaign_report), parts and cancellability."""
 
     def _read(session: Session) -> dict[str, Any]:
         data = campaign_report(session, campaign_id)

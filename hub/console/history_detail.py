@@ -8,7 +8,15 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from hub.errors import NotFound
-from hub.models import Account, Campaign, LinkClick, Message, MessageEvent, MessageStatus, ShortLink
+from hub.store.models import (
+    Account,
+    Campaign,
+    LinkClick,
+    Message,
+    MessageEvent,
+    MessageStatus,
+    ShortLink,
+)
 
 if TYPE_CHECKING:
     from hub.console.auth import ConsoleUser

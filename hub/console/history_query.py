@@ -29,12 +29,12 @@ from sqlalchemy import ColumnElement, Select, and_, func, or_, union_all
 from sqlalchemy import select as sql_select
 from sqlmodel import Session, col, select
 
-from hub.db import read_scope
-from hub.edge import row_id_or_none
+from hub.core.phone import parse_number
+from hub.core.timeutil import as_utc
 from hub.errors import InvalidInput
-from hub.models import Account, Message, MessageStatus
-from hub.phone import parse_number
-from hub.timeutil import as_utc
+from hub.store.db import read_scope
+from hub.store.models import Account, Message, MessageStatus
+from hub.web.edge import row_id_or_none
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine

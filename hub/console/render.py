@@ -12,10 +12,10 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-from hub import i18n
-from hub.i18n import lazy_gettext
-from hub.phone import format_international
-from hub.timeutil import as_utc, local_text
+from hub.core import i18n
+from hub.core.i18n import lazy_gettext
+from hub.core.phone import format_international
+from hub.core.timeutil import as_utc, local_text
 
 if TYPE_CHECKING:
     from hub.console.auth import ConsoleUser

@@ -18,11 +18,11 @@ from urllib.parse import quote
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from hub import sending
+from hub.core.timeutil import as_utc
 from hub.errors import InvalidInput, NotFound
-from hub.intake.replies import ReplyRefused, answer_request
-from hub.models import Account, InboundMessage, Message
-from hub.timeutil import as_utc
+from hub.mail.intake.replies import ReplyRefused, answer_request
+from hub.sending import submit as sending
+from hub.store.models import Account, InboundMessage, Message
 
 # Sources of SMS the hub sends by itself: they do not answer anybody.
 AUTOMATIC_SOURCES = ("autoreply", "optout", "calendar")

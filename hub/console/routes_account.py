@@ -11,16 +11,17 @@ from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlmodel import Session
 
-from hub import account_settings, i18n
-from hub.config import Config
 from hub.console import account_credits, account_page
 from hub.console.auth import ConsoleUser, User
 from hub.console.render import page, redirect
-from hub.db import read_scope, session_scope
-from hub.edge import row_id_or_none
+from hub.core import i18n
+from hub.core.config import Config
+from hub.core.i18n import gettext as _
 from hub.errors import ConflictError, InsufficientCredits, InvalidInput
-from hub.i18n import gettext as _
-from hub.models import Account
+from hub.sending import account_settings
+from hub.store.db import read_scope, session_scope
+from hub.store.models import Account
+from hub.web.edge import row_id_or_none
 
 router = APIRouter()
 

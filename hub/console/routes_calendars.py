@@ -10,8 +10,17 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from hub import sending
-from hub.calendar_setup import (
+from hub.console import calendars_data as data
+from hub.console import calendars_oauth as oauth
+from hub.console.auth import ConsoleUser, User, signing_key
+from hub.console.render import page, redirect
+from hub.core.i18n import gettext, lazy_gettext
+from hub.core.templating import TemplateLimitExceeded
+from hub.errors import ConfigError, Forbidden, HubError, InvalidInput, NotFound
+from hub.reminders import answers
+from hub.reminders.calendar_store import keep_secret_in
+from hub.reminders.replan import replan, replanned_message
+from hub.reminders.setup import (
     add_calendar,
     adopt_name_keyed_files,
     problem_events,
@@ -19,19 +28,10 @@ from hub.calendar_setup import (
     upcoming_reminders,
     update_rules,
 )
-from hub.calendar_store import keep_secret_in
-from hub.console import calendars_data as data
-from hub.console import calendars_oauth as oauth
-from hub.console.auth import ConsoleUser, User, signing_key
-from hub.console.render import page, redirect
-from hub.db import read_scope, session_scope
-from hub.edge import RowId, row_id_or_none
-from hub.errors import ConfigError, Forbidden, HubError, InvalidInput, NotFound
-from hub.i18n import gettext, lazy_gettext
-from hub.reminders import answers
-from hub.reminders.replan import replan, replanned_message
 from hub.reminders.sync import sync_calendar
-from hub.templating import TemplateLimitExceeded
+from hub.sending import submit as sending
+from hub.store.db import read_scope, session_scope
+from hub.web.edge import RowId, row_id_or_none
 
 router = APIRouter()
 

@@ -1,5 +1,5 @@
 """Console page /console/campaigns/new: a campaign from the browser, as `smshub campaigns
-create` makes it (hub.campaigns: one submit path for every door).
+create` makes it (hub.campaigns.campaigns: one submit path for every door).
 
 Recipients are lists and pasted numbers; the text is written or a saved template; sender,
 marketing or alert, a send time, short links on or off and one file (hosted, its short
@@ -18,17 +18,17 @@ from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, Response
 from sqlmodel import Session
 
-from hub import campaigns, contacts, links
-from hub import message_templates as mt
+from hub.campaigns import campaigns, contacts, links
+from hub.campaigns import templates as mt
 from hub.console.auth import ConsoleUser, User
 from hub.console.forms import checked, local_time, read_upload
 from hub.console.render import page, redirect
 from hub.console.settings_common import layout, scoped_account_id
-from hub.db import read_scope, session_scope
+from hub.core.i18n import gettext as _
+from hub.core.phone import split_numbers
 from hub.errors import HubError, InvalidInput
-from hub.i18n import gettext as _
-from hub.models import Account
-from hub.phone import split_numbers
+from hub.store.db import read_scope, session_scope
+from hub.store.models import Account
 
 router = APIRouter()
 PATH = "/console/campaigns/new"
@@ -55,7 +55,7 @@ class CampaignForm:
 
 
 def _arguments(form: CampaignForm, region: str, attachment: tuple[str, bytes]) -> dict[str, Any]:
-    """The keyword arguments of hub.campaigns' preview, create and test for FORM."""
+    """The keyword arguments of hub.campaigns.campaigns' preview, create and test for FORM."""
     if form.type not in {"alert", "marketing"}:
         raise InvalidInput("the type is marketing or alert")
     if form.template and form.text.strip():

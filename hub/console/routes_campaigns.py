@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
-from hub.campaigns import cancel_campaign, export_campaign
+from hub.campaigns.campaigns import cancel_campaign, export_campaign
 from hub.console.auth import User
 from hub.console.campaign_query import (
     campaign_page,
@@ -18,10 +18,10 @@ from hub.console.campaign_query import (
     report,
 )
 from hub.console.render import page, redirect
-from hub.db import read_scope, session_scope
-from hub.edge import row_id_or_none
+from hub.core.i18n import gettext as _
 from hub.errors import ConflictError, InvalidInput
-from hub.i18n import gettext as _
+from hub.store.db import read_scope, session_scope
+from hub.web.edge import row_id_or_none
 
 router = APIRouter()
 

@@ -1,6 +1,6 @@
 """Console pages: contact lists (import with preview and rejection report, edit, delete).
 
-The import reads files exactly as `smshub contacts import` does (hub.contacts): the same
+The import reads files exactly as `smshub contacts import` does (hub.campaigns.contacts): the same
 formats, the same per-line rejection report, the same preview. The preview is asked for
 while the file is still chosen in the form (console.js posts the form to
 /lists/import/preview and shows the fragment), so "Import" sends the same file again.
@@ -15,7 +15,7 @@ from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, Response
 from sqlmodel import Session
 
-from hub import contacts
+from hub.campaigns import contacts
 from hub.console.auth import ConsoleUser, User
 from hub.console.forms import read_upload
 from hub.console.render import page, redirect
@@ -27,11 +27,11 @@ from hub.console.settings_common import (
     page_url,
     scoped_account_id,
 )
-from hub.db import read_scope, session_scope
-from hub.edge import RowId, row_id_or_none
+from hub.core.i18n import gettext as _
 from hub.errors import HubError, InvalidInput
-from hub.i18n import gettext as _
-from hub.models import Account, ContactList
+from hub.store.db import read_scope, session_scope
+from hub.store.models import Account, ContactList
+from hub.web.edge import RowId, row_id_or_none
 
 router = APIRouter()
 PATH = "/console/lists"

@@ -10,7 +10,6 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 
-from hub import csvout, sending
 from hub.console import history_detail
 from hub.console.auth import ConsoleUser, User
 from hub.console.history_query import (
@@ -25,12 +24,14 @@ from hub.console.history_query import (
     state_counts,
 )
 from hub.console.render import page, redirect
-from hub.db import read_scope, session_scope
+from hub.core import csvout
+from hub.core.i18n import gettext as _
+from hub.core.i18n import ngettext
+from hub.core.timeutil import as_utc, utcnow
 from hub.errors import ConflictError, InvalidInput, NotFound
-from hub.i18n import gettext as _
-from hub.i18n import ngettext
-from hub.models import Message
-from hub.timeutil import as_utc, utcnow
+from hub.sending import submit as sending
+from hub.store.db import read_scope, session_scope
+from hub.store.models import Message
 
 router = APIRouter()
 

@@ -8,22 +8,22 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
 
-from hub import sending
-from hub.accounts import ancestors
+from hub.campaigns.links import preview_text as preview_links
 from hub.compliance import preview, time_zones
 from hub.compliance.night import NightHours
 from hub.console.auth import User
 from hub.console.forms import local_time
 from hub.console.history_query import HistoryFilter, history_page
 from hub.console.render import page, redirect
-from hub.db import read_scope
+from hub.core.i18n import gettext as _
+from hub.core.i18n import ngettext
+from hub.core.phone import parse_number, split_numbers
+from hub.core.timeutil import utcnow
 from hub.errors import InvalidInput
-from hub.i18n import gettext as _
-from hub.i18n import ngettext
-from hub.links import preview_text as preview_links
-from hub.phone import parse_number, split_numbers
-from hub.timeutil import utcnow
-from hub.views import account_view
+from hub.sending import submit as sending
+from hub.sending.accounts import ancestors
+from hub.store.db import read_scope
+from hub.store.views import account_view
 
 router = APIRouter()
 

@@ -9,13 +9,13 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
-from hub import i18n
 from hub.console.auth import User
 from hub.console.render import redirect
-from hub.db import session_scope
+from hub.core import i18n
+from hub.core.i18n import gettext as _
 from hub.errors import InvalidInput
-from hub.i18n import gettext as _
-from hub.models import MailUser
+from hub.store.db import session_scope
+from hub.store.models import MailUser
 
 router = APIRouter()
 

@@ -12,7 +12,6 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from hub import i18n
 from hub.console import session as cookies
 from hub.console.auth import (
     COOKIE,
@@ -23,10 +22,11 @@ from hub.console.auth import (
     signing_key,
 )
 from hub.console.render import page, redirect
-from hub.db import read_scope
-from hub.i18n import gettext as _
-from hub.login_throttle import LoginThrottle
-from hub.models import MailUser
+from hub.core import i18n
+from hub.core.i18n import gettext as _
+from hub.store.db import read_scope
+from hub.store.login_throttle import LoginThrottle
+from hub.store.models import MailUser
 
 log = logging.getLogger("smshub.console")
 router = APIRouter()

@@ -1,9 +1,9 @@
 """Console pages: the hub's mailboxes (IMAP intake, the answers mailbox, the SMTP relay):
 connect by OAuth, test, see last activity and errors, disconnect.
 
-Connecting runs the shared OAuth sign-in (hub/oauth_flow.py: authorization code + PKCE, a
+Connecting runs the shared OAuth sign-in (hub/ports/oauth_flow.py: authorization code + PKCE, a
 state signed with a key of its own and bound to the console user, a nonce cookie) asking
-the mail scopes; the tokens go encrypted into the state store (hub/mail_oauth.py).
+the mail scopes; the tokens go encrypted into the state store (hub/mail/oauth.py).
 """
 
 # No `from __future__ import annotations`: FastAPI reads these annotations at runtime.
@@ -16,21 +16,21 @@ from urllib.parse import quote
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from hub import oauth_flow
 from hub.console.auth import ConsoleUser, User, signing_key
 from hub.console.render import page, redirect
-from hub.db import read_scope
+from hub.core.i18n import gettext as _
 from hub.errors import ConfigError, Forbidden, HubError, InvalidInput
-from hub.i18n import gettext as _
-from hub.mail_oauth import PROVIDERS, disconnect, mailbox_state, scopes_for, store_grant
-from hub.mailboxes import (
+from hub.mail.mailboxes import (
     Mailbox,
     configured_mailboxes,
     find_mailbox,
     oauth_problem,
     require_operator,
 )
-from hub.registry import try_mailbox
+from hub.mail.oauth import PROVIDERS, disconnect, mailbox_state, scopes_for, store_grant
+from hub.ports import oauth_flow
+from hub.ports.registry import try_mailbox
+from hub.store.db import read_scope
 
 router = APIRouter()
 

@@ -11,16 +11,16 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
 
-from hub import sending
 from hub.console import replies_data as data
 from hub.console.auth import User
 from hub.console.render import page, redirect
-from hub.db import read_scope
-from hub.edge import MAX_ROW_ID, row_id_or_none
+from hub.core.i18n import gettext as _
+from hub.core.i18n import ngettext
+from hub.core.phone import format_international
 from hub.errors import InvalidInput, NotFound
-from hub.i18n import gettext as _
-from hub.i18n import ngettext
-from hub.phone import format_international
+from hub.sending import submit as sending
+from hub.store.db import read_scope
+from hub.web.edge import MAX_ROW_ID, row_id_or_none
 
 router = APIRouter()
 

@@ -1,7 +1,7 @@
 """Console pages: saved SMS templates with merge fields, and each recipient's preview.
 
-Templates are the sandboxed texts of hub.message_templates (``{{ first_name }}``, with the
-bounds of hub.templating); the preview renders the text for the members of a list as the
+Templates are the sandboxed texts of hub.campaigns.templates (``{{ first_name }}``, with the
+bounds of hub.core.templating); the preview renders the text for the members of a list as the
 send will, with each one's parts and credits, and names a merge field a recipient lacks.
 """
 
@@ -14,17 +14,17 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlmodel import Session
 
-from hub import contacts
-from hub import message_templates as mt
+from hub.campaigns import contacts
+from hub.campaigns import templates as mt
 from hub.console.auth import ConsoleUser, User
 from hub.console.render import page, redirect
 from hub.console.settings_common import back_to, layout, owned, scoped_account_id
-from hub.db import read_scope, session_scope
-from hub.edge import RowId
+from hub.core.i18n import gettext as _
+from hub.core.phone import split_numbers
 from hub.errors import HubError, InvalidInput
-from hub.i18n import gettext as _
-from hub.models import Account, MessageTemplate
-from hub.phone import split_numbers
+from hub.store.db import read_scope, session_scope
+from hub.store.models import Account, MessageTemplate
+from hub.web.edge import RowId
 
 router = APIRouter()
 PATH = "/console/templates"

@@ -20,10 +20,10 @@ from datetime import UTC, datetime
 
 from sqlmodel import Session
 
-from hub.db import sql
-from hub.hub_keys import generated_key
-from hub.models import RevokedSession
-from hub.timeutil import utcnow
+from hub.core.timeutil import utcnow
+from hub.store.db import sql
+from hub.store.keys import generated_key
+from hub.store.models import RevokedSession
 
 _KEY = "console_session_key"
 

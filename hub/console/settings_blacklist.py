@@ -17,11 +17,11 @@ from hub.console.settings_common import (
     back_to,
     number_list,
 )
-from hub.db import read_scope, session_scope
+from hub.core.i18n import gettext as _
 from hub.errors import InvalidInput
-from hub.i18n import gettext as _
-from hub.models import Account, BlacklistEntry
-from hub.optout import ImportReport, add_numbers, remove_number
+from hub.sending.optout import ImportReport, add_numbers, remove_number
+from hub.store.db import read_scope, session_scope
+from hub.store.models import Account, BlacklistEntry
 
 router = APIRouter()
 PATH = "/console/blacklist"

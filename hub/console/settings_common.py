@@ -9,16 +9,16 @@ from urllib.parse import urlencode
 import phonenumbers
 from sqlmodel import Session, select
 
-from hub import phone
-from hub.db import read_scope
+from hub.core import phone
 from hub.errors import InvalidInput, NotFound
+from hub.store.db import read_scope
 
 if TYPE_CHECKING:
     from fastapi import Request
     from sqlalchemy import Engine
 
     from hub.console.auth import ConsoleUser
-    from hub.models import Account
+    from hub.store.models import Account
 
 Row = TypeVar("Row")
 

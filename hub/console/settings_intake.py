@@ -12,18 +12,18 @@ from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
-from hub.config import Config
 from hub.console.auth import ConsoleUser, User
 from hub.console.render import page, redirect
 from hub.console.settings_common import back_to, layout, owned
-from hub.db import read_scope, session_scope
-from hub.edge import RowId
+from hub.core.config import Config
+from hub.core.i18n import gettext as _
+from hub.core.i18n import ngettext
 from hub.errors import ConflictError, InvalidInput
-from hub.i18n import gettext as _
-from hub.i18n import ngettext
-from hub.intake import refusals
-from hub.intake.addresses import add_intake_address, split_address
-from hub.models import Account, InboundMail, IntakeAddress, IntakeKind, MailUser
+from hub.mail.intake import refusals
+from hub.mail.intake.addresses import add_intake_address, split_address
+from hub.store.db import read_scope, session_scope
+from hub.store.models import Account, InboundMail, IntakeAddress, IntakeKind, MailUser
+from hub.web.edge import RowId
 
 router = APIRouter()
 PATH = "/console/intake"

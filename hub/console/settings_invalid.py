@@ -19,12 +19,12 @@ from hub.console.settings_common import (
     number_list,
     owned,
 )
-from hub.db import read_scope, session_scope
-from hub.edge import RowId
+from hub.core.i18n import gettext as _
 from hub.errors import InvalidInput
-from hub.i18n import gettext as _
-from hub.invalid_numbers import AddReport, add_campaign_invalid, add_numbers, import_file
-from hub.models import Account, InvalidNumber
+from hub.sending.invalid_numbers import AddReport, add_campaign_invalid, add_numbers, import_file
+from hub.store.db import read_scope, session_scope
+from hub.store.models import Account, InvalidNumber
+from hub.web.edge import RowId
 
 router = APIRouter()
 PATH = "/console/invalid"

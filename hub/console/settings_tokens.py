@@ -9,15 +9,15 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlmodel import Session, col, select
 
-from hub.accounts import create_token, revoke_token
 from hub.console.auth import ConsoleUser, User
 from hub.console.render import page, redirect
 from hub.console.settings_common import back_to, layout, owned
-from hub.db import read_scope, session_scope
-from hub.edge import RowId
+from hub.core.i18n import gettext as _
 from hub.errors import InvalidInput
-from hub.i18n import gettext as _
-from hub.models import Account, ApiToken
+from hub.sending.accounts import create_token, revoke_token
+from hub.store.db import read_scope, session_scope
+from hub.store.models import Account, ApiToken
+from hub.web.edge import RowId
 
 router = APIRouter()
 PATH = "/console/tokens"

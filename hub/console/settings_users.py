@@ -12,13 +12,13 @@ from fastapi.responses import Response
 from hub.console.auth import User
 from hub.console.render import redirect
 from hub.console.settings_common import back_to, owned
-from hub.db import read_scope, session_scope
-from hub.edge import RowId
+from hub.core.i18n import gettext as _
 from hub.errors import ConflictError, InvalidInput
-from hub.i18n import gettext as _
-from hub.intake.addresses import add_mail_user
-from hub.intake.passwords import hash_password, verify_password
-from hub.models import Account, MailUser
+from hub.mail.intake.addresses import add_mail_user
+from hub.mail.intake.passwords import hash_password, verify_password
+from hub.store.db import read_scope, session_scope
+from hub.store.models import Account, MailUser
+from hub.web.edge import RowId
 
 router = APIRouter()
 PATH = "/console/intake"

@@ -14,14 +14,14 @@ from sqlalchemy import select as sa_select
 from sqlalchemy import union_all
 from sqlmodel import Session, col, select
 
-from hub import webhooks
 from hub.console.auth import ConsoleUser, User
 from hub.console.render import page, redirect
 from hub.console.settings_common import back_to, layout, owned
-from hub.db import read_scope, session_scope
-from hub.edge import RowId
-from hub.i18n import gettext as _
-from hub.models import Account, WebhookDelivery, WebhookEndpoint
+from hub.core.i18n import gettext as _
+from hub.inbound import webhooks
+from hub.store.db import read_scope, session_scope
+from hub.store.models import Account, WebhookDelivery, WebhookEndpoint
+from hub.web.edge import RowId
 
 router = APIRouter()
 PATH = "/console/webhooks"

@@ -24,5 +24,5 @@ Rules every migration follows:
   that changes data on purpose says how there (``TRANSFORMED``).
 
 Start-up and ``smshub db upgrade`` check that the schema is what its revision makes
-before touching anything (hub.schema_check); ``smshub db check`` lists what differs.
+before touching anything (hub.store.schema_check); ``smshub db check`` lists what differs.
 """

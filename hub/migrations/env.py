@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlmodel import SQLModel
 
-import hub.models  # noqa: F401  (registers the tables)
+import hub.store.models  # noqa: F401  (registers the tables)
 
 config = context.config
 target_metadata = SQLModel.metadata
@@ -14,8 +14,8 @@ target_metadata = SQLModel.metadata
 def run_migrations_online() -> None:
     engine = config.attributes.get("engine")
     if engine is None:
-        from hub.config import load_config
-        from hub.db import make_engine
+        from hub.core.config import load_config
+        from hub.store.db import make_engine
 
         engine = make_engine(load_config().database_url)
     with engine.connect() as connection:

@@ -3,18 +3,20 @@ the answer is queued for writing back to the calendar (hub.reminders.writeback).
 
 A reminder is an open question from the moment it went out until its appointment starts:
 whatever the number writes meanwhile answers it, even after an auto-reply or any other SMS
-of ours to that number (hub.inbound asks ``open_question`` before anything else)."""
+of ours to that number (hub.inbound.answers asks ``open_question`` before anything else)."""
 
 from __future__ import annotations
 
 from sqlmodel import Session, col, select
 
-from hub import i18n
-from hub.config import Config
+from hub.core import i18n
+from hub.core.config import Config
+from hub.core.i18n import gettext as _
+from hub.core.timeutil import local_text, utcnow
 from hub.errors import InvalidInput
-from hub.i18n import gettext as _
-from hub.mailout import build_message, queue_mail
-from hub.models import (
+from hub.mail.outbox import build_message, queue_mail
+from hub.sending.optout import normalize_keyword
+from hub.store.models import (
     Account,
     Calendar,
     CalendarEventRow,
@@ -23,8 +25,6 @@ from hub.models import (
     MessageStatus,
     Reminder,
 )
-from hub.optout import normalize_keyword
-from hub.timeutil import local_text, utcnow
 
 # A reminder in one of these states has reached (or may have reached) the phone.
 _WENT_OUT = [

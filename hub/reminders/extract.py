@@ -9,8 +9,8 @@ from functools import lru_cache
 
 import phonenumbers
 
-from hub import phone
-from hub.calendars import CalendarEvent
+from hub.core import phone
+from hub.ports.calendar import CalendarEvent
 
 _PHONE_LINE = re.compile(
     r"^\s*(?:phone|mobile|tel|tél|téléphone|telephone|portable|gsm|handy|cell)\s*[:.]?\s*(.+)$",

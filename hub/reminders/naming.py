@@ -21,9 +21,9 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, bindparam, select
 
-from hub.calendars import CalendarEvent
-from hub.db import table
-from hub.models import Contact, ContactList
+from hub.ports.calendar import CalendarEvent
+from hub.store.db import table
+from hub.store.models import Contact, ContactList
 
 # Where a name came from (stored in calendar_events.person_source).
 DESCRIPTION = "description"

@@ -15,10 +15,10 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, bindparam, select
 
-from hub.calendars import CalendarEvent
-from hub.db import table
-from hub.models import CalendarEventRow, Message, Reminder
-from hub.timeutil import as_utc
+from hub.core.timeutil import as_utc
+from hub.ports.calendar import CalendarEvent
+from hub.store.db import table
+from hub.store.models import CalendarEventRow, Message, Reminder
 
 EVENTS = table(CalendarEventRow)
 REMINDERS = table(Reminder)

@@ -16,15 +16,16 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, insert, select, update
 from sqlmodel import Session
 
-from hub import compliance, credits
-from hub.accounts import ancestors, funding_account, get_account
-from hub.config import Config
+from hub import compliance
+from hub.core.config import Config
+from hub.core.timeutil import utcnow
 from hub.errors import HubError, InsufficientCredits
-from hub.models import Account, MessageStatus, MessageType, new_id
 from hub.reminders.plan_state import EVENTS, MESSAGES, REMINDERS
-from hub.sending import check_text, credits_for, validate_sender
-from hub.sending_lookups import RecipientLookups
-from hub.timeutil import utcnow
+from hub.sending import credits
+from hub.sending.accounts import ancestors, funding_account, get_account
+from hub.sending.lookups import RecipientLookups
+from hub.sending.submit import check_text, credits_for, validate_sender
+from hub.store.models import Account, MessageStatus, MessageType, new_id
 
 # New occurrence rows and their ids: on PostgreSQL with RETURNING (SQLAlchemy's
 # insertmanyvalues, a multi-row INSERT per 1,000 rows: psycopg's executemany would run one

@@ -30,12 +30,11 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from hub import outbox, phone, sending
-from hub.calendars import CalendarEvent, EventStatus, SyncResult, SyncWindow
-from hub.config import Config
-from hub.db import read_scope, session_scope
+from hub.core import phone
+from hub.core.config import Config
+from hub.core.timeutil import as_utc, utcnow
 from hub.errors import HubError
-from hub.models import Account, Calendar
+from hub.ports.calendar import CalendarEvent, EventStatus, SyncResult, SyncWindow
 from hub.reminders import all_day, naming, plan_write
 from hub.reminders.extract import Recipient, find_recipient
 from hub.reminders.plan_state import (
@@ -50,7 +49,10 @@ from hub.reminders.plan_state import (
 )
 from hub.reminders.render import changed_template, default_template, render_reminder
 from hub.reminders.rules import QuietHours, parse_hhmm, parse_offsets
-from hub.timeutil import as_utc, utcnow
+from hub.sending import outbox
+from hub.sending import submit as sending
+from hub.store.db import read_scope, session_scope
+from hub.store.models import Account, Calendar
 
 log = logging.getLogger("smshub.reminders")
 

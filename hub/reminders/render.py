@@ -11,9 +11,9 @@ from zoneinfo import ZoneInfo
 from babel.dates import format_date, format_datetime, format_time
 from jinja2 import Template, TemplateError
 
-from hub import i18n, segments
+from hub.core import i18n, segments
+from hub.core.templating import TemplateLimitExceeded, render_bounded, sandbox, too_many_parts
 from hub.errors import InvalidInput
-from hub.templating import TemplateLimitExceeded, render_bounded, sandbox, too_many_parts
 
 # The most parts sending.max_parts allows: the bound when the caller has no config (a
 # template checked when it is set; the preview and the planner pass the configured one).

@@ -15,13 +15,13 @@ from datetime import datetime
 
 from sqlalchemy import Connection, Engine, select
 
-from hub.calendars import Attendee, CalendarEvent, EventStatus, SyncResult, SyncWindow
-from hub.config import Config
-from hub.db import read_scope
-from hub.i18n import gettext, ngettext
+from hub.core.config import Config
+from hub.core.i18n import gettext, ngettext
+from hub.core.timeutil import as_utc, utcnow
+from hub.ports.calendar import Attendee, CalendarEvent, EventStatus, SyncResult, SyncWindow
 from hub.reminders.plan_state import EVENTS
 from hub.reminders.reconcile import ReconcileReport, reconcile_chunked
-from hub.timeutil import as_utc, utcnow
+from hub.store.db import read_scope
 
 
 def _attendees(text: str) -> tuple[Attendee, ...]:

@@ -11,33 +11,33 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
-from hub.calendar_setup import calendar_context, source_state_files
-from hub.calendar_store import adopt_secret_files, resolve_secrets
-from hub.calendars import (
+from hub.core.config import Config
+from hub.core.timeutil import as_utc, utcnow
+from hub.errors import ConfigError, HubError
+from hub.ports.calendar import (
     CursorExpired,
     SourceContext,
     SourceError,
     SyncWindow,
     move_name_keyed_files,
 )
-from hub.config import Config
-from hub.db import read_scope, session_scope
-from hub.errors import ConfigError, HubError
-from hub.models import Calendar
-from hub.registry import build_calendar_source
+from hub.ports.registry import build_calendar_source
+from hub.ports.state import StateStore
+from hub.reminders.calendar_store import adopt_secret_files, resolve_secrets
 from hub.reminders.reconcile import ReconcileReport, reconcile_chunked
+from hub.reminders.setup import calendar_context, source_state_files
 from hub.reminders.writeback import write_answers
-from hub.secretbox import Keyring, SecretUnreadable, load_keyring
-from hub.state import StateStore
-from hub.state_sql import SqlStateStore, state_store
-from hub.timeutil import as_utc, utcnow
+from hub.store.db import read_scope, session_scope
+from hub.store.models import Calendar
+from hub.store.secretbox import Keyring, SecretUnreadable, load_keyring
+from hub.store.state_sql import SqlStateStore, state_store
 
 log = logging.getLogger("smshub.calendars")
 
 
 def calendar_secrets(settings: dict[str, Any]) -> dict[str, str]:
     """Resolve ``*_env`` / ``*_file`` settings to their secret values."""
-    from hub.config import read_secret
+    from hub.core.config import read_secret
 
     found = {}
     for key in list(settings):

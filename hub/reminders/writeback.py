@@ -2,7 +2,7 @@
 
 An answer makes its event due (``answer_due_at``); the answer writer of any instance claims
 due events (``FOR UPDATE SKIP LOCKED`` and a lease pushed into ``answer_due_at``, as
-hub.claims does for the mail outbox), writes the note through the calendar source's
+hub.store.claims does for the mail outbox), writes the note through the calendar source's
 ``annotate`` and marks the event written. A failure is retried with backoff; after
 MAX_ATTEMPTS the error stays on the event for the console to show. A sync writes the due
 answers of its calendar with the source it already has open (the same claim).
@@ -19,19 +19,19 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine
 from sqlmodel import col, select
 
-from hub.calendar_setup import calendar_context
-from hub.calendar_store import resolve_secrets
-from hub.calendars import CalendarEvent, CalendarSource, SourceError
-from hub.config import Config
-from hub.db import read_scope, session_scope
+from hub.core.config import Config
+from hub.core.timeutil import as_utc, utcnow
+from hub.core.workers import PollingWorker
 from hub.errors import ConfigError
-from hub.models import Calendar, CalendarEventRow
-from hub.registry import build_calendar_source
+from hub.ports.calendar import CalendarEvent, CalendarSource, SourceError
+from hub.ports.registry import build_calendar_source
+from hub.ports.state import StateStore
 from hub.reminders.answers import answer_note
-from hub.secretbox import SecretUnreadable
-from hub.state import StateStore
-from hub.timeutil import as_utc, utcnow
-from hub.workers import PollingWorker
+from hub.reminders.calendar_store import resolve_secrets
+from hub.reminders.setup import calendar_context
+from hub.store.db import read_scope, session_scope
+from hub.store.models import Calendar, CalendarEventRow
+from hub.store.secretbox import SecretUnreadable
 
 log = logging.getLogger("smshub.answers")
 

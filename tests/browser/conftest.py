@@ -78,7 +78,7 @@ class LiveHub:
 
 def run_cli(config_path: Path, *args: str, stdin: str | None = None) -> str:
     """The `smshub` command line on CONFIG_PATH, run in this process; fails on a non-zero exit."""
-    from hub import cli
+    from hub.cli import main as cli
 
     _forget_cli_state(cli)
     try:

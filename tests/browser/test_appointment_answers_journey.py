@@ -15,9 +15,9 @@ from zoneinfo import ZoneInfo
 
 from sqlmodel import select
 
-from hub.db import make_engine, session_scope
-from hub.models import Message
-from hub.timeutil import utcnow
+from hub.core.timeutil import utcnow
+from hub.store.db import make_engine, session_scope
+from hub.store.models import Message
 from tests.browser.conftest import COLLEAGUE, PATIENT, LiveHub, screenshot
 from tests.browser.test_journeys import log_in, nav, reload_until
 

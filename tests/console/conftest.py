@@ -9,10 +9,10 @@ from typing import Any
 import httpx
 import pytest
 
-from hub.accounts import create_account
-from hub.credits import top_up, transfer
-from hub.db import session_scope
-from hub.intake.addresses import add_mail_user
+from hub.mail.intake.addresses import add_mail_user
+from hub.sending.accounts import create_account
+from hub.sending.credits import top_up, transfer
+from hub.store.db import session_scope
 
 PASSWORD = "correct horse battery"
 

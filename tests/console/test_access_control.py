@@ -31,21 +31,21 @@ from sqlalchemy import Engine, or_
 from sqlalchemy import select as table_select
 from sqlmodel import SQLModel, select
 
-from hub.accounts import create_account, create_token
-from hub.calendar_setup import add_calendar
-from hub.campaigns import create_campaign
-from hub.config import Config
-from hub.contacts import add_numbers
-from hub.db import session_scope
-from hub.intake.addresses import add_intake_address, add_mail_user
-from hub.links import shorten, upload
-from hub.message_templates import create_template
-from hub.models import Account, Contact, ContactList, InvalidNumber, MailUser
-from hub.optout import opt_out
-from hub.providers import InboundSms
-from hub.sending import SubmitRequest
-from hub.timeutil import utcnow
-from hub.webhooks import add_endpoint
+from hub.campaigns.campaigns import create_campaign
+from hub.campaigns.contacts import add_numbers
+from hub.campaigns.links import shorten, upload
+from hub.campaigns.templates import create_template
+from hub.core.config import Config
+from hub.core.timeutil import utcnow
+from hub.inbound.webhooks import add_endpoint
+from hub.mail.intake.addresses import add_intake_address, add_mail_user
+from hub.ports.sms import InboundSms
+from hub.reminders.setup import add_calendar
+from hub.sending.accounts import create_account, create_token
+from hub.sending.optout import opt_out
+from hub.sending.submit import SubmitRequest
+from hub.store.db import session_scope
+from hub.store.models import Account, Contact, ContactList, InvalidNumber, MailUser
 from tests.conftest import make_config
 
 # acme's objects: every text below is a marker that no other account may ever see.

@@ -8,10 +8,10 @@ from typing import Any
 
 from sqlmodel import select
 
-from hub.accounts import create_account
-from hub.credits import ledger_problems, top_up
-from hub.db import session_scope
-from hub.models import Account
+from hub.sending.accounts import create_account
+from hub.sending.credits import ledger_problems, top_up
+from hub.store.db import session_scope
+from hub.store.models import Account
 
 
 def _accounts(engine: Any) -> dict[str, Account]:

@@ -13,9 +13,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlmodel import select
 
-from hub.calendar_setup import add_calendar
-from hub.db import session_scope
-from hub.models import Message
+from hub.reminders.setup import add_calendar
+from hub.store.db import session_scope
+from hub.store.models import Message
 
 PARIS = ZoneInfo("Europe/Paris")
 PATIENTS = {

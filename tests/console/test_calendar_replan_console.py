@@ -13,8 +13,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlmodel import select
 
-from hub.db import session_scope
-from hub.models import Message
+from hub.store.db import session_scope
+from hub.store.models import Message
 from tests.console.test_calendars_console import _added, _flash, _ics, ics_url  # noqa: F401
 from tests.fakes.smsfactor import BackgroundServer
 

@@ -19,10 +19,10 @@ import httpx
 import pytest
 from sqlmodel import select
 
-from hub.calendar_setup import add_calendar
 from hub.console.routes_calendars import OAUTH_COOKIE
-from hub.db import session_scope
-from hub.models import Calendar, ConnectorState, Message, Reminder
+from hub.reminders.setup import add_calendar
+from hub.store.db import session_scope
+from hub.store.models import Calendar, ConnectorState, Message, Reminder
 from tests.conftest import name_keyed_file, refuse_unlink
 from tests.fakes import google_calendar, graph
 

@@ -18,10 +18,10 @@ import httpx
 import pytest
 
 from hub.app import Hub
-from hub.db import session_scope
-from hub.models import Calendar
 from hub.reminders.sync import sync_calendar
-from hub.secretbox import KEY_ENV, new_key
+from hub.store.db import session_scope
+from hub.store.models import Calendar
+from hub.store.secretbox import KEY_ENV, new_key
 from tests.console import test_calendars_console as single
 from tests.console.conftest import ConsoleClient
 

@@ -11,11 +11,11 @@ from typing import Any
 
 from sqlmodel import select
 
-from hub.campaigns import create_campaign
-from hub.db import session_scope
-from hub.models import Account, OptOutEvent
-from hub.optout import opt_out
-from hub.timeutil import utcnow
+from hub.campaigns.campaigns import create_campaign
+from hub.core.timeutil import utcnow
+from hub.sending.optout import opt_out
+from hub.store.db import session_scope
+from hub.store.models import Account, OptOutEvent
 from tests.test_cli import smshub  # noqa: F401  (the CLI fixture, on the same database)
 
 NUMBERS = ["+33612345678", "+33698765432", "+33611223344"]

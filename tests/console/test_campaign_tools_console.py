@@ -17,9 +17,10 @@ import openpyxl
 import pytest
 from sqlmodel import col, select
 
-from hub.config import Config
-from hub.db import session_scope
-from hub.models import (
+from hub.core.config import Config
+from hub.core.timeutil import utcnow
+from hub.store.db import session_scope
+from hub.store.models import (
     Account,
     Campaign,
     Contact,
@@ -28,7 +29,6 @@ from hub.models import (
     Message,
     MessageTemplate,
 )
-from hub.timeutil import utcnow
 from tests.conftest import make_config
 from tests.test_cli import smshub  # noqa: F401  (the CLI fixture, on the same database)
 

@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 from sqlmodel import col, select
 
-from hub.campaigns import create_campaign
-from hub.config import Config
-from hub.db import session_scope
-from hub.models import Account, Campaign, LinkClick, Message, ShortLink
-from hub.timeutil import utcnow
+from hub.campaigns.campaigns import create_campaign
+from hub.core.config import Config
+from hub.core.timeutil import utcnow
+from hub.store.db import session_scope
+from hub.store.models import Account, Campaign, LinkClick, Message, ShortLink
 from tests.conftest import make_config
 
 LATER = timedelta(days=2)

@@ -8,9 +8,9 @@ import re
 import httpx
 from sqlmodel import select
 
-from hub.campaigns import create_campaign
-from hub.db import session_scope
-from hub.models import Account, Message
+from hub.campaigns.campaigns import create_campaign
+from hub.store.db import session_scope
+from hub.store.models import Account, Message
 
 URL = "https://shop.example/soldes/printemps-2027?utm_source=sms"
 IPHONE = (

@@ -6,9 +6,9 @@ import re
 
 from sqlmodel import select
 
-from hub.db import session_scope
-from hub.intake.passwords import hash_password
-from hub.models import MailUser, Message
+from hub.mail.intake.passwords import hash_password
+from hub.store.db import session_scope
+from hub.store.models import MailUser, Message
 
 
 async def test_pages_need_login_and_login_redirects_back(console):

@@ -9,8 +9,8 @@ from typing import Any
 
 from sqlmodel import select
 
-from hub.db import session_scope
-from hub.models import Account, MailUser
+from hub.store.db import session_scope
+from hub.store.models import Account, MailUser
 
 
 def _lang(page: str) -> str:

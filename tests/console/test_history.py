@@ -11,10 +11,10 @@ from typing import Any
 
 from sqlmodel import select
 
-from hub import sending
-from hub.db import session_scope
-from hub.models import Account, Message, MessageEvent
-from hub.timeutil import utcnow
+from hub.core.timeutil import utcnow
+from hub.sending import submit as sending
+from hub.store.db import session_scope
+from hub.store.models import Account, Message, MessageEvent
 
 
 def _send(hub: Any, account: str, numbers: list[str], text: str = "Bonjour", **kw: Any) -> Any:
@@ -118,7 +118,7 @@ async def test_filters(console, hub):
 
 
 async def test_campaign_filter(console, hub):
-    from hub.campaigns import create_campaign
+    from hub.campaigns.campaigns import create_campaign
 
     with session_scope(hub.engine) as s:
         created = create_campaign(
@@ -350,8 +350,8 @@ async def test_history_needs_login(console):
 
 async def test_messages_of_the_scope_only_with_many_sub_accounts(console, hub, engine):
     """More sub-accounts than one UNION ALL takes: one IN (...) query, same answer."""
-    from hub.accounts import create_account
     from hub.console import history_query
+    from hub.sending.accounts import create_account
 
     with session_scope(engine) as s:
         for i in range(4):

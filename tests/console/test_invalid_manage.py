@@ -13,11 +13,11 @@ import openpyxl
 import pytest
 from sqlmodel import select
 
-from hub import sending
-from hub.campaigns import create_campaign
-from hub.config import Config
-from hub.db import session_scope
-from hub.models import Account, InvalidNumber
+from hub.campaigns.campaigns import create_campaign
+from hub.core.config import Config
+from hub.sending import submit as sending
+from hub.store.db import session_scope
+from hub.store.models import Account, InvalidNumber
 from tests.conftest import make_config
 from tests.test_cli import smshub  # noqa: F401  (the CLI fixture, on the same database)
 

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from hub.console.routes_mailboxes import OAUTH_COOKIE
-from hub.mail_oauth import intake_key, mailbox_namespace
+from hub.mail.oauth import intake_key, mailbox_namespace
 from tests.fakes import graph
 from tests.servers.dovecot import DovecotServer, dovecot_oauth_fixture  # noqa: F401
 from tests.servers.oauth_introspection import Introspection

@@ -8,9 +8,9 @@ from zoneinfo import ZoneInfo
 
 from sqlmodel import select
 
-from hub.db import session_scope
-from hub.models import Account
-from hub.timeutil import utcnow
+from hub.core.timeutil import utcnow
+from hub.store.db import session_scope
+from hub.store.models import Account
 
 
 def _night(hub) -> tuple[str, str, str]:

@@ -7,9 +7,9 @@ from typing import Any
 
 from sqlmodel import col, select
 
-from hub import sending
-from hub.db import session_scope
-from hub.models import InboundMessage, Message
+from hub.sending import submit as sending
+from hub.store.db import session_scope
+from hub.store.models import InboundMessage, Message
 
 NUMBER = "+33612345678"
 
@@ -74,7 +74,7 @@ async def test_answering_from_the_page_queues_an_sms_like_a_mail_reply(hub, cons
     assert (sms.recipient, sms.text) == (NUMBER, "Pas de souci, à tout à l'heure")
     assert sms.idempotency_key.startswith(f"reply:{inbound.id}:console:")
     with session_scope(hub.engine) as s:
-        from hub.models import Account
+        from hub.store.models import Account
 
         assert s.get(Account, sms.account_id).name == "acme"
     shown = await alice.get(r.headers["location"])
@@ -112,7 +112,7 @@ async def test_number_that_wrote_to_two_accounts(hub, console):
     assert r.status_code == 303
     [sms] = _replies(hub)
     with session_scope(hub.engine) as s:
-        from hub.models import Account
+        from hub.store.models import Account
 
         assert s.get(Account, sms.account_id).name == "acme"
     listing = await alice.get("/console/replies")

@@ -8,10 +8,12 @@ import re
 import pytest
 from sqlmodel import select
 
-from hub.accounts import create_token, get_account
-from hub.db import session_scope
-from hub.intake.addresses import add_intake_address
-from hub.models import (
+from hub.inbound.webhooks import add_endpoint
+from hub.mail.intake.addresses import add_intake_address
+from hub.sending.accounts import create_token, get_account
+from hub.sending.optout import opt_out
+from hub.store.db import session_scope
+from hub.store.models import (
     ApiToken,
     BlacklistEntry,
     IntakeAddress,
@@ -20,8 +22,6 @@ from hub.models import (
     WebhookDelivery,
     WebhookEndpoint,
 )
-from hub.optout import opt_out
-from hub.webhooks import add_endpoint
 
 from .conftest import PASSWORD
 
@@ -44,7 +44,7 @@ async def test_intake_page_lists_the_accounts_refused_mails(console, engine, hub
     """Issue 17: staff see which of their mails sent nothing, and why."""
     from email.message import EmailMessage
 
-    from hub.intake.policy import IntakePolicy, MailEnvelope
+    from hub.mail.intake.policy import IntakePolicy, MailEnvelope
 
     with session_scope(engine) as s:
         add_intake_address(s, "acme", "sms@acme.example", allowed_senders=["@acme.example"])

@@ -23,8 +23,8 @@ import pytest
 from sqlalchemy import Engine, func
 from sqlmodel import col, select
 
-from hub.db import session_scope
-from hub.models import FINAL_STATUSES, Message
+from hub.store.db import session_scope
+from hub.store.models import FINAL_STATUSES, Message
 
 REPO = Path(__file__).resolve().parents[2]
 SEED = int(os.environ.get("SMSHUB_CRASH_SEED", "20240611"))
@@ -101,7 +101,7 @@ class HubProcess:
         command = (
             [str(script)]
             if script.exists()
-            else [sys.executable, "-c", "from hub.cli import main; main()"]
+            else [sys.executable, "-c", "from hub.cli.main import main; main()"]
         )
         env = dict(os.environ)
         # The child must use the config file's database, not one inherited from the shell.

@@ -26,11 +26,11 @@ from sqlalchemy import Engine, func
 from sqlmodel import select
 
 from connectors.sms.simulator import read_log
-from hub import sending
-from hub.accounts import create_account
-from hub.credits import ledger_problems, top_up
-from hub.db import make_engine, session_scope
-from hub.models import (
+from hub.sending import submit as sending
+from hub.sending.accounts import create_account
+from hub.sending.credits import ledger_problems, top_up
+from hub.store.db import make_engine, session_scope
+from hub.store.models import (
     Account,
     LedgerEntry,
     LedgerKind,
@@ -218,7 +218,7 @@ def test_dispatcher_killed_at_random_moments(
         )
     # A message sent just before a crash gets its delivery report (matched on our id) while it
     # is back in `queued`/`submitting`: the report must record the provider, its reference and
-    # sent_at (it was once a known defect of hub/reports.py, kept visible as an xfail).
+    # sent_at (it was once a known defect of hub/sending/reports.py, kept visible as an xfail).
     assert no_ref == [], (
         f"{len(no_ref)} delivered row(s) without provider, reference or sent_at, e.g. "
         f"{no_ref[0].id}: provider={no_ref[0].provider}, "

@@ -28,12 +28,12 @@ from sqlalchemy import Engine
 from sqlmodel import select
 
 from connectors.sms.simulator import read_log
-from hub import sending
-from hub.accounts import create_account
-from hub.credits import top_up
-from hub.db import make_engine, session_scope
-from hub.intake.addresses import add_intake_address
-from hub.models import Message
+from hub.mail.intake.addresses import add_intake_address
+from hub.sending import submit as sending
+from hub.sending.accounts import create_account
+from hub.sending.credits import top_up
+from hub.store.db import make_engine, session_scope
+from hub.store.models import Message
 from tests.reliability._harness import HubProcess, open_count, write_config
 from tests.servers._util import free_ports
 

@@ -26,11 +26,11 @@ import pytest
 from sqlalchemy import Engine
 from sqlmodel import select
 
-from hub import sending
-from hub.accounts import create_account
-from hub.credits import ledger_problems, top_up
-from hub.db import make_engine, session_scope, sql
-from hub.models import Message, MessageStatus
+from hub.sending import submit as sending
+from hub.sending.accounts import create_account
+from hub.sending.credits import ledger_problems, top_up
+from hub.store.db import make_engine, session_scope, sql
+from hub.store.models import Message, MessageStatus
 from tests.conftest import make_config
 from tests.reliability._harness import (
     SEED,

@@ -20,8 +20,8 @@ from typing import Any
 from sqlalchemy import Engine
 
 from hub.app import Hub
-from hub.db import session_scope
-from hub.mailout import MailOutbox, build_message, queue_mail
+from hub.mail.outbox import MailOutbox, build_message, queue_mail
+from hub.store.db import session_scope
 from tests.conftest import make_config
 
 

@@ -22,10 +22,10 @@ import pytest
 from sqlmodel import select
 
 from connectors.sms.simulator import read_log
-from hub.db import make_engine, session_scope
-from hub.mailout import MailOutbox, build_message, queue_mail
-from hub.models import Message, OutgoingMail
-from hub.registry import build_mail_sender
+from hub.mail.outbox import MailOutbox, build_message, queue_mail
+from hub.ports.registry import build_mail_sender
+from hub.store.db import make_engine, session_scope
+from hub.store.models import Message, OutgoingMail
 from tests.conftest import make_config
 from tests.reliability._harness import HubProcess, backend_of, open_count, write_config
 from tests.reliability.test_graceful_stop import _queue, _statuses

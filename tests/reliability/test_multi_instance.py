@@ -44,11 +44,11 @@ from sqlalchemy.engine import make_url
 from sqlmodel import col, select
 
 from connectors.sms.simulator import read_log
-from hub.accounts import create_account, create_token
-from hub.credits import ledger_problems, top_up
-from hub.db import make_engine, session_scope, upgrade
-from hub.intake.addresses import add_intake_address, add_mail_user
-from hub.models import LedgerEntry, LedgerKind, Message, OutgoingMail
+from hub.mail.intake.addresses import add_intake_address, add_mail_user
+from hub.sending.accounts import create_account, create_token
+from hub.sending.credits import ledger_problems, top_up
+from hub.store.db import make_engine, session_scope, upgrade
+from hub.store.models import LedgerEntry, LedgerKind, Message, OutgoingMail
 from tests.conftest import PG_URL, require_server
 from tests.reliability._harness import HubProcess, write_config
 from tests.servers._util import free_ports

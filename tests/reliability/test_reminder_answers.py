@@ -15,16 +15,16 @@ import pytest
 from sqlalchemy import Engine
 from sqlmodel import col, select
 
-from hub import sending
-from hub.accounts import get_account
 from hub.app import Hub
-from hub.calendars import CalendarEvent, SourceError, SyncResult, SyncWindow
-from hub.config import Config
-from hub.db import session_scope
-from hub.models import Account, Calendar, CalendarEventRow, InboundMessage, Message
+from hub.core.config import Config
+from hub.ports.calendar import CalendarEvent, SourceError, SyncResult, SyncWindow
 from hub.reminders import writeback
 from hub.reminders.reconcile import reconcile
 from hub.reminders.sync import sync_calendar
+from hub.sending import submit as sending
+from hub.sending.accounts import get_account
+from hub.store.db import session_scope
+from hub.store.models import Account, Calendar, CalendarEventRow, InboundMessage, Message
 from tests.conftest import make_config
 from tests.servers.radicale import RadicaleServer, radicale_fixture  # noqa: F401
 

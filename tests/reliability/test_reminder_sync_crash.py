@@ -18,10 +18,10 @@ from pathlib import Path
 from sqlalchemy import func
 from sqlmodel import col, select
 
-from hub.accounts import get_account
-from hub.credits import ledger_problems
-from hub.db import session_scope
-from hub.models import Calendar, CalendarEventRow, LedgerEntry, Message, Reminder
+from hub.sending.accounts import get_account
+from hub.sending.credits import ledger_problems
+from hub.store.db import session_scope
+from hub.store.models import Calendar, CalendarEventRow, LedgerEntry, Message, Reminder
 
 REPO = Path(__file__).resolve().parents[2]
 EVENTS = 600
@@ -29,8 +29,8 @@ EVENTS = 600
 CHILD = """
 import json, os, signal, sys
 from datetime import datetime, timedelta, UTC
-from hub.calendars import CalendarEvent, SyncResult, SyncWindow
-from hub.db import make_engine
+from hub.ports.calendar import CalendarEvent, SyncResult, SyncWindow
+from hub.store.db import make_engine
 from hub.reminders import reconcile as planner
 from tests.conftest import make_config
 from pathlib import Path
@@ -129,8 +129,8 @@ def _counts(engine) -> dict[str, int]:
 def test_sync_killed_halfway_leaves_whole_occurrences_and_restart_finishes(
     engine, db_url, tmp_path
 ):
-    from hub.accounts import create_account
-    from hub.credits import top_up
+    from hub.sending.accounts import create_account
+    from hub.sending.credits import top_up
 
     with session_scope(engine) as s:
         create_account(s, "acme", region="FR")

@@ -20,15 +20,15 @@ from sqlmodel import select
 from typer.testing import CliRunner
 
 from connectors.sms.smpp import PartRef, SmppState
-from hub import cli
 from hub.app import Hub
-from hub.db import session_scope
+from hub.cli import main as cli
 from hub.errors import ConfigError, HubError, SecretUnreadable
-from hub.models import Calendar, ConnectorState
-from hub.providers import DeliveryReport, DeliveryState
+from hub.ports.sms import DeliveryReport, DeliveryState
 from hub.reminders.sync import sync_calendar
-from hub.secretbox import KEY_ENV, Keyring, load_keyring, new_key
-from hub.state_sql import SqlStateStore, rotate_secrets, state_store
+from hub.store.db import session_scope
+from hub.store.models import Calendar, ConnectorState
+from hub.store.secretbox import KEY_ENV, Keyring, load_keyring, new_key
+from hub.store.state_sql import SqlStateStore, rotate_secrets, state_store
 from tests import test_smpp
 from tests.conftest import make_config
 from tests.console import conftest as console_conftest
@@ -80,7 +80,7 @@ async def test_a_console_caldav_calendar_syncs_from_another_instance(
     radicale.put_event(calendar, _event_in(3), "jeanne.ics")
     # Radicale runs on 127.0.0.1, which the console refuses (tests/security/
     # test_outbound_guard.py): here the administrator has let this server through.
-    monkeypatch.setattr("hub.calendar_setup.check_calendar_url", lambda kind, settings: None)
+    monkeypatch.setattr("hub.reminders.setup.check_calendar_url", lambda kind, settings: None)
     alice = await console("alice")
     r = await alice.post(
         "/console/calendars/add",
@@ -129,7 +129,7 @@ async def test_a_console_caldav_calendar_syncs_from_another_instance(
 async def test_a_password_file_of_another_machine_is_told_on_the_calendar(hub, account, tmp_path):
     """Before: a console password file missing on the syncing machine failed every minute
     with last_error empty."""
-    from hub.calendar_setup import add_calendar
+    from hub.reminders.setup import add_calendar
 
     missing = tmp_path / "elsewhere" / "secrets" / "caldav-1-0123456789abcdef.secret"
     with session_scope(hub.engine) as s:
@@ -154,7 +154,7 @@ async def test_a_password_file_of_another_machine_is_told_on_the_calendar(hub, a
 async def test_a_console_password_file_of_an_earlier_build_moves_into_the_database(
     hub, account, radicale: RadicaleServer, caplog
 ):
-    from hub.calendar_setup import add_calendar, write_secret_file
+    from hub.reminders.setup import add_calendar, write_secret_file
 
     calendar = radicale.make_calendar("Cabinet")
     radicale.put_event(calendar, _event_in(2), "jeanne.ics")
@@ -214,7 +214,7 @@ def test_smshub_secrets_rotate(db_url, tmp_path, monkeypatch):
     first, second = new_key(), new_key()
     config = make_config(db_url, tmp_path)
     monkeypatch.setenv(KEY_ENV, first)
-    from hub.db import make_engine
+    from hub.store.db import make_engine
 
     engine = make_engine(db_url)
     state_store(engine, config).put_secret("calendar-7", "refresh_token", "1//tok")

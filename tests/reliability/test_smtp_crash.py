@@ -39,11 +39,11 @@ import pytest
 from sqlalchemy import Engine
 from sqlmodel import select
 
-from hub.accounts import create_account
-from hub.credits import ledger_problems, top_up
-from hub.db import make_engine, session_scope
-from hub.intake.addresses import add_intake_address
-from hub.models import Account, InboundMail, Message
+from hub.mail.intake.addresses import add_intake_address
+from hub.sending.accounts import create_account
+from hub.sending.credits import ledger_problems, top_up
+from hub.store.db import make_engine, session_scope
+from hub.store.models import Account, InboundMail, Message
 from tests.reliability._harness import SEED, CrashHarness, HubProcess, backend_of, write_config
 from tests.servers._util import free_ports
 

@@ -34,12 +34,13 @@ import pytest
 from sqlalchemy import Engine, func
 from sqlmodel import select
 
-from hub import sending, webhooks
-from hub.accounts import create_account
-from hub.credits import top_up
-from hub.db import make_engine, session_scope
-from hub.models import Message, MessageStatus, WebhookDelivery
-from hub.timeutil import as_utc, utcnow
+from hub.core.timeutil import as_utc, utcnow
+from hub.inbound import webhooks
+from hub.sending import submit as sending
+from hub.sending.accounts import create_account
+from hub.sending.credits import top_up
+from hub.store.db import make_engine, session_scope
+from hub.store.models import Message, MessageStatus, WebhookDelivery
 from tests.conftest import make_config
 from tests.reliability._harness import (
     SEED,

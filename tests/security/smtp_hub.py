@@ -19,11 +19,11 @@ import pytest
 from sqlalchemy import Engine, func, select
 
 from hub.app import Hub
-from hub.db import session_scope
-from hub.intake.addresses import add_intake_address, add_mail_user
-from hub.intake.policy import IntakePolicy
-from hub.intake.smtp import start_smtp
-from hub.models import InboundMail, Message
+from hub.mail.intake.addresses import add_intake_address, add_mail_user
+from hub.mail.intake.policy import IntakePolicy
+from hub.mail.intake.smtp import start_smtp
+from hub.store.db import session_scope
+from hub.store.models import InboundMail, Message
 from tests.conftest import make_config
 
 PASSWORD = "correct horse battery"

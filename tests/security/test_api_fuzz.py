@@ -21,8 +21,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hub.accounts import create_token
-from hub.db import session_scope
+from hub.sending.accounts import create_token
+from hub.store.db import session_scope
 from tests.console import conftest as console_fixtures
 
 users = console_fixtures.users

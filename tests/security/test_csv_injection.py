@@ -2,7 +2,7 @@
 
 Every export (console /console/messages.csv and /console/campaigns/N.csv, `smshub contacts
 export` and `smshub campaigns export`, which call the same functions) writes through
-hub/csvout.py: a text cell starting with = + - @ TAB or CR is prefixed with ', except a
+hub/core/csvout.py: a text cell starting with = + - @ TAB or CR is prefixed with ', except a
 cell that is exactly an E.164 number (+33612345678: nothing in it can run, and contact
 lists must import back unchanged).
 """
@@ -15,10 +15,11 @@ from typing import Any
 
 import pytest
 
-from hub import contacts, sending
-from hub.campaigns import create_campaign, export_campaign
-from hub.csvout import safe_cell
-from hub.db import session_scope
+from hub.campaigns import contacts
+from hub.campaigns.campaigns import create_campaign, export_campaign
+from hub.core.csvout import safe_cell
+from hub.sending import submit as sending
+from hub.store.db import session_scope
 from tests.console import conftest as console_fixtures
 
 users = console_fixtures.users

@@ -1,7 +1,7 @@
 """Bad input at the HTTP edge is a 4xx naming the problem, never a 500 (issue #14).
 
 A lone surrogate in a JSON string cannot be stored or sent; an id beyond 64 bits overflows
-the database driver. Both are refused where they arrive, by the shared types of hub/edge.py.
+the database driver. Both are refused where they arrive, by the shared types of hub/web/edge.py.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import httpx
 import pytest
 from fastapi.routing import APIRoute
 
-from hub.accounts import create_token
-from hub.db import session_scope
+from hub.sending.accounts import create_token
+from hub.store.db import session_scope
 from tests.console import conftest as console_fixtures
 
 users = console_fixtures.users

@@ -13,7 +13,7 @@ import httpx
 import pytest
 import uvicorn
 
-from hub.http_limits import server_config
+from hub.web.limits import server_config
 
 
 @pytest.fixture

@@ -9,9 +9,9 @@ import httpx
 import pytest
 from sqlmodel import select
 
-from hub.accounts import create_token
-from hub.db import session_scope
-from hub.models import Message
+from hub.sending.accounts import create_token
+from hub.store.db import session_scope
+from hub.store.models import Message
 
 
 @pytest.fixture
@@ -65,8 +65,8 @@ async def test_same_body_gets_the_first_answer_again(hub, api):
 
 
 async def test_keys_are_per_account_and_a_refused_request_frees_its_key(hub, api, engine):
-    from hub.accounts import create_account
-    from hub.credits import top_up
+    from hub.sending.accounts import create_account
+    from hub.sending.credits import top_up
 
     # A refused request (an empty text) committed nothing: the key stays free for the
     # corrected request.
@@ -90,9 +90,9 @@ async def test_keys_are_per_account_and_a_refused_request_frees_its_key(hub, api
 async def test_keys_older_than_their_retention_are_pruned_in_batches(hub, api, engine):
     from datetime import timedelta
 
-    from hub import idempotency
-    from hub.models import IdempotencyKey
-    from hub.timeutil import utcnow
+    from hub.core.timeutil import utcnow
+    from hub.sending import idempotency
+    from hub.store.models import IdempotencyKey
 
     for n in range(5):
         r = await api.post(

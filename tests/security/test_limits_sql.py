@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy import Engine
 
-from hub import limits_sql
-from hub.db import session_scope
+from hub.store import limits as limits_sql
+from hub.store.db import session_scope
 
 
 def test_take_allows_the_limit_then_refuses_with_a_retry_time(engine: Engine) -> None:

@@ -26,13 +26,13 @@ from sqlalchemy import Engine
 from sqlmodel import select
 
 from hub.app import Hub
-from hub.db import read_scope, session_scope
-from hub.intake.addresses import add_mail_user, check_login
-from hub.intake.passwords import hash_password, verify_password
-from hub.intake.policy import IntakePolicy
-from hub.intake.smtp import start_smtp
-from hub.login_throttle import LoginThrottle
-from hub.models import MailUser
+from hub.mail.intake.addresses import add_mail_user, check_login
+from hub.mail.intake.passwords import hash_password, verify_password
+from hub.mail.intake.policy import IntakePolicy
+from hub.mail.intake.smtp import start_smtp
+from hub.store.db import read_scope, session_scope
+from hub.store.login_throttle import LoginThrottle
+from hub.store.models import MailUser
 from tests.conftest import make_config
 
 PASSWORD = "correct horse battery"

@@ -12,8 +12,8 @@ from sqlmodel import select
 
 from hub.console import session as cookies
 from hub.console.auth import COOKIE
-from hub.db import session_scope
-from hub.models import RevokedSession
+from hub.store.db import session_scope
+from hub.store.models import RevokedSession
 from tests.console import conftest as console_fixtures
 
 users = console_fixtures.users

@@ -26,14 +26,14 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlmodel import select
 
 from hub.app import Hub
-from hub.config import Config
-from hub.db import session_scope
+from hub.core.config import Config
 from hub.errors import ConfigError
-from hub.intake.addresses import add_intake_address, add_mail_user
-from hub.intake.policy import IntakePolicy, MailEnvelope
-from hub.intake.smtp import start_smtp
-from hub.models import InboundMessage, Message, OutgoingMail
-from hub.replytokens import reply_address
+from hub.mail.intake.addresses import add_intake_address, add_mail_user
+from hub.mail.intake.policy import IntakePolicy, MailEnvelope
+from hub.mail.intake.smtp import start_smtp
+from hub.mail.replytokens import reply_address
+from hub.store.db import session_scope
+from hub.store.models import InboundMessage, Message, OutgoingMail
 from tests.conftest import make_config
 from tests.servers.dns import DnsZone, closed_port
 from tests.servers.smtp_sink import SmtpSink

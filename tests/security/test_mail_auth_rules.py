@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 
 from connectors.mail.imap_source import ImapSourceSettings
-from hub.config import TrustedRelay, parse_config
+from hub.core.config import TrustedRelay, parse_config
 from hub.errors import ConfigError
-from hub.intake.alignment import aligned, org_domain
-from hub.intake.sender_auth import relay_ids_for, relay_verdict
+from hub.mail.intake.alignment import aligned, org_domain
+from hub.mail.intake.sender_auth import relay_ids_for, relay_verdict
 
 FROM = "anne@clinic.example"
 

@@ -27,13 +27,8 @@ from sqlmodel import select
 
 from connectors.calendar.caldav import CalDavSettings, CalDavSource
 from connectors.calendar.ics import IcsSettings, IcsSource
-from hub import webhooks
-from hub.accounts import get_account
-from hub.calendar_setup import add_calendar
-from hub.calendars import SourceContext, SourceError, SyncWindow
-from hub.db import session_scope
 from hub.errors import HubError, InvalidInput
-from hub.models import Calendar, WebhookDelivery
+from hub.inbound import webhooks
 from hub.outbound import (
     Guard,
     GuardResolver,
@@ -43,6 +38,11 @@ from hub.outbound import (
     guarded_async_client,
     guarded_session,
 )
+from hub.ports.calendar import SourceContext, SourceError, SyncWindow
+from hub.reminders.setup import add_calendar
+from hub.sending.accounts import get_account
+from hub.store.db import session_scope
+from hub.store.models import Calendar, WebhookDelivery
 
 # The console's fixtures, used here under their names (hence F811 on the parameters).
 from tests.console.conftest import console, users  # noqa: F401
@@ -302,7 +302,7 @@ def test_cli_add_refuses_a_private_url_unless_allowed(
 ):
     from typer.testing import CliRunner
 
-    from hub import cli
+    from hub.cli import main as cli
 
     cfg = tmp_path / "smshub.toml"
     cfg.write_text(

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from sqlmodel import select
 
-from hub.config import Config
-from hub.db import session_scope
-from hub.models import InboundMessage
+from hub.core.config import Config
+from hub.store.db import session_scope
+from hub.store.models import InboundMessage
 from tests.conftest import make_config
 from tests.console import conftest as console_fixtures
 

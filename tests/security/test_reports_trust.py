@@ -14,9 +14,9 @@ from typing import Any
 from prometheus_client import REGISTRY
 from sqlmodel import select
 
-from hub import sending
-from hub.db import session_scope
-from hub.models import Message
+from hub.sending import submit as sending
+from hub.store.db import session_scope
+from hub.store.models import Message
 from tests.conftest import make_config
 
 TWO_PROVIDERS = {
@@ -151,9 +151,9 @@ async def test_report_that_overtakes_the_dispatcher_records_where_the_message_we
     """A report for a message still `submitting` (handed over, outcome not yet written, or
     the dispatcher died) settles it with the provider, its reference and sent_at (#15 item
     10): the row says where it went, and later reports matched by reference find it."""
-    from hub import outbox
-    from hub.providers import DeliveryReport, DeliveryState
-    from hub.reports import apply_events
+    from hub.ports.sms import DeliveryReport, DeliveryState
+    from hub.sending import outbox
+    from hub.sending.reports import apply_events
 
     mid = _submit(hub)
     [claimed] = outbox.claim(hub.engine, "dead-worker", 10)

@@ -9,9 +9,9 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
-from hub.db import session_scope
-from hub.intake.addresses import MailLogin, add_intake_address, add_mail_user
-from hub.intake.policy import IntakePolicy, MailEnvelope
+from hub.mail.intake.addresses import MailLogin, add_intake_address, add_mail_user
+from hub.mail.intake.policy import IntakePolicy, MailEnvelope
+from hub.store.db import session_scope
 from tests.conftest import make_config
 
 INTAKE = "sms@hub.test"

@@ -7,10 +7,10 @@ import httpx
 from sqlalchemy import Engine
 from sqlmodel import select
 
-from hub import links
 from hub.app import Hub
-from hub.db import session_scope
-from hub.models import Account
+from hub.campaigns import links
+from hub.store.db import session_scope
+from hub.store.models import Account
 from tests.conftest import make_config
 
 

@@ -19,8 +19,8 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hub.credits import top_up
-from hub.db import session_scope
+from hub.sending.credits import top_up
+from hub.store.db import session_scope
 from tests.security.smtp_hub import INTAKE, SmtpHub, smtp_hub_fixture, tls_pair_fixture  # noqa: F401 (fixtures)
 
 SEEDS = sorted((Path(__file__).parent.parent / "data" / "mail").glob("*.eml"))

@@ -16,15 +16,15 @@ import pytest
 from sqlalchemy.exc import DataError, OperationalError
 from typer.testing import CliRunner
 
-from hub import cli
-from hub.accounts import get_account
-from hub.db import session_scope
+from hub.cli import main as cli
 from hub.errors import InvalidInput, TemporaryFailure
-from hub.intake.addresses import add_intake_address, find_intake
-from hub.intake.policy import failure_reply
-from hub.intake.smtp_text import MAX_LINE, smtp_line
-from hub.mailparse import parse_mail
-from hub.models import IntakeAddress
+from hub.mail.intake.addresses import add_intake_address, find_intake
+from hub.mail.intake.policy import failure_reply
+from hub.mail.intake.smtp_text import MAX_LINE, smtp_line
+from hub.mail.parse import parse_mail
+from hub.sending.accounts import get_account
+from hub.store.db import session_scope
+from hub.store.models import IntakeAddress
 from tests.console.conftest import console, users  # noqa: F401  (fixtures)
 from tests.security.smtp_hub import SmtpHub, raw_exchange, smtp_hub_fixture, tls_pair_fixture  # noqa: F401 (fixtures)
 

@@ -12,12 +12,12 @@ from datetime import UTC, datetime
 import pytest
 from sqlmodel import select
 
-from hub import message_templates as mt
-from hub.db import session_scope
+from hub.campaigns import templates as mt
+from hub.core.templating import MAX_LENGTH, TemplateLimitExceeded, render_bounded, sandbox
 from hub.errors import InvalidInput
-from hub.models import Account, Calendar
 from hub.reminders.render import render_reminder
-from hub.templating import MAX_LENGTH, TemplateLimitExceeded, render_bounded, sandbox
+from hub.store.db import session_scope
+from hub.store.models import Account, Calendar
 
 ATTACKS = {
     "repeat": "{{ 'a' * 100000000 }}",

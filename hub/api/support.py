@@ -1,0 +1,149 @@
+"""What the /v1 resources share: page sizes, the Idempotency-Key, bounded uploads and counts.
+
+Lists follow the convention of ``GET /v1/messages``: ``limit`` items at most (default
+``api.page_size``, at most ``api.max_page_size``), and a cursor from the previous page
+(``after`` for lists in name or number order, ``before`` for newest-first ones) that the
+answer gives as ``next`` while more items follow.
+
+A POST that creates or changes something takes an ``Idempotency-Key`` header, handled by
+hub.sending.idempotency exactly as for ``POST /v1/messages``: the same request again gets its first
+answer again (with ``Idempotent-Replayed: true``), another request under the same key is a
+422, a request whose first try is still running a 409.
+"""
+
+# No `from __future__ import annotations` here: FastAPI resolves dependency annotations at
+# runtime.
+
+import asyncio
+import hashlib
+from collections.abc import Callable, Sequence, Sized
+from typing import Annotated, Any, TypeVar
+
+from fastapi import Depends, Header, Query, Request, UploadFile
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse
+
+from hub.api.auth import Caller, hub_of
+from hub.errors import InvalidInput, TooLarge
+from hub.sending import idempotency
+
+KEY_HELP = (
+    "Makes a retry safe: the same request with the same key gets the first answer again; "
+    "another request under a used key is refused (422)."
+)
+
+#: The optional Idempotency-Key header of a POST.
+IdempotencyKey = Annotated[
+    str | None, Header(alias="Idempotency-Key", max_length=200, description=KEY_HELP)
+]
+
+
+async def page_limit(
+    request: Request,
+    limit: Annotated[
+        int | None,
+        Query(
+            ge=1,
+            description="Items on this page (default api.page_size, at most api.max_page_size)",
+        ),
+    ] = None,
+) -> int:
+    """The page size a list request asks for, checked against the configured bounds."""
+    bounds = hub_of(request).config.api
+    if limit is None:
+        return min(bounds.page_size, bounds.max_page_size)
+    if limit > bounds.max_page_size:
+        raise InvalidInput(
+            f"limit {limit} is over the largest page, {bounds.max_page_size} "
+            "(api.max_page_size); ask for fewer and follow `next`"
+        )
+    return limit
+
+
+LimitDep = Annotated[int, Depends(page_limit)]
+
+Row = TypeVar("Row")
+Cursor = TypeVar("Cursor")
+
+
+def next_cursor(rows: Sequence[Row], limit: int, cursor: Callable[[Row], Cursor]) -> Cursor | None:
+    """The ``next`` of a page: the last row's cursor when the page is full (more may follow,
+    so the caller asks again from there), None when this page is the last."""
+    return cursor(rows[-1]) if rows and len(rows) == limit else None
+
+
+def check_count(request: Request, items: Sized, what: str) -> None:
+    """Refuse more than api.max_items numbers (or other items) in one JSON request."""
+    most = hub_of(request).config.api.max_items
+    if len(items) > most:
+        raise TooLarge(
+            f"{len(items)} {what} in one request; the limit is {most} (api.max_items): "
+            "send them in several requests, or import a file"
+        )
+
+
+def check_rows(request: Request, rows: int, filename: str) -> None:
+    """Refuse a file of more than api.max_import_rows rows."""
+    most = hub_of(request).config.api.max_import_rows
+    if rows > most:
+        raise TooLarge(
+            f"{filename} has {rows} rows; the limit is {most} (api.max_import_rows): "
+            "split it into several imports"
+        )
+
+
+async def read_upload(request: Request, file: UploadFile) -> tuple[bytes, str]:
+    """The uploaded file's bytes and name, refused past api.max_upload_bytes (read one byte
+    past the limit: enough to know, never the whole of a huge upload)."""
+    most = hub_of(request).config.api.max_upload_bytes
+    data = await file.read(most + 1)
+    name = file.filename or "upload"
+    if len(data) > most:
+        raise TooLarge(
+            f"{name} is over {most} bytes (api.max_upload_bytes); split it into several imports"
+        )
+    return data, name
+
+
+def file_print(data: bytes, name: str, **fields: Any) -> dict[str, Any]:
+    """What identifies an upload request for its Idempotency-Key: the file's digest, its
+    name and the other form fields (the bytes themselves are not kept)."""
+    return {"file": hashlib.sha256(data).hexdigest(), "filename": name, **fields}
+
+
+async def idempotent(
+    request: Request,
+    who: Caller,
+    key: str | None,
+    body: Any,
+    status_code: int,
+    work: Callable[[], Any],
+) -> JSONResponse:
+    """Run WORK (blocking: in a thread) once per Idempotency-Key and answer its result.
+
+    BODY is what identifies the request besides its method and path (the parsed JSON, or
+    ``file_print`` of an upload). Without a key WORK simply runs.
+    """
+    engine = hub_of(request).engine
+    if key:
+        # The query (?account=...) names the request as much as its body does.
+        named = {"body": jsonable_encoder(body), "query": sorted(request.query_params.items())}
+        print_ = idempotency.fingerprint(request.method, request.url.path, who.account_id, named)
+        replay = await asyncio.to_thread(idempotency.begin, engine, who.account_id, key, print_)
+        if replay is not None:
+            return JSONResponse(
+                replay.body,
+                status_code=replay.status_code,
+                headers={"Idempotent-Replayed": "true"},
+            )
+    try:
+        answer = jsonable_encoder(await asyncio.to_thread(work))
+    except Exception:
+        if key:
+            await asyncio.to_thread(idempotency.abandon, engine, who.account_id, key)
+        raise
+    if key:
+        await asyncio.to_thread(
+            idempotency.finish, engine, who.account_id, key, status_code, answer
+        )
+    return JSONResponse(answer, status_code=status_code)

@@ -1,0 +1,86 @@
+"""`smshub reminders answers`: upcoming appointments and what each patient answered (OUI /
+NON), as the console's calendar page shows them, times in each calendar's zone.
+
+hub.cli.main imports this module when it mounts its sub-commands; like the other cli_* modules,
+the helpers of hub.cli.main are imported inside the command to keep that import one-way."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from sqlmodel import Session, select
+
+from hub.cli.calendars import reminders_app
+from hub.core.timeutil import as_utc, local_text
+from hub.errors import NotFound
+from hub.reminders.answers import (
+    ANSWER_FILTERS,
+    answer_text,
+    upcoming_appointments,
+    written_text,
+)
+from hub.sending.accounts import get_account
+from hub.store.models import Calendar
+
+
+@reminders_app.command("answers")
+def reminders_answers(
+    answer: Annotated[
+        str,
+        typer.Option(help=f"Which appointments: {', '.join(ANSWER_FILTERS)}."),
+    ] = "all",
+    calendar: Annotated[
+        str | None, typer.Option(help="Only this calendar (by name; with --account if shared).")
+    ] = None,
+    account: Annotated[str | None, typer.Option(help="Only this account's calendars.")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many, soonest first.")] = 100,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
+) -> None:
+    """Upcoming appointments with a mobile number and the patient's answer to the reminder
+    (confirmed, cancelled, unanswered), soonest first. Text shows each calendar's local
+    time; --json gives UTC ISO times and the zone."""
+
+    from hub.cli import main as cli
+
+    def _do(session: Session) -> list[dict[str, Any]]:
+        account_id = get_account(session, account).id if account else None
+        calendar_id = None
+        if calendar:
+            query = select(Calendar).where(Calendar.name == calendar)
+            if account_id is not None:
+                query = query.where(Calendar.account_id == account_id)
+            found = session.exec(query).first()
+            if found is None:
+                where = f" in account {account!r}" if account else ""
+                raise NotFound(f"no calendar {calendar!r}{where} (see `smshub calendars list`)")
+            calendar_id = found.id
+        rows = upcoming_appointments(
+            session, calendar_id=calendar_id, account_id=account_id, answer=answer, limit=limit
+        )
+        return [
+            {
+                "calendar": c.name,
+                "timezone": c.timezone,
+                "start": as_utc(e.start).isoformat(),
+                "start_local": local_text(e.start, c.timezone, e.all_day),
+                "title": e.title,
+                "person": e.person,
+                "phone": e.phone,
+                "answer": e.answer or "unanswered",
+                "answered_at": as_utc(e.answer_at).isoformat() if e.answer_at else None,
+                "answer_text": answer_text(e),
+                "calendar_write": written_text(e),
+            }
+            for e, c in rows
+        ]
+
+    data = cli.run_db(_do)
+    table = cli._table(
+        [
+            [d["start_local"], d["calendar"], d["phone"], d["person"], d["title"][:40], d["answer"]]
+            for d in data
+        ],
+        ["APPOINTMENT", "CALENDAR", "TO", "WHO", "TITLE", "ANSWER"],
+    )
+    cli.emit(data, as_json, table if data else f"no upcoming appointment ({answer})")

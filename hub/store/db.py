@@ -1,0 +1,220 @@
+"""Engines, sessions and migrations for SQLite (embedded default) and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, DateTime, Engine, Table, TextClause, bindparam, event, text
+from sqlalchemy.engine import make_url
+from sqlmodel import Session, SQLModel, create_engine
+
+MIGRATIONS_DIR = Path(__file__).parents[1] / "migrations"
+
+
+T = TypeVar("T")
+
+TIMESTAMP = DateTime(timezone=True)
+# Bind names that always carry a timestamp in hand-written SQL.
+_TIME_PARAMS = ("now", "due", "cutoff", "at")
+
+
+def sql(statement: str) -> TextClause:
+    """Hand-written SQL whose time parameters are typed like the ORM's columns.
+
+    Untyped datetimes reach SQLite as ISO strings with an offset, while the ORM stores
+    them without one; mixing both in a column would break comparisons.
+    """
+    clause = text(statement)
+    names = [n for n in _TIME_PARAMS if f":{n}" in statement]
+    if names:
+        clause = clause.bindparams(*(bindparam(n, type_=TIMESTAMP) for n in names))
+    return clause
+
+
+def padded(values: Iterable[T]) -> list[T]:
+    """VALUES for an expanding IN list, padded (the last one repeated, which an IN ignores)
+    to a power-of-two length.
+
+    Each length of an IN list is another SQL text, and every connection keeps the texts it
+    ran prepared (sqlite3's statement cache: 128 per connection; a prepared IN of 200 ids
+    takes about 35 KB of SQLite's heap). Lists whose length follows the traffic (a group
+    commit, a batch of reports) filled those caches ever further, so memory grew with the
+    messages sent on SQLite. Padded, a statement has about ten texts, all prepared soon.
+    """
+    items = list(values)
+    if not items:
+        return items
+    size = 1 << (len(items) - 1).bit_length()
+    return items + [items[-1]] * (size - len(items))
+
+
+def table(model: type[SQLModel]) -> Table:
+    """MODEL's Core table, for hot paths that write rows without building ORM objects."""
+    found: Table = model.__table__  # type: ignore[attr-defined]
+    return found
+
+
+def is_sqlite(engine: Engine) -> bool:
+    """True for the embedded SQLite backend (one dispatcher, no row locks)."""
+    return engine.dialect.name == "sqlite"
+
+
+def make_engine(
+    url: str,
+    *,
+    busy_timeout: float = 30.0,
+    schema: str | None = None,
+    application_name: str | None = None,
+) -> Engine:
+    """An engine tuned for the hub: WAL and immediate transactions on SQLite.
+
+    ``schema`` (PostgreSQL only) puts every table in that schema, which keeps test runs apart.
+    ``application_name`` (PostgreSQL only) names this instance in pg_stat_activity, which is
+    how any instance tells which one holds the scheduler's leader lock.
+    """
+    parsed = make_url(url)
+    kwargs: dict[str, Any] = {}
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        kwargs["connect_args"] = {"timeout": busy_timeout, "check_same_thread": False}
+        engine = create_engine(url, **kwargs)
+        _tune_sqlite(engine, busy_timeout)
+        return engine
+    connect_args: dict[str, Any] = {}
+    if schema:
+        connect_args["options"] = f"-csearch_path={schema}"
+    if application_name:
+        connect_args["application_name"] = application_name[:63]
+    if connect_args:
+        kwargs["connect_args"] = connect_args
+    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True, **kwargs)
+
+
+def _tune_sqlite(engine: Engine, busy_timeout: float) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Let SQLAlchemy issue BEGIN itself (below) instead of pysqlite's deferred guesswork.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        # FULL, not NORMAL: in WAL mode NORMAL may lose the last commits on power loss, and
+        # a 250 already told the sender its mail was safe.
+        cur.execute("PRAGMA synchronous=FULL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        # Take the write lock at BEGIN: a deferred transaction that later upgrades to write
+        # fails with "database is locked" instead of waiting when two processes write.
+        # Read-only work (read_scope) must not queue behind writers for a lock it never needs.
+        if conn.get_execution_options().get("smshub_readonly"):
+            conn.exec_driver_sql("BEGIN")
+        else:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+@contextmanager
+def session_scope(engine: Engine) -> Iterator[Session]:
+    """A session committed on success and rolled back on error."""
+    with Session(engine, expire_on_commit=False) as session:
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+
+
+@contextmanager
+def read_scope(engine: Engine) -> Iterator[Session]:
+    """A session for reads only (on SQLite it does not take the write lock)."""
+    with Session(engine.execution_options(smshub_readonly=True), expire_on_commit=False) as s:
+        try:
+            yield s
+        finally:
+            # Detach first: objects read here stay usable after the scope (the rollback
+            # would otherwise expire them).
+            s.expunge_all()
+            s.rollback()
+
+
+class WorkerConnection:
+    """One connection kept for a worker's transactions, one after the other (the group
+    commit of mail intake): no pool checkout, ping and reset per transaction. After an error
+    it is given back (the pool checks it before its next use); ``close`` when idle."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.connection: Connection | None = None
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """As ``session_scope``, on the kept connection."""
+        if self.connection is None or self.connection.invalidated:
+            self.close()
+            self.connection = self.engine.connect()
+        with Session(bind=self.connection, expire_on_commit=False) as session:
+            try:
+                yield session
+                session.commit()
+            except BaseException:
+                try:
+                    session.rollback()
+                finally:
+                    self.close()
+                raise
+
+    def close(self) -> None:
+        if self.connection is not None:
+            connection, self.connection = self.connection, None
+            connection.close()
+
+
+def database_warnings(engine: Engine) -> list[str]:
+    """What in the database server's settings will hurt the hub, told to its operator."""
+    if engine.dialect.name != "postgresql":
+        return []
+    with engine.connect() as conn:
+        autovacuum = conn.exec_driver_sql("SHOW autovacuum").scalar()
+    if autovacuum == "on":
+        return []
+    # Plans made from statistics taken when a table was small stay in use as it grows: a
+    # lookup by a unique key can end up reading every earlier row.
+    return [
+        "PostgreSQL's autovacuum is off, so its table statistics go stale as the hub's "
+        "tables grow and lookups (such as the duplicate check of each incoming mail) slow "
+        "down with them; set autovacuum = on in postgresql.conf, or run ANALYZE regularly"
+    ]
+
+
+def alembic_config(engine: Engine) -> Any:
+    """An Alembic Config bound to ENGINE (used by `smshub db upgrade` and the tests)."""
+    from alembic.config import Config as AlembicConfig
+
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.attributes["engine"] = engine
+    return cfg
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Bring the schema to REVISION."""
+    from alembic import command
+
+    command.upgrade(alembic_config(engine), revision)
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The schema's Alembic revision, or None for an empty database."""
+    with engine.connect() as conn:
+        try:
+            row = conn.execute(text("SELECT version_num FROM alembic_version")).first()
+        except Exception:
+            return None
+    return row[0] if row else None
