@@ -20,7 +20,7 @@ run: $(STAMP)
 ## test: install what the tests need (Python packages, Kannel, Dovecot) and run them
 test: $(STAMP) system-deps
 	$(BIN)/ruff check hub connectors scheduler tests bench
-	$(BIN)/mypy hub
+	$(BIN)/mypy hub connectors scheduler
 	scripts/test.sh
 
 ## system-deps: the real servers the tests start (Debian packages)
@@ -32,7 +32,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check hub connectors scheduler tests bench
 
 typecheck: $(STAMP)
-	$(BIN)/mypy hub
+	$(BIN)/mypy hub connectors scheduler
 
 bench: $(STAMP)
 	$(BIN)/python bench/dispatch.py

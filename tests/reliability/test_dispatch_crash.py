@@ -47,6 +47,9 @@ from tests.reliability._harness import (
     write_config,
 )
 
+# Kills processes and counts what survived: slow, and run by CI all the same (no -m filter).
+pytestmark = pytest.mark.slow
+
 MESSAGES = 2_000
 RECIPIENTS_PER_SUBMIT = 100
 TOP_UP = 2_500

@@ -37,6 +37,9 @@ from hub.store.models import Message
 from tests.reliability._harness import HubProcess, open_count, write_config
 from tests.servers._util import free_ports
 
+# Kills processes and counts what survived: slow, and run by CI all the same (no -m filter).
+pytestmark = pytest.mark.slow
+
 MESSAGES = 120
 LATENCY = 0.4
 CONCURRENCY = 4

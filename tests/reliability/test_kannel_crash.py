@@ -43,6 +43,9 @@ from tests.reliability._harness import (
 from tests.servers._util import free_port
 from tests.servers.kannel import KannelServer, start_kannel
 
+# Kills processes and counts what survived: slow, and run by CI all the same (no -m filter).
+pytestmark = pytest.mark.slow
+
 MESSAGES = 1_000
 RECIPIENTS_PER_SUBMIT = 100
 KILLS = 3

@@ -54,6 +54,9 @@ from tests.reliability._harness import HubProcess, write_config
 from tests.servers._util import free_ports
 from tests.servers.smtp_sink import SmtpSink
 
+# Kills processes and counts what survived: slow, and run by CI all the same (no -m filter).
+pytestmark = pytest.mark.slow
+
 SMS = 3000
 API_BATCH = 100
 MAILS = 50

@@ -15,6 +15,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func
 from sqlmodel import col, select
 
@@ -22,6 +23,9 @@ from hub.sending.accounts import get_account
 from hub.sending.credits import ledger_problems
 from hub.store.db import session_scope
 from hub.store.models import Calendar, CalendarEventRow, LedgerEntry, Message, Reminder
+
+# Kills processes and counts what survived: slow, and run by CI all the same (no -m filter).
+pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
 EVENTS = 600

@@ -47,6 +47,9 @@ from hub.store.models import Account, InboundMail, Message
 from tests.reliability._harness import SEED, CrashHarness, HubProcess, backend_of, write_config
 from tests.servers._util import free_ports
 
+# Kills processes and counts what survived: slow, and run by CI all the same (no -m filter).
+pytestmark = pytest.mark.slow
+
 MAILS = 1_000
 CONNECTIONS = 4
 KILLS = 5

@@ -52,6 +52,9 @@ from tests.reliability._harness import (
 )
 from tests.servers._util import free_port
 
+# Kills processes and counts what survived: slow, and run by CI all the same (no -m filter).
+pytestmark = pytest.mark.slow
+
 ACCOUNT = "hooks"
 MESSAGES = 200
 KILLS = 3
