@@ -216,6 +216,11 @@ class IntakePolicy:
             self._take_batch, linger=_LINGER, name="mail-intake", on_idle=self.connection.close
         )
 
+    @property
+    def max_message_size(self) -> int:
+        """The largest mail taken in (``[smtp] max_message_size``), for the mailbox doors."""
+        return self.config.smtp.max_message_size
+
     # -- RCPT TO ----------------------------------------------------------------------------
     def check_rcpt(self, address: str, login: MailLogin | None) -> str | None:
         """None if ADDRESS is one of our intake addresses (and LOGIN may use it), else a reply."""
