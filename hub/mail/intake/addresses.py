@@ -156,7 +156,6 @@ def add_mail_user(session: Session, account: str | int, username: str, password:
     return user
 
 
-
 def check_login(session: Session, username: str, password: str) -> MailLogin | None:
     """The login if USERNAME/PASSWORD are right and the user and account are enabled."""
     user = session.exec(select(MailUser).where(MailUser.username == username)).first()

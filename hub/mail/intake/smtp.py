@@ -19,8 +19,10 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session, sy
 
 from hub.core.config import Config
 from hub.mail.intake.addresses import MailLogin
-from hub.mail.intake.policy import IntakeOutcome, IntakePolicy, MailEnvelope, failure_reply
+from hub.mail.intake.outcome import IntakeOutcome, failure_reply
+from hub.mail.intake.policy import IntakePolicy
 from hub.mail.intake.smtp_text import shown, smtp_line
+from hub.ports.mail import MailEnvelope
 from hub.store.login_throttle import LoginThrottle
 
 log = logging.getLogger("smshub.smtp")
