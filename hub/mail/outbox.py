@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import timedelta
+from email import message_from_bytes
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
+from email.policy import default
 from email.utils import formatdate, make_msgid
 from functools import partial
 
@@ -133,9 +135,6 @@ class MailOutbox(PollingWorker):
 
     async def send_due(self, limit: int = 10) -> int:
         """Send the due mails once (up to LIMIT); returns how many were delivered."""
-        from email import message_from_bytes
-        from email.policy import default
-
         rows, lease = await asyncio.to_thread(self._due, limit)
         if not rows:
             return 0
