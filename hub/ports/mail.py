@@ -86,7 +86,7 @@ class MailSource(Protocol):
     """Reads one mailbox and hands its mail to a :class:`MailIntake`.
 
     Built with ``(settings, intake, password, on_accepted=..., access=...)``; ``intake`` is
-    None for a source that only ``check()``\\ s its mailbox."""
+    None for a source that is only asked to ``check()`` its mailbox."""
 
     label: str
 
