@@ -7,10 +7,11 @@ from __future__ import annotations
 from sqlmodel import Session
 
 from hub.core.i18n import gettext
-from hub.mail.intake.addresses import MailLogin, sender_allowed
+from hub.mail.intake.addresses import sender_allowed
 from hub.mail.intake.outcome import Rejected, one_line
 from hub.mail.intake.received import ReceivedMail
 from hub.mail.intake.sender_auth import Verdict
+from hub.ports.mail import MailLogin
 from hub.sending.accounts import ancestors
 from hub.store.models import Account, IntakeAddress
 

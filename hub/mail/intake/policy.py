@@ -29,7 +29,6 @@ from sqlmodel import Session
 
 from hub.core.config import Config
 from hub.mail.intake import rcpt
-from hub.mail.intake.addresses import MailLogin
 from hub.mail.intake.directory import DirectoryCache, IntakeDirectory
 from hub.mail.intake.draft import Draft, read_mail
 from hub.mail.intake.group_commit import GroupCommit
@@ -42,6 +41,7 @@ from hub.mail.intake.resolver import make_resolver
 from hub.mail.intake.smtp_text import shown
 from hub.mail.intake.transaction import GroupUnpaid, IntakeTransaction
 from hub.mail.parse.structure import mime_depth
+from hub.ports.mail import MailLogin
 from hub.store.db import WorkerConnection
 
 __all__ = [

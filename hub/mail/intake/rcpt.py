@@ -8,10 +8,11 @@ from sqlalchemy import Engine
 
 from hub.core.config import Config
 from hub.core.i18n import gettext
-from hub.mail.intake.addresses import MailLogin, find_intake
+from hub.mail.intake.addresses import find_intake
 from hub.mail.intake.rcpt_cache import KnownIntake, RcptCache
 from hub.mail.intake.replies import check_reply_rcpt
 from hub.mail.replytokens import is_reply_address
+from hub.ports.mail import MailLogin
 from hub.sending.accounts import ancestors
 from hub.store.db import read_scope
 from hub.store.models import Account

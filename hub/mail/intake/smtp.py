@@ -18,11 +18,10 @@ from typing import Any, AnyStr
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session, syntax
 
 from hub.core.config import Config
-from hub.mail.intake.addresses import MailLogin
 from hub.mail.intake.outcome import IntakeOutcome, failure_reply
 from hub.mail.intake.policy import IntakePolicy
 from hub.mail.intake.smtp_text import shown, smtp_line
-from hub.ports.mail import MailEnvelope
+from hub.ports.mail import MailEnvelope, MailLogin
 from hub.store.login_throttle import LoginThrottle
 
 log = logging.getLogger("smshub.smtp")
