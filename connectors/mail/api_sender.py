@@ -11,7 +11,7 @@ from connectors.mail.api_client import MailApi, MailApiError
 from hub.core.config import MailOutSection
 from hub.errors import ConfigError
 from hub.mail.oauth import MailboxAccess
-from hub.mail.outbox import PermanentMailError
+from hub.ports.mail import PermanentMailError
 
 #: API answers that a retry of the same mail cannot fix (bad mail, no right, too big).
 PERMANENT_STATUSES = (400, 403, 413)

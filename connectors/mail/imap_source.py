@@ -3,16 +3,9 @@
 For organisations that would rather point a mailbox at the hub than run an SMTP listener.
 Each pass: SELECT the folder, UID SEARCH its messages, FETCH them (``BODY.PEEK[]``, so a
 human reading the same mailbox still sees them unread) in batches, hand each to
-:meth:`IntakePolicy.take` as if it had been sent to the configured intake address, then:
-
-- 2xx (queued, or already received): MOVE it to the ``Processed`` folder;
-- 5xx (refused for good): MOVE it to the ``Failed`` folder, log the reason and keep a short
-  record of it (:attr:`ImapSource.failed`);
-- 4xx (try later): leave it where it is and retry it after a growing delay.
-
-Nothing lost, nothing twice: a mail is moved only after ``take()`` returned, i.e. after the
-mail and its SMS were committed. If the process dies in between, the next pass sees the mail
-again, ``take()`` answers "already received" (same Message-ID) and it is moved then.
+ the intake as if it had been sent to the configured intake address, then MOVEs it to
+``Processed`` or ``Failed`` by the answer, or leaves it for a retry (the flow of a pass, and
+why nothing is lost or taken twice, is :mod:`connectors.mail.source_base`'s).
 
 UIDs are only meaningful with the folder's UIDVALIDITY: the pass notes it at every SELECT,
 and when it changes (the folder was deleted and recreated, or renumbered) everything cached
@@ -41,10 +34,8 @@ import socket
 import ssl
 import threading
 import time
-from collections import deque
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from imapclient import DELETED, IMAPClient
@@ -54,146 +45,36 @@ from imapclient.exceptions import (
     IMAPClientError,
     LoginError,
 )
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from connectors.mail.message_facts import FailedMail, header_facts
+from connectors.mail.mailbox_settings import ImapSourceSettings
 from connectors.mail.oauth_login import imap_login
-from hub.core.config import read_secret
-from hub.core.timeutil import utcnow
-from hub.errors import ConfigError, HubError, InvalidInput
-from hub.mail.intake.addresses import split_address
-from hub.mail.intake.policy import IntakeOutcome, IntakePolicy, MailEnvelope
+from connectors.mail.source_base import (
+    FAILED_RECORDS,
+    RECONNECT_INITIAL,
+    RECONNECT_MAX,
+    RETRY_MAX,
+    Fetched,
+    ImapUnavailable,
+    MailboxSource,
+    retry_delay,
+)
 from hub.mail.oauth import ConsentRevoked, MailboxAccess, MailboxAuthError
+from hub.ports.mail import MailIntake, OnAccepted
+
+__all__ = [
+    "FAILED_RECORDS",
+    "RECONNECT_INITIAL",
+    "RECONNECT_MAX",
+    "RETRY_MAX",
+    "ImapSource",
+    "ImapSourceSettings",
+    "ImapUnavailable",
+]
 
 log = logging.getLogger("smshub.imap")
 
 #: RFC 2177: servers may end an IDLE after 30 minutes, so clients re-issue it before that.
 IDLE_RENEW_SECONDS = 25 * 60.0
-#: Reconnect delays: the first one, doubled after each failure, up to the cap.
-RECONNECT_INITIAL = 1.0
-RECONNECT_MAX = 300.0
-#: Longest wait before a mail answered 4xx is tried again.
-RETRY_MAX = 3600.0
-#: How many refused mails :attr:`ImapSource.failed` remembers.
-FAILED_RECORDS = 100
-
-
-class ImapSourceSettings(BaseModel):
-    """One ``[[imap]]`` entry: a mailbox whose mail becomes SMS."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    # A short name for logs and status; default username@host/folder.
-    name: str = ""
-    # "imap", or the provider's mail API for tenants that turned IMAP off: "graph"
-    # (Microsoft 365, with oauth_provider = "microsoft") or "gmail" (Google, "google"); both
-    # need auth = "xoauth2" and no host. Folders are Graph folder names or Gmail labels.
-    transport: Literal["imap", "graph", "gmail"] = "imap"
-    host: str = ""
-    # Default: 993 with security = "tls", 143 otherwise.
-    port: int | None = Field(None, ge=1, le=65535)
-    # "tls" (implicit TLS, IMAPS), "starttls", or "plain" (tests, or a trusted local socket).
-    security: Literal["tls", "starttls", "plain"] = "tls"
-    username: str
-    # "password" (LOGIN), or "xoauth2": SASL XOAUTH2 / OAUTHBEARER with the token of a
-    # Microsoft 365 or Google sign-in (connect the mailbox in the console's Mailboxes page or
-    # with `smshub mailboxes auth`; the tokens are kept encrypted in the database).
-    auth: Literal["password", "xoauth2"] = "password"
-    oauth_provider: Literal["microsoft", "google"] | None = None
-    # The mailbox password: an environment variable or a file holding it.
-    password_env: str | None = None
-    password_file: str | None = None
-    # The folder to read, and where handled mail goes (created when missing).
-    folder: str = "INBOX"
-    processed_folder: str = "Processed"
-    failed_folder: str = "Failed"
-    # Mail found here is taken as if it had been sent to this intake address.
-    intake_address: str
-    # The authserv-id(s) of this mailbox's mail server: its topmost Authentication-Results
-    # vouch for allowed senders (it is the relay here). Empty: the hub checks DKIM itself.
-    trusted_authserv_id: list[str] = []
-
-    # Wait for new mail with IDLE; without it (or if the server refuses it) poll.
-    idle: bool = True
-    poll_interval: float = Field(60.0, gt=0)
-    # Messages fetched per FETCH.
-    batch_size: int = Field(50, ge=1, le=1000)
-    # Check the server's certificate (against ca_file if given, else the system CAs).
-    verify_certificate: bool = True
-    ca_file: str = ""
-    # Seconds to wait for the server to connect or answer a command.
-    timeout: float = Field(30.0, gt=0)
-    # First delay before a mail answered 4xx is tried again (doubles, up to an hour).
-    retry_backoff: float = Field(60.0, gt=0)
-
-    @field_validator("trusted_authserv_id", mode="before")
-    @classmethod
-    def _ids(cls, value: Any) -> Any:
-        return [value] if isinstance(value, str) else value
-
-    @field_validator("intake_address")
-    @classmethod
-    def _address(cls, value: str) -> str:
-        try:
-            split_address(value)
-        except InvalidInput as exc:
-            raise ValueError(str(exc)) from None
-        return value.strip().strip("<>")
-
-    @model_validator(mode="after")
-    def _consistent(self) -> ImapSourceSettings:
-        api_provider = {"graph": "microsoft", "gmail": "google"}.get(self.transport)
-        if api_provider is not None:
-            if self.auth != "xoauth2" or self.oauth_provider != api_provider:
-                raise ValueError(
-                    f'transport = "{self.transport}" signs in by OAuth: set auth = "xoauth2" '
-                    f'and oauth_provider = "{api_provider}"'
-                )
-        elif not self.host:
-            raise ValueError('set host (the IMAP server), or transport = "graph" / "gmail"')
-        if self.auth == "xoauth2":
-            if self.oauth_provider is None:
-                raise ValueError('auth = "xoauth2" needs oauth_provider = "microsoft" or "google"')
-        elif not (self.password_env or self.password_file):
-            raise ValueError("set password_env or password_file (the mailbox password)")
-        if self.folder in (self.processed_folder, self.failed_folder):
-            raise ValueError(
-                "processed_folder and failed_folder must differ from folder, "
-                "or handled mail would be read again"
-            )
-        return self
-
-    @property
-    def effective_port(self) -> int:
-        return self.port or (993 if self.security == "tls" else 143)
-
-    @property
-    def label(self) -> str:
-        return self.name or f"{self.username}@{self.host or self.transport}/{self.folder}"
-
-    @classmethod
-    def from_config(cls, data: dict[str, Any], where: str = "imap") -> ImapSourceSettings:
-        """Validate one ``[[imap]]`` table; raise ConfigError naming each bad key."""
-        try:
-            return cls.model_validate(data)
-        except ValidationError as exc:
-            lines = []
-            for err in exc.errors():
-                key = ".".join(str(p) for p in err["loc"])
-                name = f"{where}.{key}" if key else where
-                if err["type"] == "extra_forbidden":
-                    lines.append(f"unknown key '{name}' (see config.example.toml for the options)")
-                else:
-                    lines.append(f"'{name}': {err['msg'].removeprefix('Value error, ')}")
-            raise ConfigError("\n".join(lines)) from None
-
-
-def resolve_password(settings: ImapSourceSettings, where: str = "imap") -> str:
-    """The mailbox password from ``password_env`` / ``password_file``."""
-    password = read_secret(settings, "password", where)
-    if not password:
-        raise ConfigError(f"'{where}': the mailbox password is empty")
-    return password
 
 
 def make_ssl_context(settings: ImapSourceSettings) -> ssl.SSLContext:
@@ -203,10 +84,6 @@ def make_ssl_context(settings: ImapSourceSettings) -> ssl.SSLContext:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     return context
-
-
-class ImapUnavailable(HubError):
-    """The mailbox could not be reached or used; the message says why in plain words."""
 
 
 class _ConnectionLost(Exception):
@@ -302,8 +179,8 @@ class _Retry:
     reason: str
 
 
-class ImapSource:
-    """Reads one mailbox folder and hands each mail to the intake policy.
+class ImapSource(MailboxSource[int]):
+    """Reads one mailbox folder over IMAP and hands each mail to the intake.
 
     ``start()`` runs the background loop (IDLE or polling, reconnecting on errors);
     ``run_once()`` does a single pass and returns its counts (for tests and one-shot
@@ -311,38 +188,27 @@ class ImapSource:
     for each newly accepted mail (e.g. to wake the dispatcher).
     """
 
-    #: What the registry validates an ``[[imap]]`` table with (as for SMS providers).
-    settings_model = ImapSourceSettings
-    # Class attributes rather than settings: tests shorten them, sysadmins need not.
     idle_renew_seconds = IDLE_RENEW_SECONDS
-    reconnect_initial = RECONNECT_INITIAL
-    reconnect_max = RECONNECT_MAX
+    log = log
+    kind = "IMAP source"
+    filing = "moving it to"
+    summary_waiting = True
 
     def __init__(
         self,
         settings: ImapSourceSettings,
-        policy: IntakePolicy,
+        policy: MailIntake | None,
         password: str,
         *,
-        on_accepted: Callable[[IntakeOutcome], Any] | None = None,
+        on_accepted: OnAccepted | None = None,
         ssl_context: ssl.SSLContext | None = None,
         clock: Callable[[], float] = time.monotonic,
         access: MailboxAccess | None = None,
     ) -> None:
-        self.settings = settings
-        # The mailbox's sign-in (auth = "xoauth2") and where its activity is noted.
-        self.access = access
-        self.policy = policy
-        self.on_accepted = on_accepted
-        self.label = settings.label
-        #: connecting, processing, idle, polling, backoff or stopped.
-        self.state = "stopped"
-        #: The last connection problem, in words (None once a pass succeeded).
-        self.last_error: str | None = None
-        #: Counts of the last pass.
-        self.last_pass: dict[str, Any] | None = None
-        #: The latest mails refused for good, oldest first.
-        self.failed: deque[FailedMail] = deque(maxlen=FAILED_RECORDS)
+        super().__init__(
+            settings, policy, on_accepted=on_accepted, access=access, thread_name="smshub-imap"
+        )
+        self.batch_size = settings.batch_size
         self._password = password
         self._ssl_context = ssl_context
         self._clock = clock
@@ -351,12 +217,7 @@ class ImapSource:
         self._uidvalidity: int | None = None
         self._retries: dict[tuple[int, int], _Retry] = {}
         self._use_idle = settings.idle
-        # One thread owns the connection; the loop only awaits what it does.
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="smshub-imap")
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._task: asyncio.Future[None] | None = None
         self._stopping = threading.Event()
-        self._closed = False
         # A pipe the worker thread waits on next to the IMAP socket, so stop() and wake()
         # interrupt IDLE and sleeps at once.
         self._wake_r, self._wake_w = os.pipe()
@@ -415,30 +276,10 @@ class ImapSource:
                 os.close(fd)
         self.state = "stopped"
 
-    async def run_once(self) -> dict[str, Any]:
-        """One pass (connect if needed, fetch, take, move); raises ImapUnavailable."""
-        if self._task is not None:
-            raise RuntimeError("the background loop is running; call wake() instead")
-        if self._closed:
-            raise RuntimeError(f"IMAP source {self.label} was stopped")
-        self._loop = asyncio.get_running_loop()
-        return await self._loop.run_in_executor(self._executor, self._run_once_sync)
-
     def wake(self) -> None:
         """Make the loop look at the mailbox now (thread-safe)."""
         with contextlib.suppress(OSError):
             os.write(self._wake_w, b"!")
-
-    def status(self) -> dict[str, Any]:
-        """What the source is doing, for status pages and the CLI."""
-        return {
-            "name": self.label,
-            "state": self.state,
-            "last_error": self.last_error,
-            "last_pass": self.last_pass,
-            "waiting_retry": len(self._retries),
-            "failed": [asdict(f) for f in list(self.failed)[-10:]],
-        }
 
     # ------------------------------------------------------------------ worker thread
 
@@ -621,7 +462,7 @@ class ImapSource:
 
     # ------------------------------------------------------------------ one pass
 
-    def _pass(self) -> dict[str, Any]:
+    def _begin_pass(self) -> tuple[dict[str, Any], list[int]]:
         client = self._connect()
         s = self.settings
         self.state = "processing"
@@ -632,31 +473,9 @@ class ImapSource:
         except IMAPClientError as exc:
             raise IMAPClientError(f"cannot open folder {s.folder!r}: {_text(exc)}") from exc
         validity = int(info[b"UIDVALIDITY"])
-        stats: dict[str, Any] = {
-            "folder": s.folder,
-            "uidvalidity": validity,
-            "uidvalidity_changed": False,
-            "found": 0,
-            "waiting": 0,
-            "accepted": 0,
-            "duplicates": 0,
-            "failed": 0,
-            "deferred": 0,
-            "moved": 0,
-        }
+        stats = self._counts(uidvalidity=validity, uidvalidity_changed=False)
         if validity != self._uidvalidity:
-            if self._uidvalidity is not None:
-                log.warning(
-                    "%s: folder %r was recreated or renumbered (UIDVALIDITY %d, was %d): "
-                    "forgetting what was known about its messages and reading it again",
-                    self.label,
-                    s.folder,
-                    validity,
-                    self._uidvalidity,
-                )
-                stats["uidvalidity_changed"] = True
-            self._retries.clear()
-            self._uidvalidity = validity
+            stats["uidvalidity_changed"] = self._renumbered(validity)
         # Everything still in the folder: handled mail is moved out, so ALL is the to-do
         # list (UNSEEN would skip mail a human opened). \Deleted ones are on their way out.
         uids = sorted(client.search(["NOT", "DELETED"]))
@@ -674,119 +493,77 @@ class ImapSource:
             if (retry := self._retries.get((validity, uid))) is None or retry.due <= now
         ]
         stats["waiting"] = len(uids) - len(due)
-        for start in range(0, len(due), s.batch_size):
-            if self._stopping.is_set():
-                break
-            self._batch(client, validity, due[start : start + s.batch_size], stats)
-        self.last_pass = stats
-        self._record()
-        if stats["found"]:
-            log.info(
-                "%s: %d mail(s): %d accepted, %d already received, %d refused, "
-                "%d to retry, %d waiting",
-                self.label,
-                stats["found"],
-                stats["accepted"],
-                stats["duplicates"],
-                stats["failed"],
-                stats["deferred"],
-                stats["waiting"],
-            )
-        return stats
+        return stats, due
 
-    def _batch(
-        self, client: IMAPClient, validity: int, uids: list[int], stats: dict[str, Any]
-    ) -> None:
-        limit = self.policy.config.smtp.max_message_size
-        sizes = client.fetch(uids, ["RFC822.SIZE"])
+    def _renumbered(self, validity: int) -> bool:
+        """Forget what was known about the folder's UIDs; whether it had been read before."""
+        changed = self._uidvalidity is not None
+        if changed:
+            log.warning(
+                "%s: folder %r was recreated or renumbered (UIDVALIDITY %d, was %d): "
+                "forgetting what was known about its messages and reading it again",
+                self.label,
+                self.settings.folder,
+                validity,
+                self._uidvalidity,
+            )
+        self._retries.clear()
+        self._uidvalidity = validity
+        return changed
+
+    def _fetch(self, keys: list[int], stats: dict[str, Any]) -> Iterator[Fetched[int]]:
+        client = self._connect()
+        assert self.policy is not None
+        limit = self.policy.max_message_size
+        sizes = client.fetch(keys, ["RFC822.SIZE"])
         # A UID missing from an answer was expunged meanwhile (someone else moved it).
-        wanted = [u for u in uids if u in sizes and sizes[u].get(b"RFC822.SIZE", 0) <= limit]
-        too_big = [u for u in uids if u in sizes and u not in wanted]
-        processed: list[int] = []
-        failed: list[int] = []
+        size = {u: sizes[u].get(b"RFC822.SIZE", 0) for u in keys if u in sizes}
+        wanted = [u for u, n in size.items() if n <= limit]
+        too_big = [u for u, n in size.items() if n > limit]
         if too_big:
             # Same rule as the SMTP door's 552, without downloading the whole mail.
             headers = client.fetch(too_big, ["BODY.PEEK[HEADER]"])
             for uid in too_big:
-                size = sizes[uid].get(b"RFC822.SIZE", 0)
-                reply = f"552 5.3.4 the mail is {size} bytes; the limit is {limit} bytes"
-                self._refused(uid, headers.get(uid, {}).get(b"BODY[HEADER]", b""), reply)
-                failed.append(uid)
+                yield Fetched(uid, headers.get(uid, {}).get(b"BODY[HEADER]", b""), size[uid])
         bodies = client.fetch(wanted, ["BODY.PEEK[]"]) if wanted else {}
         for uid in wanted:
             raw = bodies.get(uid, {}).get(b"BODY[]")
-            if raw is None:
-                continue
-            sender = header_facts(raw)[0]
-            outcome = self.policy.take(
-                MailEnvelope(
-                    raw=raw,
-                    mail_from=sender,
-                    rcpt_to=[self.settings.intake_address],
-                    source="imap",
-                    authserv_ids=tuple(i.lower() for i in self.settings.trusted_authserv_id),
-                )
-            )
-            if outcome.reply.startswith("2"):
-                processed.append(uid)
-                if outcome.duplicate:
-                    stats["duplicates"] += 1
-                else:
-                    stats["accepted"] += 1
-                    self._notify(outcome)
-            elif outcome.reply.startswith("5"):
-                self._refused(uid, raw, outcome.reply)
-                failed.append(uid)
-            else:
-                stats["deferred"] += 1
-                self._defer(validity, uid, f"the hub answered {outcome.reply!r}")
-        stats["failed"] += len(failed)
-        # Only now, with take() returned for each of them, do they leave the folder.
-        self._move(client, validity, processed, self.settings.processed_folder, stats)
-        self._move(client, validity, failed, self.settings.failed_folder, stats)
+            if raw is not None:
+                yield Fetched(uid, raw, size[uid])
 
-    def _record(self, error: str | None = None) -> None:
-        if self.access is not None:
-            self.access.record(f"read {self.settings.folder}", error=error)
+    def _file(self, keys: list[int], processed: bool, stats: dict[str, Any]) -> None:
+        folder = self.settings.processed_folder if processed else self.settings.failed_folder
+        self._move(self._connect(), keys, folder, stats)
 
-    def _refused(self, uid: int, raw: bytes, reply: str) -> None:
-        sender, from_addr, message_id, subject = header_facts(raw)
-        record = FailedMail(utcnow(), uid, message_id, from_addr or sender, subject, reply)
-        self.failed.append(record)
-        log.warning(
-            "%s: mail %s from %s refused, moving it to %r: %s",
-            self.label,
-            message_id or f"uid {uid}",
-            record.sender or "an unknown sender",
-            self.settings.failed_folder,
-            reply,
-        )
+    def _end_pass(self, stats: dict[str, Any]) -> None:
+        self.last_pass = stats
+        self._record()
 
-    def _defer(self, validity: int, uid: int, reason: str) -> None:
-        key = (validity, uid)
-        attempts = self._retries[key].attempts + 1 if key in self._retries else 1
-        delay = min(self.settings.retry_backoff * 2 ** (attempts - 1), RETRY_MAX)
-        self._retries[key] = _Retry(attempts, self._clock() + delay, reason)
+    def _stopping_now(self) -> bool:
+        return self._stopping.is_set()
+
+    def _waiting_retry(self) -> int:
+        return len(self._retries)
+
+    def _defer(self, key: int, reason: str) -> None:
+        assert self._uidvalidity is not None
+        index = (self._uidvalidity, key)
+        attempts = self._retries[index].attempts + 1 if index in self._retries else 1
+        delay = retry_delay(self.settings.retry_backoff, attempts)
+        self._retries[index] = _Retry(attempts, self._clock() + delay, reason)
         log.info(
             "%s: uid %d left in %r (%s); trying again in %s",
             self.label,
-            uid,
+            key,
             self.settings.folder,
             reason,
             _seconds(delay),
         )
 
     def _move(
-        self,
-        client: IMAPClient,
-        validity: int,
-        uids: Sequence[int],
-        folder: str,
-        stats: dict[str, Any],
+        self, client: IMAPClient, uids: Sequence[int], folder: str, stats: dict[str, Any]
     ) -> None:
         if not uids:
-            return
-        if validity != self._uidvalidity:  # pragma: no cover (the pass re-selects first)
             return
         try:
             if b"MOVE" in self._capabilities:
@@ -805,22 +582,9 @@ class ImapSource:
             # Refused (quota, rights): the mails are taken; the next try answers "already
             # received" and moves them then.
             for uid in uids:
-                self._defer(validity, uid, f"cannot move it to {folder!r}: {_text(exc)}")
+                self._defer(uid, f"cannot move it to {folder!r}: {_text(exc)}")
             return
         stats["moved"] += len(uids)
-
-    def _notify(self, outcome: IntakeOutcome) -> None:
-        loop, hook = self._loop, self.on_accepted
-        if hook is None or loop is None or loop.is_closed():
-            return
-
-        def call() -> None:
-            try:
-                hook(outcome)
-            except Exception:
-                log.exception("after-intake hook failed (the mail is safely stored)")
-
-        loop.call_soon_threadsafe(call)
 
     # ------------------------------------------------------------------ waiting
 

@@ -11,7 +11,7 @@ from email.message import EmailMessage
 from connectors.mail.oauth_login import smtp_login
 from hub.core.config import MailOutSection
 from hub.mail.oauth import MailboxAccess
-from hub.mail.outbox import PermanentMailError
+from hub.ports.mail import PermanentMailError
 
 
 class SmtpRelaySender:

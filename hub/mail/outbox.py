@@ -1,4 +1,5 @@
-"""Mail the hub sends: a durable queue in SQL and the MailSender protocol connectors implement.
+"""Mail the hub sends: a durable queue in SQL, delivered through a MailSender (a port,
+:mod:`hub.ports.mail`, that connectors implement).
 
 Queuing is a row written in the caller's transaction (so a confirmation exists exactly when
 the intake it confirms does); a worker sends due rows and retries failures with backoff.
@@ -9,17 +10,19 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import timedelta
+from email import message_from_bytes
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
+from email.policy import default
 from email.utils import formatdate, make_msgid
 from functools import partial
-from typing import Protocol, runtime_checkable
 
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 from hub.core.timeutil import utcnow
 from hub.core.workers import PollingWorker
+from hub.ports.mail import MailSender, PermanentMailError
 from hub.store import claims
 from hub.store.claims import Lease
 from hub.store.db import session_scope
@@ -32,19 +35,6 @@ MAX_ATTEMPTS = 10
 # worker sends); a mail is sent only while at least half of it is left. The hub passes
 # [dispatcher] claim_lease_seconds, so a dead instance's mails come back as its SMS do.
 CLAIM_LEASE = timedelta(minutes=2)
-
-
-@runtime_checkable
-class MailSender(Protocol):
-    """Delivers one mail (SMTP relay, IMAP APPEND, ...)."""
-
-    async def send(self, message: EmailMessage) -> None:
-        """Deliver MESSAGE or raise; a raised error is retried later."""
-        ...
-
-
-class PermanentMailError(Exception):
-    """The mail can never be delivered (e.g. the relay refused the recipient with 5xx)."""
 
 
 def build_message(
@@ -145,9 +135,6 @@ class MailOutbox(PollingWorker):
 
     async def send_due(self, limit: int = 10) -> int:
         """Send the due mails once (up to LIMIT); returns how many were delivered."""
-        from email import message_from_bytes
-        from email.policy import default
-
         rows, lease = await asyncio.to_thread(self._due, limit)
         if not rows:
             return 0

@@ -16,8 +16,9 @@ from pydantic import BaseModel, ValidationError
 from hub.core.config import Config, read_secret
 from hub.errors import ConfigError
 from hub.mail.oauth import MAIL_OUT, MailboxAccess, intake_key
-from hub.mail.outbox import MailSender, build_message
+from hub.mail.outbox import build_message
 from hub.ports.calendar import CalendarSource, SourceContext, StateFile
+from hub.ports.mail import MailIntake, MailSender, MailSource, OnAccepted
 from hub.ports.sms import ProviderContext, SmsProvider
 from hub.ports.state import StateStore
 
@@ -155,14 +156,17 @@ MAIL_SOURCE_GROUP = "smshub.mail_sources"
 
 
 def build_mail_sources(
-    config: Config, policy: Any, on_accepted: Any = None, store: StateStore | None = None
-) -> list[Any]:
+    config: Config,
+    policy: MailIntake,
+    on_accepted: OnAccepted | None = None,
+    store: StateStore | None = None,
+) -> list[MailSource]:
     """One (not yet started) source per [[imap]] table; errors name 'imap[N].key'. With
     STORE, each mailbox's OAuth tokens and activity are kept there."""
     if not config.imap:
         return []
     found = {ep.name: ep for ep in entry_points(group=MAIL_SOURCE_GROUP)}
-    sources = []
+    sources: list[MailSource] = []
     for index, table in enumerate(config.imap):
         where = f"imap[{index}]"
         settings, cls = _source_class(found, table, where)

@@ -6,12 +6,13 @@ import hashlib
 import re
 import unicodedata
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from sqlmodel import Session, col, select
 
 from hub.errors import ConflictError, InvalidInput
 from hub.mail.intake.passwords import DUMMY_HASH, hash_password, verify_password
+from hub.mail.parse.address import split_address
+from hub.ports.mail import MailLogin
 from hub.sending.accounts import get_account
 from hub.store.models import Account, IntakeAddress, IntakeKind, MailUser
 
@@ -34,14 +35,6 @@ def receivable_address(address: str) -> str:
         f"({name}); intake addresses are plain ASCII without spaces (write an "
         "internationalized domain in its xn-- form)"
     )
-
-
-def split_address(address: str) -> tuple[str, str]:
-    """('local', 'domain') of an address, lower-cased; raises InvalidInput if it has no @."""
-    local, at, domain = address.strip().strip("<>").rpartition("@")
-    if not at or not domain or "." not in domain:
-        raise InvalidInput(f"{address!r} is not an e-mail address (expected name@domain)")
-    return local.lower(), domain.lower().rstrip(".")
 
 
 def pin_hash(pin: str) -> str:
@@ -161,13 +154,6 @@ def add_mail_user(session: Session, account: str | int, username: str, password:
     session.add(user)
     session.flush()
     return user
-
-
-@dataclass(frozen=True)
-class MailLogin:
-    user_id: int
-    username: str
-    account_id: int
 
 
 def check_login(session: Session, username: str, password: str) -> MailLogin | None:

@@ -21,9 +21,10 @@ from hub.core.templating import render
 from hub.core.timeutil import as_utc, local_text, utcnow
 from hub.errors import InvalidInput
 from hub.mail import parse as mailparse
-from hub.mail.intake.addresses import MailLogin, split_address
+from hub.mail.intake.addresses import split_address
 from hub.mail.intake.sender_auth import Verdict
 from hub.mail.outbox import build_message, queue_mail
+from hub.ports.mail import MailLogin
 from hub.sending import submit as sending
 from hub.store.models import Account, Message
 

@@ -18,29 +18,11 @@ import dns.resolver
 from hub.campaigns import links
 from hub.core.config import Config
 from hub.mail import parse as mailparse
-from hub.mail.intake.addresses import MailLogin
 from hub.mail.intake.direct_auth import verify_sender
 from hub.mail.intake.sender_auth import Verdict, relay_ids_for, relay_verdict
+from hub.ports.mail import MailEnvelope
 
 log = logging.getLogger("smshub.intake")
-
-
-@dataclass(frozen=True)
-class MailEnvelope:
-    """A mail as a door received it."""
-
-    raw: bytes
-    mail_from: str
-    rcpt_to: list[str]
-    login: MailLogin | None = None
-    source: str = "smtp"
-    # The connection: the client's address and HELO name (SMTP). Only the address makes a
-    # relay trusted, and the hub's own SPF check needs all three.
-    peer: str = ""
-    helo: str = ""
-    # The authserv-ids of the mailbox server, whose verdicts count for mail read from it
-    # (IMAP: the mailbox server is the relay).
-    authserv_ids: tuple[str, ...] = ()
 
 
 @dataclass

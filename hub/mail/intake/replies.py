@@ -8,9 +8,9 @@ from sqlmodel import Session
 
 from hub.core.config import Config
 from hub.mail import parse as mailparse
-from hub.mail.intake.addresses import MailLogin
 from hub.mail.intake.sender_auth import Verdict
 from hub.mail.replytokens import inbound_id_from, is_reply_address
+from hub.ports.mail import MailLogin
 from hub.sending import submit as sending
 from hub.store.models import Account, InboundMessage
 

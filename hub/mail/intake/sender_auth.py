@@ -71,8 +71,28 @@ def relay_verdict(
     if not from_addr or "@" not in from_addr:
         return Verdict("fail", "the mail has no usable From address")
     trusted = {i.lower() for i in authserv_ids}
+    header = _relay_header(headers, trusted)
+    if isinstance(header, Verdict):
+        return header
     from_domain = domain_of(from_addr)
-    header = None
+    relay = str(header.authserv_id).lower()
+    results = list(header.results)
+    dmarc = [r for r in results if str(r.method).lower() == "dmarc"]
+    decided = [r for r in dmarc if str(r.result).lower() != "none"]
+    if decided:
+        return _dmarc_verdict(decided, from_domain, relay)
+    for r in results:
+        verdict = _aligned_pass(r, from_domain, relay)
+        if verdict is not None:
+            return verdict
+    return Verdict(
+        "fail", f"no DMARC result and no SPF or DKIM pass aligned with {from_domain} at {relay}"
+    )
+
+
+def _relay_header(headers: list[str], trusted: set[str]) -> Any:
+    """The topmost parsed header of a TRUSTED relay, or the fail Verdict when there is none
+    (or when the relay's own header cannot be read)."""
     for value in headers:
         value = " ".join(value.split())
         try:
@@ -85,42 +105,39 @@ def relay_verdict(
                 )
             continue
         if str(parsed.authserv_id).lower() in trusted:
-            header = parsed
-            break
-    if header is None:
-        return Verdict(
-            "fail",
-            f"no Authentication-Results from a trusted relay ({', '.join(sorted(trusted))})",
-        )
-    relay = str(header.authserv_id).lower()
-    results = list(header.results)
-    dmarc = [r for r in results if str(r.method).lower() == "dmarc"]
-    decided = [r for r in dmarc if str(r.result).lower() != "none"]
-    if decided:
-        for r in decided:
-            result = str(r.result).lower()
-            if result != "pass":
-                return Verdict("fail", f"DMARC {result} for {from_domain} at {relay}")
-            named = domain_of(_prop(r, "header", "from"))
-            if not named:
-                return Verdict("fail", f"the DMARC pass at {relay} names no header.from")
-            if named != from_domain:
-                return Verdict(
-                    "fail", f"the DMARC pass at {relay} is for {named}, not {from_domain}"
-                )
-        return Verdict("pass", f"DMARC pass for {from_domain} at {relay}")
-    for r in results:
-        if str(r.result).lower() != "pass":
-            continue
-        method = str(r.method).lower()
-        if method == "dkim":
-            signer = _prop(r, "header", "d") or _prop(r, "header", "i")
-            if aligned(signer, from_domain):
-                return Verdict("pass", f"aligned DKIM pass ({domain_of(signer)}) at {relay}")
-        elif method == "spf":
-            identity = _prop(r, "smtp", "mailfrom") or _prop(r, "smtp", "helo")
-            if aligned(identity, from_domain):
-                return Verdict("pass", f"aligned SPF pass ({domain_of(identity)}) at {relay}")
+            return parsed
     return Verdict(
-        "fail", f"no DMARC result and no SPF or DKIM pass aligned with {from_domain} at {relay}"
+        "fail",
+        f"no Authentication-Results from a trusted relay ({', '.join(sorted(trusted))})",
     )
+
+
+def _dmarc_verdict(decided: list[Any], from_domain: str, relay: str) -> Verdict:
+    """The verdict of the relay's DMARC results other than ``none``: every one a pass for
+    the From's domain."""
+    for r in decided:
+        result = str(r.result).lower()
+        if result != "pass":
+            return Verdict("fail", f"DMARC {result} for {from_domain} at {relay}")
+        named = domain_of(_prop(r, "header", "from"))
+        if not named:
+            return Verdict("fail", f"the DMARC pass at {relay} names no header.from")
+        if named != from_domain:
+            return Verdict("fail", f"the DMARC pass at {relay} is for {named}, not {from_domain}")
+    return Verdict("pass", f"DMARC pass for {from_domain} at {relay}")
+
+
+def _aligned_pass(result: Any, from_domain: str, relay: str) -> Verdict | None:
+    """A pass Verdict when RESULT is a DKIM or SPF pass aligned with the From's domain."""
+    if str(result.result).lower() != "pass":
+        return None
+    method = str(result.method).lower()
+    if method == "dkim":
+        signer = _prop(result, "header", "d") or _prop(result, "header", "i")
+        if aligned(signer, from_domain):
+            return Verdict("pass", f"aligned DKIM pass ({domain_of(signer)}) at {relay}")
+    elif method == "spf":
+        identity = _prop(result, "smtp", "mailfrom") or _prop(result, "smtp", "helo")
+        if aligned(identity, from_domain):
+            return Verdict("pass", f"aligned SPF pass ({domain_of(identity)}) at {relay}")
+    return None

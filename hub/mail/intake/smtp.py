@@ -18,9 +18,10 @@ from typing import Any, AnyStr
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session, syntax
 
 from hub.core.config import Config
-from hub.mail.intake.addresses import MailLogin
-from hub.mail.intake.policy import IntakeOutcome, IntakePolicy, MailEnvelope, failure_reply
+from hub.mail.intake.outcome import IntakeOutcome, failure_reply
+from hub.mail.intake.policy import IntakePolicy
 from hub.mail.intake.smtp_text import shown, smtp_line
+from hub.ports.mail import MailEnvelope, MailLogin
 from hub.store.login_throttle import LoginThrottle
 
 log = logging.getLogger("smshub.smtp")
@@ -97,19 +98,21 @@ class IntakeSMTP(SMTP):
     # which accepts NUL in a local part, and before anything quotes or logs it.
     @syntax("MAIL FROM: <address>", extended=" [SP <mail-parameters>]")
     async def smtp_MAIL(self, arg: str | None) -> None:  # noqa: N802 (aiosmtpd's name)
-        if arg and _CONTROL.search(arg):
-            log.info("refused MAIL FROM %s from %s: control character", shown(arg), self._peer)
-            await self.push(_CONTROL_IN_ADDRESS)
-            return
-        await super().smtp_MAIL(arg)
+        if not await self._control_refused("MAIL FROM", arg):
+            await super().smtp_MAIL(arg)
 
     @syntax("RCPT TO: <address>", extended=" [SP <mail-parameters>]")
     async def smtp_RCPT(self, arg: str | None) -> None:  # noqa: N802 (aiosmtpd's name)
-        if arg and _CONTROL.search(arg):
-            log.info("refused RCPT TO %s from %s: control character", shown(arg), self._peer)
-            await self.push(_CONTROL_IN_ADDRESS)
-            return
-        await super().smtp_RCPT(arg)
+        if not await self._control_refused("RCPT TO", arg):
+            await super().smtp_RCPT(arg)
+
+    async def _control_refused(self, verb: str, arg: str | None) -> bool:
+        """Whether ARG (of VERB) held a control character, and was refused."""
+        if not (arg and _CONTROL.search(arg)):
+            return False
+        log.info("refused %s %s from %s: control character", verb, shown(arg), self._peer)
+        await self.push(_CONTROL_IN_ADDRESS)
+        return True
 
     @property
     def _peer(self) -> Any:

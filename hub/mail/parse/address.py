@@ -6,6 +6,8 @@ import email.utils
 import re
 from collections.abc import Iterable
 
+from hub.errors import InvalidInput
+
 # What mail systems allow in a local part and people write for a number: an optional
 # "+", digits, and dots or dashes (spaces, when quoted) between digit groups. "33…"
 # (international without "+") and "06…" (national) are both returned as written: only
@@ -44,3 +46,11 @@ def numbers_from_addresses(
         elif address and address not in others:
             others.append(address)
     return numbers, others
+
+
+def split_address(address: str) -> tuple[str, str]:
+    """('local', 'domain') of an address, lower-cased; raises InvalidInput if it has no @."""
+    local, at, domain = address.strip().strip("<>").rpartition("@")
+    if not at or not domain or "." not in domain:
+        raise InvalidInput(f"{address!r} is not an e-mail address (expected name@domain)")
+    return local.lower(), domain.lower().rstrip(".")

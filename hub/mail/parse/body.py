@@ -173,24 +173,7 @@ def _cut_history(
     lines: list[str], *, forward: bool, reply: bool, warnings: list[str]
 ) -> tuple[list[str], list[str]]:
     """Split ``lines`` into the sender's own text and a kept forwarded message."""
-    found = find_marker(lines)
-    if reply:
-        # An answer keeps only what is above the first quoted line, even without a header.
-        first_quoted = next((i for i, line in enumerate(lines) if _is_quoted(line)), None)
-        if first_quoted is not None and (found is None or first_quoted < found[0]):
-            found = (first_quoted, 0, Marker.QUOTE)
-    own, below, kept = lines, [], []
-    if found is not None:
-        index, span, kind = found
-        is_forward = kind is Marker.FORWARD or (kind is Marker.SEPARATOR and forward)
-        own = lines[:index]
-        if is_forward:
-            # A forward is what the sender chose to pass on, in an answer too.
-            kept = lines[index:]
-            warnings.append("kept a forwarded message")
-        else:
-            below = lines[index + span :] if kind is Marker.QUOTE else []
-            warnings.append("removed quoted history")
+    own, below, kept = _split_at_marker(lines, forward=forward, reply=reply, warnings=warnings)
     unquoted = [
         line
         for index, line in enumerate(own)
@@ -198,6 +181,33 @@ def _cut_history(
     ]
     if len(unquoted) != len(own):
         warnings.append("removed quoted history")
+    return _with_text_below(unquoted, below, warnings), kept
+
+
+def _split_at_marker(
+    lines: list[str], *, forward: bool, reply: bool, warnings: list[str]
+) -> tuple[list[str], list[str], list[str]]:
+    """(the lines above the first history marker, the quote's lines below it when it is a
+    ``>`` quote, a kept forwarded message)."""
+    found = find_marker(lines)
+    if reply:
+        # An answer keeps only what is above the first quoted line, even without a header.
+        first_quoted = next((i for i, line in enumerate(lines) if _is_quoted(line)), None)
+        if first_quoted is not None and (found is None or first_quoted < found[0]):
+            found = (first_quoted, 0, Marker.QUOTE)
+    if found is None:
+        return lines, [], []
+    index, span, kind = found
+    if kind is Marker.FORWARD or (kind is Marker.SEPARATOR and forward):
+        # A forward is what the sender chose to pass on, in an answer too.
+        warnings.append("kept a forwarded message")
+        return lines[:index], [], lines[index:]
+    warnings.append("removed quoted history")
+    return lines[:index], lines[index + span :] if kind is Marker.QUOTE else [], []
+
+
+def _with_text_below(unquoted: list[str], below: list[str], warnings: list[str]) -> list[str]:
+    """UNQUOTED (the text above the quote) with what the sender wrote BELOW it."""
     wrote_above = any(line.strip() for line in unquoted)
     after = _interleaved(below)
     if after:
@@ -210,7 +220,7 @@ def _cut_history(
         unquoted = _bottom_posted(below)
         if any(line.strip() for line in unquoted):
             warnings.append("took the text written below the quote")
-    return unquoted, kept
+    return unquoted
 
 
 def _bottom_posted(lines: list[str]) -> list[str]:
