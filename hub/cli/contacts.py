@@ -1,17 +1,28 @@
 """`smshub contacts|lists|templates|campaigns ...`: contact lists, templates, campaigns.
 
-hub.cli.main imports this module in ``_register_subcommands`` and mounts the four groups. Each
-command runs in one transaction (``run_db``); ``--account`` may be left out when there
+Each command runs in one transaction (``run_db``); ``--account`` may be left out when there
 is only one main account.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+
+from hub.cli.common import (
+    JsonOpt,
+    default_account,
+    emit,
+    fail,
+    get_config,
+    read_bytes,
+    run_db,
+    send_time,
+    table,
+    text_arg,
+)
 
 contacts_app = typer.Typer(help="Import contacts into lists.", no_args_is_help=True)
 lists_app = typer.Typer(
@@ -26,28 +37,22 @@ campaigns_app = typer.Typer(
     no_args_is_help=True,
 )
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 AccountOpt = Annotated[
     str | None, typer.Option(help="The account (default: the only main account).")
 ]
 
 
 def _acc(session: Any, account: str | None) -> Any:
-    from hub.cli.main import _default_account
     from hub.sending.accounts import get_account
 
-    return get_account(session, account or _default_account(session))
+    return get_account(session, account or default_account(session))
 
 
 def _region() -> str:
-    from hub.cli.main import get_config
-
     return get_config().hub.default_region
 
 
 def _fields(values: list[str] | None) -> dict[str, str]:
-    from hub.cli.main import fail
-
     out: dict[str, str] = {}
     for item in values or []:
         key, sep, value = item.partition("=")
@@ -57,15 +62,7 @@ def _fields(values: list[str] | None) -> dict[str, str]:
     return out
 
 
-def _text_arg(text: str) -> str:
-    from hub.cli.main import _stdin_text
-
-    return _stdin_text() if text == "-" else text
-
-
 def _write_or_print(data: bytes, output: Path | None, what: str) -> None:
-    from hub.cli.main import fail
-
     if output is None:
         typer.echo(data, nl=False)
         return
@@ -95,11 +92,10 @@ def contacts_import(
 ) -> None:
     """Import a contact file: number in the first column, other columns become merge fields."""
     from hub.campaigns.contacts import check_import_size, import_contacts
-    from hub.cli.main import _read_bytes, _table, emit, fail, get_config, run_db
     from hub.errors import InvalidInput
 
     limits = get_config().contacts
-    data = _read_bytes(file)
+    data = read_bytes(file)
     try:
         check_import_size(len(data), file.name, limits.max_import_size)
     except InvalidInput as exc:
@@ -129,7 +125,7 @@ def contacts_import(
     if out["preview"]:
         names = ["number", *report.fields]
         typer.echo(
-            _table([[row.get(n, "") for n in names] for row in out["preview"]], names).rstrip()
+            table([[row.get(n, "") for n in names] for row in out["preview"]], names).rstrip()
         )
     if preview:
         typer.echo("preview only: nothing was saved")
@@ -140,13 +136,12 @@ def contacts_import(
 def lists_list(account: AccountOpt = None, as_json: JsonOpt = False) -> None:
     """The account's lists and their sizes."""
     from hub.campaigns.contacts import list_summaries
-    from hub.cli.main import _table, emit, run_db
 
     data = run_db(lambda s: list_summaries(s, _acc(s, account)))
     emit(
         data,
         as_json,
-        _table(
+        table(
             [[d["name"], d["contacts"], d["created_at"][:19]] for d in data],
             ["LIST", "CONTACTS", "CREATED (UTC)"],
         )
@@ -164,7 +159,6 @@ def lists_show(
 ) -> None:
     """The list's contacts and their merge fields."""
     from hub.campaigns.contacts import field_names, get_list, list_members
-    from hub.cli.main import _table, emit, run_db
 
     def _do(session: Any) -> dict[str, Any]:
         acc = _acc(session, account)
@@ -181,7 +175,7 @@ def lists_show(
     names = ["number", *data["fields"]]
     lines = [f"list {data['name']}: {data['contacts']} contact(s)"]
     if data["members"]:
-        lines.append(_table([[m.get(n, "") for n in names] for m in data["members"]], names))
+        lines.append(table([[m.get(n, "") for n in names] for m in data["members"]], names))
     if data["contacts"] > limit:
         lines.append(f"... {data['contacts'] - limit} more (use --limit or `lists export`)")
     emit(data, as_json, "\n".join(lines))
@@ -199,7 +193,6 @@ def lists_add(
 ) -> None:
     """Add numbers to a list (created if needed)."""
     from hub.campaigns.contacts import add_numbers
-    from hub.cli.main import emit, run_db
 
     fields = _fields(field)
     report = run_db(
@@ -229,15 +222,12 @@ def lists_remove(
     from dataclasses import asdict
 
     from hub.campaigns.contacts import remove_numbers
-    from hub.cli.main import emit, run_db
 
     report = run_db(lambda s: remove_numbers(s, _acc(s, account), name, numbers, region=_region()))
     data = {"removed": report.removed, "not_found": [asdict(r) for r in report.not_found]}
     lines = [f"{len(report.removed)} removed from {name}"]
     lines += [f"  {r.input!r}: {r.reason}" for r in report.not_found]
-    emit(data, as_json, "\n".join(lines))
-    if not report.removed:
-        raise typer.Exit(1)
+    emit(data, as_json, "\n".join(lines), ok=bool(report.removed))
 
 
 @lists_app.command("export")
@@ -248,7 +238,6 @@ def lists_export(
 ) -> None:
     """Export a list as CSV (number, then one column per merge field)."""
     from hub.campaigns.contacts import export_list
-    from hub.cli.main import run_db
 
     data = run_db(lambda s: export_list(s, _acc(s, account), name))
     _write_or_print(data, output, f"list {name}")
@@ -258,7 +247,6 @@ def lists_export(
 def lists_delete(name: str, account: AccountOpt = None) -> None:
     """Delete a list and its contacts (messages already sent are kept)."""
     from hub.campaigns.contacts import delete_list
-    from hub.cli.main import run_db
 
     count = run_db(lambda s: delete_list(s, _acc(s, account), name))
     typer.echo(f"list {name} deleted with its {count} contact(s)")
@@ -275,9 +263,8 @@ def templates_create(
 ) -> None:
     """Save a template, e.g. --text 'Bonjour {{ first_name }}, ...'."""
     from hub.campaigns.templates import create_template, template_view
-    from hub.cli.main import emit, run_db
 
-    body = _text_arg(text)
+    body = text_arg(text)
     data = run_db(
         lambda s: template_view(create_template(s, _acc(s, account), name, body, replace=replace))
     )
@@ -289,13 +276,12 @@ def templates_create(
 def templates_list(account: AccountOpt = None, as_json: JsonOpt = False) -> None:
     """The account's templates."""
     from hub.campaigns.templates import list_templates, template_view
-    from hub.cli.main import _table, emit, run_db
 
     data = run_db(lambda s: [template_view(t) for t in list_templates(s, _acc(s, account))])
     emit(
         data,
         as_json,
-        _table(
+        table(
             [[d["name"], ", ".join(d["fields"]), d["text"][:50]] for d in data],
             ["NAME", "FIELDS", "TEXT"],
         )
@@ -308,7 +294,6 @@ def templates_list(account: AccountOpt = None, as_json: JsonOpt = False) -> None
 def templates_show(name: str, account: AccountOpt = None, as_json: JsonOpt = False) -> None:
     """A template's text and merge fields."""
     from hub.campaigns.templates import get_template, template_view
-    from hub.cli.main import emit, run_db
 
     data = run_db(lambda s: template_view(get_template(s, _acc(s, account), name)))
     emit(data, as_json, f"{data['text']}\n(merge fields: {', '.join(data['fields']) or 'none'})")
@@ -318,18 +303,15 @@ def templates_show(name: str, account: AccountOpt = None, as_json: JsonOpt = Fal
 def templates_delete(name: str, account: AccountOpt = None) -> None:
     """Delete a template (campaigns keep their own copy of the text)."""
     from hub.campaigns.templates import delete_template
-    from hub.cli.main import run_db
 
     run_db(lambda s: delete_template(s, _acc(s, account), name))
     typer.echo(f"template {name} deleted")
 
 
 def _print_preview(data: dict[str, Any]) -> None:
-    from hub.cli.main import _table
-
     rows = data["recipients"]
     typer.echo(
-        _table(
+        table(
             [
                 [
                     r["number"] or r["input"],
@@ -352,6 +334,44 @@ def _print_preview(data: dict[str, Any]) -> None:
     )
 
 
+def _show_preview(
+    account: str | None,
+    template: str | None,
+    text: str | None,
+    lists: list[str] | None,
+    numbers: list[str] | None,
+    type_: str,
+    sender: str | None,
+    track_links: bool | None,
+    as_json: bool,
+) -> None:
+    """Print each recipient's text and cost of a send of TEMPLATE (by name), else TEXT."""
+    from hub.campaigns.templates import get_template, preview_personalized
+
+    config = get_config()
+
+    def _do(session: Any) -> dict[str, Any]:
+        acc = _acc(session, account)
+        source = get_template(session, acc, template) if template else text or ""
+        return preview_personalized(
+            session,
+            config,
+            acc,
+            source,
+            lists=lists or [],
+            numbers=numbers or [],
+            type=type_,
+            sender=sender,
+            track_links=track_links,
+        )
+
+    data = run_db(_do)
+    if as_json:
+        emit(data, True)
+    else:
+        _print_preview(data)
+
+
 @templates_app.command("preview")
 def templates_preview(
     name: Annotated[str | None, typer.Argument(help="A saved template (or use --text).")] = None,
@@ -366,33 +386,13 @@ def templates_preview(
     as_json: JsonOpt = False,
 ) -> None:
     """Each recipient's text, parts and credits; sends nothing."""
-    from hub.campaigns.templates import get_template, preview_personalized
-    from hub.cli.main import emit, fail, get_config, run_db
-
     if (name is None) == (text is None):
         fail("give a template NAME or --text, not both")
     if not list_names and not to:
         fail("name recipients with --list or --to")
 
-    def _do(session: Any) -> dict[str, Any]:
-        acc = _acc(session, account)
-        source = get_template(session, acc, name) if name else _text_arg(text or "")
-        return preview_personalized(
-            session,
-            get_config(),
-            acc,
-            source,
-            lists=list_names or [],
-            numbers=to or [],
-            type=type_,
-            sender=sender,
-        )
-
-    data = run_db(_do)
-    if as_json:
-        emit(data, True)
-    else:
-        _print_preview(data)
+    source = None if name else text_arg(text or "")
+    _show_preview(account, name, source, list_names, to, type_, sender, None, as_json)
 
 
 @templates_app.command("test")
@@ -409,7 +409,6 @@ def templates_test(
 ) -> None:
     """Send the template once, free, to the account's own number to see it on a phone."""
     from hub.campaigns.templates import send_test
-    from hub.cli.main import emit, get_config, run_db
 
     fields = _fields(field)
     result = run_db(
@@ -431,9 +430,8 @@ def templates_test(
         as_json,
         f"test SMS {r.status} to {r.e164} ({result.segments} part(s), free)"
         + (f": {r.reason}" if r.reason else ""),
+        ok=bool(result.accepted),
     )
-    if not result.accepted:
-        raise typer.Exit(1)
 
 
 # -- campaigns ------------------------------------------------------------------------------
@@ -465,45 +463,17 @@ def campaigns_create(
 ) -> None:
     """Create a campaign: one personalised SMS per recipient, charged at once."""
     from hub.campaigns.campaigns import create_campaign
-    from hub.campaigns.templates import get_template, preview_personalized
-    from hub.cli.main import emit, fail, get_config, run_db
 
-    send_at = None
-    if at:
-        try:
-            send_at = datetime.fromisoformat(at)
-        except ValueError:
-            fail(f"--at {at!r} is not an ISO 8601 time such as 2026-12-01T09:00:00+01:00")
-    body = _text_arg(text) if text is not None else None
+    send_at = send_time(at)
+    body = text_arg(text) if text is not None else None
     if (body is None) == (template is None):
         fail("give the campaign --text or --template (one of them)")
-    config = get_config()
-
     if preview:
-
-        def _preview(session: Any) -> dict[str, Any]:
-            acc = _acc(session, account)
-            source = get_template(session, acc, template) if template else body or ""
-            return preview_personalized(
-                session,
-                config,
-                acc,
-                source,
-                lists=list_names or [],
-                numbers=to or [],
-                type=type_,
-                sender=sender,
-                track_links=track_links,
-            )
-
-        shown = run_db(_preview)
-        if as_json:
-            emit(shown, True)
-        else:
-            _print_preview(shown)
+        _show_preview(account, template, body, list_names, to, type_, sender, track_links, as_json)
+        if not as_json:
             typer.echo("preview only: nothing was sent")
         return
-
+    config = get_config()
     result = run_db(
         lambda s: create_campaign(
             s,
@@ -523,7 +493,11 @@ def campaigns_create(
     data = result.to_dict()
     if as_json:
         emit(data, True)
-        return
+    else:
+        _print_campaign(data)
+
+
+def _print_campaign(data: dict[str, Any]) -> None:
     when = f"scheduled for {data['send_at']}" if data["status"] == "scheduled" else "sending"
     typer.echo(
         f"campaign {data['id']} {data['name']!r}: {data['recipients']} SMS, "
@@ -541,13 +515,12 @@ def campaigns_create(
 def campaigns_list(account: AccountOpt = None, as_json: JsonOpt = False) -> None:
     """Campaigns, newest first."""
     from hub.campaigns.campaigns import list_campaigns
-    from hub.cli.main import _table, emit, run_db
 
     data = run_db(lambda s: list_campaigns(s, account))
     emit(
         data,
         as_json,
-        _table(
+        table(
             [
                 [
                     d["id"],
@@ -573,7 +546,6 @@ def campaigns_show(campaign_id: int, account: AccountOpt = None, as_json: JsonOp
     rate, first click, devices and systems; link previews counted apart), and who opted out
     since (STOP reply, unsubscribe link) with the date."""
     from hub.campaigns.campaigns import campaign_report
-    from hub.cli.main import emit, run_db
 
     data = run_db(lambda s: campaign_report(s, campaign_id, account))
     lines = [
@@ -621,7 +593,6 @@ def campaigns_cancel(
 ) -> None:
     """Cancel a campaign that has not started sending; its credits are refunded."""
     from hub.campaigns.campaigns import cancel_campaign
-    from hub.cli.main import emit, run_db
 
     data = run_db(lambda s: cancel_campaign(s, campaign_id, account))
     emit(
@@ -641,7 +612,6 @@ def campaigns_export(
     """Per-recipient CSV: number, status, reason, parts, credits, times, clicks, text, and
     the STOP date of those who opted out since."""
     from hub.campaigns.campaigns import export_campaign
-    from hub.cli.main import run_db
 
     data = run_db(lambda s: export_campaign(s, campaign_id, account))
     _write_or_print(data, output, f"campaign {campaign_id}")

@@ -3,7 +3,6 @@ their OAuth sign-in for headless installs, a test, and disconnecting.
 
 The same operations as the console's Mailboxes page (hub/mail/mailboxes.py, hub/mail/oauth.py);
 tokens go encrypted into the database, never to a file or the terminal.
-hub.cli.main imports this module at its bottom and mounts ``mailboxes_app``.
 """
 
 from __future__ import annotations
@@ -12,6 +11,8 @@ from typing import Annotated, Any
 
 import typer
 
+from hub.cli import common as cli
+from hub.cli.common import JsonOpt
 from hub.errors import HubError
 from hub.mail.mailboxes import configured_mailboxes, find_mailbox, oauth_problem
 from hub.mail.oauth import PROVIDERS, disconnect, mailbox_state, scopes_for, store_grant
@@ -28,27 +29,21 @@ mailboxes_app = typer.Typer(
     no_args_is_help=True,
 )
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 # The console's callback: Google sends the browser back there; its address holds the code.
 GOOGLE_PASTE_PATH = "/console/mailboxes/oauth/callback"
 
 
 def _store() -> Any:
-    from hub.cli import main as cli
-
     return state_store(cli.get_engine(), cli.get_config())
 
 
 def _fail(message: str) -> None:
-    from hub.cli import main as cli
-
     cli.fail(message)
 
 
 @mailboxes_app.command("list")
 def mailboxes_list(as_json: JsonOpt = False) -> None:
     """The config's mailboxes, how they sign in, and what they last did."""
-    from hub.cli import main as cli
 
     config = cli.get_config()
     store = _store()
@@ -69,7 +64,7 @@ def mailboxes_list(as_json: JsonOpt = False) -> None:
                 "last_error": state.activity.get("error") or None,
             }
         )
-    text = cli._table(
+    text = cli.table(
         [
             [
                 r["key"],
@@ -97,7 +92,6 @@ def mailboxes_auth(
     ends on (the hub's /console/mailboxes/oauth/callback, registered with the OAuth client;
     the page itself may show an error). The tokens are stored encrypted in the database.
     """
-    from hub.cli import main as cli
 
     config = cli.get_config()
     try:
@@ -144,7 +138,6 @@ def mailboxes_auth(
 def mailboxes_test(key: Annotated[str, typer.Argument(help="The mailbox.")]) -> None:
     """Intake: sign in and read its folder (nothing changed). [mail_out]: send a test mail to
     its own address (through the relay, or APPENDed to its folder)."""
-    from hub.cli import main as cli
 
     config = cli.get_config()
     try:
@@ -159,7 +152,6 @@ def mailboxes_test(key: Annotated[str, typer.Argument(help="The mailbox.")]) -> 
 def mailboxes_disconnect(key: Annotated[str, typer.Argument(help="The mailbox.")]) -> None:
     """Delete the mailbox's stored tokens; the hub stops signing in to it until connected
     again. (Withdraw the consent itself at the provider: the account's apps page.)"""
-    from hub.cli import main as cli
 
     try:
         find_mailbox(cli.get_config(), key)
