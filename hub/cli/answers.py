@@ -11,9 +11,8 @@ from typing import Annotated, Any
 import typer
 from sqlmodel import Session, select
 
-from hub.cli import common as cli
 from hub.cli.calendars import AccountFilterOpt, CalendarFilterOpt, SoonestLimitOpt, reminders_app
-from hub.cli.common import JsonOpt
+from hub.cli.common import JsonOpt, emit, run_db, table
 from hub.core.timeutil import as_utc, local_text
 from hub.errors import NotFound
 from hub.reminders.answers import (
@@ -73,12 +72,12 @@ def reminders_answers(
             for e, c in rows
         ]
 
-    data = cli.run_db(_do)
-    table = cli.table(
+    data = run_db(_do)
+    text = table(
         [
             [d["start_local"], d["calendar"], d["phone"], d["person"], d["title"][:40], d["answer"]]
             for d in data
         ],
         ["APPOINTMENT", "CALENDAR", "TO", "WHO", "TITLE", "ANSWER"],
     )
-    cli.emit(data, as_json, table if data else f"no upcoming appointment ({answer})")
+    emit(data, as_json, text if data else f"no upcoming appointment ({answer})")

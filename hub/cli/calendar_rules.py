@@ -14,9 +14,8 @@ from typing import Annotated, Any
 import typer
 from sqlmodel import Session
 
-from hub.cli import common as cli
 from hub.cli.calendars import TZ_HELP, calendars_app
-from hub.cli.common import JsonOpt
+from hub.cli.common import JsonOpt, emit, fail, get_config, get_engine, run_db
 from hub.errors import HubError, InvalidInput
 from hub.reminders.replan import replan, replanned_message
 from hub.reminders.setup import find_calendar, update_rules
@@ -60,7 +59,7 @@ def calendars_rules(
     """
 
     if template is not None and template_file is not None:
-        cli.fail("give --template or --template-file, not both")
+        fail("give --template or --template-file, not both")
     if template_file is not None:
         template = template_file.read_text(encoding="utf-8")
 
@@ -86,14 +85,14 @@ def calendars_rules(
         )
         return calendar_id, len(report.cancelled)
 
-    calendar_id, dropped = cli.run_db(_save)
+    calendar_id, dropped = run_db(_save)
     try:
-        report = replan(cli.get_engine(), cli.get_config(), calendar_id)
+        report = replan(get_engine(), get_config(), calendar_id)
     except HubError as exc:
-        cli.fail(f"settings saved, but planned reminders could not be replanned now: {exc}")
+        fail(f"settings saved, but planned reminders could not be replanned now: {exc}")
     data: dict[str, Any] = {"removed_rule_cancelled": dropped, **asdict(report)}
     text = f"calendar {name} updated: {replanned_message(report)}"
     if dropped:
         text += f"; {dropped} reminder(s) of removed rules cancelled and refunded"
     lines = [text] + [f"problem: {p}" for p in report.problems]
-    cli.emit(data, as_json, "\n".join(lines))
+    emit(data, as_json, "\n".join(lines))

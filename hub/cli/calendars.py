@@ -11,9 +11,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from hub.cli import common as cli
 from hub.cli.calendar_auth import auth_app
-from hub.cli.common import JsonOpt, fail
+from hub.cli.common import JsonOpt, emit, fail, get_config, get_engine, run_db, table
 
 if TYPE_CHECKING:
     from hub.ports.calendar import CalendarEvent
@@ -118,7 +117,7 @@ def calendars_add(
         acc = session.get(Account, cal.account_id)
         return f"calendar {name} ({type_}) connected to {acc.name}; rules {offsets}"
 
-    typer.echo(cli.run_db(_do))
+    typer.echo(run_db(_do))
     typer.echo(f"sync it now with `smshub calendars sync {account} {name}`")
 
 
@@ -148,11 +147,11 @@ def calendars_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> 
             for c, a in rows
         ]
 
-    data = cli.run_db(_do)
-    cli.emit(
+    data = run_db(_do)
+    emit(
         data,
         as_json,
-        cli.table(
+        table(
             [
                 [
                     d["account"],
@@ -188,11 +187,9 @@ def calendars_sync(
     from hub.errors import HubError
     from hub.reminders.sync import sync_calendar
 
-    calendar_id = cli.run_db(lambda s: _calendar_id(s, account, name))
+    calendar_id = run_db(lambda s: _calendar_id(s, account, name))
     try:
-        report = asyncio.run(
-            sync_calendar(cli.get_engine(), cli.get_config(), calendar_id, full=full)
-        )
+        report = asyncio.run(sync_calendar(get_engine(), get_config(), calendar_id, full=full))
     except HubError as exc:
         fail(str(exc))
     data = asdict(report)
@@ -203,7 +200,7 @@ def calendars_sync(
     ]
     lines += [f"problem: {p}" for p in report.problems]
     lines += [f"warning: {w}" for w in report.warnings]
-    cli.emit(data, as_json, "\n".join(lines))
+    emit(data, as_json, "\n".join(lines))
 
 
 @calendars_app.command("remove")
@@ -235,14 +232,14 @@ def calendars_remove(
 
     from hub.reminders.setup import RemoveReport, remove_calendar
 
-    data_dir = cli.get_config().hub.data_dir
+    data_dir = get_config().hub.data_dir
 
     def _do(session: Any) -> RemoveReport:
         calendar_id = _calendar_id(session, account, name)
         return remove_calendar(session, calendar_id, keep_history, data_dir=data_dir)
 
     # The files are deleted once the removal is committed: the report is complete after.
-    data = {"account": account, "calendar": name, **asdict(cli.run_db(_do))}
+    data = {"account": account, "calendar": name, **asdict(run_db(_do))}
     lines = [
         f"calendar {name} of {account} {data['action']}: {len(data['cancelled'])} scheduled "
         f"reminder(s) cancelled, {data['credits_refunded']} credit(s) refunded"
@@ -262,7 +259,7 @@ def calendars_remove(
             "(`smshub calendars sync` would plan its reminders again)"
         )
     lines += _file_lines(data)
-    cli.emit(data, as_json, "\n".join(lines))
+    emit(data, as_json, "\n".join(lines))
 
 
 def _file_lines(data: dict[str, Any]) -> list[str]:
@@ -338,8 +335,8 @@ def reminders_list(
             for r, e, m, c in rows
         ]
 
-    data = cli.run_db(_do)
-    table = cli.table(
+    data = run_db(_do)
+    text = table(
         [
             [
                 d["send_at_local"],
@@ -353,7 +350,7 @@ def reminders_list(
         ],
         ["SEND AT", "CALENDAR", "TO", "WHO", "APPOINTMENT", "RULE"],
     )
-    cli.emit(data, as_json, table if data else "no reminder is scheduled")
+    emit(data, as_json, text if data else "no reminder is scheduled")
 
 
 @reminders_app.command("problems")
@@ -372,12 +369,12 @@ def reminders_problems(
             for e, c in problem_events(session, account_id=account_id)
         ]
 
-    data = cli.run_db(_do)
-    emit_text = cli.table(
+    data = run_db(_do)
+    emit_text = table(
         [[d["calendar"], d["start"][:16], d["title"][:40], d["problem"]] for d in data],
         ["CALENDAR", "START (UTC)", "TITLE", "PROBLEM"],
     )
-    cli.emit(data, as_json, emit_text if data else "every upcoming appointment has a number")
+    emit(data, as_json, emit_text if data else "every upcoming appointment has a number")
 
 
 # -- dry run ----------------------------------------------------------------------------------
@@ -574,7 +571,7 @@ def calendar_preview(
         Locale.parse(locale)
     except (UnknownLocaleError, ValueError, TypeError):
         fail(f"--locale {locale!r} is not a known locale such as fr_FR or en_GB")
-    region = (region or cli.get_config().hub.default_region).upper()
+    region = (region or get_config().hub.default_region).upper()
     if region not in phonenumbers.SUPPORTED_REGIONS:
         fail(f"--region {region!r} is not a country code such as FR or BE")
     start_text, dash, end_text = quiet.partition("-")
@@ -635,7 +632,7 @@ def calendar_preview(
     except HubError as exc:
         fail(str(exc))
     if as_json:
-        cli.emit(entries, True)
+        emit(entries, True)
         return
     if not entries:
         typer.echo(

@@ -11,8 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from hub.cli import common as cli
-from hub.cli.common import JsonOpt
+from hub.cli.common import JsonOpt, emit, fail, get_config, get_engine, table
 from hub.errors import HubError
 from hub.mail.mailboxes import configured_mailboxes, find_mailbox, oauth_problem
 from hub.mail.oauth import PROVIDERS, disconnect, mailbox_state, scopes_for, store_grant
@@ -34,18 +33,18 @@ GOOGLE_PASTE_PATH = "/console/mailboxes/oauth/callback"
 
 
 def _store() -> Any:
-    return state_store(cli.get_engine(), cli.get_config())
+    return state_store(get_engine(), get_config())
 
 
 def _fail(message: str) -> None:
-    cli.fail(message)
+    fail(message)
 
 
 @mailboxes_app.command("list")
 def mailboxes_list(as_json: JsonOpt = False) -> None:
     """The config's mailboxes, how they sign in, and what they last did."""
 
-    config = cli.get_config()
+    config = get_config()
     store = _store()
     rows = []
     for box in configured_mailboxes(config):
@@ -64,7 +63,7 @@ def mailboxes_list(as_json: JsonOpt = False) -> None:
                 "last_error": state.activity.get("error") or None,
             }
         )
-    text = cli.table(
+    text = table(
         [
             [
                 r["key"],
@@ -77,7 +76,7 @@ def mailboxes_list(as_json: JsonOpt = False) -> None:
         ],
         ["KEY", "USE", "MAILBOX", "SIGN-IN", "STATE"],
     )
-    cli.emit(rows, as_json, text if rows else "the config names no mailbox")
+    emit(rows, as_json, text if rows else "the config names no mailbox")
 
 
 @mailboxes_app.command("auth")
@@ -93,7 +92,7 @@ def mailboxes_auth(
     the page itself may show an error). The tokens are stored encrypted in the database.
     """
 
-    config = cli.get_config()
+    config = get_config()
     try:
         box = find_mailbox(config, key)
         if not box.oauth:
@@ -139,7 +138,7 @@ def mailboxes_test(key: Annotated[str, typer.Argument(help="The mailbox.")]) -> 
     """Intake: sign in and read its folder (nothing changed). [mail_out]: send a test mail to
     its own address (through the relay, or APPENDed to its folder)."""
 
-    config = cli.get_config()
+    config = get_config()
     try:
         find_mailbox(config, key)
         said = try_mailbox(config, _store(), key)
@@ -154,7 +153,7 @@ def mailboxes_disconnect(key: Annotated[str, typer.Argument(help="The mailbox.")
     again. (Withdraw the consent itself at the provider: the account's apps page.)"""
 
     try:
-        find_mailbox(cli.get_config(), key)
+        find_mailbox(get_config(), key)
     except HubError as exc:
         _fail(str(exc))
     deleted = disconnect(_store(), key)

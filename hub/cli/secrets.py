@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from hub.cli import common as cli
-from hub.cli.common import JsonOpt
+from hub.cli.common import JsonOpt, emit, get_config, get_engine
 from hub.store.secretbox import KEY_ENV, load_keyring, new_key
 from hub.store.state_sql import rotate_secrets
 
@@ -38,9 +37,9 @@ def secrets_rotate(
     that stored it (after the first), or enter that secret again.
     """
 
-    config = cli.get_config()
+    config = get_config()
     keyring = load_keyring(config)
-    report = rotate_secrets(cli.get_engine(), keyring)
+    report = rotate_secrets(get_engine(), keyring)
     data = {
         "rotated": report.rotated,
         "key_source": keyring.source,
@@ -54,6 +53,6 @@ def secrets_rotate(
         "stored it after the first, or enter it again"
         for n, k in report.unreadable
     ]
-    cli.emit(data, as_json, "\n".join(lines))
+    emit(data, as_json, "\n".join(lines))
     if report.unreadable:
         raise typer.Exit(1)
