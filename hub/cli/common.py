@@ -21,6 +21,9 @@ from hub.errors import HubError
 _state: dict[str, Any] = {}
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+AccountOpt = Annotated[
+    str | None, typer.Option(help="The account (default: the only main account).")
+]
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -89,6 +92,24 @@ def default_account(session: Any) -> str:
     )
 
 
+def account_or_default(session: Any, account: str | None) -> Any:
+    """The account named by --account, else the only main account."""
+    from hub.sending.accounts import get_account
+
+    return get_account(session, account or default_account(session))
+
+
+def merge_fields(values: list[str] | None) -> dict[str, str]:
+    """--field NAME=VALUE options as a dict of merge fields."""
+    out: dict[str, str] = {}
+    for item in values or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            fail(f"--field {item!r} must be NAME=VALUE, e.g. --field first_name=Jeanne")
+        out[key.strip()] = value
+    return out
+
+
 def stdin_text() -> str:
     """Standard input without the final newline that `echo` and editors add."""
     text = sys.stdin.read()
@@ -123,3 +144,15 @@ def table(rows: list[list[Any]], headers: list[str]) -> str:
     return "\n".join(
         "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells
     )
+
+
+def write_or_print(data: bytes, output: Path | None, what: str) -> None:
+    """DATA to the file OUTPUT (saying so), else as it is to standard output."""
+    if output is None:
+        typer.echo(data, nl=False)
+        return
+    try:
+        output.write_bytes(data)
+    except OSError as exc:
+        fail(f"cannot write {output}: {exc.strerror}")
+    typer.echo(f"{what} written to {output}")

@@ -15,8 +15,9 @@ from hub.cli import answers, calendar_rules  # noqa: F401  (they add commands to
 from hub.cli.accounts import accounts_app
 from hub.cli.blacklist import blacklist_app
 from hub.cli.calendars import calendar_app, calendars_app, reminders_app
+from hub.cli.campaigns import campaigns_app
 from hub.cli.common import _state, fail, get_config
-from hub.cli.contacts import campaigns_app, contacts_app, lists_app, templates_app
+from hub.cli.contacts import contacts_app, lists_app
 from hub.cli.db import db_app
 from hub.cli.links import files_app, links_app
 from hub.cli.lists import invalid_app
@@ -28,6 +29,7 @@ from hub.cli.reply import reply_app
 from hub.cli.secrets import secrets_app
 from hub.cli.simulator import simulator_app
 from hub.cli.sms import sms_app
+from hub.cli.templates import templates_app
 from hub.cli.tokens import tokens_app
 from hub.cli.users import users_app
 from hub.cli.webhooks import webhooks_app
