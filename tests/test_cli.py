@@ -209,10 +209,11 @@ def test_accounts_set_changes_only_what_is_given(smshub):
     assert code == 0, out
     code, _, err = smshub("accounts", "set", "acme", "--route", "carrier-pigeon")
     assert code != 0 and "carrier-pigeon" in err
+    from hub.cli.common import get_engine
     from hub.store.db import session_scope
     from hub.store.models import Account
 
-    with session_scope(cli.get_engine()) as s:
+    with session_scope(get_engine()) as s:
         acc = s.get(Account, 1)
         assert (acc.reply_mailbox, acc.autoreply_enabled, acc.route) == (
             "accueil@acme.example",

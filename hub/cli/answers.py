@@ -1,8 +1,8 @@
 """`smshub reminders answers`: upcoming appointments and what each patient answered (OUI /
 NON), as the console's calendar page shows them, times in each calendar's zone.
 
-hub.cli.main imports this module when it mounts its sub-commands; like the other cli_* modules,
-the helpers of hub.cli.main are imported inside the command to keep that import one-way."""
+It adds its command to the ``reminders`` group of hub.cli.calendars; hub.cli.main imports it
+for that."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from typing import Annotated, Any
 import typer
 from sqlmodel import Session, select
 
-from hub.cli.calendars import reminders_app
+from hub.cli.calendars import AccountFilterOpt, CalendarFilterOpt, SoonestLimitOpt, reminders_app
+from hub.cli.common import JsonOpt, emit, run_db, table
 from hub.core.timeutil import as_utc, local_text
 from hub.errors import NotFound
 from hub.reminders.answers import (
@@ -30,18 +31,14 @@ def reminders_answers(
         str,
         typer.Option(help=f"Which appointments: {', '.join(ANSWER_FILTERS)}."),
     ] = "all",
-    calendar: Annotated[
-        str | None, typer.Option(help="Only this calendar (by name; with --account if shared).")
-    ] = None,
-    account: Annotated[str | None, typer.Option(help="Only this account's calendars.")] = None,
-    limit: Annotated[int, typer.Option(min=1, help="At most this many, soonest first.")] = 100,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
+    calendar: CalendarFilterOpt = None,
+    account: AccountFilterOpt = None,
+    limit: SoonestLimitOpt = 100,
+    as_json: JsonOpt = False,
 ) -> None:
     """Upcoming appointments with a mobile number and the patient's answer to the reminder
     (confirmed, cancelled, unanswered), soonest first. Text shows each calendar's local
     time; --json gives UTC ISO times and the zone."""
-
-    from hub.cli import main as cli
 
     def _do(session: Session) -> list[dict[str, Any]]:
         account_id = get_account(session, account).id if account else None
@@ -75,12 +72,12 @@ def reminders_answers(
             for e, c in rows
         ]
 
-    data = cli.run_db(_do)
-    table = cli._table(
+    data = run_db(_do)
+    text = table(
         [
             [d["start_local"], d["calendar"], d["phone"], d["person"], d["title"][:40], d["answer"]]
             for d in data
         ],
         ["APPOINTMENT", "CALENDAR", "TO", "WHO", "TITLE", "ANSWER"],
     )
-    cli.emit(data, as_json, table if data else f"no upcoming appointment ({answer})")
+    emit(data, as_json, text if data else f"no upcoming appointment ({answer})")

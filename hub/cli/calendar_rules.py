@@ -2,8 +2,8 @@
 template, language or time zone; the reminders already planned follow at once (moved,
 cancelled and refunded as when an appointment moves), as from the console.
 
-hub.cli.main imports this module when it mounts its sub-commands; like the other cli_* modules,
-the helpers of hub.cli.main are imported inside the command to keep that import one-way."""
+It adds its command to the ``calendars`` group of hub.cli.calendars; hub.cli.main imports it
+for that."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import typer
 from sqlmodel import Session
 
 from hub.cli.calendars import TZ_HELP, calendars_app
+from hub.cli.common import JsonOpt, emit, fail, get_config, get_engine, run_db
 from hub.errors import HubError, InvalidInput
 from hub.reminders.replan import replan, replanned_message
 from hub.reminders.setup import find_calendar, update_rules
@@ -48,7 +49,7 @@ def calendars_rules(
     ] = None,
     locale: Annotated[str | None, typer.Option(help="Language of dates (fr_FR).")] = None,
     tz: Annotated[str | None, typer.Option(help=TZ_HELP)] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Change a calendar's reminder settings; what is not given stays as it is.
 
@@ -56,10 +57,9 @@ def calendars_rules(
     reminder whose send time or text changes is cancelled, refunded and planned
     again; those of a removed rule are cancelled and refunded. Prints how many.
     """
-    from hub.cli import main as cli
 
     if template is not None and template_file is not None:
-        cli.fail("give --template or --template-file, not both")
+        fail("give --template or --template-file, not both")
     if template_file is not None:
         template = template_file.read_text(encoding="utf-8")
 
@@ -85,14 +85,14 @@ def calendars_rules(
         )
         return calendar_id, len(report.cancelled)
 
-    calendar_id, dropped = cli.run_db(_save)
+    calendar_id, dropped = run_db(_save)
     try:
-        report = replan(cli.get_engine(), cli.get_config(), calendar_id)
+        report = replan(get_engine(), get_config(), calendar_id)
     except HubError as exc:
-        cli.fail(f"settings saved, but planned reminders could not be replanned now: {exc}")
+        fail(f"settings saved, but planned reminders could not be replanned now: {exc}")
     data: dict[str, Any] = {"removed_rule_cancelled": dropped, **asdict(report)}
     text = f"calendar {name} updated: {replanned_message(report)}"
     if dropped:
         text += f"; {dropped} reminder(s) of removed rules cancelled and refunded"
     lines = [text] + [f"problem: {p}" for p in report.problems]
-    cli.emit(data, as_json, "\n".join(lines))
+    emit(data, as_json, "\n".join(lines))

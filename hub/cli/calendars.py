@@ -4,14 +4,15 @@ set rules, see what is planned, and try rules on a calendar without sending anyt
 from __future__ import annotations
 
 import asyncio
-import os
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+from hub.cli.calendar_auth import auth_app
+from hub.cli.common import JsonOpt, emit, fail, get_config, get_engine, run_db, table
 
 if TYPE_CHECKING:
     from hub.ports.calendar import CalendarEvent
@@ -22,10 +23,6 @@ calendars_app = typer.Typer(
 )
 reminders_app = typer.Typer(
     help="Planned reminders and events that cannot get one.", no_args_is_help=True
-)
-auth_app = typer.Typer(
-    help="Sign in to Google or Microsoft 365 once and get the refresh token a calendar needs.",
-    no_args_is_help=True,
 )
 calendars_app.add_typer(auth_app, name="auth")
 calendar_app = typer.Typer(
@@ -39,19 +36,12 @@ TZ_HELP = (
     "wins. All-day events and floating times are read in it, rules apply in it unless the "
     "event names its own zone, and times are shown in it."
 )
-
-
-def _cli() -> Any:
-    from hub.cli import main as cli
-
-    return cli
-
-
-def _fail(message: str, code: int = 1) -> NoReturn:
-    """Print a one-line error and exit (typed NoReturn, unlike ``_cli().fail``)."""
-    from hub.cli.main import fail
-
-    fail(message, code)
+# The filters of the listings of what is planned (`reminders list`, `reminders answers`).
+CalendarFilterOpt = Annotated[
+    str | None, typer.Option(help="Only this calendar (by name; with --account if shared).")
+]
+AccountFilterOpt = Annotated[str | None, typer.Option(help="Only this account's calendars.")]
+SoonestLimitOpt = Annotated[int, typer.Option(min=1, help="At most this many, soonest first.")]
 
 
 @calendars_app.command("add")
@@ -91,24 +81,23 @@ def calendars_add(
     from hub.reminders.setup import add_calendar, check_source_type, check_timezone, parse_setting
     from hub.store.models import Account
 
-    cli = _cli()
     try:
         check_source_type(type_)
     except InvalidInput as exc:
-        cli.fail(str(exc))
+        fail(str(exc))
     settings: dict[str, Any] = {}
     for item in setting or []:
         try:
             key, value = parse_setting(item)
         except InvalidInput as exc:
-            cli.fail(f"--set {exc}")
+            fail(f"--set {exc}")
         settings[key] = value
     if allow_private:
         settings["private_ok"] = True
     try:
         check_timezone(tz)
     except InvalidInput as exc:
-        cli.fail(f"--tz {exc}")
+        fail(f"--tz {exc}")
 
     def _do(session: Any) -> str:
         cal = add_calendar(
@@ -128,7 +117,7 @@ def calendars_add(
         acc = session.get(Account, cal.account_id)
         return f"calendar {name} ({type_}) connected to {acc.name}; rules {offsets}"
 
-    typer.echo(cli.run_db(_do))
+    typer.echo(run_db(_do))
     typer.echo(f"sync it now with `smshub calendars sync {account} {name}`")
 
 
@@ -138,8 +127,6 @@ def calendars_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> 
     from sqlmodel import col, select
 
     from hub.store.models import Account, Calendar
-
-    cli = _cli()
 
     def _do(session: Any) -> list[dict[str, Any]]:
         rows = session.exec(
@@ -160,11 +147,11 @@ def calendars_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> 
             for c, a in rows
         ]
 
-    data = cli.run_db(_do)
-    cli.emit(
+    data = run_db(_do)
+    emit(
         data,
         as_json,
-        cli._table(
+        table(
             [
                 [
                     d["account"],
@@ -200,14 +187,11 @@ def calendars_sync(
     from hub.errors import HubError
     from hub.reminders.sync import sync_calendar
 
-    cli = _cli()
-    calendar_id = cli.run_db(lambda s: _calendar_id(s, account, name))
+    calendar_id = run_db(lambda s: _calendar_id(s, account, name))
     try:
-        report = asyncio.run(
-            sync_calendar(cli.get_engine(), cli.get_config(), calendar_id, full=full)
-        )
+        report = asyncio.run(sync_calendar(get_engine(), get_config(), calendar_id, full=full))
     except HubError as exc:
-        cli.fail(str(exc))
+        fail(str(exc))
     data = asdict(report)
     lines = [
         f"{report.seen} appointments seen: {report.planned} reminders planned, "
@@ -216,7 +200,7 @@ def calendars_sync(
     ]
     lines += [f"problem: {p}" for p in report.problems]
     lines += [f"warning: {w}" for w in report.warnings]
-    cli.emit(data, as_json, "\n".join(lines))
+    emit(data, as_json, "\n".join(lines))
 
 
 @calendars_app.command("remove")
@@ -231,7 +215,7 @@ def calendars_remove(
             "the record of its reminders; by default they are deleted with it.",
         ),
     ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Disconnect a calendar: cancel its reminders (refunded), then delete it.
 
@@ -248,15 +232,14 @@ def calendars_remove(
 
     from hub.reminders.setup import RemoveReport, remove_calendar
 
-    cli = _cli()
-    data_dir = cli.get_config().hub.data_dir
+    data_dir = get_config().hub.data_dir
 
     def _do(session: Any) -> RemoveReport:
         calendar_id = _calendar_id(session, account, name)
         return remove_calendar(session, calendar_id, keep_history, data_dir=data_dir)
 
     # The files are deleted once the removal is committed: the report is complete after.
-    data = {"account": account, "calendar": name, **asdict(cli.run_db(_do))}
+    data = {"account": account, "calendar": name, **asdict(run_db(_do))}
     lines = [
         f"calendar {name} of {account} {data['action']}: {len(data['cancelled'])} scheduled "
         f"reminder(s) cancelled, {data['credits_refunded']} credit(s) refunded"
@@ -276,7 +259,7 @@ def calendars_remove(
             "(`smshub calendars sync` would plan its reminders again)"
         )
     lines += _file_lines(data)
-    cli.emit(data, as_json, "\n".join(lines))
+    emit(data, as_json, "\n".join(lines))
 
 
 def _file_lines(data: dict[str, Any]) -> list[str]:
@@ -303,12 +286,10 @@ def _file_lines(data: dict[str, Any]) -> list[str]:
 
 @reminders_app.command("list")
 def reminders_list(
-    calendar: Annotated[
-        str | None, typer.Option(help="Only this calendar (by name; with --account if shared).")
-    ] = None,
-    account: Annotated[str | None, typer.Option(help="Only this account's calendars.")] = None,
-    limit: Annotated[int, typer.Option(min=1, help="At most this many, soonest first.")] = 50,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
+    calendar: CalendarFilterOpt = None,
+    account: AccountFilterOpt = None,
+    limit: SoonestLimitOpt = 50,
+    as_json: JsonOpt = False,
 ) -> None:
     """Upcoming reminders (scheduled and not yet sent), soonest first. Text shows each
     calendar's local time; --json gives UTC ISO times and the zone."""
@@ -319,8 +300,6 @@ def reminders_list(
     from hub.reminders.setup import upcoming_reminders
     from hub.sending.accounts import get_account
     from hub.store.models import Account, Calendar
-
-    cli = _cli()
 
     def _do(session: Any) -> list[dict[str, Any]]:
         account_id = get_account(session, account).id if account else None
@@ -356,8 +335,8 @@ def reminders_list(
             for r, e, m, c in rows
         ]
 
-    data = cli.run_db(_do)
-    table = cli._table(
+    data = run_db(_do)
+    text = table(
         [
             [
                 d["send_at_local"],
@@ -371,7 +350,7 @@ def reminders_list(
         ],
         ["SEND AT", "CALENDAR", "TO", "WHO", "APPOINTMENT", "RULE"],
     )
-    cli.emit(data, as_json, table if data else "no reminder is scheduled")
+    emit(data, as_json, text if data else "no reminder is scheduled")
 
 
 @reminders_app.command("problems")
@@ -383,8 +362,6 @@ def reminders_problems(
     from hub.reminders.setup import problem_events
     from hub.sending.accounts import get_account
 
-    cli = _cli()
-
     def _do(session: Any) -> list[dict[str, Any]]:
         account_id = get_account(session, account).id if account else None
         return [
@@ -392,238 +369,12 @@ def reminders_problems(
             for e, c in problem_events(session, account_id=account_id)
         ]
 
-    data = cli.run_db(_do)
-    emit_text = cli._table(
+    data = run_db(_do)
+    emit_text = table(
         [[d["calendar"], d["start"][:16], d["title"][:40], d["problem"]] for d in data],
         ["CALENDAR", "START (UTC)", "TITLE", "PROBLEM"],
     )
-    cli.emit(data, as_json, emit_text if data else "every upcoming appointment has a number")
-
-
-# -- sign-in (refresh tokens) -----------------------------------------------------------------
-def _login_function(source_type: str, function: str) -> Callable[..., str]:
-    """FUNCTION of the connector registered as SOURCE_TYPE.
-
-    The hub never imports connectors/ by name: the entry point registered for the source
-    (pyproject.toml, group smshub.calendar_sources) says which module implements it, and the
-    sign-in helper lives next to the source class in that module.
-    """
-    import importlib
-    from importlib.metadata import entry_points
-
-    from hub.ports.registry import CALENDAR_GROUP
-
-    for ep in entry_points(group=CALENDAR_GROUP):
-        if ep.name == source_type:
-            module = importlib.import_module(ep.module)
-            found = getattr(module, function, None)
-            if not callable(found):
-                _fail(f"the {source_type!r} calendar connector ({ep.module}) has no {function}")
-            return found
-    _fail(f"no {source_type!r} calendar connector is installed (reinstall smshub)")
-
-
-def _check_output(output: Path | None) -> None:
-    """Refuse an unwritable --output before the user goes through the sign-in for nothing."""
-    if output is None:
-        return
-    if output.is_dir():
-        _fail(f"--output {output} is a directory; name a file such as {output}/token")
-    parent = output.parent
-    if not parent.is_dir():
-        _fail(f"--output {output}: the directory {parent} does not exist")
-    if not os.access(parent, os.W_OK) or (output.exists() and not os.access(output, os.W_OK)):
-        _fail(f"--output {output} cannot be written (permissions)")
-
-
-def _deliver_token(token: str, output: Path | None, source_type: str) -> None:
-    """Print TOKEN on standard output, or store it in OUTPUT readable by its owner only."""
-    if output is None:
-        # Alone on stdout, so `... > file` or `$(...)` captures exactly the token.
-        typer.echo(token)
-        typer.echo(
-            f"store it in a file or an environment variable and name it in the calendar: "
-            f"--set refresh_token_file=PATH (or refresh_token_env=NAME) with --type {source_type}",
-            err=True,
-        )
-        return
-    from hub.reminders.setup import write_secret_file
-
-    try:
-        write_secret_file(output, token)
-    except OSError as exc:
-        # The sign-in cannot simply be repeated later (it needed a person): show the token
-        # rather than lose it.
-        typer.echo(token)
-        _fail(f"cannot write {output} ({exc.strerror or exc}); the token is printed above")
-    typer.echo(
-        f"refresh token written to {output} (mode 0600); connect the calendar with "
-        f"`smshub calendars add ACCOUNT NAME --type {source_type} "
-        f"--set refresh_token_file={output.resolve()} ...`"
-    )
-
-
-def _run_login(login: Callable[..., str], **kwargs: Any) -> str:
-    """Call a connector's sign-in, turning its failures into one-line errors."""
-    from hub.ports.calendar import SourceError
-
-    try:
-        return login(**kwargs)
-    except SourceError as exc:
-        _fail(str(exc))
-    except KeyboardInterrupt:
-        _fail("the sign-in was interrupted; nothing was stored")
-
-
-OutputOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--output",
-        "-o",
-        help="Write the refresh token to this file (created with mode 0600) instead of "
-        "printing it.",
-    ),
-]
-
-
-@auth_app.command("google")
-def auth_google(
-    client_id: Annotated[
-        str,
-        typer.Option(
-            help="The OAuth client ID of a 'Desktop app' client (Google Cloud console → "
-            "APIs & Services → Credentials), in a project with the Calendar API enabled."
-        ),
-    ],
-    client_secret_env: Annotated[
-        str | None,
-        typer.Option(help="Environment variable holding the client's secret."),
-    ] = None,
-    client_secret_file: Annotated[
-        Path | None, typer.Option(help="File holding the client's secret.")
-    ] = None,
-    read_only: Annotated[
-        bool,
-        typer.Option(help="Ask only to read the calendar (OUI/NON answers are then not noted)."),
-    ] = False,
-    browser: Annotated[
-        bool,
-        typer.Option(help="Open the consent page in a browser (--no-browser: only print it)."),
-    ] = True,
-    port: Annotated[
-        int,
-        typer.Option(
-            min=0,
-            max=65535,
-            help="Local port receiving Google's redirect (0: any free one). Reach it with an "
-            "SSH tunnel when the browser runs on another machine.",
-        ),
-    ] = 0,
-    output: OutputOpt = None,
-) -> None:
-    """Sign in to Google in a browser; get a Google calendar's refresh token.
-
-    Run it once per Google account, on a machine with a browser (or with
-    --no-browser and a fixed --port reached through an SSH tunnel). Then:
-    smshub calendars add ACCOUNT NAME --type google --set client_id=ID
-    --set client_secret_env=VAR --set refresh_token_file=FILE.
-    The client secret is never an argument (it would stay in shell history).
-    """
-    from hub.core.config import read_secret
-
-    if bool(client_secret_env) == bool(client_secret_file):
-        _fail(
-            "give the OAuth client's secret with --client-secret-env NAME (an environment "
-            "variable) or --client-secret-file PATH, exactly one of them"
-        )
-    try:
-        secret = read_secret(
-            {
-                "client_secret_env": client_secret_env,
-                "client_secret_file": str(client_secret_file) if client_secret_file else None,
-            },
-            "client_secret",
-            "smshub calendars auth google",
-        )
-    except Exception as exc:  # ConfigError, or an unreadable file
-        _fail(str(exc))
-    if not secret:
-        where = f"${client_secret_env}" if client_secret_env else str(client_secret_file)
-        _fail(f"the OAuth client secret is empty: {where} holds nothing")
-    _check_output(output)
-    login = _login_function("google", "installed_app_login")
-
-    def _show(text: str) -> None:
-        typer.echo(text, err=True)
-
-    token = _run_login(
-        login,
-        client_id=client_id,
-        client_secret=secret,
-        read_only=read_only,
-        open_browser=browser,
-        port=port,
-        show=_show,
-    )
-    _deliver_token(token, output, "google")
-
-
-@auth_app.command("microsoft")
-def auth_microsoft(
-    client_id: Annotated[
-        str,
-        typer.Option(
-            help="The Application (client) ID of an Entra ID app registration that allows "
-            "public client flows, with the delegated permission Calendars.ReadWrite."
-        ),
-    ],
-    tenant: Annotated[
-        str,
-        typer.Option(
-            help="Directory (tenant) ID or domain; 'common' for any work or personal account."
-        ),
-    ] = "common",
-    authority: Annotated[
-        str | None,
-        typer.Option(help="Sign-in service (default Microsoft's global cloud)."),
-    ] = None,
-    graph_url: Annotated[
-        str | None,
-        typer.Option(help="Graph API root (default https://graph.microsoft.com/v1.0)."),
-    ] = None,
-    read_only: Annotated[
-        bool, typer.Option(help="Ask only Calendars.Read (OUI/NON answers are not noted).")
-    ] = False,
-    ca_file: Annotated[
-        Path | None, typer.Option(help="CA bundle for a TLS-inspecting proxy.")
-    ] = None,
-    timeout: Annotated[float, typer.Option(min=1, help="Seconds per request.")] = 30.0,
-    output: OutputOpt = None,
-) -> None:
-    """Sign in to Microsoft 365 / Outlook with a device code; get a refresh token.
-
-    Prints a code to enter at https://microsoft.com/devicelogin in any
-    browser, then waits (15 minutes at most) for the sign-in. Then:
-    smshub calendars add ACCOUNT NAME --type graph --set client_id=ID
-    --set tenant_id=TENANT --set refresh_token_file=FILE.
-    """
-    _check_output(output)
-    login = _login_function("graph", "device_code_login")
-    kwargs: dict[str, Any] = {
-        "client_id": client_id,
-        "tenant_id": tenant,
-        "read_only": read_only,
-        "timeout": timeout,
-        "show": lambda text: typer.echo(text, err=True),
-    }
-    if authority:
-        kwargs["authority"] = authority
-    if graph_url:
-        kwargs["graph_base_url"] = graph_url
-    if ca_file is not None:
-        kwargs["ca_file"] = str(ca_file)
-    token = _run_login(login, **kwargs)
-    _deliver_token(token, output, "graph")
+    emit(data, as_json, emit_text if data else "every upcoming appointment has a number")
 
 
 # -- dry run ----------------------------------------------------------------------------------
@@ -715,7 +466,7 @@ def _parse_now(value: str | None, tz: str) -> datetime:
     try:
         parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
     except ValueError:
-        _fail(f"--now {value!r} is not an ISO 8601 time such as 2025-03-20T12:00+01:00")
+        fail(f"--now {value!r} is not an ISO 8601 time such as 2025-03-20T12:00+01:00")
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=ZoneInfo(tz))
 
 
@@ -812,18 +563,17 @@ def calendar_preview(
     from hub.reminders.render import render_reminder
     from hub.reminders.rules import QuietHours, parse_hhmm, parse_offset
 
-    cli = _cli()
     try:
         ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError):
-        _fail(f"--tz {tz!r} is not a time zone name such as Europe/Paris")
+        fail(f"--tz {tz!r} is not a time zone name such as Europe/Paris")
     try:
         Locale.parse(locale)
     except (UnknownLocaleError, ValueError, TypeError):
-        _fail(f"--locale {locale!r} is not a known locale such as fr_FR or en_GB")
-    region = (region or cli.get_config().hub.default_region).upper()
+        fail(f"--locale {locale!r} is not a known locale such as fr_FR or en_GB")
+    region = (region or get_config().hub.default_region).upper()
     if region not in phonenumbers.SUPPORTED_REGIONS:
-        _fail(f"--region {region!r} is not a country code such as FR or BE")
+        fail(f"--region {region!r} is not a country code such as FR or BE")
     start_text, dash, end_text = quiet.partition("-")
     try:
         rules = [parse_offset(r) for r in (rule or ["1d@09:00"])]
@@ -843,7 +593,7 @@ def calendar_preview(
             location="",
         )
     except HubError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     moment = _parse_now(now, tz)
     window = SyncWindow(moment, moment + timedelta(days=days))
 
@@ -864,7 +614,7 @@ def calendar_preview(
     try:
         result = asyncio.run(_read())
     except (SourceError, HubError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     for warning in result.warnings:
         typer.echo(f"warning: {warning}", err=True)
     opts = PreviewOptions(
@@ -880,9 +630,9 @@ def calendar_preview(
     try:
         entries = preview_entries(result.events, opts)
     except HubError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if as_json:
-        cli.emit(entries, True)
+        emit(entries, True)
         return
     if not entries:
         typer.echo(

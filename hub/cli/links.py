@@ -1,8 +1,4 @@
-"""`smshub files ...` and `smshub links ...`: hosted files, short links and their clicks.
-
-hub.cli.main imports this module at its bottom and mounts ``files_app`` and ``links_app``; the
-helpers of hub.cli.main are imported inside the commands to keep that import one-way at load time.
-"""
+"""`smshub files ...` and `smshub links ...`: hosted files, short links and their clicks."""
 
 from __future__ import annotations
 
@@ -11,23 +7,22 @@ from typing import Annotated, Any
 
 import typer
 
+from hub.cli.common import JsonOpt, emit, fail, get_config, run_db, table
+
 files_app = typer.Typer(
     help="Files (PNG, GIF, JPEG, PDF) hosted by the hub behind short links.", no_args_is_help=True
 )
 links_app = typer.Typer(help="Short links and who clicked them.", no_args_is_help=True)
-
-_JSON = typer.Option("--json", help="Print JSON instead of text.")
 
 
 @files_app.command("upload")
 def files_upload(
     account: Annotated[str, typer.Argument(help="The account that owns the file.")],
     file: Annotated[Path, typer.Argument(help="A PNG, GIF, JPEG or PDF file.")],
-    as_json: Annotated[bool, _JSON] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Host FILE and print its short link (put it in an SMS)."""
     from hub.campaigns import links
-    from hub.cli.main import emit, fail, get_config, run_db
     from hub.sending.accounts import get_account
 
     config = get_config()
@@ -53,11 +48,10 @@ def files_upload(
 def links_shorten(
     account: Annotated[str, typer.Argument(help="The account that owns the link.")],
     url: Annotated[str, typer.Argument(help="The http(s) URL to shorten.")],
-    as_json: Annotated[bool, _JSON] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Make a short link to URL and print it; its clicks are counted."""
     from hub.campaigns import links
-    from hub.cli.main import emit, get_config, run_db
     from hub.sending.accounts import get_account
 
     config = get_config()
@@ -78,14 +72,13 @@ def links_clicks(
     ] = None,
     code: Annotated[str | None, typer.Option(help="Only this short link.")] = None,
     limit: Annotated[int, typer.Option(min=1, help="At most this many, newest first.")] = 100,
-    as_json: Annotated[bool, _JSON] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """List clicks on short links: when, which link, which number, which device and OS (read
     from the browser string by ua-parser; link previews and crawlers show as bots)."""
     from sqlmodel import col, select
 
     from hub.campaigns import links
-    from hub.cli.main import _table, emit, get_config, run_db
     from hub.core.timeutil import as_utc
     from hub.sending.accounts import get_account
     from hub.store.models import Account, HostedFile, LinkClick, ShortLink
@@ -128,7 +121,7 @@ def links_clicks(
     emit(
         data,
         as_json,
-        _table(
+        table(
             [
                 [
                     d["at"][:19],

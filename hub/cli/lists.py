@@ -2,7 +2,7 @@
 
 A number reported ``invalid_number`` in two consecutive sends of an account goes on that
 account's list (see hub.sending.reports); later sends of the account and of its sub-accounts leave
-it out. hub.cli.main imports this module at its bottom and mounts ``invalid_app``.
+it out.
 """
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ from typing import Annotated, Any
 
 import typer
 
+from hub.cli.common import JsonOpt, emit, get_config, read_bytes, run_db, table
+
 invalid_app = typer.Typer(
     help="Invalid numbers (NPAI): reported invalid twice in a row, left out of sends.",
     no_args_is_help=True,
 )
-
-_JSON = typer.Option("--json", help="Print JSON instead of text.")
 
 
 @invalid_app.command("list")
@@ -25,10 +25,9 @@ def invalid_list(
     account: Annotated[
         str | None, typer.Option(help="Only this account's list (not its parents').")
     ] = None,
-    as_json: Annotated[bool, _JSON] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """List invalid numbers, per account."""
-    from hub.cli.main import _table, emit, run_db
     from hub.sending.accounts import get_account
     from hub.sending.invalid_numbers import entries
 
@@ -40,7 +39,7 @@ def invalid_list(
         ]
 
     data = run_db(_do)
-    text = _table(
+    text = table(
         [[d["account"], d["number"], d["created_at"]] for d in data],
         ["ACCOUNT", "NUMBER", "LISTED AT"],
     )
@@ -53,7 +52,6 @@ def invalid_remove(
     account: Annotated[str, typer.Option(help="The account whose list holds it.")],
 ) -> None:
     """Take a number off an account's invalid list, so its sends go out again."""
-    from hub.cli.main import get_config, run_db
     from hub.sending.accounts import get_account
     from hub.sending.invalid_numbers import remove_number
 
@@ -66,8 +64,6 @@ def invalid_remove(
 
 
 def _print_added(report: Any, as_json: bool, what: str) -> None:
-    from hub.cli.main import emit
-
     lines = [f"{what}: {report.summary()}"]
     lines += [f"  line {r.line}: {r.input!r} left out ({r.reason})" for r in report.rejected]
     emit(report.to_dict(), as_json, "\n".join(lines))
@@ -79,11 +75,10 @@ def _print_added(report: Any, as_json: bool, what: str) -> None:
 def invalid_add(
     numbers: Annotated[list[str], typer.Argument(help="Numbers, any usual format.")],
     account: Annotated[str, typer.Option(help="The account whose list gets them.")],
-    as_json: Annotated[bool, _JSON] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Put numbers on an account's invalid list by hand: its sends (and its sub-accounts')
     leave them out. Inputs that are not numbers are listed; the others are added."""
-    from hub.cli.main import get_config, run_db
     from hub.sending.accounts import get_account
     from hub.sending.invalid_numbers import add_numbers
 
@@ -100,15 +95,14 @@ def invalid_import(
         Path, typer.Argument(help="CSV, TXT, XLSX or XLS: numbers in the first column.")
     ],
     account: Annotated[str, typer.Option(help="The account whose list gets them.")],
-    as_json: Annotated[bool, _JSON] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Import numbers onto an account's invalid list, read as `smshub contacts import` reads
     files (a title row is skipped); each line that is not a number is reported."""
-    from hub.cli.main import _read_bytes, get_config, run_db
     from hub.sending.accounts import get_account
     from hub.sending.invalid_numbers import import_file
 
-    data = _read_bytes(file)
+    data = read_bytes(file)
     region = get_config().hub.default_region
     report = run_db(lambda s: import_file(s, get_account(s, account), data, file.name, region))
     _print_added(report, as_json, f"{file.name} ({report.format}) → invalid list of {account}")
@@ -117,12 +111,11 @@ def invalid_import(
 @invalid_app.command("add-campaign")
 def invalid_add_campaign(
     campaign_id: Annotated[int, typer.Argument(help="The campaign (see `smshub campaigns list`).")],
-    as_json: Annotated[bool, _JSON] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Put every number a campaign's sends were reported invalid for on the list of the
     campaign's account."""
     from hub.campaigns.campaigns import get_campaign
-    from hub.cli.main import run_db
     from hub.sending.invalid_numbers import add_campaign_invalid
     from hub.store.models import Account
 

@@ -3,7 +3,6 @@ their OAuth sign-in for headless installs, a test, and disconnecting.
 
 The same operations as the console's Mailboxes page (hub/mail/mailboxes.py, hub/mail/oauth.py);
 tokens go encrypted into the database, never to a file or the terminal.
-hub.cli.main imports this module at its bottom and mounts ``mailboxes_app``.
 """
 
 from __future__ import annotations
@@ -12,6 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
+from hub.cli.common import JsonOpt, emit, fail, get_config, get_engine, table
 from hub.errors import HubError
 from hub.mail.mailboxes import configured_mailboxes, find_mailbox, oauth_problem
 from hub.mail.oauth import PROVIDERS, disconnect, mailbox_state, scopes_for, store_grant
@@ -28,29 +28,23 @@ mailboxes_app = typer.Typer(
     no_args_is_help=True,
 )
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 # The console's callback: Google sends the browser back there; its address holds the code.
 GOOGLE_PASTE_PATH = "/console/mailboxes/oauth/callback"
 
 
 def _store() -> Any:
-    from hub.cli import main as cli
-
-    return state_store(cli.get_engine(), cli.get_config())
+    return state_store(get_engine(), get_config())
 
 
 def _fail(message: str) -> None:
-    from hub.cli import main as cli
-
-    cli.fail(message)
+    fail(message)
 
 
 @mailboxes_app.command("list")
 def mailboxes_list(as_json: JsonOpt = False) -> None:
     """The config's mailboxes, how they sign in, and what they last did."""
-    from hub.cli import main as cli
 
-    config = cli.get_config()
+    config = get_config()
     store = _store()
     rows = []
     for box in configured_mailboxes(config):
@@ -69,7 +63,7 @@ def mailboxes_list(as_json: JsonOpt = False) -> None:
                 "last_error": state.activity.get("error") or None,
             }
         )
-    text = cli._table(
+    text = table(
         [
             [
                 r["key"],
@@ -82,7 +76,7 @@ def mailboxes_list(as_json: JsonOpt = False) -> None:
         ],
         ["KEY", "USE", "MAILBOX", "SIGN-IN", "STATE"],
     )
-    cli.emit(rows, as_json, text if rows else "the config names no mailbox")
+    emit(rows, as_json, text if rows else "the config names no mailbox")
 
 
 @mailboxes_app.command("auth")
@@ -97,9 +91,8 @@ def mailboxes_auth(
     ends on (the hub's /console/mailboxes/oauth/callback, registered with the OAuth client;
     the page itself may show an error). The tokens are stored encrypted in the database.
     """
-    from hub.cli import main as cli
 
-    config = cli.get_config()
+    config = get_config()
     try:
         box = find_mailbox(config, key)
         if not box.oauth:
@@ -144,9 +137,8 @@ def mailboxes_auth(
 def mailboxes_test(key: Annotated[str, typer.Argument(help="The mailbox.")]) -> None:
     """Intake: sign in and read its folder (nothing changed). [mail_out]: send a test mail to
     its own address (through the relay, or APPENDed to its folder)."""
-    from hub.cli import main as cli
 
-    config = cli.get_config()
+    config = get_config()
     try:
         find_mailbox(config, key)
         said = try_mailbox(config, _store(), key)
@@ -159,10 +151,9 @@ def mailboxes_test(key: Annotated[str, typer.Argument(help="The mailbox.")]) -> 
 def mailboxes_disconnect(key: Annotated[str, typer.Argument(help="The mailbox.")]) -> None:
     """Delete the mailbox's stored tokens; the hub stops signing in to it until connected
     again. (Withdraw the consent itself at the provider: the account's apps page.)"""
-    from hub.cli import main as cli
 
     try:
-        find_mailbox(cli.get_config(), key)
+        find_mailbox(get_config(), key)
     except HubError as exc:
         _fail(str(exc))
     deleted = disconnect(_store(), key)

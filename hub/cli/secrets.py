@@ -1,16 +1,10 @@
-"""`smshub secrets ...`: the key that encrypts the secrets the hub keeps in its database.
-
-hub.cli.main imports this module at its bottom and mounts ``secrets_app``; the helpers of
-hub.cli.main
-are imported inside the commands to keep that import one-way at load time.
-"""
+"""`smshub secrets ...`: the key that encrypts the secrets the hub keeps in its database."""
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import typer
 
+from hub.cli.common import JsonOpt, emit, get_config, get_engine
 from hub.store.secretbox import KEY_ENV, load_keyring, new_key
 from hub.store.state_sql import rotate_secrets
 
@@ -35,18 +29,17 @@ def secrets_new_key() -> None:
 
 @secrets_app.command("rotate")
 def secrets_rotate(
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Re-encrypt every stored secret under the first key, so the old keys can be removed.
 
     A secret none of the keys decrypts is listed (exit code 1): give this command the key
     that stored it (after the first), or enter that secret again.
     """
-    from hub.cli import main as cli
 
-    config = cli.get_config()
+    config = get_config()
     keyring = load_keyring(config)
-    report = rotate_secrets(cli.get_engine(), keyring)
+    report = rotate_secrets(get_engine(), keyring)
     data = {
         "rotated": report.rotated,
         "key_source": keyring.source,
@@ -60,6 +53,6 @@ def secrets_rotate(
         "stored it after the first, or enter it again"
         for n, k in report.unreadable
     ]
-    cli.emit(data, as_json, "\n".join(lines))
+    emit(data, as_json, "\n".join(lines))
     if report.unreadable:
         raise typer.Exit(1)

@@ -6,6 +6,8 @@ from typing import Annotated
 
 import typer
 
+from hub.cli.common import JsonOpt, emit, get_config, run_db, stdin_text
+
 users_app = typer.Typer(
     help="Account users: web console logins (the same login sends mail with SMTP AUTH).",
     no_args_is_help=True,
@@ -21,11 +23,10 @@ def users_add(
     ] = False,
 ) -> None:
     """Create a user of ACCOUNT: sees ACCOUNT and its sub-accounts in the console."""
-    from hub.cli.main import _stdin_text, get_config, run_db
     from hub.mail.intake.addresses import add_mail_user
 
     if password_stdin:
-        password = _stdin_text().strip()
+        password = stdin_text().strip()
     else:
         password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
     run_db(lambda s: add_mail_user(s, account, username, password))
@@ -39,12 +40,11 @@ def users_add(
 @users_app.command("list")
 def users_list(
     account: Annotated[str | None, typer.Option(help="Only this account's users.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """List users with their account and whether they are disabled."""
     from sqlmodel import Session, col, select
 
-    from hub.cli.main import emit, run_db
     from hub.sending.accounts import get_account
     from hub.store.models import Account, MailUser
 

@@ -1,9 +1,4 @@
-"""`smshub webhooks ...`: outgoing webhook endpoints and their delivery log.
-
-hub.cli.main imports this module at its bottom and mounts ``webhooks_app``; the helpers of
-hub.cli.main
-are imported inside the commands to keep that import one-way at load time.
-"""
+"""`smshub webhooks ...`: outgoing webhook endpoints and their delivery log."""
 
 from __future__ import annotations
 
@@ -11,11 +6,11 @@ from typing import Annotated, Any
 
 import typer
 
+from hub.cli.common import JsonOpt, emit, fail, get_engine, run_db, table
+
 webhooks_app = typer.Typer(
     help="Outgoing webhooks: signed event notifications to your URLs.", no_args_is_help=True
 )
-
-_JSON = typer.Option("--json", help="Print JSON instead of text.")
 
 
 def _endpoint_dict(endpoint: Any, account: str) -> dict[str, Any]:
@@ -60,13 +55,12 @@ def webhooks_add(
             "message.delivered, message.failed, inbound.received, optout.created, link.clicked.",
         ),
     ] = None,
-    as_json: Annotated[bool, _JSON] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Register a webhook URL; prints its signing secret once.
 
     Its URL may point anywhere, the hub's own network included, unlike the web console's.
     """
-    from hub.cli.main import emit, run_db
     from hub.inbound import webhooks
 
     def _do(session: Any) -> dict[str, Any]:
@@ -91,10 +85,9 @@ def webhooks_add(
 @webhooks_app.command("list")
 def webhooks_list(
     account: Annotated[str | None, typer.Option(help="Only this account's endpoints.")] = None,
-    as_json: Annotated[bool, _JSON] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """List webhook endpoints (never their secrets)."""
-    from hub.cli.main import _table, emit, run_db
     from hub.inbound import webhooks
 
     def _do(session: Any) -> list[dict[str, Any]]:
@@ -103,7 +96,7 @@ def webhooks_list(
         return [_endpoint_dict(e, names.get(e.account_id, "?")) for e in endpoints]
 
     data = run_db(_do)
-    text = _table(
+    text = table(
         [
             [
                 d["id"],
@@ -122,7 +115,6 @@ def webhooks_list(
 @webhooks_app.command("remove")
 def webhooks_remove(endpoint_id: int) -> None:
     """Delete an endpoint, its queued deliveries and its delivery log."""
-    from hub.cli.main import run_db
     from hub.inbound import webhooks
 
     endpoint = run_db(lambda s: webhooks.remove_endpoint(s, endpoint_id))
@@ -132,7 +124,6 @@ def webhooks_remove(endpoint_id: int) -> None:
 @webhooks_app.command("disable")
 def webhooks_disable(endpoint_id: int) -> None:
     """Stop sending to an endpoint; its queued deliveries wait until it is enabled."""
-    from hub.cli.main import run_db
     from hub.inbound import webhooks
 
     run_db(lambda s: webhooks.disable_endpoint(s, endpoint_id, True))
@@ -142,7 +133,6 @@ def webhooks_disable(endpoint_id: int) -> None:
 @webhooks_app.command("enable")
 def webhooks_enable(endpoint_id: int) -> None:
     """Send to an endpoint again (also after it answered 410 Gone)."""
-    from hub.cli.main import run_db
     from hub.inbound import webhooks
 
     run_db(lambda s: webhooks.disable_endpoint(s, endpoint_id, False))
@@ -153,10 +143,9 @@ def webhooks_enable(endpoint_id: int) -> None:
 def webhooks_log(
     endpoint: Annotated[int | None, typer.Option(help="Only this endpoint's deliveries.")] = None,
     limit: Annotated[int, typer.Option(min=1, max=10000, help="How many, newest first.")] = 50,
-    as_json: Annotated[bool, _JSON] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """The delivery log: each event, its endpoint, attempts, last answer and error."""
-    from hub.cli.main import _table, emit, run_db
     from hub.inbound import webhooks
 
     def _do(session: Any) -> list[dict[str, Any]]:
@@ -180,7 +169,7 @@ def webhooks_log(
         ]
 
     data = run_db(_do)
-    text = _table(
+    text = table(
         [
             [
                 d["id"],
@@ -205,12 +194,11 @@ def webhooks_test(
     queue_only: Annotated[
         bool, typer.Option("--queue-only", help="Leave the ping to the running hub's sender.")
     ] = False,
-    as_json: Annotated[bool, _JSON] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Queue a `ping` event for an endpoint and (unless --queue-only) post it now."""
     import asyncio
 
-    from hub.cli.main import emit, fail, get_engine, run_db
     from hub.inbound import webhooks
 
     delivery = run_db(lambda s: webhooks.queue_ping(s, endpoint_id))
