@@ -12,14 +12,14 @@ here moves credits to it from its parent's balance.
 
 from typing import Any, Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from sqlmodel import Session, col, select
 
 from hub.api.auth import Caller, CallerDep
 from hub.api.errors import error_responses
-from hub.api.support import IdempotencyKey, LimitDep, idempotent, in_session, next_cursor
+from hub.api.support import ChangeDep, LimitDep, in_session, next_cursor
 from hub.errors import Forbidden, InvalidInput
 from hub.sending import credits
 from hub.sending.accounts import ancestors, create_account
@@ -119,13 +119,7 @@ async def get_accounts(
     response_model=AccountOut,
     responses=error_responses(402, 404, 409),
 )
-async def create_sub_account(
-    body: NewSubAccount,
-    who: CallerDep,
-    hub: HubDep,
-    request: Request,
-    idempotency_key: IdempotencyKey = None,
-) -> Response:
+async def create_sub_account(body: NewSubAccount, change: ChangeDep) -> Response:
     """A sub-account of your account (or of one of its sub-accounts), with
     ``initial_credits`` moved from its parent in the same transaction."""
     if body.initial_credits and body.credit_mode != CreditMode.LIMITED:
@@ -147,13 +141,13 @@ async def create_sub_account(
         assert account.id is not None
         if body.initial_credits:
             credits.transfer(
-                session, parent.id, account.id, body.initial_credits, config=hub.config
+                session, parent.id, account.id, body.initial_credits, config=change.hub.config
             )
             session.refresh(account)
         return _view(session, account)
 
-    work = who.on_account(body.parent, _run)
-    return await idempotent(request, hub, who, idempotency_key, body, 201, work)
+    work = change.who.on_account(body.parent, _run)
+    return await change.answer(body, 201, work)
 
 
 @router.get("/v1/accounts/{name}", summary="One account", responses=error_responses(404))
@@ -168,26 +162,21 @@ async def get_one(name: str, who: CallerDep, hub: HubDep) -> AccountOut:
     response_model=Moved,
     responses=error_responses(402, 403, 404, 409),
 )
-async def credit(
-    name: str,
-    body: Credit,
-    who: CallerDep,
-    hub: HubDep,
-    request: Request,
-    idempotency_key: IdempotencyKey = None,
-) -> Response:
+async def credit(name: str, body: Credit, change: ChangeDep) -> Response:
     """Move ``amount`` credits from the sub-account's parent to it (402 if the parent
     has too few). Your own account cannot be credited this way."""
 
     def _run(session: Session, sub: Account) -> dict[str, Any]:
-        _below_own(who, sub)
+        _below_own(change.who, sub)
         assert sub.id is not None and sub.parent_id is not None
-        parent = who.account(session, _name_of(session, sub.parent_id))
-        balance = credits.transfer(session, sub.parent_id, sub.id, body.amount, config=hub.config)
+        parent = change.who.account(session, _name_of(session, sub.parent_id))
+        balance = credits.transfer(
+            session, sub.parent_id, sub.id, body.amount, config=change.hub.config
+        )
         return _moved(parent.name, sub.name, body.amount, balance)
 
-    work = who.on_account(name, _run)
-    return await idempotent(request, hub, who, idempotency_key, body, 200, work)
+    work = change.who.on_account(name, _run)
+    return await change.answer(body, 200, work)
 
 
 @router.post(
@@ -196,25 +185,19 @@ async def credit(
     response_model=Moved,
     responses=error_responses(402, 404, 409),
 )
-async def transfer(
-    body: TransferBody,
-    who: CallerDep,
-    hub: HubDep,
-    request: Request,
-    idempotency_key: IdempotencyKey = None,
-) -> Response:
+async def transfer(body: TransferBody, change: ChangeDep) -> Response:
     """Credits from an account to its direct sub-account, or back up; both must be
     yours (your account or below it)."""
 
     def _run(session: Session) -> dict[str, Any]:
-        src = who.account(session, body.source)
-        dst = who.account(session, body.target)
+        src = change.who.account(session, body.source)
+        dst = change.who.account(session, body.target)
         assert src.id is not None and dst.id is not None
-        balance = credits.transfer(session, src.id, dst.id, body.amount, config=hub.config)
+        balance = credits.transfer(session, src.id, dst.id, body.amount, config=change.hub.config)
         return _moved(src.name, dst.name, body.amount, balance)
 
     named = body.model_dump(by_alias=True)
-    return await idempotent(request, hub, who, idempotency_key, named, 200, _run)
+    return await change.answer(named, 200, _run)
 
 
 def _name_of(session: Session, account_id: int) -> str:

@@ -87,8 +87,7 @@ def caller_for(engine: Engine, token: str) -> Caller:
 
 
 async def current_caller(
-    hub: HubDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    hub: HubDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> Caller:
     """The dependency of every /v1 route: the token's account and scope, else a 401."""
     if credentials is None or not credentials.credentials.strip():

@@ -11,7 +11,7 @@ and the recipients who opted out since with the date (as the CSV export's ``stop
 from datetime import datetime
 from typing import Any, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from sqlmodel import Session
@@ -20,10 +20,9 @@ from hub.api.auth import AccountQuery, Caller, CallerDep
 from hub.api.errors import error_responses
 from hub.api.models import RejectedLine
 from hub.api.support import (
-    IdempotencyKey,
+    ChangeDep,
     LimitDep,
     check_count,
-    idempotent,
     in_session,
     next_cursor,
 )
@@ -170,24 +169,19 @@ async def get_campaigns(
     responses=error_responses(402, 403, 404, 409, 413),
 )
 async def create_campaign(
-    body: NewCampaign,
-    who: CallerDep,
-    hub: HubDep,
-    request: Request,
-    account: AccountQuery = None,
-    idempotency_key: IdempotencyKey = None,
+    body: NewCampaign, change: ChangeDep, account: AccountQuery = None
 ) -> Response:
     """One personalised SMS per recipient (lists first, then numbers; each number
     once), charged at once. With ``send_at`` in the future it is scheduled and can be
     cancelled until it starts. Recipients that cannot receive it are reported in
     ``rejected``; the others are sent."""
-    check_count(hub, body.numbers, "numbers")
-    check_count(hub, body.lists, "lists")
+    check_count(change.hub, body.numbers, "numbers")
+    check_count(change.hub, body.lists, "lists")
 
     def _run(session: Session, acc: Account) -> dict[str, Any]:
         result = campaigns.create_campaign(
             session,
-            hub.config,
+            change.hub.config,
             acc,
             body.name,
             text=body.text,
@@ -200,10 +194,10 @@ async def create_campaign(
         )
         return result.to_dict()
 
-    work = who.on_account(account, _run)
-    answer = await idempotent(request, hub, who, idempotency_key, body, 201, work)
-    if hub.dispatcher is not None:
-        hub.dispatcher.wake()  # messages due now go out without waiting for a poll
+    work = change.who.on_account(account, _run)
+    answer = await change.answer(body, 201, work)
+    if change.hub.dispatcher is not None:
+        change.hub.dispatcher.wake()  # messages due now go out without waiting for a poll
     return answer
 
 
@@ -213,10 +207,7 @@ async def create_campaign(
     responses=error_responses(404, 413),
 )
 async def preview_campaign(
-    body: CampaignPreview,
-    who: CallerDep,
-    hub: HubDep,
-    account: AccountQuery = None,
+    body: CampaignPreview, who: CallerDep, hub: HubDep, account: AccountQuery = None
 ) -> Preview:
     """Each recipient's exact text (opt-out mention included), parts and credits, and
     who would be left out and why; sends nothing."""
@@ -267,21 +258,15 @@ async def get_campaign(campaign_id: RowId, who: CallerDep, hub: HubDep) -> Campa
     response_model=Cancelled,
     responses=error_responses(404, 409),
 )
-async def cancel_campaign(
-    campaign_id: RowId,
-    who: CallerDep,
-    hub: HubDep,
-    request: Request,
-    idempotency_key: IdempotencyKey = None,
-) -> Response:
+async def cancel_campaign(campaign_id: RowId, change: ChangeDep) -> Response:
     """Cancel every message of a campaign that has not started sending, refunded; 409
     once a message has been taken by the dispatcher (nothing is then cancelled)."""
 
     def _run(session: Session) -> dict[str, Any]:
-        own_campaign(session, who, campaign_id)
+        own_campaign(session, change.who, campaign_id)
         return campaigns.cancel_campaign(session, campaign_id)
 
-    return await idempotent(request, hub, who, idempotency_key, {}, 200, _run)
+    return await change.answer({}, 200, _run)
 
 
 @router.get(
@@ -317,20 +302,14 @@ async def export_campaign(campaign_id: RowId, who: CallerDep, hub: HubDep) -> Re
     response_model=InvalidAdded,
     responses=error_responses(404, 409),
 )
-async def add_invalid(
-    campaign_id: RowId,
-    who: CallerDep,
-    hub: HubDep,
-    request: Request,
-    idempotency_key: IdempotencyKey = None,
-) -> Response:
+async def add_invalid(campaign_id: RowId, change: ChangeDep) -> Response:
     """Put every number the campaign's sends were reported invalid for on the
     invalid-number list of the campaign's account."""
 
     def _run(session: Session) -> dict[str, Any]:
-        found = own_campaign(session, who, campaign_id)
+        found = own_campaign(session, change.who, campaign_id)
         owner = session.get(Account, found.account_id)
         assert owner is not None
         return invalid_numbers.add_campaign_invalid(session, owner, campaign_id).to_dict()
 
-    return await idempotent(request, hub, who, idempotency_key, {}, 200, _run)
+    return await change.answer({}, 200, _run)

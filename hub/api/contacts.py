@@ -9,7 +9,7 @@ same rules and report as ``smshub contacts import`` (hub.campaigns.contacts), pr
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi import APIRouter, File, Form, UploadFile
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from sqlalchemy import func
@@ -20,11 +20,10 @@ from hub.api.errors import error_responses
 from hub.api.models import NumbersBody, RejectedLine
 from hub.api.support import (
     AccountWork,
-    IdempotencyKey,
+    ChangeDep,
     LimitDep,
     check_count,
     file_print,
-    idempotent,
     in_session,
     next_cursor,
     read_upload,
@@ -160,22 +159,15 @@ async def get_lists(
     response_model=ListDetail,
     responses=error_responses(404, 409),
 )
-async def create_list(
-    body: NewList,
-    who: CallerDep,
-    hub: HubDep,
-    request: Request,
-    account: AccountQuery = None,
-    idempotency_key: IdempotencyKey = None,
-) -> Response:
+async def create_list(body: NewList, change: ChangeDep, account: AccountQuery = None) -> Response:
     """A new list; add contacts with POST /v1/lists/{name}/contacts or an import."""
 
     def _run(session: Session, acc: Account) -> dict[str, Any]:
         created = contacts.create_list(session, acc, body.name)
         return {"name": created.name, "account": acc.name, "contacts": 0, "fields": []}
 
-    work = who.on_account(account, _run)
-    return await idempotent(request, hub, who, idempotency_key, body, 201, work)
+    work = change.who.on_account(account, _run)
+    return await change.answer(body, 201, work)
 
 
 @router.get("/{name}", summary="One list", responses=error_responses(404))
@@ -252,20 +244,14 @@ def _remover(name: str, numbers: list[str], region: str, *, one: bool = False) -
     responses=error_responses(404, 409, 413),
 )
 async def add_contacts(
-    name: str,
-    body: AddContacts,
-    who: CallerDep,
-    hub: HubDep,
-    request: Request,
-    account: AccountQuery = None,
-    idempotency_key: IdempotencyKey = None,
+    name: str, body: AddContacts, change: ChangeDep, account: AccountQuery = None
 ) -> Response:
     """Add numbers (with the same merge fields) to a list, created if needed; numbers
     that cannot receive SMS are reported, the others added."""
-    check_count(hub, body.numbers, "numbers")
-    region = hub.config.hub.default_region
-    work = who.on_account(account, _adder(name, body.numbers, body.fields, region))
-    return await idempotent(request, hub, who, idempotency_key, body, 201, work)
+    check_count(change.hub, body.numbers, "numbers")
+    region = change.hub.config.hub.default_region
+    work = change.who.on_account(account, _adder(name, body.numbers, body.fields, region))
+    return await change.answer(body, 201, work)
 
 
 @router.post(
@@ -275,18 +261,14 @@ async def add_contacts(
     responses=error_responses(404, 409, 413),
 )
 async def remove_contacts(
-    name: str,
-    body: NumbersBody,
-    who: CallerDep,
-    hub: HubDep,
-    request: Request,
-    account: AccountQuery = None,
-    idempotency_key: IdempotencyKey = None,
+    name: str, body: NumbersBody, change: ChangeDep, account: AccountQuery = None
 ) -> Response:
     """Take numbers off a list; inputs not on it are reported."""
-    check_count(hub, body.numbers, "numbers")
-    work = who.on_account(account, _remover(name, body.numbers, hub.config.hub.default_region))
-    return await idempotent(request, hub, who, idempotency_key, body, 200, work)
+    check_count(change.hub, body.numbers, "numbers")
+    work = change.who.on_account(
+        account, _remover(name, body.numbers, change.hub.config.hub.default_region)
+    )
+    return await change.answer(body, 200, work)
 
 
 @router.get("/{name}/contacts/{number}", summary="One contact", responses=error_responses(404))
@@ -353,9 +335,7 @@ async def delete_contact(
 )
 async def import_file(
     name: str,
-    who: CallerDep,
-    hub: HubDep,
-    request: Request,
+    change: ChangeDep,
     file: Annotated[
         UploadFile, File(description="CSV (comma, semicolon or tab), TXT, XLSX or XLS")
     ],
@@ -363,14 +343,13 @@ async def import_file(
         bool, Form(description="Check the file and report what would happen; save nothing")
     ] = False,
     account: AccountQuery = None,
-    idempotency_key: IdempotencyKey = None,
 ) -> Response:
     """Import a file into a list (created if needed): the number in the first column,
     the other columns become merge fields (named by a header row). Rows that cannot be
     used are reported with their line and why; duplicates with the line they repeat.
     Bounded by api.max_upload_bytes and api.max_import_rows."""
-    data, filename = await read_upload(hub, file)
-    config = hub.config
+    data, filename = await read_upload(change.hub, file)
+    config = change.hub.config
 
     def _run(session: Session, acc: Account) -> dict[str, Any]:
         report = contacts.import_contacts(
@@ -388,8 +367,8 @@ async def import_file(
 
     status = 200 if preview else 201
     printed = file_print(data, filename, preview=preview)
-    work = who.on_account(account, _run)
-    return await idempotent(request, hub, who, idempotency_key, printed, status, work)
+    work = change.who.on_account(account, _run)
+    return await change.answer(printed, status, work)
 
 
 @router.get(

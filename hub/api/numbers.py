@@ -10,7 +10,7 @@ consent reason, and lines that are not numbers are reported with their line.
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Query, Request, UploadFile
+from fastapi import APIRouter, File, Form, Query, UploadFile
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from sqlmodel import Session
@@ -20,12 +20,11 @@ from hub.api.errors import error_responses
 from hub.api.models import NumbersBody, RejectedLine
 from hub.api.support import (
     AccountWork,
-    IdempotencyKey,
+    ChangeDep,
     LimitDep,
     check_count,
     check_rows,
     file_print,
-    idempotent,
     in_session,
     next_cursor,
     read_upload,
@@ -148,21 +147,16 @@ def _blacklister(numbers: list[str], source: str, note: str, region: str) -> Acc
     responses=error_responses(404, 409, 413),
 )
 async def add_blacklist(
-    body: BlacklistAdd,
-    who: CallerDep,
-    hub: HubDep,
-    request: Request,
-    account: AccountQuery = None,
-    idempotency_key: IdempotencyKey = None,
+    body: BlacklistAdd, change: ChangeDep, account: AccountQuery = None
 ) -> Response:
     """Put numbers on the blacklist (recorded with source "api"); nothing is sent to
     them any more, alert or marketing. Inputs that are not numbers are reported."""
-    check_count(hub, body.numbers, "numbers")
+    check_count(change.hub, body.numbers, "numbers")
     note = body.note or "added through the API"
-    add = _blacklister(body.numbers, "api", note, hub.config.hub.default_region)
-    work = who.on_account(account, add)
-    answer = await idempotent(request, hub, who, idempotency_key, body, 201, work)
-    hub.webhook_sender.wake()  # optout.created events may be queued
+    add = _blacklister(body.numbers, "api", note, change.hub.config.hub.default_region)
+    work = change.who.on_account(account, add)
+    answer = await change.answer(body, 201, work)
+    change.hub.webhook_sender.wake()  # optout.created events may be queued
     return answer
 
 
@@ -175,25 +169,22 @@ async def add_blacklist(
     responses=error_responses(404, 409, 413),
 )
 async def import_blacklist(
-    who: CallerDep,
-    hub: HubDep,
-    request: Request,
+    change: ChangeDep,
     file: Annotated[UploadFile, File(description="CSV or TXT; numbers in the first column")],
     note: Annotated[Text, Form(max_length=255, description="Why (kept with each)")] = "",
     account: AccountQuery = None,
-    idempotency_key: IdempotencyKey = None,
 ) -> Response:
     """Blacklist every number of a file, as `smshub blacklist import` does (source
     "import"); lines that are not numbers are reported with their line."""
-    data, filename = await read_upload(hub, file)
+    data, filename = await read_upload(change.hub, file)
     numbers = optout.numbers_in_file(data)
-    check_rows(hub, len(numbers), filename)
+    check_rows(change.hub, len(numbers), filename)
     why = note or f"import of {filename}"
-    add = _blacklister(numbers, "import", why, hub.config.hub.default_region)
+    add = _blacklister(numbers, "import", why, change.hub.config.hub.default_region)
     printed = file_print(data, filename, note=note)
-    work = who.on_account(account, add)
-    answer = await idempotent(request, hub, who, idempotency_key, printed, 201, work)
-    hub.webhook_sender.wake()
+    work = change.who.on_account(account, add)
+    answer = await change.answer(printed, 201, work)
+    change.hub.webhook_sender.wake()
     return answer
 
 
@@ -265,24 +256,19 @@ async def get_invalid(
     responses=error_responses(404, 409, 413),
 )
 async def add_invalid(
-    body: NumbersBody,
-    who: CallerDep,
-    hub: HubDep,
-    request: Request,
-    account: AccountQuery = None,
-    idempotency_key: IdempotencyKey = None,
+    body: NumbersBody, change: ChangeDep, account: AccountQuery = None
 ) -> Response:
     """Put numbers on the invalid list by hand: the account's sends (and its
     sub-accounts') leave them out. Inputs that are not numbers are reported."""
-    check_count(hub, body.numbers, "numbers")
-    region = hub.config.hub.default_region
+    check_count(change.hub, body.numbers, "numbers")
+    region = change.hub.config.hub.default_region
 
     def _run(session: Session, acc: Account) -> dict[str, Any]:
         lines = list(enumerate(body.numbers, 1))
         return invalid_numbers.add_numbers(session, acc, lines, region).to_dict()
 
-    work = who.on_account(account, _run)
-    return await idempotent(request, hub, who, idempotency_key, body, 201, work)
+    work = change.who.on_account(account, _run)
+    return await change.answer(body, 201, work)
 
 
 @router.post(
@@ -294,19 +280,16 @@ async def add_invalid(
     responses=error_responses(404, 409, 413, 415),
 )
 async def import_invalid(
-    who: CallerDep,
-    hub: HubDep,
-    request: Request,
+    change: ChangeDep,
     file: Annotated[
         UploadFile, File(description="CSV, TXT, XLSX or XLS; numbers in the first column")
     ],
     account: AccountQuery = None,
-    idempotency_key: IdempotencyKey = None,
 ) -> Response:
     """Add a file's numbers, read as contact imports are (a title row is skipped);
     each line that is not a number is reported."""
-    data, filename = await read_upload(hub, file)
-    config = hub.config
+    data, filename = await read_upload(change.hub, file)
+    config = change.hub.config
 
     def _run(session: Session, acc: Account) -> dict[str, Any]:
         report = invalid_numbers.import_file(
@@ -321,8 +304,8 @@ async def import_invalid(
         return report.to_dict()
 
     printed = file_print(data, filename)
-    work = who.on_account(account, _run)
-    return await idempotent(request, hub, who, idempotency_key, printed, 201, work)
+    work = change.who.on_account(account, _run)
+    return await change.answer(printed, 201, work)
 
 
 @router.delete(

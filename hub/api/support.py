@@ -1,14 +1,19 @@
-"""What the /v1 resources share: page sizes, the Idempotency-Key, bounded uploads and counts.
+"""What the /v1 resources share: work in a transaction, page sizes, the Idempotency-Key,
+bounded uploads and counts.
+
+A route's blocking work runs with ``in_session`` (a worker thread, one transaction); work
+on the account a route's ``?account=`` names is bound by ``Caller.on_account``.
 
 Lists follow the convention of ``GET /v1/messages``: ``limit`` items at most (default
 ``api.page_size``, at most ``api.max_page_size``), and a cursor from the previous page
 (``after`` for lists in name or number order, ``before`` for newest-first ones) that the
 answer gives as ``next`` while more items follow.
 
-A POST that creates or changes something takes an ``Idempotency-Key`` header, handled by
-hub.sending.idempotency exactly as for ``POST /v1/messages``: the same request again gets its first
-answer again (with ``Idempotent-Replayed: true``), another request under the same key is a
-422, a request whose first try is still running a 409.
+A POST that creates or changes something takes ``ChangeDep``: its ``Idempotency-Key``
+header is handled by hub.sending.idempotency exactly as for ``POST /v1/messages``
+(``once_per_key``): the same request again gets its first answer again (with
+``Idempotent-Replayed: true``), another request under the same key is a 422, a request
+whose first try is still running a 409.
 """
 
 # No `from __future__ import annotations` here: FastAPI resolves dependency annotations at
@@ -17,6 +22,7 @@ answer again (with ``Idempotent-Replayed: true``), another request under the sam
 import asyncio
 import hashlib
 from collections.abc import Awaitable, Callable, Sequence, Sized
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 from fastapi import Depends, Header, Query, Request, UploadFile
@@ -24,7 +30,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from sqlmodel import Session
 
-from hub.api.auth import Caller
+from hub.api.auth import Caller, CallerDep
 from hub.errors import InvalidInput, TooLarge
 from hub.sending import idempotency
 from hub.store.db import session_scope
@@ -135,24 +141,42 @@ def file_print(data: bytes, name: str, **fields: Any) -> dict[str, Any]:
     return {"file": hashlib.sha256(data).hexdigest(), "filename": name, **fields}
 
 
-async def idempotent(
-    request: Request,
-    hub: "Hub",
-    who: Caller,
-    key: str | None,
-    body: Any,
-    status_code: int,
-    work: Callable[[Session], Any],
-) -> JSONResponse:
-    """Run WORK once per Idempotency-Key (as ``in_session`` does) and answer its result.
+@dataclass(frozen=True)
+class Change:
+    """A /v1 request that creates or changes something: who asks, and its Idempotency-Key."""
 
-    BODY is what identifies the request besides its method and path (the parsed JSON, or
-    ``file_print`` of an upload). Without a key WORK simply runs.
-    """
-    # The query (?account=...) names the request as much as its body does.
-    named = {"body": jsonable_encoder(body), "query": sorted(request.query_params.items())}
-    print_ = idempotency.fingerprint(request.method, request.url.path, who.account_id, named)
-    return await once_per_key(hub, who, key, print_, status_code, lambda: in_session(hub, work))
+    request: Request
+    hub: "Hub"
+    who: Caller
+    key: str | None
+
+    async def answer(
+        self, body: Any, status_code: int, work: Callable[[Session], Any]
+    ) -> JSONResponse:
+        """Run WORK once per Idempotency-Key (as ``in_session`` does) and answer its result.
+
+        BODY is what identifies the request besides its method and path (the parsed JSON,
+        or ``file_print`` of an upload). Without a key WORK simply runs.
+        """
+        request = self.request
+        # The query (?account=...) names the request as much as its body does.
+        named = {"body": jsonable_encoder(body), "query": sorted(request.query_params.items())}
+        print_ = idempotency.fingerprint(
+            request.method, request.url.path, self.who.account_id, named
+        )
+        return await once_per_key(
+            self.hub, self.who, self.key, print_, status_code, lambda: in_session(self.hub, work)
+        )
+
+
+async def change_of(
+    request: Request, hub: HubDep, who: CallerDep, idempotency_key: IdempotencyKey = None
+) -> Change:
+    """The dependency of a POST that creates or changes something."""
+    return Change(request, hub, who, idempotency_key)
+
+
+ChangeDep = Annotated[Change, Depends(change_of)]
 
 
 async def once_per_key(

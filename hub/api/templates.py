@@ -10,7 +10,7 @@ counts parts and credits exactly as the send will charge them.
 
 from typing import TYPE_CHECKING, Any, Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from sqlmodel import Session
@@ -18,10 +18,9 @@ from sqlmodel import Session
 from hub.api.auth import AccountQuery, CallerDep
 from hub.api.errors import error_responses
 from hub.api.support import (
-    IdempotencyKey,
+    ChangeDep,
     LimitDep,
     check_count,
-    idempotent,
     in_session,
     next_cursor,
 )
@@ -140,20 +139,15 @@ async def get_templates(
     responses=error_responses(404, 409),
 )
 async def create_template(
-    body: NewTemplate,
-    who: CallerDep,
-    hub: HubDep,
-    request: Request,
-    account: AccountQuery = None,
-    idempotency_key: IdempotencyKey = None,
+    body: NewTemplate, change: ChangeDep, account: AccountQuery = None
 ) -> Response:
     """A new template (its syntax is checked); 409 if the name is taken (PUT replaces)."""
 
     def _run(session: Session, acc: Account) -> dict[str, Any]:
         return mt.template_view(mt.create_template(session, acc, body.name, body.text))
 
-    work = who.on_account(account, _run)
-    return await idempotent(request, hub, who, idempotency_key, body, 201, work)
+    work = change.who.on_account(account, _run)
+    return await change.answer(body, 201, work)
 
 
 @router.get("/{name}", summary="One template", responses=error_responses(404))

@@ -12,14 +12,14 @@ at the hub's own network. The signing secret is shown once, in the creation answ
 import asyncio
 from typing import Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from sqlmodel import Session, col, select
 
 from hub.api.auth import AccountQuery, Caller, CallerDep
 from hub.api.errors import error_responses
-from hub.api.support import IdempotencyKey, LimitDep, idempotent, in_session, next_cursor
+from hub.api.support import ChangeDep, LimitDep, in_session, next_cursor
 from hub.core.timeutil import as_utc
 from hub.inbound import webhooks
 from hub.store.models import Account, WebhookEndpoint
@@ -124,12 +124,7 @@ async def get_webhooks(
     responses=error_responses(404, 409),
 )
 async def create_webhook(
-    body: NewWebhook,
-    who: CallerDep,
-    hub: HubDep,
-    request: Request,
-    account: AccountQuery = None,
-    idempotency_key: IdempotencyKey = None,
+    body: NewWebhook, change: ChangeDep, account: AccountQuery = None
 ) -> Response:
     """Register a public URL for the account's events; the answer holds its signing
     secret, shown this once. A URL on a private or local network is refused (422)."""
@@ -142,8 +137,8 @@ async def create_webhook(
         endpoint, secret = webhooks.add_endpoint(session, acc.id, url, events)
         return {**_view(endpoint, acc.name), "secret": secret}
 
-    work = who.on_account(account, _run)
-    return await idempotent(request, hub, who, idempotency_key, body, 201, work)
+    work = change.who.on_account(account, _run)
+    return await change.answer(body, 201, work)
 
 
 @router.get("/{endpoint_id}", summary="One webhook", responses=error_responses(404))
