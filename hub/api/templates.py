@@ -26,7 +26,7 @@ from hub.api.support import (
 )
 from hub.campaigns import templates as mt
 from hub.errors import InvalidInput
-from hub.store.models import Account
+from hub.store.models import Account, MessageTemplate
 from hub.web.deps import HubDep
 from hub.web.edge import Text
 
@@ -111,7 +111,7 @@ def preview_body(hub: "Hub", body: PreviewBody) -> None:
     check_count(hub, body.lists, "lists")
 
 
-def _shown(template: Any) -> Template:
+def _shown(template: MessageTemplate) -> Template:
     return Template(**mt.template_view(template))
 
 
