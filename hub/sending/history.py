@@ -5,7 +5,15 @@ list|show``) print.
 Both interfaces answer the same rows in the same order: newest first (``created_at``
 descending), at most ``limit``, optionally of one status and created before a time. Who may
 see what stays with the caller: the API passes the token's scope as ``account_ids``, the
-CLI (the hub administrator) passes one account's id or nothing for every account.
+CLI (the hub administrator) passes one account's id or nothing for every account::
+
+    # GET /v1/messages and GET /v1/messages/{id}
+    list_messages(session, account_ids=who.scope, status=status, before=before, limit=limit)
+    message_detail(session, message_id, account_ids=who.scope)
+    # smshub messages list [--account NAME] [--status S] [--limit N], and messages show ID
+    ids = [get_account(session, account).id] if account else None
+    list_messages(session, account_ids=ids, status=status, limit=limit)
+    message_detail(session, message_id, hint=" (list them with `smshub messages list`)")
 """
 
 from __future__ import annotations
