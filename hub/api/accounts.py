@@ -1,39 +1,35 @@
 """/v1/accounts and /v1/transfers: sub-accounts and the credits they hold.
 
 What the console lets its users do (hub.console.account_credits), with the same domain
-functions (hub.sending.accounts, hub.sending.credits) and the same limits: a token sees its own
-account and
-those below it; it creates sub-accounts below those, and moves credits between two of them
-(so never into its own account from its parent). Fresh credits (a top-up) are the hub
-administrator's: `smshub accounts credit`; "crediting" a sub-account here moves credits to
-it from its parent's balance.
+functions (hub.sending.accounts, hub.sending.credits) and the same limits: a token sees its
+own account and those below it; it creates sub-accounts below those, and moves credits
+between two of them (so never into its own account from its parent). Fresh credits (a
+top-up) are the hub administrator's: `smshub accounts credit`; "crediting" a sub-account
+here moves credits to it from its parent's balance.
 """
 
 # No `from __future__ import annotations` here: FastAPI resolves route annotations at runtime.
 
-import asyncio
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
 from hub.api.auth import Caller, CallerDep
 from hub.api.errors import error_responses
-from hub.api.support import IdempotencyKey, LimitDep, idempotent, next_cursor
+from hub.api.support import ChangeDep, LimitDep, in_session, next_cursor
 from hub.errors import Forbidden, InvalidInput
 from hub.sending import credits
 from hub.sending.accounts import ancestors, create_account
-from hub.store.db import session_scope
 from hub.store.models import Account, CreditMode
 from hub.store.views import account_view
+from hub.web.deps import HubDep
 from hub.web.edge import Text
 
-if TYPE_CHECKING:
-    from hub.app import Hub
-
 TAG = "accounts"
+router = APIRouter(tags=[TAG])
 
 
 class AccountOut(BaseModel):
@@ -84,7 +80,7 @@ class Moved(BaseModel):
     balance: int = Field(description="The receiving account's balance after the move")
 
 
-def _view(session: Any, account: Account) -> dict[str, Any]:
+def _view(session: Session, account: Account) -> dict[str, Any]:
     return account_view(session, account, ancestors(session, account))
 
 
@@ -97,141 +93,114 @@ def _below_own(who: Caller, account: Account) -> None:
         )
 
 
-def accounts_router(hub: "Hub") -> APIRouter:
-    """The routes of sub-accounts and credit moves for HUB."""
-    router = APIRouter(tags=[TAG])
-    engine, config = hub.engine, hub.config
+@router.get("/v1/accounts", summary="List your accounts", responses=error_responses())
+async def get_accounts(
+    who: CallerDep, hub: HubDep, limit: LimitDep, after: str = ""
+) -> AccountPage:
+    """Your account and all its sub-accounts (any depth), by name."""
 
-    @router.get("/v1/accounts", summary="List your accounts", responses=error_responses())
-    async def get_accounts(who: CallerDep, limit: LimitDep, after: str = "") -> AccountPage:
-        """Your account and all its sub-accounts (any depth), by name."""
-
-        def _run() -> AccountPage:
-            with session_scope(engine) as session:
-                query = select(Account).where(col(Account.id).in_(who.scope))
-                if after:
-                    query = query.where(col(Account.name) > after)
-                rows = session.exec(query.order_by(col(Account.name)).limit(limit)).all()
-                return AccountPage(
-                    accounts=[AccountOut(**_view(session, a)) for a in rows],
-                    next=next_cursor(rows, limit, lambda r: r.name),
-                )
-
-        return await asyncio.to_thread(_run)
-
-    @router.post(
-        "/v1/accounts",
-        status_code=201,
-        summary="Create a sub-account",
-        response_model=AccountOut,
-        responses=error_responses(402, 404, 409),
-    )
-    async def create_sub_account(
-        body: NewSubAccount,
-        who: CallerDep,
-        request: Request,
-        idempotency_key: IdempotencyKey = None,
-    ) -> Response:
-        """A sub-account of your account (or of one of its sub-accounts), with
-        ``initial_credits`` moved from its parent in the same transaction."""
-        if body.initial_credits and body.credit_mode != CreditMode.LIMITED:
-            raise InvalidInput(
-                "initial_credits: an unlimited sub-account spends its parent's credits and "
-                "holds none of its own; leave it 0"
-            )
-
-        def _run() -> dict[str, Any]:
-            with session_scope(engine) as session:
-                parent = who.account(session, body.parent)
-                assert parent.id is not None
-                account = create_account(
-                    session,
-                    body.name.strip(),
-                    parent=parent.id,
-                    credit_mode=body.credit_mode,
-                    region=body.region,
-                    sender=body.sender,
-                )
-                assert account.id is not None
-                if body.initial_credits:
-                    credits.transfer(
-                        session, parent.id, account.id, body.initial_credits, config=config
-                    )
-                    session.refresh(account)
-                return _view(session, account)
-
-        return await idempotent(request, who, idempotency_key, body, 201, _run)
-
-    @router.get("/v1/accounts/{name}", summary="One account", responses=error_responses(404))
-    async def get_one(name: str, who: CallerDep) -> AccountOut:
-        """Your account or a sub-account: balance, what it can spend, sub-accounts."""
-
-        def _run() -> AccountOut:
-            with session_scope(engine) as session:
-                return AccountOut(**_view(session, who.account(session, name)))
-
-        return await asyncio.to_thread(_run)
-
-    @router.post(
-        "/v1/accounts/{name}/credit",
-        summary="Credit a sub-account from its parent",
-        response_model=Moved,
-        responses=error_responses(402, 403, 404, 409),
-    )
-    async def credit(
-        name: str,
-        body: Credit,
-        who: CallerDep,
-        request: Request,
-        idempotency_key: IdempotencyKey = None,
-    ) -> Response:
-        """Move ``amount`` credits from the sub-account's parent to it (402 if the parent
-        has too few). Your own account cannot be credited this way."""
-
-        def _run() -> dict[str, Any]:
-            with session_scope(engine) as session:
-                sub = who.account(session, name)
-                _below_own(who, sub)
-                assert sub.id is not None and sub.parent_id is not None
-                parent = who.account(session, _name_of(session, sub.parent_id))
-                balance = credits.transfer(
-                    session, sub.parent_id, sub.id, body.amount, config=config
-                )
-                return _moved(parent.name, sub.name, body.amount, balance)
-
-        return await idempotent(request, who, idempotency_key, body, 200, _run)
-
-    @router.post(
-        "/v1/transfers",
-        summary="Move credits between two of your accounts",
-        response_model=Moved,
-        responses=error_responses(402, 404, 409),
-    )
-    async def transfer(
-        body: TransferBody,
-        who: CallerDep,
-        request: Request,
-        idempotency_key: IdempotencyKey = None,
-    ) -> Response:
-        """Credits from an account to its direct sub-account, or back up; both must be
-        yours (your account or below it)."""
-
-        def _run() -> dict[str, Any]:
-            with session_scope(engine) as session:
-                src = who.account(session, body.source)
-                dst = who.account(session, body.target)
-                assert src.id is not None and dst.id is not None
-                balance = credits.transfer(session, src.id, dst.id, body.amount, config=config)
-                return _moved(src.name, dst.name, body.amount, balance)
-
-        return await idempotent(
-            request, who, idempotency_key, body.model_dump(by_alias=True), 200, _run
+    def _run(session: Session) -> AccountPage:
+        query = select(Account).where(col(Account.id).in_(who.scope))
+        if after:
+            query = query.where(col(Account.name) > after)
+        rows = session.exec(query.order_by(col(Account.name)).limit(limit)).all()
+        return AccountPage(
+            accounts=[AccountOut(**_view(session, a)) for a in rows],
+            next=next_cursor(rows, limit, lambda r: r.name),
         )
 
-    return router
+    return await in_session(hub, _run)
 
 
-def _name_of(session: Any, account_id: int) -> str:
+@router.post(
+    "/v1/accounts",
+    status_code=201,
+    summary="Create a sub-account",
+    response_model=AccountOut,
+    responses=error_responses(402, 404, 409),
+)
+async def create_sub_account(body: NewSubAccount, change: ChangeDep) -> Response:
+    """A sub-account of your account (or of one of its sub-accounts), with
+    ``initial_credits`` moved from its parent in the same transaction."""
+    if body.initial_credits and body.credit_mode != CreditMode.LIMITED:
+        raise InvalidInput(
+            "initial_credits: an unlimited sub-account spends its parent's credits and "
+            "holds none of its own; leave it 0"
+        )
+
+    def _run(session: Session, parent: Account) -> dict[str, Any]:
+        assert parent.id is not None
+        account = create_account(
+            session,
+            body.name.strip(),
+            parent=parent.id,
+            credit_mode=body.credit_mode,
+            region=body.region,
+            sender=body.sender,
+        )
+        assert account.id is not None
+        if body.initial_credits:
+            credits.transfer(
+                session, parent.id, account.id, body.initial_credits, config=change.hub.config
+            )
+            session.refresh(account)
+        return _view(session, account)
+
+    work = change.who.on_account(body.parent, _run)
+    return await change.answer(body, 201, work)
+
+
+@router.get("/v1/accounts/{name}", summary="One account", responses=error_responses(404))
+async def get_one(name: str, who: CallerDep, hub: HubDep) -> AccountOut:
+    """Your account or a sub-account: balance, what it can spend, sub-accounts."""
+    return AccountOut(**await in_session(hub, who.on_account(name, _view)))
+
+
+@router.post(
+    "/v1/accounts/{name}/credit",
+    summary="Credit a sub-account from its parent",
+    response_model=Moved,
+    responses=error_responses(402, 403, 404, 409),
+)
+async def credit(name: str, body: Credit, change: ChangeDep) -> Response:
+    """Move ``amount`` credits from the sub-account's parent to it (402 if the parent
+    has too few). Your own account cannot be credited this way."""
+
+    def _run(session: Session, sub: Account) -> dict[str, Any]:
+        _below_own(change.who, sub)
+        assert sub.id is not None and sub.parent_id is not None
+        parent = change.who.account(session, _name_of(session, sub.parent_id))
+        balance = credits.transfer(
+            session, sub.parent_id, sub.id, body.amount, config=change.hub.config
+        )
+        return _moved(parent.name, sub.name, body.amount, balance)
+
+    work = change.who.on_account(name, _run)
+    return await change.answer(body, 200, work)
+
+
+@router.post(
+    "/v1/transfers",
+    summary="Move credits between two of your accounts",
+    response_model=Moved,
+    responses=error_responses(402, 404, 409),
+)
+async def transfer(body: TransferBody, change: ChangeDep) -> Response:
+    """Credits from an account to its direct sub-account, or back up; both must be
+    yours (your account or below it)."""
+
+    def _run(session: Session) -> dict[str, Any]:
+        src = change.who.account(session, body.source)
+        dst = change.who.account(session, body.target)
+        assert src.id is not None and dst.id is not None
+        balance = credits.transfer(session, src.id, dst.id, body.amount, config=change.hub.config)
+        return _moved(src.name, dst.name, body.amount, balance)
+
+    named = body.model_dump(by_alias=True)
+    return await change.answer(named, 200, _run)
+
+
+def _name_of(session: Session, account_id: int) -> str:
     found = session.get(Account, account_id)
     assert found is not None
     return str(found.name)

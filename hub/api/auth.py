@@ -10,10 +10,11 @@ their ids and names cannot be probed. Every router takes the caller from ``Calle
 # runtime.
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated, TypeVar
 
-from fastapi import Depends, HTTPException, Query, Request
+from fastapi import Depends, HTTPException, Query
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
 from sqlmodel import Session, select
@@ -22,9 +23,9 @@ from hub.errors import NotFound
 from hub.sending.accounts import authenticate, descendant_ids
 from hub.store.db import session_scope
 from hub.store.models import Account
+from hub.web.deps import HubDep
 
-if TYPE_CHECKING:
-    from hub.app import Hub
+T = TypeVar("T")
 
 _NO_TOKEN = "send 'Authorization: Bearer <token>' (create one with `smshub tokens create ACCOUNT`)"
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
@@ -58,6 +59,13 @@ class Caller:
         assert found is not None and found.id is not None
         return found
 
+    def on_account(
+        self, name: str | None, work: Callable[[Session, Account], T]
+    ) -> Callable[[Session], T]:
+        """WORK given the account NAME (a route's ``?account=``; None: the caller's own),
+        looked up with ``account`` in the session WORK runs in."""
+        return lambda session: work(session, self.account(session, name))
+
     def owns(self, account_id: int | None, what: str) -> None:
         """NotFound (WHAT names the thing) unless ACCOUNT_ID is in the caller's scope."""
         if account_id not in self.scope:
@@ -78,22 +86,13 @@ def caller_for(engine: Engine, token: str) -> Caller:
         )
 
 
-def hub_of(request: Request) -> "Hub":
-    """The hub serving REQUEST (set on the app by hub.api.app.create_api)."""
-    hub: Hub = request.app.state.hub
-    return hub
-
-
 async def current_caller(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    hub: HubDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> Caller:
     """The dependency of every /v1 route: the token's account and scope, else a 401."""
     if credentials is None or not credentials.credentials.strip():
         raise HTTPException(401, _NO_TOKEN, headers=_CHALLENGE)
-    return await asyncio.to_thread(
-        caller_for, hub_of(request).engine, credentials.credentials.strip()
-    )
+    return await asyncio.to_thread(caller_for, hub.engine, credentials.credentials.strip())
 
 
 CallerDep = Annotated[Caller, Depends(current_caller)]

@@ -1,19 +1,17 @@
 """/v1/campaigns: personalised sends to lists and numbers, now or scheduled, and their reports.
 
-The campaigns of `smshub campaigns` and the console (hub.campaigns.campaigns): created with a
-text or
-a saved template, charged at once, scheduled with ``send_at``, cancelled (and refunded)
+The campaigns of `smshub campaigns` and the console (hub.campaigns.campaigns): created with
+a text or a saved template, charged at once, scheduled with ``send_at``, cancelled (and refunded)
 until the first message is taken; the report counts messages by status, credits, clicks,
 and the recipients who opted out since with the date (as the CSV export's ``stop_at``).
 """
 
 # No `from __future__ import annotations` here: FastAPI resolves route annotations at runtime.
 
-import asyncio
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from sqlmodel import Session
@@ -21,20 +19,24 @@ from sqlmodel import Session
 from hub.api.auth import AccountQuery, Caller, CallerDep
 from hub.api.errors import error_responses
 from hub.api.models import RejectedLine
-from hub.api.support import IdempotencyKey, LimitDep, check_count, idempotent, next_cursor
+from hub.api.support import (
+    ChangeDep,
+    LimitDep,
+    check_count,
+    in_session,
+    next_cursor,
+)
 from hub.api.templates import Preview
 from hub.campaigns import campaigns
 from hub.campaigns import templates as mt
 from hub.errors import InvalidInput
 from hub.sending import invalid_numbers
-from hub.store.db import session_scope
 from hub.store.models import Account, Campaign
+from hub.web.deps import HubDep
 from hub.web.edge import MAX_ROW_ID, RowId, Text
 
-if TYPE_CHECKING:
-    from hub.app import Hub
-
 TAG = "campaigns"
+router = APIRouter(prefix="/v1/campaigns", tags=[TAG])
 
 
 class CampaignSummary(BaseModel):
@@ -137,201 +139,177 @@ def own_campaign(session: Session, who: Caller, campaign_id: int) -> Campaign:
     return found
 
 
-def campaigns_router(hub: "Hub") -> APIRouter:
-    """The routes of campaigns for HUB."""
-    router = APIRouter(prefix="/v1/campaigns", tags=[TAG])
-    engine, config = hub.engine, hub.config
+@router.get("", summary="List campaigns", responses=error_responses(404))
+async def get_campaigns(
+    who: CallerDep,
+    hub: HubDep,
+    limit: LimitDep,
+    account: AccountQuery = None,
+    before: int | None = Query(None, ge=1, le=MAX_ROW_ID, description="`next` of a page"),
+) -> CampaignPage:
+    """Campaigns of your account and its sub-accounts (or of ``account``), newest first,
+    with their current status."""
 
-    @router.get("", summary="List campaigns", responses=error_responses(404))
-    async def get_campaigns(
-        who: CallerDep,
-        limit: LimitDep,
-        account: AccountQuery = None,
-        before: int | None = Query(None, ge=1, le=MAX_ROW_ID, description="`next` of a page"),
-    ) -> CampaignPage:
-        """Campaigns of your account and its sub-accounts (or of ``account``), newest first,
-        with their current status."""
-
-        def _run() -> CampaignPage:
-            with session_scope(engine) as session:
-                ids = [who.account(session, account).id or 0] if account else who.scope
-                rows = campaigns.list_campaigns(
-                    session, account_ids=ids, before=before, limit=limit
-                )
-                return CampaignPage(
-                    campaigns=[CampaignSummary(**r) for r in rows],
-                    next=next_cursor(rows, limit, lambda r: r["id"]),
-                )
-
-        return await asyncio.to_thread(_run)
-
-    @router.post(
-        "",
-        status_code=201,
-        summary="Create or schedule a campaign",
-        response_model=CampaignCreated,
-        responses=error_responses(402, 403, 404, 409, 413),
-    )
-    async def create_campaign(
-        body: NewCampaign,
-        who: CallerDep,
-        request: Request,
-        account: AccountQuery = None,
-        idempotency_key: IdempotencyKey = None,
-    ) -> Response:
-        """One personalised SMS per recipient (lists first, then numbers; each number
-        once), charged at once. With ``send_at`` in the future it is scheduled and can be
-        cancelled until it starts. Recipients that cannot receive it are reported in
-        ``rejected``; the others are sent."""
-        check_count(request, body.numbers, "numbers")
-        check_count(request, body.lists, "lists")
-
-        def _run() -> dict[str, Any]:
-            with session_scope(engine) as session:
-                result = campaigns.create_campaign(
-                    session,
-                    config,
-                    who.account(session, account),
-                    body.name,
-                    text=body.text,
-                    template=body.template,
-                    lists=body.lists,
-                    numbers=body.numbers,
-                    type=body.type,
-                    sender=body.sender,
-                    send_at=body.send_at,
-                )
-                return result.to_dict()
-
-        answer = await idempotent(request, who, idempotency_key, body, 201, _run)
-        if hub.dispatcher is not None:
-            hub.dispatcher.wake()  # messages due now go out without waiting for a poll
-        return answer
-
-    @router.post(
-        "/preview",
-        summary="Preview a campaign",
-        responses=error_responses(404, 413),
-    )
-    async def preview_campaign(
-        body: CampaignPreview, who: CallerDep, request: Request, account: AccountQuery = None
-    ) -> Preview:
-        """Each recipient's exact text (opt-out mention included), parts and credits, and
-        who would be left out and why; sends nothing."""
-        check_count(request, body.numbers, "numbers")
-        check_count(request, body.lists, "lists")
-        if (body.text is None) == (body.template is None):
-            raise InvalidInput("give the campaign a `text` or a saved `template` (one of them)")
-        if not body.lists and not body.numbers:
-            raise InvalidInput("name the recipients: `lists`, `numbers` or both")
-
-        def _run() -> Preview:
-            with session_scope(engine) as session:
-                acc = who.account(session, account)
-                source = (
-                    mt.get_template(session, acc, body.template)
-                    if body.template is not None
-                    else body.text or ""
-                )
-                return Preview(
-                    **mt.preview_personalized(
-                        session,
-                        config,
-                        acc,
-                        source,
-                        lists=body.lists,
-                        numbers=body.numbers,
-                        type=body.type,
-                        sender=body.sender,
-                    )
-                )
-
-        return await asyncio.to_thread(_run)
-
-    @router.get("/{campaign_id}", summary="A campaign's report", responses=error_responses(404))
-    async def get_campaign(campaign_id: RowId, who: CallerDep) -> CampaignReport:
-        """Messages by status, credits charged and refunded, clicks, and the recipients who
-        opted out since (STOP reply, unsubscribe link, by hand) with the date."""
-
-        def _run() -> CampaignReport:
-            with session_scope(engine) as session:
-                own_campaign(session, who, campaign_id)
-                return CampaignReport(**campaigns.campaign_report(session, campaign_id))
-
-        return await asyncio.to_thread(_run)
-
-    @router.post(
-        "/{campaign_id}/cancel",
-        summary="Cancel a scheduled campaign",
-        response_model=Cancelled,
-        responses=error_responses(404, 409),
-    )
-    async def cancel_campaign(
-        campaign_id: RowId,
-        who: CallerDep,
-        request: Request,
-        idempotency_key: IdempotencyKey = None,
-    ) -> Response:
-        """Cancel every message of a campaign that has not started sending, refunded; 409
-        once a message has been taken by the dispatcher (nothing is then cancelled)."""
-
-        def _run() -> dict[str, Any]:
-            with session_scope(engine) as session:
-                own_campaign(session, who, campaign_id)
-                return campaigns.cancel_campaign(session, campaign_id)
-
-        return await idempotent(request, who, idempotency_key, {}, 200, _run)
-
-    @router.get(
-        "/{campaign_id}/export",
-        summary="Export a campaign's recipients as CSV",
-        response_class=Response,
-        responses={
-            200: {
-                "content": {"text/csv": {}},
-                "description": "One row per recipient: " + ", ".join(campaigns.EXPORT_COLUMNS),
-            },
-            **error_responses(404),
-        },
-    )
-    async def export_campaign(campaign_id: RowId, who: CallerDep) -> Response:
-        """Per-recipient CSV (UTF-8 with BOM): status, reason, parts, credits, times,
-        clicks, text, and ``stop_at`` for those who opted out since."""
-
-        def _run() -> bytes:
-            with session_scope(engine) as session:
-                own_campaign(session, who, campaign_id)
-                return campaigns.export_campaign(session, campaign_id)
-
-        return Response(
-            await asyncio.to_thread(_run),
-            media_type="text/csv; charset=utf-8",
-            headers={"Content-Disposition": f'attachment; filename="campaign-{campaign_id}.csv"'},
+    def _run(session: Session) -> CampaignPage:
+        ids = [who.account(session, account).id or 0] if account else who.scope
+        rows = campaigns.list_campaigns(session, account_ids=ids, before=before, limit=limit)
+        return CampaignPage(
+            campaigns=[CampaignSummary(**r) for r in rows],
+            next=next_cursor(rows, limit, lambda r: r["id"]),
         )
 
-    @router.post(
-        "/{campaign_id}/invalid-numbers",
-        summary="Add a campaign's invalid numbers to the invalid list",
-        response_model=InvalidAdded,
-        responses=error_responses(404, 409),
+    return await in_session(hub, _run)
+
+
+@router.post(
+    "",
+    status_code=201,
+    summary="Create or schedule a campaign",
+    response_model=CampaignCreated,
+    responses=error_responses(402, 403, 404, 409, 413),
+)
+async def create_campaign(
+    body: NewCampaign, change: ChangeDep, account: AccountQuery = None
+) -> Response:
+    """One personalised SMS per recipient (lists first, then numbers; each number
+    once), charged at once. With ``send_at`` in the future it is scheduled and can be
+    cancelled until it starts. Recipients that cannot receive it are reported in
+    ``rejected``; the others are sent."""
+    check_count(change.hub, body.numbers, "numbers")
+    check_count(change.hub, body.lists, "lists")
+
+    def _run(session: Session, acc: Account) -> dict[str, Any]:
+        result = campaigns.create_campaign(
+            session,
+            change.hub.config,
+            acc,
+            body.name,
+            text=body.text,
+            template=body.template,
+            lists=body.lists,
+            numbers=body.numbers,
+            type=body.type,
+            sender=body.sender,
+            send_at=body.send_at,
+        )
+        return result.to_dict()
+
+    work = change.who.on_account(account, _run)
+    answer = await change.answer(body, 201, work)
+    if change.hub.dispatcher is not None:
+        change.hub.dispatcher.wake()  # messages due now go out without waiting for a poll
+    return answer
+
+
+@router.post(
+    "/preview",
+    summary="Preview a campaign",
+    responses=error_responses(404, 413),
+)
+async def preview_campaign(
+    body: CampaignPreview, who: CallerDep, hub: HubDep, account: AccountQuery = None
+) -> Preview:
+    """Each recipient's exact text (opt-out mention included), parts and credits, and
+    who would be left out and why; sends nothing."""
+    check_count(hub, body.numbers, "numbers")
+    check_count(hub, body.lists, "lists")
+    if (body.text is None) == (body.template is None):
+        raise InvalidInput("give the campaign a `text` or a saved `template` (one of them)")
+    if not body.lists and not body.numbers:
+        raise InvalidInput("name the recipients: `lists`, `numbers` or both")
+
+    def _run(session: Session, acc: Account) -> Preview:
+        source = (
+            mt.get_template(session, acc, body.template)
+            if body.template is not None
+            else body.text or ""
+        )
+        return Preview(
+            **mt.preview_personalized(
+                session,
+                hub.config,
+                acc,
+                source,
+                lists=body.lists,
+                numbers=body.numbers,
+                type=body.type,
+                sender=body.sender,
+            )
+        )
+
+    return await in_session(hub, who.on_account(account, _run))
+
+
+@router.get("/{campaign_id}", summary="A campaign's report", responses=error_responses(404))
+async def get_campaign(campaign_id: RowId, who: CallerDep, hub: HubDep) -> CampaignReport:
+    """Messages by status, credits charged and refunded, clicks, and the recipients who
+    opted out since (STOP reply, unsubscribe link, by hand) with the date."""
+
+    def _run(session: Session) -> CampaignReport:
+        own_campaign(session, who, campaign_id)
+        return CampaignReport(**campaigns.campaign_report(session, campaign_id))
+
+    return await in_session(hub, _run)
+
+
+@router.post(
+    "/{campaign_id}/cancel",
+    summary="Cancel a scheduled campaign",
+    response_model=Cancelled,
+    responses=error_responses(404, 409),
+)
+async def cancel_campaign(campaign_id: RowId, change: ChangeDep) -> Response:
+    """Cancel every message of a campaign that has not started sending, refunded; 409
+    once a message has been taken by the dispatcher (nothing is then cancelled)."""
+
+    def _run(session: Session) -> dict[str, Any]:
+        own_campaign(session, change.who, campaign_id)
+        return campaigns.cancel_campaign(session, campaign_id)
+
+    return await change.answer({}, 200, _run)
+
+
+@router.get(
+    "/{campaign_id}/export",
+    summary="Export a campaign's recipients as CSV",
+    response_class=Response,
+    responses={
+        200: {
+            "content": {"text/csv": {}},
+            "description": "One row per recipient: " + ", ".join(campaigns.EXPORT_COLUMNS),
+        },
+        **error_responses(404),
+    },
+)
+async def export_campaign(campaign_id: RowId, who: CallerDep, hub: HubDep) -> Response:
+    """Per-recipient CSV (UTF-8 with BOM): status, reason, parts, credits, times,
+    clicks, text, and ``stop_at`` for those who opted out since."""
+
+    def _run(session: Session) -> bytes:
+        own_campaign(session, who, campaign_id)
+        return campaigns.export_campaign(session, campaign_id)
+
+    return Response(
+        await in_session(hub, _run),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="campaign-{campaign_id}.csv"'},
     )
-    async def add_invalid(
-        campaign_id: RowId,
-        who: CallerDep,
-        request: Request,
-        idempotency_key: IdempotencyKey = None,
-    ) -> Response:
-        """Put every number the campaign's sends were reported invalid for on the
-        invalid-number list of the campaign's account."""
 
-        def _run() -> dict[str, Any]:
-            with session_scope(engine) as session:
-                found = own_campaign(session, who, campaign_id)
-                owner = session.get(Account, found.account_id)
-                assert owner is not None
-                report = invalid_numbers.add_campaign_invalid(session, owner, campaign_id)
-                return report.to_dict()
 
-        return await idempotent(request, who, idempotency_key, {}, 200, _run)
+@router.post(
+    "/{campaign_id}/invalid-numbers",
+    summary="Add a campaign's invalid numbers to the invalid list",
+    response_model=InvalidAdded,
+    responses=error_responses(404, 409),
+)
+async def add_invalid(campaign_id: RowId, change: ChangeDep) -> Response:
+    """Put every number the campaign's sends were reported invalid for on the
+    invalid-number list of the campaign's account."""
 
-    return router
+    def _run(session: Session) -> dict[str, Any]:
+        found = own_campaign(session, change.who, campaign_id)
+        owner = session.get(Account, found.account_id)
+        assert owner is not None
+        return invalid_numbers.add_campaign_invalid(session, owner, campaign_id).to_dict()
+
+    return await change.answer({}, 200, _run)

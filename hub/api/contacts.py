@@ -7,38 +7,37 @@ same rules and report as ``smshub contacts import`` (hub.campaigns.contacts), pr
 
 # No `from __future__ import annotations` here: FastAPI resolves route annotations at runtime.
 
-import asyncio
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi import APIRouter, File, Form, UploadFile
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from sqlalchemy import func
-from sqlmodel import select
+from sqlmodel import Session, select
 
 from hub.api.auth import AccountQuery, CallerDep
 from hub.api.errors import error_responses
 from hub.api.models import NumbersBody, RejectedLine
 from hub.api.support import (
-    IdempotencyKey,
+    AccountWork,
+    ChangeDep,
     LimitDep,
     check_count,
     file_print,
-    idempotent,
+    in_session,
     next_cursor,
     read_upload,
 )
 from hub.campaigns import contacts
 from hub.core import phone
 from hub.errors import NotFound
-from hub.store.db import session_scope
+from hub.store.models import Account
 from hub.store.models import Contact as ContactRow
+from hub.web.deps import HubDep
 from hub.web.edge import Text
 
-if TYPE_CHECKING:
-    from hub.app import Hub
-
 TAG = "contacts"
+router = APIRouter(prefix="/v1/lists", tags=[TAG])
 
 
 class ListSummary(BaseModel):
@@ -123,303 +122,276 @@ class DeletedList(BaseModel):
     deleted_contacts: int
 
 
-def contacts_router(hub: "Hub") -> APIRouter:
-    """The routes of contact lists for HUB."""
-    router = APIRouter(prefix="/v1/lists", tags=[TAG])
-    engine, config = hub.engine, hub.config
-    region = config.hub.default_region
+def _detail(session: Session, account: Account, name: str) -> dict[str, Any]:
+    found = contacts.get_list(session, account, name)
+    first = contacts.members_page(session, found, limit=50)
+    count = session.exec(
+        select(func.count()).select_from(ContactRow).where(ContactRow.list_id == found.id)
+    ).one()
+    return {
+        "name": found.name,
+        "account": account.name,
+        "contacts": int(count),
+        "fields": contacts.field_names(first),
+    }
 
-    def _detail(session: Any, account: Any, name: str) -> dict[str, Any]:
-        found = contacts.get_list(session, account, name)
-        first = contacts.members_page(session, found, limit=50)
-        count = session.exec(
-            select(func.count()).select_from(ContactRow).where(ContactRow.list_id == found.id)
-        ).one()
-        return {
-            "name": found.name,
-            "account": account.name,
-            "contacts": int(count),
-            "fields": contacts.field_names(first),
-        }
 
-    @router.get("", summary="List contact lists", responses=error_responses(404))
-    async def get_lists(
-        who: CallerDep, limit: LimitDep, account: AccountQuery = None, after: str = ""
-    ) -> ListPage:
-        """The account's contact lists with their sizes, by name."""
+@router.get("", summary="List contact lists", responses=error_responses(404))
+async def get_lists(
+    who: CallerDep, hub: HubDep, limit: LimitDep, account: AccountQuery = None, after: str = ""
+) -> ListPage:
+    """The account's contact lists with their sizes, by name."""
 
-        def _run() -> ListPage:
-            with session_scope(engine) as session:
-                acc = who.account(session, account)
-                rows = contacts.list_summaries(session, acc, after=after, limit=limit)
-                return ListPage(
-                    lists=[ListSummary(**r) for r in rows],
-                    next=next_cursor(rows, limit, lambda r: r["name"]),
-                )
-
-        return await asyncio.to_thread(_run)
-
-    @router.post(
-        "",
-        status_code=201,
-        summary="Create an empty list",
-        response_model=ListDetail,
-        responses=error_responses(404, 409),
-    )
-    async def create_list(
-        body: NewList,
-        who: CallerDep,
-        request: Request,
-        account: AccountQuery = None,
-        idempotency_key: IdempotencyKey = None,
-    ) -> Response:
-        """A new list; add contacts with POST /v1/lists/{name}/contacts or an import."""
-
-        def _run() -> dict[str, Any]:
-            with session_scope(engine) as session:
-                acc = who.account(session, account)
-                created = contacts.create_list(session, acc, body.name)
-                return {"name": created.name, "account": acc.name, "contacts": 0, "fields": []}
-
-        return await idempotent(request, who, idempotency_key, body, 201, _run)
-
-    @router.get("/{name}", summary="One list", responses=error_responses(404))
-    async def get_list(name: str, who: CallerDep, account: AccountQuery = None) -> ListDetail:
-        """A list's size and merge fields."""
-
-        def _run() -> dict[str, Any]:
-            with session_scope(engine) as session:
-                return _detail(session, who.account(session, account), name)
-
-        return ListDetail(**await asyncio.to_thread(_run))
-
-    @router.delete("/{name}", summary="Delete a list", responses=error_responses(404))
-    async def delete_list(name: str, who: CallerDep, account: AccountQuery = None) -> DeletedList:
-        """Delete a list and its contacts (messages already sent are kept)."""
-
-        def _run() -> DeletedList:
-            with session_scope(engine) as session:
-                acc = who.account(session, account)
-                count = contacts.delete_list(session, acc, name)
-                return DeletedList(name=name.strip().lower(), deleted_contacts=count)
-
-        return await asyncio.to_thread(_run)
-
-    @router.get("/{name}/contacts", summary="A list's contacts", responses=error_responses(404))
-    async def get_contacts(
-        name: str, who: CallerDep, limit: LimitDep, account: AccountQuery = None, after: str = ""
-    ) -> ContactPage:
-        """The list's contacts with their merge fields, by number."""
-
-        def _run() -> ContactPage:
-            with session_scope(engine) as session:
-                found = contacts.get_list(session, who.account(session, account), name)
-                rows = contacts.members_page(session, found, after=after, limit=limit)
-                return ContactPage(
-                    contacts=[Contact(number=n, fields=f) for n, f in rows],
-                    next=next_cursor(rows, limit, lambda r: r[0]),
-                )
-
-        return await asyncio.to_thread(_run)
-
-    @router.post(
-        "/{name}/contacts",
-        status_code=201,
-        summary="Add contacts",
-        response_model=ImportReport,
-        responses=error_responses(404, 409, 413),
-    )
-    async def add_contacts(
-        name: str,
-        body: AddContacts,
-        who: CallerDep,
-        request: Request,
-        account: AccountQuery = None,
-        idempotency_key: IdempotencyKey = None,
-    ) -> Response:
-        """Add numbers (with the same merge fields) to a list, created if needed; numbers
-        that cannot receive SMS are reported, the others added."""
-        check_count(request, body.numbers, "numbers")
-
-        def _run() -> dict[str, Any]:
-            with session_scope(engine) as session:
-                report = contacts.add_numbers(
-                    session,
-                    who.account(session, account),
-                    name,
-                    body.numbers,
-                    region=region,
-                    fields=body.fields,
-                )
-                return report.to_dict()
-
-        return await idempotent(request, who, idempotency_key, body, 201, _run)
-
-    @router.post(
-        "/{name}/contacts/remove",
-        summary="Remove contacts",
-        response_model=RemoveReport,
-        responses=error_responses(404, 409, 413),
-    )
-    async def remove_contacts(
-        name: str,
-        body: NumbersBody,
-        who: CallerDep,
-        request: Request,
-        account: AccountQuery = None,
-        idempotency_key: IdempotencyKey = None,
-    ) -> Response:
-        """Take numbers off a list; inputs not on it are reported."""
-        check_count(request, body.numbers, "numbers")
-
-        def _run() -> dict[str, Any]:
-            with session_scope(engine) as session:
-                report = contacts.remove_numbers(
-                    session, who.account(session, account), name, body.numbers, region=region
-                )
-                return {"removed": report.removed, "not_found": report.not_found}
-
-        return await idempotent(request, who, idempotency_key, body, 200, _run)
-
-    @router.get("/{name}/contacts/{number}", summary="One contact", responses=error_responses(404))
-    async def get_contact(
-        name: str, number: str, who: CallerDep, account: AccountQuery = None
-    ) -> Contact:
-        """A contact of the list with its merge fields (NUMBER in E.164, e.g. +33612345678)."""
-
-        def _run() -> Contact:
-            with session_scope(engine) as session:
-                acc = who.account(session, account)
-                found = contacts.get_list(session, acc, name)
-                e164 = phone.parse_number(number, acc.default_region or region).e164
-                row = session.exec(
-                    select(ContactRow).where(
-                        ContactRow.list_id == found.id, ContactRow.number == e164
-                    )
-                ).first()
-                if row is None:
-                    raise NotFound(f"{number} is not on the list {found.name!r}")
-                return Contact(number=row.number, fields=contacts.contact_fields(row))
-
-        return await asyncio.to_thread(_run)
-
-    @router.put(
-        "/{name}/contacts/{number}",
-        summary="Set a contact's merge fields",
-        response_model=ImportReport,
-        responses=error_responses(404),
-    )
-    async def put_contact(
-        name: str, number: str, body: ContactFields, who: CallerDep, account: AccountQuery = None
-    ) -> dict[str, Any]:
-        """Add the number to the list or merge these fields over its own (fields not given
-        keep their values)."""
-
-        def _run() -> dict[str, Any]:
-            with session_scope(engine) as session:
-                report = contacts.add_numbers(
-                    session,
-                    who.account(session, account),
-                    name,
-                    [number],
-                    region=region,
-                    fields=body.fields,
-                )
-                return report.to_dict()
-
-        return await asyncio.to_thread(_run)
-
-    @router.delete(
-        "/{name}/contacts/{number}",
-        summary="Remove one contact",
-        response_model=RemoveReport,
-        responses=error_responses(404),
-    )
-    async def delete_contact(
-        name: str, number: str, who: CallerDep, account: AccountQuery = None
-    ) -> dict[str, Any]:
-        """Take one number off the list."""
-
-        def _run() -> dict[str, Any]:
-            with session_scope(engine) as session:
-                report = contacts.remove_numbers(
-                    session, who.account(session, account), name, [number], region=region
-                )
-                if not report.removed:
-                    raise NotFound(report.not_found[0].reason)
-                return {"removed": report.removed, "not_found": []}
-
-        return await asyncio.to_thread(_run)
-
-    @router.post(
-        "/{name}/import",
-        status_code=201,
-        summary="Import a contact file",
-        response_model=ImportReport,
-        responses=error_responses(404, 409, 413),
-    )
-    async def import_file(
-        name: str,
-        who: CallerDep,
-        request: Request,
-        file: Annotated[
-            UploadFile, File(description="CSV (comma, semicolon or tab), TXT, XLSX or XLS")
-        ],
-        preview: Annotated[
-            bool, Form(description="Check the file and report what would happen; save nothing")
-        ] = False,
-        account: AccountQuery = None,
-        idempotency_key: IdempotencyKey = None,
-    ) -> Response:
-        """Import a file into a list (created if needed): the number in the first column,
-        the other columns become merge fields (named by a header row). Rows that cannot be
-        used are reported with their line and why; duplicates with the line they repeat.
-        Bounded by api.max_upload_bytes and api.max_import_rows."""
-        data, filename = await read_upload(request, file)
-        limits = config.api
-
-        def _run() -> dict[str, Any]:
-            with session_scope(engine) as session:
-                report = contacts.import_contacts(
-                    session,
-                    who.account(session, account),
-                    name,
-                    data,
-                    filename,
-                    preview=preview,
-                    region=region,
-                    max_rows=limits.max_import_rows,
-                    limit_name="api.max_import_rows",
-                )
-                return report.to_dict()
-
-        status = 200 if preview else 201
-        printed = file_print(data, filename, preview=preview)
-        return await idempotent(request, who, idempotency_key, printed, status, _run)
-
-    @router.get(
-        "/{name}/export",
-        summary="Export a list as CSV",
-        response_class=Response,
-        responses={
-            200: {"content": {"text/csv": {}}, "description": "number, then each merge field"},
-            **error_responses(404),
-        },
-    )
-    async def export_list(name: str, who: CallerDep, account: AccountQuery = None) -> Response:
-        """The list as CSV (UTF-8 with BOM); it imports back as is."""
-
-        def _run() -> bytes:
-            with session_scope(engine) as session:
-                return contacts.export_list(session, who.account(session, account), name)
-
-        return Response(
-            await asyncio.to_thread(_run),
-            media_type="text/csv; charset=utf-8",
-            headers={"Content-Disposition": f'attachment; filename="{_safe(name)}.csv"'},
+    def _run(session: Session, acc: Account) -> ListPage:
+        rows = contacts.list_summaries(session, acc, after=after, limit=limit)
+        return ListPage(
+            lists=[ListSummary(**r) for r in rows],
+            next=next_cursor(rows, limit, lambda r: r["name"]),
         )
 
-    return router
+    return await in_session(hub, who.on_account(account, _run))
+
+
+@router.post(
+    "",
+    status_code=201,
+    summary="Create an empty list",
+    response_model=ListDetail,
+    responses=error_responses(404, 409),
+)
+async def create_list(body: NewList, change: ChangeDep, account: AccountQuery = None) -> Response:
+    """A new list; add contacts with POST /v1/lists/{name}/contacts or an import."""
+
+    def _run(session: Session, acc: Account) -> dict[str, Any]:
+        created = contacts.create_list(session, acc, body.name)
+        return {"name": created.name, "account": acc.name, "contacts": 0, "fields": []}
+
+    work = change.who.on_account(account, _run)
+    return await change.answer(body, 201, work)
+
+
+@router.get("/{name}", summary="One list", responses=error_responses(404))
+async def get_list(
+    name: str, who: CallerDep, hub: HubDep, account: AccountQuery = None
+) -> ListDetail:
+    """A list's size and merge fields."""
+    detail = await in_session(hub, who.on_account(account, lambda s, acc: _detail(s, acc, name)))
+    return ListDetail(**detail)
+
+
+@router.delete("/{name}", summary="Delete a list", responses=error_responses(404))
+async def delete_list(
+    name: str, who: CallerDep, hub: HubDep, account: AccountQuery = None
+) -> DeletedList:
+    """Delete a list and its contacts (messages already sent are kept)."""
+
+    def _run(session: Session, acc: Account) -> DeletedList:
+        count = contacts.delete_list(session, acc, name)
+        return DeletedList(name=name.strip().lower(), deleted_contacts=count)
+
+    return await in_session(hub, who.on_account(account, _run))
+
+
+@router.get("/{name}/contacts", summary="A list's contacts", responses=error_responses(404))
+async def get_contacts(
+    name: str,
+    who: CallerDep,
+    hub: HubDep,
+    limit: LimitDep,
+    account: AccountQuery = None,
+    after: str = "",
+) -> ContactPage:
+    """The list's contacts with their merge fields, by number."""
+
+    def _run(session: Session, acc: Account) -> ContactPage:
+        found = contacts.get_list(session, acc, name)
+        rows = contacts.members_page(session, found, after=after, limit=limit)
+        return ContactPage(
+            contacts=[Contact(number=n, fields=f) for n, f in rows],
+            next=next_cursor(rows, limit, lambda r: r[0]),
+        )
+
+    return await in_session(hub, who.on_account(account, _run))
+
+
+def _adder(name: str, numbers: list[str], fields: dict[str, str], region: str) -> AccountWork:
+    """The work of adding NUMBERS (with FIELDS) to the list NAME: its report as a dict."""
+
+    def _run(session: Session, acc: Account) -> dict[str, Any]:
+        report = contacts.add_numbers(session, acc, name, numbers, region=region, fields=fields)
+        return report.to_dict()
+
+    return _run
+
+
+def _remover(name: str, numbers: list[str], region: str, *, one: bool = False) -> AccountWork:
+    """The work of taking NUMBERS off the list NAME; with ONE, a NotFound when it was not on it."""
+
+    def _run(session: Session, acc: Account) -> dict[str, Any]:
+        report = contacts.remove_numbers(session, acc, name, numbers, region=region)
+        if one and not report.removed:
+            raise NotFound(report.not_found[0].reason)
+        return {"removed": report.removed, "not_found": report.not_found}
+
+    return _run
+
+
+@router.post(
+    "/{name}/contacts",
+    status_code=201,
+    summary="Add contacts",
+    response_model=ImportReport,
+    responses=error_responses(404, 409, 413),
+)
+async def add_contacts(
+    name: str, body: AddContacts, change: ChangeDep, account: AccountQuery = None
+) -> Response:
+    """Add numbers (with the same merge fields) to a list, created if needed; numbers
+    that cannot receive SMS are reported, the others added."""
+    check_count(change.hub, body.numbers, "numbers")
+    region = change.hub.config.hub.default_region
+    work = change.who.on_account(account, _adder(name, body.numbers, body.fields, region))
+    return await change.answer(body, 201, work)
+
+
+@router.post(
+    "/{name}/contacts/remove",
+    summary="Remove contacts",
+    response_model=RemoveReport,
+    responses=error_responses(404, 409, 413),
+)
+async def remove_contacts(
+    name: str, body: NumbersBody, change: ChangeDep, account: AccountQuery = None
+) -> Response:
+    """Take numbers off a list; inputs not on it are reported."""
+    check_count(change.hub, body.numbers, "numbers")
+    work = change.who.on_account(
+        account, _remover(name, body.numbers, change.hub.config.hub.default_region)
+    )
+    return await change.answer(body, 200, work)
+
+
+@router.get("/{name}/contacts/{number}", summary="One contact", responses=error_responses(404))
+async def get_contact(
+    name: str, number: str, who: CallerDep, hub: HubDep, account: AccountQuery = None
+) -> Contact:
+    """A contact of the list with its merge fields (NUMBER in E.164, e.g. +33612345678)."""
+
+    def _run(session: Session, acc: Account) -> Contact:
+        found = contacts.get_list(session, acc, name)
+        e164 = phone.parse_number(number, acc.default_region or hub.config.hub.default_region).e164
+        row = session.exec(
+            select(ContactRow).where(ContactRow.list_id == found.id, ContactRow.number == e164)
+        ).first()
+        if row is None:
+            raise NotFound(f"{number} is not on the list {found.name!r}")
+        return Contact(number=row.number, fields=contacts.contact_fields(row))
+
+    return await in_session(hub, who.on_account(account, _run))
+
+
+@router.put(
+    "/{name}/contacts/{number}",
+    summary="Set a contact's merge fields",
+    response_model=ImportReport,
+    responses=error_responses(404),
+)
+async def put_contact(
+    name: str,
+    number: str,
+    body: ContactFields,
+    who: CallerDep,
+    hub: HubDep,
+    account: AccountQuery = None,
+) -> dict[str, Any]:
+    """Add the number to the list or merge these fields over its own (fields not given
+    keep their values)."""
+    work = _adder(name, [number], body.fields, hub.config.hub.default_region)
+    result: dict[str, Any] = await in_session(hub, who.on_account(account, work))
+    return result
+
+
+@router.delete(
+    "/{name}/contacts/{number}",
+    summary="Remove one contact",
+    response_model=RemoveReport,
+    responses=error_responses(404),
+)
+async def delete_contact(
+    name: str, number: str, who: CallerDep, hub: HubDep, account: AccountQuery = None
+) -> dict[str, Any]:
+    """Take one number off the list."""
+    work = _remover(name, [number], hub.config.hub.default_region, one=True)
+    result: dict[str, Any] = await in_session(hub, who.on_account(account, work))
+    return result
+
+
+@router.post(
+    "/{name}/import",
+    status_code=201,
+    summary="Import a contact file",
+    response_model=ImportReport,
+    responses=error_responses(404, 409, 413),
+)
+async def import_file(
+    name: str,
+    change: ChangeDep,
+    file: Annotated[
+        UploadFile, File(description="CSV (comma, semicolon or tab), TXT, XLSX or XLS")
+    ],
+    preview: Annotated[
+        bool, Form(description="Check the file and report what would happen; save nothing")
+    ] = False,
+    account: AccountQuery = None,
+) -> Response:
+    """Import a file into a list (created if needed): the number in the first column,
+    the other columns become merge fields (named by a header row). Rows that cannot be
+    used are reported with their line and why; duplicates with the line they repeat.
+    Bounded by api.max_upload_bytes and api.max_import_rows."""
+    data, filename = await read_upload(change.hub, file)
+    config = change.hub.config
+
+    def _run(session: Session, acc: Account) -> dict[str, Any]:
+        report = contacts.import_contacts(
+            session,
+            acc,
+            name,
+            data,
+            filename,
+            preview=preview,
+            region=config.hub.default_region,
+            max_rows=config.api.max_import_rows,
+            limit_name="api.max_import_rows",
+        )
+        return report.to_dict()
+
+    status = 200 if preview else 201
+    printed = file_print(data, filename, preview=preview)
+    work = change.who.on_account(account, _run)
+    return await change.answer(printed, status, work)
+
+
+@router.get(
+    "/{name}/export",
+    summary="Export a list as CSV",
+    response_class=Response,
+    responses={
+        200: {"content": {"text/csv": {}}, "description": "number, then each merge field"},
+        **error_responses(404),
+    },
+)
+async def export_list(
+    name: str, who: CallerDep, hub: HubDep, account: AccountQuery = None
+) -> Response:
+    """The list as CSV (UTF-8 with BOM); it imports back as is."""
+    data = await in_session(
+        hub, who.on_account(account, lambda s, acc: contacts.export_list(s, acc, name))
+    )
+    return Response(
+        data,
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{_safe(name)}.csv"'},
+    )
 
 
 def _safe(name: str) -> str:

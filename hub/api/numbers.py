@@ -1,41 +1,41 @@
 """/v1/blacklist and /v1/invalid-numbers: the numbers an account never sends to.
 
 The blacklist (STOP) and the invalid-number (NPAI) list of `smshub blacklist|invalid` and
-the console, through the same functions (hub.sending.optout, hub.sending.invalid_numbers): every
-addition
-is recorded with its source ("api", "import"), a removal from the blacklist needs the
+the console, through the same functions (hub.sending.optout, hub.sending.invalid_numbers):
+every addition is recorded with its source ("api", "import"), a removal from the blacklist needs the
 consent reason, and lines that are not numbers are reported with their line.
 """
 
 # No `from __future__ import annotations` here: FastAPI resolves route annotations at runtime.
 
-import asyncio
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Query, Request, UploadFile
+from fastapi import APIRouter, File, Form, Query, UploadFile
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
+from sqlmodel import Session
 
 from hub.api.auth import AccountQuery, CallerDep
 from hub.api.errors import error_responses
 from hub.api.models import NumbersBody, RejectedLine
 from hub.api.support import (
-    IdempotencyKey,
+    AccountWork,
+    ChangeDep,
     LimitDep,
     check_count,
     check_rows,
     file_print,
-    idempotent,
+    in_session,
     next_cursor,
     read_upload,
 )
 from hub.core.timeutil import as_utc
 from hub.sending import invalid_numbers, optout
-from hub.store.db import session_scope
+from hub.store.models import Account
+from hub.web.deps import HubDep
 from hub.web.edge import Text
 
-if TYPE_CHECKING:
-    from hub.app import Hub
+router = APIRouter()
 
 
 class BlacklistEntry(BaseModel):
@@ -93,258 +93,235 @@ def _blacklist_report(report: optout.ImportReport) -> dict[str, Any]:
     }
 
 
-def numbers_router(hub: "Hub") -> APIRouter:
-    """The routes of the blacklist and the invalid-number list for HUB."""
-    router = APIRouter()
-    engine, config = hub.engine, hub.config
-    region = config.hub.default_region
+# -- blacklist ----------------------------------------------------------------------------
+@router.get(
+    "/v1/blacklist",
+    tags=["blacklist"],
+    summary="List the blacklist",
+    responses=error_responses(404),
+)
+async def get_blacklist(
+    who: CallerDep, hub: HubDep, limit: LimitDep, account: AccountQuery = None, after: str = ""
+) -> BlacklistPage:
+    """The account's blacklisted numbers (STOP, unsubscribe link, by hand), by number.
+    A parent's blacklist also blocks its sub-accounts' sends."""
 
-    # -- blacklist ------------------------------------------------------------------------
-    @router.get(
-        "/v1/blacklist",
-        tags=["blacklist"],
-        summary="List the blacklist",
-        responses=error_responses(404),
-    )
-    async def get_blacklist(
-        who: CallerDep, limit: LimitDep, account: AccountQuery = None, after: str = ""
-    ) -> BlacklistPage:
-        """The account's blacklisted numbers (STOP, unsubscribe link, by hand), by number.
-        A parent's blacklist also blocks its sub-accounts' sends."""
-
-        def _run() -> BlacklistPage:
-            with session_scope(engine) as session:
-                acc = who.account(session, account)
-                rows = optout.blacklist_entries(session, [acc.id or 0], after=after, limit=limit)
-                return BlacklistPage(
-                    account=acc.name,
-                    numbers=[
-                        BlacklistEntry(
-                            number=e.number,
-                            source=e.source,
-                            note=e.note,
-                            since=as_utc(e.created_at).isoformat(),
-                        )
-                        for e, _name in rows
-                    ],
-                    next=next_cursor(rows, limit, lambda r: r[0].number),
+    def _run(session: Session, acc: Account) -> BlacklistPage:
+        rows = optout.blacklist_entries(session, [acc.id or 0], after=after, limit=limit)
+        return BlacklistPage(
+            account=acc.name,
+            numbers=[
+                BlacklistEntry(
+                    number=e.number,
+                    source=e.source,
+                    note=e.note,
+                    since=as_utc(e.created_at).isoformat(),
                 )
+                for e, _name in rows
+            ],
+            next=next_cursor(rows, limit, lambda r: r[0].number),
+        )
 
-        return await asyncio.to_thread(_run)
+    return await in_session(hub, who.on_account(account, _run))
 
-    @router.post(
-        "/v1/blacklist",
-        status_code=201,
-        tags=["blacklist"],
-        summary="Blacklist numbers",
-        response_model=AddReport,
-        responses=error_responses(404, 409, 413),
-    )
-    async def add_blacklist(
-        body: BlacklistAdd,
-        who: CallerDep,
-        request: Request,
-        account: AccountQuery = None,
-        idempotency_key: IdempotencyKey = None,
-    ) -> Response:
-        """Put numbers on the blacklist (recorded with source "api"); nothing is sent to
-        them any more, alert or marketing. Inputs that are not numbers are reported."""
-        check_count(request, body.numbers, "numbers")
 
-        def _run() -> dict[str, Any]:
-            with session_scope(engine) as session:
-                acc = who.account(session, account)
-                assert acc.id is not None
-                note = body.note or "added through the API"
-                report = optout.add_numbers(
-                    session, acc.id, body.numbers, source="api", note=note, region=region
-                )
-                return _blacklist_report(report)
+def _blacklister(numbers: list[str], source: str, note: str, region: str) -> AccountWork:
+    """The work of blacklisting NUMBERS for an account: the report as a dict."""
 
-        answer = await idempotent(request, who, idempotency_key, body, 201, _run)
-        hub.webhook_sender.wake()  # optout.created events may be queued
-        return answer
+    def _run(session: Session, acc: Account) -> dict[str, Any]:
+        assert acc.id is not None
+        report = optout.add_numbers(
+            session, acc.id, numbers, source=source, note=note, region=region
+        )
+        return _blacklist_report(report)
 
-    @router.post(
-        "/v1/blacklist/import",
-        status_code=201,
-        tags=["blacklist"],
-        summary="Import numbers into the blacklist",
-        response_model=AddReport,
-        responses=error_responses(404, 409, 413),
-    )
-    async def import_blacklist(
-        who: CallerDep,
-        request: Request,
-        file: Annotated[UploadFile, File(description="CSV or TXT; numbers in the first column")],
-        note: Annotated[Text, Form(max_length=255, description="Why (kept with each)")] = "",
-        account: AccountQuery = None,
-        idempotency_key: IdempotencyKey = None,
-    ) -> Response:
-        """Blacklist every number of a file, as `smshub blacklist import` does (source
-        "import"); lines that are not numbers are reported with their line."""
-        data, filename = await read_upload(request, file)
-        numbers = optout.numbers_in_file(data)
-        check_rows(request, len(numbers), filename)
+    return _run
 
-        def _run() -> dict[str, Any]:
-            with session_scope(engine) as session:
-                acc = who.account(session, account)
-                assert acc.id is not None
-                report = optout.add_numbers(
-                    session,
-                    acc.id,
-                    numbers,
-                    source="import",
-                    note=note or f"import of {filename}",
-                    region=region,
-                )
-                return _blacklist_report(report)
 
-        printed = file_print(data, filename, note=note)
-        answer = await idempotent(request, who, idempotency_key, printed, 201, _run)
-        hub.webhook_sender.wake()
-        return answer
+@router.post(
+    "/v1/blacklist",
+    status_code=201,
+    tags=["blacklist"],
+    summary="Blacklist numbers",
+    response_model=AddReport,
+    responses=error_responses(404, 409, 413),
+)
+async def add_blacklist(
+    body: BlacklistAdd, change: ChangeDep, account: AccountQuery = None
+) -> Response:
+    """Put numbers on the blacklist (recorded with source "api"); nothing is sent to
+    them any more, alert or marketing. Inputs that are not numbers are reported."""
+    check_count(change.hub, body.numbers, "numbers")
+    note = body.note or "added through the API"
+    add = _blacklister(body.numbers, "api", note, change.hub.config.hub.default_region)
+    work = change.who.on_account(account, add)
+    answer = await change.answer(body, 201, work)
+    change.hub.webhook_sender.wake()  # optout.created events may be queued
+    return answer
 
-    @router.delete(
-        "/v1/blacklist/{number}",
-        tags=["blacklist"],
-        summary="Take a number off the blacklist",
-        responses=error_responses(404),
-    )
-    async def remove_blacklist(
-        number: str,
-        who: CallerDep,
-        reason: Annotated[
-            Text,
-            Query(
-                min_length=1,
-                max_length=500,
-                description="The recorded consent: who asked, how, when",
-                examples=["customer asked by phone on 2026-11-25"],
-            ),
-        ],
-        account: AccountQuery = None,
-    ) -> Removed:
-        """The number can receive SMS again; the consent reason is recorded."""
 
-        def _run() -> Removed:
-            with session_scope(engine) as session:
-                acc = who.account(session, account)
-                assert acc.id is not None
-                e164 = optout.remove_number(session, acc.id, number, reason, region)
-                return Removed(number=e164, account=acc.name)
+@router.post(
+    "/v1/blacklist/import",
+    status_code=201,
+    tags=["blacklist"],
+    summary="Import numbers into the blacklist",
+    response_model=AddReport,
+    responses=error_responses(404, 409, 413),
+)
+async def import_blacklist(
+    change: ChangeDep,
+    file: Annotated[UploadFile, File(description="CSV or TXT; numbers in the first column")],
+    note: Annotated[Text, Form(max_length=255, description="Why (kept with each)")] = "",
+    account: AccountQuery = None,
+) -> Response:
+    """Blacklist every number of a file, as `smshub blacklist import` does (source
+    "import"); lines that are not numbers are reported with their line."""
+    data, filename = await read_upload(change.hub, file)
+    numbers = optout.numbers_in_file(data)
+    check_rows(change.hub, len(numbers), filename)
+    why = note or f"import of {filename}"
+    add = _blacklister(numbers, "import", why, change.hub.config.hub.default_region)
+    printed = file_print(data, filename, note=note)
+    work = change.who.on_account(account, add)
+    answer = await change.answer(printed, 201, work)
+    change.hub.webhook_sender.wake()
+    return answer
 
-        return await asyncio.to_thread(_run)
 
-    # -- invalid numbers ------------------------------------------------------------------
-    @router.get(
-        "/v1/invalid-numbers",
-        tags=["invalid numbers"],
-        summary="List the invalid numbers",
-        responses=error_responses(404),
-    )
-    async def get_invalid(
-        who: CallerDep, limit: LimitDep, account: AccountQuery = None, after: str = ""
-    ) -> InvalidPage:
-        """Numbers left out of the account's sends (reported invalid twice in a row, or
-        added by hand), by number."""
+@router.delete(
+    "/v1/blacklist/{number}",
+    tags=["blacklist"],
+    summary="Take a number off the blacklist",
+    responses=error_responses(404),
+)
+async def remove_blacklist(
+    number: str,
+    who: CallerDep,
+    hub: HubDep,
+    reason: Annotated[
+        Text,
+        Query(
+            min_length=1,
+            max_length=500,
+            description="The recorded consent: who asked, how, when",
+            examples=["customer asked by phone on 2026-11-25"],
+        ),
+    ],
+    account: AccountQuery = None,
+) -> Removed:
+    """The number can receive SMS again; the consent reason is recorded."""
+    region = hub.config.hub.default_region
 
-        def _run() -> InvalidPage:
-            with session_scope(engine) as session:
-                acc = who.account(session, account)
-                rows = invalid_numbers.entries(session, [acc.id or 0], after=after, limit=limit)
-                return InvalidPage(
-                    account=acc.name,
-                    numbers=[
-                        InvalidEntry(number=r.number, since=as_utc(r.created_at).isoformat())
-                        for r, _name in rows
-                    ],
-                    next=next_cursor(rows, limit, lambda r: r[0].number),
-                )
+    def _run(session: Session, acc: Account) -> Removed:
+        assert acc.id is not None
+        e164 = optout.remove_number(session, acc.id, number, reason, region)
+        return Removed(number=e164, account=acc.name)
 
-        return await asyncio.to_thread(_run)
+    return await in_session(hub, who.on_account(account, _run))
 
-    @router.post(
-        "/v1/invalid-numbers",
-        status_code=201,
-        tags=["invalid numbers"],
-        summary="Add invalid numbers",
-        response_model=AddReport,
-        responses=error_responses(404, 409, 413),
-    )
-    async def add_invalid(
-        body: NumbersBody,
-        who: CallerDep,
-        request: Request,
-        account: AccountQuery = None,
-        idempotency_key: IdempotencyKey = None,
-    ) -> Response:
-        """Put numbers on the invalid list by hand: the account's sends (and its
-        sub-accounts') leave them out. Inputs that are not numbers are reported."""
-        check_count(request, body.numbers, "numbers")
 
-        def _run() -> dict[str, Any]:
-            with session_scope(engine) as session:
-                acc = who.account(session, account)
-                lines = list(enumerate(body.numbers, 1))
-                return invalid_numbers.add_numbers(session, acc, lines, region).to_dict()
+# -- invalid numbers ------------------------------------------------------------------------
+@router.get(
+    "/v1/invalid-numbers",
+    tags=["invalid numbers"],
+    summary="List the invalid numbers",
+    responses=error_responses(404),
+)
+async def get_invalid(
+    who: CallerDep, hub: HubDep, limit: LimitDep, account: AccountQuery = None, after: str = ""
+) -> InvalidPage:
+    """Numbers left out of the account's sends (reported invalid twice in a row, or
+    added by hand), by number."""
 
-        return await idempotent(request, who, idempotency_key, body, 201, _run)
+    def _run(session: Session, acc: Account) -> InvalidPage:
+        rows = invalid_numbers.entries(session, [acc.id or 0], after=after, limit=limit)
+        return InvalidPage(
+            account=acc.name,
+            numbers=[
+                InvalidEntry(number=r.number, since=as_utc(r.created_at).isoformat())
+                for r, _name in rows
+            ],
+            next=next_cursor(rows, limit, lambda r: r[0].number),
+        )
 
-    @router.post(
-        "/v1/invalid-numbers/import",
-        status_code=201,
-        tags=["invalid numbers"],
-        summary="Import invalid numbers",
-        response_model=AddReport,
-        responses=error_responses(404, 409, 413, 415),
-    )
-    async def import_invalid(
-        who: CallerDep,
-        request: Request,
-        file: Annotated[
-            UploadFile, File(description="CSV, TXT, XLSX or XLS; numbers in the first column")
-        ],
-        account: AccountQuery = None,
-        idempotency_key: IdempotencyKey = None,
-    ) -> Response:
-        """Add a file's numbers, read as contact imports are (a title row is skipped);
-        each line that is not a number is reported."""
-        data, filename = await read_upload(request, file)
-        limits = config.api
+    return await in_session(hub, who.on_account(account, _run))
 
-        def _run() -> dict[str, Any]:
-            with session_scope(engine) as session:
-                report = invalid_numbers.import_file(
-                    session,
-                    who.account(session, account),
-                    data,
-                    filename,
-                    region,
-                    max_rows=limits.max_import_rows,
-                    limit_name="api.max_import_rows",
-                )
-                return report.to_dict()
 
-        printed = file_print(data, filename)
-        return await idempotent(request, who, idempotency_key, printed, 201, _run)
+@router.post(
+    "/v1/invalid-numbers",
+    status_code=201,
+    tags=["invalid numbers"],
+    summary="Add invalid numbers",
+    response_model=AddReport,
+    responses=error_responses(404, 409, 413),
+)
+async def add_invalid(
+    body: NumbersBody, change: ChangeDep, account: AccountQuery = None
+) -> Response:
+    """Put numbers on the invalid list by hand: the account's sends (and its
+    sub-accounts') leave them out. Inputs that are not numbers are reported."""
+    check_count(change.hub, body.numbers, "numbers")
+    region = change.hub.config.hub.default_region
 
-    @router.delete(
-        "/v1/invalid-numbers/{number}",
-        tags=["invalid numbers"],
-        summary="Take a number off the invalid list",
-        responses=error_responses(404),
-    )
-    async def remove_invalid(number: str, who: CallerDep, account: AccountQuery = None) -> Removed:
-        """The account's sends reach the number again."""
+    def _run(session: Session, acc: Account) -> dict[str, Any]:
+        lines = list(enumerate(body.numbers, 1))
+        return invalid_numbers.add_numbers(session, acc, lines, region).to_dict()
 
-        def _run() -> Removed:
-            with session_scope(engine) as session:
-                acc = who.account(session, account)
-                e164 = invalid_numbers.remove_number(session, acc, number, region)
-                return Removed(number=e164, account=acc.name)
+    work = change.who.on_account(account, _run)
+    return await change.answer(body, 201, work)
 
-        return await asyncio.to_thread(_run)
 
-    return router
+@router.post(
+    "/v1/invalid-numbers/import",
+    status_code=201,
+    tags=["invalid numbers"],
+    summary="Import invalid numbers",
+    response_model=AddReport,
+    responses=error_responses(404, 409, 413, 415),
+)
+async def import_invalid(
+    change: ChangeDep,
+    file: Annotated[
+        UploadFile, File(description="CSV, TXT, XLSX or XLS; numbers in the first column")
+    ],
+    account: AccountQuery = None,
+) -> Response:
+    """Add a file's numbers, read as contact imports are (a title row is skipped);
+    each line that is not a number is reported."""
+    data, filename = await read_upload(change.hub, file)
+    config = change.hub.config
+
+    def _run(session: Session, acc: Account) -> dict[str, Any]:
+        report = invalid_numbers.import_file(
+            session,
+            acc,
+            data,
+            filename,
+            config.hub.default_region,
+            max_rows=config.api.max_import_rows,
+            limit_name="api.max_import_rows",
+        )
+        return report.to_dict()
+
+    printed = file_print(data, filename)
+    work = change.who.on_account(account, _run)
+    return await change.answer(printed, 201, work)
+
+
+@router.delete(
+    "/v1/invalid-numbers/{number}",
+    tags=["invalid numbers"],
+    summary="Take a number off the invalid list",
+    responses=error_responses(404),
+)
+async def remove_invalid(
+    number: str, who: CallerDep, hub: HubDep, account: AccountQuery = None
+) -> Removed:
+    """The account's sends reach the number again."""
+    region = hub.config.hub.default_region
+
+    def _run(session: Session, acc: Account) -> Removed:
+        e164 = invalid_numbers.remove_number(session, acc, number, region)
+        return Removed(number=e164, account=acc.name)
+
+    return await in_session(hub, who.on_account(account, _run))

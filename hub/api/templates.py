@@ -8,25 +8,33 @@ counts parts and credits exactly as the send will charge them.
 
 # No `from __future__ import annotations` here: FastAPI resolves route annotations at runtime.
 
-import asyncio
 from typing import TYPE_CHECKING, Any, Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
+from sqlmodel import Session
 
 from hub.api.auth import AccountQuery, CallerDep
 from hub.api.errors import error_responses
-from hub.api.support import IdempotencyKey, LimitDep, check_count, idempotent, next_cursor
+from hub.api.support import (
+    ChangeDep,
+    LimitDep,
+    check_count,
+    in_session,
+    next_cursor,
+)
 from hub.campaigns import templates as mt
 from hub.errors import InvalidInput
-from hub.store.db import session_scope
+from hub.store.models import Account, MessageTemplate
+from hub.web.deps import HubDep
 from hub.web.edge import Text
 
 if TYPE_CHECKING:
     from hub.app import Hub
 
 TAG = "templates"
+router = APIRouter(prefix="/v1/templates", tags=[TAG])
 _EXAMPLE = "Bonjour {{ first_name }}, votre commande {{ order }} est prête."
 
 
@@ -95,126 +103,113 @@ class Preview(BaseModel):
     totals: PreviewTotals
 
 
-def preview_body(request: Request, body: PreviewBody) -> None:
+def preview_body(hub: "Hub", body: PreviewBody) -> None:
     """The checks every preview request gets: recipients given, and not too many numbers."""
     if not body.numbers and not body.lists:
         raise InvalidInput("name the recipients: `numbers`, `lists` or both")
-    check_count(request, body.numbers, "numbers")
-    check_count(request, body.lists, "lists")
+    check_count(hub, body.numbers, "numbers")
+    check_count(hub, body.lists, "lists")
 
 
-def templates_router(hub: "Hub") -> APIRouter:
-    """The routes of saved templates for HUB."""
-    router = APIRouter(prefix="/v1/templates", tags=[TAG])
-    engine, config = hub.engine, hub.config
+def _shown(template: MessageTemplate) -> Template:
+    return Template(**mt.template_view(template))
 
-    @router.get("", summary="List templates", responses=error_responses(404))
-    async def get_templates(
-        who: CallerDep, limit: LimitDep, account: AccountQuery = None, after: str = ""
-    ) -> TemplatePage:
-        """The account's templates, by name."""
 
-        def _run() -> TemplatePage:
-            with session_scope(engine) as session:
-                rows = mt.list_templates(
-                    session, who.account(session, account), after=after, limit=limit
-                )
-                return TemplatePage(
-                    templates=[Template(**mt.template_view(t)) for t in rows],
-                    next=next_cursor(rows, limit, lambda r: r.name),
-                )
+@router.get("", summary="List templates", responses=error_responses(404))
+async def get_templates(
+    who: CallerDep, hub: HubDep, limit: LimitDep, account: AccountQuery = None, after: str = ""
+) -> TemplatePage:
+    """The account's templates, by name."""
 
-        return await asyncio.to_thread(_run)
+    def _run(session: Session, acc: Account) -> TemplatePage:
+        rows = mt.list_templates(session, acc, after=after, limit=limit)
+        return TemplatePage(
+            templates=[_shown(t) for t in rows],
+            next=next_cursor(rows, limit, lambda r: r.name),
+        )
 
-    @router.post(
-        "",
-        status_code=201,
-        summary="Save a template",
-        response_model=Template,
-        responses=error_responses(404, 409),
+    return await in_session(hub, who.on_account(account, _run))
+
+
+@router.post(
+    "",
+    status_code=201,
+    summary="Save a template",
+    response_model=Template,
+    responses=error_responses(404, 409),
+)
+async def create_template(
+    body: NewTemplate, change: ChangeDep, account: AccountQuery = None
+) -> Response:
+    """A new template (its syntax is checked); 409 if the name is taken (PUT replaces)."""
+
+    def _run(session: Session, acc: Account) -> dict[str, Any]:
+        return mt.template_view(mt.create_template(session, acc, body.name, body.text))
+
+    work = change.who.on_account(account, _run)
+    return await change.answer(body, 201, work)
+
+
+@router.get("/{name}", summary="One template", responses=error_responses(404))
+async def get_template(
+    name: str, who: CallerDep, hub: HubDep, account: AccountQuery = None
+) -> Template:
+    """A template's text and merge fields."""
+    return await in_session(
+        hub, who.on_account(account, lambda s, acc: _shown(mt.get_template(s, acc, name)))
     )
-    async def create_template(
-        body: NewTemplate,
-        who: CallerDep,
-        request: Request,
-        account: AccountQuery = None,
-        idempotency_key: IdempotencyKey = None,
-    ) -> Response:
-        """A new template (its syntax is checked); 409 if the name is taken (PUT replaces)."""
 
-        def _run() -> dict[str, Any]:
-            with session_scope(engine) as session:
-                acc = who.account(session, account)
-                return mt.template_view(mt.create_template(session, acc, body.name, body.text))
 
-        return await idempotent(request, who, idempotency_key, body, 201, _run)
+@router.put("/{name}", summary="Create or replace a template", responses=error_responses(404))
+async def put_template(
+    name: str, body: TemplateText, who: CallerDep, hub: HubDep, account: AccountQuery = None
+) -> Template:
+    """Save TEXT under NAME, replacing the template of that name if there is one
+    (campaigns keep the text they were sent with)."""
 
-    @router.get("/{name}", summary="One template", responses=error_responses(404))
-    async def get_template(name: str, who: CallerDep, account: AccountQuery = None) -> Template:
-        """A template's text and merge fields."""
+    def _run(session: Session, acc: Account) -> Template:
+        return _shown(mt.create_template(session, acc, name, body.text, replace=True))
 
-        def _run() -> Template:
-            with session_scope(engine) as session:
-                found = mt.get_template(session, who.account(session, account), name)
-                return Template(**mt.template_view(found))
+    return await in_session(hub, who.on_account(account, _run))
 
-        return await asyncio.to_thread(_run)
 
-    @router.put("/{name}", summary="Create or replace a template", responses=error_responses(404))
-    async def put_template(
-        name: str, body: TemplateText, who: CallerDep, account: AccountQuery = None
-    ) -> Template:
-        """Save TEXT under NAME, replacing the template of that name if there is one
-        (campaigns keep the text they were sent with)."""
+@router.delete("/{name}", summary="Delete a template", responses=error_responses(404))
+async def delete_template(
+    name: str, who: CallerDep, hub: HubDep, account: AccountQuery = None
+) -> Template:
+    """Delete a template; answers it as it was."""
 
-        def _run() -> Template:
-            with session_scope(engine) as session:
-                acc = who.account(session, account)
-                saved = mt.create_template(session, acc, name, body.text, replace=True)
-                return Template(**mt.template_view(saved))
+    def _run(session: Session, acc: Account) -> Template:
+        gone = _shown(mt.get_template(session, acc, name))
+        mt.delete_template(session, acc, name)
+        return gone
 
-        return await asyncio.to_thread(_run)
+    return await in_session(hub, who.on_account(account, _run))
 
-    @router.delete("/{name}", summary="Delete a template", responses=error_responses(404))
-    async def delete_template(name: str, who: CallerDep, account: AccountQuery = None) -> Template:
-        """Delete a template; answers it as it was."""
 
-        def _run() -> Template:
-            with session_scope(engine) as session:
-                acc = who.account(session, account)
-                gone = Template(**mt.template_view(mt.get_template(session, acc, name)))
-                mt.delete_template(session, acc, name)
-                return gone
+@router.post(
+    "/{name}/preview",
+    summary="Render a template for recipients",
+    responses=error_responses(404, 413),
+)
+async def preview_template(
+    name: str, body: PreviewBody, who: CallerDep, hub: HubDep, account: AccountQuery = None
+) -> Preview:
+    """The template rendered for each recipient (their list's merge fields), with its
+    parts, encoding and credits, and who would be left out and why; sends nothing."""
+    preview_body(hub, body)
 
-        return await asyncio.to_thread(_run)
+    def _run(session: Session, acc: Account) -> Preview:
+        data = mt.preview_personalized(
+            session,
+            hub.config,
+            acc,
+            mt.get_template(session, acc, name),
+            lists=body.lists,
+            numbers=body.numbers,
+            type=body.type,
+            sender=body.sender,
+        )
+        return Preview(**data)
 
-    @router.post(
-        "/{name}/preview",
-        summary="Render a template for recipients",
-        responses=error_responses(404, 413),
-    )
-    async def preview_template(
-        name: str, body: PreviewBody, who: CallerDep, request: Request, account: AccountQuery = None
-    ) -> Preview:
-        """The template rendered for each recipient (their list's merge fields), with its
-        parts, encoding and credits, and who would be left out and why; sends nothing."""
-        preview_body(request, body)
-
-        def _run() -> Preview:
-            with session_scope(engine) as session:
-                acc = who.account(session, account)
-                data = mt.preview_personalized(
-                    session,
-                    config,
-                    acc,
-                    mt.get_template(session, acc, name),
-                    lists=body.lists,
-                    numbers=body.numbers,
-                    type=body.type,
-                    sender=body.sender,
-                )
-                return Preview(**data)
-
-        return await asyncio.to_thread(_run)
-
-    return router
+    return await in_session(hub, who.on_account(account, _run))

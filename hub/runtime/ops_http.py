@@ -25,10 +25,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import Engine, text
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from hub.api.app import METRICS_LOCAL_ONLY, METRICS_NEEDS_TOKEN, bearer_matches, is_loopback
 from hub.core.config import Config
 from hub.core.metrics import IN_FLIGHT, MAIL_QUEUE_DEPTH, OLDEST_QUEUED, QUEUE_DEPTH
 from hub.core.timeutil import as_utc, utcnow
@@ -37,6 +36,7 @@ from hub.mail.mailboxes import configured_mailboxes, mailbox_probe
 from hub.runtime.readiness import Readiness, imap_probe, scheduler_probe, smtp_probe, task_probe
 from hub.store.db import sql
 from hub.store.schema_check import head_revision
+from hub.web.metrics_gate import metrics_refusal
 
 if TYPE_CHECKING:
     from hub.app import Hub
@@ -85,13 +85,9 @@ def ops_app(readiness: Readiness, metrics_token: str | None) -> Starlette:
         return JSONResponse(body, status_code=200 if ready else 503)
 
     async def metrics(request: Request) -> Response:
-        if metrics_token is not None:
-            if not bearer_matches(request.headers.get("authorization"), metrics_token):
-                return PlainTextResponse(
-                    METRICS_NEEDS_TOKEN, status_code=401, headers={"WWW-Authenticate": "Bearer"}
-                )
-        elif not is_loopback(request.client.host if request.client else None):
-            return PlainTextResponse(METRICS_LOCAL_ONLY, status_code=403)
+        refusal = metrics_refusal(request, metrics_token)
+        if refusal is not None:
+            return refusal
         try:
             await asyncio.wait_for(
                 asyncio.to_thread(outbox_gauges, readiness.engine), GAUGE_TIMEOUT
