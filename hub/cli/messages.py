@@ -114,20 +114,12 @@ def messages_list(
     as_json: JsonOpt = False,
 ) -> None:
     """List recent messages, newest first."""
-    from sqlmodel import col, select
-
     from hub.sending.accounts import get_account
-    from hub.store.models import Message
-    from hub.store.views import message_view
+    from hub.sending.history import list_messages
 
     def _do(session: Any) -> list[dict[str, Any]]:
-        query = select(Message)
-        if status:
-            query = query.where(Message.status == status)
-        if account:
-            query = query.where(Message.account_id == get_account(session, account).id)
-        rows = session.exec(query.order_by(col(Message.created_at).desc()).limit(limit)).all()
-        return [message_view(m) for m in rows]
+        ids = [get_account(session, account).id or 0] if account else None
+        return list_messages(session, account_ids=ids, status=status, limit=limit)
 
     data = run_db(_do)
     emit(
@@ -153,22 +145,10 @@ def messages_list(
 @messages_app.command("show")
 def messages_show(message_id: str, as_json: JsonOpt = False) -> None:
     """Show one message and its history."""
-    from sqlmodel import col, select
-
-    from hub.errors import NotFound
-    from hub.store.models import Message, MessageEvent
-    from hub.store.views import message_view
+    from hub.sending.history import message_detail
 
     def _do(session: Any) -> dict[str, Any]:
-        message = session.get(Message, message_id)
-        if message is None:
-            raise NotFound(f"no message {message_id!r} (list them with `smshub messages list`)")
-        events = session.exec(
-            select(MessageEvent)
-            .where(MessageEvent.message_id == message_id)
-            .order_by(col(MessageEvent.id))
-        ).all()
-        return message_view(message, events)
+        return message_detail(session, message_id, hint=" (list them with `smshub messages list`)")
 
     data = run_db(_do)
     lines = [f"{k}: {v}" for k, v in data.items() if k != "events" and v is not None]
