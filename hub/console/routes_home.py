@@ -15,9 +15,10 @@ from hub.console.auth import User
 from hub.console.forms import local_time
 from hub.console.history_query import HistoryFilter, history_page
 from hub.console.render import page, redirect
+from hub.core.config import Config
 from hub.core.i18n import gettext as _
 from hub.core.i18n import ngettext
-from hub.core.phone import parse_number, split_numbers
+from hub.core.phone import NumberInfo, parse_number, split_numbers
 from hub.core.timeutil import utcnow
 from hub.errors import InvalidInput
 from hub.sending import submit as sending
@@ -139,64 +140,24 @@ async def live_preview(
     region, night, track = await asyncio.to_thread(_region)
     # Counted and shown as sent: each URL a short link of the same length as the real ones.
     linked = preview_links(config, text) if track else text
-    links_shown, text = linked != text, linked
     numbers = [parse_number(n, region) for n in split_numbers(to, region)] if to else []
     valid = [n for n in numbers if n.valid]
     country = valid[0].country if valid else region
+    kind = type if type in {"alert", "marketing"} else "alert"
     shown = preview(
-        text,
+        linked,
         sender.strip() or None,
-        type if type in {"alert", "marketing"} else "alert",
+        kind,
         country,
         mention=config.optout_mention,
         hours=config.marketing_hours,
         rules=config.compliance,
         public_url=config.hub.public_url,
     )
-    # Sent now, would it arrive at night for someone? Said whatever the account's setting
-    # (its hours, default 21:00-08:00), with what the setting will do about it.
-    now = utcnow()
-    nights = [
-        n
-        for n in valid
-        if night.morning_after(
-            now,
-            time_zones(n.country, n.e164) or (config.marketing_hours.fallback_time_zone,),
-        )
-    ]
-    if nights:
-        effect = {
-            "hold": _("they will wait until the night ends (account setting)"),
-            "warn": _("they go out anyway (the account warns only)"),
-            "off": _("they go out anyway; the account page can hold them until morning"),
-        }[night.mode]
-        shown["warnings"].append(
-            ngettext(
-                "%(num)s SMS would arrive at night (%(hours)s in the recipient's time): %(effect)s",
-                "%(num)s SMS would arrive at night (%(hours)s in the recipient's time): %(effect)s",
-                len(nights),
-                hours=night.describe(),
-                effect=effect,
-            )
-        )
-    # Each destination country has its own opt-out mention, hence its own parts: the cost
-    # counts every recipient's, and the shown text is the first recipient's.
-    parts: dict[str | None, int] = {country: shown["segments"]}
-    for n in valid:
-        if n.country not in parts:
-            other = preview(
-                text,
-                sender.strip() or None,
-                type if type in {"alert", "marketing"} else "alert",
-                n.country,
-                mention=config.optout_mention,
-                rules=config.compliance,
-                public_url=config.hub.public_url,
-            )
-            parts[n.country] = other["segments"]
-    cost = sum(
-        sending.credits_for(config, n.country, parts[n.country]) for n in valid
-    ) or sending.credits_for(config, country, shown["segments"])
+    warning = _night_warning(config, night, valid)
+    if warning:
+        shown["warnings"].append(warning)
+    cost = _cost(config, linked, sender.strip() or None, kind, valid, country, shown["segments"])
     return page(
         request,
         user,
@@ -206,5 +167,65 @@ async def live_preview(
         invalid=[n for n in numbers if not n.valid],
         cost=cost,
         max_parts=config.sending.max_parts,
-        links_shown=links_shown,
+        links_shown=linked != text,
     )
+
+
+def _night_warning(config: Config, night: NightHours, valid: list[NumberInfo]) -> str:
+    """Sent now, would it arrive at night for someone? Said whatever the account's setting
+    (its hours, default 21:00-08:00), with what the setting will do about it ("": no)."""
+    now = utcnow()
+    nights = [
+        n
+        for n in valid
+        if night.morning_after(
+            now,
+            time_zones(n.country, n.e164) or (config.marketing_hours.fallback_time_zone,),
+        )
+    ]
+    if not nights:
+        return ""
+    effect = {
+        "hold": _("they will wait until the night ends (account setting)"),
+        "warn": _("they go out anyway (the account warns only)"),
+        "off": _("they go out anyway; the account page can hold them until morning"),
+    }[night.mode]
+    return ngettext(
+        "%(num)s SMS would arrive at night (%(hours)s in the recipient's time): %(effect)s",
+        "%(num)s SMS would arrive at night (%(hours)s in the recipient's time): %(effect)s",
+        len(nights),
+        hours=night.describe(),
+        effect=effect,
+    )
+
+
+def _cost(
+    config: Config,
+    text: str,
+    sender: str | None,
+    kind: str,
+    valid: list[NumberInfo],
+    country: str | None,
+    segments: int,
+) -> int:
+    """Credits for every valid recipient (SEGMENTS parts each in COUNTRY, the shown one's).
+
+    Each destination country has its own opt-out mention, hence its own parts: the cost
+    counts every recipient's, and the shown text is the first recipient's.
+    """
+    parts: dict[str | None, int] = {country: segments}
+    for n in valid:
+        if n.country not in parts:
+            other = preview(
+                text,
+                sender,
+                kind,
+                n.country,
+                mention=config.optout_mention,
+                rules=config.compliance,
+                public_url=config.hub.public_url,
+            )
+            parts[n.country] = other["segments"]
+    return sum(
+        sending.credits_for(config, n.country, parts[n.country]) for n in valid
+    ) or sending.credits_for(config, country, segments)
