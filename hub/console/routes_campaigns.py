@@ -21,6 +21,7 @@ from hub.console.render import page, redirect
 from hub.core.i18n import gettext as _
 from hub.errors import ConflictError, InvalidInput
 from hub.store.db import read_scope, session_scope
+from hub.web.deps import HubDep
 from hub.web.edge import row_id_or_none
 
 router = APIRouter()
@@ -36,9 +37,8 @@ def _page_id(value: str | None, name: str) -> int | None:
 
 
 @router.get("/campaigns", response_class=HTMLResponse)
-async def campaigns(request: Request, user: User) -> Response:
+async def campaigns(request: Request, user: User, hub: HubDep) -> Response:
     """The campaigns of the user's accounts, newest first, one page at a time."""
-    hub = request.app.state.hub
     before = _page_id(request.query_params.get("before"), "before")
     after = _page_id(request.query_params.get("after"), "after")
     size = hub.config.console.page_size
@@ -62,9 +62,8 @@ async def campaigns(request: Request, user: User) -> Response:
 
 # Declared before /campaigns/{campaign_id}, whose parameter would also match "12.csv".
 @router.get("/campaigns/{campaign_id}.csv")
-async def campaign_csv(request: Request, user: User, campaign_id: str) -> Response:
+async def campaign_csv(request: Request, user: User, hub: HubDep, campaign_id: str) -> Response:
     """One CSV row per recipient of the campaign (UTF-8 with BOM)."""
-    hub = request.app.state.hub
     cid = parse_id(campaign_id)
 
     def _export() -> bytes:
@@ -85,9 +84,8 @@ async def campaign_csv(request: Request, user: User, campaign_id: str) -> Respon
 
 
 @router.get("/campaigns/{campaign_id}", response_class=HTMLResponse)
-async def campaign_detail(request: Request, user: User, campaign_id: str) -> Response:
+async def campaign_detail(request: Request, user: User, hub: HubDep, campaign_id: str) -> Response:
     """A campaign's report: counts per state, parts, credits, clicks; Cancel while scheduled."""
-    hub = request.app.state.hub
     cid = parse_id(campaign_id)
     data = await asyncio.to_thread(report, hub.engine, user, cid)
     return page(
@@ -101,9 +99,8 @@ async def campaign_detail(request: Request, user: User, campaign_id: str) -> Res
 
 
 @router.post("/campaigns/{campaign_id}/cancel")
-async def campaign_cancel(request: Request, user: User, campaign_id: str) -> Response:
+async def campaign_cancel(request: Request, user: User, hub: HubDep, campaign_id: str) -> Response:
     """Cancel a campaign that has not started: every SMS of it, refunded."""
-    hub = request.app.state.hub
     cid = parse_id(campaign_id)
     url = f"/console/campaigns/{cid}"
 

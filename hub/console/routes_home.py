@@ -25,6 +25,7 @@ from hub.sending import submit as sending
 from hub.sending.accounts import ancestors
 from hub.store.db import read_scope
 from hub.store.views import account_view
+from hub.web.deps import HubDep
 
 router = APIRouter()
 
@@ -35,9 +36,8 @@ def _track_choice(links: str, offered: str) -> bool | None:
 
 
 @router.get("/", response_class=HTMLResponse)
-async def home(request: Request, user: User) -> Response:
+async def home(request: Request, user: User, hub: HubDep) -> Response:
     """Balance, the last messages and the send form."""
-    hub = request.app.state.hub
 
     def _load() -> dict[str, Any]:
         with read_scope(hub.engine) as session:
@@ -57,6 +57,7 @@ async def home(request: Request, user: User) -> Response:
 async def send(
     request: Request,
     user: User,
+    hub: HubDep,
     to: Annotated[str, Form()] = "",
     text: Annotated[str, Form()] = "",
     account: Annotated[str, Form()] = "",
@@ -68,7 +69,6 @@ async def send(
     links_offered: Annotated[str, Form()] = "",
 ) -> Response:
     """Queue an SMS from the console (the same submit() as every other door)."""
-    hub = request.app.state.hub
     track = _track_choice(links, links_offered)
     if type not in {"alert", "marketing"}:
         raise InvalidInput("type must be alert or marketing")
@@ -117,6 +117,7 @@ async def send(
 async def live_preview(
     request: Request,
     user: User,
+    hub: HubDep,
     text: Annotated[str, Form()] = "",
     to: Annotated[str, Form()] = "",
     sender: Annotated[str, Form()] = "",
@@ -126,7 +127,6 @@ async def live_preview(
     links_offered: Annotated[str, Form()] = "",
 ) -> Response:
     """Parts, encoding and cost of a text being written (an HTML fragment for console.js)."""
-    hub = request.app.state.hub
     config = hub.config
     choice = _track_choice(links, links_offered)
 

@@ -3,65 +3,59 @@ reason) the numbers an account never sends to."""
 
 # No `from __future__ import annotations`: FastAPI reads these annotations at runtime.
 
-import asyncio
+from functools import partial
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlmodel import Session
 
+from hub.console.actions import changed_page, on_account, settings_page
 from hub.console.auth import ConsoleUser, User
-from hub.console.render import page, redirect
+from hub.console.render import redirect
 from hub.console.settings_common import (
+    NumberSearch,
     account_region,
     back_to,
+    lines_to_import,
     number_list,
 )
+from hub.core.config import Config
 from hub.core.i18n import gettext as _
 from hub.errors import InvalidInput
 from hub.sending.optout import ImportReport, add_numbers, remove_number
-from hub.store.db import read_scope, session_scope
 from hub.store.models import Account, BlacklistEntry
+from hub.web.deps import HubDep
 
 router = APIRouter()
 PATH = "/console/blacklist"
+TEMPLATE = "settings_blacklist.html.j2"
 MAX_IMPORT_LINES = 10_000
+Search = Annotated[NumberSearch, Depends()]
 
 
 def _context(
-    request: Request,
-    session: Session,
+    config: Config,
     user: ConsoleUser,
+    session: Session,
     account: Account,
-    q: str = "",
-    after: str = "",
-    before: str = "",
+    search: NumberSearch | None = None,
 ) -> dict[str, Any]:
-    ctx = number_list(
-        request, session, user, account, BlacklistEntry, PATH, q=q, after=after, before=before
-    )
+    ctx = number_list(config, session, user, account, BlacklistEntry, PATH, search)
     return {**ctx, "has_parent": account.parent_id is not None}
 
 
 @router.get("/blacklist", response_class=HTMLResponse)
-async def blacklist_page(
-    request: Request,
-    user: User,
-    account: str = "",
-    q: str = "",
-    after: str = "",
-    before: str = "",
-) -> Response:
+async def blacklist_page(request: Request, user: User, hub: HubDep, search: Search) -> Response:
     """The account's blacklist, searched by number, one page at a time."""
-    hub = request.app.state.hub
-
-    def _load() -> dict[str, Any]:
-        with read_scope(hub.engine) as session:
-            acc = user.account(session, account or None)
-            return _context(request, session, user, acc, q, after, before)
-
-    ctx = await asyncio.to_thread(_load)
-    return page(request, user, "settings_blacklist.html.j2", nav="account", **ctx)
+    return await settings_page(
+        request,
+        user,
+        hub,
+        search.account,
+        TEMPLATE,
+        partial(_context, hub.config, user, search=search),
+    )
 
 
 def _report_text(report: ImportReport) -> str:
@@ -70,35 +64,32 @@ def _report_text(report: ImportReport) -> str:
 
 @router.post("/blacklist")
 async def blacklist_add(
-    request: Request,
     user: User,
+    hub: HubDep,
     account: Annotated[str, Form()] = "",
     number: Annotated[str, Form()] = "",
     reason: Annotated[str, Form()] = "",
 ) -> Response:
     """Blacklist one number by hand, with the reason kept beside it."""
-    hub = request.app.state.hub
     if not number.strip():
         raise InvalidInput("type the number to blacklist")
 
-    def _add() -> tuple[ImportReport, str]:
-        with session_scope(hub.engine) as session:
-            acc = user.account(session, account or None)
-            assert acc.id is not None
-            report = add_numbers(
-                session,
-                acc.id,
-                [number],
-                source="manual",
-                note=reason.strip() or f"added in the console by {user.username}",
-                region=account_region(request, acc),
-            )
-            if report.rejected:
-                _line, raw, why = report.rejected[0]
-                raise InvalidInput(f"{raw!r} is not a phone number: {why}")
-            return report, back_to(PATH, user, acc)
+    def _add(session: Session, acc: Account) -> tuple[ImportReport, str]:
+        assert acc.id is not None
+        report = add_numbers(
+            session,
+            acc.id,
+            [number],
+            source="manual",
+            note=reason.strip() or f"added in the console by {user.username}",
+            region=account_region(hub.config, acc),
+        )
+        if report.rejected:
+            _line, raw, why = report.rejected[0]
+            raise InvalidInput(f"{raw!r} is not a phone number: {why}")
+        return report, back_to(PATH, user, acc)
 
-    report, url = await asyncio.to_thread(_add)
+    report, url = await on_account(hub, user, account, _add)
     if report.already:
         return redirect(url, _("%(number)s was already on the blacklist.", number=number.strip()))
     return redirect(
@@ -111,64 +102,57 @@ async def blacklist_add(
 async def blacklist_import(
     request: Request,
     user: User,
+    hub: HubDep,
     account: Annotated[str, Form()] = "",
     numbers: Annotated[str, Form()] = "",
     reason: Annotated[str, Form()] = "",
 ) -> Response:
     """Blacklist a pasted list, one number a line; lines that are not numbers are listed."""
-    hub = request.app.state.hub
-    pasted = numbers.splitlines()
-    if len(pasted) > MAX_IMPORT_LINES:
-        raise InvalidInput(
-            f"paste at most {MAX_IMPORT_LINES} lines at a time "
-            "(or use `smshub blacklist import` for a file)"
-        )
+    pasted = lines_to_import(
+        numbers, MAX_IMPORT_LINES, "(or use `smshub blacklist import` for a file)"
+    )
     if not any(line.strip() for line in pasted):
         raise InvalidInput("paste at least one number, one a line")
 
-    def _import() -> dict[str, Any]:
-        with session_scope(hub.engine) as session:
-            acc = user.account(session, account or None)
-            assert acc.id is not None
-            report = add_numbers(
-                session,
-                acc.id,
-                pasted,
-                source="import",
-                note=reason.strip() or f"pasted in the console by {user.username}",
-                region=account_region(request, acc),
-            )
-        with read_scope(hub.engine) as session:
-            acc = user.account(session, account or None)
-            ctx = _context(request, session, user, acc)
-        return {**ctx, "report": report, "summary": _report_text(report)}
+    def _import(session: Session, acc: Account) -> dict[str, Any]:
+        assert acc.id is not None
+        report = add_numbers(
+            session,
+            acc.id,
+            pasted,
+            source="import",
+            note=reason.strip() or f"pasted in the console by {user.username}",
+            region=account_region(hub.config, acc),
+        )
+        # Shown on this page, not flashed: the rejected lines can be many, and they are put
+        # back in the text area to be fixed and sent again.
+        return {
+            "report": report,
+            "summary": _report_text(report),
+            "pasted": "\n".join(raw for _line, raw, _why in report.rejected or []),
+        }
 
-    ctx = await asyncio.to_thread(_import)
-    # Shown on this page, not flashed: the rejected lines can be many, and they are put back
-    # in the text area to be fixed and sent again.
-    ctx["pasted"] = "\n".join(raw for _line, raw, _why in ctx["report"].rejected or [])
-    return page(request, user, "settings_blacklist.html.j2", nav="account", **ctx)
+    return await changed_page(
+        request, user, hub, account, TEMPLATE, _import, partial(_context, hub.config, user)
+    )
 
 
 @router.post("/blacklist/remove")
 async def blacklist_remove(
-    request: Request,
     user: User,
+    hub: HubDep,
     account: Annotated[str, Form()] = "",
     number: Annotated[str, Form()] = "",
     reason: Annotated[str, Form()] = "",
 ) -> Response:
     """Take a number off the blacklist; the consent reason is recorded."""
-    hub = request.app.state.hub
 
-    def _remove() -> str:
-        with session_scope(hub.engine) as session:
-            acc = user.account(session, account or None)
-            assert acc.id is not None
-            remove_number(session, acc.id, number, reason, account_region(request, acc))
-            return back_to(PATH, user, acc)
+    def _remove(session: Session, acc: Account) -> str:
+        assert acc.id is not None
+        remove_number(session, acc.id, number, reason, account_region(hub.config, acc))
+        return back_to(PATH, user, acc)
 
-    url = await asyncio.to_thread(_remove)
+    url = await on_account(hub, user, account, _remove)
     return redirect(
         url,
         _(

@@ -268,9 +268,8 @@ def _check_call(obj: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None
     """Refuse the str methods whose result can be far longer than their inputs."""
     owner = getattr(obj, "__self__", None)
     name = getattr(obj, "__name__", "")
-    check = _CALL_CHECKS.get(name) if isinstance(owner, str) else None
-    if check is not None:
-        check(owner, name, args, kwargs)
+    if isinstance(owner, str) and name in _CALL_CHECKS:
+        _CALL_CHECKS[name](owner, name, args, kwargs)
 
 
 def _bounded_filter(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
