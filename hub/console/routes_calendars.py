@@ -8,13 +8,12 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Form, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, Response
 
 from hub.console import calendars_data as data
 from hub.console import calendars_oauth as oauth
 from hub.console.auth import ConsoleUser, User, signing_key
-from hub.console.render import page, redirect
-from hub.console.session import secure_cookies
+from hub.console.render import page, redirect, sign_in_redirect, translated
 from hub.core.i18n import gettext, lazy_gettext
 from hub.core.templating import TemplateLimitExceeded
 from hub.errors import ConfigError, Forbidden, HubError, InvalidInput, NotFound
@@ -49,8 +48,7 @@ _ANSWERS = {
 
 
 def _answer_shown(text: str) -> str:
-    label = _ANSWERS.get(text)
-    return str(label) if label is not None else text
+    return translated(_ANSWERS, text)
 
 
 OAUTH_COOKIE = "smshub_calendar_oauth"
@@ -172,17 +170,14 @@ async def oauth_start(
         return oauth.start(config, key, hub.state, user.user_id, acc.id, provider, label)
 
     started = await asyncio.to_thread(_start)
-    response = RedirectResponse(started.url, status_code=303)
-    response.set_cookie(
+    return sign_in_redirect(
+        started.url,
         OAUTH_COOKIE,
         started.cookie,
         max_age=oauth.STATE_SECONDS,
         path=OAUTH_PATH,
-        httponly=True,
-        samesite="lax",
-        secure=secure_cookies(hub.config),
+        config=hub.config,
     )
-    return response
 
 
 def _create_connected(

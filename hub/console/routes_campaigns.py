@@ -17,7 +17,7 @@ from hub.console.campaign_query import (
     refresh_statuses,
     report,
 )
-from hub.console.render import page, redirect
+from hub.console.render import csv_download, page, redirect
 from hub.core.i18n import gettext as _
 from hub.errors import ConflictError, InvalidInput
 from hub.store.db import read_scope, session_scope
@@ -72,15 +72,7 @@ async def campaign_csv(request: Request, user: User, hub: HubDep, campaign_id: s
             return export_campaign(session, cid)
 
     body = await asyncio.to_thread(_export)
-    return Response(
-        body,
-        media_type="text/csv; charset=utf-8",
-        headers={
-            "Content-Disposition": f'attachment; filename="campaign-{cid}.csv"',
-            "Cache-Control": "no-store",
-            "X-Content-Type-Options": "nosniff",
-        },
-    )
+    return csv_download(body, f"campaign-{cid}.csv")
 
 
 @router.get("/campaigns/{campaign_id}", response_class=HTMLResponse)

@@ -19,7 +19,7 @@ from hub.campaigns import contacts
 from hub.console.actions import on_row
 from hub.console.auth import ConsoleUser, User
 from hub.console.forms import read_upload
-from hub.console.render import page, redirect
+from hub.console.render import csv_download, page, redirect
 from hub.console.settings_common import (
     account_region,
     back_to,
@@ -193,15 +193,7 @@ async def list_csv(request: Request, user: User, hub: HubDep, list_id: RowId) ->
             return found.name, contacts.export_list(session, found.account_id, found.name)
 
     name, body = await asyncio.to_thread(_export)
-    return Response(
-        body,
-        media_type="text/csv; charset=utf-8",
-        headers={
-            "Content-Disposition": f'attachment; filename="list-{name}.csv"',
-            "Cache-Control": "no-store",
-            "X-Content-Type-Options": "nosniff",
-        },
-    )
+    return csv_download(body, f"list-{name}.csv")
 
 
 @router.get("/lists/{list_id}", response_class=HTMLResponse)

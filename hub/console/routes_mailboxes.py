@@ -14,11 +14,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Form, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, Response
 
 from hub.console.auth import ConsoleUser, User, signing_key
-from hub.console.render import page, redirect
-from hub.console.session import secure_cookies
+from hub.console.render import page, redirect, sign_in_redirect
 from hub.core.i18n import gettext as _
 from hub.errors import ConfigError, Forbidden, HubError, InvalidInput
 from hub.mail.mailboxes import (
@@ -140,17 +139,14 @@ async def oauth_start(request: Request, user: User, hub: HubDep, key: str = "") 
         scopes_for(mailbox.provider, mailbox.transport),
         CALLBACK_PATH,
     )
-    response = RedirectResponse(started.url, status_code=303)
-    response.set_cookie(
+    return sign_in_redirect(
+        started.url,
         OAUTH_COOKIE,
         started.cookie,
         max_age=oauth_flow.STATE_SECONDS,
         path=OAUTH_PATH,
-        httponly=True,
-        samesite="lax",
-        secure=secure_cookies(hub.config),
+        config=hub.config,
     )
-    return response
 
 
 @router.get("/mailboxes/oauth/callback")
