@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from fastapi import Request
 from fastapi.responses import Response
 from sqlmodel import Session
 
-from hub.console.render import page
-from hub.console.settings_common import back_to, owned
+from hub.console.render import page, redirect
+from hub.console.settings_common import NumberSearch, back_to, number_list, owned
+from hub.core.i18n import gettext as _
+from hub.errors import ConflictError
 from hub.store.db import read_scope, session_scope
 from hub.store.models import Account
 
@@ -88,6 +91,21 @@ async def changed_page(
     return page(request, user, template, nav="account", **ctx)
 
 
+async def number_list_page(
+    request: Request,
+    user: ConsoleUser,
+    hub: Hub,
+    search: NumberSearch,
+    model: Any,
+    path: str,
+    template: str,
+) -> Response:
+    """A settings page listing an account's MODEL numbers (blacklist, invalid numbers), the
+    page of them SEARCH asks for."""
+    context = partial(number_list, model, path, hub.config, user, search=search)
+    return await settings_page(request, user, hub, search.account, template, context)
+
+
 async def settings_page(
     request: Request,
     user: ConsoleUser,
@@ -99,3 +117,20 @@ async def settings_page(
     """An account settings page: TEMPLATE with CONTEXT read for ACCOUNT."""
     ctx = await on_account(hub, user, account, context, write=False)
     return page(request, user, template, nav="account", **ctx)
+
+
+async def cancelled(
+    hub: Hub, url: str, cancel: Callable[[Session], T], said: Callable[[T], str]
+) -> Response:
+    """CANCEL in one write transaction, then back to URL with SAID of what it returned; or
+    with why nothing was cancelled (a ConflictError: it has gone out already)."""
+
+    def _run() -> T:
+        with session_scope(hub.engine) as session:
+            return cancel(session)
+
+    try:
+        done = await asyncio.to_thread(_run)
+    except ConflictError as exc:
+        return redirect(url, _("Not cancelled: %(why)s.", why=exc))
+    return redirect(url, said(done))

@@ -18,10 +18,12 @@ from hub.core import i18n
 from hub.core.i18n import lazy_gettext
 from hub.core.phone import format_international
 from hub.core.timeutil import as_utc, local_text
+from hub.ports.oauth_flow import STATE_SECONDS
 
 if TYPE_CHECKING:
     from hub.console.auth import ConsoleUser
     from hub.core.config import Config
+    from hub.ports.oauth_flow import Started
 
 FLASH_COOKIE = "smshub_flash"
 STATIC_DIR = Path(__file__).parent / "static"
@@ -169,16 +171,15 @@ def csv_download(body: bytes, filename: str) -> Response:
     )
 
 
-def sign_in_redirect(
-    url: str, cookie: str, state: str, *, max_age: int, path: str, config: Config
-) -> RedirectResponse:
-    """303 to a provider's sign-in page URL, with the flow's STATE in COOKIE: sent back only
-    to PATH (the flow's callback), and SameSite=Lax so the provider's redirect carries it."""
-    response = RedirectResponse(url, status_code=303)
+def sign_in_redirect(started: Started, cookie: str, path: str, config: Config) -> RedirectResponse:
+    """303 to the provider's sign-in page of a STARTED flow, with the flow's state in COOKIE:
+    sent back only to PATH (the flow's callback), and SameSite=Lax so that the provider's
+    redirect carries it."""
+    response = RedirectResponse(started.url, status_code=303)
     response.set_cookie(
         cookie,
-        state,
-        max_age=max_age,
+        started.cookie,
+        max_age=STATE_SECONDS,
         path=path,
         httponly=True,
         samesite="lax",

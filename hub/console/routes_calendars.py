@@ -170,14 +170,7 @@ async def oauth_start(
         return oauth.start(config, key, hub.state, user.user_id, acc.id, provider, label)
 
     started = await asyncio.to_thread(_start)
-    return sign_in_redirect(
-        started.url,
-        OAUTH_COOKIE,
-        started.cookie,
-        max_age=oauth.STATE_SECONDS,
-        path=OAUTH_PATH,
-        config=hub.config,
-    )
+    return sign_in_redirect(started, OAUTH_COOKIE, OAUTH_PATH, hub.config)
 
 
 def _create_connected(

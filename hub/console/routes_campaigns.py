@@ -7,8 +7,10 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
+from sqlmodel import Session
 
 from hub.campaigns.campaigns import cancel_campaign, export_campaign
+from hub.console.actions import cancelled
 from hub.console.auth import User
 from hub.console.campaign_query import (
     campaign_page,
@@ -17,10 +19,9 @@ from hub.console.campaign_query import (
     refresh_statuses,
     report,
 )
-from hub.console.render import csv_download, page, redirect
-from hub.core.i18n import gettext as _
-from hub.errors import ConflictError, InvalidInput
-from hub.store.db import read_scope, session_scope
+from hub.console.render import csv_download, page
+from hub.errors import InvalidInput
+from hub.store.db import read_scope
 from hub.web.deps import HubDep
 from hub.web.edge import row_id_or_none
 
@@ -96,17 +97,16 @@ async def campaign_cancel(request: Request, user: User, hub: HubDep, campaign_id
     cid = parse_id(campaign_id)
     url = f"/console/campaigns/{cid}"
 
-    def _cancel() -> dict[str, Any]:
-        with session_scope(hub.engine) as session:
-            own_campaign(session, user, cid)
-            return cancel_campaign(session, cid)
+    def _cancel(session: Session) -> dict[str, Any]:
+        own_campaign(session, user, cid)
+        return cancel_campaign(session, cid)
 
-    try:
-        done = await asyncio.to_thread(_cancel)
-    except ConflictError as exc:
-        return redirect(url, _("Not cancelled: %(why)s.", why=exc))
-    return redirect(
+    return await cancelled(
+        hub,
         url,
-        f"Campaign cancelled: {done['cancelled']} SMS, {done['credits_refunded']} credits "
-        "refunded.",
+        _cancel,
+        lambda done: (
+            f"Campaign cancelled: {done['cancelled']} SMS, "
+            f"{done['credits_refunded']} credits refunded."
+        ),
     )

@@ -9,8 +9,10 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
+from sqlmodel import Session
 
 from hub.console import history_detail
+from hub.console.actions import cancelled
 from hub.console.auth import ConsoleUser, User
 from hub.console.history_query import (
     SOURCES,
@@ -23,16 +25,15 @@ from hub.console.history_query import (
     parse_filter,
     state_counts,
 )
-from hub.console.render import page, redirect
+from hub.console.render import page
 from hub.console.settings_common import account_region
 from hub.core import csvout
 from hub.core.config import Config
-from hub.core.i18n import gettext as _
 from hub.core.i18n import ngettext
 from hub.core.timeutil import as_utc, utcnow
-from hub.errors import ConflictError, InvalidInput, NotFound
+from hub.errors import InvalidInput, NotFound
 from hub.sending import submit as sending
-from hub.store.db import read_scope, session_scope
+from hub.store.db import read_scope
 from hub.store.models import Message
 from hub.web.deps import HubDep
 
@@ -187,20 +188,16 @@ async def cancel_message(request: Request, user: User, hub: HubDep, message_id: 
     """Cancel a message that has not gone out yet; its credits are refunded."""
     url = f"/console/messages/{message_id}"
 
-    def _cancel() -> int:
-        with session_scope(hub.engine) as session:
-            history_detail.own_message(session, user, message_id)
-            message = sending.cancel(session, message_id, account_ids=set(user.scope))
-            return message.credits
+    def _cancel(session: Session) -> int:
+        history_detail.own_message(session, user, message_id)
+        return sending.cancel(session, message_id, account_ids=set(user.scope)).credits
 
-    try:
-        refunded = await asyncio.to_thread(_cancel)
-    except ConflictError as exc:
-        return redirect(url, _("Not cancelled: %(why)s.", why=exc))
-    return redirect(
+    return await cancelled(
+        hub,
         url,
+        _cancel,
         # English keeps "credits" for one too, as the hub always wrote it.
-        ngettext(
+        lambda refunded: ngettext(
             "Message cancelled; %(num)s credits refunded.",
             "Message cancelled; %(num)s credits refunded.",
             refunded,

@@ -54,6 +54,13 @@ def _operator(hub: "Hub", user: ConsoleUser) -> None:
         require_operator(session, user.account_id)
 
 
+async def _operated(hub: "Hub", user: ConsoleUser, key: str) -> Mailbox:
+    """Mailbox KEY, for the hub's operator only (the mailboxes are the hub's, not an
+    account's)."""
+    await asyncio.to_thread(_operator, hub, user)
+    return find_mailbox(hub.config, key)
+
+
 def _stamp(value: Any) -> datetime | None:
     try:
         return datetime.fromisoformat(str(value)) if value else None
@@ -92,8 +99,7 @@ async def mailboxes(request: Request, user: User, hub: HubDep) -> Response:
 async def mailbox_page(request: Request, user: User, hub: HubDep, key: str = "") -> Response:
     """One mailbox: its settings, sign-in, last activity and error; connect, test, disconnect."""
     config = hub.config
-    await asyncio.to_thread(_operator, hub, user)
-    mailbox = find_mailbox(config, key)
+    mailbox = await _operated(hub, user, key)
     row = await asyncio.to_thread(_row, hub, mailbox)
     setup = oauth_flow.setup_hint(config, mailbox.provider, CALLBACK_PATH) if mailbox.oauth else ""
     return page(
@@ -116,8 +122,7 @@ def _view(key: str) -> str:
 async def oauth_start(request: Request, user: User, hub: HubDep, key: str = "") -> Response:
     """Send the browser to the provider's consent page for mailbox KEY."""
     config = hub.config
-    await asyncio.to_thread(_operator, hub, user)
-    mailbox = find_mailbox(config, key)
+    mailbox = await _operated(hub, user, key)
     if not mailbox.oauth:
         raise InvalidInput(
             f'mailbox {key} signs in with a password; set auth = "xoauth2" and '
@@ -139,14 +144,7 @@ async def oauth_start(request: Request, user: User, hub: HubDep, key: str = "") 
         scopes_for(mailbox.provider, mailbox.transport),
         CALLBACK_PATH,
     )
-    return sign_in_redirect(
-        started.url,
-        OAUTH_COOKIE,
-        started.cookie,
-        max_age=oauth_flow.STATE_SECONDS,
-        path=OAUTH_PATH,
-        config=hub.config,
-    )
+    return sign_in_redirect(started, OAUTH_COOKIE, OAUTH_PATH, hub.config)
 
 
 @router.get("/mailboxes/oauth/callback")
@@ -209,8 +207,7 @@ async def test(
     request: Request, user: User, hub: HubDep, key: Annotated[str, Form()] = ""
 ) -> Response:
     """Read the intake folder, or send a test mail to the mailbox itself."""
-    await asyncio.to_thread(_operator, hub, user)
-    mailbox = find_mailbox(hub.config, key)
+    mailbox = await _operated(hub, user, key)
     try:
         said = await asyncio.to_thread(try_mailbox, hub.config, hub.state, mailbox.key)
     except (HubError, OSError) as exc:
@@ -223,8 +220,7 @@ async def remove(
     request: Request, user: User, hub: HubDep, key: Annotated[str, Form()] = ""
 ) -> Response:
     """Forget the mailbox's tokens (the hub stops signing in to it until connected again)."""
-    await asyncio.to_thread(_operator, hub, user)
-    mailbox = find_mailbox(hub.config, key)
+    mailbox = await _operated(hub, user, key)
     await asyncio.to_thread(disconnect, hub.state, mailbox.key)
     return redirect(
         _view(mailbox.key),

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 from urllib.parse import urlencode
 
 import phonenumbers
+from fastapi import Depends
 from sqlmodel import Session, select
 
 from hub.core import phone
@@ -142,6 +143,10 @@ class NumberSearch:
     before: str = ""
 
 
+# The query of a number list page, as a FastAPI dependency.
+NumberQuery = Annotated[NumberSearch, Depends()]
+
+
 @dataclass
 class NumberPage:
     """One page of a number-ordered list, with the bounds for the links around it."""
@@ -193,12 +198,12 @@ def account_region(config: Config, account: Account) -> str:
 
 
 def number_list(
-    config: Config,
-    session: Session,
-    user: ConsoleUser,
-    account: Account,
     model: Any,
     path: str,
+    config: Config,
+    user: ConsoleUser,
+    session: Session,
+    account: Account,
     search: NumberSearch | None = None,
 ) -> dict[str, Any]:
     """The context of a page listing ACCOUNT's MODEL numbers (blacklist, invalid numbers):
@@ -223,6 +228,8 @@ def number_list(
         "prev_url": rows.prev_before and page_url(path, account=own, q=q, before=rows.prev_before),
         "report": None,
         "pasted": "",
+        # The blacklist page says that the parent account's blacklist applies too.
+        "has_parent": account.parent_id is not None,
     }
 
 

@@ -7,21 +7,20 @@ import asyncio
 from functools import partial
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, Response
 from sqlmodel import Session
 
-from hub.console.actions import changed_page, on_row, settings_page
-from hub.console.auth import ConsoleUser, User
+from hub.console.actions import changed_page, number_list_page, on_row
+from hub.console.auth import User
 from hub.console.campaign_query import own_campaign, parse_id
 from hub.console.render import redirect
 from hub.console.settings_common import (
-    NumberSearch,
+    NumberQuery,
     account_region,
     lines_to_import,
     number_list,
 )
-from hub.core.config import Config
 from hub.core.i18n import gettext as _
 from hub.errors import InvalidInput
 from hub.sending.invalid_numbers import AddReport, add_campaign_invalid, add_numbers, import_file
@@ -37,30 +36,12 @@ TEMPLATE = "settings_invalid.html.j2"
 # reader's own limit too).
 MAX_IMPORT_LINES = 10_000
 MAX_IMPORT_BYTES = 10 * 1024 * 1024
-Search = Annotated[NumberSearch, Depends()]
-
-
-def _context(
-    config: Config,
-    user: ConsoleUser,
-    session: Session,
-    account: Account,
-    search: NumberSearch | None = None,
-) -> dict[str, Any]:
-    return number_list(config, session, user, account, InvalidNumber, PATH, search)
 
 
 @router.get("/invalid", response_class=HTMLResponse)
-async def invalid_page(request: Request, user: User, hub: HubDep, search: Search) -> Response:
+async def invalid_page(request: Request, user: User, hub: HubDep, search: NumberQuery) -> Response:
     """The account's invalid numbers, searched by number, one page at a time."""
-    return await settings_page(
-        request,
-        user,
-        hub,
-        search.account,
-        TEMPLATE,
-        partial(_context, hub.config, user, search=search),
-    )
+    return await number_list_page(request, user, hub, search, InvalidNumber, PATH, TEMPLATE)
 
 
 @router.post("/invalid/add", response_class=HTMLResponse)
@@ -106,7 +87,13 @@ async def invalid_add(
         return shown
 
     return await changed_page(
-        request, user, hub, account, TEMPLATE, _add, partial(_context, hub.config, user)
+        request,
+        user,
+        hub,
+        account,
+        TEMPLATE,
+        _add,
+        partial(number_list, InvalidNumber, PATH, hub.config, user),
     )
 
 
