@@ -87,7 +87,7 @@ def _login_form(
 async def login_form(request: Request, hub: HubDep, next: str = "/console/") -> Response:
     """The login form (straight to the console when already logged in)."""
     try:
-        await current_user(request)
+        await current_user(request, hub)
     except Exception:
         return _login_form(request, hub.config, next)
     return RedirectResponse(_safe_next(next), status_code=303)
