@@ -249,26 +249,7 @@ def create_campaign(
         created_at=now,
         track_links=track,
     )
-    session.add(campaign)
-    session.flush()
-    assert campaign.id is not None
-    result = submit_in(
-        session,
-        config,
-        SubmitRequest(
-            account=acc.id,
-            recipients=list(texts),
-            text="",
-            texts=texts,
-            sender=sender,
-            type=type,
-            send_at=when,
-            source=SOURCE,
-            idempotency_key=f"campaign:{campaign.id}",
-            campaign_id=campaign.id,
-            shorten_links=track,
-        ),
-    )
+    result = _submit(session, config, campaign, texts, sender)
     rejected += [
         {"input": r.input, "reason": r.reason or "rejected"}
         for r in result.recipients
@@ -284,6 +265,37 @@ def create_campaign(
     session.add(campaign)
     session.flush()
     return CampaignResult(campaign=campaign, submit=result, rejected=rejected)
+
+
+def _submit(
+    session: Session,
+    config: Config,
+    campaign: Campaign,
+    texts: dict[str, str],
+    sender: str | None,
+) -> SubmitResult:
+    """CAMPAIGN stored, and its TEXTS (one per recipient) submitted under its idempotency
+    key; SENDER as given (None: the account's default, chosen by the submit)."""
+    session.add(campaign)
+    session.flush()
+    assert campaign.id is not None
+    return submit_in(
+        session,
+        config,
+        SubmitRequest(
+            account=campaign.account_id,
+            recipients=list(texts),
+            text="",
+            texts=texts,
+            sender=sender,
+            type=campaign.type,
+            send_at=campaign.send_at,
+            source=SOURCE,
+            idempotency_key=f"campaign:{campaign.id}",
+            campaign_id=campaign.id,
+            shorten_links=campaign.track_links,
+        ),
+    )
 
 
 def _checked_name(name: str) -> str:
