@@ -4,10 +4,10 @@
 
 import asyncio
 import html
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, Response
 
 from hub.console import calendars_data as data
@@ -311,19 +311,39 @@ async def calendar_page(
     )
 
 
-@router.post("/calendars/{calendar_id:int}/rules")
-async def save_rules(
-    request: Request,
-    user: User,
-    hub: HubDep,
-    calendar_id: RowId,
-    name: Annotated[str, Form()] = "",
+@dataclass(frozen=True)
+class RulesForm:
+    """A calendar's reminder rules as posted: saved, or previewed while being edited."""
+
+    offsets: str
+    quiet_start: str
+    quiet_end: str
+    template: str
+    timezone: str
+    locale: str
+
+
+def _rules_form(
     offsets: Annotated[str, Form()] = "",
     quiet_start: Annotated[str, Form()] = "",
     quiet_end: Annotated[str, Form()] = "",
     template: Annotated[str, Form()] = "",
     timezone: Annotated[str, Form()] = "",
     locale: Annotated[str, Form()] = "",
+) -> RulesForm:
+    return RulesForm(offsets, quiet_start, quiet_end, template, timezone, locale)
+
+
+Rules = Annotated[RulesForm, Depends(_rules_form)]
+
+
+@router.post("/calendars/{calendar_id:int}/rules")
+async def save_rules(
+    user: User,
+    hub: HubDep,
+    calendar_id: RowId,
+    rules: Rules,
+    name: Annotated[str, Form()] = "",
     sender: Annotated[str, Form()] = "",
     notify_mailbox: Annotated[str, Form()] = "",
     notify_changes: Annotated[str, Form()] = "",
@@ -348,12 +368,12 @@ async def save_rules(
             report = update_rules(
                 session,
                 cal,
-                offsets=offsets,
-                quiet_start=quiet_start,
-                quiet_end=quiet_end,
-                template=data.stored_template(template),
-                locale=locale.strip(),
-                tz=timezone.strip(),
+                offsets=rules.offsets,
+                quiet_start=rules.quiet_start,
+                quiet_end=rules.quiet_end,
+                template=data.stored_template(rules.template),
+                locale=rules.locale.strip(),
+                tz=rules.timezone.strip(),
             )
             cal.sender = chosen_sender
             cal.notify_mailbox = mailbox
@@ -387,13 +407,8 @@ async def preview(
     user: User,
     hub: HubDep,
     calendar_id: RowId,
-    template: Annotated[str, Form()] = "",
+    rules: Rules,
     text: Annotated[str, Form()] = "",
-    offsets: Annotated[str, Form()] = "",
-    quiet_start: Annotated[str, Form()] = "",
-    quiet_end: Annotated[str, Form()] = "",
-    timezone: Annotated[str, Form()] = "",
-    locale: Annotated[str, Form()] = "",
 ) -> Response:
     """The reminder the rules being edited would send (an HTML fragment for console.js)."""
 
@@ -404,12 +419,12 @@ async def preview(
                 session,
                 hub.config,
                 cal,
-                template=template or text,
-                offsets=offsets or cal.offsets,
-                quiet_start=quiet_start or cal.quiet_start,
-                quiet_end=quiet_end or cal.quiet_end,
-                tz=timezone.strip() or cal.timezone,
-                locale=locale.strip() or cal.locale,
+                template=rules.template or text,
+                offsets=rules.offsets or cal.offsets,
+                quiet_start=rules.quiet_start or cal.quiet_start,
+                quiet_end=rules.quiet_end or cal.quiet_end,
+                tz=rules.timezone.strip() or cal.timezone,
+                locale=rules.locale.strip() or cal.locale,
             )
 
     try:

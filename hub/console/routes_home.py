@@ -3,9 +3,10 @@
 # No `from __future__ import annotations`: FastAPI reads these annotations at runtime.
 
 import asyncio
+from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, Response
 
 from hub.campaigns.links import preview_text as preview_links
@@ -15,6 +16,7 @@ from hub.console.auth import User
 from hub.console.forms import local_time
 from hub.console.history_query import HistoryFilter, history_page
 from hub.console.render import page, redirect
+from hub.console.settings_common import account_region
 from hub.core.config import Config
 from hub.core.i18n import gettext as _
 from hub.core.i18n import ngettext
@@ -30,9 +32,37 @@ from hub.web.deps import HubDep
 router = APIRouter()
 
 
-def _track_choice(links: str, offered: str) -> bool | None:
-    """The form's short-links checkbox; None (the account's default) for a form without it."""
-    return links == "on" if offered else None
+@dataclass(frozen=True)
+class SendForm:
+    """The home page's send form as posted (the live preview posts the same fields)."""
+
+    to: str
+    text: str
+    account: str
+    sender: str
+    type: str
+    send_at: str
+    tz: str
+    # The short-links box; None (the account's default) for a form without it.
+    track: bool | None
+
+
+def _send_form(
+    to: Annotated[str, Form()] = "",
+    text: Annotated[str, Form()] = "",
+    account: Annotated[str, Form()] = "",
+    sender: Annotated[str, Form()] = "",
+    type: Annotated[str, Form()] = "alert",
+    send_at: Annotated[str, Form()] = "",
+    tz: Annotated[str, Form()] = "",
+    links: Annotated[str, Form()] = "",
+    links_offered: Annotated[str, Form()] = "",
+) -> SendForm:
+    track = links == "on" if links_offered else None
+    return SendForm(to, text, account, sender, type, send_at, tz, track)
+
+
+Posted = Annotated[SendForm, Depends(_send_form)]
 
 
 @router.get("/", response_class=HTMLResponse)
@@ -54,42 +84,28 @@ async def home(request: Request, user: User, hub: HubDep) -> Response:
 
 
 @router.post("/send")
-async def send(
-    request: Request,
-    user: User,
-    hub: HubDep,
-    to: Annotated[str, Form()] = "",
-    text: Annotated[str, Form()] = "",
-    account: Annotated[str, Form()] = "",
-    sender: Annotated[str, Form()] = "",
-    type: Annotated[str, Form()] = "alert",
-    send_at: Annotated[str, Form()] = "",
-    tz: Annotated[str, Form()] = "",
-    links: Annotated[str, Form()] = "",
-    links_offered: Annotated[str, Form()] = "",
-) -> Response:
+async def send(user: User, hub: HubDep, form: Posted) -> Response:
     """Queue an SMS from the console (the same submit() as every other door)."""
-    track = _track_choice(links, links_offered)
-    if type not in {"alert", "marketing"}:
+    if form.type not in {"alert", "marketing"}:
         raise InvalidInput("type must be alert or marketing")
 
     def _submit() -> sending.SubmitResult:
         with read_scope(hub.engine) as session:
-            acc = user.account(session, account or None)
-            name, region = acc.name, acc.default_region or hub.config.hub.default_region
-        recipients = split_numbers(to, region)
+            acc = user.account(session, form.account or None)
+            name, region = acc.name, account_region(hub.config, acc)
+        recipients = split_numbers(form.to, region)
         if not recipients:
             raise InvalidInput(_("give at least one phone number in To"))
         return hub.submit(
             sending.SubmitRequest(
                 account=name,
                 recipients=recipients,
-                text=text,
-                sender=sender.strip() or None,
-                type=type,
-                send_at=local_time(send_at, tz),
+                text=form.text,
+                sender=form.sender.strip() or None,
+                type=form.type,
+                send_at=local_time(form.send_at, form.tz),
                 source="console",
-                shorten_links=track,
+                shorten_links=form.track,
             )
         )
 
@@ -114,28 +130,17 @@ async def send(
 
 
 @router.post("/preview", response_class=HTMLResponse)
-async def live_preview(
-    request: Request,
-    user: User,
-    hub: HubDep,
-    text: Annotated[str, Form()] = "",
-    to: Annotated[str, Form()] = "",
-    sender: Annotated[str, Form()] = "",
-    type: Annotated[str, Form()] = "alert",
-    account: Annotated[str, Form()] = "",
-    links: Annotated[str, Form()] = "",
-    links_offered: Annotated[str, Form()] = "",
-) -> Response:
+async def live_preview(request: Request, user: User, hub: HubDep, form: Posted) -> Response:
     """Parts, encoding and cost of a text being written (an HTML fragment for console.js)."""
     config = hub.config
-    choice = _track_choice(links, links_offered)
+    text, to, sender, type = form.text, form.to, form.sender, form.type
 
     def _region() -> tuple[str, NightHours, bool]:
         with read_scope(hub.engine) as session:
-            acc = user.account(session, account or None)
+            acc = user.account(session, form.account or None)
             night = NightHours.of(acc.night_mode, acc.night_start, acc.night_end)
-            track = acc.track_links if choice is None else choice
-            return acc.default_region or config.hub.default_region, night, track
+            track = acc.track_links if form.track is None else form.track
+            return account_region(config, acc), night, track
 
     region, night, track = await asyncio.to_thread(_region)
     # Counted and shown as sent: each URL a short link of the same length as the real ones.
