@@ -185,8 +185,7 @@ def preview_campaign(
     placeholder = links.short_url(config, "x" * links.CODE_LENGTH)
     if attachments:
         body = links.with_links(body, [placeholder] * len(attachments))
-    if not lists and not numbers:
-        raise InvalidInput("a campaign needs recipients: name a list (--list) or numbers (--to)")
+    _check_recipients(lists, numbers)
     return mt.preview_personalized(
         session,
         config,
@@ -230,37 +229,15 @@ def create_campaign(
     acc = _account(session, account)
     assert acc.id is not None
     track = acc.track_links if track_links is None else track_links
-    clean_name = name.strip()
-    if not clean_name or len(clean_name) > 128:
-        raise InvalidInput("a campaign needs a name of 1 to 128 characters")
+    clean_name = _checked_name(name)
     body = _with_attachments(
         session, config, acc.id, campaign_body(session, acc, text, template), attachments
     )
-    if not lists and not numbers:
-        raise InvalidInput("a campaign needs recipients: name a list (--list) or numbers (--to)")
+    _check_recipients(lists, numbers)
     now = utcnow()
-    when = as_utc(send_at) if send_at else None
-    if when is not None and when < now - timedelta(minutes=1):
-        raise InvalidInput(f"--at {when.isoformat()} is in the past; give a future time")
+    when = _send_time(send_at, now)
     future = when is not None and when > now + timedelta(seconds=1)
-
-    mt.check_recipient_count(session, config, acc, lists, numbers)
-    planned = mt.plan_recipients(
-        session,
-        acc,
-        body,
-        lists=lists,
-        numbers=numbers,
-        region=config.hub.default_region,
-        max_parts=config.sending.max_parts,
-    )
-    rejected = [{"input": p.input, "reason": p.error} for p in planned if p.error]
-    texts = mt.personalized_texts(planned)
-    if not texts:
-        raise InvalidInput(
-            "no recipient can receive this campaign: "
-            + "; ".join(f"{r['input']}: {r['reason']}" for r in rejected[:10])
-        )
+    texts, rejected = _texts(session, config, acc, body, lists, numbers)
     campaign = Campaign(
         account_id=acc.id,
         name=clean_name,
@@ -272,36 +249,14 @@ def create_campaign(
         created_at=now,
         track_links=track,
     )
-    session.add(campaign)
-    session.flush()
-    assert campaign.id is not None
-    result = submit_in(
-        session,
-        config,
-        SubmitRequest(
-            account=acc.id,
-            recipients=list(texts),
-            text="",
-            texts=texts,
-            sender=sender,
-            type=type,
-            send_at=when,
-            source=SOURCE,
-            idempotency_key=f"campaign:{campaign.id}",
-            campaign_id=campaign.id,
-            shorten_links=track,
-        ),
-    )
+    result = _submit(session, config, campaign, texts, sender)
     rejected += [
         {"input": r.input, "reason": r.reason or "rejected"}
         for r in result.recipients
         if r.status == "rejected"
     ]
     if not result.accepted:
-        raise InvalidInput(
-            "no recipient can receive this campaign: "
-            + "; ".join(f"{r['input']}: {r['reason']}" for r in rejected[:10])
-        )
+        raise _nobody(rejected)
     campaign.recipients = len(result.accepted)
     campaign.credits = result.credits_charged
     # Held messages (a future time, or marketing hours) make it scheduled: cancellable.
@@ -310,6 +265,83 @@ def create_campaign(
     session.add(campaign)
     session.flush()
     return CampaignResult(campaign=campaign, submit=result, rejected=rejected)
+
+
+def _submit(
+    session: Session,
+    config: Config,
+    campaign: Campaign,
+    texts: dict[str, str],
+    sender: str | None,
+) -> SubmitResult:
+    """CAMPAIGN stored, and its TEXTS (one per recipient) submitted under its idempotency
+    key; SENDER as given (None: the account's default, chosen by the submit)."""
+    session.add(campaign)
+    session.flush()
+    assert campaign.id is not None
+    return submit_in(
+        session,
+        config,
+        SubmitRequest(
+            account=campaign.account_id,
+            recipients=list(texts),
+            text="",
+            texts=texts,
+            sender=sender,
+            type=campaign.type,
+            send_at=campaign.send_at,
+            source=SOURCE,
+            idempotency_key=f"campaign:{campaign.id}",
+            campaign_id=campaign.id,
+            shorten_links=campaign.track_links,
+        ),
+    )
+
+
+def _checked_name(name: str) -> str:
+    clean = name.strip()
+    if not clean or len(clean) > 128:
+        raise InvalidInput("a campaign needs a name of 1 to 128 characters")
+    return clean
+
+
+def _check_recipients(lists: Sequence[str], numbers: Sequence[str]) -> None:
+    if not lists and not numbers:
+        raise InvalidInput("a campaign needs recipients: name a list (--list) or numbers (--to)")
+
+
+def _send_time(send_at: datetime | None, now: datetime) -> datetime | None:
+    """SEND_AT in UTC (None: now); a time more than a minute past is refused."""
+    when = as_utc(send_at) if send_at else None
+    if when is not None and when < now - timedelta(minutes=1):
+        raise InvalidInput(f"--at {when.isoformat()} is in the past; give a future time")
+    return when
+
+
+def _texts(
+    session: Session,
+    config: Config,
+    acc: Account,
+    body: str,
+    lists: Sequence[str],
+    numbers: Sequence[str],
+) -> tuple[dict[str, str], list[dict[str, str]]]:
+    """Each recipient's text, and the recipients left out with why (InvalidInput: nobody
+    left)."""
+    planned = mt.plan_send(session, config, acc, body, lists, numbers)
+    rejected = [{"input": p.input, "reason": p.error} for p in planned if p.error]
+    texts = mt.personalized_texts(planned)
+    if not texts:
+        raise _nobody(rejected)
+    return texts, rejected
+
+
+def _nobody(rejected: list[dict[str, str]]) -> InvalidInput:
+    """The error of a campaign no recipient can receive, with the first reasons why."""
+    return InvalidInput(
+        "no recipient can receive this campaign: "
+        + "; ".join(f"{r['input']}: {r['reason']}" for r in rejected[:10])
+    )
 
 
 def get_campaign(

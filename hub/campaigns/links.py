@@ -538,40 +538,58 @@ def mail_attachments(raw: bytes, parsed: MimePart | None = None) -> list[MailAtt
 def _walk(part: MimePart, *, related: bool, top: bool = False) -> Iterator[MailAttachment]:
     content_type = part.get_content_type()
     disposition = part.get_content_disposition()
-    try:
-        filename = str(part.get_filename() or "").strip()
-    except Exception:
-        filename = ""
     if content_type == "message/rfc822":
         # An attached mail: never hosted, and its own parts are not ours to look at.
         raw = part.as_bytes()
-        yield MailAttachment(filename or "message.eml", content_type, raw, logo=False)
-        return
-    if part.is_multipart():
-        payload = part.get_payload()
-        for child in payload if isinstance(payload, list) else []:
-            if isinstance(child, MimePart):
-                inner = related or content_type == "multipart/related"
-                yield from _walk(child, related=inner)
-        return
-    if content_type == "text/plain" and disposition != "attachment":
-        # The body: files uuencoded in it are attachments too (hub.mail.parse.uuencode).
-        payload = part.get_payload(decode=True)
-        # uuencoded lines are ASCII whatever the charset says.
-        text = payload.decode("latin-1") if isinstance(payload, bytes) else ""
-        for uu in split_uuencoded(text)[1]:
-            yield MailAttachment(uu.filename, uu.content_type, uu.data, logo=False)
-        return
+        yield MailAttachment(_filename(part) or "message.eml", content_type, raw, logo=False)
+    elif part.is_multipart():
+        inner = related or content_type == "multipart/related"
+        yield from _children(part, related=inner)
+    elif content_type == "text/plain" and disposition != "attachment":
+        yield from _uuencoded(part)
+    elif not _is_body(content_type, disposition, top):
+        yield _leaf(part, content_type, disposition, related=related)
+
+
+def _filename(part: MimePart) -> str:
+    try:
+        return str(part.get_filename() or "").strip()
+    except Exception:
+        return ""
+
+
+def _children(part: MimePart, *, related: bool) -> Iterator[MailAttachment]:
+    payload = part.get_payload()
+    for child in payload if isinstance(payload, list) else []:
+        if isinstance(child, MimePart):
+            yield from _walk(child, related=related)
+
+
+def _uuencoded(part: MimePart) -> Iterator[MailAttachment]:
+    """The body: files uuencoded in it are attachments too (hub.mail.parse.uuencode)."""
+    payload = part.get_payload(decode=True)
+    # uuencoded lines are ASCII whatever the charset says.
+    text = payload.decode("latin-1") if isinstance(payload, bytes) else ""
+    for uu in split_uuencoded(text)[1]:
+        yield MailAttachment(uu.filename, uu.content_type, uu.data, logo=False)
+
+
+def _is_body(content_type: str, disposition: str | None, top: bool) -> bool:
     if not top and content_type == "text/html" and disposition != "attachment":
-        return  # the body (or its other alternative)
-    if top and content_type.startswith("text/"):
-        return  # a single-part mail is its own body
+        return True  # the body (or its other alternative)
+    # A single-part mail is its own body.
+    return top and content_type.startswith("text/")
+
+
+def _leaf(
+    part: MimePart, content_type: str, disposition: str | None, *, related: bool
+) -> MailAttachment:
     data = part.get_payload(decode=True)
     logo = content_type.startswith("image/") and (
         disposition == "inline" or related or part.get("Content-ID") is not None
     )
-    yield MailAttachment(
-        filename, content_type, data if isinstance(data, bytes) else b"", logo=logo
+    return MailAttachment(
+        _filename(part), content_type, data if isinstance(data, bytes) else b"", logo=logo
     )
 
 

@@ -343,61 +343,9 @@ def preview_personalized(
         raise InvalidInput(f"message type must be 'alert' or 'marketing', not {type!r}")
     chosen = validate_sender(sender if sender is not None else acc.default_sender)
     track = acc.track_links if track_links is None else track_links
-    check_recipient_count(session, config, acc, lists, numbers)
-    planned = plan_recipients(
-        session,
-        acc,
-        text,
-        lists=lists,
-        numbers=numbers,
-        region=config.hub.default_region,
-        max_parts=config.sending.max_parts,
-    )
+    planned = plan_send(session, config, acc, text, lists, numbers)
     blocked = _left_out(session, acc, [p.e164 for p in planned if p.e164 and not p.error])
-    rows: list[dict[str, Any]] = []
-    for p in planned:
-        row: dict[str, Any] = {
-            "number": p.e164,
-            "input": p.input,
-            "source": p.source,
-            "text": None,
-            "segments": 0,
-            "encoding": None,
-            "credits": 0,
-            "error": p.error,
-        }
-        rows.append(row)
-        if p.error or p.text is None or p.e164 is None:
-            continue
-        if p.e164 in blocked:
-            row["error"] = blocked[p.e164]
-            continue
-        final = compliance.billable_text(
-            p.text,
-            chosen,
-            type,
-            config.optout_mention,
-            country=p.country,
-            rules=config.compliance,
-            public_url=config.hub.public_url,
-        )
-        if track:
-            final = links.preview_text(config, final)
-        info = segments.count(final)
-        row.update(text=final, segments=info.segments, encoding=info.encoding)
-        if not final.strip():
-            row["error"] = "the text is empty for this recipient"
-        elif info.segments > config.sending.max_parts:
-            row["error"] = (
-                f"the text needs {info.segments} SMS parts; the limit is "
-                f"{config.sending.max_parts} (sending.max_parts)"
-            )
-        else:
-            row["credits"] = credits_for(config, p.country, info.segments)
-        sender_check = compliance.check_sender(chosen, p.country)
-        if not sender_check.ok:
-            row["error"] = sender_check.reason
-            row["credits"] = 0
+    rows = [_preview_row(config, p, blocked, chosen, type, track) for p in planned]
     ok = [r for r in rows if not r["error"]]
     payer = funding_account(session, acc)
     total = sum(r["credits"] for r in ok)
@@ -415,6 +363,82 @@ def preview_personalized(
         },
         "track_links": track,
     }
+
+
+def plan_send(
+    session: Session,
+    config: Config,
+    account: Account,
+    text: str,
+    lists: Sequence[str],
+    numbers: Sequence[str],
+) -> list[PlannedRecipient]:
+    """``plan_recipients`` for a send of TEXT to LISTS and NUMBERS, with the hub's region
+    and parts limit, once their count is known to fit one submission."""
+    check_recipient_count(session, config, account, lists, numbers)
+    return plan_recipients(
+        session,
+        account,
+        text,
+        lists=lists,
+        numbers=numbers,
+        region=config.hub.default_region,
+        max_parts=config.sending.max_parts,
+    )
+
+
+def _preview_row(
+    config: Config,
+    p: PlannedRecipient,
+    blocked: dict[str, str],
+    sender: str | None,
+    type: str,
+    track: bool,
+) -> dict[str, Any]:
+    """One recipient of ``preview_personalized``: the text as sent, its parts and credits,
+    or why the send leaves the recipient out (credits 0)."""
+    row: dict[str, Any] = {
+        "number": p.e164,
+        "input": p.input,
+        "source": p.source,
+        "text": None,
+        "segments": 0,
+        "encoding": None,
+        "credits": 0,
+        "error": p.error,
+    }
+    if p.error or p.text is None or p.e164 is None:
+        return row
+    if p.e164 in blocked:
+        row["error"] = blocked[p.e164]
+        return row
+    final = compliance.billable_text(
+        p.text,
+        sender,
+        type,
+        config.optout_mention,
+        country=p.country,
+        rules=config.compliance,
+        public_url=config.hub.public_url,
+    )
+    if track:
+        final = links.preview_text(config, final)
+    info = segments.count(final)
+    row.update(text=final, segments=info.segments, encoding=info.encoding)
+    if not final.strip():
+        row["error"] = "the text is empty for this recipient"
+    elif info.segments > config.sending.max_parts:
+        row["error"] = (
+            f"the text needs {info.segments} SMS parts; the limit is "
+            f"{config.sending.max_parts} (sending.max_parts)"
+        )
+    else:
+        row["credits"] = credits_for(config, p.country, info.segments)
+    sender_check = compliance.check_sender(sender, p.country)
+    if not sender_check.ok:
+        row["error"] = sender_check.reason
+        row["credits"] = 0
+    return row
 
 
 def personalized_texts(planned: Sequence[PlannedRecipient]) -> dict[str, str]:

@@ -1,4 +1,13 @@
-"""The web console: server-rendered pages on the hub's HTTP server, under /console."""
+"""The web console: server-rendered pages on the hub's HTTP server, under /console.
+
+It owns its pages (``routes_*``, one router per area, ``settings_*`` for the account
+settings), their reads (``*_query``, ``*_data``, ``account_*``), login and sessions
+(``auth``, ``session``), rendering (``render``) and the one shape of a page's database work
+(``actions``: on an account or a row the user may see, in a worker thread). Routes get the
+hub from ``hub.web.deps.HubDep`` and the user from ``auth.User``. It may import the
+features, the sending core, the store, ``hub.core`` and ``hub.web``; nothing imports it
+but ``hub.api.app``, which mounts it on the HTTP app the composition root builds.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +18,21 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
+from hub.console import (
+    routes_account,
+    routes_calendars,
+    routes_campaign_new,
+    routes_campaigns,
+    routes_contacts,
+    routes_history,
+    routes_home,
+    routes_language,
+    routes_login,
+    routes_mailboxes,
+    routes_replies,
+    routes_settings,
+    routes_templates,
+)
 from hub.console.auth import CsrfFailed, LoginRequired
 from hub.console.render import STATIC_DIR, page
 from hub.core import i18n
@@ -40,22 +64,6 @@ def error_page(request: Request, status: int, message: str) -> Response:
 
 def install_console(app: FastAPI, hub: Hub) -> None:
     """Mount the console's pages, static files and error handling on APP."""
-    from hub.console import (
-        routes_account,
-        routes_calendars,
-        routes_campaign_new,
-        routes_campaigns,
-        routes_contacts,
-        routes_history,
-        routes_home,
-        routes_language,
-        routes_login,
-        routes_mailboxes,
-        routes_replies,
-        routes_settings,
-        routes_templates,
-    )
-
     app.state.hub = hub
     app.mount(f"{PREFIX}/static", StaticFiles(directory=STATIC_DIR), name="console-static")
     for module in (

@@ -22,6 +22,7 @@ from hub.errors import Forbidden, NotFound
 from hub.sending.accounts import descendant_ids
 from hub.store.db import read_scope, session_scope
 from hub.store.models import Account, MailUser
+from hub.web.deps import HubDep
 from hub.web.edge import row_id_or_none
 
 from . import session as cookies
@@ -150,13 +151,13 @@ async def _posted_csrf(request: Request) -> str:
     return ""
 
 
-async def current_user(request: Request) -> ConsoleUser:
+async def current_user(request: Request, hub: HubDep) -> ConsoleUser:
     """The logged-in user; unsafe methods must also carry the session's CSRF token."""
     value = request.cookies.get(COOKIE)
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     if not value:
         raise LoginRequired(target)
-    user = await asyncio.to_thread(_load_user, request.app.state.hub.engine, value)
+    user = await asyncio.to_thread(_load_user, hub.engine, value)
     if user is None:
         raise LoginRequired(target)
     if request.method not in _SAFE_METHODS and not hmac.compare_digest(

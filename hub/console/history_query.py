@@ -183,35 +183,52 @@ def _day(value: str, label: str, tz: ZoneInfo, *, end: bool) -> datetime | None:
     return (moment if moment.tzinfo else moment.replace(tzinfo=tz)).astimezone(UTC)
 
 
-def parse_filter(
-    session: Session, user: ConsoleUser, form: FilterForm, region: str
-) -> HistoryFilter:
-    """FORM checked against what exists and what USER may see; InvalidInput says what is wrong."""
-    if form.account:
-        accounts: tuple[int, ...] = (int(user.account(session, form.account).id or 0),)
-    else:
-        accounts = tuple(sorted(user.scope))
+def _accounts(session: Session, user: ConsoleUser, name: str) -> tuple[int, ...]:
+    """The accounts a filter reads: account NAME if the user may see it, else all of theirs."""
+    if name:
+        return (int(user.account(session, name).id or 0),)
+    return tuple(sorted(user.scope))
+
+
+def _check_choices(form: FilterForm) -> None:
+    """The filter's state and source: words the menus offer."""
     if form.state and form.state not in STATES:
         raise InvalidInput(f"state {form.state!r} is not one of: {', '.join(STATES)}")
     if form.source and not _SOURCE_RE.match(form.source):
         raise InvalidInput(f"source {form.source!r} is not one of: {', '.join(SOURCES)}")
-    number = None
-    if form.number:
-        if form.account:
-            acc = session.get(Account, accounts[0])
-            region = (acc.default_region if acc else None) or region
-        info = parse_number(form.number, region)
-        if not info.valid or not info.e164:
-            raise InvalidInput(
-                f"number {form.number!r} is not a phone number ({info.reason}); type it as "
-                "+33612345678 or as a national number such as 06 12 34 56 78"
-            )
-        number = info.e164
-    campaign_id = None
-    if form.campaign:
-        campaign_id = row_id_or_none(form.campaign)
-        if campaign_id is None:
-            raise InvalidInput(f"campaign {form.campaign!r} must be a campaign number such as 12")
+
+
+def _number(session: Session, form: FilterForm, accounts: tuple[int, ...], region: str) -> str:
+    """The filter's number in E.164, read in the chosen account's region (else REGION)."""
+    if form.account:
+        acc = session.get(Account, accounts[0])
+        region = (acc.default_region if acc else None) or region
+    info = parse_number(form.number, region)
+    if not info.valid or not info.e164:
+        raise InvalidInput(
+            f"number {form.number!r} is not a phone number ({info.reason}); type it as "
+            "+33612345678 or as a national number such as 06 12 34 56 78"
+        )
+    return info.e164
+
+
+def _campaign_id(value: str) -> int | None:
+    if not value:
+        return None
+    campaign_id = row_id_or_none(value)
+    if campaign_id is None:
+        raise InvalidInput(f"campaign {value!r} must be a campaign number such as 12")
+    return campaign_id
+
+
+def parse_filter(
+    session: Session, user: ConsoleUser, form: FilterForm, region: str
+) -> HistoryFilter:
+    """FORM checked against what exists and what USER may see; InvalidInput says what is wrong."""
+    accounts = _accounts(session, user, form.account)
+    _check_choices(form)
+    number = _number(session, form, accounts, region) if form.number else None
+    campaign_id = _campaign_id(form.campaign)
     if form.batch and not _BATCH_RE.match(form.batch):
         raise InvalidInput(f"batch {form.batch!r} is not a batch id (32 letters and digits)")
     tz = _zone(form.tz)

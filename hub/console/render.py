@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
@@ -9,16 +10,20 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote
 
 from fastapi import Request
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
+from hub.console.session import secure_cookies
 from hub.core import i18n
 from hub.core.i18n import lazy_gettext
 from hub.core.phone import format_international
 from hub.core.timeutil import as_utc, local_text
+from hub.ports.oauth_flow import STATE_SECONDS
 
 if TYPE_CHECKING:
     from hub.console.auth import ConsoleUser
+    from hub.core.config import Config
+    from hub.ports.oauth_flow import Started
 
 FLASH_COOKIE = "smshub_flash"
 STATIC_DIR = Path(__file__).parent / "static"
@@ -64,10 +69,16 @@ _STATUS_LABELS = {
 }
 
 
+def translated(labels: Mapping[str, Any], value: str) -> str:
+    """VALUE (a stored English word) in the reader's language, from LABELS (lazy texts);
+    VALUE itself when LABELS does not have it."""
+    label = labels.get(value)
+    return str(label) if label is not None else value
+
+
 def status_label(value: str) -> str:
     """A message state in the reader's language."""
-    label = _STATUS_LABELS.get(value)
-    return str(label) if label is not None else value
+    return translated(_STATUS_LABELS, value)
 
 
 def request_language(request: Request, user: ConsoleUser | None) -> str:
@@ -144,6 +155,36 @@ def page(
     response = HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
     if flash:
         response.delete_cookie(FLASH_COOKIE, path="/console")
+    return response
+
+
+def csv_download(body: bytes, filename: str) -> Response:
+    """BODY as a CSV file the browser saves as FILENAME."""
+    return Response(
+        body,
+        media_type="text/csv; charset=utf-8",
+        headers={
+            "Content-Disposition": f'attachment; filename="{filename}"',
+            "Cache-Control": "no-store",
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
+
+
+def sign_in_redirect(started: Started, cookie: str, path: str, config: Config) -> RedirectResponse:
+    """303 to the provider's sign-in page of a STARTED flow, with the flow's state in COOKIE:
+    sent back only to PATH (the flow's callback), and SameSite=Lax so that the provider's
+    redirect carries it."""
+    response = RedirectResponse(started.url, status_code=303)
+    response.set_cookie(
+        cookie,
+        started.cookie,
+        max_age=STATE_SECONDS,
+        path=path,
+        httponly=True,
+        samesite="lax",
+        secure=secure_cookies(config),
+    )
     return response
 
 

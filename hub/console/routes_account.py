@@ -4,10 +4,11 @@
 
 import asyncio
 from collections.abc import Callable
-from typing import Annotated, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Form, Query, Request
+from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlmodel import Session
 
@@ -21,7 +22,11 @@ from hub.errors import ConflictError, InsufficientCredits, InvalidInput
 from hub.sending import account_settings
 from hub.store.db import read_scope, session_scope
 from hub.store.models import Account
+from hub.web.deps import HubDep
 from hub.web.edge import row_id_or_none
+
+if TYPE_CHECKING:
+    from hub.app import Hub
 
 router = APIRouter()
 
@@ -46,6 +51,7 @@ def _cursor(value: str | None) -> int | None:
 async def _render(
     request: Request,
     user: ConsoleUser,
+    hub: "Hub",
     ref: str | None,
     *,
     status: int = 200,
@@ -55,7 +61,6 @@ async def _render(
     errors: dict[str, str] | None = None,
     posted: dict[str, str] | None = None,
 ) -> Response:
-    hub = request.app.state.hub
 
     def _load() -> dict[str, Any]:
         with read_scope(hub.engine) as session:
@@ -76,44 +81,59 @@ async def _render(
     )
 
 
-async def _act(
-    request: Request,
-    user: ConsoleUser,
-    ref: str,
-    form: str,
-    posted: dict[str, str],
-    action: Action,
-) -> Response:
-    """Run ACTION on account REF in one transaction; re-show the page with the refusal if any."""
-    hub = request.app.state.hub
+@dataclass(frozen=True)
+class AccountForm:
+    """A form of the account page posted: who posts it, on which account (its hidden
+    ``account`` field), and the hub that answers."""
 
-    def _run() -> tuple[str, str]:
-        with session_scope(hub.engine) as session:
-            # Outside the user's scope: NotFound (404) before anything is read or changed.
-            account = user.account(session, ref or None)
-            message = action(session, hub.config, account)
-            session.add(account)
-            return account.name, message
+    request: Request
+    user: ConsoleUser
+    hub: "Hub"
+    account: str
 
-    try:
-        name, message = await asyncio.to_thread(_run)
-    except tuple(_FORM_ERRORS) as exc:
-        status = next(s for cls, s in _FORM_ERRORS.items() if isinstance(exc, cls))
-        return await _render(
-            request,
-            user,
-            ref,
-            status=status,
-            errors={form: str(exc)},
-            posted={"form": form, **posted},
-        )
-    return redirect(_url(name, form), message)
+    async def act(self, form: str, posted: dict[str, str], action: Action) -> Response:
+        """Run ACTION on the account in one transaction; re-show the page with the refusal
+        next to FORM (with the POSTED values put back) if any."""
+        hub, user = self.hub, self.user
+
+        def _run() -> tuple[str, str]:
+            with session_scope(hub.engine) as session:
+                # Outside the user's scope: NotFound (404) before anything is read or changed.
+                account = user.account(session, self.account or None)
+                message = action(session, hub.config, account)
+                session.add(account)
+                return account.name, message
+
+        try:
+            name, message = await asyncio.to_thread(_run)
+        except tuple(_FORM_ERRORS) as exc:
+            status = next(s for cls, s in _FORM_ERRORS.items() if isinstance(exc, cls))
+            return await _render(
+                self.request,
+                user,
+                hub,
+                self.account,
+                status=status,
+                errors={form: str(exc)},
+                posted={"form": form, **posted},
+            )
+        return redirect(_url(name, form), message)
+
+
+def _account_form(
+    request: Request, user: User, hub: HubDep, account: Annotated[str, Form()] = ""
+) -> AccountForm:
+    return AccountForm(request, user, hub, account)
+
+
+AccountPost = Annotated[AccountForm, Depends(_account_form)]
 
 
 @router.get("/account", response_class=HTMLResponse)
 async def account_home(
     request: Request,
     user: User,
+    hub: HubDep,
     account: Annotated[str, Query()] = "",
     before: Annotated[str, Query()] = "",
     after: Annotated[str, Query()] = "",
@@ -123,6 +143,7 @@ async def account_home(
     return await _render(
         request,
         user,
+        hub,
         account or None,
         before=_cursor(before),
         after=_cursor(after),
@@ -132,18 +153,13 @@ async def account_home(
 
 @router.post("/account/alert")
 async def save_alert(
-    request: Request,
-    user: User,
-    account: Annotated[str, Form()] = "",
+    post: AccountPost,
     threshold: Annotated[str, Form()] = "",
     email: Annotated[str, Form()] = "",
     sms: Annotated[str, Form()] = "",
 ) -> Response:
     """Set or turn off the balance alert."""
-    return await _act(
-        request,
-        user,
-        account,
+    return await post.act(
         "alert",
         {"threshold": threshold, "email": email, "sms": sms},
         lambda s, c, a: account_settings.set_alert(s, c, a, threshold, email, sms),
@@ -151,38 +167,18 @@ async def save_alert(
 
 
 @router.post("/account/sender")
-async def save_sender(
-    request: Request,
-    user: User,
-    account: Annotated[str, Form()] = "",
-    sender: Annotated[str, Form()] = "",
-) -> Response:
+async def save_sender(post: AccountPost, sender: Annotated[str, Form()] = "") -> Response:
     """Set the default sender (checked like a send)."""
-    return await _act(
-        request,
-        user,
-        account,
-        "sender",
-        {"sender": sender},
-        lambda s, c, a: account_settings.set_sender(c, a, sender),
+    return await post.act(
+        "sender", {"sender": sender}, lambda s, c, a: account_settings.set_sender(c, a, sender)
     )
 
 
 @router.post("/account/region")
-async def save_region(
-    request: Request,
-    user: User,
-    account: Annotated[str, Form()] = "",
-    region: Annotated[str, Form()] = "",
-) -> Response:
+async def save_region(post: AccountPost, region: Annotated[str, Form()] = "") -> Response:
     """Set the country national numbers are read in."""
-    return await _act(
-        request,
-        user,
-        account,
-        "region",
-        {"region": region},
-        lambda s, c, a: account_settings.set_region(c, a, region),
+    return await post.act(
+        "region", {"region": region}, lambda s, c, a: account_settings.set_region(c, a, region)
     )
 
 
@@ -198,35 +194,17 @@ def _saved_language(config: Config, account: Account, language: str) -> str:
 
 
 @router.post("/account/language")
-async def save_language(
-    request: Request,
-    user: User,
-    account: Annotated[str, Form()] = "",
-    language: Annotated[str, Form()] = "",
-) -> Response:
+async def save_language(post: AccountPost, language: Annotated[str, Form()] = "") -> Response:
     """Set the language of the mails and SMS texts the hub writes for the account."""
-    return await _act(
-        request,
-        user,
-        account,
-        "language",
-        {"language": language},
-        lambda s, c, a: _saved_language(c, a, language),
+    return await post.act(
+        "language", {"language": language}, lambda s, c, a: _saved_language(c, a, language)
     )
 
 
 @router.post("/account/reply-mailbox")
-async def save_reply_mailbox(
-    request: Request,
-    user: User,
-    account: Annotated[str, Form()] = "",
-    mailbox: Annotated[str, Form()] = "",
-) -> Response:
+async def save_reply_mailbox(post: AccountPost, mailbox: Annotated[str, Form()] = "") -> Response:
     """Set where inbound SMS are forwarded by e-mail."""
-    return await _act(
-        request,
-        user,
-        account,
+    return await post.act(
         "mailbox",
         {"mailbox": mailbox},
         lambda s, c, a: account_settings.set_reply_mailbox(a, mailbox),
@@ -235,19 +213,14 @@ async def save_reply_mailbox(
 
 @router.post("/account/autoreply")
 async def save_autoreply(
-    request: Request,
-    user: User,
-    account: Annotated[str, Form()] = "",
+    post: AccountPost,
     enabled: Annotated[str, Form()] = "",
     text: Annotated[str, Form()] = "",
     period: Annotated[str, Form()] = "",
 ) -> Response:
     """Turn the auto-responder on or off, with its text and period."""
     on = enabled in {"on", "1", "true", "yes"}
-    return await _act(
-        request,
-        user,
-        account,
+    return await post.act(
         "autoreply",
         {"enabled": "on" if on else "", "text": text, "period": period},
         lambda s, c, a: account_settings.set_autoreply(c, a, on, text, period),
@@ -256,18 +229,13 @@ async def save_autoreply(
 
 @router.post("/account/night")
 async def save_night(
-    request: Request,
-    user: User,
-    account: Annotated[str, Form()] = "",
+    post: AccountPost,
     mode: Annotated[str, Form()] = "off",
     start: Annotated[str, Form()] = "",
     end: Annotated[str, Form()] = "",
 ) -> Response:
     """Night hours for every send: off, hold until morning, or warn."""
-    return await _act(
-        request,
-        user,
-        account,
+    return await post.act(
         "night",
         {"mode": mode, "start": start, "end": end},
         lambda s, c, a: account_settings.set_night(a, mode, start, end),
@@ -275,18 +243,10 @@ async def save_night(
 
 
 @router.post("/account/links")
-async def save_links(
-    request: Request,
-    user: User,
-    account: Annotated[str, Form()] = "",
-    enabled: Annotated[str, Form()] = "",
-) -> Response:
+async def save_links(post: AccountPost, enabled: Annotated[str, Form()] = "") -> Response:
     """Turn per-recipient short links (click tracking) on or off by default."""
     on = enabled in {"on", "1", "true", "yes"}
-    return await _act(
-        request,
-        user,
-        account,
+    return await post.act(
         "links",
         {"enabled": "on" if on else ""},
         lambda s, c, a: account_settings.set_track_links(a, on),
@@ -295,29 +255,22 @@ async def save_links(
 
 @router.post("/account/sub-accounts")
 async def create_sub_account(
-    request: Request,
-    user: User,
-    account: Annotated[str, Form()] = "",
+    post: AccountPost,
     name: Annotated[str, Form()] = "",
     mode: Annotated[str, Form()] = "limited",
     initial: Annotated[str, Form()] = "",
 ) -> Response:
     """Create a sub-account, optionally with credits moved from its parent."""
-    return await _act(
-        request,
-        user,
-        account,
+    return await post.act(
         "subs",
         {"name": name, "mode": mode, "initial": initial},
-        lambda s, c, a: account_credits.create_sub_account(s, c, user, a, name, mode, initial),
+        lambda s, c, a: account_credits.create_sub_account(s, c, post.user, a, name, mode, initial),
     )
 
 
 @router.post("/account/transfer")
 async def transfer(
-    request: Request,
-    user: User,
-    account: Annotated[str, Form()] = "",
+    post: AccountPost,
     sub: Annotated[str, Form()] = "",
     direction: Annotated[str, Form()] = "down",
     amount: Annotated[str, Form()] = "",
@@ -328,50 +281,26 @@ async def transfer(
 
     def _move(session: Session, config: Config, parent: Account) -> str:
         source, target = (parent.name, sub) if direction == "down" else (sub, parent.name)
-        return account_credits.move_credits(session, config, user, source, target, amount)
+        return account_credits.move_credits(session, config, post.user, source, target, amount)
 
-    return await _act(
-        request,
-        user,
-        account,
-        "transfer",
-        {"sub": sub, "direction": direction, "amount": amount},
-        _move,
-    )
+    return await post.act("transfer", {"sub": sub, "direction": direction, "amount": amount}, _move)
 
 
 @router.post("/account/reset")
-async def reset(
-    request: Request,
-    user: User,
-    account: Annotated[str, Form()] = "",
-    sub: Annotated[str, Form()] = "",
-) -> Response:
+async def reset(post: AccountPost, sub: Annotated[str, Form()] = "") -> Response:
     """Give a sub-account's whole balance back to its parent."""
-    return await _act(
-        request,
-        user,
-        account,
-        "subs",
-        {},
-        lambda s, c, a: account_credits.reset_sub_account(s, c, user, sub),
+    return await post.act(
+        "subs", {}, lambda s, c, a: account_credits.reset_sub_account(s, c, post.user, sub)
     )
 
 
 @router.post("/account/disable")
 async def disable(
-    request: Request,
-    user: User,
-    account: Annotated[str, Form()] = "",
-    sub: Annotated[str, Form()] = "",
-    enable: Annotated[str, Form()] = "",
+    post: AccountPost, sub: Annotated[str, Form()] = "", enable: Annotated[str, Form()] = ""
 ) -> Response:
     """Disable a sub-account, or enable it again."""
-    return await _act(
-        request,
-        user,
-        account,
+    return await post.act(
         "subs",
         {},
-        lambda s, c, a: account_credits.set_sub_account_disabled(s, user, sub, not enable),
+        lambda s, c, a: account_credits.set_sub_account_disabled(s, post.user, sub, not enable),
     )

@@ -4,16 +4,16 @@
 
 import asyncio
 import html
-from dataclasses import asdict
-from typing import Annotated, Any
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import APIRouter, Form, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import HTMLResponse, Response
 
 from hub.console import calendars_data as data
 from hub.console import calendars_oauth as oauth
 from hub.console.auth import ConsoleUser, User, signing_key
-from hub.console.render import page, redirect
+from hub.console.render import page, redirect, sign_in_redirect, translated
 from hub.core.i18n import gettext, lazy_gettext
 from hub.core.templating import TemplateLimitExceeded
 from hub.errors import ConfigError, Forbidden, HubError, InvalidInput, NotFound
@@ -31,7 +31,11 @@ from hub.reminders.setup import (
 from hub.reminders.sync import sync_calendar
 from hub.sending import submit as sending
 from hub.store.db import read_scope, session_scope
+from hub.web.deps import HubDep
 from hub.web.edge import RowId, row_id_or_none
+
+if TYPE_CHECKING:
+    from hub.app import Hub
 
 router = APIRouter()
 
@@ -44,29 +48,21 @@ _ANSWERS = {
 
 
 def _answer_shown(text: str) -> str:
-    label = _ANSWERS.get(text)
-    return str(label) if label is not None else text
+    return translated(_ANSWERS, text)
 
 
 OAUTH_COOKIE = "smshub_calendar_oauth"
 OAUTH_PATH = "/console/calendars/oauth"
 
 
-def _key(request: Request) -> bytes:
-    return oauth.signer_key(signing_key(request.app.state.hub.engine))
-
-
-def _secure(request: Request) -> bool:
-    config = request.app.state.hub.config
-    mode = config.console.secure_cookies
-    return mode == "always" or (mode == "auto" and config.hub.public_url.startswith("https:"))
+def _key(hub: "Hub") -> bytes:
+    return oauth.signer_key(signing_key(hub.engine))
 
 
 # -- the list and adding ------------------------------------------------------------------------
 @router.get("/calendars", response_class=HTMLResponse)
-async def calendars(request: Request, user: User, after: str = "") -> Response:
+async def calendars(request: Request, user: User, hub: HubDep, after: str = "") -> Response:
     """The calendars of the user's accounts, and the ways to connect one."""
-    hub = request.app.state.hub
     config = hub.config
     cursor = row_id_or_none(after)
 
@@ -106,6 +102,7 @@ async def calendars(request: Request, user: User, after: str = "") -> Response:
 async def add(
     request: Request,
     user: User,
+    hub: HubDep,
     kind: Annotated[str, Form()] = "ics",
     account: Annotated[str, Form()] = "",
     name: Annotated[str, Form()] = "",
@@ -118,7 +115,6 @@ async def add(
     more: Annotated[str, Form()] = "",
 ) -> Response:
     """Connect an ICS (address) or CalDAV (address, user, password) calendar."""
-    hub = request.app.state.hub
     label = data.check_name(name)
 
     def _add() -> int:
@@ -149,10 +145,9 @@ async def add(
 # -- Google / Microsoft 365 sign-in -------------------------------------------------------------
 @router.get("/calendars/oauth/{provider}/start")
 async def oauth_start(
-    request: Request, user: User, provider: str, account: str = "", name: str = ""
+    request: Request, user: User, hub: HubDep, provider: str, account: str = "", name: str = ""
 ) -> Response:
     """Send the browser to the provider's consent page for a new calendar."""
-    hub = request.app.state.hub
     config = hub.config
     if provider not in oauth.PROVIDERS:
         raise NotFound(f"no sign-in with {provider!r}: use google or microsoft")
@@ -161,7 +156,7 @@ async def oauth_start(
         raise ConfigError(
             f"Connecting {oauth.PROVIDERS[provider]} calendars is not set up on this hub: {hint}"
         )
-    key = _key(request)
+    key = _key(hub)
 
     def _start() -> oauth.Started:
         with read_scope(hub.engine) as session:
@@ -175,24 +170,13 @@ async def oauth_start(
         return oauth.start(config, key, hub.state, user.user_id, acc.id, provider, label)
 
     started = await asyncio.to_thread(_start)
-    response = RedirectResponse(started.url, status_code=303)
-    response.set_cookie(
-        OAUTH_COOKIE,
-        started.cookie,
-        max_age=oauth.STATE_SECONDS,
-        path=OAUTH_PATH,
-        httponly=True,
-        samesite="lax",
-        secure=_secure(request),
-    )
-    return response
+    return sign_in_redirect(started, OAUTH_COOKIE, OAUTH_PATH, hub.config)
 
 
 def _create_connected(
-    request: Request, user: ConsoleUser, pending: dict[str, Any], calendar_id: str | None
+    hub: "Hub", user: ConsoleUser, pending: dict[str, Any], calendar_id: str | None
 ) -> int:
     """The calendar a sign-in ends with (blocking)."""
-    hub = request.app.state.hub
     config = hub.config
     if int(pending.get("u", 0)) != user.user_id:
         raise Forbidden("this sign-in belongs to another console user; start again")
@@ -215,12 +199,11 @@ def _create_connected(
 
 
 @router.get("/calendars/oauth/callback", response_class=HTMLResponse)
-async def oauth_callback(request: Request, user: User) -> Response:
+async def oauth_callback(request: Request, user: User, hub: HubDep) -> Response:
     """The provider's answer: trade the code for a refresh token, then pick the calendar."""
-    hub = request.app.state.hub
     config = hub.config
     query = dict(request.query_params)
-    key = _key(request)
+    key = _key(hub)
     state = query.get("state", "")
     checked = oauth.read_state(key, state, request.cookies.get(OAUTH_COOKIE, ""))
     if int(checked["u"]) != user.user_id:
@@ -265,7 +248,7 @@ async def oauth_callback(request: Request, user: User) -> Response:
         )
     else:
         chosen = connected.calendars[0][0] if connected.calendars else None
-        calendar_id = await asyncio.to_thread(_create_connected, request, user, pending, chosen)
+        calendar_id = await asyncio.to_thread(_create_connected, hub, user, pending, chosen)
         response = redirect(
             f"/console/calendars/{calendar_id}",
             f"{label} calendar {checked['n']} connected. Sync it now to plan its reminders.",
@@ -278,15 +261,16 @@ async def oauth_callback(request: Request, user: User) -> Response:
 async def oauth_finish(
     request: Request,
     user: User,
+    hub: HubDep,
     pending: Annotated[str, Form()] = "",
     calendar: Annotated[str, Form()] = "",
 ) -> Response:
     """Create the calendar chosen after a sign-in."""
-    found = oauth.unsign(_key(request), pending)
+    found = oauth.unsign(_key(hub), pending)
     if found is None or "t" not in found:
         raise InvalidInput("this choice has expired or was altered; connect the calendar again")
     calendar_id = await asyncio.to_thread(
-        _create_connected, request, user, found, calendar.strip() or None
+        _create_connected, hub, user, found, calendar.strip() or None
     )
     return redirect(
         f"/console/calendars/{calendar_id}",
@@ -297,11 +281,10 @@ async def oauth_finish(
 # -- one calendar -------------------------------------------------------------------------------
 @router.get("/calendars/{calendar_id:int}", response_class=HTMLResponse)
 async def calendar_page(
-    request: Request, user: User, calendar_id: RowId, answer: str = "all"
+    request: Request, user: User, hub: HubDep, calendar_id: RowId, answer: str = "all"
 ) -> Response:
     """A calendar's settings and rules, its upcoming appointments with the patients'
     answers (filtered by ANSWER), its upcoming reminders and its problem events."""
-    hub = request.app.state.hub
 
     def _load() -> dict[str, Any]:
         with read_scope(hub.engine) as session:
@@ -328,25 +311,45 @@ async def calendar_page(
     )
 
 
-@router.post("/calendars/{calendar_id:int}/rules")
-async def save_rules(
-    request: Request,
-    user: User,
-    calendar_id: RowId,
-    name: Annotated[str, Form()] = "",
+@dataclass(frozen=True)
+class RulesForm:
+    """A calendar's reminder rules as posted: saved, or previewed while being edited."""
+
+    offsets: str
+    quiet_start: str
+    quiet_end: str
+    template: str
+    timezone: str
+    locale: str
+
+
+def _rules_form(
     offsets: Annotated[str, Form()] = "",
     quiet_start: Annotated[str, Form()] = "",
     quiet_end: Annotated[str, Form()] = "",
     template: Annotated[str, Form()] = "",
     timezone: Annotated[str, Form()] = "",
     locale: Annotated[str, Form()] = "",
+) -> RulesForm:
+    return RulesForm(offsets, quiet_start, quiet_end, template, timezone, locale)
+
+
+Rules = Annotated[RulesForm, Depends(_rules_form)]
+
+
+@router.post("/calendars/{calendar_id:int}/rules")
+async def save_rules(
+    user: User,
+    hub: HubDep,
+    calendar_id: RowId,
+    rules: Rules,
+    name: Annotated[str, Form()] = "",
     sender: Annotated[str, Form()] = "",
     notify_mailbox: Annotated[str, Form()] = "",
     notify_changes: Annotated[str, Form()] = "",
     enabled: Annotated[str, Form()] = "",
 ) -> Response:
     """Save a calendar's name, reminder rules and settings."""
-    hub = request.app.state.hub
     mailbox = notify_mailbox.strip()
     if mailbox and ("@" not in mailbox or " " in mailbox):
         raise InvalidInput(f"{mailbox!r} is not an e-mail address")
@@ -365,12 +368,12 @@ async def save_rules(
             report = update_rules(
                 session,
                 cal,
-                offsets=offsets,
-                quiet_start=quiet_start,
-                quiet_end=quiet_end,
-                template=data.stored_template(template),
-                locale=locale.strip(),
-                tz=timezone.strip(),
+                offsets=rules.offsets,
+                quiet_start=rules.quiet_start,
+                quiet_end=rules.quiet_end,
+                template=data.stored_template(rules.template),
+                locale=rules.locale.strip(),
+                tz=rules.timezone.strip(),
             )
             cal.sender = chosen_sender
             cal.notify_mailbox = mailbox
@@ -402,17 +405,12 @@ async def save_rules(
 async def preview(
     request: Request,
     user: User,
+    hub: HubDep,
     calendar_id: RowId,
-    template: Annotated[str, Form()] = "",
+    rules: Rules,
     text: Annotated[str, Form()] = "",
-    offsets: Annotated[str, Form()] = "",
-    quiet_start: Annotated[str, Form()] = "",
-    quiet_end: Annotated[str, Form()] = "",
-    timezone: Annotated[str, Form()] = "",
-    locale: Annotated[str, Form()] = "",
 ) -> Response:
     """The reminder the rules being edited would send (an HTML fragment for console.js)."""
-    hub = request.app.state.hub
 
     def _render() -> dict[str, Any]:
         with read_scope(hub.engine) as session:
@@ -421,12 +419,12 @@ async def preview(
                 session,
                 hub.config,
                 cal,
-                template=template or text,
-                offsets=offsets or cal.offsets,
-                quiet_start=quiet_start or cal.quiet_start,
-                quiet_end=quiet_end or cal.quiet_end,
-                tz=timezone.strip() or cal.timezone,
-                locale=locale.strip() or cal.locale,
+                template=rules.template or text,
+                offsets=rules.offsets or cal.offsets,
+                quiet_start=rules.quiet_start or cal.quiet_start,
+                quiet_end=rules.quiet_end or cal.quiet_end,
+                tz=rules.timezone.strip() or cal.timezone,
+                locale=rules.locale.strip() or cal.locale,
             )
 
     try:
@@ -438,9 +436,8 @@ async def preview(
 
 
 @router.post("/calendars/{calendar_id:int}/sync")
-async def sync_now(request: Request, user: User, calendar_id: RowId) -> Response:
+async def sync_now(request: Request, user: User, hub: HubDep, calendar_id: RowId) -> Response:
     """Read the calendar now and plan its reminders; the counts come back as a message."""
-    hub = request.app.state.hub
 
     def _check() -> None:
         with read_scope(hub.engine) as session:
@@ -482,12 +479,12 @@ async def sync_now(request: Request, user: User, calendar_id: RowId) -> Response
 async def remove(
     request: Request,
     user: User,
+    hub: HubDep,
     calendar_id: RowId,
     keep_history: Annotated[str, Form()] = "",
 ) -> Response:
     """Disconnect a calendar: its scheduled reminders are cancelled and refunded; deleted,
     the files the hub kept for it (cached copy, stored password or tokens) go with it."""
-    hub = request.app.state.hub
 
     def _remove() -> tuple[str, dict[str, Any]]:
         with session_scope(hub.engine) as session:

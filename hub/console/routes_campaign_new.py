@@ -11,25 +11,35 @@ test SMS" sends the text once, free, to the account's own number.
 # No `from __future__ import annotations`: FastAPI reads these annotations at runtime.
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
-from fastapi import APIRouter, File, Form, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, Response
 from sqlmodel import Session
 
 from hub.campaigns import campaigns, contacts, links
 from hub.campaigns import templates as mt
+from hub.console.actions import on_account
 from hub.console.auth import ConsoleUser, User
 from hub.console.forms import checked, local_time, read_upload
 from hub.console.render import page, redirect
-from hub.console.settings_common import layout, scoped_account_id
+from hub.console.settings_common import account_region, layout, scoped_account_id
+from hub.core.config import Config
 from hub.core.i18n import gettext as _
 from hub.core.phone import split_numbers
 from hub.errors import HubError, InvalidInput
-from hub.store.db import read_scope, session_scope
+from hub.store.db import read_scope
 from hub.store.models import Account
+from hub.web.deps import HubDep
 
+if TYPE_CHECKING:
+    from hub.app import Hub
+
+T = TypeVar("T")
+# The keyword arguments of the campaign functions for a form, checked when first asked for.
+Arguments = Callable[[], dict[str, Any]]
 router = APIRouter()
 PATH = "/console/campaigns/new"
 # Recipients shown one by one in the preview (the totals count every one).
@@ -52,6 +62,43 @@ class CampaignForm:
     tz: str = ""
     shorten_links: bool = False
     file_name: str = ""
+    # The file chosen, read (within links.max_file_size) only by what uses it.
+    upload: UploadFile | None = field(default=None, repr=False)
+
+
+def _posted_form(
+    account: Annotated[str, Form()] = "",
+    name: Annotated[str, Form()] = "",
+    lists: Annotated[list[str] | None, Form(alias="list")] = None,
+    numbers: Annotated[str, Form()] = "",
+    template: Annotated[str, Form()] = "",
+    text: Annotated[str, Form()] = "",
+    sender: Annotated[str, Form()] = "",
+    type: Annotated[str, Form()] = "marketing",
+    send_at: Annotated[str, Form()] = "",
+    tz: Annotated[str, Form()] = "",
+    shorten_links: Annotated[str, Form()] = "",
+    file: Annotated[UploadFile | None, File()] = None,
+) -> CampaignForm:
+    return CampaignForm(
+        account=account,
+        name=name,
+        lists=[x for x in (lists or []) if x],
+        numbers=numbers,
+        template=template,
+        text=text,
+        sender=sender,
+        type=type,
+        send_at=send_at,
+        tz=tz,
+        shorten_links=checked(shorten_links),
+        file_name=(file.filename or "") if file is not None else "",
+        upload=file,
+    )
+
+
+# The campaign form as posted (the preview and the create buttons post the same fields).
+PostedCampaign = Annotated[CampaignForm, Depends(_posted_form)]
 
 
 def _arguments(form: CampaignForm, region: str, attachment: tuple[str, bytes]) -> dict[str, Any]:
@@ -74,10 +121,9 @@ def _arguments(form: CampaignForm, region: str, attachment: tuple[str, bytes]) -
 
 
 def _context(
-    request: Request, session: Session, user: ConsoleUser, acc: Account, form: CampaignForm
+    config: Config, session: Session, user: ConsoleUser, acc: Account, form: CampaignForm
 ) -> dict[str, Any]:
     assert acc.id is not None
-    config = request.app.state.hub.config
     own = mt.own_number(config, acc)
     if not form.sender and not form.name:
         form.sender = acc.default_sender or ""
@@ -101,12 +147,12 @@ def _context(
 async def new_campaign(
     request: Request,
     user: User,
+    hub: HubDep,
     account: str = "",
     list_name: Annotated[str, Query(alias="list")] = "",
     template: str = "",
 ) -> Response:
     """The campaign form (?list=NAME and ?template=NAME preselect one)."""
-    hub = request.app.state.hub
     form = CampaignForm(
         account=account,
         lists=[list_name] if list_name else [],
@@ -118,176 +164,107 @@ async def new_campaign(
             acc = user.account(session, account or None)
             # The short-links box starts from the account's click-tracking default.
             form.shorten_links = acc.track_links
-            return _context(request, session, user, acc, form)
+            return _context(hub.config, session, user, acc, form)
 
     ctx = await asyncio.to_thread(_load)
     return page(request, user, "campaign_new.html.j2", nav="campaigns", **ctx)
 
 
-def _form(
-    account: str,
-    name: str,
-    lists: list[str] | None,
-    numbers: str,
-    template: str,
-    text: str,
-    sender: str,
-    type: str,
-    send_at: str,
-    tz: str,
-    shorten_links: str,
-    file: UploadFile | None,
-) -> CampaignForm:
-    return CampaignForm(
-        account=account,
-        name=name,
-        lists=[x for x in (lists or []) if x],
-        numbers=numbers,
-        template=template,
-        text=text,
-        sender=sender,
-        type=type,
-        send_at=send_at,
-        tz=tz,
-        shorten_links=checked(shorten_links),
-        file_name=(file.filename or "") if file is not None else "",
-    )
-
-
 @router.post("/campaigns/new/preview", response_class=HTMLResponse)
 async def preview_fragment(
-    request: Request,
-    user: User,
-    account: Annotated[str, Form()] = "",
-    name: Annotated[str, Form()] = "",
-    lists: Annotated[list[str] | None, Form(alias="list")] = None,
-    numbers: Annotated[str, Form()] = "",
-    template: Annotated[str, Form()] = "",
-    text: Annotated[str, Form()] = "",
-    sender: Annotated[str, Form()] = "",
-    type: Annotated[str, Form()] = "marketing",
-    send_at: Annotated[str, Form()] = "",
-    tz: Annotated[str, Form()] = "",
-    shorten_links: Annotated[str, Form()] = "",
-    file: Annotated[UploadFile | None, File()] = None,
+    request: Request, user: User, hub: HubDep, form: PostedCampaign
 ) -> Response:
     """Each recipient's text, parts and credits, and the totals, of the campaign as filled
     in so far (an HTML fragment for console.js); nothing is written."""
-    await asyncio.to_thread(scoped_account_id, request.app.state.hub.engine, user, account)
-    form = _form(
-        account, name, lists, numbers, template, text, sender, type, send_at, tz,
-        shorten_links, file,
-    )  # fmt: skip
-    if not form.lists and not form.numbers.strip():
-        return page(
-            request, user, "_recipients_preview.html.j2", data=None, fields=[], error="",
-            rows=PREVIEW_ROWS, hint=False,
-        )  # fmt: skip
-    try:
-        data = await _preview(request, user, form, file)
-    except HubError as exc:
-        return page(
-            request, user, "_recipients_preview.html.j2", status=422, data=None, fields=[],
-            error=str(exc), rows=PREVIEW_ROWS, hint=False,
-        )  # fmt: skip
+    await asyncio.to_thread(scoped_account_id, hub.engine, user, form.account)
+    data, error = None, ""
+    if form.lists or form.numbers.strip():
+        try:
+            data = await _preview(hub, user, form)
+        except HubError as exc:
+            error = str(exc)
     return page(
-        request, user, "_recipients_preview.html.j2", data=data, fields=[], error="",
-        rows=PREVIEW_ROWS, hint=False,
+        request, user, "_recipients_preview.html.j2", status=422 if error else 200, data=data,
+        fields=[], error=error, rows=PREVIEW_ROWS, hint=False,
     )  # fmt: skip
 
 
-async def _attachment(request: Request, file: UploadFile | None) -> tuple[str, bytes]:
-    limit = links.max_file_size(request.app.state.hub.config)
-    return await read_upload(file, limit, "links.max_file_size")
+async def _on_arguments(
+    hub: "Hub",
+    user: ConsoleUser,
+    form: CampaignForm,
+    work: Callable[[Session, Account, Arguments], T],
+    *,
+    write: bool,
+) -> T:
+    """WORK on the form's account, given the arguments of hub.campaigns.campaigns' preview,
+    create and test for FORM (its file read first, within links.max_file_size; the rest
+    checked when WORK asks for them)."""
+    limit = links.max_file_size(hub.config)
+    attachment = await read_upload(form.upload, limit, "links.max_file_size")
+
+    def _run(session: Session, acc: Account) -> T:
+        region = account_region(hub.config, acc)
+        return work(session, acc, lambda: _arguments(form, region, attachment))
+
+    return await on_account(hub, user, form.account, _run, write=write)
 
 
-async def _preview(
-    request: Request, user: ConsoleUser, form: CampaignForm, file: UploadFile | None
-) -> dict[str, Any]:
-    hub = request.app.state.hub
-    attachment = await _attachment(request, file)
-
-    def _run() -> dict[str, Any]:
-        with read_scope(hub.engine) as session:
-            acc = user.account(session, form.account or None)
-            region = acc.default_region or hub.config.hub.default_region
-            return campaigns.preview_campaign(
-                session, hub.config, acc, **_arguments(form, region, attachment)
-            )
-
-    return await asyncio.to_thread(_run)
+async def _preview(hub: "Hub", user: ConsoleUser, form: CampaignForm) -> dict[str, Any]:
+    return await _on_arguments(
+        hub,
+        user,
+        form,
+        lambda session, acc, args: campaigns.preview_campaign(session, hub.config, acc, **args()),
+        write=False,
+    )
 
 
 @router.post("/campaigns/new", response_class=HTMLResponse)
 async def create(
     request: Request,
     user: User,
-    account: Annotated[str, Form()] = "",
-    name: Annotated[str, Form()] = "",
-    lists: Annotated[list[str] | None, Form(alias="list")] = None,
-    numbers: Annotated[str, Form()] = "",
-    template: Annotated[str, Form()] = "",
-    text: Annotated[str, Form()] = "",
-    sender: Annotated[str, Form()] = "",
-    type: Annotated[str, Form()] = "marketing",
-    send_at: Annotated[str, Form()] = "",
-    tz: Annotated[str, Form()] = "",
-    shorten_links: Annotated[str, Form()] = "",
+    hub: HubDep,
+    form: PostedCampaign,
     action: Annotated[str, Form()] = "create",
-    file: Annotated[UploadFile | None, File()] = None,
 ) -> Response:
     """Create the campaign (action=create), show its preview (action=preview, without
     JavaScript) or send the test SMS to the account's own number (action=test)."""
-    hub = request.app.state.hub
-    await asyncio.to_thread(scoped_account_id, hub.engine, user, account)
-    form = _form(
-        account, name, lists, numbers, template, text, sender, type, send_at, tz,
-        shorten_links, file,
-    )  # fmt: skip
+    await asyncio.to_thread(scoped_account_id, hub.engine, user, form.account)
     extra: dict[str, Any] = {}
     try:
         if action == "preview":
-            extra["data"] = await _preview(request, user, form, file)
+            extra["data"] = await _preview(hub, user, form)
         elif action == "test":
-            extra["notice"] = await _test(request, user, form, file)
+            extra["notice"] = await _test(hub, user, form)
         elif action == "create":
-            return await _create(request, user, form, file)
+            return await _create(hub, user, form)
         else:
             raise InvalidInput("press Preview, Send a test SMS or Create the campaign")
     except HubError as exc:
         extra["error"] = str(exc)
 
-    def _load() -> dict[str, Any]:
-        with read_scope(hub.engine) as session:
-            acc = user.account(session, form.account or None)
-            return _context(request, session, user, acc, form)
-
-    ctx = {**await asyncio.to_thread(_load), **extra}
+    ctx = await on_account(
+        hub,
+        user,
+        form.account,
+        lambda session, acc: _context(hub.config, session, user, acc, form),
+        write=False,
+    )
     status = 422 if extra.get("error") else 200
-    return page(request, user, "campaign_new.html.j2", status=status, nav="campaigns", **ctx)
+    return page(
+        request, user, "campaign_new.html.j2", status=status, nav="campaigns", **{**ctx, **extra}
+    )
 
 
-async def _create(
-    request: Request, user: ConsoleUser, form: CampaignForm, file: UploadFile | None
-) -> Response:
-    hub = request.app.state.hub
-    attachment = await _attachment(request, file)
-    when = local_time(form.send_at, form.tz)
+async def _create(hub: "Hub", user: ConsoleUser, form: CampaignForm) -> Response:
+    def _run(session: Session, acc: Account, args: Arguments) -> campaigns.CampaignResult:
+        when = local_time(form.send_at, form.tz)
+        return campaigns.create_campaign(
+            session, hub.config, acc, form.name, send_at=when, **args()
+        )
 
-    def _run() -> campaigns.CampaignResult:
-        with session_scope(hub.engine) as session:
-            acc = user.account(session, form.account or None)
-            region = acc.default_region or hub.config.hub.default_region
-            return campaigns.create_campaign(
-                session,
-                hub.config,
-                acc,
-                form.name,
-                send_at=when,
-                **_arguments(form, region, attachment),
-            )
-
-    result = await asyncio.to_thread(_run)
+    result = await _on_arguments(hub, user, form, _run, write=True)
     data = result.to_dict()
     counts = {
         "name": data["name"],
@@ -316,48 +293,40 @@ async def _create(
     return redirect(f"/console/campaigns/{data['id']}", message)
 
 
-async def _test(
-    request: Request, user: ConsoleUser, form: CampaignForm, file: UploadFile | None
-) -> str:
-    hub = request.app.state.hub
-    attachment = await _attachment(request, file)
-
-    def _run() -> str:
-        with session_scope(hub.engine) as session:
-            acc = user.account(session, form.account or None)
-            region = acc.default_region or hub.config.hub.default_region
-            own = mt.own_number(hub.config, acc)
-            if own is None:
-                raise InvalidInput(
-                    _(
-                        "account %(account)s has no own number on record: a test SMS goes only "
-                        "to the balance-alert SMS number; set it on the Account page first",
-                        account=acc.name,
-                    )
+async def _test(hub: "Hub", user: ConsoleUser, form: CampaignForm) -> str:
+    def _run(session: Session, acc: Account, arguments: Arguments) -> str:
+        own = mt.own_number(hub.config, acc)
+        if own is None:
+            raise InvalidInput(
+                _(
+                    "account %(account)s has no own number on record: a test SMS goes only "
+                    "to the balance-alert SMS number; set it on the Account page first",
+                    account=acc.name,
                 )
-            args = _arguments(form, region, attachment)
-            result = campaigns.send_campaign_test(
-                session,
-                hub.config,
-                acc,
-                own,
-                text=args["text"],
-                template=args["template"],
-                type=args["type"],
-                sender=args["sender"],
-                track_links=args["track_links"],
-                attachments=args["attachments"],
             )
-            sent = result.recipients[0]
-            if not result.accepted:
-                raise InvalidInput(_("the test SMS was not sent: %(reason)s", reason=sent.reason))
-            return _(
-                "Test SMS sent to %(number)s (%(num)s part(s), free).",
-                number=own,
-                num=result.segments,
-            )
+        args = arguments()
+        result = campaigns.send_campaign_test(
+            session,
+            hub.config,
+            acc,
+            own,
+            text=args["text"],
+            template=args["template"],
+            type=args["type"],
+            sender=args["sender"],
+            track_links=args["track_links"],
+            attachments=args["attachments"],
+        )
+        sent = result.recipients[0]
+        if not result.accepted:
+            raise InvalidInput(_("the test SMS was not sent: %(reason)s", reason=sent.reason))
+        return _(
+            "Test SMS sent to %(number)s (%(num)s part(s), free).",
+            number=own,
+            num=result.segments,
+        )
 
-    notice = await asyncio.to_thread(_run)
+    notice = await _on_arguments(hub, user, form, _run, write=True)
     if form.file_name:
         notice += " " + _("Choose the file again before creating the campaign.")
     return notice

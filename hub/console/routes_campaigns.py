@@ -7,8 +7,10 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
+from sqlmodel import Session
 
 from hub.campaigns.campaigns import cancel_campaign, export_campaign
+from hub.console.actions import cancelled
 from hub.console.auth import User
 from hub.console.campaign_query import (
     campaign_page,
@@ -17,10 +19,10 @@ from hub.console.campaign_query import (
     refresh_statuses,
     report,
 )
-from hub.console.render import page, redirect
-from hub.core.i18n import gettext as _
-from hub.errors import ConflictError, InvalidInput
-from hub.store.db import read_scope, session_scope
+from hub.console.render import csv_download, page
+from hub.errors import InvalidInput
+from hub.store.db import read_scope
+from hub.web.deps import HubDep
 from hub.web.edge import row_id_or_none
 
 router = APIRouter()
@@ -36,9 +38,8 @@ def _page_id(value: str | None, name: str) -> int | None:
 
 
 @router.get("/campaigns", response_class=HTMLResponse)
-async def campaigns(request: Request, user: User) -> Response:
+async def campaigns(request: Request, user: User, hub: HubDep) -> Response:
     """The campaigns of the user's accounts, newest first, one page at a time."""
-    hub = request.app.state.hub
     before = _page_id(request.query_params.get("before"), "before")
     after = _page_id(request.query_params.get("after"), "after")
     size = hub.config.console.page_size
@@ -62,9 +63,8 @@ async def campaigns(request: Request, user: User) -> Response:
 
 # Declared before /campaigns/{campaign_id}, whose parameter would also match "12.csv".
 @router.get("/campaigns/{campaign_id}.csv")
-async def campaign_csv(request: Request, user: User, campaign_id: str) -> Response:
+async def campaign_csv(request: Request, user: User, hub: HubDep, campaign_id: str) -> Response:
     """One CSV row per recipient of the campaign (UTF-8 with BOM)."""
-    hub = request.app.state.hub
     cid = parse_id(campaign_id)
 
     def _export() -> bytes:
@@ -73,21 +73,12 @@ async def campaign_csv(request: Request, user: User, campaign_id: str) -> Respon
             return export_campaign(session, cid)
 
     body = await asyncio.to_thread(_export)
-    return Response(
-        body,
-        media_type="text/csv; charset=utf-8",
-        headers={
-            "Content-Disposition": f'attachment; filename="campaign-{cid}.csv"',
-            "Cache-Control": "no-store",
-            "X-Content-Type-Options": "nosniff",
-        },
-    )
+    return csv_download(body, f"campaign-{cid}.csv")
 
 
 @router.get("/campaigns/{campaign_id}", response_class=HTMLResponse)
-async def campaign_detail(request: Request, user: User, campaign_id: str) -> Response:
+async def campaign_detail(request: Request, user: User, hub: HubDep, campaign_id: str) -> Response:
     """A campaign's report: counts per state, parts, credits, clicks; Cancel while scheduled."""
-    hub = request.app.state.hub
     cid = parse_id(campaign_id)
     data = await asyncio.to_thread(report, hub.engine, user, cid)
     return page(
@@ -101,23 +92,21 @@ async def campaign_detail(request: Request, user: User, campaign_id: str) -> Res
 
 
 @router.post("/campaigns/{campaign_id}/cancel")
-async def campaign_cancel(request: Request, user: User, campaign_id: str) -> Response:
+async def campaign_cancel(request: Request, user: User, hub: HubDep, campaign_id: str) -> Response:
     """Cancel a campaign that has not started: every SMS of it, refunded."""
-    hub = request.app.state.hub
     cid = parse_id(campaign_id)
     url = f"/console/campaigns/{cid}"
 
-    def _cancel() -> dict[str, Any]:
-        with session_scope(hub.engine) as session:
-            own_campaign(session, user, cid)
-            return cancel_campaign(session, cid)
+    def _cancel(session: Session) -> dict[str, Any]:
+        own_campaign(session, user, cid)
+        return cancel_campaign(session, cid)
 
-    try:
-        done = await asyncio.to_thread(_cancel)
-    except ConflictError as exc:
-        return redirect(url, _("Not cancelled: %(why)s.", why=exc))
-    return redirect(
+    return await cancelled(
+        hub,
         url,
-        f"Campaign cancelled: {done['cancelled']} SMS, {done['credits_refunded']} credits "
-        "refunded.",
+        _cancel,
+        lambda done: (
+            f"Campaign cancelled: {done['cancelled']} SMS, "
+            f"{done['credits_refunded']} credits refunded."
+        ),
     )

@@ -9,16 +9,17 @@ while the file is still chosen in the form (console.js posts the form to
 # No `from __future__ import annotations`: FastAPI reads these annotations at runtime.
 
 import asyncio
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, Response
 from sqlmodel import Session
 
 from hub.campaigns import contacts
+from hub.console.actions import on_row
 from hub.console.auth import ConsoleUser, User
 from hub.console.forms import read_upload
-from hub.console.render import page, redirect
+from hub.console.render import csv_download, page, redirect
 from hub.console.settings_common import (
     account_region,
     back_to,
@@ -27,11 +28,16 @@ from hub.console.settings_common import (
     page_url,
     scoped_account_id,
 )
+from hub.core.config import Config
 from hub.core.i18n import gettext as _
 from hub.errors import HubError, InvalidInput
 from hub.store.db import read_scope, session_scope
 from hub.store.models import Account, ContactList
+from hub.web.deps import HubDep
 from hub.web.edge import RowId, row_id_or_none
+
+if TYPE_CHECKING:
+    from hub.app import Hub
 
 router = APIRouter()
 PATH = "/console/lists"
@@ -40,7 +46,7 @@ MAX_FIELDS = 50
 
 
 def _lists_context(
-    request: Request, session: Session, user: ConsoleUser, acc: Account
+    config: Config, session: Session, user: ConsoleUser, acc: Account
 ) -> dict[str, Any]:
     return {
         **layout(session, user, acc, PATH),
@@ -49,25 +55,24 @@ def _lists_context(
         "list_name": "",
         "list_url": "",
         "error": "",
-        "max_size": request.app.state.hub.config.contacts.max_import_size,
+        "max_size": config.contacts.max_import_size,
     }
 
 
 @router.get("/lists", response_class=HTMLResponse)
-async def lists_page(request: Request, user: User, account: str = "") -> Response:
+async def lists_page(request: Request, user: User, hub: HubDep, account: str = "") -> Response:
     """The account's contact lists with their sizes, and the import form."""
-    hub = request.app.state.hub
 
     def _load() -> dict[str, Any]:
         with read_scope(hub.engine) as session:
-            return _lists_context(request, session, user, user.account(session, account or None))
+            return _lists_context(hub.config, session, user, user.account(session, account or None))
 
     ctx = await asyncio.to_thread(_load)
     return page(request, user, "lists.html.j2", nav="campaigns", **ctx)
 
 
 async def _run_import(
-    request: Request,
+    hub: "Hub",
     user: ConsoleUser,
     account: str,
     list_name: str,
@@ -75,7 +80,6 @@ async def _run_import(
     preview: bool,
 ) -> tuple[contacts.ImportReport, Account]:
     """Read the uploaded file within the limits and import it (or only preview it)."""
-    hub = request.app.state.hub
     limits = hub.config.contacts
     account_id = await asyncio.to_thread(scoped_account_id, hub.engine, user, account)
     if not list_name.strip():
@@ -96,7 +100,7 @@ async def _run_import(
                 data,
                 name,
                 preview=preview,
-                region=account_region(request, acc),
+                region=account_region(hub.config, acc),
                 max_rows=limits.max_import_rows,
             )
             return report, acc
@@ -108,16 +112,17 @@ async def _run_import(
 async def import_preview(
     request: Request,
     user: User,
+    hub: HubDep,
     account: Annotated[str, Form()] = "",
     list_name: Annotated[str, Form()] = "",
     file: Annotated[UploadFile | None, File()] = None,
 ) -> Response:
     """What importing the chosen file would do (an HTML fragment for console.js)."""
-    await asyncio.to_thread(scoped_account_id, request.app.state.hub.engine, user, account)
+    await asyncio.to_thread(scoped_account_id, hub.engine, user, account)
     if file is None or not file.filename:
         return page(request, user, "_import_report.html.j2", report=None, error="", list_url="")
     try:
-        report, _acc = await _run_import(request, user, account, list_name, file, True)
+        report, _acc = await _run_import(hub, user, account, list_name, file, True)
     except HubError as exc:
         return page(
             request, user, "_import_report.html.j2", status=422, report=None, error=str(exc),
@@ -130,6 +135,7 @@ async def import_preview(
 async def import_file(
     request: Request,
     user: User,
+    hub: HubDep,
     account: Annotated[str, Form()] = "",
     list_name: Annotated[str, Form()] = "",
     preview: Annotated[str, Form()] = "",
@@ -137,13 +143,12 @@ async def import_file(
 ) -> Response:
     """Import a contact file into a list (created if needed), or only preview it; the page
     shows the report: counts, merge fields, the first contacts, every line left out."""
-    hub = request.app.state.hub
-    report, acc = await _run_import(request, user, account, list_name, file, bool(preview))
+    report, acc = await _run_import(hub, user, account, list_name, file, bool(preview))
 
     def _load() -> dict[str, Any]:
         with read_scope(hub.engine) as session:
             fresh = user.account(session, acc.id)
-            ctx = _lists_context(request, session, user, fresh)
+            ctx = _lists_context(hub.config, session, user, fresh)
             found = (
                 None
                 if report.preview
@@ -158,12 +163,12 @@ async def import_file(
 
 # -- one list ---------------------------------------------------------------------------------
 def _list_context(
-    request: Request, session: Session, user: ConsoleUser, found: ContactList, after: int
+    config: Config, session: Session, user: ConsoleUser, found: ContactList, after: int
 ) -> dict[str, Any]:
     acc = session.get(Account, found.account_id)
     assert acc is not None
     rows, next_after = contacts.contacts_page(
-        session, found, after=after, size=request.app.state.hub.config.console.page_size
+        session, found, after=after, size=config.console.page_size
     )
     members = [(c, contacts.contact_fields(c)) for c in rows]
     here = f"{PATH}/{found.id}"
@@ -179,9 +184,8 @@ def _list_context(
 
 
 @router.get("/lists/{list_id}.csv")
-async def list_csv(request: Request, user: User, list_id: RowId) -> Response:
+async def list_csv(request: Request, user: User, hub: HubDep, list_id: RowId) -> Response:
     """The list as CSV: number, then one column per merge field (imports back as is)."""
-    hub = request.app.state.hub
 
     def _export() -> tuple[str, bytes]:
         with read_scope(hub.engine) as session:
@@ -189,27 +193,20 @@ async def list_csv(request: Request, user: User, list_id: RowId) -> Response:
             return found.name, contacts.export_list(session, found.account_id, found.name)
 
     name, body = await asyncio.to_thread(_export)
-    return Response(
-        body,
-        media_type="text/csv; charset=utf-8",
-        headers={
-            "Content-Disposition": f'attachment; filename="list-{name}.csv"',
-            "Cache-Control": "no-store",
-            "X-Content-Type-Options": "nosniff",
-        },
-    )
+    return csv_download(body, f"list-{name}.csv")
 
 
 @router.get("/lists/{list_id}", response_class=HTMLResponse)
-async def list_page(request: Request, user: User, list_id: RowId, after: str = "") -> Response:
+async def list_page(
+    request: Request, user: User, hub: HubDep, list_id: RowId, after: str = ""
+) -> Response:
     """A list's contacts with their merge fields, one page at a time; add, edit, delete."""
-    hub = request.app.state.hub
     start = row_id_or_none(after) or 0
 
     def _load() -> dict[str, Any]:
         with read_scope(hub.engine) as session:
             found = owned(session, ContactList, list_id, user, "contact list")
-            return _list_context(request, session, user, found, start)
+            return _list_context(hub.config, session, user, found, start)
 
     ctx = await asyncio.to_thread(_load)
     return page(request, user, "list_detail.html.j2", nav="campaigns", **ctx)
@@ -234,36 +231,32 @@ async def _posted_fields(request: Request) -> dict[str, str]:
 
 @router.post("/lists/{list_id}/add")
 async def contact_add(
-    request: Request, user: User, list_id: RowId, number: Annotated[str, Form()] = ""
+    request: Request, user: User, hub: HubDep, list_id: RowId, number: Annotated[str, Form()] = ""
 ) -> Response:
     """Add one number, with its merge fields, to the list."""
-    hub = request.app.state.hub
     fields = await _posted_fields(request)
 
-    def _add() -> tuple[contacts.ImportReport, str]:
-        with session_scope(hub.engine) as session:
-            found = owned(session, ContactList, list_id, user, "contact list")
-            acc = session.get(Account, found.account_id)
-            assert acc is not None
-            report = contacts.add_numbers(
-                session,
-                acc,
-                found.name,
-                [number],
-                region=account_region(request, acc),
-                fields=fields,
-            )
-            if report.rejected:
-                raise InvalidInput(
-                    _(
-                        "%(number)s cannot be added: %(reason)s",
-                        number=repr(number),
-                        reason=report.rejected[0].reason,
-                    )
+    def _add(session: Session, found: ContactList, acc: Account) -> contacts.ImportReport:
+        report = contacts.add_numbers(
+            session,
+            acc,
+            found.name,
+            [number],
+            region=account_region(hub.config, acc),
+            fields=fields,
+        )
+        if report.rejected:
+            raise InvalidInput(
+                _(
+                    "%(number)s cannot be added: %(reason)s",
+                    number=repr(number),
+                    reason=report.rejected[0].reason,
                 )
-            return report, f"{PATH}/{found.id}"
+            )
+        return report
 
-    report, url = await asyncio.to_thread(_add)
+    report, _back = await on_row(hub, user, ContactList, list_id, "contact list", PATH, _add)
+    url = f"{PATH}/{list_id}"
     if report.added:
         return redirect(url, _("%(number)s added to the list.", number=number.strip()))
     return redirect(
@@ -276,63 +269,53 @@ async def contact_add(
 async def contact_edit(
     request: Request,
     user: User,
+    hub: HubDep,
     list_id: RowId,
     contact_id: RowId,
     number: Annotated[str, Form()] = "",
 ) -> Response:
     """Change a contact's number and merge fields."""
-    hub = request.app.state.hub
     fields = await _posted_fields(request)
 
-    def _edit() -> tuple[str, str]:
-        with session_scope(hub.engine) as session:
-            found = owned(session, ContactList, list_id, user, "contact list")
-            acc = session.get(Account, found.account_id)
-            assert acc is not None
-            contact = contacts.update_contact(
-                session,
-                found,
-                contact_id,
-                number=number,
-                fields=fields,
-                region=account_region(request, acc),
-            )
-            return contact.number, f"{PATH}/{found.id}"
+    def _edit(session: Session, found: ContactList, acc: Account) -> str:
+        return contacts.update_contact(
+            session,
+            found,
+            contact_id,
+            number=number,
+            fields=fields,
+            region=account_region(hub.config, acc),
+        ).number
 
-    saved, url = await asyncio.to_thread(_edit)
+    saved, _back = await on_row(hub, user, ContactList, list_id, "contact list", PATH, _edit)
+    url = f"{PATH}/{list_id}"
     return redirect(url, _("Contact %(number)s saved.", number=saved))
 
 
 @router.post("/lists/{list_id}/contacts/{contact_id}/delete")
 async def contact_delete(
-    request: Request, user: User, list_id: RowId, contact_id: RowId
+    request: Request, user: User, hub: HubDep, list_id: RowId, contact_id: RowId
 ) -> Response:
     """Take a contact off the list (messages already sent to it are kept)."""
-    hub = request.app.state.hub
 
-    def _delete() -> tuple[str, str]:
-        with session_scope(hub.engine) as session:
-            found = owned(session, ContactList, list_id, user, "contact list")
-            return contacts.delete_contact(session, found, contact_id), f"{PATH}/{found.id}"
+    def _delete(session: Session, found: ContactList, _acc: Account) -> str:
+        return contacts.delete_contact(session, found, contact_id)
 
-    gone, url = await asyncio.to_thread(_delete)
+    gone, _back = await on_row(hub, user, ContactList, list_id, "contact list", PATH, _delete)
+    url = f"{PATH}/{list_id}"
     return redirect(url, _("%(number)s removed from the list.", number=gone))
 
 
 @router.post("/lists/{list_id}/delete")
-async def list_delete(request: Request, user: User, list_id: RowId) -> Response:
+async def list_delete(request: Request, user: User, hub: HubDep, list_id: RowId) -> Response:
     """Delete a list and its contacts (campaigns already sent keep their messages)."""
-    hub = request.app.state.hub
 
-    def _delete() -> tuple[str, int, str]:
-        with session_scope(hub.engine) as session:
-            found = owned(session, ContactList, list_id, user, "contact list")
-            acc = session.get(Account, found.account_id)
-            assert acc is not None
-            count = contacts.delete_list(session, acc, found.name)
-            return found.name, count, back_to(PATH, user, acc)
+    def _delete(session: Session, found: ContactList, acc: Account) -> tuple[str, int]:
+        return found.name, contacts.delete_list(session, acc, found.name)
 
-    name, count, url = await asyncio.to_thread(_delete)
+    (name, count), url = await on_row(
+        hub, user, ContactList, list_id, "contact list", PATH, _delete
+    )
     return redirect(
         url, _("List %(name)s deleted with its %(num)s contact(s).", name=name, num=count)
     )

@@ -9,8 +9,10 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
+from sqlmodel import Session
 
 from hub.console import history_detail
+from hub.console.actions import cancelled
 from hub.console.auth import ConsoleUser, User
 from hub.console.history_query import (
     SOURCES,
@@ -23,15 +25,17 @@ from hub.console.history_query import (
     parse_filter,
     state_counts,
 )
-from hub.console.render import page, redirect
+from hub.console.render import page
+from hub.console.settings_common import account_region
 from hub.core import csvout
-from hub.core.i18n import gettext as _
+from hub.core.config import Config
 from hub.core.i18n import ngettext
 from hub.core.timeutil import as_utc, utcnow
-from hub.errors import ConflictError, InvalidInput, NotFound
+from hub.errors import InvalidInput, NotFound
 from hub.sending import submit as sending
-from hub.store.db import read_scope, session_scope
+from hub.store.db import read_scope
 from hub.store.models import Message
+from hub.web.deps import HubDep
 
 router = APIRouter()
 
@@ -55,21 +59,15 @@ CSV_COLUMNS = [
 ]
 
 
-def _region(request: Request, session: Any, user: ConsoleUser) -> str:
-    account = user.account(session)
-    return account.default_region or request.app.state.hub.config.hub.default_region
-
-
-def _filter(request: Request, session: Any, user: ConsoleUser, form: FilterForm) -> HistoryFilter:
+def _filter(config: Config, session: Any, user: ConsoleUser, form: FilterForm) -> HistoryFilter:
     # The region only reads a national number: no query for it otherwise.
-    region = _region(request, session, user) if form.number else ""
+    region = account_region(config, user.account(session)) if form.number else ""
     return parse_filter(session, user, form, region)
 
 
 @router.get("/messages", response_class=HTMLResponse)
-async def history(request: Request, user: User) -> Response:
+async def history(request: Request, user: User, hub: HubDep) -> Response:
     """Messages of the user's accounts, newest first, filtered, one page at a time."""
-    hub = request.app.state.hub
     params = request.query_params
     form = FilterForm.from_params(params)
     size = hub.config.console.page_size
@@ -90,7 +88,7 @@ async def history(request: Request, user: User) -> Response:
                 "error": "",
             }
             try:
-                f = _filter(request, session, user, form)
+                f = _filter(hub.config, session, user, form)
                 before = Cursor.decode(params["before"]) if params.get("before") else None
                 after = Cursor.decode(params["after"]) if params.get("after") else None
             except (InvalidInput, NotFound) as exc:
@@ -152,15 +150,14 @@ def _csv_chunks(engine: Any, f: HistoryFilter, names: dict[int, str]) -> Iterato
 
 
 @router.get("/messages.csv")
-async def history_csv(request: Request, user: User) -> Response:
+async def history_csv(request: Request, user: User, hub: HubDep) -> Response:
     """The filtered history as CSV (UTF-8 with BOM), streamed in chunks."""
-    hub = request.app.state.hub
     form = FilterForm.from_params(request.query_params)
 
     def _prepare() -> tuple[HistoryFilter, dict[int, str]]:
         with read_scope(hub.engine) as session:
             names = {int(a.id or 0): a.name for a in user.accounts(session)}
-            return _filter(request, session, user, form), names
+            return _filter(hub.config, session, user, form), names
 
     f, names = await asyncio.to_thread(_prepare)
     filename = f"messages-{utcnow():%Y%m%d-%H%M}.csv"
@@ -175,9 +172,8 @@ async def history_csv(request: Request, user: User) -> Response:
 
 
 @router.get("/messages/{message_id}", response_class=HTMLResponse)
-async def message_detail(request: Request, user: User, message_id: str) -> Response:
+async def message_detail(request: Request, user: User, hub: HubDep, message_id: str) -> Response:
     """One message: its facts, its events, its links, and Cancel while it waits."""
-    hub = request.app.state.hub
 
     def _load() -> dict[str, Any]:
         with read_scope(hub.engine) as session:
@@ -188,25 +184,20 @@ async def message_detail(request: Request, user: User, message_id: str) -> Respo
 
 
 @router.post("/messages/{message_id}/cancel")
-async def cancel_message(request: Request, user: User, message_id: str) -> Response:
+async def cancel_message(request: Request, user: User, hub: HubDep, message_id: str) -> Response:
     """Cancel a message that has not gone out yet; its credits are refunded."""
-    hub = request.app.state.hub
     url = f"/console/messages/{message_id}"
 
-    def _cancel() -> int:
-        with session_scope(hub.engine) as session:
-            history_detail.own_message(session, user, message_id)
-            message = sending.cancel(session, message_id, account_ids=set(user.scope))
-            return message.credits
+    def _cancel(session: Session) -> int:
+        history_detail.own_message(session, user, message_id)
+        return sending.cancel(session, message_id, account_ids=set(user.scope)).credits
 
-    try:
-        refunded = await asyncio.to_thread(_cancel)
-    except ConflictError as exc:
-        return redirect(url, _("Not cancelled: %(why)s.", why=exc))
-    return redirect(
+    return await cancelled(
+        hub,
         url,
+        _cancel,
         # English keeps "credits" for one too, as the hub always wrote it.
-        ngettext(
+        lambda refunded: ngettext(
             "Message cancelled; %(num)s credits refunded.",
             "Message cancelled; %(num)s credits refunded.",
             refunded,

@@ -3,9 +3,10 @@
 # No `from __future__ import annotations`: FastAPI reads these annotations at runtime.
 
 import asyncio
+from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, Response
 
 from hub.campaigns.links import preview_text as preview_links
@@ -15,28 +16,58 @@ from hub.console.auth import User
 from hub.console.forms import local_time
 from hub.console.history_query import HistoryFilter, history_page
 from hub.console.render import page, redirect
+from hub.console.settings_common import account_region
+from hub.core.config import Config
 from hub.core.i18n import gettext as _
 from hub.core.i18n import ngettext
-from hub.core.phone import parse_number, split_numbers
+from hub.core.phone import NumberInfo, parse_number, split_numbers
 from hub.core.timeutil import utcnow
 from hub.errors import InvalidInput
 from hub.sending import submit as sending
 from hub.sending.accounts import ancestors
 from hub.store.db import read_scope
 from hub.store.views import account_view
+from hub.web.deps import HubDep
 
 router = APIRouter()
 
 
-def _track_choice(links: str, offered: str) -> bool | None:
-    """The form's short-links checkbox; None (the account's default) for a form without it."""
-    return links == "on" if offered else None
+@dataclass(frozen=True)
+class SendForm:
+    """The home page's send form as posted (the live preview posts the same fields)."""
+
+    to: str
+    text: str
+    account: str
+    sender: str
+    type: str
+    send_at: str
+    tz: str
+    # The short-links box; None (the account's default) for a form without it.
+    track: bool | None
+
+
+def _send_form(
+    to: Annotated[str, Form()] = "",
+    text: Annotated[str, Form()] = "",
+    account: Annotated[str, Form()] = "",
+    sender: Annotated[str, Form()] = "",
+    type: Annotated[str, Form()] = "alert",
+    send_at: Annotated[str, Form()] = "",
+    tz: Annotated[str, Form()] = "",
+    links: Annotated[str, Form()] = "",
+    links_offered: Annotated[str, Form()] = "",
+) -> SendForm:
+    track = links == "on" if links_offered else None
+    return SendForm(to, text, account, sender, type, send_at, tz, track)
+
+
+Posted = Annotated[SendForm, Depends(_send_form)]
 
 
 @router.get("/", response_class=HTMLResponse)
-async def home(request: Request, user: User) -> Response:
+async def home(request: Request, user: User, hub: HubDep) -> Response:
     """Balance, the last messages and the send form."""
-    hub = request.app.state.hub
 
     def _load() -> dict[str, Any]:
         with read_scope(hub.engine) as session:
@@ -53,42 +84,28 @@ async def home(request: Request, user: User) -> Response:
 
 
 @router.post("/send")
-async def send(
-    request: Request,
-    user: User,
-    to: Annotated[str, Form()] = "",
-    text: Annotated[str, Form()] = "",
-    account: Annotated[str, Form()] = "",
-    sender: Annotated[str, Form()] = "",
-    type: Annotated[str, Form()] = "alert",
-    send_at: Annotated[str, Form()] = "",
-    tz: Annotated[str, Form()] = "",
-    links: Annotated[str, Form()] = "",
-    links_offered: Annotated[str, Form()] = "",
-) -> Response:
+async def send(user: User, hub: HubDep, form: Posted) -> Response:
     """Queue an SMS from the console (the same submit() as every other door)."""
-    hub = request.app.state.hub
-    track = _track_choice(links, links_offered)
-    if type not in {"alert", "marketing"}:
+    if form.type not in {"alert", "marketing"}:
         raise InvalidInput("type must be alert or marketing")
 
     def _submit() -> sending.SubmitResult:
         with read_scope(hub.engine) as session:
-            acc = user.account(session, account or None)
-            name, region = acc.name, acc.default_region or hub.config.hub.default_region
-        recipients = split_numbers(to, region)
+            acc = user.account(session, form.account or None)
+            name, region = acc.name, account_region(hub.config, acc)
+        recipients = split_numbers(form.to, region)
         if not recipients:
             raise InvalidInput(_("give at least one phone number in To"))
         return hub.submit(
             sending.SubmitRequest(
                 account=name,
                 recipients=recipients,
-                text=text,
-                sender=sender.strip() or None,
-                type=type,
-                send_at=local_time(send_at, tz),
+                text=form.text,
+                sender=form.sender.strip() or None,
+                type=form.type,
+                send_at=local_time(form.send_at, form.tz),
                 source="console",
-                shorten_links=track,
+                shorten_links=form.track,
             )
         )
 
@@ -113,90 +130,39 @@ async def send(
 
 
 @router.post("/preview", response_class=HTMLResponse)
-async def live_preview(
-    request: Request,
-    user: User,
-    text: Annotated[str, Form()] = "",
-    to: Annotated[str, Form()] = "",
-    sender: Annotated[str, Form()] = "",
-    type: Annotated[str, Form()] = "alert",
-    account: Annotated[str, Form()] = "",
-    links: Annotated[str, Form()] = "",
-    links_offered: Annotated[str, Form()] = "",
-) -> Response:
+async def live_preview(request: Request, user: User, hub: HubDep, form: Posted) -> Response:
     """Parts, encoding and cost of a text being written (an HTML fragment for console.js)."""
-    hub = request.app.state.hub
     config = hub.config
-    choice = _track_choice(links, links_offered)
+    text, to, sender, type = form.text, form.to, form.sender, form.type
 
     def _region() -> tuple[str, NightHours, bool]:
         with read_scope(hub.engine) as session:
-            acc = user.account(session, account or None)
+            acc = user.account(session, form.account or None)
             night = NightHours.of(acc.night_mode, acc.night_start, acc.night_end)
-            track = acc.track_links if choice is None else choice
-            return acc.default_region or config.hub.default_region, night, track
+            track = acc.track_links if form.track is None else form.track
+            return account_region(config, acc), night, track
 
     region, night, track = await asyncio.to_thread(_region)
     # Counted and shown as sent: each URL a short link of the same length as the real ones.
     linked = preview_links(config, text) if track else text
-    links_shown, text = linked != text, linked
     numbers = [parse_number(n, region) for n in split_numbers(to, region)] if to else []
     valid = [n for n in numbers if n.valid]
     country = valid[0].country if valid else region
+    kind = type if type in {"alert", "marketing"} else "alert"
     shown = preview(
-        text,
+        linked,
         sender.strip() or None,
-        type if type in {"alert", "marketing"} else "alert",
+        kind,
         country,
         mention=config.optout_mention,
         hours=config.marketing_hours,
         rules=config.compliance,
         public_url=config.hub.public_url,
     )
-    # Sent now, would it arrive at night for someone? Said whatever the account's setting
-    # (its hours, default 21:00-08:00), with what the setting will do about it.
-    now = utcnow()
-    nights = [
-        n
-        for n in valid
-        if night.morning_after(
-            now,
-            time_zones(n.country, n.e164) or (config.marketing_hours.fallback_time_zone,),
-        )
-    ]
-    if nights:
-        effect = {
-            "hold": _("they will wait until the night ends (account setting)"),
-            "warn": _("they go out anyway (the account warns only)"),
-            "off": _("they go out anyway; the account page can hold them until morning"),
-        }[night.mode]
-        shown["warnings"].append(
-            ngettext(
-                "%(num)s SMS would arrive at night (%(hours)s in the recipient's time): %(effect)s",
-                "%(num)s SMS would arrive at night (%(hours)s in the recipient's time): %(effect)s",
-                len(nights),
-                hours=night.describe(),
-                effect=effect,
-            )
-        )
-    # Each destination country has its own opt-out mention, hence its own parts: the cost
-    # counts every recipient's, and the shown text is the first recipient's.
-    parts: dict[str | None, int] = {country: shown["segments"]}
-    for n in valid:
-        if n.country not in parts:
-            other = preview(
-                text,
-                sender.strip() or None,
-                type if type in {"alert", "marketing"} else "alert",
-                n.country,
-                mention=config.optout_mention,
-                rules=config.compliance,
-                public_url=config.hub.public_url,
-            )
-            parts[n.country] = other["segments"]
-    cost = sum(
-        sending.credits_for(config, n.country, parts[n.country]) for n in valid
-    ) or sending.credits_for(config, country, shown["segments"])
+    warning = _night_warning(config, night, valid)
+    if warning:
+        shown["warnings"].append(warning)
+    cost = _cost(config, linked, sender.strip() or None, kind, valid, country, shown["segments"])
     return page(
         request,
         user,
@@ -206,5 +172,65 @@ async def live_preview(
         invalid=[n for n in numbers if not n.valid],
         cost=cost,
         max_parts=config.sending.max_parts,
-        links_shown=links_shown,
+        links_shown=linked != text,
     )
+
+
+def _night_warning(config: Config, night: NightHours, valid: list[NumberInfo]) -> str:
+    """Sent now, would it arrive at night for someone? Said whatever the account's setting
+    (its hours, default 21:00-08:00), with what the setting will do about it ("": no)."""
+    now = utcnow()
+    nights = [
+        n
+        for n in valid
+        if night.morning_after(
+            now,
+            time_zones(n.country, n.e164) or (config.marketing_hours.fallback_time_zone,),
+        )
+    ]
+    if not nights:
+        return ""
+    effect = {
+        "hold": _("they will wait until the night ends (account setting)"),
+        "warn": _("they go out anyway (the account warns only)"),
+        "off": _("they go out anyway; the account page can hold them until morning"),
+    }[night.mode]
+    return ngettext(
+        "%(num)s SMS would arrive at night (%(hours)s in the recipient's time): %(effect)s",
+        "%(num)s SMS would arrive at night (%(hours)s in the recipient's time): %(effect)s",
+        len(nights),
+        hours=night.describe(),
+        effect=effect,
+    )
+
+
+def _cost(
+    config: Config,
+    text: str,
+    sender: str | None,
+    kind: str,
+    valid: list[NumberInfo],
+    country: str | None,
+    segments: int,
+) -> int:
+    """Credits for every valid recipient (SEGMENTS parts each in COUNTRY, the shown one's).
+
+    Each destination country has its own opt-out mention, hence its own parts: the cost
+    counts every recipient's, and the shown text is the first recipient's.
+    """
+    parts: dict[str | None, int] = {country: segments}
+    for n in valid:
+        if n.country not in parts:
+            other = preview(
+                text,
+                sender,
+                kind,
+                n.country,
+                mention=config.optout_mention,
+                rules=config.compliance,
+                public_url=config.hub.public_url,
+            )
+            parts[n.country] = other["segments"]
+    return sum(
+        sending.credits_for(config, n.country, parts[n.country]) for n in valid
+    ) or sending.credits_for(config, country, segments)

@@ -16,6 +16,7 @@ from hub.core.i18n import gettext as _
 from hub.errors import InvalidInput
 from hub.store.db import session_scope
 from hub.store.models import MailUser
+from hub.web.deps import HubDep
 
 router = APIRouter()
 
@@ -29,6 +30,7 @@ def _back(value: str) -> str:
 async def choose_language(
     request: Request,
     user: User,
+    hub: HubDep,
     language: Annotated[str, Form()] = "",
     next: Annotated[str, Form()] = "/console/",
 ) -> Response:
@@ -38,7 +40,7 @@ async def choose_language(
         raise InvalidInput(f"language: {language!r} is not one of {', '.join(i18n.LANGUAGES)}")
 
     def _save() -> None:
-        with session_scope(request.app.state.hub.engine) as session:
+        with session_scope(hub.engine) as session:
             row = session.get(MailUser, user.user_id)
             if row is not None:
                 row.language = chosen

@@ -7,7 +7,7 @@ import hmac
 import logging
 import math
 import secrets
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -22,27 +22,26 @@ from hub.console.auth import (
     signing_key,
 )
 from hub.console.render import page, redirect
+from hub.console.session import secure_cookies
 from hub.core import i18n
+from hub.core.config import Config
 from hub.core.i18n import gettext as _
 from hub.store.db import read_scope
 from hub.store.login_throttle import LoginThrottle
 from hub.store.models import MailUser
+from hub.web.deps import HubDep
 
 log = logging.getLogger("smshub.console")
+if TYPE_CHECKING:
+    from hub.app import Hub
+
 router = APIRouter()
 
 
-def _throttle(request: Request) -> LoginThrottle:
+def _throttle(hub: "Hub") -> LoginThrottle:
     # The counts are in the database; the settings are read at each login.
-    hub = request.app.state.hub
     console = hub.config.console
     return LoginThrottle(hub.engine, console.max_failed_logins, console.login_max_delay)
-
-
-def _secure(request: Request) -> bool:
-    config = request.app.state.hub.config
-    mode = config.console.secure_cookies
-    return mode == "always" or (mode == "auto" and config.hub.public_url.startswith("https:"))
 
 
 def _safe_next(value: str) -> str:
@@ -54,7 +53,12 @@ def _safe_next(value: str) -> str:
 
 
 def _login_form(
-    request: Request, next_url: str, error: str = "", username: str = "", status: int = 200
+    request: Request,
+    config: Config,
+    next_url: str,
+    error: str = "",
+    username: str = "",
+    status: int = 200,
 ) -> HTMLResponse:
     token = secrets.token_urlsafe(24)
     response = page(
@@ -74,24 +78,25 @@ def _login_form(
         path="/console",
         httponly=True,
         samesite="strict",
-        secure=_secure(request),
+        secure=secure_cookies(config),
     )
     return response
 
 
 @router.get("/login")
-async def login_form(request: Request, next: str = "/console/") -> Response:
+async def login_form(request: Request, hub: HubDep, next: str = "/console/") -> Response:
     """The login form (straight to the console when already logged in)."""
     try:
-        await current_user(request)
+        await current_user(request, hub)
     except Exception:
-        return _login_form(request, next)
+        return _login_form(request, hub.config, next)
     return RedirectResponse(_safe_next(next), status_code=303)
 
 
 @router.post("/login")
 async def login(
     request: Request,
+    hub: HubDep,
     username: Annotated[str, Form()] = "",
     password: Annotated[str, Form()] = "",
     csrf_token: Annotated[str, Form()] = "",
@@ -103,11 +108,15 @@ async def login(
     expected = request.cookies.get(LOGIN_CSRF_COOKIE, "")
     if not expected or not hmac.compare_digest(expected, csrf_token):
         return _login_form(
-            request, next, _("The login form had expired. Please try again."), username, 400
+            request,
+            hub.config,
+            next,
+            _("The login form had expired. Please try again."),
+            username,
+            400,
         )
     username = username.strip()
-    throttle = _throttle(request)
-    hub = request.app.state.hub
+    throttle = _throttle(hub)
     # The client's own connection, never a header it writes.
     address = request.client.host if request.client else ""
 
@@ -127,6 +136,7 @@ async def login(
         log.warning("console login for %r from %s throttled (%d s)", username, address, seconds)
         refused = _login_form(
             request,
+            hub.config,
             next,
             _(
                 "Too many failed attempts for this user or from this address: try again in "
@@ -140,7 +150,9 @@ async def login(
         return refused
     if found is None:
         log.info("console login failed for %r from %s", username, address)
-        return _login_form(request, next, _("Wrong user name or password."), username, status=401)
+        return _login_form(
+            request, hub.config, next, _("Wrong user name or password."), username, status=401
+        )
     user_id, password_hash, epoch = found
     key = await asyncio.to_thread(signing_key, hub.engine)
     data = cookies.new_session(user_id, password_hash, epoch, hub.config.console.session_hours)
@@ -152,7 +164,7 @@ async def login(
         path="/console",
         httponly=True,
         samesite="lax",
-        secure=_secure(request),
+        secure=secure_cookies(hub.config),
     )
     response.delete_cookie(LOGIN_CSRF_COOKIE, path="/console")
     log.info("console login for %r", username)
@@ -160,10 +172,10 @@ async def login(
 
 
 @router.post("/logout")
-async def logout(request: Request, user: User) -> Response:
+async def logout(request: Request, user: User, hub: HubDep) -> Response:
     """End the session on the server and drop the cookie (the CSRF token proves it was this
     user)."""
-    await asyncio.to_thread(end_session, request.app.state.hub.engine, request.cookies[COOKIE])
+    await asyncio.to_thread(end_session, hub.engine, request.cookies[COOKIE])
     response = redirect("/console/login", _("You are logged out."))
     response.delete_cookie(COOKIE, path="/console")
     return response

@@ -10,14 +10,14 @@ the mail scopes; the tokens go encrypted into the state store (hub/mail/oauth.py
 
 import asyncio
 from datetime import datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Form, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, Response
 
 from hub.console.auth import ConsoleUser, User, signing_key
-from hub.console.render import page, redirect
+from hub.console.render import page, redirect, sign_in_redirect
 from hub.core.i18n import gettext as _
 from hub.errors import ConfigError, Forbidden, HubError, InvalidInput
 from hub.mail.mailboxes import (
@@ -31,6 +31,10 @@ from hub.mail.oauth import PROVIDERS, disconnect, mailbox_state, scopes_for, sto
 from hub.ports import oauth_flow
 from hub.ports.registry import try_mailbox
 from hub.store.db import read_scope
+from hub.web.deps import HubDep
+
+if TYPE_CHECKING:
+    from hub.app import Hub
 
 router = APIRouter()
 
@@ -41,19 +45,20 @@ PURPOSE = b"smshub console mailbox oauth"
 PAGE = "the Mailboxes page"
 
 
-def _key(request: Request) -> bytes:
-    return oauth_flow.signer_key(signing_key(request.app.state.hub.engine), PURPOSE)
+def _key(hub: "Hub") -> bytes:
+    return oauth_flow.signer_key(signing_key(hub.engine), PURPOSE)
 
 
-def _secure(request: Request) -> bool:
-    config = request.app.state.hub.config
-    mode = config.console.secure_cookies
-    return mode == "always" or (mode == "auto" and config.hub.public_url.startswith("https:"))
-
-
-def _operator(request: Request, user: ConsoleUser) -> None:
-    with read_scope(request.app.state.hub.engine) as session:
+def _operator(hub: "Hub", user: ConsoleUser) -> None:
+    with read_scope(hub.engine) as session:
         require_operator(session, user.account_id)
+
+
+async def _operated(hub: "Hub", user: ConsoleUser, key: str) -> Mailbox:
+    """Mailbox KEY, for the hub's operator only (the mailboxes are the hub's, not an
+    account's)."""
+    await asyncio.to_thread(_operator, hub, user)
+    return find_mailbox(hub.config, key)
 
 
 def _stamp(value: Any) -> datetime | None:
@@ -63,8 +68,7 @@ def _stamp(value: Any) -> datetime | None:
         return None
 
 
-def _row(request: Request, mailbox: Mailbox) -> dict[str, Any]:
-    hub = request.app.state.hub
+def _row(hub: "Hub", mailbox: Mailbox) -> dict[str, Any]:
     state = mailbox_state(hub.state, mailbox.key)
     activity = state.activity
     return {
@@ -80,26 +84,23 @@ def _row(request: Request, mailbox: Mailbox) -> dict[str, Any]:
 
 
 @router.get("/mailboxes", response_class=HTMLResponse)
-async def mailboxes(request: Request, user: User) -> Response:
+async def mailboxes(request: Request, user: User, hub: HubDep) -> Response:
     """Every mailbox of the hub's config, with its sign-in and last activity."""
-    hub = request.app.state.hub
-    await asyncio.to_thread(_operator, request, user)
+    await asyncio.to_thread(_operator, hub, user)
 
     def _load() -> list[dict[str, Any]]:
-        return [_row(request, m) for m in configured_mailboxes(hub.config)]
+        return [_row(hub, m) for m in configured_mailboxes(hub.config)]
 
     rows = await asyncio.to_thread(_load)
     return page(request, user, "mailboxes_list.html.j2", nav="mailboxes", rows=rows)
 
 
 @router.get("/mailboxes/view", response_class=HTMLResponse)
-async def mailbox_page(request: Request, user: User, key: str = "") -> Response:
+async def mailbox_page(request: Request, user: User, hub: HubDep, key: str = "") -> Response:
     """One mailbox: its settings, sign-in, last activity and error; connect, test, disconnect."""
-    hub = request.app.state.hub
     config = hub.config
-    await asyncio.to_thread(_operator, request, user)
-    mailbox = find_mailbox(config, key)
-    row = await asyncio.to_thread(_row, request, mailbox)
+    mailbox = await _operated(hub, user, key)
+    row = await asyncio.to_thread(_row, hub, mailbox)
     setup = oauth_flow.setup_hint(config, mailbox.provider, CALLBACK_PATH) if mailbox.oauth else ""
     return page(
         request,
@@ -118,12 +119,10 @@ def _view(key: str) -> str:
 
 
 @router.get("/mailboxes/oauth/start")
-async def oauth_start(request: Request, user: User, key: str = "") -> Response:
+async def oauth_start(request: Request, user: User, hub: HubDep, key: str = "") -> Response:
     """Send the browser to the provider's consent page for mailbox KEY."""
-    hub = request.app.state.hub
     config = hub.config
-    await asyncio.to_thread(_operator, request, user)
-    mailbox = find_mailbox(config, key)
+    mailbox = await _operated(hub, user, key)
     if not mailbox.oauth:
         raise InvalidInput(
             f'mailbox {key} signs in with a password; set auth = "xoauth2" and '
@@ -138,37 +137,24 @@ async def oauth_start(request: Request, user: User, key: str = "") -> Response:
     started = await asyncio.to_thread(
         oauth_flow.start,
         config,
-        _key(request),
+        _key(hub),
         hub.state,
         mailbox.provider,
         data,
         scopes_for(mailbox.provider, mailbox.transport),
         CALLBACK_PATH,
     )
-    response = RedirectResponse(started.url, status_code=303)
-    response.set_cookie(
-        OAUTH_COOKIE,
-        started.cookie,
-        max_age=oauth_flow.STATE_SECONDS,
-        path=OAUTH_PATH,
-        httponly=True,
-        samesite="lax",
-        secure=_secure(request),
-    )
-    return response
+    return sign_in_redirect(started, OAUTH_COOKIE, OAUTH_PATH, hub.config)
 
 
 @router.get("/mailboxes/oauth/callback")
-async def oauth_callback(request: Request, user: User) -> Response:
+async def oauth_callback(request: Request, user: User, hub: HubDep) -> Response:
     """The provider's answer: trade the code for tokens, kept encrypted with the mailbox."""
-    hub = request.app.state.hub
     config = hub.config
-    await asyncio.to_thread(_operator, request, user)
+    await asyncio.to_thread(_operator, hub, user)
     query = dict(request.query_params)
     state = query.get("state", "")
-    checked = oauth_flow.read_state(
-        _key(request), state, request.cookies.get(OAUTH_COOKIE, ""), PAGE
-    )
+    checked = oauth_flow.read_state(_key(hub), state, request.cookies.get(OAUTH_COOKIE, ""), PAGE)
     if int(checked["u"]) != user.user_id:
         raise Forbidden("this sign-in was started by another console user; start again")
     checked = await asyncio.to_thread(oauth_flow.take_flow, hub.state, checked, PAGE)
@@ -217,11 +203,11 @@ async def oauth_callback(request: Request, user: User) -> Response:
 
 
 @router.post("/mailboxes/test")
-async def test(request: Request, user: User, key: Annotated[str, Form()] = "") -> Response:
+async def test(
+    request: Request, user: User, hub: HubDep, key: Annotated[str, Form()] = ""
+) -> Response:
     """Read the intake folder, or send a test mail to the mailbox itself."""
-    hub = request.app.state.hub
-    await asyncio.to_thread(_operator, request, user)
-    mailbox = find_mailbox(hub.config, key)
+    mailbox = await _operated(hub, user, key)
     try:
         said = await asyncio.to_thread(try_mailbox, hub.config, hub.state, mailbox.key)
     except (HubError, OSError) as exc:
@@ -230,11 +216,11 @@ async def test(request: Request, user: User, key: Annotated[str, Form()] = "") -
 
 
 @router.post("/mailboxes/disconnect")
-async def remove(request: Request, user: User, key: Annotated[str, Form()] = "") -> Response:
+async def remove(
+    request: Request, user: User, hub: HubDep, key: Annotated[str, Form()] = ""
+) -> Response:
     """Forget the mailbox's tokens (the hub stops signing in to it until connected again)."""
-    hub = request.app.state.hub
-    await asyncio.to_thread(_operator, request, user)
-    mailbox = find_mailbox(hub.config, key)
+    mailbox = await _operated(hub, user, key)
     await asyncio.to_thread(disconnect, hub.state, mailbox.key)
     return redirect(
         _view(mailbox.key),

@@ -20,6 +20,7 @@ from hub.core.phone import format_international
 from hub.errors import InvalidInput, NotFound
 from hub.sending import submit as sending
 from hub.store.db import read_scope
+from hub.web.deps import HubDep
 from hub.web.edge import MAX_ROW_ID, row_id_or_none
 
 router = APIRouter()
@@ -49,9 +50,10 @@ def _url(path: str, **query: Any) -> str:
 
 
 @router.get("/replies", response_class=HTMLResponse)
-async def replies(request: Request, user: User, account: str = "", before: str = "") -> Response:
+async def replies(
+    request: Request, user: User, hub: HubDep, account: str = "", before: str = ""
+) -> Response:
     """Conversations with the numbers that wrote to the user's accounts, latest first."""
-    hub = request.app.state.hub
     cursor = _int(before, "before")
     size = hub.config.console.page_size
 
@@ -76,10 +78,9 @@ async def replies(request: Request, user: User, account: str = "", before: str =
 
 @router.get("/replies/{digits}", response_class=HTMLResponse)
 async def conversation(
-    request: Request, user: User, digits: str, account: str = "", before: str = ""
+    request: Request, user: User, hub: HubDep, digits: str, account: str = "", before: str = ""
 ) -> Response:
     """The SMS to and from one number on one account, and the form to answer it."""
-    hub = request.app.state.hub
     number = data.number_from_digits(digits)
     older_than = _time(before)
 
@@ -128,13 +129,13 @@ async def conversation(
 async def answer(
     request: Request,
     user: User,
+    hub: HubDep,
     digits: str,
     text: Annotated[str, Form()] = "",
     account: Annotated[str, Form()] = "",
     nonce: Annotated[str, Form()] = "",
 ) -> Response:
     """Send the answer as an SMS, as an e-mail answer to the forwarded SMS would."""
-    hub = request.app.state.hub
     number = data.number_from_digits(digits)
     # The form's nonce makes a double click (or a resent form) send once.
     key = nonce if nonce and len(nonce) <= 64 else secrets.token_urlsafe(12)

@@ -24,6 +24,7 @@ from hub.core.phone import split_numbers
 from hub.errors import HubError, InvalidInput
 from hub.store.db import read_scope, session_scope
 from hub.store.models import Account, MessageTemplate
+from hub.web.deps import HubDep
 from hub.web.edge import RowId
 
 router = APIRouter()
@@ -44,9 +45,8 @@ def _context(session: Session, user: ConsoleUser, acc: Account) -> dict[str, Any
 
 
 @router.get("/templates", response_class=HTMLResponse)
-async def templates_page(request: Request, user: User, account: str = "") -> Response:
+async def templates_page(request: Request, user: User, hub: HubDep, account: str = "") -> Response:
     """The account's templates, and the form to write a new one with its preview."""
-    hub = request.app.state.hub
 
     def _load() -> dict[str, Any]:
         with read_scope(hub.engine) as session:
@@ -60,12 +60,12 @@ async def templates_page(request: Request, user: User, account: str = "") -> Res
 async def template_create(
     request: Request,
     user: User,
+    hub: HubDep,
     account: Annotated[str, Form()] = "",
     name: Annotated[str, Form()] = "",
     text: Annotated[str, Form()] = "",
 ) -> Response:
     """Save a new template (its syntax is checked first)."""
-    hub = request.app.state.hub
 
     def _create() -> int:
         with session_scope(hub.engine) as session:
@@ -85,6 +85,7 @@ async def template_create(
 async def template_preview(
     request: Request,
     user: User,
+    hub: HubDep,
     account: Annotated[str, Form()] = "",
     text: Annotated[str, Form()] = "",
     preview_list: Annotated[str, Form()] = "",
@@ -94,7 +95,6 @@ async def template_preview(
 ) -> Response:
     """Each recipient's text, parts and credits for the chosen list or numbers (an HTML
     fragment for console.js); a syntax error or a missing merge field is named."""
-    hub = request.app.state.hub
     account_id = await asyncio.to_thread(scoped_account_id, hub.engine, user, account)
 
     def _preview() -> dict[str, Any]:
@@ -137,9 +137,8 @@ async def template_preview(
 
 
 @router.get("/templates/{template_id}", response_class=HTMLResponse)
-async def template_page(request: Request, user: User, template_id: RowId) -> Response:
+async def template_page(request: Request, user: User, hub: HubDep, template_id: RowId) -> Response:
     """One template: its text to edit, with each recipient's preview."""
-    hub = request.app.state.hub
 
     def _load() -> dict[str, Any]:
         with read_scope(hub.engine) as session:
@@ -155,10 +154,9 @@ async def template_page(request: Request, user: User, template_id: RowId) -> Res
 
 @router.post("/templates/{template_id}")
 async def template_save(
-    request: Request, user: User, template_id: RowId, text: Annotated[str, Form()] = ""
+    request: Request, user: User, hub: HubDep, template_id: RowId, text: Annotated[str, Form()] = ""
 ) -> Response:
     """Save a template's new text (campaigns already made keep the text they had)."""
-    hub = request.app.state.hub
 
     def _save() -> str:
         with session_scope(hub.engine) as session:
@@ -171,9 +169,10 @@ async def template_save(
 
 
 @router.post("/templates/{template_id}/delete")
-async def template_delete(request: Request, user: User, template_id: RowId) -> Response:
+async def template_delete(
+    request: Request, user: User, hub: HubDep, template_id: RowId
+) -> Response:
     """Delete a template (campaigns keep their own copy of the text)."""
-    hub = request.app.state.hub
 
     def _delete() -> tuple[str, str]:
         with session_scope(hub.engine) as session:

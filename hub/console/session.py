@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 
 from sqlmodel import Session
 
+from hub.core.config import Config
 from hub.core.timeutil import utcnow
 from hub.store.db import sql
 from hub.store.keys import generated_key
@@ -120,3 +121,10 @@ def revoke(session: Session, data: SessionData) -> None:
 def is_revoked(session: Session, data: SessionData) -> bool:
     """True when the session DATA was ended by logout."""
     return session.get(RevokedSession, session_id(data)) is not None
+
+
+def secure_cookies(config: Config) -> bool:
+    """Whether the console's cookies are marked Secure (console.secure_cookies; "auto":
+    when the hub's public URL is https)."""
+    mode = config.console.secure_cookies
+    return mode == "always" or (mode == "auto" and config.hub.public_url.startswith("https:"))

@@ -3,176 +3,162 @@ reason) the numbers an account never sends to."""
 
 # No `from __future__ import annotations`: FastAPI reads these annotations at runtime.
 
-import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlmodel import Session
 
+from hub.console.actions import changed_page, number_list_page, on_account
 from hub.console.auth import ConsoleUser, User
-from hub.console.render import page, redirect
+from hub.console.render import redirect
 from hub.console.settings_common import (
+    NumberQuery,
     account_region,
     back_to,
+    lines_to_import,
     number_list,
 )
+from hub.core.config import Config
 from hub.core.i18n import gettext as _
 from hub.errors import InvalidInput
 from hub.sending.optout import ImportReport, add_numbers, remove_number
-from hub.store.db import read_scope, session_scope
 from hub.store.models import Account, BlacklistEntry
+from hub.web.deps import HubDep
 
 router = APIRouter()
 PATH = "/console/blacklist"
+TEMPLATE = "settings_blacklist.html.j2"
 MAX_IMPORT_LINES = 10_000
-
-
-def _context(
-    request: Request,
-    session: Session,
-    user: ConsoleUser,
-    account: Account,
-    q: str = "",
-    after: str = "",
-    before: str = "",
-) -> dict[str, Any]:
-    ctx = number_list(
-        request, session, user, account, BlacklistEntry, PATH, q=q, after=after, before=before
-    )
-    return {**ctx, "has_parent": account.parent_id is not None}
 
 
 @router.get("/blacklist", response_class=HTMLResponse)
 async def blacklist_page(
-    request: Request,
-    user: User,
-    account: str = "",
-    q: str = "",
-    after: str = "",
-    before: str = "",
+    request: Request, user: User, hub: HubDep, search: NumberQuery
 ) -> Response:
     """The account's blacklist, searched by number, one page at a time."""
-    hub = request.app.state.hub
-
-    def _load() -> dict[str, Any]:
-        with read_scope(hub.engine) as session:
-            acc = user.account(session, account or None)
-            return _context(request, session, user, acc, q, after, before)
-
-    ctx = await asyncio.to_thread(_load)
-    return page(request, user, "settings_blacklist.html.j2", nav="account", **ctx)
+    return await number_list_page(request, user, hub, search, BlacklistEntry, PATH, TEMPLATE)
 
 
 def _report_text(report: ImportReport) -> str:
     return f"{report.added} added, {report.already} already on the blacklist."
 
 
-@router.post("/blacklist")
-async def blacklist_add(
-    request: Request,
-    user: User,
+@dataclass(frozen=True)
+class BlacklistForm:
+    """A blacklist form as posted: one NUMBER (add, remove) or pasted NUMBERS (import), with
+    the REASON kept beside them (or, on removal, the consent)."""
+
+    account: str
+    number: str
+    numbers: str
+    reason: str
+
+
+def _posted(
     account: Annotated[str, Form()] = "",
     number: Annotated[str, Form()] = "",
+    numbers: Annotated[str, Form()] = "",
     reason: Annotated[str, Form()] = "",
-) -> Response:
+) -> BlacklistForm:
+    return BlacklistForm(account, number, numbers, reason)
+
+
+Posted = Annotated[BlacklistForm, Depends(_posted)]
+
+
+def _add(
+    config: Config, user: ConsoleUser, form: BlacklistForm, source: str, lines: list[str]
+) -> Callable[[Session, Account], ImportReport]:
+    """Blacklisting LINES on the form's account, from SOURCE (manual, import)."""
+    said = "added" if source == "manual" else "pasted"
+
+    def _run(session: Session, acc: Account) -> ImportReport:
+        assert acc.id is not None
+        return add_numbers(
+            session,
+            acc.id,
+            lines,
+            source=source,
+            note=form.reason.strip() or f"{said} in the console by {user.username}",
+            region=account_region(config, acc),
+        )
+
+    return _run
+
+
+@router.post("/blacklist")
+async def blacklist_add(user: User, hub: HubDep, form: Posted) -> Response:
     """Blacklist one number by hand, with the reason kept beside it."""
-    hub = request.app.state.hub
-    if not number.strip():
+    number = form.number.strip()
+    if not number:
         raise InvalidInput("type the number to blacklist")
+    add = _add(hub.config, user, form, "manual", [form.number])
 
-    def _add() -> tuple[ImportReport, str]:
-        with session_scope(hub.engine) as session:
-            acc = user.account(session, account or None)
-            assert acc.id is not None
-            report = add_numbers(
-                session,
-                acc.id,
-                [number],
-                source="manual",
-                note=reason.strip() or f"added in the console by {user.username}",
-                region=account_region(request, acc),
-            )
-            if report.rejected:
-                _line, raw, why = report.rejected[0]
-                raise InvalidInput(f"{raw!r} is not a phone number: {why}")
-            return report, back_to(PATH, user, acc)
+    def _one(session: Session, acc: Account) -> tuple[ImportReport, str]:
+        report = add(session, acc)
+        if report.rejected:
+            _line, raw, why = report.rejected[0]
+            raise InvalidInput(f"{raw!r} is not a phone number: {why}")
+        return report, back_to(PATH, user, acc)
 
-    report, url = await asyncio.to_thread(_add)
+    report, url = await on_account(hub, user, form.account, _one)
     if report.already:
-        return redirect(url, _("%(number)s was already on the blacklist.", number=number.strip()))
+        return redirect(url, _("%(number)s was already on the blacklist.", number=number))
     return redirect(
-        url,
-        _("%(number)s is on the blacklist: nothing will be sent to it.", number=number.strip()),
+        url, _("%(number)s is on the blacklist: nothing will be sent to it.", number=number)
     )
 
 
 @router.post("/blacklist/import", response_class=HTMLResponse)
-async def blacklist_import(
-    request: Request,
-    user: User,
-    account: Annotated[str, Form()] = "",
-    numbers: Annotated[str, Form()] = "",
-    reason: Annotated[str, Form()] = "",
-) -> Response:
+async def blacklist_import(request: Request, user: User, hub: HubDep, form: Posted) -> Response:
     """Blacklist a pasted list, one number a line; lines that are not numbers are listed."""
-    hub = request.app.state.hub
-    pasted = numbers.splitlines()
-    if len(pasted) > MAX_IMPORT_LINES:
-        raise InvalidInput(
-            f"paste at most {MAX_IMPORT_LINES} lines at a time "
-            "(or use `smshub blacklist import` for a file)"
-        )
+    pasted = lines_to_import(
+        form.numbers, MAX_IMPORT_LINES, "(or use `smshub blacklist import` for a file)"
+    )
     if not any(line.strip() for line in pasted):
         raise InvalidInput("paste at least one number, one a line")
+    add = _add(hub.config, user, form, "import", pasted)
 
-    def _import() -> dict[str, Any]:
-        with session_scope(hub.engine) as session:
-            acc = user.account(session, account or None)
-            assert acc.id is not None
-            report = add_numbers(
-                session,
-                acc.id,
-                pasted,
-                source="import",
-                note=reason.strip() or f"pasted in the console by {user.username}",
-                region=account_region(request, acc),
-            )
-        with read_scope(hub.engine) as session:
-            acc = user.account(session, account or None)
-            ctx = _context(request, session, user, acc)
-        return {**ctx, "report": report, "summary": _report_text(report)}
+    def _import(session: Session, acc: Account) -> dict[str, Any]:
+        report = add(session, acc)
+        # Shown on this page, not flashed: the rejected lines can be many, and they are put
+        # back in the text area to be fixed and sent again.
+        return {
+            "report": report,
+            "summary": _report_text(report),
+            "pasted": "\n".join(raw for _line, raw, _why in report.rejected or []),
+        }
 
-    ctx = await asyncio.to_thread(_import)
-    # Shown on this page, not flashed: the rejected lines can be many, and they are put back
-    # in the text area to be fixed and sent again.
-    ctx["pasted"] = "\n".join(raw for _line, raw, _why in ctx["report"].rejected or [])
-    return page(request, user, "settings_blacklist.html.j2", nav="account", **ctx)
+    return await changed_page(
+        request,
+        user,
+        hub,
+        form.account,
+        TEMPLATE,
+        _import,
+        partial(number_list, BlacklistEntry, PATH, hub.config, user),
+    )
 
 
 @router.post("/blacklist/remove")
-async def blacklist_remove(
-    request: Request,
-    user: User,
-    account: Annotated[str, Form()] = "",
-    number: Annotated[str, Form()] = "",
-    reason: Annotated[str, Form()] = "",
-) -> Response:
+async def blacklist_remove(user: User, hub: HubDep, form: Posted) -> Response:
     """Take a number off the blacklist; the consent reason is recorded."""
-    hub = request.app.state.hub
 
-    def _remove() -> str:
-        with session_scope(hub.engine) as session:
-            acc = user.account(session, account or None)
-            assert acc.id is not None
-            remove_number(session, acc.id, number, reason, account_region(request, acc))
-            return back_to(PATH, user, acc)
+    def _remove(session: Session, acc: Account) -> str:
+        assert acc.id is not None
+        region = account_region(hub.config, acc)
+        remove_number(session, acc.id, form.number, form.reason, region)
+        return back_to(PATH, user, acc)
 
-    url = await asyncio.to_thread(_remove)
+    url = await on_account(hub, user, form.account, _remove)
     return redirect(
         url,
         _(
             "%(number)s removed from the blacklist; it can receive SMS again.",
-            number=number.strip(),
+            number=form.number.strip(),
         ),
     )

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 from urllib.parse import urlencode
 
 import phonenumbers
+from fastapi import Depends
 from sqlmodel import Session, select
 
 from hub.core import phone
@@ -14,10 +15,10 @@ from hub.errors import InvalidInput, NotFound
 from hub.store.db import read_scope
 
 if TYPE_CHECKING:
-    from fastapi import Request
     from sqlalchemy import Engine
 
     from hub.console.auth import ConsoleUser
+    from hub.core.config import Config
     from hub.store.models import Account
 
 Row = TypeVar("Row")
@@ -132,6 +133,20 @@ def lines(text: str) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
+@dataclass(frozen=True)
+class NumberSearch:
+    """The query of a number list page: whose list, the number searched, the page bounds."""
+
+    account: str = ""
+    q: str = ""
+    after: str = ""
+    before: str = ""
+
+
+# The query of a number list page, as a FastAPI dependency.
+NumberQuery = Annotated[NumberSearch, Depends()]
+
+
 @dataclass
 class NumberPage:
     """One page of a number-ordered list, with the bounds for the links around it."""
@@ -177,35 +192,32 @@ def number_page(
     )
 
 
-def account_region(request: Request, account: Account) -> str:
+def account_region(config: Config, account: Account) -> str:
     """The region national numbers typed for ACCOUNT are read in."""
-    region: str = account.default_region or request.app.state.hub.config.hub.default_region
-    return region
+    return account.default_region or config.hub.default_region
 
 
 def number_list(
-    request: Request,
-    session: Session,
-    user: ConsoleUser,
-    account: Account,
     model: Any,
     path: str,
-    *,
-    q: str = "",
-    after: str = "",
-    before: str = "",
+    config: Config,
+    user: ConsoleUser,
+    session: Session,
+    account: Account,
+    search: NumberSearch | None = None,
 ) -> dict[str, Any]:
     """The context of a page listing ACCOUNT's MODEL numbers (blacklist, invalid numbers):
-    the layout, a keyset page of the numbers matching Q, its links, an empty add form."""
+    the layout, a keyset page of the numbers SEARCH asks for, its links, an empty add form."""
     assert account.id is not None
+    q, after, before = (search.q, search.after, search.before) if search else ("", "", "")
     rows = number_page(
         session,
         model,
         account.id,
-        number_range(q, account_region(request, account)),
+        number_range(q, account_region(config, account)),
         after=after,
         before=before,
-        size=request.app.state.hub.config.console.page_size,
+        size=config.console.page_size,
     )
     own = None if account.id == user.account_id else account.name
     return {
@@ -216,4 +228,15 @@ def number_list(
         "prev_url": rows.prev_before and page_url(path, account=own, q=q, before=rows.prev_before),
         "report": None,
         "pasted": "",
+        # The blacklist page says that the parent account's blacklist applies too.
+        "has_parent": account.parent_id is not None,
     }
+
+
+def lines_to_import(text: str, most: int, elsewhere: str) -> list[str]:
+    """The lines of a pasted list, at most MOST of them (ELSEWHERE: where a longer list
+    goes, said in the error)."""
+    pasted = text.splitlines()
+    if len(pasted) > most:
+        raise InvalidInput(f"paste at most {most} lines at a time {elsewhere}")
+    return pasted

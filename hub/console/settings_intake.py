@@ -4,7 +4,6 @@ refused lately, with why."""
 
 # No `from __future__ import annotations`: FastAPI reads these annotations at runtime.
 
-import asyncio
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
@@ -12,17 +11,18 @@ from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
+from hub.console.actions import on_account, on_row, settings_page
 from hub.console.auth import ConsoleUser, User
-from hub.console.render import page, redirect
-from hub.console.settings_common import back_to, layout, owned
+from hub.console.render import redirect
+from hub.console.settings_common import back_to, layout
 from hub.core.config import Config
 from hub.core.i18n import gettext as _
 from hub.core.i18n import ngettext
 from hub.errors import ConflictError, InvalidInput
 from hub.mail.intake import refusals
 from hub.mail.intake.addresses import add_intake_address, split_address
-from hub.store.db import read_scope, session_scope
 from hub.store.models import Account, InboundMail, IntakeAddress, IntakeKind, MailUser
+from hub.web.deps import HubDep
 from hub.web.edge import RowId
 
 router = APIRouter()
@@ -96,23 +96,20 @@ def _context(session: Session, user: ConsoleUser, account: Account) -> dict[str,
 
 
 @router.get("/intake", response_class=HTMLResponse)
-async def intake_page(request: Request, user: User, account: str = "") -> Response:
+async def intake_page(request: Request, user: User, hub: HubDep, account: str = "") -> Response:
     """Intake addresses and account users."""
-    hub = request.app.state.hub
 
-    def _load() -> dict[str, Any]:
-        with read_scope(hub.engine) as session:
-            ctx = _context(session, user, user.account(session, account or None))
-        return {**ctx, "confirmations": hub.config.smtp.confirmations}
+    def _load(session: Session, acc: Account) -> dict[str, Any]:
+        return {**_context(session, user, acc), "confirmations": hub.config.smtp.confirmations}
 
-    ctx = await asyncio.to_thread(_load)
-    return page(request, user, "settings_intake.html.j2", nav="account", **ctx)
+    return await settings_page(request, user, hub, account, "settings_intake.html.j2", _load)
 
 
 @router.post("/intake/addresses")
 async def address_add(
     request: Request,
     user: User,
+    hub: HubDep,
     account: Annotated[str, Form()] = "",
     kind: Annotated[str, Form()] = IntakeKind.SUBJECT.value,
     address: Annotated[str, Form()] = "",
@@ -123,7 +120,6 @@ async def address_add(
     sender: Annotated[str, Form()] = "",
 ) -> Response:
     """Make an address (or a number-in-address domain) send SMS on the account."""
-    hub = request.app.state.hub
     address = address.strip().lower()
     if kind == IntakeKind.NUMBER_ADDRESS.value:
         domain = address.rpartition("@")[2]
@@ -142,23 +138,21 @@ async def address_add(
     if len(sender) > 16:
         raise InvalidInput("the SMS sender must have at most 16 characters")
 
-    def _add() -> str:
-        with session_scope(hub.engine) as session:
-            acc = user.account(session, account or None)
-            _check_domain(session, user, hub.config, domain)
-            add_intake_address(
-                session,
-                acc.name,
-                address,
-                allowed_senders=allowed,
-                require_auth=require_auth,
-                pin=pin or None,
-                confirm=confirm,
-                sender=sender or None,
-            )
-            return back_to(PATH, user, acc)
+    def _add(session: Session, acc: Account) -> str:
+        _check_domain(session, user, hub.config, domain)
+        add_intake_address(
+            session,
+            acc.name,
+            address,
+            allowed_senders=allowed,
+            require_auth=require_auth,
+            pin=pin or None,
+            confirm=confirm,
+            sender=sender or None,
+        )
+        return back_to(PATH, user, acc)
 
-    url = await asyncio.to_thread(_add)
+    url = await on_account(hub, user, account, _add)
     return redirect(url, _("Mail to %(address)s now sends SMS.", address=address))
 
 
@@ -166,23 +160,18 @@ async def address_add(
 async def address_senders(
     request: Request,
     user: User,
+    hub: HubDep,
     address_id: RowId,
     senders: Annotated[str, Form()] = "",
 ) -> Response:
     """Replace an address's allowed senders."""
-    hub = request.app.state.hub
     allowed = allowed_senders(senders)
 
-    def _save() -> str:
-        with session_scope(hub.engine) as session:
-            record = owned(session, IntakeAddress, address_id, user, "intake address")
-            record.allowed_senders = "\n".join(allowed)
-            session.add(record)
-            acc = session.get(Account, record.account_id)
-            assert acc is not None
-            return back_to(PATH, user, acc)
+    def _save(session: Session, record: IntakeAddress, _acc: Account) -> None:
+        record.allowed_senders = "\n".join(allowed)
+        session.add(record)
 
-    url = await asyncio.to_thread(_save)
+    _done, url = await on_row(hub, user, IntakeAddress, address_id, "intake address", PATH, _save)
     count = len(allowed)
     return redirect(
         url,
@@ -195,26 +184,21 @@ async def address_senders(
 
 
 @router.post("/intake/addresses/{address_id}/remove")
-async def address_remove(request: Request, user: User, address_id: RowId) -> Response:
+async def address_remove(request: Request, user: User, hub: HubDep, address_id: RowId) -> Response:
     """Stop taking mail on an address (mail already taken in keeps its SMS)."""
-    hub = request.app.state.hub
 
-    def _remove() -> tuple[str, str]:
-        with session_scope(hub.engine) as session:
-            record = owned(session, IntakeAddress, address_id, user, "intake address")
-            shown = f"{record.local_part or '*'}@{record.domain}"
-            # Past mails keep their row; they only lose the link to the removed address.
-            session.execute(
-                update(InboundMail)
-                .where(col(InboundMail.intake_address_id) == address_id)
-                .values(intake_address_id=None)
-            )
-            acc = session.get(Account, record.account_id)
-            assert acc is not None
-            session.delete(record)
-            return shown, back_to(PATH, user, acc)
+    def _remove(session: Session, record: IntakeAddress, _acc: Account) -> str:
+        shown = f"{record.local_part or '*'}@{record.domain}"
+        # Past mails keep their row; they only lose the link to the removed address.
+        session.execute(
+            update(InboundMail)
+            .where(col(InboundMail.intake_address_id) == address_id)
+            .values(intake_address_id=None)
+        )
+        session.delete(record)
+        return shown
 
-    shown, url = await asyncio.to_thread(_remove)
+    shown, url = await on_row(hub, user, IntakeAddress, address_id, "intake address", PATH, _remove)
     return redirect(
         url, _("%(address)s removed: mail to it is refused from now on.", address=shown)
     )

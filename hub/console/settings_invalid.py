@@ -4,30 +4,34 @@ out of the account's sends until removed here."""
 # No `from __future__ import annotations`: FastAPI reads these annotations at runtime.
 
 import asyncio
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, Response
 from sqlmodel import Session
 
-from hub.console.auth import ConsoleUser, User
+from hub.console.actions import changed_page, number_list_page, on_row
+from hub.console.auth import User
 from hub.console.campaign_query import own_campaign, parse_id
-from hub.console.render import page, redirect
+from hub.console.render import redirect
 from hub.console.settings_common import (
+    NumberQuery,
     account_region,
-    back_to,
+    lines_to_import,
     number_list,
-    owned,
 )
 from hub.core.i18n import gettext as _
 from hub.errors import InvalidInput
 from hub.sending.invalid_numbers import AddReport, add_campaign_invalid, add_numbers, import_file
-from hub.store.db import read_scope, session_scope
+from hub.store.db import session_scope
 from hub.store.models import Account, InvalidNumber
+from hub.web.deps import HubDep
 from hub.web.edge import RowId
 
 router = APIRouter()
 PATH = "/console/invalid"
+TEMPLATE = "settings_invalid.html.j2"
 # A pasted list or an uploaded file, at most (the file's rows are bounded by the contact
 # reader's own limit too).
 MAX_IMPORT_LINES = 10_000
@@ -35,51 +39,22 @@ MAX_IMPORT_BYTES = 10 * 1024 * 1024
 
 
 @router.get("/invalid", response_class=HTMLResponse)
-async def invalid_page(
-    request: Request,
-    user: User,
-    account: str = "",
-    q: str = "",
-    after: str = "",
-    before: str = "",
-) -> Response:
+async def invalid_page(request: Request, user: User, hub: HubDep, search: NumberQuery) -> Response:
     """The account's invalid numbers, searched by number, one page at a time."""
-    hub = request.app.state.hub
-
-    def _load() -> dict[str, Any]:
-        with read_scope(hub.engine) as session:
-            acc = user.account(session, account or None)
-            return _context(request, session, user, acc, q, after, before)
-
-    ctx = await asyncio.to_thread(_load)
-    return page(request, user, "settings_invalid.html.j2", nav="account", **ctx)
-
-
-def _context(
-    request: Request,
-    session: Session,
-    user: ConsoleUser,
-    acc: Account,
-    q: str = "",
-    after: str = "",
-    before: str = "",
-) -> dict[str, Any]:
-    return number_list(
-        request, session, user, acc, InvalidNumber, PATH, q=q, after=after, before=before
-    )
+    return await number_list_page(request, user, hub, search, InvalidNumber, PATH, TEMPLATE)
 
 
 @router.post("/invalid/add", response_class=HTMLResponse)
 async def invalid_add(
     request: Request,
     user: User,
+    hub: HubDep,
     account: Annotated[str, Form()] = "",
     numbers: Annotated[str, Form()] = "",
     file: Annotated[UploadFile | None, File()] = None,
 ) -> Response:
     """Put numbers on the invalid list: typed or pasted (one a line), or a CSV/TXT/XLS/XLSX
     file (numbers in the first column). The lines that are not numbers are shown."""
-    hub = request.app.state.hub
     data = b""
     name = ""
     if file is not None and file.filename:
@@ -90,44 +65,44 @@ async def invalid_add(
                 f"{name} is over {MAX_IMPORT_BYTES // (1024 * 1024)} MB; "
                 "split it, or use `smshub invalid import`"
             )
-    pasted = numbers.splitlines()
-    if len(pasted) > MAX_IMPORT_LINES:
-        raise InvalidInput(f"paste at most {MAX_IMPORT_LINES} lines at a time (or import a file)")
+    pasted = lines_to_import(numbers, MAX_IMPORT_LINES, "(or import a file)")
     if not data and not any(line.strip() for line in pasted):
         raise InvalidInput("type or paste at least one number (one a line), or choose a file")
 
-    def _add() -> dict[str, Any]:
-        with session_scope(hub.engine) as session:
-            acc = user.account(session, account or None)
-            region = account_region(request, acc)
-            report = AddReport()
-            if data:
-                report = import_file(session, acc, data, name, region)
-            if any(line.strip() for line in pasted):
-                typed = add_numbers(session, acc, list(enumerate(pasted, 1)), region)
-                report.added += typed.added
-                report.already += typed.already
-                report.rejected += typed.rejected
-        with read_scope(hub.engine) as session:
-            acc = user.account(session, account or None)
-            ctx = _context(request, session, user, acc)
-        return {**ctx, "report": report, "summary": report.summary()}
+    def _add(session: Session, acc: Account) -> dict[str, Any]:
+        region = account_region(hub.config, acc)
+        report = AddReport()
+        if data:
+            report = import_file(session, acc, data, name, region)
+        if any(line.strip() for line in pasted):
+            typed = add_numbers(session, acc, list(enumerate(pasted, 1)), region)
+            report.added += typed.added
+            report.already += typed.already
+            report.rejected += typed.rejected
+        # Shown on this page, not flashed: the rejected lines can be many; pasted ones are
+        # put back in the text area to be fixed.
+        shown: dict[str, Any] = {"report": report, "summary": report.summary()}
+        if not data:
+            shown["pasted"] = "\n".join(r.input for r in report.rejected)
+        return shown
 
-    ctx = await asyncio.to_thread(_add)
-    # Shown on this page, not flashed: the rejected lines can be many; pasted ones are put
-    # back in the text area to be fixed.
-    if not data:
-        ctx["pasted"] = "\n".join(r.input for r in ctx["report"].rejected)
-    return page(request, user, "settings_invalid.html.j2", nav="account", **ctx)
+    return await changed_page(
+        request,
+        user,
+        hub,
+        account,
+        TEMPLATE,
+        _add,
+        partial(number_list, InvalidNumber, PATH, hub.config, user),
+    )
 
 
 @router.post("/invalid/from-campaign")
 async def invalid_from_campaign(
-    request: Request, user: User, campaign: Annotated[str, Form()] = ""
+    user: User, hub: HubDep, campaign: Annotated[str, Form()] = ""
 ) -> Response:
     """Put every number a campaign's sends were reported invalid for on the list of the
     campaign's account (from the campaign report)."""
-    hub = request.app.state.hub
     campaign_id = parse_id(campaign.strip())
 
     def _add() -> AddReport:
@@ -145,19 +120,14 @@ async def invalid_from_campaign(
 
 
 @router.post("/invalid/{entry_id}/remove")
-async def invalid_remove(request: Request, user: User, entry_id: RowId) -> Response:
+async def invalid_remove(user: User, hub: HubDep, entry_id: RowId) -> Response:
     """Take a number off the invalid list, so the account's sends reach it again."""
-    hub = request.app.state.hub
 
-    def _remove() -> tuple[str, str]:
-        with session_scope(hub.engine) as session:
-            row = owned(session, InvalidNumber, entry_id, user, "invalid number")
-            acc = session.get(Account, row.account_id)
-            assert acc is not None
-            session.delete(row)
-            return row.number, back_to(PATH, user, acc)
+    def _remove(session: Session, row: InvalidNumber, _acc: Account) -> str:
+        session.delete(row)
+        return row.number
 
-    number, url = await asyncio.to_thread(_remove)
+    number, url = await on_row(hub, user, InvalidNumber, entry_id, "invalid number", PATH, _remove)
     return redirect(
         url,
         _(

@@ -6,9 +6,11 @@ disable or enable, change a password)."""
 import asyncio
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Form
 from fastapi.responses import Response
+from sqlmodel import Session
 
+from hub.console.actions import on_account, on_row
 from hub.console.auth import User
 from hub.console.render import redirect
 from hub.console.settings_common import back_to, owned
@@ -16,8 +18,9 @@ from hub.core.i18n import gettext as _
 from hub.errors import ConflictError, InvalidInput
 from hub.mail.intake.addresses import add_mail_user
 from hub.mail.intake.passwords import hash_password, verify_password
-from hub.store.db import read_scope, session_scope
+from hub.store.db import read_scope
 from hub.store.models import Account, MailUser
+from hub.web.deps import HubDep
 from hub.web.edge import RowId
 
 router = APIRouter()
@@ -42,26 +45,23 @@ def _username(name: str) -> str:
 
 @router.post("/intake/users")
 async def user_add(
-    request: Request,
     user: User,
+    hub: HubDep,
     account: Annotated[str, Form()] = "",
     username: Annotated[str, Form()] = "",
     password: Annotated[str, Form()] = "",
     password2: Annotated[str, Form()] = "",
 ) -> Response:
     """Create a login for the account (console and SMTP AUTH)."""
-    hub = request.app.state.hub
     name = _username(username)
     secret = _new_password(password, password2)
 
-    def _add() -> str:
-        with session_scope(hub.engine) as session:
-            acc = user.account(session, account or None)
-            assert acc.id is not None
-            add_mail_user(session, acc.id, name, secret)
-            return back_to(PATH, user, acc)
+    def _add(session: Session, acc: Account) -> str:
+        assert acc.id is not None
+        add_mail_user(session, acc.id, name, secret)
+        return back_to(PATH, user, acc)
 
-    url = await asyncio.to_thread(_add)
+    url = await on_account(hub, user, account, _add)
     return redirect(
         url,
         _("User %(name)s created: it can log in here and send mail by SMTP AUTH.", name=name),
@@ -70,25 +70,20 @@ async def user_add(
 
 @router.post("/intake/users/{user_id}/disable")
 async def user_disable(
-    request: Request, user: User, user_id: RowId, disabled: Annotated[bool, Form()] = True
+    user: User, hub: HubDep, user_id: RowId, disabled: Annotated[bool, Form()] = True
 ) -> Response:
     """Disable (or, with disabled=0, enable) a login; its sessions end at once."""
-    hub = request.app.state.hub
     if disabled and user_id == user.user_id:
         raise ConflictError("you cannot disable your own login; another user of the account can")
 
-    def _set() -> tuple[str, str]:
-        with session_scope(hub.engine) as session:
-            row = owned(session, MailUser, user_id, user, "user")
-            if disabled and not row.disabled:
-                row.session_epoch += 1
-            row.disabled = disabled
-            session.add(row)
-            acc = session.get(Account, row.account_id)
-            assert acc is not None
-            return row.username, back_to(PATH, user, acc)
+    def _set(session: Session, row: MailUser, _acc: Account) -> str:
+        if disabled and not row.disabled:
+            row.session_epoch += 1
+        row.disabled = disabled
+        session.add(row)
+        return row.username
 
-    name, url = await asyncio.to_thread(_set)
+    name, url = await on_row(hub, user, MailUser, user_id, "user", PATH, _set)
     return redirect(
         url,
         _("User %(name)s disabled.", name=name)
@@ -99,15 +94,14 @@ async def user_disable(
 
 @router.post("/intake/users/{user_id}/password")
 async def user_password(
-    request: Request,
     user: User,
+    hub: HubDep,
     user_id: RowId,
     password: Annotated[str, Form()] = "",
     password2: Annotated[str, Form()] = "",
     current: Annotated[str, Form()] = "",
 ) -> Response:
     """Set a user's password; one's own needs the current one, and ends one's sessions."""
-    hub = request.app.state.hub
     secret = _new_password(password, password2)
     own = user_id == user.user_id
 
@@ -121,16 +115,12 @@ async def user_password(
     await asyncio.to_thread(_check_current)
     new_hash = await asyncio.to_thread(hash_password, secret)
 
-    def _set() -> tuple[str, str]:
-        with session_scope(hub.engine) as session:
-            row = owned(session, MailUser, user_id, user, "user")
-            row.password_hash = new_hash
-            session.add(row)
-            acc = session.get(Account, row.account_id)
-            assert acc is not None
-            return row.username, back_to(PATH, user, acc)
+    def _set(session: Session, row: MailUser, _acc: Account) -> str:
+        row.password_hash = new_hash
+        session.add(row)
+        return row.username
 
-    name, url = await asyncio.to_thread(_set)
+    name, url = await on_row(hub, user, MailUser, user_id, "user", PATH, _set)
     if own:
         return redirect("/console/login", _("Password changed. Log in with the new one."))
     return redirect(

@@ -5,7 +5,7 @@ secret shown once, disable or enable, remove, send a test event) and recent deli
 
 import asyncio
 from collections import defaultdict
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
@@ -14,17 +14,22 @@ from sqlalchemy import select as sa_select
 from sqlalchemy import union_all
 from sqlmodel import Session, col, select
 
+from hub.console.actions import changed_page, on_row, settings_page
 from hub.console.auth import ConsoleUser, User
-from hub.console.render import page, redirect
-from hub.console.settings_common import back_to, layout, owned
+from hub.console.render import redirect
+from hub.console.settings_common import layout
 from hub.core.i18n import gettext as _
 from hub.inbound import webhooks
-from hub.store.db import read_scope, session_scope
 from hub.store.models import Account, WebhookDelivery, WebhookEndpoint
+from hub.web.deps import HubDep
 from hub.web.edge import RowId
+
+if TYPE_CHECKING:
+    from hub.app import Hub
 
 router = APIRouter()
 PATH = "/console/webhooks"
+TEMPLATE = "settings_webhooks.html.j2"
 RECENT = 5
 
 
@@ -81,93 +86,79 @@ def _context(session: Session, user: ConsoleUser, account: Account) -> dict[str,
 
 
 @router.get("/webhooks", response_class=HTMLResponse)
-async def webhooks_page(request: Request, user: User, account: str = "") -> Response:
+async def webhooks_page(request: Request, user: User, hub: HubDep, account: str = "") -> Response:
     """The account's webhook endpoints with their recent deliveries."""
-    hub = request.app.state.hub
-
-    def _load() -> dict[str, Any]:
-        with read_scope(hub.engine) as session:
-            return _context(session, user, user.account(session, account or None))
-
-    ctx = await asyncio.to_thread(_load)
-    return page(request, user, "settings_webhooks.html.j2", nav="account", **ctx)
+    return await settings_page(
+        request, user, hub, account, TEMPLATE, lambda s, acc: _context(s, user, acc)
+    )
 
 
 @router.post("/webhooks", response_class=HTMLResponse)
 async def webhooks_add(
     request: Request,
     user: User,
+    hub: HubDep,
     account: Annotated[str, Form()] = "",
     url: Annotated[str, Form()] = "",
     events: Annotated[list[str] | None, Form()] = None,
 ) -> Response:
     """Add an endpoint and show its signing secret once, in this response only."""
-    hub = request.app.state.hub
     checked = webhooks.check_public_url(url)
     chosen = webhooks.validate_events(events or [])
     await _check_resolved(checked)
 
-    def _add() -> dict[str, Any]:
-        with session_scope(hub.engine) as session:
-            acc = user.account(session, account or None)
-            assert acc.id is not None
-            endpoint, secret = webhooks.add_endpoint(session, acc.id, checked, chosen)
-            endpoint_id = endpoint.id
-        with read_scope(hub.engine) as session:
-            ctx = _context(session, user, user.account(session, account or None))
-        return {**ctx, "new_secret": secret, "new_endpoint": endpoint_id}
+    def _add(session: Session, acc: Account) -> dict[str, Any]:
+        assert acc.id is not None
+        endpoint, secret = webhooks.add_endpoint(session, acc.id, checked, chosen)
+        return {"new_secret": secret, "new_endpoint": endpoint.id}
 
-    ctx = await asyncio.to_thread(_add)
     # A page, not a redirect: the secret must not travel in a cookie or a URL.
-    return page(request, user, "settings_webhooks.html.j2", nav="account", **ctx)
+    return await changed_page(
+        request, user, hub, account, TEMPLATE, _add, lambda s, acc: _context(s, user, acc)
+    )
 
 
-async def _change(request: Request, user: User, endpoint_id: RowId, action: str) -> str:
+async def _change(hub: "Hub", user: ConsoleUser, endpoint_id: int, action: str) -> str:
     """Apply ACTION to one of the user's endpoints; returns the page to go back to."""
-    hub = request.app.state.hub
 
-    def _do() -> str:
-        with session_scope(hub.engine) as session:
-            endpoint = owned(session, WebhookEndpoint, endpoint_id, user, "webhook")
-            acc = session.get(Account, endpoint.account_id)
-            assert acc is not None
-            if action == "remove":
-                webhooks.remove_endpoint(session, endpoint_id)
-            elif action == "test":
-                webhooks.queue_ping(session, endpoint_id)
-            else:
-                webhooks.disable_endpoint(session, endpoint_id, action == "disable")
-            return back_to(PATH, user, acc)
+    def _do(session: Session, endpoint: WebhookEndpoint, _acc: Account) -> None:
+        if action == "remove":
+            webhooks.remove_endpoint(session, endpoint_id)
+        elif action == "test":
+            webhooks.queue_ping(session, endpoint_id)
+        else:
+            webhooks.disable_endpoint(session, endpoint_id, action == "disable")
 
-    return await asyncio.to_thread(_do)
+    _done, url = await on_row(hub, user, WebhookEndpoint, endpoint_id, "webhook", PATH, _do)
+    return url
 
 
 @router.post("/webhooks/{endpoint_id}/disable")
-async def webhooks_disable(request: Request, user: User, endpoint_id: RowId) -> Response:
+async def webhooks_disable(user: User, hub: HubDep, endpoint_id: RowId) -> Response:
     """Stop sending to an endpoint; what it has queued waits until it is enabled."""
-    url = await _change(request, user, endpoint_id, "disable")
+    url = await _change(hub, user, endpoint_id, "disable")
     return redirect(url, _("Webhook %(id)s disabled.", id=endpoint_id))
 
 
 @router.post("/webhooks/{endpoint_id}/enable")
-async def webhooks_enable(request: Request, user: User, endpoint_id: RowId) -> Response:
+async def webhooks_enable(user: User, hub: HubDep, endpoint_id: RowId) -> Response:
     """Send to an endpoint again."""
-    url = await _change(request, user, endpoint_id, "enable")
+    url = await _change(hub, user, endpoint_id, "enable")
     return redirect(url, _("Webhook %(id)s enabled.", id=endpoint_id))
 
 
 @router.post("/webhooks/{endpoint_id}/remove")
-async def webhooks_remove(request: Request, user: User, endpoint_id: RowId) -> Response:
+async def webhooks_remove(user: User, hub: HubDep, endpoint_id: RowId) -> Response:
     """Delete an endpoint with its queued deliveries and its log."""
-    url = await _change(request, user, endpoint_id, "remove")
+    url = await _change(hub, user, endpoint_id, "remove")
     return redirect(url, _("Webhook %(id)s removed.", id=endpoint_id))
 
 
 @router.post("/webhooks/{endpoint_id}/test")
-async def webhooks_test(request: Request, user: User, endpoint_id: RowId) -> Response:
+async def webhooks_test(user: User, hub: HubDep, endpoint_id: RowId) -> Response:
     """Queue a ping event for an endpoint and wake the sender."""
-    url = await _change(request, user, endpoint_id, "test")
-    request.app.state.hub.webhook_sender.wake()
+    url = await _change(hub, user, endpoint_id, "test")
+    hub.webhook_sender.wake()
     return redirect(
         url,
         _("Test event queued for webhook %(id)s; reload to see how it went.", id=endpoint_id),

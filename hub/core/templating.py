@@ -161,70 +161,115 @@ def _check_format(fmt: str, args: Iterable[Any]) -> None:
                     raise TemplateLimitExceeded(_FORMAT_LIMIT)
 
 
-def _check_binop(op: str, left: Any, right: Any) -> None:
-    if op == "*":
-        for seq, n in ((left, right), (right, left)):
-            if isinstance(seq, _SEQUENCE) and isinstance(n, int):
-                if len(seq) * max(n, 0) > MAX_LENGTH:
-                    raise _too_long("a repeated text or list", len(seq) * n)
-                return
-        if (
-            isinstance(left, int)
-            and isinstance(right, int)
-            and left.bit_length() + right.bit_length() > MAX_INT_BITS
-        ):
-            raise TemplateLimitExceeded(
-                f"the template computes a number of more than {MAX_INT_BITS} bits"
-            )
-    elif op == "+":
-        if (
-            isinstance(left, _SEQUENCE)
-            and isinstance(right, _SEQUENCE)
-            and len(left) + len(right) > MAX_LENGTH
-        ):
-            raise _too_long("a joined text or list", len(left) + len(right))
-    elif op == "**":
-        if (
-            isinstance(left, int)
-            and isinstance(right, int)
-            and right > 0
-            and abs(left) > 1
-            and right * max(left.bit_length() - 1, 1) > MAX_INT_BITS
-        ):
-            raise TemplateLimitExceeded(
-                f"the template computes a number of more than {MAX_INT_BITS} bits"
-            )
-    elif op == "%" and isinstance(left, str):
+def _too_big() -> TemplateLimitExceeded:
+    return TemplateLimitExceeded(f"the template computes a number of more than {MAX_INT_BITS} bits")
+
+
+def _check_mul(left: Any, right: Any) -> None:
+    for seq, n in ((left, right), (right, left)):
+        if isinstance(seq, _SEQUENCE) and isinstance(n, int):
+            if len(seq) * max(n, 0) > MAX_LENGTH:
+                raise _too_long("a repeated text or list", len(seq) * n)
+            return
+    if (
+        isinstance(left, int)
+        and isinstance(right, int)
+        and left.bit_length() + right.bit_length() > MAX_INT_BITS
+    ):
+        raise _too_big()
+
+
+def _check_add(left: Any, right: Any) -> None:
+    if (
+        isinstance(left, _SEQUENCE)
+        and isinstance(right, _SEQUENCE)
+        and len(left) + len(right) > MAX_LENGTH
+    ):
+        raise _too_long("a joined text or list", len(left) + len(right))
+
+
+def _check_pow(left: Any, right: Any) -> None:
+    if (
+        isinstance(left, int)
+        and isinstance(right, int)
+        and right > 0
+        and abs(left) > 1
+        and right * max(left.bit_length() - 1, 1) > MAX_INT_BITS
+    ):
+        raise _too_big()
+
+
+def _check_mod(left: Any, right: Any) -> None:
+    if isinstance(left, str):
         _check_format(left, [right])
+
+
+# The operators BoundedSandbox intercepts, each with the check of its operands.
+_BINOP_CHECKS: dict[str, Callable[[Any, Any], None]] = {
+    "*": _check_mul,
+    "+": _check_add,
+    "**": _check_pow,
+    "%": _check_mod,
+}
+
+
+def _check_binop(op: str, left: Any, right: Any) -> None:
+    check = _BINOP_CHECKS.get(op)
+    if check is not None:
+        check(left, right)
+
+
+def _check_padding(owner: str, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    numbers = [a for a in (*args, *kwargs.values()) if _is_number(a)]
+    if any(n > MAX_LENGTH for n in numbers):
+        raise _too_long(f"a padded text ({name})", max(numbers))
+    expanded = owner.count("\t") * max(numbers, default=8)
+    if name == "expandtabs" and expanded > MAX_LENGTH:
+        raise _too_long("a text with tabs expanded", expanded)
+
+
+def _check_str_format(owner: str, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    _check_format(owner, [*args, kwargs])
+
+
+def _check_replace(owner: str, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    if len(args) < 2:
+        return
+    old, new = args[0], args[1]
+    if isinstance(old, str) and isinstance(new, str):
+        hits = owner.count(old) if old else len(owner) + 1
+        if len(owner) + hits * max(len(new) - len(old), 0) > MAX_LENGTH:
+            raise _too_long("a text with replacements", hits * len(new))
+
+
+def _check_join(owner: str, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    items = args[0] if args else None
+    if isinstance(items, list | tuple):
+        size = sum(len(i) if isinstance(i, str | bytes) else 0 for i in items)
+        if size + len(owner) * max(len(items) - 1, 0) > MAX_LENGTH:
+            raise _too_long("a joined text", size + len(owner) * len(items))
+
+
+# The str methods whose result can be far longer than their inputs, with their checks.
+_CALL_CHECKS: dict[str, Callable[[str, str, tuple[Any, ...], dict[str, Any]], None]] = {
+    "center": _check_padding,
+    "ljust": _check_padding,
+    "rjust": _check_padding,
+    "zfill": _check_padding,
+    "expandtabs": _check_padding,
+    "format": _check_str_format,
+    "format_map": _check_str_format,
+    "replace": _check_replace,
+    "join": _check_join,
+}
 
 
 def _check_call(obj: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
     """Refuse the str methods whose result can be far longer than their inputs."""
     owner = getattr(obj, "__self__", None)
     name = getattr(obj, "__name__", "")
-    if not isinstance(owner, str):
-        return
-    numbers = [a for a in (*args, *kwargs.values()) if _is_number(a)]
-    if name in {"center", "ljust", "rjust", "zfill", "expandtabs"}:
-        if any(n > MAX_LENGTH for n in numbers):
-            raise _too_long(f"a padded text ({name})", max(numbers))
-        expanded = owner.count("\t") * max(numbers, default=8)
-        if name == "expandtabs" and expanded > MAX_LENGTH:
-            raise _too_long("a text with tabs expanded", expanded)
-    elif name in {"format", "format_map"}:
-        _check_format(owner, [*args, kwargs])
-    elif name == "replace" and len(args) >= 2:
-        old, new = args[0], args[1]
-        if isinstance(old, str) and isinstance(new, str):
-            hits = owner.count(old) if old else len(owner) + 1
-            if len(owner) + hits * max(len(new) - len(old), 0) > MAX_LENGTH:
-                raise _too_long("a text with replacements", hits * len(new))
-    elif name == "join" and args:
-        items = args[0]
-        if isinstance(items, list | tuple):
-            size = sum(len(i) if isinstance(i, str | bytes) else 0 for i in items)
-            if size + len(owner) * max(len(items) - 1, 0) > MAX_LENGTH:
-                raise _too_long("a joined text", size + len(owner) * len(items))
+    if isinstance(owner, str) and name in _CALL_CHECKS:
+        _CALL_CHECKS[name](owner, name, args, kwargs)
 
 
 def _bounded_filter(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -265,24 +310,34 @@ def _check_inputs(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> N
     if not values:
         return
     first = values[0]
-    total = 0
-    if isinstance(first, list | tuple):
-        for item in first:
-            total += len(item) if isinstance(item, str | bytes | list | tuple) else 1
-    elif isinstance(first, str):
-        total = len(first)
     extra = [a for a in (*values[1:], *kwargs.values()) if isinstance(a, str | int)]
     seps = sum(len(a) for a in extra if isinstance(a, str))
     widths = [a for a in extra if isinstance(a, int) and _is_number(a)]
-    if name == "join":
-        total += seps * max(len(first) if isinstance(first, list | tuple) else 0, 0)
-    elif name in {"wordwrap", "indent"} and isinstance(first, str):
-        lines = first.count("\n") + 1 + (len(first) // max(min(widths, default=1), 1))
-        total += lines * (seps + max((w for w in widths if w < MAX_LENGTH), default=0))
-    elif name in {"batch", "slice"}:
-        total += max(widths, default=0)
+    total = _input_size(first) + _added_size(name, first, seps, widths)
     if total > MAX_LENGTH:
         raise _too_long(f"the result of the {name} filter", total)
+
+
+def _input_size(first: Any) -> int:
+    """The size of a filter's input: characters of a text, items (or their lengths) of a list."""
+    if isinstance(first, list | tuple):
+        return sum(
+            len(item) if isinstance(item, str | bytes | list | tuple) else 1 for item in first
+        )
+    return len(first) if isinstance(first, str) else 0
+
+
+def _added_size(name: str, first: Any, seps: int, widths: list[int]) -> int:
+    """What filter NAME adds to its input FIRST: separators (SEPS characters in all the
+    string arguments) and padding (WIDTHS, the integer arguments)."""
+    if name == "join":
+        return seps * max(len(first) if isinstance(first, list | tuple) else 0, 0)
+    if name in {"wordwrap", "indent"} and isinstance(first, str):
+        lines = first.count("\n") + 1 + (len(first) // max(min(widths, default=1), 1))
+        return lines * (seps + max((w for w in widths if w < MAX_LENGTH), default=0))
+    if name in {"batch", "slice"}:
+        return max(widths, default=0)
+    return 0
 
 
 class BoundedSandbox(SandboxedEnvironment):
