@@ -20,6 +20,8 @@ from datetime import timedelta
 
 from sqlalchemy import Engine, text
 
+from hub import compliance
+from hub.core import phone
 from hub.core.config import Config
 from hub.core.metrics import PROVIDER_LATENCY, SMS_RESULTS
 from hub.core.timeutil import utcnow
@@ -453,9 +455,6 @@ class Dispatcher:
     def _outside_marketing_hours(self, message: Claimed) -> Outcome | None:
         """A marketing SMS that became due outside its recipient's hours (a retry, a backlog)
         waits for the next allowed moment instead of going out."""
-        from hub import compliance
-        from hub.core import phone
-
         now = utcnow()
         country = phone.parse_number(message.recipient).country
         rules = self.config.marketing_hours
