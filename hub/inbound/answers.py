@@ -149,20 +149,32 @@ def _notice(
 ) -> None:
     """The one SMS that confirms an opt-out or opt-in (charged like any SMS)."""
     try:
-        sending.submit_in(
-            session,
-            config,
-            sending.SubmitRequest(
-                account=account.name,
-                recipients=[number],
-                text=text,
-                source="optout",
-                idempotency_key=key,
-                opt_out_notice=True,
-            ),
-        )
+        _answer(session, config, account, number, text, "optout", key, opt_out_notice=True)
     except Exception as exc:  # no credits, disabled account: the opt-out itself still holds
         log.warning("could not send the opt-out notice to %s for %s: %s", number, account.name, exc)
+
+
+def _answer(
+    session: Session,
+    config: Config,
+    account: Account,
+    number: str,
+    text: str,
+    source: str,
+    key: str,
+    *,
+    opt_out_notice: bool = False,
+) -> None:
+    """Submit the hub's own SMS answer TEXT to NUMBER, in SESSION's transaction."""
+    request = sending.SubmitRequest(
+        account=account.name,
+        recipients=[number],
+        text=text,
+        source=source,
+        idempotency_key=key,
+        opt_out_notice=opt_out_notice,
+    )
+    sending.submit_in(session, config, request)
 
 
 def _autoreply(
@@ -189,17 +201,8 @@ def _autoreply(
     if recent is not None:
         return False
     try:
-        sending.submit_in(
-            session,
-            config,
-            sending.SubmitRequest(
-                account=account.name,
-                recipients=[sms.sender],
-                text=account.autoreply_text,
-                source="autoreply",
-                idempotency_key=f"autoreply:{inbound_id}",
-            ),
-        )
+        key = f"autoreply:{inbound_id}"
+        _answer(session, config, account, sms.sender, account.autoreply_text, "autoreply", key)
     except Exception as exc:
         log.warning("auto-reply to %s not sent: %s", sms.sender, exc)
         return False
