@@ -1,8 +1,13 @@
 """submit(): the one door every SMS goes through before the outbox.
 
-validate → normalize numbers → leave out blacklisted and invalid-listed numbers → campaign
-rules (sender per country, opt-out mention, marketing hours) → count segments → charge
-credits → write one outbox row per recipient, all in one transaction.
+A pipeline of small named steps (``SubmitBatch.submit``): validate the request → read the
+numbers → leave out blacklisted and invalid-listed numbers → count each text's segments (with
+its country's opt-out mention) → the sender rules of each country → leave out what the
+idempotency key already sent → schedule (marketing hours, the account's night hours) and price
+each row → personalise links; then ``settle`` charges the credits and ``write`` inserts one
+outbox row per recipient, all in the caller's one transaction. What follows the commit (the
+balance alert a charge may owe, the submitted metrics) runs after it
+(``hub.store.db.after_commit``), whichever door commits.
 """
 
 from __future__ import annotations
