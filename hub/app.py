@@ -14,12 +14,13 @@ from sqlmodel import select
 
 from hub.core import i18n
 from hub.core.config import Config
+from hub.inbound import alerts
 from hub.inbound.webhooks import WebhookSender
 from hub.mail.outbox import MailOutbox
 from hub.ports.registry import build_mail_sender, build_sms_provider
 from hub.ports.sms import ProviderContext, ProviderEvent, SmsProvider
 from hub.reminders.writeback import AnswerWriter
-from hub.sending import credits
+from hub.sending import balance_alert, credits
 from hub.sending import submit as sending
 from hub.sending.accounts import create_account
 from hub.sending.dispatch import Dispatcher
@@ -51,6 +52,8 @@ class Hub:
         )
         # Connector state every instance shares (hub/ports/state.py), secrets encrypted.
         self.state = state_store(self.engine, config)
+        # A balance change that crosses an alert threshold is alerted once it is committed.
+        balance_alert.on_crossing(alerts.alert_committed)
         self.policy = ReportPolicy(
             report_window=timedelta(hours=config.dispatcher.report_window_hours),
             retry_backoff=timedelta(seconds=config.dispatcher.retry_backoff_seconds),

@@ -51,6 +51,11 @@ def get_engine() -> Any:
         if current_revision(engine) is None:
             # A first command on a new machine should just work: create the schema.
             upgrade(engine)
+        # A balance change made here that crosses an alert threshold is alerted once committed.
+        from hub.inbound import alerts
+        from hub.sending import balance_alert
+
+        balance_alert.on_crossing(alerts.alert_committed)
         _state["engine"] = engine
     return _state["engine"]
 

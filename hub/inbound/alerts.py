@@ -1,21 +1,22 @@
 """Balance alerts: tell an account's owner, once per crossing, that its credits run low.
 
 An account (a main account or a limited sub-account: only they have a balance) with an
-``alert_threshold`` is *armed* while its balance is at or above the threshold. The balance
-change that takes it below fires the alert and disarms it, in the same transaction; a later
-top-up, transfer or refund that brings it back to the threshold or more re-arms it.
+``alert_threshold`` is *armed* while its balance is at or above the threshold; the balance
+change that takes it below is a crossing, and a later top-up, transfer or refund that brings it
+back to the threshold or more re-arms it (``hub.sending.balance_alert`` keeps that state with
+the balance, in the change's transaction).
 
-Both flips are single conditional ``UPDATE`` statements on the account row, which the
-balance change has already locked, so two concurrent sends that cross together alert once.
+A crossing is alerted after the change is committed, never inside it (``on_crossing`` below):
+``check_balance`` then disarms the account and queues the alert in one transaction of its own,
+by e-mail (sent by the mail outbox) and/or by SMS (an ``alert``-type message submitted like any
+other and paid by the account). The alert SMS's own charge cannot alert again: the account is
+disarmed before it is submitted. If the account cannot pay for the alert SMS, only the e-mail
+goes, and the log says why. Both flips are single conditional ``UPDATE`` statements on the
+account row, so two concurrent sends that cross together alert once.
 
-The alert goes by e-mail (queued with the change, sent by the mail outbox) and/or by SMS
-(an ``alert``-type message submitted in the same transaction and paid by the account). The
-alert SMS's own charge cannot alert again: the account is disarmed before it is submitted.
-If the account cannot pay for the alert SMS, only the e-mail goes, and the log says why.
-
-Sending needs the configuration; a balance change made without it (``config=None``) only
-re-arms, and leaves a crossing armed so that the next change with it, or ``check_all`` (a
-periodic job), sends the alert.
+Sending needs the configuration; a balance change made without it (``config=None``), or a
+process that stops between the commit and the alert, leaves the crossing armed, and the next
+change with it, or ``check_all`` (a periodic job), sends the alert.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine, func, text
+from sqlalchemy import Engine, func
 from sqlmodel import Session, col, select
 
 from hub.core import i18n
@@ -32,6 +33,8 @@ from hub.core.i18n import ngettext
 from hub.core.templating import render
 from hub.errors import HubError, InsufficientCredits
 from hub.mail.outbox import build_message, queue_mail
+from hub.sending import balance_alert
+from hub.sending.submit import SubmitRequest, submit_in
 from hub.store.db import session_scope
 from hub.store.models import Account, LedgerEntry
 
@@ -41,16 +44,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("smshub.alerts")
 
 SOURCE = "alert"
-
-_REARM = text(
-    "UPDATE accounts SET alert_armed = :yes WHERE id = :id AND alert_armed = :no "
-    "AND alert_threshold IS NOT NULL AND balance >= alert_threshold"
-)
-_FIRE = text(
-    "UPDATE accounts SET alert_armed = :no WHERE id = :id AND alert_armed = :yes "
-    "AND alert_threshold IS NOT NULL AND balance < alert_threshold "
-    "RETURNING balance, alert_threshold, alert_email, alert_sms"
-)
 
 
 @dataclass
@@ -84,46 +77,54 @@ def sms_text(account: Account, balance: int, threshold: int) -> str:
 def check_balance(
     session: Session, config: Config | None, account: Account, *, key: str | None = None
 ) -> AlertSent | None:
-    """Re-arm ACCOUNT's alert, or fire it if its balance just went below the threshold.
+    """Re-arm ACCOUNT's alert, or fire it if its balance is below the threshold while armed.
 
-    Runs in SESSION's transaction, right after a balance change (``hub.sending.credits._apply``).
-    KEY identifies the crossing (dedupe of the mail, idempotency of the SMS); by default the
-    account's latest ledger row, i.e. the change that crossed.
+    Runs in SESSION's transaction, which then holds the alert (mail and SMS) with the flip
+    that disarms: after a committed crossing (``on_crossing``), from ``check_all``, or when an
+    alert is set. KEY identifies the crossing (dedupe of the mail, idempotency of the SMS); by
+    default the account's latest ledger row, i.e. the change that crossed.
     """
     if account.alert_threshold is None or account.id is None:
-        return None  # no alert set: no query at all on the sending path
-    params = {"id": account.id, "yes": True, "no": False}
-    rearmed = session.execute(_REARM, params).rowcount  # type: ignore[attr-defined]
-    if rearmed:
-        session.expire(account, ["alert_armed"])
-        log.info("balance alert of %s re-armed", account.name)
         return None
-    if config is None:
-        return None  # cannot send from here; stays armed for the next change or check_all
-    row = session.execute(_FIRE, params).first()
-    if row is None:
+    if balance_alert.rearm(session, account) or config is None:
+        return None  # without the configuration it cannot send: stays armed for check_all
+    fired = balance_alert.fire(session, account)
+    if fired is None:
         return None
-    session.expire(account, ["alert_armed"])
-    balance, threshold, email, sms = int(row[0]), int(row[1]), str(row[2]), str(row[3])
     if key is None:
         last = session.execute(
             select(func.max(LedgerEntry.id)).where(LedgerEntry.account_id == account.id)
         ).scalar()
         key = f"alert:{account.id}:{last or 0}"
-    sent = AlertSent(account=account.name, balance=balance, threshold=threshold, key=key)
+    sent = AlertSent(
+        account=account.name, balance=fired.balance, threshold=fired.threshold, key=key
+    )
     log.warning(
-        "account %s is below its alert threshold (%d < %d)", account.name, balance, threshold
+        "account %s is below its alert threshold (%d < %d)",
+        account.name,
+        fired.balance,
+        fired.threshold,
     )
     # The account's people read the alert in the account's language.
     with i18n.use(i18n.account_language(account, config)):
-        if email:
-            _mail(session, config, account, sent, email)
-        if sms:
-            _sms(session, config, account, sent, sms)
-    if not email and not sms:
+        if fired.email:
+            _mail(session, config, account, sent, fired.email)
+        if fired.sms:
+            _sms(session, config, account, sent, fired.sms)
+    if not fired.email and not fired.sms:
         sent.problems.append("no alert e-mail or SMS number is set")
         log.warning("balance alert of %s has nobody to tell (set --email or --sms)", account.name)
     return sent
+
+
+def alert_committed(engine: Engine, config: Config, account_id: int) -> AlertSent | None:
+    """Alert a crossing that a committed balance change made, in a transaction of its own."""
+    with session_scope(engine) as session:
+        account = session.get(Account, account_id)
+        return None if account is None else check_balance(session, config, account)
+
+
+balance_alert.on_crossing(alert_committed)
 
 
 def _mail(session: Session, config: Config, account: Account, sent: AlertSent, to: str) -> None:
@@ -155,9 +156,6 @@ def _mail(session: Session, config: Config, account: Account, sent: AlertSent, t
 
 
 def _sms(session: Session, config: Config, account: Account, sent: AlertSent, to: str) -> None:
-    # Imported here: hub.sending.submit imports hub.sending.credits, which imports this module.
-    from hub.sending.submit import SubmitRequest, submit_in
-
     assert account.id is not None
     request = SubmitRequest(
         account=account.id,

@@ -87,48 +87,16 @@ def receive_inbound(session: Session, sms: InboundSms, config: Config | None) ->
     )
     session.add(row)
     session.flush()
-    if account_id is None or config is None:
-        if account_id is None:
-            log.warning(
-                "inbound SMS from %s to %s matches no account; stored only",
-                sms.sender,
-                sms.recipient,
-            )
+    if account_id is None:
+        log.warning(
+            "inbound SMS from %s to %s matches no account; stored only", sms.sender, sms.recipient
+        )
+        return
+    if config is None:
         return
     account = session.get(Account, account_id)
     assert account is not None and row.id is not None
-    keyword = classify(sms.text, config.inbound)
-    numeric = phone.parse_number(sms.sender, config.hub.default_region).valid
-    handling = []
-    if keyword == "stop" and numeric:
-        # One confirmation per opt-out: a repeated STOP is recorded but not answered.
-        if opt_out(session, account_id, sms.sender, "sms", f"inbound SMS {row.id}: {sms.text!r}"):
-            _notice(
-                session,
-                config,
-                account,
-                sms.sender,
-                sms_texts.stop_confirmation(config, account),
-                f"stop:{row.id}",
-            )
-        handling.append("stop")
-    elif keyword == "start" and numeric:
-        if opt_in(session, account_id, sms.sender, "sms", f"inbound SMS {row.id}: {sms.text!r}"):
-            _notice(
-                session,
-                config,
-                account,
-                sms.sender,
-                sms_texts.start_confirmation(config, account),
-                f"start:{row.id}",
-            )
-        handling.append("start")
-    elif (answer := handle_answer(session, config, row, last)) is not None:
-        handling.append(answer)
-    elif question is None and numeric and _autoreply(session, config, account, sms, row.id):
-        # Never to a number with an open reminder question: its next SMS must stay the
-        # answer to the reminder, and the receptionist reads what it wrote meanwhile.
-        handling.append("autoreply")
+    handling = _act(session, config, account, sms, row, last, question)
     # A reminder answer already told the receptionist in its own words.
     answered = any(h.startswith("reminder-") for h in handling)
     mailbox = "" if answered else forward_mailbox(session, account, last)
@@ -140,25 +108,73 @@ def receive_inbound(session: Session, sms: InboundSms, config: Config | None) ->
     session.add(row)
 
 
+def _act(
+    session: Session,
+    config: Config,
+    account: Account,
+    sms: InboundSms,
+    row: InboundMessage,
+    last: Message | None,
+    question: Message | None,
+) -> list[str]:
+    """What the SMS asks, first that applies: STOP, START, a reminder answer, else the
+    auto-responder; returns what was done."""
+    assert account.id is not None and row.id is not None
+    keyword = classify(sms.text, config.inbound)
+    numeric = phone.parse_number(sms.sender, config.hub.default_region).valid
+    why = f"inbound SMS {row.id}: {sms.text!r}"
+    if keyword == "stop" and numeric:
+        # One confirmation per opt-out: a repeated STOP is recorded but not answered.
+        if opt_out(session, account.id, sms.sender, "sms", why):
+            text = sms_texts.stop_confirmation(config, account)
+            _notice(session, config, account, sms.sender, text, f"stop:{row.id}")
+        return ["stop"]
+    if keyword == "start" and numeric:
+        if opt_in(session, account.id, sms.sender, "sms", why):
+            text = sms_texts.start_confirmation(config, account)
+            _notice(session, config, account, sms.sender, text, f"start:{row.id}")
+        return ["start"]
+    answer = handle_answer(session, config, row, last)
+    if answer is not None:
+        return [answer]
+    if question is None and numeric and _autoreply(session, config, account, sms, row.id):
+        # Never to a number with an open reminder question: its next SMS must stay the
+        # answer to the reminder, and the receptionist reads what it wrote meanwhile.
+        return ["autoreply"]
+    return []
+
+
 def _notice(
     session: Session, config: Config, account: Account, number: str, text: str, key: str
 ) -> None:
     """The one SMS that confirms an opt-out or opt-in (charged like any SMS)."""
     try:
-        sending.submit_in(
-            session,
-            config,
-            sending.SubmitRequest(
-                account=account.name,
-                recipients=[number],
-                text=text,
-                source="optout",
-                idempotency_key=key,
-                opt_out_notice=True,
-            ),
-        )
+        _answer(session, config, account, number, text, "optout", key, opt_out_notice=True)
     except Exception as exc:  # no credits, disabled account: the opt-out itself still holds
         log.warning("could not send the opt-out notice to %s for %s: %s", number, account.name, exc)
+
+
+def _answer(
+    session: Session,
+    config: Config,
+    account: Account,
+    number: str,
+    text: str,
+    source: str,
+    key: str,
+    *,
+    opt_out_notice: bool = False,
+) -> None:
+    """Submit the hub's own SMS answer TEXT to NUMBER, in SESSION's transaction."""
+    request = sending.SubmitRequest(
+        account=account.name,
+        recipients=[number],
+        text=text,
+        source=source,
+        idempotency_key=key,
+        opt_out_notice=opt_out_notice,
+    )
+    sending.submit_in(session, config, request)
 
 
 def _autoreply(
@@ -185,17 +201,8 @@ def _autoreply(
     if recent is not None:
         return False
     try:
-        sending.submit_in(
-            session,
-            config,
-            sending.SubmitRequest(
-                account=account.name,
-                recipients=[sms.sender],
-                text=account.autoreply_text,
-                source="autoreply",
-                idempotency_key=f"autoreply:{inbound_id}",
-            ),
-        )
+        key = f"autoreply:{inbound_id}"
+        _answer(session, config, account, sms.sender, account.autoreply_text, "autoreply", key)
     except Exception as exc:
         log.warning("auto-reply to %s not sent: %s", sms.sender, exc)
         return False

@@ -17,7 +17,7 @@ from sqlmodel import Session, col, select
 
 from hub.core.timeutil import utcnow
 from hub.errors import ConflictError, InsufficientCredits, InvalidInput
-from hub.inbound import alerts
+from hub.sending import balance_alert
 from hub.sending.accounts import ancestors, get_account
 from hub.store.db import table
 from hub.store.models import Account, CreditMode, LedgerEntry, LedgerKind
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 _INSERT_LEDGER = insert(table(LedgerEntry))
 _APPLY = text(
     "UPDATE accounts SET balance = balance + :delta "
-    "WHERE id = :id AND balance + :delta >= 0 RETURNING balance"
+    "WHERE id = :id AND balance + :delta >= 0 RETURNING balance, alert_armed, alert_threshold"
 )
 
 
@@ -47,8 +47,8 @@ def _apply(
 ) -> int:
     """Change ACCOUNT's balance by DELTA with its ledger row, then check its balance alert.
 
-    CONFIG lets a crossing of the alert threshold send the alert right away; without it the
-    change can only re-arm the alert (see hub.inbound.alerts).
+    CONFIG lets a crossing of the alert threshold be alerted once the change is committed;
+    without it the change can only re-arm the alert (see hub.sending.balance_alert).
     """
     row = session.execute(_APPLY, {"delta": delta, "id": account.id}).first()
     if row is None:
@@ -62,9 +62,21 @@ def _apply(
     # The ORM copy takes the new balance as loaded, not as a change to write back; the row
     # is ours until the commit, so it stays true (and the next read needs no SELECT).
     set_committed_value(account, "balance", balance)
-    # Same transaction as the change: an alert exists exactly when the crossing does.
-    alerts.check_balance(session, config, account)
+    _after_change(session, config, account, row)
     return balance
+
+
+def _after_change(session: Session, config: Config | None, account: Account, row: Any) -> None:
+    """Re-arm ACCOUNT's alert, or have a crossing alerted after the commit; ROW is what the
+    change's UPDATE returned (its row lock makes it exact until the commit)."""
+    balance_alert.after_change(
+        session,
+        config,
+        account,
+        balance=int(row[0]),
+        armed=bool(row[1]),
+        threshold=None if row[2] is None else int(row[2]),
+    )
 
 
 def _ledger_row(
@@ -171,7 +183,8 @@ def charge(
 ) -> int:
     """Take AMOUNT credits from PAYER for a send by ORIGIN; raises InsufficientCredits.
 
-    With CONFIG, a charge that takes PAYER below its alert threshold sends the alert."""
+    With CONFIG, a charge that takes PAYER below its alert threshold is alerted after the
+    commit."""
     if amount == 0:
         session.refresh(payer)
         return payer.balance
@@ -204,9 +217,9 @@ def charge_many(
     after each. Raises InsufficientCredits when PAYER cannot pay them all.
 
     Without a balance alert on PAYER they cost one UPDATE and one INSERT together, with one
-    ledger row each as before. With an alert each is applied and checked in turn, so that an
-    alert fires at the charge that crosses; if a later one cannot be paid, the earlier ones
-    stay applied: the caller rolls back.
+    ledger row each as before. With an alert each is applied and checked in turn, so that the
+    charge that crosses is the one alerted (after the commit); if a later one cannot be paid,
+    the earlier ones stay applied: the caller rolls back.
     """
     if len(charges) == 1 or payer.alert_threshold is not None:
         return [
@@ -293,7 +306,8 @@ def refund_many(session: Session, payer_id: int, refunds: Sequence[Refund]) -> i
     if not paid:
         return payer.balance
     total = sum(r.amount for r in paid)
-    balance = int(session.execute(_APPLY, {"delta": total, "id": payer_id}).scalar_one())
+    applied = session.execute(_APPLY, {"delta": total, "id": payer_id}).one()
+    balance = int(applied[0])
     running = balance - total
     ledger = []
     for r in paid:
@@ -306,7 +320,7 @@ def refund_many(session: Session, payer_id: int, refunds: Sequence[Refund]) -> i
     session.connection().execute(_INSERT_LEDGER, ledger)
     set_committed_value(payer, "balance", balance)
     # A refund can only re-arm the alert (as ``refund`` without a config).
-    alerts.check_balance(session, None, payer)
+    _after_change(session, None, payer, applied)
     return balance
 
 

@@ -20,6 +20,8 @@ from datetime import timedelta
 
 from sqlalchemy import Engine, text
 
+from hub import compliance
+from hub.core import phone
 from hub.core.config import Config
 from hub.core.metrics import PROVIDER_LATENCY, SMS_RESULTS
 from hub.core.timeutil import utcnow
@@ -277,67 +279,16 @@ class Dispatcher:
         claimed but not yet sent. Once stopping, nothing more is claimed and what was not
         yet handed to a provider is handed back.
         """
-        senders = self._senders
         queue: asyncio.Queue[tuple[Claimed, _Batch] | None] = asyncio.Queue()
         writer = OutcomeWriter(self.engine, self.worker, written=self._written)
         unstarted = _Unstarted()
         handback: list[str] = []
-        claimed = 0
-
-        async def send() -> None:
-            while (item := await queue.get()) is not None:
-                message, batch = item
-                self.last_round = time.monotonic()
-                try:
-                    outcome = await self._send_one(message, unstarted)
-                except Exception:
-                    # A bug, not an outage: the claim lapses and recovery settles it.
-                    log.exception("sending message %s failed", message.id)
-                    self._held.discard(message.id)
-                else:
-                    if outcome is None:
-                        handback.append(message.id)
-                    else:
-                        batch.outcomes.append(outcome)
-                        if self._stopping:
-                            self._finished_while_stopping += 1
-                # Held, or no provider took it: nothing of it is waiting any more.
-                unstarted.started(message.id)
-                batch.done += 1
-                if batch.done == batch.size and batch.outcomes:
-                    writer.add(batch.outcomes)
-
-        async def feed() -> None:
-            nonlocal claimed
-            try:
-                while not self._stopping:
-                    self.last_round = time.monotonic()
-                    await unstarted.none_left.wait()
-                    if self._stopping:
-                        return
-                    # Cleared before claiming: a wake() during the claim is not missed.
-                    self._wake.clear()
-                    batch = await asyncio.to_thread(
-                        outbox.claim, self.engine, self.worker, self.settings.batch_size
-                    )
-                    claimed += len(batch)
-                    self._held.update(m.id for m in batch)
-                    unstarted.add(m.id for m in batch)
-                    progress = _Batch(len(batch))
-                    for message in batch:
-                        queue.put_nowait((message, progress))
-                    if once or (not batch and not forever):
-                        return
-                    if not batch:
-                        with contextlib.suppress(TimeoutError):
-                            await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval)
-            finally:
-                for _ in range(senders):
-                    queue.put_nowait(None)
-
-        workers = [asyncio.create_task(send()) for _ in range(senders)]
+        workers = [
+            asyncio.create_task(self._sender(queue, writer, unstarted, handback))
+            for _ in range(self._senders)
+        ]
         try:
-            await feed()
+            claimed = await self._feed(queue, unstarted, once=once, forever=forever)
         finally:
             # The messages already claimed are sent and recorded, whatever stopped the feed.
             await asyncio.gather(*workers)
@@ -346,6 +297,75 @@ class Dispatcher:
             finally:
                 if handback:
                     await self._hand_back(handback)
+        return claimed
+
+    async def _sender(
+        self,
+        queue: asyncio.Queue[tuple[Claimed, _Batch] | None],
+        writer: OutcomeWriter,
+        unstarted: _Unstarted,
+        handback: list[str],
+    ) -> None:
+        """One request in flight: send the claimed messages in turn until the feed ends;
+        a batch's outcomes go to WRITER once all of it is done, unsent ones to HANDBACK."""
+        while (item := await queue.get()) is not None:
+            message, batch = item
+            self.last_round = time.monotonic()
+            try:
+                outcome = await self._send_one(message, unstarted)
+            except Exception:
+                # A bug, not an outage: the claim lapses and recovery settles it.
+                log.exception("sending message %s failed", message.id)
+                self._held.discard(message.id)
+            else:
+                if outcome is None:
+                    handback.append(message.id)
+                else:
+                    batch.outcomes.append(outcome)
+                    if self._stopping:
+                        self._finished_while_stopping += 1
+            # Held, or no provider took it: nothing of it is waiting any more.
+            unstarted.started(message.id)
+            batch.done += 1
+            if batch.done == batch.size and batch.outcomes:
+                writer.add(batch.outcomes)
+
+    async def _feed(
+        self,
+        queue: asyncio.Queue[tuple[Claimed, _Batch] | None],
+        unstarted: _Unstarted,
+        *,
+        once: bool,
+        forever: bool,
+    ) -> int:
+        """Claim a batch each time the last one is all in providers' hands, and queue it
+        for the senders; returns how many were claimed. Ends the senders when it ends."""
+        claimed = 0
+        try:
+            while not self._stopping:
+                self.last_round = time.monotonic()
+                await unstarted.none_left.wait()
+                if self._stopping:
+                    break
+                # Cleared before claiming: a wake() during the claim is not missed.
+                self._wake.clear()
+                batch = await asyncio.to_thread(
+                    outbox.claim, self.engine, self.worker, self.settings.batch_size
+                )
+                claimed += len(batch)
+                self._held.update(m.id for m in batch)
+                unstarted.add(m.id for m in batch)
+                progress = _Batch(len(batch))
+                for message in batch:
+                    queue.put_nowait((message, progress))
+                if once or (not batch and not forever):
+                    break
+                if not batch:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval)
+        finally:
+            for _ in range(self._senders):
+                queue.put_nowait(None)
         return claimed
 
     def _written(self, outcomes: Sequence[Outcome]) -> None:
@@ -365,16 +385,7 @@ class Dispatcher:
     async def _send_one(self, message: Claimed, unstarted: _Unstarted) -> Outcome | None:
         """Send MESSAGE through its route; None when it was never handed to a provider and
         must be handed back (the dispatcher is stopping, or it may no longer be sent)."""
-        sms = OutgoingSms(
-            message_id=message.id,
-            to=message.recipient,
-            text=message.text,
-            sender=message.sender,
-            encoding=message.encoding,
-            segments=message.segments,
-            dedupe_key=f"{message.id}.{message.send_seq}",
-            type=message.type,
-        )
+        sms = _outgoing(message)
         if message.type == "marketing":
             held = self._outside_marketing_hours(message)
             if held is not None:
@@ -393,48 +404,20 @@ class Dispatcher:
                 continue
             result = await self._call(slot, sms, unstarted, first=not started)
             if result is None:
-                if not started:
-                    return None
-                # Stopping after a failed call: the next provider is not tried now.
-                return Outcome(
-                    message,
-                    "queued",
-                    provider=slot.provider.name,
-                    detail=f"{last_detail}; not tried further: the dispatcher stopped",
-                )
+                return _stopped(message, slot, last_detail) if started else None
             started = True
             SMS_RESULTS.labels(provider=slot.provider.name, outcome=result.outcome.value).inc()
-            if result.outcome == SendOutcome.ACCEPTED:
-                slot.failures = 0
-                return Outcome(
-                    message,
-                    "sent",
-                    provider=slot.provider.name,
-                    provider_message_id=result.provider_message_id,
-                    detail=result.detail,
-                )
-            if result.outcome == SendOutcome.UNKNOWN and not slot.provider.deduplicates:
-                return Outcome(
-                    message,
-                    "unknown",
-                    provider=slot.provider.name,
-                    reason="provider_timeout",
-                    detail=result.detail or "the provider did not answer; it may have sent it",
-                )
-            if result.outcome == SendOutcome.PERMANENT:
-                return Outcome(
-                    message,
-                    "failed",
-                    provider=slot.provider.name,
-                    reason=result.reason or "rejected",
-                    detail=result.detail,
-                )
-            slot.failures += 1
-            if slot.failures >= 5:
-                # Stop hammering a provider that keeps failing; try it again a little later.
-                slot.down_until = time.monotonic() + min(60.0, 2.0 * slot.failures)
-            last_detail = f"{slot.provider.name}: {result.detail or 'temporary failure'}"
-            slot.last_detail = result.detail
+            settled = _settled(message, slot, result)
+            if settled is not None:
+                return settled
+            last_detail = _transient_failure(slot, result)
+        return self._route_failed(message, route, last_detail)
+
+    def _route_failed(
+        self, message: Claimed, route: Sequence[ProviderSlot], last_detail: str
+    ) -> Outcome:
+        """No provider of ROUTE took MESSAGE: retry it (without using up an attempt while
+        every provider rests) or fail it."""
         downs = [slot.down_until for slot in route if slot.down_until > time.monotonic()]
         if len(downs) == len(route):
             # Every provider of the route is resting after repeated failures: wait for the
@@ -453,9 +436,6 @@ class Dispatcher:
     def _outside_marketing_hours(self, message: Claimed) -> Outcome | None:
         """A marketing SMS that became due outside its recipient's hours (a retry, a backlog)
         waits for the next allowed moment instead of going out."""
-        from hub import compliance
-        from hub.core import phone
-
         now = utcnow()
         country = phone.parse_number(message.recipient).country
         rules = self.config.marketing_hours
@@ -515,3 +495,68 @@ class Dispatcher:
             detail=detail,
             retry_at=utcnow() + timedelta(seconds=delay),
         )
+
+
+def _outgoing(message: Claimed) -> OutgoingSms:
+    return OutgoingSms(
+        message_id=message.id,
+        to=message.recipient,
+        text=message.text,
+        sender=message.sender,
+        encoding=message.encoding,
+        segments=message.segments,
+        dedupe_key=f"{message.id}.{message.send_seq}",
+        type=message.type,
+    )
+
+
+def _stopped(message: Claimed, slot: ProviderSlot, last_detail: str) -> Outcome:
+    # Stopping after a failed call: the next provider is not tried now.
+    return Outcome(
+        message,
+        "queued",
+        provider=slot.provider.name,
+        detail=f"{last_detail}; not tried further: the dispatcher stopped",
+    )
+
+
+def _settled(message: Claimed, slot: ProviderSlot, result: SendResult) -> Outcome | None:
+    """MESSAGE's outcome when SLOT's answer settles it (sent, maybe sent, refused); None for a
+    transient failure, after which the next provider of the route is tried."""
+    name = slot.provider.name
+    if result.outcome == SendOutcome.ACCEPTED:
+        slot.failures = 0
+        return Outcome(
+            message,
+            "sent",
+            provider=name,
+            provider_message_id=result.provider_message_id,
+            detail=result.detail,
+        )
+    if result.outcome == SendOutcome.UNKNOWN and not slot.provider.deduplicates:
+        return Outcome(
+            message,
+            "unknown",
+            provider=name,
+            reason="provider_timeout",
+            detail=result.detail or "the provider did not answer; it may have sent it",
+        )
+    if result.outcome == SendOutcome.PERMANENT:
+        return Outcome(
+            message,
+            "failed",
+            provider=name,
+            reason=result.reason or "rejected",
+            detail=result.detail,
+        )
+    return None
+
+
+def _transient_failure(slot: ProviderSlot, result: SendResult) -> str:
+    """Count SLOT's failure (resting it after five in a row); returns the detail to report."""
+    slot.failures += 1
+    if slot.failures >= 5:
+        # Stop hammering a provider that keeps failing; try it again a little later.
+        slot.down_until = time.monotonic() + min(60.0, 2.0 * slot.failures)
+    slot.last_detail = result.detail
+    return f"{slot.provider.name}: {result.detail or 'temporary failure'}"

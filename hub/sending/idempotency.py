@@ -78,11 +78,7 @@ def remember_in(session: Session, account_id: int, key: str, door: str, print_: 
     per-recipient keys). Raises IdempotencyKeyReused, with the API's message, when another
     request used it. The key is stored, or not, with what the request commits."""
     stored = f"{door}:{key}"
-    row = session.exec(
-        select(IdempotencyKey)
-        .where(IdempotencyKey.account_id == account_id, IdempotencyKey.key == stored)
-        .with_for_update()
-    ).first()
+    row = _locked(session, account_id, stored)
     if row is None:
         session.add(IdempotencyKey(account_id=account_id, key=stored, fingerprint=print_))
         session.flush()
@@ -102,11 +98,7 @@ def begin(engine: Engine, account_id: int, key: str, print_: str) -> Replay | No
     for _ in range(2):
         try:
             with session_scope(engine) as session:
-                row = session.exec(
-                    select(IdempotencyKey)
-                    .where(IdempotencyKey.account_id == account_id, IdempotencyKey.key == key)
-                    .with_for_update()
-                ).first()
+                row = _locked(session, account_id, key)
                 if row is None:
                     session.add(IdempotencyKey(account_id=account_id, key=key, fingerprint=print_))
                     return None
@@ -124,6 +116,15 @@ def begin(engine: Engine, account_id: int, key: str, print_: str) -> Replay | No
         except IntegrityError:
             continue  # another request claimed it at the same moment: read its claim
     raise IdempotencyKeyBusy(f"Idempotency-Key {key!r} is being claimed by another request")
+
+
+def _locked(session: Session, account_id: int, key: str) -> IdempotencyKey | None:
+    """KEY's row, locked until the transaction ends (None: not stored yet)."""
+    return session.exec(
+        select(IdempotencyKey)
+        .where(IdempotencyKey.account_id == account_id, IdempotencyKey.key == key)
+        .with_for_update()
+    ).first()
 
 
 def finish(engine: Engine, account_id: int, key: str, status_code: int, body: Any) -> None:

@@ -15,7 +15,7 @@ from hub.core import phone
 from hub.core.config import InboundSection
 from hub.errors import InvalidInput, NotFound
 from hub.inbound import webhooks
-from hub.sending.accounts import get_account
+from hub.sending.accounts import ancestors, get_account
 from hub.store.models import Account, BlacklistEntry, OptOutEvent
 
 _NON_ALNUM = re.compile(r"[^A-Z0-9]+")
@@ -42,8 +42,6 @@ def classify(text: str, settings: InboundSection) -> str | None:
 
 def is_blacklisted(session: Session, account: Account, number: str) -> bool:
     """True if NUMBER is on ACCOUNT's blacklist or one of its parents'."""
-    from hub.sending.accounts import ancestors
-
     ids = [a.id for a in ancestors(session, account)]
     return (
         session.exec(

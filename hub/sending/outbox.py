@@ -11,11 +11,13 @@ started may end `unknown`.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import BindParameter, Engine, bindparam, insert
+from sqlalchemy import BindParameter, Engine, TextClause, bindparam, insert
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
@@ -197,125 +199,129 @@ def record_outcomes(engine: Engine, worker: str, outcomes: Sequence[Outcome]) ->
             log.warning("deadlock while recording %d outcomes; writing them again", len(outcomes))
 
 
+_MARK_SENT = sql(
+    # A report may already have moved the row on (fast providers): keep its status.
+    "UPDATE messages SET status = CASE WHEN status = 'submitting' THEN 'sent' "
+    "ELSE status END, provider = :provider, provider_message_id = :pmid, "
+    "sent_at = :now, first_sent_at = COALESCE(first_sent_at, :now), "
+    "claimed_by = NULL, updated_at = :now "
+    "WHERE id = :id AND claimed_by = :worker"
+)
+_MARK_RETRY = sql(
+    # The stored attempts count the provider calls started (mark_started): a held round
+    # gives its call back, a counted one that never reached a provider (no route) still uses
+    # up an attempt.
+    "UPDATE messages SET status = 'queued', due_at = :due, claimed_by = NULL, "
+    "detail = :detail, updated_at = :now, attempts = attempts + CASE "
+    "WHEN status = 'claimed' AND :counted = 1 THEN 1 "
+    "WHEN status = 'submitting' AND :counted = 0 THEN -1 ELSE 0 END "
+    "WHERE id = :id AND claimed_by = :worker "
+    "AND status IN ('claimed', 'submitting')"
+)
+_MARK_UNKNOWN = sql(
+    "UPDATE messages SET status = 'unknown', reason = :reason, detail = :detail, "
+    "provider = :provider, final_at = :now, claimed_by = NULL, updated_at = :now "
+    "WHERE id = :id AND claimed_by = :worker AND status = 'submitting'"
+)
+_MARK_FAILED = sql(
+    "UPDATE messages SET status = 'failed', reason = :reason, detail = :detail, "
+    "provider = :provider, final_at = :now, claimed_by = NULL, updated_at = :now "
+    "WHERE id = :id AND claimed_by = :worker "
+    "AND status IN ('claimed', 'submitting')"
+)
+
+
 def _record_outcomes(engine: Engine, worker: str, outcomes: Sequence[Outcome]) -> None:
     if not outcomes:
         return
     now = utcnow()
-    sent = [o for o in outcomes if o.status == MessageStatus.SENT]
-    retry = [o for o in outcomes if o.status == MessageStatus.QUEUED]
-    failed = [o for o in outcomes if o.status == MessageStatus.FAILED]
-    unknown = [o for o in outcomes if o.status == MessageStatus.UNKNOWN]
-    failed_ids: list[str] = []
+
+    def of(status: MessageStatus) -> list[Outcome]:
+        return [o for o in outcomes if o.status == status]
+
     with session_scope(engine) as session:
-        if sent:
-            # A report may already have moved the row on (fast providers): keep its status.
-            session.execute(
-                sql(
-                    "UPDATE messages SET status = CASE WHEN status = 'submitting' THEN 'sent' "
-                    "ELSE status END, provider = :provider, provider_message_id = :pmid, "
-                    "sent_at = :now, first_sent_at = COALESCE(first_sent_at, :now), "
-                    "claimed_by = NULL, updated_at = :now "
-                    "WHERE id = :id AND claimed_by = :worker"
-                ),
-                [
-                    {
-                        "id": o.message.id,
-                        "provider": o.provider,
-                        "pmid": o.provider_message_id,
-                        "now": now,
-                        "worker": worker,
-                    }
-                    for o in sent
-                ],
-            )
-        if retry:
-            session.execute(
-                sql(
-                    # The stored attempts count the provider calls started (mark_started):
-                    # a held round gives its call back, a counted one that never reached a
-                    # provider (no route) still uses up an attempt.
-                    "UPDATE messages SET status = 'queued', due_at = :due, claimed_by = NULL, "
-                    "detail = :detail, updated_at = :now, attempts = attempts + CASE "
-                    "WHEN status = 'claimed' AND :counted = 1 THEN 1 "
-                    "WHEN status = 'submitting' AND :counted = 0 THEN -1 ELSE 0 END "
-                    "WHERE id = :id AND claimed_by = :worker "
-                    "AND status IN ('claimed', 'submitting')"
-                ),
-                [
-                    {
-                        "id": o.message.id,
-                        "due": o.retry_at or now,
-                        "counted": 1 if o.counted else 0,
-                        "detail": o.detail[:500],
-                        "now": now,
-                        "worker": worker,
-                    }
-                    for o in retry
-                ],
-            )
-        if unknown:
-            # Maybe sent: kept charged, never re-sent, reported as unknown.
-            session.execute(
-                sql(
-                    "UPDATE messages SET status = 'unknown', reason = :reason, detail = :detail, "
-                    "provider = :provider, final_at = :now, claimed_by = NULL, updated_at = :now "
-                    "WHERE id = :id AND claimed_by = :worker AND status = 'submitting'"
-                ),
-                [
-                    {
-                        "id": o.message.id,
-                        "reason": o.reason,
-                        "detail": o.detail[:500],
-                        "provider": o.provider,
-                        "now": now,
-                        "worker": worker,
-                    }
-                    for o in unknown
-                ],
-            )
-        for o in failed:
-            result = session.execute(
-                sql(
-                    "UPDATE messages SET status = 'failed', reason = :reason, detail = :detail, "
-                    "provider = :provider, final_at = :now, claimed_by = NULL, updated_at = :now "
-                    "WHERE id = :id AND claimed_by = :worker "
-                    "AND status IN ('claimed', 'submitting')"
-                ),
-                {
-                    "id": o.message.id,
-                    "reason": o.reason,
-                    "detail": o.detail[:500],
-                    "provider": o.provider,
-                    "now": now,
-                    "worker": worker,
-                },
-            )
-            if result.rowcount == 1:  # type: ignore[attr-defined]
-                # Never reached the phone: the credits go back.
-                credits.refund(
-                    session,
-                    o.message.charged_account_id,
-                    o.message.credits,
-                    origin_id=o.message.account_id,
-                    message_id=o.message.id,
-                    note=f"not sent: {o.reason or 'failed'}",
-                )
-                failed_ids.append(o.message.id)
-        webhooks.message_events(session, failed_ids)
-        _events(
-            session,
-            [
-                {
-                    "message_id": o.message.id,
-                    "status": o.status,
-                    "reason": o.reason,
-                    "detail": o.detail[:500],
-                    "provider": o.provider,
-                    "now": now,
-                }
-                for o in outcomes
-            ],
+        _mark(session, _MARK_SENT, [_sent_params(o, now, worker) for o in of(MessageStatus.SENT)])
+        _mark(
+            session, _MARK_RETRY, [_retry_params(o, now, worker) for o in of(MessageStatus.QUEUED)]
         )
+        # Maybe sent: kept charged, never re-sent, reported as unknown.
+        _mark(
+            session,
+            _MARK_UNKNOWN,
+            [_final_params(o, now, worker) for o in of(MessageStatus.UNKNOWN)],
+        )
+        failed_ids = _mark_failed(session, of(MessageStatus.FAILED), now, worker)
+        webhooks.message_events(session, failed_ids)
+        _events(session, [_event_params(o, now) for o in outcomes])
+
+
+def _mark(session: Session, statement: TextClause, params: list[dict[str, Any]]) -> None:
+    if params:
+        session.execute(statement, params)
+
+
+def _sent_params(o: Outcome, now: datetime, worker: str) -> dict[str, Any]:
+    return {
+        "id": o.message.id,
+        "provider": o.provider,
+        "pmid": o.provider_message_id,
+        "now": now,
+        "worker": worker,
+    }
+
+
+def _retry_params(o: Outcome, now: datetime, worker: str) -> dict[str, Any]:
+    return {
+        "id": o.message.id,
+        "due": o.retry_at or now,
+        "counted": 1 if o.counted else 0,
+        "detail": o.detail[:500],
+        "now": now,
+        "worker": worker,
+    }
+
+
+def _final_params(o: Outcome, now: datetime, worker: str) -> dict[str, Any]:
+    return {
+        "id": o.message.id,
+        "reason": o.reason,
+        "detail": o.detail[:500],
+        "provider": o.provider,
+        "now": now,
+        "worker": worker,
+    }
+
+
+def _event_params(o: Outcome, now: datetime) -> dict[str, Any]:
+    return {
+        "message_id": o.message.id,
+        "status": o.status,
+        "reason": o.reason,
+        "detail": o.detail[:500],
+        "provider": o.provider,
+        "now": now,
+    }
+
+
+def _mark_failed(
+    session: Session, failed: Sequence[Outcome], now: datetime, worker: str
+) -> list[str]:
+    """Mark FAILED as failed and refund those still held by WORKER; returns their ids."""
+    failed_ids: list[str] = []
+    for o in failed:
+        result = session.execute(_MARK_FAILED, _final_params(o, now, worker))
+        if result.rowcount == 1:  # type: ignore[attr-defined]
+            # Never reached the phone: the credits go back.
+            credits.refund(
+                session,
+                o.message.charged_account_id,
+                o.message.credits,
+                origin_id=o.message.account_id,
+                message_id=o.message.id,
+                note=f"not sent: {o.reason or 'failed'}",
+            )
+            failed_ids.append(o.message.id)
+    return failed_ids
 
 
 def cancel_queued(session: Session, message: Message) -> bool:
@@ -391,6 +397,13 @@ def cancel_queued_many(session: Session, message_ids: Sequence[str]) -> set[str]
     return {message_id for message_id, *_ in done}
 
 
+_SETTLE_ABANDONED = sql(
+    "UPDATE messages SET status = :status, claimed_by = NULL, updated_at = :now, "
+    "final_at = :final_at, reason = COALESCE(:reason, reason) "
+    "WHERE id = :id AND status = :state AND claimed_by = :worker"
+).bindparams(bindparam("final_at", type_=TIMESTAMP))
+
+
 def reconcile_abandoned(
     engine: Engine,
     can_resend: Callable[[int], bool],
@@ -408,6 +421,34 @@ def reconcile_abandoned(
     (re-queued, unknown) for the `submitting` ones.
     """
     now = utcnow()
+    settled: Counter[str] = Counter()
+    with session_scope(engine) as session:
+        rows = session.execute(*_abandoned_query(engine, older_than, worker)).all()
+        for message_id, account_id, holder, state in rows:
+            started = state == MessageStatus.SUBMITTING
+            resend = not started or can_resend(account_id)
+            if _settle_abandoned(session, message_id, holder, state, resend, now):
+                settled[_abandoned_kind(session, message_id, started, resend)] += 1
+    handed_back, requeued, unknown = settled["handed_back"], settled["requeued"], settled["unknown"]
+    CLAIMS_EXPIRED.inc(handed_back + requeued + unknown)
+    if handed_back:
+        log.warning(
+            "took back %d claimed message(s) never handed to a provider: queued again",
+            handed_back,
+        )
+    if requeued or unknown:
+        log.warning(
+            "recovered %d message(s) left in submitting: %d re-queued, %d marked unknown",
+            requeued + unknown,
+            requeued,
+            unknown,
+        )
+    return requeued, unknown
+
+
+def _abandoned_query(
+    engine: Engine, older_than: datetime | None, worker: str | None
+) -> tuple[TextClause, dict[str, object]]:
     query = (
         "SELECT id, account_id, claimed_by, status FROM messages "
         "WHERE status IN ('claimed', 'submitting')"
@@ -424,62 +465,44 @@ def reconcile_abandoned(
     query += " ORDER BY id"
     if not is_sqlite(engine):
         query += " FOR UPDATE SKIP LOCKED"
-    handed_back = requeued = unknown = 0
-    with session_scope(engine) as session:
-        rows = session.execute(sql(query), params).all()
-        for message_id, account_id, holder, state in rows:
-            started = state == MessageStatus.SUBMITTING
-            resend = not started or can_resend(account_id)
-            status = MessageStatus.QUEUED if resend else MessageStatus.UNKNOWN
-            result = session.execute(
-                sql(
-                    "UPDATE messages SET status = :status, claimed_by = NULL, updated_at = :now, "
-                    "final_at = :final_at, reason = COALESCE(:reason, reason) "
-                    "WHERE id = :id AND status = :state AND claimed_by = :worker"
-                ).bindparams(bindparam("final_at", type_=TIMESTAMP)),
-                {
-                    "status": status.value,
-                    "now": now,
-                    "final_at": None if resend else now,
-                    "reason": None if resend else "process_died",
-                    "id": message_id,
-                    "state": state,
-                    "worker": holder,
-                },
-            )
-            if result.rowcount != 1:  # type: ignore[attr-defined]
-                continue
-            if not started:
-                # Never handed to a provider: nothing happened to it worth an event.
-                handed_back += 1
-                continue
-            session.add(
-                MessageEvent(
-                    message_id=message_id,
-                    status=status.value,
-                    detail="re-queued after a crash"
-                    if resend
-                    else "the process died while sending; the provider cannot tell if it went out",
-                )
-            )
-            if resend:
-                requeued += 1
-            else:
-                unknown += 1
-    CLAIMS_EXPIRED.inc(handed_back + requeued + unknown)
-    if handed_back:
-        log.warning(
-            "took back %d claimed message(s) never handed to a provider: queued again",
-            handed_back,
+    return sql(query), params
+
+
+def _settle_abandoned(
+    session: Session, message_id: str, holder: str, state: str, resend: bool, now: datetime
+) -> bool:
+    """Queue the message again (RESEND) or mark it unknown, if HOLDER still holds it."""
+    status = MessageStatus.QUEUED if resend else MessageStatus.UNKNOWN
+    result = session.execute(
+        _SETTLE_ABANDONED,
+        {
+            "status": status.value,
+            "now": now,
+            "final_at": None if resend else now,
+            "reason": None if resend else "process_died",
+            "id": message_id,
+            "state": state,
+            "worker": holder,
+        },
+    )
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def _abandoned_kind(session: Session, message_id: str, started: bool, resend: bool) -> str:
+    """What settling did, with the event a started message gets."""
+    if not started:
+        # Never handed to a provider: nothing happened to it worth an event.
+        return "handed_back"
+    session.add(
+        MessageEvent(
+            message_id=message_id,
+            status=(MessageStatus.QUEUED if resend else MessageStatus.UNKNOWN).value,
+            detail="re-queued after a crash"
+            if resend
+            else "the process died while sending; the provider cannot tell if it went out",
         )
-    if requeued or unknown:
-        log.warning(
-            "recovered %d message(s) left in submitting: %d re-queued, %d marked unknown",
-            requeued + unknown,
-            requeued,
-            unknown,
-        )
-    return requeued, unknown
+    )
+    return "requeued" if resend else "unknown"
 
 
 def expire_reports(engine: Engine, window: timedelta, now: datetime | None = None) -> int:

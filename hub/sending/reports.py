@@ -333,6 +333,35 @@ def _store(session: Session, events: Sequence[ProviderEvent], policy: ReportPoli
 def _store_reports(
     session: Session, reports: Sequence[DeliveryReport], policy: ReportPolicy
 ) -> None:
+    fresh = _fresh(session, reports)
+    matched = _find_messages(session, fresh)
+    routes = _routes(session, {m.account_id for m in matched.values()}, policy.config)
+    now = utcnow()
+    history: list[dict[str, Any]] = []
+    for i, report in enumerate(fresh):
+        message = matched.get(i)
+        if message is None:
+            _refused(report, None, "unknown_message")
+            continue
+        refusal = _refusal(message, report, policy, routes.get(message.account_id), now)
+        if refusal is not None:
+            _refused(report, message, refusal)
+            continue
+        history.append(_history_row(message, report, now))
+        if message.sent_at is not None and message.status != MessageStatus.QUEUED:
+            REPORT_LAG.labels(provider=report.provider).observe(
+                max(0.0, (now - as_utc(message.sent_at)).total_seconds())
+            )
+        _apply_report(message, report, policy)
+    if history:
+        session.execute(insert(table(MessageEvent)), history)
+    targets = list({id(m): m for m in matched.values()}.values())
+    _write(session, targets)
+    _tell(session, targets)
+
+
+def _fresh(session: Session, reports: Sequence[DeliveryReport]) -> list[DeliveryReport]:
+    """REPORTS not stored yet (by an earlier callback, or earlier in this one)."""
     keys = {(e.provider, e.event_key) for e in reports}
     seen = {
         (p, k)
@@ -350,52 +379,38 @@ def _store_reports(
             continue
         seen.add(key)
         fresh.append(report)
-    matched = _find_messages(session, fresh)
-    routes = _routes(session, {m.account_id for m in matched.values()}, policy.config)
-    now = utcnow()
-    history: list[dict[str, Any]] = []
-    for i, report in enumerate(fresh):
-        message = matched.get(i)
-        refusal = (
-            "unknown_message"
-            if message is None
-            else _refusal(message, report, policy, routes.get(message.account_id), now)
-        )
-        if refusal is not None:
-            # Answered 200 all the same: the provider would retry a refusal for days, and
-            # a retry cannot make the report true.
-            REPORTS_REJECTED.labels(provider=report.provider, reason=refusal).inc()
-            log.warning(
-                "delivery report from %s for message (ours %s, theirs %s) ignored: %s%s",
-                report.provider,
-                report.message_id,
-                report.provider_message_id,
-                refusal.replace("_", " "),
-                "" if message is None else f" (message {message.id} is {message.status})",
-            )
-            continue
-        assert message is not None
-        status = report.state.value if report.state != DeliveryState.UNDELIVERED else "undelivered"
-        history.append(
-            {
-                "message_id": message.id,
-                "status": status,
-                "reason": report.reason.value if report.reason else None,
-                "detail": report.detail[:500],
-                "provider": report.provider,
-                "event_key": report.event_key,
-                "created_at": now,
-            }
-        )
-        if message.sent_at is not None and message.status != MessageStatus.QUEUED:
-            REPORT_LAG.labels(provider=report.provider).observe(
-                max(0.0, (now - as_utc(message.sent_at)).total_seconds())
-            )
-        _apply_report(message, report, policy)
-    if history:
-        session.execute(insert(table(MessageEvent)), history)
-    targets = list({id(m): m for m in matched.values()}.values())
-    _write(session, targets)
+    return fresh
+
+
+def _refused(report: DeliveryReport, message: _Target | None, refusal: str) -> None:
+    # Answered 200 all the same: the provider would retry a refusal for days, and a retry
+    # cannot make the report true.
+    REPORTS_REJECTED.labels(provider=report.provider, reason=refusal).inc()
+    log.warning(
+        "delivery report from %s for message (ours %s, theirs %s) ignored: %s%s",
+        report.provider,
+        report.message_id,
+        report.provider_message_id,
+        refusal.replace("_", " "),
+        "" if message is None else f" (message {message.id} is {message.status})",
+    )
+
+
+def _history_row(message: _Target, report: DeliveryReport, now: datetime) -> dict[str, Any]:
+    status = report.state.value if report.state != DeliveryState.UNDELIVERED else "undelivered"
+    return {
+        "message_id": message.id,
+        "status": status,
+        "reason": report.reason.value if report.reason else None,
+        "detail": report.detail[:500],
+        "provider": report.provider,
+        "event_key": report.event_key,
+        "created_at": now,
+    }
+
+
+def _tell(session: Session, targets: Sequence[_Target]) -> None:
+    """What the reports changed: invalid numbers noted, webhooks queued."""
     telling = [m for m in targets if "status" in m.changes and m.status in _TELLING]
     for message in telling:
         if message.reason == DeliveryReason.INVALID_NUMBER:

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import logging
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, DateTime, Engine, Table, TextClause, bindparam, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Session, SQLModel, create_engine
 
 MIGRATIONS_DIR = Path(__file__).parents[1] / "migrations"
+
+log = logging.getLogger("smshub.db")
 
 
 T = TypeVar("T")
@@ -129,6 +133,52 @@ def session_scope(engine: Engine) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
+
+
+# Steps waiting for the commit of a session's outermost transaction, each with the savepoint
+# (None: the outermost transaction) it was registered in.
+_AFTER_COMMIT = "smshub_after_commit"
+
+
+def after_commit(session: OrmSession, step: Callable[[], None]) -> None:
+    """Run STEP once SESSION's outermost transaction has committed; never if it rolls back.
+
+    What follows a commit (balance alerts, metrics) waits for it, whichever door's helper
+    commits (``session_scope``, ``WorkerConnection``, a caller's own ``commit``): an effect
+    of rows that are not committed yet could outlive them. A step registered in a savepoint
+    that rolls back is dropped with it. Steps run in order, outside any transaction of
+    SESSION; one that fails is logged and the others still run (the commit stands).
+    """
+    pending = session.info.setdefault(_AFTER_COMMIT, [])
+    pending.append((session.get_nested_transaction(), step))
+
+
+def bound_engine(session: OrmSession) -> Engine:
+    """The engine SESSION works on (also when it is bound to one kept connection)."""
+    bind = session.get_bind()
+    return bind.engine if isinstance(bind, Connection) else bind
+
+
+@event.listens_for(OrmSession, "after_commit")
+def _run_after_commit(session: OrmSession) -> None:
+    if session.in_nested_transaction():
+        return  # a savepoint released: its steps wait for the outermost commit
+    for _savepoint, step in session.info.pop(_AFTER_COMMIT, []):
+        try:
+            step()
+        except Exception:
+            log.exception("a step after a commit failed (the commit stands)")
+
+
+@event.listens_for(OrmSession, "after_rollback")
+def _drop_after_rollback(session: OrmSession) -> None:
+    savepoint = session.get_nested_transaction()
+    if savepoint is None:
+        session.info.pop(_AFTER_COMMIT, None)
+        return
+    pending = session.info.get(_AFTER_COMMIT)
+    if pending:
+        pending[:] = [(sp, step) for sp, step in pending if sp is not savepoint]
 
 
 @contextmanager
