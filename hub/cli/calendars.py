@@ -6,16 +6,11 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
-
-if TYPE_CHECKING:
-    from hub.ports.calendar import CalendarEvent
-    from hub.reminders.rules import Offset, QuietHours
 
 calendars_app = typer.Typer(
     help="Connected calendars and their reminder rules.", no_args_is_help=True
@@ -627,98 +622,6 @@ def auth_microsoft(
 
 
 # -- dry run ----------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class PreviewOptions:
-    """What `smshub calendar preview` applies, as a calendar would."""
-
-    rules: list[Offset]
-    now: datetime  # aware
-    tz: str
-    locale: str
-    template: str
-    region: str
-    quiet: QuietHours
-    min_lead: timedelta
-
-
-def preview_entries(events: list[CalendarEvent], opts: PreviewOptions) -> list[dict[str, Any]]:
-    """One entry per occurrence per rule, as the reconciler would plan it (nothing stored).
-
-    ``problem`` says why no SMS would go out (an hour rule and an all-day appointment
-    included: ``send_at`` is null then); a send time moved out of quiet hours is not a
-    problem, it only shows in ``send_at``. ``name`` is the person greeted ("" when none is
-    found) and ``name_source`` where it came from (description, attendee).
-    """
-    from zoneinfo import ZoneInfo
-
-    from hub.ports.calendar import EventStatus
-    from hub.reminders import all_day
-    from hub.reminders.extract import find_recipient
-    from hub.reminders.naming import naming
-    from hub.reminders.render import render_reminder
-
-    shown = ZoneInfo(opts.tz)
-    entries = []
-    for event in sorted(events, key=lambda e: (e.start, e.uid, e.occurrence)):
-        # As Reconciler._tz: the event's own zone decides "09:00", else the calendar's.
-        zone = event.timezone if event.timezone and event.timezone != "UTC" else opts.tz
-        recipient = find_recipient(event, opts.region)
-        named = naming(event, recipient.phone)
-        text = render_reminder(
-            opts.template,
-            locale=opts.locale,
-            tz=zone,
-            start=event.start,
-            name=named.name,
-            title=named.title,
-            location=event.location,
-            all_day=event.all_day,
-        )
-        for rule in opts.rules:
-            when = all_day.reminder_time(event.start, rule, zone, opts.quiet, event.all_day)
-            problem: str | None = None
-            if event.status == EventStatus.CANCELLED:
-                problem = "the appointment is cancelled"
-            elif recipient.phone is None:
-                problem = recipient.problem
-            elif when is None:
-                problem = all_day.skip_note([rule.text])
-            elif event.start <= opts.now:
-                problem = "the appointment has already begun"
-            elif when <= opts.now + opts.min_lead:
-                problem = "created too late for this reminder"
-            entries.append(
-                {
-                    "event_uid": event.uid,
-                    "start": event.start.astimezone(shown).isoformat(),
-                    "all_day": event.all_day,
-                    "send_at": when.astimezone(shown).isoformat() if when else None,
-                    "to": recipient.phone,
-                    "name": named.name,
-                    "name_source": named.source,
-                    "title": named.title,
-                    "text": text,
-                    "problem": problem,
-                }
-            )
-    return entries
-
-
-def _parse_now(value: str | None, tz: str) -> datetime:
-    """--now as an aware datetime (a time without offset is in --tz); now when not given."""
-    from zoneinfo import ZoneInfo
-
-    from hub.core.timeutil import utcnow
-
-    if value is None:
-        return utcnow()
-    try:
-        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError:
-        _fail(f"--now {value!r} is not an ISO 8601 time such as 2025-03-20T12:00+01:00")
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=ZoneInfo(tz))
-
-
 @calendar_app.command("preview")
 def calendar_preview(
     file_or_url: Annotated[
@@ -800,16 +703,14 @@ def calendar_preview(
     shows the moved time.
     Broken events in the file are reported on standard error.
     """
-    import tempfile
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
     import phonenumbers
     from babel import Locale, UnknownLocaleError
 
     from hub.errors import HubError
-    from hub.ports.calendar import SourceContext, SourceError, SyncWindow
-    from hub.ports.registry import build_calendar_source
-    from hub.reminders.render import render_reminder
+    from hub.ports.calendar import SourceError, SyncWindow
+    from hub.reminders import preview
     from hub.reminders.rules import QuietHours, parse_hhmm, parse_offset
 
     cli = _cli()
@@ -833,41 +734,19 @@ def calendar_preview(
             parse_hhmm(start_text, "--quiet start"), parse_hhmm(end_text, "--quiet end")
         )
         # A broken template is reported once, before reading anything.
-        render_reminder(
-            template or "",
-            locale=locale,
-            tz=tz,
-            start=_parse_now(None, tz),
-            name="Test",
-            title="",
-            location="",
-        )
+        preview.check_template(template or "", locale, tz)
+        moment = preview.parse_now(now, tz)
     except HubError as exc:
         _fail(str(exc))
-    moment = _parse_now(now, tz)
     window = SyncWindow(moment, moment + timedelta(days=days))
-
-    async def _read() -> Any:
-        # A throwaway data directory: the ICS source caches fetched files there, and a dry
-        # run leaves nothing behind.
-        with tempfile.TemporaryDirectory(prefix="smshub-preview-") as scratch:
-            ctx = SourceContext(name="preview", data_dir=Path(scratch))
-            settings: dict[str, Any] = {"url": file_or_url, "timezone": tz}
-            if allow_private:
-                settings["private_ok"] = True
-            ics = build_calendar_source("ics", settings, ctx, "preview")
-            try:
-                return await ics.sync(window, None)
-            finally:
-                await ics.close()
-
     try:
-        result = asyncio.run(_read())
+        read = preview.read_ics(file_or_url, window, tz, allow_private=allow_private)
+        result = asyncio.run(read)
     except (SourceError, HubError) as exc:
         _fail(str(exc))
     for warning in result.warnings:
         typer.echo(f"warning: {warning}", err=True)
-    opts = PreviewOptions(
+    opts = preview.PreviewOptions(
         rules=rules,
         now=moment,
         tz=tz,
@@ -878,7 +757,7 @@ def calendar_preview(
         min_lead=timedelta(minutes=min_lead),
     )
     try:
-        entries = preview_entries(result.events, opts)
+        entries = preview.preview_entries(result.events, opts)
     except HubError as exc:
         _fail(str(exc))
     if as_json:
@@ -889,18 +768,4 @@ def calendar_preview(
             f"no appointment between {moment:%Y-%m-%d %H:%M} and {window.end:%Y-%m-%d %H:%M}"
         )
         return
-    lines = []
-    # Entries come rule after rule for each occurrence, in the order the rules were given.
-    for index, entry in enumerate(entries):
-        name = rules[index % len(rules)].text
-        start = entry["start"][:10] + " all day" if entry["all_day"] else entry["start"][:16]
-        send = entry["send_at"][:16] if entry["send_at"] else "-"
-        greeted = (
-            f"{entry['name']} (from {entry['name_source']})" if entry["name"] else "no name found"
-        )
-        lines.append(
-            f"{start}  {name:<9} send {send:<16}  to {entry['to'] or '-'}  name: {greeted}"
-        )
-        said = f"NOT SENT: {entry['problem']}" if entry["problem"] else entry["text"]
-        lines.append(f"    {said}")
-    typer.echo("\n".join(lines))
+    typer.echo("\n".join(preview.entry_lines(entries, rules)))
