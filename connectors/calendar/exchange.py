@@ -120,6 +120,19 @@ _FIELDS = (
 _MIN_SPLIT = timedelta(hours=1)
 # Attempts to write a note when the item changes between reading and writing it.
 _ANNOTATE_ATTEMPTS = 3
+# Answers that mean the login may not open the calendar.
+_ACCESS_DENIED = (
+    ews_errors.ErrorAccessDenied,
+    ews_errors.ErrorFolderNotFound,
+    ews_errors.ErrorImpersonateUserDenied,
+    ews_errors.ErrorImpersonationDenied,
+)
+# Answers that mean the EWS version asked is not the server's.
+_WRONG_VERSION = (
+    ews_errors.ErrorInvalidServerVersion,
+    ews_errors.ErrorIncorrectSchemaVersion,
+    ews_errors.ErrorInvalidSchemaVersionForMailboxVersion,
+)
 
 
 class ExchangeSettings(CalendarSettings):
@@ -480,125 +493,119 @@ class ExchangeCalendarSource:
 
     def _translate(self, fn: Callable[..., T], *args: Any) -> T:
         """Run FN, turning exchangelib's errors into messages for whoever reads them."""
-        s = self.settings
-        where = f"the Exchange server {self.host}"
         try:
             return fn(*args)
         except SourceError:
             raise
-        except ews_errors.UnauthorizedError as exc:
+        except (ews_errors.EWSError, requests.RequestException, OSError) as exc:
+            said = self._account_refused(exc) or self._server_refused(exc) or self._not_reached(exc)
+            raise SourceError(f"{self.name}: {said}") from None
+
+    def _account_refused(self, exc: Exception) -> str | None:
+        """What to say when the login or the mailbox is the problem (None: not that)."""
+        s = self.settings
+        where = f"the Exchange server {self.host}"
+        if isinstance(exc, ews_errors.UnauthorizedError):
             self._drop()
             if "locked out" in str(exc):
-                raise SourceError(
-                    f"{self.name}: the Windows account {s.username!r} is locked out on "
+                return (
+                    f"the Windows account {s.username!r} is locked out on "
                     f"{self.host} (too many failed logins): ask the administrator to unlock it, "
                     "then check the password"
-                ) from None
+                )
             secret = (
                 f"password_env {s.password_env}"
                 if s.password_env
                 else f"password_file {s.password_file}"
             )
-            raise SourceError(
-                f"{self.name}: Exchange refused the login of {s.username!r} on {self.host}: "
+            return (
+                f"Exchange refused the login of {s.username!r} on {self.host}: "
                 f"check the password ({secret}), the user name (DOMAIN\\user or user@domain) "
                 f"and auth_type ({s.auth_type})"
-            ) from None
-        except ews_errors.ErrorNonExistentMailbox:
-            raise SourceError(
-                f"{self.name}: {where} has no mailbox {s.email!r}: check email "
+            )
+        if isinstance(exc, ews_errors.ErrorNonExistentMailbox):
+            return (
+                f"{where} has no mailbox {s.email!r}: check email "
                 "(the mailbox's primary SMTP address)"
-            ) from None
-        except ews_errors.ErrorNonPrimarySmtpAddress as exc:
-            raise SourceError(
-                f"{self.name}: {s.email!r} is not the primary address of its mailbox on "
+            )
+        if isinstance(exc, ews_errors.ErrorNonPrimarySmtpAddress):
+            return (
+                f"{s.email!r} is not the primary address of its mailbox on "
                 f"{self.host}: use that one ({_short(exc)})"
-            ) from None
-        except (
-            ews_errors.ErrorAccessDenied,
-            ews_errors.ErrorFolderNotFound,
-            ews_errors.ErrorImpersonateUserDenied,
-            ews_errors.ErrorImpersonationDenied,
-        ) as exc:
+            )
+        if isinstance(exc, _ACCESS_DENIED):
             rights = (
                 "the ApplicationImpersonation role"
                 if s.access_type == "impersonation"
                 else "delegate access to the calendar (Reviewer to read, Editor to write notes)"
             )
-            raise SourceError(
-                f"{self.name}: {where} does not let {s.username!r} open the calendar of "
+            return (
+                f"{where} does not let {s.username!r} open the calendar of "
                 f"{s.email!r} ({type(exc).__name__}: {_short(exc)}): it needs {rights}"
-            ) from None
-        except (ews_errors.RateLimitError, ews_errors.ErrorServerBusy) as exc:
+            )
+        return None
+
+    def _server_refused(self, exc: Exception) -> str | None:
+        """What to say when the server answered no (None: it did not)."""
+        s = self.settings
+        where = f"the Exchange server {self.host}"
+        if isinstance(exc, (ews_errors.RateLimitError, ews_errors.ErrorServerBusy)):
             asked = getattr(exc, "wait", None) or getattr(exc, "back_off", None)
             wait = f" (it asked to wait {float(asked):g} s more)" if asked else ""
-            raise SourceError(
-                f"{self.name}: {where} is throttling this account{wait}, beyond "
+            return (
+                f"{where} is throttling this account{wait}, beyond "
                 f"max_retry_wait ({s.max_retry_wait:g} s): trying again at the next sync"
-            ) from None
-        except ews_errors.ErrorTimeoutExpired as exc:
-            self._drop()
-            if not str(exc).startswith("Reraised from"):
-                # Exchange's own answer: the request took too long on its side.
-                raise SourceError(
-                    f"{self.name}: {where} gave up on the request ({_short(exc)}); "
-                    "trying again at the next sync"
-                ) from None
-            if "timeout" in str(exc).lower():
-                raise SourceError(
-                    f"{self.name}: {where} did not answer within {s.timeout:g} s ({self.endpoint})"
-                ) from None
-            raise SourceError(
-                f"{self.name}: cannot reach {where} at {self.endpoint}: {_reason(exc)}"
-            ) from None
-        except ews_errors.RedirectError as exc:
-            raise SourceError(
-                f"{self.name}: {self.endpoint} redirects to {exc.url}: set service_endpoint to "
+            )
+        if isinstance(exc, ews_errors.ErrorTimeoutExpired):
+            return self._timed_out(exc)
+        if isinstance(exc, ews_errors.RedirectError):
+            return (
+                f"{self.endpoint} redirects to {exc.url}: set service_endpoint to "
                 "the server's /EWS/Exchange.asmx URL"
-            ) from None
-        except ews_errors.CASError as exc:
-            raise SourceError(
-                f"{self.name}: {where} (its front end) refused: {_short(exc.cas_error)}"
-            ) from None
-        except (
-            ews_errors.ErrorInvalidServerVersion,
-            ews_errors.ErrorIncorrectSchemaVersion,
-            ews_errors.ErrorInvalidSchemaVersionForMailboxVersion,
-        ) as exc:
+            )
+        if isinstance(exc, ews_errors.CASError):
+            return f"{where} (its front end) refused: {_short(exc.cas_error)}"
+        if isinstance(exc, _WRONG_VERSION):
             hint = f"; version {s.version!r} is not what it runs: remove it" if s.version else ""
-            raise SourceError(
-                f"{self.name}: {where} refused the EWS version asked ({_short(exc)}){hint}"
-            ) from None
-        except (ews_errors.MalformedResponseError, ews_errors.SOAPError) as exc:
+            return f"{where} refused the EWS version asked ({_short(exc)}){hint}"
+        if isinstance(exc, (ews_errors.MalformedResponseError, ews_errors.SOAPError)):
             status = re.search(r"Code: (\d{3})", str(exc))
             detail = f"HTTP {status.group(1)}" if status else _short(exc, 160)
-            raise SourceError(
-                f"{self.name}: {self.endpoint} did not answer as Exchange Web Services do "
+            return (
+                f"{self.endpoint} did not answer as Exchange Web Services do "
                 f"({detail}): check server / service_endpoint"
-            ) from None
-        except ews_errors.ResponseMessageError as exc:
-            raise SourceError(
-                f"{self.name}: {where} refused: {type(exc).__name__}: {_short(exc)}"
-            ) from None
-        except ews_errors.TransportError as exc:
+            )
+        if isinstance(exc, ews_errors.ResponseMessageError):
+            return f"{where} refused: {type(exc).__name__}: {_short(exc)}"
+        return None
+
+    def _timed_out(self, exc: Exception) -> str:
+        self._drop()
+        where = f"the Exchange server {self.host}"
+        if not str(exc).startswith("Reraised from"):
+            # Exchange's own answer: the request took too long on its side.
+            return f"{where} gave up on the request ({_short(exc)}); trying again at the next sync"
+        if "timeout" in str(exc).lower():
+            return f"{where} did not answer within {self.settings.timeout:g} s ({self.endpoint})"
+        return f"cannot reach {where} at {self.endpoint}: {_reason(exc)}"
+
+    def _not_reached(self, exc: Exception) -> str:
+        """What to say when the server could not be used at all."""
+        where = f"the Exchange server {self.host}"
+        if isinstance(exc, ews_errors.TransportError):
             self._drop()
             text = str(exc)
             if any(w in text for w in ("SSL", "certificate", "CERTIFICATE", "TLS")):
-                raise SourceError(
-                    f"{self.name}: the TLS connection to {where} failed ({_short(exc, 200)}): set "
+                return (
+                    f"the TLS connection to {where} failed ({_short(exc, 200)}): set "
                     "ca_file to the CA that signed its certificate (verify_certificate = false "
                     "only on a test server)"
-                ) from None
-            raise SourceError(f"{self.name}: cannot use {where}: {_short(exc)}") from None
-        except ews_errors.EWSError as exc:
-            raise SourceError(
-                f"{self.name}: {where} refused: {type(exc).__name__}: {_short(exc)}"
-            ) from None
-        except (requests.RequestException, OSError) as exc:
-            self._drop()
-            raise SourceError(
-                f"{self.name}: cannot reach {where} at {self.endpoint}: {_reason(exc)}"
-            ) from None
+                )
+            return f"cannot use {where}: {_short(exc)}"
+        if isinstance(exc, ews_errors.EWSError):
+            return f"{where} refused: {type(exc).__name__}: {_short(exc)}"
+        self._drop()
+        return f"cannot reach {where} at {self.endpoint}: {_reason(exc)}"
 
     # -- connecting -----------------------------------------------------------------------
     def _connect(self) -> Any:

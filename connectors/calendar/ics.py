@@ -323,15 +323,7 @@ def _to_event(
 ) -> CalendarEvent:
     start_raw = occ.decoded("DTSTART")
     all_day = not isinstance(start_raw, datetime)
-    if "DTEND" in occ:
-        end_raw = occ.decoded("DTEND")
-    elif "DURATION" in occ:
-        end_raw = start_raw + occ.decoded("DURATION")
-    elif all_day:
-        end_raw = start_raw + timedelta(days=1)
-    else:
-        end_raw = None
-
+    end_raw = _raw_end(occ, start_raw, all_day)
     if all_day:
         event_tz = tz_name
     else:
@@ -341,22 +333,7 @@ def _to_event(
     end = _aware(end_raw, tz).astimezone(zone) if end_raw is not None else None
     if end is not None and end < start:
         end = start
-
-    occurrence = ""
-    if recurring:
-        original = occ.decoded("RECURRENCE-ID") if "RECURRENCE-ID" in occ else start_raw
-        # All-day keys are dates; timed keys are UTC instants (floating ones placed in TZ).
-        occurrence = occurrence_id(
-            original if not isinstance(original, datetime) else _aware(original, tz)
-        )
-
-    # The organizer (the practice) is often listed as an attendee too: not a person to remind.
-    organizer = _attendee(occ["ORGANIZER"]).email if "ORGANIZER" in occ else None
-    attendees = tuple(
-        a
-        for a in (_attendee(v) for v in _as_list(occ.get("ATTENDEE")))
-        if not (organizer and a.email and a.email.lower() == organizer.lower())
-    )
+    attendees = _attendees(occ)
     status = _STATUS.get(str(occ.get("STATUS", "")).upper(), EventStatus.CONFIRMED)
     title = str(occ.get("SUMMARY", "")).strip()
     location = str(occ.get("LOCATION", "")).strip()
@@ -369,12 +346,10 @@ def _to_event(
                 + (status.value, attendees, str(occ.get("SEQUENCE", "")))
             ).encode()
         )
-        version = digest.hexdigest()[:16]
-    else:
-        version = etag
+        etag = digest.hexdigest()[:16]
     return CalendarEvent(
         uid=uid,
-        occurrence=occurrence,
+        occurrence=_occurrence(occ, start_raw, tz) if recurring else "",
         start=start,
         end=end,
         timezone=event_tz,
@@ -384,8 +359,34 @@ def _to_event(
         description=description,
         attendees=attendees,
         status=status,
-        etag=version,
+        etag=etag,
         raw=dict(raw or {}),
+    )
+
+
+def _raw_end(occ: icalendar.Component, start_raw: Any, all_day: bool) -> Any:
+    """DTEND as given, else DTSTART + DURATION, else the day's end (all-day) or None."""
+    if "DTEND" in occ:
+        return occ.decoded("DTEND")
+    if "DURATION" in occ:
+        return start_raw + occ.decoded("DURATION")
+    return start_raw + timedelta(days=1) if all_day else None
+
+
+def _occurrence(occ: icalendar.Component, start_raw: Any, tz: ZoneInfo) -> str:
+    """The occurrence key of one instance of a series: its RECURRENCE-ID, else its start."""
+    original = occ.decoded("RECURRENCE-ID") if "RECURRENCE-ID" in occ else start_raw
+    # All-day keys are dates; timed keys are UTC instants (floating ones placed in TZ).
+    return occurrence_id(original if not isinstance(original, datetime) else _aware(original, tz))
+
+
+def _attendees(occ: icalendar.Component) -> tuple[Attendee, ...]:
+    # The organizer (the practice) is often listed as an attendee too: not a person to remind.
+    organizer = _attendee(occ["ORGANIZER"]).email if "ORGANIZER" in occ else None
+    return tuple(
+        a
+        for a in (_attendee(v) for v in _as_list(occ.get("ATTENDEE")))
+        if not (organizer and a.email and a.email.lower() == organizer.lower())
     )
 
 
