@@ -42,10 +42,9 @@ import asyncio
 import html
 import logging
 import re
-import threading
 from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
@@ -68,6 +67,7 @@ from exchangelib.protocol import FaultTolerance, Protocol
 from exchangelib.version import EXCHANGE_2010_SP2, EXCHANGE_2013_SP1, EXCHANGE_2016, EXCHANGE_2019
 from pydantic import field_validator, model_validator
 
+from connectors.calendar.base import ThreadedSource, short
 from hub.errors import ConfigError
 from hub.mail.parse import html_to_text
 from hub.ports.calendar import (
@@ -78,11 +78,11 @@ from hub.ports.calendar import (
     NotNegative,
     SourceContext,
     SourceError,
-    StateFile,
     SyncResult,
     SyncWindow,
     Timeout,
     ZoneSetting,
+    between,
     occurrence_id,
     zone_name,
 )
@@ -166,7 +166,7 @@ class ExchangeSettings(CalendarSettings):
     # Seconds of throttling back-off waited out per sync before giving up until the next one.
     max_retry_wait: NotNegative = 60.0
     # Items asked per calendar view (EWS's own limit is usually 1000).
-    page_size: int = 500
+    page_size: Annotated[int, between(10, 1000)] = 500
     # Never write answers back to the calendar.
     read_only: bool = False
 
@@ -209,13 +209,6 @@ class ExchangeSettings(CalendarSettings):
             raise ValueError(
                 "must be the EWS URL, such as https://mail.example.com/EWS/Exchange.asmx"
             )
-        return value
-
-    @field_validator("page_size")
-    @classmethod
-    def _check_page(cls, value: int) -> int:
-        if not 10 <= value <= 1000:
-            raise ValueError("must be between 10 and 1000")
         return value
 
     @model_validator(mode="after")
@@ -295,11 +288,6 @@ class _BoundedRetry(FaultTolerance):
         if response.status_code == 401 and b"locked out" not in (response.content or b""):
             raise ews_errors.UnauthorizedError(f"Invalid credentials for {response.url}")
         super().raise_response_errors(response)
-
-
-def _short(text: object, limit: int = 300) -> str:
-    words = " ".join(str(text).split())
-    return words if len(words) <= limit else words[: limit - 1] + "…"
 
 
 def _ews_time(value: datetime) -> EWSDateTime:
@@ -434,15 +422,16 @@ def _with_note(body: object, note: str) -> Body | HTMLBody:
 # ---- the source ---------------------------------------------------------------------------
 
 
-class ExchangeCalendarSource:
-    """Implements hub.ports.calendar.CalendarSource for an on-premises Exchange calendar."""
+class ExchangeCalendarSource(ThreadedSource[ExchangeSettings]):
+    """Implements hub.ports.calendar.CalendarSource for an on-premises Exchange calendar.
+
+    exchangelib's account is not meant for concurrent use: its calls run one at a time in
+    a worker thread, within ``sync_timeout``."""
 
     settings_model: ClassVar[type[CalendarSettings]] = ExchangeSettings
 
     def __init__(self, settings: ExchangeSettings, ctx: SourceContext) -> None:
-        self.settings = settings
-        self.ctx = ctx
-        self.name = ctx.name
+        super().__init__(settings, ctx)
         self.endpoint = settings.endpoint
         self.host = urlsplit(self.endpoint).hostname or self.endpoint
         self._zone = settings.timezone or "UTC"
@@ -452,44 +441,38 @@ class ExchangeCalendarSource:
         self._folder: Any = None
         # (uid, occurrence) → (EWS item id, ChangeKey) of what the last sync listed.
         self._ids: dict[tuple[str, str], tuple[str, str]] = {}
-        # exchangelib's account is not meant for concurrent use, and a call abandoned at its
-        # deadline may still be running in its thread: the next one waits for it.
-        self._lock = threading.Lock()
 
     # -- protocol -------------------------------------------------------------------------
-    @classmethod
-    def state_files(cls, settings: ExchangeSettings, ctx: SourceContext) -> list[StateFile]:
-        """Nothing: the sync state travels in the cursor, and autodiscover (whose
-        cache exchangelib would keep in a file) is not used."""
-        return []
+    # No state files: the sync state travels in the cursor, and autodiscover (whose cache
+    # exchangelib would keep in a file) is not used.
 
     async def sync(self, window: SyncWindow, cursor: str | None) -> SyncResult:
         """The occurrences in WINDOW: always a full listing (see the module's docstring)."""
         return await self._call(self._sync, window, what="read the calendar")
 
-    async def annotate(self, event: CalendarEvent, note: str) -> bool:
-        """Append NOTE to the event's body; False when read_only or the event is gone."""
-        if self.settings.read_only:
-            return False
-        return await self._call(self._annotate, event, note, what="write on an appointment")
+    @property
+    def read_only(self) -> bool:
+        return self.settings.read_only
+
+    async def _annotate(self, event: CalendarEvent, note: str) -> bool:
+        """Append NOTE to the event's body; False when the event is gone."""
+        return await self._call(self._write_note, event, note, what="write on an appointment")
 
     async def close(self) -> None:
         await asyncio.to_thread(self._shutdown)
 
     # -- threads and errors ---------------------------------------------------------------
-    async def _call(self, fn: Callable[..., T], *args: Any, what: str) -> T:
-        def locked() -> T:
-            with self._lock:
-                self._retry.reset()
-                return self._translate(fn, *args)
+    def _deadline(self) -> float:
+        return self.settings.sync_timeout
 
-        try:
-            return await asyncio.wait_for(asyncio.to_thread(locked), self.settings.sync_timeout)
-        except TimeoutError:
-            raise SourceError(
-                f"{self.name}: the Exchange server {self.host} did not let us {what} within "
-                f"{self.settings.sync_timeout:g} s (sync_timeout)"
-            ) from None
+    def _too_slow(self, what: str, deadline: float) -> str:
+        return (
+            f"{self.name}: the Exchange server {self.host} did not let us {what} within "
+            f"{deadline:g} s (sync_timeout)"
+        )
+
+    def _before_call(self) -> None:
+        self._retry.reset()
 
     def _translate(self, fn: Callable[..., T], *args: Any) -> T:
         """Run FN, turning exchangelib's errors into messages for whoever reads them."""
@@ -531,7 +514,7 @@ class ExchangeCalendarSource:
         if isinstance(exc, ews_errors.ErrorNonPrimarySmtpAddress):
             return (
                 f"{s.email!r} is not the primary address of its mailbox on "
-                f"{self.host}: use that one ({_short(exc)})"
+                f"{self.host}: use that one ({short(exc)})"
             )
         if isinstance(exc, _ACCESS_DENIED):
             rights = (
@@ -541,7 +524,7 @@ class ExchangeCalendarSource:
             )
             return (
                 f"{where} does not let {s.username!r} open the calendar of "
-                f"{s.email!r} ({type(exc).__name__}: {_short(exc)}): it needs {rights}"
+                f"{s.email!r} ({type(exc).__name__}: {short(exc)}): it needs {rights}"
             )
         return None
 
@@ -564,19 +547,19 @@ class ExchangeCalendarSource:
                 "the server's /EWS/Exchange.asmx URL"
             )
         if isinstance(exc, ews_errors.CASError):
-            return f"{where} (its front end) refused: {_short(exc.cas_error)}"
+            return f"{where} (its front end) refused: {short(exc.cas_error)}"
         if isinstance(exc, _WRONG_VERSION):
             hint = f"; version {s.version!r} is not what it runs: remove it" if s.version else ""
-            return f"{where} refused the EWS version asked ({_short(exc)}){hint}"
+            return f"{where} refused the EWS version asked ({short(exc)}){hint}"
         if isinstance(exc, (ews_errors.MalformedResponseError, ews_errors.SOAPError)):
             status = re.search(r"Code: (\d{3})", str(exc))
-            detail = f"HTTP {status.group(1)}" if status else _short(exc, 160)
+            detail = f"HTTP {status.group(1)}" if status else short(exc, 160)
             return (
                 f"{self.endpoint} did not answer as Exchange Web Services do "
                 f"({detail}): check server / service_endpoint"
             )
         if isinstance(exc, ews_errors.ResponseMessageError):
-            return f"{where} refused: {type(exc).__name__}: {_short(exc)}"
+            return f"{where} refused: {type(exc).__name__}: {short(exc)}"
         return None
 
     def _timed_out(self, exc: Exception) -> str:
@@ -584,7 +567,7 @@ class ExchangeCalendarSource:
         where = f"the Exchange server {self.host}"
         if not str(exc).startswith("Reraised from"):
             # Exchange's own answer: the request took too long on its side.
-            return f"{where} gave up on the request ({_short(exc)}); trying again at the next sync"
+            return f"{where} gave up on the request ({short(exc)}); trying again at the next sync"
         if "timeout" in str(exc).lower():
             return f"{where} did not answer within {self.settings.timeout:g} s ({self.endpoint})"
         return f"cannot reach {where} at {self.endpoint}: {_reason(exc)}"
@@ -597,13 +580,13 @@ class ExchangeCalendarSource:
             text = str(exc)
             if any(w in text for w in ("SSL", "certificate", "CERTIFICATE", "TLS")):
                 return (
-                    f"the TLS connection to {where} failed ({_short(exc, 200)}): set "
+                    f"the TLS connection to {where} failed ({short(exc, 200)}): set "
                     "ca_file to the CA that signed its certificate (verify_certificate = false "
                     "only on a test server)"
                 )
-            return f"cannot use {where}: {_short(exc)}"
+            return f"cannot use {where}: {short(exc)}"
         if isinstance(exc, ews_errors.EWSError):
-            return f"{where} refused: {type(exc).__name__}: {_short(exc)}"
+            return f"{where} refused: {type(exc).__name__}: {short(exc)}"
         self._drop()
         return f"cannot reach {where} at {self.endpoint}: {_reason(exc)}"
 
@@ -719,7 +702,7 @@ class ExchangeCalendarSource:
             return None
 
     # -- writing --------------------------------------------------------------------------
-    def _annotate(self, event: CalendarEvent, note: str) -> bool:
+    def _write_note(self, event: CalendarEvent, note: str) -> bool:
         folder = self._connect()
         assert self._account is not None
         ref = self._ids.get(event.key) or self._find(folder, event)
@@ -779,7 +762,7 @@ def _reason(exc: BaseException) -> str:
     for marker in _CONNECTION_FAILURES:
         if marker.lower() in text.lower():
             return marker
-    return _short(text, 200)
+    return short(text, 200)
 
 
 # What the operating system says, in the words worth showing (requests buries them deep).

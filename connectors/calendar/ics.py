@@ -41,6 +41,7 @@ import icalendar
 import recurring_ical_events
 from pydantic import field_validator
 
+from connectors.calendar.base import CalendarSourceBase, short
 from hub.outbound import Guard, LookupFailed, OutboundRefused, guarded_async_client
 from hub.ports.calendar import (
     Attendee,
@@ -130,7 +131,7 @@ def read_calendar(data: bytes | str, where: str, *, quote: bool = True) -> icale
     try:
         found = icalendar.Calendar.from_ical(raw, multiple=True)
     except ValueError as exc:
-        raise SourceError(f"{where} is not an ICS calendar: {_short(str(exc))}") from None
+        raise SourceError(f"{where} is not an ICS calendar: {short(str(exc), 160)}") from None
     calendars = [c for c in found if c.name == "VCALENDAR"]
     if not calendars:
         cut = b"END:VCALENDAR" not in raw.upper()
@@ -146,11 +147,6 @@ def read_calendar(data: bytes | str, where: str, *, quote: bool = True) -> icale
         for component in extra.subcomponents:
             cal.add_component(component)
     return cal
-
-
-def _short(text: str, limit: int = 160) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _vevent_lines(data: bytes | str | None) -> list[int]:
@@ -170,8 +166,8 @@ def _problem(event: icalendar.Component) -> tuple[str | None, list[str]]:
     minor = []
     for prop, message in getattr(event, "errors", []):
         if prop in _TIME_PROPERTIES:
-            return f"{prop}: {_short(message)}", []
-        minor.append(f"{prop or 'a line'}: {_short(message)}")
+            return f"{prop}: {short(message, 160)}", []
+        minor.append(f"{prop or 'a line'}: {short(message, 160)}")
     if "DTSTART" not in event:
         return "it has no DTSTART", []
     for prop in _TIME_PROPERTIES:
@@ -179,7 +175,7 @@ def _problem(event: icalendar.Component) -> tuple[str | None, list[str]]:
             try:
                 event.decoded(prop)
             except Exception as exc:  # icalendar raises many kinds on bad values
-                return f"{prop}: {_short(str(exc))}", []
+                return f"{prop}: {short(str(exc), 160)}", []
     return None, minor
 
 
@@ -271,7 +267,7 @@ def expand_events(
             )
         except Exception as exc:  # one bad series must not stop the others
             warnings.append(
-                f"{where}: {_label(uid, first_line[uid])} skipped: {_short(str(exc)) or exc!r}"
+                f"{where}: {_label(uid, first_line[uid])} skipped: {short(str(exc), 160) or exc!r}"
             )
     events.sort(key=lambda e: (e.start, e.uid, e.occurrence))
     return events, warnings
@@ -492,15 +488,13 @@ class _Fetched:
     last_modified: str | None = None
 
 
-class IcsSource:
+class IcsSource(CalendarSourceBase[IcsSettings]):
     """Implements hub.ports.calendar.CalendarSource for an ICS file or URL (read-only)."""
 
     settings_model: ClassVar[type[CalendarSettings]] = IcsSettings
 
     def __init__(self, settings: IcsSettings, ctx: SourceContext) -> None:
-        self.settings = settings
-        self.ctx = ctx
-        self.name = ctx.name
+        super().__init__(settings, ctx)
         self.url, self._path = _location(settings.url)
         self.shown = str(self._path) if self._path is not None else display_url(self.url)
         self._password = ctx.secret(settings, "password")
@@ -563,9 +557,10 @@ class IcsSource:
             warnings=warnings,
         )
 
-    async def annotate(self, event: CalendarEvent, note: str) -> bool:
+    @property
+    def read_only(self) -> bool:
         """An ICS file cannot be written back."""
-        return False
+        return True
 
     async def close(self) -> None:
         if self._client is not None:

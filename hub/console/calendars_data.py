@@ -25,6 +25,7 @@ from hub.core.phone import parse_number
 from hub.core.templating import TemplateLimitExceeded
 from hub.core.timeutil import utcnow
 from hub.errors import ConfigError, InvalidInput, NotFound
+from hub.ports.registry import calendar_settings as check_settings
 from hub.reminders import preview
 from hub.reminders.render import default_template
 from hub.reminders.rules import QuietHours, parse_hhmm, parse_offsets
@@ -149,8 +150,6 @@ def url_settings(
 ) -> dict[str, Any]:
     """The settings of an ICS or CalDAV calendar typed in the form, checked by its connector
     (the password file is only a placeholder here)."""
-    from hub.ports.registry import calendar_settings as check_settings
-
     if kind not in URL_TYPES:
         raise InvalidInput("choose ics or caldav (Google and Microsoft 365: use Connect)")
     settings: dict[str, Any] = {}
