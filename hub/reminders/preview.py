@@ -29,7 +29,7 @@ from hub.reminders import all_day
 from hub.reminders.extract import find_recipient
 from hub.reminders.naming import clean_title, naming
 from hub.reminders.render import MOST_PARTS, render_reminder
-from hub.reminders.rules import Offset, QuietHours
+from hub.reminders.rules import Offset, QuietHours, rule_zone
 from hub.store.models import Calendar, CalendarEventRow
 
 
@@ -66,12 +66,6 @@ class PreviewEvent:
     cancelled: bool = False
     # Why PHONE is None (no mobile number, only a landline...), when it is.
     phone_problem: str | None = None
-
-
-def rule_zone(event_zone: str | None, calendar_zone: str) -> str:
-    """Where a rule's "09:00" is read (as the reconciler does): the event's own zone, else
-    the calendar's."""
-    return event_zone if event_zone and event_zone != "UTC" else calendar_zone
 
 
 def from_event(event: CalendarEvent, opts: PreviewOptions) -> PreviewEvent:

@@ -48,7 +48,7 @@ from hub.reminders.plan_state import (
     load_state,
 )
 from hub.reminders.render import changed_template, default_template, render_reminder
-from hub.reminders.rules import QuietHours, parse_hhmm, parse_offsets
+from hub.reminders.rules import QuietHours, parse_hhmm, parse_offsets, rule_zone
 from hub.sending import outbox
 from hub.sending import submit as sending
 from hub.store.db import read_scope, session_scope
@@ -281,8 +281,7 @@ class Reconciler:
         return [self._decide(event, values, messages) for event, values in changed]
 
     def _tz(self, zone: str) -> str:
-        # The calendar's zone decides "09:00" unless the event carries its own.
-        return zone if zone and zone != "UTC" else self.calendar.timezone
+        return rule_zone(zone, self.calendar.timezone)
 
     def _text(self, row: dict[str, Any], template: str) -> str:
         return render_reminder(
