@@ -25,7 +25,7 @@ from hub.ports.calendar import (
     occurrence_id,
 )
 from hub.ports.registry import build_calendar_source
-from hub.reminders.sync import calendar_secrets
+from hub.reminders.calendar_store import calendar_secrets
 from tests.fakes import google_calendar
 from tests.fakes.google_calendar import GoogleCalendarFake
 

@@ -15,12 +15,12 @@ import pytest
 from pydantic import ValidationError
 
 from connectors.calendar.graph import (
-    RENEWED_KEY,
     GraphCalendarSource,
     GraphSettings,
     device_code_login,
     to_event,
 )
+from connectors.calendar.graph_tokens import RENEWED_KEY
 from hub.ports.calendar import (
     CalendarSource,
     CursorExpired,
@@ -33,7 +33,7 @@ from hub.ports.calendar import (
 )
 from hub.ports.registry import build_calendar_source
 from hub.ports.state import MemoryStateStore
-from hub.reminders.sync import calendar_secrets
+from hub.reminders.calendar_store import calendar_secrets
 from tests.fakes import graph
 from tests.fakes.graph import GraphFake
 

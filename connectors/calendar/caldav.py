@@ -30,7 +30,6 @@ import asyncio
 import base64
 import json
 import logging
-import threading
 import zlib
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -49,6 +48,7 @@ from caldav.lib import error as dav_error
 from caldav.lib.http_sync import requests as dav_http
 from pydantic import field_validator
 
+from connectors.calendar.base import ThreadedSource
 from connectors.calendar.ics import (
     calendar_timezone,
     display_url,
@@ -65,7 +65,6 @@ from hub.ports.calendar import (
     Removed,
     SourceContext,
     SourceError,
-    StateFile,
     SyncResult,
     SyncWindow,
     Timeout,
@@ -190,37 +189,32 @@ class _Resource:
     etag: str
 
 
-class CalDavSource:
-    """Implements hub.ports.calendar.CalendarSource for a CalDAV calendar."""
+class CalDavSource(ThreadedSource[CalDavSettings]):
+    """Implements hub.ports.calendar.CalendarSource for a CalDAV calendar.
+
+    The caldav library is not thread-safe: its calls run one at a time in a worker
+    thread, within ``sync_timeout``."""
 
     settings_model: ClassVar[type[CalendarSettings]] = CalDavSettings
 
     def __init__(self, settings: CalDavSettings, ctx: SourceContext) -> None:
-        self.settings = settings
-        self.ctx = ctx
-        self.name = ctx.name
+        super().__init__(settings, ctx)
         self.shown = display_url(settings.url)
         self._password = ctx.secret(settings, "password")
         self._client: DAVClient | None = None
         self._calendar: DavCalendar | None = None
-        # The library is not thread-safe, and a call abandoned at its deadline may still be
-        # running in its thread: the next one waits for it.
-        self._lock = threading.Lock()
 
     # -- protocol -------------------------------------------------------------------------
-    @classmethod
-    def state_files(cls, settings: CalDavSettings, ctx: SourceContext) -> list[StateFile]:
-        """Nothing: the sync token and ETags travel in the cursor."""
-        return []
+    # No state files: the sync token and ETags travel in the cursor.
 
     async def sync(self, window: SyncWindow, cursor: str | None) -> SyncResult:
         """A full listing when CURSOR is None, else the changes since CURSOR."""
         state = _State.decode(cursor) if cursor else None
         return await self._call(self._sync, window, state, what="sync")
 
-    async def annotate(self, event: CalendarEvent, note: str) -> bool:
+    async def _annotate(self, event: CalendarEvent, note: str) -> bool:
         """Append NOTE to the event's (occurrence's) DESCRIPTION; False if it is gone."""
-        return await self._call(self._annotate, event, note, what="annotate an event")
+        return await self._call(self._write_note, event, note, what="annotate an event")
 
     async def close(self) -> None:
         client, self._client, self._calendar = self._client, None, None
@@ -228,18 +222,11 @@ class CalDavSource:
             await asyncio.to_thread(client.close)
 
     # -- threads and errors ---------------------------------------------------------------
-    async def _call(self, fn: Callable[..., T], *args: Any, what: str) -> T:
-        def locked() -> T:
-            with self._lock:
-                return self._translate(fn, *args)
+    def _deadline(self) -> float:
+        return self.settings.sync_timeout
 
-        try:
-            return await asyncio.wait_for(asyncio.to_thread(locked), self.settings.sync_timeout)
-        except TimeoutError:
-            raise SourceError(
-                f"{self.shown}: could not {what} within {self.settings.sync_timeout:g} s "
-                "(sync_timeout)"
-            ) from None
+    def _too_slow(self, what: str, deadline: float) -> str:
+        return f"{self.shown}: could not {what} within {deadline:g} s (sync_timeout)"
 
     def _translate(self, fn: Callable[..., T], *args: Any) -> T:
         """Run FN, turning the library's errors into SourceError messages."""
@@ -504,7 +491,7 @@ class CalDavSource:
         )
 
     # -- annotating -----------------------------------------------------------------------
-    def _annotate(self, event: CalendarEvent, note: str) -> bool:
+    def _write_note(self, event: CalendarEvent, note: str) -> bool:
         calendar = self._calendar_here()
         client = self._dav()
         note = note.strip()

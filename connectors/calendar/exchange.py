@@ -42,10 +42,9 @@ import asyncio
 import html
 import logging
 import re
-import threading
 from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
@@ -68,6 +67,7 @@ from exchangelib.protocol import FaultTolerance, Protocol
 from exchangelib.version import EXCHANGE_2010_SP2, EXCHANGE_2013_SP1, EXCHANGE_2016, EXCHANGE_2019
 from pydantic import field_validator, model_validator
 
+from connectors.calendar.base import ThreadedSource, short
 from hub.errors import ConfigError
 from hub.mail.parse import html_to_text
 from hub.ports.calendar import (
@@ -78,11 +78,11 @@ from hub.ports.calendar import (
     NotNegative,
     SourceContext,
     SourceError,
-    StateFile,
     SyncResult,
     SyncWindow,
     Timeout,
     ZoneSetting,
+    between,
     occurrence_id,
     zone_name,
 )
@@ -120,6 +120,19 @@ _FIELDS = (
 _MIN_SPLIT = timedelta(hours=1)
 # Attempts to write a note when the item changes between reading and writing it.
 _ANNOTATE_ATTEMPTS = 3
+# Answers that mean the login may not open the calendar.
+_ACCESS_DENIED = (
+    ews_errors.ErrorAccessDenied,
+    ews_errors.ErrorFolderNotFound,
+    ews_errors.ErrorImpersonateUserDenied,
+    ews_errors.ErrorImpersonationDenied,
+)
+# Answers that mean the EWS version asked is not the server's.
+_WRONG_VERSION = (
+    ews_errors.ErrorInvalidServerVersion,
+    ews_errors.ErrorIncorrectSchemaVersion,
+    ews_errors.ErrorInvalidSchemaVersionForMailboxVersion,
+)
 
 
 class ExchangeSettings(CalendarSettings):
@@ -153,7 +166,7 @@ class ExchangeSettings(CalendarSettings):
     # Seconds of throttling back-off waited out per sync before giving up until the next one.
     max_retry_wait: NotNegative = 60.0
     # Items asked per calendar view (EWS's own limit is usually 1000).
-    page_size: int = 500
+    page_size: Annotated[int, between(10, 1000)] = 500
     # Never write answers back to the calendar.
     read_only: bool = False
 
@@ -196,13 +209,6 @@ class ExchangeSettings(CalendarSettings):
             raise ValueError(
                 "must be the EWS URL, such as https://mail.example.com/EWS/Exchange.asmx"
             )
-        return value
-
-    @field_validator("page_size")
-    @classmethod
-    def _check_page(cls, value: int) -> int:
-        if not 10 <= value <= 1000:
-            raise ValueError("must be between 10 and 1000")
         return value
 
     @model_validator(mode="after")
@@ -282,11 +288,6 @@ class _BoundedRetry(FaultTolerance):
         if response.status_code == 401 and b"locked out" not in (response.content or b""):
             raise ews_errors.UnauthorizedError(f"Invalid credentials for {response.url}")
         super().raise_response_errors(response)
-
-
-def _short(text: object, limit: int = 300) -> str:
-    words = " ".join(str(text).split())
-    return words if len(words) <= limit else words[: limit - 1] + "…"
 
 
 def _ews_time(value: datetime) -> EWSDateTime:
@@ -421,15 +422,16 @@ def _with_note(body: object, note: str) -> Body | HTMLBody:
 # ---- the source ---------------------------------------------------------------------------
 
 
-class ExchangeCalendarSource:
-    """Implements hub.ports.calendar.CalendarSource for an on-premises Exchange calendar."""
+class ExchangeCalendarSource(ThreadedSource[ExchangeSettings]):
+    """Implements hub.ports.calendar.CalendarSource for an on-premises Exchange calendar.
+
+    exchangelib's account is not meant for concurrent use: its calls run one at a time in
+    a worker thread, within ``sync_timeout``."""
 
     settings_model: ClassVar[type[CalendarSettings]] = ExchangeSettings
 
     def __init__(self, settings: ExchangeSettings, ctx: SourceContext) -> None:
-        self.settings = settings
-        self.ctx = ctx
-        self.name = ctx.name
+        super().__init__(settings, ctx)
         self.endpoint = settings.endpoint
         self.host = urlsplit(self.endpoint).hostname or self.endpoint
         self._zone = settings.timezone or "UTC"
@@ -439,166 +441,154 @@ class ExchangeCalendarSource:
         self._folder: Any = None
         # (uid, occurrence) → (EWS item id, ChangeKey) of what the last sync listed.
         self._ids: dict[tuple[str, str], tuple[str, str]] = {}
-        # exchangelib's account is not meant for concurrent use, and a call abandoned at its
-        # deadline may still be running in its thread: the next one waits for it.
-        self._lock = threading.Lock()
 
     # -- protocol -------------------------------------------------------------------------
-    @classmethod
-    def state_files(cls, settings: ExchangeSettings, ctx: SourceContext) -> list[StateFile]:
-        """Nothing: the sync state travels in the cursor, and autodiscover (whose
-        cache exchangelib would keep in a file) is not used."""
-        return []
+    # No state files: the sync state travels in the cursor, and autodiscover (whose cache
+    # exchangelib would keep in a file) is not used.
 
     async def sync(self, window: SyncWindow, cursor: str | None) -> SyncResult:
         """The occurrences in WINDOW: always a full listing (see the module's docstring)."""
         return await self._call(self._sync, window, what="read the calendar")
 
-    async def annotate(self, event: CalendarEvent, note: str) -> bool:
-        """Append NOTE to the event's body; False when read_only or the event is gone."""
-        if self.settings.read_only:
-            return False
-        return await self._call(self._annotate, event, note, what="write on an appointment")
+    @property
+    def read_only(self) -> bool:
+        return self.settings.read_only
+
+    async def _annotate(self, event: CalendarEvent, note: str) -> bool:
+        """Append NOTE to the event's body; False when the event is gone."""
+        return await self._call(self._write_note, event, note, what="write on an appointment")
 
     async def close(self) -> None:
         await asyncio.to_thread(self._shutdown)
 
     # -- threads and errors ---------------------------------------------------------------
-    async def _call(self, fn: Callable[..., T], *args: Any, what: str) -> T:
-        def locked() -> T:
-            with self._lock:
-                self._retry.reset()
-                return self._translate(fn, *args)
+    def _deadline(self) -> float:
+        return self.settings.sync_timeout
 
-        try:
-            return await asyncio.wait_for(asyncio.to_thread(locked), self.settings.sync_timeout)
-        except TimeoutError:
-            raise SourceError(
-                f"{self.name}: the Exchange server {self.host} did not let us {what} within "
-                f"{self.settings.sync_timeout:g} s (sync_timeout)"
-            ) from None
+    def _too_slow(self, what: str, deadline: float) -> str:
+        return (
+            f"{self.name}: the Exchange server {self.host} did not let us {what} within "
+            f"{deadline:g} s (sync_timeout)"
+        )
+
+    def _before_call(self) -> None:
+        self._retry.reset()
 
     def _translate(self, fn: Callable[..., T], *args: Any) -> T:
         """Run FN, turning exchangelib's errors into messages for whoever reads them."""
-        s = self.settings
-        where = f"the Exchange server {self.host}"
         try:
             return fn(*args)
         except SourceError:
             raise
-        except ews_errors.UnauthorizedError as exc:
+        except (ews_errors.EWSError, requests.RequestException, OSError) as exc:
+            said = self._account_refused(exc) or self._server_refused(exc) or self._not_reached(exc)
+            raise SourceError(f"{self.name}: {said}") from None
+
+    def _account_refused(self, exc: Exception) -> str | None:
+        """What to say when the login or the mailbox is the problem (None: not that)."""
+        s = self.settings
+        where = f"the Exchange server {self.host}"
+        if isinstance(exc, ews_errors.UnauthorizedError):
             self._drop()
             if "locked out" in str(exc):
-                raise SourceError(
-                    f"{self.name}: the Windows account {s.username!r} is locked out on "
+                return (
+                    f"the Windows account {s.username!r} is locked out on "
                     f"{self.host} (too many failed logins): ask the administrator to unlock it, "
                     "then check the password"
-                ) from None
+                )
             secret = (
                 f"password_env {s.password_env}"
                 if s.password_env
                 else f"password_file {s.password_file}"
             )
-            raise SourceError(
-                f"{self.name}: Exchange refused the login of {s.username!r} on {self.host}: "
+            return (
+                f"Exchange refused the login of {s.username!r} on {self.host}: "
                 f"check the password ({secret}), the user name (DOMAIN\\user or user@domain) "
                 f"and auth_type ({s.auth_type})"
-            ) from None
-        except ews_errors.ErrorNonExistentMailbox:
-            raise SourceError(
-                f"{self.name}: {where} has no mailbox {s.email!r}: check email "
+            )
+        if isinstance(exc, ews_errors.ErrorNonExistentMailbox):
+            return (
+                f"{where} has no mailbox {s.email!r}: check email "
                 "(the mailbox's primary SMTP address)"
-            ) from None
-        except ews_errors.ErrorNonPrimarySmtpAddress as exc:
-            raise SourceError(
-                f"{self.name}: {s.email!r} is not the primary address of its mailbox on "
-                f"{self.host}: use that one ({_short(exc)})"
-            ) from None
-        except (
-            ews_errors.ErrorAccessDenied,
-            ews_errors.ErrorFolderNotFound,
-            ews_errors.ErrorImpersonateUserDenied,
-            ews_errors.ErrorImpersonationDenied,
-        ) as exc:
+            )
+        if isinstance(exc, ews_errors.ErrorNonPrimarySmtpAddress):
+            return (
+                f"{s.email!r} is not the primary address of its mailbox on "
+                f"{self.host}: use that one ({short(exc)})"
+            )
+        if isinstance(exc, _ACCESS_DENIED):
             rights = (
                 "the ApplicationImpersonation role"
                 if s.access_type == "impersonation"
                 else "delegate access to the calendar (Reviewer to read, Editor to write notes)"
             )
-            raise SourceError(
-                f"{self.name}: {where} does not let {s.username!r} open the calendar of "
-                f"{s.email!r} ({type(exc).__name__}: {_short(exc)}): it needs {rights}"
-            ) from None
-        except (ews_errors.RateLimitError, ews_errors.ErrorServerBusy) as exc:
+            return (
+                f"{where} does not let {s.username!r} open the calendar of "
+                f"{s.email!r} ({type(exc).__name__}: {short(exc)}): it needs {rights}"
+            )
+        return None
+
+    def _server_refused(self, exc: Exception) -> str | None:
+        """What to say when the server answered no (None: it did not)."""
+        s = self.settings
+        where = f"the Exchange server {self.host}"
+        if isinstance(exc, (ews_errors.RateLimitError, ews_errors.ErrorServerBusy)):
             asked = getattr(exc, "wait", None) or getattr(exc, "back_off", None)
             wait = f" (it asked to wait {float(asked):g} s more)" if asked else ""
-            raise SourceError(
-                f"{self.name}: {where} is throttling this account{wait}, beyond "
+            return (
+                f"{where} is throttling this account{wait}, beyond "
                 f"max_retry_wait ({s.max_retry_wait:g} s): trying again at the next sync"
-            ) from None
-        except ews_errors.ErrorTimeoutExpired as exc:
-            self._drop()
-            if not str(exc).startswith("Reraised from"):
-                # Exchange's own answer: the request took too long on its side.
-                raise SourceError(
-                    f"{self.name}: {where} gave up on the request ({_short(exc)}); "
-                    "trying again at the next sync"
-                ) from None
-            if "timeout" in str(exc).lower():
-                raise SourceError(
-                    f"{self.name}: {where} did not answer within {s.timeout:g} s ({self.endpoint})"
-                ) from None
-            raise SourceError(
-                f"{self.name}: cannot reach {where} at {self.endpoint}: {_reason(exc)}"
-            ) from None
-        except ews_errors.RedirectError as exc:
-            raise SourceError(
-                f"{self.name}: {self.endpoint} redirects to {exc.url}: set service_endpoint to "
+            )
+        if isinstance(exc, ews_errors.ErrorTimeoutExpired):
+            return self._timed_out(exc)
+        if isinstance(exc, ews_errors.RedirectError):
+            return (
+                f"{self.endpoint} redirects to {exc.url}: set service_endpoint to "
                 "the server's /EWS/Exchange.asmx URL"
-            ) from None
-        except ews_errors.CASError as exc:
-            raise SourceError(
-                f"{self.name}: {where} (its front end) refused: {_short(exc.cas_error)}"
-            ) from None
-        except (
-            ews_errors.ErrorInvalidServerVersion,
-            ews_errors.ErrorIncorrectSchemaVersion,
-            ews_errors.ErrorInvalidSchemaVersionForMailboxVersion,
-        ) as exc:
+            )
+        if isinstance(exc, ews_errors.CASError):
+            return f"{where} (its front end) refused: {short(exc.cas_error)}"
+        if isinstance(exc, _WRONG_VERSION):
             hint = f"; version {s.version!r} is not what it runs: remove it" if s.version else ""
-            raise SourceError(
-                f"{self.name}: {where} refused the EWS version asked ({_short(exc)}){hint}"
-            ) from None
-        except (ews_errors.MalformedResponseError, ews_errors.SOAPError) as exc:
+            return f"{where} refused the EWS version asked ({short(exc)}){hint}"
+        if isinstance(exc, (ews_errors.MalformedResponseError, ews_errors.SOAPError)):
             status = re.search(r"Code: (\d{3})", str(exc))
-            detail = f"HTTP {status.group(1)}" if status else _short(exc, 160)
-            raise SourceError(
-                f"{self.name}: {self.endpoint} did not answer as Exchange Web Services do "
+            detail = f"HTTP {status.group(1)}" if status else short(exc, 160)
+            return (
+                f"{self.endpoint} did not answer as Exchange Web Services do "
                 f"({detail}): check server / service_endpoint"
-            ) from None
-        except ews_errors.ResponseMessageError as exc:
-            raise SourceError(
-                f"{self.name}: {where} refused: {type(exc).__name__}: {_short(exc)}"
-            ) from None
-        except ews_errors.TransportError as exc:
+            )
+        if isinstance(exc, ews_errors.ResponseMessageError):
+            return f"{where} refused: {type(exc).__name__}: {short(exc)}"
+        return None
+
+    def _timed_out(self, exc: Exception) -> str:
+        self._drop()
+        where = f"the Exchange server {self.host}"
+        if not str(exc).startswith("Reraised from"):
+            # Exchange's own answer: the request took too long on its side.
+            return f"{where} gave up on the request ({short(exc)}); trying again at the next sync"
+        if "timeout" in str(exc).lower():
+            return f"{where} did not answer within {self.settings.timeout:g} s ({self.endpoint})"
+        return f"cannot reach {where} at {self.endpoint}: {_reason(exc)}"
+
+    def _not_reached(self, exc: Exception) -> str:
+        """What to say when the server could not be used at all."""
+        where = f"the Exchange server {self.host}"
+        if isinstance(exc, ews_errors.TransportError):
             self._drop()
             text = str(exc)
             if any(w in text for w in ("SSL", "certificate", "CERTIFICATE", "TLS")):
-                raise SourceError(
-                    f"{self.name}: the TLS connection to {where} failed ({_short(exc, 200)}): set "
+                return (
+                    f"the TLS connection to {where} failed ({short(exc, 200)}): set "
                     "ca_file to the CA that signed its certificate (verify_certificate = false "
                     "only on a test server)"
-                ) from None
-            raise SourceError(f"{self.name}: cannot use {where}: {_short(exc)}") from None
-        except ews_errors.EWSError as exc:
-            raise SourceError(
-                f"{self.name}: {where} refused: {type(exc).__name__}: {_short(exc)}"
-            ) from None
-        except (requests.RequestException, OSError) as exc:
-            self._drop()
-            raise SourceError(
-                f"{self.name}: cannot reach {where} at {self.endpoint}: {_reason(exc)}"
-            ) from None
+                )
+            return f"cannot use {where}: {short(exc)}"
+        if isinstance(exc, ews_errors.EWSError):
+            return f"{where} refused: {type(exc).__name__}: {short(exc)}"
+        self._drop()
+        return f"cannot reach {where} at {self.endpoint}: {_reason(exc)}"
 
     # -- connecting -----------------------------------------------------------------------
     def _connect(self) -> Any:
@@ -712,7 +702,7 @@ class ExchangeCalendarSource:
             return None
 
     # -- writing --------------------------------------------------------------------------
-    def _annotate(self, event: CalendarEvent, note: str) -> bool:
+    def _write_note(self, event: CalendarEvent, note: str) -> bool:
         folder = self._connect()
         assert self._account is not None
         ref = self._ids.get(event.key) or self._find(folder, event)
@@ -772,7 +762,7 @@ def _reason(exc: BaseException) -> str:
     for marker in _CONNECTION_FAILURES:
         if marker.lower() in text.lower():
             return marker
-    return _short(text, 200)
+    return short(text, 200)
 
 
 # What the operating system says, in the words worth showing (requests buries them deep).

@@ -28,12 +28,10 @@ The client library is blocking (httplib2): every call runs in a worker thread wi
 from __future__ import annotations
 
 import asyncio
-import base64
 import html
 import json
 import logging
 import re
-import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator, Mapping
@@ -51,9 +49,9 @@ from google.oauth2 import credentials as user_credentials
 from google.oauth2 import service_account
 from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
-from pydantic import field_validator, model_validator
+from pydantic import model_validator
 
-from hub.errors import ConfigError
+from connectors.calendar.base import ThreadedSource, pack_cursor, short, unpack_cursor
 from hub.mail.parse import html_to_text
 from hub.ports.calendar import (
     Attendee,
@@ -65,9 +63,9 @@ from hub.ports.calendar import (
     Removed,
     SourceContext,
     SourceError,
-    StateFile,
     SyncResult,
     SyncWindow,
+    between,
     occurrence_id,
     zone_setting,
 )
@@ -128,18 +126,11 @@ class GoogleSettings(CalendarSettings):
     # Seconds to wait for Google on each request.
     timeout: NotNegative = 30.0
     # Events per page (Google allows up to 2500).
-    page_size: int = 250
+    page_size: Annotated[int, between(1, 2500)] = 250
     # Rate-limit answers (403 rateLimitExceeded, 429) and 5xx are retried this many times,
     # waiting retry_delay, then twice as long each time.
     retries: int = 4
     retry_delay: NotNegative = 1.0
-
-    @field_validator("page_size")
-    @classmethod
-    def _check_page(cls, value: int) -> int:
-        if not 1 <= value <= 2500:
-            raise ValueError("must be between 1 and 2500")
-        return value
 
     @model_validator(mode="after")
     def _check_auth(self) -> GoogleSettings:
@@ -204,17 +195,13 @@ class _State:
             "ids": {k: list(v) for k, v in self.ids.items()},
             "series": self.series,
         }
-        packed = zlib.compress(json.dumps(data, separators=(",", ":")).encode(), 9)
-        # Ids and uids repeat a lot: compressed, a few thousand events stay a few kB.
-        return "google1:" + base64.urlsafe_b64encode(packed).decode("ascii")
+        return pack_cursor("google1:", data)
 
     @classmethod
     def load(cls, cursor: str) -> _State:
         """The state in CURSOR; CursorExpired when it is not one of ours (a full sync)."""
         try:
-            if not cursor.startswith("google1:"):
-                raise ValueError("not a google1 cursor")
-            data = json.loads(zlib.decompress(base64.urlsafe_b64decode(cursor[8:])))
+            data = unpack_cursor("google1:", cursor)
             return cls(
                 sync_token=str(data["sync"]),
                 start=datetime.fromisoformat(data["from"]),
@@ -349,40 +336,38 @@ class _Conflict(Exception):
 # ---- the source ---------------------------------------------------------------------------
 
 
-class GoogleCalendarSource:
-    """Implements hub.ports.calendar.CalendarSource for one Google calendar."""
+class GoogleCalendarSource(ThreadedSource[GoogleSettings]):
+    """Implements hub.ports.calendar.CalendarSource for one Google calendar.
+
+    The client library is blocking (httplib2 connections are not thread-safe): its calls
+    run one at a time in a worker thread, each request within ``timeout``."""
 
     settings_model: ClassVar[type[CalendarSettings]] = GoogleSettings
 
     def __init__(self, settings: GoogleSettings, ctx: SourceContext) -> None:
-        self.settings = settings
-        self.ctx = ctx
-        self.name = ctx.name
+        super().__init__(settings, ctx)
         self.calendar_id = settings.calendar_id
         self._service: Any = None
         self._http: Any = None
         self._account = ""  # who we sign in as, for messages
-        # httplib2 connections are not thread-safe; calls are sequential, this makes sure.
-        self._lock = threading.Lock()
         # (uid, occurrence) -> Google id of the occurrences seen: where annotate writes.
         self._by_key: dict[tuple[str, str], str] = {}
 
     # -- protocol -------------------------------------------------------------------------
-    @classmethod
-    def state_files(cls, settings: GoogleSettings, ctx: SourceContext) -> list[StateFile]:
-        """Nothing: the sync token travels in the cursor, and the API's discovery
-        document is not cached on disk."""
-        return []
+    # No state files: the sync token travels in the cursor, and the API's discovery
+    # document is not cached on disk.
 
     async def sync(self, window: SyncWindow, cursor: str | None) -> SyncResult:
         """Full listing of WINDOW when CURSOR is None, else the changes since it."""
-        return await asyncio.to_thread(self._locked, self._sync, window, cursor)
+        return await self._call(self._sync, window, cursor, what="read the calendar")
 
-    async def annotate(self, event: CalendarEvent, note: str) -> bool:
-        """Append NOTE to the event's description (once); False when read_only."""
-        if self.settings.read_only:
-            return False
-        await asyncio.to_thread(self._locked, self._annotate, event, note)
+    @property
+    def read_only(self) -> bool:
+        return self.settings.read_only
+
+    async def _annotate(self, event: CalendarEvent, note: str) -> bool:
+        """Append NOTE to the event's description (once)."""
+        await self._call(self._write_note, event, note, what="write on an event")
         return True
 
     async def close(self) -> None:
@@ -391,16 +376,6 @@ class GoogleCalendarSource:
             await asyncio.to_thread(service.close)
 
     # -- plumbing -------------------------------------------------------------------------
-    def _locked(self, func: Callable[..., Any], *args: Any) -> Any:
-        with self._lock:
-            return func(*args)
-
-    def _secret(self, name: str) -> str | None:
-        try:
-            return self.ctx.secret(self.settings, name)
-        except ConfigError as exc:
-            raise SourceError(str(exc)) from None
-
     def _credentials(self) -> Credentials:
         s = self.settings
         scopes = [READ_ONLY_SCOPE if s.read_only else SCOPE]
@@ -496,20 +471,20 @@ class GoogleCalendarSource:
                 why = str(exc.args[0]) if exc.args else str(exc)
                 raise SourceError(
                     f"Google refused the credentials for {self.name} ({self._account}): "
-                    f"{_short(why)}"
+                    f"{short(why)}"
                 ) from None
-            except auth_exceptions.TransportError as exc:
+            except auth_exceptions.GoogleAuthError as exc:
+                if not isinstance(exc, auth_exceptions.TransportError):
+                    raise SourceError(
+                        f"Google refused the credentials for {self.name} ({self._account}): "
+                        f"{short(str(exc))}"
+                    ) from None
                 if attempt < s.retries:
                     log.info("%s: cannot reach Google's sign-in (%s); retrying", self.name, exc)
                     time.sleep(delay)
                     continue
                 raise SourceError(
-                    f"cannot reach Google's sign-in service for {self.name}: {_short(str(exc))}"
-                ) from None
-            except auth_exceptions.GoogleAuthError as exc:
-                raise SourceError(
-                    f"Google refused the credentials for {self.name} ({self._account}): "
-                    f"{_short(str(exc))}"
+                    f"cannot reach Google's sign-in service for {self.name}: {short(str(exc))}"
                 ) from None
             except (TimeoutError, httplib2.HttpLib2Error, OSError) as exc:
                 if attempt < s.retries:
@@ -699,7 +674,7 @@ class GoogleCalendarSource:
                 continue
         return None
 
-    def _annotate(self, event: CalendarEvent, note: str) -> None:
+    def _write_note(self, event: CalendarEvent, note: str) -> None:
         google_id = self._by_key.get(event.key) or self._find(event)
         if google_id is None:
             raise SourceError(
@@ -775,13 +750,8 @@ def installed_app_login(
             prompt="consent",
         )
     except Exception as exc:  # oauthlib and the local server raise many kinds
-        raise SourceError(f"the Google sign-in did not complete: {_short(str(exc))}") from None
+        raise SourceError(f"the Google sign-in did not complete: {short(str(exc))}") from None
     if not creds.refresh_token:
         raise SourceError("Google gave no refresh token: revoke the app's access and retry")
     show("Google sign-in complete.")
     return str(creds.refresh_token)
-
-
-def _short(text: str, limit: int = 300) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -35,29 +35,25 @@ private CA: a TLS-inspecting proxy, or the tests' local stand-in.
 from __future__ import annotations
 
 import asyncio
-import base64
-import contextlib
-import hashlib
 import html
-import json
 import logging
 import re
 import ssl
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
-from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
-from urllib.parse import quote, urlsplit
+from typing import Any, ClassVar
+from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 import httpx
-import msal
-import requests
-from pydantic import field_validator, model_validator
 
-from hub.errors import ConfigError, SecretUnreadable
+from connectors.calendar.base import CalendarSourceBase, pack_cursor, short, unpack_cursor
+from connectors.calendar.graph_login import device_code_login
+from connectors.calendar.graph_settings import GraphSettings, zone_name
+from connectors.calendar.graph_signin import SignIn
+from connectors.calendar.graph_tokens import token_file
 from hub.mail.parse import html_to_text
 from hub.ports.calendar import (
     Attendee,
@@ -65,7 +61,6 @@ from hub.ports.calendar import (
     CalendarSettings,
     CursorExpired,
     EventStatus,
-    NotNegative,
     Removed,
     SourceContext,
     SourceError,
@@ -73,105 +68,14 @@ from hub.ports.calendar import (
     SyncResult,
     SyncWindow,
     occurrence_id,
-    zone_setting,
 )
-from hub.ports.calendar import zone_name as calendar_zone_name
 
 log = logging.getLogger("smshub.calendar.graph")
 
-GRAPH_URL = "https://graph.microsoft.com/v1.0"
-AUTHORITY = "https://login.microsoftonline.com"
 # Error codes Graph uses for a delta token it no longer knows (with 410 Gone, usually).
 _RESYNC_CODES = frozenset({"syncstatenotfound", "resyncrequired", "syncstateinvalid"})
 _RETRY_STATUSES = frozenset({429, 502, 503, 504})
-# Tenants that are not one organisation: no client credentials there.
-_MULTI_TENANTS = frozenset({"common", "organizations", "consumers"})
 _MAX_PAGES = 10_000
-_UTC_NAMES = ("tzone://microsoft/utc", "utc", "coordinated universal time")
-
-
-def zone_name(name: str | None) -> str | None:
-    """The IANA name for NAME (IANA, or a Windows name such as "Romance Standard Time").
-
-    Microsoft's names for UTC, in any case, give "UTC".
-    """
-    if name and name.strip().lower() in _UTC_NAMES:
-        return "UTC"
-    return calendar_zone_name(name)
-
-
-class GraphSettings(CalendarSettings):
-    """Settings of a Microsoft 365 / Outlook.com calendar."""
-
-    type: Literal["graph"] = "graph"
-    # The app registration (Entra ID → App registrations) and its directory.
-    client_id: str
-    tenant_id: str = "common"
-    # Client credentials (application permission Calendars.ReadWrite, admin consent)...
-    client_secret_env: str | None = None
-    client_secret_file: str | None = None
-    # ...or a user's refresh token (delegated permission), see device_code_login().
-    refresh_token_env: str | None = None
-    refresh_token_file: str | None = None
-    # The mailbox (user principal name or id); required with client credentials, else "me".
-    user: str | None = None
-    # A calendar's id (GET /users/{user}/calendars); default: the mailbox's main calendar.
-    calendar_id: str | None = None
-    graph_base_url: str = GRAPH_URL
-    authority: str = AUTHORITY
-    # PEM bundle of CAs to trust instead of the system's (a TLS-inspecting proxy, tests).
-    ca_file: str | None = None
-    # Zone of events whose own zone Graph does not name (default UTC).
-    timezone: Annotated[str | None, zone_setting(zone_name)] = None
-    timeout: NotNegative = 30.0
-    page_size: int = 100
-    # The delta range goes this far beyond the window, so a full round is needed that rarely.
-    lookahead_days: NotNegative = 7.0
-    # 429/503 answers are retried this many times, waiting what Retry-After says, at most
-    # max_retry_wait seconds (0 in tests); without Retry-After, 1 s then twice as long each time.
-    retries: int = 4
-    max_retry_wait: NotNegative = 60.0
-    # Never write answers back (and ask only for Calendars.Read with a refresh token).
-    read_only: bool = False
-
-    @field_validator("graph_base_url", "authority")
-    @classmethod
-    def _check_url(cls, value: str) -> str:
-        value = value.strip().rstrip("/")
-        if urlsplit(value).scheme not in ("http", "https") or not urlsplit(value).netloc:
-            raise ValueError(f"{value!r} is not an http(s):// URL")
-        return value
-
-    @field_validator("page_size")
-    @classmethod
-    def _check_page(cls, value: int) -> int:
-        if not 1 <= value <= 1000:
-            raise ValueError("must be between 1 and 1000")
-        return value
-
-    @model_validator(mode="after")
-    def _check_auth(self) -> GraphSettings:
-        secret = bool(self.client_secret_env or self.client_secret_file)
-        refresh = self.has_secret("refresh_token")
-        if not secret and not refresh:
-            raise ValueError(
-                "give client_secret_env (app-only access to a mailbox) or refresh_token_env "
-                "(a user's sign-in, see `device_code_login`)"
-            )
-        if not refresh:
-            if self.tenant_id.lower() in _MULTI_TENANTS:
-                raise ValueError(
-                    "client credentials need tenant_id: your directory's id or domain, "
-                    f"not {self.tenant_id!r}"
-                )
-            if not self.user:
-                raise ValueError("client credentials need user: the mailbox whose calendar to read")
-        return self
-
-    @property
-    def app_only(self) -> bool:
-        """True for client credentials (no user signed in)."""
-        return not self.has_secret("refresh_token")
 
 
 # ---- time zones ---------------------------------------------------------------------------
@@ -299,16 +203,13 @@ class _State:
             "ids": {k: list(v) for k, v in self.ids.items()},
         }
         # Graph ids are long and share prefixes: compressed, the map stays small.
-        packed = zlib.compress(json.dumps(data, separators=(",", ":")).encode(), 9)
-        return "graph1:" + base64.urlsafe_b64encode(packed).decode("ascii")
+        return pack_cursor("graph1:", data)
 
     @classmethod
     def load(cls, cursor: str) -> _State:
         """The state in CURSOR; CursorExpired when it is not one of ours (a full sync)."""
         try:
-            if not cursor.startswith("graph1:"):
-                raise ValueError("not a graph1 cursor")
-            data = json.loads(zlib.decompress(base64.urlsafe_b64decode(cursor[7:])))
+            data = unpack_cursor("graph1:", cursor)
             return cls(
                 delta_link=str(data["delta"]),
                 start=datetime.fromisoformat(data["from"]),
@@ -317,252 +218,6 @@ class _State:
             )
         except (ValueError, KeyError, TypeError, IndexError, zlib.error) as exc:
             raise CursorExpired(f"unreadable Graph cursor ({exc})") from None
-
-
-# ---- sign-in ------------------------------------------------------------------------------
-
-
-def graph_scopes(graph_base_url: str, *, app_only: bool, read_only: bool = False) -> list[str]:
-    """The scopes to ask: the resource's ".default" app-only, else the calendar permission."""
-    parts = urlsplit(graph_base_url)
-    resource = f"{parts.scheme}://{parts.netloc}"
-    if app_only:
-        return [f"{resource}/.default"]
-    return [f"{resource}/{'Calendars.Read' if read_only else 'Calendars.ReadWrite'}"]
-
-
-def _short(text: str, limit: int = 300) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _msal_error(result: Mapping[str, Any]) -> str:
-    """The first line of an AADSTS error description, with its code."""
-    description = str(result.get("error_description") or "").strip().splitlines()
-    first = description[0] if description else ""
-    return _short(f"{result.get('error', 'error')}: {first}".rstrip(": "))
-
-
-def _msal_app(
-    client_id: str,
-    authority_url: str,
-    *,
-    secret: str | None,
-    ca_file: str | None,
-    timeout: float,
-) -> msal.ClientApplication:
-    """A ConfidentialClientApplication (with SECRET) or PublicClientApplication (blocking)."""
-    options: dict[str, Any] = {"timeout": timeout}
-    if ca_file:
-        options = {"http_client": _PinnedSession(ca_file, timeout)}
-    # instance_discovery=False: the authority is the one configured (Microsoft's, a national
-    # cloud's, or a stand-in), MSAL must not ask login.microsoftonline.com to vouch for it.
-    if secret is not None:
-        return msal.ConfidentialClientApplication(
-            client_id,
-            client_credential=secret,
-            authority=authority_url,
-            instance_discovery=False,
-            **options,
-        )
-    return msal.PublicClientApplication(
-        client_id, authority=authority_url, instance_discovery=False, **options
-    )
-
-
-class _PinnedSession(requests.Session):
-    """A requests session that trusts CA_FILE even when REQUESTS_CA_BUNDLE is set.
-
-    requests lets that variable override a session's ``verify`` (it only yields to a
-    per-request one), and many machines set it to the system bundle.
-    """
-
-    def __init__(self, ca_file: str, timeout: float) -> None:
-        super().__init__()
-        self.verify = ca_file
-        self._timeout = timeout
-
-    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
-        kwargs.setdefault("verify", self.verify)
-        kwargs.setdefault("timeout", self._timeout)
-        return super().request(method, url, *args, **kwargs)
-
-
-def device_code_login(
-    client_id: str,
-    *,
-    tenant_id: str = "common",
-    authority: str = AUTHORITY,
-    graph_base_url: str = GRAPH_URL,
-    read_only: bool = False,
-    ca_file: str | None = None,
-    show: Callable[[str], None] = print,
-    timeout: float = 30.0,
-) -> str:
-    """Sign a user in from a terminal (OAuth device code flow); their refresh token.
-
-    SHOW receives Microsoft's instruction ("To sign in, use a web browser to open the page
-    https://microsoft.com/devicelogin and enter the code ABCD1234..."); the call then blocks
-    until the user has signed in (or the code expired, about 15 minutes). Store the result
-    in a file or the environment and name it in the calendar's ``refresh_token_file`` /
-    ``refresh_token_env``. The app registration must allow public client flows, with the
-    delegated permission Calendars.ReadWrite (Calendars.Read when READ_ONLY).
-    Raises SourceError with Microsoft's reason when it fails.
-    """
-    try:
-        app = _msal_app(
-            client_id,
-            f"{authority.rstrip('/')}/{tenant_id}",
-            secret=None,
-            ca_file=ca_file,
-            timeout=timeout,
-        )
-        scopes = graph_scopes(graph_base_url, app_only=False, read_only=read_only)
-        flow = app.initiate_device_flow(scopes=scopes)
-        if "user_code" not in flow:
-            raise SourceError(f"Microsoft refused to start the sign-in: {_msal_error(flow)}")
-        show(
-            str(
-                flow.get("message")
-                or f"Open {flow['verification_uri']} and enter {flow['user_code']}"
-            )
-        )
-        result = app.acquire_token_by_device_flow(flow)
-    except (ValueError, requests.RequestException) as exc:
-        raise SourceError(
-            f"cannot use the sign-in service {authority}: {_short(str(exc))}"
-        ) from None
-    if "refresh_token" not in result:
-        raise SourceError(f"the sign-in did not complete: {_msal_error(result)}")
-    return str(result["refresh_token"])
-
-
-# The newest refresh token Microsoft handed out (they rotate), in the calendar's namespace
-# of the hub's state store: a new scheduler leader signs in with it, not the first one.
-RENEWED_KEY = "renewed_refresh_token"
-
-
-def token_file(settings: GraphSettings, ctx: SourceContext) -> Path:
-    """Where hubs before the state store kept the newest refresh token, per calendar (moved
-    into the store on first use)."""
-    return ctx.state_path(settings.client_id, settings.user, prefix="graph-", suffix=".json")
-
-
-class _SignIn:
-    """Gets access tokens for one calendar with MSAL (blocking: called in worker threads)."""
-
-    def __init__(self, settings: GraphSettings, ctx: SourceContext, where: str) -> None:
-        self.settings = settings
-        self.ctx = ctx
-        self.where = where
-        self.authority_url = f"{settings.authority}/{settings.tenant_id}"
-        self.scopes = graph_scopes(
-            settings.graph_base_url, app_only=settings.app_only, read_only=settings.read_only
-        )
-        self._app: msal.ClientApplication | None = None
-        self.token_file = token_file(settings, ctx)
-
-    def _secret(self, name: str) -> str | None:
-        try:
-            return self.ctx.secret(self.settings, name)
-        except ConfigError as exc:
-            raise SourceError(str(exc)) from None
-
-    def _application(self) -> msal.ClientApplication:
-        if self._app is None:
-            secret = self._secret("client_secret")
-            try:
-                self._app = _msal_app(
-                    self.settings.client_id,
-                    self.authority_url,
-                    secret=secret,
-                    ca_file=self.settings.ca_file,
-                    timeout=self.settings.timeout,
-                )
-            except ValueError as exc:
-                # MSAL reads the tenant's OpenID configuration first: a wrong tenant ends here.
-                raise SourceError(
-                    f"Microsoft does not know the directory {self.settings.tenant_id!r} "
-                    f"({self.authority_url}) for {self.where}: {_short(str(exc))}"
-                ) from None
-        return self._app
-
-    def token(self) -> str:
-        """A valid access token for Graph; SourceError saying why there is none."""
-        try:
-            app = self._application()
-            if self.settings.app_only:
-                assert isinstance(app, msal.ConfidentialClientApplication)
-                result = app.acquire_token_for_client(scopes=self.scopes)
-            else:
-                configured = self._secret("refresh_token") or ""
-                result = app.acquire_token_by_refresh_token(
-                    self._refresh_token(configured), scopes=self.scopes
-                )
-                if "refresh_token" in result:
-                    self._keep(configured, str(result["refresh_token"]))
-        except requests.RequestException as exc:
-            raise SourceError(
-                f"cannot reach the Microsoft sign-in service {self.settings.authority} for "
-                f"{self.where}: {_short(str(exc))}"
-            ) from None
-        if "access_token" not in result:
-            raise SourceError(
-                f"Microsoft refused the credentials for {self.where} "
-                f"(app {self.settings.client_id}): {_msal_error(result)}"
-            )
-        return str(result["access_token"])
-
-    def _refresh_token(self, configured: str) -> str:
-        """The newest refresh token: the kept one if it derives from the configured one."""
-        try:
-            kept = self._kept()
-        except SecretUnreadable as exc:
-            # The configured token may still work; the key mismatch is worth fixing.
-            log.warning("%s: %s", self.where, exc)
-            return configured
-        if kept.get("configured") == _digest(configured) and kept.get("refresh_token"):
-            return str(kept["refresh_token"])
-        return configured  # a new token was configured since: it wins
-
-    def _kept(self) -> dict[str, Any]:
-        """What _keep stored (in the hub's state store, where every instance finds it); the
-        file of an earlier build is moved there first."""
-        found = self.ctx.store.get_secret(self.ctx.namespace, RENEWED_KEY)
-        if found is None:
-            found = self._adopt_file()
-        try:
-            kept = json.loads(found) if found else {}
-        except ValueError:
-            return {}
-        return kept if isinstance(kept, dict) else {}
-
-    def _adopt_file(self) -> str | None:
-        try:
-            text = self.token_file.read_text("utf-8")
-        except OSError:
-            return None
-        self.ctx.store.put_secret(self.ctx.namespace, RENEWED_KEY, text)
-        with contextlib.suppress(OSError):
-            self.token_file.unlink()
-        log.info(
-            "%s: moved the renewed refresh token from %s into the hub's database (encrypted)",
-            self.where,
-            self.token_file,
-        )
-        return text
-
-    def _keep(self, configured: str, newest: str) -> None:
-        kept = json.dumps({"configured": _digest(configured), "refresh_token": newest})
-        try:
-            self.ctx.store.put_secret(self.ctx.namespace, RENEWED_KEY, kept)
-        except Exception as exc:  # a database or key problem: the sync itself went well
-            # The configured token still works until it expires; say so, go on.
-            log.warning("%s: cannot keep the new refresh token: %s", self.where, exc)
-
-
-def _digest(value: str) -> str:
-    return hashlib.sha256(value.encode()).hexdigest()
 
 
 # ---- the source ---------------------------------------------------------------------------
@@ -575,16 +230,14 @@ class _Answer:
     message: str
 
 
-class GraphCalendarSource:
+class GraphCalendarSource(CalendarSourceBase[GraphSettings]):
     """Implements hub.ports.calendar.CalendarSource for one Microsoft 365 / Outlook.com calendar."""
 
     settings_model: ClassVar[type[CalendarSettings]] = GraphSettings
 
     def __init__(self, settings: GraphSettings, ctx: SourceContext) -> None:
-        self.settings = settings
-        self.ctx = ctx
-        self.name = ctx.name
-        self._signin = _SignIn(settings, ctx, ctx.name)
+        super().__init__(settings, ctx)
+        self._signin = SignIn(settings, ctx, ctx.name)
         self._token: str | None = None
         self._client: httpx.AsyncClient | None = None
         owner = f"/users/{quote(settings.user, safe='@')}" if settings.user else "/me"
@@ -620,10 +273,12 @@ class GraphCalendarSource:
             return await self._full(window)
         return await self._delta(state)
 
-    async def annotate(self, event: CalendarEvent, note: str) -> bool:
-        """Append NOTE to the event's body (once); False when read_only."""
-        if self.settings.read_only:
-            return False
+    @property
+    def read_only(self) -> bool:
+        return self.settings.read_only
+
+    async def _annotate(self, event: CalendarEvent, note: str) -> bool:
+        """Append NOTE to the event's body (once)."""
         event_id = self._by_key.get(event.key) or await self._find(event)
         if event_id is None:
             raise SourceError(
@@ -881,7 +536,7 @@ def _answer(response: httpx.Response) -> _Answer:
         message = str(error.get("message") or message)
     except (ValueError, AttributeError):
         pass
-    return _Answer(response.status_code, code, _short(message))
+    return _Answer(response.status_code, code, short(message))
 
 
 def _retry_after(response: httpx.Response, default: float) -> float:
@@ -893,6 +548,8 @@ def _retry_after(response: httpx.Response, default: float) -> float:
         return default
 
 
+# device_code_login is looked up here by `smshub calendars auth microsoft` (next to the
+# source its entry point names).
 __all__ = [
     "GraphCalendarSource",
     "GraphSettings",

@@ -41,6 +41,7 @@ import icalendar
 import recurring_ical_events
 from pydantic import field_validator
 
+from connectors.calendar.base import CalendarSourceBase, short
 from hub.outbound import Guard, LookupFailed, OutboundRefused, guarded_async_client
 from hub.ports.calendar import (
     Attendee,
@@ -130,7 +131,7 @@ def read_calendar(data: bytes | str, where: str, *, quote: bool = True) -> icale
     try:
         found = icalendar.Calendar.from_ical(raw, multiple=True)
     except ValueError as exc:
-        raise SourceError(f"{where} is not an ICS calendar: {_short(str(exc))}") from None
+        raise SourceError(f"{where} is not an ICS calendar: {short(str(exc), 160)}") from None
     calendars = [c for c in found if c.name == "VCALENDAR"]
     if not calendars:
         cut = b"END:VCALENDAR" not in raw.upper()
@@ -146,11 +147,6 @@ def read_calendar(data: bytes | str, where: str, *, quote: bool = True) -> icale
         for component in extra.subcomponents:
             cal.add_component(component)
     return cal
-
-
-def _short(text: str, limit: int = 160) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _vevent_lines(data: bytes | str | None) -> list[int]:
@@ -170,8 +166,8 @@ def _problem(event: icalendar.Component) -> tuple[str | None, list[str]]:
     minor = []
     for prop, message in getattr(event, "errors", []):
         if prop in _TIME_PROPERTIES:
-            return f"{prop}: {_short(message)}", []
-        minor.append(f"{prop or 'a line'}: {_short(message)}")
+            return f"{prop}: {short(message, 160)}", []
+        minor.append(f"{prop or 'a line'}: {short(message, 160)}")
     if "DTSTART" not in event:
         return "it has no DTSTART", []
     for prop in _TIME_PROPERTIES:
@@ -179,7 +175,7 @@ def _problem(event: icalendar.Component) -> tuple[str | None, list[str]]:
             try:
                 event.decoded(prop)
             except Exception as exc:  # icalendar raises many kinds on bad values
-                return f"{prop}: {_short(str(exc))}", []
+                return f"{prop}: {short(str(exc), 160)}", []
     return None, minor
 
 
@@ -271,7 +267,7 @@ def expand_events(
             )
         except Exception as exc:  # one bad series must not stop the others
             warnings.append(
-                f"{where}: {_label(uid, first_line[uid])} skipped: {_short(str(exc)) or exc!r}"
+                f"{where}: {_label(uid, first_line[uid])} skipped: {short(str(exc), 160) or exc!r}"
             )
     events.sort(key=lambda e: (e.start, e.uid, e.occurrence))
     return events, warnings
@@ -323,15 +319,7 @@ def _to_event(
 ) -> CalendarEvent:
     start_raw = occ.decoded("DTSTART")
     all_day = not isinstance(start_raw, datetime)
-    if "DTEND" in occ:
-        end_raw = occ.decoded("DTEND")
-    elif "DURATION" in occ:
-        end_raw = start_raw + occ.decoded("DURATION")
-    elif all_day:
-        end_raw = start_raw + timedelta(days=1)
-    else:
-        end_raw = None
-
+    end_raw = _raw_end(occ, start_raw, all_day)
     if all_day:
         event_tz = tz_name
     else:
@@ -341,22 +329,7 @@ def _to_event(
     end = _aware(end_raw, tz).astimezone(zone) if end_raw is not None else None
     if end is not None and end < start:
         end = start
-
-    occurrence = ""
-    if recurring:
-        original = occ.decoded("RECURRENCE-ID") if "RECURRENCE-ID" in occ else start_raw
-        # All-day keys are dates; timed keys are UTC instants (floating ones placed in TZ).
-        occurrence = occurrence_id(
-            original if not isinstance(original, datetime) else _aware(original, tz)
-        )
-
-    # The organizer (the practice) is often listed as an attendee too: not a person to remind.
-    organizer = _attendee(occ["ORGANIZER"]).email if "ORGANIZER" in occ else None
-    attendees = tuple(
-        a
-        for a in (_attendee(v) for v in _as_list(occ.get("ATTENDEE")))
-        if not (organizer and a.email and a.email.lower() == organizer.lower())
-    )
+    attendees = _attendees(occ)
     status = _STATUS.get(str(occ.get("STATUS", "")).upper(), EventStatus.CONFIRMED)
     title = str(occ.get("SUMMARY", "")).strip()
     location = str(occ.get("LOCATION", "")).strip()
@@ -369,12 +342,10 @@ def _to_event(
                 + (status.value, attendees, str(occ.get("SEQUENCE", "")))
             ).encode()
         )
-        version = digest.hexdigest()[:16]
-    else:
-        version = etag
+        etag = digest.hexdigest()[:16]
     return CalendarEvent(
         uid=uid,
-        occurrence=occurrence,
+        occurrence=_occurrence(occ, start_raw, tz) if recurring else "",
         start=start,
         end=end,
         timezone=event_tz,
@@ -384,8 +355,34 @@ def _to_event(
         description=description,
         attendees=attendees,
         status=status,
-        etag=version,
+        etag=etag,
         raw=dict(raw or {}),
+    )
+
+
+def _raw_end(occ: icalendar.Component, start_raw: Any, all_day: bool) -> Any:
+    """DTEND as given, else DTSTART + DURATION, else the day's end (all-day) or None."""
+    if "DTEND" in occ:
+        return occ.decoded("DTEND")
+    if "DURATION" in occ:
+        return start_raw + occ.decoded("DURATION")
+    return start_raw + timedelta(days=1) if all_day else None
+
+
+def _occurrence(occ: icalendar.Component, start_raw: Any, tz: ZoneInfo) -> str:
+    """The occurrence key of one instance of a series: its RECURRENCE-ID, else its start."""
+    original = occ.decoded("RECURRENCE-ID") if "RECURRENCE-ID" in occ else start_raw
+    # All-day keys are dates; timed keys are UTC instants (floating ones placed in TZ).
+    return occurrence_id(original if not isinstance(original, datetime) else _aware(original, tz))
+
+
+def _attendees(occ: icalendar.Component) -> tuple[Attendee, ...]:
+    # The organizer (the practice) is often listed as an attendee too: not a person to remind.
+    organizer = _attendee(occ["ORGANIZER"]).email if "ORGANIZER" in occ else None
+    return tuple(
+        a
+        for a in (_attendee(v) for v in _as_list(occ.get("ATTENDEE")))
+        if not (organizer and a.email and a.email.lower() == organizer.lower())
     )
 
 
@@ -491,15 +488,13 @@ class _Fetched:
     last_modified: str | None = None
 
 
-class IcsSource:
+class IcsSource(CalendarSourceBase[IcsSettings]):
     """Implements hub.ports.calendar.CalendarSource for an ICS file or URL (read-only)."""
 
     settings_model: ClassVar[type[CalendarSettings]] = IcsSettings
 
     def __init__(self, settings: IcsSettings, ctx: SourceContext) -> None:
-        self.settings = settings
-        self.ctx = ctx
-        self.name = ctx.name
+        super().__init__(settings, ctx)
         self.url, self._path = _location(settings.url)
         self.shown = str(self._path) if self._path is not None else display_url(self.url)
         self._password = ctx.secret(settings, "password")
@@ -562,9 +557,10 @@ class IcsSource:
             warnings=warnings,
         )
 
-    async def annotate(self, event: CalendarEvent, note: str) -> bool:
+    @property
+    def read_only(self) -> bool:
         """An ICS file cannot be written back."""
-        return False
+        return True
 
     async def close(self) -> None:
         if self._client is not None:

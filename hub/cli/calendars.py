@@ -4,19 +4,13 @@ set rules, see what is planned, and try rules on a calendar without sending anyt
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from datetime import timedelta
+from typing import Annotated, Any
 
 import typer
 
 from hub.cli.calendar_auth import auth_app
 from hub.cli.common import JsonOpt, emit, fail, get_config, get_engine, run_db, table
-
-if TYPE_CHECKING:
-    from hub.ports.calendar import CalendarEvent
-    from hub.reminders.rules import Offset, QuietHours
 
 calendars_app = typer.Typer(
     help="Connected calendars and their reminder rules.", no_args_is_help=True
@@ -378,163 +372,86 @@ def reminders_problems(
 
 
 # -- dry run ----------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class PreviewOptions:
-    """What `smshub calendar preview` applies, as a calendar would."""
-
-    rules: list[Offset]
-    now: datetime  # aware
-    tz: str
-    locale: str
-    template: str
-    region: str
-    quiet: QuietHours
-    min_lead: timedelta
-
-
-def preview_entries(events: list[CalendarEvent], opts: PreviewOptions) -> list[dict[str, Any]]:
-    """One entry per occurrence per rule, as the reconciler would plan it (nothing stored).
-
-    ``problem`` says why no SMS would go out (an hour rule and an all-day appointment
-    included: ``send_at`` is null then); a send time moved out of quiet hours is not a
-    problem, it only shows in ``send_at``. ``name`` is the person greeted ("" when none is
-    found) and ``name_source`` where it came from (description, attendee).
-    """
-    from zoneinfo import ZoneInfo
-
-    from hub.ports.calendar import EventStatus
-    from hub.reminders import all_day
-    from hub.reminders.extract import find_recipient
-    from hub.reminders.naming import naming
-    from hub.reminders.render import render_reminder
-
-    shown = ZoneInfo(opts.tz)
-    entries = []
-    for event in sorted(events, key=lambda e: (e.start, e.uid, e.occurrence)):
-        # As Reconciler._tz: the event's own zone decides "09:00", else the calendar's.
-        zone = event.timezone if event.timezone and event.timezone != "UTC" else opts.tz
-        recipient = find_recipient(event, opts.region)
-        named = naming(event, recipient.phone)
-        text = render_reminder(
-            opts.template,
-            locale=opts.locale,
-            tz=zone,
-            start=event.start,
-            name=named.name,
-            title=named.title,
-            location=event.location,
-            all_day=event.all_day,
-        )
-        for rule in opts.rules:
-            when = all_day.reminder_time(event.start, rule, zone, opts.quiet, event.all_day)
-            problem: str | None = None
-            if event.status == EventStatus.CANCELLED:
-                problem = "the appointment is cancelled"
-            elif recipient.phone is None:
-                problem = recipient.problem
-            elif when is None:
-                problem = all_day.skip_note([rule.text])
-            elif event.start <= opts.now:
-                problem = "the appointment has already begun"
-            elif when <= opts.now + opts.min_lead:
-                problem = "created too late for this reminder"
-            entries.append(
-                {
-                    "event_uid": event.uid,
-                    "start": event.start.astimezone(shown).isoformat(),
-                    "all_day": event.all_day,
-                    "send_at": when.astimezone(shown).isoformat() if when else None,
-                    "to": recipient.phone,
-                    "name": named.name,
-                    "name_source": named.source,
-                    "title": named.title,
-                    "text": text,
-                    "problem": problem,
-                }
-            )
-    return entries
-
-
-def _parse_now(value: str | None, tz: str) -> datetime:
-    """--now as an aware datetime (a time without offset is in --tz); now when not given."""
-    from zoneinfo import ZoneInfo
-
-    from hub.core.timeutil import utcnow
-
-    if value is None:
-        return utcnow()
-    try:
-        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError:
-        fail(f"--now {value!r} is not an ISO 8601 time such as 2025-03-20T12:00+01:00")
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=ZoneInfo(tz))
+# The options of `smshub calendar preview`, named so that the command reads in one screen.
+_PreviewFileOrUrl = Annotated[
+    str,
+    typer.Argument(
+        help="An ICS file, or an http(s):// / webcal:// URL of one (e.g. Google's "
+        "'secret address in iCal format').",
+    ),
+]
+_PreviewRule = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--rule",
+        help="A reminder rule, repeatable: 2d@09:00 (2 days before at 09:00 local), 1d "
+        "(24 hours before), 3h, 30m. Default 1d@09:00.",
+    ),
+]
+_PreviewNow = Annotated[
+    str | None,
+    typer.Option(
+        help="Pretend it is this time (ISO 8601; without an offset, in --tz): the "
+        "window and 'created too late' are computed from it."
+    ),
+]
+_PreviewTz = Annotated[
+    str,
+    typer.Option(help=TZ_HELP),
+]
+_PreviewLocale = Annotated[str, typer.Option(help="Language of dates in the SMS.")]
+_PreviewTemplate = Annotated[
+    str | None,
+    typer.Option(
+        help="Jinja2 SMS template; fields name (a person's name, empty when none is "
+        "found), title (without the number), location, start (filters "
+        "date('EEEE d MMMM'), time('HH:mm')) and all_day (no time to show). "
+        "Default: the hub's French reminder."
+    ),
+]
+_PreviewRegion = Annotated[
+    str | None,
+    typer.Option(help="Country of national numbers in events (default: hub.default_region)."),
+]
+_PreviewDays = Annotated[int, typer.Option(min=1, max=366, help="Days ahead to look at.")]
+_PreviewQuiet = Annotated[
+    str,
+    typer.Option(
+        help="Quiet hours START-END, local: a reminder falling inside goes out at the "
+        "last minute before them. 00:00-00:00 turns them off."
+    ),
+]
+_PreviewMinLead = Annotated[
+    float,
+    typer.Option(
+        min=0,
+        help="Minutes: a reminder due sooner than this after --now is 'created too late'.",
+    ),
+]
+_PreviewAsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+_PreviewAllowPrivate = Annotated[
+    bool,
+    typer.Option(
+        "--allow-private",
+        help="Let the URL reach this machine or a private network (refused otherwise).",
+    ),
+]
 
 
 @calendar_app.command("preview")
 def calendar_preview(
-    file_or_url: Annotated[
-        str,
-        typer.Argument(
-            help="An ICS file, or an http(s):// / webcal:// URL of one (e.g. Google's "
-            "'secret address in iCal format').",
-        ),
-    ],
-    rule: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--rule",
-            help="A reminder rule, repeatable: 2d@09:00 (2 days before at 09:00 local), 1d "
-            "(24 hours before), 3h, 30m. Default 1d@09:00.",
-        ),
-    ] = None,
-    now: Annotated[
-        str | None,
-        typer.Option(
-            help="Pretend it is this time (ISO 8601; without an offset, in --tz): the "
-            "window and 'created too late' are computed from it."
-        ),
-    ] = None,
-    tz: Annotated[
-        str,
-        typer.Option(help=TZ_HELP),
-    ] = "Europe/Paris",
-    locale: Annotated[str, typer.Option(help="Language of dates in the SMS.")] = "fr_FR",
-    template: Annotated[
-        str | None,
-        typer.Option(
-            help="Jinja2 SMS template; fields name (a person's name, empty when none is "
-            "found), title (without the number), location, start (filters "
-            "date('EEEE d MMMM'), time('HH:mm')) and all_day (no time to show). "
-            "Default: the hub's French reminder."
-        ),
-    ] = None,
-    region: Annotated[
-        str | None,
-        typer.Option(help="Country of national numbers in events (default: hub.default_region)."),
-    ] = None,
-    days: Annotated[int, typer.Option(min=1, max=366, help="Days ahead to look at.")] = 60,
-    quiet: Annotated[
-        str,
-        typer.Option(
-            help="Quiet hours START-END, local: a reminder falling inside goes out at the "
-            "last minute before them. 00:00-00:00 turns them off."
-        ),
-    ] = "21:00-08:00",
-    min_lead: Annotated[
-        float,
-        typer.Option(
-            min=0,
-            help="Minutes: a reminder due sooner than this after --now is 'created too late'.",
-        ),
-    ] = 30.0,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
-    allow_private: Annotated[
-        bool,
-        typer.Option(
-            "--allow-private",
-            help="Let the URL reach this machine or a private network (refused otherwise).",
-        ),
-    ] = False,
+    file_or_url: _PreviewFileOrUrl,
+    rule: _PreviewRule = None,
+    now: _PreviewNow = None,
+    tz: _PreviewTz = "Europe/Paris",
+    locale: _PreviewLocale = "fr_FR",
+    template: _PreviewTemplate = None,
+    region: _PreviewRegion = None,
+    days: _PreviewDays = 60,
+    quiet: _PreviewQuiet = "21:00-08:00",
+    min_lead: _PreviewMinLead = 30.0,
+    as_json: _PreviewAsJson = False,
+    allow_private: _PreviewAllowPrivate = False,
 ) -> None:
     """Show the reminders a calendar would get; nothing is sent or stored.
 
@@ -551,16 +468,14 @@ def calendar_preview(
     shows the moved time.
     Broken events in the file are reported on standard error.
     """
-    import tempfile
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
     import phonenumbers
     from babel import Locale, UnknownLocaleError
 
     from hub.errors import HubError
-    from hub.ports.calendar import SourceContext, SourceError, SyncWindow
-    from hub.ports.registry import build_calendar_source
-    from hub.reminders.render import render_reminder
+    from hub.ports.calendar import SourceError, SyncWindow
+    from hub.reminders import preview
     from hub.reminders.rules import QuietHours, parse_hhmm, parse_offset
 
     try:
@@ -583,41 +498,19 @@ def calendar_preview(
             parse_hhmm(start_text, "--quiet start"), parse_hhmm(end_text, "--quiet end")
         )
         # A broken template is reported once, before reading anything.
-        render_reminder(
-            template or "",
-            locale=locale,
-            tz=tz,
-            start=_parse_now(None, tz),
-            name="Test",
-            title="",
-            location="",
-        )
+        preview.check_template(template or "", locale, tz)
+        moment = preview.parse_now(now, tz)
     except HubError as exc:
         fail(str(exc))
-    moment = _parse_now(now, tz)
     window = SyncWindow(moment, moment + timedelta(days=days))
-
-    async def _read() -> Any:
-        # A throwaway data directory: the ICS source caches fetched files there, and a dry
-        # run leaves nothing behind.
-        with tempfile.TemporaryDirectory(prefix="smshub-preview-") as scratch:
-            ctx = SourceContext(name="preview", data_dir=Path(scratch))
-            settings: dict[str, Any] = {"url": file_or_url, "timezone": tz}
-            if allow_private:
-                settings["private_ok"] = True
-            ics = build_calendar_source("ics", settings, ctx, "preview")
-            try:
-                return await ics.sync(window, None)
-            finally:
-                await ics.close()
-
     try:
-        result = asyncio.run(_read())
+        read = preview.read_ics(file_or_url, window, tz, allow_private=allow_private)
+        result = asyncio.run(read)
     except (SourceError, HubError) as exc:
         fail(str(exc))
     for warning in result.warnings:
         typer.echo(f"warning: {warning}", err=True)
-    opts = PreviewOptions(
+    opts = preview.PreviewOptions(
         rules=rules,
         now=moment,
         tz=tz,
@@ -628,7 +521,7 @@ def calendar_preview(
         min_lead=timedelta(minutes=min_lead),
     )
     try:
-        entries = preview_entries(result.events, opts)
+        entries = preview.preview_entries(result.events, opts)
     except HubError as exc:
         fail(str(exc))
     if as_json:
@@ -639,18 +532,4 @@ def calendar_preview(
             f"no appointment between {moment:%Y-%m-%d %H:%M} and {window.end:%Y-%m-%d %H:%M}"
         )
         return
-    lines = []
-    # Entries come rule after rule for each occurrence, in the order the rules were given.
-    for index, entry in enumerate(entries):
-        name = rules[index % len(rules)].text
-        start = entry["start"][:10] + " all day" if entry["all_day"] else entry["start"][:16]
-        send = entry["send_at"][:16] if entry["send_at"] else "-"
-        greeted = (
-            f"{entry['name']} (from {entry['name_source']})" if entry["name"] else "no name found"
-        )
-        lines.append(
-            f"{start}  {name:<9} send {send:<16}  to {entry['to'] or '-'}  name: {greeted}"
-        )
-        said = f"NOT SENT: {entry['problem']}" if entry["problem"] else entry["text"]
-        lines.append(f"    {said}")
-    typer.echo("\n".join(lines))
+    typer.echo("\n".join(preview.entry_lines(entries, rules)))

@@ -12,8 +12,6 @@ anywhere.
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass
-from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
@@ -25,11 +23,11 @@ from hub.core.config import Config
 from hub.core.i18n import LANGUAGES
 from hub.core.phone import parse_number
 from hub.core.templating import TemplateLimitExceeded
-from hub.core.timeutil import as_utc, utcnow
+from hub.core.timeutil import utcnow
 from hub.errors import ConfigError, InvalidInput, NotFound
-from hub.reminders.all_day import reminder_time
-from hub.reminders.naming import clean_title
-from hub.reminders.render import default_template, render_reminder
+from hub.ports.registry import calendar_settings as check_settings
+from hub.reminders import preview
+from hub.reminders.render import default_template
 from hub.reminders.rules import QuietHours, parse_hhmm, parse_offsets
 from hub.reminders.setup import (
     check_locale,
@@ -38,7 +36,7 @@ from hub.reminders.setup import (
     stored_settings,
 )
 from hub.sending import submit as sending
-from hub.store.models import Account, Calendar, CalendarEventRow
+from hub.store.models import Account, Calendar
 
 # Calendars a console user may add with a URL (the others need OAuth or server secrets).
 URL_TYPES = ("ics", "caldav")
@@ -152,8 +150,6 @@ def url_settings(
 ) -> dict[str, Any]:
     """The settings of an ICS or CalDAV calendar typed in the form, checked by its connector
     (the password file is only a placeholder here)."""
-    from hub.ports.registry import calendar_settings as check_settings
-
     if kind not in URL_TYPES:
         raise InvalidInput("choose ics or caldav (Google and Microsoft 365: use Connect)")
     settings: dict[str, Any] = {}
@@ -195,54 +191,6 @@ def url_settings(
 
 
 # -- the reminder preview -----------------------------------------------------------------------
-@dataclass
-class PreviewEvent:
-    start: datetime  # aware UTC
-    zone: str  # where "09:00" is read: the event's own zone, else the calendar's
-    person: str
-    title: str
-    location: str
-    phone: str | None
-    sample: bool
-    person_source: str = ""  # where PERSON came from (hub.reminders.naming)
-    all_day: bool = False
-
-
-def preview_event(session: Session, calendar: Calendar, tz: str) -> PreviewEvent:
-    """The next appointment of CALENDAR (one with a number first), else a sample one."""
-    base = select(CalendarEventRow).where(
-        CalendarEventRow.calendar_id == calendar.id,
-        CalendarEventRow.deleted == False,  # noqa: E712
-        CalendarEventRow.status != "cancelled",
-        col(CalendarEventRow.start) >= utcnow(),
-    )
-    order = col(CalendarEventRow.start)
-    row = (
-        session.exec(
-            base.where(col(CalendarEventRow.phone).is_not(None)).order_by(order).limit(1)
-        ).first()
-        or session.exec(base.order_by(order).limit(1)).first()
-    )
-    if row is not None:
-        zone = row.timezone if row.timezone and row.timezone != "UTC" else tz
-        return PreviewEvent(
-            as_utc(row.start),
-            zone,
-            row.person,
-            clean_title(row.title),
-            row.location,
-            row.phone,
-            False,
-            row.person_source,
-            row.all_day,
-        )
-    local = (utcnow() + timedelta(days=2)).astimezone(ZoneInfo(tz))
-    start = local.replace(hour=10, minute=30, second=0, microsecond=0)
-    return PreviewEvent(
-        as_utc(start), tz, "Jeanne Durand", "Consultation", "Cabinet", None, sample=True
-    )
-
-
 def reminder_preview(
     session: Session,
     config: Config,
@@ -281,24 +229,17 @@ def reminder_preview(
     rules = attempt(parse_offsets, offsets) or []
     start_at = attempt(parse_hhmm, quiet_start, "quiet hours start")
     end_at = attempt(parse_hhmm, quiet_end, "quiet hours end")
-    quiet = QuietHours(start_at, end_at) if start_at and end_at else QuietHours()
-    event = preview_event(session, calendar, tz)
-    text = (
-        attempt(
-            lambda: render_reminder(
-                template,
-                locale=locale,
-                tz=event.zone,
-                start=event.start,
-                max_parts=config.sending.max_parts,
-                name=event.person,
-                title=event.title,
-                location=event.location,
-                all_day=event.all_day,
-            )
-        )
-        or ""
+    event = preview.next_appointment(session, calendar, tz)
+    opts = preview.PreviewOptions(
+        rules=rules,
+        now=utcnow(),
+        tz=tz,
+        locale=locale,
+        template=template,
+        quiet=QuietHours(start_at, end_at) if start_at and end_at else QuietHours(),
+        max_parts=config.sending.max_parts,
     )
+    text = attempt(preview.reminder_text, event, opts) or ""
     account = session.get(Account, calendar.account_id)
     region = (account.default_region if account else None) or config.hub.default_region
     country = parse_number(event.phone, region).country if event.phone else region
@@ -311,10 +252,7 @@ def reminder_preview(
         hours=config.marketing_hours,
     )
     zone = ZoneInfo(event.zone)
-    sends = [
-        (rule.text, reminder_time(event.start, rule, event.zone, quiet, event.all_day))
-        for rule in rules
-    ]
+    sends = [(rule.text, preview.send_time(event, rule, opts)) for rule in rules]
     return {
         "event": event,
         "event_local": event.start.astimezone(zone),

@@ -88,6 +88,17 @@ def _not_negative(value: float) -> float:
     return value
 
 
+def between(low: int, high: int) -> AfterValidator:
+    """The check of a count setting (``page_size``): from LOW to HIGH, else an error saying so."""
+
+    def check(value: int) -> int:
+        if not low <= value <= high:
+            raise ValueError(f"must be between {low} and {high}")
+        return value
+
+    return AfterValidator(check)
+
+
 # Types of the settings several sources share (the fields stay in each source's settings).
 # A time zone: an IANA name, or a Windows one ("Romance Standard Time") kept as its IANA name.
 ZoneSetting = Annotated[str | None, zone_setting()]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -54,12 +55,9 @@ def keep_secret_in(
     )
 
 
-def resolve_secrets(
-    settings: dict[str, Any], store: StateStore, calendar_id: int | None
-) -> dict[str, str]:
-    """The secrets of a calendar with SETTINGS, by name: those of ``*_env`` / ``*_file``
-    settings and those in the store. ConfigError naming what is missing and what to do;
-    SecretUnreadable when the store's copy cannot be decrypted."""
+def calendar_secrets(settings: dict[str, Any]) -> dict[str, str]:
+    """The secrets of ``*_env`` / ``*_file`` SETTINGS, by name (ConfigError naming what
+    cannot be read)."""
     found: dict[str, str] = {}
     for key in list(settings):
         for suffix in ("_env", "_file"):
@@ -68,6 +66,16 @@ def resolve_secrets(
                 value = read_secret(settings, name, "calendar settings")
                 if value is not None:
                     found[name] = value
+    return found
+
+
+def resolve_secrets(
+    settings: dict[str, Any], store: StateStore, calendar_id: int | None
+) -> dict[str, str]:
+    """The secrets of a calendar with SETTINGS, by name: those of ``*_env`` / ``*_file``
+    settings and those in the store. ConfigError naming what is missing and what to do;
+    SecretUnreadable when the store's copy cannot be decrypted."""
+    found = calendar_secrets(settings)
     for name in stored_names(settings):
         value = None
         if calendar_id is not None:
@@ -81,58 +89,74 @@ def resolve_secrets(
     return found
 
 
+def _settings(text: str | None) -> dict[str, Any] | None:
+    """A calendar's stored settings (None when they are not a JSON object)."""
+    try:
+        settings = json.loads(text or "{}")
+    except ValueError:
+        return None
+    return settings if isinstance(settings, dict) else None
+
+
+def _console_file(value: Any, folder: Path) -> Path | None:
+    """The file a ``*_file`` setting names when the console of an earlier build wrote it
+    (DATA_DIR/secrets/LABEL-HEX.secret): a file the administrator named is theirs to keep."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    path = Path(value).resolve()
+    if path.parent != folder or path.suffix != ".secret" or not path.is_file():
+        return None
+    return path
+
+
+def _move_into(
+    session: Session, keyring: Callable[[], Keyring], calendar: Calendar, folder: Path
+) -> list[tuple[str, Path]]:
+    """In SESSION's transaction: the console-written secret files of CALENDAR into the
+    store, its settings naming them in ``stored_secrets``; (name, file) of each moved."""
+    settings = _settings(calendar.settings)
+    if settings is None:
+        return []
+    moved: list[tuple[str, Path]] = []
+    for setting in CONSOLE_WRITTEN:
+        path = _console_file(settings.get(setting), folder)
+        if path is None:
+            continue
+        try:
+            secret = path.read_text("utf-8").strip()
+        except OSError as exc:
+            log.warning("cannot read %s to move it into the database: %s", path, exc.strerror)
+            continue
+        name = setting.removesuffix("_file")
+        assert calendar.id is not None
+        keep_secret_in(session, keyring(), calendar.id, name, secret)
+        del settings[setting]
+        settings["stored_secrets"] = sorted({*stored_names(settings), name})
+        moved.append((name, path))
+    if moved:
+        calendar.settings = json.dumps(settings)
+        session.add(calendar)
+    return moved
+
+
 def adopt_secret_files(
-    engine: Engine, keyring_of: Any, data_dir: Path, calendar_id: int
+    engine: Engine, keyring_of: Callable[[], Keyring], data_dir: Path, calendar_id: int
 ) -> list[str]:
     """Move the secret files the console of an earlier build wrote for CALENDAR_ID (in
     DATA_DIR/secrets) into the store: the calendar then names them in ``stored_secrets``
     and the files are deleted once that is committed. Files of this machine only; the
     names of the secrets moved. KEYRING_OF() gives the keys (read only when needed)."""
     folder = (data_dir / CONSOLE_SECRETS_DIR).resolve()
-    moved: list[tuple[str, Path]] = []
     # Run before every sync: when no console-written setting is there (the usual case), a
     # read answers, without a transaction holding SQLite's write lock.
     with read_scope(engine) as session:
         found = session.get(Calendar, calendar_id)
-        text = found.settings if found is not None else ""
-    try:
-        named = json.loads(text or "{}")
-    except ValueError:
-        return []
-    if not isinstance(named, dict) or not any(named.get(s) for s in CONSOLE_WRITTEN):
+        named = _settings(found.settings if found is not None else "")
+    if named is None or not any(named.get(s) for s in CONSOLE_WRITTEN):
         return []
     with session_scope(engine) as session:
         calendar = session.get(Calendar, calendar_id)
-        if calendar is None:
-            return []
-        try:
-            settings = json.loads(calendar.settings or "{}")
-        except ValueError:
-            return []
-        if not isinstance(settings, dict):
-            return []
-        for setting in CONSOLE_WRITTEN:
-            value = settings.get(setting)
-            if not isinstance(value, str) or not value.strip():
-                continue
-            path = Path(value).resolve()
-            # Only the console's own files (DATA_DIR/secrets/LABEL-HEX.secret): a file the
-            # administrator named is theirs to keep.
-            if path.parent != folder or path.suffix != ".secret" or not path.is_file():
-                continue
-            try:
-                secret = path.read_text("utf-8").strip()
-            except OSError as exc:
-                log.warning("cannot read %s to move it into the database: %s", path, exc.strerror)
-                continue
-            name = setting.removesuffix("_file")
-            keep_secret_in(session, keyring_of(), calendar_id, name, secret)
-            del settings[setting]
-            settings["stored_secrets"] = sorted({*stored_names(settings), name})
-            moved.append((name, path))
-        if moved:
-            calendar.settings = json.dumps(settings)
-            session.add(calendar)
+        moved = [] if calendar is None else _move_into(session, keyring_of, calendar, folder)
     for name, path in moved:
         try:
             path.unlink()

@@ -9,7 +9,7 @@ is what a later refund gives back) and their reminders inserted in one statement
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -18,9 +18,10 @@ from sqlmodel import Session
 
 from hub import compliance
 from hub.core.config import Config
+from hub.core.segments import SegmentInfo
 from hub.core.timeutil import utcnow
 from hub.errors import HubError, InsufficientCredits
-from hub.reminders.plan_state import EVENTS, MESSAGES, REMINDERS
+from hub.reminders.plan_state import COMPARED, EVENTS, MESSAGES, REMINDERS
 from hub.sending import credits
 from hub.sending.accounts import ancestors, funding_account, get_account
 from hub.sending.lookups import RecipientLookups
@@ -38,17 +39,9 @@ _EVENT_IDS = select(EVENTS.c.id, EVENTS.c.uid, EVENTS.c.occurrence).where(
     EVENTS.c.calendar_id == bindparam("calendar_id"),
     EVENTS.c.uid.in_(bindparam("uids", expanding=True)),
 )
+# What a sync writes over: the event's fields, then the recipient's and the row's own.
 _ROW_COLUMNS = (
-    "start",
-    "end",
-    "timezone",
-    "all_day",
-    "title",
-    "location",
-    "description",
-    "attendees",
-    "status",
-    "etag",
+    *COMPARED,
     "phone",
     "person",
     "person_source",
@@ -220,72 +213,13 @@ def submit_reminders(
     scope = [a.id for a in ancestors(session, account) if a.id is not None]
     lookups = RecipientLookups()
     lookups.ensure(session, scope, {s.phone for s in subs}, {f"{s.key}:{s.phone}" for s in subs})
-    senders_ok: dict[str | None, str | None] = {}
-    now = utcnow()
-    batch_id = new_id()
+    batch = _Batch(config, account.id, payer.id, chosen, scope, lookups, country_of)
     fresh: list[tuple[Outcome, dict[str, Any]]] = []
     for o in outcomes:
-        s = o.submission
-        try:
-            text = compliance.billable_text(
-                s.text, chosen, MessageType.ALERT.value, config.optout_mention
-            )
-            info = check_text(config, text)
-        except HubError as exc:
-            o.reason, o.problem = str(exc), True
-            continue
-        if lookups.is_blocked(scope, s.phone):
-            o.reason = "the number is on the account's blacklist (STOP)"
-            continue
-        if lookups.is_invalid(scope, s.phone):
-            o.reason = "the number is on the account's invalid-number list"
-            continue
-        country = s.country or country_of(s.phone)
-        if country not in senders_ok:
-            try:
-                compliance.require_sender(chosen, [country])
-                senders_ok[country] = None
-            except HubError as exc:
-                senders_ok[country] = str(exc)
-        refused = senders_ok[country]
-        if refused is not None:
-            o.reason, o.problem = refused, True
-            continue
-        key = f"{s.key}:{s.phone}"
-        existing = lookups.existing.get(key)
-        if existing is not None:
-            o.message_id = existing  # already in the outbox: not sent again
-            continue
-        scheduled = s.when > now + timedelta(seconds=1)
-        message_id = new_id()
-        lookups.taken(key, message_id)
-        fresh.append(
-            (
-                o,
-                {
-                    "id": message_id,
-                    "account_id": account.id,
-                    "charged_account_id": payer.id,
-                    "batch_id": batch_id,
-                    "idempotency_key": key,
-                    "recipient": s.phone,
-                    "sender": chosen,
-                    "text": text,
-                    "encoding": info.encoding,
-                    "segments": info.segments,
-                    "credits": credits_for(config, country, info.segments),
-                    "type": MessageType.ALERT.value,
-                    "source": "calendar",
-                    "campaign_id": None,
-                    "status": MessageStatus.QUEUED.value,
-                    "scheduled": scheduled,
-                    "created_at": now,
-                    "due_at": s.when if scheduled else now,
-                    "updated_at": now,
-                },
-            )
-        )
-    paid = _charge(session, config, account, payer, fresh, batch_id, note)
+        row = batch.message_row(o)
+        if row is not None:
+            fresh.append((o, row))
+    paid = _charge(session, config, account, payer, fresh, batch.batch_id, note)
     rows = []
     for o, row in fresh:
         if id(o) in paid:
@@ -294,6 +228,97 @@ def submit_reminders(
     if rows:
         session.connection().execute(_INSERT_MESSAGE, rows)
     return outcomes
+
+
+@dataclass
+class _Batch:
+    """What the submissions of one ``submit_reminders`` call share."""
+
+    config: Config
+    account_id: int
+    payer_id: int
+    sender: str | None
+    scope: list[int]
+    lookups: RecipientLookups
+    country_of: Callable[[str], str | None]
+    now: datetime = field(default_factory=utcnow)
+    batch_id: str = field(default_factory=new_id)
+    # Sender rules per country: None when the sender may be used there, else why not.
+    refusals: dict[str | None, str | None] = field(default_factory=dict)
+
+    def message_row(self, o: Outcome) -> dict[str, Any] | None:
+        """The outbox row of O's message; None when there is none to write (O then says
+        why, or names the message already in the outbox)."""
+        s = o.submission
+        try:
+            text = compliance.billable_text(
+                s.text, self.sender, MessageType.ALERT.value, self.config.optout_mention
+            )
+            info = check_text(self.config, text)
+        except HubError as exc:
+            o.reason, o.problem = str(exc), True
+            return None
+        if self.lookups.is_blocked(self.scope, s.phone):
+            o.reason = "the number is on the account's blacklist (STOP)"
+            return None
+        if self.lookups.is_invalid(self.scope, s.phone):
+            o.reason = "the number is on the account's invalid-number list"
+            return None
+        country = s.country or self.country_of(s.phone)
+        refused = self._refusal(country)
+        if refused is not None:
+            o.reason, o.problem = refused, True
+            return None
+        key = f"{s.key}:{s.phone}"
+        existing = self.lookups.existing.get(key)
+        if existing is not None:
+            o.message_id = existing  # already in the outbox: not sent again
+            return None
+        message_id = new_id()
+        self.lookups.taken(key, message_id)
+        return self._row(s, message_id, key, text, info, country)
+
+    def _refusal(self, country: str | None) -> str | None:
+        if country not in self.refusals:
+            try:
+                compliance.require_sender(self.sender, [country])
+                self.refusals[country] = None
+            except HubError as exc:
+                self.refusals[country] = str(exc)
+        return self.refusals[country]
+
+    def _row(
+        self,
+        s: Submission,
+        message_id: str,
+        key: str,
+        text: str,
+        info: SegmentInfo,
+        country: str | None,
+    ) -> dict[str, Any]:
+        now = self.now
+        scheduled = s.when > now + timedelta(seconds=1)
+        return {
+            "id": message_id,
+            "account_id": self.account_id,
+            "charged_account_id": self.payer_id,
+            "batch_id": self.batch_id,
+            "idempotency_key": key,
+            "recipient": s.phone,
+            "sender": self.sender,
+            "text": text,
+            "encoding": info.encoding,
+            "segments": info.segments,
+            "credits": credits_for(self.config, country, info.segments),
+            "type": MessageType.ALERT.value,
+            "source": "calendar",
+            "campaign_id": None,
+            "status": MessageStatus.QUEUED.value,
+            "scheduled": scheduled,
+            "created_at": now,
+            "due_at": s.when if scheduled else now,
+            "updated_at": now,
+        }
 
 
 def _charge(

@@ -48,7 +48,7 @@ from hub.reminders.plan_state import (
     load_state,
 )
 from hub.reminders.render import changed_template, default_template, render_reminder
-from hub.reminders.rules import QuietHours, parse_hhmm, parse_offsets
+from hub.reminders.rules import QuietHours, parse_hhmm, parse_offsets, rule_zone
 from hub.sending import outbox
 from hub.sending import submit as sending
 from hub.store.db import read_scope, session_scope
@@ -281,8 +281,7 @@ class Reconciler:
         return [self._decide(event, values, messages) for event, values in changed]
 
     def _tz(self, zone: str) -> str:
-        # The calendar's zone decides "09:00" unless the event carries its own.
-        return zone if zone and zone != "UTC" else self.calendar.timezone
+        return rule_zone(zone, self.calendar.timezone)
 
     def _text(self, row: dict[str, Any], template: str) -> str:
         return render_reminder(
@@ -370,44 +369,20 @@ class Reconciler:
     ) -> None:
         current = self.state.current.get((stored.id, rule)) if stored else None
         if when is None:
-            # The rule does not apply (an hour rule, an all-day appointment): a reminder it
-            # planned before (the event had a time then) is cancelled, and the skip recorded.
-            message = messages.get(current.message_id) if current and current.message_id else None
-            if current is not None and message is not None and message.status == "queued":
-                plan.rules.append(_Rule(rule, start, start, "", current))
-            plan.skips.append((rule, start, start, str(plan.row["problem"])))
+            self._not_applying(plan, current, rule, start, messages)
             return
-        if plan.text is None:
-            try:
-                plan.text = self._text(plan.row, self.calendar.template)
-            except HubError as exc:
-                plan.text = exc
-        text = plan.text
-        if not isinstance(text, str):
-            # This event's text cannot be sent (too long for sending.max_parts, say): the
-            # reminder is skipped and reported; the other events go on.
-            plan.skips.append((rule, start, when, str(text)))
-            self.report.problems.append(f"{plan.label}: {text}")
+        text = self._plan_text(plan, rule, start, when)
+        if text is None:
             return
         replace = None
         if current is not None:
             message = messages.get(current.message_id) if current.message_id else None
             if message is not None and message.status != "queued":
-                plan.sent.append(current.id)
-                if current.for_start == start:
+                if self._went_out(plan, current, start):
                     return
-                if self.calendar.notify_changes and start > self.now:
-                    plan.notices.append(start)
                 # The new time's reminder, if still ahead, is planned below.
-            elif (
-                current.for_start == start
-                and message is not None
-                and message.text == text
-                and message.recipient == plan.row["phone"]
-                and abs(message.due_at - when) <= timedelta(seconds=1)
-                and (not self.sender_usable or message.sender == self.sender)
-            ):
-                return  # unchanged
+            elif self._unchanged(plan, current, message, start, when, text):
+                return
             else:
                 replace = current
         item = _Rule(rule, start, when, text, replace)
@@ -420,38 +395,74 @@ class Reconciler:
         item.submit = True
         plan.rules.append(item)
 
+    def _not_applying(
+        self,
+        plan: _Plan,
+        current: StoredReminder | None,
+        rule: str,
+        start: datetime,
+        messages: dict[str, StoredMessage],
+    ) -> None:
+        """The rule does not apply (an hour rule, an all-day appointment): a reminder it
+        planned before (the event had a time then) is cancelled, and the skip recorded."""
+        message = messages.get(current.message_id) if current and current.message_id else None
+        if current is not None and message is not None and message.status == "queued":
+            plan.rules.append(_Rule(rule, start, start, "", current))
+        plan.skips.append((rule, start, start, str(plan.row["problem"])))
+
+    def _plan_text(self, plan: _Plan, rule: str, start: datetime, when: datetime) -> str | None:
+        """The plan's reminder text, rendered once for all its rules; None (the reminder
+        skipped and reported) when it cannot be sent."""
+        if plan.text is None:
+            try:
+                plan.text = self._text(plan.row, self.calendar.template)
+            except HubError as exc:
+                plan.text = exc
+        text = plan.text
+        if isinstance(text, str):
+            return text
+        # This event's text cannot be sent (too long for sending.max_parts, say): the
+        # reminder is skipped and reported; the other events go on.
+        plan.skips.append((rule, start, when, str(text)))
+        self.report.problems.append(f"{plan.label}: {text}")
+        return None
+
+    def _went_out(self, plan: _Plan, current: StoredReminder, start: datetime) -> bool:
+        """CURRENT's message left the queue: it counts as sent. True when it was for START
+        (nothing more to plan)."""
+        plan.sent.append(current.id)
+        if current.for_start == start:
+            return True
+        if self.calendar.notify_changes and start > self.now:
+            plan.notices.append(start)
+        return False
+
+    def _unchanged(
+        self,
+        plan: _Plan,
+        current: StoredReminder,
+        message: StoredMessage | None,
+        start: datetime,
+        when: datetime,
+        text: str,
+    ) -> bool:
+        """True when CURRENT's queued message is already what the rule would plan."""
+        return (
+            current.for_start == start
+            and message is not None
+            and message.text == text
+            and message.recipient == plan.row["phone"]
+            and abs(message.due_at - when) <= timedelta(seconds=1)
+            and (not self.sender_usable or message.sender == self.sender)
+        )
+
     # -- writing -------------------------------------------------------------------------
     def write(self, session: Session, plans: list[_Plan]) -> None:
         """Write PLANS in SESSION's transaction (a few statements for all of them)."""
-        changed = [(p.row_id, p.row) for p in plans if p.write_row and p.row_id is not None]
-        new = [p for p in plans if p.row_id is None]
-        ids = plan_write.insert_rows(session, [p.row for p in new])
-        for plan, row_id in zip(new, ids, strict=True):
-            plan.row_id = row_id
-        plan_write.update_rows(session, changed)
+        self._write_rows(session, plans)
         statuses: list[tuple[int, str, str]] = []
         sent: list[int] = [i for p in plans for i in p.sent]
-        # Cancellations first: a replaced reminder's successor is planned only if its
-        # message could still be cancelled.
-        doomed: list[str] = []
-        for p in plans:
-            if p.cancel_all is not None and p.row_id is not None:
-                doomed += [r.message_id for r in self._scheduled(p.row_id) if r.message_id]
-            doomed += [r.replace.message_id for r in p.rules if r.replace and r.replace.message_id]
-        cancelled = outbox.cancel_queued_many(session, doomed) if doomed else set()
-        for p in plans:
-            if p.cancel_all is not None and p.row_id is not None:
-                self._cancel_all(p.row_id, p.cancel_all, cancelled, statuses, sent)
-            for r in p.rules:
-                if r.replace is None:
-                    continue
-                if r.replace.message_id is None or r.replace.message_id in cancelled:
-                    statuses.append(
-                        (r.replace.id, "cancelled", "replaced: the appointment or its text changed")
-                    )
-                    self.report.rescheduled += 1
-                else:
-                    r.submit = False  # the dispatcher took it a moment ago: it is going out
+        self._cancel(session, plans, statuses, sent)
         plan_write.set_sent(session, sent)
         plan_write.set_statuses(session, statuses)
         for p in plans:
@@ -464,6 +475,51 @@ class Reconciler:
             for rule, start, when, why in p.skips:
                 skips += self._skip(p.row_id, rule, start, when, why)
         plan_write.insert_reminders(session, skips)
+
+    def _write_rows(self, session: Session, plans: list[_Plan]) -> None:
+        """Insert the new occurrences (giving their plans a row id), update the changed."""
+        changed = [(p.row_id, p.row) for p in plans if p.write_row and p.row_id is not None]
+        new = [p for p in plans if p.row_id is None]
+        ids = plan_write.insert_rows(session, [p.row for p in new])
+        for plan, row_id in zip(new, ids, strict=True):
+            plan.row_id = row_id
+        plan_write.update_rows(session, changed)
+
+    def _cancel(
+        self,
+        session: Session,
+        plans: list[_Plan],
+        statuses: list[tuple[int, str, str]],
+        sent: list[int],
+    ) -> None:
+        """Cancel what PLANS cancel or replace, in one statement; a reminder whose message
+        could not be cancelled any more counts as sent (STATUSES and SENT get the outcome)."""
+        # Cancellations first: a replaced reminder's successor is planned only if its
+        # message could still be cancelled.
+        doomed: list[str] = []
+        for p in plans:
+            if p.cancel_all is not None and p.row_id is not None:
+                doomed += [r.message_id for r in self._scheduled(p.row_id) if r.message_id]
+            doomed += [r.replace.message_id for r in p.rules if r.replace and r.replace.message_id]
+        cancelled = outbox.cancel_queued_many(session, doomed) if doomed else set()
+        for p in plans:
+            if p.cancel_all is not None and p.row_id is not None:
+                self._cancel_all(p.row_id, p.cancel_all, cancelled, statuses, sent)
+            for r in p.rules:
+                if r.replace is not None:
+                    self._replaced(r, cancelled, statuses)
+
+    def _replaced(
+        self, rule: _Rule, cancelled: set[str], statuses: list[tuple[int, str, str]]
+    ) -> None:
+        assert rule.replace is not None
+        if rule.replace.message_id is None or rule.replace.message_id in cancelled:
+            statuses.append(
+                (rule.replace.id, "cancelled", "replaced: the appointment or its text changed")
+            )
+            self.report.rescheduled += 1
+        else:
+            rule.submit = False  # the dispatcher took it a moment ago: it is going out
 
     def _scheduled(self, event_id: int) -> list[StoredReminder]:
         return self.state.scheduled.get(event_id, [])

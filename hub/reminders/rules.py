@@ -16,6 +16,12 @@ from hub.errors import InvalidInput
 _OFFSET = re.compile(r"^\s*(\d{1,3})\s*([dhm])\s*(?:@\s*(\d{1,2}):(\d{2}))?\s*$", re.I)
 
 
+def rule_zone(event_zone: str | None, calendar_zone: str) -> str:
+    """Where a rule's "09:00" is read: the event's own zone, else the calendar's (an event
+    placed in UTC names no zone of its own)."""
+    return event_zone if event_zone and event_zone != "UTC" else calendar_zone
+
+
 @dataclass(frozen=True)
 class Offset:
     """A parsed rule."""

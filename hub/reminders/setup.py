@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from babel import Locale, UnknownLocaleError
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import event as sa_event
 from sqlmodel import Session, col, delete, select
@@ -29,6 +30,7 @@ from hub.ports.calendar import (
     calendar_source_name,
     move_name_keyed_files,
 )
+from hub.ports.registry import calendar_source_types, calendar_state_files
 from hub.ports.state import calendar_namespace
 from hub.reminders.render import render_reminder
 from hub.reminders.rules import parse_hhmm, parse_offsets
@@ -57,8 +59,6 @@ def parse_setting(item: str) -> tuple[str, str]:
 
 def check_source_type(kind: str) -> None:
     """InvalidInput unless a connector for KIND is installed."""
-    from hub.ports.registry import calendar_source_types
-
     if kind not in calendar_source_types():
         raise InvalidInput(
             f"unknown calendar type {kind!r}; installed: "
@@ -76,8 +76,6 @@ def check_timezone(tz: str) -> None:
 
 def check_locale(locale: str) -> None:
     """InvalidInput unless LOCALE is a language babel knows (dates in the SMS use it)."""
-    from babel import Locale, UnknownLocaleError
-
     try:
         Locale.parse(locale)
     except (UnknownLocaleError, ValueError, TypeError):
@@ -295,8 +293,6 @@ def source_state_files(
 ) -> Callable[[SourceContext], list[StateFile]]:
     """The files a KIND source with SETTINGS keeps for a context (its ``state_files``);
     ConfigError when the settings are not valid."""
-    from hub.ports.registry import calendar_state_files
-
     return lambda ctx: calendar_state_files(kind, settings, ctx, ctx.name)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -15,9 +16,11 @@ from hub.core.config import Config
 from hub.core.timeutil import as_utc, utcnow
 from hub.errors import ConfigError, HubError
 from hub.ports.calendar import (
+    CalendarSource,
     CursorExpired,
     SourceContext,
     SourceError,
+    SyncResult,
     SyncWindow,
     move_name_keyed_files,
 )
@@ -35,21 +38,6 @@ from hub.store.state_sql import SqlStateStore, state_store
 log = logging.getLogger("smshub.calendars")
 
 
-def calendar_secrets(settings: dict[str, Any]) -> dict[str, str]:
-    """Resolve ``*_env`` / ``*_file`` settings to their secret values."""
-    from hub.core.config import read_secret
-
-    found = {}
-    for key in list(settings):
-        for suffix in ("_env", "_file"):
-            if key.endswith(suffix):
-                name = key[: -len(suffix)]
-                value = read_secret(settings, name, "calendar settings")
-                if value is not None:
-                    found[name] = value
-    return found
-
-
 async def sync_calendar(
     engine: Engine,
     config: Config,
@@ -59,69 +47,11 @@ async def sync_calendar(
 ) -> ReconcileReport:
     """Sync one calendar now; errors are recorded on the calendar and raised as HubError.
     STORE: the hub's state store (default: one on ENGINE with CONFIG's keys)."""
-
-    def _load() -> tuple[dict[str, Any], str | None, SyncWindow, SourceContext, str]:
-        # A read: on SQLite it must not take the write lock the dispatcher claims with.
-        with read_scope(engine) as session:
-            calendar = session.get(Calendar, calendar_id)
-            if calendar is None:
-                raise HubError(f"no calendar {calendar_id}")
-            settings = json.loads(calendar.settings or "{}")
-            window = SyncWindow(
-                utcnow() - timedelta(days=1), utcnow() + timedelta(days=calendar.window_days)
-            )
-            ctx = calendar_context(calendar, config.hub.data_dir)
-            return settings, None if full else calendar.cursor, window, ctx, calendar.source_type
-
     store = store if store is not None else state_store(engine, config)
-    adopting: ConfigError | None = None
-    try:
-        # Secret files the console of an earlier build wrote on this machine: into the store.
-        await asyncio.to_thread(
-            adopt_secret_files,
-            engine,
-            lambda: store_keyring(store, config),
-            config.hub.data_dir,
-            calendar_id,
-        )
-    except ConfigError as exc:  # no usable key: told below, on the calendar
-        adopting = exc
-    settings, cursor, window, ctx, kind = await asyncio.to_thread(_load)
-    where = ctx.name
-
-    async def _failed(exc: Exception) -> HubError:
-        await asyncio.to_thread(_record_error, engine, calendar_id, str(exc))
-        return HubError(f"{where} could not be read: {exc}")
-
-    try:
-        if adopting is not None:
-            raise adopting
-        # A secret this instance cannot read (a file of another machine, a store entry under
-        # another key) is recorded on the calendar like any read error.
-        ctx.secrets = await asyncio.to_thread(resolve_secrets, settings, store, calendar_id)
-    except (ConfigError, SecretUnreadable) as exc:
-        raise await _failed(exc) from None
-    ctx.store = store
-
-    # Files a hub before calendar ids kept under the calendar's name: where they are now.
-    await asyncio.to_thread(move_name_keyed_files, ctx, source_state_files(kind, settings))
-    try:
-        # Settings stored by an older hub can fail its source's checks: told like any error.
-        source = build_calendar_source(kind, settings, ctx, where)
-    except (SourceError, ConfigError) as exc:
-        raise await _failed(exc) from None
-    try:
-        try:
-            result = await source.sync(window, cursor)
-        except CursorExpired:
-            log.info("%s: the sync token expired; doing a full sync", where)
-            result = await source.sync(window, None)
-        # Answers not written yet (their writer failed, or none runs): with this source.
-        await write_answers(engine, source, calendar_id)
-    except (SourceError, ConfigError) as exc:
-        raise await _failed(exc) from None
-    finally:
-        await source.close()
+    adopting = await _adopt_secret_files(engine, config, store, calendar_id)
+    job = await asyncio.to_thread(_load, engine, config, calendar_id, full)
+    source = await _open_source(engine, job, store, adopting)
+    result = await _read(engine, job, source)
 
     def _done(_session: Session, calendar: Calendar) -> None:
         # In the last chunk's transaction: a sync that dies before is done again from here.
@@ -130,12 +60,12 @@ async def sync_calendar(
         calendar.last_error = ""
 
     def _apply() -> ReconcileReport:
-        return reconcile_chunked(engine, config, calendar_id, result, window, finish=_done)
+        return reconcile_chunked(engine, config, calendar_id, result, job.window, finish=_done)
 
     report = await asyncio.to_thread(_apply)
     log.info(
         "%s synced: %d occurrences, %d planned, %d rescheduled, %d cancelled, %d problems",
-        where,
+        job.ctx.name,
         report.seen,
         report.planned,
         report.rescheduled,
@@ -143,6 +73,99 @@ async def sync_calendar(
         len(report.problems),
     )
     return report
+
+
+@dataclass
+class _Job:
+    """One sync's calendar, as read before its source is asked."""
+
+    calendar_id: int
+    settings: dict[str, Any]
+    cursor: str | None  # None for a full sync
+    window: SyncWindow
+    ctx: SourceContext
+    kind: str
+
+
+def _load(engine: Engine, config: Config, calendar_id: int, full: bool) -> _Job:
+    # A read: on SQLite it must not take the write lock the dispatcher claims with.
+    with read_scope(engine) as session:
+        calendar = session.get(Calendar, calendar_id)
+        if calendar is None:
+            raise HubError(f"no calendar {calendar_id}")
+        settings = json.loads(calendar.settings or "{}")
+        window = SyncWindow(
+            utcnow() - timedelta(days=1), utcnow() + timedelta(days=calendar.window_days)
+        )
+        ctx = calendar_context(calendar, config.hub.data_dir)
+        cursor = None if full else calendar.cursor
+        return _Job(calendar_id, settings, cursor, window, ctx, calendar.source_type)
+
+
+async def _adopt_secret_files(
+    engine: Engine, config: Config, store: StateStore, calendar_id: int
+) -> ConfigError | None:
+    """Secret files the console of an earlier build wrote on this machine: into the store.
+    The error when there is no usable key (told on the calendar once it is read)."""
+    try:
+        await asyncio.to_thread(
+            adopt_secret_files,
+            engine,
+            lambda: store_keyring(store, config),
+            config.hub.data_dir,
+            calendar_id,
+        )
+    except ConfigError as exc:
+        return exc
+    return None
+
+
+async def _failed(engine: Engine, job: _Job, exc: Exception) -> HubError:
+    """EXC recorded on the calendar; the HubError to raise."""
+    await asyncio.to_thread(_record_error, engine, job.calendar_id, str(exc))
+    return HubError(f"{job.ctx.name} could not be read: {exc}")
+
+
+async def _open_source(
+    engine: Engine, job: _Job, store: StateStore, adopting: ConfigError | None
+) -> CalendarSource:
+    """The calendar's source, given its secrets and the hub's store; a problem is recorded
+    on the calendar and raised as HubError."""
+    ctx = job.ctx
+    try:
+        if adopting is not None:
+            raise adopting
+        # A secret this instance cannot read (a file of another machine, a store entry under
+        # another key) is recorded on the calendar like any read error.
+        ctx.secrets = await asyncio.to_thread(resolve_secrets, job.settings, store, job.calendar_id)
+    except (ConfigError, SecretUnreadable) as exc:
+        raise await _failed(engine, job, exc) from None
+    ctx.store = store
+    # Files a hub before calendar ids kept under the calendar's name: where they are now.
+    await asyncio.to_thread(move_name_keyed_files, ctx, source_state_files(job.kind, job.settings))
+    try:
+        # Settings stored by an older hub can fail its source's checks: told like any error.
+        return build_calendar_source(job.kind, job.settings, ctx, ctx.name)
+    except (SourceError, ConfigError) as exc:
+        raise await _failed(engine, job, exc) from None
+
+
+async def _read(engine: Engine, job: _Job, source: CalendarSource) -> SyncResult:
+    """What SOURCE lists (a full listing when the cursor expired), its unwritten answers
+    written; closed after. A problem is recorded on the calendar and raised as HubError."""
+    try:
+        try:
+            result = await source.sync(job.window, job.cursor)
+        except CursorExpired:
+            log.info("%s: the sync token expired; doing a full sync", job.ctx.name)
+            result = await source.sync(job.window, None)
+        # Answers not written yet (their writer failed, or none runs): with this source.
+        await write_answers(engine, source, job.calendar_id)
+    except (SourceError, ConfigError) as exc:
+        raise await _failed(engine, job, exc) from None
+    finally:
+        await source.close()
+    return result
 
 
 def store_keyring(store: StateStore, config: Config) -> Keyring:
