@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from hub.cli.calendar_auth import auth_app
 from hub.cli.common import JsonOpt, emit, fail, get_config, get_engine, run_db, table
+
+if TYPE_CHECKING:
+    from hub.reminders.rules import QuietHours
 
 calendars_app = typer.Typer(
     help="Connected calendars and their reminder rules.", no_args_is_help=True
@@ -438,6 +441,38 @@ _PreviewAllowPrivate = Annotated[
 ]
 
 
+def _checked_place(tz: str, locale: str, region: str | None) -> str:
+    """Refuse an unknown --tz, --locale or --region; the region to read numbers in."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    import phonenumbers
+    from babel import Locale, UnknownLocaleError
+
+    try:
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        fail(f"--tz {tz!r} is not a time zone name such as Europe/Paris")
+    try:
+        Locale.parse(locale)
+    except (UnknownLocaleError, ValueError, TypeError):
+        fail(f"--locale {locale!r} is not a known locale such as fr_FR or en_GB")
+    region = (region or get_config().hub.default_region).upper()
+    if region not in phonenumbers.SUPPORTED_REGIONS:
+        fail(f"--region {region!r} is not a country code such as FR or BE")
+    return region
+
+
+def _quiet_hours(quiet: str) -> QuietHours:
+    """--quiet START-END as quiet hours (a HubError naming the option when malformed)."""
+    from hub.errors import HubError
+    from hub.reminders.rules import QuietHours, parse_hhmm
+
+    start_text, dash, end_text = quiet.partition("-")
+    if not dash:
+        raise HubError(f"--quiet {quiet!r} must be START-END, such as 21:00-08:00")
+    return QuietHours(parse_hhmm(start_text, "--quiet start"), parse_hhmm(end_text, "--quiet end"))
+
+
 @calendar_app.command("preview")
 def calendar_preview(
     file_or_url: _PreviewFileOrUrl,
@@ -468,35 +503,15 @@ def calendar_preview(
     shows the moved time.
     Broken events in the file are reported on standard error.
     """
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-    import phonenumbers
-    from babel import Locale, UnknownLocaleError
-
     from hub.errors import HubError
     from hub.ports.calendar import SourceError, SyncWindow
     from hub.reminders import preview
-    from hub.reminders.rules import QuietHours, parse_hhmm, parse_offset
+    from hub.reminders.rules import parse_offset
 
-    try:
-        ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError):
-        fail(f"--tz {tz!r} is not a time zone name such as Europe/Paris")
-    try:
-        Locale.parse(locale)
-    except (UnknownLocaleError, ValueError, TypeError):
-        fail(f"--locale {locale!r} is not a known locale such as fr_FR or en_GB")
-    region = (region or get_config().hub.default_region).upper()
-    if region not in phonenumbers.SUPPORTED_REGIONS:
-        fail(f"--region {region!r} is not a country code such as FR or BE")
-    start_text, dash, end_text = quiet.partition("-")
+    region = _checked_place(tz, locale, region)
     try:
         rules = [parse_offset(r) for r in (rule or ["1d@09:00"])]
-        if not dash:
-            raise HubError(f"--quiet {quiet!r} must be START-END, such as 21:00-08:00")
-        quiet_hours = QuietHours(
-            parse_hhmm(start_text, "--quiet start"), parse_hhmm(end_text, "--quiet end")
-        )
+        quiet_hours = _quiet_hours(quiet)
         # A broken template is reported once, before reading anything.
         preview.check_template(template or "", locale, tz)
         moment = preview.parse_now(now, tz)
