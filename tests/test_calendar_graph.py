@@ -21,13 +21,12 @@ from connectors.calendar.graph import (
     device_code_login,
     to_event,
 )
+from hub.errors import CursorExpired, SourceError
 from hub.ports.calendar import (
     CalendarSource,
-    CursorExpired,
     EventStatus,
     Removed,
     SourceContext,
-    SourceError,
     SyncWindow,
     occurrence_id,
 )

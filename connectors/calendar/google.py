@@ -53,18 +53,16 @@ from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
 from pydantic import field_validator, model_validator
 
-from hub.errors import ConfigError
+from hub.errors import ConfigError, CursorExpired, SourceError
 from hub.mail.parse import html_to_text
 from hub.ports.calendar import (
     Attendee,
     CalendarEvent,
     CalendarSettings,
-    CursorExpired,
     EventStatus,
     NotNegative,
     Removed,
     SourceContext,
-    SourceError,
     StateFile,
     SyncResult,
     SyncWindow,

@@ -57,18 +57,16 @@ import msal
 import requests
 from pydantic import field_validator, model_validator
 
-from hub.errors import ConfigError, SecretUnreadable
+from hub.errors import ConfigError, CursorExpired, SecretUnreadable, SourceError
 from hub.mail.parse import html_to_text
 from hub.ports.calendar import (
     Attendee,
     CalendarEvent,
     CalendarSettings,
-    CursorExpired,
     EventStatus,
     NotNegative,
     Removed,
     SourceContext,
-    SourceError,
     StateFile,
     SyncResult,
     SyncWindow,

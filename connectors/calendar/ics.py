@@ -41,6 +41,7 @@ import icalendar
 import recurring_ical_events
 from pydantic import field_validator
 
+from hub.errors import SourceError
 from hub.outbound import Guard, LookupFailed, OutboundRefused, guarded_async_client
 from hub.ports.calendar import (
     Attendee,
@@ -48,7 +49,6 @@ from hub.ports.calendar import (
     CalendarSettings,
     EventStatus,
     SourceContext,
-    SourceError,
     StateFile,
     SyncResult,
     SyncWindow,

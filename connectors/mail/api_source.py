@@ -41,9 +41,9 @@ from connectors.mail.imap_source import (
 )
 from connectors.mail.message_facts import FailedMail, header_facts
 from hub.core.timeutil import utcnow
-from hub.errors import ConfigError
+from hub.errors import ConfigError, MailboxAuthError
 from hub.mail.intake.policy import IntakeOutcome, IntakePolicy, MailEnvelope
-from hub.mail.oauth import MailboxAccess, MailboxAuthError
+from hub.mail.oauth import MailboxAccess
 
 log = logging.getLogger("smshub.mail_api")
 

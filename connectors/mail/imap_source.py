@@ -60,10 +60,10 @@ from connectors.mail.message_facts import FailedMail, header_facts
 from connectors.mail.oauth_login import imap_login
 from hub.core.config import read_secret
 from hub.core.timeutil import utcnow
-from hub.errors import ConfigError, HubError, InvalidInput
+from hub.errors import ConfigError, ConnectorError, ConsentRevoked, InvalidInput, MailboxAuthError
 from hub.mail.intake.addresses import split_address
 from hub.mail.intake.policy import IntakeOutcome, IntakePolicy, MailEnvelope
-from hub.mail.oauth import ConsentRevoked, MailboxAccess, MailboxAuthError
+from hub.mail.oauth import MailboxAccess
 
 log = logging.getLogger("smshub.imap")
 
@@ -205,7 +205,7 @@ def make_ssl_context(settings: ImapSourceSettings) -> ssl.SSLContext:
     return context
 
 
-class ImapUnavailable(HubError):
+class ImapUnavailable(ConnectorError):
     """The mailbox could not be reached or used; the message says why in plain words."""
 
 

@@ -25,7 +25,6 @@ from hub.api.auth import Caller, CallerDep
 from hub.api.campaigns import campaigns_router
 from hub.api.contacts import contacts_router
 from hub.api.docs import install_docs
-from hub.api.errors import status_for
 from hub.api.links import links_router
 from hub.api.numbers import numbers_router
 from hub.api.templates import templates_router
@@ -122,7 +121,7 @@ def create_api(hub: "Hub") -> FastAPI:
 
     @app.exception_handler(HubError)
     async def _hub_error(request: Request, exc: HubError) -> Response:
-        status = status_for(exc)
+        status = exc.http_status
         return console_error(request, exc, status) or JSONResponse(
             {"error": str(exc)}, status_code=status
         )

@@ -465,7 +465,7 @@ def _deliver_token(token: str, output: Path | None, source_type: str) -> None:
 
 def _run_login(login: Callable[..., str], **kwargs: Any) -> str:
     """Call a connector's sign-in, turning its failures into one-line errors."""
-    from hub.ports.calendar import SourceError
+    from hub.errors import SourceError
 
     try:
         return login(**kwargs)
@@ -806,8 +806,8 @@ def calendar_preview(
     import phonenumbers
     from babel import Locale, UnknownLocaleError
 
-    from hub.errors import HubError
-    from hub.ports.calendar import SourceContext, SourceError, SyncWindow
+    from hub.errors import HubError, SourceError
+    from hub.ports.calendar import SourceContext, SyncWindow
     from hub.ports.registry import build_calendar_source
     from hub.reminders.render import render_reminder
     from hub.reminders.rules import QuietHours, parse_hhmm, parse_offset

@@ -9,11 +9,10 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from hub.console.auth import CsrfFailed, LoginRequired
 from hub.console.render import STATIC_DIR, page
 from hub.core import i18n
 from hub.core.i18n import gettext as _
-from hub.errors import HubError
+from hub.errors import CsrfFailed, HubError, LoginRequired
 
 if TYPE_CHECKING:
     from hub.app import Hub

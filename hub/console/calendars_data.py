@@ -24,9 +24,8 @@ from hub.compliance import preview as sms_preview
 from hub.core.config import Config
 from hub.core.i18n import LANGUAGES
 from hub.core.phone import parse_number
-from hub.core.templating import TemplateLimitExceeded
 from hub.core.timeutil import as_utc, utcnow
-from hub.errors import ConfigError, InvalidInput, NotFound
+from hub.errors import ConfigError, InvalidInput, NotFound, TemplateLimitExceeded
 from hub.reminders.all_day import reminder_time
 from hub.reminders.naming import clean_title
 from hub.reminders.render import default_template, render_reminder

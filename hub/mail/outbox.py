@@ -20,6 +20,7 @@ from sqlmodel import Session, col, select
 
 from hub.core.timeutil import utcnow
 from hub.core.workers import PollingWorker
+from hub.errors import PermanentMailError
 from hub.store import claims
 from hub.store.claims import Lease
 from hub.store.db import session_scope
@@ -41,10 +42,6 @@ class MailSender(Protocol):
     async def send(self, message: EmailMessage) -> None:
         """Deliver MESSAGE or raise; a raised error is retried later."""
         ...
-
-
-class PermanentMailError(Exception):
-    """The mail can never be delivered (e.g. the relay refused the recipient with 5xx)."""
 
 
 def build_message(

@@ -13,14 +13,8 @@ from sqlmodel import Session, select
 
 from hub.core.config import Config
 from hub.core.timeutil import as_utc, utcnow
-from hub.errors import ConfigError, HubError
-from hub.ports.calendar import (
-    CursorExpired,
-    SourceContext,
-    SourceError,
-    SyncWindow,
-    move_name_keyed_files,
-)
+from hub.errors import ConfigError, CursorExpired, HubError, SourceError
+from hub.ports.calendar import SourceContext, SyncWindow, move_name_keyed_files
 from hub.ports.registry import build_calendar_source
 from hub.ports.state import StateStore
 from hub.reminders.calendar_store import adopt_secret_files, resolve_secrets

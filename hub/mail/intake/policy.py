@@ -37,6 +37,8 @@ from hub.errors import (
     InsufficientCredits,
     InvalidInput,
     NotFound,
+    ReplyDeferred,
+    ReplyRefused,
     TemporaryFailure,
 )
 from hub.mail import parse as mailparse
@@ -54,13 +56,7 @@ from hub.mail.intake.group_commit import GroupCommit
 from hub.mail.intake.limits import HourlyCount, sender_limit_key
 from hub.mail.intake.rcpt_cache import KnownIntake, RcptCache
 from hub.mail.intake.received import MailEnvelope, ReceivedMail, check_sender, receive
-from hub.mail.intake.replies import (
-    ReplyDeferred,
-    ReplyRefused,
-    check_reply_rcpt,
-    read_reply,
-    reply_addresses,
-)
+from hub.mail.intake.replies import check_reply_rcpt, read_reply, reply_addresses
 from hub.mail.intake.resolver import make_resolver
 from hub.mail.intake.sender_auth import Verdict
 from hub.mail.intake.smtp_text import shown, smtp_line
