@@ -58,9 +58,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from connectors.mail.message_facts import FailedMail, header_facts
 from connectors.mail.oauth_login import imap_login
-from hub.core.config import read_secret
+from hub.core.config import SEE_EXAMPLE, config_error
 from hub.core.timeutil import utcnow
-from hub.errors import ConfigError, ConnectorError, ConsentRevoked, InvalidInput, MailboxAuthError
+from hub.errors import ConnectorError, ConsentRevoked, InvalidInput, MailboxAuthError
 from hub.mail.intake.addresses import split_address
 from hub.mail.intake.policy import IntakeOutcome, IntakePolicy, MailEnvelope
 from hub.mail.oauth import MailboxAccess
@@ -177,23 +177,12 @@ class ImapSourceSettings(BaseModel):
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            lines = []
-            for err in exc.errors():
-                key = ".".join(str(p) for p in err["loc"])
-                name = f"{where}.{key}" if key else where
-                if err["type"] == "extra_forbidden":
-                    lines.append(f"unknown key '{name}' (see config.example.toml for the options)")
-                else:
-                    lines.append(f"'{name}': {err['msg'].removeprefix('Value error, ')}")
-            raise ConfigError("\n".join(lines)) from None
-
-
-def resolve_password(settings: ImapSourceSettings, where: str = "imap") -> str:
-    """The mailbox password from ``password_env`` / ``password_file``."""
-    password = read_secret(settings, "password", where)
-    if not password:
-        raise ConfigError(f"'{where}': the mailbox password is empty")
-    return password
+            raise config_error(
+                exc,
+                name=lambda key: f"{where}.{key}" if key else where,
+                hint=SEE_EXAMPLE,
+                strip_value_error=True,
+            ) from None
 
 
 def make_ssl_context(settings: ImapSourceSettings) -> ssl.SSLContext:
