@@ -14,7 +14,7 @@ from sqlmodel import select
 
 from hub.core import i18n
 from hub.core.config import Config
-from hub.inbound.webhooks import WebhookSender
+from hub.inbound.webhooks.delivery import WebhookSender
 from hub.mail.outbox import MailOutbox
 from hub.ports.registry import build_mail_sender, build_sms_provider
 from hub.ports.sms import ProviderContext, ProviderEvent, SmsProvider
