@@ -1,4 +1,11 @@
-"""The composition root: builds the engine, providers, dispatcher and HTTP app from config."""
+"""The composition root: everything built from config is built here.
+
+``Hub`` is what every door and the dispatcher share (the engine, providers, the dispatcher,
+the mail, webhook and answer workers, the HTTP app); ``start_process`` builds and starts what
+`smshub run` runs for its roles (the database, the hub, the SMTP listener, the IMAP
+mailboxes, the scheduler), and ``Process.http_config`` the HTTP server's settings.
+hub.runtime.server only runs and stops what this builds.
+"""
 
 from __future__ import annotations
 
@@ -6,18 +13,25 @@ import asyncio
 import logging
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 import httpx
+import uvicorn
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import Engine
 from sqlmodel import select
 
+from hub.api.app import create_api
 from hub.core import i18n
 from hub.core.config import Config
 from hub.inbound import alerts
-from hub.inbound.webhooks import WebhookSender
+from hub.inbound.webhooks.delivery import WebhookSender
+from hub.mail.intake.policy import IntakePolicy
+from hub.mail.intake.smtp import SmtpListener, start_smtp_listener
 from hub.mail.outbox import MailOutbox
-from hub.ports.registry import build_mail_sender, build_sms_provider
+from hub.ports.registry import build_mail_sender, build_mail_sources, build_sms_provider
 from hub.ports.sms import ProviderContext, ProviderEvent, SmsProvider
 from hub.reminders.writeback import AnswerWriter
 from hub.sending import balance_alert, credits
@@ -25,10 +39,13 @@ from hub.sending import submit as sending
 from hub.sending.accounts import create_account
 from hub.sending.dispatch import Dispatcher
 from hub.sending.reports import ReportPolicy, apply_events
-from hub.store.db import make_engine, session_scope
+from hub.store.db import database_warnings, make_engine, session_scope
 from hub.store.leadership import Leadership
 from hub.store.models import Account
+from hub.store.schema_check import ensure_schema
 from hub.store.state_sql import state_store
+from hub.web.limits import server_config
+from scheduler.jobs import start_scheduler
 
 # The interpreter's switch interval while a dispatcher runs in this process (default 5 ms).
 GIL_SWITCH_SECONDS = 0.001
@@ -42,8 +59,6 @@ class Hub:
     """One running hub: what every door and the dispatcher share."""
 
     def __init__(self, config: Config, engine: Engine | None = None) -> None:
-        from hub.api.app import create_api
-
         self.config = config
         # Texts written for no account in particular (SMTP refusals): the hub's language.
         i18n.set_hub_language(i18n.account_language(None, config))
@@ -203,3 +218,65 @@ class Hub:
             credits.top_up(session, DEFAULT_ACCOUNT, WELCOME_CREDITS, note="welcome credits")
         log.info("created account %r with %d credits", DEFAULT_ACCOUNT, WELCOME_CREDITS)
         return account
+
+
+def open_database(config: Config, instance: str) -> Engine:
+    """The engine of a running instance (named INSTANCE in PostgreSQL's activity), its schema
+    checked: an empty database gets the schema; one behind or not matching its revision is
+    refused, saying what to do, before anything reads a table."""
+    engine = make_engine(
+        config.database_url,
+        busy_timeout=config.database.sqlite_busy_timeout,
+        application_name=instance,
+    )
+    if ensure_schema(engine).status == "ahead":
+        log.warning(
+            "the database's schema is newer than this version's (a rolling upgrade?): "
+            "upgrade this instance soon"
+        )
+    for warning in database_warnings(engine):
+        log.warning("%s", warning)
+    return engine
+
+
+@dataclass
+class Process:
+    """What `smshub run` runs for its ROLES: the hub (with its dispatcher and workers), the
+    mail doors and the scheduler; hub.runtime.server runs and stops it."""
+
+    hub: Hub
+    roles: set[str]
+    smtp: SmtpListener | None = None
+    mailboxes: list[Any] = field(default_factory=list)
+    scheduler: AsyncIOScheduler | None = None
+
+    def http_config(self, grace: float) -> uvicorn.Config | None:
+        """The HTTP server's settings, None without the api role: a deadline for receiving
+        each request, a bound on connections, GRACE seconds for requests at a stop."""
+        if "api" not in self.roles:
+            return None
+        return server_config(
+            self.hub.api, self.hub.config, timeout_graceful_shutdown=max(1, int(grace))
+        )
+
+
+async def start_process(config: Config, roles: set[str], instance: str) -> Process:
+    """Build and start, in this order, the hub and what ROLES ask for: the dispatcher and
+    workers, the SMTP listener, the IMAP mailboxes, the scheduler."""
+    hub = Hub(config, engine=open_database(config, instance))
+    hub.ensure_default_account()
+    await hub.start(dispatcher="dispatcher" in roles)
+    process = Process(hub, roles)
+    # One policy for both doors, so the per-sender limits count SMTP and IMAP mail together.
+    policy = IntakePolicy(hub.engine, config)
+    if "smtp" in roles and config.smtp.enabled:
+        process.smtp = await start_smtp_listener(policy, config, on_accepted=hub.after_intake)
+    if "imap" in roles and config.imap:
+        process.mailboxes = build_mail_sources(
+            config, policy, on_accepted=hub.after_intake, store=hub.state
+        )
+        for source in process.mailboxes:
+            await source.start()
+    if "scheduler" in roles:
+        process.scheduler = start_scheduler(hub)
+    return process

@@ -12,14 +12,13 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from connectors.calendar.caldav import CalDavSettings, CalDavSource, _State
+from hub.errors import CursorExpired, SourceError
 from hub.ports.calendar import (
     CalendarEvent,
     CalendarSource,
-    CursorExpired,
     EventStatus,
     Removed,
     SourceContext,
-    SourceError,
     SyncWindow,
 )
 from tests.servers._util import free_port

@@ -817,7 +817,7 @@ def test_auth_google_stores_the_token_owner_only(smshub, monkeypatch, tmp_path):
 
 def test_auth_microsoft_prints_the_token_and_reports_failures(smshub, monkeypatch):
     import connectors.calendar.graph as graph
-    from hub.ports.calendar import SourceError
+    from hub.errors import SourceError
 
     seen: dict[str, Any] = {}
 

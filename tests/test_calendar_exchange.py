@@ -13,14 +13,13 @@ import pytest
 from exchangelib.protocol import Protocol
 
 from connectors.calendar.exchange import ExchangeCalendarSource, ExchangeSettings
-from hub.errors import ConfigError
+from hub.errors import ConfigError, SourceError
 from hub.ports.calendar import (
     Attendee,
     CalendarEvent,
     CalendarSource,
     EventStatus,
     SourceContext,
-    SourceError,
     SyncWindow,
 )
 from hub.ports.registry import build_calendar_source

@@ -13,13 +13,12 @@ import pytest
 from pydantic import ValidationError
 
 from connectors.calendar.google import SCOPE, GoogleCalendarSource, GoogleSettings
+from hub.errors import CursorExpired, SourceError
 from hub.ports.calendar import (
     CalendarSource,
-    CursorExpired,
     EventStatus,
     Removed,
     SourceContext,
-    SourceError,
     SyncResult,
     SyncWindow,
     occurrence_id,

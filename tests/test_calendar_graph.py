@@ -21,13 +21,12 @@ from connectors.calendar.graph import (
     to_event,
 )
 from connectors.calendar.graph_tokens import RENEWED_KEY
+from hub.errors import CursorExpired, SourceError
 from hub.ports.calendar import (
     CalendarSource,
-    CursorExpired,
     EventStatus,
     Removed,
     SourceContext,
-    SourceError,
     SyncWindow,
     occurrence_id,
 )

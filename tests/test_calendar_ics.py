@@ -20,12 +20,12 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from connectors.calendar.ics import IcsSettings, IcsSource, expand_events, read_calendar
+from hub.errors import SourceError
 from hub.ports.calendar import (
     CalendarEvent,
     CalendarSource,
     EventStatus,
     SourceContext,
-    SourceError,
     StateFile,
     SyncResult,
     SyncWindow,

@@ -24,19 +24,11 @@ from connectors.mail.api_client import MailApi, MailApiError
 from connectors.mail.imap_source import ImapUnavailable
 from hub.app import Hub
 from hub.core.config import Config
-from hub.errors import ConfigError
+from hub.errors import ConfigError, ConsentRevoked, MailboxAuthError
 from hub.mail.intake.addresses import add_intake_address
 from hub.mail.intake.policy import IntakePolicy
 from hub.mail.mailboxes import configured_mailboxes
-from hub.mail.oauth import (
-    MAIL_OUT,
-    ConsentRevoked,
-    MailboxAuthError,
-    intake_key,
-    mailbox_state,
-    scopes_for,
-    store_grant,
-)
+from hub.mail.oauth import MAIL_OUT, intake_key, mailbox_state, scopes_for, store_grant
 from hub.mail.outbox import build_message
 from hub.ports.registry import build_mail_sender, build_mail_sources, try_mailbox
 from hub.runtime.ops_http import start_ops

@@ -22,12 +22,12 @@ from connectors.mail.imap_source import ImapUnavailable
 from connectors.mail.oauth_login import imap_login
 from hub.app import Hub
 from hub.core.config import Config
+from hub.errors import ConsentRevoked
 from hub.mail.intake.addresses import add_intake_address
 from hub.mail.intake.policy import IntakePolicy
 from hub.mail.mailboxes import configured_mailboxes, find_mailbox, mailbox_probe
 from hub.mail.oauth import (
     MAIL_OUT,
-    ConsentRevoked,
     MailboxAccess,
     intake_key,
     mailbox_namespace,

@@ -41,10 +41,11 @@ import hub.store.models  # noqa: F401  (the tables)
 import hub.store.schema_check as schema_check
 from hub.cli import main as hub_cli
 from hub.cli.main import app
+from hub.errors import SchemaError
 from hub.sending.credits import ledger_problems
 from hub.store import db as hub_db
 from hub.store.db import current_revision, make_engine, upgrade
-from hub.store.schema_check import SchemaError, ensure_schema, inspect_schema, revisions
+from hub.store.schema_check import ensure_schema, inspect_schema, revisions
 from tests.conftest import BACKENDS, PG_URL, require_server
 
 BASELINE = "0001"  # release 0.1.0: never edited

@@ -259,8 +259,7 @@ class FakeSource:
 
 
 async def test_sync_falls_back_to_full_and_records_errors(engine, config, calendar, monkeypatch):
-    from hub.errors import HubError
-    from hub.ports.calendar import CursorExpired, SourceError
+    from hub.errors import CursorExpired, HubError, SourceError
     from hub.reminders import sync
 
     source = FakeSource(

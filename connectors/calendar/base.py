@@ -22,12 +22,11 @@ import zlib
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Generic, TypeVar
 
-from hub.errors import ConfigError
+from hub.errors import ConfigError, SourceError
 from hub.ports.calendar import (
     CalendarEvent,
     CalendarSettings,
     SourceContext,
-    SourceError,
     StateFile,
     SyncResult,
     SyncWindow,

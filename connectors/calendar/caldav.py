@@ -57,14 +57,13 @@ from connectors.calendar.ics import (
     refused_message,
     window_slice,
 )
+from hub.errors import CursorExpired, SourceError
 from hub.outbound import Guard, LookupFailed, OutboundRefused, guarded_session
 from hub.ports.calendar import (
     CalendarEvent,
     CalendarSettings,
-    CursorExpired,
     Removed,
     SourceContext,
-    SourceError,
     SyncResult,
     SyncWindow,
     Timeout,

@@ -68,7 +68,7 @@ from exchangelib.version import EXCHANGE_2010_SP2, EXCHANGE_2013_SP1, EXCHANGE_2
 from pydantic import field_validator, model_validator
 
 from connectors.calendar.base import ThreadedSource, short
-from hub.errors import ConfigError
+from hub.errors import ConfigError, SourceError
 from hub.mail.parse import html_to_text
 from hub.ports.calendar import (
     Attendee,
@@ -77,7 +77,6 @@ from hub.ports.calendar import (
     EventStatus,
     NotNegative,
     SourceContext,
-    SourceError,
     SyncResult,
     SyncWindow,
     Timeout,

@@ -52,17 +52,16 @@ from googleapiclient.errors import HttpError
 from pydantic import model_validator
 
 from connectors.calendar.base import ThreadedSource, pack_cursor, short, unpack_cursor
+from hub.errors import CursorExpired, SourceError
 from hub.mail.parse import html_to_text
 from hub.ports.calendar import (
     Attendee,
     CalendarEvent,
     CalendarSettings,
-    CursorExpired,
     EventStatus,
     NotNegative,
     Removed,
     SourceContext,
-    SourceError,
     SyncResult,
     SyncWindow,
     between,

@@ -54,16 +54,15 @@ from connectors.calendar.graph_login import device_code_login
 from connectors.calendar.graph_settings import GraphSettings, zone_name
 from connectors.calendar.graph_signin import SignIn
 from connectors.calendar.graph_tokens import token_file
+from hub.errors import CursorExpired, SourceError
 from hub.mail.parse import html_to_text
 from hub.ports.calendar import (
     Attendee,
     CalendarEvent,
     CalendarSettings,
-    CursorExpired,
     EventStatus,
     Removed,
     SourceContext,
-    SourceError,
     StateFile,
     SyncResult,
     SyncWindow,

@@ -10,7 +10,7 @@ import requests
 from connectors.calendar.base import short
 from connectors.calendar.graph_settings import AUTHORITY, GRAPH_URL
 from connectors.calendar.graph_signin import graph_scopes, msal_app, msal_error
-from hub.ports.calendar import SourceError
+from hub.errors import SourceError
 
 
 def device_code_login(

@@ -14,8 +14,8 @@ import requests
 from connectors.calendar.base import short
 from connectors.calendar.graph_settings import GraphSettings
 from connectors.calendar.graph_tokens import RenewedTokens
-from hub.errors import ConfigError
-from hub.ports.calendar import SourceContext, SourceError
+from hub.errors import ConfigError, SourceError
+from hub.ports.calendar import SourceContext
 
 
 def graph_scopes(graph_base_url: str, *, app_only: bool, read_only: bool = False) -> list[str]:

@@ -42,6 +42,7 @@ import recurring_ical_events
 from pydantic import field_validator
 
 from connectors.calendar.base import CalendarSourceBase, short
+from hub.errors import SourceError
 from hub.outbound import Guard, LookupFailed, OutboundRefused, guarded_async_client
 from hub.ports.calendar import (
     Attendee,
@@ -49,7 +50,6 @@ from hub.ports.calendar import (
     CalendarSettings,
     EventStatus,
     SourceContext,
-    SourceError,
     StateFile,
     SyncResult,
     SyncWindow,

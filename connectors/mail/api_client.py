@@ -21,8 +21,8 @@ from typing import Any
 
 import httpx
 
-from hub.errors import HubError
-from hub.mail.oauth import MailboxAccess, MailboxAuthError, fix_hint
+from hub.errors import ConnectorError, MailboxAuthError
+from hub.mail.oauth import MailboxAccess, fix_hint
 
 log = logging.getLogger("smshub.mail_api")
 
@@ -31,7 +31,7 @@ THROTTLE_TRIES = 3
 THROTTLE_MAX_WAIT = 60.0
 
 
-class MailApiError(HubError):
+class MailApiError(ConnectorError):
     """The mail API refused or could not be reached; the message says what to do."""
 
     def __init__(self, message: str, status: int = 0) -> None:

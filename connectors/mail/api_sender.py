@@ -9,9 +9,8 @@ from email.message import EmailMessage
 
 from connectors.mail.api_client import MailApi, MailApiError
 from hub.core.config import MailOutSection
-from hub.errors import ConfigError
+from hub.errors import ConfigError, PermanentMailError
 from hub.mail.oauth import MailboxAccess
-from hub.ports.mail import PermanentMailError
 
 #: API answers that a retry of the same mail cannot fix (bad mail, no right, too big).
 PERMANENT_STATUSES = (400, 403, 413)

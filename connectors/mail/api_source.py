@@ -29,8 +29,8 @@ from connectors.mail.api_client import MailApi, MailApiError
 from connectors.mail.mailbox_settings import ImapSourceSettings
 from connectors.mail.source_base import Fetched, ImapUnavailable, MailboxSource, retry_delay
 from hub.core.timeutil import utcnow
-from hub.errors import ConfigError
-from hub.mail.oauth import MailboxAccess, MailboxAuthError
+from hub.errors import ConfigError, MailboxAuthError
+from hub.mail.oauth import MailboxAccess
 from hub.ports.mail import MailIntake, OnAccepted
 
 log = logging.getLogger("smshub.mail_api")

@@ -16,7 +16,8 @@ from imapclient.exceptions import IMAPClientError, LoginError
 
 from connectors.mail.oauth_login import imap_login
 from hub.core.config import MailOutSection
-from hub.mail.oauth import MailboxAccess, MailboxAuthError
+from hub.errors import MailboxAuthError
+from hub.mail.oauth import MailboxAccess
 
 
 class ImapAppendSender:

@@ -7,7 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from hub.errors import ConfigError, InvalidInput
+from hub.core.config import SEE_EXAMPLE, config_error
+from hub.errors import InvalidInput
 from hub.mail.parse.address import split_address
 
 
@@ -110,12 +111,9 @@ class ImapSourceSettings(BaseModel):
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            lines = []
-            for err in exc.errors():
-                key = ".".join(str(p) for p in err["loc"])
-                name = f"{where}.{key}" if key else where
-                if err["type"] == "extra_forbidden":
-                    lines.append(f"unknown key '{name}' (see config.example.toml for the options)")
-                else:
-                    lines.append(f"'{name}': {err['msg'].removeprefix('Value error, ')}")
-            raise ConfigError("\n".join(lines)) from None
+            raise config_error(
+                exc,
+                name=lambda key: f"{where}.{key}" if key else where,
+                hint=SEE_EXAMPLE,
+                strip_value_error=True,
+            ) from None

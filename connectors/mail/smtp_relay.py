@@ -10,8 +10,8 @@ from email.message import EmailMessage
 
 from connectors.mail.oauth_login import smtp_login
 from hub.core.config import MailOutSection
+from hub.errors import PermanentMailError
 from hub.mail.oauth import MailboxAccess
-from hub.ports.mail import PermanentMailError
 
 
 class SmtpRelaySender:

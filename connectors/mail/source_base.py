@@ -31,7 +31,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 from connectors.mail.mailbox_settings import ImapSourceSettings
 from connectors.mail.message_facts import FailedMail, header_facts
 from hub.core.timeutil import utcnow
-from hub.errors import HubError
+from hub.errors import ConnectorError
 from hub.mail.oauth import MailboxAccess
 from hub.ports.mail import IntakeAnswer, MailEnvelope, MailIntake, OnAccepted, oversize_reply
 
@@ -44,7 +44,7 @@ RETRY_MAX = 3600.0
 FAILED_RECORDS = 100
 
 
-class ImapUnavailable(HubError):
+class ImapUnavailable(ConnectorError):
     """The mailbox could not be reached or used; the message says why in plain words."""
 
 

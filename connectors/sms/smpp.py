@@ -73,7 +73,7 @@ from connectors.sms.smpp_pdu import (
 from hub.core import segments
 from hub.core.config import read_secret
 from hub.core.phone import is_alphanumeric_sender, parse_number
-from hub.errors import ConfigError
+from hub.errors import ConfigError, ConnectorError
 from hub.ports.sms import (
     DeliveryReason,
     DeliveryReport,
@@ -211,11 +211,11 @@ class SmppSettings(ProviderSettings):
         return value
 
 
-class NotBound(ConnectionError):
+class NotBound(ConnectorError, ConnectionError):
     """No bound link to the SMSC right now (the request was not sent)."""
 
 
-class LinkLost(ConnectionError):
+class LinkLost(ConnectorError, ConnectionError):
     """The link closed while a request was waiting for its response (it may have arrived)."""
 
 

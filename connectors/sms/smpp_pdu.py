@@ -16,6 +16,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 
+from hub.errors import ConnectorError
+
 HEADER = struct.Struct(">IIII")
 HEADER_SIZE = HEADER.size
 # The spec sets no maximum; real PDUs stay far below this, so anything larger is a framing
@@ -26,7 +28,7 @@ MAX_SEQUENCE = 0x7FFFFFFF
 INTERFACE_VERSION = 0x34
 
 
-class PduError(ValueError):
+class PduError(ConnectorError, ValueError):
     """A PDU (or a value to put in one) that does not follow SMPP 3.4."""
 
 

@@ -29,7 +29,6 @@ from hub.api import (
     webhooks,
 )
 from hub.api.docs import install_docs
-from hub.api.errors import status_for
 from hub.console import console_error, install_console
 from hub.errors import HubError
 from hub.web.edge import RefuseNulInUrl
@@ -64,7 +63,7 @@ async def _invalid_request(request: Request, exc: Exception) -> Response:
 
 async def _hub_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HubError)
-    status = status_for(exc)
+    status = exc.http_status
     return console_error(request, exc, status) or JSONResponse(
         {"error": str(exc)}, status_code=status
     )

@@ -1,8 +1,8 @@
-"""The HTTP status of each hub error, and how the API documents its error answers.
+"""How the API documents its error answers.
 
-One table for every route: a domain function raises a hub.errors class, the API answers
-``{"error": "..."}`` with the status below. Order matters: the first class that matches
-wins, so the more specific ones come first.
+A domain function raises a hub.errors class, the API answers ``{"error": "..."}`` with that
+class's ``http_status`` (hub/errors.py draws the tree with each status); ``_MEANING`` says
+what each status means to an API client.
 """
 
 from __future__ import annotations
@@ -10,31 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import BaseModel, Field
-
-from hub.errors import (
-    AccountDisabled,
-    ConflictError,
-    Forbidden,
-    HubError,
-    InsufficientCredits,
-    InvalidInput,
-    NotFound,
-    TemporaryFailure,
-    TooLarge,
-    UnsupportedType,
-)
-
-STATUS_FOR: tuple[tuple[type[HubError], int], ...] = (
-    (NotFound, 404),
-    (TooLarge, 413),
-    (UnsupportedType, 415),
-    (InvalidInput, 422),
-    (InsufficientCredits, 402),
-    (AccountDisabled, 403),
-    (Forbidden, 403),
-    (ConflictError, 409),
-    (TemporaryFailure, 503),
-)
 
 _MEANING = {
     400: "The request cannot be handled as sent",
@@ -49,11 +24,6 @@ _MEANING = {
     422: "Invalid input, a limit exceeded, or an Idempotency-Key used for another request",
     503: "A temporary failure; try again",
 }
-
-
-def status_for(exc: HubError) -> int:
-    """The HTTP status that answers EXC."""
-    return next((status for cls, status in STATUS_FOR if isinstance(exc, cls)), 400)
 
 
 class ErrorBody(BaseModel):

@@ -30,7 +30,7 @@ from sqlmodel import Session, col, select
 
 from hub.campaigns.clicks import Agent, new_click
 from hub.core.timeutil import as_utc, utcnow
-from hub.errors import InvalidInput, TooLarge, UnsupportedType
+from hub.errors import FileTooLarge, InvalidInput, UnsupportedFile
 from hub.inbound.webhooks import LINK_CLICKED, queue_event
 from hub.mail.parse.email_policy import PARSE_POLICY
 from hub.mail.parse.uuencode import split_uuencoded
@@ -70,14 +70,6 @@ FILE_TYPES = (
     FileType("application/pdf", ".pdf", (b"%PDF-",)),
 )
 ALLOWED_TYPES = "PNG, GIF, JPEG or PDF"
-
-
-class UnsupportedFile(UnsupportedType):
-    """The bytes are not a PNG, GIF, JPEG or PDF (whatever the name says)."""
-
-
-class FileTooLarge(TooLarge):
-    """The file is over the hosting limit (links.max_file_size)."""
 
 
 # -- settings -----------------------------------------------------------------------------------

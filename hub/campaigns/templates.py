@@ -33,9 +33,9 @@ from hub import compliance
 from hub.campaigns import contacts, links
 from hub.core import phone, segments
 from hub.core.config import Config
-from hub.core.templating import TemplateLimitExceeded, render_bounded, sandbox
+from hub.core.templating import render_bounded, sandbox
 from hub.core.timeutil import utcnow
-from hub.errors import ConflictError, InvalidInput, NotFound
+from hub.errors import ConflictError, InvalidInput, MissingField, NotFound, TemplateLimitExceeded
 from hub.sending.accounts import ancestors, funding_account, get_account
 from hub.sending.submit import SubmitRequest, SubmitResult, credits_for, submit_in, validate_sender
 from hub.store.models import (
@@ -58,19 +58,6 @@ _UNDEFINED = re.compile(r"'([^']+)' is undefined")
 _MAX_TEMPLATE = 2000
 # The most parts sending.max_parts allows, when the caller has no config.
 MOST_PARTS = 255
-
-
-class MissingField(InvalidInput):
-    """A merge field the recipient has no value for."""
-
-    def __init__(self, field_name: str, number: str | None) -> None:
-        self.field = field_name
-        self.number = number
-        who = f" for {number}" if number else ""
-        super().__init__(
-            f"merge field {field_name!r} is missing{who}: add a {field_name} column to the "
-            f'list, or write {{{{ {field_name}|default("...") }}}} in the text'
-        )
 
 
 # -- rendering ----------------------------------------------------------------------------

@@ -85,7 +85,7 @@ def _deliver_token(token: str, output: Path | None, source_type: str) -> None:
 
 def _run_login(login: Callable[..., str], **kwargs: Any) -> str:
     """Call a connector's sign-in, turning its failures into one-line errors."""
-    from hub.ports.calendar import SourceError
+    from hub.errors import SourceError
 
     try:
         return login(**kwargs)

@@ -503,8 +503,8 @@ def calendar_preview(
     shows the moved time.
     Broken events in the file are reported on standard error.
     """
-    from hub.errors import HubError
-    from hub.ports.calendar import SourceError, SyncWindow
+    from hub.errors import HubError, SourceError
+    from hub.ports.calendar import SyncWindow
     from hub.reminders import preview
     from hub.reminders.rules import parse_offset
 

@@ -18,8 +18,6 @@ from typing import Any
 
 from hub.compliance.hours import (
     MarketingHours,
-    NoMarketingWindow,
-    OutsideMarketingHours,
     country_time_zones,
     is_allowed,
     is_public_holiday,
@@ -47,6 +45,7 @@ from hub.compliance.senders import (
 )
 from hub.core import segments
 from hub.core.timeutil import as_utc
+from hub.errors import NoMarketingWindow, OutsideMarketingHours
 
 __all__ = [
     "DEFAULT_SENDER_RULE",

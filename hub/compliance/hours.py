@@ -46,7 +46,7 @@ from phonenumbers import timezone as pn_timezone
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 from hub.core.timeutil import as_utc
-from hub.errors import InvalidInput
+from hub.errors import NoMarketingWindow, OutsideMarketingHours
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -115,14 +115,6 @@ class MarketingHours(BaseModel):
             days = ", ".join(_DAY_NAMES[i] for i in indexes)
         text = f"{self.start:%H:%M}-{self.end:%H:%M} local time, {days}"
         return text + (", not on public holidays" if self.public_holidays else "")
-
-
-class NoMarketingWindow(InvalidInput):
-    """The rules leave no moment at which a marketing SMS may reach that country."""
-
-
-class OutsideMarketingHours(InvalidInput):
-    """A marketing SMS asked for a moment outside the hours, with outside_hours = "refuse"."""
 
 
 def _zone(name: str) -> ZoneInfo:

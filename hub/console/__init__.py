@@ -33,11 +33,10 @@ from hub.console import (
     routes_settings,
     routes_templates,
 )
-from hub.console.auth import CsrfFailed, LoginRequired
 from hub.console.render import STATIC_DIR, page
 from hub.core import i18n
 from hub.core.i18n import gettext as _
-from hub.errors import HubError
+from hub.errors import CsrfFailed, HubError, LoginRequired
 
 if TYPE_CHECKING:
     from hub.app import Hub

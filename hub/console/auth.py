@@ -18,7 +18,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 from hub.core import i18n
-from hub.errors import Forbidden, NotFound
+from hub.errors import CsrfFailed, Forbidden, LoginRequired, NotFound
 from hub.sending.accounts import descendant_ids
 from hub.store.db import read_scope, session_scope
 from hub.store.models import Account, MailUser
@@ -32,18 +32,6 @@ LOGIN_CSRF_COOKIE = "smshub_login_csrf"
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "x-csrf-token"
 _SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
-
-
-class LoginRequired(Exception):
-    """No valid session: HTML pages redirect to the login form, fetch calls get 401."""
-
-    def __init__(self, next_url: str) -> None:
-        super().__init__("log in first")
-        self.next_url = next_url
-
-
-class CsrfFailed(Exception):
-    """A form or fetch call without this session's CSRF token (403)."""
 
 
 @dataclass(frozen=True)

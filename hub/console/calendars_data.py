@@ -22,9 +22,8 @@ from hub.compliance import preview as sms_preview
 from hub.core.config import Config
 from hub.core.i18n import LANGUAGES
 from hub.core.phone import parse_number
-from hub.core.templating import TemplateLimitExceeded
 from hub.core.timeutil import utcnow
-from hub.errors import ConfigError, InvalidInput, NotFound
+from hub.errors import ConfigError, InvalidInput, NotFound, TemplateLimitExceeded
 from hub.ports.registry import calendar_settings as check_settings
 from hub.reminders import preview
 from hub.reminders.render import default_template

@@ -19,8 +19,8 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from hub.core.timeutil import as_utc
-from hub.errors import InvalidInput, NotFound
-from hub.mail.intake.replies import ReplyRefused, answer_request
+from hub.errors import InvalidInput, NotFound, ReplyRefused
+from hub.mail.intake.replies import answer_request
 from hub.sending import submit as sending
 from hub.store.models import Account, InboundMessage, Message
 

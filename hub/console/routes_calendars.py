@@ -15,8 +15,14 @@ from hub.console import calendars_oauth as oauth
 from hub.console.auth import ConsoleUser, User, signing_key
 from hub.console.render import page, redirect, sign_in_redirect, translated
 from hub.core.i18n import gettext, lazy_gettext
-from hub.core.templating import TemplateLimitExceeded
-from hub.errors import ConfigError, Forbidden, HubError, InvalidInput, NotFound
+from hub.errors import (
+    ConfigError,
+    Forbidden,
+    HubError,
+    InvalidInput,
+    NotFound,
+    TemplateLimitExceeded,
+)
 from hub.reminders import answers
 from hub.reminders.calendar_store import keep_secret_in
 from hub.reminders.replan import replan, replanned_message

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -437,15 +438,34 @@ class Config(Section):
         return url
 
 
-def _format_validation(source: str, exc: ValidationError) -> str:
+SEE_EXAMPLE = " (see config.example.toml for the options)"
+
+
+def config_error(
+    exc: ValidationError,
+    *,
+    name: Callable[[str], str] = str,
+    unknown: str = "unknown key",
+    hint: str = "",
+    line_prefix: str = "",
+    sep: str = "\n",
+    strip_value_error: bool = False,
+) -> ConfigError:
+    """EXC as a ConfigError naming every bad key, one line (or SEP-joined part) each.
+
+    NAME turns a key's dotted path into the name shown (e.g. with its section), UNKNOWN
+    names a key the model does not know, HINT follows it, LINE_PREFIX starts every line
+    (the file), and STRIP_VALUE_ERROR drops pydantic's "Value error, " from a validator's
+    message. The config file, providers, calendars and mailboxes each keep their wording."""
     lines = []
     for err in exc.errors():
-        key = ".".join(str(p) for p in err["loc"])
+        key = name(".".join(str(p) for p in err["loc"]))
         if err["type"] == "extra_forbidden":
-            lines.append(f"{source}: unknown key '{key}' (see config.example.toml for the options)")
+            lines.append(f"{line_prefix}{unknown} '{key}'{hint}")
         else:
-            lines.append(f"{source}: '{key}': {err['msg']}")
-    return "\n".join(lines)
+            msg = err["msg"].removeprefix("Value error, ") if strip_value_error else err["msg"]
+            lines.append(f"{line_prefix}'{key}': {msg}")
+    return ConfigError(sep.join(lines))
 
 
 def parse_config(data: dict[str, Any], source: str = "config") -> Config:
@@ -454,7 +474,7 @@ def parse_config(data: dict[str, Any], source: str = "config") -> Config:
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_format_validation(source, exc)) from None
+        raise config_error(exc, hint=SEE_EXAMPLE, line_prefix=f"{source}: ") from None
     config.source = source
     for name, section in config.providers.items():
         if not isinstance(section, dict) or "type" not in section:

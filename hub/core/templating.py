@@ -30,7 +30,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from jinja2.visitor import NodeTransformer
 
 from hub.core import i18n
-from hub.errors import InvalidInput
+from hub.errors import InvalidInput, TemplateLimitExceeded
 
 # Characters of any string, items of any list a template builds (a reminder is at most
 # 255 parts of 153 characters; nothing a template needs comes near).
@@ -44,11 +44,6 @@ MAX_LOOP_STEPS = 20_000
 _CHARS_PER_PART = 160
 # Room for the whitespace a template's layout adds (reminders fold runs of it into one).
 _LAYOUT_FACTOR = 4
-
-
-class TemplateLimitExceeded(InvalidInput):
-    """A user's template asks for more work or output than the hub allows (the message
-    names the limit); a 422 for the API and the console."""
 
 
 def _builtin_env() -> Environment:

@@ -30,7 +30,7 @@ import httpx
 
 from hub.core.config import Config, read_secret
 from hub.core.timeutil import utcnow
-from hub.errors import ConfigError, HubError
+from hub.errors import ConfigError, ConsentRevoked, MailboxAuthError
 from hub.ports.state import StateStore
 
 log = logging.getLogger("smshub.mailboxes")
@@ -82,14 +82,6 @@ STATUS_KEY = "status"  # {"state": "revoked", "error", "at"} while the consent i
 ACTIVITY_KEY = "activity"  # {"at", "what", "error", "error_at"}
 
 MAIL_OUT = "mail_out"
-
-
-class MailboxAuthError(HubError):
-    """The mailbox cannot sign in by OAuth; the message says what to do."""
-
-
-class ConsentRevoked(MailboxAuthError):
-    """The provider refused the stored refresh token (invalid_grant)."""
 
 
 def mailbox_namespace(key: str) -> str:

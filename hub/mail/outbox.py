@@ -22,7 +22,8 @@ from sqlmodel import Session, col, select
 
 from hub.core.timeutil import utcnow
 from hub.core.workers import PollingWorker
-from hub.ports.mail import MailSender, PermanentMailError
+from hub.errors import PermanentMailError
+from hub.ports.mail import MailSender
 from hub.store import claims
 from hub.store.claims import Lease
 from hub.store.db import session_scope

@@ -5,6 +5,7 @@ webhooks): resolve once, refuse internal addresses, connect to the checked addre
 clients (httpx, niquests) that connect only to what the guard checked.
 """
 
+from hub.errors import LookupFailed, OutboundError, OutboundRefused
 from hub.outbound.addresses import address_refusal, host_refusal
 from hub.outbound.clients import (
     GuardedBackend,
@@ -17,9 +18,6 @@ from hub.outbound.guard import (
     ADD_CHECK_TIMEOUT,
     LOOKUP_TIMEOUT,
     Guard,
-    LookupFailed,
-    OutboundError,
-    OutboundRefused,
     Resolver,
     check_url,
     system_resolver,

@@ -23,7 +23,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from hub.errors import HubError, InvalidInput
+from hub.errors import InvalidInput, LookupFailed, OutboundRefused
 from hub.outbound.addresses import host_refusal, parse_address
 
 # Seconds a lookup may take at a fetch; an add-time check waits less (a form is waiting).
@@ -36,23 +36,6 @@ Resolver = Callable[[str, int], Sequence[str]]
 # Lookups run here so that a deadline can be kept (getaddrinfo itself has none); a few
 # threads: a hung resolver must not take the hub's other worker threads.
 _LOOKUPS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="outbound-dns")
-
-
-class OutboundError(HubError):
-    """A customer's URL could not be reached through the outbound guard."""
-
-
-class OutboundRefused(OutboundError, InvalidInput):
-    """The URL's host is, or resolves to, an address customers' URLs may not reach.
-    ``reason`` is the host and address with what is wrong with it."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-class LookupFailed(OutboundError):
-    """The URL's host could not be resolved (no such name, or no answer in time)."""
 
 
 def system_resolver(host: str, port: int) -> list[str]:

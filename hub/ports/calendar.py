@@ -294,14 +294,6 @@ def move_name_keyed_files(
     return moved
 
 
-class CursorExpired(Exception):
-    """The incremental cursor is no longer valid (Google 410 Gone): do a full sync."""
-
-
-class SourceError(Exception):
-    """The calendar could not be read; the message says why, for the receptionist."""
-
-
 @runtime_checkable
 class CalendarSource(Protocol):
     """What every calendar connector implements."""

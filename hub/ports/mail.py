@@ -126,7 +126,3 @@ class MailSender(Protocol):
     async def send(self, message: EmailMessage) -> None:
         """Deliver MESSAGE or raise; a raised error is retried later."""
         ...
-
-
-class PermanentMailError(Exception):
-    """The mail can never be delivered (e.g. the relay refused the recipient with 5xx)."""

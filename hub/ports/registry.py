@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from hub.core.config import Config, read_secret
+from hub.core.config import Config, config_error, read_secret
 from hub.errors import ConfigError
 from hub.mail.oauth import MAIL_OUT, MailboxAccess, intake_key
 from hub.mail.outbox import build_message
@@ -44,14 +44,7 @@ def build_sms_provider(name: str, section: dict[str, Any], ctx: ProviderContext)
     try:
         settings = cls.settings_model.model_validate(section)
     except ValidationError as exc:
-        lines = []
-        for err in exc.errors():
-            key = ".".join(str(p) for p in err["loc"])
-            if err["type"] == "extra_forbidden":
-                lines.append(f"unknown key 'providers.{name}.{key}'")
-            else:
-                lines.append(f"'providers.{name}.{key}': {err['msg']}")
-        raise ConfigError("; ".join(lines)) from None
+        raise config_error(exc, name=lambda key: f"providers.{name}.{key}", sep="; ") from None
     provider: SmsProvider = cls(settings, ctx)
     return provider
 
@@ -118,15 +111,8 @@ def calendar_settings(kind: str, settings: dict[str, Any], where: str) -> BaseMo
     try:
         parsed: BaseModel = cls.settings_model.model_validate({"type": kind, **settings})
     except ValidationError as exc:
-        lines = []
-        for err in exc.errors():
-            key = ".".join(str(p) for p in err["loc"])
-            lines.append(
-                f"unknown setting '{key}'"
-                if err["type"] == "extra_forbidden"
-                else f"'{key}': {err['msg']}"
-            )
-        raise ConfigError(f"{where}: " + "; ".join(lines)) from None
+        error = config_error(exc, unknown="unknown setting", sep="; ")
+        raise ConfigError(f"{where}: {error}") from None
     return parsed
 
 

@@ -12,8 +12,8 @@ from babel.dates import format_date, format_datetime, format_time
 from jinja2 import Template, TemplateError
 
 from hub.core import i18n, segments
-from hub.core.templating import TemplateLimitExceeded, render_bounded, sandbox, too_many_parts
-from hub.errors import InvalidInput
+from hub.core.templating import render_bounded, sandbox, too_many_parts
+from hub.errors import InvalidInput, TemplateLimitExceeded
 
 # The most parts sending.max_parts allows: the bound when the caller has no config (a
 # template checked when it is set; the preview and the planner pass the configured one).

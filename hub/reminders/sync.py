@@ -14,12 +14,10 @@ from sqlmodel import Session, select
 
 from hub.core.config import Config
 from hub.core.timeutil import as_utc, utcnow
-from hub.errors import ConfigError, HubError
+from hub.errors import ConfigError, CursorExpired, HubError, SourceError
 from hub.ports.calendar import (
     CalendarSource,
-    CursorExpired,
     SourceContext,
-    SourceError,
     SyncResult,
     SyncWindow,
     move_name_keyed_files,

@@ -22,8 +22,8 @@ from sqlmodel import col, select
 from hub.core.config import Config
 from hub.core.timeutil import as_utc, utcnow
 from hub.core.workers import PollingWorker
-from hub.errors import ConfigError
-from hub.ports.calendar import CalendarEvent, CalendarSource, SourceError
+from hub.errors import ConfigError, SourceError
+from hub.ports.calendar import CalendarEvent, CalendarSource
 from hub.ports.registry import build_calendar_source
 from hub.ports.state import StateStore
 from hub.reminders.answers import answer_note

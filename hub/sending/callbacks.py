@@ -111,10 +111,10 @@ class CallbackView:
                 "rejected %s callback for %s (%d): %s",
                 self.label,
                 self.provider_name,
-                exc.status,
+                exc.http_status,
                 exc,
             )
-            return exc.status, "text/plain", str(exc)
+            return exc.http_status, "text/plain", str(exc)
         try:
             await sink(events)
         except Exception:

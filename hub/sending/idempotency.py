@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from hub.core.timeutil import as_utc, utcnow
-from hub.errors import ConflictError, InvalidInput
+from hub.errors import IdempotencyKeyBusy, IdempotencyKeyReused
 from hub.store.db import session_scope
 from hub.store.models import IdempotencyKey
 
@@ -33,14 +33,6 @@ STALE_CLAIM = timedelta(seconds=60)
 # Keys deleted per transaction when pruning (short write locks), and per prune at most.
 PRUNE_BATCH = 1000
 PRUNE_MOST = 100_000
-
-
-class IdempotencyKeyReused(InvalidInput):
-    """The key was first used with a different request (422)."""
-
-
-class IdempotencyKeyBusy(ConflictError):
-    """The first request with this key is still being handled (409: retry shortly)."""
 
 
 @dataclass(frozen=True)

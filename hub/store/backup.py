@@ -15,12 +15,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
-from hub.errors import HubError, InvalidInput
-
-
-class BackupError(HubError):
-    """A backup or restore that cannot be done; the message says why and what to do."""
-
+from hub.errors import BackupError, InvalidInput
 
 PG_ADVICE = (
     "this database is PostgreSQL: back it up with `pg_dump --format=custom --file=FILE "

@@ -24,7 +24,6 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
 
-from hub.errors import HubError
 from hub.store.db import table
 from hub.store.models import RateCounter
 
@@ -34,19 +33,6 @@ MAX_KEY = 200
 # Expired rows are deleted at most this often per process, by whoever counts next.
 PRUNE_EVERY = 300.0
 _last_prune = 0.0
-
-
-class RateLimited(HubError):
-    """A request over a limit; ``retry_after`` is when a retry can succeed (seconds)."""
-
-    def __init__(self, message: str, retry_after: float) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-    @property
-    def seconds(self) -> int:
-        """RETRY_AFTER rounded up to whole seconds, at least 1 (for Retry-After headers)."""
-        return max(1, math.ceil(self.retry_after))
 
 
 @dataclass(frozen=True)

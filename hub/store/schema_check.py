@@ -30,16 +30,10 @@ from sqlalchemy.schema import AddConstraint, CreateColumn, CreateIndex
 from sqlmodel import SQLModel
 
 import hub.store.models  # noqa: F401  (registers the tables)
-from hub.errors import HubError
+from hub.errors import SchemaError
 from hub.store.db import MIGRATIONS_DIR, make_engine, upgrade
 
 Status = Literal["empty", "current", "behind", "ahead"]
-
-
-class SchemaError(HubError):
-    """The database's schema cannot be used by this build; the message says what to do."""
-
-    exit_code = 3
 
 
 @dataclass

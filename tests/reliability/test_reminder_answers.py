@@ -17,7 +17,8 @@ from sqlmodel import col, select
 
 from hub.app import Hub
 from hub.core.config import Config
-from hub.ports.calendar import CalendarEvent, SourceError, SyncResult, SyncWindow
+from hub.errors import SourceError
+from hub.ports.calendar import CalendarEvent, SyncResult, SyncWindow
 from hub.reminders import writeback
 from hub.reminders.reconcile import reconcile
 from hub.reminders.sync import sync_calendar

@@ -27,7 +27,7 @@ from sqlmodel import select
 
 from connectors.calendar.caldav import CalDavSettings, CalDavSource
 from connectors.calendar.ics import IcsSettings, IcsSource
-from hub.errors import HubError, InvalidInput
+from hub.errors import HubError, InvalidInput, SourceError
 from hub.inbound import webhooks
 from hub.outbound import (
     Guard,
@@ -38,7 +38,7 @@ from hub.outbound import (
     guarded_async_client,
     guarded_session,
 )
-from hub.ports.calendar import SourceContext, SourceError, SyncWindow
+from hub.ports.calendar import SourceContext, SyncWindow
 from hub.reminders.setup import add_calendar
 from hub.sending.accounts import get_account
 from hub.store.db import session_scope

@@ -13,8 +13,8 @@ import pytest
 from sqlmodel import select
 
 from hub.campaigns import templates as mt
-from hub.core.templating import MAX_LENGTH, TemplateLimitExceeded, render_bounded, sandbox
-from hub.errors import InvalidInput
+from hub.core.templating import MAX_LENGTH, render_bounded, sandbox
+from hub.errors import InvalidInput, TemplateLimitExceeded
 from hub.reminders.render import render_reminder
 from hub.store.db import session_scope
 from hub.store.models import Account, Calendar

@@ -23,8 +23,9 @@ import dns.exception
 import dns.resolver
 import spf
 
+from hub.errors import DnsTrouble
 from hub.mail.intake.alignment import aligned, domain_of, org_domain
-from hub.mail.intake.resolver import DnsTrouble, txt_records
+from hub.mail.intake.resolver import txt_records
 from hub.mail.intake.sender_auth import Verdict
 
 log = logging.getLogger("smshub.intake.auth")

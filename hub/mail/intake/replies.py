@@ -7,20 +7,13 @@ from dataclasses import dataclass
 from sqlmodel import Session
 
 from hub.core.config import Config
+from hub.errors import ReplyDeferred, ReplyRefused
 from hub.mail import parse as mailparse
 from hub.mail.intake.sender_auth import Verdict
 from hub.mail.replytokens import inbound_id_from, is_reply_address
 from hub.ports.mail import MailLogin
 from hub.sending import submit as sending
 from hub.store.models import Account, InboundMessage
-
-
-class ReplyRefused(Exception):
-    """The answer cannot be sent; the message says why (it becomes the bounce text)."""
-
-
-class ReplyDeferred(ReplyRefused):
-    """The answer's sender could not be checked now (DNS): the sending server retries."""
 
 
 @dataclass

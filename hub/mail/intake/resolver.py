@@ -13,13 +13,9 @@ import dns.exception
 import dns.resolver
 
 from hub.core.config import DnsSection
-from hub.errors import HubError
+from hub.errors import DnsTrouble
 
 log = logging.getLogger("smshub.intake")
-
-
-class DnsTrouble(HubError):
-    """A lookup that did not get an answer (timeout, server failure): try again later."""
 
 
 def make_resolver(section: DnsSection) -> dns.resolver.Resolver:
