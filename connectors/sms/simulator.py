@@ -25,6 +25,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator
 
+from connectors.sms.base import SmsProviderBase
 from hub.callbacks import CallbackRequest, CallbackView, SharedSecretMixin
 from hub.config import read_secret
 from hub.errors import MalformedCallback
@@ -89,20 +90,20 @@ class SimulatorSettings(ProviderSettings):
         return value
 
 
-class SimulatorProvider:
-    """Implements hub.providers.SmsProvider."""
+class SimulatorProvider(SmsProviderBase[SimulatorSettings]):
+    """Implements hub.providers.SmsProvider without a network: a log file and callbacks."""
 
     settings_model: ClassVar[type[ProviderSettings]] = SimulatorSettings
+    label = "the simulator"
+    log = log
 
     def __init__(self, settings: SimulatorSettings, ctx: ProviderContext) -> None:
-        self.settings = settings
-        self.ctx = ctx
-        self.name = ctx.name
+        super().__init__(settings, ctx)
         self.deduplicates = settings.deduplicates
         self.log_path = (
             Path(settings.log_path) if settings.log_path else (ctx.data_dir / "simulator.jsonl")
         )
-        self.secret = read_secret(settings, "secret", f"providers.{self.name}") or (
+        self.secret = read_secret(settings, "secret", self.where) or (
             secrets.token_urlsafe(24)
         )
         # Digests of the latest dedupe keys (the provider id is derived from the key).
@@ -151,7 +152,7 @@ class SimulatorProvider:
         }
 
     # -- sending ---------------------------------------------------------------------------
-    async def send(self, sms: OutgoingSms) -> SendResult:
+    async def attempt(self, sms: OutgoingSms) -> SendResult:
         key = sms.dedupe_key or sms.message_id
         provider_id = "sim-" + hashlib.sha256(key.encode()).hexdigest()[:20]
         if self.deduplicates and key in self._sent:
@@ -159,7 +160,7 @@ class SimulatorProvider:
         if sms.to in self.settings.reject_numbers:
             return SendResult(
                 SendOutcome.PERMANENT,
-                reason="invalid_number",
+                reason=DeliveryReason.INVALID_NUMBER,
                 detail="simulator refuses this number",
             )
         if self.settings.latency > 0:
