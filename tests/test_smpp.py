@@ -20,7 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlmodel import col, select
 
-from connectors.sms import smpp_pdu as wire
+from connectors.sms.smpp import pdu as wire
 from connectors.sms.smpp import PartRef, SmppProvider, SmppSettings, SmppState, status_outcome
 from hub import segments, sending
 from hub.db import session_scope

@@ -51,7 +51,7 @@ import re
 import urllib.parse
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import ClassVar, Literal
+from typing import Literal
 
 import httpx
 from pydantic import Field, field_validator
@@ -69,7 +69,6 @@ from hub.providers import (
     OutgoingSms,
     ProviderContext,
     ProviderEvent,
-    ProviderSettings,
     SendOutcome,
     SendResult,
 )
@@ -196,7 +195,7 @@ def interpret_sendsms_response(status_code: int, body: str, message_id: str) -> 
 class KannelProvider(HttpSmsProvider[KannelSettings]):
     """Implements hub.providers.SmsProvider for Kannel's smsbox."""
 
-    settings_model: ClassVar[type[ProviderSettings]] = KannelSettings
+    settings_model = KannelSettings
     label = "Kannel"
     log = logging.getLogger("smshub.kannel")
     # sendsms has no idempotency key: a message a crashed process left in `submitting`, or

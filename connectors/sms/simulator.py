@@ -21,11 +21,12 @@ from collections import deque
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
 from connectors.sms.base import SmsProviderBase
+from connectors.sms.callback_json import json_object
 from hub.callbacks import CallbackRequest, CallbackView, SharedSecretMixin
 from hub.config import read_secret
 from hub.errors import MalformedCallback
@@ -93,7 +94,7 @@ class SimulatorSettings(ProviderSettings):
 class SimulatorProvider(SmsProviderBase[SimulatorSettings]):
     """Implements hub.providers.SmsProvider without a network: a log file and callbacks."""
 
-    settings_model: ClassVar[type[ProviderSettings]] = SimulatorSettings
+    settings_model = SimulatorSettings
     label = "the simulator"
     log = log
 
@@ -103,9 +104,7 @@ class SimulatorProvider(SmsProviderBase[SimulatorSettings]):
         self.log_path = (
             Path(settings.log_path) if settings.log_path else (ctx.data_dir / "simulator.jsonl")
         )
-        self.secret = read_secret(settings, "secret", self.where) or (
-            secrets.token_urlsafe(24)
-        )
+        self.secret = read_secret(settings, "secret", self.where) or (secrets.token_urlsafe(24))
         # Digests of the latest dedupe keys (the provider id is derived from the key).
         self._sent = _RecentKeys(settings.dedupe_window)
         self._pending: list[tuple[float, str, dict[str, Any]]] = []
@@ -351,21 +350,11 @@ def read_log(path: Path) -> list[dict[str, Any]]:
     return list(iter_log(path))
 
 
-def _json_body(request: CallbackRequest) -> dict[str, Any]:
-    try:
-        body = json.loads(request.body or b"null")
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise MalformedCallback(f"body is not JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise MalformedCallback("body must be a JSON object")
-    return body
-
-
 class SimulatorReportView(SharedSecretMixin, CallbackView):
     label = "simulator dlr"
 
     def parse_events(self, request: CallbackRequest) -> list[ProviderEvent]:
-        reports = _json_body(request).get("reports")
+        reports = json_object(request).get("reports")
         if not isinstance(reports, list):
             raise MalformedCallback("'reports' must be a list")
         events: list[ProviderEvent] = []
@@ -393,7 +382,7 @@ class SimulatorInboundView(SharedSecretMixin, CallbackView):
     label = "simulator mo"
 
     def parse_events(self, request: CallbackRequest) -> list[ProviderEvent]:
-        body = _json_body(request)
+        body = json_object(request)
         try:
             return [
                 InboundSms(

@@ -38,10 +38,11 @@ import json
 import logging
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import httpx
 
+from connectors.sms.callback_json import json_object
 from connectors.sms.http_base import (
     HttpClientOptions,
     HttpProviderSettings,
@@ -60,7 +61,6 @@ from hub.providers import (
     OutgoingSms,
     ProviderContext,
     ProviderEvent,
-    ProviderSettings,
     SendOutcome,
     SendResult,
 )
@@ -216,7 +216,7 @@ def interpret_send_response(status_code: int, body: Any) -> SendResult:
 class SmsFactorProvider(HttpSmsProvider[SmsFactorSettings]):
     """Implements hub.providers.SmsProvider for SMSFactor's HTTP API."""
 
-    settings_model: ClassVar[type[ProviderSettings]] = SmsFactorSettings
+    settings_model = SmsFactorSettings
     label = "SMSFactor"
     log = log
     # SMSFactor has no idempotency key (gsmsmsid only labels reports), so a message a crashed
@@ -273,17 +273,6 @@ class SmsFactorProvider(HttpSmsProvider[SmsFactorSettings]):
         return interpret_send_response(response.status_code, json_or_text(response))
 
 
-def _json_object(request: CallbackRequest) -> dict[str, Any]:
-    """The raw JSON body SMSFactor posts (whatever the content type says)."""
-    try:
-        body = json.loads(request.body or b"null")
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise MalformedCallback(f"body is not JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise MalformedCallback("body must be a JSON object")
-    return body
-
-
 def _parse_date(value: Any) -> datetime | None:
     """An ISO date with an offset; None when absent or without one (then we use our clock)."""
     if not value:
@@ -317,7 +306,7 @@ class SmsFactorReportView(SharedSecretMixin, CallbackView):
     label = "smsfactor dlr"
 
     def parse_events(self, request: CallbackRequest) -> list[ProviderEvent]:
-        body = _json_object(request)
+        body = json_object(request)
         missing = [k for k in ("status", "campaign_id") if body.get(k) in (None, "")]
         if missing:
             raise MalformedCallback(f"delivery report lacks {', '.join(missing)}")
@@ -358,7 +347,7 @@ class SmsFactorInboundView(SharedSecretMixin, CallbackView):
         self.inbound_number = inbound_number
 
     def parse_events(self, request: CallbackRequest) -> list[ProviderEvent]:
-        body = _json_object(request)
+        body = json_object(request)
         sender = body.get("from")
         text = body.get("message")
         if not sender or not isinstance(sender, str | int):

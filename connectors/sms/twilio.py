@@ -27,7 +27,7 @@ import hmac
 import logging
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 from urllib.parse import parse_qs, quote, urlsplit, urlunsplit
 
 import httpx
@@ -50,7 +50,6 @@ from hub.providers import (
     OutgoingSms,
     ProviderContext,
     ProviderEvent,
-    ProviderSettings,
     SendOutcome,
     SendResult,
 )
@@ -145,7 +144,7 @@ def interpret_error(status_code: int, body: Any) -> SendResult:
 class TwilioProvider(HttpSmsProvider[TwilioSettings]):
     """Implements hub.providers.SmsProvider for Twilio Programmable Messaging."""
 
-    settings_model: ClassVar[type[ProviderSettings]] = TwilioSettings
+    settings_model = TwilioSettings
     label = "Twilio"
     log = log
     # Twilio documents no idempotency key for creating Messages: a message a crashed process

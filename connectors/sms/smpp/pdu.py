@@ -16,6 +16,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 
+from hub.segments import GSM7_BASIC_TABLE, GSM7_ESCAPE, GSM7_EXTENSION_TABLE
+
 HEADER = struct.Struct(">IIII")
 HEADER_SIZE = HEADER.size
 # The spec sets no maximum; real PDUs stay far below this, so anything larger is a framing
@@ -479,30 +481,7 @@ def relative_validity(seconds: float) -> str:
 
 # -- GSM 03.38 -------------------------------------------------------------------------------
 
-# The default alphabet in code order; 0x1B (ESC) is a placeholder, never a character.
-GSM7_BASIC_TABLE = (
-    "@£$¥èéùìòÇ\nØø\rÅå"
-    "Δ_ΦΓΛΩΠΨΣΘΞ\x1bÆæßÉ"
-    " !\"#¤%&'()*+,-./"
-    "0123456789:;<=>?"
-    "¡ABCDEFGHIJKLMNO"
-    "PQRSTUVWXYZÄÖÑÜ§"
-    "¿abcdefghijklmno"
-    "pqrstuvwxyzäöñüà"
-)
-GSM7_ESCAPE = 0x1B
-GSM7_EXTENSION_TABLE = {
-    "\f": 0x0A,
-    "^": 0x14,
-    "{": 0x28,
-    "}": 0x29,
-    "\\": 0x2F,
-    "[": 0x3C,
-    "~": 0x3D,
-    "]": 0x3E,
-    "|": 0x40,
-    "€": 0x65,
-}
+# The tables are the hub's (hub.segments), which also decides what travels as GSM-7.
 _GSM7_ENCODE = {ch: code for code, ch in enumerate(GSM7_BASIC_TABLE) if code != GSM7_ESCAPE}
 _GSM7_EXT_DECODE = {code: ch for ch, code in GSM7_EXTENSION_TABLE.items()}
 
