@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from connectors.sms.smpp.pdu import Concat, message_id_variants
+from connectors.sms.smpp.receipts import message_id_variants
+from connectors.sms.smpp.text import Concat
 
 
 @dataclass

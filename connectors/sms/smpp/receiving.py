@@ -21,20 +21,20 @@ from connectors.sms.smpp.pdu import (
     ESM_UDHI,
     STAT_WORDS,
     STATES_BY_WORD,
-    Concat,
     MessageState,
     ShortMessage,
     Tag,
-    decode_text,
+    tlv,
+)
+from connectors.sms.smpp.receipts import (
     network_error_code,
     parse_error_code,
     parse_receipt_text,
     parse_smpp_date,
-    split_udh,
-    tlv,
 )
 from connectors.sms.smpp.settings import SmppSettings
 from connectors.sms.smpp.shared_state import SharedSmppState
+from connectors.sms.smpp.text import Concat, decode_text, split_udh
 from hub.phone import parse_number
 from hub.providers import (
     DeliveryReason,

@@ -4,13 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from connectors.sms.smpp.pdu import (
-    ESM_UDHI,
-    ShortMessage,
-    concatenated_parts,
-    relative_validity,
-)
+from connectors.sms.smpp.pdu import ESM_UDHI, ShortMessage, relative_validity
 from connectors.sms.smpp.settings import SmppSettings
+from connectors.sms.smpp.text import concatenated_parts
 from hub import segments
 from hub.phone import is_alphanumeric_sender
 from hub.providers import DeliveryReason, OutgoingSms

@@ -10,7 +10,8 @@ from collections import OrderedDict
 from pathlib import Path
 
 from connectors.sms.smpp.journal import MoGroup, PartRef, SmppState, remember_recent
-from connectors.sms.smpp.pdu import Concat, message_id_variants
+from connectors.sms.smpp.receipts import message_id_variants
+from connectors.sms.smpp.text import Concat
 from hub.state import StateStore
 
 log = logging.getLogger("smshub.smpp")
