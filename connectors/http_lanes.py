@@ -29,11 +29,15 @@ class HttpLanes:
         timeout: httpx.Timeout,
         keepalive_expiry: float,
         headers: Mapping[str, str] | None = None,
+        base_url: str = "",
+        auth: tuple[str, str] | None = None,
     ) -> None:
         self.size = max(1, size)
         self._timeout = timeout
         self._keepalive_expiry = keepalive_expiry
         self._headers = dict(headers or {})
+        self._base_url = base_url
+        self._auth = auth
         self._clients: list[httpx.AsyncClient] = []
         # Last in, first out: the busiest connections stay warm, the spare ones expire.
         self._free: asyncio.LifoQueue[httpx.AsyncClient] | None = None
@@ -50,7 +54,12 @@ class HttpLanes:
         tls = httpx.create_ssl_context()
         for _ in range(self.size):
             client = httpx.AsyncClient(
-                timeout=self._timeout, limits=limits, headers=self._headers, verify=tls
+                base_url=self._base_url,
+                auth=self._auth,
+                timeout=self._timeout,
+                limits=limits,
+                headers=self._headers,
+                verify=tls,
             )
             self._clients.append(client)
             self._free.put_nowait(client)

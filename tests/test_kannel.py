@@ -33,11 +33,12 @@ from hub.app import Hub
 from hub.core.config import Config
 from hub.errors import ConfigError
 from hub.ports.sms import DeliveryReason, OutgoingSms, ProviderContext, SendOutcome
-from hub.sending import submit as sending
+from hub.sending.submit import submit as sending
 from hub.store.db import session_scope
 from hub.store.models import InboundMessage, Message, MessageEvent
 from tests.conftest import make_config
 from tests.servers._util import free_port, wait_until_async
+from tests.servers.dropping_http import DroppingHttpServer
 from tests.servers.kannel import KannelServer, kannel_factory, kannel_mo_url  # noqa: F401
 
 SECRET = "kannel-test-secret_0123456789"
@@ -480,6 +481,26 @@ async def test_kannel_down_requeues_with_a_detail_then_fails_over(
         await hub.dispatcher.drain()  # type: ignore[union-attr]
         message = _messages(engine)[mid]
         assert (message.status, message.provider) == ("sent", "simulator")
+
+
+async def test_kannel_that_takes_the_request_but_never_answers_leaves_it_unknown(
+    db_url: str, tmp_path: Path, engine: Engine, account: str, secrets_env: None
+) -> None:
+    """sendsms has no idempotency key: a request Kannel may have taken is not sent again,
+    neither through Kannel nor through the next provider (it used to be, as TRANSIENT)."""
+    port = free_port()
+    async with DroppingHttpServer("silent") as smsbox:
+        sendsms = f"{smsbox.url}/cgi-bin/sendsms"
+        config = _config(
+            db_url, tmp_path, port, sendsms, route=["kannel", "simulator"], timeout=0.5
+        )
+        async with running_hub(config, engine, port) as hub:
+            [mid] = _submit(hub, "maybe sent", "+33600000032")
+            await hub.dispatcher.run_once()  # type: ignore[union-attr]
+            message = _messages(engine)[mid]
+            assert len(smsbox.requests) == 1
+    assert (message.status, message.provider) == ("unknown", "kannel")
+    assert "may have taken the message" in message.detail
 
 
 async def test_refusals_by_kannel_fail_over_and_stay_visible(

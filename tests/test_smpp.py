@@ -20,8 +20,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlmodel import col, select
 
-from connectors.sms import smpp_pdu as wire
-from connectors.sms.smpp import PartRef, SmppProvider, SmppSettings, SmppState, status_outcome
+from connectors.sms.smpp import (
+    PartRef,
+    SmppProvider,
+    SmppSettings,
+    SmppState,
+    receipts,
+    status_outcome,
+)
+from connectors.sms.smpp import pdu as wire
+from connectors.sms.smpp import text as sms_text
+from connectors.sms.smpp.text import Concat
 from hub.core import segments
 from hub.core.timeutil import utcnow
 from hub.ports.sms import (
@@ -41,7 +50,9 @@ from hub.store.models import InboundMessage, Message, MessageEvent
 from tests.conftest import make_config, require_server
 from tests.servers.smpp_server import IMPORT_ERROR, LinkProxy, Smsc
 
-GSM_CHARS = [c for c in wire.GSM7_BASIC_TABLE if c != "\x1b"] + list(wire.GSM7_EXTENSION_TABLE)
+GSM_CHARS = [c for c in segments.GSM7_BASIC_TABLE if c != "\x1b"] + list(
+    segments.GSM7_EXTENSION_TABLE
+)
 UCS2_EXTRA = ["ç", "ж", "中", "😀", "🏽", "\u2713", "\U0001f1eb"]
 gsm_text = st.text(alphabet=st.sampled_from(GSM_CHARS), max_size=500)
 any_text = st.text(alphabet=st.sampled_from(GSM_CHARS + UCS2_EXTRA), max_size=400)
@@ -52,8 +63,8 @@ any_text = st.text(alphabet=st.sampled_from(GSM_CHARS + UCS2_EXTRA), max_size=40
 
 @given(gsm_text)
 def test_gsm7_unpacked_round_trip_and_septet_count(text):
-    octets = wire.gsm7_encode(text)
-    assert wire.gsm7_decode(octets) == text
+    octets = sms_text.gsm7_encode(text)
+    assert sms_text.gsm7_decode(octets) == text
     assert len(octets) == segments.count(text).length
     assert all(o < 0x80 for o in octets)
 
@@ -62,21 +73,21 @@ def test_gsm7_unpacked_round_trip_and_septet_count(text):
 def test_gsm7_agrees_with_an_independent_codec(text):
     if IMPORT_ERROR is not None:
         require_server("gsm0338 (independent GSM 03.38 codec)", str(IMPORT_ERROR))
-    assert wire.gsm7_encode(text) == text.encode("gsm03.38")
+    assert sms_text.gsm7_encode(text) == text.encode("gsm03.38")
 
 
 def test_gsm7_refuses_characters_outside_the_alphabet_and_decodes_leniently():
     with pytest.raises(wire.PduError, match="position 1"):
-        wire.gsm7_encode("aç")
+        sms_text.gsm7_encode("aç")
     # 23.038: unknown extension code -> the basic character; ESC ESC -> space; 8-bit -> U+FFFD
-    assert wire.gsm7_decode(bytes([0x1B, 0x41, 0x1B, 0x1B, 0x80])) == "A \ufffd"
-    assert wire.gsm7_decode(bytes([0x1B, 0x65, 0x09])) == "€Ç"
+    assert sms_text.gsm7_decode(bytes([0x1B, 0x41, 0x1B, 0x1B, 0x80])) == "A \ufffd"
+    assert sms_text.gsm7_decode(bytes([0x1B, 0x65, 0x09])) == "€Ç"
 
 
 @given(any_text, st.integers(0, 255))
 def test_udh_split_and_reassembly_give_the_text_back(text, ref):
     info = segments.count(text)
-    parts = wire.concatenated_parts(text, segments.split(text), info.encoding, ref)
+    parts = sms_text.concatenated_parts(text, segments.split(text), info.encoding, ref)
     assert len(parts) == max(1, info.segments)
     expected = segments.split(text) or [""]
     payloads = []
@@ -84,23 +95,23 @@ def test_udh_split_and_reassembly_give_the_text_back(text, ref):
         assert dcs == (0 if info.encoding == segments.GSM7 else 8)
         assert len(octets) <= (160 if dcs == 0 else 140)
         if has_udh:
-            concat, payload = wire.split_udh(octets)
-            assert concat == wire.Concat(ref, len(parts), i)
+            concat, payload = sms_text.split_udh(octets)
+            assert concat == Concat(ref, len(parts), i)
             assert len(payload) <= (153 if dcs == 0 else 134)
         else:
             payload = octets
         # every part decodes on its own: no escape or surrogate pair is cut
-        assert wire.decode_text(dcs, payload) == expected[i - 1]
+        assert sms_text.decode_text(dcs, payload) == expected[i - 1]
         payloads.append(payload)
-    assert wire.decode_text(parts[0][0], b"".join(payloads)) == text
+    assert sms_text.decode_text(parts[0][0], b"".join(payloads)) == text
 
 
 def test_udh_parsing_knows_16_bit_references_and_rejects_bad_lengths():
-    concat, rest = wire.split_udh(bytes([6, 0x08, 4, 0x12, 0x34, 3, 2]) + b"xy")
-    assert (concat, rest) == (wire.Concat(0x1234, 3, 2), b"xy")
+    concat, rest = sms_text.split_udh(bytes([6, 0x08, 4, 0x12, 0x34, 3, 2]) + b"xy")
+    assert (concat, rest) == (Concat(0x1234, 3, 2), b"xy")
     with pytest.raises(wire.PduError):
-        wire.split_udh(bytes([9, 0, 3, 1, 2, 1]))
-    assert wire.split_udh(bytes([5, 0, 3, 1, 2, 0]) + b"z") == (None, b"z")  # seq 0: ignore
+        sms_text.split_udh(bytes([9, 0, 3, 1, 2, 1]))
+    assert sms_text.split_udh(bytes([5, 0, 3, 1, 2, 0]) + b"z") == (None, b"z")  # seq 0: ignore
 
 
 addr = st.text(alphabet=st.sampled_from("0123456789+ABCxyz "), max_size=20)
@@ -173,8 +184,8 @@ def test_framing_rejects_bad_lengths_and_fields():
     text=st.text(alphabet=st.characters(codec="ascii"), max_size=20),
 )
 def test_receipt_text_round_trip(mid, stat, err, text):
-    fields = wire.parse_receipt_text(
-        wire.format_receipt_text(mid, stat, err=err, submit_date="2401151200", text=text)
+    fields = receipts.parse_receipt_text(
+        receipts.format_receipt_text(mid, stat, err=err, submit_date="2401151200", text=text)
     )
     assert (fields["id"], fields["stat"], fields["err"]) == (mid, stat, err)
     assert fields["submit date"] == "2401151200"
@@ -182,7 +193,7 @@ def test_receipt_text_round_trip(mid, stat, err, text):
 
 
 def test_receipt_parsing_tolerates_real_world_variants():
-    fields = wire.parse_receipt_text(
+    fields = receipts.parse_receipt_text(
         "id:0A1B2C sub:001 dlvrd:000 submit_date:2401151200 done_date:240115120133 "
         "stat:UNDELIV err:001 Text:stat:DELIVRD id:fake"
     )
@@ -190,10 +201,10 @@ def test_receipt_parsing_tolerates_real_world_variants():
     assert fields["stat"] == "UNDELIV"
     assert fields["done date"] == "240115120133"
     assert fields["text"] == "stat:DELIVRD id:fake"
-    when = wire.parse_smpp_date(fields["done date"], UTC)
+    when = receipts.parse_smpp_date(fields["done date"], UTC)
     assert when is not None and (when.hour, when.second) == (12, 33)
     # receipts in decimal for submit_sm_resp ids in hex, and the other way round
-    assert {"3039", "74565"} <= set(wire.message_id_variants("12345"))
+    assert {"3039", "74565"} <= set(receipts.message_id_variants("12345"))
 
 
 def test_relative_validity_period():
@@ -211,7 +222,7 @@ def test_state_file_keeps_parts_and_inbound_fragments_across_restarts(tmp_path):
     state.remember("old", PartRef("older", "old", 0, 2, now - 7200))
     state.remember("single", PartRef("one", "single", 0, 1, now))
     assert state.set_part_state("p1", "DELIVRD") == ["DELIVRD", None, None]
-    state.add_mo_part("+33612345678", "+33700000000", wire.Concat(9, 2, 1), 0, b"abc")
+    state.add_mo_part("+33612345678", "+33700000000", Concat(9, 2, 1), 0, b"abc")
     state.close()
 
     again = SmppState(path, receipt_window=3600, mo_timeout=3600)
@@ -220,13 +231,11 @@ def test_state_file_keeps_parts_and_inbound_fragments_across_restarts(tmp_path):
     assert again.lookup("old") is None  # past the receipt window
     assert again.lookup("single") is None  # single parts live in memory only
     assert again.set_part_state("p2", "DELIVRD") == ["DELIVRD", "DELIVRD", None]
-    group = again.add_mo_part("+33612345678", "+33700000000", wire.Concat(9, 2, 2), 0, b"def")
+    group = again.add_mo_part("+33612345678", "+33700000000", Concat(9, 2, 2), 0, b"def")
     assert group is not None and sorted(group.parts) == [1, 2]
     again.finish_mo(group)
     # the SMSC delivering the last part again (our ack was lost) adds nothing
-    assert (
-        again.add_mo_part("+33612345678", "+33700000000", wire.Concat(9, 2, 2), 0, b"def") is None
-    )
+    assert again.add_mo_part("+33612345678", "+33700000000", Concat(9, 2, 2), 0, b"def") is None
     again.close()
 
 

@@ -14,7 +14,9 @@ Checked against Kannel 1.4.5 (Debian ``kannel``) with its test SMSC ``fakesmsc``
   number, rejected``, ``Sender missing and no global set, rejected``, ``Coding field misformed``,
   ``Number(s) has/have been denied by white- and/or black-lists.``); a 5xx if smsbox cannot
   pass the message on (not seen with fakesmsc: when bearerbox dies smsbox exits, so an outage
-  is a refused connection). sendsms returns no message id, and has no idempotency key.
+  is a refused connection). sendsms returns no message id, and has no idempotency key: a
+  sendsms that got no answer (read timeout, dropped connection) may have reached Kannel, so
+  the message becomes ``unknown`` rather than sent twice (the policy of ``http_base``).
 * Delivery reports: smsbox calls the ``dlr-url`` given per message, after replacing Kannel's
   escape codes (``%d`` type, ``%A`` SMSC reply, ``%F`` SMSC message id, ``%T`` time, ``%i``
   smsc-id). Types: 1 delivered, 2 undelivered, 4 buffered, 8 SMSC success, 16 SMSC reject.
@@ -49,12 +51,12 @@ import re
 import urllib.parse
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import ClassVar, Literal
+from typing import Literal
 
 import httpx
 from pydantic import Field, field_validator
 
-from connectors.http_lanes import HttpLanes
+from connectors.sms.http_base import HttpProviderSettings, HttpRequest, HttpSmsProvider
 from hub.core.config import read_secret, require_secret
 from hub.core.phone import parse_number
 from hub.errors import ConfigError, MalformedCallback
@@ -66,7 +68,6 @@ from hub.ports.sms import (
     OutgoingSms,
     ProviderContext,
     ProviderEvent,
-    ProviderSettings,
     SendOutcome,
     SendResult,
 )
@@ -112,7 +113,7 @@ _NACK = re.compile(r"NACK/(0x[0-9A-Fa-f]+|\d+)", re.IGNORECASE)
 _RECEIPT_STAT = re.compile(r"\bstat:([A-Za-z]+)", re.IGNORECASE)
 
 
-class KannelSettings(ProviderSettings):
+class KannelSettings(HttpProviderSettings):
     type: Literal["kannel"] = "kannel"
     # smsbox's sendsms URL, e.g. http://127.0.0.1:13013/cgi-bin/sendsms
     sendsms_url: str
@@ -137,7 +138,8 @@ class KannelSettings(ProviderSettings):
     # The sendsms-user's max-messages in kannel.conf. Kannel silently truncates a message
     # needing more parts; such messages are refused here (and go to the next provider).
     max_messages: int = Field(10, ge=1, le=255)
-    # Seconds to wait for smsbox: to connect, and for the whole answer.
+    # Seconds to wait for smsbox: to connect, and for the whole answer (smsbox on a LAN
+    # answers in milliseconds).
     connect_timeout: float = Field(5.0, gt=0)
     timeout: float = Field(10.0, gt=0)
 
@@ -190,19 +192,20 @@ def interpret_sendsms_response(status_code: int, body: str, message_id: str) -> 
     return SendResult(SendOutcome.TRANSIENT, detail=detail)
 
 
-class KannelProvider:
+class KannelProvider(HttpSmsProvider[KannelSettings]):
     """Implements hub.ports.sms.SmsProvider for Kannel's smsbox."""
 
-    settings_model: ClassVar[type[ProviderSettings]] = KannelSettings
-    # sendsms has no idempotency key: a message a crashed process left in `submitting` may or
-    # may not be at Kannel, so it is marked unknown, never re-sent blindly.
+    settings_model = KannelSettings
+    label = "Kannel"
+    log = logging.getLogger("smshub.kannel")
+    # sendsms has no idempotency key: a message a crashed process left in `submitting`, or
+    # whose sendsms got no answer, may or may not be at Kannel, so it is marked unknown,
+    # never re-sent blindly.
     deduplicates = False
 
     def __init__(self, settings: KannelSettings, ctx: ProviderContext) -> None:
-        self.settings = settings
-        self.ctx = ctx
-        self.name = ctx.name
-        where = f"providers.{self.name}"
+        super().__init__(settings, ctx)
+        where = self.where
         self.password = require_secret(settings, "password", where, "the Kannel sendsms password")
         self.callback_secret = read_secret(settings, "callback_secret", where)
         if self.callback_secret is not None and not _URL_SAFE.match(self.callback_secret):
@@ -216,31 +219,19 @@ class KannelProvider:
             self.name, safe=""
         )
         _no_percent(self.callback_base, "the provider name", where)
-        # The hub's region for national numbers in MOs. ProviderContext does not carry it
-        # yet (see the patch in the Kannel notes); FR is the hub's own default.
-        self.region: str = getattr(ctx, "default_region", None) or "FR"
-        # One kept-alive connection per concurrent send, closed when idle well before
-        # Kannel's HTTP server drops it, so a request never meets a half-closed socket.
-        self._lanes = HttpLanes(
-            settings.concurrency,
-            timeout=httpx.Timeout(settings.timeout, connect=settings.connect_timeout),
-            keepalive_expiry=5.0,
-            headers={"User-Agent": "smshub"},
-        )
+        # The hub's region, for national numbers in MOs.
+        self.region = ctx.default_region
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
-        self._lanes.open()
-        log.info(
+        await super().start()
+        self.log.info(
             "Kannel provider %r: sendsms at %s; inbound SMS need an sms-service with "
             "max-messages = 0, omit-empty = true and get-url = %s",
             self.name,
             self.settings.sendsms_url,
             self.mo_url(redact=True),
         )
-
-    async def close(self) -> None:
-        await self._lanes.aclose()
 
     def callbacks(self) -> Mapping[str, CallbackView]:
         return {
@@ -295,44 +286,24 @@ class KannelProvider:
         return params
 
     # -- sending ---------------------------------------------------------------------------
-    async def send(self, sms: OutgoingSms) -> SendResult:
-        if not self._lanes.is_open:
-            raise RuntimeError(f"provider {self.name!r} used before start()")
-        if sms.segments > self.settings.max_messages:
-            return SendResult(
-                SendOutcome.TRANSIENT,
-                detail=(
-                    f"the message needs {sms.segments} parts but Kannel would send only "
-                    f"{self.settings.max_messages} and drop the rest; raise max-messages in the "
-                    f"sendsms-user and max_messages in [providers.{self.name}] together"
-                ),
-            )
-        try:
-            async with self._lanes.borrow() as client:
-                response = await client.get(
-                    self.settings.sendsms_url, params=self.request_params(sms)
-                )
-        except httpx.TimeoutException as exc:
-            # Kannel may have taken it: a retry risks a duplicate, dropping it risks a loss.
-            # The duplicate is the smaller harm (and smsbox on a LAN answers in milliseconds).
-            return SendResult(
-                SendOutcome.TRANSIENT,
-                detail=f"Kannel did not answer within {self.settings.timeout:g} s ({exc!r})",
-            )
-        except httpx.HTTPError as exc:
-            return SendResult(
-                SendOutcome.TRANSIENT,
-                detail=f"cannot reach Kannel at {self.settings.sendsms_url}: {exc!r}",
-            )
-        result = interpret_sendsms_response(response.status_code, response.text, sms.message_id)
-        if result.outcome != SendOutcome.ACCEPTED:
-            log.warning(
-                "Kannel did not take message %s (%s): %s",
-                sms.message_id,
-                result.outcome.value,
-                result.detail,
-            )
-        return result
+    def refuse(self, sms: OutgoingSms) -> SendResult | None:
+        if sms.segments <= self.settings.max_messages:
+            return None
+        return SendResult(
+            SendOutcome.TRANSIENT,
+            detail=(
+                f"the message needs {sms.segments} parts but Kannel would send only "
+                f"{self.settings.max_messages} and drop the rest; raise max-messages in the "
+                f"sendsms-user and max_messages in [{self.where}] together"
+            ),
+        )
+
+    def build_request(self, sms: OutgoingSms) -> HttpRequest:
+        # smsbox 1.4.5 takes only GET (see the module docstring).
+        return HttpRequest("GET", self.settings.sendsms_url, params=self.request_params(sms))
+
+    def parse_response(self, response: httpx.Response, sms: OutgoingSms) -> SendResult:
+        return interpret_sendsms_response(response.status_code, response.text, sms.message_id)
 
 
 # -- callbacks -----------------------------------------------------------------------------

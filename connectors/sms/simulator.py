@@ -21,10 +21,12 @@ from collections import deque
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
+from connectors.sms.base import SmsProviderBase
+from connectors.sms.callback_json import json_object
 from hub.core.config import read_secret
 from hub.errors import MalformedCallback
 from hub.ports.sms import (
@@ -89,22 +91,20 @@ class SimulatorSettings(ProviderSettings):
         return value
 
 
-class SimulatorProvider:
-    """Implements hub.ports.sms.SmsProvider."""
+class SimulatorProvider(SmsProviderBase[SimulatorSettings]):
+    """Implements hub.ports.sms.SmsProvider without a network: a log file and callbacks."""
 
-    settings_model: ClassVar[type[ProviderSettings]] = SimulatorSettings
+    settings_model = SimulatorSettings
+    label = "the simulator"
+    log = log
 
     def __init__(self, settings: SimulatorSettings, ctx: ProviderContext) -> None:
-        self.settings = settings
-        self.ctx = ctx
-        self.name = ctx.name
+        super().__init__(settings, ctx)
         self.deduplicates = settings.deduplicates
         self.log_path = (
             Path(settings.log_path) if settings.log_path else (ctx.data_dir / "simulator.jsonl")
         )
-        self.secret = read_secret(settings, "secret", f"providers.{self.name}") or (
-            secrets.token_urlsafe(24)
-        )
+        self.secret = read_secret(settings, "secret", self.where) or (secrets.token_urlsafe(24))
         # Digests of the latest dedupe keys (the provider id is derived from the key).
         self._sent = _RecentKeys(settings.dedupe_window)
         self._pending: list[tuple[float, str, dict[str, Any]]] = []
@@ -151,7 +151,7 @@ class SimulatorProvider:
         }
 
     # -- sending ---------------------------------------------------------------------------
-    async def send(self, sms: OutgoingSms) -> SendResult:
+    async def attempt(self, sms: OutgoingSms) -> SendResult:
         key = sms.dedupe_key or sms.message_id
         provider_id = "sim-" + hashlib.sha256(key.encode()).hexdigest()[:20]
         if self.deduplicates and key in self._sent:
@@ -159,7 +159,7 @@ class SimulatorProvider:
         if sms.to in self.settings.reject_numbers:
             return SendResult(
                 SendOutcome.PERMANENT,
-                reason="invalid_number",
+                reason=DeliveryReason.INVALID_NUMBER,
                 detail="simulator refuses this number",
             )
         if self.settings.latency > 0:
@@ -350,21 +350,11 @@ def read_log(path: Path) -> list[dict[str, Any]]:
     return list(iter_log(path))
 
 
-def _json_body(request: CallbackRequest) -> dict[str, Any]:
-    try:
-        body = json.loads(request.body or b"null")
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise MalformedCallback(f"body is not JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise MalformedCallback("body must be a JSON object")
-    return body
-
-
 class SimulatorReportView(SharedSecretMixin, CallbackView):
     label = "simulator dlr"
 
     def parse_events(self, request: CallbackRequest) -> list[ProviderEvent]:
-        reports = _json_body(request).get("reports")
+        reports = json_object(request).get("reports")
         if not isinstance(reports, list):
             raise MalformedCallback("'reports' must be a list")
         events: list[ProviderEvent] = []
@@ -392,7 +382,7 @@ class SimulatorInboundView(SharedSecretMixin, CallbackView):
     label = "simulator mo"
 
     def parse_events(self, request: CallbackRequest) -> list[ProviderEvent]:
-        body = _json_body(request)
+        body = json_object(request)
         try:
             return [
                 InboundSms(

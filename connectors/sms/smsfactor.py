@@ -38,10 +38,18 @@ import json
 import logging
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import httpx
 
+from connectors.sms.callback_json import json_object
+from connectors.sms.http_base import (
+    HttpClientOptions,
+    HttpProviderSettings,
+    HttpRequest,
+    HttpSmsProvider,
+    json_or_text,
+)
 from hub.core.config import read_secret, require_secret
 from hub.errors import MalformedCallback
 from hub.ports.sms import (
@@ -52,7 +60,6 @@ from hub.ports.sms import (
     OutgoingSms,
     ProviderContext,
     ProviderEvent,
-    ProviderSettings,
     SendOutcome,
     SendResult,
 )
@@ -61,7 +68,7 @@ from hub.sending.callbacks import CallbackRequest, CallbackView, SharedSecretMix
 log = logging.getLogger("smshub.smsfactor")
 
 
-class SmsFactorSettings(ProviderSettings):
+class SmsFactorSettings(HttpProviderSettings):
     type: Literal["smsfactor"] = "smsfactor"
     # API root; only tests point it elsewhere.
     base_url: str = "https://api.smsfactor.com"
@@ -80,9 +87,6 @@ class SmsFactorSettings(ProviderSettings):
     # Our number as stored on inbound SMS: SMSFactor's reply webhook does not say which
     # number was texted.
     inbound_number: str = ""
-    # Seconds to wait for SMSFactor: to connect, and for the whole answer.
-    connect_timeout: float = 5.0
-    timeout: float = 20.0
 
 
 # Request statuses from "Getting started" on dev.smsfactor.com, with what they mean for us.
@@ -138,50 +142,24 @@ def _count(body: Mapping[str, Any], key: str) -> int:
         return 0
 
 
-def interpret_send_response(status_code: int, body: Any) -> SendResult:
-    """Map one answer of ``POST /send`` (for one recipient) to a SendResult."""
-    if status_code == 429:
-        return SendResult(SendOutcome.TRANSIENT, detail="SMSFactor is rate limiting us (HTTP 429)")
-    if status_code >= 500:
-        return SendResult(
-            SendOutcome.TRANSIENT, detail=f"SMSFactor is unavailable (HTTP {status_code})"
-        )
-    if not isinstance(body, dict) or "status" not in body:
-        return SendResult(
-            SendOutcome.TRANSIENT,
-            detail=f"unexpected answer from SMSFactor (HTTP {status_code}): {str(body)[:200]}",
-        )
-    try:
-        status = int(body["status"])
-    except (TypeError, ValueError):
-        status = -99
-    said = str(body.get("details") or body.get("message") or "").strip()
-    ticket = str(body["ticket"]) if body.get("ticket") not in (None, "") else None
-    if status == _MODERATION:
-        # Documented as "will be sent once moderated; do not retry or it is sent twice".
-        return SendResult(
-            SendOutcome.ACCEPTED, ticket, detail="held for moderation by SMSFactor; will be sent"
-        )
-    if status != 1:
-        detail = _REQUEST_ERRORS.get(status, f"SMSFactor refused the request (status {status})")
-        return SendResult(SendOutcome.TRANSIENT, detail=f"{detail}: {said}" if said else detail)
-    if "sent" not in body or _count(body, "sent") > 0:
-        if ticket is None:
-            return SendResult(
-                SendOutcome.TRANSIENT, detail="SMSFactor answered OK but gave no ticket"
-            )
-        return SendResult(SendOutcome.ACCEPTED, ticket)
-    # Accepted as a request, but our one recipient was filtered out before sending.
+def _request_refused(status: int, said: str) -> SendResult:
+    """A request status other than 1 (OK) and -8 (moderation)."""
+    detail = _REQUEST_ERRORS.get(status, f"SMSFactor refused the request (status {status})")
+    return SendResult(SendOutcome.TRANSIENT, detail=f"{detail}: {said}" if said else detail)
+
+
+def _filtered_out(body: Mapping[str, Any]) -> SendResult:
+    """Accepted as a request, but our one recipient was filtered out before sending."""
     if _count(body, "invalid") or _count(body, "npai"):
         return SendResult(
             SendOutcome.PERMANENT,
-            reason=DeliveryReason.INVALID_NUMBER.value,
+            reason=DeliveryReason.INVALID_NUMBER,
             detail="SMSFactor rejected the number as invalid (or on its NPAI list)",
         )
     if _count(body, "blacklisted"):
         return SendResult(
             SendOutcome.PERMANENT,
-            reason="opted_out",
+            reason=DeliveryReason.OPTED_OUT,
             detail="the number is on the SMSFactor account's blacklist (it answered STOP)",
         )
     if _count(body, "not_allowed"):
@@ -201,39 +179,61 @@ def interpret_send_response(status_code: int, body: Any) -> SendResult:
     )
 
 
-class SmsFactorProvider:
+def interpret_send_response(status_code: int, body: Any) -> SendResult:
+    """Map one answer of ``POST /send`` (for one recipient) to a SendResult."""
+    if status_code == 429:
+        return SendResult(SendOutcome.TRANSIENT, detail="SMSFactor is rate limiting us (HTTP 429)")
+    if status_code >= 500:
+        return SendResult(
+            SendOutcome.TRANSIENT, detail=f"SMSFactor is unavailable (HTTP {status_code})"
+        )
+    if not isinstance(body, dict) or "status" not in body:
+        return SendResult(
+            SendOutcome.TRANSIENT,
+            detail=f"unexpected answer from SMSFactor (HTTP {status_code}): {str(body)[:200]}",
+        )
+    try:
+        status = int(body["status"])
+    except (TypeError, ValueError):
+        status = -99
+    ticket = str(body["ticket"]) if body.get("ticket") not in (None, "") else None
+    if status == _MODERATION:
+        # Documented as "will be sent once moderated; do not retry or it is sent twice".
+        return SendResult(
+            SendOutcome.ACCEPTED, ticket, detail="held for moderation by SMSFactor; will be sent"
+        )
+    if status != 1:
+        return _request_refused(
+            status, str(body.get("details") or body.get("message") or "").strip()
+        )
+    if "sent" in body and _count(body, "sent") <= 0:
+        return _filtered_out(body)
+    if ticket is None:
+        return SendResult(SendOutcome.TRANSIENT, detail="SMSFactor answered OK but gave no ticket")
+    return SendResult(SendOutcome.ACCEPTED, ticket)
+
+
+class SmsFactorProvider(HttpSmsProvider[SmsFactorSettings]):
     """Implements hub.ports.sms.SmsProvider for SMSFactor's HTTP API."""
 
-    settings_model: ClassVar[type[ProviderSettings]] = SmsFactorSettings
+    settings_model = SmsFactorSettings
+    label = "SMSFactor"
+    log = log
     # SMSFactor has no idempotency key (gsmsmsid only labels reports), so a message a crashed
     # process left in `submitting` may or may not have gone out: it must be marked unknown,
     # never re-sent blindly.
     deduplicates = False
 
     def __init__(self, settings: SmsFactorSettings, ctx: ProviderContext) -> None:
-        self.settings = settings
-        self.ctx = ctx
-        self.name = ctx.name
-        where = f"providers.{self.name}"
-        self.token = require_secret(settings, "token", where, "the SMSFactor API token")
-        self.callback_secret = read_secret(settings, "callback_secret", where)
-        self._client: httpx.AsyncClient | None = None
+        super().__init__(settings, ctx)
+        self.token = require_secret(settings, "token", self.where, "the SMSFactor API token")
+        self.callback_secret = read_secret(settings, "callback_secret", self.where)
 
-    async def start(self) -> None:
-        self._client = httpx.AsyncClient(
-            base_url=self.settings.base_url.rstrip("/"),
-            headers={
-                "Authorization": f"Bearer {self.token}",
-                "Accept": "application/json",
-                "User-Agent": "smshub",
-            },
-            timeout=httpx.Timeout(self.settings.timeout, connect=self.settings.connect_timeout),
+    def client_options(self) -> HttpClientOptions:
+        return HttpClientOptions(
+            base_url=self.settings.base_url,
+            headers={"Authorization": f"Bearer {self.token}", "Accept": "application/json"},
         )
-
-    async def close(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
 
     def callbacks(self) -> Mapping[str, CallbackView]:
         return {
@@ -266,45 +266,11 @@ class SmsFactorProvider:
             }
         }
 
-    async def send(self, sms: OutgoingSms) -> SendResult:
-        if self._client is None:
-            raise RuntimeError(f"provider {self.name!r} used before start()")
-        try:
-            response = await self._client.post("/send", json=self.request_body(sms))
-        except httpx.ReadTimeout as exc:
-            # The request reached SMSFactor, which may have sent it: sending again could
-            # double it, so the hub marks it unknown (as after a crash).
-            return SendResult(
-                SendOutcome.UNKNOWN, detail=f"SMSFactor did not answer in time ({exc!r})"
-            )
-        except httpx.TimeoutException as exc:
-            return SendResult(SendOutcome.TRANSIENT, detail=f"cannot reach SMSFactor: {exc!r}")
-        except httpx.HTTPError as exc:
-            return SendResult(SendOutcome.TRANSIENT, detail=f"cannot reach SMSFactor: {exc!r}")
-        try:
-            body: Any = response.json()
-        except ValueError:
-            body = response.text
-        result = interpret_send_response(response.status_code, body)
-        if result.outcome != SendOutcome.ACCEPTED:
-            log.warning(
-                "SMSFactor did not take message %s (%s): %s",
-                sms.message_id,
-                result.outcome.value,
-                result.detail,
-            )
-        return result
+    def build_request(self, sms: OutgoingSms) -> HttpRequest:
+        return HttpRequest("POST", "/send", json=self.request_body(sms))
 
-
-def _json_object(request: CallbackRequest) -> dict[str, Any]:
-    """The raw JSON body SMSFactor posts (whatever the content type says)."""
-    try:
-        body = json.loads(request.body or b"null")
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise MalformedCallback(f"body is not JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise MalformedCallback("body must be a JSON object")
-    return body
+    def parse_response(self, response: httpx.Response, sms: OutgoingSms) -> SendResult:
+        return interpret_send_response(response.status_code, json_or_text(response))
 
 
 def _parse_date(value: Any) -> datetime | None:
@@ -340,7 +306,7 @@ class SmsFactorReportView(SharedSecretMixin, CallbackView):
     label = "smsfactor dlr"
 
     def parse_events(self, request: CallbackRequest) -> list[ProviderEvent]:
-        body = _json_object(request)
+        body = json_object(request)
         missing = [k for k in ("status", "campaign_id") if body.get(k) in (None, "")]
         if missing:
             raise MalformedCallback(f"delivery report lacks {', '.join(missing)}")
@@ -381,7 +347,7 @@ class SmsFactorInboundView(SharedSecretMixin, CallbackView):
         self.inbound_number = inbound_number
 
     def parse_events(self, request: CallbackRequest) -> list[ProviderEvent]:
-        body = _json_object(request)
+        body = json_object(request)
         sender = body.get("from")
         text = body.get("message")
         if not sender or not isinstance(sender, str | int):

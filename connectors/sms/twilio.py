@@ -27,11 +27,18 @@ import hmac
 import logging
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 from urllib.parse import parse_qs, quote, urlsplit, urlunsplit
 
 import httpx
 
+from connectors.sms.http_base import (
+    HttpClientOptions,
+    HttpProviderSettings,
+    HttpRequest,
+    HttpSmsProvider,
+    json_or_text,
+)
 from hub.core.config import require_secret
 from hub.errors import BadSignature, ConfigError, MalformedCallback
 from hub.ports.sms import (
@@ -42,7 +49,6 @@ from hub.ports.sms import (
     OutgoingSms,
     ProviderContext,
     ProviderEvent,
-    ProviderSettings,
     SendOutcome,
     SendResult,
 )
@@ -53,7 +59,7 @@ log = logging.getLogger("smshub.twilio")
 _ACCOUNT_SID = re.compile(r"^AC[0-9a-fA-F]{32}$")
 
 
-class TwilioSettings(ProviderSettings):
+class TwilioSettings(HttpProviderSettings):
     type: Literal["twilio"] = "twilio"
     # API root; only tests point it elsewhere.
     base_url: str = "https://api.twilio.com"
@@ -72,9 +78,6 @@ class TwilioSettings(ProviderSettings):
     use_message_sender: bool = True
     # Ask Twilio for delivery reports at PUBLIC_URL/callbacks/NAME/dlr.
     status_callback: bool = True
-    # Seconds to wait for Twilio: to connect, and for the whole answer.
-    connect_timeout: float = 5.0
-    timeout: float = 20.0
 
 
 _INVALID_NUMBER_CODES = frozenset({21211, 21614})
@@ -124,10 +127,10 @@ def interpret_error(status_code: int, body: Any) -> SendResult:
     detail = f"{label}: {said}" if said else label
     if code in _INVALID_NUMBER_CODES:
         return SendResult(
-            SendOutcome.PERMANENT, reason=DeliveryReason.INVALID_NUMBER.value, detail=detail
+            SendOutcome.PERMANENT, reason=DeliveryReason.INVALID_NUMBER, detail=detail
         )
     if code in _OPTED_OUT_CODES:
-        return SendResult(SendOutcome.PERMANENT, reason="opted_out", detail=detail)
+        return SendResult(SendOutcome.PERMANENT, reason=DeliveryReason.OPTED_OUT, detail=detail)
     if code is not None and code in _CONFIG_HINTS:
         return SendResult(SendOutcome.TRANSIENT, detail=f"{_CONFIG_HINTS[code]} ({detail})")
     if status_code == 429 or code == 20429:
@@ -138,19 +141,19 @@ def interpret_error(status_code: int, body: Any) -> SendResult:
     return SendResult(SendOutcome.TRANSIENT, detail=detail)
 
 
-class TwilioProvider:
+class TwilioProvider(HttpSmsProvider[TwilioSettings]):
     """Implements hub.ports.sms.SmsProvider for Twilio Programmable Messaging."""
 
-    settings_model: ClassVar[type[ProviderSettings]] = TwilioSettings
+    settings_model = TwilioSettings
+    label = "Twilio"
+    log = log
     # Twilio documents no idempotency key for creating Messages: a message a crashed process
     # left in `submitting` may have gone out, so it is marked unknown, never re-sent blindly.
     deduplicates = False
 
     def __init__(self, settings: TwilioSettings, ctx: ProviderContext) -> None:
-        self.settings = settings
-        self.ctx = ctx
-        self.name = ctx.name
-        where = f"providers.{self.name}"
+        super().__init__(settings, ctx)
+        where = self.where
         if not _ACCOUNT_SID.match(settings.account_sid):
             raise ConfigError(
                 f"'{where}.account_sid': {settings.account_sid!r} is not a Twilio Account SID "
@@ -162,20 +165,13 @@ class TwilioProvider:
                 "messaging_service_sid, so Twilio knows what to send from"
             )
         self.auth_token = require_secret(settings, "auth_token", where, "the Twilio auth token")
-        self._client: httpx.AsyncClient | None = None
 
-    async def start(self) -> None:
-        self._client = httpx.AsyncClient(
-            base_url=self.settings.base_url.rstrip("/"),
+    def client_options(self) -> HttpClientOptions:
+        return HttpClientOptions(
+            base_url=self.settings.base_url,
             auth=(self.settings.account_sid, self.auth_token),
-            headers={"Accept": "application/json", "User-Agent": "smshub"},
-            timeout=httpx.Timeout(self.settings.timeout, connect=self.settings.connect_timeout),
+            headers={"Accept": "application/json"},
         )
-
-    async def close(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
 
     def callbacks(self) -> Mapping[str, CallbackView]:
         public = self.ctx.public_url.rstrip("/")
@@ -203,42 +199,22 @@ class TwilioProvider:
             form["StatusCallback"] = self.status_callback_url(sms)
         return form
 
-    async def send(self, sms: OutgoingSms) -> SendResult:
-        if self._client is None:
-            raise RuntimeError(f"provider {self.name!r} used before start()")
+    def build_request(self, sms: OutgoingSms) -> HttpRequest:
         path = f"/2010-04-01/Accounts/{self.settings.account_sid}/Messages.json"
-        try:
-            response = await self._client.post(path, data=self.request_form(sms))
-        except httpx.ReadTimeout as exc:
-            # The request reached Twilio, which may have created the message: sending again
-            # could double it, so the hub marks it unknown (as after a crash).
-            return SendResult(
-                SendOutcome.UNKNOWN, detail=f"Twilio did not answer in time ({exc!r})"
-            )
-        except httpx.TimeoutException as exc:
-            return SendResult(SendOutcome.TRANSIENT, detail=f"cannot reach Twilio: {exc!r}")
-        except httpx.HTTPError as exc:
-            return SendResult(SendOutcome.TRANSIENT, detail=f"cannot reach Twilio: {exc!r}")
-        try:
-            body: Any = response.json()
-        except ValueError:
-            body = response.text[:200]
-        if response.is_success and isinstance(body, dict) and body.get("sid"):
+        return HttpRequest("POST", path, data=self.request_form(sms))
+
+    def parse_response(self, response: httpx.Response, sms: OutgoingSms) -> SendResult:
+        body = json_or_text(response)
+        if not response.is_success:
+            return interpret_error(response.status_code, body)
+        if isinstance(body, dict) and body.get("sid"):
             return SendResult(
                 SendOutcome.ACCEPTED, str(body["sid"]), detail=f"Twilio: {body.get('status', '')}"
             )
-        if response.is_success:
-            return SendResult(
-                SendOutcome.TRANSIENT, detail=f"Twilio answered without a message sid: {body!r}"
-            )
-        result = interpret_error(response.status_code, body)
-        log.warning(
-            "Twilio did not take message %s (%s): %s",
-            sms.message_id,
-            result.outcome.value,
-            result.detail,
+        return SendResult(
+            SendOutcome.TRANSIENT,
+            detail=f"Twilio answered without a message sid: {str(body)[:200]!r}",
         )
-        return result
 
 
 def compute_signature(auth_token: str, url: str, params: Mapping[str, list[str]]) -> str:

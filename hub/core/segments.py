@@ -18,7 +18,7 @@ UCS2 = "UCS-2"
 # The default alphabet in code order (0x00-0x7F); 0x1B is the escape to the extension
 # table, not a character, hence the placeholder that is dropped below. 0x09 is the
 # capital Ç as in the ETSI table (some old mappings wrongly used ç).
-_BASIC_TABLE = (
+GSM7_BASIC_TABLE = (
     "@£$¥èéùìòÇ\nØø\rÅå"
     "Δ_ΦΓΛΩΠΨΣΘΞ\x1bÆæßÉ"
     " !\"#¤%&'()*+,-./"
@@ -28,10 +28,24 @@ _BASIC_TABLE = (
     "¿abcdefghijklmno"
     "pqrstuvwxyzäöñüà"
 )
-assert len(_BASIC_TABLE) == 128
+assert len(GSM7_BASIC_TABLE) == 128
+GSM7_ESCAPE = 0x1B
+# The extension table: each character and its code after the escape.
+GSM7_EXTENSION_TABLE: dict[str, int] = {
+    "\f": 0x0A,
+    "^": 0x14,
+    "{": 0x28,
+    "}": 0x29,
+    "\\": 0x2F,
+    "[": 0x3C,
+    "~": 0x3D,
+    "]": 0x3E,
+    "|": 0x40,
+    "€": 0x65,
+}
 
-GSM7_BASIC: frozenset[str] = frozenset(_BASIC_TABLE.replace("\x1b", ""))
-GSM7_EXTENSION: frozenset[str] = frozenset("\f^{}\\[~]|€")
+GSM7_BASIC: frozenset[str] = frozenset(GSM7_BASIC_TABLE.replace("\x1b", ""))
+GSM7_EXTENSION: frozenset[str] = frozenset(GSM7_EXTENSION_TABLE)
 
 SINGLE_GSM7 = 160
 MULTI_GSM7 = 153

@@ -61,7 +61,7 @@ class SendOutcome(enum.StrEnum):
 class SendResult:
     outcome: SendOutcome
     provider_message_id: str | None = None
-    reason: str | None = None  # a DeliveryReason value for permanent failures
+    reason: DeliveryReason | None = None  # why, for permanent failures
     detail: str = ""
 
 
@@ -75,6 +75,9 @@ class DeliveryReason(enum.StrEnum):
     INVALID_NUMBER = "invalid_number"
     NETWORK_ERROR = "network_error"
     EXPIRED = "expired"
+    # The provider keeps its own STOP list and refused the number: final, like OTHER, but
+    # the message (and its webhook) says why.
+    OPTED_OUT = "opted_out"
     OTHER = "other"
 
 
