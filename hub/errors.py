@@ -44,10 +44,10 @@ Our exception hierarchy (HTTP status the API and the console answer; CLI exit co
         + PermanentMailError
         + CursorExpired
         + SourceError
-        + ImapUnavailable           (connectors.mail.imap_source)
+        + ImapUnavailable           (connectors.mail.source_base)
         + MailApiError              (connectors.mail.api_client)
-        + NotBound, LinkLost        (connectors.sms.smpp; also ConnectionError)
-        + PduError                  (connectors.sms.smpp_pdu; also ValueError)
+        + NotBound, LinkLost        (connectors.sms.smpp.link; also ConnectionError)
+        + PduError                  (connectors.sms.smpp.pdu; also ValueError)
 
 Every class is defined here except the few drawn with a module: they build their message
 from that module's settings, or belong to one connector. ``http_status`` is the one mapping
@@ -55,8 +55,8 @@ from error to HTTP answer, read by the API's error handler (hence the console's 
 provider callbacks; a class that does not set it answers what its parent answers.
 
 Exceptions that never leave their module stay there, outside the tree, as control flow:
-``hub.mail.intake.policy.Rejected`` (an SMTP reply, turned into the session's answer) and
-``_GroupUnpaid``, ``connectors.mail.imap_source._ConnectionLost``,
+``hub.mail.intake.outcome.Rejected`` (an SMTP reply, turned into the session's answer),
+``hub.mail.intake.transaction.GroupUnpaid``, ``connectors.mail.imap_source._ConnectionLost``,
 ``connectors.calendar.google._Conflict`` and ``connectors.calendar.caldav._Gone``.
 """
 

@@ -15,8 +15,8 @@ from hub.errors import HubError
 
 # Control flow that never leaves its module (hub/errors.py names them).
 LOCAL = {
-    "hub.mail.intake.policy.Rejected",
-    "hub.mail.intake.policy._GroupUnpaid",
+    "hub.mail.intake.outcome.Rejected",
+    "hub.mail.intake.transaction.GroupUnpaid",
     "connectors.mail.imap_source._ConnectionLost",
     "connectors.calendar.google._Conflict",
     "connectors.calendar.caldav._Gone",
@@ -53,11 +53,11 @@ def test_every_exception_is_in_the_tree() -> None:
     }
     assert elsewhere == {
         "hub.mail.parse.structure.MimeTooDeep",
-        "connectors.mail.imap_source.ImapUnavailable",
+        "connectors.mail.source_base.ImapUnavailable",
         "connectors.mail.api_client.MailApiError",
-        "connectors.sms.smpp.NotBound",
-        "connectors.sms.smpp.LinkLost",
-        "connectors.sms.smpp_pdu.PduError",
+        "connectors.sms.smpp.link.NotBound",
+        "connectors.sms.smpp.link.LinkLost",
+        "connectors.sms.smpp.pdu.PduError",
     }
 
 
@@ -98,7 +98,7 @@ def test_http_status_is_one_mapping(cls: type[HubError], status: int) -> None:
 
 def test_connector_errors_keep_their_standard_bases() -> None:
     from connectors.sms.smpp import LinkLost, NotBound
-    from connectors.sms.smpp_pdu import PduError
+    from connectors.sms.smpp.pdu import PduError
 
     assert issubclass(NotBound, ConnectionError) and issubclass(NotBound, errors.ConnectorError)
     assert issubclass(LinkLost, ConnectionError)

@@ -33,7 +33,7 @@ from hub.app import Hub
 from hub.core.config import Config
 from hub.errors import ConfigError
 from hub.ports.sms import DeliveryReason, OutgoingSms, ProviderContext, SendOutcome
-from hub.sending.submit import submit as sending
+from hub.sending import submit as sending
 from hub.store.db import session_scope
 from hub.store.models import InboundMessage, Message, MessageEvent
 from tests.conftest import make_config
