@@ -187,7 +187,7 @@ def fake(transport: str, request: pytest.FixtureRequest) -> Any:
 
 
 async def test_intake_through_the_mail_api(
-    db_url, tmp_path, monkeypatch, engine, intake_address, transport, fake
+    db_url, tmp_path, monkeypatch, engine, intake_address, transport, fake, make_hub
 ):
     inbox = "Inbox" if transport == "graph" else "INBOX"
     config = _config(
@@ -210,8 +210,7 @@ async def test_intake_through_the_mail_api(
         assert (stats["accepted"], stats["failed"], stats["moved"]) == (2, 1, 3)
         assert _recipients(engine) == ["+33611223344", "+33612345678"]
         # The SMS go out (the simulator gateway).
-        hub = Hub(config, engine=engine)
-        await hub.start(background=False)
+        hub = await make_hub(config=config)
         try:
             await hub.dispatcher.drain()
             log = hub.providers["simulator"].read_log()
@@ -263,7 +262,7 @@ async def test_intake_through_the_mail_api(
 
 
 async def test_answers_and_mail_out_through_the_mail_api(
-    db_url, tmp_path, monkeypatch, engine, account, transport, fake
+    db_url, tmp_path, monkeypatch, engine, account, transport, fake, make_hub
 ):
     out = {
         "transport": transport,
@@ -284,8 +283,7 @@ async def test_answers_and_mail_out_through_the_mail_api(
         acc = s.get(Account, 1)
         assert acc is not None
         acc.reply_mailbox = "accueil@cabinet.example"
-    hub = Hub(config, engine=engine)
-    await hub.start(background=False)
+    hub = await make_hub(config=config)
     try:
         sending.submit(
             engine,

@@ -25,7 +25,7 @@ from hub.sending import submit as sending
 from hub.sending.accounts import get_account
 from hub.store.db import session_scope
 from hub.store.models import Account, Calendar, CalendarEventRow, InboundMessage, Message
-from tests.conftest import make_config
+from tests.conftest import MakeHub, make_config
 from tests.servers.radicale import RadicaleServer, radicale_fixture  # noqa: F401
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -110,10 +110,11 @@ def mail_config(db_url: str, tmp_path: Any, smtp_sink: Any) -> Config:
 
 
 @pytest.fixture
-async def driven(mail_config: Config, engine: Engine, account: str) -> AsyncIterator[Hub]:
+async def driven(
+    mail_config: Config, engine: Engine, account: str, make_hub: MakeHub
+) -> AsyncIterator[Hub]:
     """A hub whose dispatcher and mail outbox the test drives."""
-    hub = Hub(mail_config, engine=engine)
-    await hub.start(background=False)
+    hub = await make_hub(config=mail_config)
     yield hub
     await hub.stop()
 
