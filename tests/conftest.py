@@ -153,7 +153,7 @@ class MakeHub(Protocol):
         engine: Engine | None | Literal["test"] = "test",
         start: bool = True,
         background: bool = False,
-        dispatcher: bool | None = None,
+        run_dispatcher: bool | None = None,
         **overrides: Any,
     ) -> Hub: ...
 
@@ -162,14 +162,15 @@ class MakeHub(Protocol):
 async def make_hub(db_url: str, tmp_path: Path, engine: Engine) -> AsyncIterator[MakeHub]:
     """A factory of hubs on the test's database, every one stopped at teardown.
 
-    Modelled on aiosmtpd's ``get_controller`` fixture: the test asks for what differs and
-    the fixture owns the rest. ``make_hub(providers={...}, smtp={...})`` builds the config
-    with :func:`make_config` (each keyword a section merged over the test defaults); or pass
-    a ready ``config``. ``engine`` is the test's engine unless given (``None``: the hub opens
-    its own from the config, disposed at teardown). The hub is started with its dispatcher
-    driven by the test (``background=False``) unless ``start=False`` or ``background=True``;
-    ``dispatcher`` is passed to :meth:`Hub.start`. Hubs are stopped in reverse order of
-    creation; a test that stops one itself still may (``Hub.stop`` is idempotent).
+    Modelled on aiosmtpd's ``get_controller`` fixture: the test says what differs, the
+    fixture owns the rest. ``await make_hub(providers={...}, smtp={...})`` builds the config
+    with :func:`make_config` (each keyword a config section merged over the test defaults),
+    or pass a ready ``config``. ``engine`` is the test's engine unless given (``None``: the
+    hub opens its own from the config, disposed at teardown). The hub is started with its
+    dispatcher driven by the test (``background=False``) unless ``start=False`` or
+    ``background=True``; ``run_dispatcher`` is :meth:`Hub.start`'s ``dispatcher``. Hubs are
+    stopped in reverse order of creation; a test may stop one itself where the order
+    matters (``Hub.stop`` is idempotent).
     """
     from hub.app import Hub
 
@@ -182,7 +183,7 @@ async def make_hub(db_url: str, tmp_path: Path, engine: Engine) -> AsyncIterator
         engine: Engine | None | Literal["test"] = "test",
         start: bool = True,
         background: bool = False,
-        dispatcher: bool | None = None,
+        run_dispatcher: bool | None = None,
         **overrides: Any,
     ) -> Hub:
         if config is None:
@@ -193,7 +194,7 @@ async def make_hub(db_url: str, tmp_path: Path, engine: Engine) -> AsyncIterator
         instance = Hub(config, engine=test_engine if engine == "test" else engine)
         made.append((instance, own_engine))
         if start:
-            await instance.start(dispatcher=dispatcher, background=background)
+            await instance.start(dispatcher=run_dispatcher, background=background)
         return instance
 
     yield factory

@@ -22,7 +22,6 @@ from sqlmodel import select
 
 from connectors.mail.api_client import MailApi, MailApiError
 from connectors.mail.imap_source import ImapUnavailable
-from hub.app import Hub
 from hub.core.config import Config
 from hub.errors import ConfigError
 from hub.mail.intake.addresses import add_intake_address
@@ -245,7 +244,7 @@ async def test_intake_through_the_mail_api(
         with pytest.raises(ImapUnavailable, match="reconnect the mailbox in the console"):
             await source.run_once()
         assert mailbox_state(store, KEY).revoked.startswith("invalid_grant")
-        hub = Hub(config, engine=engine)
+        hub = await make_hub(config=config, start=False)
         ops = await start_ops(config, hub, {"imap"}, "i-1")
         assert ops is not None
         try:

@@ -244,6 +244,7 @@ async def test_answer_reaches_radicale_when_it_arrives(
     account: str,
     radicale: RadicaleServer,
     monkeypatch: pytest.MonkeyPatch,
+    make_hub: MakeHub,
 ) -> None:
     monkeypatch.setenv("CALDAV_PASSWORD", radicale.password)
     dav = radicale.make_calendar("Agenda accueil")
@@ -270,8 +271,7 @@ async def test_answer_reaches_radicale_when_it_arrives(
         for m in s.exec(select(Message).where(Message.source == "calendar")).all():
             m.due_at = datetime.now(UTC)
     # A running hub: dispatcher, mail outbox and answer writer in the background.
-    hub = Hub(mail_config, engine=engine)
-    await hub.start()
+    hub = await make_hub(config=mail_config, background=True)
     try:
         for _ in range(100):
             if _messages(engine, "calendar")[0].status != "queued":
