@@ -38,6 +38,9 @@ class LeaderLock:
         if self._conn is not None:
             try:
                 self._conn.execute(text("SELECT 1"))
+                # Ended at once: a session left idle in a transaction for the instance's
+                # life would be ended by idle_in_transaction_session_timeout, lock and all.
+                self._conn.commit()
                 return True
             except Exception:
                 # Its session is gone (and the lock with it): drop the connection for good,

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 from sqlmodel import col, select
 
 from hub.app import Hub
@@ -134,6 +134,30 @@ def test_postgresql_leader_whose_connection_broke_tries_again(
     finally:
         _release(a)
         _release(b)
+
+
+def test_postgresql_leader_session_is_not_left_in_a_transaction(
+    two_pg_engines: tuple[Engine, Engine],
+) -> None:
+    # The leader's session lives as long as the instance: left "idle in transaction" by its
+    # checks, a server's idle_in_transaction_session_timeout would end it and the lock with
+    # it, and leadership would move at each timeout.
+    first_engine, second_engine = two_pg_engines
+    lock = LeaderLock(first_engine)
+    try:
+        for _ in range(3):
+            assert lock.acquire() is True
+            assert lock._conn is not None
+            pid = lock._conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+            lock._conn.commit()
+            assert lock.acquire() is True
+            with second_engine.connect() as other:
+                state = other.execute(
+                    text("SELECT state FROM pg_stat_activity WHERE pid = :pid"), {"pid": pid}
+                ).scalar()
+            assert state == "idle"
+    finally:
+        _release(lock)
 
 
 def test_postgresql_lock_tried_by_two_jobs_at_once_leads_in_both(
