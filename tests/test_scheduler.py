@@ -209,22 +209,27 @@ async def scheduled(make_hub: MakeHub, tmp_path: Path, account: str) -> AsyncIte
         sending={"idempotency_key_hours": 24.0},
         mail_out={"host": "127.0.0.1", "port": 9, "starttls": False, "from_address": "s@hub.test"},
     )
+    # Another test's instance may not be leading here: this one would not run its jobs.
+    assert is_sqlite(hub.engine) or current_leader(hub.engine) is None
     scheduler = start_scheduler(hub)
     try:
         yield hub, scheduler
     finally:
         scheduler.shutdown(wait=False)
         # The instance ends, and its lock with it (PostgreSQL): the next test may lead. A
-        # leader-lock run may still be in its thread, taking the lock again: until nobody
-        # holds it.
+        # leader-lock run cancelled by the shutdown may still be in its thread, about to take
+        # the lock again: released until it stays released.
         lock = _leader_of(scheduler)
-
-        def released() -> bool:
+        clean = 0
+        for _ in range(100):
+            await asyncio.sleep(0.1)
             with lock._mutex:
+                clean = clean + 1 if lock._conn is None else 0
                 _release(lock)
-            return is_sqlite(hub.engine) or current_leader(hub.engine) is None
-
-        await wait_until_async(released, 10, "the leader lock to be released")
+            if clean == 3:
+                break
+        assert clean == 3, "the scheduler's leader lock is still taken after its shutdown"
+        assert is_sqlite(hub.engine) or current_leader(hub.engine) is None
 
 
 async def _run(scheduler: AsyncIOScheduler, job_id: str) -> None:
@@ -234,7 +239,7 @@ async def _run(scheduler: AsyncIOScheduler, job_id: str) -> None:
     await job.func()
 
 
-def test_every_job_is_scheduled_at_its_interval(scheduled: Any) -> None:
+async def test_every_job_is_scheduled_at_its_interval(scheduled: Any) -> None:
     _, scheduler = scheduled
     assert scheduler.running
     jobs = {job.id: job for job in scheduler.get_jobs()}
