@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from typing import Any
 
 from sqlalchemy import Engine, text
@@ -18,12 +20,17 @@ class LeaderLock:
         self._conn: Any = None
         # What /readyz and the smshub_scheduler_leader gauge show.
         self.leadership = leadership or Leadership()
+        # The jobs try the lock from worker threads, sometimes two at once (jobs due at the
+        # same moment): unserialized, each would open its own session and the one that lost
+        # to the other would record this instance as not leading and skip its run.
+        self._mutex = threading.Lock()
 
     def acquire(self) -> bool:
         """True if this instance leads (always true on SQLite, which has one instance)."""
-        leading = self._acquire()
-        self.leadership.record(leading)
-        return leading
+        with self._mutex:
+            leading = self._acquire()
+            self.leadership.record(leading)
+            return leading
 
     def _acquire(self) -> bool:
         if is_sqlite(self.engine):
@@ -31,8 +38,15 @@ class LeaderLock:
         if self._conn is not None:
             try:
                 self._conn.execute(text("SELECT 1"))
+                # Ended at once: a session left idle in a transaction for the instance's
+                # life would be ended by idle_in_transaction_session_timeout, lock and all.
+                self._conn.commit()
                 return True
             except Exception:
+                # Its session is gone (and the lock with it): drop the connection for good,
+                # rather than leave it to the pool, whose reset on it would fail.
+                with contextlib.suppress(Exception):
+                    self._conn.invalidate()
                 self._conn = None
         conn = self.engine.connect()
         got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": LOCK_KEY}).scalar()

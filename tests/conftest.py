@@ -12,7 +12,7 @@ import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import pytest
 from sqlalchemy import Engine, text
@@ -22,6 +22,9 @@ from sqlmodel import SQLModel
 import hub.store.models  # noqa: F401  (registers the tables)
 from hub.core.config import Config, parse_config
 from hub.store.db import make_engine, session_scope, upgrade
+
+if TYPE_CHECKING:
+    from hub.app import Hub
 
 # Fixtures of the real servers, available to every test module.
 pytest_plugins = [
@@ -140,15 +143,71 @@ def account(engine: Engine) -> str:
     return "acme"
 
 
+class MakeHub(Protocol):
+    """The ``make_hub`` factory's signature (see the fixture)."""
+
+    async def __call__(
+        self,
+        *,
+        config: Config | None = None,
+        engine: Engine | None | Literal["test"] = "test",
+        start: bool = True,
+        background: bool = False,
+        run_dispatcher: bool | None = None,
+        **overrides: Any,
+    ) -> Hub: ...
+
+
 @pytest.fixture
-async def hub(config: Config, engine: Engine) -> AsyncIterator[Any]:
-    """A started hub whose dispatcher the test drives (``await hub.dispatcher.drain()``)."""
+async def make_hub(db_url: str, tmp_path: Path, engine: Engine) -> AsyncIterator[MakeHub]:
+    """A factory of hubs on the test's database, every one stopped at teardown.
+
+    Modelled on aiosmtpd's ``get_controller`` fixture: the test says what differs, the
+    fixture owns the rest. ``await make_hub(providers={...}, smtp={...})`` builds the config
+    with :func:`make_config` (each keyword a config section merged over the test defaults),
+    or pass a ready ``config``. ``engine`` is the test's engine unless given (``None``: the
+    hub opens its own from the config, disposed at teardown). The hub is started with its
+    dispatcher driven by the test (``background=False``) unless ``start=False`` or
+    ``background=True``; ``run_dispatcher`` is :meth:`Hub.start`'s ``dispatcher``. Hubs are
+    stopped in reverse order of creation; a test may stop one itself where the order
+    matters (``Hub.stop`` is idempotent).
+    """
     from hub.app import Hub
 
-    instance = Hub(config, engine=engine)
-    await instance.start(background=False)
-    yield instance
-    await instance.stop()
+    test_engine = engine
+    made: list[tuple[Hub, bool]] = []
+
+    async def factory(
+        *,
+        config: Config | None = None,
+        engine: Engine | None | Literal["test"] = "test",
+        start: bool = True,
+        background: bool = False,
+        run_dispatcher: bool | None = None,
+        **overrides: Any,
+    ) -> Hub:
+        if config is None:
+            config = make_config(db_url, tmp_path, **overrides)
+        elif overrides:
+            raise TypeError("make_hub: give either config or section overrides, not both")
+        own_engine = engine is None
+        instance = Hub(config, engine=test_engine if engine == "test" else engine)
+        made.append((instance, own_engine))
+        if start:
+            await instance.start(dispatcher=run_dispatcher, background=background)
+        return instance
+
+    yield factory
+    for instance, own_engine in reversed(made):
+        await instance.stop()
+        if own_engine:
+            instance.engine.dispose()
+
+
+@pytest.fixture
+async def hub(config: Config, make_hub: MakeHub) -> Hub:
+    """A started hub whose dispatcher the test drives (``await hub.dispatcher.drain()``)."""
+    return await make_hub(config=config)
 
 
 def refuse_unlink(monkeypatch: pytest.MonkeyPatch, path: Path) -> None:

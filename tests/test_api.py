@@ -161,15 +161,15 @@ def _client_at(app: Any, address: tuple[str, int]) -> httpx.AsyncClient:
 
 
 @pytest.fixture
-async def token_hub(db_url: str, tmp_path: Any, engine: Any, monkeypatch: Any) -> Any:
+async def token_hub(
+    db_url: str, tmp_path: Any, engine: Any, monkeypatch: Any, make_hub: Any
+) -> Any:
     """A hub whose /metrics requires METRICS_TOKEN (from the environment)."""
-    from hub.app import Hub
     from tests.conftest import make_config
 
     monkeypatch.setenv("SMSHUB_TEST_METRICS_TOKEN", METRICS_TOKEN)
     config = make_config(db_url, tmp_path, http={"metrics_token_env": "SMSHUB_TEST_METRICS_TOKEN"})
-    instance = Hub(config, engine=engine)
-    await instance.start(background=False)
+    instance = await make_hub(config=config)
     yield instance
     await instance.stop()
 

@@ -23,7 +23,7 @@ from hub.sending.accounts import create_account
 from hub.sending.credits import top_up
 from hub.store.db import make_engine, session_scope
 from hub.store.models import InboundMessage, Message
-from tests.conftest import make_config
+from tests.conftest import MakeHub, make_config
 
 NUMBER_A = "+33612340001"
 NUMBER_B = "+33612340002"
@@ -69,7 +69,7 @@ def _account(engine: Engine, name: str, text: str) -> None:
 
 @pytest.fixture
 async def pair(
-    db_url: str, engine: Engine, tmp_path: Path, sqlite_template: Path
+    db_url: str, engine: Engine, tmp_path: Path, sqlite_template: Path, make_hub: MakeHub
 ) -> AsyncIterator[tuple[Side, Side]]:
     """Hub A on the test's database (SQLite or PostgreSQL), hub B on a SQLite file of its own."""
     b_path = tmp_path / "hub-b.db"
@@ -78,8 +78,10 @@ async def pair(
     b_engine = make_engine(b_url)
     _account(engine, "alpha", TEXT_A)
     _account(b_engine, "beta", TEXT_B)
-    hub_a = Hub(_config(db_url, tmp_path / "a", NUMBER_A, "alpha"), engine=engine)
-    hub_b = Hub(_config(b_url, tmp_path / "b", NUMBER_B, "beta"), engine=b_engine)
+    hub_a = await make_hub(config=_config(db_url, tmp_path / "a", NUMBER_A, "alpha"), start=False)
+    hub_b = await make_hub(
+        config=_config(b_url, tmp_path / "b", NUMBER_B, "beta"), engine=b_engine, start=False
+    )
     await hub_a.start(background=False)
     await hub_b.start(background=False)
     try:

@@ -26,7 +26,6 @@ from hub.sending.credits import ledger_problems
 from hub.sending.dispatch import Dispatcher
 from hub.store.db import session_scope
 from hub.store.models import InboundMessage, Message, MessageEvent
-from tests.conftest import make_config
 
 
 def _send(hub: Any, *numbers: str, text: str = "hello") -> list[str]:
@@ -108,12 +107,8 @@ async def test_callback_with_bad_secret_or_body_is_refused(hub, account):
     assert r.status_code == 404
 
 
-async def test_invalid_number_report_is_final_and_kept_charged(db_url, tmp_path, engine, account):
-    from hub.app import Hub
-
-    config = make_config(
-        db_url,
-        tmp_path,
+async def test_invalid_number_report_is_final_and_kept_charged(engine, account, make_hub):
+    hub = await make_hub(
         providers={
             "simulator": {
                 "type": "simulator",
@@ -122,8 +117,6 @@ async def test_invalid_number_report_is_final_and_kept_charged(db_url, tmp_path,
             }
         },
     )
-    hub = Hub(config, engine=engine)
-    await hub.start(background=False)
     try:
         ok, bad = _send(hub, "0612345678", "0698765432")
         await _settle(hub)
@@ -134,12 +127,8 @@ async def test_invalid_number_report_is_final_and_kept_charged(db_url, tmp_path,
         await hub.stop()
 
 
-async def test_network_error_report_is_sent_again_as_a_new_send(db_url, tmp_path, engine, account):
-    from hub.app import Hub
-
-    config = make_config(db_url, tmp_path)
-    hub = Hub(config, engine=engine)
-    await hub.start(background=False)
+async def test_network_error_report_is_sent_again_as_a_new_send(engine, account, make_hub):
+    hub = await make_hub()
     try:
         [mid] = _send(hub, "0612345678")
         await hub.dispatcher.drain()

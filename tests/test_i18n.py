@@ -30,7 +30,7 @@ from hub.reminders.render import render_reminder
 from hub.sending.accounts import create_account
 from hub.store.db import session_scope
 from hub.store.models import Account, OutgoingMail
-from tests.conftest import make_config
+from tests.conftest import MakeHub, make_config
 
 REPO = Path(__file__).parent.parent
 FRENCH = REPO / "hub" / "locale" / "fr" / "LC_MESSAGES" / "messages.po"
@@ -274,21 +274,19 @@ def test_smtp_refusals_stay_ascii_in_french() -> None:
 
 
 async def test_smtp_refusals_in_the_hubs_language(
-    engine: Engine, french_hub_config: Config, account: str
+    engine: Engine, french_hub_config: Config, account: str, make_hub: MakeHub
 ) -> None:
     """A hub whose region is French refuses in French, as ASCII, on a real SMTP session."""
     import asyncio
     import smtplib
 
-    from hub.app import Hub
     from hub.mail.intake.addresses import add_intake_address
     from hub.mail.intake.policy import IntakePolicy
     from hub.mail.intake.smtp import start_smtp
 
     with session_scope(engine) as session:
         add_intake_address(session, "acme", "sms@hub.test", allowed_senders=["@clinic.example"])
-    hub = Hub(french_hub_config, engine=engine)
-    await hub.start(background=False)
+    hub = await make_hub(config=french_hub_config)
     server = await start_smtp(IntakePolicy(engine, french_hub_config), french_hub_config, port=0)
     port = server.sockets[0].getsockname()[1]
 

@@ -36,7 +36,7 @@ from hub.ports.sms import DeliveryReason, OutgoingSms, ProviderContext, SendOutc
 from hub.sending import submit as sending
 from hub.store.db import session_scope
 from hub.store.models import InboundMessage, Message, MessageEvent
-from tests.conftest import make_config
+from tests.conftest import MakeHub, make_config
 from tests.servers._util import free_port, wait_until_async
 from tests.servers.dropping_http import DroppingHttpServer
 from tests.servers.kannel import KannelServer, kannel_factory, kannel_mo_url  # noqa: F401
@@ -90,10 +90,9 @@ def secrets_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @contextlib.asynccontextmanager
-async def running_hub(config: Config, engine: Engine, port: int) -> AsyncIterator[Hub]:
+async def running_hub(make_hub: MakeHub, config: Config, port: int) -> AsyncIterator[Hub]:
     """A started hub (dispatcher driven by the test) whose API listens on PORT."""
-    hub = Hub(config, engine=engine)
-    await hub.start(background=False)
+    hub = await make_hub(config=config)
     server = uvicorn.Server(
         uvicorn.Config(hub.api, host="127.0.0.1", port=port, lifespan="off", log_level="warning")
     )
@@ -268,6 +267,7 @@ async def test_mt_reaches_fakesmsc_exactly_and_is_delivered(
     tmp_path: Path,
     engine: Engine,
     account: str,
+    make_hub: MakeHub,
     kannel_factory: KannelFactory,  # noqa: F811
     secrets_env: None,
 ) -> None:
@@ -277,7 +277,7 @@ async def test_mt_reaches_fakesmsc_exactly_and_is_delivered(
     gsm = "Hello from smshub: 100% sure @ £ € {x} [y] ~ ^ | \\ & a+b=c"
     ucs2 = "Привет 😀"
     long = " ".join(f"Part of a long reminder, sentence {i}." for i in range(14))[:420]
-    async with running_hub(config, engine, port) as hub:
+    async with running_hub(make_hub, config, port) as hub:
         [m_gsm] = _submit(hub, gsm, "+33600000011")
         [m_ucs2] = _submit(hub, ucs2, "+33600000012")
         [m_long] = _submit(hub, long, "+33600000013")
@@ -321,13 +321,14 @@ async def test_mo_from_a_phone_becomes_an_inbound_message(
     tmp_path: Path,
     engine: Engine,
     account: str,
+    make_hub: MakeHub,
     kannel_factory: KannelFactory,  # noqa: F811
     secrets_env: None,
 ) -> None:
     port = free_port()
     kannel = kannel_factory(mo_url=_mo_url(port))
     config = _config(db_url, tmp_path, port, kannel.sendsms_url)
-    async with running_hub(config, engine, port) as hub:
+    async with running_hub(make_hub, config, port) as hub:
         assert hub.providers["kannel"].mo_url() == kannel.mo_url  # type: ignore[attr-defined]
         await kannel.send_mo_async("+33610000002", SENDER, "Ça va? 😀")
         await kannel.send_mo_async("0610000003", SENDER, "two  spaces\nand a newline")
@@ -353,11 +354,11 @@ async def test_mo_from_a_phone_becomes_an_inbound_message(
 
 
 async def test_callbacks_refuse_bad_secrets_and_malformed_requests(
-    db_url: str, tmp_path: Path, engine: Engine, account: str, secrets_env: None
+    db_url: str, tmp_path: Path, engine: Engine, account: str, make_hub: MakeHub, secrets_env: None
 ) -> None:
     port = free_port()
     config = _config(db_url, tmp_path, port, f"http://127.0.0.1:{free_port()}/cgi-bin/sendsms")
-    async with running_hub(config, engine, port) as hub, httpx.AsyncClient() as client:
+    async with running_hub(make_hub, config, port) as hub, httpx.AsyncClient() as client:
         base = f"http://127.0.0.1:{port}/callbacks/kannel"
         mo = {
             "from": "+33610000009",
@@ -417,6 +418,7 @@ async def test_reports_of_each_kannel_type_move_the_message(
     tmp_path: Path,
     engine: Engine,
     account: str,
+    make_hub: MakeHub,
     kannel_factory: KannelFactory,  # noqa: F811
     secrets_env: None,
 ) -> None:
@@ -424,7 +426,7 @@ async def test_reports_of_each_kannel_type_move_the_message(
     kannel = kannel_factory(mo_url=_mo_url(port))
     # No reports from fakesmsc here: the test posts the types fakesmsc never produces.
     config = _config(db_url, tmp_path, port, kannel.sendsms_url, dlr_mask=0)
-    async with running_hub(config, engine, port) as hub, httpx.AsyncClient() as client:
+    async with running_hub(make_hub, config, port) as hub, httpx.AsyncClient() as client:
         ids = _submit(hub, "report me", *(f"+3360000002{i}" for i in range(5)))
         assert await hub.dispatcher.drain() == 5  # type: ignore[union-attr]
         await kannel.wait_for_sms_async(5, DEADLINE)
@@ -460,12 +462,12 @@ async def test_reports_of_each_kannel_type_move_the_message(
 
 # -- outages and refusals ------------------------------------------------------------------
 async def test_kannel_down_requeues_with_a_detail_then_fails_over(
-    db_url: str, tmp_path: Path, engine: Engine, account: str, secrets_env: None
+    db_url: str, tmp_path: Path, engine: Engine, account: str, make_hub: MakeHub, secrets_env: None
 ) -> None:
     port = free_port()
     closed = f"http://127.0.0.1:{free_port()}/cgi-bin/sendsms"
     config = _config(db_url, tmp_path / "alone", port, closed)
-    async with running_hub(config, engine, port) as hub:
+    async with running_hub(make_hub, config, port) as hub:
         [mid] = _submit(hub, "nobody home", "+33600000031")
         # One round: drain() would retry at once (tiny test backoff) until the provider is
         # marked down, and that detail would hide the reason this test looks for.
@@ -475,7 +477,7 @@ async def test_kannel_down_requeues_with_a_detail_then_fails_over(
         assert "cannot reach Kannel" in message.detail and closed in message.detail
 
     config = _config(db_url, tmp_path / "failover", port, closed, route=["kannel", "simulator"])
-    async with running_hub(config, engine, port) as hub:
+    async with running_hub(make_hub, config, port) as hub:
         with session_scope(engine) as s:
             s.get(Message, mid).due_at = message.created_at  # type: ignore[union-attr]
         await hub.dispatcher.drain()  # type: ignore[union-attr]
@@ -508,6 +510,7 @@ async def test_refusals_by_kannel_fail_over_and_stay_visible(
     tmp_path: Path,
     engine: Engine,
     account: str,
+    make_hub: MakeHub,
     kannel_factory: KannelFactory,  # noqa: F811
     secrets_env: None,
     monkeypatch: pytest.MonkeyPatch,
@@ -516,7 +519,7 @@ async def test_refusals_by_kannel_fail_over_and_stay_visible(
     kannel = kannel_factory(mo_url=_mo_url(port))
     monkeypatch.setenv(PASSWORD_ENV, "not-the-password")
     config = _config(db_url, tmp_path, port, kannel.sendsms_url, max_messages=2)
-    async with running_hub(config, engine, port) as hub:
+    async with running_hub(make_hub, config, port) as hub:
         [wrong_password] = _submit(hub, "short", "+33600000041")
         [too_long] = _submit(hub, "x" * 400, "+33600000042")
         await hub.dispatcher.run_once()  # type: ignore[union-attr]
@@ -530,7 +533,7 @@ async def test_refusals_by_kannel_fail_over_and_stay_visible(
     config = _config(
         db_url, tmp_path, port, kannel.sendsms_url, max_messages=2, route=["kannel", "simulator"]
     )
-    async with running_hub(config, engine, port) as hub:
+    async with running_hub(make_hub, config, port) as hub:
         with session_scope(engine) as s:
             for mid in (wrong_password, too_long):
                 s.get(Message, mid).due_at = messages[mid].created_at  # type: ignore[union-attr]

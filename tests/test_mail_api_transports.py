@@ -22,7 +22,6 @@ from sqlmodel import select
 
 from connectors.mail.api_client import MailApi, MailApiError
 from connectors.mail.imap_source import ImapUnavailable
-from hub.app import Hub
 from hub.core.config import Config
 from hub.errors import ConfigError, ConsentRevoked, MailboxAuthError
 from hub.mail.intake.addresses import add_intake_address
@@ -179,7 +178,7 @@ def fake(transport: str, request: pytest.FixtureRequest) -> Any:
 
 
 async def test_intake_through_the_mail_api(
-    db_url, tmp_path, monkeypatch, engine, intake_address, transport, fake
+    db_url, tmp_path, monkeypatch, engine, intake_address, transport, fake, make_hub
 ):
     inbox = "Inbox" if transport == "graph" else "INBOX"
     config = _config(
@@ -202,8 +201,7 @@ async def test_intake_through_the_mail_api(
         assert (stats["accepted"], stats["failed"], stats["moved"]) == (2, 1, 3)
         assert _recipients(engine) == ["+33611223344", "+33612345678"]
         # The SMS go out (the simulator gateway).
-        hub = Hub(config, engine=engine)
-        await hub.start(background=False)
+        hub = await make_hub(config=config)
         try:
             await hub.dispatcher.drain()
             log = hub.providers["simulator"].read_log()
@@ -238,7 +236,7 @@ async def test_intake_through_the_mail_api(
         with pytest.raises(ImapUnavailable, match="reconnect the mailbox in the console"):
             await source.run_once()
         assert mailbox_state(store, KEY).revoked.startswith("invalid_grant")
-        hub = Hub(config, engine=engine)
+        hub = await make_hub(config=config, start=False)
         ops = await start_ops(config, hub, {"imap"}, "i-1")
         assert ops is not None
         try:
@@ -255,7 +253,7 @@ async def test_intake_through_the_mail_api(
 
 
 async def test_answers_and_mail_out_through_the_mail_api(
-    db_url, tmp_path, monkeypatch, engine, account, transport, fake
+    db_url, tmp_path, monkeypatch, engine, account, transport, fake, make_hub
 ):
     out = {
         "transport": transport,
@@ -276,8 +274,7 @@ async def test_answers_and_mail_out_through_the_mail_api(
         acc = s.get(Account, 1)
         assert acc is not None
         acc.reply_mailbox = "accueil@cabinet.example"
-    hub = Hub(config, engine=engine)
-    await hub.start(background=False)
+    hub = await make_hub(config=config)
     try:
         sending.submit(
             engine,

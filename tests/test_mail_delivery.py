@@ -7,16 +7,21 @@ from email.policy import default
 from pathlib import Path
 from typing import Any
 
-from hub.app import Hub
 from hub.sending import submit as sending
 from hub.store.db import session_scope
 from hub.store.models import Account
-from tests.conftest import make_config
+from tests.conftest import MakeHub, make_config
 from tests.servers.dovecot import DovecotServer, dovecot_fixture  # noqa: F401
 
 
 async def test_forwarded_sms_is_appended_to_the_mailbox_folder(
-    db_url: str, tmp_path: Path, engine: Any, account: str, dovecot: DovecotServer, monkeypatch
+    db_url: str,
+    tmp_path: Path,
+    engine: Any,
+    account: str,
+    dovecot: DovecotServer,
+    monkeypatch,
+    make_hub: MakeHub,
 ) -> None:
     user, password = dovecot.add_user()
     monkeypatch.setenv("TEST_IMAP_PASSWORD", password)
@@ -37,8 +42,7 @@ async def test_forwarded_sms_is_appended_to_the_mailbox_folder(
     with session_scope(engine) as s:
         acc = s.get(Account, 1)
         acc.reply_mailbox = "accueil@cabinet.example"
-    hub = Hub(config, engine=engine)
-    await hub.start(background=False)
+    hub = await make_hub(config=config)
     try:
         sending.submit(
             engine,
@@ -60,7 +64,13 @@ async def test_forwarded_sms_is_appended_to_the_mailbox_folder(
 
 
 async def test_wrong_imap_password_is_retried_not_lost(
-    db_url: str, tmp_path: Path, engine: Any, account: str, dovecot: DovecotServer, monkeypatch
+    db_url: str,
+    tmp_path: Path,
+    engine: Any,
+    account: str,
+    dovecot: DovecotServer,
+    monkeypatch,
+    make_hub: MakeHub,
 ) -> None:
     user, _ = dovecot.add_user()
     monkeypatch.setenv("TEST_IMAP_PASSWORD", "not-the-password")
@@ -78,8 +88,7 @@ async def test_wrong_imap_password_is_retried_not_lost(
     )
     with session_scope(engine) as s:
         s.get(Account, 1).reply_mailbox = "accueil@cabinet.example"
-    hub = Hub(config, engine=engine)
-    await hub.start(background=False)
+    hub = await make_hub(config=config)
     try:
         sending.submit(
             engine,

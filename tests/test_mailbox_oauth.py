@@ -20,7 +20,6 @@ from sqlmodel import select
 
 from connectors.mail.imap_source import ImapUnavailable
 from connectors.mail.oauth_login import imap_login
-from hub.app import Hub
 from hub.core.config import Config
 from hub.errors import ConsentRevoked
 from hub.mail.intake.addresses import add_intake_address
@@ -162,7 +161,7 @@ def intake_address(engine: Engine, account: str) -> str:
 
 
 async def test_intake_by_xoauth2_token_expiry_then_revoked_consent(
-    db_url, tmp_path, monkeypatch, engine, intake_address, dovecot_oauth, user, microsoft
+    db_url, tmp_path, monkeypatch, engine, intake_address, dovecot_oauth, user, microsoft, make_hub
 ):
     config = _config(
         db_url,
@@ -210,7 +209,7 @@ async def test_intake_by_xoauth2_token_expiry_then_revoked_consent(
         assert state.revoked.startswith("invalid_grant")
         assert "reconnect the mailbox" in state.activity["error"]
         # /readyz of an instance with the imap role names the mailbox and the fix.
-        hub = Hub(config, engine=engine)
+        hub = await make_hub(config=config, start=False)
         ops = await start_ops(config, hub, {"imap"}, "i-1")
         assert ops is not None
         try:

@@ -4,7 +4,6 @@ number goes on the account's invalid list and later sends leave it out."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -17,27 +16,19 @@ from hub.sending import submit as sending
 from hub.sending.accounts import create_account
 from hub.store.db import session_scope
 from hub.store.models import Account, InvalidNumber, Message
-from tests.conftest import make_config
+from tests.conftest import MakeHub, make_config
 
 BAD = "+33698765432"
 
 
 @pytest.fixture
-async def npai_hub(db_url: str, tmp_path: Path, engine: Engine, account: str) -> AsyncIterator[Any]:
+async def npai_hub(engine: Engine, account: str, make_hub: MakeHub) -> Any:
     """A hub whose simulator reports BAD as invalid_number."""
-    from hub.app import Hub
-
-    config = make_config(
-        db_url,
-        tmp_path,
+    return await make_hub(
         providers={
             "simulator": {"type": "simulator", "report_delay": 3600, "invalid_numbers": [BAD]}
         },
     )
-    hub = Hub(config, engine=engine)
-    await hub.start(background=False)
-    yield hub
-    await hub.stop()
 
 
 def _submit(hub: Any, number: str, account: str = "acme") -> sending.SubmitResult:

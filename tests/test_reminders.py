@@ -284,9 +284,8 @@ async def test_sync_falls_back_to_full_and_records_errors(engine, config, calend
 
 
 async def test_patient_answers_oui_or_non(
-    db_url, tmp_path, engine, account, calendar, smtp_sink, monkeypatch
+    db_url, tmp_path, engine, account, calendar, smtp_sink, monkeypatch, make_hub
 ):
-    from hub.app import Hub
     from hub.reminders import sync
     from tests.conftest import make_config
 
@@ -303,8 +302,7 @@ async def test_patient_answers_oui_or_non(
     with session_scope(engine) as s:
         for m in s.exec(select(Message)).all():
             m.due_at = datetime.now(UTC)  # due now
-    hub = Hub(config, engine=engine)
-    await hub.start(background=False)
+    hub = await make_hub(config=config)
     try:
         await hub.dispatcher.drain()
         sim = hub.providers["simulator"]

@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 from sqlmodel import col, select
 
-from hub.app import Hub
 from hub.errors import InvalidInput
 from hub.mail.intake.addresses import add_intake_address
 from hub.mail.intake.policy import IntakePolicy, MailEnvelope
@@ -19,14 +18,16 @@ from hub.sending import submit as sending
 from hub.sending.optout import classify, normalize_keyword, remove_number
 from hub.store.db import session_scope
 from hub.store.models import Account, BlacklistEntry, InboundMessage, Message, OptOutEvent
-from tests.conftest import make_config
+from tests.conftest import MakeHub, make_config
 from tests.servers.smtp_sink import SmtpSink
 
 AR = "mx.clinic.example; dmarc=pass header.from=clinic.example"
 
 
 @pytest.fixture
-async def hub(db_url: str, tmp_path: Path, engine: Any, account: str, smtp_sink: SmtpSink) -> Any:
+async def hub(
+    db_url: str, tmp_path: Path, engine: Any, account: str, smtp_sink: SmtpSink, make_hub: MakeHub
+) -> Any:
     config = make_config(
         db_url,
         tmp_path,
@@ -43,8 +44,7 @@ async def hub(db_url: str, tmp_path: Path, engine: Any, account: str, smtp_sink:
     )
     with session_scope(engine) as s:
         add_intake_address(s, "acme", "sms@hub.test", allowed_senders=["@clinic.example"])
-    instance = Hub(config, engine=engine)
-    await instance.start(background=False)
+    instance = await make_hub(config=config)
     instance.policy = IntakePolicy(engine, config)
     yield instance
     await instance.stop()

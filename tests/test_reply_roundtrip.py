@@ -26,7 +26,7 @@ from hub.mail.intake.policy import IntakePolicy
 from hub.mail.intake.smtp import start_smtp
 from hub.store.db import session_scope
 from hub.store.models import InboundMessage, Message
-from tests.conftest import make_config
+from tests.conftest import MakeHub, make_config
 from tests.servers.dovecot import DovecotServer, dovecot_fixture  # noqa: F401
 
 ANNE = "anne@clinic.example"
@@ -71,6 +71,7 @@ async def roundtrip(
     account: str,
     dovecot: DovecotServer,
     monkeypatch: pytest.MonkeyPatch,
+    make_hub: MakeHub,
 ) -> AsyncIterator[RoundTrip]:
     """A hub with SMTP intake on a free port and its mail appended to a Dovecot folder."""
     user, password = dovecot.add_user()
@@ -95,8 +96,7 @@ async def roundtrip(
     )
     with session_scope(engine) as s:
         add_intake_address(s, account, INTAKE, allowed_senders=["@clinic.example"])
-    hub = Hub(config, engine=engine)
-    await hub.start(background=False)
+    hub = await make_hub(config=config)
     server = await start_smtp(IntakePolicy(engine, config), config, port=0)
     try:
         yield RoundTrip(hub, server.sockets[0].getsockname()[1], dovecot, user)

@@ -47,7 +47,7 @@ from hub.ports.state import MemoryStateStore, StateStore
 from hub.sending import submit as sending
 from hub.store.db import session_scope
 from hub.store.models import InboundMessage, Message, MessageEvent
-from tests.conftest import make_config, require_server
+from tests.conftest import MakeHub, make_config, require_server
 from tests.servers.smpp_server import IMPORT_ERROR, LinkProxy, Smsc
 
 GSM_CHARS = [c for c in segments.GSM7_BASIC_TABLE if c != "\x1b"] + list(
@@ -591,8 +591,9 @@ def test_vendor_status_codes_are_transient_unless_configured():
 
 
 @asynccontextmanager
-async def smpp_hub(db_url, tmp_path, engine, port, **overrides: Any) -> AsyncIterator[Any]:
-    from hub.app import Hub
+async def smpp_hub(
+    make_hub: MakeHub, db_url, tmp_path, engine, port, **overrides: Any
+) -> AsyncIterator[Any]:
 
     config = make_config(
         db_url,
@@ -602,7 +603,7 @@ async def smpp_hub(db_url, tmp_path, engine, port, **overrides: Any) -> AsyncIte
         # retries wait for the test (make_due), so a drain never re-sends on its own
         dispatcher={"retry_backoff_seconds": 60.0},
     )
-    hub = Hub(config, engine=engine)
+    hub = await make_hub(config=config, start=False)
     hub.providers["smpp"].events = hub.handle_events  # type: ignore[attr-defined]
     await hub.start(background=False)
     try:
@@ -649,11 +650,11 @@ def make_due(engine: Any, mid: str) -> None:
 
 
 async def test_gsm7_and_ucs2_messages_are_sent_and_receipts_deliver_them(
-    db_url, tmp_path, engine, account, smsc, proxy
+    db_url, tmp_path, engine, account, smsc, proxy, make_hub
 ):
     gsm = "Rdv lundi 10h {salle B} ~ 5€ @ Dr Müller"
     ucs2 = "Merci 😀 à bientôt ✓ — Зоя"
-    async with smpp_hub(db_url, tmp_path, engine, proxy.port) as hub:
+    async with smpp_hub(make_hub, db_url, tmp_path, engine, proxy.port) as hub:
         [gsm_id] = submit(hub, gsm, sender="Clinique")
         [ucs2_id] = submit(hub, ucs2, "+41791234567")
         await hub.dispatcher.drain()
@@ -682,11 +683,11 @@ async def test_gsm7_and_ucs2_messages_are_sent_and_receipts_deliver_them(
 
 
 async def test_long_messages_are_reassembled_and_delivered_when_all_parts_are(
-    db_url, tmp_path, engine, account, smsc, proxy
+    db_url, tmp_path, engine, account, smsc, proxy, make_hub
 ):
     # An escape pair (€, [) right at the 153-septet boundaries must move whole.
     text = "a" * 152 + "€" + "b" * 150 + "[" + "c" * 60
-    async with smpp_hub(db_url, tmp_path, engine, proxy.port) as hub:
+    async with smpp_hub(make_hub, db_url, tmp_path, engine, proxy.port) as hub:
         [mid] = submit(hub, text)
         [other] = submit(hub, "word " * 40, "0698765432")
         await hub.dispatcher.drain()
@@ -712,9 +713,9 @@ async def test_long_messages_are_reassembled_and_delivered_when_all_parts_are(
 
 
 async def test_inbound_sms_single_and_concatenated_are_stored(
-    db_url, tmp_path, engine, account, smsc, proxy
+    db_url, tmp_path, engine, account, smsc, proxy, make_hub
 ):
-    async with smpp_hub(db_url, tmp_path, engine, proxy.port) as hub:
+    async with smpp_hub(make_hub, db_url, tmp_path, engine, proxy.port) as hub:
         [mid] = submit(hub, "Votre rdv est demain. Répondez OUI ou NON")
         await hub.dispatcher.drain()
         await smsc.wait_submits(1)
@@ -739,10 +740,10 @@ async def test_inbound_sms_single_and_concatenated_are_stored(
 
 
 async def test_throttling_is_retried_later_and_invalid_number_fails_for_good(
-    db_url, tmp_path, engine, account, smsc, proxy
+    db_url, tmp_path, engine, account, smsc, proxy, make_hub
 ):
     # No pause here (the pause itself is checked above): the retry is the dispatcher's.
-    async with smpp_hub(db_url, tmp_path, engine, proxy.port, throttle_delay=0.0) as hub:
+    async with smpp_hub(make_hub, db_url, tmp_path, engine, proxy.port, throttle_delay=0.0) as hub:
         smsc.script = [wire.Status.RTHROTTLED]
         [mid] = submit(hub, "bonjour")
         await hub.dispatcher.drain()
@@ -764,9 +765,9 @@ async def test_throttling_is_retried_later_and_invalid_number_fails_for_good(
 
 
 async def test_connection_loss_fails_fast_then_reconnects_and_continues(
-    db_url, tmp_path, engine, account, smsc, proxy
+    db_url, tmp_path, engine, account, smsc, proxy, make_hub
 ):
-    async with smpp_hub(db_url, tmp_path, engine, proxy.port) as hub:
+    async with smpp_hub(make_hub, db_url, tmp_path, engine, proxy.port) as hub:
         provider = hub.providers["smpp"]
         [first] = submit(hub, "avant")
         await hub.dispatcher.drain()

@@ -20,7 +20,7 @@ from hub.sending.accounts import get_account
 from hub.sending.credits import ledger_problems
 from hub.store.db import session_scope
 from hub.store.models import InboundMessage, Message, MessageEvent
-from tests.conftest import make_config
+from tests.conftest import MakeHub, make_config
 from tests.fakes import smsfactor as fake_smsfactor
 from tests.fakes.smsfactor import TOKEN, SmsFactorFake
 
@@ -49,6 +49,7 @@ def _section(fake: SmsFactorFake, **extra: Any) -> dict[str, Any]:
 
 
 async def _hub(
+    make_hub: MakeHub,
     db_url: str,
     tmp_path: Path,
     engine: Engine,
@@ -56,7 +57,6 @@ async def _hub(
     route: list[str] | None = None,
     **extra: Any,
 ) -> Any:
-    from hub.app import Hub
 
     config = make_config(
         db_url,
@@ -65,8 +65,7 @@ async def _hub(
         providers={"smsfactor": _section(fake, **extra)},
         routing={"default": route or ["smsfactor"]},
     )
-    hub = Hub(config, engine=engine)
-    await hub.start(background=False)
+    hub = await make_hub(config=config)
     fake.webhooks = {
         "DLR": f"{PUBLIC}/callbacks/smsfactor/dlr?secret={SECRET}",
         "MO": f"{PUBLIC}/callbacks/smsfactor/mo?secret={SECRET}",
@@ -82,8 +81,9 @@ async def hub(
     account: str,
     smsfactor_fake: SmsFactorFake,
     sf_env: None,
+    make_hub: MakeHub,
 ) -> AsyncIterator[Any]:
-    instance = await _hub(db_url, tmp_path, engine, smsfactor_fake)
+    instance = await _hub(make_hub, db_url, tmp_path, engine, smsfactor_fake)
     yield instance
     await instance.stop()
 
@@ -285,10 +285,10 @@ async def test_account_and_rate_problems_are_transient(
 
 
 async def test_wrong_token_is_reported_as_a_configuration_problem(
-    db_url, tmp_path, engine, account, smsfactor_fake, sf_env, monkeypatch
+    db_url, tmp_path, engine, account, smsfactor_fake, sf_env, monkeypatch, make_hub
 ):
     monkeypatch.setenv("SMSHUB_TEST_SF_TOKEN", "not-the-token")
-    hub = await _hub(db_url, tmp_path, engine, smsfactor_fake)
+    hub = await _hub(make_hub, db_url, tmp_path, engine, smsfactor_fake)
     try:
         [mid] = _send(hub, "0612345678")
         await hub.dispatcher.run_once()  # one round: drain() retries at once (10 ms backoff)
@@ -300,9 +300,11 @@ async def test_wrong_token_is_reported_as_a_configuration_problem(
 
 
 async def test_outage_fails_over_to_the_next_provider(
-    db_url, tmp_path, engine, account, smsfactor_fake, sf_env
+    db_url, tmp_path, engine, account, smsfactor_fake, sf_env, make_hub
 ):
-    hub = await _hub(db_url, tmp_path, engine, smsfactor_fake, route=["smsfactor", "simulator"])
+    hub = await _hub(
+        make_hub, db_url, tmp_path, engine, smsfactor_fake, route=["smsfactor", "simulator"]
+    )
     try:
         smsfactor_fake.fail_next(503, None)
         [mid] = _send(hub, "0612345678")
@@ -332,9 +334,11 @@ async def test_filtered_number_fails_for_good_and_is_refunded(hub, smsfactor_fak
 
 
 async def test_country_not_allowed_moves_on_to_the_next_provider(
-    db_url, tmp_path, engine, account, smsfactor_fake, sf_env
+    db_url, tmp_path, engine, account, smsfactor_fake, sf_env, make_hub
 ):
-    hub = await _hub(db_url, tmp_path, engine, smsfactor_fake, route=["smsfactor", "simulator"])
+    hub = await _hub(
+        make_hub, db_url, tmp_path, engine, smsfactor_fake, route=["smsfactor", "simulator"]
+    )
     try:
         smsfactor_fake.filter_number("+41791234567", "not_allowed")
         [mid] = _send(hub, "+41791234567")
@@ -345,10 +349,10 @@ async def test_country_not_allowed_moves_on_to_the_next_provider(
 
 
 async def test_unicode_text_and_configured_defaults_reach_smsfactor(
-    db_url, tmp_path, engine, account, smsfactor_fake, sf_env
+    db_url, tmp_path, engine, account, smsfactor_fake, sf_env, make_hub
 ):
     hub = await _hub(
-        db_url, tmp_path, engine, smsfactor_fake, sender="CABINET", pushtype="marketing"
+        make_hub, db_url, tmp_path, engine, smsfactor_fake, sender="CABINET", pushtype="marketing"
     )
     try:
         _send(hub, "0612345678", text="Merci 😊")

@@ -16,13 +16,12 @@ from typing import Any
 import pytest
 from sqlmodel import select
 
-from hub.app import Hub
 from hub.mail.intake.addresses import add_intake_address, add_mail_user
 from hub.mail.intake.policy import IntakePolicy
 from hub.mail.intake.smtp import start_smtp
 from hub.store.db import session_scope
 from hub.store.models import InboundMail, Message
-from tests.conftest import make_config, require_server
+from tests.conftest import MakeHub, make_config, require_server
 from tests.servers.smtp_sink import SmtpSink
 
 PASSWORD = "correct horse battery"
@@ -64,6 +63,7 @@ async def smtp(
     account: str,
     tls_files: tuple[str, str],
     smtp_sink: SmtpSink,
+    make_hub: MakeHub,
 ) -> Any:
     """A hub with SMTP intake on a free port, confirmations to the sink; yields (hub, port)."""
     config = make_config(
@@ -87,8 +87,7 @@ async def smtp(
         add_intake_address(s, "acme", "*@sms.hub.test", require_auth=True)
         add_mail_user(s, "acme", "reception", PASSWORD)
         add_mail_user(s, "acme", "anne@clinic.example", PASSWORD)
-    hub = Hub(config, engine=engine)
-    await hub.start(background=False)
+    hub = await make_hub(config=config)
     server = await start_smtp(IntakePolicy(engine, config), config, port=0)
     port = server.sockets[0].getsockname()[1]
     yield hub, port

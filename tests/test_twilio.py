@@ -25,7 +25,7 @@ from hub.sending.accounts import get_account
 from hub.sending.credits import ledger_problems
 from hub.store.db import session_scope
 from hub.store.models import InboundMessage, Message, MessageEvent
-from tests.conftest import make_config
+from tests.conftest import MakeHub, make_config
 from tests.fakes import twilio as fake_twilio
 from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, TwilioFake
 
@@ -53,6 +53,7 @@ def _section(fake: TwilioFake, **extra: Any) -> dict[str, Any]:
 
 
 async def _hub(
+    make_hub: MakeHub,
     db_url: str,
     tmp_path: Path,
     engine: Engine,
@@ -61,7 +62,6 @@ async def _hub(
     public_url: str = PUBLIC,
     **extra: Any,
 ) -> Any:
-    from hub.app import Hub
 
     config = make_config(
         db_url,
@@ -70,16 +70,21 @@ async def _hub(
         providers={"twilio": _section(fake, **extra)},
         routing={"default": route or ["twilio"]},
     )
-    hub = Hub(config, engine=engine)
-    await hub.start(background=False)
+    hub = await make_hub(config=config)
     return hub
 
 
 @pytest.fixture
 async def hub(
-    db_url: str, tmp_path: Path, engine: Engine, account: str, twilio_fake: TwilioFake, tw_env: None
+    db_url: str,
+    tmp_path: Path,
+    engine: Engine,
+    account: str,
+    twilio_fake: TwilioFake,
+    tw_env: None,
+    make_hub: MakeHub,
 ) -> AsyncIterator[Any]:
-    instance = await _hub(db_url, tmp_path, engine, twilio_fake)
+    instance = await _hub(make_hub, db_url, tmp_path, engine, twilio_fake)
     yield instance
     await instance.stop()
 
@@ -150,9 +155,10 @@ async def test_sms_reaches_twilio_and_is_reported_delivered(hub, twilio_fake):
 
 
 async def test_message_sender_and_messaging_service_are_used(
-    db_url, tmp_path, engine, account, twilio_fake, tw_env
+    db_url, tmp_path, engine, account, twilio_fake, tw_env, make_hub
 ):
     hub = await _hub(
+        make_hub,
         db_url,
         tmp_path,
         engine,
@@ -316,9 +322,9 @@ async def test_rate_limit_is_transient(hub, twilio_fake):
 
 
 async def test_outage_fails_over_to_the_next_provider(
-    db_url, tmp_path, engine, account, twilio_fake, tw_env
+    db_url, tmp_path, engine, account, twilio_fake, tw_env, make_hub
 ):
-    hub = await _hub(db_url, tmp_path, engine, twilio_fake, route=["twilio", "simulator"])
+    hub = await _hub(make_hub, db_url, tmp_path, engine, twilio_fake, route=["twilio", "simulator"])
     try:
         twilio_fake.fail_next(503)
         [mid] = _send(hub, "0612345678")
@@ -331,9 +337,9 @@ async def test_outage_fails_over_to_the_next_provider(
 
 
 async def test_region_not_permitted_fails_over_to_the_next_provider(
-    db_url, tmp_path, engine, account, twilio_fake, tw_env
+    db_url, tmp_path, engine, account, twilio_fake, tw_env, make_hub
 ):
-    hub = await _hub(db_url, tmp_path, engine, twilio_fake, route=["twilio", "simulator"])
+    hub = await _hub(make_hub, db_url, tmp_path, engine, twilio_fake, route=["twilio", "simulator"])
     try:
         twilio_fake.fail_number("+41791234567", 21408)
         [mid] = _send(hub, "+41791234567")
@@ -361,10 +367,10 @@ async def test_refused_number_fails_for_good_and_is_refunded(hub, twilio_fake, c
 
 
 async def test_wrong_auth_token_is_reported_as_a_configuration_problem(
-    db_url, tmp_path, engine, account, twilio_fake, tw_env, monkeypatch
+    db_url, tmp_path, engine, account, twilio_fake, tw_env, monkeypatch, make_hub
 ):
     monkeypatch.setenv("SMSHUB_TEST_TWILIO_TOKEN", "not-the-token")
-    hub = await _hub(db_url, tmp_path, engine, twilio_fake)
+    hub = await _hub(make_hub, db_url, tmp_path, engine, twilio_fake)
     try:
         [mid] = _send(hub, "0612345678")
         await hub.dispatcher.run_once()  # one round: drain() retries at once (10 ms backoff)
@@ -397,12 +403,12 @@ def _serve(app: Any) -> Iterator[str]:
 
 
 async def test_signature_is_checked_against_the_public_url_behind_a_proxy(
-    db_url, tmp_path, engine, account, twilio_fake, tw_env
+    db_url, tmp_path, engine, account, twilio_fake, tw_env, make_hub
 ):
     """Twilio signs the public URL (https, proxy host, path prefix); the hub listens on plain
     HTTP on another address. Only the public URL may validate, whatever Host says."""
     public = "https://sms.example.test/hub"
-    hub = await _hub(db_url, tmp_path, engine, twilio_fake, public_url=public)
+    hub = await _hub(make_hub, db_url, tmp_path, engine, twilio_fake, public_url=public)
     try:
         mid, sid = await _sent(hub, twilio_fake)
         callback = twilio_fake.message(sid)["StatusCallback"]

@@ -349,13 +349,9 @@ async def test_a_slow_receiver_keeps_its_claim(engine, account, receiver):
     assert {r.status for r in _deliveries(engine)} == {"delivered"}
 
 
-def test_the_hubs_webhook_claims_last_claim_lease_seconds(db_url, tmp_path):
-    from hub.app import Hub
-
-    config = make_config(db_url, tmp_path, dispatcher={"claim_lease_seconds": 4.0})
-    hub = Hub(config)
+async def test_the_hubs_webhook_claims_last_claim_lease_seconds(make_hub):
+    hub = await make_hub(engine=None, start=False, dispatcher={"claim_lease_seconds": 4.0})
     assert hub.webhook_sender.lease == timedelta(seconds=4)
-    hub.engine.dispose()
 
 
 async def test_sub_account_events_reach_the_parent_never_another_account(hub, account, sender):
@@ -419,13 +415,9 @@ async def test_inbound_sms_is_notified_to_subscribed_endpoints(hub, account, rec
 
 
 async def test_failed_undelivered_and_dr_unavailable_are_message_failed(
-    db_url, tmp_path, engine, account, receiver, sender
+    engine, account, receiver, sender, make_hub
 ):
-    from hub.app import Hub
-
-    config = make_config(
-        db_url,
-        tmp_path,
+    hub = await make_hub(
         providers={
             "simulator": {
                 "type": "simulator",
@@ -435,8 +427,6 @@ async def test_failed_undelivered_and_dr_unavailable_are_message_failed(
             }
         },
     )
-    hub = Hub(config, engine=engine)
-    await hub.start(background=False)
     try:
         _add(engine, "acme", receiver.url, ["message.failed"])
         rejected, invalid = _send(hub, "acme", "0611111111", "0622222222")

@@ -22,6 +22,7 @@ from hub.reminders.sync import sync_calendar
 from hub.store.db import session_scope
 from hub.store.models import Calendar
 from hub.store.secretbox import KEY_ENV, new_key
+from tests.conftest import MakeHub
 from tests.console import test_calendars_console as single
 from tests.console.conftest import ConsoleClient
 
@@ -34,15 +35,14 @@ microsoft = single.microsoft
 
 @pytest.fixture
 async def instance_b(
-    hub: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    hub: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_hub: MakeHub
 ) -> AsyncIterator[Hub]:
     """Another hub on the same database with its own data directory; both share the key."""
     monkeypatch.setenv(KEY_ENV, new_key())
     copy = hub.config.model_copy(deep=True)
     copy.hub.data_dir = tmp_path / "b"
     copy.hub.data_dir.mkdir()
-    other = Hub(copy, engine=hub.engine)
-    await other.start(dispatcher=False, background=False)
+    other = await make_hub(config=copy, engine=hub.engine, run_dispatcher=False)
     yield other
     await other.stop()
 

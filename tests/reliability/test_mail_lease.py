@@ -19,10 +19,9 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from hub.app import Hub
 from hub.mail.outbox import MailOutbox, build_message, queue_mail
 from hub.store.db import session_scope
-from tests.conftest import make_config
+from tests.conftest import MakeHub, make_config
 
 
 class SlowSender:
@@ -86,15 +85,15 @@ async def test_a_slow_send_keeps_its_claim(engine: Engine) -> None:
     assert max(collections.Counter(slow.delivered).values()) == 1
 
 
-async def test_the_hubs_mail_claims_last_claim_lease_seconds(db_url: str, tmp_path: Path) -> None:
+async def test_the_hubs_mail_claims_last_claim_lease_seconds(
+    db_url: str, tmp_path: Path, make_hub: MakeHub
+) -> None:
     config = make_config(
         db_url,
         tmp_path,
         dispatcher={"claim_lease_seconds": 4.0},
         mail_out={"host": "127.0.0.1", "port": 2525, "starttls": False},
     )
-    hub = Hub(config)
+    hub = await make_hub(config=config, engine=None, start=False)
     assert hub.mail_outbox is not None
     assert hub.mail_outbox.lease == timedelta(seconds=4)
-    await hub.hub_client.aclose()
-    hub.engine.dispose()

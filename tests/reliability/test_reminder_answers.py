@@ -26,7 +26,7 @@ from hub.sending import submit as sending
 from hub.sending.accounts import get_account
 from hub.store.db import session_scope
 from hub.store.models import Account, Calendar, CalendarEventRow, InboundMessage, Message
-from tests.conftest import make_config
+from tests.conftest import MakeHub, make_config
 from tests.servers.radicale import RadicaleServer, radicale_fixture  # noqa: F401
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -111,10 +111,11 @@ def mail_config(db_url: str, tmp_path: Any, smtp_sink: Any) -> Config:
 
 
 @pytest.fixture
-async def driven(mail_config: Config, engine: Engine, account: str) -> AsyncIterator[Hub]:
+async def driven(
+    mail_config: Config, engine: Engine, account: str, make_hub: MakeHub
+) -> AsyncIterator[Hub]:
     """A hub whose dispatcher and mail outbox the test drives."""
-    hub = Hub(mail_config, engine=engine)
-    await hub.start(background=False)
+    hub = await make_hub(config=mail_config)
     yield hub
     await hub.stop()
 
@@ -244,6 +245,7 @@ async def test_answer_reaches_radicale_when_it_arrives(
     account: str,
     radicale: RadicaleServer,
     monkeypatch: pytest.MonkeyPatch,
+    make_hub: MakeHub,
 ) -> None:
     monkeypatch.setenv("CALDAV_PASSWORD", radicale.password)
     dav = radicale.make_calendar("Agenda accueil")
@@ -270,8 +272,7 @@ async def test_answer_reaches_radicale_when_it_arrives(
         for m in s.exec(select(Message).where(Message.source == "calendar")).all():
             m.due_at = datetime.now(UTC)
     # A running hub: dispatcher, mail outbox and answer writer in the background.
-    hub = Hub(mail_config, engine=engine)
-    await hub.start()
+    hub = await make_hub(config=mail_config, background=True)
     try:
         for _ in range(100):
             if _messages(engine, "calendar")[0].status != "queued":

@@ -30,7 +30,7 @@ from hub.store.models import Calendar, ConnectorState
 from hub.store.secretbox import KEY_ENV, Keyring, load_keyring, new_key
 from hub.store.state_sql import SqlStateStore, rotate_secrets, state_store
 from tests import test_smpp
-from tests.conftest import make_config
+from tests.conftest import MakeHub, make_config
 from tests.console import conftest as console_conftest
 from tests.servers.radicale import RadicaleServer, radicale_fixture  # noqa: F401
 from tests.test_smpp import provider_on, sms
@@ -53,12 +53,12 @@ def _event_in(days: int) -> str:
     )
 
 
-def other_instance(config: Any, data_dir: Path, engine: Engine) -> Hub:
+async def other_instance(make_hub: MakeHub, config: Any, data_dir: Path, engine: Engine) -> Hub:
     """Another hub on the same database, with its own data directory (another machine)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     copy = config.model_copy(deep=True)
     copy.hub.data_dir = data_dir
-    return Hub(copy, engine=engine)
+    return await make_hub(config=copy, engine=engine, start=False)
 
 
 def _last_error(engine: Engine, calendar_id: int) -> str:
@@ -74,6 +74,7 @@ async def test_a_console_caldav_calendar_syncs_from_another_instance(
     radicale: RadicaleServer,
     tmp_path,
     monkeypatch,  # noqa: F811
+    make_hub: MakeHub,
 ):
     monkeypatch.setenv(KEY_ENV, new_key())
     calendar = radicale.make_calendar("Cabinet")
@@ -102,14 +103,14 @@ async def test_a_console_caldav_calendar_syncs_from_another_instance(
     # Nothing of it on instance A's disk.
     assert not (hub.config.hub.data_dir / "secrets").exists()
 
-    b = other_instance(hub.config, tmp_path / "b", hub.engine)
+    b = await other_instance(make_hub, hub.config, tmp_path / "b", hub.engine)
     report = await sync_calendar(b.engine, b.config, calendar_id, store=b.state)
     assert (report.seen, report.planned) == (1, 1)
     assert _last_error(hub.engine, calendar_id) == ""
 
     # An instance given another key: the calendar says what to fix.
     monkeypatch.setenv(KEY_ENV, new_key())
-    c = other_instance(hub.config, tmp_path / "c", hub.engine)
+    c = await other_instance(make_hub, hub.config, tmp_path / "c", hub.engine)
     with pytest.raises(HubError, match="could not be read: the stored password could not"):
         await sync_calendar(c.engine, c.config, calendar_id, store=c.state)
     assert _last_error(hub.engine, calendar_id).startswith(
@@ -117,7 +118,7 @@ async def test_a_console_caldav_calendar_syncs_from_another_instance(
     )
     # No key configured: its own generated key does not fit either, and it says so.
     monkeypatch.delenv(KEY_ENV)
-    d = other_instance(hub.config, tmp_path / "d", hub.engine)
+    d = await other_instance(make_hub, hub.config, tmp_path / "d", hub.engine)
     with pytest.raises(HubError):
         await sync_calendar(d.engine, d.config, calendar_id, store=d.state)
     assert (

@@ -24,7 +24,7 @@ from hub.mail.intake.policy import IntakePolicy
 from hub.mail.intake.smtp import start_smtp
 from hub.store.db import session_scope
 from hub.store.models import InboundMail, Message
-from tests.conftest import make_config
+from tests.conftest import MakeHub, make_config
 
 PASSWORD = "correct horse battery"
 INTAKE = "sms@hub.test"
@@ -101,7 +101,12 @@ def tls_pair_fixture(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str
 
 @pytest.fixture(name="smtp_hub")
 async def smtp_hub_fixture(
-    db_url: str, tmp_path: Path, engine: Engine, account: str, tls_pair: tuple[str, str]
+    db_url: str,
+    tmp_path: Path,
+    engine: Engine,
+    account: str,
+    tls_pair: tuple[str, str],
+    make_hub: MakeHub,
 ) -> AsyncIterator[SmtpHub]:
     """A started hub and its SMTP listener on a free port; INTAKE takes SMTP AUTH users."""
     config = make_config(
@@ -118,8 +123,7 @@ async def smtp_hub_fixture(
     with session_scope(engine) as s:
         add_intake_address(s, account, INTAKE, require_auth=True)
         add_mail_user(s, account, "reception", PASSWORD)
-    hub = Hub(config, engine=engine)
-    await hub.start(background=False)
+    hub = await make_hub(config=config)
     policy = IntakePolicy(engine, config)
     server = await start_smtp(policy, config, on_accepted=hub.after_intake, port=0)
     try:

@@ -33,7 +33,7 @@ from hub.mail.intake.smtp import start_smtp
 from hub.store.db import read_scope, session_scope
 from hub.store.login_throttle import LoginThrottle
 from hub.store.models import MailUser
-from tests.conftest import make_config
+from tests.conftest import MakeHub, make_config
 
 PASSWORD = "correct horse battery"
 
@@ -53,7 +53,12 @@ def tls_pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
 
 
 async def _smtp_hub(
-    db_url: str, tmp_path: Path, engine: Engine, tls: tuple[str, str], **console: Any
+    make_hub: MakeHub,
+    db_url: str,
+    tmp_path: Path,
+    engine: Engine,
+    tls: tuple[str, str],
+    **console: Any,
 ) -> tuple[Hub, Any, int]:
     config = make_config(
         db_url,
@@ -63,17 +68,21 @@ async def _smtp_hub(
     )
     with session_scope(engine) as s:
         add_mail_user(s, "acme", "reception", PASSWORD)
-    hub = Hub(config, engine=engine)
-    await hub.start(background=False)
+    hub = await make_hub(config=config)
     server = await start_smtp(IntakePolicy(engine, config), config, port=0)
     return hub, server, server.sockets[0].getsockname()[1]
 
 
 @pytest.fixture
 async def smtp(
-    db_url: str, tmp_path: Path, engine: Engine, account: str, tls_pair: tuple[str, str]
+    db_url: str,
+    tmp_path: Path,
+    engine: Engine,
+    account: str,
+    tls_pair: tuple[str, str],
+    make_hub: MakeHub,
 ) -> AsyncIterator[tuple[Hub, int]]:
-    hub, server, port = await _smtp_hub(db_url, tmp_path, engine, tls_pair)
+    hub, server, port = await _smtp_hub(make_hub, db_url, tmp_path, engine, tls_pair)
     yield hub, port
     server.close()
     await server.wait_closed()
@@ -148,13 +157,12 @@ async def test_smtp_guessing_across_connections_is_slowed_then_heals(smtp):
 
 
 async def test_console_and_smtp_share_the_throttle_across_instances(
-    db_url, tmp_path, engine, account, tls_pair
+    db_url, tmp_path, engine, account, tls_pair, make_hub
 ):
     # Two hubs on one database (two instances): failures on one slow the other.
-    first, server1, port1 = await _smtp_hub(db_url, tmp_path / "a", engine, tls_pair)
+    first, server1, port1 = await _smtp_hub(make_hub, db_url, tmp_path / "a", engine, tls_pair)
     config2 = make_config(db_url, tmp_path / "b")
-    second = Hub(config2, engine=engine)
-    await second.start(background=False)
+    second = await make_hub(config=config2)
     try:
 
         def guess() -> None:

@@ -27,13 +27,14 @@ async def _open_home(app: Any, cookie: str) -> httpx.Response:
         return await client.get("/console/")
 
 
-async def test_old_cookie_no_longer_opens_the_console_after_logout(hub, console, config, engine):
-    from hub.app import Hub
+async def test_old_cookie_no_longer_opens_the_console_after_logout(
+    hub, console, config, engine, make_hub
+):
 
     alice = await console("alice")
     cookie = alice.http.cookies[COOKIE]
     assert (await _open_home(hub.api, cookie)).status_code == 200
-    other_instance = Hub(config, engine=engine)
+    other_instance = await make_hub(config=config, start=False)
     try:
         assert (await _open_home(other_instance.api, cookie)).status_code == 200
         response = await alice.post("/console/logout")

@@ -25,7 +25,6 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlmodel import select
 
-from hub.app import Hub
 from hub.core.config import Config
 from hub.errors import ConfigError
 from hub.mail.intake.addresses import add_intake_address, add_mail_user
@@ -34,7 +33,7 @@ from hub.mail.intake.smtp import start_smtp
 from hub.mail.replytokens import reply_address
 from hub.store.db import session_scope
 from hub.store.models import InboundMessage, Message, OutgoingMail
-from tests.conftest import make_config
+from tests.conftest import MakeHub, make_config
 from tests.servers.dns import DnsZone, closed_port
 from tests.servers.smtp_sink import SmtpSink
 
@@ -110,7 +109,7 @@ def _config(
     )
 
 
-async def _start(config: Config, engine: Any) -> Any:
+async def _start(make_hub: MakeHub, config: Config, engine: Any) -> Any:
     with session_scope(engine) as s:
         add_intake_address(
             s,
@@ -120,8 +119,7 @@ async def _start(config: Config, engine: Any) -> Any:
         )
         add_mail_user(s, "acme", "reception", PASSWORD)
         add_mail_user(s, "acme", "anne@clinic.example", PASSWORD)
-    hub = Hub(config, engine=engine)
-    await hub.start(background=False)
+    hub = await make_hub(config=config)
     server = await start_smtp(IntakePolicy(engine, config), config, port=0)
     return hub, server, server.sockets[0].getsockname()[1]
 
@@ -136,12 +134,13 @@ async def smtp(
     tls_files: tuple[str, str],
     dns_zone: DnsZone,
     dkim_key: tuple[bytes, str],
+    make_hub: MakeHub,
 ) -> Any:
     """(hub, port) with the hub's resolver on the test DNS server."""
     _publish(dns_zone, dkim_key[1])
     dns = {"nameservers": ["127.0.0.1"], "port": dns_zone.port, "timeout": 1.0}
     config = _config(db_url, tmp_path, smtp_sink, tls_files, dns)
-    hub, server, port = await _start(config, engine)
+    hub, server, port = await _start(make_hub, config, engine)
     yield hub, port
     server.close()
     await server.wait_closed()
@@ -277,10 +276,12 @@ async def test_dns_timeout_is_temporary(smtp, dns_zone):
 
 
 async def test_dns_server_down_is_temporary(
-    db_url, tmp_path, engine, account, smtp_sink, tls_files
+    db_url, tmp_path, engine, account, smtp_sink, tls_files, make_hub
 ):
     dns = {"nameservers": ["127.0.0.1"], "port": closed_port(), "timeout": 1.0}
-    hub, server, port = await _start(_config(db_url, tmp_path, smtp_sink, tls_files, dns), engine)
+    hub, server, port = await _start(
+        make_hub, _config(db_url, tmp_path, smtp_sink, tls_files, dns), engine
+    )
     try:
         code, text = await _send(port, _mail())
         assert code == 451 and "4.4.3" in text, text

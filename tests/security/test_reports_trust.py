@@ -17,7 +17,7 @@ from sqlmodel import select
 from hub.sending import submit as sending
 from hub.store.db import session_scope
 from hub.store.models import Message
-from tests.conftest import make_config
+from tests.conftest import MakeHub, make_config
 
 TWO_PROVIDERS = {
     "a": {"type": "simulator", "report_delay": 3600.0},
@@ -56,19 +56,17 @@ async def _post_report(hub: Any, provider: str, report: dict[str, Any]) -> int:
     return response.status_code
 
 
-async def _two_provider_hub(db_url: str, tmp_path: Any, engine: Any) -> Any:
-    from hub.app import Hub
+async def _two_provider_hub(make_hub: MakeHub, db_url: str, tmp_path: Any, engine: Any) -> Any:
 
     config = make_config(db_url, tmp_path, providers=TWO_PROVIDERS, routing={"default": ["a"]})
-    hub = Hub(config, engine=engine)
-    await hub.start(background=False)
+    hub = await make_hub(config=config)
     return hub
 
 
 async def test_report_through_another_providers_callback_changes_nothing(
-    db_url, tmp_path, engine, account
+    db_url, tmp_path, engine, account, make_hub
 ):
-    hub = await _two_provider_hub(db_url, tmp_path, engine)
+    hub = await _two_provider_hub(make_hub, db_url, tmp_path, engine)
     try:
         mid = _submit(hub)
         await hub.dispatcher.drain()

@@ -11,7 +11,7 @@ from hub.app import Hub
 from hub.campaigns import links
 from hub.store.db import session_scope
 from hub.store.models import Account
-from tests.conftest import make_config
+from tests.conftest import MakeHub, make_config
 
 
 def _client(hub: Hub, address: str) -> httpx.AsyncClient:
@@ -20,14 +20,15 @@ def _client(hub: Hub, address: str) -> httpx.AsyncClient:
 
 
 async def test_short_links_answer_429_past_the_rate_on_every_instance(
-    db_url: str, tmp_path, engine: Engine, account: str
+    db_url: str, tmp_path, engine: Engine, account: str, make_hub: MakeHub
 ) -> None:
     with session_scope(engine) as s:
         owner = s.exec(select(Account).where(Account.name == "acme")).one()
         assert owner.id is not None
         code = links.shorten(s, owner.id, "https://clinic.example/rdv").code
     config = make_config(db_url, tmp_path, links={"requests_per_minute": 5})
-    first, second = Hub(config, engine=engine), Hub(config, engine=engine)
+    first = await make_hub(config=config, start=False)
+    second = await make_hub(config=config, start=False)
     await first.start(background=False)
     await second.start(background=False)
     try:
