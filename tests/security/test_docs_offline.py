@@ -31,7 +31,7 @@ def docs_hub(tmp_path: Path) -> Iterator[str]:
     """The hub's HTTP app served by uvicorn in a thread (no database work for /docs)."""
     from hub.app import Hub
 
-    hub = Hub(make_config(f"sqlite:///{tmp_path / 'hub.store.db'}", tmp_path))
+    hub = Hub(make_config(f"sqlite:///{tmp_path / 'hub.db'}", tmp_path))
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(hub.api, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
