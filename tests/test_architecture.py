@@ -39,3 +39,17 @@ def test_every_package_says_what_it_owns() -> None:
         if not doc or len(doc.split()) < 8:
             missing.append(str(init.relative_to(ROOT)))
     assert not missing, f"packages without a docstring saying what they own: {missing}"
+
+
+def test_hub_never_imports_connectors_and_only_the_root_imports_the_scheduler() -> None:
+    cycles = _script("import_cycles")
+    graph = cycles.build_graph(ROOT)
+    wrong = sorted(
+        f"{module} -> {target}"
+        for module, targets in graph.items()
+        if module.startswith("hub")
+        for target in targets
+        if target.startswith("connectors")
+        or (target.startswith("scheduler") and module != "hub.app")
+    )
+    assert not wrong, f"hub/ finds connectors through entry points, never by import: {wrong}"
