@@ -53,3 +53,14 @@ def test_hub_never_imports_connectors_and_only_the_root_imports_the_scheduler() 
         or (target.startswith("scheduler") and module != "hub.app")
     )
     assert not wrong, f"hub/ finds connectors through entry points, never by import: {wrong}"
+
+
+def test_no_function_over_complexity_20_or_80_lines() -> None:
+    metrics = _script("code_metrics")
+    over = [
+        f"{name}: complexity {complexity}, {lines} lines"
+        for name, lines, complexity in metrics.functions(ROOT)
+        if (lines > metrics.MAX_LINES or complexity > metrics.MAX_COMPLEXITY)
+        and name not in metrics.DECLARATIVE
+    ]
+    assert not over, "split these (python scripts/code_metrics.py --list):\n" + "\n".join(over)
