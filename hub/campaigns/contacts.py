@@ -43,7 +43,7 @@ import zipfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, time
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import func
 from sqlmodel import Session, col, delete, select
@@ -62,6 +62,7 @@ MAX_ROWS = 100_000
 MAX_IMPORT_SIZE = 10 * 1024 * 1024
 # How many rows the report shows as a sample (the preview).
 PREVIEW_ROWS = 5
+T = TypeVar("T")
 # Merge field names Jinja2 cannot use as plain variables.
 _RESERVED = {"true", "false", "none", "True", "False", "None", "loop", "number"}
 _DELIMITERS = (";", "\t", ",")
@@ -565,6 +566,25 @@ def _store(
         session.flush()
 
 
+def _first_sightings(
+    report: ImportReport, rows: Iterable[tuple[int, str, T]], region: str
+) -> Iterator[tuple[str, T]]:
+    """The E.164 number and ITEM of each row (line or position, raw number, ITEM) whose number
+    was not seen before; REPORT gets the rows that are not numbers and the repeats (with the
+    line of the number's first sighting)."""
+    first_seen: dict[str, int] = {}
+    for line, raw, item in rows:
+        e164, why = _check_number(raw, region)
+        if e164 is None:
+            report.rejected.append(RejectedLine(line, raw, why))
+        elif e164 in first_seen:
+            report.duplicates += 1
+            report.duplicate_lines.append(DuplicateLine(line, raw, e164, first_seen[e164]))
+        else:
+            first_seen[e164] = line
+            yield e164, item
+
+
 def import_contacts(
     session: Session,
     account: Account | str | int,
@@ -602,18 +622,8 @@ def import_contacts(
     report.fields = names
 
     wanted: dict[str, dict[str, str]] = {}
-    first_seen: dict[str, int] = {}
-    for line, cells in table:
-        raw = cells[0]
-        e164, why = _check_number(raw, region)
-        if e164 is None:
-            report.rejected.append(RejectedLine(line, raw, why))
-            continue
-        if e164 in wanted:
-            report.duplicates += 1
-            report.duplicate_lines.append(DuplicateLine(line, raw, e164, first_seen[e164]))
-            continue
-        first_seen[e164] = line
+    rows = ((line, cells[0], cells) for line, cells in table)
+    for e164, cells in _first_sightings(report, rows, region):
         # Empty cells are stored as "" so a template can tell "known empty" from "no column".
         values = cells[1:] + [""] * (len(names) + 1 - len(cells))
         wanted[e164] = dict(zip(names, values, strict=False))
@@ -639,18 +649,8 @@ def add_numbers(
     if not numbers:
         raise InvalidInput("name at least one number to add")
     clean = {field_name(k) or k: v for k, v in (fields or {}).items()}
-    wanted: dict[str, dict[str, str]] = {}
-    first_seen: dict[str, int] = {}
-    for position, raw in enumerate(numbers, start=1):
-        e164, why = _check_number(raw, region)
-        if e164 is None:
-            report.rejected.append(RejectedLine(position, raw, why))
-        elif e164 in wanted:
-            report.duplicates += 1
-            report.duplicate_lines.append(DuplicateLine(position, raw, e164, first_seen[e164]))
-        else:
-            first_seen[e164] = position
-            wanted[e164] = dict(clean)
+    inputs = ((position, raw, None) for position, raw in enumerate(numbers, start=1))
+    wanted = {e164: dict(clean) for e164, _ in _first_sightings(report, inputs, region)}
     report.fields = list(clean)
     _store(session, acc, name, wanted, report, preview=False)
     return report
