@@ -48,6 +48,7 @@ from typing import Any, TypeVar
 from sqlalchemy import func
 from sqlmodel import Session, col, delete, select
 
+from hub.campaigns.named import find_named, get_named
 from hub.core import csvout, phone
 from hub.errors import ConflictError, InvalidInput, NotFound, TooLarge
 from hub.sending.accounts import get_account
@@ -358,24 +359,19 @@ def _account(session: Session, account: Account | str | int) -> Account:
 
 def find_list(session: Session, account_id: int, name: str) -> ContactList | None:
     """The account's list NAME (case-insensitive), or None."""
-    return session.exec(
-        select(ContactList).where(
-            ContactList.account_id == account_id, ContactList.name == name.strip().lower()
-        )
-    ).first()
+    return find_named(session, ContactList, account_id, name)
 
 
 def get_list(session: Session, account: Account | str | int, name: str) -> ContactList:
     """The account's list NAME; NotFound says how to see the lists."""
-    acc = _account(session, account)
-    assert acc.id is not None
-    found = find_list(session, acc.id, name)
-    if found is None:
-        raise NotFound(
-            f"account {acc.name!r} has no contact list named {name!r} "
-            "(see them with `smshub lists list`, create one with `smshub contacts import`)"
-        )
-    return found
+    return get_named(
+        session,
+        ContactList,
+        _account(session, account),
+        name,
+        kind="contact list",
+        hint="see them with `smshub lists list`, create one with `smshub contacts import`",
+    )
 
 
 def _get_or_create_list(session: Session, account: Account, name: str) -> ContactList:

@@ -31,11 +31,12 @@ from sqlmodel import Session, col, select
 
 from hub import compliance
 from hub.campaigns import contacts, links
+from hub.campaigns.named import find_named, get_named
 from hub.core import phone, segments
 from hub.core.config import Config
 from hub.core.templating import render_bounded, sandbox
 from hub.core.timeutil import utcnow
-from hub.errors import ConflictError, InvalidInput, MissingField, NotFound, TemplateLimitExceeded
+from hub.errors import ConflictError, InvalidInput, MissingField, TemplateLimitExceeded
 from hub.sending.accounts import ancestors, funding_account, get_account
 from hub.sending.submit import SubmitRequest, SubmitResult, credits_for, submit_in, validate_sender
 from hub.store.models import (
@@ -130,7 +131,7 @@ def create_template(
     if not text.strip():
         raise InvalidInput("the template text is empty; write the message")
     compile_text(text)
-    existing = _find(session, acc.id, clean)
+    existing = find_named(session, MessageTemplate, acc.id, clean)
     if existing is not None:
         if not replace:
             raise ConflictError(
@@ -147,26 +148,16 @@ def create_template(
     return template
 
 
-def _find(session: Session, account_id: int, name: str) -> MessageTemplate | None:
-    return session.exec(
-        select(MessageTemplate).where(
-            MessageTemplate.account_id == account_id,
-            MessageTemplate.name == name.strip().lower(),
-        )
-    ).first()
-
-
 def get_template(session: Session, account: Account | str | int, name: str) -> MessageTemplate:
     """The account's template NAME; NotFound says how to list them."""
-    acc = _account(session, account)
-    assert acc.id is not None
-    found = _find(session, acc.id, name)
-    if found is None:
-        raise NotFound(
-            f"account {acc.name!r} has no template named {name!r} "
-            "(see them with `smshub templates list`)"
-        )
-    return found
+    return get_named(
+        session,
+        MessageTemplate,
+        _account(session, account),
+        name,
+        kind="template",
+        hint="see them with `smshub templates list`",
+    )
 
 
 def list_templates(
