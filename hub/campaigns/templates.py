@@ -447,7 +447,15 @@ def send_test(
     if isinstance(template, str):
         template = get_template(session, acc, template)
     return send_test_text(
-        session, config, acc, template.text, to, fields=fields, type=type, sender=sender
+        session,
+        config,
+        acc,
+        template.text,
+        to,
+        fields=fields,
+        type=type,
+        sender=sender,
+        track_links=track_links,
     )
 
 
