@@ -353,10 +353,6 @@ def read_table(
 
 
 # -- lists --------------------------------------------------------------------------------
-def _account(session: Session, account: Account | str | int) -> Account:
-    return account if isinstance(account, Account) else get_account(session, account)
-
-
 def find_list(session: Session, account_id: int, name: str) -> ContactList | None:
     """The account's list NAME (case-insensitive), or None."""
     return find_named(session, ContactList, account_id, name)
@@ -367,7 +363,7 @@ def get_list(session: Session, account: Account | str | int, name: str) -> Conta
     return get_named(
         session,
         ContactList,
-        _account(session, account),
+        get_account(session, account),
         name,
         kind="contact list",
         hint="see them with `smshub lists list`, create one with `smshub contacts import`",
@@ -386,7 +382,7 @@ def _get_or_create_list(session: Session, account: Account, name: str) -> Contac
 
 def create_list(session: Session, account: Account | str | int, name: str) -> ContactList:
     """A new, empty list NAME of the account; ConflictError if it has one of that name."""
-    acc = _account(session, account)
+    acc = get_account(session, account)
     assert acc.id is not None
     clean = check_list_name(name)
     if find_list(session, acc.id, clean) is not None:
@@ -440,7 +436,7 @@ def list_summaries(
     session: Session, account: Account | str | int, *, after: str = "", limit: int | None = None
 ) -> list[dict[str, Any]]:
     """Each list of the account with its size, by name (after AFTER, at most LIMIT)."""
-    acc = _account(session, account)
+    acc = get_account(session, account)
     query = select(ContactList).where(ContactList.account_id == acc.id)
     if after:
         query = query.where(col(ContactList.name) > after)
@@ -492,7 +488,7 @@ def export_list(session: Session, account: Account | str | int, list_name: str) 
 
     The file imports back as is: ``number`` first, then one column per merge field.
     """
-    acc = _account(session, account)
+    acc = get_account(session, account)
     assert acc.id is not None
     members = list_members(session, acc.id, list_name)
     names = field_names(members)
@@ -599,7 +595,7 @@ def import_contacts(
     With PREVIEW nothing is written; the report says what an import would do. MAX_ROWS and
     LIMIT_NAME bound the file as in read_table.
     """
-    acc = _account(session, account)
+    acc = get_account(session, account)
     name = check_list_name(list_name)
     region = acc.default_region or region
     kind, table = read_table(data, filename, max_rows=max_rows, limit_name=limit_name)
@@ -638,7 +634,7 @@ def add_numbers(
     fields: dict[str, str] | None = None,
 ) -> ImportReport:
     """Add numbers (with the same FIELDS, if any) to a list, creating it if needed."""
-    acc = _account(session, account)
+    acc = get_account(session, account)
     name = check_list_name(list_name)
     region = acc.default_region or region
     report = ImportReport(list_name=name, preview=False, format="arguments")
@@ -661,7 +657,7 @@ def remove_numbers(
     region: str,
 ) -> RemoveReport:
     """Take numbers off a list; inputs that are not numbers or not on it are reported."""
-    acc = _account(session, account)
+    acc = get_account(session, account)
     found = get_list(session, acc, list_name)
     region = acc.default_region or region
     report = RemoveReport()

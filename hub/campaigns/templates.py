@@ -102,10 +102,6 @@ def render_text(
 
 
 # -- saved templates ----------------------------------------------------------------------
-def _account(session: Session, account: Account | str | int) -> Account:
-    return account if isinstance(account, Account) else get_account(session, account)
-
-
 def check_template_name(name: str) -> str:
     """The name as stored (lower case); InvalidInput says what a name may contain."""
     clean = name.strip().lower()
@@ -125,7 +121,7 @@ def create_template(
     replace: bool = False,
 ) -> MessageTemplate:
     """Save TEXT as the account's template NAME (checked for syntax first)."""
-    acc = _account(session, account)
+    acc = get_account(session, account)
     assert acc.id is not None
     clean = check_template_name(name)
     if not text.strip():
@@ -153,7 +149,7 @@ def get_template(session: Session, account: Account | str | int, name: str) -> M
     return get_named(
         session,
         MessageTemplate,
-        _account(session, account),
+        get_account(session, account),
         name,
         kind="template",
         hint="see them with `smshub templates list`",
@@ -164,7 +160,7 @@ def list_templates(
     session: Session, account: Account | str | int, *, after: str = "", limit: int | None = None
 ) -> list[MessageTemplate]:
     """The account's templates by name (after AFTER, at most LIMIT)."""
-    acc = _account(session, account)
+    acc = get_account(session, account)
     query = select(MessageTemplate).where(MessageTemplate.account_id == acc.id)
     if after:
         query = query.where(col(MessageTemplate.name) > after)
@@ -313,7 +309,7 @@ def preview_personalized(
     error}], "totals": {...}}``; nothing is written. Recipients with an ``error`` are the
     ones the send would leave out (their credits are 0).
     """
-    acc = _account(session, account)
+    acc = get_account(session, account)
     text = (
         text_or_template.text if isinstance(text_or_template, MessageTemplate) else text_or_template
     )
@@ -443,7 +439,7 @@ def send_test(
     The merge fields come from FIELDS, else from the number's entry in one of the
     account's lists; a field neither has is an error naming it.
     """
-    acc = _account(session, account)
+    acc = get_account(session, account)
     if isinstance(template, str):
         template = get_template(session, acc, template)
     return send_test_text(
@@ -479,7 +475,7 @@ def send_test_text(
 ) -> SubmitResult:
     """Send TEXT (a template's text, or one being written) once to the account's own
     number, free of charge, as ``send_test`` does."""
-    acc = _account(session, account)
+    acc = get_account(session, account)
     assert acc.id is not None
     region = acc.default_region or config.hub.default_region
     target = phone.parse_number(to, region)
