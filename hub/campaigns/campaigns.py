@@ -98,10 +98,6 @@ class Attachment:
     data: bytes
 
 
-def _account(session: Session, account: Account | str | int) -> Account:
-    return account if isinstance(account, Account) else get_account(session, account)
-
-
 def campaign_body(
     session: Session, account: Account, text: str | None, template: str | None
 ) -> str:
@@ -150,7 +146,7 @@ def send_campaign_test(
     """The campaign's text, sent once, free, to the account's own number TO (see
     ``message_templates.send_test``): merge fields from the number's own contact entry,
     the attachments hosted and linked as the campaign will have them."""
-    acc = _account(session, account)
+    acc = get_account(session, account)
     assert acc.id is not None
     body = campaign_body(session, acc, text, template)
     body = _with_attachments(session, config, acc.id, body, attachments)
@@ -177,7 +173,7 @@ def preview_campaign(
     recipient's text, parts and credits, and the totals (see
     ``message_templates.preview_personalized``). An attachment is checked as the send will
     check it and counted as its short link (every code has one length)."""
-    acc = _account(session, account)
+    acc = get_account(session, account)
     body = campaign_body(session, acc, text, template)
     limit = links.max_file_size(config)
     for item in attachments:
@@ -226,7 +222,7 @@ def create_campaign(
     report's clicks, click rate and devices); the hub's own short links in the text (a hosted
     file's) are copied per recipient too. None: the account's default (``track_links``).
     """
-    acc = _account(session, account)
+    acc = get_account(session, account)
     assert acc.id is not None
     track = acc.track_links if track_links is None else track_links
     clean_name = _checked_name(name)
@@ -352,7 +348,7 @@ def get_campaign(
     if (
         campaign is not None
         and account is not None
-        and campaign.account_id != _account(session, account).id
+        and campaign.account_id != get_account(session, account).id
     ):
         campaign = None
     if campaign is None:
@@ -539,7 +535,7 @@ def list_campaigns(
         Account, col(Account.id) == col(Campaign.account_id)
     )
     if account is not None:
-        query = query.where(Campaign.account_id == _account(session, account).id)
+        query = query.where(Campaign.account_id == get_account(session, account).id)
     if account_ids is not None:
         query = query.where(col(Campaign.account_id).in_(list(account_ids)))
     if before is not None:

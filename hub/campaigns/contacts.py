@@ -43,11 +43,12 @@ import zipfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, time
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import func
 from sqlmodel import Session, col, delete, select
 
+from hub.campaigns.named import find_named, get_named
 from hub.core import csvout, phone
 from hub.errors import ConflictError, InvalidInput, NotFound, TooLarge
 from hub.sending.accounts import get_account
@@ -62,6 +63,7 @@ MAX_ROWS = 100_000
 MAX_IMPORT_SIZE = 10 * 1024 * 1024
 # How many rows the report shows as a sample (the preview).
 PREVIEW_ROWS = 5
+T = TypeVar("T")
 # Merge field names Jinja2 cannot use as plain variables.
 _RESERVED = {"true", "false", "none", "True", "False", "None", "loop", "number"}
 _DELIMITERS = (";", "\t", ",")
@@ -351,30 +353,21 @@ def read_table(
 
 
 # -- lists --------------------------------------------------------------------------------
-def _account(session: Session, account: Account | str | int) -> Account:
-    return account if isinstance(account, Account) else get_account(session, account)
-
-
 def find_list(session: Session, account_id: int, name: str) -> ContactList | None:
     """The account's list NAME (case-insensitive), or None."""
-    return session.exec(
-        select(ContactList).where(
-            ContactList.account_id == account_id, ContactList.name == name.strip().lower()
-        )
-    ).first()
+    return find_named(session, ContactList, account_id, name)
 
 
 def get_list(session: Session, account: Account | str | int, name: str) -> ContactList:
     """The account's list NAME; NotFound says how to see the lists."""
-    acc = _account(session, account)
-    assert acc.id is not None
-    found = find_list(session, acc.id, name)
-    if found is None:
-        raise NotFound(
-            f"account {acc.name!r} has no contact list named {name!r} "
-            "(see them with `smshub lists list`, create one with `smshub contacts import`)"
-        )
-    return found
+    return get_named(
+        session,
+        ContactList,
+        get_account(session, account),
+        name,
+        kind="contact list",
+        hint="see them with `smshub lists list`, create one with `smshub contacts import`",
+    )
 
 
 def _get_or_create_list(session: Session, account: Account, name: str) -> ContactList:
@@ -389,7 +382,7 @@ def _get_or_create_list(session: Session, account: Account, name: str) -> Contac
 
 def create_list(session: Session, account: Account | str | int, name: str) -> ContactList:
     """A new, empty list NAME of the account; ConflictError if it has one of that name."""
-    acc = _account(session, account)
+    acc = get_account(session, account)
     assert acc.id is not None
     clean = check_list_name(name)
     if find_list(session, acc.id, clean) is not None:
@@ -443,7 +436,7 @@ def list_summaries(
     session: Session, account: Account | str | int, *, after: str = "", limit: int | None = None
 ) -> list[dict[str, Any]]:
     """Each list of the account with its size, by name (after AFTER, at most LIMIT)."""
-    acc = _account(session, account)
+    acc = get_account(session, account)
     query = select(ContactList).where(ContactList.account_id == acc.id)
     if after:
         query = query.where(col(ContactList.name) > after)
@@ -495,7 +488,7 @@ def export_list(session: Session, account: Account | str | int, list_name: str) 
 
     The file imports back as is: ``number`` first, then one column per merge field.
     """
-    acc = _account(session, account)
+    acc = get_account(session, account)
     assert acc.id is not None
     members = list_members(session, acc.id, list_name)
     names = field_names(members)
@@ -565,6 +558,25 @@ def _store(
         session.flush()
 
 
+def _first_sightings(
+    report: ImportReport, rows: Iterable[tuple[int, str, T]], region: str
+) -> Iterator[tuple[str, T]]:
+    """The E.164 number and ITEM of each row (line or position, raw number, ITEM) whose number
+    was not seen before; REPORT gets the rows that are not numbers and the repeats (with the
+    line of the number's first sighting)."""
+    first_seen: dict[str, int] = {}
+    for line, raw, item in rows:
+        e164, why = _check_number(raw, region)
+        if e164 is None:
+            report.rejected.append(RejectedLine(line, raw, why))
+        elif e164 in first_seen:
+            report.duplicates += 1
+            report.duplicate_lines.append(DuplicateLine(line, raw, e164, first_seen[e164]))
+        else:
+            first_seen[e164] = line
+            yield e164, item
+
+
 def import_contacts(
     session: Session,
     account: Account | str | int,
@@ -583,7 +595,7 @@ def import_contacts(
     With PREVIEW nothing is written; the report says what an import would do. MAX_ROWS and
     LIMIT_NAME bound the file as in read_table.
     """
-    acc = _account(session, account)
+    acc = get_account(session, account)
     name = check_list_name(list_name)
     region = acc.default_region or region
     kind, table = read_table(data, filename, max_rows=max_rows, limit_name=limit_name)
@@ -602,18 +614,8 @@ def import_contacts(
     report.fields = names
 
     wanted: dict[str, dict[str, str]] = {}
-    first_seen: dict[str, int] = {}
-    for line, cells in table:
-        raw = cells[0]
-        e164, why = _check_number(raw, region)
-        if e164 is None:
-            report.rejected.append(RejectedLine(line, raw, why))
-            continue
-        if e164 in wanted:
-            report.duplicates += 1
-            report.duplicate_lines.append(DuplicateLine(line, raw, e164, first_seen[e164]))
-            continue
-        first_seen[e164] = line
+    rows = ((line, cells[0], cells) for line, cells in table)
+    for e164, cells in _first_sightings(report, rows, region):
         # Empty cells are stored as "" so a template can tell "known empty" from "no column".
         values = cells[1:] + [""] * (len(names) + 1 - len(cells))
         wanted[e164] = dict(zip(names, values, strict=False))
@@ -632,25 +634,15 @@ def add_numbers(
     fields: dict[str, str] | None = None,
 ) -> ImportReport:
     """Add numbers (with the same FIELDS, if any) to a list, creating it if needed."""
-    acc = _account(session, account)
+    acc = get_account(session, account)
     name = check_list_name(list_name)
     region = acc.default_region or region
     report = ImportReport(list_name=name, preview=False, format="arguments")
     if not numbers:
         raise InvalidInput("name at least one number to add")
     clean = {field_name(k) or k: v for k, v in (fields or {}).items()}
-    wanted: dict[str, dict[str, str]] = {}
-    first_seen: dict[str, int] = {}
-    for position, raw in enumerate(numbers, start=1):
-        e164, why = _check_number(raw, region)
-        if e164 is None:
-            report.rejected.append(RejectedLine(position, raw, why))
-        elif e164 in wanted:
-            report.duplicates += 1
-            report.duplicate_lines.append(DuplicateLine(position, raw, e164, first_seen[e164]))
-        else:
-            first_seen[e164] = position
-            wanted[e164] = dict(clean)
+    inputs = ((position, raw, None) for position, raw in enumerate(numbers, start=1))
+    wanted = {e164: dict(clean) for e164, _ in _first_sightings(report, inputs, region)}
     report.fields = list(clean)
     _store(session, acc, name, wanted, report, preview=False)
     return report
@@ -665,7 +657,7 @@ def remove_numbers(
     region: str,
 ) -> RemoveReport:
     """Take numbers off a list; inputs that are not numbers or not on it are reported."""
-    acc = _account(session, account)
+    acc = get_account(session, account)
     found = get_list(session, acc, list_name)
     region = acc.default_region or region
     report = RemoveReport()

@@ -34,6 +34,7 @@ from hub.errors import FileTooLarge, InvalidInput, UnsupportedFile
 from hub.inbound.webhooks import LINK_CLICKED, queue_event
 from hub.mail.parse.email_policy import PARSE_POLICY
 from hub.mail.parse.uuencode import split_uuencoded
+from hub.sending.accounts import descendant_ids
 from hub.store.db import table
 from hub.store.models import Account, HostedFile, LinkClick, ShortLink
 
@@ -412,16 +413,7 @@ def personalize_links(
 
 def account_scope(session: Session, account: Account) -> set[int]:
     """The ids of ACCOUNT and all its sub-accounts (whose links it may see)."""
-    assert account.id is not None
-    ids = {account.id}
-    frontier = [account.id]
-    while frontier:
-        children = session.exec(
-            select(Account.id).where(col(Account.parent_id).in_(frontier))
-        ).all()
-        frontier = [c for c in children if c is not None and c not in ids]
-        ids.update(frontier)
-    return ids
+    return descendant_ids(session, account)
 
 
 def resolve(session: Session, code: str) -> ShortLink | None:

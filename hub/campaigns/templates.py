@@ -31,11 +31,12 @@ from sqlmodel import Session, col, select
 
 from hub import compliance
 from hub.campaigns import contacts, links
+from hub.campaigns.named import find_named, get_named
 from hub.core import phone, segments
 from hub.core.config import Config
 from hub.core.templating import render_bounded, sandbox
 from hub.core.timeutil import utcnow
-from hub.errors import ConflictError, InvalidInput, MissingField, NotFound, TemplateLimitExceeded
+from hub.errors import ConflictError, InvalidInput, MissingField, TemplateLimitExceeded
 from hub.sending.accounts import ancestors, funding_account, get_account
 from hub.sending.submit import SubmitRequest, SubmitResult, credits_for, submit_in, validate_sender
 from hub.store.models import (
@@ -101,10 +102,6 @@ def render_text(
 
 
 # -- saved templates ----------------------------------------------------------------------
-def _account(session: Session, account: Account | str | int) -> Account:
-    return account if isinstance(account, Account) else get_account(session, account)
-
-
 def check_template_name(name: str) -> str:
     """The name as stored (lower case); InvalidInput says what a name may contain."""
     clean = name.strip().lower()
@@ -124,13 +121,13 @@ def create_template(
     replace: bool = False,
 ) -> MessageTemplate:
     """Save TEXT as the account's template NAME (checked for syntax first)."""
-    acc = _account(session, account)
+    acc = get_account(session, account)
     assert acc.id is not None
     clean = check_template_name(name)
     if not text.strip():
         raise InvalidInput("the template text is empty; write the message")
     compile_text(text)
-    existing = _find(session, acc.id, clean)
+    existing = find_named(session, MessageTemplate, acc.id, clean)
     if existing is not None:
         if not replace:
             raise ConflictError(
@@ -147,33 +144,23 @@ def create_template(
     return template
 
 
-def _find(session: Session, account_id: int, name: str) -> MessageTemplate | None:
-    return session.exec(
-        select(MessageTemplate).where(
-            MessageTemplate.account_id == account_id,
-            MessageTemplate.name == name.strip().lower(),
-        )
-    ).first()
-
-
 def get_template(session: Session, account: Account | str | int, name: str) -> MessageTemplate:
     """The account's template NAME; NotFound says how to list them."""
-    acc = _account(session, account)
-    assert acc.id is not None
-    found = _find(session, acc.id, name)
-    if found is None:
-        raise NotFound(
-            f"account {acc.name!r} has no template named {name!r} "
-            "(see them with `smshub templates list`)"
-        )
-    return found
+    return get_named(
+        session,
+        MessageTemplate,
+        get_account(session, account),
+        name,
+        kind="template",
+        hint="see them with `smshub templates list`",
+    )
 
 
 def list_templates(
     session: Session, account: Account | str | int, *, after: str = "", limit: int | None = None
 ) -> list[MessageTemplate]:
     """The account's templates by name (after AFTER, at most LIMIT)."""
-    acc = _account(session, account)
+    acc = get_account(session, account)
     query = select(MessageTemplate).where(MessageTemplate.account_id == acc.id)
     if after:
         query = query.where(col(MessageTemplate.name) > after)
@@ -322,7 +309,7 @@ def preview_personalized(
     error}], "totals": {...}}``; nothing is written. Recipients with an ``error`` are the
     ones the send would leave out (their credits are 0).
     """
-    acc = _account(session, account)
+    acc = get_account(session, account)
     text = (
         text_or_template.text if isinstance(text_or_template, MessageTemplate) else text_or_template
     )
@@ -452,11 +439,19 @@ def send_test(
     The merge fields come from FIELDS, else from the number's entry in one of the
     account's lists; a field neither has is an error naming it.
     """
-    acc = _account(session, account)
+    acc = get_account(session, account)
     if isinstance(template, str):
         template = get_template(session, acc, template)
     return send_test_text(
-        session, config, acc, template.text, to, fields=fields, type=type, sender=sender
+        session,
+        config,
+        acc,
+        template.text,
+        to,
+        fields=fields,
+        type=type,
+        sender=sender,
+        track_links=track_links,
     )
 
 
@@ -480,7 +475,7 @@ def send_test_text(
 ) -> SubmitResult:
     """Send TEXT (a template's text, or one being written) once to the account's own
     number, free of charge, as ``send_test`` does."""
-    acc = _account(session, account)
+    acc = get_account(session, account)
     assert acc.id is not None
     region = acc.default_region or config.hub.default_region
     target = phone.parse_number(to, region)

@@ -17,8 +17,11 @@ NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 TOKEN_PREFIX = "smh_"
 
 
-def get_account(session: Session, ref: str | int) -> Account:
-    """The account named REF (or with id REF); NotFound says how to list them."""
+def get_account(session: Session, ref: Account | str | int) -> Account:
+    """The account named REF (or with id REF; REF itself if it is one); NotFound says how to
+    list them."""
+    if isinstance(ref, Account):
+        return ref
     if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
         account = session.get(Account, int(ref))
     else:

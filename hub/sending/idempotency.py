@@ -23,7 +23,7 @@ from sqlmodel import Session, select
 
 from hub.core.timeutil import as_utc, utcnow
 from hub.errors import IdempotencyKeyBusy, IdempotencyKeyReused
-from hub.store.db import session_scope
+from hub.store.db import delete_older, session_scope, table
 from hub.store.models import IdempotencyKey
 
 # A claim with no answer after this long belongs to a request that died (a crash between
@@ -149,20 +149,5 @@ def prune(engine: Engine, older_than: timedelta, *, batch: int = PRUNE_BATCH) ->
     """Delete the keys first used more than OLDER_THAN ago, BATCH rows per transaction (the
     oldest first, by id, so each batch reads little) and at most PRUNE_MOST per call (the
     rest at the next); returns how many were deleted."""
-    cutoff = utcnow() - older_than
-    table = IdempotencyKey.__table__  # type: ignore[attr-defined]
-    oldest = (
-        select(table.c.id)
-        .where(table.c.created_at < cutoff)
-        .order_by(table.c.id)
-        .limit(batch)
-        .scalar_subquery()
-    )
-    deleted = 0
-    while deleted < PRUNE_MOST:
-        with session_scope(engine) as session:
-            gone = int(session.execute(delete(table).where(table.c.id.in_(oldest))).rowcount)  # type: ignore[attr-defined]
-        deleted += gone
-        if gone < batch:
-            break
-    return deleted
+    created_at = table(IdempotencyKey).c.created_at
+    return delete_older(engine, created_at, utcnow() - older_than, batch=batch, most=PRUNE_MOST)

@@ -65,6 +65,21 @@ def claim_due(
     return rows, claim
 
 
+def _move_due(
+    session: Session, model: type[SQLModel], ids: Sequence[int], until: datetime, due: datetime
+) -> int:
+    """Set `due_at` to DUE on the rows IDS still pending under the lease that runs UNTIL;
+    returns how many moved (a row another worker took over has another `due_at`)."""
+    result = session.execute(
+        sql(
+            f"UPDATE {table(model).name} SET due_at = :due "  # noqa: S608 (a table name of ours)
+            "WHERE id IN :ids AND status = 'pending' AND due_at = :until"
+        ).bindparams(bindparam("ids", expanding=True), bindparam("until", type_=TIMESTAMP)),
+        {"ids": padded(ids), "due": due, "until": until},
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
 def renew(engine: Engine, model: type[SQLModel], ids: Sequence[int], lease: Lease) -> None:
     """Push the lease on the claimed rows IDS (still pending, not yet sent) to a full lease
     from now. A row that no longer carries the lease was taken over after it ran out: the
@@ -73,20 +88,8 @@ def renew(engine: Engine, model: type[SQLModel], ids: Sequence[int], lease: Leas
         return
     taken = time.monotonic()
     until = utcnow() + timedelta(seconds=lease.seconds)
-    name = table(model).name
     with session_scope(engine) as session:
-        result = session.execute(
-            sql(
-                f"UPDATE {name} SET due_at = :new "  # noqa: S608 (a table name of ours)
-                "WHERE id IN :ids AND status = 'pending' AND due_at = :until"
-            ).bindparams(
-                bindparam("ids", expanding=True),
-                bindparam("until", type_=TIMESTAMP),
-                bindparam("new", type_=TIMESTAMP),
-            ),
-            {"ids": padded(ids), "new": until, "until": lease.until},
-        )
-        if int(result.rowcount) != len(set(ids)):  # type: ignore[attr-defined]
+        if _move_due(session, model, ids, lease.until, until) != len(set(ids)):
             # Not ours any more (or sent meanwhile: the caller passes only unsent rows).
             session.rollback()
             lease.lost = True
@@ -100,16 +103,8 @@ def release(engine: Engine, model: type[SQLModel], ids: Sequence[int], lease: Le
     Rows another worker took over since (their `due_at` changed) are left alone."""
     if not ids:
         return 0
-    name = table(model).name
     with session_scope(engine) as session:
-        result = session.execute(
-            sql(
-                f"UPDATE {name} SET due_at = :now "  # noqa: S608 (a table name of ours)
-                "WHERE id IN :ids AND status = 'pending' AND due_at = :until"
-            ).bindparams(bindparam("ids", expanding=True), bindparam("until", type_=TIMESTAMP)),
-            {"ids": padded(ids), "now": utcnow(), "until": lease.until},
-        )
-    return int(result.rowcount)  # type: ignore[attr-defined]
+        return _move_due(session, model, ids, lease.until, utcnow())
 
 
 class Holding:

@@ -5,10 +5,23 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, DateTime, Engine, Table, TextClause, bindparam, event, text
+from sqlalchemy import (
+    Column,
+    Connection,
+    DateTime,
+    Engine,
+    Table,
+    TextClause,
+    bindparam,
+    delete,
+    event,
+    select,
+    text,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Session, SQLModel, create_engine
@@ -192,6 +205,26 @@ def read_scope(engine: Engine) -> Iterator[Session]:
             # would otherwise expire them).
             s.expunge_all()
             s.rollback()
+
+
+def delete_older(
+    engine: Engine, stamp: Column[Any], cutoff: datetime, *, batch: int, most: int | None = None
+) -> int:
+    """Delete the rows of STAMP's table whose STAMP is before CUTOFF, BATCH rows per
+    transaction (the oldest first, by id, so each batch reads little), until a batch finds
+    fewer than BATCH or MOST (None: no bound) are gone; returns how many were deleted."""
+    rows = stamp.table
+    oldest = (
+        select(rows.c.id).where(stamp < cutoff).order_by(rows.c.id).limit(batch).scalar_subquery()
+    )
+    deleted = 0
+    while most is None or deleted < most:
+        with session_scope(engine) as session:
+            gone = int(session.execute(delete(rows).where(rows.c.id.in_(oldest))).rowcount)  # type: ignore[attr-defined]
+        deleted += gone
+        if gone < batch:
+            break
+    return deleted
 
 
 class WorkerConnection:

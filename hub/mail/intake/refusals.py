@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import Engine, delete, select
+from sqlalchemy import Engine, select
 from sqlmodel import Session, col
 
 from hub.core import i18n
@@ -28,7 +28,7 @@ from hub.core.timeutil import utcnow
 from hub.mail.intake.confirm import confirmation_address
 from hub.mail.intake.received import ReceivedMail
 from hub.mail.outbox import build_message, queue_mail
-from hub.store.db import session_scope
+from hub.store.db import delete_older, table
 from hub.store.models import Account, RefusedIntakeMail
 
 # How long refused mails stay listed in the console.
@@ -115,19 +115,5 @@ def recent(session: Session, account_ids: list[int], limit: int = 100) -> list[R
 
 def prune(engine: Engine, older_than: timedelta = RETENTION) -> int:
     """Delete refusals older than OLDER_THAN, PRUNE_BATCH per transaction."""
-    cutoff = utcnow() - older_than
-    table = RefusedIntakeMail.__table__  # type: ignore[attr-defined]
-    oldest = (
-        select(table.c.id)
-        .where(table.c.refused_at < cutoff)
-        .order_by(table.c.id)
-        .limit(PRUNE_BATCH)
-        .scalar_subquery()
-    )
-    deleted = 0
-    while True:
-        with session_scope(engine) as session:
-            gone = int(session.execute(delete(table).where(table.c.id.in_(oldest))).rowcount)  # type: ignore[attr-defined]
-        deleted += gone
-        if gone < PRUNE_BATCH:
-            return deleted
+    refused_at = table(RefusedIntakeMail).c.refused_at
+    return delete_older(engine, refused_at, utcnow() - older_than, batch=PRUNE_BATCH)
