@@ -8,8 +8,9 @@ and the recipients who opted out since with the date (as the CSV export's ``stop
 
 # No `from __future__ import annotations` here: FastAPI resolves route annotations at runtime.
 
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
@@ -35,6 +36,7 @@ from hub.store.models import Account, Campaign
 from hub.web.deps import HubDep
 from hub.web.edge import MAX_ROW_ID, RowId, Text
 
+T = TypeVar("T")
 TAG = "campaigns"
 router = APIRouter(prefix="/v1/campaigns", tags=[TAG])
 
@@ -137,6 +139,19 @@ def own_campaign(session: Session, who: Caller, campaign_id: int) -> Campaign:
     who.owns(found.account_id if found else None, f"campaign {campaign_id}")
     assert found is not None
     return found
+
+
+def on_campaign(
+    who: Caller, campaign_id: int, work: Callable[[Session, int], T]
+) -> Callable[[Session], T]:
+    """WORK given CAMPAIGN_ID once ``own_campaign`` has checked it is the caller's, in the
+    session WORK runs in (as ``Caller.on_account`` does for an account)."""
+
+    def _run(session: Session) -> T:
+        own_campaign(session, who, campaign_id)
+        return work(session, campaign_id)
+
+    return _run
 
 
 @router.get("", summary="List campaigns", responses=error_responses(404))
@@ -244,12 +259,8 @@ async def preview_campaign(
 async def get_campaign(campaign_id: RowId, who: CallerDep, hub: HubDep) -> CampaignReport:
     """Messages by status, credits charged and refunded, clicks, and the recipients who
     opted out since (STOP reply, unsubscribe link, by hand) with the date."""
-
-    def _run(session: Session) -> CampaignReport:
-        own_campaign(session, who, campaign_id)
-        return CampaignReport(**campaigns.campaign_report(session, campaign_id))
-
-    return await in_session(hub, _run)
+    work = on_campaign(who, campaign_id, campaigns.campaign_report)
+    return CampaignReport(**await in_session(hub, work))
 
 
 @router.post(
@@ -261,12 +272,8 @@ async def get_campaign(campaign_id: RowId, who: CallerDep, hub: HubDep) -> Campa
 async def cancel_campaign(campaign_id: RowId, change: ChangeDep) -> Response:
     """Cancel every message of a campaign that has not started sending, refunded; 409
     once a message has been taken by the dispatcher (nothing is then cancelled)."""
-
-    def _run(session: Session) -> dict[str, Any]:
-        own_campaign(session, change.who, campaign_id)
-        return campaigns.cancel_campaign(session, campaign_id)
-
-    return await change.answer({}, 200, _run)
+    work = on_campaign(change.who, campaign_id, campaigns.cancel_campaign)
+    return await change.answer({}, 200, work)
 
 
 @router.get(
@@ -284,13 +291,9 @@ async def cancel_campaign(campaign_id: RowId, change: ChangeDep) -> Response:
 async def export_campaign(campaign_id: RowId, who: CallerDep, hub: HubDep) -> Response:
     """Per-recipient CSV (UTF-8 with BOM): status, reason, parts, credits, times,
     clicks, text, and ``stop_at`` for those who opted out since."""
-
-    def _run(session: Session) -> bytes:
-        own_campaign(session, who, campaign_id)
-        return campaigns.export_campaign(session, campaign_id)
-
+    work = on_campaign(who, campaign_id, campaigns.export_campaign)
     return Response(
-        await in_session(hub, _run),
+        await in_session(hub, work),
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="campaign-{campaign_id}.csv"'},
     )

@@ -15,7 +15,7 @@ from typing import Any
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from hub.api.auth import AccountQuery, Caller, CallerDep
 from hub.api.errors import error_responses
@@ -104,10 +104,7 @@ async def get_webhooks(
     def _run(session: Session) -> WebhookPage:
         ids = [who.account(session, account).id or 0] if account else who.scope
         rows = webhooks.list_endpoints(session, account_ids=ids, after=after, limit=limit)
-        owners = {e.account_id for e in rows}
-        names = {
-            a.id: a.name for a in session.exec(select(Account).where(col(Account.id).in_(owners)))
-        }
+        names = webhooks.owner_names(session, rows)
         return WebhookPage(
             webhooks=[Webhook(**_view(e, names.get(e.account_id, "?"))) for e in rows],
             next=next_cursor(rows, limit, lambda r: r.id),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -10,11 +9,14 @@ import typer
 from hub.cli.common import (
     AccountOpt,
     JsonOpt,
-    account_or_default,
+    OutputOpt,
+    SendAtOpt,
+    SenderOpt,
     emit,
     fail,
     get_config,
     run_db,
+    run_on_account,
     send_time,
     table,
     text_arg,
@@ -38,8 +40,8 @@ def campaigns_create(
     text: Annotated[str | None, typer.Option(help="The text ('-' reads stdin).")] = None,
     template: Annotated[str | None, typer.Option(help="A saved template instead.")] = None,
     type_: Annotated[str, typer.Option("--type", help="marketing or alert.")] = "marketing",
-    at: Annotated[str | None, typer.Option(help="Send later, ISO 8601 (UTC if no offset).")] = None,
-    sender: Annotated[str | None, typer.Option(help="Sender name or number.")] = None,
+    at: SendAtOpt = None,
+    sender: SenderOpt = None,
     preview: Annotated[
         bool, typer.Option("--preview", help="Show each recipient's text and cost; send nothing.")
     ] = False,
@@ -67,11 +69,12 @@ def campaigns_create(
             typer.echo("preview only: nothing was sent")
         return
     config = get_config()
-    result = run_db(
-        lambda s: create_campaign(
+    result = run_on_account(
+        account,
+        lambda s, acc: create_campaign(
             s,
             config,
-            account_or_default(s, account),
+            acc,
             name,
             text=body,
             template=template,
@@ -81,7 +84,7 @@ def campaigns_create(
             sender=sender,
             send_at=send_at,
             track_links=track_links,
-        )
+        ),
     )
     data = result.to_dict()
     if as_json:
@@ -199,7 +202,7 @@ def campaigns_cancel(
 @campaigns_app.command("export")
 def campaigns_export(
     campaign_id: int,
-    output: Annotated[Path | None, typer.Option(help="Write here instead of stdout.")] = None,
+    output: OutputOpt = None,
     account: AccountOpt = None,
 ) -> None:
     """Per-recipient CSV: number, status, reason, parts, credits, times, clicks, text, and

@@ -24,6 +24,9 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tex
 AccountOpt = Annotated[
     str | None, typer.Option(help="The account (default: the only main account).")
 ]
+SenderOpt = Annotated[str | None, typer.Option(help="Sender name or number.")]
+SendAtOpt = Annotated[str | None, typer.Option(help="Send later, ISO 8601 (UTC if no offset).")]
+OutputOpt = Annotated[Path | None, typer.Option(help="Write here instead of stdout.")]
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -102,6 +105,12 @@ def account_or_default(session: Any, account: str | None) -> Any:
     from hub.sending.accounts import get_account
 
     return get_account(session, account or default_account(session))
+
+
+def run_on_account(account: str | None, fn: Any) -> Any:
+    """Run FN(session, account row) in a transaction for --account (else the only main
+    account), as ``run_db`` does: the CLI's side of the API's ``who.on_account``."""
+    return run_db(lambda session: fn(session, account_or_default(session, account)))
 
 
 def merge_fields(values: list[str] | None) -> dict[str, str]:

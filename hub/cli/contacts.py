@@ -1,7 +1,7 @@
 """`smshub contacts ...` and `smshub lists ...`: import contacts into lists, and the lists.
 
-Each command runs in one transaction (``run_db``); ``--account`` may be left out when there
-is only one main account.
+Each command runs in one transaction (``run_on_account``); ``--account`` may be left out
+when there is only one main account.
 """
 
 from __future__ import annotations
@@ -14,13 +14,13 @@ import typer
 from hub.cli.common import (
     AccountOpt,
     JsonOpt,
-    account_or_default,
+    OutputOpt,
     emit,
     fail,
     get_config,
     merge_fields,
     read_bytes,
-    run_db,
+    run_on_account,
     table,
     write_or_print,
 )
@@ -62,17 +62,18 @@ def contacts_import(
         check_import_size(len(data), file.name, limits.max_import_size)
     except InvalidInput as exc:
         fail(str(exc), exc.exit_code)
-    report = run_db(
-        lambda s: import_contacts(
+    report = run_on_account(
+        account,
+        lambda s, acc: import_contacts(
             s,
-            account_or_default(s, account),
+            acc,
             list_name,
             data,
             file.name,
             preview=preview,
             region=_region(),
             max_rows=limits.max_import_rows,
-        )
+        ),
     )
     out = report.to_dict()
     if as_json:
@@ -99,7 +100,7 @@ def lists_list(account: AccountOpt = None, as_json: JsonOpt = False) -> None:
     """The account's lists and their sizes."""
     from hub.campaigns.contacts import list_summaries
 
-    data = run_db(lambda s: list_summaries(s, account_or_default(s, account)))
+    data = run_on_account(account, list_summaries)
     emit(
         data,
         as_json,
@@ -122,8 +123,7 @@ def lists_show(
     """The list's contacts and their merge fields."""
     from hub.campaigns.contacts import field_names, get_list, list_members
 
-    def _do(session: Any) -> dict[str, Any]:
-        acc = account_or_default(session, account)
+    def _do(session: Any, acc: Any) -> dict[str, Any]:
         found = get_list(session, acc, name)
         members = list_members(session, acc.id, found.name)
         return {
@@ -133,7 +133,7 @@ def lists_show(
             "members": [{"number": n, **f} for n, f in members[:limit]],
         }
 
-    data = run_db(_do)
+    data = run_on_account(account, _do)
     names = ["number", *data["fields"]]
     lines = [f"list {data['name']}: {data['contacts']} contact(s)"]
     if data["members"]:
@@ -157,10 +157,9 @@ def lists_add(
     from hub.campaigns.contacts import add_numbers
 
     fields = merge_fields(field)
-    report = run_db(
-        lambda s: add_numbers(
-            s, account_or_default(s, account), name, numbers, region=_region(), fields=fields
-        )
+    report = run_on_account(
+        account,
+        lambda s, acc: add_numbers(s, acc, name, numbers, region=_region(), fields=fields),
     )
     out = report.to_dict()
     if as_json:
@@ -187,8 +186,8 @@ def lists_remove(
 
     from hub.campaigns.contacts import remove_numbers
 
-    report = run_db(
-        lambda s: remove_numbers(s, account_or_default(s, account), name, numbers, region=_region())
+    report = run_on_account(
+        account, lambda s, acc: remove_numbers(s, acc, name, numbers, region=_region())
     )
     data = {"removed": report.removed, "not_found": [asdict(r) for r in report.not_found]}
     lines = [f"{len(report.removed)} removed from {name}"]
@@ -199,13 +198,13 @@ def lists_remove(
 @lists_app.command("export")
 def lists_export(
     name: str,
-    output: Annotated[Path | None, typer.Option(help="Write here instead of stdout.")] = None,
+    output: OutputOpt = None,
     account: AccountOpt = None,
 ) -> None:
     """Export a list as CSV (number, then one column per merge field)."""
     from hub.campaigns.contacts import export_list
 
-    data = run_db(lambda s: export_list(s, account_or_default(s, account), name))
+    data = run_on_account(account, lambda s, acc: export_list(s, acc, name))
     write_or_print(data, output, f"list {name}")
 
 
@@ -214,5 +213,5 @@ def lists_delete(name: str, account: AccountOpt = None) -> None:
     """Delete a list and its contacts (messages already sent are kept)."""
     from hub.campaigns.contacts import delete_list
 
-    count = run_db(lambda s: delete_list(s, account_or_default(s, account), name))
+    count = run_on_account(account, lambda s, acc: delete_list(s, acc, name))
     typer.echo(f"list {name} deleted with its {count} contact(s)")

@@ -8,6 +8,8 @@ import typer
 
 from hub.cli.common import (
     JsonOpt,
+    SendAtOpt,
+    SenderOpt,
     default_account,
     emit,
     fail,
@@ -24,9 +26,9 @@ messages_app = typer.Typer(help="Sent and scheduled messages.", no_args_is_help=
 def send(
     to: Annotated[list[str], typer.Option("--to", help="Recipient, any format; repeatable.")],
     text: Annotated[str, typer.Option(help="The message; '-' reads standard input.")],
-    sender: Annotated[str | None, typer.Option(help="Sender name or number.")] = None,
+    sender: SenderOpt = None,
     type_: Annotated[str, typer.Option("--type", help="alert (any time) or marketing.")] = "alert",
-    at: Annotated[str | None, typer.Option(help="Send later, ISO 8601 (UTC if no offset).")] = None,
+    at: SendAtOpt = None,
     account: Annotated[str | None, typer.Option(help="Account to send from.")] = None,
     idempotency_key: Annotated[
         str | None,

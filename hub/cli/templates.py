@@ -12,12 +12,12 @@ import typer
 from hub.cli.common import (
     AccountOpt,
     JsonOpt,
-    account_or_default,
+    SenderOpt,
     emit,
     fail,
     get_config,
     merge_fields,
-    run_db,
+    run_on_account,
     table,
     text_arg,
 )
@@ -40,10 +40,9 @@ def templates_create(
     from hub.campaigns.templates import create_template, template_view
 
     body = text_arg(text)
-    data = run_db(
-        lambda s: template_view(
-            create_template(s, account_or_default(s, account), name, body, replace=replace)
-        )
+    data = run_on_account(
+        account,
+        lambda s, acc: template_view(create_template(s, acc, name, body, replace=replace)),
     )
     fields = ", ".join(data["fields"]) or "none"
     emit(data, as_json, f"template {data['name']} saved (merge fields: {fields})")
@@ -54,8 +53,8 @@ def templates_list(account: AccountOpt = None, as_json: JsonOpt = False) -> None
     """The account's templates."""
     from hub.campaigns.templates import list_templates, template_view
 
-    data = run_db(
-        lambda s: [template_view(t) for t in list_templates(s, account_or_default(s, account))]
+    data = run_on_account(
+        account, lambda s, acc: [template_view(t) for t in list_templates(s, acc)]
     )
     emit(
         data,
@@ -74,7 +73,7 @@ def templates_show(name: str, account: AccountOpt = None, as_json: JsonOpt = Fal
     """A template's text and merge fields."""
     from hub.campaigns.templates import get_template, template_view
 
-    data = run_db(lambda s: template_view(get_template(s, account_or_default(s, account), name)))
+    data = run_on_account(account, lambda s, acc: template_view(get_template(s, acc, name)))
     emit(data, as_json, f"{data['text']}\n(merge fields: {', '.join(data['fields']) or 'none'})")
 
 
@@ -83,7 +82,7 @@ def templates_delete(name: str, account: AccountOpt = None) -> None:
     """Delete a template (campaigns keep their own copy of the text)."""
     from hub.campaigns.templates import delete_template
 
-    run_db(lambda s: delete_template(s, account_or_default(s, account), name))
+    run_on_account(account, lambda s, acc: delete_template(s, acc, name))
     typer.echo(f"template {name} deleted")
 
 
@@ -129,8 +128,7 @@ def show_preview(
 
     config = get_config()
 
-    def _do(session: Any) -> dict[str, Any]:
-        acc = account_or_default(session, account)
+    def _do(session: Any, acc: Any) -> dict[str, Any]:
         source = get_template(session, acc, template) if template else text or ""
         return preview_personalized(
             session,
@@ -144,7 +142,7 @@ def show_preview(
             track_links=track_links,
         )
 
-    data = run_db(_do)
+    data = run_on_account(account, _do)
     if as_json:
         emit(data, True)
     else:
@@ -182,7 +180,7 @@ def templates_test(
         list[str] | None, typer.Option(help="NAME=VALUE for a merge field; repeatable.")
     ] = None,
     type_: Annotated[str, typer.Option("--type", help="alert or marketing.")] = "alert",
-    sender: Annotated[str | None, typer.Option(help="Sender name or number.")] = None,
+    sender: SenderOpt = None,
     account: AccountOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -190,17 +188,18 @@ def templates_test(
     from hub.campaigns.templates import send_test
 
     fields = merge_fields(field)
-    result = run_db(
-        lambda s: send_test(
+    result = run_on_account(
+        account,
+        lambda s, acc: send_test(
             s,
             get_config(),
-            account_or_default(s, account),
+            acc,
             name,
             to,
             fields=fields,
             type=type_,
             sender=sender,
-        )
+        ),
     )
     data = result.to_dict()
     r = result.recipients[0]

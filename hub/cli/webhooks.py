@@ -25,17 +25,6 @@ def _endpoint_dict(endpoint: Any, account: str) -> dict[str, Any]:
     }
 
 
-def _account_names(session: Any, ids: set[int]) -> dict[int, str]:
-    from sqlmodel import col, select
-
-    from hub.store.models import Account
-
-    if not ids:
-        return {}
-    rows = session.exec(select(Account).where(col(Account.id).in_(ids))).all()
-    return {a.id: a.name for a in rows}
-
-
 @webhooks_app.command("add")
 def webhooks_add(
     account: Annotated[str, typer.Argument(help="The account whose events are sent.")],
@@ -92,7 +81,7 @@ def webhooks_list(
 
     def _do(session: Any) -> list[dict[str, Any]]:
         endpoints = webhooks.list_endpoints(session, account)
-        names = _account_names(session, {e.account_id for e in endpoints})
+        names = webhooks.owner_names(session, endpoints)
         return [_endpoint_dict(e, names.get(e.account_id, "?")) for e in endpoints]
 
     data = run_db(_do)

@@ -102,6 +102,15 @@ def list_endpoints(
     return list(session.exec(query).all())
 
 
+def owner_names(session: Session, endpoints: Iterable[WebhookEndpoint]) -> dict[int, str]:
+    """The name of each account owning one of ENDPOINTS, by account id."""
+    ids = {e.account_id for e in endpoints}
+    if not ids:
+        return {}
+    rows = session.exec(select(Account).where(col(Account.id).in_(ids))).all()
+    return {a.id: a.name for a in rows if a.id is not None}
+
+
 def remove_endpoint(session: Session, endpoint_id: int) -> WebhookEndpoint:
     """Delete an endpoint with its queued deliveries and delivery log."""
     endpoint = get_endpoint(session, endpoint_id)
