@@ -15,24 +15,23 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
 from fastapi.responses import HTMLResponse, Response
 from sqlmodel import Session
 
 from hub.campaigns import campaigns, contacts, links
 from hub.campaigns import templates as mt
 from hub.console.actions import on_account
-from hub.console.auth import ConsoleUser, User
+from hub.console.auth import ConsoleUser
 from hub.console.forms import checked, local_time, read_upload
-from hub.console.render import page, redirect
+from hub.console.page import Page
+from hub.console.render import redirect
 from hub.console.settings_common import account_region, layout, scoped_account_id
 from hub.core.config import Config
 from hub.core.i18n import gettext as _
 from hub.core.phone import split_numbers
 from hub.errors import HubError, InvalidInput
-from hub.store.db import read_scope
 from hub.store.models import Account
-from hub.web.deps import HubDep
 
 if TYPE_CHECKING:
     from hub.app import Hub
@@ -145,9 +144,7 @@ def _context(
 
 @router.get("/campaigns/new", response_class=HTMLResponse)
 async def new_campaign(
-    request: Request,
-    user: User,
-    hub: HubDep,
+    ui: Page,
     account: str = "",
     list_name: Annotated[str, Query(alias="list")] = "",
     template: str = "",
@@ -159,32 +156,28 @@ async def new_campaign(
         template=template.strip().lower(),
     )
 
-    def _load() -> dict[str, Any]:
-        with read_scope(hub.engine) as session:
-            acc = user.account(session, account or None)
-            # The short-links box starts from the account's click-tracking default.
-            form.shorten_links = acc.track_links
-            return _context(hub.config, session, user, acc, form)
+    def _load(session: Session) -> dict[str, Any]:
+        acc = ui.user.account(session, account or None)
+        # The short-links box starts from the account's click-tracking default.
+        form.shorten_links = acc.track_links
+        return _context(ui.hub.config, session, ui.user, acc, form)
 
-    ctx = await asyncio.to_thread(_load)
-    return page(request, user, "campaign_new.html.j2", nav="campaigns", **ctx)
+    ctx = await ui.read(_load)
+    return ui.render("campaign_new.html.j2", nav="campaigns", **ctx)
 
 
 @router.post("/campaigns/new/preview", response_class=HTMLResponse)
-async def preview_fragment(
-    request: Request, user: User, hub: HubDep, form: PostedCampaign
-) -> Response:
+async def preview_fragment(ui: Page, form: PostedCampaign) -> Response:
     """Each recipient's text, parts and credits, and the totals, of the campaign as filled
     in so far (an HTML fragment for console.js); nothing is written."""
-    await asyncio.to_thread(scoped_account_id, hub.engine, user, form.account)
+    await asyncio.to_thread(scoped_account_id, ui.hub.engine, ui.user, form.account)
     data, error = None, ""
     if form.lists or form.numbers.strip():
         try:
-            data = await _preview(hub, user, form)
+            data = await _preview(ui.hub, ui.user, form)
         except HubError as exc:
             error = str(exc)
-    return page(
-        request, user, "_recipients_preview.html.j2", status=422 if error else 200, data=data,
+    return ui.render("_recipients_preview.html.j2", status=422 if error else 200, data=data,
         fields=[], error=error, rows=PREVIEW_ROWS, hint=False,
     )  # fmt: skip
 
@@ -222,39 +215,35 @@ async def _preview(hub: "Hub", user: ConsoleUser, form: CampaignForm) -> dict[st
 
 @router.post("/campaigns/new", response_class=HTMLResponse)
 async def create(
-    request: Request,
-    user: User,
-    hub: HubDep,
+    ui: Page,
     form: PostedCampaign,
     action: Annotated[str, Form()] = "create",
 ) -> Response:
     """Create the campaign (action=create), show its preview (action=preview, without
     JavaScript) or send the test SMS to the account's own number (action=test)."""
-    await asyncio.to_thread(scoped_account_id, hub.engine, user, form.account)
+    await asyncio.to_thread(scoped_account_id, ui.hub.engine, ui.user, form.account)
     extra: dict[str, Any] = {}
     try:
         if action == "preview":
-            extra["data"] = await _preview(hub, user, form)
+            extra["data"] = await _preview(ui.hub, ui.user, form)
         elif action == "test":
-            extra["notice"] = await _test(hub, user, form)
+            extra["notice"] = await _test(ui.hub, ui.user, form)
         elif action == "create":
-            return await _create(hub, user, form)
+            return await _create(ui.hub, ui.user, form)
         else:
             raise InvalidInput("press Preview, Send a test SMS or Create the campaign")
     except HubError as exc:
         extra["error"] = str(exc)
 
     ctx = await on_account(
-        hub,
-        user,
+        ui.hub,
+        ui.user,
         form.account,
-        lambda session, acc: _context(hub.config, session, user, acc, form),
+        lambda session, acc: _context(ui.hub.config, session, ui.user, acc, form),
         write=False,
     )
     status = 422 if extra.get("error") else 200
-    return page(
-        request, user, "campaign_new.html.j2", status=status, nav="campaigns", **{**ctx, **extra}
-    )
+    return ui.render("campaign_new.html.j2", status=status, nav="campaigns", **{**ctx, **extra})
 
 
 async def _create(hub: "Hub", user: ConsoleUser, form: CampaignForm) -> Response:
