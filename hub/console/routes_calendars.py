@@ -73,17 +73,16 @@ async def calendars(ui: Page, after: str = "") -> Response:
     config = ui.hub.config
     cursor = row_id_or_none(after)
 
-    def _load() -> dict[str, Any]:
-        with read_scope(ui.hub.engine) as session:
-            rows, next_after = data.calendars_page(
-                session, ui.user.scope, cursor, config.console.page_size
-            )
-            return {
-                "rows": rows,
-                "accounts": [a.name for a in ui.user.accounts(session)],
-                "next_url": f"/console/calendars?after={next_after}" if next_after else None,
-                "first_url": "/console/calendars" if cursor else None,
-            }
+    def _load(session: Session) -> dict[str, Any]:
+        rows, next_after = data.calendars_page(
+            session, ui.user.scope, cursor, config.console.page_size
+        )
+        return {
+            "rows": rows,
+            "accounts": [a.name for a in ui.user.accounts(session)],
+            "next_url": f"/console/calendars?after={next_after}" if next_after else None,
+            "first_url": "/console/calendars" if cursor else None,
+        }
 
     providers = [
         {
@@ -99,7 +98,7 @@ async def calendars(ui: Page, after: str = "") -> Response:
         "calendars_list.html.j2",
         nav="calendars",
         providers=providers,
-        **await asyncio.to_thread(_load),
+        **await ui.read(_load),
     )
 
 
@@ -281,27 +280,26 @@ async def calendar_page(ui: Page, calendar_id: RowId, answer: str = "all") -> Re
     """A calendar's settings and rules, its upcoming appointments with the patients'
     answers (filtered by ANSWER), its upcoming reminders and its problem events."""
 
-    def _load() -> dict[str, Any]:
-        with read_scope(ui.hub.engine) as session:
-            cal = data.scoped_calendar(session, ui.user.scope, calendar_id)
-            return {
-                "calendar": cal,
-                "account": ui.user.account(session, cal.account_id).name,
-                "settings": data.shown_settings(cal),
-                "reminder_template": data.effective_template(cal),
-                "reminders": upcoming_reminders(session, calendar_id=calendar_id, limit=50),
-                "problems": problem_events(session, calendar_id=calendar_id, limit=50),
-                "answer": answer,
-                "answer_filters": answers.ANSWER_FILTERS,
-                "appointments": [
-                    (e, _answer_shown(answers.answer_text(e)), answers.written_text(e))
-                    for e, _ in answers.upcoming_appointments(
-                        session, calendar_id=calendar_id, answer=answer, limit=100
-                    )
-                ],
-            }
+    def _load(session: Session) -> dict[str, Any]:
+        cal = data.scoped_calendar(session, ui.user.scope, calendar_id)
+        return {
+            "calendar": cal,
+            "account": ui.user.account(session, cal.account_id).name,
+            "settings": data.shown_settings(cal),
+            "reminder_template": data.effective_template(cal),
+            "reminders": upcoming_reminders(session, calendar_id=calendar_id, limit=50),
+            "problems": problem_events(session, calendar_id=calendar_id, limit=50),
+            "answer": answer,
+            "answer_filters": answers.ANSWER_FILTERS,
+            "appointments": [
+                (e, _answer_shown(answers.answer_text(e)), answers.written_text(e))
+                for e, _ in answers.upcoming_appointments(
+                    session, calendar_id=calendar_id, answer=answer, limit=100
+                )
+            ],
+        }
 
-    return ui.render("calendars_detail.html.j2", nav="calendars", **await asyncio.to_thread(_load))
+    return ui.render("calendars_detail.html.j2", nav="calendars", **await ui.read(_load))
 
 
 @dataclass(frozen=True)

@@ -63,13 +63,12 @@ def _lists_context(
 async def lists_page(ui: Page, account: str = "") -> Response:
     """The account's contact lists with their sizes, and the import form."""
 
-    def _load() -> dict[str, Any]:
-        with read_scope(ui.hub.engine) as session:
-            return _lists_context(
-                ui.hub.config, session, ui.user, ui.user.account(session, account or None)
-            )
+    def _load(session: Session) -> dict[str, Any]:
+        return _lists_context(
+            ui.hub.config, session, ui.user, ui.user.account(session, account or None)
+        )
 
-    ctx = await asyncio.to_thread(_load)
+    ctx = await ui.read(_load)
     return ui.render("lists.html.j2", nav="campaigns", **ctx)
 
 
@@ -197,12 +196,11 @@ async def list_page(ui: Page, list_id: RowId, after: str = "") -> Response:
     """A list's contacts with their merge fields, one page at a time; add, edit, delete."""
     start = row_id_or_none(after) or 0
 
-    def _load() -> dict[str, Any]:
-        with read_scope(ui.hub.engine) as session:
-            found = owned(session, ContactList, list_id, ui.user, "contact list")
-            return _list_context(ui.hub.config, session, ui.user, found, start)
+    def _load(session: Session) -> dict[str, Any]:
+        found = owned(session, ContactList, list_id, ui.user, "contact list")
+        return _list_context(ui.hub.config, session, ui.user, found, start)
 
-    ctx = await asyncio.to_thread(_load)
+    ctx = await ui.read(_load)
     return ui.render("list_detail.html.j2", nav="campaigns", **ctx)
 
 

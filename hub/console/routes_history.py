@@ -2,7 +2,6 @@
 
 # No `from __future__ import annotations`: FastAPI reads these annotations at runtime.
 
-import asyncio
 import io
 from collections.abc import Iterator
 from typing import Any
@@ -33,7 +32,6 @@ from hub.core.i18n import ngettext
 from hub.core.timeutil import as_utc, utcnow
 from hub.errors import InvalidInput, NotFound
 from hub.sending import submit as sending
-from hub.store.db import read_scope
 from hub.store.models import Message
 
 router = APIRouter()
@@ -71,38 +69,37 @@ async def history(ui: Page) -> Response:
     form = FilterForm.from_params(params)
     size = ui.hub.config.console.page_size
 
-    def _load() -> tuple[int, dict[str, Any]]:
-        with read_scope(ui.hub.engine) as session:
-            accounts = ui.user.accounts(session)
-            ctx: dict[str, Any] = {
-                "form": form,
-                "states": STATES,
-                "sources": SOURCES,
-                "accounts": [a.name for a in accounts],
-                "names": {a.id: a.name for a in accounts},
-                "rows": [],
-                "counts": None,
-                "next_url": None,
-                "prev_url": None,
-                "error": "",
-            }
-            try:
-                f = _filter(ui.hub.config, session, ui.user, form)
-                before = Cursor.decode(params["before"]) if params.get("before") else None
-                after = Cursor.decode(params["after"]) if params.get("after") else None
-            except (InvalidInput, NotFound) as exc:
-                ctx["error"] = str(exc)
-                return (404 if isinstance(exc, NotFound) else 400), ctx
-            result = history_page(session, f, size, before=before, after=after)
-            ctx["rows"] = result.rows
-            ctx["counts"] = state_counts(session, f)
-            if result.older:
-                ctx["next_url"] = "/console/messages?" + form.query(before=result.older.encode())
-            if result.newer:
-                ctx["prev_url"] = "/console/messages?" + form.query(after=result.newer.encode())
-            return 200, ctx
+    def _load(session: Session) -> tuple[int, dict[str, Any]]:
+        accounts = ui.user.accounts(session)
+        ctx: dict[str, Any] = {
+            "form": form,
+            "states": STATES,
+            "sources": SOURCES,
+            "accounts": [a.name for a in accounts],
+            "names": {a.id: a.name for a in accounts},
+            "rows": [],
+            "counts": None,
+            "next_url": None,
+            "prev_url": None,
+            "error": "",
+        }
+        try:
+            f = _filter(ui.hub.config, session, ui.user, form)
+            before = Cursor.decode(params["before"]) if params.get("before") else None
+            after = Cursor.decode(params["after"]) if params.get("after") else None
+        except (InvalidInput, NotFound) as exc:
+            ctx["error"] = str(exc)
+            return (404 if isinstance(exc, NotFound) else 400), ctx
+        result = history_page(session, f, size, before=before, after=after)
+        ctx["rows"] = result.rows
+        ctx["counts"] = state_counts(session, f)
+        if result.older:
+            ctx["next_url"] = "/console/messages?" + form.query(before=result.older.encode())
+        if result.newer:
+            ctx["prev_url"] = "/console/messages?" + form.query(after=result.newer.encode())
+        return 200, ctx
 
-    status, ctx = await asyncio.to_thread(_load)
+    status, ctx = await ui.read(_load)
     return ui.render("history_list.html.j2", status=status, nav="history", **ctx)
 
 
@@ -173,11 +170,10 @@ async def history_csv(ui: Page) -> Response:
 async def message_detail(ui: Page, message_id: str) -> Response:
     """One message: its facts, its events, its links, and Cancel while it waits."""
 
-    def _load() -> dict[str, Any]:
-        with read_scope(ui.hub.engine) as session:
-            return history_detail.load(session, ui.user, message_id)
+    def _load(session: Session) -> dict[str, Any]:
+        return history_detail.load(session, ui.user, message_id)
 
-    ctx = await asyncio.to_thread(_load)
+    ctx = await ui.read(_load)
     return ui.render("history_detail.html.j2", nav="history", **ctx)
 
 

@@ -10,6 +10,7 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form
 from fastapi.responses import HTMLResponse, Response
+from sqlmodel import Session
 
 from hub.console import replies_data as data
 from hub.console.page import Page
@@ -54,21 +55,20 @@ async def replies(ui: Page, account: str = "", before: str = "") -> Response:
     cursor = _int(before, "before")
     size = ui.hub.config.console.page_size
 
-    def _load() -> dict[str, Any]:
-        with read_scope(ui.hub.engine) as session:
-            scope = [ui.user.account(session, account).id or 0] if account else list(ui.user.scope)
-            rows, next_cursor = data.conversations(session, scope, cursor, size)
-            return {
-                "conversations": rows,
-                "accounts": [a.name for a in ui.user.accounts(session)],
-                "chosen": account,
-                "next_url": _url("/console/replies", account=account, before=next_cursor)
-                if next_cursor
-                else None,
-                "first_url": _url("/console/replies", account=account) if cursor else None,
-            }
+    def _load(session: Session) -> dict[str, Any]:
+        scope = [ui.user.account(session, account).id or 0] if account else list(ui.user.scope)
+        rows, next_cursor = data.conversations(session, scope, cursor, size)
+        return {
+            "conversations": rows,
+            "accounts": [a.name for a in ui.user.accounts(session)],
+            "chosen": account,
+            "next_url": _url("/console/replies", account=account, before=next_cursor)
+            if next_cursor
+            else None,
+            "first_url": _url("/console/replies", account=account) if cursor else None,
+        }
 
-    return ui.render("replies_list.html.j2", nav="replies", **await asyncio.to_thread(_load))
+    return ui.render("replies_list.html.j2", nav="replies", **await ui.read(_load))
 
 
 @router.get("/replies/{digits}", response_class=HTMLResponse)
@@ -77,43 +77,42 @@ async def conversation(ui: Page, digits: str, account: str = "", before: str = "
     number = data.number_from_digits(digits)
     older_than = _time(before)
 
-    def _load() -> dict[str, Any]:
-        with read_scope(ui.hub.engine) as session:
-            if account:
-                acc = ui.user.account(session, account)
-            else:
-                acc = ui.user.account(session, data.default_account(session, ui.user.scope, number))
-            assert acc.id is not None
-            items, older = data.thread(
-                session, acc.id, number, older_than, ui.hub.config.console.page_size
+    def _load(session: Session) -> dict[str, Any]:
+        if account:
+            acc = ui.user.account(session, account)
+        else:
+            acc = ui.user.account(session, data.default_account(session, ui.user.scope, number))
+        assert acc.id is not None
+        items, older = data.thread(
+            session, acc.id, number, older_than, ui.hub.config.console.page_size
+        )
+        if not items and older_than is None:
+            raise NotFound(f"no conversation with {number} on account {acc.name}")
+        talked = data.thread_accounts(session, ui.user.scope, number)
+        others = [ui.user.account(session, a).name for a in talked if a != acc.id]
+        return {
+            "number": number,
+            "digits": data.url_key(number),
+            # A name or short code cannot receive an SMS: nothing to answer it with.
+            "answerable": number.startswith("+"),
+            "account": acc,
+            "items": items,
+            "others": others,
+            "can_answer": acc.id in talked,
+            "nonce": secrets.token_urlsafe(12),
+            "older_url": _url(
+                f"/console/replies/{data.url_key(number)}",
+                account=acc.name,
+                before=older.isoformat(),
             )
-            if not items and older_than is None:
-                raise NotFound(f"no conversation with {number} on account {acc.name}")
-            talked = data.thread_accounts(session, ui.user.scope, number)
-            others = [ui.user.account(session, a).name for a in talked if a != acc.id]
-            return {
-                "number": number,
-                "digits": data.url_key(number),
-                # A name or short code cannot receive an SMS: nothing to answer it with.
-                "answerable": number.startswith("+"),
-                "account": acc,
-                "items": items,
-                "others": others,
-                "can_answer": acc.id in talked,
-                "nonce": secrets.token_urlsafe(12),
-                "older_url": _url(
-                    f"/console/replies/{data.url_key(number)}",
-                    account=acc.name,
-                    before=older.isoformat(),
-                )
-                if older
-                else None,
-                "newest_url": _url(f"/console/replies/{data.url_key(number)}", account=acc.name)
-                if older_than
-                else None,
-            }
+            if older
+            else None,
+            "newest_url": _url(f"/console/replies/{data.url_key(number)}", account=acc.name)
+            if older_than
+            else None,
+        }
 
-    return ui.render("replies_thread.html.j2", nav="replies", **await asyncio.to_thread(_load))
+    return ui.render("replies_thread.html.j2", nav="replies", **await ui.read(_load))
 
 
 @router.post("/replies/{digits}")

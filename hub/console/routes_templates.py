@@ -23,7 +23,6 @@ from hub.console.settings_common import back_to, layout, owned, scoped_account_i
 from hub.core.i18n import gettext as _
 from hub.core.phone import split_numbers
 from hub.errors import HubError, InvalidInput
-from hub.store.db import read_scope
 from hub.store.models import Account, MessageTemplate
 from hub.web.edge import RowId
 
@@ -48,11 +47,10 @@ def _context(session: Session, user: ConsoleUser, acc: Account) -> dict[str, Any
 async def templates_page(ui: Page, account: str = "") -> Response:
     """The account's templates, and the form to write a new one with its preview."""
 
-    def _load() -> dict[str, Any]:
-        with read_scope(ui.hub.engine) as session:
-            return _context(session, ui.user, ui.user.account(session, account or None))
+    def _load(session: Session) -> dict[str, Any]:
+        return _context(session, ui.user, ui.user.account(session, account or None))
 
-    ctx = await asyncio.to_thread(_load)
+    ctx = await ui.read(_load)
     return ui.render("templates.html.j2", nav="campaigns", edit=None, **ctx)
 
 
@@ -132,15 +130,14 @@ async def template_preview(
 async def template_page(ui: Page, template_id: RowId) -> Response:
     """One template: its text to edit, with each recipient's preview."""
 
-    def _load() -> dict[str, Any]:
-        with read_scope(ui.hub.engine) as session:
-            found = owned(session, MessageTemplate, template_id, ui.user, "template")
-            acc = session.get(Account, found.account_id)
-            assert acc is not None
-            ctx = _context(session, ui.user, acc)
-            return {**ctx, "edit": mt.template_view(found) | {"id": found.id}}
+    def _load(session: Session) -> dict[str, Any]:
+        found = owned(session, MessageTemplate, template_id, ui.user, "template")
+        acc = session.get(Account, found.account_id)
+        assert acc is not None
+        ctx = _context(session, ui.user, acc)
+        return {**ctx, "edit": mt.template_view(found) | {"id": found.id}}
 
-    ctx = await asyncio.to_thread(_load)
+    ctx = await ui.read(_load)
     return ui.render("templates.html.j2", nav="campaigns", **ctx)
 
 

@@ -3,7 +3,6 @@ out of the account's sends until removed here."""
 
 # No `from __future__ import annotations`: FastAPI reads these annotations at runtime.
 
-import asyncio
 from functools import partial
 from typing import Annotated, Any
 
@@ -24,7 +23,6 @@ from hub.console.settings_common import (
 from hub.core.i18n import gettext as _
 from hub.errors import InvalidInput
 from hub.sending.invalid_numbers import AddReport, add_campaign_invalid, add_numbers, import_file
-from hub.store.db import session_scope
 from hub.store.models import Account, InvalidNumber
 from hub.web.edge import RowId
 
@@ -98,14 +96,13 @@ async def invalid_from_campaign(ui: Page, campaign: Annotated[str, Form()] = "")
     campaign's account (from the campaign report)."""
     campaign_id = parse_id(campaign.strip())
 
-    def _add() -> AddReport:
-        with session_scope(ui.hub.engine) as session:
-            found = own_campaign(session, ui.user, campaign_id)
-            acc = session.get(Account, found.account_id)
-            assert acc is not None
-            return add_campaign_invalid(session, acc, campaign_id)
+    def _add(session: Session) -> AddReport:
+        found = own_campaign(session, ui.user, campaign_id)
+        acc = session.get(Account, found.account_id)
+        assert acc is not None
+        return add_campaign_invalid(session, acc, campaign_id)
 
-    report = await asyncio.to_thread(_add)
+    report = await ui.write(_add)
     return redirect(
         f"/console/campaigns/{campaign_id}",
         f"Invalid numbers of this campaign: {report.summary()}",
