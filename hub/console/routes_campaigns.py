@@ -18,22 +18,17 @@ from hub.console.campaign_query import (
     refresh_statuses,
     report,
 )
+from hub.console.forms import optional_row_id
 from hub.console.page import Page
 from hub.console.render import csv_download
-from hub.errors import InvalidInput
 from hub.store.db import read_scope
-from hub.web.edge import row_id_or_none
 
 router = APIRouter()
 
 
 def _page_id(value: str | None, name: str) -> int | None:
-    if not value:
-        return None
-    number = row_id_or_none(value)
-    if number is None:
-        raise InvalidInput(f"this page link is damaged ({name}={value[:20]!r}); start again")
-    return number
+    damaged = f"this page link is damaged ({name}={(value or '')[:20]!r}); start again"
+    return optional_row_id(value, damaged)
 
 
 @router.get("/campaigns", response_class=HTMLResponse)

@@ -13,6 +13,7 @@ from fastapi.responses import HTMLResponse, Response
 from sqlmodel import Session
 
 from hub.console import replies_data as data
+from hub.console.forms import optional_row_id
 from hub.console.page import Page
 from hub.console.render import redirect
 from hub.core.i18n import gettext as _
@@ -21,18 +22,9 @@ from hub.core.phone import format_international
 from hub.errors import InvalidInput, NotFound
 from hub.sending import submit as sending
 from hub.store.db import read_scope
-from hub.web.edge import MAX_ROW_ID, row_id_or_none
+from hub.web.edge import MAX_ROW_ID
 
 router = APIRouter()
-
-
-def _int(value: str, what: str) -> int | None:
-    if not value:
-        return None
-    number = row_id_or_none(value)
-    if number is None:
-        raise InvalidInput(f"{what} must be a number from 1 to {MAX_ROW_ID}")
-    return number
 
 
 def _time(value: str) -> datetime | None:
@@ -52,7 +44,7 @@ def _url(path: str, **query: Any) -> str:
 @router.get("/replies", response_class=HTMLResponse)
 async def replies(ui: Page, account: str = "", before: str = "") -> Response:
     """Conversations with the numbers that wrote to the user's accounts, latest first."""
-    cursor = _int(before, "before")
+    cursor = optional_row_id(before, f"before must be a number from 1 to {MAX_ROW_ID}")
     size = ui.hub.config.console.page_size
 
     def _load(session: Session) -> dict[str, Any]:
