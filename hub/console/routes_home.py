@@ -147,16 +147,7 @@ async def live_preview(ui: Page, form: Posted) -> Response:
     valid = [n for n in numbers if n.valid]
     country = valid[0].country if valid else region
     kind = type if type in {"alert", "marketing"} else "alert"
-    shown = preview(
-        linked,
-        sender.strip() or None,
-        kind,
-        country,
-        mention=config.optout_mention,
-        hours=config.marketing_hours,
-        rules=config.compliance,
-        public_url=config.hub.public_url,
-    )
+    shown = _preview(config, linked, sender.strip() or None, kind, country)
     warning = _night_warning(config, night, valid)
     if warning:
         shown["warnings"].append(warning)
@@ -200,6 +191,23 @@ def _night_warning(config: Config, night: NightHours, valid: list[NumberInfo]) -
     )
 
 
+def _preview(
+    config: Config, text: str, sender: str | None, kind: str, country: str | None
+) -> dict[str, Any]:
+    # The hub's opt-out mention and rules; its marketing hours only matter for a time to
+    # send at, which a live preview has not.
+    return preview(
+        text,
+        sender,
+        kind,
+        country,
+        mention=config.optout_mention,
+        hours=config.marketing_hours,
+        rules=config.compliance,
+        public_url=config.hub.public_url,
+    )
+
+
 def _cost(
     config: Config,
     text: str,
@@ -217,15 +225,7 @@ def _cost(
     parts: dict[str | None, int] = {country: segments}
     for n in valid:
         if n.country not in parts:
-            other = preview(
-                text,
-                sender,
-                kind,
-                n.country,
-                mention=config.optout_mention,
-                rules=config.compliance,
-                public_url=config.hub.public_url,
-            )
+            other = _preview(config, text, sender, kind, n.country)
             parts[n.country] = other["segments"]
     return sum(
         sending.credits_for(config, n.country, parts[n.country]) for n in valid
