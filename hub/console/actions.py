@@ -21,7 +21,6 @@ from hub.store.models import Account
 
 if TYPE_CHECKING:
     from hub.app import Hub
-    from hub.console.auth import ConsoleUser
 
 T = TypeVar("T")
 Row = TypeVar("Row")
@@ -29,8 +28,7 @@ Context = Callable[[Session, Account], dict[str, Any]]
 
 
 async def on_account(
-    hub: Hub,
-    user: ConsoleUser,
+    ui: PageContext,
     account: str,
     work: Callable[[Session, Account], T],
     *,
@@ -40,15 +38,14 @@ async def on_account(
     WRITE), in a worker thread."""
 
     def _run() -> T:
-        with (session_scope if write else read_scope)(hub.engine) as session:
-            return work(session, user.account(session, account or None))
+        with (session_scope if write else read_scope)(ui.hub.engine) as session:
+            return work(session, ui.user.account(session, account or None))
 
     return await asyncio.to_thread(_run)
 
 
 async def on_row(
-    hub: Hub,
-    user: ConsoleUser,
+    ui: PageContext,
     model: type[Row],
     row_id: int,
     what: str,
@@ -59,11 +56,11 @@ async def on_row(
     transaction; with the page PATH of that account to go back to."""
 
     def _run() -> tuple[T, str]:
-        with session_scope(hub.engine) as session:
-            row = owned(session, model, row_id, user, what)
+        with session_scope(ui.hub.engine) as session:
+            row = owned(session, model, row_id, ui.user, what)
             acc = session.get(Account, getattr(row, "account_id", None))
             assert acc is not None
-            return work(session, row, acc), back_to(path, user, acc)
+            return work(session, row, acc), back_to(path, ui.user, acc)
 
     return await asyncio.to_thread(_run)
 
@@ -109,7 +106,7 @@ async def settings_page(
     context: Context,
 ) -> Response:
     """An account settings page: TEMPLATE with CONTEXT read for ACCOUNT."""
-    ctx = await on_account(ui.hub, ui.user, account, context, write=False)
+    ctx = await on_account(ui, account, context, write=False)
     return ui.render(template, nav="account", **ctx)
 
 

@@ -24,7 +24,7 @@ from hub.campaigns import templates as mt
 from hub.console.actions import on_account
 from hub.console.auth import ConsoleUser
 from hub.console.forms import checked, local_time, read_upload
-from hub.console.page import Page
+from hub.console.page import Page, PageContext
 from hub.console.render import redirect
 from hub.console.settings_common import account_region, layout, scoped_account_id
 from hub.core.config import Config
@@ -34,7 +34,7 @@ from hub.errors import HubError, InvalidInput
 from hub.store.models import Account
 
 if TYPE_CHECKING:
-    from hub.app import Hub
+    pass
 
 T = TypeVar("T")
 # The keyword arguments of the campaign functions for a form, checked when first asked for.
@@ -174,7 +174,7 @@ async def preview_fragment(ui: Page, form: PostedCampaign) -> Response:
     data, error = None, ""
     if form.lists or form.numbers.strip():
         try:
-            data = await _preview(ui.hub, ui.user, form)
+            data = await _preview(ui, form)
         except HubError as exc:
             error = str(exc)
     return ui.render("_recipients_preview.html.j2", status=422 if error else 200, data=data,
@@ -183,8 +183,7 @@ async def preview_fragment(ui: Page, form: PostedCampaign) -> Response:
 
 
 async def _on_arguments(
-    hub: "Hub",
-    user: ConsoleUser,
+    ui: PageContext,
     form: CampaignForm,
     work: Callable[[Session, Account, Arguments], T],
     *,
@@ -193,22 +192,23 @@ async def _on_arguments(
     """WORK on the form's account, given the arguments of hub.campaigns.campaigns' preview,
     create and test for FORM (its file read first, within links.max_file_size; the rest
     checked when WORK asks for them)."""
-    limit = links.max_file_size(hub.config)
+    limit = links.max_file_size(ui.hub.config)
     attachment = await read_upload(form.upload, limit, "links.max_file_size")
 
     def _run(session: Session, acc: Account) -> T:
-        region = account_region(hub.config, acc)
+        region = account_region(ui.hub.config, acc)
         return work(session, acc, lambda: _arguments(form, region, attachment))
 
-    return await on_account(hub, user, form.account, _run, write=write)
+    return await on_account(ui, form.account, _run, write=write)
 
 
-async def _preview(hub: "Hub", user: ConsoleUser, form: CampaignForm) -> dict[str, Any]:
+async def _preview(ui: PageContext, form: CampaignForm) -> dict[str, Any]:
     return await _on_arguments(
-        hub,
-        user,
+        ui,
         form,
-        lambda session, acc, args: campaigns.preview_campaign(session, hub.config, acc, **args()),
+        lambda session, acc, args: campaigns.preview_campaign(
+            session, ui.hub.config, acc, **args()
+        ),
         write=False,
     )
 
@@ -225,19 +225,18 @@ async def create(
     extra: dict[str, Any] = {}
     try:
         if action == "preview":
-            extra["data"] = await _preview(ui.hub, ui.user, form)
+            extra["data"] = await _preview(ui, form)
         elif action == "test":
-            extra["notice"] = await _test(ui.hub, ui.user, form)
+            extra["notice"] = await _test(ui, form)
         elif action == "create":
-            return await _create(ui.hub, ui.user, form)
+            return await _create(ui, form)
         else:
             raise InvalidInput("press Preview, Send a test SMS or Create the campaign")
     except HubError as exc:
         extra["error"] = str(exc)
 
     ctx = await on_account(
-        ui.hub,
-        ui.user,
+        ui,
         form.account,
         lambda session, acc: _context(ui.hub.config, session, ui.user, acc, form),
         write=False,
@@ -246,14 +245,14 @@ async def create(
     return ui.render("campaign_new.html.j2", status=status, nav="campaigns", **{**ctx, **extra})
 
 
-async def _create(hub: "Hub", user: ConsoleUser, form: CampaignForm) -> Response:
+async def _create(ui: PageContext, form: CampaignForm) -> Response:
     def _run(session: Session, acc: Account, args: Arguments) -> campaigns.CampaignResult:
         when = local_time(form.send_at, form.tz)
         return campaigns.create_campaign(
-            session, hub.config, acc, form.name, send_at=when, **args()
+            session, ui.hub.config, acc, form.name, send_at=when, **args()
         )
 
-    result = await _on_arguments(hub, user, form, _run, write=True)
+    result = await _on_arguments(ui, form, _run, write=True)
     data = result.to_dict()
     counts = {
         "name": data["name"],
@@ -282,9 +281,9 @@ async def _create(hub: "Hub", user: ConsoleUser, form: CampaignForm) -> Response
     return redirect(f"/console/campaigns/{data['id']}", message)
 
 
-async def _test(hub: "Hub", user: ConsoleUser, form: CampaignForm) -> str:
+async def _test(ui: PageContext, form: CampaignForm) -> str:
     def _run(session: Session, acc: Account, arguments: Arguments) -> str:
-        own = mt.own_number(hub.config, acc)
+        own = mt.own_number(ui.hub.config, acc)
         if own is None:
             raise InvalidInput(
                 _(
@@ -296,7 +295,7 @@ async def _test(hub: "Hub", user: ConsoleUser, form: CampaignForm) -> str:
         args = arguments()
         result = campaigns.send_campaign_test(
             session,
-            hub.config,
+            ui.hub.config,
             acc,
             own,
             text=args["text"],
@@ -315,7 +314,7 @@ async def _test(hub: "Hub", user: ConsoleUser, form: CampaignForm) -> str:
             num=result.segments,
         )
 
-    notice = await _on_arguments(hub, user, form, _run, write=True)
+    notice = await _on_arguments(ui, form, _run, write=True)
     if form.file_name:
         notice += " " + _("Choose the file again before creating the campaign.")
     return notice

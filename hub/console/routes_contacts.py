@@ -245,7 +245,7 @@ async def contact_add(ui: Page, list_id: RowId, number: Annotated[str, Form()] =
             )
         return report
 
-    report, _back = await on_row(ui.hub, ui.user, ContactList, list_id, "contact list", PATH, _add)
+    report, _back = await on_row(ui, ContactList, list_id, "contact list", PATH, _add)
     url = f"{PATH}/{list_id}"
     if report.added:
         return redirect(url, _("%(number)s added to the list.", number=number.strip()))
@@ -275,7 +275,7 @@ async def contact_edit(
             region=account_region(ui.hub.config, acc),
         ).number
 
-    saved, _back = await on_row(ui.hub, ui.user, ContactList, list_id, "contact list", PATH, _edit)
+    saved, _back = await on_row(ui, ContactList, list_id, "contact list", PATH, _edit)
     url = f"{PATH}/{list_id}"
     return redirect(url, _("Contact %(number)s saved.", number=saved))
 
@@ -287,7 +287,7 @@ async def contact_delete(ui: Page, list_id: RowId, contact_id: RowId) -> Respons
     def _delete(session: Session, found: ContactList, _acc: Account) -> str:
         return contacts.delete_contact(session, found, contact_id)
 
-    gone, _back = await on_row(ui.hub, ui.user, ContactList, list_id, "contact list", PATH, _delete)
+    gone, _back = await on_row(ui, ContactList, list_id, "contact list", PATH, _delete)
     url = f"{PATH}/{list_id}"
     return redirect(url, _("%(number)s removed from the list.", number=gone))
 
@@ -299,9 +299,7 @@ async def list_delete(ui: Page, list_id: RowId) -> Response:
     def _delete(session: Session, found: ContactList, acc: Account) -> tuple[str, int]:
         return found.name, contacts.delete_list(session, acc, found.name)
 
-    (name, count), url = await on_row(
-        ui.hub, ui.user, ContactList, list_id, "contact list", PATH, _delete
-    )
+    (name, count), url = await on_row(ui, ContactList, list_id, "contact list", PATH, _delete)
     return redirect(
         url, _("List %(name)s deleted with its %(num)s contact(s).", name=name, num=count)
     )

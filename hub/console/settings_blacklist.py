@@ -103,7 +103,7 @@ async def blacklist_add(ui: Page, form: Posted) -> Response:
             raise InvalidInput(f"{raw!r} is not a phone number: {why}")
         return report, back_to(PATH, ui.user, acc)
 
-    report, url = await on_account(ui.hub, ui.user, form.account, _one)
+    report, url = await on_account(ui, form.account, _one)
     if report.already:
         return redirect(url, _("%(number)s was already on the blacklist.", number=number))
     return redirect(
@@ -150,7 +150,7 @@ async def blacklist_remove(ui: Page, form: Posted) -> Response:
         remove_number(session, acc.id, form.number, form.reason, region)
         return back_to(PATH, ui.user, acc)
 
-    url = await on_account(ui.hub, ui.user, form.account, _remove)
+    url = await on_account(ui, form.account, _remove)
     return redirect(
         url,
         _(

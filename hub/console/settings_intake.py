@@ -153,7 +153,7 @@ async def address_add(
         )
         return back_to(PATH, ui.user, acc)
 
-    url = await on_account(ui.hub, ui.user, account, _add)
+    url = await on_account(ui, account, _add)
     return redirect(url, _("Mail to %(address)s now sends SMS.", address=address))
 
 
@@ -170,9 +170,7 @@ async def address_senders(
         record.allowed_senders = "\n".join(allowed)
         session.add(record)
 
-    _done, url = await on_row(
-        ui.hub, ui.user, IntakeAddress, address_id, "intake address", PATH, _save
-    )
+    _done, url = await on_row(ui, IntakeAddress, address_id, "intake address", PATH, _save)
     count = len(allowed)
     return redirect(
         url,
@@ -199,9 +197,7 @@ async def address_remove(ui: Page, address_id: RowId) -> Response:
         session.delete(record)
         return shown
 
-    shown, url = await on_row(
-        ui.hub, ui.user, IntakeAddress, address_id, "intake address", PATH, _remove
-    )
+    shown, url = await on_row(ui, IntakeAddress, address_id, "intake address", PATH, _remove)
     return redirect(
         url, _("%(address)s removed: mail to it is refused from now on.", address=shown)
     )

@@ -117,9 +117,7 @@ async def invalid_remove(ui: Page, entry_id: RowId) -> Response:
         session.delete(row)
         return row.number
 
-    number, url = await on_row(
-        ui.hub, ui.user, InvalidNumber, entry_id, "invalid number", PATH, _remove
-    )
+    number, url = await on_row(ui, InvalidNumber, entry_id, "invalid number", PATH, _remove)
     return redirect(
         url,
         _(

@@ -73,5 +73,5 @@ async def tokens_revoke(ui: Page, token_id: RowId) -> Response:
         revoke_token(session, str(token_id))
         return f"{record.prefix}… {record.name}".strip()
 
-    label, url = await on_row(ui.hub, ui.user, ApiToken, token_id, "API token", PATH, _revoke)
+    label, url = await on_row(ui, ApiToken, token_id, "API token", PATH, _revoke)
     return redirect(url, _("Token %(token)s revoked.", token=label))

@@ -58,7 +58,7 @@ async def user_add(
         add_mail_user(session, acc.id, name, secret)
         return back_to(PATH, ui.user, acc)
 
-    url = await on_account(ui.hub, ui.user, account, _add)
+    url = await on_account(ui, account, _add)
     return redirect(
         url,
         _("User %(name)s created: it can log in here and send mail by SMTP AUTH.", name=name),
@@ -80,7 +80,7 @@ async def user_disable(
         session.add(row)
         return row.username
 
-    name, url = await on_row(ui.hub, ui.user, MailUser, user_id, "user", PATH, _set)
+    name, url = await on_row(ui, MailUser, user_id, "user", PATH, _set)
     return redirect(
         url,
         _("User %(name)s disabled.", name=name)
@@ -115,7 +115,7 @@ async def user_password(
         session.add(row)
         return row.username
 
-    name, url = await on_row(ui.hub, ui.user, MailUser, user_id, "user", PATH, _set)
+    name, url = await on_row(ui, MailUser, user_id, "user", PATH, _set)
     if own:
         return redirect("/console/login", _("Password changed. Log in with the new one."))
     return redirect(

@@ -16,7 +16,7 @@ from sqlmodel import Session, col, select
 
 from hub.console.actions import changed_page, on_row, settings_page
 from hub.console.auth import ConsoleUser
-from hub.console.page import Page
+from hub.console.page import Page, PageContext
 from hub.console.render import redirect
 from hub.console.settings_common import layout
 from hub.core.i18n import gettext as _
@@ -25,7 +25,7 @@ from hub.store.models import Account, WebhookDelivery, WebhookEndpoint
 from hub.web.edge import RowId
 
 if TYPE_CHECKING:
-    from hub.app import Hub
+    pass
 
 router = APIRouter()
 PATH = "/console/webhooks"
@@ -118,7 +118,7 @@ async def webhooks_add(
     )
 
 
-async def _change(hub: "Hub", user: ConsoleUser, endpoint_id: int, action: str) -> str:
+async def _change(ui: PageContext, endpoint_id: int, action: str) -> str:
     """Apply ACTION to one of the user's endpoints; returns the page to go back to."""
 
     def _do(session: Session, endpoint: WebhookEndpoint, _acc: Account) -> None:
@@ -129,35 +129,35 @@ async def _change(hub: "Hub", user: ConsoleUser, endpoint_id: int, action: str) 
         else:
             webhooks.disable_endpoint(session, endpoint_id, action == "disable")
 
-    _done, url = await on_row(hub, user, WebhookEndpoint, endpoint_id, "webhook", PATH, _do)
+    _done, url = await on_row(ui, WebhookEndpoint, endpoint_id, "webhook", PATH, _do)
     return url
 
 
 @router.post("/webhooks/{endpoint_id}/disable")
 async def webhooks_disable(ui: Page, endpoint_id: RowId) -> Response:
     """Stop sending to an endpoint; what it has queued waits until it is enabled."""
-    url = await _change(ui.hub, ui.user, endpoint_id, "disable")
+    url = await _change(ui, endpoint_id, "disable")
     return redirect(url, _("Webhook %(id)s disabled.", id=endpoint_id))
 
 
 @router.post("/webhooks/{endpoint_id}/enable")
 async def webhooks_enable(ui: Page, endpoint_id: RowId) -> Response:
     """Send to an endpoint again."""
-    url = await _change(ui.hub, ui.user, endpoint_id, "enable")
+    url = await _change(ui, endpoint_id, "enable")
     return redirect(url, _("Webhook %(id)s enabled.", id=endpoint_id))
 
 
 @router.post("/webhooks/{endpoint_id}/remove")
 async def webhooks_remove(ui: Page, endpoint_id: RowId) -> Response:
     """Delete an endpoint with its queued deliveries and its log."""
-    url = await _change(ui.hub, ui.user, endpoint_id, "remove")
+    url = await _change(ui, endpoint_id, "remove")
     return redirect(url, _("Webhook %(id)s removed.", id=endpoint_id))
 
 
 @router.post("/webhooks/{endpoint_id}/test")
 async def webhooks_test(ui: Page, endpoint_id: RowId) -> Response:
     """Queue a ping event for an endpoint and wake the sender."""
-    url = await _change(ui.hub, ui.user, endpoint_id, "test")
+    url = await _change(ui, endpoint_id, "test")
     ui.hub.webhook_sender.wake()
     return redirect(
         url,
