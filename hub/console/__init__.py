@@ -3,8 +3,9 @@
 It owns its pages (``routes_*``, one router per area, ``settings_*`` for the account
 settings), their reads (``*_query``, ``*_data``, ``account_*``), login and sessions
 (``auth``, ``session``), rendering (``render``) and the one shape of a page's database work
-(``actions``: on an account or a row the user may see, in a worker thread). Routes get the
-hub from ``hub.web.deps.HubDep`` and the user from ``auth.User``. It may import the
+(``actions``: on an account or a row the user may see, in a worker thread). Routes take
+``page.Page``: the request, the hub (``hub.web.deps.HubDep``) and the user (``auth.User``)
+in one dependency, which also reads in a worker thread and renders. It may import the
 features, the sending core, the store, ``hub.core`` and ``hub.web``; nothing imports it
 but ``hub.api.app``, which mounts it on the HTTP app the composition root builds.
 """

@@ -8,11 +8,11 @@ from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from fastapi import Request
 from fastapi.responses import Response
 from sqlmodel import Session
 
-from hub.console.render import page, redirect
+from hub.console.page import PageContext
+from hub.console.render import redirect
 from hub.console.settings_common import NumberSearch, back_to, number_list, owned
 from hub.core.i18n import gettext as _
 from hub.errors import ConflictError
@@ -21,7 +21,6 @@ from hub.store.models import Account
 
 if TYPE_CHECKING:
     from hub.app import Hub
-    from hub.console.auth import ConsoleUser
 
 T = TypeVar("T")
 Row = TypeVar("Row")
@@ -29,8 +28,7 @@ Context = Callable[[Session, Account], dict[str, Any]]
 
 
 async def on_account(
-    hub: Hub,
-    user: ConsoleUser,
+    ui: PageContext,
     account: str,
     work: Callable[[Session, Account], T],
     *,
@@ -40,15 +38,14 @@ async def on_account(
     WRITE), in a worker thread."""
 
     def _run() -> T:
-        with (session_scope if write else read_scope)(hub.engine) as session:
-            return work(session, user.account(session, account or None))
+        with (session_scope if write else read_scope)(ui.hub.engine) as session:
+            return work(session, ui.user.account(session, account or None))
 
     return await asyncio.to_thread(_run)
 
 
 async def on_row(
-    hub: Hub,
-    user: ConsoleUser,
+    ui: PageContext,
     model: type[Row],
     row_id: int,
     what: str,
@@ -59,19 +56,17 @@ async def on_row(
     transaction; with the page PATH of that account to go back to."""
 
     def _run() -> tuple[T, str]:
-        with session_scope(hub.engine) as session:
-            row = owned(session, model, row_id, user, what)
+        with session_scope(ui.hub.engine) as session:
+            row = owned(session, model, row_id, ui.user, what)
             acc = session.get(Account, getattr(row, "account_id", None))
             assert acc is not None
-            return work(session, row, acc), back_to(path, user, acc)
+            return work(session, row, acc), back_to(path, ui.user, acc)
 
     return await asyncio.to_thread(_run)
 
 
 async def changed_page(
-    request: Request,
-    user: ConsoleUser,
-    hub: Hub,
+    ui: PageContext,
     account: str,
     template: str,
     change: Callable[[Session, Account], dict[str, Any]],
@@ -82,19 +77,17 @@ async def changed_page(
     (a secret shown once, the lines an import refused)."""
 
     def _run() -> dict[str, Any]:
-        with session_scope(hub.engine) as session:
-            shown = change(session, user.account(session, account or None))
-        with read_scope(hub.engine) as session:
-            return {**context(session, user.account(session, account or None)), **shown}
+        with session_scope(ui.hub.engine) as session:
+            shown = change(session, ui.user.account(session, account or None))
+        with read_scope(ui.hub.engine) as session:
+            return {**context(session, ui.user.account(session, account or None)), **shown}
 
     ctx = await asyncio.to_thread(_run)
-    return page(request, user, template, nav="account", **ctx)
+    return ui.render(template, nav="account", **ctx)
 
 
 async def number_list_page(
-    request: Request,
-    user: ConsoleUser,
-    hub: Hub,
+    ui: PageContext,
     search: NumberSearch,
     model: Any,
     path: str,
@@ -102,21 +95,19 @@ async def number_list_page(
 ) -> Response:
     """A settings page listing an account's MODEL numbers (blacklist, invalid numbers), the
     page of them SEARCH asks for."""
-    context = partial(number_list, model, path, hub.config, user, search=search)
-    return await settings_page(request, user, hub, search.account, template, context)
+    context = partial(number_list, model, path, ui.hub.config, ui.user, search=search)
+    return await settings_page(ui, search.account, template, context)
 
 
 async def settings_page(
-    request: Request,
-    user: ConsoleUser,
-    hub: Hub,
+    ui: PageContext,
     account: str,
     template: str,
     context: Context,
 ) -> Response:
     """An account settings page: TEMPLATE with CONTEXT read for ACCOUNT."""
-    ctx = await on_account(hub, user, account, context, write=False)
-    return page(request, user, template, nav="account", **ctx)
+    ctx = await on_account(ui, account, context, write=False)
+    return ui.render(template, nav="account", **ctx)
 
 
 async def cancelled(

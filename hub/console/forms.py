@@ -1,4 +1,4 @@
-"""Reading console form values: local times, check boxes and bounded file uploads."""
+"""Reading console form values: local times, check boxes, row ids and bounded file uploads."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from fastapi import UploadFile
 
 from hub.errors import InvalidInput, TooLarge
+from hub.web.edge import row_id_or_none
 
 
 def local_time(value: str, zone: str) -> datetime | None:
@@ -45,3 +46,14 @@ async def read_upload(file: UploadFile | None, limit: int, setting: str) -> tupl
             "send a smaller file, or raise the setting"
         )
     return file.filename, data
+
+
+def optional_row_id(value: str | None, refusal: str) -> int | None:
+    """VALUE (typed in a query string or a form) as a row id: None when empty; refused with
+    REFUSAL when it is not a whole number from 1 to MAX_ROW_ID."""
+    if not value:
+        return None
+    number = row_id_or_none(value)
+    if number is None:
+        raise InvalidInput(refusal)
+    return number

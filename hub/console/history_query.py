@@ -29,12 +29,12 @@ from sqlalchemy import ColumnElement, Select, and_, func, or_, union_all
 from sqlalchemy import select as sql_select
 from sqlmodel import Session, col, select
 
+from hub.console.forms import optional_row_id
 from hub.core.phone import parse_number
 from hub.core.timeutil import as_utc
 from hub.errors import InvalidInput
 from hub.store.db import read_scope
 from hub.store.models import Account, Message, MessageStatus
-from hub.web.edge import row_id_or_none
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -212,15 +212,6 @@ def _number(session: Session, form: FilterForm, accounts: tuple[int, ...], regio
     return info.e164
 
 
-def _campaign_id(value: str) -> int | None:
-    if not value:
-        return None
-    campaign_id = row_id_or_none(value)
-    if campaign_id is None:
-        raise InvalidInput(f"campaign {value!r} must be a campaign number such as 12")
-    return campaign_id
-
-
 def parse_filter(
     session: Session, user: ConsoleUser, form: FilterForm, region: str
 ) -> HistoryFilter:
@@ -228,7 +219,9 @@ def parse_filter(
     accounts = _accounts(session, user, form.account)
     _check_choices(form)
     number = _number(session, form, accounts, region) if form.number else None
-    campaign_id = _campaign_id(form.campaign)
+    campaign_id = optional_row_id(
+        form.campaign, f"campaign {form.campaign!r} must be a campaign number such as 12"
+    )
     if form.batch and not _BATCH_RE.match(form.batch):
         raise InvalidInput(f"batch {form.batch!r} is not a batch id (32 letters and digits)")
     tz = _zone(form.tz)

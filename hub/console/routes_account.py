@@ -5,28 +5,27 @@
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, Form, Query, Request
+from fastapi import APIRouter, Depends, Form, Query
 from fastapi.responses import HTMLResponse, Response
 from sqlmodel import Session
 
 from hub.console import account_credits, account_page
-from hub.console.auth import ConsoleUser, User
-from hub.console.render import page, redirect
+from hub.console.page import Page, PageContext
+from hub.console.render import redirect
 from hub.core import i18n
 from hub.core.config import Config
 from hub.core.i18n import gettext as _
 from hub.errors import ConflictError, InsufficientCredits, InvalidInput
 from hub.sending import account_settings
-from hub.store.db import read_scope, session_scope
+from hub.store.db import session_scope
 from hub.store.models import Account
-from hub.web.deps import HubDep
 from hub.web.edge import row_id_or_none
 
 if TYPE_CHECKING:
-    from hub.app import Hub
+    pass
 
 router = APIRouter()
 
@@ -49,9 +48,7 @@ def _cursor(value: str | None) -> int | None:
 
 
 async def _render(
-    request: Request,
-    user: ConsoleUser,
-    hub: "Hub",
+    ui: PageContext,
     ref: str | None,
     *,
     status: int = 200,
@@ -61,17 +58,12 @@ async def _render(
     errors: dict[str, str] | None = None,
     posted: dict[str, str] | None = None,
 ) -> Response:
-
-    def _load() -> dict[str, Any]:
-        with read_scope(hub.engine) as session:
-            return account_page.load(
-                session, hub.config, user, ref, before=before, after=after, subs_after=subs_after
-            )
-
-    context = await asyncio.to_thread(_load)
-    return page(
-        request,
-        user,
+    context = await ui.read(
+        lambda s: account_page.load(
+            s, ui.hub.config, ui.user, ref, before=before, after=after, subs_after=subs_after
+        )
+    )
+    return ui.render(
         "account.html.j2",
         status=status,
         nav="account",
@@ -86,15 +78,13 @@ class AccountForm:
     """A form of the account page posted: who posts it, on which account (its hidden
     ``account`` field), and the hub that answers."""
 
-    request: Request
-    user: ConsoleUser
-    hub: "Hub"
+    ui: PageContext
     account: str
 
     async def act(self, form: str, posted: dict[str, str], action: Action) -> Response:
         """Run ACTION on the account in one transaction; re-show the page with the refusal
         next to FORM (with the POSTED values put back) if any."""
-        hub, user = self.hub, self.user
+        hub, user = self.ui.hub, self.ui.user
 
         def _run() -> tuple[str, str]:
             with session_scope(hub.engine) as session:
@@ -109,9 +99,7 @@ class AccountForm:
         except tuple(_FORM_ERRORS) as exc:
             status = next(s for cls, s in _FORM_ERRORS.items() if isinstance(exc, cls))
             return await _render(
-                self.request,
-                user,
-                hub,
+                self.ui,
                 self.account,
                 status=status,
                 errors={form: str(exc)},
@@ -120,10 +108,8 @@ class AccountForm:
         return redirect(_url(name, form), message)
 
 
-def _account_form(
-    request: Request, user: User, hub: HubDep, account: Annotated[str, Form()] = ""
-) -> AccountForm:
-    return AccountForm(request, user, hub, account)
+def _account_form(ui: Page, account: Annotated[str, Form()] = "") -> AccountForm:
+    return AccountForm(ui, account)
 
 
 AccountPost = Annotated[AccountForm, Depends(_account_form)]
@@ -131,9 +117,7 @@ AccountPost = Annotated[AccountForm, Depends(_account_form)]
 
 @router.get("/account", response_class=HTMLResponse)
 async def account_home(
-    request: Request,
-    user: User,
-    hub: HubDep,
+    ui: Page,
     account: Annotated[str, Query()] = "",
     before: Annotated[str, Query()] = "",
     after: Annotated[str, Query()] = "",
@@ -141,9 +125,7 @@ async def account_home(
 ) -> Response:
     """Balance, ledger, sub-accounts and settings of one of the user's accounts."""
     return await _render(
-        request,
-        user,
-        hub,
+        ui,
         account or None,
         before=_cursor(before),
         after=_cursor(after),
@@ -264,7 +246,9 @@ async def create_sub_account(
     return await post.act(
         "subs",
         {"name": name, "mode": mode, "initial": initial},
-        lambda s, c, a: account_credits.create_sub_account(s, c, post.user, a, name, mode, initial),
+        lambda s, c, a: account_credits.create_sub_account(
+            s, c, post.ui.user, a, name, mode, initial
+        ),
     )
 
 
@@ -281,7 +265,7 @@ async def transfer(
 
     def _move(session: Session, config: Config, parent: Account) -> str:
         source, target = (parent.name, sub) if direction == "down" else (sub, parent.name)
-        return account_credits.move_credits(session, config, post.user, source, target, amount)
+        return account_credits.move_credits(session, config, post.ui.user, source, target, amount)
 
     return await post.act("transfer", {"sub": sub, "direction": direction, "amount": amount}, _move)
 
@@ -290,7 +274,7 @@ async def transfer(
 async def reset(post: AccountPost, sub: Annotated[str, Form()] = "") -> Response:
     """Give a sub-account's whole balance back to its parent."""
     return await post.act(
-        "subs", {}, lambda s, c, a: account_credits.reset_sub_account(s, c, post.user, sub)
+        "subs", {}, lambda s, c, a: account_credits.reset_sub_account(s, c, post.ui.user, sub)
     )
 
 
@@ -302,5 +286,5 @@ async def disable(
     return await post.act(
         "subs",
         {},
-        lambda s, c, a: account_credits.set_sub_account_disabled(s, post.user, sub, not enable),
+        lambda s, c, a: account_credits.set_sub_account_disabled(s, post.ui.user, sub, not enable),
     )

@@ -7,13 +7,15 @@ import html
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Depends, Form
 from fastapi.responses import HTMLResponse, Response
+from sqlmodel import Session
 
 from hub.console import calendars_data as data
 from hub.console import calendars_oauth as oauth
-from hub.console.auth import ConsoleUser, User, signing_key
-from hub.console.render import page, redirect, sign_in_redirect, translated
+from hub.console.auth import ConsoleUser, signing_key
+from hub.console.page import Page
+from hub.console.render import redirect, sign_in_redirect, translated
 from hub.core.i18n import gettext, lazy_gettext
 from hub.errors import (
     ConfigError,
@@ -37,7 +39,6 @@ from hub.reminders.setup import (
 from hub.reminders.sync import sync_calendar
 from hub.sending import submit as sending
 from hub.store.db import read_scope, session_scope
-from hub.web.deps import HubDep
 from hub.web.edge import RowId, row_id_or_none
 
 if TYPE_CHECKING:
@@ -67,22 +68,21 @@ def _key(hub: "Hub") -> bytes:
 
 # -- the list and adding ------------------------------------------------------------------------
 @router.get("/calendars", response_class=HTMLResponse)
-async def calendars(request: Request, user: User, hub: HubDep, after: str = "") -> Response:
+async def calendars(ui: Page, after: str = "") -> Response:
     """The calendars of the user's accounts, and the ways to connect one."""
-    config = hub.config
+    config = ui.hub.config
     cursor = row_id_or_none(after)
 
-    def _load() -> dict[str, Any]:
-        with read_scope(hub.engine) as session:
-            rows, next_after = data.calendars_page(
-                session, user.scope, cursor, config.console.page_size
-            )
-            return {
-                "rows": rows,
-                "accounts": [a.name for a in user.accounts(session)],
-                "next_url": f"/console/calendars?after={next_after}" if next_after else None,
-                "first_url": "/console/calendars" if cursor else None,
-            }
+    def _load(session: Session) -> dict[str, Any]:
+        rows, next_after = data.calendars_page(
+            session, ui.user.scope, cursor, config.console.page_size
+        )
+        return {
+            "rows": rows,
+            "accounts": [a.name for a in ui.user.accounts(session)],
+            "next_url": f"/console/calendars?after={next_after}" if next_after else None,
+            "first_url": "/console/calendars" if cursor else None,
+        }
 
     providers = [
         {
@@ -94,21 +94,17 @@ async def calendars(request: Request, user: User, hub: HubDep, after: str = "") 
         }
         for key, label in oauth.PROVIDERS.items()
     ]
-    return page(
-        request,
-        user,
+    return ui.render(
         "calendars_list.html.j2",
         nav="calendars",
         providers=providers,
-        **await asyncio.to_thread(_load),
+        **await ui.read(_load),
     )
 
 
 @router.post("/calendars/add")
 async def add(
-    request: Request,
-    user: User,
-    hub: HubDep,
+    ui: Page,
     kind: Annotated[str, Form()] = "ics",
     account: Annotated[str, Form()] = "",
     name: Annotated[str, Form()] = "",
@@ -125,14 +121,14 @@ async def add(
 
     def _add() -> int:
         settings = data.url_settings(kind, url, username, calendar, more, bool(password))
-        with read_scope(hub.engine) as session:
-            acc = user.account(session, account or None)
+        with read_scope(ui.hub.engine) as session:
+            acc = ui.user.account(session, account or None)
             assert acc.id is not None
             data.name_is_free(session, acc.id, label)
         # The password is kept encrypted in the database with the calendar (same
         # transaction), where every instance finds it.
-        keyring = hub.state.keyring if password else None
-        with session_scope(hub.engine) as session:
+        keyring = ui.hub.state.keyring if password else None
+        with session_scope(ui.hub.engine) as session:
             cal = add_calendar(
                 session, acc.id, label, kind, settings, offsets=offsets.strip(), tz=timezone
             )
@@ -150,11 +146,9 @@ async def add(
 
 # -- Google / Microsoft 365 sign-in -------------------------------------------------------------
 @router.get("/calendars/oauth/{provider}/start")
-async def oauth_start(
-    request: Request, user: User, hub: HubDep, provider: str, account: str = "", name: str = ""
-) -> Response:
+async def oauth_start(ui: Page, provider: str, account: str = "", name: str = "") -> Response:
     """Send the browser to the provider's consent page for a new calendar."""
-    config = hub.config
+    config = ui.hub.config
     if provider not in oauth.PROVIDERS:
         raise NotFound(f"no sign-in with {provider!r}: use google or microsoft")
     hint = oauth.setup_hint(config, provider)
@@ -162,21 +156,21 @@ async def oauth_start(
         raise ConfigError(
             f"Connecting {oauth.PROVIDERS[provider]} calendars is not set up on this hub: {hint}"
         )
-    key = _key(hub)
+    key = _key(ui.hub)
 
     def _start() -> oauth.Started:
-        with read_scope(hub.engine) as session:
-            acc = user.account(session, account or None)
+        with read_scope(ui.hub.engine) as session:
+            acc = ui.user.account(session, account or None)
             assert acc.id is not None
             if name.strip():
                 label = data.check_name(name)
                 data.name_is_free(session, acc.id, label)
             else:
                 label = data.free_name(session, acc.id, oauth.PROVIDERS[provider])
-        return oauth.start(config, key, hub.state, user.user_id, acc.id, provider, label)
+        return oauth.start(config, key, ui.hub.state, ui.user.user_id, acc.id, provider, label)
 
     started = await asyncio.to_thread(_start)
-    return sign_in_redirect(started, OAUTH_COOKIE, OAUTH_PATH, hub.config)
+    return sign_in_redirect(started, OAUTH_COOKIE, OAUTH_PATH, ui.hub.config)
 
 
 def _create_connected(
@@ -205,18 +199,18 @@ def _create_connected(
 
 
 @router.get("/calendars/oauth/callback", response_class=HTMLResponse)
-async def oauth_callback(request: Request, user: User, hub: HubDep) -> Response:
+async def oauth_callback(ui: Page) -> Response:
     """The provider's answer: trade the code for a refresh token, then pick the calendar."""
-    config = hub.config
-    query = dict(request.query_params)
-    key = _key(hub)
+    config = ui.hub.config
+    query = dict(ui.request.query_params)
+    key = _key(ui.hub)
     state = query.get("state", "")
-    checked = oauth.read_state(key, state, request.cookies.get(OAUTH_COOKIE, ""))
-    if int(checked["u"]) != user.user_id:
+    checked = oauth.read_state(key, state, ui.request.cookies.get(OAUTH_COOKIE, ""))
+    if int(checked["u"]) != ui.user.user_id:
         raise Forbidden("this sign-in was started by another console user; start again")
-    user.require(int(checked["a"]))
+    ui.user.require(int(checked["a"]))
     # The verifier waits in the database: this answer may reach any instance, once.
-    checked = await asyncio.to_thread(oauth.take_flow, hub.state, checked)
+    checked = await asyncio.to_thread(oauth.take_flow, ui.hub.state, checked)
     provider = str(checked["p"])
     label = oauth.PROVIDERS[provider]
     if query.get("error"):
@@ -230,20 +224,18 @@ async def oauth_callback(request: Request, user: User, hub: HubDep) -> Response:
     def _exchange() -> tuple[oauth.Connected, str]:
         connected = oauth.exchange(config, provider, state, checked, query)
         # Kept in the database while the user chooses: the choice may reach another instance.
-        return connected, oauth.keep_token(hub.state, connected.refresh_token)
+        return connected, oauth.keep_token(ui.hub.state, connected.refresh_token)
 
     connected, token_id = await asyncio.to_thread(_exchange)
     pending = {
-        "u": user.user_id,
+        "u": ui.user.user_id,
         "a": checked["a"],
         "p": provider,
         "n": checked["n"],
         "t": token_id,
     }
     if len(connected.calendars) > 1:
-        response = page(
-            request,
-            user,
+        response = ui.render(
             "calendars_choose.html.j2",
             nav="calendars",
             provider=label,
@@ -254,7 +246,7 @@ async def oauth_callback(request: Request, user: User, hub: HubDep) -> Response:
         )
     else:
         chosen = connected.calendars[0][0] if connected.calendars else None
-        calendar_id = await asyncio.to_thread(_create_connected, hub, user, pending, chosen)
+        calendar_id = await asyncio.to_thread(_create_connected, ui.hub, ui.user, pending, chosen)
         response = redirect(
             f"/console/calendars/{calendar_id}",
             f"{label} calendar {checked['n']} connected. Sync it now to plan its reminders.",
@@ -265,18 +257,16 @@ async def oauth_callback(request: Request, user: User, hub: HubDep) -> Response:
 
 @router.post("/calendars/oauth/finish")
 async def oauth_finish(
-    request: Request,
-    user: User,
-    hub: HubDep,
+    ui: Page,
     pending: Annotated[str, Form()] = "",
     calendar: Annotated[str, Form()] = "",
 ) -> Response:
     """Create the calendar chosen after a sign-in."""
-    found = oauth.unsign(_key(hub), pending)
+    found = oauth.unsign(_key(ui.hub), pending)
     if found is None or "t" not in found:
         raise InvalidInput("this choice has expired or was altered; connect the calendar again")
     calendar_id = await asyncio.to_thread(
-        _create_connected, hub, user, found, calendar.strip() or None
+        _create_connected, ui.hub, ui.user, found, calendar.strip() or None
     )
     return redirect(
         f"/console/calendars/{calendar_id}",
@@ -286,35 +276,30 @@ async def oauth_finish(
 
 # -- one calendar -------------------------------------------------------------------------------
 @router.get("/calendars/{calendar_id:int}", response_class=HTMLResponse)
-async def calendar_page(
-    request: Request, user: User, hub: HubDep, calendar_id: RowId, answer: str = "all"
-) -> Response:
+async def calendar_page(ui: Page, calendar_id: RowId, answer: str = "all") -> Response:
     """A calendar's settings and rules, its upcoming appointments with the patients'
     answers (filtered by ANSWER), its upcoming reminders and its problem events."""
 
-    def _load() -> dict[str, Any]:
-        with read_scope(hub.engine) as session:
-            cal = data.scoped_calendar(session, user.scope, calendar_id)
-            return {
-                "calendar": cal,
-                "account": user.account(session, cal.account_id).name,
-                "settings": data.shown_settings(cal),
-                "reminder_template": data.effective_template(cal),
-                "reminders": upcoming_reminders(session, calendar_id=calendar_id, limit=50),
-                "problems": problem_events(session, calendar_id=calendar_id, limit=50),
-                "answer": answer,
-                "answer_filters": answers.ANSWER_FILTERS,
-                "appointments": [
-                    (e, _answer_shown(answers.answer_text(e)), answers.written_text(e))
-                    for e, _ in answers.upcoming_appointments(
-                        session, calendar_id=calendar_id, answer=answer, limit=100
-                    )
-                ],
-            }
+    def _load(session: Session) -> dict[str, Any]:
+        cal = data.scoped_calendar(session, ui.user.scope, calendar_id)
+        return {
+            "calendar": cal,
+            "account": ui.user.account(session, cal.account_id).name,
+            "settings": data.shown_settings(cal),
+            "reminder_template": data.effective_template(cal),
+            "reminders": upcoming_reminders(session, calendar_id=calendar_id, limit=50),
+            "problems": problem_events(session, calendar_id=calendar_id, limit=50),
+            "answer": answer,
+            "answer_filters": answers.ANSWER_FILTERS,
+            "appointments": [
+                (e, _answer_shown(answers.answer_text(e)), answers.written_text(e))
+                for e, _ in answers.upcoming_appointments(
+                    session, calendar_id=calendar_id, answer=answer, limit=100
+                )
+            ],
+        }
 
-    return page(
-        request, user, "calendars_detail.html.j2", nav="calendars", **await asyncio.to_thread(_load)
-    )
+    return ui.render("calendars_detail.html.j2", nav="calendars", **await ui.read(_load))
 
 
 @dataclass(frozen=True)
@@ -345,8 +330,7 @@ Rules = Annotated[RulesForm, Depends(_rules_form)]
 
 @router.post("/calendars/{calendar_id:int}/rules")
 async def save_rules(
-    user: User,
-    hub: HubDep,
+    ui: Page,
     calendar_id: RowId,
     rules: Rules,
     name: Annotated[str, Form()] = "",
@@ -361,34 +345,33 @@ async def save_rules(
         raise InvalidInput(f"{mailbox!r} is not an e-mail address")
     chosen_sender = sending.validate_sender(sender.strip() or None)
 
-    def _save() -> int:
-        with session_scope(hub.engine) as session:
-            cal = data.scoped_calendar(session, user.scope, calendar_id)
-            label = data.check_name(name or cal.name)
-            if label != cal.name:
-                data.name_is_free(session, cal.account_id, label)
-                # Its files are named after its id, unless a hub before ids kept them and
-                # it was not synced since: under the old name, found only before the rename.
-                adopt_name_keyed_files(cal, hub.config.hub.data_dir)
-                cal.name = label
-            report = update_rules(
-                session,
-                cal,
-                offsets=rules.offsets,
-                quiet_start=rules.quiet_start,
-                quiet_end=rules.quiet_end,
-                template=data.stored_template(rules.template),
-                locale=rules.locale.strip(),
-                tz=rules.timezone.strip(),
-            )
-            cal.sender = chosen_sender
-            cal.notify_mailbox = mailbox
-            cal.notify_changes = bool(notify_changes)
-            cal.enabled = bool(enabled)
-            session.add(cal)
-            return len(report.cancelled)
+    def _save(session: Session) -> int:
+        cal = data.scoped_calendar(session, ui.user.scope, calendar_id)
+        label = data.check_name(name or cal.name)
+        if label != cal.name:
+            data.name_is_free(session, cal.account_id, label)
+            # Its files are named after its id, unless a hub before ids kept them and
+            # it was not synced since: under the old name, found only before the rename.
+            adopt_name_keyed_files(cal, ui.hub.config.hub.data_dir)
+            cal.name = label
+        report = update_rules(
+            session,
+            cal,
+            offsets=rules.offsets,
+            quiet_start=rules.quiet_start,
+            quiet_end=rules.quiet_end,
+            template=data.stored_template(rules.template),
+            locale=rules.locale.strip(),
+            tz=rules.timezone.strip(),
+        )
+        cal.sender = chosen_sender
+        cal.notify_mailbox = mailbox
+        cal.notify_changes = bool(notify_changes)
+        cal.enabled = bool(enabled)
+        session.add(cal)
+        return len(report.cancelled)
 
-    dropped = await asyncio.to_thread(_save)
+    dropped = await ui.write(_save)
     message = gettext("Rules saved.")
     if dropped:
         message += " " + gettext(
@@ -396,7 +379,7 @@ async def save_rules(
         )
     try:
         # Already planned reminders follow the new settings now, not at the next sync.
-        report = await asyncio.to_thread(replan, hub.engine, hub.config, calendar_id)
+        report = await asyncio.to_thread(replan, ui.hub.engine, ui.hub.config, calendar_id)
     except HubError as exc:
         message += " " + gettext(
             "Planned reminders could not be replanned now (%(error)s); the next sync will.",
@@ -409,53 +392,49 @@ async def save_rules(
 
 @router.post("/calendars/{calendar_id:int}/preview", response_class=HTMLResponse)
 async def preview(
-    request: Request,
-    user: User,
-    hub: HubDep,
+    ui: Page,
     calendar_id: RowId,
     rules: Rules,
     text: Annotated[str, Form()] = "",
 ) -> Response:
     """The reminder the rules being edited would send (an HTML fragment for console.js)."""
 
-    def _render() -> dict[str, Any]:
-        with read_scope(hub.engine) as session:
-            cal = data.scoped_calendar(session, user.scope, calendar_id)
-            return data.reminder_preview(
-                session,
-                hub.config,
-                cal,
-                template=rules.template or text,
-                offsets=rules.offsets or cal.offsets,
-                quiet_start=rules.quiet_start or cal.quiet_start,
-                quiet_end=rules.quiet_end or cal.quiet_end,
-                tz=rules.timezone.strip() or cal.timezone,
-                locale=rules.locale.strip() or cal.locale,
-            )
+    def _render(session: Session) -> dict[str, Any]:
+        cal = data.scoped_calendar(session, ui.user.scope, calendar_id)
+        return data.reminder_preview(
+            session,
+            ui.hub.config,
+            cal,
+            template=rules.template or text,
+            offsets=rules.offsets or cal.offsets,
+            quiet_start=rules.quiet_start or cal.quiet_start,
+            quiet_end=rules.quiet_end or cal.quiet_end,
+            tz=rules.timezone.strip() or cal.timezone,
+            locale=rules.locale.strip() or cal.locale,
+        )
 
     try:
-        shown = await asyncio.to_thread(_render)
+        shown = await ui.read(_render)
     except TemplateLimitExceeded as exc:
         # A fragment for the preview box, with the status an API client would get.
         return HTMLResponse(f'<p class="error">{html.escape(str(exc))}</p>', status_code=422)
-    return page(request, user, "calendars_preview.html.j2", **shown)
+    return ui.render("calendars_preview.html.j2", **shown)
 
 
 @router.post("/calendars/{calendar_id:int}/sync")
-async def sync_now(request: Request, user: User, hub: HubDep, calendar_id: RowId) -> Response:
+async def sync_now(ui: Page, calendar_id: RowId) -> Response:
     """Read the calendar now and plan its reminders; the counts come back as a message."""
 
-    def _check() -> None:
-        with read_scope(hub.engine) as session:
-            data.scoped_calendar(session, user.scope, calendar_id)
+    def _check(session: Session) -> None:
+        data.scoped_calendar(session, ui.user.scope, calendar_id)
 
-    await asyncio.to_thread(_check)
+    await ui.read(_check)
     back = f"/console/calendars/{calendar_id}"
     try:
         # In a thread with its own event loop: a slow calendar server must not hold up the
         # pages (and sends) served by this one.
         report = await asyncio.to_thread(
-            asyncio.run, sync_calendar(hub.engine, hub.config, calendar_id)
+            asyncio.run, sync_calendar(ui.hub.engine, ui.hub.config, calendar_id)
         )
     except HubError as exc:
         return redirect(back, gettext("Sync failed: %(why)s", why=exc))
@@ -483,9 +462,7 @@ async def sync_now(request: Request, user: User, hub: HubDep, calendar_id: RowId
 
 @router.post("/calendars/{calendar_id:int}/remove")
 async def remove(
-    request: Request,
-    user: User,
-    hub: HubDep,
+    ui: Page,
     calendar_id: RowId,
     keep_history: Annotated[str, Form()] = "",
 ) -> Response:
@@ -493,11 +470,11 @@ async def remove(
     the files the hub kept for it (cached copy, stored password or tokens) go with it."""
 
     def _remove() -> tuple[str, dict[str, Any]]:
-        with session_scope(hub.engine) as session:
-            cal = data.scoped_calendar(session, user.scope, calendar_id)
+        with session_scope(ui.hub.engine) as session:
+            cal = data.scoped_calendar(session, ui.user.scope, calendar_id)
             name = cal.name
             report = remove_calendar(
-                session, calendar_id, bool(keep_history), data_dir=hub.config.hub.data_dir
+                session, calendar_id, bool(keep_history), data_dir=ui.hub.config.hub.data_dir
             )
         # Complete once committed: the files are deleted then.
         return name, asdict(report)

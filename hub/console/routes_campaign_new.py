@@ -15,27 +15,26 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
 from fastapi.responses import HTMLResponse, Response
 from sqlmodel import Session
 
 from hub.campaigns import campaigns, contacts, links
 from hub.campaigns import templates as mt
 from hub.console.actions import on_account
-from hub.console.auth import ConsoleUser, User
+from hub.console.auth import ConsoleUser
 from hub.console.forms import checked, local_time, read_upload
-from hub.console.render import page, redirect
+from hub.console.page import Page, PageContext
+from hub.console.render import redirect
 from hub.console.settings_common import account_region, layout, scoped_account_id
 from hub.core.config import Config
 from hub.core.i18n import gettext as _
 from hub.core.phone import split_numbers
 from hub.errors import HubError, InvalidInput
-from hub.store.db import read_scope
 from hub.store.models import Account
-from hub.web.deps import HubDep
 
 if TYPE_CHECKING:
-    from hub.app import Hub
+    pass
 
 T = TypeVar("T")
 # The keyword arguments of the campaign functions for a form, checked when first asked for.
@@ -145,9 +144,7 @@ def _context(
 
 @router.get("/campaigns/new", response_class=HTMLResponse)
 async def new_campaign(
-    request: Request,
-    user: User,
-    hub: HubDep,
+    ui: Page,
     account: str = "",
     list_name: Annotated[str, Query(alias="list")] = "",
     template: str = "",
@@ -159,39 +156,34 @@ async def new_campaign(
         template=template.strip().lower(),
     )
 
-    def _load() -> dict[str, Any]:
-        with read_scope(hub.engine) as session:
-            acc = user.account(session, account or None)
-            # The short-links box starts from the account's click-tracking default.
-            form.shorten_links = acc.track_links
-            return _context(hub.config, session, user, acc, form)
+    def _load(session: Session) -> dict[str, Any]:
+        acc = ui.user.account(session, account or None)
+        # The short-links box starts from the account's click-tracking default.
+        form.shorten_links = acc.track_links
+        return _context(ui.hub.config, session, ui.user, acc, form)
 
-    ctx = await asyncio.to_thread(_load)
-    return page(request, user, "campaign_new.html.j2", nav="campaigns", **ctx)
+    ctx = await ui.read(_load)
+    return ui.render("campaign_new.html.j2", nav="campaigns", **ctx)
 
 
 @router.post("/campaigns/new/preview", response_class=HTMLResponse)
-async def preview_fragment(
-    request: Request, user: User, hub: HubDep, form: PostedCampaign
-) -> Response:
+async def preview_fragment(ui: Page, form: PostedCampaign) -> Response:
     """Each recipient's text, parts and credits, and the totals, of the campaign as filled
     in so far (an HTML fragment for console.js); nothing is written."""
-    await asyncio.to_thread(scoped_account_id, hub.engine, user, form.account)
+    await asyncio.to_thread(scoped_account_id, ui.hub.engine, ui.user, form.account)
     data, error = None, ""
     if form.lists or form.numbers.strip():
         try:
-            data = await _preview(hub, user, form)
+            data = await _preview(ui, form)
         except HubError as exc:
             error = str(exc)
-    return page(
-        request, user, "_recipients_preview.html.j2", status=422 if error else 200, data=data,
+    return ui.render("_recipients_preview.html.j2", status=422 if error else 200, data=data,
         fields=[], error=error, rows=PREVIEW_ROWS, hint=False,
     )  # fmt: skip
 
 
 async def _on_arguments(
-    hub: "Hub",
-    user: ConsoleUser,
+    ui: PageContext,
     form: CampaignForm,
     work: Callable[[Session, Account, Arguments], T],
     *,
@@ -200,71 +192,67 @@ async def _on_arguments(
     """WORK on the form's account, given the arguments of hub.campaigns.campaigns' preview,
     create and test for FORM (its file read first, within links.max_file_size; the rest
     checked when WORK asks for them)."""
-    limit = links.max_file_size(hub.config)
+    limit = links.max_file_size(ui.hub.config)
     attachment = await read_upload(form.upload, limit, "links.max_file_size")
 
     def _run(session: Session, acc: Account) -> T:
-        region = account_region(hub.config, acc)
+        region = account_region(ui.hub.config, acc)
         return work(session, acc, lambda: _arguments(form, region, attachment))
 
-    return await on_account(hub, user, form.account, _run, write=write)
+    return await on_account(ui, form.account, _run, write=write)
 
 
-async def _preview(hub: "Hub", user: ConsoleUser, form: CampaignForm) -> dict[str, Any]:
+async def _preview(ui: PageContext, form: CampaignForm) -> dict[str, Any]:
     return await _on_arguments(
-        hub,
-        user,
+        ui,
         form,
-        lambda session, acc, args: campaigns.preview_campaign(session, hub.config, acc, **args()),
+        lambda session, acc, args: campaigns.preview_campaign(
+            session, ui.hub.config, acc, **args()
+        ),
         write=False,
     )
 
 
 @router.post("/campaigns/new", response_class=HTMLResponse)
 async def create(
-    request: Request,
-    user: User,
-    hub: HubDep,
+    ui: Page,
     form: PostedCampaign,
     action: Annotated[str, Form()] = "create",
 ) -> Response:
     """Create the campaign (action=create), show its preview (action=preview, without
     JavaScript) or send the test SMS to the account's own number (action=test)."""
-    await asyncio.to_thread(scoped_account_id, hub.engine, user, form.account)
+    await asyncio.to_thread(scoped_account_id, ui.hub.engine, ui.user, form.account)
     extra: dict[str, Any] = {}
     try:
         if action == "preview":
-            extra["data"] = await _preview(hub, user, form)
+            extra["data"] = await _preview(ui, form)
         elif action == "test":
-            extra["notice"] = await _test(hub, user, form)
+            extra["notice"] = await _test(ui, form)
         elif action == "create":
-            return await _create(hub, user, form)
+            return await _create(ui, form)
         else:
             raise InvalidInput("press Preview, Send a test SMS or Create the campaign")
     except HubError as exc:
         extra["error"] = str(exc)
 
     ctx = await on_account(
-        hub,
-        user,
+        ui,
         form.account,
-        lambda session, acc: _context(hub.config, session, user, acc, form),
+        lambda session, acc: _context(ui.hub.config, session, ui.user, acc, form),
         write=False,
     )
     status = 422 if extra.get("error") else 200
-    return page(
-        request, user, "campaign_new.html.j2", status=status, nav="campaigns", **{**ctx, **extra}
-    )
+    return ui.render("campaign_new.html.j2", status=status, nav="campaigns", **{**ctx, **extra})
 
 
-async def _create(hub: "Hub", user: ConsoleUser, form: CampaignForm) -> Response:
+async def _create(ui: PageContext, form: CampaignForm) -> Response:
     def _run(session: Session, acc: Account, args: Arguments) -> campaigns.CampaignResult:
         when = local_time(form.send_at, form.tz)
         return campaigns.create_campaign(
-            session, hub.config, acc, form.name, send_at=when, **args()
+            session, ui.hub.config, acc, form.name, send_at=when, **args()
         )
 
-    result = await _on_arguments(hub, user, form, _run, write=True)
+    result = await _on_arguments(ui, form, _run, write=True)
     data = result.to_dict()
     counts = {
         "name": data["name"],
@@ -293,9 +281,9 @@ async def _create(hub: "Hub", user: ConsoleUser, form: CampaignForm) -> Response
     return redirect(f"/console/campaigns/{data['id']}", message)
 
 
-async def _test(hub: "Hub", user: ConsoleUser, form: CampaignForm) -> str:
+async def _test(ui: PageContext, form: CampaignForm) -> str:
     def _run(session: Session, acc: Account, arguments: Arguments) -> str:
-        own = mt.own_number(hub.config, acc)
+        own = mt.own_number(ui.hub.config, acc)
         if own is None:
             raise InvalidInput(
                 _(
@@ -307,7 +295,7 @@ async def _test(hub: "Hub", user: ConsoleUser, form: CampaignForm) -> str:
         args = arguments()
         result = campaigns.send_campaign_test(
             session,
-            hub.config,
+            ui.hub.config,
             acc,
             own,
             text=args["text"],
@@ -326,7 +314,7 @@ async def _test(hub: "Hub", user: ConsoleUser, form: CampaignForm) -> str:
             num=result.segments,
         )
 
-    notice = await _on_arguments(hub, user, form, _run, write=True)
+    notice = await _on_arguments(ui, form, _run, write=True)
     if form.file_name:
         notice += " " + _("Choose the file again before creating the campaign.")
     return notice

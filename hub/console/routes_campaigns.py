@@ -5,13 +5,12 @@
 import asyncio
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import HTMLResponse, Response
 from sqlmodel import Session
 
 from hub.campaigns.campaigns import cancel_campaign, export_campaign
 from hub.console.actions import cancelled
-from hub.console.auth import User
 from hub.console.campaign_query import (
     campaign_page,
     own_campaign,
@@ -19,36 +18,31 @@ from hub.console.campaign_query import (
     refresh_statuses,
     report,
 )
-from hub.console.render import csv_download, page
-from hub.errors import InvalidInput
+from hub.console.forms import optional_row_id
+from hub.console.page import Page
+from hub.console.render import csv_download
 from hub.store.db import read_scope
-from hub.web.deps import HubDep
-from hub.web.edge import row_id_or_none
 
 router = APIRouter()
 
 
 def _page_id(value: str | None, name: str) -> int | None:
-    if not value:
-        return None
-    number = row_id_or_none(value)
-    if number is None:
-        raise InvalidInput(f"this page link is damaged ({name}={value[:20]!r}); start again")
-    return number
+    damaged = f"this page link is damaged ({name}={(value or '')[:20]!r}); start again"
+    return optional_row_id(value, damaged)
 
 
 @router.get("/campaigns", response_class=HTMLResponse)
-async def campaigns(request: Request, user: User, hub: HubDep) -> Response:
+async def campaigns(ui: Page) -> Response:
     """The campaigns of the user's accounts, newest first, one page at a time."""
-    before = _page_id(request.query_params.get("before"), "before")
-    after = _page_id(request.query_params.get("after"), "after")
-    size = hub.config.console.page_size
+    before = _page_id(ui.request.query_params.get("before"), "before")
+    after = _page_id(ui.request.query_params.get("after"), "after")
+    size = ui.hub.config.console.page_size
 
     def _load() -> dict[str, Any]:
-        with read_scope(hub.engine) as session:
-            names = {a.id: a.name for a in user.accounts(session)}
-            result = campaign_page(session, user.scope, size, before=before, after=after)
-        refresh_statuses(hub.engine, result.rows)
+        with read_scope(ui.hub.engine) as session:
+            names = {a.id: a.name for a in ui.user.accounts(session)}
+            result = campaign_page(session, ui.user.scope, size, before=before, after=after)
+        refresh_statuses(ui.hub.engine, result.rows)
         return {
             "rows": result.rows,
             "names": names,
@@ -58,51 +52,48 @@ async def campaigns(request: Request, user: User, hub: HubDep) -> Response:
         }
 
     ctx = await asyncio.to_thread(_load)
-    return page(request, user, "campaigns_list.html.j2", nav="campaigns", **ctx)
+    return ui.render("campaigns_list.html.j2", nav="campaigns", **ctx)
 
 
 # Declared before /campaigns/{campaign_id}, whose parameter would also match "12.csv".
 @router.get("/campaigns/{campaign_id}.csv")
-async def campaign_csv(request: Request, user: User, hub: HubDep, campaign_id: str) -> Response:
+async def campaign_csv(ui: Page, campaign_id: str) -> Response:
     """One CSV row per recipient of the campaign (UTF-8 with BOM)."""
     cid = parse_id(campaign_id)
 
-    def _export() -> bytes:
-        with read_scope(hub.engine) as session:
-            own_campaign(session, user, cid)
-            return export_campaign(session, cid)
+    def _export(session: Session) -> bytes:
+        own_campaign(session, ui.user, cid)
+        return export_campaign(session, cid)
 
-    body = await asyncio.to_thread(_export)
+    body = await ui.read(_export)
     return csv_download(body, f"campaign-{cid}.csv")
 
 
 @router.get("/campaigns/{campaign_id}", response_class=HTMLResponse)
-async def campaign_detail(request: Request, user: User, hub: HubDep, campaign_id: str) -> Response:
+async def campaign_detail(ui: Page, campaign_id: str) -> Response:
     """A campaign's report: counts per state, parts, credits, clicks; Cancel while scheduled."""
     cid = parse_id(campaign_id)
-    data = await asyncio.to_thread(report, hub.engine, user, cid)
-    return page(
-        request,
-        user,
+    data = await asyncio.to_thread(report, ui.hub.engine, ui.user, cid)
+    return ui.render(
         "campaigns_detail.html.j2",
         nav="campaigns",
         c=data,
-        show_account=len(user.scope) > 1,
+        show_account=len(ui.user.scope) > 1,
     )
 
 
 @router.post("/campaigns/{campaign_id}/cancel")
-async def campaign_cancel(request: Request, user: User, hub: HubDep, campaign_id: str) -> Response:
+async def campaign_cancel(ui: Page, campaign_id: str) -> Response:
     """Cancel a campaign that has not started: every SMS of it, refunded."""
     cid = parse_id(campaign_id)
     url = f"/console/campaigns/{cid}"
 
     def _cancel(session: Session) -> dict[str, Any]:
-        own_campaign(session, user, cid)
+        own_campaign(session, ui.user, cid)
         return cancel_campaign(session, cid)
 
     return await cancelled(
-        hub,
+        ui.hub,
         url,
         _cancel,
         lambda done: (

@@ -17,9 +17,10 @@ from sqlmodel import Session
 
 from hub.campaigns import contacts
 from hub.console.actions import on_row
-from hub.console.auth import ConsoleUser, User
+from hub.console.auth import ConsoleUser
 from hub.console.forms import read_upload
-from hub.console.render import csv_download, page, redirect
+from hub.console.page import Page
+from hub.console.render import csv_download, redirect
 from hub.console.settings_common import (
     account_region,
     back_to,
@@ -33,7 +34,6 @@ from hub.core.i18n import gettext as _
 from hub.errors import HubError, InvalidInput
 from hub.store.db import read_scope, session_scope
 from hub.store.models import Account, ContactList
-from hub.web.deps import HubDep
 from hub.web.edge import RowId, row_id_or_none
 
 if TYPE_CHECKING:
@@ -60,15 +60,16 @@ def _lists_context(
 
 
 @router.get("/lists", response_class=HTMLResponse)
-async def lists_page(request: Request, user: User, hub: HubDep, account: str = "") -> Response:
+async def lists_page(ui: Page, account: str = "") -> Response:
     """The account's contact lists with their sizes, and the import form."""
 
-    def _load() -> dict[str, Any]:
-        with read_scope(hub.engine) as session:
-            return _lists_context(hub.config, session, user, user.account(session, account or None))
+    def _load(session: Session) -> dict[str, Any]:
+        return _lists_context(
+            ui.hub.config, session, ui.user, ui.user.account(session, account or None)
+        )
 
-    ctx = await asyncio.to_thread(_load)
-    return page(request, user, "lists.html.j2", nav="campaigns", **ctx)
+    ctx = await ui.read(_load)
+    return ui.render("lists.html.j2", nav="campaigns", **ctx)
 
 
 async def _run_import(
@@ -110,32 +111,27 @@ async def _run_import(
 
 @router.post("/lists/import/preview", response_class=HTMLResponse)
 async def import_preview(
-    request: Request,
-    user: User,
-    hub: HubDep,
+    ui: Page,
     account: Annotated[str, Form()] = "",
     list_name: Annotated[str, Form()] = "",
     file: Annotated[UploadFile | None, File()] = None,
 ) -> Response:
     """What importing the chosen file would do (an HTML fragment for console.js)."""
-    await asyncio.to_thread(scoped_account_id, hub.engine, user, account)
+    await asyncio.to_thread(scoped_account_id, ui.hub.engine, ui.user, account)
     if file is None or not file.filename:
-        return page(request, user, "_import_report.html.j2", report=None, error="", list_url="")
+        return ui.render("_import_report.html.j2", report=None, error="", list_url="")
     try:
-        report, _acc = await _run_import(hub, user, account, list_name, file, True)
+        report, _acc = await _run_import(ui.hub, ui.user, account, list_name, file, True)
     except HubError as exc:
-        return page(
-            request, user, "_import_report.html.j2", status=422, report=None, error=str(exc),
+        return ui.render("_import_report.html.j2", status=422, report=None, error=str(exc),
             list_url="",
         )  # fmt: skip
-    return page(request, user, "_import_report.html.j2", report=report, error="", list_url="")
+    return ui.render("_import_report.html.j2", report=report, error="", list_url="")
 
 
 @router.post("/lists/import", response_class=HTMLResponse)
 async def import_file(
-    request: Request,
-    user: User,
-    hub: HubDep,
+    ui: Page,
     account: Annotated[str, Form()] = "",
     list_name: Annotated[str, Form()] = "",
     preview: Annotated[str, Form()] = "",
@@ -143,22 +139,22 @@ async def import_file(
 ) -> Response:
     """Import a contact file into a list (created if needed), or only preview it; the page
     shows the report: counts, merge fields, the first contacts, every line left out."""
-    report, acc = await _run_import(hub, user, account, list_name, file, bool(preview))
+    report, acc = await _run_import(ui.hub, ui.user, account, list_name, file, bool(preview))
 
     def _load() -> dict[str, Any]:
-        with read_scope(hub.engine) as session:
-            fresh = user.account(session, acc.id)
-            ctx = _lists_context(hub.config, session, user, fresh)
+        with read_scope(ui.hub.engine) as session:
+            fresh = ui.user.account(session, acc.id)
+            ctx = _lists_context(ui.hub.config, session, ui.user, fresh)
             found = (
                 None
                 if report.preview
                 else contacts.find_list(session, acc.id or 0, report.list_name)
             )
-            list_url = back_to(f"{PATH}/{found.id}", user, fresh) if found else ""
+            list_url = back_to(f"{PATH}/{found.id}", ui.user, fresh) if found else ""
         return {**ctx, "report": report, "list_name": report.list_name, "list_url": list_url}
 
     ctx = await asyncio.to_thread(_load)
-    return page(request, user, "lists.html.j2", nav="campaigns", **ctx)
+    return ui.render("lists.html.j2", nav="campaigns", **ctx)
 
 
 # -- one list ---------------------------------------------------------------------------------
@@ -184,32 +180,28 @@ def _list_context(
 
 
 @router.get("/lists/{list_id}.csv")
-async def list_csv(request: Request, user: User, hub: HubDep, list_id: RowId) -> Response:
+async def list_csv(ui: Page, list_id: RowId) -> Response:
     """The list as CSV: number, then one column per merge field (imports back as is)."""
 
-    def _export() -> tuple[str, bytes]:
-        with read_scope(hub.engine) as session:
-            found = owned(session, ContactList, list_id, user, "contact list")
-            return found.name, contacts.export_list(session, found.account_id, found.name)
+    def _export(session: Session) -> tuple[str, bytes]:
+        found = owned(session, ContactList, list_id, ui.user, "contact list")
+        return found.name, contacts.export_list(session, found.account_id, found.name)
 
-    name, body = await asyncio.to_thread(_export)
+    name, body = await ui.read(_export)
     return csv_download(body, f"list-{name}.csv")
 
 
 @router.get("/lists/{list_id}", response_class=HTMLResponse)
-async def list_page(
-    request: Request, user: User, hub: HubDep, list_id: RowId, after: str = ""
-) -> Response:
+async def list_page(ui: Page, list_id: RowId, after: str = "") -> Response:
     """A list's contacts with their merge fields, one page at a time; add, edit, delete."""
     start = row_id_or_none(after) or 0
 
-    def _load() -> dict[str, Any]:
-        with read_scope(hub.engine) as session:
-            found = owned(session, ContactList, list_id, user, "contact list")
-            return _list_context(hub.config, session, user, found, start)
+    def _load(session: Session) -> dict[str, Any]:
+        found = owned(session, ContactList, list_id, ui.user, "contact list")
+        return _list_context(ui.hub.config, session, ui.user, found, start)
 
-    ctx = await asyncio.to_thread(_load)
-    return page(request, user, "list_detail.html.j2", nav="campaigns", **ctx)
+    ctx = await ui.read(_load)
+    return ui.render("list_detail.html.j2", nav="campaigns", **ctx)
 
 
 async def _posted_fields(request: Request) -> dict[str, str]:
@@ -230,11 +222,9 @@ async def _posted_fields(request: Request) -> dict[str, str]:
 
 
 @router.post("/lists/{list_id}/add")
-async def contact_add(
-    request: Request, user: User, hub: HubDep, list_id: RowId, number: Annotated[str, Form()] = ""
-) -> Response:
+async def contact_add(ui: Page, list_id: RowId, number: Annotated[str, Form()] = "") -> Response:
     """Add one number, with its merge fields, to the list."""
-    fields = await _posted_fields(request)
+    fields = await _posted_fields(ui.request)
 
     def _add(session: Session, found: ContactList, acc: Account) -> contacts.ImportReport:
         report = contacts.add_numbers(
@@ -242,7 +232,7 @@ async def contact_add(
             acc,
             found.name,
             [number],
-            region=account_region(hub.config, acc),
+            region=account_region(ui.hub.config, acc),
             fields=fields,
         )
         if report.rejected:
@@ -255,7 +245,7 @@ async def contact_add(
             )
         return report
 
-    report, _back = await on_row(hub, user, ContactList, list_id, "contact list", PATH, _add)
+    report, _back = await on_row(ui, ContactList, list_id, "contact list", PATH, _add)
     url = f"{PATH}/{list_id}"
     if report.added:
         return redirect(url, _("%(number)s added to the list.", number=number.strip()))
@@ -267,15 +257,13 @@ async def contact_add(
 
 @router.post("/lists/{list_id}/contacts/{contact_id}")
 async def contact_edit(
-    request: Request,
-    user: User,
-    hub: HubDep,
+    ui: Page,
     list_id: RowId,
     contact_id: RowId,
     number: Annotated[str, Form()] = "",
 ) -> Response:
     """Change a contact's number and merge fields."""
-    fields = await _posted_fields(request)
+    fields = await _posted_fields(ui.request)
 
     def _edit(session: Session, found: ContactList, acc: Account) -> str:
         return contacts.update_contact(
@@ -284,38 +272,34 @@ async def contact_edit(
             contact_id,
             number=number,
             fields=fields,
-            region=account_region(hub.config, acc),
+            region=account_region(ui.hub.config, acc),
         ).number
 
-    saved, _back = await on_row(hub, user, ContactList, list_id, "contact list", PATH, _edit)
+    saved, _back = await on_row(ui, ContactList, list_id, "contact list", PATH, _edit)
     url = f"{PATH}/{list_id}"
     return redirect(url, _("Contact %(number)s saved.", number=saved))
 
 
 @router.post("/lists/{list_id}/contacts/{contact_id}/delete")
-async def contact_delete(
-    request: Request, user: User, hub: HubDep, list_id: RowId, contact_id: RowId
-) -> Response:
+async def contact_delete(ui: Page, list_id: RowId, contact_id: RowId) -> Response:
     """Take a contact off the list (messages already sent to it are kept)."""
 
     def _delete(session: Session, found: ContactList, _acc: Account) -> str:
         return contacts.delete_contact(session, found, contact_id)
 
-    gone, _back = await on_row(hub, user, ContactList, list_id, "contact list", PATH, _delete)
+    gone, _back = await on_row(ui, ContactList, list_id, "contact list", PATH, _delete)
     url = f"{PATH}/{list_id}"
     return redirect(url, _("%(number)s removed from the list.", number=gone))
 
 
 @router.post("/lists/{list_id}/delete")
-async def list_delete(request: Request, user: User, hub: HubDep, list_id: RowId) -> Response:
+async def list_delete(ui: Page, list_id: RowId) -> Response:
     """Delete a list and its contacts (campaigns already sent keep their messages)."""
 
     def _delete(session: Session, found: ContactList, acc: Account) -> tuple[str, int]:
         return found.name, contacts.delete_list(session, acc, found.name)
 
-    (name, count), url = await on_row(
-        hub, user, ContactList, list_id, "contact list", PATH, _delete
-    )
+    (name, count), url = await on_row(ui, ContactList, list_id, "contact list", PATH, _delete)
     return redirect(
         url, _("List %(name)s deleted with its %(num)s contact(s).", name=name, num=count)
     )

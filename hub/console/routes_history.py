@@ -2,18 +2,17 @@
 
 # No `from __future__ import annotations`: FastAPI reads these annotations at runtime.
 
-import asyncio
 import io
 from collections.abc import Iterator
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from sqlmodel import Session
 
 from hub.console import history_detail
 from hub.console.actions import cancelled
-from hub.console.auth import ConsoleUser, User
+from hub.console.auth import ConsoleUser
 from hub.console.history_query import (
     SOURCES,
     STATES,
@@ -25,7 +24,7 @@ from hub.console.history_query import (
     parse_filter,
     state_counts,
 )
-from hub.console.render import page
+from hub.console.page import Page
 from hub.console.settings_common import account_region
 from hub.core import csvout
 from hub.core.config import Config
@@ -33,9 +32,7 @@ from hub.core.i18n import ngettext
 from hub.core.timeutil import as_utc, utcnow
 from hub.errors import InvalidInput, NotFound
 from hub.sending import submit as sending
-from hub.store.db import read_scope
 from hub.store.models import Message
-from hub.web.deps import HubDep
 
 router = APIRouter()
 
@@ -66,45 +63,44 @@ def _filter(config: Config, session: Any, user: ConsoleUser, form: FilterForm) -
 
 
 @router.get("/messages", response_class=HTMLResponse)
-async def history(request: Request, user: User, hub: HubDep) -> Response:
+async def history(ui: Page) -> Response:
     """Messages of the user's accounts, newest first, filtered, one page at a time."""
-    params = request.query_params
+    params = ui.request.query_params
     form = FilterForm.from_params(params)
-    size = hub.config.console.page_size
+    size = ui.hub.config.console.page_size
 
-    def _load() -> tuple[int, dict[str, Any]]:
-        with read_scope(hub.engine) as session:
-            accounts = user.accounts(session)
-            ctx: dict[str, Any] = {
-                "form": form,
-                "states": STATES,
-                "sources": SOURCES,
-                "accounts": [a.name for a in accounts],
-                "names": {a.id: a.name for a in accounts},
-                "rows": [],
-                "counts": None,
-                "next_url": None,
-                "prev_url": None,
-                "error": "",
-            }
-            try:
-                f = _filter(hub.config, session, user, form)
-                before = Cursor.decode(params["before"]) if params.get("before") else None
-                after = Cursor.decode(params["after"]) if params.get("after") else None
-            except (InvalidInput, NotFound) as exc:
-                ctx["error"] = str(exc)
-                return (404 if isinstance(exc, NotFound) else 400), ctx
-            result = history_page(session, f, size, before=before, after=after)
-            ctx["rows"] = result.rows
-            ctx["counts"] = state_counts(session, f)
-            if result.older:
-                ctx["next_url"] = "/console/messages?" + form.query(before=result.older.encode())
-            if result.newer:
-                ctx["prev_url"] = "/console/messages?" + form.query(after=result.newer.encode())
-            return 200, ctx
+    def _load(session: Session) -> tuple[int, dict[str, Any]]:
+        accounts = ui.user.accounts(session)
+        ctx: dict[str, Any] = {
+            "form": form,
+            "states": STATES,
+            "sources": SOURCES,
+            "accounts": [a.name for a in accounts],
+            "names": {a.id: a.name for a in accounts},
+            "rows": [],
+            "counts": None,
+            "next_url": None,
+            "prev_url": None,
+            "error": "",
+        }
+        try:
+            f = _filter(ui.hub.config, session, ui.user, form)
+            before = Cursor.decode(params["before"]) if params.get("before") else None
+            after = Cursor.decode(params["after"]) if params.get("after") else None
+        except (InvalidInput, NotFound) as exc:
+            ctx["error"] = str(exc)
+            return (404 if isinstance(exc, NotFound) else 400), ctx
+        result = history_page(session, f, size, before=before, after=after)
+        ctx["rows"] = result.rows
+        ctx["counts"] = state_counts(session, f)
+        if result.older:
+            ctx["next_url"] = "/console/messages?" + form.query(before=result.older.encode())
+        if result.newer:
+            ctx["prev_url"] = "/console/messages?" + form.query(after=result.newer.encode())
+        return 200, ctx
 
-    status, ctx = await asyncio.to_thread(_load)
-    return page(request, user, "history_list.html.j2", status=status, nav="history", **ctx)
+    status, ctx = await ui.read(_load)
+    return ui.render("history_list.html.j2", status=status, nav="history", **ctx)
 
 
 def _csv_chunks(engine: Any, f: HistoryFilter, names: dict[int, str]) -> Iterator[bytes]:
@@ -150,16 +146,15 @@ def _csv_chunks(engine: Any, f: HistoryFilter, names: dict[int, str]) -> Iterato
 
 
 @router.get("/messages.csv")
-async def history_csv(request: Request, user: User, hub: HubDep) -> Response:
+async def history_csv(ui: Page) -> Response:
     """The filtered history as CSV (UTF-8 with BOM), streamed in chunks."""
-    form = FilterForm.from_params(request.query_params)
+    form = FilterForm.from_params(ui.request.query_params)
 
-    def _prepare() -> tuple[HistoryFilter, dict[int, str]]:
-        with read_scope(hub.engine) as session:
-            names = {int(a.id or 0): a.name for a in user.accounts(session)}
-            return _filter(hub.config, session, user, form), names
+    def _prepare(session: Session) -> tuple[HistoryFilter, dict[int, str]]:
+        names = {int(a.id or 0): a.name for a in ui.user.accounts(session)}
+        return _filter(ui.hub.config, session, ui.user, form), names
 
-    f, names = await asyncio.to_thread(_prepare)
+    f, names = await ui.read(_prepare)
     filename = f"messages-{utcnow():%Y%m%d-%H%M}.csv"
     headers = {
         "Content-Disposition": f'attachment; filename="{filename}"',
@@ -167,33 +162,32 @@ async def history_csv(request: Request, user: User, hub: HubDep) -> Response:
         "X-Content-Type-Options": "nosniff",
     }
     return StreamingResponse(
-        _csv_chunks(hub.engine, f, names), media_type="text/csv; charset=utf-8", headers=headers
+        _csv_chunks(ui.hub.engine, f, names), media_type="text/csv; charset=utf-8", headers=headers
     )
 
 
 @router.get("/messages/{message_id}", response_class=HTMLResponse)
-async def message_detail(request: Request, user: User, hub: HubDep, message_id: str) -> Response:
+async def message_detail(ui: Page, message_id: str) -> Response:
     """One message: its facts, its events, its links, and Cancel while it waits."""
 
-    def _load() -> dict[str, Any]:
-        with read_scope(hub.engine) as session:
-            return history_detail.load(session, user, message_id)
+    def _load(session: Session) -> dict[str, Any]:
+        return history_detail.load(session, ui.user, message_id)
 
-    ctx = await asyncio.to_thread(_load)
-    return page(request, user, "history_detail.html.j2", nav="history", **ctx)
+    ctx = await ui.read(_load)
+    return ui.render("history_detail.html.j2", nav="history", **ctx)
 
 
 @router.post("/messages/{message_id}/cancel")
-async def cancel_message(request: Request, user: User, hub: HubDep, message_id: str) -> Response:
+async def cancel_message(ui: Page, message_id: str) -> Response:
     """Cancel a message that has not gone out yet; its credits are refunded."""
     url = f"/console/messages/{message_id}"
 
     def _cancel(session: Session) -> int:
-        history_detail.own_message(session, user, message_id)
-        return sending.cancel(session, message_id, account_ids=set(user.scope)).credits
+        history_detail.own_message(session, ui.user, message_id)
+        return sending.cancel(session, message_id, account_ids=set(ui.user.scope)).credits
 
     return await cancelled(
-        hub,
+        ui.hub,
         url,
         _cancel,
         # English keeps "credits" for one too, as the hub always wrote it.

@@ -6,16 +6,17 @@ import asyncio
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Depends, Form
 from fastapi.responses import HTMLResponse, Response
+from sqlmodel import Session
 
 from hub.campaigns.links import preview_text as preview_links
 from hub.compliance import preview, time_zones
 from hub.compliance.night import NightHours
-from hub.console.auth import User
 from hub.console.forms import local_time
 from hub.console.history_query import HistoryFilter, history_page
-from hub.console.render import page, redirect
+from hub.console.page import Page
+from hub.console.render import redirect
 from hub.console.settings_common import account_region
 from hub.core.config import Config
 from hub.core.i18n import gettext as _
@@ -27,7 +28,6 @@ from hub.sending import submit as sending
 from hub.sending.accounts import ancestors
 from hub.store.db import read_scope
 from hub.store.views import account_view
-from hub.web.deps import HubDep
 
 router = APIRouter()
 
@@ -66,37 +66,36 @@ Posted = Annotated[SendForm, Depends(_send_form)]
 
 
 @router.get("/", response_class=HTMLResponse)
-async def home(request: Request, user: User, hub: HubDep) -> Response:
+async def home(ui: Page) -> Response:
     """Balance, the last messages and the send form."""
 
-    def _load() -> dict[str, Any]:
-        with read_scope(hub.engine) as session:
-            account = user.account(session)
-            # Newest first across the accounts, through the history's per-account index walk.
-            recent = history_page(session, HistoryFilter(tuple(sorted(user.scope))), 10).rows
-            return {
-                "account": account_view(session, account, ancestors(session, account)),
-                "accounts": [a.name for a in user.accounts(session)],
-                "recent": recent,
-            }
+    def _load(session: Session) -> dict[str, Any]:
+        account = ui.user.account(session)
+        # Newest first across the accounts, through the history's per-account index walk.
+        recent = history_page(session, HistoryFilter(tuple(sorted(ui.user.scope))), 10).rows
+        return {
+            "account": account_view(session, account, ancestors(session, account)),
+            "accounts": [a.name for a in ui.user.accounts(session)],
+            "recent": recent,
+        }
 
-    return page(request, user, "home.html.j2", nav="home", **await asyncio.to_thread(_load))
+    return ui.render("home.html.j2", nav="home", **await ui.read(_load))
 
 
 @router.post("/send")
-async def send(user: User, hub: HubDep, form: Posted) -> Response:
+async def send(ui: Page, form: Posted) -> Response:
     """Queue an SMS from the console (the same submit() as every other door)."""
     if form.type not in {"alert", "marketing"}:
         raise InvalidInput("type must be alert or marketing")
 
     def _submit() -> sending.SubmitResult:
-        with read_scope(hub.engine) as session:
-            acc = user.account(session, form.account or None)
-            name, region = acc.name, account_region(hub.config, acc)
+        with read_scope(ui.hub.engine) as session:
+            acc = ui.user.account(session, form.account or None)
+            name, region = acc.name, account_region(ui.hub.config, acc)
         recipients = split_numbers(form.to, region)
         if not recipients:
             raise InvalidInput(_("give at least one phone number in To"))
-        return hub.submit(
+        return ui.hub.submit(
             sending.SubmitRequest(
                 account=name,
                 recipients=recipients,
@@ -130,42 +129,30 @@ async def send(user: User, hub: HubDep, form: Posted) -> Response:
 
 
 @router.post("/preview", response_class=HTMLResponse)
-async def live_preview(request: Request, user: User, hub: HubDep, form: Posted) -> Response:
+async def live_preview(ui: Page, form: Posted) -> Response:
     """Parts, encoding and cost of a text being written (an HTML fragment for console.js)."""
-    config = hub.config
+    config = ui.hub.config
     text, to, sender, type = form.text, form.to, form.sender, form.type
 
-    def _region() -> tuple[str, NightHours, bool]:
-        with read_scope(hub.engine) as session:
-            acc = user.account(session, form.account or None)
-            night = NightHours.of(acc.night_mode, acc.night_start, acc.night_end)
-            track = acc.track_links if form.track is None else form.track
-            return account_region(config, acc), night, track
+    def _region(session: Session) -> tuple[str, NightHours, bool]:
+        acc = ui.user.account(session, form.account or None)
+        night = NightHours.of(acc.night_mode, acc.night_start, acc.night_end)
+        track = acc.track_links if form.track is None else form.track
+        return account_region(config, acc), night, track
 
-    region, night, track = await asyncio.to_thread(_region)
+    region, night, track = await ui.read(_region)
     # Counted and shown as sent: each URL a short link of the same length as the real ones.
     linked = preview_links(config, text) if track else text
     numbers = [parse_number(n, region) for n in split_numbers(to, region)] if to else []
     valid = [n for n in numbers if n.valid]
     country = valid[0].country if valid else region
     kind = type if type in {"alert", "marketing"} else "alert"
-    shown = preview(
-        linked,
-        sender.strip() or None,
-        kind,
-        country,
-        mention=config.optout_mention,
-        hours=config.marketing_hours,
-        rules=config.compliance,
-        public_url=config.hub.public_url,
-    )
+    shown = _preview(config, linked, sender.strip() or None, kind, country)
     warning = _night_warning(config, night, valid)
     if warning:
         shown["warnings"].append(warning)
     cost = _cost(config, linked, sender.strip() or None, kind, valid, country, shown["segments"])
-    return page(
-        request,
-        user,
+    return ui.render(
         "_preview.html.j2",
         shown=shown,
         recipients=len(valid),
@@ -204,6 +191,23 @@ def _night_warning(config: Config, night: NightHours, valid: list[NumberInfo]) -
     )
 
 
+def _preview(
+    config: Config, text: str, sender: str | None, kind: str, country: str | None
+) -> dict[str, Any]:
+    # The hub's opt-out mention and rules; its marketing hours only matter for a time to
+    # send at, which a live preview has not.
+    return preview(
+        text,
+        sender,
+        kind,
+        country,
+        mention=config.optout_mention,
+        hours=config.marketing_hours,
+        rules=config.compliance,
+        public_url=config.hub.public_url,
+    )
+
+
 def _cost(
     config: Config,
     text: str,
@@ -221,15 +225,7 @@ def _cost(
     parts: dict[str | None, int] = {country: segments}
     for n in valid:
         if n.country not in parts:
-            other = preview(
-                text,
-                sender,
-                kind,
-                n.country,
-                mention=config.optout_mention,
-                rules=config.compliance,
-                public_url=config.hub.public_url,
-            )
+            other = _preview(config, text, sender, kind, n.country)
             parts[n.country] = other["segments"]
     return sum(
         sending.credits_for(config, n.country, parts[n.country]) for n in valid

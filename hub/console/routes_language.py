@@ -3,20 +3,18 @@ every browser the user logs in from sees it)."""
 
 # No `from __future__ import annotations`: FastAPI reads these annotations at runtime.
 
-import asyncio
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Form
 from fastapi.responses import Response
+from sqlmodel import Session
 
-from hub.console.auth import User
+from hub.console.page import Page
 from hub.console.render import redirect
 from hub.core import i18n
 from hub.core.i18n import gettext as _
 from hub.errors import InvalidInput
-from hub.store.db import session_scope
 from hub.store.models import MailUser
-from hub.web.deps import HubDep
 
 router = APIRouter()
 
@@ -28,9 +26,7 @@ def _back(value: str) -> str:
 
 @router.post("/language")
 async def choose_language(
-    request: Request,
-    user: User,
-    hub: HubDep,
+    ui: Page,
     language: Annotated[str, Form()] = "",
     next: Annotated[str, Form()] = "/console/",
 ) -> Response:
@@ -39,14 +35,13 @@ async def choose_language(
     if language and chosen is None:
         raise InvalidInput(f"language: {language!r} is not one of {', '.join(i18n.LANGUAGES)}")
 
-    def _save() -> None:
-        with session_scope(hub.engine) as session:
-            row = session.get(MailUser, user.user_id)
-            if row is not None:
-                row.language = chosen
-                session.add(row)
+    def _save(session: Session) -> None:
+        row = session.get(MailUser, ui.user.user_id)
+        if row is not None:
+            row.language = chosen
+            session.add(row)
 
-    await asyncio.to_thread(_save)
+    await ui.write(_save)
     # The confirmation in the language just chosen.
-    with i18n.use(chosen or i18n.console_language(None, request.headers.get("accept-language"))):
+    with i18n.use(chosen or i18n.console_language(None, ui.request.headers.get("accept-language"))):
         return redirect(_back(next), _("Language changed."))

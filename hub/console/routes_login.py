@@ -16,11 +16,11 @@ from hub.console import session as cookies
 from hub.console.auth import (
     COOKIE,
     LOGIN_CSRF_COOKIE,
-    User,
     current_user,
     end_session,
     signing_key,
 )
+from hub.console.page import Page
 from hub.console.render import page, redirect
 from hub.console.session import secure_cookies
 from hub.core import i18n
@@ -172,10 +172,10 @@ async def login(
 
 
 @router.post("/logout")
-async def logout(request: Request, user: User, hub: HubDep) -> Response:
+async def logout(ui: Page) -> Response:
     """End the session on the server and drop the cookie (the CSRF token proves it was this
     user)."""
-    await asyncio.to_thread(end_session, hub.engine, request.cookies[COOKIE])
+    await asyncio.to_thread(end_session, ui.hub.engine, ui.request.cookies[COOKIE])
     response = redirect("/console/login", _("You are logged out."))
     response.delete_cookie(COOKIE, path="/console")
     return response

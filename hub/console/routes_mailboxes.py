@@ -13,11 +13,12 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Form
 from fastapi.responses import HTMLResponse, Response
 
-from hub.console.auth import ConsoleUser, User, signing_key
-from hub.console.render import page, redirect, sign_in_redirect
+from hub.console.auth import ConsoleUser, signing_key
+from hub.console.page import Page
+from hub.console.render import redirect, sign_in_redirect
 from hub.core.i18n import gettext as _
 from hub.errors import ConfigError, Forbidden, HubError, InvalidInput
 from hub.mail.mailboxes import (
@@ -31,7 +32,6 @@ from hub.mail.oauth import PROVIDERS, disconnect, mailbox_state, scopes_for, sto
 from hub.ports import oauth_flow
 from hub.ports.registry import try_mailbox
 from hub.store.db import read_scope
-from hub.web.deps import HubDep
 
 if TYPE_CHECKING:
     from hub.app import Hub
@@ -84,27 +84,25 @@ def _row(hub: "Hub", mailbox: Mailbox) -> dict[str, Any]:
 
 
 @router.get("/mailboxes", response_class=HTMLResponse)
-async def mailboxes(request: Request, user: User, hub: HubDep) -> Response:
+async def mailboxes(ui: Page) -> Response:
     """Every mailbox of the hub's config, with its sign-in and last activity."""
-    await asyncio.to_thread(_operator, hub, user)
+    await asyncio.to_thread(_operator, ui.hub, ui.user)
 
     def _load() -> list[dict[str, Any]]:
-        return [_row(hub, m) for m in configured_mailboxes(hub.config)]
+        return [_row(ui.hub, m) for m in configured_mailboxes(ui.hub.config)]
 
     rows = await asyncio.to_thread(_load)
-    return page(request, user, "mailboxes_list.html.j2", nav="mailboxes", rows=rows)
+    return ui.render("mailboxes_list.html.j2", nav="mailboxes", rows=rows)
 
 
 @router.get("/mailboxes/view", response_class=HTMLResponse)
-async def mailbox_page(request: Request, user: User, hub: HubDep, key: str = "") -> Response:
+async def mailbox_page(ui: Page, key: str = "") -> Response:
     """One mailbox: its settings, sign-in, last activity and error; connect, test, disconnect."""
-    config = hub.config
-    mailbox = await _operated(hub, user, key)
-    row = await asyncio.to_thread(_row, hub, mailbox)
+    config = ui.hub.config
+    mailbox = await _operated(ui.hub, ui.user, key)
+    row = await asyncio.to_thread(_row, ui.hub, mailbox)
     setup = oauth_flow.setup_hint(config, mailbox.provider, CALLBACK_PATH) if mailbox.oauth else ""
-    return page(
-        request,
-        user,
+    return ui.render(
         "mailboxes_detail.html.j2",
         nav="mailboxes",
         row=row,
@@ -119,10 +117,10 @@ def _view(key: str) -> str:
 
 
 @router.get("/mailboxes/oauth/start")
-async def oauth_start(request: Request, user: User, hub: HubDep, key: str = "") -> Response:
+async def oauth_start(ui: Page, key: str = "") -> Response:
     """Send the browser to the provider's consent page for mailbox KEY."""
-    config = hub.config
-    mailbox = await _operated(hub, user, key)
+    config = ui.hub.config
+    mailbox = await _operated(ui.hub, ui.user, key)
     if not mailbox.oauth:
         raise InvalidInput(
             f'mailbox {key} signs in with a password; set auth = "xoauth2" and '
@@ -133,31 +131,33 @@ async def oauth_start(request: Request, user: User, hub: HubDep, key: str = "") 
         raise ConfigError(
             f"Connecting {PROVIDERS[mailbox.provider]} mailboxes is not set up: {hint}"
         )
-    data = {"u": user.user_id, "a": user.account_id, "n": mailbox.key}
+    data = {"u": ui.user.user_id, "a": ui.user.account_id, "n": mailbox.key}
     started = await asyncio.to_thread(
         oauth_flow.start,
         config,
-        _key(hub),
-        hub.state,
+        _key(ui.hub),
+        ui.hub.state,
         mailbox.provider,
         data,
         scopes_for(mailbox.provider, mailbox.transport),
         CALLBACK_PATH,
     )
-    return sign_in_redirect(started, OAUTH_COOKIE, OAUTH_PATH, hub.config)
+    return sign_in_redirect(started, OAUTH_COOKIE, OAUTH_PATH, ui.hub.config)
 
 
 @router.get("/mailboxes/oauth/callback")
-async def oauth_callback(request: Request, user: User, hub: HubDep) -> Response:
+async def oauth_callback(ui: Page) -> Response:
     """The provider's answer: trade the code for tokens, kept encrypted with the mailbox."""
-    config = hub.config
-    await asyncio.to_thread(_operator, hub, user)
-    query = dict(request.query_params)
+    config = ui.hub.config
+    await asyncio.to_thread(_operator, ui.hub, ui.user)
+    query = dict(ui.request.query_params)
     state = query.get("state", "")
-    checked = oauth_flow.read_state(_key(hub), state, request.cookies.get(OAUTH_COOKIE, ""), PAGE)
-    if int(checked["u"]) != user.user_id:
+    checked = oauth_flow.read_state(
+        _key(ui.hub), state, ui.request.cookies.get(OAUTH_COOKIE, ""), PAGE
+    )
+    if int(checked["u"]) != ui.user.user_id:
         raise Forbidden("this sign-in was started by another console user; start again")
-    checked = await asyncio.to_thread(oauth_flow.take_flow, hub.state, checked, PAGE)
+    checked = await asyncio.to_thread(oauth_flow.take_flow, ui.hub.state, checked, PAGE)
     mailbox = find_mailbox(config, str(checked["n"]))
     provider = str(checked["p"])
     back = _view(mailbox.key)
@@ -174,7 +174,7 @@ async def oauth_callback(request: Request, user: User, hub: HubDep) -> Response:
             claims = token.get("id_token_claims") or {}
             signed_in = str(claims.get("preferred_username") or claims.get("email") or "")
             store_grant(
-                hub.state,
+                ui.hub.state,
                 mailbox.key,
                 provider,
                 str(token["refresh_token"]),
@@ -203,25 +203,21 @@ async def oauth_callback(request: Request, user: User, hub: HubDep) -> Response:
 
 
 @router.post("/mailboxes/test")
-async def test(
-    request: Request, user: User, hub: HubDep, key: Annotated[str, Form()] = ""
-) -> Response:
+async def test(ui: Page, key: Annotated[str, Form()] = "") -> Response:
     """Read the intake folder, or send a test mail to the mailbox itself."""
-    mailbox = await _operated(hub, user, key)
+    mailbox = await _operated(ui.hub, ui.user, key)
     try:
-        said = await asyncio.to_thread(try_mailbox, hub.config, hub.state, mailbox.key)
+        said = await asyncio.to_thread(try_mailbox, ui.hub.config, ui.hub.state, mailbox.key)
     except (HubError, OSError) as exc:
         return redirect(_view(mailbox.key), _("Test failed: %(error)s", error=str(exc)))
     return redirect(_view(mailbox.key), _("Test passed: %(result)s.", result=said))
 
 
 @router.post("/mailboxes/disconnect")
-async def remove(
-    request: Request, user: User, hub: HubDep, key: Annotated[str, Form()] = ""
-) -> Response:
+async def remove(ui: Page, key: Annotated[str, Form()] = "") -> Response:
     """Forget the mailbox's tokens (the hub stops signing in to it until connected again)."""
-    mailbox = await _operated(hub, user, key)
-    await asyncio.to_thread(disconnect, hub.state, mailbox.key)
+    mailbox = await _operated(ui.hub, ui.user, key)
+    await asyncio.to_thread(disconnect, ui.hub.state, mailbox.key)
     return redirect(
         _view(mailbox.key),
         _(

@@ -8,31 +8,23 @@ from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Form
 from fastapi.responses import HTMLResponse, Response
+from sqlmodel import Session
 
 from hub.console import replies_data as data
-from hub.console.auth import User
-from hub.console.render import page, redirect
+from hub.console.forms import optional_row_id
+from hub.console.page import Page
+from hub.console.render import redirect
 from hub.core.i18n import gettext as _
 from hub.core.i18n import ngettext
 from hub.core.phone import format_international
 from hub.errors import InvalidInput, NotFound
 from hub.sending import submit as sending
 from hub.store.db import read_scope
-from hub.web.deps import HubDep
-from hub.web.edge import MAX_ROW_ID, row_id_or_none
+from hub.web.edge import MAX_ROW_ID
 
 router = APIRouter()
-
-
-def _int(value: str, what: str) -> int | None:
-    if not value:
-        return None
-    number = row_id_or_none(value)
-    if number is None:
-        raise InvalidInput(f"{what} must be a number from 1 to {MAX_ROW_ID}")
-    return number
 
 
 def _time(value: str) -> datetime | None:
@@ -50,86 +42,74 @@ def _url(path: str, **query: Any) -> str:
 
 
 @router.get("/replies", response_class=HTMLResponse)
-async def replies(
-    request: Request, user: User, hub: HubDep, account: str = "", before: str = ""
-) -> Response:
+async def replies(ui: Page, account: str = "", before: str = "") -> Response:
     """Conversations with the numbers that wrote to the user's accounts, latest first."""
-    cursor = _int(before, "before")
-    size = hub.config.console.page_size
+    cursor = optional_row_id(before, f"before must be a number from 1 to {MAX_ROW_ID}")
+    size = ui.hub.config.console.page_size
 
-    def _load() -> dict[str, Any]:
-        with read_scope(hub.engine) as session:
-            scope = [user.account(session, account).id or 0] if account else list(user.scope)
-            rows, next_cursor = data.conversations(session, scope, cursor, size)
-            return {
-                "conversations": rows,
-                "accounts": [a.name for a in user.accounts(session)],
-                "chosen": account,
-                "next_url": _url("/console/replies", account=account, before=next_cursor)
-                if next_cursor
-                else None,
-                "first_url": _url("/console/replies", account=account) if cursor else None,
-            }
+    def _load(session: Session) -> dict[str, Any]:
+        scope = [ui.user.account(session, account).id or 0] if account else list(ui.user.scope)
+        rows, next_cursor = data.conversations(session, scope, cursor, size)
+        return {
+            "conversations": rows,
+            "accounts": [a.name for a in ui.user.accounts(session)],
+            "chosen": account,
+            "next_url": _url("/console/replies", account=account, before=next_cursor)
+            if next_cursor
+            else None,
+            "first_url": _url("/console/replies", account=account) if cursor else None,
+        }
 
-    return page(
-        request, user, "replies_list.html.j2", nav="replies", **await asyncio.to_thread(_load)
-    )
+    return ui.render("replies_list.html.j2", nav="replies", **await ui.read(_load))
 
 
 @router.get("/replies/{digits}", response_class=HTMLResponse)
-async def conversation(
-    request: Request, user: User, hub: HubDep, digits: str, account: str = "", before: str = ""
-) -> Response:
+async def conversation(ui: Page, digits: str, account: str = "", before: str = "") -> Response:
     """The SMS to and from one number on one account, and the form to answer it."""
     number = data.number_from_digits(digits)
     older_than = _time(before)
 
-    def _load() -> dict[str, Any]:
-        with read_scope(hub.engine) as session:
-            if account:
-                acc = user.account(session, account)
-            else:
-                acc = user.account(session, data.default_account(session, user.scope, number))
-            assert acc.id is not None
-            items, older = data.thread(
-                session, acc.id, number, older_than, hub.config.console.page_size
+    def _load(session: Session) -> dict[str, Any]:
+        if account:
+            acc = ui.user.account(session, account)
+        else:
+            acc = ui.user.account(session, data.default_account(session, ui.user.scope, number))
+        assert acc.id is not None
+        items, older = data.thread(
+            session, acc.id, number, older_than, ui.hub.config.console.page_size
+        )
+        if not items and older_than is None:
+            raise NotFound(f"no conversation with {number} on account {acc.name}")
+        talked = data.thread_accounts(session, ui.user.scope, number)
+        others = [ui.user.account(session, a).name for a in talked if a != acc.id]
+        return {
+            "number": number,
+            "digits": data.url_key(number),
+            # A name or short code cannot receive an SMS: nothing to answer it with.
+            "answerable": number.startswith("+"),
+            "account": acc,
+            "items": items,
+            "others": others,
+            "can_answer": acc.id in talked,
+            "nonce": secrets.token_urlsafe(12),
+            "older_url": _url(
+                f"/console/replies/{data.url_key(number)}",
+                account=acc.name,
+                before=older.isoformat(),
             )
-            if not items and older_than is None:
-                raise NotFound(f"no conversation with {number} on account {acc.name}")
-            talked = data.thread_accounts(session, user.scope, number)
-            others = [user.account(session, a).name for a in talked if a != acc.id]
-            return {
-                "number": number,
-                "digits": data.url_key(number),
-                # A name or short code cannot receive an SMS: nothing to answer it with.
-                "answerable": number.startswith("+"),
-                "account": acc,
-                "items": items,
-                "others": others,
-                "can_answer": acc.id in talked,
-                "nonce": secrets.token_urlsafe(12),
-                "older_url": _url(
-                    f"/console/replies/{data.url_key(number)}",
-                    account=acc.name,
-                    before=older.isoformat(),
-                )
-                if older
-                else None,
-                "newest_url": _url(f"/console/replies/{data.url_key(number)}", account=acc.name)
-                if older_than
-                else None,
-            }
+            if older
+            else None,
+            "newest_url": _url(f"/console/replies/{data.url_key(number)}", account=acc.name)
+            if older_than
+            else None,
+        }
 
-    return page(
-        request, user, "replies_thread.html.j2", nav="replies", **await asyncio.to_thread(_load)
-    )
+    return ui.render("replies_thread.html.j2", nav="replies", **await ui.read(_load))
 
 
 @router.post("/replies/{digits}")
 async def answer(
-    request: Request,
-    user: User,
-    hub: HubDep,
+    ui: Page,
     digits: str,
     text: Annotated[str, Form()] = "",
     account: Annotated[str, Form()] = "",
@@ -141,13 +121,13 @@ async def answer(
     key = nonce if nonce and len(nonce) <= 64 else secrets.token_urlsafe(12)
 
     def _send() -> tuple[str, sending.SubmitResult]:
-        with read_scope(hub.engine) as session:
+        with read_scope(ui.hub.engine) as session:
             if account:
-                acc = user.account(session, account)
+                acc = ui.user.account(session, account)
             else:
-                acc = user.account(session, data.default_account(session, user.scope, number))
+                acc = ui.user.account(session, data.default_account(session, ui.user.scope, number))
             request_ = data.answer(session, acc, number, text, key)
-        return acc.name, hub.submit(request_)
+        return acc.name, ui.hub.submit(request_)
 
     name, result = await asyncio.to_thread(_send)
     back = _url(f"/console/replies/{data.url_key(number)}", account=name)

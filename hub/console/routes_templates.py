@@ -10,21 +10,20 @@ send will, with each one's parts and credits, and names a merge field a recipien
 import asyncio
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Form
 from fastapi.responses import HTMLResponse, Response
 from sqlmodel import Session
 
 from hub.campaigns import contacts
 from hub.campaigns import templates as mt
-from hub.console.auth import ConsoleUser, User
-from hub.console.render import page, redirect
+from hub.console.auth import ConsoleUser
+from hub.console.page import Page
+from hub.console.render import redirect
 from hub.console.settings_common import back_to, layout, owned, scoped_account_id
 from hub.core.i18n import gettext as _
 from hub.core.phone import split_numbers
 from hub.errors import HubError, InvalidInput
-from hub.store.db import read_scope, session_scope
 from hub.store.models import Account, MessageTemplate
-from hub.web.deps import HubDep
 from hub.web.edge import RowId
 
 router = APIRouter()
@@ -45,36 +44,32 @@ def _context(session: Session, user: ConsoleUser, acc: Account) -> dict[str, Any
 
 
 @router.get("/templates", response_class=HTMLResponse)
-async def templates_page(request: Request, user: User, hub: HubDep, account: str = "") -> Response:
+async def templates_page(ui: Page, account: str = "") -> Response:
     """The account's templates, and the form to write a new one with its preview."""
 
-    def _load() -> dict[str, Any]:
-        with read_scope(hub.engine) as session:
-            return _context(session, user, user.account(session, account or None))
+    def _load(session: Session) -> dict[str, Any]:
+        return _context(session, ui.user, ui.user.account(session, account or None))
 
-    ctx = await asyncio.to_thread(_load)
-    return page(request, user, "templates.html.j2", nav="campaigns", edit=None, **ctx)
+    ctx = await ui.read(_load)
+    return ui.render("templates.html.j2", nav="campaigns", edit=None, **ctx)
 
 
 @router.post("/templates")
 async def template_create(
-    request: Request,
-    user: User,
-    hub: HubDep,
+    ui: Page,
     account: Annotated[str, Form()] = "",
     name: Annotated[str, Form()] = "",
     text: Annotated[str, Form()] = "",
 ) -> Response:
     """Save a new template (its syntax is checked first)."""
 
-    def _create() -> int:
-        with session_scope(hub.engine) as session:
-            acc = user.account(session, account or None)
-            saved = mt.create_template(session, acc, name, text)
-            assert saved.id is not None
-            return saved.id
+    def _create(session: Session) -> int:
+        acc = ui.user.account(session, account or None)
+        saved = mt.create_template(session, acc, name, text)
+        assert saved.id is not None
+        return saved.id
 
-    template_id = await asyncio.to_thread(_create)
+    template_id = await ui.write(_create)
     return redirect(
         f"{PATH}/{template_id}", _("Template %(name)s saved.", name=mt.check_template_name(name))
     )
@@ -83,9 +78,7 @@ async def template_create(
 # Declared before /templates/{template_id}, whose id would not read "preview".
 @router.post("/templates/preview", response_class=HTMLResponse)
 async def template_preview(
-    request: Request,
-    user: User,
-    hub: HubDep,
+    ui: Page,
     account: Annotated[str, Form()] = "",
     text: Annotated[str, Form()] = "",
     preview_list: Annotated[str, Form()] = "",
@@ -95,92 +88,84 @@ async def template_preview(
 ) -> Response:
     """Each recipient's text, parts and credits for the chosen list or numbers (an HTML
     fragment for console.js); a syntax error or a missing merge field is named."""
-    account_id = await asyncio.to_thread(scoped_account_id, hub.engine, user, account)
+    account_id = await asyncio.to_thread(scoped_account_id, ui.hub.engine, ui.user, account)
 
-    def _preview() -> dict[str, Any]:
-        with read_scope(hub.engine) as session:
-            acc = user.account(session, account_id)
-            region = acc.default_region or hub.config.hub.default_region
-            numbers = split_numbers(preview_numbers, region) if preview_numbers.strip() else []
-            if len(numbers) > MAX_PREVIEW_NUMBERS:
-                raise InvalidInput(
-                    f"type at most {MAX_PREVIEW_NUMBERS} numbers for a preview, or choose a list"
-                )
-            if not text.strip():
-                return {"data": None, "fields": []}
-            fields = mt.template_fields(text)
-            if not preview_list and not numbers:
-                return {"data": None, "fields": fields}
-            data = mt.preview_personalized(
-                session,
-                hub.config,
-                acc,
-                text,
-                lists=[preview_list] if preview_list else [],
-                numbers=numbers,
-                type=type if type in {"alert", "marketing"} else "marketing",
-                sender=sender.strip() or None,
+    def _preview(session: Session) -> dict[str, Any]:
+        acc = ui.user.account(session, account_id)
+        region = acc.default_region or ui.hub.config.hub.default_region
+        numbers = split_numbers(preview_numbers, region) if preview_numbers.strip() else []
+        if len(numbers) > MAX_PREVIEW_NUMBERS:
+            raise InvalidInput(
+                f"type at most {MAX_PREVIEW_NUMBERS} numbers for a preview, or choose a list"
             )
-            return {"data": data, "fields": fields}
+        if not text.strip():
+            return {"data": None, "fields": []}
+        fields = mt.template_fields(text)
+        if not preview_list and not numbers:
+            return {"data": None, "fields": fields}
+        data = mt.preview_personalized(
+            session,
+            ui.hub.config,
+            acc,
+            text,
+            lists=[preview_list] if preview_list else [],
+            numbers=numbers,
+            type=type if type in {"alert", "marketing"} else "marketing",
+            sender=sender.strip() or None,
+        )
+        return {"data": data, "fields": fields}
 
     try:
-        ctx = await asyncio.to_thread(_preview)
+        ctx = await ui.read(_preview)
     except HubError as exc:
-        return page(
-            request, user, "_recipients_preview.html.j2", status=422, data=None, fields=[],
+        return ui.render("_recipients_preview.html.j2", status=422, data=None, fields=[],
             error=str(exc), rows=PREVIEW_ROWS, hint=False,
         )  # fmt: skip
-    return page(
-        request, user, "_recipients_preview.html.j2", error="", rows=PREVIEW_ROWS, hint=True,
+    return ui.render("_recipients_preview.html.j2", error="", rows=PREVIEW_ROWS, hint=True,
         **ctx,
     )  # fmt: skip
 
 
 @router.get("/templates/{template_id}", response_class=HTMLResponse)
-async def template_page(request: Request, user: User, hub: HubDep, template_id: RowId) -> Response:
+async def template_page(ui: Page, template_id: RowId) -> Response:
     """One template: its text to edit, with each recipient's preview."""
 
-    def _load() -> dict[str, Any]:
-        with read_scope(hub.engine) as session:
-            found = owned(session, MessageTemplate, template_id, user, "template")
-            acc = session.get(Account, found.account_id)
-            assert acc is not None
-            ctx = _context(session, user, acc)
-            return {**ctx, "edit": mt.template_view(found) | {"id": found.id}}
+    def _load(session: Session) -> dict[str, Any]:
+        found = owned(session, MessageTemplate, template_id, ui.user, "template")
+        acc = session.get(Account, found.account_id)
+        assert acc is not None
+        ctx = _context(session, ui.user, acc)
+        return {**ctx, "edit": mt.template_view(found) | {"id": found.id}}
 
-    ctx = await asyncio.to_thread(_load)
-    return page(request, user, "templates.html.j2", nav="campaigns", **ctx)
+    ctx = await ui.read(_load)
+    return ui.render("templates.html.j2", nav="campaigns", **ctx)
 
 
 @router.post("/templates/{template_id}")
 async def template_save(
-    request: Request, user: User, hub: HubDep, template_id: RowId, text: Annotated[str, Form()] = ""
+    ui: Page, template_id: RowId, text: Annotated[str, Form()] = ""
 ) -> Response:
     """Save a template's new text (campaigns already made keep the text they had)."""
 
-    def _save() -> str:
-        with session_scope(hub.engine) as session:
-            found = owned(session, MessageTemplate, template_id, user, "template")
-            mt.create_template(session, found.account_id, found.name, text, replace=True)
-            return found.name
+    def _save(session: Session) -> str:
+        found = owned(session, MessageTemplate, template_id, ui.user, "template")
+        mt.create_template(session, found.account_id, found.name, text, replace=True)
+        return found.name
 
-    name = await asyncio.to_thread(_save)
+    name = await ui.write(_save)
     return redirect(f"{PATH}/{template_id}", _("Template %(name)s saved.", name=name))
 
 
 @router.post("/templates/{template_id}/delete")
-async def template_delete(
-    request: Request, user: User, hub: HubDep, template_id: RowId
-) -> Response:
+async def template_delete(ui: Page, template_id: RowId) -> Response:
     """Delete a template (campaigns keep their own copy of the text)."""
 
-    def _delete() -> tuple[str, str]:
-        with session_scope(hub.engine) as session:
-            found = owned(session, MessageTemplate, template_id, user, "template")
-            acc = session.get(Account, found.account_id)
-            assert acc is not None
-            mt.delete_template(session, acc, found.name)
-            return found.name, back_to(PATH, user, acc)
+    def _delete(session: Session) -> tuple[str, str]:
+        found = owned(session, MessageTemplate, template_id, ui.user, "template")
+        acc = session.get(Account, found.account_id)
+        assert acc is not None
+        mt.delete_template(session, acc, found.name)
+        return found.name, back_to(PATH, ui.user, acc)
 
-    name, url = await asyncio.to_thread(_delete)
+    name, url = await ui.write(_delete)
     return redirect(url, _("Template %(name)s deleted.", name=name))

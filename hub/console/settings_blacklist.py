@@ -8,12 +8,13 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Depends, Form
 from fastapi.responses import HTMLResponse, Response
 from sqlmodel import Session
 
 from hub.console.actions import changed_page, number_list_page, on_account
-from hub.console.auth import ConsoleUser, User
+from hub.console.auth import ConsoleUser
+from hub.console.page import Page
 from hub.console.render import redirect
 from hub.console.settings_common import (
     NumberQuery,
@@ -27,7 +28,6 @@ from hub.core.i18n import gettext as _
 from hub.errors import InvalidInput
 from hub.sending.optout import ImportReport, add_numbers, remove_number
 from hub.store.models import Account, BlacklistEntry
-from hub.web.deps import HubDep
 
 router = APIRouter()
 PATH = "/console/blacklist"
@@ -36,11 +36,9 @@ MAX_IMPORT_LINES = 10_000
 
 
 @router.get("/blacklist", response_class=HTMLResponse)
-async def blacklist_page(
-    request: Request, user: User, hub: HubDep, search: NumberQuery
-) -> Response:
+async def blacklist_page(ui: Page, search: NumberQuery) -> Response:
     """The account's blacklist, searched by number, one page at a time."""
-    return await number_list_page(request, user, hub, search, BlacklistEntry, PATH, TEMPLATE)
+    return await number_list_page(ui, search, BlacklistEntry, PATH, TEMPLATE)
 
 
 def _report_text(report: ImportReport) -> str:
@@ -91,21 +89,21 @@ def _add(
 
 
 @router.post("/blacklist")
-async def blacklist_add(user: User, hub: HubDep, form: Posted) -> Response:
+async def blacklist_add(ui: Page, form: Posted) -> Response:
     """Blacklist one number by hand, with the reason kept beside it."""
     number = form.number.strip()
     if not number:
         raise InvalidInput("type the number to blacklist")
-    add = _add(hub.config, user, form, "manual", [form.number])
+    add = _add(ui.hub.config, ui.user, form, "manual", [form.number])
 
     def _one(session: Session, acc: Account) -> tuple[ImportReport, str]:
         report = add(session, acc)
         if report.rejected:
             _line, raw, why = report.rejected[0]
             raise InvalidInput(f"{raw!r} is not a phone number: {why}")
-        return report, back_to(PATH, user, acc)
+        return report, back_to(PATH, ui.user, acc)
 
-    report, url = await on_account(hub, user, form.account, _one)
+    report, url = await on_account(ui, form.account, _one)
     if report.already:
         return redirect(url, _("%(number)s was already on the blacklist.", number=number))
     return redirect(
@@ -114,14 +112,14 @@ async def blacklist_add(user: User, hub: HubDep, form: Posted) -> Response:
 
 
 @router.post("/blacklist/import", response_class=HTMLResponse)
-async def blacklist_import(request: Request, user: User, hub: HubDep, form: Posted) -> Response:
+async def blacklist_import(ui: Page, form: Posted) -> Response:
     """Blacklist a pasted list, one number a line; lines that are not numbers are listed."""
     pasted = lines_to_import(
         form.numbers, MAX_IMPORT_LINES, "(or use `smshub blacklist import` for a file)"
     )
     if not any(line.strip() for line in pasted):
         raise InvalidInput("paste at least one number, one a line")
-    add = _add(hub.config, user, form, "import", pasted)
+    add = _add(ui.hub.config, ui.user, form, "import", pasted)
 
     def _import(session: Session, acc: Account) -> dict[str, Any]:
         report = add(session, acc)
@@ -134,27 +132,25 @@ async def blacklist_import(request: Request, user: User, hub: HubDep, form: Post
         }
 
     return await changed_page(
-        request,
-        user,
-        hub,
+        ui,
         form.account,
         TEMPLATE,
         _import,
-        partial(number_list, BlacklistEntry, PATH, hub.config, user),
+        partial(number_list, BlacklistEntry, PATH, ui.hub.config, ui.user),
     )
 
 
 @router.post("/blacklist/remove")
-async def blacklist_remove(user: User, hub: HubDep, form: Posted) -> Response:
+async def blacklist_remove(ui: Page, form: Posted) -> Response:
     """Take a number off the blacklist; the consent reason is recorded."""
 
     def _remove(session: Session, acc: Account) -> str:
         assert acc.id is not None
-        region = account_region(hub.config, acc)
+        region = account_region(ui.hub.config, acc)
         remove_number(session, acc.id, form.number, form.reason, region)
-        return back_to(PATH, user, acc)
+        return back_to(PATH, ui.user, acc)
 
-    url = await on_account(hub, user, form.account, _remove)
+    url = await on_account(ui, form.account, _remove)
     return redirect(
         url,
         _(

@@ -6,13 +6,14 @@ refused lately, with why."""
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Form
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from hub.console.actions import on_account, on_row, settings_page
-from hub.console.auth import ConsoleUser, User
+from hub.console.auth import ConsoleUser
+from hub.console.page import Page
 from hub.console.render import redirect
 from hub.console.settings_common import back_to, layout
 from hub.core.config import Config
@@ -22,7 +23,6 @@ from hub.errors import ConflictError, InvalidInput
 from hub.mail.intake import refusals
 from hub.mail.intake.addresses import add_intake_address, split_address
 from hub.store.models import Account, InboundMail, IntakeAddress, IntakeKind, MailUser
-from hub.web.deps import HubDep
 from hub.web.edge import RowId
 
 router = APIRouter()
@@ -96,20 +96,21 @@ def _context(session: Session, user: ConsoleUser, account: Account) -> dict[str,
 
 
 @router.get("/intake", response_class=HTMLResponse)
-async def intake_page(request: Request, user: User, hub: HubDep, account: str = "") -> Response:
+async def intake_page(ui: Page, account: str = "") -> Response:
     """Intake addresses and account users."""
 
     def _load(session: Session, acc: Account) -> dict[str, Any]:
-        return {**_context(session, user, acc), "confirmations": hub.config.smtp.confirmations}
+        return {
+            **_context(session, ui.user, acc),
+            "confirmations": ui.hub.config.smtp.confirmations,
+        }
 
-    return await settings_page(request, user, hub, account, "settings_intake.html.j2", _load)
+    return await settings_page(ui, account, "settings_intake.html.j2", _load)
 
 
 @router.post("/intake/addresses")
 async def address_add(
-    request: Request,
-    user: User,
-    hub: HubDep,
+    ui: Page,
     account: Annotated[str, Form()] = "",
     kind: Annotated[str, Form()] = IntakeKind.SUBJECT.value,
     address: Annotated[str, Form()] = "",
@@ -139,7 +140,7 @@ async def address_add(
         raise InvalidInput("the SMS sender must have at most 16 characters")
 
     def _add(session: Session, acc: Account) -> str:
-        _check_domain(session, user, hub.config, domain)
+        _check_domain(session, ui.user, ui.hub.config, domain)
         add_intake_address(
             session,
             acc.name,
@@ -150,17 +151,15 @@ async def address_add(
             confirm=confirm,
             sender=sender or None,
         )
-        return back_to(PATH, user, acc)
+        return back_to(PATH, ui.user, acc)
 
-    url = await on_account(hub, user, account, _add)
+    url = await on_account(ui, account, _add)
     return redirect(url, _("Mail to %(address)s now sends SMS.", address=address))
 
 
 @router.post("/intake/addresses/{address_id}/senders")
 async def address_senders(
-    request: Request,
-    user: User,
-    hub: HubDep,
+    ui: Page,
     address_id: RowId,
     senders: Annotated[str, Form()] = "",
 ) -> Response:
@@ -171,7 +170,7 @@ async def address_senders(
         record.allowed_senders = "\n".join(allowed)
         session.add(record)
 
-    _done, url = await on_row(hub, user, IntakeAddress, address_id, "intake address", PATH, _save)
+    _done, url = await on_row(ui, IntakeAddress, address_id, "intake address", PATH, _save)
     count = len(allowed)
     return redirect(
         url,
@@ -184,7 +183,7 @@ async def address_senders(
 
 
 @router.post("/intake/addresses/{address_id}/remove")
-async def address_remove(request: Request, user: User, hub: HubDep, address_id: RowId) -> Response:
+async def address_remove(ui: Page, address_id: RowId) -> Response:
     """Stop taking mail on an address (mail already taken in keeps its SMS)."""
 
     def _remove(session: Session, record: IntakeAddress, _acc: Account) -> str:
@@ -198,7 +197,7 @@ async def address_remove(request: Request, user: User, hub: HubDep, address_id: 
         session.delete(record)
         return shown
 
-    shown, url = await on_row(hub, user, IntakeAddress, address_id, "intake address", PATH, _remove)
+    shown, url = await on_row(ui, IntakeAddress, address_id, "intake address", PATH, _remove)
     return redirect(
         url, _("%(address)s removed: mail to it is refused from now on.", address=shown)
     )

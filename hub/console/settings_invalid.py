@@ -3,17 +3,16 @@ out of the account's sends until removed here."""
 
 # No `from __future__ import annotations`: FastAPI reads these annotations at runtime.
 
-import asyncio
 from functools import partial
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi import APIRouter, File, Form, UploadFile
 from fastapi.responses import HTMLResponse, Response
 from sqlmodel import Session
 
 from hub.console.actions import changed_page, number_list_page, on_row
-from hub.console.auth import User
 from hub.console.campaign_query import own_campaign, parse_id
+from hub.console.page import Page
 from hub.console.render import redirect
 from hub.console.settings_common import (
     NumberQuery,
@@ -24,9 +23,7 @@ from hub.console.settings_common import (
 from hub.core.i18n import gettext as _
 from hub.errors import InvalidInput
 from hub.sending.invalid_numbers import AddReport, add_campaign_invalid, add_numbers, import_file
-from hub.store.db import session_scope
 from hub.store.models import Account, InvalidNumber
-from hub.web.deps import HubDep
 from hub.web.edge import RowId
 
 router = APIRouter()
@@ -39,16 +36,14 @@ MAX_IMPORT_BYTES = 10 * 1024 * 1024
 
 
 @router.get("/invalid", response_class=HTMLResponse)
-async def invalid_page(request: Request, user: User, hub: HubDep, search: NumberQuery) -> Response:
+async def invalid_page(ui: Page, search: NumberQuery) -> Response:
     """The account's invalid numbers, searched by number, one page at a time."""
-    return await number_list_page(request, user, hub, search, InvalidNumber, PATH, TEMPLATE)
+    return await number_list_page(ui, search, InvalidNumber, PATH, TEMPLATE)
 
 
 @router.post("/invalid/add", response_class=HTMLResponse)
 async def invalid_add(
-    request: Request,
-    user: User,
-    hub: HubDep,
+    ui: Page,
     account: Annotated[str, Form()] = "",
     numbers: Annotated[str, Form()] = "",
     file: Annotated[UploadFile | None, File()] = None,
@@ -70,7 +65,7 @@ async def invalid_add(
         raise InvalidInput("type or paste at least one number (one a line), or choose a file")
 
     def _add(session: Session, acc: Account) -> dict[str, Any]:
-        region = account_region(hub.config, acc)
+        region = account_region(ui.hub.config, acc)
         report = AddReport()
         if data:
             report = import_file(session, acc, data, name, region)
@@ -87,32 +82,27 @@ async def invalid_add(
         return shown
 
     return await changed_page(
-        request,
-        user,
-        hub,
+        ui,
         account,
         TEMPLATE,
         _add,
-        partial(number_list, InvalidNumber, PATH, hub.config, user),
+        partial(number_list, InvalidNumber, PATH, ui.hub.config, ui.user),
     )
 
 
 @router.post("/invalid/from-campaign")
-async def invalid_from_campaign(
-    user: User, hub: HubDep, campaign: Annotated[str, Form()] = ""
-) -> Response:
+async def invalid_from_campaign(ui: Page, campaign: Annotated[str, Form()] = "") -> Response:
     """Put every number a campaign's sends were reported invalid for on the list of the
     campaign's account (from the campaign report)."""
     campaign_id = parse_id(campaign.strip())
 
-    def _add() -> AddReport:
-        with session_scope(hub.engine) as session:
-            found = own_campaign(session, user, campaign_id)
-            acc = session.get(Account, found.account_id)
-            assert acc is not None
-            return add_campaign_invalid(session, acc, campaign_id)
+    def _add(session: Session) -> AddReport:
+        found = own_campaign(session, ui.user, campaign_id)
+        acc = session.get(Account, found.account_id)
+        assert acc is not None
+        return add_campaign_invalid(session, acc, campaign_id)
 
-    report = await asyncio.to_thread(_add)
+    report = await ui.write(_add)
     return redirect(
         f"/console/campaigns/{campaign_id}",
         f"Invalid numbers of this campaign: {report.summary()}",
@@ -120,14 +110,14 @@ async def invalid_from_campaign(
 
 
 @router.post("/invalid/{entry_id}/remove")
-async def invalid_remove(user: User, hub: HubDep, entry_id: RowId) -> Response:
+async def invalid_remove(ui: Page, entry_id: RowId) -> Response:
     """Take a number off the invalid list, so the account's sends reach it again."""
 
     def _remove(session: Session, row: InvalidNumber, _acc: Account) -> str:
         session.delete(row)
         return row.number
 
-    number, url = await on_row(hub, user, InvalidNumber, entry_id, "invalid number", PATH, _remove)
+    number, url = await on_row(ui, InvalidNumber, entry_id, "invalid number", PATH, _remove)
     return redirect(
         url,
         _(

@@ -4,19 +4,19 @@
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Form
 from fastapi.responses import HTMLResponse, Response
 from sqlmodel import Session, col, select
 
 from hub.console.actions import changed_page, on_row, settings_page
-from hub.console.auth import ConsoleUser, User
+from hub.console.auth import ConsoleUser
+from hub.console.page import Page
 from hub.console.render import redirect
 from hub.console.settings_common import layout
 from hub.core.i18n import gettext as _
 from hub.errors import InvalidInput
 from hub.sending.accounts import create_token, revoke_token
 from hub.store.models import Account, ApiToken
-from hub.web.deps import HubDep
 from hub.web.edge import RowId
 
 router = APIRouter()
@@ -34,18 +34,14 @@ def _context(session: Session, user: ConsoleUser, account: Account) -> dict[str,
 
 
 @router.get("/tokens", response_class=HTMLResponse)
-async def tokens_page(request: Request, user: User, hub: HubDep, account: str = "") -> Response:
+async def tokens_page(ui: Page, account: str = "") -> Response:
     """The account's API tokens and the form to create one."""
-    return await settings_page(
-        request, user, hub, account, TEMPLATE, lambda s, acc: _context(s, user, acc)
-    )
+    return await settings_page(ui, account, TEMPLATE, lambda s, acc: _context(s, ui.user, acc))
 
 
 @router.post("/tokens", response_class=HTMLResponse)
 async def tokens_create(
-    request: Request,
-    user: User,
-    hub: HubDep,
+    ui: Page,
     account: Annotated[str, Form()] = "",
     name: Annotated[str, Form()] = "",
 ) -> Response:
@@ -61,17 +57,21 @@ async def tokens_create(
 
     # A page, not a redirect: the token must not travel in a cookie or a URL.
     return await changed_page(
-        request, user, hub, account, TEMPLATE, _create, lambda s, acc: _context(s, user, acc)
+        ui,
+        account,
+        TEMPLATE,
+        _create,
+        lambda s, acc: _context(s, ui.user, acc),
     )
 
 
 @router.post("/tokens/{token_id}/revoke")
-async def tokens_revoke(user: User, hub: HubDep, token_id: RowId) -> Response:
+async def tokens_revoke(ui: Page, token_id: RowId) -> Response:
     """Revoke a token: programs using it get 401 from now on."""
 
     def _revoke(session: Session, record: ApiToken, _acc: Account) -> str:
         revoke_token(session, str(token_id))
         return f"{record.prefix}… {record.name}".strip()
 
-    label, url = await on_row(hub, user, ApiToken, token_id, "API token", PATH, _revoke)
+    label, url = await on_row(ui, ApiToken, token_id, "API token", PATH, _revoke)
     return redirect(url, _("Token %(token)s revoked.", token=label))

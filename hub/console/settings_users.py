@@ -11,16 +11,14 @@ from fastapi.responses import Response
 from sqlmodel import Session
 
 from hub.console.actions import on_account, on_row
-from hub.console.auth import User
+from hub.console.page import Page
 from hub.console.render import redirect
 from hub.console.settings_common import back_to, owned
 from hub.core.i18n import gettext as _
 from hub.errors import ConflictError, InvalidInput
 from hub.mail.intake.addresses import add_mail_user
 from hub.mail.intake.passwords import hash_password, verify_password
-from hub.store.db import read_scope
 from hub.store.models import Account, MailUser
-from hub.web.deps import HubDep
 from hub.web.edge import RowId
 
 router = APIRouter()
@@ -45,8 +43,7 @@ def _username(name: str) -> str:
 
 @router.post("/intake/users")
 async def user_add(
-    user: User,
-    hub: HubDep,
+    ui: Page,
     account: Annotated[str, Form()] = "",
     username: Annotated[str, Form()] = "",
     password: Annotated[str, Form()] = "",
@@ -59,9 +56,9 @@ async def user_add(
     def _add(session: Session, acc: Account) -> str:
         assert acc.id is not None
         add_mail_user(session, acc.id, name, secret)
-        return back_to(PATH, user, acc)
+        return back_to(PATH, ui.user, acc)
 
-    url = await on_account(hub, user, account, _add)
+    url = await on_account(ui, account, _add)
     return redirect(
         url,
         _("User %(name)s created: it can log in here and send mail by SMTP AUTH.", name=name),
@@ -70,10 +67,10 @@ async def user_add(
 
 @router.post("/intake/users/{user_id}/disable")
 async def user_disable(
-    user: User, hub: HubDep, user_id: RowId, disabled: Annotated[bool, Form()] = True
+    ui: Page, user_id: RowId, disabled: Annotated[bool, Form()] = True
 ) -> Response:
     """Disable (or, with disabled=0, enable) a login; its sessions end at once."""
-    if disabled and user_id == user.user_id:
+    if disabled and user_id == ui.user.user_id:
         raise ConflictError("you cannot disable your own login; another user of the account can")
 
     def _set(session: Session, row: MailUser, _acc: Account) -> str:
@@ -83,7 +80,7 @@ async def user_disable(
         session.add(row)
         return row.username
 
-    name, url = await on_row(hub, user, MailUser, user_id, "user", PATH, _set)
+    name, url = await on_row(ui, MailUser, user_id, "user", PATH, _set)
     return redirect(
         url,
         _("User %(name)s disabled.", name=name)
@@ -94,8 +91,7 @@ async def user_disable(
 
 @router.post("/intake/users/{user_id}/password")
 async def user_password(
-    user: User,
-    hub: HubDep,
+    ui: Page,
     user_id: RowId,
     password: Annotated[str, Form()] = "",
     password2: Annotated[str, Form()] = "",
@@ -103,16 +99,15 @@ async def user_password(
 ) -> Response:
     """Set a user's password; one's own needs the current one, and ends one's sessions."""
     secret = _new_password(password, password2)
-    own = user_id == user.user_id
+    own = user_id == ui.user.user_id
 
-    def _check_current() -> None:
-        with read_scope(hub.engine) as session:
-            row = owned(session, MailUser, user_id, user, "user")
-            if own and not verify_password(current, row.password_hash):
-                raise InvalidInput("your current password is wrong; type it again")
+    def _check_current(session: Session) -> None:
+        row = owned(session, MailUser, user_id, ui.user, "user")
+        if own and not verify_password(current, row.password_hash):
+            raise InvalidInput("your current password is wrong; type it again")
 
     # scrypt is slow on purpose: hash outside the write transaction.
-    await asyncio.to_thread(_check_current)
+    await ui.read(_check_current)
     new_hash = await asyncio.to_thread(hash_password, secret)
 
     def _set(session: Session, row: MailUser, _acc: Account) -> str:
@@ -120,7 +115,7 @@ async def user_password(
         session.add(row)
         return row.username
 
-    name, url = await on_row(hub, user, MailUser, user_id, "user", PATH, _set)
+    name, url = await on_row(ui, MailUser, user_id, "user", PATH, _set)
     if own:
         return redirect("/console/login", _("Password changed. Log in with the new one."))
     return redirect(

@@ -7,7 +7,7 @@ import asyncio
 from collections import defaultdict
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Form
 from fastapi.responses import HTMLResponse, Response
 from markupsafe import Markup, escape
 from sqlalchemy import select as sa_select
@@ -15,17 +15,17 @@ from sqlalchemy import union_all
 from sqlmodel import Session, col, select
 
 from hub.console.actions import changed_page, on_row, settings_page
-from hub.console.auth import ConsoleUser, User
+from hub.console.auth import ConsoleUser
+from hub.console.page import Page, PageContext
 from hub.console.render import redirect
 from hub.console.settings_common import layout
 from hub.core.i18n import gettext as _
 from hub.inbound import webhooks
 from hub.store.models import Account, WebhookDelivery, WebhookEndpoint
-from hub.web.deps import HubDep
 from hub.web.edge import RowId
 
 if TYPE_CHECKING:
-    from hub.app import Hub
+    pass
 
 router = APIRouter()
 PATH = "/console/webhooks"
@@ -86,18 +86,14 @@ def _context(session: Session, user: ConsoleUser, account: Account) -> dict[str,
 
 
 @router.get("/webhooks", response_class=HTMLResponse)
-async def webhooks_page(request: Request, user: User, hub: HubDep, account: str = "") -> Response:
+async def webhooks_page(ui: Page, account: str = "") -> Response:
     """The account's webhook endpoints with their recent deliveries."""
-    return await settings_page(
-        request, user, hub, account, TEMPLATE, lambda s, acc: _context(s, user, acc)
-    )
+    return await settings_page(ui, account, TEMPLATE, lambda s, acc: _context(s, ui.user, acc))
 
 
 @router.post("/webhooks", response_class=HTMLResponse)
 async def webhooks_add(
-    request: Request,
-    user: User,
-    hub: HubDep,
+    ui: Page,
     account: Annotated[str, Form()] = "",
     url: Annotated[str, Form()] = "",
     events: Annotated[list[str] | None, Form()] = None,
@@ -114,11 +110,15 @@ async def webhooks_add(
 
     # A page, not a redirect: the secret must not travel in a cookie or a URL.
     return await changed_page(
-        request, user, hub, account, TEMPLATE, _add, lambda s, acc: _context(s, user, acc)
+        ui,
+        account,
+        TEMPLATE,
+        _add,
+        lambda s, acc: _context(s, ui.user, acc),
     )
 
 
-async def _change(hub: "Hub", user: ConsoleUser, endpoint_id: int, action: str) -> str:
+async def _change(ui: PageContext, endpoint_id: int, action: str) -> str:
     """Apply ACTION to one of the user's endpoints; returns the page to go back to."""
 
     def _do(session: Session, endpoint: WebhookEndpoint, _acc: Account) -> None:
@@ -129,36 +129,36 @@ async def _change(hub: "Hub", user: ConsoleUser, endpoint_id: int, action: str) 
         else:
             webhooks.disable_endpoint(session, endpoint_id, action == "disable")
 
-    _done, url = await on_row(hub, user, WebhookEndpoint, endpoint_id, "webhook", PATH, _do)
+    _done, url = await on_row(ui, WebhookEndpoint, endpoint_id, "webhook", PATH, _do)
     return url
 
 
 @router.post("/webhooks/{endpoint_id}/disable")
-async def webhooks_disable(user: User, hub: HubDep, endpoint_id: RowId) -> Response:
+async def webhooks_disable(ui: Page, endpoint_id: RowId) -> Response:
     """Stop sending to an endpoint; what it has queued waits until it is enabled."""
-    url = await _change(hub, user, endpoint_id, "disable")
+    url = await _change(ui, endpoint_id, "disable")
     return redirect(url, _("Webhook %(id)s disabled.", id=endpoint_id))
 
 
 @router.post("/webhooks/{endpoint_id}/enable")
-async def webhooks_enable(user: User, hub: HubDep, endpoint_id: RowId) -> Response:
+async def webhooks_enable(ui: Page, endpoint_id: RowId) -> Response:
     """Send to an endpoint again."""
-    url = await _change(hub, user, endpoint_id, "enable")
+    url = await _change(ui, endpoint_id, "enable")
     return redirect(url, _("Webhook %(id)s enabled.", id=endpoint_id))
 
 
 @router.post("/webhooks/{endpoint_id}/remove")
-async def webhooks_remove(user: User, hub: HubDep, endpoint_id: RowId) -> Response:
+async def webhooks_remove(ui: Page, endpoint_id: RowId) -> Response:
     """Delete an endpoint with its queued deliveries and its log."""
-    url = await _change(hub, user, endpoint_id, "remove")
+    url = await _change(ui, endpoint_id, "remove")
     return redirect(url, _("Webhook %(id)s removed.", id=endpoint_id))
 
 
 @router.post("/webhooks/{endpoint_id}/test")
-async def webhooks_test(user: User, hub: HubDep, endpoint_id: RowId) -> Response:
+async def webhooks_test(ui: Page, endpoint_id: RowId) -> Response:
     """Queue a ping event for an endpoint and wake the sender."""
-    url = await _change(hub, user, endpoint_id, "test")
-    hub.webhook_sender.wake()
+    url = await _change(ui, endpoint_id, "test")
+    ui.hub.webhook_sender.wake()
     return redirect(
         url,
         _("Test event queued for webhook %(id)s; reload to see how it went.", id=endpoint_id),
