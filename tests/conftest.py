@@ -20,6 +20,7 @@ from sqlalchemy.engine import make_url
 from sqlmodel import SQLModel
 
 import hub.store.models  # noqa: F401  (registers the tables)
+from hub.core import i18n
 from hub.core.config import Config, parse_config
 from hub.store.db import make_engine, session_scope, upgrade
 
@@ -33,6 +34,16 @@ pytest_plugins = [
     "tests.servers.radicale",
     "tests.servers.dns",
 ]
+
+
+@pytest.fixture(autouse=True)
+def _hub_language_reset() -> Iterator[None]:
+    """A Hub sets the language of texts written for no account (SMTP refusals) process-wide,
+    from its config: each test starts from the default again, whatever the previous one built."""
+    i18n.set_hub_language(None)
+    yield
+    i18n.set_hub_language(None)
+
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 PG_URL = os.environ.get("SMSHUB_TEST_DATABASE_URL", "")
