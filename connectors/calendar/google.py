@@ -51,7 +51,14 @@ from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
 from pydantic import model_validator
 
-from connectors.calendar.base import ThreadedSource, pack_cursor, short, unpack_cursor
+from connectors.calendar.base import (
+    ThreadedSource,
+    dump_seen,
+    load_seen,
+    pack_cursor,
+    short,
+    unpack_cursor,
+)
 from hub.errors import CursorExpired, SourceError
 from hub.mail.parse import html_to_text
 from hub.ports.calendar import (
@@ -189,9 +196,7 @@ class _State:
         data = {
             "v": 1,
             "sync": self.sync_token,
-            "from": self.start.astimezone(UTC).isoformat(),
-            "until": self.until.astimezone(UTC).isoformat(),
-            "ids": {k: list(v) for k, v in self.ids.items()},
+            **dump_seen(self.start, self.until, self.ids),
             "series": self.series,
         }
         return pack_cursor("google1:", data)
@@ -203,10 +208,8 @@ class _State:
             data = unpack_cursor("google1:", cursor)
             return cls(
                 sync_token=str(data["sync"]),
-                start=datetime.fromisoformat(data["from"]),
-                until=datetime.fromisoformat(data["until"]),
-                ids={k: (str(v[0]), str(v[1])) for k, v in data["ids"].items()},
                 series={str(k): str(v) for k, v in data["series"].items()},
+                **load_seen(data),
             )
         except (ValueError, KeyError, TypeError, IndexError, zlib.error) as exc:
             raise CursorExpired(f"unreadable Google cursor ({exc})") from None
@@ -467,33 +470,35 @@ class GoogleCalendarSource(ThreadedSource[GoogleSettings]):
                 raise SourceError(self._message(failure)) from None
             except auth_exceptions.RefreshError as exc:
                 # args[0] is Google's "error: description"; args[1] the raw answer.
-                why = str(exc.args[0]) if exc.args else str(exc)
-                raise SourceError(
-                    f"Google refused the credentials for {self.name} ({self._account}): "
-                    f"{short(why)}"
-                ) from None
+                raise self._refused(str(exc.args[0]) if exc.args else str(exc)) from None
             except auth_exceptions.GoogleAuthError as exc:
                 if not isinstance(exc, auth_exceptions.TransportError):
-                    raise SourceError(
-                        f"Google refused the credentials for {self.name} ({self._account}): "
-                        f"{short(str(exc))}"
-                    ) from None
-                if attempt < s.retries:
-                    log.info("%s: cannot reach Google's sign-in (%s); retrying", self.name, exc)
-                    time.sleep(delay)
+                    raise self._refused(str(exc)) from None
+                if self._wait_to_retry(attempt, delay, "Google's sign-in", exc):
                     continue
                 raise SourceError(
                     f"cannot reach Google's sign-in service for {self.name}: {short(str(exc))}"
                 ) from None
             except (TimeoutError, httplib2.HttpLib2Error, OSError) as exc:
-                if attempt < s.retries:
-                    log.info("%s: cannot reach Google (%s); retrying", self.name, exc)
-                    time.sleep(delay)
+                if self._wait_to_retry(attempt, delay, "Google", exc):
                     continue
                 raise SourceError(
                     f"cannot reach Google Calendar for {self.name}: {exc or type(exc).__name__}"
                 ) from None
         raise AssertionError("unreachable")
+
+    def _refused(self, why: str) -> SourceError:
+        return SourceError(
+            f"Google refused the credentials for {self.name} ({self._account}): {short(why)}"
+        )
+
+    def _wait_to_retry(self, attempt: int, delay: float, what: str, exc: Exception) -> bool:
+        """After failing to reach WHAT: wait DELAY and say True when an attempt is left."""
+        if attempt >= self.settings.retries:
+            return False
+        log.info("%s: cannot reach %s (%s); retrying", self.name, what, exc)
+        time.sleep(delay)
+        return True
 
     def _message(self, failure: _Failure) -> str:
         """What the receptionist reads when Google said no."""

@@ -49,7 +49,14 @@ from zoneinfo import ZoneInfo
 
 import httpx
 
-from connectors.calendar.base import CalendarSourceBase, pack_cursor, short, unpack_cursor
+from connectors.calendar.base import (
+    CalendarSourceBase,
+    dump_seen,
+    load_seen,
+    pack_cursor,
+    short,
+    unpack_cursor,
+)
 from connectors.calendar.graph_login import device_code_login
 from connectors.calendar.graph_settings import GraphSettings, zone_name
 from connectors.calendar.graph_signin import SignIn
@@ -197,9 +204,7 @@ class _State:
         data = {
             "v": 1,
             "delta": self.delta_link,
-            "from": self.start.astimezone(UTC).isoformat(),
-            "until": self.until.astimezone(UTC).isoformat(),
-            "ids": {k: list(v) for k, v in self.ids.items()},
+            **dump_seen(self.start, self.until, self.ids),
         }
         # Graph ids are long and share prefixes: compressed, the map stays small.
         return pack_cursor("graph1:", data)
@@ -209,12 +214,7 @@ class _State:
         """The state in CURSOR; CursorExpired when it is not one of ours (a full sync)."""
         try:
             data = unpack_cursor("graph1:", cursor)
-            return cls(
-                delta_link=str(data["delta"]),
-                start=datetime.fromisoformat(data["from"]),
-                until=datetime.fromisoformat(data["until"]),
-                ids={k: (str(v[0]), str(v[1])) for k, v in data["ids"].items()},
-            )
+            return cls(delta_link=str(data["delta"]), **load_seen(data))
         except (ValueError, KeyError, TypeError, IndexError, zlib.error) as exc:
             raise CursorExpired(f"unreadable Graph cursor ({exc})") from None
 
