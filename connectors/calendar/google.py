@@ -51,14 +51,8 @@ from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
 from pydantic import model_validator
 
-from connectors.calendar.base import (
-    ThreadedSource,
-    dump_seen,
-    load_seen,
-    pack_cursor,
-    short,
-    unpack_cursor,
-)
+from connectors.calendar.base import ThreadedSource, short
+from connectors.calendar.cursor import dump_seen, load_seen, pack_cursor, unpack_cursor
 from hub.errors import CursorExpired, SourceError
 from hub.mail.parse import html_to_text
 from hub.ports.calendar import (

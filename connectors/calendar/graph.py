@@ -49,14 +49,8 @@ from zoneinfo import ZoneInfo
 
 import httpx
 
-from connectors.calendar.base import (
-    CalendarSourceBase,
-    dump_seen,
-    load_seen,
-    pack_cursor,
-    short,
-    unpack_cursor,
-)
+from connectors.calendar.base import CalendarSourceBase, short
+from connectors.calendar.cursor import dump_seen, load_seen, pack_cursor, unpack_cursor
 from connectors.calendar.graph_login import device_code_login
 from connectors.calendar.graph_settings import GraphSettings, zone_name
 from connectors.calendar.graph_signin import SignIn
