@@ -2,7 +2,8 @@
 
 A cursor is compressed JSON behind a prefix naming the source and its version; besides the
 provider's own token, every such source keeps in it the synced range (events outside it are
-not tracked) and, by the provider's event id, the (uid, occurrence) of what was seen.
+not tracked) and, by the provider's event id, the (uid, occurrence) of what was seen:
+``DeltaState``, which each such source extends with what else it keeps.
 """
 
 from __future__ import annotations
@@ -11,8 +12,11 @@ import base64
 import json
 import zlib
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar, Self
+
+from hub.errors import CursorExpired
 
 
 def pack_cursor(prefix: str, data: Mapping[str, Any]) -> str:
@@ -30,24 +34,58 @@ def unpack_cursor(prefix: str, cursor: str) -> Any:
     return json.loads(zlib.decompress(base64.urlsafe_b64decode(cursor[len(prefix) :])))
 
 
-def dump_seen(
-    start: datetime, until: datetime, ids: Mapping[str, tuple[str, str]]
-) -> dict[str, Any]:
-    """The part of a delta source's cursor that every such source keeps: the synced range
-    (events outside it are not tracked) and, by the provider's event id, the (uid,
-    occurrence) of what was seen."""
-    return {
-        "from": start.astimezone(UTC).isoformat(),
-        "until": until.astimezone(UTC).isoformat(),
-        "ids": {k: list(v) for k, v in ids.items()},
-    }
+@dataclass
+class DeltaState:
+    """What a delta source's cursor carries from one sync to the next: the provider's token
+    (a sync token, a delta link), the synced range and what was seen in it.
 
+    A source's subclass names its cursor (``prefix``, ``token_key``, ``source``) and, when it
+    keeps more, adds fields and fills in ``_more`` and ``_read_more``."""
 
-def load_seen(data: Mapping[str, Any]) -> dict[str, Any]:
-    """What ``dump_seen`` put in DATA, as the keyword arguments ``start``, ``until`` and
-    ``ids``; KeyError, TypeError, ValueError or IndexError when DATA does not hold it."""
-    return {
-        "start": datetime.fromisoformat(data["from"]),
-        "until": datetime.fromisoformat(data["until"]),
-        "ids": {k: (str(v[0]), str(v[1])) for k, v in data["ids"].items()},
-    }
+    #: Starts the cursor: the source and the version of its layout ("google1:").
+    prefix: ClassVar[str]
+    #: The token's key in the cursor's JSON.
+    token_key: ClassVar[str]
+    #: The source as its users know it, in the message of an unreadable cursor.
+    source: ClassVar[str]
+
+    token: str
+    start: datetime  # the synced range: events outside it are not tracked
+    until: datetime
+    # The provider's event id -> (uid, occurrence) of what was seen.
+    ids: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+    def dump(self) -> str:
+        data = {
+            "v": 1,
+            self.token_key: self.token,
+            "from": self.start.astimezone(UTC).isoformat(),
+            "until": self.until.astimezone(UTC).isoformat(),
+            "ids": {k: list(v) for k, v in self.ids.items()},
+            **self._more(),
+        }
+        return pack_cursor(self.prefix, data)
+
+    @classmethod
+    def load(cls, cursor: str) -> Self:
+        """The state in CURSOR; CursorExpired when it is not one of ours (a full sync)."""
+        try:
+            data = unpack_cursor(cls.prefix, cursor)
+            return cls(
+                str(data[cls.token_key]),
+                datetime.fromisoformat(data["from"]),
+                datetime.fromisoformat(data["until"]),
+                {k: (str(v[0]), str(v[1])) for k, v in data["ids"].items()},
+                **cls._read_more(data),
+            )
+        except (ValueError, KeyError, TypeError, IndexError, zlib.error) as exc:
+            raise CursorExpired(f"unreadable {cls.source} cursor ({exc})") from None
+
+    def _more(self) -> dict[str, Any]:
+        """What the subclass keeps besides, as the cursor's JSON holds it."""
+        return {}
+
+    @classmethod
+    def _read_more(cls, data: Mapping[str, Any]) -> dict[str, Any]:
+        """The subclass's own fields from the cursor's DATA, as keyword arguments."""
+        return {}

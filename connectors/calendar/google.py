@@ -33,7 +33,6 @@ import json
 import logging
 import re
 import time
-import zlib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -52,7 +51,7 @@ from googleapiclient.errors import HttpError
 from pydantic import model_validator
 
 from connectors.calendar.base import ThreadedSource, short
-from connectors.calendar.cursor import dump_seen, load_seen, pack_cursor, unpack_cursor
+from connectors.calendar.cursor import DeltaState
 from hub.errors import CursorExpired, SourceError
 from hub.mail.parse import html_to_text
 from hub.ports.calendar import (
@@ -176,37 +175,21 @@ class GoogleSettings(CalendarSettings):
 
 
 @dataclass
-class _State:
-    """What the cursor carries from one sync to the next."""
+class _State(DeltaState):
+    """The sync token, and master id -> series uid of the recurring events seen."""
 
-    sync_token: str
-    start: datetime  # the synced range: events outside it are not tracked
-    until: datetime
-    # Google event id -> (uid, occurrence) of what was seen; master id -> series uid.
-    ids: dict[str, tuple[str, str]] = field(default_factory=dict)
+    prefix = "google1:"
+    token_key = "sync"
+    source = "Google"
+
     series: dict[str, str] = field(default_factory=dict)
 
-    def dump(self) -> str:
-        data = {
-            "v": 1,
-            "sync": self.sync_token,
-            **dump_seen(self.start, self.until, self.ids),
-            "series": self.series,
-        }
-        return pack_cursor("google1:", data)
+    def _more(self) -> dict[str, Any]:
+        return {"series": self.series}
 
     @classmethod
-    def load(cls, cursor: str) -> _State:
-        """The state in CURSOR; CursorExpired when it is not one of ours (a full sync)."""
-        try:
-            data = unpack_cursor("google1:", cursor)
-            return cls(
-                sync_token=str(data["sync"]),
-                series={str(k): str(v) for k, v in data["series"].items()},
-                **load_seen(data),
-            )
-        except (ValueError, KeyError, TypeError, IndexError, zlib.error) as exc:
-            raise CursorExpired(f"unreadable Google cursor ({exc})") from None
+    def _read_more(cls, data: Mapping[str, Any]) -> dict[str, Any]:
+        return {"series": {str(k): str(v) for k, v in data["series"].items()}}
 
 
 # ---- mapping ------------------------------------------------------------------------------
@@ -596,7 +579,7 @@ class GoogleCalendarSource(ThreadedSource[GoogleSettings]):
 
     def _delta(self, window: SyncWindow, state: _State) -> SyncResult:
         warnings: list[str] = []
-        items, token, zone = self._list(syncToken=state.sync_token)
+        items, token, zone = self._list(syncToken=state.token)
         removed: list[Removed] = []
         changed: dict[tuple[str, str], CalendarEvent] = {}
         for item in items:
@@ -622,7 +605,7 @@ class GoogleCalendarSource(ThreadedSource[GoogleSettings]):
                 changed[event.key] = event
                 self._remember(state, event)
             state.until = window.end
-        state.sync_token = token or state.sync_token
+        state.token = token or state.token
         removed = [r for r in removed if (r.uid, r.occurrence) not in changed]
         return SyncResult(
             events=list(changed.values()),

@@ -39,9 +39,8 @@ import html
 import logging
 import re
 import ssl
-import zlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from typing import Any, ClassVar
 from urllib.parse import quote
@@ -50,7 +49,7 @@ from zoneinfo import ZoneInfo
 import httpx
 
 from connectors.calendar.base import CalendarSourceBase, short
-from connectors.calendar.cursor import dump_seen, load_seen, pack_cursor, unpack_cursor
+from connectors.calendar.cursor import DeltaState
 from connectors.calendar.graph_login import device_code_login
 from connectors.calendar.graph_settings import GraphSettings, zone_name
 from connectors.calendar.graph_signin import SignIn
@@ -185,32 +184,13 @@ def to_event(item: Mapping[str, Any], default_zone: str) -> CalendarEvent:
 # ---- cursor -------------------------------------------------------------------------------
 
 
-@dataclass
-class _State:
-    """What the cursor carries: the deltaLink, the range it covers, what was seen."""
+class _State(DeltaState):
+    """The deltaLink, the range it covers, what was seen (Graph ids are long and share
+    prefixes: compressed, the map stays small)."""
 
-    delta_link: str
-    start: datetime
-    until: datetime
-    ids: dict[str, tuple[str, str]] = field(default_factory=dict)
-
-    def dump(self) -> str:
-        data = {
-            "v": 1,
-            "delta": self.delta_link,
-            **dump_seen(self.start, self.until, self.ids),
-        }
-        # Graph ids are long and share prefixes: compressed, the map stays small.
-        return pack_cursor("graph1:", data)
-
-    @classmethod
-    def load(cls, cursor: str) -> _State:
-        """The state in CURSOR; CursorExpired when it is not one of ours (a full sync)."""
-        try:
-            data = unpack_cursor("graph1:", cursor)
-            return cls(delta_link=str(data["delta"]), **load_seen(data))
-        except (ValueError, KeyError, TypeError, IndexError, zlib.error) as exc:
-            raise CursorExpired(f"unreadable Graph cursor ({exc})") from None
+    prefix = "graph1:"
+    token_key = "delta"
+    source = "Graph"
 
 
 # ---- the source ---------------------------------------------------------------------------
@@ -469,7 +449,7 @@ class GraphCalendarSource(CalendarSourceBase[GraphSettings]):
         )
 
     async def _delta(self, state: _State) -> SyncResult:
-        items, delta_link = await self._round(state.delta_link, None)
+        items, delta_link = await self._round(state.token, None)
         warnings: list[str] = []
         events: dict[tuple[str, str], CalendarEvent] = {}
         removed: dict[tuple[str, str], Removed] = {}
@@ -486,7 +466,7 @@ class GraphCalendarSource(CalendarSourceBase[GraphSettings]):
                 events[event.key] = event
                 removed.pop(event.key, None)
                 self._remember(state, event)
-        state.delta_link = delta_link
+        state.token = delta_link
         return SyncResult(
             events=list(events.values()),
             removed=list(removed.values()),
