@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar, Self
 
 from hub.errors import CursorExpired
+from hub.ports.calendar import CalendarEvent
 
 
 def pack_cursor(prefix: str, data: Mapping[str, Any]) -> str:
@@ -54,6 +55,12 @@ class DeltaState:
     until: datetime
     # The provider's event id -> (uid, occurrence) of what was seen.
     ids: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+    def saw(self, event: CalendarEvent) -> str:
+        """Record EVENT as seen under its provider id (``raw["id"]``), and return that id."""
+        provider_id = str(event.raw["id"])
+        self.ids[provider_id] = event.key
+        return provider_id
 
     def dump(self) -> str:
         data = {

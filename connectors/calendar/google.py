@@ -550,9 +550,7 @@ class GoogleCalendarSource(ThreadedSource[GoogleSettings]):
         return found
 
     def _remember(self, state: _State, event: CalendarEvent) -> None:
-        google_id = str(event.raw["id"])
-        state.ids[google_id] = event.key
-        self._by_key[event.key] = google_id
+        self._by_key[event.key] = state.saw(event)
         master = event.raw.get("recurringEventId")
         if master:
             state.series[str(master)] = event.uid

@@ -426,9 +426,7 @@ class GraphCalendarSource(CalendarSourceBase[GraphSettings]):
             return None
 
     def _remember(self, state: _State, event: CalendarEvent) -> None:
-        graph_id = str(event.raw["id"])
-        state.ids[graph_id] = event.key
-        self._by_key[event.key] = graph_id
+        self._by_key[event.key] = state.saw(event)
 
     async def _full(self, window: SyncWindow) -> SyncResult:
         until = window.end + timedelta(days=self.settings.lookahead_days)
