@@ -8,18 +8,14 @@ for the receptionist. ``ThreadedSource`` adds what a source built on a blocking 
 needs: every call in a worker thread, one at a time, within a deadline, the library's
 errors turned into ``SourceError`` by the source's ``_translate``.
 
-Also here: the cursor codec (compressed JSON behind a prefix naming the source and its
-version) and the short form of a server's message.
+Also here: the short form of a server's message (the cursor codec is in ``cursor``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
 import threading
-import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any, ClassVar, Generic, TypeVar
 
 from hub.errors import ConfigError, SourceError
@@ -119,21 +115,6 @@ class ThreadedSource(CalendarSourceBase[S]):
     def _translate(self, fn: Callable[..., T], *args: Any) -> T:
         """Run FN, turning the library's errors into SourceError (the source's words)."""
         return fn(*args)
-
-
-def pack_cursor(prefix: str, data: Mapping[str, Any]) -> str:
-    """DATA as a cursor: PREFIX, then the compressed JSON (ids and uids repeat a lot: a few
-    thousand events stay a few kB)."""
-    packed = zlib.compress(json.dumps(data, separators=(",", ":")).encode(), 9)
-    return prefix + base64.urlsafe_b64encode(packed).decode("ascii")
-
-
-def unpack_cursor(prefix: str, cursor: str) -> Any:
-    """What ``pack_cursor(PREFIX, ...)`` packed in CURSOR; ValueError (or zlib.error) when
-    CURSOR is not one."""
-    if not cursor.startswith(prefix):
-        raise ValueError(f"not a {prefix.rstrip(':')} cursor")
-    return json.loads(zlib.decompress(base64.urlsafe_b64decode(cursor[len(prefix) :])))
 
 
 def short(text: object, limit: int = 300) -> str:

@@ -33,7 +33,6 @@ import json
 import logging
 import re
 import time
-import zlib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -51,7 +50,8 @@ from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
 from pydantic import model_validator
 
-from connectors.calendar.base import ThreadedSource, pack_cursor, short, unpack_cursor
+from connectors.calendar.base import ThreadedSource, short
+from connectors.calendar.cursor import DeltaState
 from hub.errors import CursorExpired, SourceError
 from hub.mail.parse import html_to_text
 from hub.ports.calendar import (
@@ -175,41 +175,21 @@ class GoogleSettings(CalendarSettings):
 
 
 @dataclass
-class _State:
-    """What the cursor carries from one sync to the next."""
+class _State(DeltaState):
+    """The sync token, and master id -> series uid of the recurring events seen."""
 
-    sync_token: str
-    start: datetime  # the synced range: events outside it are not tracked
-    until: datetime
-    # Google event id -> (uid, occurrence) of what was seen; master id -> series uid.
-    ids: dict[str, tuple[str, str]] = field(default_factory=dict)
+    prefix = "google1:"
+    token_key = "sync"
+    source = "Google"
+
     series: dict[str, str] = field(default_factory=dict)
 
-    def dump(self) -> str:
-        data = {
-            "v": 1,
-            "sync": self.sync_token,
-            "from": self.start.astimezone(UTC).isoformat(),
-            "until": self.until.astimezone(UTC).isoformat(),
-            "ids": {k: list(v) for k, v in self.ids.items()},
-            "series": self.series,
-        }
-        return pack_cursor("google1:", data)
+    def _more(self) -> dict[str, Any]:
+        return {"series": self.series}
 
     @classmethod
-    def load(cls, cursor: str) -> _State:
-        """The state in CURSOR; CursorExpired when it is not one of ours (a full sync)."""
-        try:
-            data = unpack_cursor("google1:", cursor)
-            return cls(
-                sync_token=str(data["sync"]),
-                start=datetime.fromisoformat(data["from"]),
-                until=datetime.fromisoformat(data["until"]),
-                ids={k: (str(v[0]), str(v[1])) for k, v in data["ids"].items()},
-                series={str(k): str(v) for k, v in data["series"].items()},
-            )
-        except (ValueError, KeyError, TypeError, IndexError, zlib.error) as exc:
-            raise CursorExpired(f"unreadable Google cursor ({exc})") from None
+    def _read_more(cls, data: Mapping[str, Any]) -> dict[str, Any]:
+        return {"series": {str(k): str(v) for k, v in data["series"].items()}}
 
 
 # ---- mapping ------------------------------------------------------------------------------
@@ -467,33 +447,35 @@ class GoogleCalendarSource(ThreadedSource[GoogleSettings]):
                 raise SourceError(self._message(failure)) from None
             except auth_exceptions.RefreshError as exc:
                 # args[0] is Google's "error: description"; args[1] the raw answer.
-                why = str(exc.args[0]) if exc.args else str(exc)
-                raise SourceError(
-                    f"Google refused the credentials for {self.name} ({self._account}): "
-                    f"{short(why)}"
-                ) from None
+                raise self._refused(str(exc.args[0]) if exc.args else str(exc)) from None
             except auth_exceptions.GoogleAuthError as exc:
                 if not isinstance(exc, auth_exceptions.TransportError):
-                    raise SourceError(
-                        f"Google refused the credentials for {self.name} ({self._account}): "
-                        f"{short(str(exc))}"
-                    ) from None
-                if attempt < s.retries:
-                    log.info("%s: cannot reach Google's sign-in (%s); retrying", self.name, exc)
-                    time.sleep(delay)
+                    raise self._refused(str(exc)) from None
+                if self._wait_to_retry(attempt, delay, "Google's sign-in", exc):
                     continue
                 raise SourceError(
                     f"cannot reach Google's sign-in service for {self.name}: {short(str(exc))}"
                 ) from None
             except (TimeoutError, httplib2.HttpLib2Error, OSError) as exc:
-                if attempt < s.retries:
-                    log.info("%s: cannot reach Google (%s); retrying", self.name, exc)
-                    time.sleep(delay)
+                if self._wait_to_retry(attempt, delay, "Google", exc):
                     continue
                 raise SourceError(
                     f"cannot reach Google Calendar for {self.name}: {exc or type(exc).__name__}"
                 ) from None
         raise AssertionError("unreachable")
+
+    def _refused(self, why: str) -> SourceError:
+        return SourceError(
+            f"Google refused the credentials for {self.name} ({self._account}): {short(why)}"
+        )
+
+    def _wait_to_retry(self, attempt: int, delay: float, what: str, exc: Exception) -> bool:
+        """After failing to reach WHAT: wait DELAY and say True when an attempt is left."""
+        if attempt >= self.settings.retries:
+            return False
+        log.info("%s: cannot reach %s (%s); retrying", self.name, what, exc)
+        time.sleep(delay)
+        return True
 
     def _message(self, failure: _Failure) -> str:
         """What the receptionist reads when Google said no."""
@@ -568,9 +550,7 @@ class GoogleCalendarSource(ThreadedSource[GoogleSettings]):
         return found
 
     def _remember(self, state: _State, event: CalendarEvent) -> None:
-        google_id = str(event.raw["id"])
-        state.ids[google_id] = event.key
-        self._by_key[event.key] = google_id
+        self._by_key[event.key] = state.saw(event)
         master = event.raw.get("recurringEventId")
         if master:
             state.series[str(master)] = event.uid
@@ -597,7 +577,7 @@ class GoogleCalendarSource(ThreadedSource[GoogleSettings]):
 
     def _delta(self, window: SyncWindow, state: _State) -> SyncResult:
         warnings: list[str] = []
-        items, token, zone = self._list(syncToken=state.sync_token)
+        items, token, zone = self._list(syncToken=state.token)
         removed: list[Removed] = []
         changed: dict[tuple[str, str], CalendarEvent] = {}
         for item in items:
@@ -623,7 +603,7 @@ class GoogleCalendarSource(ThreadedSource[GoogleSettings]):
                 changed[event.key] = event
                 self._remember(state, event)
             state.until = window.end
-        state.sync_token = token or state.sync_token
+        state.token = token or state.token
         removed = [r for r in removed if (r.uid, r.occurrence) not in changed]
         return SyncResult(
             events=list(changed.values()),

@@ -39,9 +39,8 @@ import html
 import logging
 import re
 import ssl
-import zlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from typing import Any, ClassVar
 from urllib.parse import quote
@@ -49,7 +48,8 @@ from zoneinfo import ZoneInfo
 
 import httpx
 
-from connectors.calendar.base import CalendarSourceBase, pack_cursor, short, unpack_cursor
+from connectors.calendar.base import CalendarSourceBase, short
+from connectors.calendar.cursor import DeltaState
 from connectors.calendar.graph_login import device_code_login
 from connectors.calendar.graph_settings import GraphSettings, zone_name
 from connectors.calendar.graph_signin import SignIn
@@ -184,39 +184,13 @@ def to_event(item: Mapping[str, Any], default_zone: str) -> CalendarEvent:
 # ---- cursor -------------------------------------------------------------------------------
 
 
-@dataclass
-class _State:
-    """What the cursor carries: the deltaLink, the range it covers, what was seen."""
+class _State(DeltaState):
+    """The deltaLink, the range it covers, what was seen (Graph ids are long and share
+    prefixes: compressed, the map stays small)."""
 
-    delta_link: str
-    start: datetime
-    until: datetime
-    ids: dict[str, tuple[str, str]] = field(default_factory=dict)
-
-    def dump(self) -> str:
-        data = {
-            "v": 1,
-            "delta": self.delta_link,
-            "from": self.start.astimezone(UTC).isoformat(),
-            "until": self.until.astimezone(UTC).isoformat(),
-            "ids": {k: list(v) for k, v in self.ids.items()},
-        }
-        # Graph ids are long and share prefixes: compressed, the map stays small.
-        return pack_cursor("graph1:", data)
-
-    @classmethod
-    def load(cls, cursor: str) -> _State:
-        """The state in CURSOR; CursorExpired when it is not one of ours (a full sync)."""
-        try:
-            data = unpack_cursor("graph1:", cursor)
-            return cls(
-                delta_link=str(data["delta"]),
-                start=datetime.fromisoformat(data["from"]),
-                until=datetime.fromisoformat(data["until"]),
-                ids={k: (str(v[0]), str(v[1])) for k, v in data["ids"].items()},
-            )
-        except (ValueError, KeyError, TypeError, IndexError, zlib.error) as exc:
-            raise CursorExpired(f"unreadable Graph cursor ({exc})") from None
+    prefix = "graph1:"
+    token_key = "delta"
+    source = "Graph"
 
 
 # ---- the source ---------------------------------------------------------------------------
@@ -452,9 +426,7 @@ class GraphCalendarSource(CalendarSourceBase[GraphSettings]):
             return None
 
     def _remember(self, state: _State, event: CalendarEvent) -> None:
-        graph_id = str(event.raw["id"])
-        state.ids[graph_id] = event.key
-        self._by_key[event.key] = graph_id
+        self._by_key[event.key] = state.saw(event)
 
     async def _full(self, window: SyncWindow) -> SyncResult:
         until = window.end + timedelta(days=self.settings.lookahead_days)
@@ -475,7 +447,7 @@ class GraphCalendarSource(CalendarSourceBase[GraphSettings]):
         )
 
     async def _delta(self, state: _State) -> SyncResult:
-        items, delta_link = await self._round(state.delta_link, None)
+        items, delta_link = await self._round(state.token, None)
         warnings: list[str] = []
         events: dict[tuple[str, str], CalendarEvent] = {}
         removed: dict[tuple[str, str], Removed] = {}
@@ -492,7 +464,7 @@ class GraphCalendarSource(CalendarSourceBase[GraphSettings]):
                 events[event.key] = event
                 removed.pop(event.key, None)
                 self._remember(state, event)
-        state.delta_link = delta_link
+        state.token = delta_link
         return SyncResult(
             events=list(events.values()),
             removed=list(removed.values()),
