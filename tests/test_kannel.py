@@ -486,7 +486,12 @@ async def test_kannel_down_requeues_with_a_detail_then_fails_over(
 
 
 async def test_kannel_that_takes_the_request_but_never_answers_leaves_it_unknown(
-    db_url: str, tmp_path: Path, engine: Engine, account: str, secrets_env: None
+    db_url: str,
+    tmp_path: Path,
+    engine: Engine,
+    account: str,
+    secrets_env: None,
+    make_hub: MakeHub,
 ) -> None:
     """sendsms has no idempotency key: a request Kannel may have taken is not sent again,
     neither through Kannel nor through the next provider (it used to be, as TRANSIENT)."""
@@ -496,7 +501,7 @@ async def test_kannel_that_takes_the_request_but_never_answers_leaves_it_unknown
         config = _config(
             db_url, tmp_path, port, sendsms, route=["kannel", "simulator"], timeout=0.5
         )
-        async with running_hub(config, engine, port) as hub:
+        async with running_hub(make_hub, config, port) as hub:
             [mid] = _submit(hub, "maybe sent", "+33600000032")
             await hub.dispatcher.run_once()  # type: ignore[union-attr]
             message = _messages(engine)[mid]
