@@ -18,7 +18,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from babel import Locale, UnknownLocaleError
 from pydantic import TypeAdapter, ValidationError
-from sqlalchemy import event as sa_event
 from sqlmodel import Session, col, delete, select
 
 from hub.core.timeutil import as_utc, utcnow
@@ -36,6 +35,7 @@ from hub.reminders.render import render_reminder
 from hub.reminders.rules import parse_hhmm, parse_offsets
 from hub.sending.accounts import get_account
 from hub.sending.outbox import cancel_queued
+from hub.store.db import after_commit
 from hub.store.models import Account, Calendar, CalendarEventRow, Message, Reminder
 from hub.store.state_sql import delete_namespace_in
 
@@ -404,30 +404,17 @@ def _delete_after_commit(
     session: Session, files: list[tuple[StateFile, Path]], report: RemoveReport
 ) -> None:
     """Delete FILES once SESSION's current (outermost) transaction is committed; never if it
-    is rolled back."""
+    is rolled back (``hub.store.db.after_commit``)."""
     if not files:
         return
-    root = session.get_transaction()
-    done = False
 
-    def committed(_: Session) -> None:
-        nonlocal done
-        # after_commit also follows a savepoint's release: wait for the outermost.
-        if done or root is None or root.is_active:
-            return
-        done = True
+    def delete_files() -> None:
         try:
             _delete_files(files, report)
         except Exception:  # the removal is committed: this must not undo the caller's success
             log.exception("deleting the files of a removed calendar failed")
 
-    def ended(_: Session, transaction: Any) -> None:
-        nonlocal done
-        if transaction is root:
-            done = True  # committed (deleted above) or rolled back: nothing more to do
-
-    sa_event.listen(session, "after_commit", committed)
-    sa_event.listen(session, "after_transaction_end", ended)
+    after_commit(session, delete_files)
 
 
 def update_rules(
