@@ -31,8 +31,8 @@ from starlette.routing import Route
 from hub.core.config import Config
 from hub.core.metrics import IN_FLIGHT, MAIL_QUEUE_DEPTH, OLDEST_QUEUED, QUEUE_DEPTH
 from hub.core.timeutil import as_utc, utcnow
-from hub.errors import ConfigError
 from hub.mail.mailboxes import configured_mailboxes, mailbox_probe
+from hub.runtime.listen import listen
 from hub.runtime.readiness import Readiness, imap_probe, scheduler_probe, smtp_probe, task_probe
 from hub.store.db import sql
 from hub.store.schema_check import head_revision
@@ -108,20 +108,12 @@ def ops_app(readiness: Readiness, metrics_token: str | None) -> Starlette:
 
 def bind(host: str, port: int) -> socket.socket:
     """The ops port's listening socket; a port in use is a ConfigError naming the key."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise ConfigError(
-            f"'ops.port': cannot listen on {host}:{port} ({exc.strerror}); choose another "
-            "[ops] port for this instance, or 0 to turn the ops port off"
-        ) from None
-    sock.listen(128)
-    sock.setblocking(False)
-    return sock
+    return listen(
+        host,
+        port,
+        key="ops.port",
+        remedy="choose another [ops] port for this instance, or 0 to turn the ops port off",
+    )
 
 
 class OpsServer:

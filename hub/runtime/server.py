@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 from collections.abc import Iterator
 
 import uvicorn
@@ -18,6 +19,7 @@ import uvicorn
 from hub.app import Process, start_process
 from hub.core.config import Config
 from hub.runtime.heap import trim_periodically
+from hub.runtime.listen import listen
 from hub.runtime.logs import setup_logging
 from hub.runtime.ops_http import OpsServer, start_ops
 
@@ -66,7 +68,6 @@ async def serve(config: Config, roles: set[str]) -> None:
     instance = setup_logging(config)
     process = await start_process(config, roles, instance)
     ops = await _start_ops(config, process, instance)
-    _announce(config, process, instance, ops)
     grace = config.hub.stop_grace_seconds
     http = process.http_config(grace)
     server = _Server(http) if http is not None else None
@@ -77,8 +78,11 @@ async def serve(config: Config, roles: set[str]) -> None:
     # Resident memory follows what is in use (hub.runtime.heap: measured allocator fragmentation).
     trimmer = asyncio.create_task(trim_periodically(), name="heap-trim")
     try:
+        # Bound before the announcement: "running" means the HTTP port takes connections.
+        sockets = [_listen_http(config)] if server is not None else None
+        _announce(config, process, instance, ops)
         if server is not None:
-            await server.serve()
+            await server.serve(sockets=sockets)
         else:
             await stop.requested.wait()
     finally:
@@ -89,6 +93,16 @@ async def serve(config: Config, roles: set[str]) -> None:
         for signum in _SIGNALS:
             loop.remove_signal_handler(signum)
         log.warning("smshub stopped")
+
+
+def _listen_http(config: Config) -> socket.socket:
+    """The HTTP port's socket, for uvicorn to serve on."""
+    return listen(
+        config.http.host,
+        config.http.port,
+        key="http.port",
+        remedy="choose another [http] port for this instance (or stop what holds it)",
+    )
 
 
 async def _start_ops(config: Config, process: Process, instance: str) -> OpsServer | None:

@@ -299,9 +299,15 @@ def test_api_smtp_and_two_dispatchers_survive_sigterm_and_sigkill(
         deadline = time.monotonic() + 60
         while True:
             assert all(p.alive() for p in procs), [p.output() for p in procs]
-            assert time.monotonic() < deadline, "the dispatchers did not get going"
             started1, accepted1 = _calls(read_log(d1_log))
             started2, accepted2 = _calls(read_log(d2_log))
+            assert time.monotonic() < deadline, (
+                "the dispatchers did not get going: dispatcher 1 accepted "
+                f"{len(accepted1)}, dispatcher 2 accepted {len(accepted2)} with "
+                f"{len(started2 - accepted2)} in flight; load posted {load.batches_posted} "
+                f"batches and {load.mails_sent} mails ({load.errors or 'no error'}); "
+                f"{_open(engine)} messages open"
+            )
             if len(accepted1) >= 200 and len(accepted2) >= 200 and started2 - accepted2:
                 break
             time.sleep(0.02)
