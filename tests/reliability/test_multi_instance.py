@@ -14,7 +14,9 @@ started again and the test waits until every message is final. Then:
   every call still in flight at the kill is (it cannot be re-sent without deduplication);
 - the ledger is exact: every balance equals its ledger sum, the charges are the credits of
   every message, the refunds those of the failed ones;
-- each confirmation reached the sink exactly once;
+- each confirmation reached the sink once, except at most the one mail the killed
+  dispatcher had handed to the sink without recording it (SMTP has no idempotency key: it
+  is sent again, with the same Message-ID, rather than lost);
 - the SIGTERM'd dispatcher exited 0 and logged what it drained.
 """
 
@@ -323,6 +325,7 @@ def test_api_smtp_and_two_dispatchers_survive_sigterm_and_sigkill(
         d1_took = time.monotonic() - stop_began
         d1._reader.join(5)
 
+        delivered_before_restart = {str(m["Message-ID"]) for m in smtp_sink.messages}
         d1b = spawn(d1_config, "dispatcher 1 (again)", "dispatcher")
         d2b = spawn(d2_config, "dispatcher 2 (again)", "dispatcher")
         for proc in (d1b, d2b):
@@ -407,10 +410,15 @@ def test_api_smtp_and_two_dispatchers_survive_sigterm_and_sigkill(
     assert by_kind[LedgerKind.REFUND.value] == sum(credits[i] for i in failed)
     assert balance == by_kind[LedgerKind.TOPUP.value] - sum(credits[i] for i in sent | unknown)
 
-    # Each confirmation reached the sink once.
+    # Each confirmation reached the sink once, but for the mail dispatcher 2 may have been
+    # sending at its kill: the sink took it, the process died before recording it as sent,
+    # and it went out again once its lease ended (a mail worker sends one at a time, so at
+    # most one; its first copy had landed before the restart).
     ids = collections.Counter(str(m["Message-ID"]) for m in smtp_sink.messages)
     assert len(ids) == MAILS, f"{len(ids)} distinct confirmations for {MAILS} mails"
-    assert max(ids.values()) == 1, f"delivered twice: {[i for i, n in ids.items() if n > 1]}"
+    twice = {i for i, n in ids.items() if n > 1}
+    assert max(ids.values()) <= 2 and len(twice) <= 1, f"delivered more than once: {twice}"
+    assert twice <= delivered_before_restart, f"sent again though not sent before: {twice}"
     assert {str(m["To"]) for m in smtp_sink.messages} == {SENDER}
 
     took_back = sum(
