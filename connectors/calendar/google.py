@@ -28,16 +28,19 @@ The client library is blocking (httplib2): every call runs in a worker thread wi
 from __future__ import annotations
 
 import asyncio
+import functools
 import html
 import json
 import logging
+import os
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
-from typing import Annotated, Any, ClassVar, Literal
+from types import SimpleNamespace
+from typing import Annotated, Any, ClassVar, Literal, NoReturn
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import google_auth_httplib2
@@ -312,6 +315,58 @@ class _Conflict(Exception):
     """If-Match failed (412): the event changed since we read it."""
 
 
+# ---- the API resource ---------------------------------------------------------------------
+
+# What build() reads from the environment: a resource built for other values is not reused.
+_API_ENVIRONMENT = (
+    "GOOGLE_CLOUD_UNIVERSE_DOMAIN",
+    "GOOGLE_API_USE_MTLS_ENDPOINT",
+    "GOOGLE_API_USE_CLIENT_CERTIFICATE",
+)
+
+
+def _api_environment() -> tuple[str | None, ...]:
+    return tuple(os.environ.get(name) for name in _API_ENVIRONMENT)
+
+
+class _RequestsOnly:
+    """The http a shared API resource is built with: it only makes the requests, each then
+    run with its source's own signed-in http (``HttpRequest.execute(http=...)``).
+
+    It carries the credentials' universe domain (None: no credentials) so that the library's
+    check of the client's universe against the credentials' sees what it saw when every
+    source built its own resource on its own http."""
+
+    def __init__(self, universe: str | None) -> None:
+        self.credentials = SimpleNamespace(universe_domain=universe) if universe else None
+
+    def request(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise RuntimeError("a Google API request must run with its source's own http")
+
+    def close(self) -> None:
+        return None
+
+
+@functools.lru_cache(maxsize=32)
+def _events_api(endpoint: str | None, universe: str | None, environment: object) -> Any:
+    """The ``events`` resource of Calendar API v3 at ENDPOINT, built once per process.
+
+    Building it costs milliseconds (the discovery document read and parsed, then every
+    method of the resource created with its docstring, schemas pretty-printed), more than
+    mapping a page of events, and a source lives for one sync. Its methods only make
+    requests from immutable state, so one resource serves every source and thread.
+    ENVIRONMENT is ``_api_environment()``, part of the key only."""
+    service = build(
+        "calendar",
+        "v3",
+        http=_RequestsOnly(universe),
+        static_discovery=True,
+        cache_discovery=False,
+        client_options={"api_endpoint": endpoint} if endpoint else None,
+    )
+    return service.events()
+
+
 # ---- the source ---------------------------------------------------------------------------
 
 
@@ -326,8 +381,9 @@ class GoogleCalendarSource(ThreadedSource[GoogleSettings]):
     def __init__(self, settings: GoogleSettings, ctx: SourceContext) -> None:
         super().__init__(settings, ctx)
         self.calendar_id = settings.calendar_id
-        self._service: Any = None
+        # The signed-in connection every request runs on (None until the first call).
         self._http: Any = None
+        self._universe: str | None = None  # the credentials' universe domain, if any
         self._account = ""  # who we sign in as, for messages
         # (uid, occurrence) -> Google id of the occurrences seen: where annotate writes.
         self._by_key: dict[tuple[str, str], str] = {}
@@ -350,9 +406,10 @@ class GoogleCalendarSource(ThreadedSource[GoogleSettings]):
         return True
 
     async def close(self) -> None:
-        service, self._service, self._http = self._service, None, None
-        if service is not None:
-            await asyncio.to_thread(service.close)
+        http, self._http = self._http, None
+        if http is not None:
+            # httplib2 leaves its sockets open unless told.
+            await asyncio.to_thread(http.close)
 
     # -- plumbing -------------------------------------------------------------------------
     def _credentials(self) -> Credentials:
@@ -401,22 +458,16 @@ class GoogleCalendarSource(ThreadedSource[GoogleSettings]):
         return endpoint if endpoint.endswith("/") else endpoint + "/"
 
     def _api(self) -> Any:
-        if self._service is None:
+        """The events resource, its requests to be run with this source's own http."""
+        if self._http is None:
             creds = self._credentials()
             http: Any = httplib2.Http(timeout=self.settings.timeout)
+            universe = None
             if not isinstance(creds, AnonymousCredentials):
                 http = google_auth_httplib2.AuthorizedHttp(creds, http=http)
-            endpoint = self._endpoint()
-            self._service = build(
-                "calendar",
-                "v3",
-                http=http,
-                static_discovery=True,
-                cache_discovery=False,
-                client_options={"api_endpoint": endpoint} if endpoint else None,
-            )
-            self._http = http
-        return self._service
+                universe = getattr(creds, "universe_domain", None)
+            self._http, self._universe = http, universe
+        return _events_api(self._endpoint(), self._universe, _api_environment())
 
     def _execute(self, request: Any, *, sync_token: bool = False, conflict: bool = False) -> Any:
         """Run one API request with retries; CursorExpired / SourceError on failure."""
@@ -424,7 +475,7 @@ class GoogleCalendarSource(ThreadedSource[GoogleSettings]):
         for attempt in range(s.retries + 1):
             delay = s.retry_delay * (2**attempt)
             try:
-                return request.execute(num_retries=0)
+                return request.execute(http=self._http, num_retries=0)
             except HttpError as exc:
                 failure = _failure(exc)
                 if failure.status == 410 and sync_token:
@@ -506,7 +557,7 @@ class GoogleCalendarSource(ThreadedSource[GoogleSettings]):
     # -- reading --------------------------------------------------------------------------
     def _pages(self, **query: Any) -> Iterator[dict[str, Any]]:
         """Every page of one events.list query."""
-        events = self._api().events()
+        events = self._api()
         page_token = None
         for _ in range(_MAX_PAGES):
             request = events.list(
@@ -660,7 +711,7 @@ class GoogleCalendarSource(ThreadedSource[GoogleSettings]):
                 f"{self.name}: cannot find {event.title or event.uid!r} "
                 f"({event.start:%Y-%m-%d %H:%M}) in Google Calendar to write {note!r}"
             )
-        events = self._api().events()
+        events = self._api()
         for _ in range(3):
             current = self._execute(events.get(calendarId=self.calendar_id, eventId=google_id))
             description = str(current.get("description") or "")
