@@ -206,10 +206,12 @@ def _parse_time(value: str) -> datetime:
 
 def _when(value: Mapping[str, Any], zone: ZoneInfo) -> tuple[datetime, bool]:
     """(aware start, all-day) of a Google start/end: dateTime, or a date at midnight in ZONE."""
-    if value.get("dateTime"):
-        return _parse_time(str(value["dateTime"])), False
-    if value.get("date"):
-        return datetime.combine(date.fromisoformat(str(value["date"])), dtime(), zone), True
+    text = value.get("dateTime")
+    if text:
+        return _parse_time(str(text)), False
+    text = value.get("date")
+    if text:
+        return datetime.combine(date.fromisoformat(str(text)), dtime(), zone), True
     raise ValueError("it has neither dateTime nor date")
 
 
@@ -237,27 +239,33 @@ def event_key(item: Mapping[str, Any]) -> tuple[str, str]:
     return uid, ""
 
 
+def _attendees(people: Any) -> tuple[Attendee, ...]:
+    return tuple(
+        Attendee(email=a.get("email") or None, name=a.get("displayName") or None)
+        for a in people
+        # Meeting rooms are not people to remind, nor the calendar's owner or the organizer
+        # (Google lists them among the attendees): a reminder greets the patient.
+        if not (a.get("resource") or a.get("self") or a.get("organizer"))
+    )
+
+
 def to_event(item: Mapping[str, Any], calendar_zone: str) -> CalendarEvent:
     """A Google event resource as a CalendarEvent (ValueError when it cannot be placed)."""
-    zone_name = _zone(item.get("start", {}).get("timeZone")) or calendar_zone
+    # Run for every event read (the most of a sync's reading time after the fetch): each
+    # field is looked up once.
+    start_value = item.get("start", {})
+    zone_name = _zone(start_value.get("timeZone")) or calendar_zone
     zone = ZoneInfo(zone_name)
-    start, all_day = _when(item.get("start") or {}, zone)
-    end = None
-    if item.get("end"):
-        end, _ = _when(item["end"], zone)
+    start, all_day = _when(start_value or {}, zone)
+    end_value = item.get("end")
+    end = _when(end_value, zone)[0] if end_value else None
     if all_day:
         zone_name = calendar_zone
     start = start.astimezone(zone)
     if end is not None:
         end = max(end.astimezone(zone), start)
     uid, occurrence = event_key(item)
-    attendees = tuple(
-        Attendee(email=a.get("email") or None, name=a.get("displayName") or None)
-        for a in item.get("attendees") or ()
-        # Meeting rooms are not people to remind, nor the calendar's owner or the organizer
-        # (Google lists them among the attendees): a reminder greets the patient.
-        if not (a.get("resource") or a.get("self") or a.get("organizer"))
-    )
+    people = item.get("attendees")
     return CalendarEvent(
         uid=uid,
         occurrence=occurrence,
@@ -268,7 +276,7 @@ def to_event(item: Mapping[str, Any], calendar_zone: str) -> CalendarEvent:
         title=str(item.get("summary") or "").strip(),
         location=str(item.get("location") or "").strip(),
         description=_text(str(item.get("description") or "")),
-        attendees=attendees,
+        attendees=_attendees(people) if people else (),
         status=_STATUS.get(str(item.get("status", "")), EventStatus.CONFIRMED),
         etag=str(item.get("etag") or item.get("updated") or ""),
         raw={"id": item["id"], "recurringEventId": item.get("recurringEventId")},
@@ -583,8 +591,33 @@ class GoogleCalendarSource(ThreadedSource[GoogleSettings]):
             items.extend(page.get("items") or [])
             zone = zone or page.get("timeZone")
             token = page.get("nextSyncToken") or token
-        calendar_zone = _zone(zone) or self.settings.timezone or "UTC"
-        return items, token, calendar_zone
+        return items, token, self._calendar_zone(zone)
+
+    def _calendar_zone(self, zone: str | None) -> str:
+        """The zone of all-day events: the calendar's (ZONE as Google gave it), else ours."""
+        return _zone(zone) or self.settings.timezone or "UTC"
+
+    def _list_events(
+        self, warnings: list[str], **query: Any
+    ) -> tuple[list[CalendarEvent], str | None]:
+        """(events, nextSyncToken) of a whole events.list query, cancelled items left out.
+
+        Each page is mapped as soon as the calendar's zone is known (Google gives it on every
+        page), then let go: a calendar's raw items are not all held at once, and fewer
+        of them live long enough to weigh on the garbage collector."""
+        events: list[CalendarEvent] = []
+        waiting: list[dict[str, Any]] = []  # listed before the zone was given
+        token = None
+        zone = None
+        for page in self._pages(**query):
+            waiting.extend(page.get("items") or [])
+            zone = zone or page.get("timeZone")
+            token = page.get("nextSyncToken") or token
+            if zone:
+                events.extend(self._map(waiting, self._calendar_zone(zone), warnings))
+                waiting = []
+        events.extend(self._map(waiting, self._calendar_zone(zone), warnings))
+        return events, token
 
     def _map(
         self, items: list[dict[str, Any]], zone: str, warnings: list[str]
@@ -615,13 +648,12 @@ class GoogleCalendarSource(ThreadedSource[GoogleSettings]):
 
     def _full(self, window: SyncWindow) -> SyncResult:
         warnings: list[str] = []
-        items, token, zone = self._list(
-            timeMin=_rfc3339(window.start), timeMax=_rfc3339(window.end)
+        events, token = self._list_events(
+            warnings, timeMin=_rfc3339(window.start), timeMax=_rfc3339(window.end)
         )
         if not token:
             raise SourceError(f"Google Calendar gave no sync token for {self.name}")
         state = _State(token, window.start, window.end)
-        events = self._map(items, zone, warnings)
         for event in events:
             self._remember(state, event)
         return SyncResult(events=events, full=True, cursor=state.dump(), warnings=warnings)
@@ -649,8 +681,10 @@ class GoogleCalendarSource(ThreadedSource[GoogleSettings]):
         if window.end > state.until:
             # The window moved on: occurrences entering it were never listed (the sync token
             # only reports changes), so list the new slice by time.
-            more, _, zone = self._list(timeMin=_rfc3339(state.until), timeMax=_rfc3339(window.end))
-            for event in self._map(more, zone, warnings):
+            more, _ = self._list_events(
+                warnings, timeMin=_rfc3339(state.until), timeMax=_rfc3339(window.end)
+            )
+            for event in more:
                 changed[event.key] = event
                 self._remember(state, event)
             state.until = window.end
