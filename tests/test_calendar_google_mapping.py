@@ -8,15 +8,22 @@ import random
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from datetime import time as dtime
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from connectors.calendar import google
-from connectors.calendar.google import _HTML, _STATUS
+from connectors.calendar.google import _HTML, _STATUS, GoogleCalendarSource, GoogleSettings
 from hub.mail.parse import html_to_text
-from hub.ports.calendar import Attendee, CalendarEvent, EventStatus, occurrence_id
+from hub.ports.calendar import (
+    Attendee,
+    CalendarEvent,
+    EventStatus,
+    SourceContext,
+    occurrence_id,
+)
 
 # ---- the first version ---------------------------------------------------------------------
 
@@ -223,3 +230,124 @@ def test_the_mapping_gives_what_the_first_version_gave(zone: str) -> None:
 def test_the_event_key_is_what_it_was() -> None:
     for item in KEYS:
         assert google.event_key(item) == _old_event_key(item)
+
+
+# ---- the partial response asks for every field read -------------------------------------------
+
+
+def _field_paths(mask: str) -> set[str]:
+    """The dotted paths a ``fields`` mask selects ("items(id,start(date))" -> items.id...)."""
+    paths: set[str] = set()
+
+    def read(at: int, prefix: str) -> int:
+        name = ""
+        while at < len(mask):
+            char = mask[at]
+            if char == "(":
+                at = read(at + 1, f"{prefix}{name}.")
+                name = ""
+            elif char in ",)":
+                if name:
+                    paths.add(prefix + name)
+                name = ""
+                if char == ")":
+                    return at + 1
+                at += 1
+            else:
+                name += char
+                at += 1
+        if name:
+            paths.add(prefix + name)
+        return at
+
+    read(0, "")
+    # An object whose members are selected is there too ("items", "items.start").
+    return paths | {p.rsplit(".", 1)[0] for p in paths if "." in p} | {"items"}
+
+
+class _Recording(dict[str, Any]):
+    """A JSON object that notes the path of every key read from it (into SEEN)."""
+
+    def __init__(self, data: Mapping[str, Any], path: str, seen: set[str]) -> None:
+        super().__init__(data)
+        self.path, self.seen = path, seen
+
+    def _wrap(self, key: str, value: Any) -> Any:
+        self.seen.add(self.path + key)
+        if isinstance(value, dict):
+            return _Recording(value, f"{self.path}{key}.", self.seen)
+        if isinstance(value, list):
+            return [
+                _Recording(v, f"{self.path}{key}.", self.seen) if isinstance(v, dict) else v
+                for v in value
+            ]
+        return value
+
+    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        return self._wrap(key, super().get(key, default))
+
+    def __getitem__(self, key: str) -> Any:
+        return self._wrap(key, super().__getitem__(key))
+
+
+FULL_ITEM: dict[str, Any] = {
+    "kind": "calendar#event",
+    "etag": '"31"',
+    "id": "ser_20250310T080000Z",
+    "status": "confirmed",
+    "htmlLink": "https://www.google.com/calendar/event?eid=x",
+    "created": "2025-03-01T00:00:00.000Z",
+    "updated": "2025-03-01T00:00:00.000Z",
+    "summary": "RDV",
+    "description": "<p>Tel: 06 12 34 56 78</p>",
+    "location": "Cabinet",
+    "creator": {"email": "me@example.com", "self": True},
+    "organizer": {"email": "me@example.com", "self": True},
+    "start": {"dateTime": "2025-03-10T09:00:00+01:00", "timeZone": "Europe/Paris"},
+    "end": {"dateTime": "2025-03-10T09:30:00+01:00", "timeZone": "Europe/Paris"},
+    "recurringEventId": "ser",
+    "originalStartTime": {"dateTime": "2025-03-10T09:00:00+01:00", "timeZone": "Europe/Paris"},
+    "iCalUID": "ser@google.com",
+    "sequence": 0,
+    "attendees": [
+        {"email": "p@example.com", "displayName": "P", "responseStatus": "accepted"},
+        {"email": "room@resource.calendar.google.com", "resource": True},
+        {"email": "me@example.com", "self": True, "organizer": True},
+    ],
+    "reminders": {"useDefault": True},
+    "eventType": "default",
+}
+
+
+def test_events_list_asks_for_every_field_the_source_reads(tmp_path: Path) -> None:
+    allowed = _field_paths(google.LIST_FIELDS)
+    assert "items.start.dateTime" in allowed and "nextSyncToken" in allowed
+    seen: set[str] = set()
+    all_day = {**FULL_ITEM, "start": {"date": "2025-03-10"}, "end": {"date": "2025-03-11"}}
+    cancelled = {
+        "id": "ser_20250311T080000Z",
+        "status": "cancelled",
+        "recurringEventId": "ser",
+        "originalStartTime": {"date": "2025-03-11"},
+    }
+    items = [FULL_ITEM, all_day, {**FULL_ITEM, "start": {}}, cancelled, {"id": "gone"}]
+    pages = [
+        {"kind": "calendar#events", "items": items[:2], "nextPageToken": "p2"},
+        {"timeZone": "Europe/Paris", "items": items[2:], "nextSyncToken": "s1", "etag": '"p"'},
+    ]
+    settings = GoogleSettings(anonymous=True, api_endpoint="http://127.0.0.1:9/")
+    source = GoogleCalendarSource(settings, SourceContext(name="c", data_dir=tmp_path))
+    source._pages = lambda **query: iter(  # type: ignore[method-assign]
+        [_Recording(page, "", seen) for page in pages]
+    )
+    events, token = source._list_events([], timeMin="2025-03-01T00:00:00Z")
+    assert token == "s1" and len(events) == 2
+    listed, _, _ = source._list(timeMin="2025-03-01T00:00:00Z")
+    state = google._State("s1", datetime(2025, 3, 1, tzinfo=UTC), datetime(2025, 4, 1, tzinfo=UTC))
+    state.series["ser"] = "ser@google.com"
+    for item in listed:
+        if item.get("status") == "cancelled" or item.get("id") == "gone":
+            source._forget(state, item)
+        google.event_key(item)
+    assert "items.attendees.organizer" in seen and "items.originalStartTime.date" in seen
+    assert seen - allowed == set()
