@@ -356,7 +356,7 @@ class _RequestsOnly:
     source built its own resource on its own http."""
 
     def __init__(self, universe: str | None) -> None:
-        self.credentials = SimpleNamespace(universe_domain=universe) if universe else None
+        self.credentials = None if universe is None else SimpleNamespace(universe_domain=universe)
 
     def request(self, *args: Any, **kwargs: Any) -> NoReturn:
         raise RuntimeError("a Google API request must run with its source's own http")
