@@ -28,16 +28,19 @@ The client library is blocking (httplib2): every call runs in a worker thread wi
 from __future__ import annotations
 
 import asyncio
+import functools
 import html
 import json
 import logging
+import os
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
-from typing import Annotated, Any, ClassVar, Literal
+from types import SimpleNamespace
+from typing import Annotated, Any, ClassVar, Literal, NoReturn
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import google_auth_httplib2
@@ -81,6 +84,16 @@ _RATE_REASONS = frozenset({"rateLimitExceeded", "userRateLimitExceeded"})
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 _STATUS = {"tentative": EventStatus.TENTATIVE, "cancelled": EventStatus.CANCELLED}
 _HTML = re.compile(r"<(br|p|div|a|b|i|u|ul|ol|li|span|strong|em)\b[^>]*>", re.IGNORECASE)
+# What events.list is asked to send back (a partial response, documented for every Google
+# API): every field the mapping, the keys and the cursor read, and nothing else, so that a
+# page carries about half the bytes (no htmlLink, creator, organizer, reminders...).
+# tests/test_calendar_google_mapping.py checks the mapping reads nothing left out.
+LIST_FIELDS = (
+    "nextPageToken,nextSyncToken,timeZone,"
+    "items(id,iCalUID,status,summary,location,description,etag,updated,recurringEventId,"
+    "originalStartTime(date,dateTime),start(date,dateTime,timeZone),end(date,dateTime),"
+    "attendees(email,displayName,resource,self,organizer))"
+)
 # A runaway server (or a bug in ours) must not page forever.
 _MAX_PAGES = 10_000
 
@@ -203,10 +216,12 @@ def _parse_time(value: str) -> datetime:
 
 def _when(value: Mapping[str, Any], zone: ZoneInfo) -> tuple[datetime, bool]:
     """(aware start, all-day) of a Google start/end: dateTime, or a date at midnight in ZONE."""
-    if value.get("dateTime"):
-        return _parse_time(str(value["dateTime"])), False
-    if value.get("date"):
-        return datetime.combine(date.fromisoformat(str(value["date"])), dtime(), zone), True
+    text = value.get("dateTime")
+    if text:
+        return _parse_time(str(text)), False
+    text = value.get("date")
+    if text:
+        return datetime.combine(date.fromisoformat(str(text)), dtime(), zone), True
     raise ValueError("it has neither dateTime nor date")
 
 
@@ -234,27 +249,33 @@ def event_key(item: Mapping[str, Any]) -> tuple[str, str]:
     return uid, ""
 
 
+def _attendees(people: Any) -> tuple[Attendee, ...]:
+    return tuple(
+        Attendee(email=a.get("email") or None, name=a.get("displayName") or None)
+        for a in people
+        # Meeting rooms are not people to remind, nor the calendar's owner or the organizer
+        # (Google lists them among the attendees): a reminder greets the patient.
+        if not (a.get("resource") or a.get("self") or a.get("organizer"))
+    )
+
+
 def to_event(item: Mapping[str, Any], calendar_zone: str) -> CalendarEvent:
     """A Google event resource as a CalendarEvent (ValueError when it cannot be placed)."""
-    zone_name = _zone(item.get("start", {}).get("timeZone")) or calendar_zone
+    # Run for every event read (the most of a sync's reading time after the fetch): each
+    # field is looked up once.
+    start_value = item.get("start", {})
+    zone_name = _zone(start_value.get("timeZone")) or calendar_zone
     zone = ZoneInfo(zone_name)
-    start, all_day = _when(item.get("start") or {}, zone)
-    end = None
-    if item.get("end"):
-        end, _ = _when(item["end"], zone)
+    start, all_day = _when(start_value or {}, zone)
+    end_value = item.get("end")
+    end = _when(end_value, zone)[0] if end_value else None
     if all_day:
         zone_name = calendar_zone
     start = start.astimezone(zone)
     if end is not None:
         end = max(end.astimezone(zone), start)
     uid, occurrence = event_key(item)
-    attendees = tuple(
-        Attendee(email=a.get("email") or None, name=a.get("displayName") or None)
-        for a in item.get("attendees") or ()
-        # Meeting rooms are not people to remind, nor the calendar's owner or the organizer
-        # (Google lists them among the attendees): a reminder greets the patient.
-        if not (a.get("resource") or a.get("self") or a.get("organizer"))
-    )
+    people = item.get("attendees")
     return CalendarEvent(
         uid=uid,
         occurrence=occurrence,
@@ -265,7 +286,7 @@ def to_event(item: Mapping[str, Any], calendar_zone: str) -> CalendarEvent:
         title=str(item.get("summary") or "").strip(),
         location=str(item.get("location") or "").strip(),
         description=_text(str(item.get("description") or "")),
-        attendees=attendees,
+        attendees=_attendees(people) if people else (),
         status=_STATUS.get(str(item.get("status", "")), EventStatus.CONFIRMED),
         etag=str(item.get("etag") or item.get("updated") or ""),
         raw={"id": item["id"], "recurringEventId": item.get("recurringEventId")},
@@ -312,6 +333,58 @@ class _Conflict(Exception):
     """If-Match failed (412): the event changed since we read it."""
 
 
+# ---- the API resource ---------------------------------------------------------------------
+
+# What build() reads from the environment: a resource built for other values is not reused.
+_API_ENVIRONMENT = (
+    "GOOGLE_CLOUD_UNIVERSE_DOMAIN",
+    "GOOGLE_API_USE_MTLS_ENDPOINT",
+    "GOOGLE_API_USE_CLIENT_CERTIFICATE",
+)
+
+
+def _api_environment() -> tuple[str | None, ...]:
+    return tuple(os.environ.get(name) for name in _API_ENVIRONMENT)
+
+
+class _RequestsOnly:
+    """The http a shared API resource is built with: it only makes the requests, each then
+    run with its source's own signed-in http (``HttpRequest.execute(http=...)``).
+
+    It carries the credentials' universe domain (None: no credentials) so that the library's
+    check of the client's universe against the credentials' sees what it saw when every
+    source built its own resource on its own http."""
+
+    def __init__(self, universe: str | None) -> None:
+        self.credentials = None if universe is None else SimpleNamespace(universe_domain=universe)
+
+    def request(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise RuntimeError("a Google API request must run with its source's own http")
+
+    def close(self) -> None:
+        return None
+
+
+@functools.lru_cache(maxsize=32)
+def _events_api(endpoint: str | None, universe: str | None, environment: object) -> Any:
+    """The ``events`` resource of Calendar API v3 at ENDPOINT, built once per process.
+
+    Building it costs milliseconds (the discovery document read and parsed, then every
+    method of the resource created with its docstring, schemas pretty-printed), more than
+    mapping a page of events, and a source lives for one sync. Its methods only make
+    requests from immutable state, so one resource serves every source and thread.
+    ENVIRONMENT is ``_api_environment()``, part of the key only."""
+    service = build(
+        "calendar",
+        "v3",
+        http=_RequestsOnly(universe),
+        static_discovery=True,
+        cache_discovery=False,
+        client_options={"api_endpoint": endpoint} if endpoint else None,
+    )
+    return service.events()
+
+
 # ---- the source ---------------------------------------------------------------------------
 
 
@@ -326,8 +399,9 @@ class GoogleCalendarSource(ThreadedSource[GoogleSettings]):
     def __init__(self, settings: GoogleSettings, ctx: SourceContext) -> None:
         super().__init__(settings, ctx)
         self.calendar_id = settings.calendar_id
-        self._service: Any = None
+        # The signed-in connection every request runs on (None until the first call).
         self._http: Any = None
+        self._universe: str | None = None  # the credentials' universe domain, if any
         self._account = ""  # who we sign in as, for messages
         # (uid, occurrence) -> Google id of the occurrences seen: where annotate writes.
         self._by_key: dict[tuple[str, str], str] = {}
@@ -350,9 +424,10 @@ class GoogleCalendarSource(ThreadedSource[GoogleSettings]):
         return True
 
     async def close(self) -> None:
-        service, self._service, self._http = self._service, None, None
-        if service is not None:
-            await asyncio.to_thread(service.close)
+        http, self._http = self._http, None
+        if http is not None:
+            # httplib2 leaves its sockets open unless told.
+            await asyncio.to_thread(http.close)
 
     # -- plumbing -------------------------------------------------------------------------
     def _credentials(self) -> Credentials:
@@ -401,22 +476,16 @@ class GoogleCalendarSource(ThreadedSource[GoogleSettings]):
         return endpoint if endpoint.endswith("/") else endpoint + "/"
 
     def _api(self) -> Any:
-        if self._service is None:
+        """The events resource, its requests to be run with this source's own http."""
+        if self._http is None:
             creds = self._credentials()
             http: Any = httplib2.Http(timeout=self.settings.timeout)
+            universe = None
             if not isinstance(creds, AnonymousCredentials):
                 http = google_auth_httplib2.AuthorizedHttp(creds, http=http)
-            endpoint = self._endpoint()
-            self._service = build(
-                "calendar",
-                "v3",
-                http=http,
-                static_discovery=True,
-                cache_discovery=False,
-                client_options={"api_endpoint": endpoint} if endpoint else None,
-            )
-            self._http = http
-        return self._service
+                universe = getattr(creds, "universe_domain", None)
+            self._http, self._universe = http, universe
+        return _events_api(self._endpoint(), self._universe, _api_environment())
 
     def _execute(self, request: Any, *, sync_token: bool = False, conflict: bool = False) -> Any:
         """Run one API request with retries; CursorExpired / SourceError on failure."""
@@ -424,7 +493,7 @@ class GoogleCalendarSource(ThreadedSource[GoogleSettings]):
         for attempt in range(s.retries + 1):
             delay = s.retry_delay * (2**attempt)
             try:
-                return request.execute(num_retries=0)
+                return request.execute(http=self._http, num_retries=0)
             except HttpError as exc:
                 failure = _failure(exc)
                 if failure.status == 410 and sync_token:
@@ -506,7 +575,7 @@ class GoogleCalendarSource(ThreadedSource[GoogleSettings]):
     # -- reading --------------------------------------------------------------------------
     def _pages(self, **query: Any) -> Iterator[dict[str, Any]]:
         """Every page of one events.list query."""
-        events = self._api().events()
+        events = self._api()
         page_token = None
         for _ in range(_MAX_PAGES):
             request = events.list(
@@ -514,6 +583,7 @@ class GoogleCalendarSource(ThreadedSource[GoogleSettings]):
                 singleEvents=True,
                 maxResults=self.settings.page_size,
                 pageToken=page_token,
+                fields=LIST_FIELDS,
                 **query,
             )
             page = self._execute(request, sync_token="syncToken" in query)
@@ -532,8 +602,33 @@ class GoogleCalendarSource(ThreadedSource[GoogleSettings]):
             items.extend(page.get("items") or [])
             zone = zone or page.get("timeZone")
             token = page.get("nextSyncToken") or token
-        calendar_zone = _zone(zone) or self.settings.timezone or "UTC"
-        return items, token, calendar_zone
+        return items, token, self._calendar_zone(zone)
+
+    def _calendar_zone(self, zone: str | None) -> str:
+        """The zone of all-day events: the calendar's (ZONE as Google gave it), else ours."""
+        return _zone(zone) or self.settings.timezone or "UTC"
+
+    def _list_events(
+        self, warnings: list[str], **query: Any
+    ) -> tuple[list[CalendarEvent], str | None]:
+        """(events, nextSyncToken) of a whole events.list query, cancelled items left out.
+
+        Each page is mapped as soon as the calendar's zone is known (Google gives it on every
+        page), then let go: a calendar's raw items are not all held at once, and fewer
+        of them live long enough to weigh on the garbage collector."""
+        events: list[CalendarEvent] = []
+        waiting: list[dict[str, Any]] = []  # listed before the zone was given
+        token = None
+        zone = None
+        for page in self._pages(**query):
+            waiting.extend(page.get("items") or [])
+            zone = zone or page.get("timeZone")
+            token = page.get("nextSyncToken") or token
+            if zone:
+                events.extend(self._map(waiting, self._calendar_zone(zone), warnings))
+                waiting = []
+        events.extend(self._map(waiting, self._calendar_zone(zone), warnings))
+        return events, token
 
     def _map(
         self, items: list[dict[str, Any]], zone: str, warnings: list[str]
@@ -564,13 +659,12 @@ class GoogleCalendarSource(ThreadedSource[GoogleSettings]):
 
     def _full(self, window: SyncWindow) -> SyncResult:
         warnings: list[str] = []
-        items, token, zone = self._list(
-            timeMin=_rfc3339(window.start), timeMax=_rfc3339(window.end)
+        events, token = self._list_events(
+            warnings, timeMin=_rfc3339(window.start), timeMax=_rfc3339(window.end)
         )
         if not token:
             raise SourceError(f"Google Calendar gave no sync token for {self.name}")
         state = _State(token, window.start, window.end)
-        events = self._map(items, zone, warnings)
         for event in events:
             self._remember(state, event)
         return SyncResult(events=events, full=True, cursor=state.dump(), warnings=warnings)
@@ -598,8 +692,10 @@ class GoogleCalendarSource(ThreadedSource[GoogleSettings]):
         if window.end > state.until:
             # The window moved on: occurrences entering it were never listed (the sync token
             # only reports changes), so list the new slice by time.
-            more, _, zone = self._list(timeMin=_rfc3339(state.until), timeMax=_rfc3339(window.end))
-            for event in self._map(more, zone, warnings):
+            more, _ = self._list_events(
+                warnings, timeMin=_rfc3339(state.until), timeMax=_rfc3339(window.end)
+            )
+            for event in more:
                 changed[event.key] = event
                 self._remember(state, event)
             state.until = window.end
@@ -660,7 +756,7 @@ class GoogleCalendarSource(ThreadedSource[GoogleSettings]):
                 f"{self.name}: cannot find {event.title or event.uid!r} "
                 f"({event.start:%Y-%m-%d %H:%M}) in Google Calendar to write {note!r}"
             )
-        events = self._api().events()
+        events = self._api()
         for _ in range(3):
             current = self._execute(events.get(calendarId=self.calendar_id, eventId=google_id))
             description = str(current.get("description") or "")
