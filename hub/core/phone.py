@@ -8,7 +8,6 @@ recipient never stops the others.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import phonenumbers
@@ -77,7 +76,19 @@ def _region_of(number: PhoneNumber) -> str | None:
     return region
 
 
+# Digits and spaces only, "+" first at most, as people and calendars mostly type numbers.
+# phonenumbers drops the spaces when it normalizes, after walking each character several times
+# (viability, extensions, digits): such a text parses as it does without its spaces, once it
+# has 3 digits ("1 2" is not a number to phonenumbers, "12" is) and is short (it refuses input
+# over 250 characters as such). tests/test_phone_fast.py holds this against phonenumbers.
+_SPACED_DIGITS = re.compile(r"\+?[0-9 ]{3,60}")
+
+
 def _parse(text: str, region: str | None) -> PhoneNumber | None:
+    if " " in text and _SPACED_DIGITS.fullmatch(text):
+        compact = text.replace(" ", "")
+        if len(compact.lstrip("+")) >= 3:
+            text = compact
     try:
         return phonenumbers.parse(text, region)
     except NumberParseException:
@@ -110,12 +121,18 @@ def _digit_count(text: str) -> int:
     return sum(ch.isdecimal() for ch in text)
 
 
+# The same tests as str.isdecimal / str.isspace per character (``re``'s \d and \s on str
+# patterns are those very predicates), a few times cheaper than a loop over the characters.
+_NUMBER_CHARS = re.compile(r"[\d\s" + re.escape("".join(sorted(_PUNCTUATION))) + "]*")
+_DECIMAL = re.compile(r"\d")
+
+
 def _number_chars_only(text: str) -> bool:
-    return all(ch.isdecimal() or ch.isspace() or ch in _PUNCTUATION for ch in text)
+    return _NUMBER_CHARS.fullmatch(text) is not None
 
 
 def _looks_like_number(text: str) -> bool:
-    return any(ch.isdecimal() for ch in text) and _number_chars_only(text)
+    return _DECIMAL.search(text) is not None and _number_chars_only(text)
 
 
 def _why_invalid(number: PhoneNumber, region: str | None) -> tuple[str, str | None]:
@@ -141,6 +158,25 @@ def _classify(kind: int) -> str:
     return OTHER
 
 
+def _valid_info(raw: str, number: PhoneNumber | None) -> NumberInfo | None:
+    """RAW's info when NUMBER (one reading of it) is a valid number, else None."""
+    if number is None:
+        return None
+    # A number is valid exactly when its type is known (is_valid_number compares the
+    # same type to UNKNOWN): one type lookup instead of two, the dearest step here.
+    kind = phonenumbers.number_type(number)
+    if kind == PNT.UNKNOWN:
+        return None
+    return NumberInfo(
+        input=raw,
+        e164=phonenumbers.format_number(number, PhoneNumberFormat.E164),
+        country=_region_of(number),
+        type=_classify(kind),
+        valid=True,
+        reason=None,
+    )
+
+
 def parse_number(raw: str, region: str = "FR") -> NumberInfo:
     """Parse a number in any usual human format; region is the country for national numbers."""
     text = _TEL_PREFIX.sub("", raw).strip()
@@ -153,40 +189,24 @@ def parse_number(raw: str, region: str = "FR") -> NumberInfo:
         default = None
 
     first = _parse(text, default)
+    found = _valid_info(raw, first)
+    if found is not None:
+        return found
     # The other readings are parsed only when the ones before them gave no valid number
     # (parsing is most of the cost, and a national number is usually valid at once).
-    readings: list[tuple[str, str | None]] = []
+    candidates = [first]
     if not text.startswith("+"):
         # "0041..." works only where 00 is the international prefix; "41..." is how
         # mail systems that drop the "+" hand us numbers. Both are tried after the
         # national reading so a valid national number always wins.
-        if text.startswith("00"):
-            readings.append(("+" + text[2:], None))
-        readings.append(("+" + text, None))
-    candidates = [first]
-
-    def _candidates() -> Iterator[PhoneNumber | None]:
-        yield first
-        for reading, reading_region in readings:
-            parsed = _parse(reading, reading_region)
+        readings = ["+" + text[2:]] if text.startswith("00") else []
+        readings.append("+" + text)
+        for reading in readings:
+            parsed = _parse(reading, None)
             candidates.append(parsed)
-            yield parsed
-
-    for number in _candidates():
-        if number is None:
-            continue
-        # A number is valid exactly when its type is known (is_valid_number compares the
-        # same type to UNKNOWN): one type lookup instead of two, the dearest step here.
-        kind = phonenumbers.number_type(number)
-        if kind != PNT.UNKNOWN:
-            return NumberInfo(
-                input=raw,
-                e164=phonenumbers.format_number(number, PhoneNumberFormat.E164),
-                country=_region_of(number),
-                type=_classify(kind),
-                valid=True,
-                reason=None,
-            )
+            found = _valid_info(raw, parsed)
+            if found is not None:
+                return found
 
     # Explain with the reading the user most likely meant: the national one if it
     # parsed, else the international one.

@@ -10,7 +10,9 @@ surrogate pair, so a part may end a unit short of its capacity.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 GSM7 = "GSM-7"
 UCS2 = "UCS-2"
@@ -117,6 +119,12 @@ def _plan(text: str) -> tuple[str, int, list[tuple[str, int]]]:
     return encoding, total, parts
 
 
+# Text made only of the basic set (most reminders and alerts): one septet per character, so
+# its length is len(text) and no pair can straddle a boundary. One precompiled match is ~10x
+# cheaper than building the set of its characters.
+_GSM7_BASIC_ONLY = re.compile("[" + re.escape("".join(sorted(GSM7_BASIC))) + "]*")
+
+
 def _part_lengths(text: str) -> tuple[str, int, list[int]]:
     """As ``_plan`` without building the parts' texts: counted per distinct character, and
     packed one character at a time only when a two-unit character may meet a boundary."""
@@ -134,13 +142,33 @@ def _part_lengths(text: str) -> tuple[str, int, list[int]]:
         return encoding, total, [total]
     if wide:
         return encoding, total, [length for _, length in _plan(text)[2]]
+    return encoding, total, _fixed_parts(total, single, multi)
+
+
+@lru_cache(maxsize=1024)
+def _basic_count(total: int) -> SegmentInfo:
+    """``count`` of a text of TOTAL basic-set characters (all such texts count alike; the
+    info is immutable, so texts of one length share it)."""
+    return _count(total, GSM7, total, _fixed_parts(total, SINGLE_GSM7, MULTI_GSM7))
+
+
+def _fixed_parts(total: int, single: int, multi: int) -> list[int]:
+    """The part lengths of TOTAL one-unit characters."""
+    if total <= single:
+        return [total] if total else []
     full, last = divmod(total, multi)
-    return encoding, total, [multi] * full + ([last] if last else [])
+    return [multi] * full + ([last] if last else [])
 
 
 def count(text: str) -> SegmentInfo:
     """Encoding, number of parts, length and room left for text; empty text is 0 parts."""
+    if _GSM7_BASIC_ONLY.fullmatch(text):
+        return _basic_count(len(text))
     encoding, total, parts = _part_lengths(text)
+    return _count(len(text), encoding, total, parts)
+
+
+def _count(characters: int, encoding: str, total: int, parts: list[int]) -> SegmentInfo:
     single = SINGLE_GSM7 if encoding == GSM7 else SINGLE_UCS2
     multi = MULTI_GSM7 if encoding == GSM7 else MULTI_UCS2
     if not parts:
@@ -154,7 +182,7 @@ def count(text: str) -> SegmentInfo:
     return SegmentInfo(
         encoding=encoding,
         segments=len(parts),
-        characters=len(text),
+        characters=characters,
         length=total,
         remaining=remaining,
     )

@@ -13,6 +13,7 @@ import contextvars
 import functools
 import operator
 import re
+from collections import ChainMap
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from functools import lru_cache
 from typing import Any
@@ -428,6 +429,31 @@ def too_many_parts(max_parts: int) -> TemplateLimitExceeded:
     )
 
 
+def _generate(template: Template, context: Mapping[str, Any]) -> Iterator[str]:
+    """``template.generate(**context)``, with its context built from the globals' maps: Jinja
+    reads its globals (a ChainMap) key by key twice a render, most of a short text's cost
+    (the planner renders one text per appointment)."""
+    found = template.globals
+    if template.environment.is_async or not isinstance(found, ChainMap) or "self" in context:
+        # generate() itself: it runs async templates, and a "self" field is the TypeError
+        # generate(**context) raises.
+        yield from template.generate(**context)
+        return
+    # What dict(ChainMap) gives: each key's value from the first map that has it, in the
+    # ChainMap's order.
+    merged: dict[str, Any] = {}
+    for layer in reversed(found.maps):
+        merged.update(layer)
+    # dict(..., **context): non-string keys raise the TypeError generate(**context) raises.
+    env = template.environment
+    ctx = env.context_class(env, dict(merged, **context), template.name, template.blocks, merged)
+    try:
+        yield from template.root_render_func(ctx)
+    except Exception:
+        # As generate(): Jinja rewrites the traceback to point into the template, and raises.
+        yield env.handle_exception()
+
+
 def render_bounded(template: Template, context: Mapping[str, Any], *, max_parts: int) -> str:
     """TEMPLATE (from ``sandbox()``) rendered with CONTEXT, within the loop budget and at
     most ``output_limit(max_parts)`` characters; TemplateLimitExceeded names a limit, and
@@ -437,7 +463,7 @@ def render_bounded(template: Template, context: Mapping[str, Any], *, max_parts:
     try:
         chunks: list[str] = []
         size = 0
-        for chunk in template.generate(**context):
+        for chunk in _generate(template, context):
             size += len(chunk)
             if size > limit:
                 raise too_many_parts(max_parts)

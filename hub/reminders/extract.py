@@ -30,13 +30,13 @@ class Recipient:
     country: str | None = None
 
 
-def _mobiles(text: str, region: str) -> list[phone.NumberInfo]:
-    found = []
-    for match in phonenumbers.PhoneNumberMatcher(text, region):
-        info = _parse_number(match.raw_string, region)
-        if info.valid and info.type == "mobile" and info.e164:
-            found.append(info)
-    return found
+def _numbers(text: str, region: str) -> list[phone.NumberInfo]:
+    """The numbers phonenumbers finds in TEXT, in order (one pass of its matcher, the dearest
+    step of finding a recipient: mobiles and landlines are both picked from it)."""
+    return [
+        _parse_number(match.raw_string, region)
+        for match in phonenumbers.PhoneNumberMatcher(text, region)
+    ]
 
 
 def find_recipient(event: CalendarEvent, region: str) -> Recipient:
@@ -50,12 +50,11 @@ def find_recipient(event: CalendarEvent, region: str) -> Recipient:
         if info.valid and info.type == "landline":
             landline = info.e164 or ""
     for text in (event.description, event.location, event.title):
-        mobiles = _mobiles(text, region)
-        if mobiles:
-            first = mobiles[0]
-            return Recipient(first.e164, "", first.country)
-        for match in phonenumbers.PhoneNumberMatcher(text, region):
-            info = _parse_number(match.raw_string, region)
+        found = _numbers(text, region) if text else []
+        for info in found:
+            if info.valid and info.type == "mobile" and info.e164:
+                return Recipient(info.e164, "", info.country)
+        for info in found:
             if info.valid and info.type == "landline":
                 landline = info.e164 or ""
     problem = (

@@ -18,6 +18,7 @@ import json
 import re
 from collections.abc import Collection
 from dataclasses import dataclass
+from functools import lru_cache
 
 from sqlalchemy import Connection, bindparam, select
 
@@ -66,6 +67,9 @@ class Naming:
     source: str  # DESCRIPTION | ATTENDEE | CONTACT, or "" when no name was found
 
 
+# Planning cleans each appointment's title twice (its naming, then its text): the second
+# time is a lookup. Bounded; the titles of one chunk's events come one after the other.
+@lru_cache(maxsize=1024)
 def clean_title(title: str) -> str:
     """TITLE without phone numbers: "Kiné M. Blanc 06 12 34 56 78" → "Kiné M. Blanc"."""
     text = _NUMBER.sub(" ", title)
@@ -130,10 +134,14 @@ def contact_names(conn: Connection, account_id: int, numbers: Collection[str]) -
 
 
 def naming(
-    event: CalendarEvent, phone: str | None, contacts: dict[str, str] | None = None
+    event: CalendarEvent,
+    phone: str | None,
+    contacts: dict[str, str] | None = None,
+    in_event: tuple[str, str] | None = None,
 ) -> Naming:
-    """EVENT's title and the name to greet, CONTACTS (number → name) asked last."""
-    name, source = name_in_event(event)
+    """EVENT's title and the name to greet, CONTACTS (number → name) asked last; IN_EVENT:
+    what ``name_in_event(event)`` gave, when the caller has it already."""
+    name, source = name_in_event(event) if in_event is None else in_event
     if not name and phone and contacts and contacts.get(phone):
         name, source = contacts[phone], CONTACT
     return Naming(clean_title(event.title), name, source)

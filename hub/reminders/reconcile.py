@@ -169,6 +169,8 @@ class Reconciler:
         # of the account's contacts with their numbers.
         self._recipients: dict[tuple[str, str], Recipient] = {}
         self._contacts: dict[str, str] = {}
+        # The names ``prepare`` found in the chunk's events (``decide`` greets with them).
+        self._in_event: dict[tuple[str, str], tuple[str, str]] = {}
 
     # -- reading -------------------------------------------------------------------------
     def load(self, session: Session) -> None:
@@ -255,18 +257,18 @@ class Reconciler:
         """Work out the recipients of CHANGED and read the names of the account's contacts
         with those numbers: one statement for the chunk, not one per appointment."""
         self._recipients = {}
+        self._in_event = {}
         wanted = set()
         for event, values in changed:
             if self._keeps_recipient(self.state.rows.get(event.key), values):
                 continue
             recipient = find_recipient(event, self.region)
             self._recipients[event.key] = recipient
+            if not recipient.phone or recipient.phone in self._contacts:
+                continue
+            in_event = self._in_event[event.key] = naming.name_in_event(event)
             # Contacts are asked only for numbers whose event names nobody.
-            if (
-                recipient.phone
-                and recipient.phone not in self._contacts
-                and not naming.name_in_event(event)[0]
-            ):
+            if not in_event[0]:
                 wanted.add(recipient.phone)
         if wanted:
             found = naming.contact_names(session.connection(), self.calendar.account_id, wanted)
@@ -325,7 +327,9 @@ class Reconciler:
             )
         else:
             recipient = self._recipients.pop(event.key, None) or find_recipient(event, self.region)
-            named = naming.naming(event, recipient.phone, self._contacts)
+            named = naming.naming(
+                event, recipient.phone, self._contacts, self._in_event.pop(event.key, None)
+            )
             problem = recipient.problem
             skipped = all_day.not_applying(self.offsets, event.all_day)
             if recipient.phone is not None and skipped:

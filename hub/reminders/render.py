@@ -57,7 +57,9 @@ CHANGED_TEMPLATE = changed_template("fr")
 
 @lru_cache(maxsize=64)
 def _compiled(template: str, locale: str, tz: str) -> Template:
-    """The template compiled once per (text, language, zone): a sync renders thousands."""
+    """The template compiled once per (text, language, zone): a sync renders thousands. An
+    empty TEMPLATE is the hub's text in LOCALE (translated here, once, not at each render)."""
+    template = template or default_template(locale)
     zone = ZoneInfo(tz)
 
     # Babel's formatting is most of a render; a calendar's appointments share a few hundred
@@ -113,7 +115,7 @@ def render_reminder(
         )
     local = start.astimezone(ZoneInfo(tz))
     try:
-        compiled = _compiled(template or default_template(locale), locale, tz)
+        compiled = _compiled(template, locale, tz)
         text = render_bounded(compiled, {**FIELDS, "start": local, **fields}, max_parts=max_parts)
     except TemplateError as exc:
         raise InvalidInput(f"the reminder template cannot be used: {exc}") from None
