@@ -116,11 +116,14 @@ def _shape(conn: Connection, table: Table, given: tuple[str, ...], verb: str) ->
     return shape
 
 
-def _tuples(shape: _Shape, rows: Sequence[dict[str, Any]]) -> list[tuple[Any, ...]]:
-    """ROWS as the driver's parameter tuples, converted a column at a time."""
-    columns: list[list[Any]] = []
+def _tuples(
+    shape: _Shape, rows: Sequence[dict[str, Any]], extra: dict[str, Sequence[Any]] | None = None
+) -> list[tuple[Any, ...]]:
+    """ROWS (and the EXTRA columns' values, one per row) as the driver's parameter tuples,
+    converted a column at a time."""
+    columns: list[Sequence[Any]] = []
     for name, processor in zip(shape.given, shape.processors, strict=False):
-        values = [row[name] for row in rows]
+        values = extra[name] if extra and name in extra else [row[name] for row in rows]
         columns.append(values if processor is None else list(map(processor, values)))
     for (_, value), processor in zip(
         shape.defaults, shape.processors[len(shape.given) :], strict=True
@@ -129,31 +132,37 @@ def _tuples(shape: _Shape, rows: Sequence[dict[str, Any]]) -> list[tuple[Any, ..
     return list(zip(*columns, strict=True))
 
 
-def insert_many(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> bool:
-    """Insert ROWS (dicts with the same keys) into TABLE in CONN's transaction; False when
-    this database's driver is not handled here (nothing was written: use SQLAlchemy)."""
+def insert_many(
+    conn: Connection,
+    table: Table,
+    rows: Sequence[dict[str, Any]],
+    extra: dict[str, Sequence[Any]] | None = None,
+) -> bool:
+    """Insert ROWS (dicts with the same keys), and EXTRA columns (a value per row: no copy
+    of each dict to add one), into TABLE in CONN's transaction; False when this database's
+    driver is not handled here (nothing was written: use SQLAlchemy)."""
     if not rows:
         return True
-    given = tuple(rows[0])
+    given = (*(extra or ()), *rows[0])
     if conn.dialect.name == "postgresql":
         shape = _shape(conn, table, given, "copy")
         if shape is None:
             return False
-        _copy(conn, shape, rows)
+        _copy(conn, _tuples(shape, rows, extra), shape.sql)
         return True
     shape = _shape(conn, table, given, "insert")
     if shape is None:
         return False
-    conn.exec_driver_sql(shape.sql, _tuples(shape, rows))  # type: ignore[arg-type]
+    conn.exec_driver_sql(shape.sql, _tuples(shape, rows, extra))
     return True
 
 
-def _copy(conn: Connection, shape: _Shape, rows: Sequence[dict[str, Any]]) -> None:
+def _copy(conn: Connection, rows: list[tuple[Any, ...]], sql: str) -> None:
     """COPY ROWS in (psycopg 3), on CONN's own driver connection: in its transaction."""
     driver = conn.connection.driver_connection
     assert driver is not None
-    with driver.cursor() as cursor, cursor.copy(shape.sql) as copy:
-        for values in _tuples(shape, rows):
+    with driver.cursor() as cursor, cursor.copy(sql) as copy:
+        for values in rows:
             copy.write_row(values)
 
 
@@ -204,5 +213,5 @@ def update_many(
         shape = _Shape(sql, names, (), tuple(_processor(conn, table, n) for n in names))
         _SHAPES[cache_key] = shape
     flat = [{**values, key: value} for value, values in rows]
-    conn.exec_driver_sql(shape.sql, _tuples(shape, flat))  # type: ignore[arg-type]
+    conn.exec_driver_sql(shape.sql, _tuples(shape, flat))
     return True

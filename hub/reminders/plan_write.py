@@ -74,9 +74,8 @@ def insert_rows(session: Session, rows: Sequence[dict[str, Any]]) -> list[int]:
         return []
     conn = session.connection()
     ids = bulk_sql.next_ids(conn, EVENTS, len(rows))
-    with_ids = [{"id": row_id, **row} for row_id, row in zip(ids, rows, strict=True)]
-    if not bulk_sql.insert_many(conn, EVENTS, with_ids):
-        conn.execute(_INSERT_EVENT, with_ids)
+    if not bulk_sql.insert_many(conn, EVENTS, rows, {"id": ids}):
+        conn.execute(_INSERT_EVENT, [{"id": i, **row} for i, row in zip(ids, rows, strict=True)])
     return ids
 
 
@@ -158,7 +157,8 @@ def reminder_row(
     }
 
 
-@dataclass
+# Slotted: one of each per planned reminder (20,000 in a first sync of 20,000 appointments).
+@dataclass(slots=True)
 class Submission:
     """One reminder to put in the outbox."""
 
@@ -173,7 +173,7 @@ class Submission:
     label: str  # the appointment, as problems name it
 
 
-@dataclass
+@dataclass(slots=True)
 class Outcome:
     """What became of a submission: a message (new or a duplicate's) or a reason."""
 
