@@ -1,9 +1,12 @@
 """Writing a chunk of planned occurrences: a few Core statements whatever their number.
 
-Rows are inserted and updated with executemany, replaced and cancelled reminders' messages
-cancelled and refunded together (``outbox.cancel_queued_many``), new outbox rows inserted
-with one charge (one ledger row naming the batch; each message keeps its own credits, which
-is what a later refund gives back) and their reminders inserted in one statement.
+Rows are inserted and updated straight through the driver (``bulk_sql``: SQLite's
+executemany, PostgreSQL's COPY, values converted as SQLAlchemy converts them), new
+occurrence rows with their ids taken beforehand (no RETURNING, no reading them back).
+Replaced and cancelled reminders' messages are cancelled and refunded together
+(``outbox.cancel_queued_many``), new outbox rows inserted with one charge (one ledger row
+naming the batch; each message keeps its own credits, which is what a later refund gives
+back) and their reminders inserted in one statement.
 """
 
 from __future__ import annotations
