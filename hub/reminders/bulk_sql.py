@@ -85,7 +85,7 @@ def _shape(conn: Connection, table: Table, given: tuple[str, ...], verb: str) ->
     """The statement for VERB ('insert', 'copy') of GIVEN columns; None when this dialect's
     driver is not one this module knows (the caller then goes through SQLAlchemy)."""
     dialect = conn.dialect
-    cache_key = (dialect.name, table.fullname, given, verb)
+    cache_key = (f"{dialect.name}+{dialect.driver}", table.fullname, given, verb)
     shape = _SHAPES.get(cache_key)
     if shape is not None:
         return shape
@@ -144,7 +144,7 @@ def insert_many(
     if not rows:
         return True
     given = (*(extra or ()), *rows[0])
-    if conn.dialect.name == "postgresql":
+    if conn.dialect.driver == "psycopg":  # psycopg 3's COPY API (psycopg2 has another)
         shape = _shape(conn, table, given, "copy")
         if shape is None:
             return False
@@ -200,7 +200,7 @@ def update_many(
     if mark is None:
         return False
     dialect = conn.dialect
-    cache_key = (dialect.name, table.fullname, (*given, key), "update")
+    cache_key = (f"{dialect.name}+{dialect.driver}", table.fullname, (*given, key), "update")
     shape = _SHAPES.get(cache_key)
     if shape is None:
         quote = dialect.identifier_preparer.quote
