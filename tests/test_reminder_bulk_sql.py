@@ -73,7 +73,7 @@ def _event_rows(calendar_id: int) -> list[dict[str, Any]]:
                 "all_day": n == 2,
                 "title": "Rendez-vous é 🦷",
                 "location": "",
-                "description": "line\nother",
+                "description": "line\nother\ttab \\N back\\slash \\",
                 "attendees": "[]",
                 "status": "confirmed",
                 "etag": f'"{n}"',

@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Connection, Table
@@ -123,7 +124,7 @@ def _tuples(
     converted a column at a time."""
     columns: list[Sequence[Any]] = []
     for name, processor in zip(shape.given, shape.processors, strict=False):
-        values = extra[name] if extra and name in extra else [row[name] for row in rows]
+        values = extra[name] if extra and name in extra else list(map(itemgetter(name), rows))
         columns.append(values if processor is None else list(map(processor, values)))
     for (_, value), processor in zip(
         shape.defaults, shape.processors[len(shape.given) :], strict=True
