@@ -710,6 +710,22 @@ def reconcile(
     return rec.report
 
 
+def _finish(
+    session: Session,
+    rec: Reconciler,
+    calendar_id: int,
+    finish: Callable[[Session, Calendar], None] | None,
+) -> None:
+    """The end of a chunked sync: what went out, the settings planned with, FINISH."""
+    rec.finish(session)
+    stored = session.get(Calendar, calendar_id)
+    assert stored is not None
+    stored.planned_with = rec.planned_with
+    if finish is not None:
+        finish(session, stored)
+    session.add(stored)
+
+
 def reconcile_chunked(
     engine: Engine,
     config: Config,
@@ -733,6 +749,7 @@ def reconcile_chunked(
         rec = Reconciler(config, calendar, _region(session, config, calendar), now)
         rec.load(session)
     changed = rec.changed(result)
+    gone = rec.gone(result, window)
     # PostgreSQL locks rows, not the database: a chunk there is as large as allowed, each
     # chunk's fixed cost (lookups, charge, commit) paid as few times as possible.
     adaptive = engine.dialect.name == "sqlite"
@@ -743,9 +760,14 @@ def reconcile_chunked(
             messages = rec.messages(session, [e.key for e, _ in chunk])
             rec.prepare(session, chunk)
         plans = rec.decide(chunk, messages)
+        last = done + len(chunk) >= len(changed)
         with session_scope(engine) as session:
             started = time.perf_counter()
             rec.write(session, plans)
+            if last and not gone:
+                # Nothing to delete: the sync ends in this transaction (one commit less
+                # per sync; a sync killed before it is done again either way).
+                _finish(session, rec, calendar_id, finish)
             if after_write is not None:
                 after_write(session, chunk_no)
             took = time.perf_counter() - started
@@ -754,16 +776,10 @@ def reconcile_chunked(
         if adaptive:
             # The next chunk's size from this one's pace (statements cost per row).
             size = int(min(MAX_CHUNK, max(MIN_CHUNK, len(chunk) * CHUNK_SECONDS / max(took, 1e-3))))
-    gone = rec.gone(result, window)
-    for start in range(0, len(gone), MAX_CHUNK):
+    if gone or not changed:
+        for start in range(0, len(gone), MAX_CHUNK):
+            with session_scope(engine) as session:
+                rec.delete(session, gone[start : start + MAX_CHUNK])
         with session_scope(engine) as session:
-            rec.delete(session, gone[start : start + MAX_CHUNK])
-    with session_scope(engine) as session:
-        rec.finish(session)
-        stored = session.get(Calendar, calendar_id)
-        assert stored is not None
-        stored.planned_with = rec.planned_with
-        if finish is not None:
-            finish(session, stored)
-        session.add(stored)
+            _finish(session, rec, calendar_id, finish)
     return rec.report
