@@ -18,7 +18,7 @@ import uvicorn
 
 from hub.app import Process, start_process
 from hub.core.config import Config
-from hub.runtime.heap import trim_periodically
+from hub.runtime.heap import trim_periodically, tune_gc
 from hub.runtime.listen import listen
 from hub.runtime.logs import setup_logging
 from hub.runtime.ops_http import OpsServer, start_ops
@@ -68,6 +68,7 @@ async def serve(config: Config, roles: set[str]) -> None:
     instance = setup_logging(config)
     process = await start_process(config, roles, instance)
     ops = await _start_ops(config, process, instance)
+    tune_gc()
     grace = config.hub.stop_grace_seconds
     http = process.http_config(grace)
     server = _Server(http) if http is not None else None
