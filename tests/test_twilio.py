@@ -200,6 +200,7 @@ async def test_report_that_outruns_the_dispatcher_still_finds_its_message(hub, t
         ("undelivered", 30007, "other"),
         ("failed", 30008, "other"),
         ("failed", 30036, "expired"),
+        ("failed", 21610, "opted_out"),
         ("undelivered", None, "other"),
     ],
 )

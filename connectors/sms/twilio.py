@@ -107,7 +107,7 @@ _DLR_REASONS: dict[int, DeliveryReason] = {
     30036: DeliveryReason.EXPIRED,  # validity period expired
     21211: DeliveryReason.INVALID_NUMBER,
     21614: DeliveryReason.INVALID_NUMBER,
-    21610: DeliveryReason.OTHER,  # recipient opted out
+    21610: DeliveryReason.OPTED_OUT,  # recipient opted out: as when the send is refused
 }
 _DELIVERED = frozenset({"delivered", "read"})
 _FAILED = frozenset({"undelivered", "failed", "canceled"})
