@@ -34,9 +34,8 @@ from hub.errors import FileTooLarge, InvalidInput, UnsupportedFile
 from hub.inbound.webhooks import LINK_CLICKED, queue_event
 from hub.mail.parse.email_policy import PARSE_POLICY
 from hub.mail.parse.uuencode import split_uuencoded
-from hub.sending.accounts import descendant_ids
 from hub.store.db import table
-from hub.store.models import Account, HostedFile, LinkClick, ShortLink
+from hub.store.models import HostedFile, LinkClick, ShortLink
 
 if TYPE_CHECKING:
     from hub.core.config import Config
@@ -409,11 +408,6 @@ def personalize_links(
     """TEXT with every URL replaced by a short link of its own for NUMBER (see
     ``personalize_many``)."""
     return personalize_many(session, config, account_id, [Personal(text, number, message_id)])[0]
-
-
-def account_scope(session: Session, account: Account) -> set[int]:
-    """The ids of ACCOUNT and all its sub-accounts (whose links it may see)."""
-    return descendant_ids(session, account)
 
 
 def resolve(session: Session, code: str) -> ShortLink | None:

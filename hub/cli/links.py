@@ -80,7 +80,7 @@ def links_clicks(
 
     from hub.campaigns import links
     from hub.core.timeutil import as_utc
-    from hub.sending.accounts import get_account
+    from hub.sending.accounts import descendant_ids, get_account
     from hub.store.models import Account, HostedFile, LinkClick, ShortLink
 
     config = get_config()
@@ -93,7 +93,7 @@ def links_clicks(
             .outerjoin(HostedFile, col(HostedFile.id) == col(ShortLink.file_id))
         )
         if account:
-            scope = links.account_scope(session, get_account(session, account))
+            scope = descendant_ids(session, get_account(session, account))
             query = query.where(col(ShortLink.account_id).in_(scope))
         if code:
             query = query.where(ShortLink.code == code)
