@@ -6,13 +6,15 @@ change that takes it below is a crossing, and a later top-up, transfer or refund
 back to the threshold or more re-arms it (``hub.sending.balance_alert`` keeps that state with
 the balance, in the change's transaction).
 
-A crossing is alerted after the change is committed, never inside it (``on_crossing`` below):
-``check_balance`` then disarms the account and queues the alert in one transaction of its own,
-by e-mail (sent by the mail outbox) and/or by SMS (an ``alert``-type message submitted like any
-other and paid by the account). The alert SMS's own charge cannot alert again: the account is
-disarmed before it is submitted. If the account cannot pay for the alert SMS, only the e-mail
-goes, and the log says why. Both flips are single conditional ``UPDATE`` statements on the
-account row, so two concurrent sends that cross together alert once.
+A crossing is alerted after the change is committed, never inside it: ``alert_committed``
+(handed to ``hub.sending.balance_alert.on_crossing`` by the composition roots, ``hub.app.Hub``
+and the CLI's engine) runs ``check_balance``, which disarms the account and queues the alert in
+one transaction of its own, by e-mail (sent by the mail outbox) and/or by SMS (an ``alert``-type
+message submitted like any other and paid by the account). The alert SMS's own charge cannot
+alert again: the account is disarmed before it is submitted. If the account cannot pay for the
+alert SMS, only the e-mail goes, and the log says why. Both flips are single conditional
+``UPDATE`` statements on the account row, so two concurrent sends that cross together alert
+once.
 
 Sending needs the configuration; a balance change made without it (``config=None``), or a
 process that stops between the commit and the alert, leaves the crossing armed, and the next
@@ -122,9 +124,6 @@ def alert_committed(engine: Engine, config: Config, account_id: int) -> AlertSen
     with session_scope(engine) as session:
         account = session.get(Account, account_id)
         return None if account is None else check_balance(session, config, account)
-
-
-balance_alert.on_crossing(alert_committed)
 
 
 def _mail(session: Session, config: Config, account: Account, sent: AlertSent, to: str) -> None:

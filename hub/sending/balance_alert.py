@@ -5,8 +5,8 @@ change (``hub.sending.credits``) that brings it back there re-arms it, in the ch
 transaction. A change that leaves it armed and below the threshold is a *crossing*: nothing is
 sent inside the change (whose transaction may still roll back, and whose charge may be the
 alert SMS's own); once the change is committed, the crossing is told to the handler that sends
-alerts (``hub.inbound.alerts``, which plugs itself in with ``on_crossing``: it submits the alert
-SMS, so it sits above ``submit`` and this module cannot import it).
+alerts (``hub.inbound.alerts``, which the composition roots plug in with ``on_crossing``: it
+submits the alert SMS, so it sits above ``submit`` and this module cannot import it).
 
 The handler disarms (``fire``) in its own transaction, with the mail and SMS it queues: an alert
 exists exactly when the flip does, and only one transaction flips, so two changes that cross
