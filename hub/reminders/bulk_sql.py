@@ -83,8 +83,9 @@ def _fast_sqlite_datetime(processor: _Processor) -> _Processor:
 
 
 def _shape(conn: Connection, table: Table, given: tuple[str, ...], verb: str) -> _Shape | None:
-    """The statement for VERB ('insert', 'copy') of GIVEN columns; None when this dialect's
-    driver is not one this module knows (the caller then goes through SQLAlchemy)."""
+    """The statement for VERB ('insert', 'copy', or 'update': GIVEN's last column is the key
+    the others are set by) of GIVEN columns; None when this dialect's driver is not one this
+    module knows (the caller then goes through SQLAlchemy)."""
     dialect = conn.dialect
     cache_key = (f"{dialect.name}+{dialect.driver}", table.fullname, given, verb)
     shape = _SHAPES.get(cache_key)
@@ -94,7 +95,8 @@ def _shape(conn: Connection, table: Table, given: tuple[str, ...], verb: str) ->
     if mark is None:
         return None
     defaults = []
-    for column in table.columns:
+    # An UPDATE sets only what it is given; an INSERT also the scalar defaults left out.
+    for column in table.columns if verb != "update" else ():
         if column.key in given or column.default is None:
             continue
         if not column.default.is_scalar:
@@ -105,11 +107,15 @@ def _shape(conn: Connection, table: Table, given: tuple[str, ...], verb: str) ->
     names = [*given, *(name for name, _ in defaults)]
     quote = dialect.identifier_preparer.quote
     target = dialect.identifier_preparer.format_table(table)
-    columns = ", ".join(quote(table.c[name].name) for name in names)
+    columns = [quote(table.c[name].name) for name in names]
     if verb == "copy":
-        sql = f"COPY {target} ({columns}) FROM STDIN"
+        sql = f"COPY {target} ({', '.join(columns)}) FROM STDIN"
+    elif verb == "update":
+        sets = ", ".join(f"{column} = {mark}" for column in columns[:-1])
+        sql = f"UPDATE {target} SET {sets} WHERE {columns[-1]} = {mark}"
     else:
-        sql = f"INSERT INTO {target} ({columns}) VALUES ({', '.join([mark] * len(names))})"
+        marks = ", ".join([mark] * len(names))
+        sql = f"INSERT INTO {target} ({', '.join(columns)}) VALUES ({marks})"
     shape = _Shape(
         sql, given, tuple(defaults), tuple(_processor(conn, table, name) for name in names)
     )
@@ -196,23 +202,9 @@ def update_many(
     dict) of ROWS (dicts with the same keys); False when not handled here."""
     if not rows:
         return True
-    given = tuple(rows[0][1])
-    mark = _placeholder(conn)
-    if mark is None:
-        return False
-    dialect = conn.dialect
-    cache_key = (f"{dialect.name}+{dialect.driver}", table.fullname, (*given, key), "update")
-    shape = _SHAPES.get(cache_key)
+    shape = _shape(conn, table, (*rows[0][1], key), "update")
     if shape is None:
-        quote = dialect.identifier_preparer.quote
-        sets = ", ".join(f"{quote(table.c[name].name)} = {mark}" for name in given)
-        sql = (
-            f"UPDATE {dialect.identifier_preparer.format_table(table)} SET {sets} "
-            f"WHERE {quote(table.c[key].name)} = {mark}"
-        )
-        names = (*given, key)
-        shape = _Shape(sql, names, (), tuple(_processor(conn, table, n) for n in names))
-        _SHAPES[cache_key] = shape
+        return False
     flat = [{**values, key: value} for value, values in rows]
     conn.exec_driver_sql(shape.sql, _tuples(shape, flat))
     return True
