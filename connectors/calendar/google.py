@@ -593,16 +593,34 @@ class GoogleCalendarSource(ThreadedSource[GoogleSettings]):
                 return
         raise SourceError(f"Google Calendar sent more than {_MAX_PAGES} pages for {self.name}")
 
-    def _list(self, **query: Any) -> tuple[list[dict[str, Any]], str | None, str]:
-        """(items, nextSyncToken, calendar zone) of a whole events.list query."""
-        items: list[dict[str, Any]] = []
+    def _walk(
+        self, take: Callable[[list[dict[str, Any]], str], object], **query: Any
+    ) -> tuple[str | None, str]:
+        """Hand the items of a whole events.list query to TAKE, with the calendar's zone, a
+        page at a time as soon as the zone is known (Google gives it on every page; items
+        listed before wait for it): a calendar's raw items are not all held at once, and
+        fewer of them live long enough to weigh on the garbage collector. Returns the
+        nextSyncToken and the calendar's zone."""
+        waiting: list[dict[str, Any]] = []
         token = None
         zone = None
         for page in self._pages(**query):
-            items.extend(page.get("items") or [])
+            waiting.extend(page.get("items") or [])
             zone = zone or page.get("timeZone")
             token = page.get("nextSyncToken") or token
-        return items, token, self._calendar_zone(zone)
+            if zone and waiting:
+                take(waiting, self._calendar_zone(zone))
+                waiting = []
+        calendar_zone = self._calendar_zone(zone)
+        if waiting:
+            take(waiting, calendar_zone)
+        return token, calendar_zone
+
+    def _list(self, **query: Any) -> tuple[list[dict[str, Any]], str | None, str]:
+        """(items, nextSyncToken, calendar zone) of a whole events.list query."""
+        items: list[dict[str, Any]] = []
+        token, zone = self._walk(lambda batch, _zone: items.extend(batch), **query)
+        return items, token, zone
 
     def _calendar_zone(self, zone: str | None) -> str:
         """The zone of all-day events: the calendar's (ZONE as Google gave it), else ours."""
@@ -611,23 +629,14 @@ class GoogleCalendarSource(ThreadedSource[GoogleSettings]):
     def _list_events(
         self, warnings: list[str], **query: Any
     ) -> tuple[list[CalendarEvent], str | None]:
-        """(events, nextSyncToken) of a whole events.list query, cancelled items left out.
-
-        Each page is mapped as soon as the calendar's zone is known (Google gives it on every
-        page), then let go: a calendar's raw items are not all held at once, and fewer
-        of them live long enough to weigh on the garbage collector."""
+        """(events, nextSyncToken) of a whole events.list query, cancelled items left out,
+        each page mapped as it arrives (``_walk``)."""
         events: list[CalendarEvent] = []
-        waiting: list[dict[str, Any]] = []  # listed before the zone was given
-        token = None
-        zone = None
-        for page in self._pages(**query):
-            waiting.extend(page.get("items") or [])
-            zone = zone or page.get("timeZone")
-            token = page.get("nextSyncToken") or token
-            if zone:
-                events.extend(self._map(waiting, self._calendar_zone(zone), warnings))
-                waiting = []
-        events.extend(self._map(waiting, self._calendar_zone(zone), warnings))
+
+        def take(batch: list[dict[str, Any]], zone: str) -> None:
+            events.extend(self._map(batch, zone, warnings))
+
+        token, _ = self._walk(take, **query)
         return events, token
 
     def _map(
