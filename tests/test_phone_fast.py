@@ -158,3 +158,152 @@ def test_character_classes_match_the_per_character_tests() -> None:
         per_char = ch.isdecimal() or ch.isspace() or ch in phone._PUNCTUATION
         assert phone._number_chars_only(ch) == per_char, hex(cp)
         assert (phone._DECIMAL.search(ch) is not None) == ch.isdecimal(), hex(cp)
+
+
+# The digits-and-separators fast path (phone._fast_info) replays phonenumbers' reading from
+# its metadata. It must give the reference's answer whenever it answers, for every supported
+# region, in every usual writing: national, +CC, 00CC / the region's own IDD, CC without "+".
+_SEPARATORS = [" ", " ", ".", "-", "", "  ", " - ", "/", ")", "("]
+_FRENCH_SIDE = ["FR", "BE", "CH", "LU", "MC", "DE", "GB", "US", "CA", "IT", "ES", "MA", "DZ"]
+_FRENCH_SIDE += ["TN", "RE", "GP", "MQ", "GF", "YT", "PM", "NC", "PF"]
+_TYPES = [
+    PNT.MOBILE,
+    PNT.FIXED_LINE,
+    PNT.TOLL_FREE,
+    PNT.PREMIUM_RATE,
+    PNT.SHARED_COST,
+    PNT.VOIP,
+    PNT.PERSONAL_NUMBER,
+    PNT.PAGER,
+    PNT.UAN,
+    PNT.VOICEMAIL,
+]
+
+
+def _examples(region: str) -> list[PhoneNumber]:
+    found = [phonenumbers.example_number_for_type(region, kind) for kind in _TYPES]
+    return [n for n in found if n is not None]
+
+
+def _written(rng: random.Random, head: str, body: str) -> str:
+    """HEAD then BODY's digits in groups, with the separators people use."""
+    groups = []
+    i = 0
+    while i < len(body):
+        size = rng.choice([1, 2, 2, 3, 4])
+        groups.append(body[i : i + size])
+        i += size
+    sep = rng.choice(_SEPARATORS)
+    text = head + rng.choice(["", " ", sep]) + sep.join(groups)
+    if rng.random() < 0.1:
+        text = "(" + text + ")"
+    if rng.random() < 0.05:
+        text = rng.choice(["tel:", "TEL: ", " "]) + text
+    return text
+
+
+def _mutated(rng: random.Random, digits: str) -> str:
+    """DIGITS with a random tail (often still valid), sometimes a digit more or less."""
+    keep = rng.randint(max(0, len(digits) - 6), len(digits))
+    tail = "".join(rng.choice("0123456789") for _ in range(len(digits) - keep))
+    out = digits[:keep] + tail
+    roll = rng.random()
+    if roll < 0.1:
+        out += rng.choice("0123456789")
+    elif roll < 0.2:
+        out = out[:-1]
+    return out
+
+
+def _writings(rng: random.Random, region: str, number: PhoneNumber) -> list[str]:
+    meta = phonenumbers.PhoneMetadata.metadata_for_region(region)
+    assert meta is not None
+    nsn = _mutated(rng, phonenumbers.national_significant_number(number))
+    cc = str(number.country_code)
+    prefix = meta.national_prefix or ""
+    idd = meta.preferred_international_prefix or "00"
+    if not idd.isdigit():
+        idd = "00"
+    return [
+        _written(rng, "", prefix + nsn),
+        _written(rng, "", nsn),
+        _written(rng, rng.choice(["+", "+ "]) + cc, nsn),
+        _written(rng, "+" + cc, rng.choice(["(0)", "0", ""]) + nsn),
+        _written(rng, "00" + cc, nsn),
+        _written(rng, idd + cc, nsn),
+        _written(rng, cc, nsn),
+    ]
+
+
+def _random_number(rng: random.Random, region: str) -> str:
+    meta = phonenumbers.PhoneMetadata.metadata_for_region(region)
+    assert meta is not None
+    body = "".join(rng.choice("0123456789") for _ in range(rng.randint(0, 17)))
+    code = str(rng.choice([meta.country_code, *rng.sample(_CODES, 2)]))
+    head = rng.choice(["", "", meta.national_prefix or "0", "+" + code, "00" + code, code, "+"])
+    return _written(rng, head, body)
+
+
+_CODES = sorted(phonenumbers.COUNTRY_CODE_TO_REGION_CODE)
+_ODD = ["", " ", "tel:", "+", "++33 6 12 34 56 78", "0", "00", "000", "+0", "+00 33", "x"]
+_ODD += ["06 12 34 56 78 x12", "06-12-34-56-78#", "6", "06", "(06)", "()", "..", "+ ", "-1"]
+_ODD += ["+33 6 12 34 56 78 9 0 1 2 3 4 5 6 7 8 9", "0" * 25, "9" * 25, "+" + "1" * 19]
+
+
+def _corpus(region: str, seed: str, count: int) -> list[str]:
+    rng = random.Random(seed + region)
+    texts = list(_ODD)
+    examples = _examples(region)
+    others = [n for r in rng.sample(_FRENCH_SIDE, 3) for n in _examples(r)]
+    while len(texts) < count:
+        if examples and rng.random() < 0.55:
+            texts += _writings(rng, region, rng.choice(examples))
+        elif others and rng.random() < 0.3:
+            texts += _writings(rng, region, rng.choice(others))
+        else:
+            texts.append(_random_number(rng, region))
+    return texts
+
+
+def _check_against_reference(texts: list[str], region: str) -> int:
+    """Compare parse_number with the reference on TEXTS; how many took the fast path."""
+    fast = 0
+    for raw in texts:
+        expected = _reference(raw, region)
+        assert phone.parse_number(raw, region) == expected, (raw, region)
+        text = phone._TEL_PREFIX.sub("", raw).strip()
+        default = region.upper() if region.upper() in phonenumbers.SUPPORTED_REGIONS else None
+        if text and phone._fast_info(raw, text, default) is not None:
+            fast += 1
+    return fast
+
+
+@pytest.mark.parametrize("region", sorted(phonenumbers.SUPPORTED_REGIONS))
+def test_fast_path_matches_the_reference_in_every_region(region: str) -> None:
+    texts = _corpus(region, "every", 250)
+    fast = _check_against_reference(texts, region)
+    # Valid numbers come up in every region, so the fast path must have been taken (least
+    # in AR, whose national prefix rules mostly leave numbers to the general path).
+    assert fast > 10, (region, fast)
+
+
+@pytest.mark.parametrize("region", _FRENCH_SIDE)
+def test_fast_path_matches_the_reference_on_french_side_numbers(region: str) -> None:
+    texts = _corpus(region, "french", 3000)
+    assert _check_against_reference(texts, region) > 500
+    # The same numbers read from France (a patient abroad, a number from the overseas).
+    _check_against_reference(texts[:1000], "FR")
+
+
+def test_bench_mobiles_take_the_fast_path() -> None:
+    # As bench/reminders.py's mobile() writes them (a first sync of 20,000 appointments).
+    rng = random.Random(20)
+    for n in [0, 1, 19_999, 99_999_999, *rng.sample(range(100_000_000), 2000)]:
+        digits = f"{n:08d}"
+        raw = f"06 {digits[:2]} {digits[2:4]} {digits[4:6]} {digits[6:]}"
+        got = phone._fast_info(raw, raw, "FR")
+        expected = _reference(raw, "FR")
+        if n < 20_000:
+            assert got is not None and got.e164 == "+336" + digits and got.type == phone.MOBILE
+        # Not every 06 range is allocated: those are left to the general path.
+        assert got is None if not expected.valid else got == expected, raw

@@ -8,10 +8,17 @@ recipient never stops the others.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import phonenumbers
-from phonenumbers import NumberParseException, PhoneNumber, PhoneNumberFormat
+from phonenumbers import (
+    NumberParseException,
+    PhoneMetadata,
+    PhoneNumber,
+    PhoneNumberDesc,
+    PhoneNumberFormat,
+)
 from phonenumbers import PhoneNumberType as PNT
 from phonenumbers import ValidationResult as VR
 
@@ -177,6 +184,238 @@ def _valid_info(raw: str, number: PhoneNumber | None) -> NumberInfo | None:
     )
 
 
+# --- Fast path -------------------------------------------------------------------------
+# Calendars mostly hold numbers typed as digits with spaces, dots, dashes or parentheses,
+# nationally ("06 12 34 56 78") or internationally ("+33 6...", "0033 6..."). For such a
+# text phonenumbers only ever looks at the digits and whether a "+" leads, so its reading
+# can be replayed from its own metadata: country code (from "+", the region's international
+# prefix, or the region), national prefix stripping, then the type from the same patterns
+# in the same order (phonenumberutil.parse, _maybe_extract_country_code,
+# _maybe_strip_national_prefix_carrier_code, _test_number_length, _number_type_helper,
+# region_code_for_number). Each step that is not plain in the metadata (transform rules,
+# default-country-code heuristics, IDD followed by 0, non-geographic codes, too short or
+# too long) gives up and leaves the number to the general path, as does any number that is
+# not valid (its explanation and the other readings are the general path's business).
+# This is several times cheaper than parse + number_type + format_number + region lookup;
+# tests/test_phone_fast.py compares it with the general path on every supported region.
+_FAST_TEXT = re.compile(r"\+?[0-9 .()/\-]+")
+_NOT_DIGIT = re.compile(r"[^0-9]+")
+# phonenumbers' _MIN_LENGTH_FOR_NSN and _MAX_LENGTH_FOR_NSN.
+_MIN_NSN = 2
+_MAX_NSN = 17
+
+_Match = Callable[[str], object]
+_COUNTRY_REGIONS = phonenumbers.COUNTRY_CODE_TO_REGION_CODE
+_NON_GEO = phonenumbers.REGION_CODE_FOR_NON_GEO_ENTITY
+
+
+def _fullmatcher(desc: PhoneNumberDesc | None) -> tuple[frozenset[int] | None, _Match] | None:
+    """_is_number_matching_desc for DESC as (lengths or None for any, fullmatch); None when
+    DESC can never match."""
+    if desc is None or not desc.national_number_pattern:
+        return None
+    lengths = frozenset(desc.possible_length) if desc.possible_length else None
+    return lengths, re.compile(desc.national_number_pattern).fullmatch
+
+
+def _matches(nsn: str, matcher: tuple[frozenset[int] | None, _Match] | None) -> bool:
+    if matcher is None:
+        return False
+    lengths, match = matcher
+    if lengths is not None and len(nsn) not in lengths:
+        return False
+    return match(nsn) is not None
+
+
+class _Plan:
+    """One region's metadata, compiled once for the fast path."""
+
+    def __init__(self, meta: PhoneMetadata, general: PhoneNumberDesc, code: int) -> None:
+        self.country_code = code
+        self.cc_text = str(code)
+        self.idd = (
+            re.compile(meta.international_prefix).match if meta.international_prefix else None
+        )
+        npp = meta.national_prefix_for_parsing
+        self.npp = re.compile(npp).match if npp else None
+        self.transform = bool(meta.national_prefix_transform_rule)
+        # _match_national_number: the pattern alone, without possible lengths.
+        self.general_pattern = (
+            re.compile(general.national_number_pattern).fullmatch
+            if general.national_number_pattern
+            else None
+        )
+        self.lengths = tuple(general.possible_length)
+        self.local_lengths = frozenset(general.possible_length_local_only)
+        self.leading = re.compile(meta.leading_digits).match if meta.leading_digits else None
+        self.general = _fullmatcher(general)
+        # _number_type_helper's order: the first type matching wins.
+        self.types = [
+            (kind, m)
+            for kind, desc in (
+                (PNT.PREMIUM_RATE, meta.premium_rate),
+                (PNT.TOLL_FREE, meta.toll_free),
+                (PNT.SHARED_COST, meta.shared_cost),
+                (PNT.VOIP, meta.voip),
+                (PNT.PERSONAL_NUMBER, meta.personal_number),
+                (PNT.PAGER, meta.pager),
+                (PNT.UAN, meta.uan),
+                (PNT.VOICEMAIL, meta.voicemail),
+            )
+            if (m := _fullmatcher(desc)) is not None
+        ]
+        self.fixed = _fullmatcher(meta.fixed_line)
+        self.mobile = _fullmatcher(meta.mobile)
+        self.same_fixed_mobile = bool(meta.same_mobile_and_fixed_line_pattern)
+
+    def viable(self, number: str) -> bool:
+        return self.general_pattern is not None and self.general_pattern(number) is not None
+
+    def length_ok(self, number: str) -> bool:
+        """_test_number_length is none of TOO_SHORT, IS_POSSIBLE_LOCAL_ONLY, INVALID_LENGTH."""
+        n = len(number)
+        if n in self.local_lengths:
+            return False
+        lowest = self.lengths[0]
+        if lowest == n:
+            return True
+        if lowest > n:
+            return False
+        if self.lengths[-1] < n:
+            return True  # TOO_LONG
+        return n in self.lengths[1:]
+
+    def kind(self, nsn: str) -> int:
+        if not _matches(nsn, self.general):
+            return PNT.UNKNOWN
+        for kind, matcher in self.types:
+            if _matches(nsn, matcher):
+                return kind
+        if _matches(nsn, self.fixed):
+            if self.same_fixed_mobile or _matches(nsn, self.mobile):
+                return PNT.FIXED_LINE_OR_MOBILE
+            return PNT.FIXED_LINE
+        if not self.same_fixed_mobile and _matches(nsn, self.mobile):
+            return PNT.MOBILE
+        return PNT.UNKNOWN
+
+
+_PLANS: dict[str, _Plan | None] = {}
+
+
+def _plan(region: str) -> _Plan | None:
+    try:
+        return _PLANS[region]
+    except KeyError:
+        pass
+    meta = PhoneMetadata.metadata_for_region(region, None)
+    plan = None
+    # _test_number_length needs the general description's lengths; without them (never
+    # seen in phonenumbers' data) the region is left to the general path.
+    general = meta.general_desc if meta is not None else None
+    code = meta.country_code if meta is not None else None
+    if meta is not None and general is not None and general.possible_length and code:
+        plan = _Plan(meta, general, code)
+    # Dict writes are atomic; two threads compiling the same region at once is harmless.
+    _PLANS[region] = plan
+    return plan
+
+
+def _fast_info(raw: str, text: str, region: str | None) -> NumberInfo | None:
+    """RAW's info when the fast path is sure it is a valid number, else None (see above)."""
+    if _FAST_TEXT.fullmatch(text) is None:
+        return None
+    digits = _NOT_DIGIT.sub("", text)
+    if len(digits) < 3 or len(digits) > _MAX_NSN + 3:
+        return None
+    if text[0] == "+":
+        rest = digits
+    else:
+        if region is None:
+            return None
+        home = _plan(region)
+        if home is None:
+            return None
+        idd = home.idd(digits) if home.idd is not None else None
+        if idd is not None:
+            end = idd.end()
+            # phonenumbers keeps the IDD when a 0 follows it (a different reading).
+            if end == 0 or digits[end : end + 1] == "0":
+                return None
+            rest = digits[end:]
+        else:
+            # A national number that starts with the region's own country code goes through
+            # phonenumbers' guesses about whether that code was meant: not here.
+            if digits.startswith(home.cc_text):
+                return None
+            return _fast_national(raw, home.country_code, home, digits)
+    # _maybe_extract_country_code after "+" or an IDD.
+    if len(rest) <= _MIN_NSN or rest[0] == "0":
+        return None
+    for size in (1, 2, 3):
+        code = int(rest[:size])
+        regions = _COUNTRY_REGIONS.get(code)
+        if regions is not None:
+            break
+    else:
+        return None
+    if regions[0] == _NON_GEO:
+        return None
+    plan = _plan(regions[0])
+    if plan is None:
+        return None
+    return _fast_national(raw, code, plan, rest[size:])
+
+
+def _fast_national(raw: str, code: int, plan: _Plan, number: str) -> NumberInfo | None:
+    """The end of phonenumbers.parse (national prefix stripping with PLAN, the metadata of
+    the number's main region or of the default one), then number_type and E.164."""
+    if len(number) < _MIN_NSN:
+        return None
+    nsn = number
+    if plan.npp is not None:
+        prefix = plan.npp(number)
+        if prefix is not None:
+            if plan.transform:
+                return None
+            stripped = number[prefix.end() :]
+            if not (plan.viable(number) and not plan.viable(stripped)) and plan.length_ok(stripped):
+                nsn = stripped
+    if len(nsn) < _MIN_NSN or len(nsn) > _MAX_NSN:
+        return None
+    # region_code_for_number, then number_type with that region's metadata.
+    regions = _COUNTRY_REGIONS[code]
+    where: str | None = None
+    owner: _Plan | None = None
+    if len(regions) == 1:
+        where, owner = regions[0], _plan(regions[0])
+    else:
+        for candidate in regions:
+            cplan = _plan(candidate)
+            if cplan is None:
+                continue
+            if cplan.leading is not None:
+                if cplan.leading(nsn):
+                    where, owner = candidate, cplan
+                    break
+            elif cplan.kind(nsn) != PNT.UNKNOWN:
+                where, owner = candidate, cplan
+                break
+    if where is None or where == _NON_GEO or owner is None:
+        return None
+    kind = owner.kind(nsn)
+    if kind == PNT.UNKNOWN:
+        return None
+    return NumberInfo(
+        input=raw,
+        e164=f"+{code}{nsn}",
+        country=where,
+        type=_classify(kind),
+        valid=True,
+        reason=None,
+    )
+
+
 def parse_number(raw: str, region: str = "FR") -> NumberInfo:
     """Parse a number in any usual human format; region is the country for national numbers."""
     text = _TEL_PREFIX.sub("", raw).strip()
@@ -188,6 +427,9 @@ def parse_number(raw: str, region: str = "FR") -> NumberInfo:
     if default not in phonenumbers.SUPPORTED_REGIONS:
         default = None
 
+    found = _fast_info(raw, text, default)
+    if found is not None:
+        return found
     first = _parse(text, default)
     found = _valid_info(raw, first)
     if found is not None:
