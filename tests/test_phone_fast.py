@@ -289,8 +289,8 @@ def test_fast_path_matches_the_reference_in_every_region(region: str) -> None:
 
 @pytest.mark.parametrize("region", _FRENCH_SIDE)
 def test_fast_path_matches_the_reference_on_french_side_numbers(region: str) -> None:
-    texts = _corpus(region, "french", 3000)
-    assert _check_against_reference(texts, region) > 500
+    texts = _corpus(region, "french", 1000)
+    assert _check_against_reference(texts, region) > 150
     # The same numbers read from France (a patient abroad, a number from the overseas).
     _check_against_reference(texts[:1000], "FR")
 
