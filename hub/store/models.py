@@ -7,6 +7,7 @@ import uuid
 from datetime import datetime
 
 from sqlalchemy import BigInteger, Column, DateTime, Index, UniqueConstraint, false
+from sqlalchemy import text as sql_text
 from sqlmodel import Field, SQLModel
 
 from hub.core.timeutil import utcnow
@@ -188,14 +189,26 @@ class Message(SQLModel, table=True):
             "id",
             postgresql_include=["account_id", "status"],
         ),
+        # Partial (migration 0013): only a campaign's messages, and only messages a provider
+        # accepted, are in these two; the rows a sync or submit writes skip them. Every
+        # query using them says campaign_id = / IN, provider_message_id IN, which both
+        # planners know implies IS NOT NULL.
         Index(
             "ix_messages_campaign_created",
             "campaign_id",
             "created_at",
             "id",
             postgresql_include=["account_id", "status", "segments"],
+            sqlite_where=sql_text("campaign_id IS NOT NULL"),
+            postgresql_where=sql_text("campaign_id IS NOT NULL"),
         ),
-        Index("ix_messages_provider_ref", "provider", "provider_message_id"),
+        Index(
+            "ix_messages_provider_ref",
+            "provider",
+            "provider_message_id",
+            sqlite_where=sql_text("provider_message_id IS NOT NULL"),
+            postgresql_where=sql_text("provider_message_id IS NOT NULL"),
+        ),
     )
 
     id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
@@ -555,6 +568,14 @@ class CalendarEventRow(SQLModel, table=True):
     __tablename__ = "calendar_events"
     __table_args__ = (
         UniqueConstraint("calendar_id", "uid", "occurrence", name="uq_calendar_event"),
+        # Partial (migration 0013): only events with an answer to write back; the answer
+        # writer's claim says answer_due_at <= now, which implies IS NOT NULL.
+        Index(
+            "ix_calendar_events_answer_due_at",
+            "answer_due_at",
+            sqlite_where=sql_text("answer_due_at IS NOT NULL"),
+            postgresql_where=sql_text("answer_due_at IS NOT NULL"),
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -583,7 +604,7 @@ class CalendarEventRow(SQLModel, table=True):
     # When the answer came, and when writing it to the calendar is (next) due: set by the
     # answer, pushed forward by each claim and failed try, cleared once written or given up.
     answer_at: datetime | None = Field(default=None, sa_column=_ts())
-    answer_due_at: datetime | None = Field(default=None, sa_column=_ts(index=True))
+    answer_due_at: datetime | None = Field(default=None, sa_column=_ts())  # partial index
     answer_attempts: int = 0
     answer_error: str = Field(default="", max_length=500)
     deleted: bool = False
