@@ -180,6 +180,41 @@ def test_bulk_rows_are_stored_as_sqlalchemy_stores_them(engine: Engine, account:
         assert [r[1:] for r in events_a] == [r[1:] for r in events_b]
 
 
+def test_repeated_times_are_stored_as_sqlalchemy_stores_them(engine: Engine, account: str) -> None:
+    # A call's datetimes are converted once per distinct object (bulk_sql._convert_shared):
+    # many rows sharing a few objects, among them equal instants in different zones (SQLite
+    # stores each zone's own fields), and a column of distinct objects (no memo).
+    utc = datetime(2031, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
+    paris = utc.astimezone(timezone(timedelta(hours=2)))
+    assert utc == paris
+    shared = [utc, paris, utc.replace(microsecond=0), utc.replace(tzinfo=None)]
+    calendar_id = _calendar(engine, "repeats")
+    with session_scope(engine) as s:
+        conn = s.connection()
+        ids = bulk_sql.next_ids(conn, EVENTS, 1)
+        assert bulk_sql.insert_many(conn, EVENTS, _event_rows(calendar_id)[:1], {"id": ids})
+        reminders = [
+            {
+                "event_id": ids[0],
+                "rule": "2h",
+                "message_id": None,
+                "for_start": shared[n % 4],
+                "send_at": shared[(n // 7) % 4],
+                "status": "scheduled",
+                "note": "",
+                "created_at": utc + timedelta(microseconds=n),
+            }
+            for n in range(64)
+        ]
+        conn.execute(insert(REMINDERS), reminders)
+        assert bulk_sql.insert_many(conn, REMINDERS, reminders)
+        got = _stored(conn, REMINDERS, "")
+        assert got[:64] == got[64:]
+        if conn.dialect.name == "sqlite":
+            send_at = {r[REMINDERS.c.keys().index("send_at") - 1] for r in got}
+            assert "2031-05-06 09:08:09.123456" in send_at  # Paris' fields, as SQLAlchemy
+
+
 def _events() -> list[CalendarEvent]:
     base = NOW.replace(microsecond=0) + timedelta(days=5)
     out = []
