@@ -6,6 +6,7 @@ stored forms (SQLite's datetime strings, 0/1 booleans), same defaults for column
 from __future__ import annotations
 
 import re
+import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -21,7 +22,14 @@ from hub.reminders.reconcile import reconcile_chunked
 from hub.sending.accounts import get_account
 from hub.sending.credits import ledger_problems
 from hub.store.db import session_scope
-from hub.store.models import Calendar, CalendarEventRow, LedgerEntry, Message, Reminder
+from hub.store.models import (
+    Calendar,
+    CalendarEventRow,
+    LedgerEntry,
+    Message,
+    Reminder,
+    new_ids,
+)
 
 NOW = datetime.now(UTC)
 # Aware (UTC and not), with and without microseconds: each stored form.
@@ -213,6 +221,22 @@ def test_repeated_times_are_stored_as_sqlalchemy_stores_them(engine: Engine, acc
         if conn.dialect.name == "sqlite":
             send_at = {r[REMINDERS.c.keys().index("send_at") - 1] for r in got}
             assert "2031-05-06 09:08:09.123456" in send_at  # Paris' fields, as SQLAlchemy
+
+
+def test_message_ids_made_many_at_once_are_uuid4_hex() -> None:
+    for count in (0, 1, 2, 3, 500, 1000):
+        ids = new_ids(count)
+        assert len(ids) == len(set(ids)) == count
+        for i in ids:
+            parsed = uuid.UUID(hex=i)  # the form new_id() gives: uuid4().hex
+            assert parsed.hex == i and parsed.version == 4 and parsed.variant == uuid.RFC_4122
+    # Random in every other bit: each of the 122 takes both values over a thousand ids.
+    ones = zero = 0
+    for i in new_ids(1000):
+        ones |= int(i, 16)
+        zero |= ~int(i, 16) & ((1 << 128) - 1)
+    fixed = (0xF000 << 64) | (0xC000 << 48)
+    assert ones | fixed == zero | fixed == (1 << 128) - 1
 
 
 def _events() -> list[CalendarEvent]:

