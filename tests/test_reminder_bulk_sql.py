@@ -6,6 +6,7 @@ stored forms (SQLite's datetime strings, 0/1 booleans), same defaults for column
 from __future__ import annotations
 
 import re
+import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -21,7 +22,14 @@ from hub.reminders.reconcile import reconcile_chunked
 from hub.sending.accounts import get_account
 from hub.sending.credits import ledger_problems
 from hub.store.db import session_scope
-from hub.store.models import Calendar, CalendarEventRow, LedgerEntry, Message, Reminder
+from hub.store.models import (
+    Calendar,
+    CalendarEventRow,
+    LedgerEntry,
+    Message,
+    Reminder,
+    new_ids,
+)
 
 NOW = datetime.now(UTC)
 # Aware (UTC and not), with and without microseconds: each stored form.
@@ -178,6 +186,57 @@ def test_bulk_rows_are_stored_as_sqlalchemy_stores_them(engine: Engine, account:
         events_a = _stored(conn, EVENTS, f"WHERE calendar_id = {theirs}")
         events_b = _stored(conn, EVENTS, f"WHERE calendar_id = {ours}")
         assert [r[1:] for r in events_a] == [r[1:] for r in events_b]
+
+
+def test_repeated_times_are_stored_as_sqlalchemy_stores_them(engine: Engine, account: str) -> None:
+    # A call's datetimes are converted once per distinct object (bulk_sql._convert_shared):
+    # many rows sharing a few objects, among them equal instants in different zones (SQLite
+    # stores each zone's own fields), and a column of distinct objects (no memo).
+    utc = datetime(2031, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
+    paris = utc.astimezone(timezone(timedelta(hours=2)))
+    assert utc == paris
+    shared = [utc, paris, utc.replace(microsecond=0), utc.replace(tzinfo=None)]
+    calendar_id = _calendar(engine, "repeats")
+    with session_scope(engine) as s:
+        conn = s.connection()
+        ids = bulk_sql.next_ids(conn, EVENTS, 1)
+        assert bulk_sql.insert_many(conn, EVENTS, _event_rows(calendar_id)[:1], {"id": ids})
+        reminders = [
+            {
+                "event_id": ids[0],
+                "rule": "2h",
+                "message_id": None,
+                "for_start": shared[n % 4],
+                "send_at": shared[(n // 7) % 4],
+                "status": "scheduled",
+                "note": "",
+                "created_at": utc + timedelta(microseconds=n),
+            }
+            for n in range(64)
+        ]
+        conn.execute(insert(REMINDERS), reminders)
+        assert bulk_sql.insert_many(conn, REMINDERS, reminders)
+        got = _stored(conn, REMINDERS, "")
+        assert got[:64] == got[64:]
+        if conn.dialect.name == "sqlite":
+            send_at = {r[REMINDERS.c.keys().index("send_at") - 1] for r in got}
+            assert "2031-05-06 09:08:09.123456" in send_at  # Paris' fields, as SQLAlchemy
+
+
+def test_message_ids_made_many_at_once_are_uuid4_hex() -> None:
+    for count in (0, 1, 2, 3, 500, 1000):
+        ids = new_ids(count)
+        assert len(ids) == len(set(ids)) == count
+        for i in ids:
+            parsed = uuid.UUID(hex=i)  # the form new_id() gives: uuid4().hex
+            assert parsed.hex == i and parsed.version == 4 and parsed.variant == uuid.RFC_4122
+    # Random in every other bit: each of the 122 takes both values over a thousand ids.
+    ones = zero = 0
+    for i in new_ids(1000):
+        ones |= int(i, 16)
+        zero |= ~int(i, 16) & ((1 << 128) - 1)
+    fixed = (0xF000 << 64) | (0xC000 << 48)
+    assert ones | fixed == zero | fixed == (1 << 128) - 1
 
 
 def _events() -> list[CalendarEvent]:

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Connection, Table
+from sqlalchemy import Connection, DateTime, Table
 
 _Processor = Callable[[Any], Any]
 # Statements and converters per (dialect, table, given columns): built once.
@@ -39,6 +39,9 @@ class _Shape:
     defaults: tuple[tuple[str, Any], ...]
     # One converter per column of the statement (given, then defaulted): None = as is.
     processors: tuple[_Processor | None, ...]
+    # Per given column: a datetime, whose values the rows of a call often share (a chunk's
+    # created_at and updated_at are one ``now``, its send times a few slots).
+    shared: tuple[bool, ...] = ()
 
 
 def _placeholder(conn: Connection) -> str | None:
@@ -117,7 +120,11 @@ def _shape(conn: Connection, table: Table, given: tuple[str, ...], verb: str) ->
         marks = ", ".join([mark] * len(names))
         sql = f"INSERT INTO {target} ({', '.join(columns)}) VALUES ({marks})"
     shape = _Shape(
-        sql, given, tuple(defaults), tuple(_processor(conn, table, name) for name in names)
+        sql,
+        given,
+        tuple(defaults),
+        tuple(_processor(conn, table, name) for name in names),
+        tuple(isinstance(table.c[name].type, DateTime) for name in given),
     )
     _SHAPES[cache_key] = shape
     return shape
@@ -129,14 +136,34 @@ def _tuples(
     """ROWS (and the EXTRA columns' values, one per row) as the driver's parameter tuples,
     converted a column at a time."""
     columns: list[Sequence[Any]] = []
-    for name, processor in zip(shape.given, shape.processors, strict=False):
+    for name, processor, shared in zip(shape.given, shape.processors, shape.shared, strict=False):
         values = extra[name] if extra and name in extra else list(map(itemgetter(name), rows))
-        columns.append(values if processor is None else list(map(processor, values)))
+        if processor is None:
+            columns.append(values)
+        elif shared:
+            columns.append(_convert_shared(processor, values))
+        else:
+            columns.append(list(map(processor, values)))
     for (_, value), processor in zip(
         shape.defaults, shape.processors[len(shape.given) :], strict=True
     ):
         columns.append([value if processor is None else processor(value)] * len(rows))
     return list(zip(*columns, strict=True))
+
+
+def _convert_shared(processor: _Processor, values: Sequence[Any]) -> list[Any]:
+    """PROCESSOR applied to VALUES, once per distinct object among them.
+
+    Keyed by identity, not equality: two equal datetimes in different zones are stored
+    differently (SQLite keeps the local fields). VALUES holds each object for the whole call,
+    so an id is never reused. A column of mostly distinct objects (start times, told by its
+    first values) skips the memo, which would only add its lookups."""
+    head = values[:64]
+    if len(set(map(id, head))) * 2 > len(head):
+        return list(map(processor, values))
+    objects = dict(zip(map(id, values), values, strict=True))
+    done = {key: processor(value) for key, value in objects.items()}
+    return list(map(done.__getitem__, map(id, values)))
 
 
 def insert_many(

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import enum
+import os
 import uuid
 from datetime import datetime
 
 from sqlalchemy import BigInteger, Column, DateTime, Index, UniqueConstraint, false
+from sqlalchemy import text as sql_text
 from sqlmodel import Field, SQLModel
 
 from hub.core.timeutil import utcnow
@@ -15,6 +17,24 @@ from hub.core.timeutil import utcnow
 def new_id() -> str:
     """A random, URL-safe message id."""
     return uuid.uuid4().hex
+
+
+# uuid4's fixed bits (version 4, RFC 4122 variant), for new_ids.
+_UUID4_CLEAR = ((1 << 128) - 1) & ~((0xF000 << 64) | (0xC000 << 48))
+_UUID4_SET = (0x4000 << 64) | (0x8000 << 48)
+
+
+def new_ids(count: int) -> list[str]:
+    """COUNT ids of new_id()'s form (uuid4().hex: 122 random bits from os.urandom, version
+    and variant bits set), made together: one urandom read and one big-integer masking for
+    the lot, ~7x cheaper than COUNT uuid4() (a first calendar sync makes 20,000)."""
+    if count <= 0:
+        return []
+    clear = int.from_bytes(_UUID4_CLEAR.to_bytes(16, "big") * count, "big")
+    put = int.from_bytes(_UUID4_SET.to_bytes(16, "big") * count, "big")
+    value = int.from_bytes(os.urandom(16 * count), "big") & clear | put
+    digits = f"{value:0{32 * count}x}"
+    return [digits[i : i + 32] for i in range(0, 32 * count, 32)]
 
 
 def _ts(nullable: bool = True, index: bool = False) -> Column:  # type: ignore[type-arg,unused-ignore]
@@ -188,14 +208,26 @@ class Message(SQLModel, table=True):
             "id",
             postgresql_include=["account_id", "status"],
         ),
+        # Partial (migration 0013): only a campaign's messages, and only messages a provider
+        # accepted, are in these two; the rows a sync or submit writes skip them. Every
+        # query using them says campaign_id = / IN, provider_message_id IN, which both
+        # planners know implies IS NOT NULL.
         Index(
             "ix_messages_campaign_created",
             "campaign_id",
             "created_at",
             "id",
             postgresql_include=["account_id", "status", "segments"],
+            sqlite_where=sql_text("campaign_id IS NOT NULL"),
+            postgresql_where=sql_text("campaign_id IS NOT NULL"),
         ),
-        Index("ix_messages_provider_ref", "provider", "provider_message_id"),
+        Index(
+            "ix_messages_provider_ref",
+            "provider",
+            "provider_message_id",
+            sqlite_where=sql_text("provider_message_id IS NOT NULL"),
+            postgresql_where=sql_text("provider_message_id IS NOT NULL"),
+        ),
     )
 
     id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
@@ -555,6 +587,14 @@ class CalendarEventRow(SQLModel, table=True):
     __tablename__ = "calendar_events"
     __table_args__ = (
         UniqueConstraint("calendar_id", "uid", "occurrence", name="uq_calendar_event"),
+        # Partial (migration 0013): only events with an answer to write back; the answer
+        # writer's claim says answer_due_at <= now, which implies IS NOT NULL.
+        Index(
+            "ix_calendar_events_answer_due_at",
+            "answer_due_at",
+            sqlite_where=sql_text("answer_due_at IS NOT NULL"),
+            postgresql_where=sql_text("answer_due_at IS NOT NULL"),
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -583,7 +623,7 @@ class CalendarEventRow(SQLModel, table=True):
     # When the answer came, and when writing it to the calendar is (next) due: set by the
     # answer, pushed forward by each claim and failed try, cleared once written or given up.
     answer_at: datetime | None = Field(default=None, sa_column=_ts())
-    answer_due_at: datetime | None = Field(default=None, sa_column=_ts(index=True))
+    answer_due_at: datetime | None = Field(default=None, sa_column=_ts())  # partial index
     answer_attempts: int = 0
     answer_error: str = Field(default="", max_length=500)
     deleted: bool = False
