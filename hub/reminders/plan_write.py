@@ -246,6 +246,13 @@ class _Batch:
     batch_id: str = field(default_factory=new_id)
     # Sender rules per country: None when the sender may be used there, else why not.
     refusals: dict[str | None, str | None] = field(default_factory=dict)
+    # Credits per (country, parts): the same few for the whole batch.
+    prices: dict[tuple[str | None, int], int] = field(default_factory=dict)
+    # A message due later than this is scheduled (else it is due now).
+    later: datetime = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.later = self.now + timedelta(seconds=1)
 
     def message_row(self, o: Outcome) -> dict[str, Any] | None:
         """The outbox row of O's message; None when there is none to write (O then says
@@ -298,7 +305,12 @@ class _Batch:
         country: str | None,
     ) -> dict[str, Any]:
         now = self.now
-        scheduled = s.when > now + timedelta(seconds=1)
+        scheduled = s.when > self.later
+        price = self.prices.get((country, info.segments))
+        if price is None:
+            price = self.prices[(country, info.segments)] = credits_for(
+                self.config, country, info.segments
+            )
         return {
             "id": message_id,
             "account_id": self.account_id,
@@ -310,7 +322,7 @@ class _Batch:
             "text": text,
             "encoding": info.encoding,
             "segments": info.segments,
-            "credits": credits_for(self.config, country, info.segments),
+            "credits": price,
             "type": MessageType.ALERT.value,
             "source": "calendar",
             "campaign_id": None,

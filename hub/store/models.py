@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-import uuid
+import os
 from datetime import datetime
 
 from sqlalchemy import BigInteger, Column, DateTime, Index, UniqueConstraint, false
@@ -11,10 +11,15 @@ from sqlmodel import Field, SQLModel
 
 from hub.core.timeutil import utcnow
 
+# The bits uuid.UUID(version=4) sets: the variant (RFC 4122) and the version (4).
+_V4_CLEAR = ~((0xC000 << 48) | (0xF000 << 64))
+_V4_SET = (0x8000 << 48) | (4 << 76)
+
 
 def new_id() -> str:
-    """A random, URL-safe message id."""
-    return uuid.uuid4().hex
+    """A random, URL-safe message id: ``uuid.uuid4().hex``, built without the UUID object
+    (planning takes one per reminder; the object costs ~3x the id)."""
+    return f"{int.from_bytes(os.urandom(16), 'big') & _V4_CLEAR | _V4_SET:032x}"
 
 
 def _ts(nullable: bool = True, index: bool = False) -> Column:  # type: ignore[type-arg,unused-ignore]
