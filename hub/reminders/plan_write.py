@@ -30,7 +30,7 @@ from hub.sending import credits
 from hub.sending.accounts import ancestors, funding_account, get_account
 from hub.sending.lookups import RecipientLookups
 from hub.sending.submit import check_text, credits_for, validate_sender
-from hub.store.models import Account, MessageStatus, MessageType, new_id
+from hub.store.models import Account, MessageStatus, MessageType, new_id, new_ids
 
 _INSERT_EVENT = insert(EVENTS)
 # What a sync writes over: the event's fields, then the recipient's and the row's own.
@@ -66,6 +66,8 @@ _MARK_DELETED = (
     .values(deleted=True, updated_at=bindparam("now"))
 )
 _IDS_PER_STATEMENT = 500
+# Message ids a batch reads from the random source at a time.
+_IDS_AHEAD = 256
 
 
 def insert_rows(session: Session, rows: Sequence[dict[str, Any]]) -> list[int]:
@@ -250,6 +252,8 @@ class _Batch:
     prices: dict[tuple[str | None, int], int] = field(default_factory=dict)
     # A message due later than this is scheduled (else it is due now).
     later: datetime = field(init=False)
+    # Message ids read ahead from the random source (``new_ids``), handed out one by one.
+    ids: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.later = self.now + timedelta(seconds=1)
@@ -282,7 +286,9 @@ class _Batch:
         if existing is not None:
             o.message_id = existing  # already in the outbox: not sent again
             return None
-        message_id = new_id()
+        if not self.ids:
+            self.ids = new_ids(_IDS_AHEAD)
+        message_id = self.ids.pop()
         self.lookups.taken(key, message_id)
         return self._row(s, message_id, key, text, info, country)
 

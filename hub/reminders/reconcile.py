@@ -290,13 +290,14 @@ class Reconciler:
         self._in_event = {}
         wanted = set()
         for event, values in changed:
-            if self._keeps_recipient(self.state.rows.get(event.key), values):
+            key = event.key
+            if self._keeps_recipient(self.state.rows.get(key), values):
                 continue
             recipient = find_recipient(event, self.region)
-            self._recipients[event.key] = recipient
+            self._recipients[key] = recipient
             if not recipient.phone or recipient.phone in self._contacts:
                 continue
-            in_event = self._in_event[event.key] = naming.name_in_event(event)
+            in_event = self._in_event[key] = naming.name_in_event(event)
             # Contacts are asked only for numbers whose event names nobody.
             if not in_event[0]:
                 wanted.add(recipient.phone)
