@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from hub.core.config import Config
-from hub.ports.calendar import Attendee, CalendarEvent
+from hub.ports.calendar import Attendee, CalendarEvent, EventStatus
 from hub.reminders import all_day, naming, plan_write
 from hub.reminders import reconcile as rec_module
 from hub.reminders.reconcile import Reconciler
@@ -22,7 +22,7 @@ from hub.reminders.rules import parse_offsets
 from hub.sending.lookups import RecipientLookups
 from hub.sending.submit import credits_for
 from hub.store import models
-from hub.store.models import Calendar
+from hub.store.models import Calendar, MessageStatus, MessageType
 from tests.conftest import make_config
 
 
@@ -135,3 +135,15 @@ def test_batch_prices_and_due_times(tmp_path: Path) -> None:
         assert made is not None and made["id"] not in seen_ids
         assert uuid.UUID(made["id"]).version == 4
         seen_ids.add(made["id"])
+
+
+def test_event_values_status_is_the_enum_value() -> None:
+    from hub.reminders.plan_state import event_values
+
+    start = datetime(2026, 3, 1, 9, tzinfo=UTC)
+    for status in EventStatus:
+        event = CalendarEvent("u", "", start, status=status)
+        assert event_values(event)["status"] == status.value
+        assert type(event_values(event)["status"]) is type(status.value)
+    assert MessageType.ALERT.value == plan_write._ALERT
+    assert MessageStatus.QUEUED.value == plan_write._QUEUED

@@ -66,6 +66,9 @@ _MARK_DELETED = (
     .values(deleted=True, updated_at=bindparam("now"))
 )
 _IDS_PER_STATEMENT = 500
+# The enum values every outbox row of a batch carries (an enum's .value is a property call).
+_ALERT = MessageType.ALERT.value
+_QUEUED = MessageStatus.QUEUED.value
 # Message ids a batch reads from the random source at a time.
 _IDS_AHEAD = 256
 
@@ -263,9 +266,7 @@ class _Batch:
         why, or names the message already in the outbox)."""
         s = o.submission
         try:
-            text = compliance.billable_text(
-                s.text, self.sender, MessageType.ALERT.value, self.config.optout_mention
-            )
+            text = compliance.billable_text(s.text, self.sender, _ALERT, self.config.optout_mention)
             info = check_text(self.config, text)
         except HubError as exc:
             o.reason, o.problem = str(exc), True
@@ -329,10 +330,10 @@ class _Batch:
             "encoding": info.encoding,
             "segments": info.segments,
             "credits": price,
-            "type": MessageType.ALERT.value,
+            "type": _ALERT,
             "source": "calendar",
             "campaign_id": None,
-            "status": MessageStatus.QUEUED.value,
+            "status": _QUEUED,
             "scheduled": scheduled,
             "created_at": now,
             "due_at": s.when if scheduled else now,
