@@ -151,3 +151,68 @@ def test_event_values_status_is_the_enum_value() -> None:
         assert type(event_values(event)["status"]) is type(status.value)
     assert MessageType.ALERT.value == plan_write._ALERT
     assert MessageStatus.QUEUED.value == plan_write._QUEUED
+
+
+PLAIN_TEMPLATES = [
+    "",
+    "Hi {{ name }}, {{ start|date('EEEE d MMMM') }} {{ start|time('HH:mm') }} {{ location }}",
+    "{% if name %}{{ name }}{% else %}Hello{% endif %} {{ title }}{% if not all_day %}"
+    " {{ start|time }}{% endif %} {{ start|date }} {{ start|datetime('short') }}",
+    "{% if location %}{% if not name %}x{% endif %}{{ location }}{% endif %}\n\n  {{ title }}  ",
+    "{{ start|time('zzzz h:mm a') }} {{ start|date('qqqq') }}",
+    "{{ start|time('invalid pattern [') }}",
+    "{{ name|upper }} {{ title ~ name }}",
+    "{% for i in range(3) %}{{ name }}{% endfor %}",
+    "{% if name %}a{% elif title %}b{% endif %}",
+    "{{ missing }} {{ name }}",
+    "{{ 'x' * 3 }}{{ name }}",
+    "{% if start %}{{ start }}{% endif %}",
+    "{{ name }}" * 60,
+    "{% set name = 'z' %}{{ name }}",
+    "{{ name",
+]
+
+
+@pytest.mark.parametrize("template", PLAIN_TEMPLATES)
+def test_plain_render_is_jinjas(template: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A plain template rendered without Jinja gives Jinja's text, refusals and errors."""
+    from hub.reminders import render
+
+    rng = random.Random(template)
+    cases = []
+    for _ in range(60):
+        zone = rng.choice(["Europe/Paris", "America/New_York", "Asia/Kolkata", "UTC"])
+        start = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(minutes=rng.randrange(0, 600_000))
+        fields = {
+            "name": rng.choice(["", "Jeanne", "  Mme  Rose ", "Ünïcødé 😀", "x" * 300]),
+            "title": rng.choice(["", "RDV", "Kiné\tBlanc"]),
+            "location": rng.choice(["", "Cabinet, 12 rue", "a\nb"]),
+            "all_day": rng.choice([True, False]),
+        }
+        cases.append(
+            (rng.choice(["fr_FR", "en", "de_CH"]), zone, start, rng.choice([1, 2, 10]), fields)
+        )
+
+    def outcomes() -> list[tuple[str, str]]:
+        found = []
+        for locale, zone, start, parts, fields in cases:
+            try:
+                text = render.render_reminder(
+                    template, locale=locale, tz=zone, start=start, max_parts=parts, **fields
+                )
+                found.append(("text", text))
+            except Exception as exc:  # noqa: BLE001 (the comparison is the point)
+                found.append((type(exc).__name__, str(exc)))
+        return found
+
+    got = outcomes()
+    monkeypatch.setattr(render, "_plain", lambda template, locale, tz: None)
+    assert got == outcomes()
+
+
+def test_hub_texts_are_plain() -> None:
+    from hub.reminders import render
+
+    for locale in ("fr_FR", "en", "de", "it"):
+        assert render._plain("", locale, "Europe/Paris") is not None
+        assert render._plain(render.changed_template(locale), locale, "Europe/Paris") is not None
