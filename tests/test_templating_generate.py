@@ -74,3 +74,28 @@ def test_limits_still_hold() -> None:
     template = sandbox().from_string("{{ 'abc' * 2000 }}")
     with pytest.raises(TemplateLimitExceeded):
         render_bounded(template, {}, max_parts=1)
+
+
+LONG = [
+    "{{ 'abc' * 300 }}{{ name }}",
+    "{% for i in range(300) %}{{ name }} {% endfor %}",
+    "{{ name }}{% for i in range(50) %}{{ 'x' * 30 }}{% endfor %}{{ 1 / 0 }}",
+]
+
+
+@pytest.mark.parametrize("source", TEMPLATES + LONG)
+@pytest.mark.parametrize("max_parts", [1, 3, 255])
+def test_render_bounded_as_through_generate(
+    source: str, max_parts: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """render_bounded reads the template's chunks itself (no ``_generate`` between): texts,
+    limits and errors are those of the general path (``Template.generate``)."""
+    template = sandbox().from_string(source)
+    got = [
+        _outcome(lambda c: [render_bounded(template, c, max_parts=max_parts)], c) for c in CONTEXTS
+    ]
+    monkeypatch.setattr(templating, "_context", lambda template, context: None)
+    expected = [
+        _outcome(lambda c: [render_bounded(template, c, max_parts=max_parts)], c) for c in CONTEXTS
+    ]
+    assert got == expected

@@ -27,6 +27,7 @@ from jinja2 import (
     nodes,
     select_autoescape,
 )
+from jinja2.runtime import Context
 from jinja2.sandbox import SandboxedEnvironment
 from jinja2.visitor import NodeTransformer
 
@@ -429,16 +430,15 @@ def too_many_parts(max_parts: int) -> TemplateLimitExceeded:
     )
 
 
-def _generate(template: Template, context: Mapping[str, Any]) -> Iterator[str]:
-    """``template.generate(**context)``, with its context built from the globals' maps: Jinja
-    reads its globals (a ChainMap) key by key twice a render, most of a short text's cost
-    (the planner renders one text per appointment)."""
+def _context(template: Template, context: Mapping[str, Any]) -> Context | None:
+    """The context ``template.generate(**context)`` would render with, built from the
+    globals' maps: Jinja reads its globals (a ChainMap) key by key twice a render, most of a
+    short text's cost (the planner renders one text per appointment). None when
+    ``generate`` itself must run: it runs async templates, and a "self" field is the
+    TypeError generate(**context) raises."""
     found = template.globals
     if template.environment.is_async or not isinstance(found, ChainMap) or "self" in context:
-        # generate() itself: it runs async templates, and a "self" field is the TypeError
-        # generate(**context) raises.
-        yield from template.generate(**context)
-        return
+        return None
     # What dict(ChainMap) gives: each key's value from the first map that has it, in the
     # ChainMap's order.
     merged: dict[str, Any] = {}
@@ -446,12 +446,20 @@ def _generate(template: Template, context: Mapping[str, Any]) -> Iterator[str]:
         merged.update(layer)
     # dict(..., **context): non-string keys raise the TypeError generate(**context) raises.
     env = template.environment
-    ctx = env.context_class(env, dict(merged, **context), template.name, template.blocks, merged)
+    return env.context_class(env, dict(merged, **context), template.name, template.blocks, merged)
+
+
+def _generate(template: Template, context: Mapping[str, Any]) -> Iterator[str]:
+    """``template.generate(**context)``, with its context built by ``_context``."""
+    ctx = _context(template, context)
+    if ctx is None:
+        yield from template.generate(**context)
+        return
     try:
         yield from template.root_render_func(ctx)
     except Exception:
         # As generate(): Jinja rewrites the traceback to point into the template, and raises.
-        yield env.handle_exception()
+        yield template.environment.handle_exception()
 
 
 def render_bounded(template: Template, context: Mapping[str, Any], *, max_parts: int) -> str:
@@ -463,11 +471,25 @@ def render_bounded(template: Template, context: Mapping[str, Any], *, max_parts:
     try:
         chunks: list[str] = []
         size = 0
-        for chunk in _generate(template, context):
-            size += len(chunk)
-            if size > limit:
-                raise too_many_parts(max_parts)
-            chunks.append(chunk)
+        # ``_generate``'s work, without its generator between the template's and this loop
+        # (one more frame switch per chunk of text: a reminder has a dozen).
+        ctx = _context(template, context)
+        stream = template.generate(**context) if ctx is None else template.root_render_func(ctx)
+        too_long = False
+        try:
+            for chunk in stream:
+                size += len(chunk)
+                if size > limit:
+                    too_long = True
+                    break
+                chunks.append(chunk)
+        except Exception:
+            if ctx is None:
+                raise  # generate() rewrote it already
+            # As generate(): Jinja rewrites the traceback to point into the template.
+            template.environment.handle_exception()
+        if too_long:
+            raise too_many_parts(max_parts)
         return "".join(chunks)
     except (TemplateError, InvalidInput):
         raise

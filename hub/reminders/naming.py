@@ -141,7 +141,19 @@ def naming(
 ) -> Naming:
     """EVENT's title and the name to greet, CONTACTS (number → name) asked last; IN_EVENT:
     what ``name_in_event(event)`` gave, when the caller has it already."""
+    name, source = greeting(event, phone, contacts, in_event)
+    return Naming(clean_title(event.title), name, source)
+
+
+def greeting(
+    event: CalendarEvent,
+    phone: str | None,
+    contacts: dict[str, str] | None = None,
+    in_event: tuple[str, str] | None = None,
+) -> tuple[str, str]:
+    """(name, source) of ``naming``, without the title (the planner greets with this and
+    renders the title itself: no Naming object per appointment)."""
     name, source = name_in_event(event) if in_event is None else in_event
     if not name and phone and contacts and contacts.get(phone):
         name, source = contacts[phone], CONTACT
-    return Naming(clean_title(event.title), name, source)
+    return name, source

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import Connection, bindparam, select
 
 from hub.core.timeutil import as_utc
-from hub.ports.calendar import CalendarEvent
+from hub.ports.calendar import CalendarEvent, EventStatus
 from hub.store.db import table
 from hub.store.models import CalendarEventRow, Message, Reminder
 
@@ -40,6 +40,7 @@ COMPARED = (
 # The fields the recipient (number, name) is found in.
 RECIPIENT_FIELDS = ("title", "location", "description", "attendees")
 _IDS_PER_QUERY = 1000
+_STATUS_VALUES = {status: status.value for status in EventStatus}
 
 
 def event_values(event: CalendarEvent) -> dict[str, Any]:
@@ -55,7 +56,10 @@ def event_values(event: CalendarEvent) -> dict[str, Any]:
         "attendees": json.dumps([{"email": a.email, "name": a.name} for a in event.attendees])
         if event.attendees
         else "[]",  # json.dumps([]), without its cost for the usual appointment
-        "status": event.status.value,
+        # An enum's .value is a property call; the statuses' values are looked up.
+        "status": _STATUS_VALUES[event.status]
+        if type(event.status) is EventStatus
+        else event.status.value,
         "etag": event.etag[:255],
     }
 

@@ -66,6 +66,9 @@ _MARK_DELETED = (
     .values(deleted=True, updated_at=bindparam("now"))
 )
 _IDS_PER_STATEMENT = 500
+# The enum values every outbox row of a batch carries (an enum's .value is a property call).
+_ALERT = MessageType.ALERT.value
+_QUEUED = MessageStatus.QUEUED.value
 
 
 def insert_rows(session: Session, rows: Sequence[dict[str, Any]]) -> list[int]:
@@ -257,15 +260,20 @@ class _Batch:
     ids: Iterator[str] = field(default_factory=_id_stream)
     # Sender rules per country: None when the sender may be used there, else why not.
     refusals: dict[str | None, str | None] = field(default_factory=dict)
+    # Credits per (country, parts): the same few for the whole batch.
+    prices: dict[tuple[str | None, int], int] = field(default_factory=dict)
+    # A message due later than this is scheduled (else it is due now).
+    later: datetime = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.later = self.now + timedelta(seconds=1)
 
     def message_row(self, o: Outcome) -> dict[str, Any] | None:
         """The outbox row of O's message; None when there is none to write (O then says
         why, or names the message already in the outbox)."""
         s = o.submission
         try:
-            text = compliance.billable_text(
-                s.text, self.sender, MessageType.ALERT.value, self.config.optout_mention
-            )
+            text = compliance.billable_text(s.text, self.sender, _ALERT, self.config.optout_mention)
             info = check_text(self.config, text)
         except HubError as exc:
             o.reason, o.problem = str(exc), True
@@ -309,7 +317,12 @@ class _Batch:
         country: str | None,
     ) -> dict[str, Any]:
         now = self.now
-        scheduled = s.when > now + timedelta(seconds=1)
+        scheduled = s.when > self.later
+        price = self.prices.get((country, info.segments))
+        if price is None:
+            price = self.prices[(country, info.segments)] = credits_for(
+                self.config, country, info.segments
+            )
         return {
             "id": message_id,
             "account_id": self.account_id,
@@ -321,11 +334,11 @@ class _Batch:
             "text": text,
             "encoding": info.encoding,
             "segments": info.segments,
-            "credits": credits_for(self.config, country, info.segments),
-            "type": MessageType.ALERT.value,
+            "credits": price,
+            "type": _ALERT,
             "source": "calendar",
             "campaign_id": None,
-            "status": MessageStatus.QUEUED.value,
+            "status": _QUEUED,
             "scheduled": scheduled,
             "created_at": now,
             "due_at": s.when if scheduled else now,

@@ -24,7 +24,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine
@@ -77,8 +77,27 @@ class ReconcileReport:
     warnings: list[str] = field(default_factory=list)
 
 
-def _iso(value: datetime) -> str:
+def _format_iso(value: datetime) -> str:
     return as_utc(value).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# Each planned reminder's idempotency key names its start: a calendar's appointments share a
+# few hundred starts (and calendars the same slots), and strftime is ~2 us. Only UTC ones
+# (the planner's: as_utc) are looked up: two of them are equal when they format alike (not
+# so in a zone, where the two 01:30 of a DST change compare equal). Bounded.
+_ISO: dict[datetime, str] = {}
+_MAX_ISO = 8192
+
+
+def _iso(value: datetime) -> str:
+    if value.tzinfo is not UTC:
+        return _format_iso(value)
+    text = _ISO.get(value)
+    if text is None:
+        if len(_ISO) >= _MAX_ISO:
+            _ISO.clear()
+        text = _ISO[value] = _format_iso(value)
+    return text
 
 
 @dataclass
@@ -154,6 +173,20 @@ class Reconciler:
             parse_hhmm(calendar.quiet_end, "quiet_end"),
         )
         self.lead = timedelta(minutes=calendar.min_lead_minutes)
+        # The calendar's settings each appointment's planning reads, as plain attributes (an
+        # ORM attribute costs ~10x, read several times per appointment).
+        self._zone: str = calendar.timezone
+        self._locale: str = calendar.locale
+        self._template: str = calendar.template
+        self._max_parts = config.sending.max_parts
+        # The rules that do not apply to an appointment, and the note saying so, by whether
+        # it is all-day (the same for all of the calendar's appointments).
+        self._inapplicable = {
+            flag: all_day.not_applying(self.offsets, flag) for flag in (False, True)
+        }
+        self._skip_notes = {
+            flag: all_day.skip_note(rules) for flag, rules in self._inapplicable.items()
+        }
         self.region = region
         self.planned_with = fingerprint(calendar, region, config.sending.max_parts)
         self.same_settings = calendar.planned_with == self.planned_with
@@ -260,13 +293,14 @@ class Reconciler:
         self._in_event = {}
         wanted = set()
         for event, values in changed:
-            if self._keeps_recipient(self.state.rows.get(event.key), values):
+            key = event.key
+            if self._keeps_recipient(self.state.rows.get(key), values):
                 continue
             recipient = find_recipient(event, self.region)
-            self._recipients[event.key] = recipient
+            self._recipients[key] = recipient
             if not recipient.phone or recipient.phone in self._contacts:
                 continue
-            in_event = self._in_event[event.key] = naming.name_in_event(event)
+            in_event = self._in_event[key] = naming.name_in_event(event)
             # Contacts are asked only for numbers whose event names nobody.
             if not in_event[0]:
                 wanted.add(recipient.phone)
@@ -283,15 +317,15 @@ class Reconciler:
         return [self._decide(event, values, messages) for event, values in changed]
 
     def _tz(self, zone: str) -> str:
-        return rule_zone(zone, self.calendar.timezone)
+        return rule_zone(zone, self._zone)
 
     def _text(self, row: dict[str, Any], template: str) -> str:
         return render_reminder(
             template,
-            locale=self.calendar.locale,
+            locale=self._locale,
             tz=self._tz(row["timezone"]),
             start=row["start"],
-            max_parts=self.config.sending.max_parts,
+            max_parts=self._max_parts,
             name=row["person"],
             title=naming.clean_title(row["title"]),
             location=row["location"],
@@ -301,7 +335,8 @@ class Reconciler:
     def _decide(
         self, event: CalendarEvent, values: dict[str, Any], messages: dict[str, StoredMessage]
     ) -> _Plan:
-        stored = self.state.rows.get(event.key)
+        key = event.key
+        stored = self.state.rows.get(key)
         row = {
             "calendar_id": self.calendar_id,
             "uid": event.uid,
@@ -311,7 +346,7 @@ class Reconciler:
             "updated_at": self.now,
         }
         plan = _Plan(
-            event.key,
+            key,
             stored.id if stored else None,
             row,
             write_row=stored is None or stored.deleted or stored.values != values,
@@ -326,18 +361,17 @@ class Reconciler:
                 stored.problem,
             )
         else:
-            recipient = self._recipients.pop(event.key, None) or find_recipient(event, self.region)
-            named = naming.naming(
-                event, recipient.phone, self._contacts, self._in_event.pop(event.key, None)
+            recipient = self._recipients.pop(key, None) or find_recipient(event, self.region)
+            name, source = naming.greeting(
+                event, recipient.phone, self._contacts, self._in_event.pop(key, None)
             )
             problem = recipient.problem
-            skipped = all_day.not_applying(self.offsets, event.all_day)
-            if recipient.phone is not None and skipped:
-                problem = all_day.skip_note(skipped)
+            if recipient.phone is not None and self._inapplicable[bool(event.all_day)]:
+                problem = self._skip_notes[bool(event.all_day)]
             row["phone"], row["person"], row["person_source"], row["problem"] = (
                 recipient.phone,
-                named.name,
-                named.source,
+                name,
+                source,
                 problem[:255],
             )
             plan.country = recipient.country
@@ -355,10 +389,9 @@ class Reconciler:
             if start > self.now:
                 self.report.problems.append(f"{event.title or event.uid}: {row['problem']}")
             return plan
+        zone = self._tz(row["timezone"])
         for offset in self.offsets:
-            when = all_day.reminder_time(
-                start, offset, self._tz(row["timezone"]), self.quiet, row["all_day"]
-            )
+            when = all_day.reminder_time(start, offset, zone, self.quiet, row["all_day"])
             self._decide_rule(plan, stored, offset.text, start, when, messages)
         return plan
 
@@ -419,7 +452,7 @@ class Reconciler:
         skipped and reported) when it cannot be sent."""
         if plan.text is None:
             try:
-                plan.text = self._text(plan.row, self.calendar.template)
+                plan.text = self._text(plan.row, self._template)
             except HubError as exc:
                 plan.text = exc
         text = plan.text

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 from babel.dates import format_date, format_datetime, format_time
-from jinja2 import Template, TemplateError
+from jinja2 import Template, TemplateError, nodes
 
 from hub.core import i18n, segments
-from hub.core.templating import render_bounded, sandbox, too_many_parts
+from hub.core.templating import output_limit, render_bounded, sandbox, too_many_parts
 from hub.errors import InvalidInput, TemplateLimitExceeded
 
 # The most parts sending.max_parts allows: the bound when the caller has no config (a
@@ -96,6 +96,115 @@ def _compiled(template: str, locale: str, tz: str) -> Template:
     return env.from_string(template)
 
 
+# A plain template (text, fields, ``{% if field %}`` / ``{% if not field %}`` / ``{% else %}``,
+# and the date, time and datetime filters of a field with constant arguments: the hub's
+# texts and most users') is rendered by walking its parsed form, without Jinja's context,
+# generators and sandbox (~4 us of a ~6 us render). Only a text rendered without any error,
+# of fields all given and within the output limit, is taken; anything else (and any other
+# template) is rendered by Jinja, which then gives the error. Operations: (_TEXT, text),
+# (_FIELD, name), (_FILTER, name, function, arguments), (_IF, name, negated, then, else).
+_TEXT, _FIELD, _FILTER, _IF = range(4)
+_PLAIN_FILTERS = ("date", "time", "datetime")
+
+
+class _Plain:
+    """A plain template's operations and the fields they read."""
+
+    def __init__(self, ops: list[tuple[Any, ...]], names: frozenset[str]) -> None:
+        self.ops = ops
+        self.names = names
+
+    def render(self, values: dict[str, Any], limit: int) -> str | None:
+        """The text, or None when Jinja must render it (a field missing, an error, too long)."""
+        if not self.names <= values.keys():
+            return None
+        out: list[str] = []
+        try:
+            _run(self.ops, values, out)
+        except Exception:  # noqa: BLE001 (Jinja renders it again and raises what it raises)
+            return None
+        text = "".join(out)
+        return text if len(text) <= limit else None
+
+
+def _run(ops: list[tuple[Any, ...]], values: dict[str, Any], out: list[str]) -> None:
+    for op in ops:
+        kind = op[0]
+        if kind == _TEXT:
+            out.append(op[1])
+        elif kind == _FIELD:
+            out.append(str(values[op[1]]))
+        elif kind == _FILTER:
+            out.append(str(op[2](values[op[1]], *op[3])))
+        else:
+            value = values[op[1]]
+            _run(op[3] if (not value if op[2] else value) else op[4], values, out)
+
+
+def _plain_ops(
+    body: list[nodes.Node], filters: dict[str, Any], names: set[str]
+) -> list[tuple[Any, ...]] | None:
+    """The operations of BODY (a parsed template's nodes), None when it is not plain."""
+    ops: list[tuple[Any, ...]] = []
+    for node in body:
+        if type(node) is nodes.Output:
+            for child in node.nodes:
+                op = _output_op(child, filters, names)
+                if op is None:
+                    return None
+                ops.append(op)
+        elif type(node) is nodes.If and not node.elif_:
+            test, negated = node.test, False
+            if type(test) is nodes.Not:
+                test, negated = test.node, True
+            if type(test) is not nodes.Name:
+                return None
+            then = _plain_ops(node.body, filters, names)
+            other = _plain_ops(node.else_, filters, names)
+            if then is None or other is None:
+                return None
+            names.add(test.name)
+            ops.append((_IF, test.name, negated, then, other))
+        else:
+            return None
+    return ops
+
+
+def _output_op(
+    child: nodes.Node, filters: dict[str, Any], names: set[str]
+) -> tuple[Any, ...] | None:
+    """The operation writing CHILD (a node of an output), None when it is not plain."""
+    if type(child) is nodes.TemplateData:
+        return (_TEXT, child.data)
+    if type(child) is nodes.Name and child.ctx == "load":
+        names.add(child.name)
+        return (_FIELD, child.name)
+    if (
+        type(child) is nodes.Filter
+        and child.name in _PLAIN_FILTERS
+        and type(child.node) is nodes.Name
+        and all(type(a) is nodes.Const for a in child.args)
+        and not child.kwargs
+        and child.dyn_args is None
+        and child.dyn_kwargs is None
+    ):
+        names.add(child.node.name)
+        args = tuple(cast(nodes.Const, a).value for a in child.args)
+        return (_FILTER, child.node.name, filters[child.name], args)
+    return None
+
+
+@lru_cache(maxsize=64)
+def _plain(template: str, locale: str, tz: str) -> _Plain | None:
+    """TEMPLATE's plain form (None: not plain), with the filters ``_compiled`` gives it."""
+    env = _compiled(template, locale, tz).environment
+    if env.finalize is not None or env.autoescape is not False or env.is_async:
+        return None
+    names: set[str] = set()
+    ops = _plain_ops(env.parse(template or default_template(locale)).body, env.filters, names)
+    return None if ops is None else _Plain(ops, frozenset(names))
+
+
 def render_reminder(
     template: str,
     *,
@@ -114,9 +223,12 @@ def render_reminder(
             f"the reminder template has {len(template)} characters; the limit is {MAX_TEMPLATE}"
         )
     local = start.astimezone(ZoneInfo(tz))
+    values = {**FIELDS, "start": local, **fields}
     try:
-        compiled = _compiled(template, locale, tz)
-        text = render_bounded(compiled, {**FIELDS, "start": local, **fields}, max_parts=max_parts)
+        plain = _plain(template, locale, tz)
+        text = None if plain is None else plain.render(values, output_limit(max_parts))
+        if text is None:
+            text = render_bounded(_compiled(template, locale, tz), values, max_parts=max_parts)
     except TemplateError as exc:
         raise InvalidInput(f"the reminder template cannot be used: {exc}") from None
     text = " ".join(text.split())

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import enum
 import os
-import uuid
 from datetime import datetime
 
 from sqlalchemy import BigInteger, Column, DateTime, Index, UniqueConstraint, false
@@ -13,15 +12,15 @@ from sqlmodel import Field, SQLModel
 
 from hub.core.timeutil import utcnow
 
-
-def new_id() -> str:
-    """A random, URL-safe message id."""
-    return uuid.uuid4().hex
-
-
-# uuid4's fixed bits (version 4, RFC 4122 variant), for new_ids.
+# uuid4's fixed bits (version 4, RFC 4122 variant) over its 128.
 _UUID4_CLEAR = ((1 << 128) - 1) & ~((0xF000 << 64) | (0xC000 << 48))
 _UUID4_SET = (0x4000 << 64) | (0x8000 << 48)
+
+
+def new_id() -> str:
+    """A random, URL-safe message id: ``uuid.uuid4().hex``, built without the UUID object
+    (planning takes one per reminder; the object costs ~3x the id)."""
+    return f"{int.from_bytes(os.urandom(16), 'big') & _UUID4_CLEAR | _UUID4_SET:032x}"
 
 
 def new_ids(count: int) -> list[str]:
