@@ -30,6 +30,7 @@ from hub.sending import credits
 from hub.sending.accounts import ancestors, funding_account, get_account
 from hub.sending.lookups import RecipientLookups
 from hub.sending.submit import check_text, credits_for, validate_sender
+from hub.store.db import member
 from hub.store.models import Account, MessageStatus, MessageType, new_id
 
 _INSERT_EVENT = insert(EVENTS)
@@ -57,12 +58,12 @@ _SET_STATUS = (
 )
 _SET_SENT = (
     update(REMINDERS)
-    .where(REMINDERS.c.id.in_(bindparam("ids", expanding=True)), REMINDERS.c.status == "scheduled")
+    .where(member(REMINDERS.c.id, "ids"), REMINDERS.c.status == "scheduled")
     .values(status="sent")
 )
 _MARK_DELETED = (
     update(EVENTS)
-    .where(EVENTS.c.id.in_(bindparam("ids", expanding=True)))
+    .where(member(EVENTS.c.id, "ids"))
     .values(deleted=True, updated_at=bindparam("now"))
 )
 _IDS_PER_STATEMENT = 500
