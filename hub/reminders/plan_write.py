@@ -205,14 +205,16 @@ def submit_reminders(
         return outcomes
     try:
         account = get_account(session, account_id)
-        payer = funding_account(session, account)
+        # Read once in this transaction: the payer and the lookups' scope both come from it.
+        chain = ancestors(session, account)
+        payer = funding_account(session, account, chain)
         chosen = validate_sender(sender if sender is not None else account.default_sender)
     except HubError as exc:
         for o in outcomes:
             o.reason, o.problem = str(exc), True
         return outcomes
     assert account.id is not None and payer.id is not None
-    scope = [a.id for a in ancestors(session, account) if a.id is not None]
+    scope = [a.id for a in chain if a.id is not None]
     lookups = RecipientLookups()
     lookups.ensure(session, scope, {s.phone for s in subs}, {f"{s.key}:{s.phone}" for s in subs})
     batch = _Batch(config, account.id, payer.id, chosen, scope, lookups, country_of)

@@ -173,9 +173,10 @@ class Reconciler:
         self._in_event: dict[tuple[str, str], tuple[str, str]] = {}
 
     # -- reading -------------------------------------------------------------------------
-    def load(self, session: Session) -> None:
+    def load(self, session: Session, account: Account | None) -> None:
+        """Read the calendar's rows and reminders; ACCOUNT: the calendar's (None: gone)."""
         self.state = load_state(session.connection(), self.calendar_id)
-        self.sender_usable, self.sender = _sender(session, self.calendar)
+        self.sender_usable, self.sender = _sender(self.calendar, account)
 
     def changed(self, result: SyncResult) -> list[tuple[CalendarEvent, dict[str, Any]]]:
         """The synced occurrences that need planning, with their compared values; the
@@ -671,10 +672,9 @@ class Reconciler:
         self.state.went_out = []
 
 
-def _sender(session: Session, calendar: Calendar) -> tuple[bool, str | None]:
+def _sender(calendar: Calendar, account: Account | None) -> tuple[bool, str | None]:
     """(usable, sender): the sender CALENDAR's new reminders go out from (its own, else its
-    account's; None: the provider's); not usable, submitting them says why."""
-    account = session.get(Account, calendar.account_id)
+    ACCOUNT's; None: the provider's); not usable, submitting them says why."""
     chosen = calendar.sender if calendar.sender is not None else account and account.default_sender
     try:
         return True, sending.validate_sender(chosen or None)
@@ -682,8 +682,12 @@ def _sender(session: Session, calendar: Calendar) -> tuple[bool, str | None]:
         return False, None
 
 
-def _region(session: Session, config: Config, calendar: Calendar) -> str:
-    account = session.get(Account, calendar.account_id)
+def _account(session: Session, calendar: Calendar) -> Account | None:
+    """CALENDAR's account, read once per sync (its region and sender shape the plans)."""
+    return session.get(Account, calendar.account_id)
+
+
+def _region(config: Config, account: Account | None) -> str:
     return (account.default_region if account else None) or config.hub.default_region
 
 
@@ -696,9 +700,10 @@ def reconcile(
     now: datetime | None = None,
 ) -> ReconcileReport:
     """Apply RESULT to CALENDAR's stored events and reminders (in SESSION's transaction)."""
-    rec = Reconciler(config, calendar, _region(session, config, calendar), now)
+    account = _account(session, calendar)
+    rec = Reconciler(config, calendar, _region(config, account), now)
     session.flush()
-    rec.load(session)
+    rec.load(session, account)
     changed = rec.changed(result)
     rec.prepare(session, changed)
     plans = rec.decide(changed, rec.messages(session, [e.key for e, _ in changed]))
@@ -726,6 +731,15 @@ def _finish(
     session.add(stored)
 
 
+def _read_chunk(
+    session: Session, rec: Reconciler, chunk: list[tuple[CalendarEvent, dict[str, Any]]]
+) -> dict[str, StoredMessage]:
+    """What deciding CHUNK reads: its reminders' outbox rows (returned), its contacts."""
+    messages = rec.messages(session, [e.key for e, _ in chunk])
+    rec.prepare(session, chunk)
+    return messages
+
+
 def reconcile_chunked(
     engine: Engine,
     config: Config,
@@ -742,23 +756,26 @@ def reconcile_chunked(
     (recipients, texts) runs outside any transaction. FINISH runs in the last transaction
     (the caller records the sync's cursor there: a sync killed before it is done again).
     AFTER_WRITE(session, chunk number) runs before each chunk's commit (for tests)."""
-    with read_scope(engine) as session:
-        calendar = session.get(Calendar, calendar_id)
-        if calendar is None:
-            raise HubError(f"no calendar {calendar_id}")
-        rec = Reconciler(config, calendar, _region(session, config, calendar), now)
-        rec.load(session)
-    changed = rec.changed(result)
-    gone = rec.gone(result, window)
     # PostgreSQL locks rows, not the database: a chunk there is as large as allowed, each
     # chunk's fixed cost (lookups, charge, commit) paid as few times as possible.
     adaptive = engine.dialect.name == "sqlite"
     size, done, chunk_no = FIRST_CHUNK if adaptive else MAX_CHUNK, 0, 0
+    with read_scope(engine) as session:
+        calendar = session.get(Calendar, calendar_id)
+        if calendar is None:
+            raise HubError(f"no calendar {calendar_id}")
+        account = _account(session, calendar)
+        rec = Reconciler(config, calendar, _region(config, account), now)
+        rec.load(session, account)
+        changed = rec.changed(result)
+        # The first chunk's reads in this scope: one transaction (and round trips) less.
+        messages = _read_chunk(session, rec, changed[:size])
+    gone = rec.gone(result, window)
     while done < len(changed):
         chunk = changed[done : done + size]
-        with read_scope(engine) as session:
-            messages = rec.messages(session, [e.key for e, _ in chunk])
-            rec.prepare(session, chunk)
+        if done:
+            with read_scope(engine) as session:
+                messages = _read_chunk(session, rec, chunk)
         plans = rec.decide(chunk, messages)
         last = done + len(chunk) >= len(changed)
         with session_scope(engine) as session:
