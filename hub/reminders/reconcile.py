@@ -28,7 +28,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from hub.core import phone
 from hub.core.config import Config
@@ -761,10 +761,15 @@ def reconcile_chunked(
     adaptive = engine.dialect.name == "sqlite"
     size, done, chunk_no = FIRST_CHUNK if adaptive else MAX_CHUNK, 0, 0
     with read_scope(engine) as session:
-        calendar = session.get(Calendar, calendar_id)
-        if calendar is None:
+        # The calendar and its account in one statement.
+        found = session.execute(
+            select(Calendar, Account)
+            .outerjoin(Account, col(Account.id) == Calendar.account_id)
+            .where(Calendar.id == calendar_id)
+        ).first()
+        if found is None:
             raise HubError(f"no calendar {calendar_id}")
-        account = _account(session, calendar)
+        calendar, account = found
         rec = Reconciler(config, calendar, _region(config, account), now)
         rec.load(session, account)
         changed = rec.changed(result)
