@@ -715,15 +715,27 @@ def reconcile(
     return rec.report
 
 
+def _calendar_and_account(
+    session: Session, calendar_id: int
+) -> tuple[Calendar, Account | None] | None:
+    """The calendar and its account, in one statement (None: no such calendar)."""
+    found = session.execute(
+        select(Calendar, Account)
+        .outerjoin(Account, col(Account.id) == Calendar.account_id)
+        .where(Calendar.id == calendar_id)
+    ).first()
+    return None if found is None else (found[0], found[1])
+
+
 def _finish(
     session: Session,
     rec: Reconciler,
-    calendar_id: int,
+    stored: Calendar | None,
     finish: Callable[[Session, Calendar], None] | None,
 ) -> None:
-    """The end of a chunked sync: what went out, the settings planned with, FINISH."""
+    """The end of a chunked sync (STORED: the calendar, read in SESSION): what went out,
+    the settings planned with, FINISH."""
     rec.finish(session)
-    stored = session.get(Calendar, calendar_id)
     assert stored is not None
     stored.planned_with = rec.planned_with
     if finish is not None:
@@ -761,12 +773,7 @@ def reconcile_chunked(
     adaptive = engine.dialect.name == "sqlite"
     size, done, chunk_no = FIRST_CHUNK if adaptive else MAX_CHUNK, 0, 0
     with read_scope(engine) as session:
-        # The calendar and its account in one statement.
-        found = session.execute(
-            select(Calendar, Account)
-            .outerjoin(Account, col(Account.id) == Calendar.account_id)
-            .where(Calendar.id == calendar_id)
-        ).first()
+        found = _calendar_and_account(session, calendar_id)
         if found is None:
             raise HubError(f"no calendar {calendar_id}")
         calendar, account = found
@@ -785,11 +792,16 @@ def reconcile_chunked(
         last = done + len(chunk) >= len(changed)
         with session_scope(engine) as session:
             started = time.perf_counter()
-            rec.write(session, plans)
+            ending = None
             if last and not gone:
                 # Nothing to delete: the sync ends in this transaction (one commit less
-                # per sync; a sync killed before it is done again either way).
-                _finish(session, rec, calendar_id, finish)
+                # per sync; a sync killed before it is done again either way). Its calendar
+                # is read first, with the account: held here, the account is in the
+                # session when the submissions ask for it (one statement for both).
+                ending = _calendar_and_account(session, calendar_id)
+            rec.write(session, plans)
+            if last and not gone:
+                _finish(session, rec, ending[0] if ending else None, finish)
             if after_write is not None:
                 after_write(session, chunk_no)
             took = time.perf_counter() - started
@@ -803,5 +815,5 @@ def reconcile_chunked(
             with session_scope(engine) as session:
                 rec.delete(session, gone[start : start + MAX_CHUNK])
         with session_scope(engine) as session:
-            _finish(session, rec, calendar_id, finish)
+            _finish(session, rec, session.get(Calendar, calendar_id), finish)
     return rec.report
