@@ -89,6 +89,12 @@ def resolve_secrets(
     return found
 
 
+def names_console_files(settings: Any) -> bool:
+    """Whether a calendar's SETTINGS (parsed) name files that ``adopt_secret_files`` may
+    move into the store: without any, there is nothing to adopt (and nothing to read)."""
+    return isinstance(settings, dict) and any(settings.get(s) for s in CONSOLE_WRITTEN)
+
+
 def _settings(text: str | None) -> dict[str, Any] | None:
     """A calendar's stored settings (None when they are not a JSON object)."""
     try:
@@ -152,7 +158,7 @@ def adopt_secret_files(
     with read_scope(engine) as session:
         found = session.get(Calendar, calendar_id)
         named = _settings(found.settings if found is not None else "")
-    if named is None or not any(named.get(s) for s in CONSOLE_WRITTEN):
+    if not names_console_files(named):
         return []
     with session_scope(engine) as session:
         calendar = session.get(Calendar, calendar_id)

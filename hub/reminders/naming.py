@@ -23,7 +23,7 @@ from functools import lru_cache
 from sqlalchemy import Connection, bindparam, select
 
 from hub.ports.calendar import CalendarEvent
-from hub.store.db import table
+from hub.store.db import member, table
 from hub.store.models import Contact, ContactList
 
 # Where a name came from (stored in calendar_events.person_source).
@@ -51,7 +51,7 @@ _CONTACTS_BY_NUMBER = (
     .select_from(CONTACTS.join(LISTS, LISTS.c.id == CONTACTS.c.list_id))
     .where(
         LISTS.c.account_id == bindparam("account_id"),
-        CONTACTS.c.number.in_(bindparam("numbers", expanding=True)),
+        member(CONTACTS.c.number, "numbers"),
     )
     # The oldest list's entry wins when a number is on several: the same name every sync.
     .order_by(CONTACTS.c.id)

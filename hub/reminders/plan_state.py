@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, bindparam, select
+from sqlalchemy import Connection, select
 
 from hub.core.timeutil import as_utc
 from hub.ports.calendar import CalendarEvent, EventStatus
-from hub.store.db import table
+from hub.store.db import member, table
 from hub.store.models import CalendarEventRow, Message, Reminder
 
 EVENTS = table(CalendarEventRow)
@@ -181,7 +181,7 @@ _MESSAGES_BY_ID = select(
     MESSAGES.c.recipient,
     MESSAGES.c.due_at,
     MESSAGES.c.sender,
-).where(MESSAGES.c.id.in_(bindparam("ids", expanding=True)))
+).where(member(MESSAGES.c.id, "ids"))
 
 
 def load_messages(conn: Connection, ids: Collection[str]) -> dict[str, StoredMessage]:

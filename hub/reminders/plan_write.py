@@ -30,6 +30,7 @@ from hub.sending import credits
 from hub.sending.accounts import ancestors, funding_account, get_account
 from hub.sending.lookups import RecipientLookups
 from hub.sending.submit import check_text, credits_for, validate_sender
+from hub.store.db import member
 from hub.store.models import Account, MessageStatus, MessageType, new_id, new_ids
 
 _INSERT_EVENT = insert(EVENTS)
@@ -57,12 +58,12 @@ _SET_STATUS = (
 )
 _SET_SENT = (
     update(REMINDERS)
-    .where(REMINDERS.c.id.in_(bindparam("ids", expanding=True)), REMINDERS.c.status == "scheduled")
+    .where(member(REMINDERS.c.id, "ids"), REMINDERS.c.status == "scheduled")
     .values(status="sent")
 )
 _MARK_DELETED = (
     update(EVENTS)
-    .where(EVENTS.c.id.in_(bindparam("ids", expanding=True)))
+    .where(member(EVENTS.c.id, "ids"))
     .values(deleted=True, updated_at=bindparam("now"))
 )
 _IDS_PER_STATEMENT = 500
@@ -207,14 +208,16 @@ def submit_reminders(
         return outcomes
     try:
         account = get_account(session, account_id)
-        payer = funding_account(session, account)
+        # Read once in this transaction: the payer and the lookups' scope both come from it.
+        chain = ancestors(session, account)
+        payer = funding_account(session, account, chain)
         chosen = validate_sender(sender if sender is not None else account.default_sender)
     except HubError as exc:
         for o in outcomes:
             o.reason, o.problem = str(exc), True
         return outcomes
     assert account.id is not None and payer.id is not None
-    scope = [a.id for a in ancestors(session, account) if a.id is not None]
+    scope = [a.id for a in chain if a.id is not None]
     lookups = RecipientLookups()
     lookups.ensure(session, scope, {s.phone for s in subs}, {f"{s.key}:{s.phone}" for s in subs})
     batch = _Batch(config, account.id, payer.id, chosen, scope, lookups, country_of)

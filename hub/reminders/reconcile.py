@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from hub.core import phone
 from hub.core.config import Config
@@ -206,9 +206,10 @@ class Reconciler:
         self._in_event: dict[tuple[str, str], tuple[str, str]] = {}
 
     # -- reading -------------------------------------------------------------------------
-    def load(self, session: Session) -> None:
+    def load(self, session: Session, account: Account | None) -> None:
+        """Read the calendar's rows and reminders; ACCOUNT: the calendar's (None: gone)."""
         self.state = load_state(session.connection(), self.calendar_id)
-        self.sender_usable, self.sender = _sender(session, self.calendar)
+        self.sender_usable, self.sender = _sender(self.calendar, account)
 
     def changed(self, result: SyncResult) -> list[tuple[CalendarEvent, dict[str, Any]]]:
         """The synced occurrences that need planning, with their compared values; the
@@ -704,10 +705,9 @@ class Reconciler:
         self.state.went_out = []
 
 
-def _sender(session: Session, calendar: Calendar) -> tuple[bool, str | None]:
+def _sender(calendar: Calendar, account: Account | None) -> tuple[bool, str | None]:
     """(usable, sender): the sender CALENDAR's new reminders go out from (its own, else its
-    account's; None: the provider's); not usable, submitting them says why."""
-    account = session.get(Account, calendar.account_id)
+    ACCOUNT's; None: the provider's); not usable, submitting them says why."""
     chosen = calendar.sender if calendar.sender is not None else account and account.default_sender
     try:
         return True, sending.validate_sender(chosen or None)
@@ -715,8 +715,12 @@ def _sender(session: Session, calendar: Calendar) -> tuple[bool, str | None]:
         return False, None
 
 
-def _region(session: Session, config: Config, calendar: Calendar) -> str:
-    account = session.get(Account, calendar.account_id)
+def _account(session: Session, calendar: Calendar) -> Account | None:
+    """CALENDAR's account, read once per sync (its region and sender shape the plans)."""
+    return session.get(Account, calendar.account_id)
+
+
+def _region(config: Config, account: Account | None) -> str:
     return (account.default_region if account else None) or config.hub.default_region
 
 
@@ -729,9 +733,10 @@ def reconcile(
     now: datetime | None = None,
 ) -> ReconcileReport:
     """Apply RESULT to CALENDAR's stored events and reminders (in SESSION's transaction)."""
-    rec = Reconciler(config, calendar, _region(session, config, calendar), now)
+    account = _account(session, calendar)
+    rec = Reconciler(config, calendar, _region(config, account), now)
     session.flush()
-    rec.load(session)
+    rec.load(session, account)
     changed = rec.changed(result)
     rec.prepare(session, changed)
     plans = rec.decide(changed, rec.messages(session, [e.key for e, _ in changed]))
@@ -743,20 +748,41 @@ def reconcile(
     return rec.report
 
 
+def _calendar_and_account(
+    session: Session, calendar_id: int
+) -> tuple[Calendar, Account | None] | None:
+    """The calendar and its account, in one statement (None: no such calendar)."""
+    found = session.execute(
+        select(Calendar, Account)
+        .outerjoin(Account, col(Account.id) == Calendar.account_id)
+        .where(Calendar.id == calendar_id)
+    ).first()
+    return None if found is None else (found[0], found[1])
+
+
 def _finish(
     session: Session,
     rec: Reconciler,
-    calendar_id: int,
+    stored: Calendar | None,
     finish: Callable[[Session, Calendar], None] | None,
 ) -> None:
-    """The end of a chunked sync: what went out, the settings planned with, FINISH."""
+    """The end of a chunked sync (STORED: the calendar, read in SESSION): what went out,
+    the settings planned with, FINISH."""
     rec.finish(session)
-    stored = session.get(Calendar, calendar_id)
     assert stored is not None
     stored.planned_with = rec.planned_with
     if finish is not None:
         finish(session, stored)
     session.add(stored)
+
+
+def _read_chunk(
+    session: Session, rec: Reconciler, chunk: list[tuple[CalendarEvent, dict[str, Any]]]
+) -> dict[str, StoredMessage]:
+    """What deciding CHUNK reads: its reminders' outbox rows (returned), its contacts."""
+    messages = rec.messages(session, [e.key for e, _ in chunk])
+    rec.prepare(session, chunk)
+    return messages
 
 
 def reconcile_chunked(
@@ -775,32 +801,40 @@ def reconcile_chunked(
     (recipients, texts) runs outside any transaction. FINISH runs in the last transaction
     (the caller records the sync's cursor there: a sync killed before it is done again).
     AFTER_WRITE(session, chunk number) runs before each chunk's commit (for tests)."""
-    with read_scope(engine) as session:
-        calendar = session.get(Calendar, calendar_id)
-        if calendar is None:
-            raise HubError(f"no calendar {calendar_id}")
-        rec = Reconciler(config, calendar, _region(session, config, calendar), now)
-        rec.load(session)
-    changed = rec.changed(result)
-    gone = rec.gone(result, window)
     # PostgreSQL locks rows, not the database: a chunk there is as large as allowed, each
     # chunk's fixed cost (lookups, charge, commit) paid as few times as possible.
     adaptive = engine.dialect.name == "sqlite"
     size, done, chunk_no = FIRST_CHUNK if adaptive else MAX_CHUNK, 0, 0
+    with read_scope(engine) as session:
+        found = _calendar_and_account(session, calendar_id)
+        if found is None:
+            raise HubError(f"no calendar {calendar_id}")
+        calendar, account = found
+        rec = Reconciler(config, calendar, _region(config, account), now)
+        rec.load(session, account)
+        changed = rec.changed(result)
+        # The first chunk's reads in this scope: one transaction (and round trips) less.
+        messages = _read_chunk(session, rec, changed[:size])
+    gone = rec.gone(result, window)
     while done < len(changed):
         chunk = changed[done : done + size]
-        with read_scope(engine) as session:
-            messages = rec.messages(session, [e.key for e, _ in chunk])
-            rec.prepare(session, chunk)
+        if done:
+            with read_scope(engine) as session:
+                messages = _read_chunk(session, rec, chunk)
         plans = rec.decide(chunk, messages)
         last = done + len(chunk) >= len(changed)
         with session_scope(engine) as session:
             started = time.perf_counter()
-            rec.write(session, plans)
+            ending = None
             if last and not gone:
                 # Nothing to delete: the sync ends in this transaction (one commit less
-                # per sync; a sync killed before it is done again either way).
-                _finish(session, rec, calendar_id, finish)
+                # per sync; a sync killed before it is done again either way). Its calendar
+                # is read first, with the account: held here, the account is in the
+                # session when the submissions ask for it (one statement for both).
+                ending = _calendar_and_account(session, calendar_id)
+            rec.write(session, plans)
+            if last and not gone:
+                _finish(session, rec, ending[0] if ending else None, finish)
             if after_write is not None:
                 after_write(session, chunk_no)
             took = time.perf_counter() - started
@@ -814,5 +848,5 @@ def reconcile_chunked(
             with session_scope(engine) as session:
                 rec.delete(session, gone[start : start + MAX_CHUNK])
         with session_scope(engine) as session:
-            _finish(session, rec, calendar_id, finish)
+            _finish(session, rec, session.get(Calendar, calendar_id), finish)
     return rec.report

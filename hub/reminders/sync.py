@@ -24,7 +24,11 @@ from hub.ports.calendar import (
 )
 from hub.ports.registry import build_calendar_source
 from hub.ports.state import StateStore
-from hub.reminders.calendar_store import adopt_secret_files, resolve_secrets
+from hub.reminders.calendar_store import (
+    adopt_secret_files,
+    names_console_files,
+    resolve_secrets,
+)
 from hub.reminders.reconcile import ReconcileReport, reconcile_chunked
 from hub.reminders.setup import calendar_context, source_state_files
 from hub.reminders.writeback import write_answers
@@ -46,8 +50,12 @@ async def sync_calendar(
     """Sync one calendar now; errors are recorded on the calendar and raised as HubError.
     STORE: the hub's state store (default: one on ENGINE with CONFIG's keys)."""
     store = store if store is not None else state_store(engine, config)
-    adopting = await _adopt_secret_files(engine, config, store, calendar_id)
     job = await asyncio.to_thread(_load, engine, config, calendar_id, full)
+    adopting = None
+    # The calendar read once: adopting files (rare) reads and changes it, then it is read again.
+    if names_console_files(job.settings):
+        adopting = await _adopt_secret_files(engine, config, store, calendar_id)
+        job = await asyncio.to_thread(_load, engine, config, calendar_id, full)
     source = await _open_source(engine, job, store, adopting)
     result = await _read(engine, job, source)
 

@@ -81,19 +81,23 @@ def ancestors(session: Session, account: Account) -> list[Account]:
     return chain
 
 
-def funding_account(session: Session, account: Account) -> Account:
-    """The account whose balance pays for ACCOUNT's sends; refuses if any in the chain is off."""
-    for acc in ancestors(session, account):
+def funding_account(
+    session: Session, account: Account, chain: list[Account] | None = None
+) -> Account:
+    """The account whose balance pays for ACCOUNT's sends; refuses if any in the chain is off.
+    CHAIN: ``ancestors(session, account)`` when the caller has it (read once, not again)."""
+    chain = ancestors(session, account) if chain is None else chain
+    for acc in chain:
         if acc.disabled:
             whose = "is" if acc.id == account.id else f"belongs to {acc.name!r}, which is"
             raise AccountDisabled(
                 f"account {account.name!r} {whose} disabled; enable it again before sending "
                 f"(`smshub accounts enable {acc.name}`)"
             )
-    for acc in ancestors(session, account):
+    for acc in chain:
         if acc.credit_mode == CreditMode.LIMITED:
             return acc
-    return ancestors(session, account)[-1]
+    return chain[-1]
 
 
 def set_disabled(session: Session, ref: str | int, disabled: bool = True) -> Account:

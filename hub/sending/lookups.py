@@ -12,10 +12,10 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import CompoundSelect, Select, bindparam, literal_column, null, select, union_all
+from sqlalchemy import CompoundSelect, Select, literal_column, null, select, union_all
 from sqlmodel import Session
 
-from hub.store.db import padded, table
+from hub.store.db import member, padded, table
 from hub.store.models import BlacklistEntry, InvalidNumber, Message
 
 _BLACKLIST = table(BlacklistEntry).c
@@ -31,13 +31,13 @@ def _listed(kind: str, columns: Any) -> Select[Any]:
         columns.number.label("value"),
         null().label("message_id"),
     ).where(
-        columns.account_id.in_(bindparam("accounts", expanding=True)),
-        columns.number.in_(bindparam("numbers", expanding=True)),
+        member(columns.account_id, "accounts"),
+        member(columns.number, "numbers"),
     )
 
 
-# Each part: (kind, account id, value, message id). Built once; the lists are expanded at
-# execution, so the statement is compiled only once.
+# Each part: (kind, account id, value, message id). Built once, compiled once: the lists are
+# expanded at execution on SQLite, bound as arrays on PostgreSQL (``member``).
 _PARTS = (
     _listed("blacklist", _BLACKLIST),
     _listed("invalid", _INVALID),
@@ -46,7 +46,7 @@ _PARTS = (
         _MESSAGES.account_id,
         _MESSAGES.idempotency_key,
         _MESSAGES.id,
-    ).where(_MESSAGES.idempotency_key.in_(bindparam("keys", expanding=True))),
+    ).where(member(_MESSAGES.idempotency_key, "keys")),
 )
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import BindParameter, Engine, TextClause, bindparam, insert
+from sqlalchemy import BindParameter, Engine, TextClause, bindparam, insert, update
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
@@ -25,7 +25,7 @@ from hub.core.metrics import CLAIMS_EXPIRED, CLAIMS_RENEWED
 from hub.core.timeutil import as_utc, utcnow
 from hub.inbound import webhooks
 from hub.sending import credits
-from hub.store.db import TIMESTAMP, is_sqlite, padded, session_scope, sql, table
+from hub.store.db import TIMESTAMP, is_sqlite, member, padded, session_scope, sql, table
 from hub.store.models import Message, MessageEvent, MessageStatus
 
 log = logging.getLogger("smshub.outbox")
@@ -350,11 +350,20 @@ def cancel_queued(session: Session, message: Message) -> bool:
     return True
 
 
-_CANCEL_MANY = sql(
-    "UPDATE messages SET status = 'cancelled', final_at = :now, updated_at = :now "
-    "WHERE id IN :ids AND status = 'queued' "
-    "RETURNING id, credits, charged_account_id, account_id"
-).bindparams(bindparam("ids", expanding=True))
+_MESSAGES = table(Message)
+_CANCEL_NOW = bindparam("now", type_=TIMESTAMP)
+# Core, not ``sql``: the id list is a ``member`` test (one array on PostgreSQL).
+_CANCEL_MANY = (
+    update(_MESSAGES)
+    .where(member(_MESSAGES.c.id, "ids"), _MESSAGES.c.status == MessageStatus.QUEUED.value)
+    .values(status=MessageStatus.CANCELLED.value, final_at=_CANCEL_NOW, updated_at=_CANCEL_NOW)
+    .returning(
+        _MESSAGES.c.id,
+        _MESSAGES.c.credits,
+        _MESSAGES.c.charged_account_id,
+        _MESSAGES.c.account_id,
+    )
+)
 _INSERT_EVENTS = insert(table(MessageEvent))
 # Ids per statement: far below SQLite's and PostgreSQL's bound-parameter limits.
 _CANCEL_CHUNK = 500

@@ -15,7 +15,7 @@ from collections import Counter
 from contextlib import nullcontext
 from typing import Any
 
-from sqlalchemy import String, bindparam, cast, insert, literal_column, select
+from sqlalchemy import String, cast, insert, literal_column, select
 from sqlmodel import Session
 
 from hub.campaigns import links
@@ -40,7 +40,7 @@ from hub.mail.intake.received import ReceivedMail
 from hub.mail.intake.smtp_text import shown
 from hub.sending import submit as sending
 from hub.sending.lookups import RecipientLookups, lookup_statement
-from hub.store.db import table
+from hub.store.db import member, table
 from hub.store.models import InboundMail
 
 log = logging.getLogger("smshub.intake")
@@ -55,8 +55,8 @@ _LOOKUP = lookup_statement(
         _INBOUND.c.dedupe_key,
         cast(_INBOUND.c.id, String),
     ).where(
-        _INBOUND.c.account_id.in_(bindparam("received_accounts", expanding=True)),
-        _INBOUND.c.dedupe_key.in_(bindparam("received_keys", expanding=True)),
+        member(_INBOUND.c.account_id, "received_accounts"),
+        member(_INBOUND.c.dedupe_key, "received_keys"),
     )
 )
 _INSERT_INBOUND = insert(_INBOUND).returning(_INBOUND.c.id, sort_by_parameter_order=True)
