@@ -63,7 +63,7 @@ from connectors.sms.simulator import read_log  # noqa: E402
 from hub.app import Hub  # noqa: E402
 from hub.core.config import Config, parse_config  # noqa: E402
 from hub.core.timeutil import as_utc, utcnow  # noqa: E402
-from hub.reminders.sync import sync_calendar  # noqa: E402
+from hub.reminders.sync import sync_calendar, sync_many  # noqa: E402
 from hub.runtime.heap import tune_gc  # noqa: E402
 from hub.sending import outbox
 from hub.sending.accounts import create_account  # noqa: E402
@@ -269,10 +269,13 @@ class OutboxClock:
 
 
 async def sync_all(engine: Engine, config: Config, calendar_ids: list[int]) -> tuple[int, int]:
-    """Full sync of every calendar, one after the other as sync_due does; (seen, planned)."""
+    """Full sync of every calendar, as sync_due does (``sync_many``); (seen, planned)."""
     seen = planned = 0
-    for calendar_id in calendar_ids:
-        report = await sync_calendar(engine, config, calendar_id, full=True)
+    for calendar_id, report in zip(
+        calendar_ids, await sync_many(engine, config, calendar_ids, full=True), strict=True
+    ):
+        if report is None:
+            raise RuntimeError(f"calendar {calendar_id} could not be synced (see the log)")
         seen += report.seen
         planned += report.planned
         if report.problems:
