@@ -3,7 +3,8 @@
 Part 1, full sync. The stand-in (tests/fakes/google_calendar.py, a real HTTP server the real
 google-api-python-client talks to) holds CALENDARS calendars of EVENTS future appointments
 each, a mobile number in every description. The hub syncs them all the way the scheduler
-does (``hub.reminders.sync.sync_calendar`` for each, one after the other): Google client,
+does (``hub.reminders.sync.sync_many``: one calendar after the other on SQLite, two at once
+on PostgreSQL, each through ``sync_calendar``): Google client,
 paging, mapping, then the reconciler planning one reminder per appointment (rule 1d@09:00)
 as scheduled outbox messages. The baseline, same run, same server: a bare httpx loop
 fetching exactly the pages the hub fetched (same URLs and page size, following

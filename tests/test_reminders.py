@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -338,3 +339,44 @@ async def test_patient_answers_oui_or_non(
         ]
     finally:
         await hub.stop()
+
+
+async def test_due_calendars_sync_two_at_once_and_one_failing_stops_none(
+    engine, config, account, monkeypatch
+):
+    """sync_many: every calendar synced, at most CONCURRENCY at a time, reports in the
+    calendars' order, a calendar whose source fails reported as None (its error recorded)."""
+    from hub.errors import SourceError
+    from hub.reminders import sync
+
+    with session_scope(engine) as s:
+        owner = get_account(s, "acme").id
+        cals = [Calendar(account_id=owner, name=f"c{n}", source_type="ics") for n in range(4)]
+        s.add_all(cals)
+        s.flush()
+        ids = [c.id for c in cals]
+    running = peak = 0
+
+    class Slow(FakeSource):
+        async def sync(self, window, cursor):
+            nonlocal running, peak
+            running += 1
+            peak = max(peak, running)
+            await asyncio.sleep(0.05)
+            running -= 1
+            return await super().sync(window, cursor)
+
+    sources = {
+        name: Slow([SyncResult([_event(_day(4 + n, 10), uid=f"u{n}")], cursor="c")])
+        for n, name in enumerate(["c0", "c1", "c3"])  # calendar_source_name: "calendar 'c0'"
+    }
+    sources["c2"] = Slow([SourceError("HTTP 500 from the calendar")])
+    monkeypatch.setattr(
+        sync, "build_calendar_source", lambda kind, settings, ctx, name: sources[name[10:-1]]
+    )
+    reports = await sync.sync_many(engine, config, ids, concurrency=2)
+    assert [r is not None and r.planned for r in reports] == [1, 1, False, 1]
+    assert peak == 2
+    with session_scope(engine) as s:
+        assert "HTTP 500" in s.get(Calendar, ids[2]).last_error
+    assert len(_queued(engine)) == 3
