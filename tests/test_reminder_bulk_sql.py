@@ -350,3 +350,66 @@ def test_planning_stores_the_same_rows_through_the_driver(
         assert stamps and all(
             re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}", v) for v in stamps
         )
+
+
+def test_binary_copy_only_for_values_stored_alike(
+    engine: Engine, account: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # PostgreSQL's COPY goes in binary form when every value's binary form stores what its
+    # text form stores; a naive datetime (read in the session's zone as text) or a value of
+    # another Python type than its column's keeps the text form. Either way the rows are
+    # stored as SQLAlchemy stores them.
+    forms: list[bool] = []
+    copy = bulk_sql._copy
+
+    def spy(conn: Connection, rows: Any, sql: str, types: Any = None) -> None:
+        forms.append(types is not None)
+        copy(conn, rows, sql, types)
+
+    monkeypatch.setattr(bulk_sql, "_copy", spy)
+    aware = datetime(2031, 5, 6, 7, 8, 9, 123456, tzinfo=timezone(timedelta(hours=-5)))
+    naive = aware.replace(tzinfo=None)
+    cases = [
+        ({}, True),
+        ({"send_at": naive}, False),
+        ({"note": 5}, False),
+    ]
+    for case, (change, binary) in enumerate(cases):
+        calendar_id = _calendar(engine, f"forms{case}")
+        with session_scope(engine) as s:
+            conn = s.connection()
+            ids = bulk_sql.next_ids(conn, EVENTS, 1)
+            assert bulk_sql.insert_many(conn, EVENTS, _event_rows(calendar_id)[:1], {"id": ids})
+            rows = [
+                {
+                    "event_id": ids[0],
+                    "rule": "2h",
+                    "message_id": None if n % 2 else f"m{n}",
+                    "for_start": aware,
+                    "send_at": aware - timedelta(hours=n),
+                    "status": "scheduled",
+                    "note": "é\\\t\n",
+                    "created_at": aware,
+                }
+                for n in range(4)
+            ]
+            rows[1] = {**rows[1], **change}
+            where = f"WHERE event_id = {ids[0]}"
+            forms.clear()
+            conn.execute(insert(REMINDERS), rows)
+            assert bulk_sql.insert_many(conn, REMINDERS, rows)
+            got = _stored(conn, REMINDERS, where)
+            assert got[:4] == got[4:], change
+            if conn.dialect.name == "postgresql":
+                assert forms == [binary], change
+
+
+def test_binary_fits_checks_each_value() -> None:
+    stamp = datetime(2031, 5, 6, tzinfo=UTC)
+    fits = bulk_sql._binary_fits
+    assert fits([23, 1043, 1184, 16], [[1, None], ["a", None], [stamp, None], [True, None]])
+    assert not fits([1184], [[stamp, stamp.replace(tzinfo=None)]])
+    assert not fits([23], [[1, True]])
+    assert not fits([16], [[True, 1]])
+    assert not fits([1043], [["a", 1]])
+    assert not fits([23], [[1, 2.0]])
