@@ -81,16 +81,16 @@ def any_due(engine: Engine, calendar_id: int, now: datetime) -> bool:
 def _claim(engine: Engine, calendar_id: int, limit: int = BATCH) -> list[Claimed]:
     now = utcnow()
     until = now + CLAIM_LEASE
+    # Every calendar sync asks: when nothing is due (the usual case), the answer comes from
+    # a read, not from a transaction holding SQLite's write lock the dispatcher claims with.
+    if not any_due(engine, calendar_id, now):
+        return []
     due = (
         CalendarEventRow.calendar_id == calendar_id,
         CalendarEventRow.answer != "",
         CalendarEventRow.answer_written == False,  # noqa: E712
         col(CalendarEventRow.answer_due_at) <= now,
     )
-    # Every calendar sync asks: when nothing is due (the usual case), the answer comes from
-    # a read, not from a transaction holding SQLite's write lock the dispatcher claims with.
-    if not any_due(engine, calendar_id, now):
-        return []
     with session_scope(engine) as session:
         rows = session.exec(
             select(CalendarEventRow)
