@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, bindparam, select
 
 from hub.core.timeutil import as_utc
 from hub.ports.calendar import CalendarEvent, EventStatus
@@ -107,51 +107,55 @@ class CalendarState:
     went_out: list[int] = field(default_factory=list)
 
 
+# load_state's statements, built once (each sync runs them; building them cost more than
+# running them on a calendar with few rows).
+_EVENT_ROWS = select(
+    EVENTS.c.id,
+    EVENTS.c.uid,
+    EVENTS.c.occurrence,
+    EVENTS.c.phone,
+    EVENTS.c.person,
+    EVENTS.c.problem,
+    EVENTS.c.deleted,
+    EVENTS.c.person_source,
+    *(EVENTS.c[name] for name in COMPARED),
+).where(EVENTS.c.calendar_id == bindparam("calendar_id"))
+_REMINDER_ROWS = (
+    select(
+        REMINDERS.c.id,
+        REMINDERS.c.event_id,
+        REMINDERS.c.rule,
+        REMINDERS.c.status,
+        REMINDERS.c.for_start,
+        REMINDERS.c.message_id,
+        MESSAGES.c.status.label("message_status"),
+    )
+    .select_from(
+        REMINDERS.join(EVENTS, EVENTS.c.id == REMINDERS.c.event_id).outerjoin(
+            MESSAGES, MESSAGES.c.id == REMINDERS.c.message_id
+        )
+    )
+    .where(
+        EVENTS.c.calendar_id == bindparam("calendar_id"),
+        REMINDERS.c.status.in_(["scheduled", "sent", "skipped"]),
+    )
+    .order_by(REMINDERS.c.id)
+)
+
+
 def load_state(conn: Connection, calendar_id: int) -> CalendarState:
     """CALENDAR_ID's occurrences and live reminders, in two statements."""
     state = CalendarState()
-    columns = [EVENTS.c[name] for name in COMPARED]
-    rows = conn.execute(
-        select(
-            EVENTS.c.id,
-            EVENTS.c.uid,
-            EVENTS.c.occurrence,
-            EVENTS.c.phone,
-            EVENTS.c.person,
-            EVENTS.c.problem,
-            EVENTS.c.deleted,
-            EVENTS.c.person_source,
-            *columns,
-        ).where(EVENTS.c.calendar_id == calendar_id)
-    ).all()  # one fetch: iterating row by row costs more than the rows' columns
+    params = {"calendar_id": calendar_id}
+    # One fetch: iterating row by row costs more than the rows' columns.
+    rows = conn.execute(_EVENT_ROWS, params).all()
     for row in rows:
         values = dict(zip(COMPARED, row[8:], strict=True))
         values["start"] = as_utc(values["start"])
         if values["end"] is not None:
             values["end"] = as_utc(values["end"])
         state.rows[(row[1], row[2])] = StoredEvent(row[0], row[1], row[2], values, *row[3:8])
-    query = (
-        select(
-            REMINDERS.c.id,
-            REMINDERS.c.event_id,
-            REMINDERS.c.rule,
-            REMINDERS.c.status,
-            REMINDERS.c.for_start,
-            REMINDERS.c.message_id,
-            MESSAGES.c.status.label("message_status"),
-        )
-        .select_from(
-            REMINDERS.join(EVENTS, EVENTS.c.id == REMINDERS.c.event_id).outerjoin(
-                MESSAGES, MESSAGES.c.id == REMINDERS.c.message_id
-            )
-        )
-        .where(
-            EVENTS.c.calendar_id == calendar_id,
-            REMINDERS.c.status.in_(["scheduled", "sent", "skipped"]),
-        )
-        .order_by(REMINDERS.c.id)
-    )
-    for r in conn.execute(query).all():
+    for r in conn.execute(_REMINDER_ROWS, params).all():
         reminder = StoredReminder(*r[:4], as_utc(r[4]), r[5], r[6])
         if reminder.status == "skipped":
             state.skipped.add((reminder.event_id, reminder.rule, reminder.for_start))

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, bindparam
 from sqlmodel import Session, col, select
 
 from hub.core import phone
@@ -748,15 +748,19 @@ def reconcile(
     return rec.report
 
 
+# Read twice per sync: built once.
+_CALENDAR_AND_ACCOUNT = (
+    select(Calendar, Account)
+    .outerjoin(Account, col(Account.id) == Calendar.account_id)
+    .where(col(Calendar.id) == bindparam("calendar_id"))
+)
+
+
 def _calendar_and_account(
     session: Session, calendar_id: int
 ) -> tuple[Calendar, Account | None] | None:
     """The calendar and its account, in one statement (None: no such calendar)."""
-    found = session.execute(
-        select(Calendar, Account)
-        .outerjoin(Account, col(Account.id) == Calendar.account_id)
-        .where(Calendar.id == calendar_id)
-    ).first()
+    found = session.execute(_CALENDAR_AND_ACCOUNT, {"calendar_id": calendar_id}).first()
     return None if found is None else (found[0], found[1])
 
 

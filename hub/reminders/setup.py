@@ -284,8 +284,15 @@ def calendar_context(
 ) -> SourceContext:
     """The context CALENDAR's source is given: named after the calendar in its messages,
     the files it keeps in DATA_DIR named after the calendar's id."""
-    where = calendar_source_name(calendar.name)
-    return SourceContext(where, data_dir, dict(secrets or {}), calendar_id=calendar.id)
+    return source_context(calendar.name, calendar.id, data_dir, secrets)
+
+
+def source_context(
+    name: str, calendar_id: int | None, data_dir: Path, secrets: Mapping[str, str] | None = None
+) -> SourceContext:
+    """``calendar_context`` from the calendar's NAME and id (a sync reads just those)."""
+    where = calendar_source_name(name)
+    return SourceContext(where, data_dir, dict(secrets or {}), calendar_id=calendar_id)
 
 
 def source_state_files(

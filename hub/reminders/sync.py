@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, bindparam
+from sqlalchemy import select as core_select
 from sqlmodel import Session, select
 
 from hub.core.config import Config
@@ -30,9 +31,9 @@ from hub.reminders.calendar_store import (
     resolve_secrets,
 )
 from hub.reminders.reconcile import ReconcileReport, reconcile_chunked
-from hub.reminders.setup import calendar_context, source_state_files
+from hub.reminders.setup import source_context, source_state_files
 from hub.reminders.writeback import write_answers
-from hub.store.db import read_scope, session_scope
+from hub.store.db import read_connection, session_scope, table
 from hub.store.models import Calendar
 from hub.store.secretbox import Keyring, SecretUnreadable, load_keyring
 from hub.store.state_sql import SqlStateStore, state_store
@@ -93,19 +94,29 @@ class _Job:
     kind: str
 
 
+_CALENDARS = table(Calendar)
+# What a sync reads of its calendar before asking the source: built once (a Core statement
+# on a bare connection, not an ORM object in a session, per sync).
+_LOAD = core_select(
+    _CALENDARS.c.name,
+    _CALENDARS.c.settings,
+    _CALENDARS.c.window_days,
+    _CALENDARS.c.cursor,
+    _CALENDARS.c.source_type,
+).where(_CALENDARS.c.id == bindparam("calendar_id"))
+
+
 def _load(engine: Engine, config: Config, calendar_id: int, full: bool) -> _Job:
     # A read: on SQLite it must not take the write lock the dispatcher claims with.
-    with read_scope(engine) as session:
-        calendar = session.get(Calendar, calendar_id)
-        if calendar is None:
-            raise HubError(f"no calendar {calendar_id}")
-        settings = json.loads(calendar.settings or "{}")
-        window = SyncWindow(
-            utcnow() - timedelta(days=1), utcnow() + timedelta(days=calendar.window_days)
-        )
-        ctx = calendar_context(calendar, config.hub.data_dir)
-        cursor = None if full else calendar.cursor
-        return _Job(calendar_id, settings, cursor, window, ctx, calendar.source_type)
+    with read_connection(engine) as conn:
+        row = conn.execute(_LOAD, {"calendar_id": calendar_id}).first()
+    if row is None:
+        raise HubError(f"no calendar {calendar_id}")
+    name, settings_text, window_days, cursor, kind = row
+    settings = json.loads(settings_text or "{}")
+    window = SyncWindow(utcnow() - timedelta(days=1), utcnow() + timedelta(days=window_days))
+    ctx = source_context(name, calendar_id, config.hub.data_dir)
+    return _Job(calendar_id, settings, None if full else cursor, window, ctx, kind)
 
 
 async def _adopt_secret_files(

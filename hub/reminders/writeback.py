@@ -16,7 +16,8 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, bindparam, false
+from sqlalchemy import select as core_select
 from sqlmodel import col, select
 
 from hub.core.config import Config
@@ -29,7 +30,7 @@ from hub.ports.state import StateStore
 from hub.reminders.answers import answer_note
 from hub.reminders.calendar_store import resolve_secrets
 from hub.reminders.setup import calendar_context
-from hub.store.db import read_scope, session_scope
+from hub.store.db import read_connection, read_scope, session_scope, table
 from hub.store.models import Calendar, CalendarEventRow
 from hub.store.secretbox import SecretUnreadable
 
@@ -55,20 +56,41 @@ class Claimed:
     until: datetime
 
 
+_EVENTS = table(CalendarEventRow)
+# Whether any answer of a calendar is due: asked by every calendar sync, so built once (a
+# Core statement, run on a bare connection: no ORM select or session per sync).
+_ANY_DUE = (
+    core_select(_EVENTS.c.id)
+    .where(
+        _EVENTS.c.calendar_id == bindparam("calendar_id"),
+        _EVENTS.c.answer != "",
+        _EVENTS.c.answer_written == false(),
+        _EVENTS.c.answer_due_at <= bindparam("now"),
+    )
+    .limit(1)
+)
+
+
+def any_due(engine: Engine, calendar_id: int, now: datetime) -> bool:
+    """Whether CALENDAR_ID has an answer due at NOW (the claim's condition), in a read."""
+    with read_connection(engine) as conn:
+        found = conn.execute(_ANY_DUE, {"calendar_id": calendar_id, "now": now}).first()
+    return found is not None
+
+
 def _claim(engine: Engine, calendar_id: int, limit: int = BATCH) -> list[Claimed]:
     now = utcnow()
     until = now + CLAIM_LEASE
+    # Every calendar sync asks: when nothing is due (the usual case), the answer comes from
+    # a read, not from a transaction holding SQLite's write lock the dispatcher claims with.
+    if not any_due(engine, calendar_id, now):
+        return []
     due = (
         CalendarEventRow.calendar_id == calendar_id,
         CalendarEventRow.answer != "",
         CalendarEventRow.answer_written == False,  # noqa: E712
         col(CalendarEventRow.answer_due_at) <= now,
     )
-    # Every calendar sync asks: when nothing is due (the usual case), the answer comes from
-    # a read, not from a transaction holding SQLite's write lock the dispatcher claims with.
-    with read_scope(engine) as session:
-        if session.exec(select(CalendarEventRow.id).where(*due).limit(1)).first() is None:
-            return []
     with session_scope(engine) as session:
         rows = session.exec(
             select(CalendarEventRow)

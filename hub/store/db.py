@@ -271,6 +271,17 @@ def read_scope(engine: Engine) -> Iterator[Session]:
             s.rollback()
 
 
+@contextmanager
+def read_connection(engine: Engine) -> Iterator[Connection]:
+    """A Core connection for reads only, as ``read_scope`` reads (no write lock on SQLite,
+    autocommit on PostgreSQL at READ COMMITTED), without an ORM session: for prebuilt
+    statements on hot paths (a calendar sync's checks), where building and tearing down a
+    session costs more than the statement."""
+    # Closing the connection rolls back what it began (SQLite's read transaction).
+    with engine.connect() as conn:
+        yield conn.execution_options(**_read_options(engine))
+
+
 def delete_older(
     engine: Engine, stamp: Column[Any], cutoff: datetime, *, batch: int, most: int | None = None
 ) -> int:
