@@ -188,6 +188,13 @@ def test_bulk_rows_are_stored_as_sqlalchemy_stores_them(engine: Engine, account:
         assert [r[1:] for r in events_a] == [r[1:] for r in events_b]
 
 
+def _one_event(conn: Connection, calendar_id: int) -> int:
+    """One occurrence row of CALENDAR_ID, written through bulk_sql; its id."""
+    ids = bulk_sql.next_ids(conn, EVENTS, 1)
+    assert bulk_sql.insert_many(conn, EVENTS, _event_rows(calendar_id)[:1], {"id": ids})
+    return ids[0]
+
+
 def test_repeated_times_are_stored_as_sqlalchemy_stores_them(engine: Engine, account: str) -> None:
     # A call's datetimes are converted once per distinct object (bulk_sql._convert_shared):
     # many rows sharing a few objects, among them equal instants in different zones (SQLite
@@ -199,11 +206,10 @@ def test_repeated_times_are_stored_as_sqlalchemy_stores_them(engine: Engine, acc
     calendar_id = _calendar(engine, "repeats")
     with session_scope(engine) as s:
         conn = s.connection()
-        ids = bulk_sql.next_ids(conn, EVENTS, 1)
-        assert bulk_sql.insert_many(conn, EVENTS, _event_rows(calendar_id)[:1], {"id": ids})
+        event_id = _one_event(conn, calendar_id)
         reminders = [
             {
-                "event_id": ids[0],
+                "event_id": event_id,
                 "rule": "2h",
                 "message_id": None,
                 "for_start": shared[n % 4],
@@ -378,11 +384,10 @@ def test_binary_copy_only_for_values_stored_alike(
         calendar_id = _calendar(engine, f"forms{case}")
         with session_scope(engine) as s:
             conn = s.connection()
-            ids = bulk_sql.next_ids(conn, EVENTS, 1)
-            assert bulk_sql.insert_many(conn, EVENTS, _event_rows(calendar_id)[:1], {"id": ids})
+            event_id = _one_event(conn, calendar_id)
             rows = [
                 {
-                    "event_id": ids[0],
+                    "event_id": event_id,
                     "rule": "2h",
                     "message_id": None if n % 2 else f"m{n}",
                     "for_start": aware,
@@ -394,7 +399,7 @@ def test_binary_copy_only_for_values_stored_alike(
                 for n in range(4)
             ]
             rows[1] = {**rows[1], **change}
-            where = f"WHERE event_id = {ids[0]}"
+            where = f"WHERE event_id = {event_id}"
             forms.clear()
             conn.execute(insert(REMINDERS), rows)
             assert bulk_sql.insert_many(conn, REMINDERS, rows)
