@@ -19,7 +19,6 @@ from typing import Any
 
 import httpx
 import uvicorn
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import Engine
 from sqlmodel import select
 
@@ -45,7 +44,7 @@ from hub.store.models import Account
 from hub.store.schema_check import ensure_schema
 from hub.store.state_sql import state_store
 from hub.web.limits import server_config
-from scheduler.jobs import start_scheduler
+from scheduler.jobs import HubScheduler, start_scheduler
 
 # The interpreter's switch interval while a dispatcher runs in this process (default 5 ms).
 GIL_SWITCH_SECONDS = 0.001
@@ -248,7 +247,7 @@ class Process:
     roles: set[str]
     smtp: SmtpListener | None = None
     mailboxes: list[Any] = field(default_factory=list)
-    scheduler: AsyncIOScheduler | None = None
+    scheduler: HubScheduler | None = None
 
     def http_config(self, grace: float) -> uvicorn.Config | None:
         """The HTTP server's settings, None without the api role: a deadline for receiving

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from hub.inbound.alerts import check_all
 from hub.mail.intake import refusals
+from hub.reminders.sync import sync_due
 from hub.sending import idempotency, outbox
 from scheduler.leader import LeaderLock
 
@@ -19,7 +22,55 @@ if TYPE_CHECKING:
 log = logging.getLogger("smshub.scheduler")
 
 
-def start_scheduler(hub: Hub) -> AsyncIOScheduler:
+class HubScheduler(AsyncIOScheduler):
+    """APScheduler running the hub's jobs, with the leader lock they share and a stop that
+    lets the runs under way finish before the lock goes."""
+
+    def __init__(self, leader: LeaderLock) -> None:
+        super().__init__(timezone="UTC")
+        self.leader = leader
+        self._running: set[asyncio.Task[Any]] = set()
+
+    def add_hub_job(self, func: Callable[[], Awaitable[None]], **options: Any) -> None:
+        """FUNC on an interval trigger (OPTIONS: its length and the job's settings), its runs
+        tracked so that ``stop`` can wait for them."""
+
+        async def run() -> None:
+            task = asyncio.current_task()
+            assert task is not None
+            self._running.add(task)
+            try:
+                await func()
+            finally:
+                self._running.discard(task)
+
+        self.add_job(run, "interval", name=func.__name__, **options)
+
+    async def stop(self, grace: float) -> None:
+        """No new runs; those under way get GRACE seconds, then the leader lock is let go,
+        so that another instance runs the jobs from its next try (within 15 s) rather than
+        from this process's exit. A run still going after GRACE is cancelled and keeps the
+        lock: its worker thread may still be writing, and another instance would run the
+        same job beside it (the lock goes when the process ends)."""
+        # Paused first: shutting down cancels the runs under way (APScheduler's executor).
+        self.pause()
+        running = [task for task in self._running if not task.done()]
+        late: set[asyncio.Task[Any]] = set()
+        if running:
+            _, late = await asyncio.wait(running, timeout=max(0.0, grace))
+        self.shutdown(wait=False)
+        if late:
+            log.warning(
+                "%d periodic job(s) still running after %.0f s; the leader lock is kept "
+                "until this process ends",
+                len(late),
+                grace,
+            )
+            return
+        await asyncio.to_thread(self.leader.release)
+
+
+def start_scheduler(hub: Hub) -> HubScheduler:
     """Start the periodic jobs of HUB; they run only while this instance holds the lock."""
     leader = LeaderLock(hub.engine, hub.leadership)
     window = timedelta(hours=hub.config.dispatcher.report_window_hours)
@@ -37,8 +88,6 @@ def start_scheduler(hub: Hub) -> AsyncIOScheduler:
     async def sync_calendars() -> None:
         if not await asyncio.to_thread(leader.acquire):
             return
-        from hub.reminders.sync import sync_due
-
         await sync_due(hub.engine, hub.config, store=hub.state)
 
     async def prune_state() -> None:
@@ -58,8 +107,6 @@ def start_scheduler(hub: Hub) -> AsyncIOScheduler:
         # Catches balance crossings made by paths that do not check alerts themselves.
         if not await asyncio.to_thread(leader.acquire):
             return
-        from hub.inbound.alerts import check_all
-
         if await asyncio.to_thread(check_all, hub.engine, hub.config) and hub.mail_outbox:
             hub.mail_outbox.wake()
 
@@ -68,27 +115,15 @@ def start_scheduler(hub: Hub) -> AsyncIOScheduler:
         # move to another instance within seconds rather than at the next job.
         await asyncio.to_thread(leader.acquire)
 
-    scheduler = AsyncIOScheduler(timezone="UTC")
-    scheduler.add_job(
-        keep_lead,
-        "interval",
-        seconds=15,
-        id="leader-lock",
-        max_instances=1,
-        coalesce=True,
-        next_run_time=datetime.now(UTC),
+    scheduler = HubScheduler(leader)
+    # One run of each job at a time; runs missed while busy collapse into one.
+    once = {"max_instances": 1, "coalesce": True}
+    scheduler.add_hub_job(
+        keep_lead, seconds=15, id="leader-lock", next_run_time=datetime.now(UTC), **once
     )
-    scheduler.add_job(
-        check_alerts, "interval", minutes=5, id="balance-alerts", max_instances=1, coalesce=True
-    )
-    scheduler.add_job(
-        sync_calendars, "interval", minutes=1, id="sync-calendars", max_instances=1, coalesce=True
-    )
-    scheduler.add_job(
-        expire_reports, "interval", minutes=5, id="expire-reports", max_instances=1, coalesce=True
-    )
-    scheduler.add_job(
-        prune_state, "interval", minutes=10, id="prune-state", max_instances=1, coalesce=True
-    )
+    scheduler.add_hub_job(check_alerts, minutes=5, id="balance-alerts", **once)
+    scheduler.add_hub_job(sync_calendars, minutes=1, id="sync-calendars", **once)
+    scheduler.add_hub_job(expire_reports, minutes=5, id="expire-reports", **once)
+    scheduler.add_hub_job(prune_state, minutes=10, id="prune-state", **once)
     scheduler.start()
     return scheduler

@@ -13,7 +13,7 @@ from hub.store.leadership import LOCK_KEY, Leadership
 
 
 class LeaderLock:
-    """Held on a dedicated connection for as long as this process lives."""
+    """Held on a dedicated connection until this instance stops (``release``) or dies."""
 
     def __init__(self, engine: Engine, leadership: Leadership | None = None) -> None:
         self.engine = engine
@@ -24,6 +24,8 @@ class LeaderLock:
         # same moment): unserialized, each would open its own session and the one that lost
         # to the other would record this instance as not leading and skip its run.
         self._mutex = threading.Lock()
+        # Set by release: a try still under way in a worker thread at the stop takes nothing.
+        self._released = False
 
     def acquire(self) -> bool:
         """True if this instance leads (always true on SQLite, which has one instance)."""
@@ -32,7 +34,27 @@ class LeaderLock:
             self.leadership.record(leading)
             return leading
 
+    def release(self) -> None:
+        """Let the lock go for good (this instance is stopping): another instance leads at
+        its next try, not only once this process has exited."""
+        with self._mutex:
+            self._released = True
+            conn, self._conn = self._conn, None
+            self.leadership.record(False)
+        if conn is None:
+            return
+        try:
+            conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": LOCK_KEY})
+            conn.commit()
+            conn.close()
+        except Exception:
+            # Its session is gone already, and the lock with it.
+            with contextlib.suppress(Exception):
+                conn.invalidate()
+
     def _acquire(self) -> bool:
+        if self._released:
+            return False
         if is_sqlite(self.engine):
             return True
         if self._conn is not None:

@@ -36,7 +36,7 @@ from hub.store.models import (
     OutgoingMail,
     RefusedIntakeMail,
 )
-from scheduler.jobs import start_scheduler
+from scheduler.jobs import HubScheduler, start_scheduler
 from scheduler.leader import LeaderLock
 from tests.conftest import MakeHub
 from tests.servers._util import wait_until_async
@@ -69,18 +69,6 @@ def _release(lock: LeaderLock) -> None:
     if lock._conn is not None:
         lock._conn.invalidate()
         lock._conn = None
-
-
-def _leader_of(scheduler: AsyncIOScheduler) -> LeaderLock:
-    """The lock the scheduler's jobs share (held by their closures)."""
-    job = scheduler.get_job("leader-lock")
-    assert job is not None and job.func.__closure__ is not None
-    [lock] = [
-        cell.cell_contents
-        for cell in job.func.__closure__
-        if isinstance(cell.cell_contents, LeaderLock)
-    ]
-    return lock
 
 
 def test_postgresql_lock_is_held_by_one_instance_at_a_time(
@@ -184,6 +172,68 @@ def test_postgresql_lock_tried_by_two_jobs_at_once_leads_in_both(
             _release(lock)
 
 
+@pytest.fixture
+async def stopping_leader(
+    two_pg_engines: tuple[Engine, Engine],
+) -> AsyncIterator[tuple[HubScheduler, LeaderLock, asyncio.Event]]:
+    """A scheduler leading on the first engine, whose one job holds on until the event is
+    set; another instance's lock on the second engine."""
+    first_engine, second_engine = two_pg_engines
+    scheduler = HubScheduler(LeaderLock(first_engine, Leadership()))
+    other = LeaderLock(second_engine, Leadership())
+    started, finish = asyncio.Event(), asyncio.Event()
+
+    async def long_job() -> None:
+        assert await asyncio.to_thread(scheduler.leader.acquire)
+        started.set()
+        await finish.wait()
+
+    scheduler.add_hub_job(long_job, minutes=1, id="long", next_run_time=datetime.now(UTC))
+    scheduler.start()
+    try:
+        await asyncio.wait_for(started.wait(), 10)
+        yield scheduler, other, finish
+    finally:
+        finish.set()
+        if scheduler.running:
+            scheduler.shutdown(wait=False)
+        _release(scheduler.leader)
+        _release(other)
+
+
+async def test_postgresql_stopping_leader_hands_over_once_its_jobs_are_done(
+    stopping_leader: tuple[HubScheduler, LeaderLock, asyncio.Event],
+) -> None:
+    scheduler, other, finish = stopping_leader
+    stopping = asyncio.create_task(scheduler.stop(grace=30))
+    await asyncio.sleep(0.3)
+    # A job is still running: the lock stays, so no other instance runs the jobs beside it.
+    assert not stopping.done()
+    assert await asyncio.to_thread(other.acquire) is False
+    finish.set()
+    await asyncio.wait_for(stopping, 10)
+    # Let go while this instance's engine (its process) still lives: the other one leads
+    # at its next try, and a late try of the stopped instance takes nothing.
+    assert scheduler.leader.leadership.leading is False
+    assert await asyncio.to_thread(other.acquire) is True
+    assert await asyncio.to_thread(scheduler.leader.acquire) is False
+    assert current_leader(other.engine) == "instance-b"
+
+
+async def test_postgresql_job_running_past_the_grace_keeps_the_lock(
+    stopping_leader: tuple[HubScheduler, LeaderLock, asyncio.Event],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    scheduler, other, _ = stopping_leader
+    with caplog.at_level(logging.WARNING, logger="smshub.scheduler"):
+        await asyncio.wait_for(scheduler.stop(grace=0.3), 10)
+    # Another instance would run the same job beside the late one: the lock goes only
+    # with this process.
+    assert "still running after 0 s; the leader lock is kept" in caplog.text
+    assert await asyncio.to_thread(other.acquire) is False
+    assert current_leader(other.engine) == "instance-a"
+
+
 def test_sqlite_has_one_instance_which_always_leads(sqlite_template: Path, tmp_path: Path) -> None:
     path = tmp_path / "smshub.db"
     shutil.copy(sqlite_template, path)
@@ -215,20 +265,11 @@ async def scheduled(make_hub: MakeHub, tmp_path: Path, account: str) -> AsyncIte
     try:
         yield hub, scheduler
     finally:
-        scheduler.shutdown(wait=False)
-        # The instance ends, and its lock with it (PostgreSQL): the next test may lead. A
-        # leader-lock run cancelled by the shutdown may still be in its thread, about to take
-        # the lock again: released until it stays released.
-        lock = _leader_of(scheduler)
-        clean = 0
-        for _ in range(100):
-            await asyncio.sleep(0.1)
-            with lock._mutex:
-                clean = clean + 1 if lock._conn is None else 0
-                _release(lock)
-            if clean == 3:
-                break
-        assert clean == 3, "the scheduler's leader lock is still taken after its shutdown"
+        # As the instance stops: the runs under way end, then the lock goes (PostgreSQL), so
+        # the next test may lead.
+        if scheduler.running:
+            await scheduler.stop(grace=10)
+        assert scheduler.leader._conn is None
         assert is_sqlite(hub.engine) or current_leader(hub.engine) is None
 
 
@@ -259,7 +300,7 @@ async def test_leader_lock_job_runs_at_once_and_records_leadership(scheduled: An
     )
     assert hub.leadership.leading is True
     # The jobs' lock is on the hub's database and reports to what /readyz reads.
-    lock = _leader_of(scheduler)
+    lock = scheduler.leader
     assert (lock.engine, lock.leadership) == (hub.engine, hub.leadership)
 
 

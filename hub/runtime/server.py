@@ -152,8 +152,11 @@ async def _shut_down(process: Process, ops: OpsServer | None, grace: float) -> N
         await process.smtp.shut_down(grace)
     for source in process.mailboxes:
         await source.stop()
+    # The periodic jobs under way and the hub's work in flight share the grace period; the
+    # jobs' leader lock goes once they are done (another instance leads from its next try).
+    stops = [process.hub.stop(grace)]
     if process.scheduler is not None:
-        process.scheduler.shutdown(wait=False)
-    await process.hub.stop(grace)
+        stops.append(process.scheduler.stop(grace))
+    await asyncio.gather(*stops)
     if ops is not None:
         await ops.stop()
