@@ -86,8 +86,7 @@ def _format_iso(value: datetime) -> str:
 # few hundred starts (and calendars the same slots), and strftime is ~2 us. Only UTC ones
 # (the planner's: as_utc) are cached: two of them are equal when they format alike (not so in
 # a zone, where the two 01:30 of a DST change compare equal).
-_MAX_ISO = 8192
-_utc_iso = lru_cache(maxsize=_MAX_ISO)(_format_iso)
+_utc_iso = lru_cache(maxsize=8192)(_format_iso)
 
 
 def _iso(value: datetime) -> str:
