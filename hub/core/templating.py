@@ -16,7 +16,7 @@ import re
 from collections import ChainMap
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from functools import lru_cache
-from typing import Any
+from typing import Any, NoReturn
 
 from jinja2 import (
     Environment,
@@ -449,17 +449,35 @@ def _context(template: Template, context: Mapping[str, Any]) -> Context | None:
     return env.context_class(env, dict(merged, **context), template.name, template.blocks, merged)
 
 
-def _generate(template: Template, context: Mapping[str, Any]) -> Iterator[str]:
-    """``template.generate(**context)``, with its context built by ``_context``."""
+def _stream(template: Template, context: Mapping[str, Any]) -> tuple[Iterator[str], bool]:
+    """The chunks ``template.generate(**context)`` yields, with the context built by
+    ``_context``, and whether an exception raised while reading them needs its traceback
+    rewritten (generate() rewrites its own): hand both to ``_failed``. With ``_failed``, the
+    one place of that flow: ``_generate`` and ``render_bounded`` read the chunks themselves
+    (render_bounded with no generator between: one frame switch less per chunk, and a
+    reminder has a dozen)."""
     ctx = _context(template, context)
     if ctx is None:
-        yield from template.generate(**context)
-        return
+        return template.generate(**context), False
+    return template.root_render_func(ctx), True
+
+
+def _failed(template: Template, rewrite: bool) -> NoReturn:
+    """Raise the exception being handled (call it in the ``except`` block around reading
+    ``_stream``'s chunks); REWRITE: as generate(), Jinja first rewrites its traceback to point
+    into the template."""
+    if rewrite:
+        template.environment.handle_exception()
+    raise
+
+
+def _generate(template: Template, context: Mapping[str, Any]) -> Iterator[str]:
+    """``template.generate(**context)``, with its context built by ``_context``."""
+    stream, rewrite = _stream(template, context)
     try:
-        yield from template.root_render_func(ctx)
+        yield from stream
     except Exception:
-        # As generate(): Jinja rewrites the traceback to point into the template, and raises.
-        yield template.environment.handle_exception()
+        _failed(template, rewrite)
 
 
 def render_bounded(template: Template, context: Mapping[str, Any], *, max_parts: int) -> str:
@@ -471,10 +489,7 @@ def render_bounded(template: Template, context: Mapping[str, Any], *, max_parts:
     try:
         chunks: list[str] = []
         size = 0
-        # ``_generate``'s work, without its generator between the template's and this loop
-        # (one more frame switch per chunk of text: a reminder has a dozen).
-        ctx = _context(template, context)
-        stream = template.generate(**context) if ctx is None else template.root_render_func(ctx)
+        stream, rewrite = _stream(template, context)
         too_long = False
         try:
             for chunk in stream:
@@ -484,10 +499,7 @@ def render_bounded(template: Template, context: Mapping[str, Any], *, max_parts:
                     break
                 chunks.append(chunk)
         except Exception:
-            if ctx is None:
-                raise  # generate() rewrote it already
-            # As generate(): Jinja rewrites the traceback to point into the template.
-            template.environment.handle_exception()
+            _failed(template, rewrite)
         if too_long:
             raise too_many_parts(max_parts)
         return "".join(chunks)

@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Engine, bindparam
@@ -83,21 +84,15 @@ def _format_iso(value: datetime) -> str:
 
 # Each planned reminder's idempotency key names its start: a calendar's appointments share a
 # few hundred starts (and calendars the same slots), and strftime is ~2 us. Only UTC ones
-# (the planner's: as_utc) are looked up: two of them are equal when they format alike (not
-# so in a zone, where the two 01:30 of a DST change compare equal). Bounded.
-_ISO: dict[datetime, str] = {}
-_MAX_ISO = 8192
+# (the planner's: as_utc) are cached: two of them are equal when they format alike (not so in
+# a zone, where the two 01:30 of a DST change compare equal).
+_utc_iso = lru_cache(maxsize=8192)(_format_iso)
 
 
 def _iso(value: datetime) -> str:
     if value.tzinfo is not UTC:
         return _format_iso(value)
-    text = _ISO.get(value)
-    if text is None:
-        if len(_ISO) >= _MAX_ISO:
-            _ISO.clear()
-        text = _ISO[value] = _format_iso(value)
-    return text
+    return _utc_iso(value)
 
 
 @dataclass
