@@ -29,6 +29,8 @@ class HubScheduler(AsyncIOScheduler):
     def __init__(self, leader: LeaderLock) -> None:
         super().__init__(timezone="UTC")
         self.leader = leader
+        # Set at the stop: a job made of many steps (calendar syncs) starts no other.
+        self.stopping = asyncio.Event()
         self._running: set[asyncio.Task[Any]] = set()
 
     def add_hub_job(self, func: Callable[[], Awaitable[None]], **options: Any) -> None:
@@ -54,6 +56,7 @@ class HubScheduler(AsyncIOScheduler):
         same job beside it (the lock goes when the process ends)."""
         # Paused first: shutting down cancels the runs under way (APScheduler's executor).
         self.pause()
+        self.stopping.set()
         running = [task for task in self._running if not task.done()]
         late: set[asyncio.Task[Any]] = set()
         if running:
@@ -73,6 +76,7 @@ class HubScheduler(AsyncIOScheduler):
 def start_scheduler(hub: Hub) -> HubScheduler:
     """Start the periodic jobs of HUB; they run only while this instance holds the lock."""
     leader = LeaderLock(hub.engine, hub.leadership)
+    scheduler = HubScheduler(leader)
     window = timedelta(hours=hub.config.dispatcher.report_window_hours)
     key_retention = timedelta(hours=hub.config.sending.idempotency_key_hours)
 
@@ -88,7 +92,7 @@ def start_scheduler(hub: Hub) -> HubScheduler:
     async def sync_calendars() -> None:
         if not await asyncio.to_thread(leader.acquire):
             return
-        await sync_due(hub.engine, hub.config, store=hub.state)
+        await sync_due(hub.engine, hub.config, store=hub.state, stopping=scheduler.stopping)
 
     async def prune_state() -> None:
         # Expired sign-ins, part ids of long SMS past their receipt window, idempotency keys
@@ -115,7 +119,6 @@ def start_scheduler(hub: Hub) -> HubScheduler:
         # move to another instance within seconds rather than at the next job.
         await asyncio.to_thread(leader.acquire)
 
-    scheduler = HubScheduler(leader)
     # One run of each job at a time; runs missed while busy collapse into one.
     once = {"max_instances": 1, "coalesce": True}
     scheduler.add_hub_job(

@@ -380,3 +380,39 @@ async def test_due_calendars_sync_two_at_once_and_one_failing_stops_none(
     with session_scope(engine) as s:
         assert "HTTP 500" in s.get(Calendar, ids[2]).last_error
     assert len(_queued(engine)) == 3
+
+
+async def test_due_calendars_not_started_once_the_instance_is_stopping(
+    engine, config, account, monkeypatch
+):
+    """sync_due with its STOPPING event set during a sync: that sync finishes, no other
+    starts, and the calendars left stay due for the next sync (of this or another leader)."""
+    from hub.reminders import sync
+
+    with session_scope(engine) as s:
+        owner = get_account(s, "acme").id
+        cals = [Calendar(account_id=owner, name=f"c{n}", source_type="ics") for n in range(3)]
+        s.add_all(cals)
+        s.flush()
+        ids = [c.id for c in cals]
+    stopping = asyncio.Event()
+    started = []
+
+    class StopDuring(FakeSource):
+        async def sync(self, window, cursor):
+            started.append(cursor)
+            stopping.set()  # SIGTERM arrives while the first calendar is being read
+            return await super().sync(window, cursor)
+
+    monkeypatch.setattr(
+        sync,
+        "build_calendar_source",
+        lambda kind, settings, ctx, name: StopDuring(
+            [SyncResult([_event(_day(4, 10), uid=name)], cursor="c")]
+        ),
+    )
+    # One at a time on SQLite, two on PostgreSQL (SYNC_CONCURRENCY): those started finish.
+    synced = await sync.sync_due(engine, config, stopping=stopping)
+    assert synced == len(started) == (1 if engine.dialect.name == "sqlite" else 2)
+    assert len(_queued(engine)) == synced
+    assert len(sync.due_calendars(engine)) == len(ids) - synced

@@ -39,7 +39,7 @@ from hub.store.models import (
 from scheduler.jobs import HubScheduler, start_scheduler
 from scheduler.leader import LeaderLock
 from tests.conftest import MakeHub
-from tests.servers._util import wait_until_async
+from tests.servers._util import wait_until, wait_until_async
 
 # Each job the scheduler registers and the interval it runs at (scheduler/jobs.py).
 INTERVALS = {
@@ -65,10 +65,31 @@ def two_pg_engines(pg_database: str) -> Iterator[tuple[Engine, Engine]]:
 
 def _release(lock: LeaderLock) -> None:
     """What a leader's death does to its lock: its session ends. (Closing the SQLAlchemy
-    connection would not do: it goes back to the pool, its session and lock with it.)"""
-    if lock._conn is not None:
-        lock._conn.invalidate()
-        lock._conn = None
+    connection would not do: it goes back to the pool, its session and lock with it.)
+    Returns once the server has ended that session: it does so a moment after the client
+    has gone, and until then the lock is still held."""
+    conn = lock._conn
+    if conn is None:
+        return
+    try:
+        pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+    except Exception:
+        pid = None  # its session is gone already
+    conn.invalidate()
+    lock._conn = None
+    if pid is None:
+        return
+    with lock.engine.connect() as other:
+        wait_until(
+            lambda: (
+                other.execute(
+                    text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"), {"pid": pid}
+                ).scalar()
+                == 0
+            ),
+            10,
+            f"the session {pid} of a released leader lock to end",
+        )
 
 
 def test_postgresql_lock_is_held_by_one_instance_at_a_time(

@@ -224,9 +224,17 @@ def due_calendars(engine: Engine) -> list[int]:
 SYNC_CONCURRENCY = 2
 
 
-async def sync_due(engine: Engine, config: Config, store: StateStore | None = None) -> int:
-    """Sync every due calendar (one failing calendar does not stop the others)."""
-    reports = await sync_many(engine, config, await asyncio.to_thread(due_calendars, engine), store)
+async def sync_due(
+    engine: Engine,
+    config: Config,
+    store: StateStore | None = None,
+    *,
+    stopping: asyncio.Event | None = None,
+) -> int:
+    """Sync every due calendar (one failing calendar does not stop the others); none is
+    started once STOPPING is set (they stay due, for the next sync)."""
+    due = await asyncio.to_thread(due_calendars, engine)
+    reports = await sync_many(engine, config, due, store, stopping=stopping)
     return sum(report is not None for report in reports)
 
 
@@ -238,16 +246,20 @@ async def sync_many(
     *,
     full: bool = False,
     concurrency: int | None = None,
+    stopping: asyncio.Event | None = None,
 ) -> list[ReconcileReport | None]:
     """Sync CALENDAR_IDS, CONCURRENCY at a time (default: SYNC_CONCURRENCY on PostgreSQL,
     one on SQLite), in their order; each one's report, None for a calendar that failed
-    (logged; it does not stop the others)."""
+    (logged; it does not stop the others) or that was not started because STOPPING was set
+    (the instance is stopping: those under way finish, no other starts)."""
     if concurrency is None:
         concurrency = SYNC_CONCURRENCY if engine.dialect.name == "postgresql" else 1
     slots = asyncio.Semaphore(max(1, concurrency))
 
     async def one(calendar_id: int) -> ReconcileReport | None:
         async with slots:
+            if stopping is not None and stopping.is_set():
+                return None
             try:
                 return await sync_calendar(engine, config, calendar_id, full=full, store=store)
             except HubError as exc:
