@@ -27,6 +27,7 @@ import json
 import re
 import signal
 import smtplib
+import socket
 import ssl
 import subprocess
 import threading
@@ -41,7 +42,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from sqlalchemy import Engine, func
+from sqlalchemy import Engine, func, text
 from sqlalchemy.engine import make_url
 from sqlmodel import col, select
 
@@ -313,10 +314,15 @@ def test_api_smtp_and_two_dispatchers_survive_sigterm_and_sigkill(
             if len(accepted1) >= 200 and len(accepted2) >= 200 and started2 - accepted2:
                 break
             time.sleep(0.02)
+        d2_name = f"{socket.gethostname()}-{d2.proc.pid}"  # its application_name
+        assert _sessions(engine, d2_name), "dispatcher 2's sessions are not named as expected"
         d2.kill()
         stop_began = time.monotonic()
         d1.proc.send_signal(signal.SIGTERM)
         at_kill = {"api batches": load.batches_posted, "mails": load.mails_sent}
+        # Its last COMMIT may still be under way on the server after the process died: what
+        # it had recorded is read once its sessions have ended.
+        _wait_sessions_gone(engine, d2_name)
         started2, accepted2 = _calls(read_log(d2_log))
         in_flight = started2 - accepted2
         marked2 = _submitting(engine, d2.proc.pid)
@@ -434,6 +440,21 @@ def test_api_smtp_and_two_dispatchers_survive_sigterm_and_sigkill(
         f"phases {phases}; {time.monotonic() - began:.1f} s"
     )
     engine.dispose()
+
+
+def _sessions(engine: Engine, instance: str) -> int:
+    """How many PostgreSQL sessions INSTANCE (its application_name) has open."""
+    query = text("SELECT count(*) FROM pg_stat_activity WHERE application_name = :name")
+    with engine.connect() as conn:
+        return int(conn.execute(query, {"name": instance[:63]}).scalar() or 0)
+
+
+def _wait_sessions_gone(engine: Engine, instance: str, timeout: float = 10.0) -> None:
+    """Until no PostgreSQL session of INSTANCE is left."""
+    deadline = time.monotonic() + timeout
+    while _sessions(engine, instance):
+        assert time.monotonic() < deadline, f"{instance}'s sessions outlived it by {timeout} s"
+        time.sleep(0.02)
 
 
 def _submitting(engine: Engine, pid: int) -> set[str]:
