@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 from sqlmodel import SQLModel
 
@@ -70,15 +70,36 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+# Empties every table (children first, so no foreign key is ever violated) and sets each
+# sequence used since the last reset back to its start, as TRUNCATE ... RESTART IDENTITY
+# would, in one round trip. TRUNCATE of the 33 tables took ~120 ms per test on PostgreSQL
+# (each table gets a new file, synced at commit): over the ~1,400 PostgreSQL tests that was
+# minutes of the suite; DELETE on tables a test left (nearly) empty takes ~2 ms.
+_PG_RESET = f"""DO $$
+DECLARE t text; s record;
+BEGIN
+  FOREACH t IN ARRAY ARRAY[{", ".join(f"'{name}'" for name in TABLES)}] LOOP
+    EXECUTE format('DELETE FROM %I', t);
+  END LOOP;
+  FOR s IN SELECT format('%I.%I', schemaname, sequencename) AS seq, start_value
+           FROM pg_sequences
+           WHERE schemaname = current_schema() AND last_value IS NOT NULL LOOP
+    PERFORM setval(s.seq::regclass, s.start_value, false);
+  END LOOP;
+END $$"""
+
+
 @pytest.fixture(scope="session")
 def pg_database() -> Iterator[str]:
-    """A fresh PostgreSQL database for this test session, dropped at the end."""
+    """A fresh PostgreSQL database for this test session (each xdist worker has its own),
+    dropped at the end."""
     if not PG_URL:
         pytest.skip("SMSHUB_TEST_DATABASE_URL is not set")
     import psycopg
 
     base = make_url(PG_URL)
-    name = f"smshub_test_{uuid.uuid4().hex[:10]}"
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    name = f"smshub_test_{worker}_{uuid.uuid4().hex[:10]}"
     admin_dsn = base.set(drivername="postgresql").render_as_string(hide_password=False)
     try:
         with psycopg.connect(admin_dsn, autocommit=True, connect_timeout=5) as conn:
@@ -96,6 +117,16 @@ def pg_database() -> Iterator[str]:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@pytest.fixture(scope="session")
+def pg_resetter(pg_database: str) -> Iterator[Any]:
+    """One connection for the session that empties its database between tests."""
+    import psycopg
+
+    dsn = make_url(pg_database).set(drivername="postgresql")
+    with psycopg.connect(dsn.render_as_string(hide_password=False), autocommit=True) as conn:
+        yield conn
+
+
 @pytest.fixture(params=BACKENDS)
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A migrated, empty database (SQLite file or PostgreSQL), one per test."""
@@ -104,10 +135,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         shutil.copy(request.getfixturevalue("sqlite_template"), target)
         return f"sqlite:///{target}"
     url: str = request.getfixturevalue("pg_database")
-    engine = make_engine(url)
-    with engine.begin() as conn:
-        conn.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
-    engine.dispose()
+    request.getfixturevalue("pg_resetter").execute(_PG_RESET)
     return url
 
 
