@@ -341,6 +341,16 @@ async def test_patient_answers_oui_or_non(
         await hub.stop()
 
 
+def _ics_calendars(engine, count):
+    """The ids of COUNT new ICS calendars of account acme, named c0, c1, ..."""
+    with session_scope(engine) as s:
+        owner = get_account(s, "acme").id
+        cals = [Calendar(account_id=owner, name=f"c{n}", source_type="ics") for n in range(count)]
+        s.add_all(cals)
+        s.flush()
+        return [c.id for c in cals]
+
+
 async def test_due_calendars_sync_two_at_once_and_one_failing_stops_none(
     engine, config, account, monkeypatch
 ):
@@ -349,12 +359,7 @@ async def test_due_calendars_sync_two_at_once_and_one_failing_stops_none(
     from hub.errors import SourceError
     from hub.reminders import sync
 
-    with session_scope(engine) as s:
-        owner = get_account(s, "acme").id
-        cals = [Calendar(account_id=owner, name=f"c{n}", source_type="ics") for n in range(4)]
-        s.add_all(cals)
-        s.flush()
-        ids = [c.id for c in cals]
+    ids = _ics_calendars(engine, 4)
     running = peak = 0
 
     class Slow(FakeSource):
@@ -389,12 +394,7 @@ async def test_due_calendars_not_started_once_the_instance_is_stopping(
     starts, and the calendars left stay due for the next sync (of this or another leader)."""
     from hub.reminders import sync
 
-    with session_scope(engine) as s:
-        owner = get_account(s, "acme").id
-        cals = [Calendar(account_id=owner, name=f"c{n}", source_type="ics") for n in range(3)]
-        s.add_all(cals)
-        s.flush()
-        ids = [c.id for c in cals]
+    ids = _ics_calendars(engine, 3)
     stopping = asyncio.Event()
     started = []
 
