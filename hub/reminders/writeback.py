@@ -57,18 +57,17 @@ class Claimed:
 
 
 _EVENTS = table(CalendarEventRow)
-# Whether any answer of a calendar is due: asked by every calendar sync, so built once (a
-# Core statement, run on a bare connection: no ORM select or session per sync).
-_ANY_DUE = (
-    core_select(_EVENTS.c.id)
-    .where(
-        _EVENTS.c.calendar_id == bindparam("calendar_id"),
-        _EVENTS.c.answer != "",
-        _EVENTS.c.answer_written == false(),
-        _EVENTS.c.answer_due_at <= bindparam("now"),
-    )
-    .limit(1)
+# A calendar's answers due for writing at NOW: what the claim takes, and what every calendar
+# sync first asks about (bound parameters calendar_id and now).
+_DUE = (
+    _EVENTS.c.calendar_id == bindparam("calendar_id"),
+    _EVENTS.c.answer != "",
+    _EVENTS.c.answer_written == false(),
+    _EVENTS.c.answer_due_at <= bindparam("now"),
 )
+# Whether any is due: built once (a Core statement, run on a bare connection: no ORM select
+# or session per sync).
+_ANY_DUE = core_select(_EVENTS.c.id).where(*_DUE).limit(1)
 
 
 def any_due(engine: Engine, calendar_id: int, now: datetime) -> bool:
@@ -85,19 +84,14 @@ def _claim(engine: Engine, calendar_id: int, limit: int = BATCH) -> list[Claimed
     # a read, not from a transaction holding SQLite's write lock the dispatcher claims with.
     if not any_due(engine, calendar_id, now):
         return []
-    due = (
-        CalendarEventRow.calendar_id == calendar_id,
-        CalendarEventRow.answer != "",
-        CalendarEventRow.answer_written == False,  # noqa: E712
-        col(CalendarEventRow.answer_due_at) <= now,
-    )
     with session_scope(engine) as session:
         rows = session.exec(
             select(CalendarEventRow)
-            .where(*due)
+            .where(*_DUE)
             .order_by(col(CalendarEventRow.answer_due_at), col(CalendarEventRow.id))
             .limit(limit)
             .with_for_update(skip_locked=True)
+            .params(calendar_id=calendar_id, now=now)
         ).all()
         claimed = []
         for row in rows:
