@@ -3,13 +3,16 @@
 Part 1, full sync. The stand-in (tests/fakes/google_calendar.py, a real HTTP server the real
 google-api-python-client talks to) holds CALENDARS calendars of EVENTS future appointments
 each, a mobile number in every description. The hub syncs them all the way the scheduler
-does (``hub.reminders.sync.sync_many``: one calendar after the other on SQLite, two at once
-on PostgreSQL, each through ``sync_calendar``): Google client,
-paging, mapping, then the reconciler planning one reminder per appointment (rule 1d@09:00)
-as scheduled outbox messages. The baseline, same run, same server: a bare httpx loop
-fetching exactly the pages the hub fetched (same URLs and page size, following
-nextPageToken), decoding each page's JSON and nothing more. Printed: both times, the share
-of the hub's time spent reading the source, and the ratio.
+does (``hub.reminders.sync.sync_many`` in the worker processes of ``[calendars]
+sync_processes``, 2 unless --sync-processes says otherwise; with 0, in the bench's process:
+one calendar after the other on SQLite, two at once on PostgreSQL): Google client, paging,
+mapping, then the reconciler planning one reminder per appointment (rule 1d@09:00) as
+scheduled outbox messages. The workers are started before the clock, as those of a hub that
+has run its first sync (the time they took to start is printed). The baseline, same run,
+same server: a bare httpx loop fetching exactly the pages the hub fetched (same URLs and page
+size, following nextPageToken), decoding each page's JSON and nothing more. Printed: both
+times, the share of the hub's time spent reading the source (in the bench's process only),
+and the ratio.
 
 Part 2, lateness. One more calendar holds REMINDERS appointments whose "60m before"
 reminders fall due evenly over the next WINDOW seconds; the hub syncs it (so they are real
@@ -64,7 +67,8 @@ from connectors.sms.simulator import read_log  # noqa: E402
 from hub.app import Hub  # noqa: E402
 from hub.core.config import Config, parse_config  # noqa: E402
 from hub.core.timeutil import as_utc, utcnow  # noqa: E402
-from hub.reminders.sync import sync_calendar, sync_many  # noqa: E402
+from hub.reminders.sync import SyncRunner, sync_calendar, sync_many  # noqa: E402
+from hub.reminders.workers import SyncPool  # noqa: E402
 from hub.runtime.heap import tune_gc  # noqa: E402
 from hub.sending import outbox
 from hub.sending.accounts import create_account  # noqa: E402
@@ -167,12 +171,13 @@ def fill_calendars(fake: GoogleCalendarFake, calendars: int, per_calendar: int) 
 
 
 # -- the hub ------------------------------------------------------------------------------------
-def bench_config(db_url: str, data_dir: Path) -> Config:
+def bench_config(db_url: str, data_dir: Path, sync_processes: int) -> Config:
     """The simulator without delivery reports; the dispatcher with its defaults."""
     return parse_config(
         {
             "hub": {"data_dir": str(data_dir), "log_level": "warning"},
             "database": {"url": db_url},
+            "calendars": {"sync_processes": sync_processes},
             "providers": {
                 "simulator": {"type": "simulator", "send_reports": False, "deduplicates": True}
             },
@@ -278,12 +283,13 @@ class OutboxClock:
                 setattr(outbox, name, original)
 
 
-async def sync_all(engine: Engine, config: Config, calendar_ids: list[int]) -> tuple[int, int]:
+async def sync_all(
+    engine: Engine, config: Config, calendar_ids: list[int], runner: SyncRunner | None
+) -> tuple[int, int]:
     """Full sync of every calendar, as sync_due does (``sync_many``); (seen, planned)."""
     seen = planned = 0
-    for calendar_id, report in zip(
-        calendar_ids, await sync_many(engine, config, calendar_ids, full=True), strict=True
-    ):
+    reports = await sync_many(engine, config, calendar_ids, full=True, runner=runner)
+    for calendar_id, report in zip(calendar_ids, reports, strict=True):
         if report is None:
             raise RuntimeError(f"calendar {calendar_id} could not be synced (see the log)")
         seen += report.seen
@@ -344,15 +350,23 @@ def due_soon_calendar(
 
 
 async def resync_loop(
-    engine: Engine, config: Config, calendar_ids: list[int], stop: asyncio.Event
+    engine: Engine,
+    config: Config,
+    calendar_ids: list[int],
+    stop: asyncio.Event,
+    runner: SyncRunner | None,
 ) -> int:
-    """Full re-syncs of CALENDAR_IDS, round after round, until STOP; how many were done."""
+    """Full re-syncs of CALENDAR_IDS, round after round, until STOP, one at a time (in
+    RUNNER's workers if given); how many were done."""
     done = 0
     while not stop.is_set():
         for calendar_id in calendar_ids:
             if stop.is_set():
                 break
-            await sync_calendar(engine, config, calendar_id, full=True)
+            if runner is not None:
+                await runner.sync(calendar_id, True)
+            else:
+                await sync_calendar(engine, config, calendar_id, full=True)
             done += 1
     return done
 
@@ -365,6 +379,7 @@ async def measure_lateness(
     first_due: datetime,
     tail: float,
     resync: list[int],
+    runner: SyncRunner | None,
 ) -> LatenessFigures:
     """Run a hub (dispatcher in the background) through the window; lateness per reminder."""
     with session_scope(engine) as session:
@@ -389,7 +404,7 @@ async def measure_lateness(
         await hub.start()
         try:
             if resync:
-                background = asyncio.create_task(resync_loop(engine, config, resync, stop))
+                background = asyncio.create_task(resync_loop(engine, config, resync, stop, runner))
             end = first_due + timedelta(seconds=window + tail)
             while utcnow() < end:
                 await asyncio.sleep(min(1.0, (end - utcnow()).total_seconds()))
@@ -414,7 +429,7 @@ async def run(args: argparse.Namespace, db_url: str, workdir: Path) -> int:
     """Both parts on DB_URL; the exit status (1 when the p99 target is missed)."""
     engine = make_engine(db_url)
     upgrade(engine)
-    config = bench_config(db_url, workdir / "data")
+    config = bench_config(db_url, workdir / "data", args.sync_processes)
     total = args.calendars * args.events
     with session_scope(engine) as session:
         create_account(session, "bench", region="FR")
@@ -436,11 +451,19 @@ async def run(args: argparse.Namespace, db_url: str, workdir: Path) -> int:
         ]
 
         # Part 1: the hub's full sync, then the bare fetch of the same pages.
+        pool = SyncPool(config, args.sync_processes) if args.sync_processes else None
+        if pool is not None:
+            started = time.perf_counter()
+            await pool.start()
+            print(
+                f"sync workers: {args.sync_processes} processes started in "
+                f"{time.perf_counter() - started:.1f} s (before the clock, as a running hub's)"
+            )
         since = len(fake.requests)
         clock = SourceClock()
         with clock.wrapping():
             started = time.perf_counter()
-            seen, planned = await sync_all(engine, config, calendar_ids)
+            seen, planned = await sync_all(engine, config, calendar_ids, pool)
             hub_seconds = time.perf_counter() - started
         hub_pages = len(fake.requests) - since
         queries = first_pages(fake, since)
@@ -483,7 +506,7 @@ async def run(args: argparse.Namespace, db_url: str, workdir: Path) -> int:
             quiet_start="00:00",
             quiet_end="00:00",
         )
-        _, planned_soon = await sync_all(engine, config, [soon_id])
+        _, planned_soon = await sync_all(engine, config, [soon_id], pool)
         if planned_soon != args.reminders:
             print(f"MISMATCH: {planned_soon} of {args.reminders} due-soon reminders planned")
             return 1
@@ -496,8 +519,10 @@ async def run(args: argparse.Namespace, db_url: str, workdir: Path) -> int:
         )
         resync = calendar_ids[: args.sync_during] if args.sync_during else []
         late = await measure_lateness(
-            engine, config, soon_id, args.window, first_due, args.tail_seconds, resync
+            engine, config, soon_id, args.window, first_due, args.tail_seconds, resync, pool
         )
+        if pool is not None:
+            await pool.close(60.0)
     engine.dispose()
     return print_lateness(late, args.reminders)
 
@@ -510,10 +535,14 @@ def print_sync(s: SyncFigures) -> None:
         f"{s.calendars} calendars, {s.pages} pages, {s.planned:,} reminders planned "
         f"({rate:,.0f} appointments/s)"
     )
-    print(
-        f"  of which reading the source (client, paging, mapping; wall time with a read under "
-        f"way): {s.source_seconds:.2f} s; planning alone: {s.hub_seconds - s.source_seconds:.2f} s"
-    )
+    if s.source_seconds:
+        print(
+            f"  of which reading the source (client, paging, mapping; wall time with a read "
+            f"under way): {s.source_seconds:.2f} s; planning alone: "
+            f"{s.hub_seconds - s.source_seconds:.2f} s"
+        )
+    else:
+        print("  (read and planned in the worker processes: --sync-processes 0 times reading)")
     print(
         f"bare HTTP fetch: {s.bare_seconds:8.2f} s  the same {s.bare_pages} pages "
         f"({s.bare_items:,} events, page size {PAGE_SIZE})"
@@ -601,6 +630,14 @@ def main(argv: list[str] | None = None) -> int:
         help="re-sync the first N calendars in a loop during the window (default 0: none)",
     )
     parser.add_argument(
+        "--sync-processes",
+        type=int,
+        default=2,
+        metavar="N",
+        help="worker processes syncing calendars, as [calendars] sync_processes (default 2, "
+        "the hub's default; 0: in the bench's process, as before there were workers)",
+    )
+    parser.add_argument(
         "--pg-url",
         help="run on PostgreSQL: a fresh database is created next to this one, then dropped",
     )
@@ -609,6 +646,8 @@ def main(argv: list[str] | None = None) -> int:
     args.window = args.window or (30.0 if args.quick else 120.0)
     if min(args.calendars, args.events, args.reminders) < 1 or args.window <= 0:
         parser.error("calendars, events, reminders and the window must be positive")
+    if args.sync_processes < 0:
+        parser.error("--sync-processes: 0 or more")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("googleapiclient.discovery_cache").setLevel(logging.ERROR)
 

@@ -13,6 +13,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from hub.inbound.alerts import check_all
 from hub.mail.intake import refusals
 from hub.reminders.sync import sync_due
+from hub.reminders.workers import SyncPool
 from hub.sending import idempotency, outbox
 from scheduler.leader import LeaderLock
 
@@ -23,12 +24,14 @@ log = logging.getLogger("smshub.scheduler")
 
 
 class HubScheduler(AsyncIOScheduler):
-    """APScheduler running the hub's jobs, with the leader lock they share and a stop that
-    lets the runs under way finish before the lock goes."""
+    """APScheduler running the hub's jobs, with the leader lock they share, the worker
+    processes that sync calendars (SYNC_POOL; None: syncs run in this process) and a stop
+    that lets the runs under way finish before the lock goes."""
 
-    def __init__(self, leader: LeaderLock) -> None:
+    def __init__(self, leader: LeaderLock, sync_pool: SyncPool | None = None) -> None:
         super().__init__(timezone="UTC")
         self.leader = leader
+        self.sync_pool = sync_pool
         # Set at the stop: a job made of many steps (calendar syncs) starts no other.
         self.stopping = asyncio.Event()
         self._running: set[asyncio.Task[Any]] = set()
@@ -57,11 +60,15 @@ class HubScheduler(AsyncIOScheduler):
         # Paused first: shutting down cancels the runs under way (APScheduler's executor).
         self.pause()
         self.stopping.set()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
         running = [task for task in self._running if not task.done()]
         late: set[asyncio.Task[Any]] = set()
         if running:
             _, late = await asyncio.wait(running, timeout=max(0.0, grace))
         self.shutdown(wait=False)
+        if self.sync_pool is not None:
+            await self.sync_pool.close(deadline - loop.time())
         if late:
             log.warning(
                 "%d periodic job(s) still running after %.0f s; the leader lock is kept "
@@ -76,7 +83,8 @@ class HubScheduler(AsyncIOScheduler):
 def start_scheduler(hub: Hub) -> HubScheduler:
     """Start the periodic jobs of HUB; they run only while this instance holds the lock."""
     leader = LeaderLock(hub.engine, hub.leadership)
-    scheduler = HubScheduler(leader)
+    processes = hub.config.calendars.sync_processes
+    scheduler = HubScheduler(leader, SyncPool(hub.config, processes) if processes else None)
     window = timedelta(hours=hub.config.dispatcher.report_window_hours)
     key_retention = timedelta(hours=hub.config.sending.idempotency_key_hours)
 
@@ -92,7 +100,13 @@ def start_scheduler(hub: Hub) -> HubScheduler:
     async def sync_calendars() -> None:
         if not await asyncio.to_thread(leader.acquire):
             return
-        await sync_due(hub.engine, hub.config, store=hub.state, stopping=scheduler.stopping)
+        await sync_due(
+            hub.engine,
+            hub.config,
+            store=hub.state,
+            stopping=scheduler.stopping,
+            runner=scheduler.sync_pool,
+        )
 
     async def prune_state() -> None:
         # Expired sign-ins, part ids of long SMS past their receipt window, idempotency keys

@@ -382,6 +382,15 @@ class CalendarOAuthSection(Section):
     microsoft: MicrosoftOAuthSection = MicrosoftOAuthSection()
 
 
+class CalendarsSection(Section):
+    # Worker processes that sync calendars (read the source, plan the reminders) beside the
+    # hub's own process, started when a sync first needs one: a first sync of many
+    # appointments is CPU work, which in the hub's process would take one core and the GIL
+    # its dispatcher and doors need (hub/reminders/workers.py). 0: syncs run in the hub's
+    # process, one calendar at a time on SQLite.
+    sync_processes: int = Field(2, ge=0, le=32)
+
+
 class OpsSection(Section):
     # The operations port of every role: /livez, /readyz and /metrics (the api role keeps
     # /healthz on its own port too). Port 0 turns it off.
@@ -409,6 +418,7 @@ class Config(Section):
     inbound: InboundSection = InboundSection()
     links: LinksSection = LinksSection()
     contacts: ContactsSection = ContactsSection()
+    calendars: CalendarsSection = CalendarsSection()
     ops: OpsSection = OpsSection()
     log: LogSection = LogSection()
     # OAuth clients of the console's "Connect Google / Microsoft 365" buttons.

@@ -92,6 +92,11 @@ def _calendar_entry_points() -> dict[str, EntryPoint]:
     return {ep.name: ep for ep in entry_points(group=CALENDAR_GROUP)}
 
 
+def calendar_source_modules() -> list[str]:
+    """The modules of the installed calendar sources (imported ahead by sync workers)."""
+    return sorted({ep.module for ep in _calendar_entry_points().values()})
+
+
 def calendar_source_types() -> list[str]:
     """Installed calendar source types."""
     return sorted(_calendar_entry_points())

@@ -7,7 +7,7 @@ import json
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Engine, bindparam
 from sqlalchemy import select as core_select
@@ -215,12 +215,42 @@ def due_calendars(engine: Engine) -> list[int]:
         ]
 
 
-# Calendars sync_due works on at once, on PostgreSQL. While one calendar's rows are being
-# written (the server working on the COPY and its indexes, without the GIL) the next one is
-# read and decided; one at a time, that time was idle (measured: a first sync of 40
-# calendars 10-20 % shorter). More than two would only queue on the same two cores. SQLite
-# has one writer: a second planner would queue on the write lock the dispatcher claims
-# with, for no gain (measured), so there calendars go one at a time.
+class SyncRunner(Protocol):
+    """Where sync_many runs each calendar's sync instead of this process
+    (``hub.reminders.workers.SyncPool``: worker processes)."""
+
+    processes: int
+
+    async def sync(self, calendar_id: int, full: bool) -> ReconcileReport | None:
+        """The calendar synced, as ``sync_logged`` does it."""
+        ...
+
+
+async def sync_logged(
+    engine: Engine,
+    config: Config,
+    calendar_id: int,
+    full: bool = False,
+    store: StateStore | None = None,
+) -> ReconcileReport | None:
+    """``sync_calendar``, its failure logged rather than raised (None): one calendar's
+    problem must not stop a round of many."""
+    try:
+        return await sync_calendar(engine, config, calendar_id, full=full, store=store)
+    except HubError as exc:
+        log.warning("%s", exc)
+    except Exception:
+        log.exception("calendar %s sync failed", calendar_id)
+    return None
+
+
+# Calendars sync_many works on at once in this process, on PostgreSQL. While one calendar's
+# rows are being written (the server working on the COPY and its indexes, without the GIL)
+# the next one is read and decided; one at a time, that time was idle (measured: a first
+# sync of 40 calendars 10-20 % shorter). More than two would only queue on the GIL. SQLite
+# has one writer: a second planner in this process would queue on the write lock the
+# dispatcher claims with, for no gain (measured), so there calendars go one at a time.
+# Worker processes (RUNNER) do better on both: each has its own GIL.
 SYNC_CONCURRENCY = 2
 
 
@@ -230,11 +260,13 @@ async def sync_due(
     store: StateStore | None = None,
     *,
     stopping: asyncio.Event | None = None,
+    runner: SyncRunner | None = None,
 ) -> int:
-    """Sync every due calendar (one failing calendar does not stop the others); none is
-    started once STOPPING is set (they stay due, for the next sync)."""
+    """Sync every due calendar (one failing calendar does not stop the others), in RUNNER's
+    worker processes if given; none is started once STOPPING is set (they stay due, for the
+    next sync)."""
     due = await asyncio.to_thread(due_calendars, engine)
-    reports = await sync_many(engine, config, due, store, stopping=stopping)
+    reports = await sync_many(engine, config, due, store, stopping=stopping, runner=runner)
     return sum(report is not None for report in reports)
 
 
@@ -247,25 +279,26 @@ async def sync_many(
     full: bool = False,
     concurrency: int | None = None,
     stopping: asyncio.Event | None = None,
+    runner: SyncRunner | None = None,
 ) -> list[ReconcileReport | None]:
-    """Sync CALENDAR_IDS, CONCURRENCY at a time (default: SYNC_CONCURRENCY on PostgreSQL,
-    one on SQLite), in their order; each one's report, None for a calendar that failed
-    (logged; it does not stop the others) or that was not started because STOPPING was set
-    (the instance is stopping: those under way finish, no other starts)."""
+    """Sync CALENDAR_IDS, CONCURRENCY at a time, in their order: in RUNNER's worker processes
+    (as many at once as it has), else in this process (SYNC_CONCURRENCY on PostgreSQL, one
+    on SQLite). Each one's report, None for a calendar that failed (logged; it does not stop
+    the others) or that was not started because STOPPING was set (the instance is stopping:
+    those under way finish, no other starts)."""
     if concurrency is None:
-        concurrency = SYNC_CONCURRENCY if engine.dialect.name == "postgresql" else 1
+        if runner is not None:
+            concurrency = runner.processes
+        else:
+            concurrency = SYNC_CONCURRENCY if engine.dialect.name == "postgresql" else 1
     slots = asyncio.Semaphore(max(1, concurrency))
 
     async def one(calendar_id: int) -> ReconcileReport | None:
         async with slots:
             if stopping is not None and stopping.is_set():
                 return None
-            try:
-                return await sync_calendar(engine, config, calendar_id, full=full, store=store)
-            except HubError as exc:
-                log.warning("%s", exc)
-            except Exception:
-                log.exception("calendar %s sync failed", calendar_id)
-            return None
+            if runner is not None:
+                return await runner.sync(calendar_id, full)
+            return await sync_logged(engine, config, calendar_id, full, store)
 
     return list(await asyncio.gather(*(one(calendar_id) for calendar_id in calendar_ids)))

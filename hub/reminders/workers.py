@@ -1,0 +1,185 @@
+"""Calendar syncs in worker processes, beside the hub's own.
+
+A first sync of a large calendar is CPU work in Python: parsing the source's pages, deciding
+each reminder, handing rows to the driver (bench/reminders.py: about 3 s of CPU for 20,000
+appointments). Threads take turns on one GIL, so a second calendar planned beside the first
+gained nothing (bench/README.md), and the dispatcher's loop waited for the GIL meanwhile.
+Each worker process has a GIL of its own: calendars are synced side by side on as many cores,
+and the hub's process only waits for their reports.
+
+A worker has its own engine on the hub's database, the one truth they share as instances
+do: a sync commits in chunks, so a worker that dies halfway leaves nothing half-planned and
+the calendar's next sync finishes it (tests/reliability/test_reminder_sync_crash.py).
+
+Starting: a forkserver process imports the sync code once and forks each worker from itself
+(a fresh interpreter would import the hub again, about a second of CPU each; forking the hub's
+own process would copy locks its threads hold). Workers start on demand, one at a time, up to
+``[calendars] sync_processes``, and live as long as the pool.
+
+Stopping: workers ignore SIGINT and SIGTERM (a Ctrl-C or systemd's stop reaches every process
+of the group): the hub's stop decides. ``close`` starts no other sync and lets those under way
+end within the grace. A worker whose hub is gone (SIGKILL, or the hub exited past its grace)
+exits at once, as a sync thread would have ended with the hub's process; what it had not
+committed is rolled back by the database. Linux only (a pidfd watches the hub), as the hub's
+deployment is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+import select
+import signal
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+
+from sqlalchemy import Engine
+
+from hub.core.config import Config
+from hub.ports.registry import calendar_source_modules
+from hub.ports.state import StateStore
+from hub.reminders.reconcile import ReconcileReport
+from hub.reminders.sync import sync_logged
+from hub.runtime.heap import tune_gc
+from hub.runtime.logs import setup_logging
+from hub.store.db import make_engine
+from hub.store.state_sql import state_store
+
+log = logging.getLogger("smshub.calendars")
+
+
+class SyncPool:
+    """Up to PROCESSES worker processes syncing calendars for a hub with CONFIG
+    (a ``hub.reminders.sync.SyncRunner``)."""
+
+    def __init__(self, config: Config, processes: int) -> None:
+        self.config = config
+        self.processes = processes
+        self._executor: ProcessPoolExecutor | None = None
+        self._closed = False
+
+    async def sync(self, calendar_id: int, full: bool) -> ReconcileReport | None:
+        """The calendar synced in a worker: its report, or None when it failed (logged by the
+        worker) or its worker died (logged here; the calendar stays due)."""
+        if self._closed:
+            return None
+        executor = self._running()
+        try:
+            return await asyncio.wrap_future(executor.submit(_sync, calendar_id, full))
+        except BrokenProcessPool:
+            log.error(
+                "calendar %s: the worker process syncing it ended abruptly (killed? out of "
+                "memory?); it stays due and is synced again at the next round",
+                calendar_id,
+            )
+            self._replace(executor)
+            return None
+
+    async def start(self) -> list[int]:
+        """Every worker started now rather than at the syncs that need them (a benchmark
+        measures the syncs of a hub that has been running); their process ids."""
+        executor = self._running()
+        seen: set[int] = set()
+        # A task given while no worker is idle starts one more, up to PROCESSES; tasks that
+        # last a moment keep the started ones busy until every worker has answered.
+        for _ in range(100):
+            batch = [executor.submit(_pid_after, 0.05) for _ in range(self.processes)]
+            seen.update(await asyncio.gather(*map(asyncio.wrap_future, batch)))
+            if len(seen) >= self.processes:
+                break
+        return sorted(seen)
+
+    async def close(self, grace: float) -> None:
+        """No other sync starts; those under way get GRACE seconds to end, then their workers
+        are killed: what a sync had not committed is rolled back by the database, and done
+        again by the calendar's next sync (here or on the next leader)."""
+        self._closed = True
+        executor, self._executor = self._executor, None
+        if executor is None:
+            return
+        done = asyncio.to_thread(executor.shutdown, wait=True, cancel_futures=True)
+        try:
+            await asyncio.wait_for(done, max(0.0, grace))
+        except TimeoutError:
+            log.warning(
+                "a calendar sync was still running after %.0f s: stopped; what it had not "
+                "committed is synced again at the calendar's next sync",
+                grace,
+            )
+            _kill_workers(executor)
+
+    def _running(self) -> ProcessPoolExecutor:
+        if self._executor is None:
+            context = multiprocessing.get_context("forkserver")
+            # The forkserver imports these once; every worker forked from it starts warm.
+            context.set_forkserver_preload([__name__, *calendar_source_modules()])
+            self._executor = ProcessPoolExecutor(
+                self.processes,
+                mp_context=context,
+                initializer=_start_worker,
+                initargs=(self.config, os.getpid()),
+            )
+        return self._executor
+
+    def _replace(self, broken: ProcessPoolExecutor) -> None:
+        # Every sync given to a broken pool fails; the next round gets a new one. Its other
+        # workers are killed too: their syncs' reports are lost, and one still running could
+        # meet the next round's sync of the same calendar.
+        if self._executor is broken:
+            self._executor = None
+            _kill_workers(broken)
+            broken.shutdown(wait=False, cancel_futures=True)
+
+
+def _kill_workers(executor: ProcessPoolExecutor) -> None:
+    # SIGKILL: workers ignore SIGTERM (see the module's docstring). The executor keeps its
+    # processes in a private mapping; there is no public way to reach them.
+    for process in list(executor._processes.values()):
+        process.kill()
+
+
+# -- in the worker ---------------------------------------------------------------------------
+_engine: Engine | None = None
+_config: Config | None = None
+_store: StateStore | None = None
+
+
+def _start_worker(config: Config, hub: int) -> None:
+    """A worker's start: its signals, logs, engine and collector, and the watch on HUB (the
+    hub's process id)."""
+    global _engine, _config, _store
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    setup_logging(config)
+    _config = config
+    _engine = make_engine(config.database_url)
+    _store = state_store(_engine, config)
+    tune_gc()
+    threading.Thread(target=_exit_with, args=(hub,), daemon=True, name="hub-watch").start()
+
+
+def _exit_with(hub: int) -> None:
+    # This worker ends when the hub's process does, as a sync thread ends with its process.
+    # Not by its parent: the forkserver lives as long as any worker does (each holds the
+    # pipe that tells the forkserver its hub is gone). A pidfd turns readable when the
+    # process ends; the hub is waiting for this worker to start, so the id is still its own.
+    try:
+        watch = os.pidfd_open(hub)
+    except ProcessLookupError:
+        os._exit(1)
+    select.select([watch], [], [])
+    os._exit(1)
+
+
+def _pid_after(seconds: float) -> int:
+    time.sleep(seconds)
+    return os.getpid()
+
+
+def _sync(calendar_id: int, full: bool) -> ReconcileReport | None:
+    assert _engine is not None and _config is not None
+    return asyncio.run(sync_logged(_engine, _config, calendar_id, full, _store))
