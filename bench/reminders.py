@@ -3,12 +3,13 @@
 Part 1, full sync. The stand-in (tests/fakes/google_calendar.py, a real HTTP server the real
 google-api-python-client talks to) holds CALENDARS calendars of EVENTS future appointments
 each, a mobile number in every description. The hub syncs them all the way the scheduler
-does (``hub.reminders.sync.sync_many`` in the worker processes of ``[calendars]
-sync_processes``, 2 unless --sync-processes says otherwise; with 0, in the bench's process:
-one calendar after the other on SQLite, two at once on PostgreSQL): Google client, paging,
-mapping, then the reconciler planning one reminder per appointment (rule 1d@09:00) as
-scheduled outbox messages. The workers are started before the clock, as those of a hub that
-has run its first sync (the time they took to start is printed). The baseline, same run,
+does (``hub.reminders.sync.sync_many``), with ``[calendars] sync_processes = 2`` unless
+--sync-processes says otherwise: in two worker processes; with 0 (the hub's default), in the
+bench's process, one calendar after the other on SQLite, two at once on PostgreSQL. Each
+sync: Google client, paging, mapping, then the reconciler planning one reminder per
+appointment (rule 1d@09:00) as scheduled outbox messages. The workers are started and
+warmed by a first sync before the clock, as those of a hub that has synced before (the time
+that took is printed, and their memory after). The baseline, same run,
 same server: a bare httpx loop fetching exactly the pages the hub fetched (same URLs and page
 size, following nextPageToken), decoding each page's JSON and nothing more. Printed: both
 times, the share of the hub's time spent reading the source (in the bench's process only),
@@ -143,16 +144,22 @@ def mobile(n: int) -> str:
     return f"06 {digits[:2]} {digits[2:4]} {digits[4:6]} {digits[6:]}"
 
 
-def fill_calendars(fake: GoogleCalendarFake, calendars: int, per_calendar: int) -> list[str]:
-    """CALENDARS calendars of PER_CALENDAR appointments between 2 and 59 days ahead."""
+def fill_calendars(
+    fake: GoogleCalendarFake,
+    calendars: int,
+    per_calendar: int,
+    name: str = "cabinet",
+    serial: int = 0,
+) -> list[str]:
+    """CALENDARS calendars NAME-000... of PER_CALENDAR appointments between 2 and 59 days
+    ahead, their patients numbered from SERIAL on."""
     zone = ZoneInfo(ZONE)
     today = datetime.now(zone).replace(hour=0, minute=0, second=0, microsecond=0)
     # Half-hour slots from 08:00 to 18:00 local, day after day: as busy as a real practice.
     slots = [timedelta(hours=8, minutes=30 * k) for k in range(20)]
     ids = []
-    serial = 0
     for c in range(calendars):
-        calendar_id = f"cabinet-{c:03d}@group.calendar.google.com"
+        calendar_id = f"{name}-{c:03d}@group.calendar.google.com"
         fake.timezones[calendar_id] = ZONE
         ids.append(calendar_id)
         for e in range(per_calendar):
@@ -453,11 +460,17 @@ async def run(args: argparse.Namespace, db_url: str, workdir: Path) -> int:
         # Part 1: the hub's full sync, then the bare fetch of the same pages.
         pool = SyncPool(config, args.sync_processes) if args.sync_processes else None
         if pool is not None:
+            # Off the clock, as in a hub that has synced before: the workers started, and
+            # each warmed by a first sync (mappers, compiled statements, locale data, the
+            # Google client), here of a calendar of one appointment each.
             started = time.perf_counter()
-            await pool.start()
+            workers = await pool.start()
+            warm = fill_calendars(fake, args.sync_processes, 1, "warm-up", serial=2 * total)
+            warm_ids = [add_calendar(engine, fake.url, gid, gid[:11]) for gid in warm]
+            await sync_all(engine, config, warm_ids, pool)
             print(
-                f"sync workers: {args.sync_processes} processes started in "
-                f"{time.perf_counter() - started:.1f} s (before the clock, as a running hub's)"
+                f"sync workers: {args.sync_processes} processes, started and warmed by a first "
+                f"sync in {time.perf_counter() - started:.1f} s (before the clock)"
             )
         since = len(fake.requests)
         clock = SourceClock()
@@ -484,6 +497,8 @@ async def run(args: argparse.Namespace, db_url: str, workdir: Path) -> int:
             bare_items=bare_items,
         )
         print_sync(sync)
+        if pool is not None:
+            print(f"  sync workers' memory after it: {workers_memory(workers)}")
         if seen != total or bare_items != total or bare_pages != hub_pages:
             print(
                 f"MISMATCH: hub saw {seen} in {hub_pages} pages, bare fetch {bare_items} in "
@@ -552,6 +567,22 @@ def print_sync(s: SyncFigures) -> None:
         f"{1 / s.ratio if s.ratio else float('inf'):.1f} x the bare fetch; fetch-only "
         f"ratio {s.bare_seconds / s.source_seconds if s.source_seconds else 0:.2f})"
     )
+
+
+def workers_memory(pids: list[int]) -> str:
+    """The proportional set size of each of PIDS and of their forkserver (pages they share
+    counted once in all), from /proc."""
+
+    def pss(pid: int) -> str:
+        with open(f"/proc/{pid}/smaps_rollup") as rollup:
+            for line in rollup:
+                if line.startswith("Pss:"):
+                    return f"{int(line.split()[1]) / 1024:.0f} MB"
+        return "?"
+
+    with open(f"/proc/{pids[0]}/stat") as stat:
+        forkserver = int(stat.read().rpartition(")")[2].split()[1])
+    return ", ".join(pss(pid) for pid in pids) + f" (PSS; their forkserver {pss(forkserver)})"
 
 
 def print_lateness(f: LatenessFigures, expected: int) -> int:
@@ -634,8 +665,8 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=2,
         metavar="N",
-        help="worker processes syncing calendars, as [calendars] sync_processes (default 2, "
-        "the hub's default; 0: in the bench's process, as before there were workers)",
+        help="worker processes syncing calendars, as [calendars] sync_processes (default 2; "
+        "0, the hub's default: in the bench's process)",
     )
     parser.add_argument(
         "--pg-url",

@@ -438,6 +438,37 @@ async def test_sync_calendars_job_syncs_the_due_calendars(scheduled: Any, tmp_pa
         assert [m.recipient for m in reminders] == ["+33612345678"]
 
 
+async def test_calendars_sync_in_the_worker_processes_which_end_with_the_stop(
+    scheduled: Any, make_hub: MakeHub, tmp_path: Path
+) -> None:
+    """With [calendars] sync_processes, the job syncs in the scheduler's worker processes,
+    and the scheduler's stop ends them."""
+    hub, scheduler = scheduled
+    assert scheduler.sync_pool is None  # by default, syncs run in the hub's process
+    await scheduler.stop(grace=10)
+    scheduler = start_scheduler(await make_hub(calendars={"sync_processes": 2}))
+    pool = scheduler.sync_pool
+    assert pool is not None and pool.processes == 2
+    workers = await pool.start()
+    assert len(workers) == 2
+    ics = tmp_path / "cabinet.ics"
+    ics.write_text(_ics(utcnow() + timedelta(days=5)), "utf-8")
+    with session_scope(hub.engine) as s:
+        acme_id = get_account(s, "acme").id
+        assert acme_id is not None
+        settings = json.dumps({"url": str(ics)})
+        s.add(Calendar(account_id=acme_id, name="due", source_type="ics", settings=settings))
+    await _run(scheduler, "sync-calendars")
+    with session_scope(hub.engine) as s:
+        assert s.exec(select(Calendar)).one().last_error == ""
+        assert len(s.exec(select(Message).where(col(Message.source) == "calendar")).all()) == 1
+    await scheduler.stop(grace=10)
+    await wait_until_async(
+        lambda: not any(Path(f"/proc/{pid}").exists() for pid in workers), 10, "workers ended"
+    )
+    assert await pool.start() == []
+
+
 async def test_a_failing_job_is_logged_and_the_scheduler_goes_on(
     scheduled: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

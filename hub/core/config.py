@@ -384,11 +384,12 @@ class CalendarOAuthSection(Section):
 
 class CalendarsSection(Section):
     # Worker processes that sync calendars (read the source, plan the reminders) beside the
-    # hub's own process, started when a sync first needs one: a first sync of many
-    # appointments is CPU work, which in the hub's process would take one core and the GIL
-    # its dispatcher and doors need (hub/reminders/workers.py). 0: syncs run in the hub's
-    # process, one calendar at a time on SQLite.
-    sync_processes: int = Field(2, ge=0, le=32)
+    # hub's process, started at the first sync that needs one (hub/reminders/workers.py).
+    # A first sync of many appointments is CPU work: in the hub's process it takes one core
+    # and the GIL. Worth it for many or large calendars; each worker holds about as much
+    # memory as the hub's process, and their forkserver ~90 MB. 0: syncs run in the hub's
+    # process (one calendar at a time on SQLite, two on PostgreSQL).
+    sync_processes: int = Field(0, ge=0, le=32)
 
 
 class OpsSection(Section):

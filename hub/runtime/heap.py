@@ -81,6 +81,15 @@ async def trim_periodically(interval: float = TRIM_INTERVAL) -> None:
             log.exception("returning free memory to the system failed")
 
 
+def tune_gc_forked() -> None:
+    """``tune_gc`` for a process forked from one that had started (a calendar sync worker):
+    what it inherited is frozen as it is, without a collection first. A collection writes to
+    every object it walks, so each page the two processes shared became the child's own copy
+    (a sync worker held 70 MB of its own right after start; see hub.reminders.workers)."""
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 def tune_gc() -> None:
     """Once start-up is done: what it built is kept out of every later collection, and
     young collections are rarer (see the module's docstring). Garbage from start-up is
