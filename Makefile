@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck bench system-deps clean
+.PHONY: run test lint typecheck bench screenshots system-deps clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy hub connectors scheduler
+
+## screenshots: the console journeys in Chromium, saving the README's docs/screenshots/*.png
+screenshots: $(STAMP) system-deps
+	SMSHUB_SCREENSHOTS=$(CURDIR)/docs/screenshots scripts/test.sh tests/browser
 
 bench: $(STAMP)
 	$(BIN)/python bench/dispatch.py

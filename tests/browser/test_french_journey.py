@@ -1,6 +1,7 @@
 """The console in French, end to end, in a real browser whose language is French: log in,
 send, follow the history, open the settings; then the user's own choice of language wins
-over the browser's. Saves the French screenshots (docs/screenshots/*-fr.png)."""
+over the browser's. Saves the French screenshots (docs/screenshots/*-fr.png with `make
+screenshots`)."""
 
 from __future__ import annotations
 

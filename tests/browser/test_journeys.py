@@ -2,8 +2,8 @@
 
 Every control is found by its label or role (get_by_label / get_by_role), which also proves
 the pages name their controls for screen readers and keyboard users. The journeys save the
-screenshots shown in the README (docs/screenshots/). They share one hub and run in file
-order: later journeys see the messages earlier ones sent.
+screenshots shown in the README (docs/screenshots/ with `make screenshots`). They share one
+hub and run in file order: later journeys see the messages earlier ones sent.
 """
 
 from __future__ import annotations
