@@ -212,6 +212,35 @@ async def test_a_worker_killed_mid_sync_costs_the_syncs_under_way_only(
     _assert_ledger_exact(engine)
 
 
+async def test_a_sync_past_the_stop_grace_is_cut_and_left_due(
+    engine: Engine,
+    config: Config,
+    account: str,
+    gate: tuple[Gate, str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The stop's grace ends while a calendar is still being read: its worker is killed, the
+    stop returns, nothing of that sync is planned and the calendar stays due."""
+    state, base = gate
+    pool = SyncPool(config, 1)
+    pids = await pool.start()
+    ids = _calendars(engine, [state.url(base, 0)])
+    syncing = asyncio.create_task(sync_many(engine, config, ids, runner=pool))
+    await asyncio.to_thread(state.wait_for, 1)
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING, "smshub.calendars"):
+        await pool.close(0.5)
+    assert time.monotonic() - started < 5
+    assert "still running after 0.5 s: stopped" in caplog.text
+    assert await syncing == [None]
+    deadline = time.monotonic() + 10
+    while _alive(pids[0]):
+        assert time.monotonic() < deadline, "the worker outlived the stop"
+        await asyncio.sleep(0.05)
+    assert _reminders(engine) == 0
+    assert due_calendars(engine) == ids
+
+
 HUB = """
 import asyncio, json, sys
 from pathlib import Path

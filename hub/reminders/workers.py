@@ -109,7 +109,7 @@ class SyncPool:
             await asyncio.wait_for(done, max(0.0, grace))
         except TimeoutError:
             log.warning(
-                "a calendar sync was still running after %.0f s: stopped; what it had not "
+                "a calendar sync was still running after %g s: stopped; what it had not "
                 "committed is synced again at the calendar's next sync",
                 grace,
             )
@@ -178,8 +178,22 @@ def _exit_with(hub: int) -> None:
         watch = os.pidfd_open(hub)
     except ProcessLookupError:
         os._exit(1)
+    except (AttributeError, OSError):  # no pidfd (not Linux, or a kernel before 5.3)
+        while _alive(hub):
+            time.sleep(1.0)
+        os._exit(1)
     select.select([watch], [], [])
     os._exit(1)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process has the id now: the hub is gone
+        return False
+    return True
 
 
 def _pid_after(seconds: float) -> int:
