@@ -16,12 +16,12 @@ Starting: a forkserver process imports the sync code once and forks each worker 
 own process would copy locks its threads hold). Workers start on demand, one at a time, up to
 ``[calendars] sync_processes``, and live as long as the pool.
 
-Stopping: workers ignore SIGINT and SIGTERM (a Ctrl-C or systemd's stop reaches every process
-of the group): the hub's stop decides. ``close`` starts no other sync and lets those under way
-end within the grace. A worker whose hub is gone (SIGKILL, or the hub exited past its grace)
-exits at once, as a sync thread would have ended with the hub's process; what it had not
-committed is rolled back by the database. Linux only (a pidfd watches the hub), as the hub's
-deployment is.
+Stopping: workers ignore SIGINT and SIGTERM (a Ctrl-C reaches every process of the group, as
+systemd's stop does with KillMode=control-group): the hub's stop decides. ``close`` starts no
+other sync and lets those under way end within the grace, then kills their workers. A worker
+whose hub is gone (SIGKILL, or an exit past the grace) exits at once, as a sync thread ends
+with its process; what it had not committed is rolled back by the database. A pidfd watches
+the hub (Linux 5.3 and later; elsewhere the worker checks every second).
 """
 
 from __future__ import annotations
