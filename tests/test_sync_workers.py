@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import Engine
 from sqlmodel import col, func, select
 
@@ -74,6 +75,25 @@ def _reminders(engine: Engine) -> int:
     with session_scope(engine) as s:
         query = select(func.count()).where(col(Message.source) == "calendar")
         return int(s.exec(query).one())
+
+
+def _submitted() -> float:
+    return REGISTRY.get_sample_value("smshub_submitted_total", {"source": "calendar"}) or 0.0
+
+
+async def test_planned_reminders_are_counted_as_submitted_from_the_calendar_door(
+    engine: Engine, config: Config, account: str, tmp_path: Path
+) -> None:
+    """In this process too: smshub_submitted_total{source="calendar"} moves by the reminders
+    a sync queued, once committed; a re-sync that plans nothing counts nothing."""
+    path = tmp_path / "0.ics"
+    path.write_text(_ics(0), "utf-8")
+    ids = _calendars(engine, [str(path)])
+    counted = _submitted()
+    assert [r.planned if r else None for r in await sync_many(engine, config, ids)] == [EVENTS]
+    assert _submitted() - counted == EVENTS
+    await sync_many(engine, config, ids, full=True)
+    assert _submitted() - counted == EVENTS
 
 
 def _assert_ledger_exact(engine: Engine) -> None:
@@ -144,8 +164,11 @@ async def test_calendars_sync_in_worker_processes_as_in_this_one(
         urls.append(str(path))
     urls.insert(2, str(tmp_path / "missing.ics"))
     ids = _calendars(engine, urls)
+    counted = _submitted()
     reports = await sync_many(engine, config, ids, runner=pool)
     assert [r.planned if r else None for r in reports] == [EVENTS, EVENTS, None, EVENTS, EVENTS]
+    # smshub_submitted_total of this process, though the workers queued them.
+    assert _submitted() - counted == 4 * EVENTS
     with session_scope(engine) as s:
         assert "missing.ics" in (s.get(Calendar, ids[2]).last_error or "")
     assert _reminders(engine) == 4 * EVENTS

@@ -29,6 +29,7 @@ from hub.reminders.plan_state import COMPARED, EVENTS, MESSAGES, REMINDERS
 from hub.sending import credits
 from hub.sending.accounts import ancestors, funding_account, get_account
 from hub.sending.lookups import RecipientLookups
+from hub.sending.metrics import note_submitted
 from hub.sending.submit import check_text, credits_for, validate_sender
 from hub.store.db import member
 from hub.store.models import Account, MessageStatus, MessageType, new_id, new_ids
@@ -234,6 +235,8 @@ def submit_reminders(
             rows.append(row)
     if rows:
         _insert(session, MESSAGES, _INSERT_MESSAGE, rows)
+        # smshub_submitted_total, as sending.submit counts every other door's.
+        note_submitted(session, "calendar", len(rows))
     return outcomes
 
 

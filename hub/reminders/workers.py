@@ -37,10 +37,12 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
+from prometheus_client import REGISTRY
 from sqlalchemy import Engine
 from sqlalchemy.orm import configure_mappers
 
 from hub.core.config import Config
+from hub.core.metrics import SUBMITTED
 from hub.ports.registry import calendar_source_modules
 from hub.ports.state import StateStore
 from hub.reminders.reconcile import ReconcileReport
@@ -70,7 +72,7 @@ class SyncPool:
             return None
         executor = self._running()
         try:
-            return await asyncio.wrap_future(executor.submit(_sync, calendar_id, full))
+            report, submitted = await asyncio.wrap_future(executor.submit(_sync, calendar_id, full))
         except BrokenProcessPool:
             log.error(
                 "calendar %s: the worker process syncing it ended abruptly (killed? out of "
@@ -79,6 +81,10 @@ class SyncPool:
             )
             self._replace(executor)
             return None
+        # The worker's metrics are not scraped: what it queued is counted here.
+        if submitted:
+            SUBMITTED.labels(source="calendar").inc(submitted)
+        return report
 
     async def start(self) -> list[int]:
         """Every worker started now rather than at the syncs that need them (a benchmark
@@ -201,6 +207,14 @@ def _pid_after(seconds: float) -> int:
     return os.getpid()
 
 
-def _sync(calendar_id: int, full: bool) -> ReconcileReport | None:
+def _sync(calendar_id: int, full: bool) -> tuple[ReconcileReport | None, float]:
+    """The sync's report, and the reminders it queued (the worker's smshub_submitted_total
+    moved by as much, after each commit: the hub's process counts them in its own)."""
     assert _engine is not None and _config is not None
-    return asyncio.run(sync_logged(_engine, _config, calendar_id, full, _store))
+    before = _submitted()
+    report = asyncio.run(sync_logged(_engine, _config, calendar_id, full, _store))
+    return report, _submitted() - before
+
+
+def _submitted() -> float:
+    return REGISTRY.get_sample_value("smshub_submitted_total", {"source": "calendar"}) or 0.0
