@@ -77,7 +77,7 @@ from hub.sending.credits import top_up  # noqa: E402
 from hub.store.db import make_engine, session_scope, upgrade  # noqa: E402
 from hub.store.models import Calendar, CalendarEventRow, Message, Reminder  # noqa: E402
 from tests.fakes.google_calendar import GoogleCalendarFake, _Handler  # noqa: E402
-from tests.fakes.smsfactor import BackgroundServer  # noqa: E402
+from tests.servers._util import BackgroundServer  # noqa: E402
 
 ZONE = "Europe/Paris"
 PAGE_SIZE = 250  # GoogleSettings.page_size's default: what a hub uses unless told

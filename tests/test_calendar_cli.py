@@ -26,7 +26,7 @@ from hub.store.models import Calendar, CalendarEventRow, ConnectorState, Message
 from hub.store.state_sql import state_store
 from tests.conftest import make_config, name_keyed_file, refuse_unlink
 from tests.fakes import graph
-from tests.fakes.smsfactor import BackgroundServer
+from tests.servers._util import BackgroundServer
 
 graph_fake = graph.graph_fake  # the fixture, under its own name
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import shutil
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -31,6 +30,7 @@ from hub.ports.calendar import (
     SyncWindow,
     move_name_keyed_files,
 )
+from tests.servers._util import BackgroundServer
 
 DATA = Path(__file__).parent / "data" / "ics"
 PARIS = ZoneInfo("Europe/Paris")
@@ -384,13 +384,9 @@ def ics_server() -> Iterator[IcsServer]:
         def log_message(self, format: str, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state.port = server.server_address[1]
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield state
-    server.shutdown()
-    server.server_close()
+    with BackgroundServer(Handler) as server:
+        state.port = server.port
+        yield state
 
 
 async def test_http_conditional_get(ics_server: IcsServer, tmp_path: Path) -> None:

@@ -8,17 +8,16 @@ receiver number so it only looks at its own messages.
 
 from __future__ import annotations
 
-import threading
 import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.servers._util import port_is_open, wait_until, wait_until_async
+from tests.servers._util import BackgroundServer, port_is_open, wait_until, wait_until_async
 from tests.servers.kannel import (
     DLR_QUERY,
     ConcatInfo,
@@ -76,12 +75,8 @@ class HttpRecorder:
             def log_message(self, format: str, *args: object) -> None:
                 pass  # keep pytest's output clean
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, args=(0.05,), daemon=True
-        )
-        self._thread.start()
+        self._server = BackgroundServer(Handler).start()
+        self.url = self._server.url
 
     def wait_for(
         self, count: int, where: Callable[[Recorded], bool], what: str, timeout: float = 10.0
@@ -96,9 +91,7 @@ class HttpRecorder:
         )
 
     def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(5)
+        self._server.close()
 
 
 @pytest.fixture(scope="module")

@@ -31,7 +31,7 @@ from hub.sending.accounts import get_account
 from hub.sending.credits import ledger_problems
 from hub.store.db import session_scope
 from hub.store.models import Calendar, Message
-from tests.fakes.smsfactor import BackgroundServer
+from tests.servers._util import BackgroundServer
 
 REPO = Path(__file__).resolve().parents[1]
 EVENTS = 3  # appointments per calendar

@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from hub.sending.accounts import create_account, get_account
 from hub.store.db import session_scope
 from hub.store.models import Message, WebhookDelivery, WebhookEndpoint
 from tests.conftest import make_config
+from tests.servers._util import BackgroundServer
 
 
 class Receiver:
@@ -61,20 +62,17 @@ class Receiver:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
-        self.thread.start()
+        self.server = BackgroundServer(Handler).start()
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/hooks"
+        return f"{self.server.url}/hooks"
 
     def bodies(self) -> list[dict[str, Any]]:
         return [json.loads(r["body"]) for r in self.requests]
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.server.close()
 
 
 @pytest.fixture
@@ -651,7 +649,7 @@ def test_cli_endpoint_may_point_at_localhost(cli_run, engine, account, receiver)
 async def test_console_endpoint_named_for_a_private_address_is_not_called(
     engine, account, receiver
 ):
-    port = receiver.server.server_address[1]
+    port = receiver.server.port
     answers = {
         "hooks.acme.example": ["127.0.0.1"],
         "internal.example.com": ["10.0.0.5"],

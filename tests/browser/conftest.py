@@ -18,11 +18,10 @@ import os
 import secrets
 import shutil
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +31,7 @@ from typer.testing import CliRunner
 
 from tests.conftest import require_server
 from tests.reliability._harness import HubProcess, write_config
-from tests.servers._util import free_port
+from tests.servers._util import BackgroundServer, free_port
 
 CHROMIUM = Path(os.environ.get("SMSHUB_CHROMIUM", "/usr/bin/chromium"))
 # Where the journeys save their screenshots: docs/screenshots only when asked (`make
@@ -132,18 +131,15 @@ class IcsServer:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
-        self.thread.start()
+        self.server = BackgroundServer(Handler).start()
 
     def publish(self, name: str, body: str) -> str:
         """Serve BODY at /NAME; returns its URL."""
         self.files[f"/{name}"] = body.replace("\n", "\r\n").encode("utf-8")
-        return f"http://127.0.0.1:{self.server.server_port}/{name}"
+        return f"{self.server.url}/{name}"
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.server.close()
 
 
 def _wait_healthy(url: str, process: HubProcess, timeout: float = 30.0) -> None:

@@ -4,10 +4,9 @@ left unanswered (filterable), in the calendar's own time zone."""
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -16,6 +15,7 @@ from sqlmodel import select
 from hub.reminders.setup import add_calendar
 from hub.store.db import session_scope
 from hub.store.models import Message
+from tests.servers._util import BackgroundServer
 
 PARIS = ZoneInfo("Europe/Paris")
 PATIENTS = {
@@ -52,12 +52,8 @@ def ics_url() -> Iterator[str]:
         def log_message(self, format: str, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/cabinet.ics"
-    server.shutdown()
-    server.server_close()
+    with BackgroundServer(Handler) as server:
+        yield f"{server.url}/cabinet.ics"
 
 
 def _rows(page: str) -> dict[str, str]:

@@ -16,7 +16,7 @@ from sqlmodel import select
 from hub.store.db import session_scope
 from hub.store.models import Message
 from tests.console.test_calendars_console import _added, _flash, _ics, ics_url  # noqa: F401
-from tests.fakes.smsfactor import BackgroundServer
+from tests.servers._util import BackgroundServer
 
 PARIS = ZoneInfo("Europe/Paris")
 

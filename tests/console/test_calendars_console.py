@@ -7,10 +7,9 @@ import json
 import logging
 import re
 import ssl
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo
@@ -25,6 +24,7 @@ from hub.store.db import session_scope
 from hub.store.models import Calendar, ConnectorState, Message, Reminder
 from tests.conftest import name_keyed_file, refuse_unlink
 from tests.fakes import google_calendar, graph
+from tests.servers._util import BackgroundServer
 
 google_fake = google_calendar.google_fake
 graph_fake = graph.graph_fake
@@ -68,12 +68,8 @@ def ics_url() -> Iterator[str]:
         def log_message(self, format: str, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/private-3f9a/basic.ics"
-    server.shutdown()
-    server.server_close()
+    with BackgroundServer(Handler) as server:
+        yield f"{server.url}/private-3f9a/basic.ics"
 
 
 def _follow(response: httpx.Response) -> str:

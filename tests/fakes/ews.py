@@ -47,7 +47,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from icalendar.timezone.windows_to_olson import WINDOWS_TO_OLSON
 
-from tests.fakes.smsfactor import BackgroundServer
+from tests.servers._util import BackgroundServer
 
 SOAP = "http://schemas.xmlsoap.org/soap/envelope/"
 M = "http://schemas.microsoft.com/exchange/services/2006/messages"

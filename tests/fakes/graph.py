@@ -56,7 +56,7 @@ from cryptography.x509.oid import NameOID
 from icalendar.timezone.windows_to_olson import WINDOWS_TO_OLSON
 
 from tests.fakes.mail_api import GraphMail
-from tests.fakes.smsfactor import BackgroundServer
+from tests.servers._util import BackgroundServer
 
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"

@@ -30,7 +30,7 @@ from urllib.parse import parse_qs, urlencode
 import httpx
 import pytest
 
-from tests.fakes.smsfactor import BackgroundServer
+from tests.servers._util import BackgroundServer
 
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
 AUTH_TOKEN = "twilio-test-auth-token"

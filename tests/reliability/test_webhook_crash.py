@@ -50,7 +50,7 @@ from tests.reliability._harness import (
     open_count,
     write_config,
 )
-from tests.servers._util import free_port
+from tests.servers._util import BackgroundServer, free_port
 
 # Kills processes and counts what survived: slow, and run by CI all the same (no -m filter).
 pytestmark = pytest.mark.slow
@@ -89,7 +89,6 @@ class _Server(ThreadingHTTPServer):
     # The hub posts up to 10 requests at once; with socketserver's default backlog of 5 the
     # extra connection attempts are dropped and retried by TCP a second later.
     request_queue_size = 128
-    daemon_threads = True
 
 
 class Receiver:
@@ -127,21 +126,18 @@ class Receiver:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self.server = _Server(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
-        self.thread.start()
+        self.server = BackgroundServer(Handler, server_class=_Server).start()
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/smshub-events"
+        return f"{self.server.url}/smshub-events"
 
     def snapshot(self) -> list[Received]:
         with self._lock:
             return list(self.requests)
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.server.close()
 
 
 @pytest.fixture

@@ -1,18 +1,24 @@
-"""Small helpers shared by the real-server fixtures in ``tests/servers``.
+"""Small helpers shared by the real-server fixtures in ``tests/servers`` and the tests' own
+in-process HTTP servers.
 
 The servers are external processes, so waiting for them is done by polling with a short sleep
 and a deadline (there is nothing to ``await`` on): :func:`wait_until` in synchronous code and
 :func:`wait_until_async` inside a running event loop (where a blocking sleep would also stall
 whatever the test is running in that loop, e.g. the hub itself).
+
+:class:`BackgroundServer` is the one way the tests and fakes run a stdlib HTTP server of their
+own (a fake API, a webhook receiver, a published calendar) in a thread.
 """
 
 from __future__ import annotations
 
 import asyncio
 import socket
+import threading
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -101,3 +107,42 @@ async def wait_until_async(
         if time.monotonic() >= deadline:
             raise TimeoutError(_timeout_message(what, timeout, details))
         await asyncio.sleep(interval)
+
+
+class BackgroundServer:
+    """A ThreadingHTTPServer on a free loopback port, serving in a daemon thread.
+
+    Use it as a context manager, or call :meth:`start` and :meth:`close` where a helper object
+    starts its server when it is built. ``server_class`` is another ThreadingHTTPServer
+    (a subclass with a deeper ``request_queue_size``, say). ``port`` and ``url``
+    (``http://127.0.0.1:PORT``, no trailing slash) are known before it starts.
+    """
+
+    def __init__(
+        self,
+        handler: type[BaseHTTPRequestHandler],
+        *,
+        server_class: type[ThreadingHTTPServer] = ThreadingHTTPServer,
+    ) -> None:
+        self.server = server_class(("127.0.0.1", 0), handler)
+        self.server.daemon_threads = True
+        self.port: int = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.thread = threading.Thread(
+            target=lambda: self.server.serve_forever(poll_interval=POLL_INTERVAL), daemon=True
+        )
+
+    def start(self) -> BackgroundServer:
+        self.thread.start()
+        return self
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)
+
+    def __enter__(self) -> BackgroundServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

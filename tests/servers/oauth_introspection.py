@@ -22,7 +22,7 @@ from urllib.parse import parse_qs
 import httpx
 import pytest
 
-from tests.fakes.smsfactor import BackgroundServer
+from tests.servers._util import BackgroundServer
 
 Resolver = Callable[[str], "str | None"]
 
