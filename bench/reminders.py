@@ -580,9 +580,12 @@ def workers_memory(pids: list[int]) -> str:
                     return f"{int(line.split()[1]) / 1024:.0f} MB"
         return "?"
 
-    with open(f"/proc/{pids[0]}/stat") as stat:
-        forkserver = int(stat.read().rpartition(")")[2].split()[1])
-    return ", ".join(pss(pid) for pid in pids) + f" (PSS; their forkserver {pss(forkserver)})"
+    try:
+        with open(f"/proc/{pids[0]}/stat") as stat:
+            forkserver = int(stat.read().rpartition(")")[2].split()[1])
+        return ", ".join(map(pss, pids)) + f" (PSS; their forkserver {pss(forkserver)})"
+    except OSError:  # no /proc (not Linux), or a worker gone
+        return "not known here"
 
 
 def print_lateness(f: LatenessFigures, expected: int) -> int:
