@@ -27,6 +27,7 @@ from sqlmodel import col, func, select
 from hub.core.config import Config
 from hub.reminders.sync import due_calendars, sync_many
 from hub.reminders.workers import SyncPool
+from hub.runtime.logs import instance_id
 from hub.sending.accounts import get_account
 from hub.sending.credits import ledger_problems
 from hub.store.db import session_scope
@@ -169,6 +170,13 @@ async def test_calendars_sync_in_worker_processes_as_in_this_one(
     assert [r.planned if r else None for r in reports] == [EVENTS, EVENTS, None, EVENTS, EVENTS]
     # smshub_submitted_total of this process, though the workers queued them.
     assert _submitted() - counted == 4 * EVENTS
+    if engine.dialect.name == "postgresql":
+        # The workers' sessions are named after this instance, in PostgreSQL's activity.
+        with engine.connect() as conn:
+            names = conn.exec_driver_sql(
+                "SELECT application_name FROM pg_stat_activity WHERE pid <> pg_backend_pid()"
+            ).scalars()
+            assert f"{instance_id(config)}/sync" in set(names)
     with session_scope(engine) as s:
         assert "missing.ics" in (s.get(Calendar, ids[2]).last_error or "")
     assert _reminders(engine) == 4 * EVENTS
@@ -268,6 +276,7 @@ HUB = """
 import asyncio, json, sys
 from pathlib import Path
 from hub.reminders.workers import SyncPool
+from hub.runtime.logs import instance_id
 from tests.conftest import make_config
 
 async def main():

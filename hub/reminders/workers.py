@@ -41,6 +41,7 @@ from prometheus_client import REGISTRY
 from sqlalchemy import Engine
 from sqlalchemy.orm import configure_mappers
 
+from hub.core import i18n
 from hub.core.config import Config
 from hub.core.metrics import SUBMITTED
 from hub.ports.registry import calendar_source_modules
@@ -48,7 +49,7 @@ from hub.ports.state import StateStore
 from hub.reminders.reconcile import ReconcileReport
 from hub.reminders.sync import sync_logged
 from hub.runtime.heap import tune_gc_forked
-from hub.runtime.logs import setup_logging
+from hub.runtime.logs import instance_id, setup_logging
 from hub.store.db import make_engine
 from hub.store.state_sql import state_store
 
@@ -62,6 +63,10 @@ class SyncPool:
     def __init__(self, config: Config, processes: int) -> None:
         self.config = config
         self.processes = processes
+        # The workers' config: this instance's name with "/sync" in their log lines and as
+        # their sessions' application_name in PostgreSQL's activity.
+        hub = config.hub.model_copy(update={"instance_id": f"{instance_id(config)}/sync"})
+        self._worker_config = config.model_copy(update={"hub": hub})
         self._executor: ProcessPoolExecutor | None = None
         self._closed = False
 
@@ -130,7 +135,7 @@ class SyncPool:
                 self.processes,
                 mp_context=context,
                 initializer=_start_worker,
-                initargs=(self.config, os.getpid()),
+                initargs=(self._worker_config, os.getpid()),
             )
         return self._executor
 
@@ -166,8 +171,14 @@ def _start_worker(config: Config, hub: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     setup_logging(config)
+    # As the hub's process sets it (hub.app.Hub): texts written for no reader in particular.
+    i18n.set_hub_language(i18n.account_language(None, config))
     _config = config
-    _engine = make_engine(config.database_url)
+    _engine = make_engine(
+        config.database_url,
+        busy_timeout=config.database.sqlite_busy_timeout,
+        application_name=config.hub.instance_id,
+    )
     _store = state_store(_engine, config)
     # What every worker's first sync would do otherwise (~30 ms), then frozen with the rest.
     configure_mappers()
