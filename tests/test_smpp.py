@@ -440,6 +440,9 @@ async def test_long_message_receipts_survive_a_restart(smsc, proxy, tmp_path):
         assert result.provider_message_id == received.message_ids[0]
         await smsc.send_receipt(received.message_ids[0])
         assert sink.events == []
+    # The SMSC has seen the first session unbind: else a receipt could still go to it (it
+    # answered ESME_RSYSERR once, on a loaded machine), not to the restarted provider's.
+    await smsc.wait_for(lambda: not smsc.sessions)
     async with provider_on(proxy.port, tmp_path) as (provider, sink):
         await smsc.send_receipt(received.message_ids[2])
         assert sink.events == []
