@@ -24,7 +24,7 @@ def sms_count(
     as_json: JsonOpt = False,
 ) -> None:
     """Count SMS parts exactly as the send will charge them (opt-out mention included)."""
-    from hub.compliance import preview
+    from hub.sending.preview import preview_for
 
     if type not in {"alert", "marketing"}:
         fail(f"--type must be 'alert' or 'marketing', not {type!r}")
@@ -32,16 +32,7 @@ def sms_count(
         text = stdin_text()
     config = get_config()
     country = (country or config.hub.default_region).upper()
-    shown = preview(
-        text,
-        sender,
-        type,
-        country,
-        mention=config.optout_mention,
-        hours=config.marketing_hours,
-        rules=config.compliance,
-        public_url=config.hub.public_url,
-    )
+    shown = preview_for(config, text, sender, type, country)
     lines = [
         f"{shown['segments']} part(s), {shown['encoding']}, {shown['characters']} "
         f"characters, length {shown['length']}, {shown['remaining']} left in the last part"

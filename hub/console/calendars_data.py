@@ -18,7 +18,6 @@ from zoneinfo import ZoneInfo
 
 from sqlmodel import Session, col, select
 
-from hub.compliance import preview as sms_preview
 from hub.core.config import Config
 from hub.core.i18n import LANGUAGES
 from hub.core.phone import parse_number
@@ -35,6 +34,7 @@ from hub.reminders.setup import (
     stored_settings,
 )
 from hub.sending import submit as sending
+from hub.sending.preview import preview_for
 from hub.store.models import Account, Calendar
 
 # Calendars a console user may add with a URL (the others need OAuth or server secrets).
@@ -242,14 +242,7 @@ def reminder_preview(
     account = session.get(Account, calendar.account_id)
     region = (account.default_region if account else None) or config.hub.default_region
     country = parse_number(event.phone, region).country if event.phone else region
-    shown = sms_preview(
-        text,
-        calendar.sender,
-        "alert",
-        country,
-        mention=config.optout_mention,
-        hours=config.marketing_hours,
-    )
+    shown = preview_for(config, text, calendar.sender, "alert", country)
     zone = ZoneInfo(event.zone)
     sends = [(rule.text, preview.send_time(event, rule, opts)) for rule in rules]
     return {

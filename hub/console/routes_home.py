@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse, Response
 from sqlmodel import Session
 
 from hub.campaigns.links import preview_text as preview_links
-from hub.compliance import preview, time_zones
+from hub.compliance import time_zones
 from hub.compliance.night import NightHours
 from hub.console.forms import local_time
 from hub.console.history_query import HistoryFilter, history_page
@@ -26,6 +26,7 @@ from hub.core.timeutil import utcnow
 from hub.errors import InvalidInput
 from hub.sending import submit as sending
 from hub.sending.accounts import ancestors
+from hub.sending.preview import preview_for
 from hub.store.db import read_scope
 from hub.store.views import account_view
 
@@ -147,7 +148,7 @@ async def live_preview(ui: Page, form: Posted) -> Response:
     valid = [n for n in numbers if n.valid]
     country = valid[0].country if valid else region
     kind = type if type in {"alert", "marketing"} else "alert"
-    shown = _preview(config, linked, sender.strip() or None, kind, country)
+    shown = preview_for(config, linked, sender.strip() or None, kind, country)
     warning = _night_warning(config, night, valid)
     if warning:
         shown["warnings"].append(warning)
@@ -191,23 +192,6 @@ def _night_warning(config: Config, night: NightHours, valid: list[NumberInfo]) -
     )
 
 
-def _preview(
-    config: Config, text: str, sender: str | None, kind: str, country: str | None
-) -> dict[str, Any]:
-    # The hub's opt-out mention and rules; its marketing hours only matter for a time to
-    # send at, which a live preview has not.
-    return preview(
-        text,
-        sender,
-        kind,
-        country,
-        mention=config.optout_mention,
-        hours=config.marketing_hours,
-        rules=config.compliance,
-        public_url=config.hub.public_url,
-    )
-
-
 def _cost(
     config: Config,
     text: str,
@@ -225,7 +209,7 @@ def _cost(
     parts: dict[str | None, int] = {country: segments}
     for n in valid:
         if n.country not in parts:
-            other = _preview(config, text, sender, kind, n.country)
+            other = preview_for(config, text, sender, kind, n.country)
             parts[n.country] = other["segments"]
     return sum(
         sending.credits_for(config, n.country, parts[n.country]) for n in valid
