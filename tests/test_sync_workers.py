@@ -272,6 +272,22 @@ async def test_a_sync_past_the_stop_grace_is_cut_and_left_due(
     assert due_calendars(engine) == ids
 
 
+async def test_idle_workers_end_quietly_with_a_stop_whose_grace_is_spent(
+    config: Config, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No sync under way: the workers exit at the stop even with no grace left, and nothing
+    says a sync was cut."""
+    pool = SyncPool(config, 2)
+    pids = await pool.start()
+    with caplog.at_level(logging.WARNING, "smshub.calendars"):
+        await pool.close(0)
+    assert "still running" not in caplog.text
+    deadline = time.monotonic() + 10
+    while any(map(_alive, pids)):
+        assert time.monotonic() < deadline, "an idle worker outlived the stop"
+        await asyncio.sleep(0.05)
+
+
 HUB = """
 import asyncio, json, sys
 from pathlib import Path

@@ -55,6 +55,9 @@ from hub.store.state_sql import state_store
 
 log = logging.getLogger("smshub.calendars")
 
+# How long a stop waits for idle workers to exit before killing them.
+IDLE_EXIT_SECONDS = 5.0
+
 
 class SyncPool:
     """Up to PROCESSES worker processes syncing calendars for a hub with CONFIG
@@ -69,6 +72,7 @@ class SyncPool:
         self._worker_config = config.model_copy(update={"hub": hub})
         self._executor: ProcessPoolExecutor | None = None
         self._closed = False
+        self._in_flight = 0
 
     async def sync(self, calendar_id: int, full: bool) -> ReconcileReport | None:
         """The calendar synced in a worker: its report, or None when it failed (logged by the
@@ -76,6 +80,7 @@ class SyncPool:
         if self._closed:
             return None
         executor = self._running()
+        self._in_flight += 1
         try:
             report, submitted = await asyncio.wrap_future(executor.submit(_sync, calendar_id, full))
         except BrokenProcessPool:
@@ -86,6 +91,8 @@ class SyncPool:
             )
             self._replace(executor)
             return None
+        finally:
+            self._in_flight -= 1
         # The worker's metrics are not scraped: what it queued is counted here.
         if submitted:
             SUBMITTED.labels(source="calendar").inc(submitted)
@@ -115,15 +122,18 @@ class SyncPool:
         executor, self._executor = self._executor, None
         if executor is None:
             return
+        busy = self._in_flight > 0
         done = asyncio.to_thread(executor.shutdown, wait=True, cancel_futures=True)
         try:
-            await asyncio.wait_for(done, max(0.0, grace))
+            # Idle workers end at once: a moment for that even when the grace is spent.
+            await asyncio.wait_for(done, max(0.0, grace) if busy else IDLE_EXIT_SECONDS)
         except TimeoutError:
-            log.warning(
-                "a calendar sync was still running after %g s: stopped; what it had not "
-                "committed is synced again at the calendar's next sync",
-                grace,
-            )
+            if busy:
+                log.warning(
+                    "a calendar sync was still running after %g s: stopped; what it had "
+                    "not committed is synced again at the calendar's next sync",
+                    grace,
+                )
             _kill_workers(executor)
 
     def _running(self) -> ProcessPoolExecutor:
