@@ -64,7 +64,6 @@ class SyncPool:
     (a ``hub.reminders.sync.SyncRunner``)."""
 
     def __init__(self, config: Config, processes: int) -> None:
-        self.config = config
         self.processes = processes
         # The workers' config: this instance's name with "/sync" in their log lines and as
         # their sessions' application_name in PostgreSQL's activity.
