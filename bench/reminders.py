@@ -459,6 +459,7 @@ async def run(args: argparse.Namespace, db_url: str, workdir: Path) -> int:
 
         # Part 1: the hub's full sync, then the bare fetch of the same pages.
         pool = SyncPool(config, args.sync_processes) if args.sync_processes else None
+        workers: list[int] = []
         if pool is not None:
             # Off the clock, as in a hub that has synced before: the workers started, and
             # each warmed by a first sync (mappers, compiled statements, locale data, the
@@ -474,7 +475,8 @@ async def run(args: argparse.Namespace, db_url: str, workdir: Path) -> int:
             )
         since = len(fake.requests)
         clock = SourceClock()
-        with clock.wrapping():
+        cpu = CpuMeter(engine, workers)
+        with clock.wrapping(), cpu:
             started = time.perf_counter()
             seen, planned = await sync_all(engine, config, calendar_ids, pool)
             hub_seconds = time.perf_counter() - started
@@ -497,6 +499,7 @@ async def run(args: argparse.Namespace, db_url: str, workdir: Path) -> int:
             bare_items=bare_items,
         )
         print_sync(sync)
+        print(f"  CPU time during it: {cpu}")
         if pool is not None:
             print(f"  sync workers' memory after it: {workers_memory(workers)}")
         if seen != total or bare_items != total or bare_pages != hub_pages:
@@ -570,6 +573,56 @@ def print_sync(s: SyncFigures) -> None:
         f"ratio bare/hub:  {s.ratio:8.3f}  (the hub's sync takes "
         f"{1 / s.ratio if s.ratio else float('inf'):.1f} x the bare fetch{fetch_only})"
     )
+
+
+class CpuMeter:
+    """CPU seconds spent over a ``with`` block by this process (the stand-in, and the sync
+    when not in workers), the sync workers PIDS, and the database server's processes serving
+    ENGINE's database when they run on this machine (PostgreSQL): where the cores went."""
+
+    def __init__(self, engine: Engine, pids: list[int]) -> None:
+        self.engine, self.pids = engine, pids
+        self.spent: dict[str, float] = {}
+
+    def _server_pids(self) -> list[int]:
+        if self.engine.dialect.name != "postgresql":
+            return []
+        with self.engine.connect() as conn:
+            return list(
+                conn.exec_driver_sql(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+                ).scalars()
+            )
+
+    def _read(self) -> dict[str, float]:
+        return {
+            "this process": time.process_time(),
+            "sync workers": sum(map(process_cpu, self.pids)),
+            "database server": sum(map(process_cpu, self._server_pids())),
+        }
+
+    def __enter__(self) -> CpuMeter:
+        self.spent = self._read()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        after = self._read()
+        self.spent = {name: after[name] - self.spent[name] for name in after}
+
+    def __str__(self) -> str:
+        # A server process that came or went meanwhile counts only what /proc showed of it.
+        spent = self.spent.items()
+        return ", ".join(f"{name} {seconds:.2f} s" for name, seconds in spent if seconds)
+
+
+def process_cpu(pid: int) -> float:
+    """User and system CPU seconds of process PID so far (0 when /proc cannot tell)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rpartition(")")[2].split()
+    except OSError:  # gone, not on this machine, or not Linux
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def workers_memory(pids: list[int]) -> str:
