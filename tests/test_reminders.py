@@ -18,6 +18,7 @@ from hub.reminders.naming import Naming, naming
 from hub.reminders.reconcile import reconcile
 from hub.reminders.render import render_reminder
 from hub.reminders.rules import Offset, QuietHours, parse_offset, send_time
+from hub.reminders.setup import remove_calendar
 from hub.sending.accounts import get_account
 from hub.sending.credits import ledger_problems
 from hub.store.db import session_scope
@@ -105,6 +106,34 @@ def test_moved_appointment_is_rescheduled_never_both(engine, config, calendar):
     with session_scope(engine) as s:
         statuses = sorted(r.status for r in s.exec(select(Reminder)).all())
         assert statuses == ["cancelled", "scheduled"]
+        assert get_account(s, "acme").balance == 99  # the first one was refunded
+        assert ledger_problems(s) == []
+
+
+def test_a_calendar_removed_and_connected_again_gets_its_reminders(engine, config, calendar):
+    """Its messages stay in the history after the removal; the new calendar may get the same
+    id (SQLite gives the highest id again once its row is gone): its reminders are new
+    messages, not the old, cancelled ones found by their idempotency keys."""
+    start = _day(4, 10)
+    assert _sync(engine, config, calendar, [_event(start)]).planned == 1
+    with session_scope(engine) as s:
+        remove_calendar(s, calendar)
+        again = Calendar(
+            account_id=get_account(s, "acme").id,
+            name="cabinet",
+            source_type="ics",
+            offsets="2d@09:00",
+            timezone="Europe/Paris",
+        )
+        s.add(again)
+        s.flush()
+        again_id = again.id
+    assert _sync(engine, config, again_id, [_event(start)]).planned == 1
+    [msg] = _queued(engine)
+    assert msg.recipient == "+33612345678"
+    with session_scope(engine) as s:
+        [reminder] = s.exec(select(Reminder)).all()
+        assert reminder.message_id == msg.id and reminder.status == "scheduled"
         assert get_account(s, "acme").balance == 99  # the first one was refunded
         assert ledger_problems(s) == []
 

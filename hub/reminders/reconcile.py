@@ -161,6 +161,11 @@ class Reconciler:
         self.config = config
         self.calendar = calendar
         self.calendar_id = calendar.id or 0
+        # The calendar as its messages' idempotency keys name it: by id and creation time.
+        # A calendar removed and connected again may get the same id (SQLite gives the
+        # highest id again once its row is gone) while the old one's messages stay in the
+        # history: by id alone, its reminders would be taken for those, cancelled, messages.
+        self._keyed = f"{self.calendar_id}.{calendar.created_at:%Y%m%d%H%M%S%f}"
         self.now = now or utcnow()
         self.offsets = parse_offsets(calendar.offsets)
         self.quiet = QuietHours(
@@ -594,7 +599,7 @@ class Reconciler:
                 if not r.submit:
                     continue
                 key = (
-                    f"reminder:{self.calendar_id}:{p.row['uid']}:{p.row['occurrence']}:"
+                    f"reminder:{self._keyed}:{p.row['uid']}:{p.row['occurrence']}:"
                     f"{r.rule}:{_iso(r.start)}"
                 )
                 if r.replace is not None:
@@ -640,7 +645,7 @@ class Reconciler:
         plan_write.insert_reminders(session, rows)
 
     def _changed_notice(self, session: Session, plan: _Plan, start: datetime) -> None:
-        key = f"changed:{self.calendar_id}:{plan.row['uid']}:{plan.row['occurrence']}:{_iso(start)}"
+        key = f"changed:{self._keyed}:{plan.row['uid']}:{plan.row['occurrence']}:{_iso(start)}"
         try:
             with session.begin_nested():
                 sending.submit_in(
