@@ -1,10 +1,11 @@
 """The planner's shortcuts (issue #20) give what the general code gives: message ids as
-``uuid.uuid4().hex``, the idempotency keys' start strings, the greeting, the all-day notes
+a UUIDv7's hex, the idempotency keys' start strings, the greeting, the all-day notes
 worked out once per calendar, and an outbox batch's prices."""
 
 from __future__ import annotations
 
 import random
+import time
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -31,20 +32,41 @@ def _random_bytes(seed: int) -> list[bytes]:
     return [rng.randbytes(16) for _ in range(2000)] + [b"\x00" * 16, b"\xff" * 16]
 
 
-def test_new_id_is_uuid4_hex(monkeypatch: pytest.MonkeyPatch) -> None:
+def _uuid7(ms: int, random_bytes: bytes) -> str:
+    """RFC 9562's UUIDv7 of Unix time MS whose random fields are RANDOM_BYTES' last 80 bits
+    (rand_a: their top 12 of the low 76, rand_b: their low 62), as hex."""
+    r = int.from_bytes(random_bytes[-10:], "big")
+    value = ms << 80 | 0x7 << 76 | (r >> 64 & 0xFFF) << 64 | 0b10 << 62 | r & ((1 << 62) - 1)
+    made = uuid.UUID(int=value)
+    assert made.version == 7 and made.variant == uuid.RFC_4122
+    return made.hex
+
+
+_NOW_NS = 1_796_000_000_123_456_789  # 2026-12: ids made "now" carry its millisecond
+
+
+def test_new_id_is_uuid7_hex(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(models.time, "time_ns", lambda: _NOW_NS)
     for data in _random_bytes(1):
-        monkeypatch.setattr(models.os, "urandom", lambda n, data=data: data)
-        assert models.new_id() == uuid.UUID(bytes=data, version=4).hex
+        monkeypatch.setattr(models.os, "urandom", lambda n, data=data: data[-n:])
+        assert models.new_id() == _uuid7(_NOW_NS // 1_000_000, data)
 
 
-def test_new_ids_are_uuid4_hex(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_new_ids_are_uuid7_hex(monkeypatch: pytest.MonkeyPatch) -> None:
     blocks = _random_bytes(2)
+    monkeypatch.setattr(models.time, "time_ns", lambda: _NOW_NS)
     monkeypatch.setattr(models.os, "urandom", lambda n: b"".join(blocks)[:n])
-    assert models.new_ids(len(blocks)) == [uuid.UUID(bytes=b, version=4).hex for b in blocks]
+    assert models.new_ids(len(blocks)) == [_uuid7(_NOW_NS // 1_000_000, b) for b in blocks]
     monkeypatch.undo()
+    before = time.time_ns() // 1_000_000
     ids = models.new_ids(300)
+    after = time.time_ns() // 1_000_000
     assert len(set(ids)) == 300
-    assert all(uuid.UUID(i).version == 4 and uuid.UUID(i).hex == i for i in ids)
+    assert all(uuid.UUID(i).version == 7 and uuid.UUID(i).hex == i for i in ids)
+    assert all(before <= uuid.UUID(i).int >> 80 <= after for i in ids)
+    # Made later, sorted later: what keeps a new row at the right end of the indexes.
+    time.sleep(0.002)
+    assert models.new_id() > max(ids)
 
 
 def test_iso_lookup_is_strftime() -> None:
@@ -136,7 +158,7 @@ def test_batch_prices_and_due_times(tmp_path: Path) -> None:
         outcome = plan_write.Outcome(sub)
         made = batch.message_row(outcome)
         assert made is not None and made["id"] not in seen_ids
-        assert uuid.UUID(made["id"]).version == 4
+        assert uuid.UUID(made["id"]).version == 7
         seen_ids.add(made["id"])
 
 

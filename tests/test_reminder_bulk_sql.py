@@ -229,20 +229,21 @@ def test_repeated_times_are_stored_as_sqlalchemy_stores_them(engine: Engine, acc
             assert "2031-05-06 09:08:09.123456" in send_at  # Paris' fields, as SQLAlchemy
 
 
-def test_message_ids_made_many_at_once_are_uuid4_hex() -> None:
+def test_message_ids_made_many_at_once_are_uuid7_hex() -> None:
     for count in (0, 1, 2, 3, 500, 1000):
         ids = new_ids(count)
         assert len(ids) == len(set(ids)) == count
         for i in ids:
-            parsed = uuid.UUID(hex=i)  # the form new_id() gives: uuid4().hex
-            assert parsed.hex == i and parsed.version == 4 and parsed.variant == uuid.RFC_4122
-    # Random in every other bit: each of the 122 takes both values over a thousand ids.
+            parsed = uuid.UUID(hex=i)  # the form new_id() gives: a UUIDv7's hex
+            assert parsed.hex == i and parsed.version == 7 and parsed.variant == uuid.RFC_4122
+    # Random in every bit below the time but the version's and variant's: each of the 74
+    # takes both values over a thousand ids.
     ones = zero = 0
     for i in new_ids(1000):
         ones |= int(i, 16)
-        zero |= ~int(i, 16) & ((1 << 128) - 1)
-    fixed = (0xF000 << 64) | (0xC000 << 48)
-    assert ones | fixed == zero | fixed == (1 << 128) - 1
+        zero |= ~int(i, 16) & ((1 << 80) - 1)
+    fixed = (0xF << 76) | (0x3 << 62)
+    assert (ones & ((1 << 80) - 1)) | fixed == zero | fixed == (1 << 80) - 1
 
 
 def _events() -> list[CalendarEvent]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import os
+import time
 from datetime import datetime
 
 from sqlalchemy import BigInteger, Column, DateTime, Index, UniqueConstraint, false
@@ -12,25 +13,37 @@ from sqlmodel import Field, SQLModel
 
 from hub.core.timeutil import utcnow
 
-# uuid4's fixed bits (version 4, RFC 4122 variant) over its 128.
-_UUID4_CLEAR = ((1 << 128) - 1) & ~((0xF000 << 64) | (0xC000 << 48))
-_UUID4_SET = (0x4000 << 64) | (0x8000 << 48)
+# Ids have the form of a UUIDv7 (RFC 9562) as 32 hex digits: 48 bits of Unix time in
+# milliseconds, the version (7), 12 random bits, the variant, 62 random bits. Ids made about
+# the same time sort together: a new message's id lands at the right end of every index that
+# holds it (its primary key, the history indexes ending with it, reminders.message_id)
+# instead of on a random leaf page: PostgreSQL took ~25 % less CPU to COPY a first sync's
+# 20,000 messages, ~4 % less over the whole sync (bench/README.md, sixth look). 74 random
+# bits remain: an id is still not guessable, and it was never a credential (trust comes from
+# tokens and signatures).
+_RANDOM_BITS = (1 << 80) - 1
+_UUID7_CLEAR = _RANDOM_BITS & ~((0xF << 76) | (0x3 << 62))
+_UUID7_SET = (0x7 << 76) | (0x2 << 62)
+
+
+def _time_bits() -> int:
+    """Now in Unix milliseconds, in the id's top 48 bits, with the version and variant."""
+    return (time.time_ns() // 1_000_000) << 80 | _UUID7_SET
 
 
 def new_id() -> str:
-    """A random, URL-safe message id: ``uuid.uuid4().hex``, built without the UUID object
-    (planning takes one per reminder; the object costs ~3x the id)."""
-    return f"{int.from_bytes(os.urandom(16), 'big') & _UUID4_CLEAR | _UUID4_SET:032x}"
+    """A message or batch id: a UUIDv7's 32 hex digits (see above), URL-safe."""
+    return f"{_time_bits() | int.from_bytes(os.urandom(10), 'big') & _UUID7_CLEAR:032x}"
 
 
 def new_ids(count: int) -> list[str]:
-    """COUNT ids of new_id()'s form (uuid4().hex: 122 random bits from os.urandom, version
-    and variant bits set), made together: one urandom read and one big-integer masking for
-    the lot, ~7x cheaper than COUNT uuid4() (a first calendar sync makes 20,000)."""
+    """COUNT ids of new_id()'s form, made together (one time, one urandom read and one
+    big-integer masking for the lot: a first calendar sync makes 20,000); ~7x cheaper than
+    COUNT new_id()."""
     if count <= 0:
         return []
-    clear = int.from_bytes(_UUID4_CLEAR.to_bytes(16, "big") * count, "big")
-    put = int.from_bytes(_UUID4_SET.to_bytes(16, "big") * count, "big")
+    clear = int.from_bytes(_UUID7_CLEAR.to_bytes(16, "big") * count, "big")
+    put = int.from_bytes(_time_bits().to_bytes(16, "big") * count, "big")
     value = int.from_bytes(os.urandom(16 * count), "big") & clear | put
     digits = f"{value:0{32 * count}x}"
     return [digits[i : i + 32] for i in range(0, 32 * count, 32)]
