@@ -47,20 +47,25 @@ def _event(
     )  # type: ignore[arg-type]
 
 
+def _add_calendar(session) -> int:
+    """The account acme's calendar 'cabinet' (reminders two days ahead at 09:00); its id."""
+    cal = Calendar(
+        account_id=get_account(session, "acme").id,
+        name="cabinet",
+        source_type="ics",
+        offsets="2d@09:00",
+        timezone="Europe/Paris",
+        locale="fr_FR",
+    )
+    session.add(cal)
+    session.flush()
+    return cal.id
+
+
 @pytest.fixture
 def calendar(engine, account):
     with session_scope(engine) as s:
-        cal = Calendar(
-            account_id=get_account(s, "acme").id,
-            name="cabinet",
-            source_type="ics",
-            offsets="2d@09:00",
-            timezone="Europe/Paris",
-            locale="fr_FR",
-        )
-        s.add(cal)
-        s.flush()
-        return cal.id
+        return _add_calendar(s)
 
 
 WINDOW = SyncWindow(datetime.now(UTC) - timedelta(days=1), datetime.now(UTC) + timedelta(days=60))
@@ -118,16 +123,7 @@ def test_a_calendar_removed_and_connected_again_gets_its_reminders(engine, confi
     assert _sync(engine, config, calendar, [_event(start)]).planned == 1
     with session_scope(engine) as s:
         remove_calendar(s, calendar)
-        again = Calendar(
-            account_id=get_account(s, "acme").id,
-            name="cabinet",
-            source_type="ics",
-            offsets="2d@09:00",
-            timezone="Europe/Paris",
-        )
-        s.add(again)
-        s.flush()
-        again_id = again.id
+        again_id = _add_calendar(s)
     assert _sync(engine, config, again_id, [_event(start)]).planned == 1
     [msg] = _queued(engine)
     assert msg.recipient == "+33612345678"
