@@ -15,7 +15,7 @@ from hub.errors import InvalidInput
 from hub.ports.calendar import CalendarEvent, EventStatus, Removed, SyncResult, SyncWindow
 from hub.reminders.extract import find_recipient
 from hub.reminders.naming import Naming, naming
-from hub.reminders.reconcile import reconcile
+from hub.reminders.reconcile import Reconciler, reconcile
 from hub.reminders.render import render_reminder
 from hub.reminders.rules import Offset, QuietHours, parse_offset, send_time
 from hub.reminders.setup import remove_calendar
@@ -132,6 +132,19 @@ def test_a_calendar_removed_and_connected_again_gets_its_reminders(engine, confi
         assert reminder.message_id == msg.id and reminder.status == "scheduled"
         assert get_account(s, "acme").balance == 99  # the first one was refunded
         assert ledger_problems(s) == []
+
+
+def test_reminder_keys_name_the_calendar_alike_whatever_zone_its_time_comes_in(config):
+    """PostgreSQL gives a calendar's created_at in the session's zone, SQLite without one:
+    the same instant names the calendar alike in its messages' idempotency keys."""
+    made = datetime(2026, 3, 29, 0, 30, 5, 123456, tzinfo=UTC)
+    keys = {
+        Reconciler(
+            config, Calendar(id=7, account_id=1, name="c", source_type="ics", created_at=at), "FR"
+        )._keyed
+        for at in (made, made.astimezone(PARIS), made.replace(tzinfo=None))
+    }
+    assert keys == {"7.20260329003005123456"}
 
 
 def test_cancelled_or_deleted_appointment_cancels_its_reminder(engine, config, calendar):

@@ -165,7 +165,9 @@ class Reconciler:
         # A calendar removed and connected again may get the same id (SQLite gives the
         # highest id again once its row is gone) while the old one's messages stay in the
         # history: by id alone, its reminders would be taken for those, cancelled, messages.
-        self._keyed = f"{self.calendar_id}.{calendar.created_at:%Y%m%d%H%M%S%f}"
+        # In UTC: PostgreSQL gives a time in the session's zone, which a server or client
+        # setting may change between syncs.
+        self._keyed = f"{self.calendar_id}.{as_utc(calendar.created_at):%Y%m%d%H%M%S%f}"
         self.now = now or utcnow()
         self.offsets = parse_offsets(calendar.offsets)
         self.quiet = QuietHours(
