@@ -38,8 +38,8 @@ def new_id() -> str:
 
 def new_ids(count: int) -> list[str]:
     """COUNT ids of new_id()'s form, made together (one time, one urandom read and one
-    big-integer masking for the lot: a first calendar sync makes 20,000); ~7x cheaper than
-    COUNT new_id()."""
+    big-integer masking for the lot: a first calendar sync makes 20,000); ~6x cheaper than
+    COUNT new_id() (500 ids: 0.22 ms against 1.28 ms)."""
     if count <= 0:
         return []
     clear = int.from_bytes(_UUID7_CLEAR.to_bytes(16, "big") * count, "big")
