@@ -32,7 +32,7 @@ from hub.reminders.calendar_store import (
 )
 from hub.reminders.reconcile import ReconcileReport, reconcile_chunked
 from hub.reminders.setup import source_context, source_state_files
-from hub.reminders.writeback import write_answers
+from hub.reminders.writeback import ANSWERS_DUE, write_answers
 from hub.store.db import read_connection, session_scope, table
 from hub.store.models import Calendar
 from hub.store.secretbox import Keyring, SecretUnreadable, load_keyring
@@ -92,6 +92,9 @@ class _Job:
     window: SyncWindow
     ctx: SourceContext
     kind: str
+    # Whether answers were due for writing back to the calendar when the sync began (those
+    # that fall due during it are the answer writer's).
+    answers_due: bool
 
 
 _CALENDARS = table(Calendar)
@@ -103,20 +106,24 @@ _LOAD = core_select(
     _CALENDARS.c.window_days,
     _CALENDARS.c.cursor,
     _CALENDARS.c.source_type,
+    ANSWERS_DUE.label("answers_due"),
 ).where(_CALENDARS.c.id == bindparam("calendar_id"))
 
 
 def _load(engine: Engine, config: Config, calendar_id: int, full: bool) -> _Job:
     # A read: on SQLite it must not take the write lock the dispatcher claims with.
+    now = utcnow()
     with read_connection(engine) as conn:
-        row = conn.execute(_LOAD, {"calendar_id": calendar_id}).first()
+        row = conn.execute(_LOAD, {"calendar_id": calendar_id, "now": now}).first()
     if row is None:
         raise HubError(f"no calendar {calendar_id}")
-    name, settings_text, window_days, cursor, kind = row
+    name, settings_text, window_days, cursor, kind, answers_due = row
     settings = json.loads(settings_text or "{}")
-    window = SyncWindow(utcnow() - timedelta(days=1), utcnow() + timedelta(days=window_days))
+    window = SyncWindow(now - timedelta(days=1), now + timedelta(days=window_days))
     ctx = source_context(name, calendar_id, config.hub.data_dir)
-    return _Job(calendar_id, settings, None if full else cursor, window, ctx, kind)
+    return _Job(
+        calendar_id, settings, None if full else cursor, window, ctx, kind, bool(answers_due)
+    )
 
 
 async def _adopt_secret_files(
@@ -177,7 +184,8 @@ async def _read(engine: Engine, job: _Job, source: CalendarSource) -> SyncResult
             log.info("%s: the sync token expired; doing a full sync", job.ctx.name)
             result = await source.sync(job.window, None)
         # Answers not written yet (their writer failed, or none runs): with this source.
-        await write_answers(engine, source, job.calendar_id)
+        if job.answers_due:
+            await write_answers(engine, source, job.calendar_id)
     except (SourceError, ConfigError) as exc:
         raise await _failed(engine, job, exc) from None
     finally:
