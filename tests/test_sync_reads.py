@@ -111,8 +111,11 @@ def test_load_reads_what_the_orm_calendar_says(
                 assert job.settings == json.loads(calendar.settings or "{}")
                 assert job.cursor == (None if full else calendar.cursor)
                 assert job.kind == calendar.source_type
-                span = job.window.end - job.window.start
-                assert span == timedelta(days=calendar.window_days + 1)
+                # From a day ago to the first full hour after WINDOW_DAYS ahead.
+                ahead = job.window.end - (job.window.start + timedelta(days=1))
+                days = timedelta(days=calendar.window_days)
+                assert days < ahead <= days + timedelta(hours=1)
+                assert job.window.end.timestamp() % 3600 == 0
                 assert job.answers_due is False  # these calendars have no events
             assert (job.ctx.name, job.ctx.data_dir, job.ctx.calendar_id) == (
                 ctx.name,

@@ -6,7 +6,7 @@ import asyncio
 import json
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from sqlalchemy import Engine, bindparam
@@ -119,11 +119,19 @@ def _load(engine: Engine, config: Config, calendar_id: int, full: bool) -> _Job:
         raise HubError(f"no calendar {calendar_id}")
     name, settings_text, window_days, cursor, kind, answers_due = row
     settings = json.loads(settings_text or "{}")
-    window = SyncWindow(now - timedelta(days=1), now + timedelta(days=window_days))
+    window = SyncWindow(now - timedelta(days=1), _hour_after(now + timedelta(days=window_days)))
     ctx = source_context(name, calendar_id, config.hub.data_dir)
     return _Job(
         calendar_id, settings, None if full else cursor, window, ctx, kind, bool(answers_due)
     )
+
+
+def _hour_after(moment: datetime) -> datetime:
+    """The first full hour after MOMENT. A window ending there is the same for every sync
+    within the hour: an incremental sync asks the source only for changes, not also for the
+    slice of time the window moved on by (for Google, one request instead of two: half the
+    requests, and the quota, of a hub syncing many unchanged calendars)."""
+    return moment.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
 
 
 async def _adopt_secret_files(
