@@ -808,10 +808,14 @@ def reconcile_chunked(
     (the caller records the sync's cursor there: a sync killed before it is done again).
     AFTER_WRITE(session, chunk number) runs before each chunk's commit (for tests)."""
     # PostgreSQL locks rows, not the database: a chunk there is as large as allowed, each
-    # chunk's fixed cost (lookups, charge, commit) paid as few times as possible.
+    # chunk's fixed cost (lookups, charge, commit) paid as few times as possible, and the
+    # first chunk is read, decided and written in the transaction that reads the calendar
+    # (a session, and a read of the calendar and its account, less per sync). Deciding
+    # takes no lock: the rows it charges and writes are locked after it, as in any chunk.
     adaptive = engine.dialect.name == "sqlite"
     size, done, chunk_no = FIRST_CHUNK if adaptive else MAX_CHUNK, 0, 0
-    with read_scope(engine) as session:
+    ended = False
+    with read_scope(engine) if adaptive else session_scope(engine) as session:
         found = _calendar_and_account(session, calendar_id)
         if found is None:
             raise HubError(f"no calendar {calendar_id}")
@@ -821,7 +825,18 @@ def reconcile_chunked(
         changed = rec.changed(result)
         # The first chunk's reads in this scope: one transaction (and round trips) less.
         messages = _read_chunk(session, rec, changed[:size])
-    gone = rec.gone(result, window)
+        gone = rec.gone(result, window)
+        if not adaptive:
+            chunk = changed[:size]
+            if chunk:
+                rec.write(session, rec.decide(chunk, messages))
+                done, chunk_no = len(chunk), 1
+            if done == len(changed) and not gone:
+                # Nothing left: the sync ends here, with the calendar read above.
+                _finish(session, rec, calendar, finish)
+                ended = True
+            if chunk and after_write is not None:
+                after_write(session, 0)
     while done < len(changed):
         chunk = changed[done : done + size]
         if done:
@@ -837,10 +852,12 @@ def reconcile_chunked(
                 # per sync; a sync killed before it is done again either way). Its calendar
                 # is read first, with the account: held here, the account is in the
                 # session when the submissions ask for it (one statement for both).
-                ending = _calendar_and_account(session, calendar_id)
+                found = _calendar_and_account(session, calendar_id)
+                ending = found[0] if found else None
             rec.write(session, plans)
             if last and not gone:
-                _finish(session, rec, ending[0] if ending else None, finish)
+                _finish(session, rec, ending, finish)
+                ended = True
             if after_write is not None:
                 after_write(session, chunk_no)
             took = time.perf_counter() - started
@@ -849,7 +866,7 @@ def reconcile_chunked(
         if adaptive:
             # The next chunk's size from this one's pace (statements cost per row).
             size = int(min(MAX_CHUNK, max(MIN_CHUNK, len(chunk) * CHUNK_SECONDS / max(took, 1e-3))))
-    if gone or not changed:
+    if not ended:
         for start in range(0, len(gone), MAX_CHUNK):
             with session_scope(engine) as session:
                 rec.delete(session, gone[start : start + MAX_CHUNK])
