@@ -209,6 +209,14 @@ def _ready(port: int) -> dict[str, Any] | None:
     return response.json() if response.status_code == 200 else None
 
 
+def _ready_text(port: int) -> str:
+    try:
+        response = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5)
+    except httpx.HTTPError as exc:
+        return f"unreachable ({exc})"
+    return f"{response.status_code} {response.text[:500]}"
+
+
 def test_roles_without_api_serve_ops_and_tell_who_leads(tmp_path: Path, db_url: str) -> None:
     ports = free_ports(2)
     names = ["disp-a", "disp-b"] if db_url.startswith("postgresql") else ["disp-a"]
@@ -227,7 +235,15 @@ def test_roles_without_api_serve_ops_and_tell_who_leads(tmp_path: Path, db_url: 
                 bodies[name] = body
             return True
 
-        wait_until(all_ready, 60, "every instance ready with a known leader")
+        def logs() -> str:
+            # What each instance said (and its last /readyz answer), to tell why it was not.
+            told = []
+            for (_, log), name, port in zip(started, names, ports, strict=False):
+                tail = "\n".join(log.read_text().splitlines()[-15:])
+                told.append(f"--- {name}: /readyz {_ready_text(port)}\n{tail}")
+            return "\n".join(told)
+
+        wait_until(all_ready, 60, "every instance ready with a known leader", details=logs)
         leaders = {b["checks"]["scheduler"]["leader"] for b in bodies.values()}
         leading = [n for n, b in bodies.items() if b["checks"]["scheduler"]["leading"]]
         assert len(leading) == 1, bodies

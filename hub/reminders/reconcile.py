@@ -807,69 +807,110 @@ def reconcile_chunked(
     (recipients, texts) runs outside any transaction. FINISH runs in the last transaction
     (the caller records the sync's cursor there: a sync killed before it is done again).
     AFTER_WRITE(session, chunk number) runs before each chunk's commit (for tests)."""
-    # PostgreSQL locks rows, not the database: a chunk there is as large as allowed, each
-    # chunk's fixed cost (lookups, charge, commit) paid as few times as possible, and the
-    # first chunk is read, decided and written in the transaction that reads the calendar
-    # (a session, and a read of the calendar and its account, less per sync). Deciding
-    # takes no lock: the rows it charges and writes are locked after it, as in any chunk.
-    adaptive = engine.dialect.name == "sqlite"
-    size, done, chunk_no = FIRST_CHUNK if adaptive else MAX_CHUNK, 0, 0
-    ended = False
-    with read_scope(engine) if adaptive else session_scope(engine) as session:
-        found = _calendar_and_account(session, calendar_id)
-        if found is None:
-            raise HubError(f"no calendar {calendar_id}")
-        calendar, account = found
-        rec = Reconciler(config, calendar, _region(config, account), now)
-        rec.load(session, account)
-        changed = rec.changed(result)
-        # The first chunk's reads in this scope: one transaction (and round trips) less.
-        messages = _read_chunk(session, rec, changed[:size])
-        gone = rec.gone(result, window)
-        if not adaptive:
-            chunk = changed[:size]
-            if chunk:
-                rec.write(session, rec.decide(chunk, messages))
-                done, chunk_no = len(chunk), 1
-            if done == len(changed) and not gone:
-                # Nothing left: the sync ends here, with the calendar read above.
-                _finish(session, rec, calendar, finish)
-                ended = True
-            if chunk and after_write is not None:
-                after_write(session, 0)
-    while done < len(changed):
-        chunk = changed[done : done + size]
-        if done:
-            with read_scope(engine) as session:
-                messages = _read_chunk(session, rec, chunk)
-        plans = rec.decide(chunk, messages)
-        last = done + len(chunk) >= len(changed)
-        with session_scope(engine) as session:
+    run = _ChunkedSync(engine, calendar_id, finish, after_write)
+    run.open(config, result, window, now)
+    while run.done < len(run.changed):
+        run.write_next()
+    run.end()
+    return run.rec.report
+
+
+class _ChunkedSync:
+    """One ``reconcile_chunked``: the calendar and the first chunk's reads (``open``), a
+    transaction per chunk (``write_next``), then the deletions and the sync's end (``end``).
+
+    PostgreSQL locks rows, not the database: a chunk there is as large as allowed, each
+    chunk's fixed cost (lookups, charge, commit) paid as few times as possible, and the first
+    chunk is decided and written in the transaction that read the calendar (a session, and a
+    read of the calendar and its account, less per sync). Deciding takes no lock: the rows a
+    chunk charges and writes are locked after it, as in any chunk. On SQLite every chunk is
+    decided outside a transaction (the write lock is the dispatcher's too) and sized from the
+    previous one's pace."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        calendar_id: int,
+        finish: Callable[[Session, Calendar], None] | None,
+        after_write: Callable[[Session, int], None] | None,
+    ) -> None:
+        self.engine = engine
+        self.calendar_id = calendar_id
+        self.finish = finish
+        self.after_write = after_write
+        self.adaptive = engine.dialect.name == "sqlite"
+        self.size = FIRST_CHUNK if self.adaptive else MAX_CHUNK
+        self.done = self.chunk_no = 0
+        self.ended = False
+
+    def open(
+        self, config: Config, result: SyncResult, window: SyncWindow, now: datetime | None
+    ) -> None:
+        """Read the calendar, its state and the first chunk's lookups (PostgreSQL: and write
+        that chunk in the same transaction)."""
+        with (read_scope if self.adaptive else session_scope)(self.engine) as session:
+            found = _calendar_and_account(session, self.calendar_id)
+            if found is None:
+                raise HubError(f"no calendar {self.calendar_id}")
+            calendar, account = found
+            self.rec = Reconciler(config, calendar, _region(config, account), now)
+            self.rec.load(session, account)
+            self.changed = self.rec.changed(result)
+            self.messages = _read_chunk(session, self.rec, self.changed[: self.size])
+            self.gone = self.rec.gone(result, window)
+            if not self.adaptive:
+                self._write_first(session, calendar)
+
+    def _write_first(self, session: Session, calendar: Calendar) -> None:
+        chunk = self.changed[: self.size]
+        if chunk:
+            self.rec.write(session, self.rec.decide(chunk, self.messages))
+            self.done, self.chunk_no = len(chunk), 1
+        if self.done == len(self.changed) and not self.gone:
+            # Nothing left: the sync ends here, with the calendar read above.
+            _finish(session, self.rec, calendar, self.finish)
+            self.ended = True
+        if chunk and self.after_write is not None:
+            self.after_write(session, 0)
+
+    def write_next(self) -> None:
+        """Decide and write the next chunk, in a transaction of its own."""
+        chunk = self.changed[self.done : self.done + self.size]
+        if self.done:
+            with read_scope(self.engine) as session:
+                self.messages = _read_chunk(session, self.rec, chunk)
+        plans = self.rec.decide(chunk, self.messages)
+        ends = self.done + len(chunk) >= len(self.changed) and not self.gone
+        with session_scope(self.engine) as session:
             started = time.perf_counter()
             ending = None
-            if last and not gone:
+            if ends:
                 # Nothing to delete: the sync ends in this transaction (one commit less
                 # per sync; a sync killed before it is done again either way). Its calendar
                 # is read first, with the account: held here, the account is in the
                 # session when the submissions ask for it (one statement for both).
-                found = _calendar_and_account(session, calendar_id)
+                found = _calendar_and_account(session, self.calendar_id)
                 ending = found[0] if found else None
-            rec.write(session, plans)
-            if last and not gone:
-                _finish(session, rec, ending, finish)
-                ended = True
-            if after_write is not None:
-                after_write(session, chunk_no)
+            self.rec.write(session, plans)
+            if ends:
+                _finish(session, self.rec, ending, self.finish)
+                self.ended = True
+            if self.after_write is not None:
+                self.after_write(session, self.chunk_no)
             took = time.perf_counter() - started
-        done += len(chunk)
-        chunk_no += 1
-        if adaptive:
+        self.done += len(chunk)
+        self.chunk_no += 1
+        if self.adaptive:
             # The next chunk's size from this one's pace (statements cost per row).
-            size = int(min(MAX_CHUNK, max(MIN_CHUNK, len(chunk) * CHUNK_SECONDS / max(took, 1e-3))))
-    if not ended:
-        for start in range(0, len(gone), MAX_CHUNK):
-            with session_scope(engine) as session:
-                rec.delete(session, gone[start : start + MAX_CHUNK])
-        with session_scope(engine) as session:
-            _finish(session, rec, session.get(Calendar, calendar_id), finish)
-    return rec.report
+            pace = len(chunk) * CHUNK_SECONDS / max(took, 1e-3)
+            self.size = int(min(MAX_CHUNK, max(MIN_CHUNK, pace)))
+
+    def end(self) -> None:
+        """Delete what the sync says is gone, and record its end (unless a chunk did)."""
+        if self.ended:
+            return
+        for start in range(0, len(self.gone), MAX_CHUNK):
+            with session_scope(self.engine) as session:
+                self.rec.delete(session, self.gone[start : start + MAX_CHUNK])
+        with session_scope(self.engine) as session:
+            _finish(session, self.rec, session.get(Calendar, self.calendar_id), self.finish)
