@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import uvicorn
 from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
 from hub.api.app import create_api
@@ -210,11 +211,17 @@ class Hub:
 
     def ensure_default_account(self) -> Account | None:
         """On an empty database, create account 'main' with welcome credits to try the hub."""
-        with session_scope(self.engine) as session:
-            if session.exec(select(Account).limit(1)).first() is not None:
-                return None
-            account = create_account(session, DEFAULT_ACCOUNT)
-            credits.top_up(session, DEFAULT_ACCOUNT, WELCOME_CREDITS, note="welcome credits")
+        try:
+            with session_scope(self.engine) as session:
+                if session.exec(select(Account).limit(1)).first() is not None:
+                    return None
+                account = create_account(session, DEFAULT_ACCOUNT)
+                credits.top_up(session, DEFAULT_ACCOUNT, WELCOME_CREDITS, note="welcome credits")
+        except IntegrityError:
+            # Another instance starting on the same empty database created it a moment ago
+            # (PostgreSQL: both saw no account; this one's insert waited for the other's
+            # commit, then met its name): the account and its credits are that one's.
+            return None
         log.info("created account %r with %d credits", DEFAULT_ACCOUNT, WELCOME_CREDITS)
         return account
 
