@@ -221,6 +221,10 @@ class Hub:
             # Another instance starting on the same empty database created it a moment ago
             # (PostgreSQL: both saw no account; this one's insert waited for the other's
             # commit, then met its name): the account and its credits are that one's.
+            # Any other integrity error (no account made by anyone) is raised.
+            with session_scope(self.engine) as session:
+                if session.exec(select(Account).limit(1)).first() is None:
+                    raise
             return None
         log.info("created account %r with %d credits", DEFAULT_ACCOUNT, WELCOME_CREDITS)
         return account

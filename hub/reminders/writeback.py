@@ -65,12 +65,13 @@ _DUE = (
     _EVENTS.c.answer_written == false(),
     _EVENTS.c.answer_due_at <= bindparam("now"),
 )
+_DUE_IDS = core_select(_EVENTS.c.id).where(*_DUE)
 # Whether any is due: built once (a Core statement, run on a bare connection: no ORM select
 # or session per sync).
-_ANY_DUE = core_select(_EVENTS.c.id).where(*_DUE).limit(1)
+_ANY_DUE = _DUE_IDS.limit(1)
 # The same question as a column of another statement (a sync asks it with the calendar's
 # own read: one statement less per sync).
-ANSWERS_DUE = core_select(_EVENTS.c.id).where(*_DUE).exists()
+ANSWERS_DUE = _DUE_IDS.exists()
 
 
 def any_due(engine: Engine, calendar_id: int, now: datetime) -> bool:
