@@ -80,16 +80,17 @@ def _release(lock: LeaderLock) -> None:
     if pid is None:
         return
     with lock.engine.connect() as other:
-        wait_until(
-            lambda: (
-                other.execute(
-                    text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"), {"pid": pid}
-                ).scalar()
-                == 0
-            ),
-            10,
-            f"the session {pid} of a released leader lock to end",
-        )
+
+        def ended() -> bool:
+            # pg_stat_activity is read once a transaction and kept until it ends: each look
+            # ends its own, or the first look (session still there) would be the only one.
+            try:
+                query = text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid")
+                return other.execute(query, {"pid": pid}).scalar() == 0
+            finally:
+                other.rollback()
+
+        wait_until(ended, 10, f"the session {pid} of a released leader lock to end")
 
 
 def test_postgresql_lock_is_held_by_one_instance_at_a_time(
