@@ -201,20 +201,26 @@ def _start(tmp_path: Path, db_url: str, name: str, roles: str, ops_port: int) ->
     return process, home / "log"
 
 
-def _ready(port: int) -> dict[str, Any] | None:
+def _readyz(port: int) -> httpx.Response | httpx.HTTPError:
+    """The instance's /readyz answer, or why there was none."""
     try:
-        response = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5)
-    except httpx.HTTPError:
+        return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5)
+    except httpx.HTTPError as exc:
+        return exc
+
+
+def _ready(port: int) -> dict[str, Any] | None:
+    answer = _readyz(port)
+    if isinstance(answer, httpx.HTTPError) or answer.status_code != 200:
         return None
-    return response.json() if response.status_code == 200 else None
+    return answer.json()
 
 
 def _ready_text(port: int) -> str:
-    try:
-        response = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5)
-    except httpx.HTTPError as exc:
-        return f"unreachable ({exc})"
-    return f"{response.status_code} {response.text[:500]}"
+    answer = _readyz(port)
+    if isinstance(answer, httpx.HTTPError):
+        return f"unreachable ({answer})"
+    return f"{answer.status_code} {answer.text[:500]}"
 
 
 def test_roles_without_api_serve_ops_and_tell_who_leads(tmp_path: Path, db_url: str) -> None:
